@@ -1,0 +1,157 @@
+# Tessera — one non-recursive Makefile.
+#
+#   make            build every binary into build/bin/
+#   make test       install deps, build, run every test (unit + integration)
+#   make run        install deps, build, bootstrap the PKI, start the gateway
+#   make BUILD=asan test   the same suite under ASan+UBSan (output in build/asan/)
+#
+# Sources are discovered by directory, so adding a file needs no edit here:
+#   common/*.c ca/*.c        -> static libraries linked by every binary
+#   gateway/gw_*.c           -> libtsr_gw.a, gateway/gw_main.c -> tessera-gateway
+#   certgen/*.c              -> certgen
+#   tests/unit/test_*.c      -> one cmocka binary each
+
+BUILD ?= release
+.DEFAULT_GOAL := all
+ifeq ($(BUILD),release)
+O ?= build
+else
+O ?= build/$(BUILD)
+endif
+
+CC ?= cc
+PKGS := openssl libnghttp2 libprotobuf-c yaml-0.1 sqlite3
+PYTHON := /usr/bin/python3
+
+WARN := -std=c17 -Wall -Wextra -Wpedantic -Wformat=2 -Wshadow -Wcast-qual \
+        -Wwrite-strings -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+        -Wimplicit-fallthrough -Wnull-dereference -Werror
+DEFS := -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED
+INCS := -I. -Icommon -Ica -Igateway -isystem $(O)/gen
+
+ifeq ($(BUILD),release)
+MODE_CFLAGS  := -O2 -g -D_FORTIFY_SOURCE=3 -fstack-protector-strong \
+                -fstack-clash-protection -fcf-protection=full -fPIE
+MODE_LDFLAGS := -pie -Wl,-z,relro,-z,now
+else ifeq ($(BUILD),asan)
+MODE_CFLAGS  := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer -fPIE
+MODE_LDFLAGS := -fsanitize=address,undefined -pie
+else ifeq ($(BUILD),debug)
+MODE_CFLAGS  := -O0 -g3 -fPIE
+MODE_LDFLAGS := -pie
+else
+$(error unknown BUILD=$(BUILD): use release, asan or debug)
+endif
+
+# pkg-config is queried lazily so `make deps` works before the -dev packages exist.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
+CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
+
+ALL_CFLAGS  = $(WARN) $(DEFS) $(INCS) $(MODE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_LDFLAGS = $(MODE_LDFLAGS) $(LDFLAGS)
+LDLIBS_ALL  = $(PKG_LIBS) -lpthread -ldl
+
+# ---- generated protobuf-c code -------------------------------------------
+PROTOS    := proto/tessera/v1/gateway.proto proto/grpc/health/v1/health.proto
+PROTO_C   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.c)
+PROTO_H   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.h)
+PROTO_OBJ := $(PROTO_C:%.c=%.o)
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+
+$(O)/gen/%.pb-c.c $(O)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(O)/gen
+	protoc-c -Iproto --c_out=$(O)/gen $<
+
+# Generated code is compiled without -Werror-level pedantry it was not written for.
+$(PROTO_OBJ): %.o: %.c $(O)/.flags
+	$(CC) -std=c17 -O2 -g -fPIE $(DEFS) -isystem $(O)/gen $(MODE_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# ---- sources ----------------------------------------------------------------
+COMMON_SRC  := $(wildcard common/*.c)
+CA_SRC      := $(wildcard ca/*.c)
+GW_LIB_SRC  := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))
+CERTGEN_SRC := $(wildcard certgen/*.c)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+TESTUTIL_SRC := $(wildcard tests/unit/tu_*.c)
+
+obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
+
+LIB_COMMON := $(O)/lib/libtsr_common.a
+LIB_CA     := $(O)/lib/libtsr_ca.a
+LIB_PROTO  := $(O)/lib/libtsr_proto.a
+LIB_GW     := $(O)/lib/libtsr_gw.a
+LIB_TESTUTIL := $(O)/lib/libtsr_testutil.a
+# Link order: dependants first.
+LIBS_ALL := $(LIB_GW) $(LIB_CA) $(LIB_PROTO) $(LIB_COMMON)
+
+BIN_CERTGEN := $(O)/bin/certgen
+BIN_GATEWAY := $(if $(wildcard gateway/gw_main.c),$(O)/bin/tessera-gateway)
+BINS := $(BIN_CERTGEN) $(BIN_GATEWAY)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps test run clean unit-tests check-asan
+all: $(BINS)
+
+# Rebuild everything when the flags change.
+$(O)/.flags: FORCE
+	@mkdir -p $(O)
+	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
+FORCE:
+
+$(O)/obj/%.o: %.c $(O)/.flags | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB_COMMON): $(call obj,$(COMMON_SRC))
+$(LIB_CA):     $(call obj,$(CA_SRC))
+$(LIB_PROTO):  $(PROTO_OBJ)
+$(LIB_GW):     $(call obj,$(GW_LIB_SRC))
+$(LIB_TESTUTIL): $(call obj,$(TESTUTIL_SRC))
+$(O)/lib/%.a:
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	$(if $^,ar rcs $@ $^,printf '!<arch>\n' > $@)
+
+$(BIN_CERTGEN): $(call obj,$(CERTGEN_SRC)) $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CERTGEN_SRC)) $(LIBS_ALL) $(LDLIBS_ALL)
+
+$(O)/bin/tessera-gateway: $(call obj,gateway/gw_main.c) $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,gateway/gw_main.c) $(LIBS_ALL) $(LDLIBS_ALL)
+
+# Unit tests link the test utilities (tests/unit/tu_*.c) first.
+$(O)/tests/%: $(O)/obj/tests/unit/%.o $(LIB_TESTUTIL) $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_TESTUTIL) $(LIBS_ALL) $(LDLIBS_ALL) $(CMOCKA_LIBS)
+
+$(O)/obj/tests/unit/%.o: ALL_CFLAGS += $(CMOCKA_CFLAGS) -Itests/unit
+
+# Python stubs for the integration tests (stock grpcio client).
+PY_STUBS := $(O)/py/tessera/v1/gateway_pb2_grpc.py
+$(PY_STUBS): $(PROTOS)
+	@mkdir -p $(O)/py
+	$(PYTHON) -m grpc_tools.protoc -Iproto --python_out=$(O)/py --grpc_python_out=$(O)/py $(PROTOS)
+
+unit-tests: $(UNIT_BINS)
+
+deps:
+	@scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all unit-tests $(PY_STUBS)
+	@BUILD=$(BUILD) O=$(O) tests/run.sh
+
+# Until the gateway lands, `make run` bootstraps the PKI and shows it.
+PKI_DIR := var/pki
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh $(O) $(PKI_DIR)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,78 @@
+/* Key generation and certificate issuance per DESIGN §4 (X509-SVID profile). */
+#ifndef CA_ISSUE_H
+#define CA_ISSUE_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tsr_err.h"
+
+enum ca_key_type { CA_KEY_P256 = 0, CA_KEY_P384, CA_KEY_ED25519 };
+
+/* "p256" | "p384" | "ed25519" (also "ecdsa-p256", "ecdsa-p384"). */
+TSR_WUR int ca_key_type_parse(const char *name, enum ca_key_type *out);
+const char *ca_key_type_name(enum ca_key_type type);
+TSR_WUR int ca_key_generate(enum ca_key_type type, EVP_PKEY **out);
+/* "ECDSA P-256", "Ed25519", "RSA 2048", ... */
+void ca_key_describe(const EVP_PKEY *key, char *out, size_t cap);
+/* Keys accepted in CSRs and peer certs: P-256, P-384, Ed25519, RSA >= 2048
+ * (and <= 8192). Anything else is TSR_E_INPUT naming the key. */
+TSR_WUR int ca_key_check_accepted(const EVP_PKEY *key);
+
+/* A signing CA: its cert, key, and the chain above it up to (not including)
+ * the root, for building the chain a leaf presents. */
+typedef struct ca_issuer {
+    X509 *cert;
+    EVP_PKEY *key;
+} ca_issuer;
+
+TSR_WUR int ca_issuer_load(const char *cert_path, const char *key_path, ca_issuer **out);
+/* Takes ownership of cert and key (also on failure). Checks they match. */
+TSR_WUR int ca_issuer_new(X509 *cert, EVP_PKEY *key, ca_issuer **out);
+void ca_issuer_free(ca_issuer *issuer);
+
+/* Root: self-signed, CA:TRUE pathlen:1 critical, keyCertSign+cRLSign critical,
+ * SKI. Subject "O=Tessera, CN=Tessera Root CA <td>". */
+TSR_WUR int ca_create_root(enum ca_key_type type, const char *trust_domain, int64_t ttl_seconds,
+                           int64_t now, EVP_PKEY **key_out, X509 **cert_out);
+
+/* Issuing CA under `root`: CA:TRUE pathlen:0 critical, keyCertSign+cRLSign
+ * critical, SKI+AKI, nameConstraints permitting only URIs in the trust
+ * domain (permitted URI subtree "<td>"). notAfter never past the root's. */
+TSR_WUR int ca_create_issuing(const ca_issuer *root, enum ca_key_type type,
+                              const char *trust_domain, int64_t ttl_seconds, int64_t now,
+                              EVP_PKEY **key_out, X509 **cert_out);
+
+typedef struct ca_leaf_request {
+    const char *spiffe_id;              /* validated with ca_spiffe_parse; non-root path */
+    EVP_PKEY *public_key;               /* must pass ca_key_check_accepted */
+    int64_t ttl_seconds;                /* > 0 */
+    const char *const *dns_names;       /* gateway leaf only */
+    size_t n_dns_names;
+    const char *const *ip_addresses;    /* gateway leaf only, textual v4/v6 */
+    size_t n_ip_addresses;
+    int64_t now;                        /* Unix seconds; 0 = current time */
+} ca_leaf_request;
+
+/* Leaf per DESIGN §4: one URI SAN (+ DNS/IP if given), CA:FALSE critical,
+ * keyUsage critical digitalSignature (+ keyEncipherment for RSA keys is NOT
+ * added), EKU serverAuth+clientAuth, SKI+AKI, 128-bit random positive serial,
+ * notBefore = now - 60 s, notAfter = min(now + ttl, issuer notAfter), empty
+ * subject so the SAN extension is critical. */
+TSR_WUR int ca_issue_leaf(const ca_issuer *issuer, const ca_leaf_request *req, X509 **out);
+
+#define CA_CSR_MAX_DER 16384
+
+/* Parse a DER CSR (bounded, consumed exactly), verify its self-signature
+ * (proof of possession) and accept only allowed keys. Returns the public key. */
+TSR_WUR int ca_csr_check(const uint8_t *der, size_t len, EVP_PKEY **pubkey_out);
+
+/* Sign a CSR for the identity the *caller* supplies. A URI SAN requested in
+ * the CSR that differs from `spiffe_id` is refused (TSR_E_INPUT); no CSR
+ * extension or subject is ever copied into the certificate. */
+TSR_WUR int ca_sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len,
+                        const char *spiffe_id, int64_t ttl_seconds, int64_t now, X509 **out);
+
+#endif

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install the Debian packages Tessera builds and tests with.
+# Idempotent and silent when everything is already there.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config
+  libssl-dev openssl
+  libnghttp2-dev
+  libprotobuf-c-dev protobuf-c-compiler
+  libyaml-dev
+  libsqlite3-dev sqlite3
+  libcmocka-dev
+  # integration tests: stock gRPC client, pytest, certificate tooling
+  python3 python3-grpcio python3-grpc-tools python3-pytest python3-cryptography
+  # sandboxes and the proxy tests
+  bubblewrap nginx-light
+  curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "deps: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs every test suite and ends with one summary line: "tests: N passed, M failed".
+#   unit:        build dir tests/test_* (cmocka), counted per test case
+#   integration: tests/integration/*.sh (exit 0 pass, 77 skip), counted per script
+#   python:      tests/integration/test_*.py under Debian's python3 + pytest
+# Logs of each suite go to $O/test-logs/.
+set -uo pipefail
+O=${O:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+LOGS="$O/test-logs"
+rm -rf "$LOGS"; mkdir -p "$LOGS"
+export TSR_BUILD_DIR="$ROOT/$O" TSR_BIN="$ROOT/$O/bin" TSR_ROOT="$ROOT"
+export PYTHONPATH="$ROOT/$O/py${PYTHONPATH:+:$PYTHONPATH}"
+export CMOCKA_MESSAGE_OUTPUT=stdout
+# LeakSanitizer stays on; make UBSan stop at the first report.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+passed=0 failed=0 skipped=0
+failures=()
+
+for t in "$O"/tests/test_*; do
+  [[ -x "$t" ]] || continue
+  name=$(basename "$t")
+  log="$LOGS/$name.log"
+  if "$t" >"$log" 2>&1; then rc=0; else rc=$?; fi
+  p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+  p=${p:-0}; f=${f:-0}
+  if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi   # crash or sanitizer abort
+  passed=$((passed + p)); failed=$((failed + f))
+  if [[ $f -ne 0 ]]; then failures+=("$name (see $log)"); echo "FAIL unit $name"; else echo "ok   unit $name ($p)"; fi
+done
+
+for t in tests/integration/*.sh; do
+  [[ -f "$t" ]] || continue
+  name=$(basename "$t" .sh)
+  log="$LOGS/$name.log"
+  if timeout 600 bash "$t" >"$log" 2>&1; then rc=0; else rc=$?; fi
+  case $rc in
+    0)  passed=$((passed + 1)); echo "ok   integration $name" ;;
+    77) skipped=$((skipped + 1)); echo "skip integration $name: $(tail -1 "$log")" ;;
+    *)  failed=$((failed + 1)); failures+=("$name (see $log)"); echo "FAIL integration $name"; tail -20 "$log" | sed 's/^/     /' ;;
+  esac
+done
+
+if compgen -G "tests/integration/test_*.py" >/dev/null; then
+  log="$LOGS/pytest.log"
+  timeout 900 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration >"$log" 2>&1
+  rc=$?
+  summary=$(tail -1 "$log")
+  p=$(grep -o '[0-9]* passed' <<<"$summary" | grep -o '[0-9]*' || true)
+  f=$(grep -o '[0-9]* failed' <<<"$summary" | grep -o '[0-9]*' || true)
+  e=$(grep -o '[0-9]* error' <<<"$summary" | grep -o '[0-9]*' || true)
+  s=$(grep -o '[0-9]* skipped' <<<"$summary" | grep -o '[0-9]*' || true)
+  p=${p:-0}; f=$(( ${f:-0} + ${e:-0} )); s=${s:-0}
+  if [[ $rc -ne 0 && $rc -ne 5 && $f -eq 0 ]]; then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+  if [[ $f -ne 0 ]]; then
+    failures+=("pytest (see $log)"); echo "FAIL python: $summary"
+    grep -E '^(FAILED|ERROR)' "$log" | head -30 | sed 's/^/     /'
+  else
+    echo "ok   python: $summary"
+  fi
+fi
+
+echo
+if [[ ${#failures[@]} -gt 0 ]]; then
+  printf 'failed: %s\n' "${failures[@]}"
+fi
+line="tests: $passed passed, $failed failed"
+[[ $skipped -gt 0 ]] && line+=", $skipped skipped"
+echo "$line"
+[[ $failed -eq 0 && $passed -gt 0 ]]
