@@ -76,6 +76,7 @@ GW_LIB_SRC  := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))
 CERTGEN_SRC := $(wildcard certgen/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 TESTUTIL_SRC := $(wildcard tests/unit/tu_*.c)
+TESTBIN_SRC := $(wildcard tests/bin/*.c)
 
 obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
 
@@ -91,6 +92,8 @@ BIN_CERTGEN := $(O)/bin/certgen
 BIN_GATEWAY := $(if $(wildcard gateway/gw_main.c),$(O)/bin/tessera-gateway)
 BINS := $(BIN_CERTGEN) $(BIN_GATEWAY)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
+# Helper programs that integration tests drive (not tests themselves).
+TEST_PROGS := $(patsubst tests/bin/%.c,$(O)/tests/bin/%,$(TESTBIN_SRC))
 
 .PHONY: all deps test run clean unit-tests check-asan
 all: $(BINS)
@@ -130,13 +133,17 @@ $(O)/tests/%: $(O)/obj/tests/unit/%.o $(LIB_TESTUTIL) $(LIBS_ALL)
 
 $(O)/obj/tests/unit/%.o: ALL_CFLAGS += $(CMOCKA_CFLAGS) -Itests/unit
 
+$(O)/tests/bin/%: $(O)/obj/tests/bin/%.o $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+
 # Python stubs for the integration tests (stock grpcio client).
 PY_STUBS := $(O)/py/tessera/v1/gateway_pb2_grpc.py
 $(PY_STUBS): $(PROTOS)
 	@mkdir -p $(O)/py
 	$(PYTHON) -m grpc_tools.protoc -Iproto --python_out=$(O)/py --grpc_python_out=$(O)/py $(PROTOS)
 
-unit-tests: $(UNIT_BINS)
+unit-tests: $(UNIT_BINS) $(TEST_PROGS)
 
 deps:
 	@scripts/deps.sh

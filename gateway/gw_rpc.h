@@ -1,0 +1,78 @@
+/* The seam between the gRPC transport (gw_server/gw_h2/gw_grpc) and the RPC
+ * handlers. The transport owns sockets, TLS, HTTP/2 and gRPC framing; the
+ * handlers own authorization and the store. A handler sees one complete,
+ * size-checked, uncompressed message at a time and answers with a status
+ * and (on OK) a serialized response. */
+#ifndef GW_RPC_H
+#define GW_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gw_principal.h"
+
+/* gRPC status codes (grpc/doc/statuscodes.md). */
+enum gw_status {
+    GW_STATUS_OK = 0,
+    GW_STATUS_CANCELLED = 1,
+    GW_STATUS_UNKNOWN = 2,
+    GW_STATUS_INVALID_ARGUMENT = 3,
+    GW_STATUS_DEADLINE_EXCEEDED = 4,
+    GW_STATUS_NOT_FOUND = 5,
+    GW_STATUS_ALREADY_EXISTS = 6,
+    GW_STATUS_PERMISSION_DENIED = 7,
+    GW_STATUS_RESOURCE_EXHAUSTED = 8,
+    GW_STATUS_FAILED_PRECONDITION = 9,
+    GW_STATUS_ABORTED = 10,
+    GW_STATUS_OUT_OF_RANGE = 11,
+    GW_STATUS_UNIMPLEMENTED = 12,
+    GW_STATUS_INTERNAL = 13,
+    GW_STATUS_UNAVAILABLE = 14,
+    GW_STATUS_DATA_LOSS = 15,
+    GW_STATUS_UNAUTHENTICATED = 16,
+};
+
+/* What a handler knows about its call. Valid for the duration of the call. */
+typedef struct gw_call_ctx {
+    const gw_principal *principal;  /* of the connection; read-only */
+    const char *method;             /* "/tessera.v1.Gateway/GetSandbox" */
+    int64_t deadline_ms;            /* tsr_monotonic_ms() deadline; 0 = none */
+    void *app;                      /* gw_server_config.app */
+} gw_call_ctx;
+
+/* A handler's answer. body (malloc'd, owned by the transport afterwards) is
+ * sent only when status is GW_STATUS_OK. message is sent as grpc-message. */
+typedef struct gw_response {
+    enum gw_status status;
+    char message[256];
+    uint8_t *body;
+    size_t body_len;
+} gw_response;
+
+/* Set status and a printf-style message; returns -1 for tail calls. */
+int gw_response_fail(gw_response *resp, enum gw_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+typedef void (*gw_unary_fn)(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                            gw_response *resp);
+
+/* Client-streaming call: open once, message() per request message, finish()
+ * at the client's half-close, close() always last (frees state, also when
+ * the stream is reset or the connection dies). message() returning -1 ends
+ * the stream at once with resp's (non-OK) status; nothing more is read. */
+typedef struct gw_client_stream_ops {
+    void *(*open)(const gw_call_ctx *ctx);
+    int (*message)(void *state, const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                   gw_response *resp);
+    void (*finish)(void *state, const gw_call_ctx *ctx, gw_response *resp);
+    void (*close)(void *state);
+} gw_client_stream_ops;
+
+typedef struct gw_method {
+    const char *path;                            /* "/pkg.Service/Method" */
+    gw_unary_fn unary;                           /* exactly one of these */
+    const gw_client_stream_ops *client_stream;
+} gw_method;
+
+#endif
