@@ -38,7 +38,9 @@ typedef struct gw_call_ctx {
     const gw_principal *principal;  /* of the connection; read-only */
     const char *method;             /* "/tessera.v1.Gateway/GetSandbox" */
     int64_t deadline_ms;            /* tsr_monotonic_ms() deadline; 0 = none */
-    void *app;                      /* gw_server_config.app */
+    void *app;                      /* gw_server_config.app (shared by all workers) */
+    void *worker;                   /* this worker thread's state (worker_init) */
+    const char *peer_addr;          /* "127.0.0.1:53122", for audit lines */
 } gw_call_ctx;
 
 /* A handler's answer. body (malloc'd, owned by the transport afterwards) is
