@@ -50,6 +50,7 @@ typedef struct gw_response {
     char message[256];
     uint8_t *body;
     size_t body_len;
+    bool body_is_secret;   /* the transport cleanses body before freeing it */
 } gw_response;
 
 /* Set status and a printf-style message; returns -1 for tail calls. */
