@@ -18,10 +18,15 @@ static _Thread_local struct tsr_error tls_error;
 
 static void record(enum tsr_errcat cat, const char *file, int line, const char *fmt, va_list ap)
 {
+    /* Format into a scratch buffer first: callers wrap the previous error,
+     * TSR_FAIL(cat, "%s: %s", path, tsr_errmsg()), whose text is tls_error.msg
+     * itself, and vsnprintf with overlapping source and destination is undefined. */
+    char msg[sizeof tls_error.msg];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     tls_error.cat = cat;
     tls_error.file = file;
     tls_error.line = line;
-    vsnprintf(tls_error.msg, sizeof tls_error.msg, fmt, ap);
+    memcpy(tls_error.msg, msg, sizeof msg);
 }
 
 int tsr_fail_at(enum tsr_errcat cat, const char *file, int line, const char *fmt, ...)
