@@ -26,7 +26,8 @@
 
 typedef struct tsr_yaml_limits {
     size_t max_input;   /* bytes of input */
-    size_t max_depth;   /* nested sequences/mappings (the root one counts as 1) */
+    size_t max_depth;   /* nested sequences/mappings (the root one counts as 1);
+                           at most TSR_YAML_MAX_DEPTH */
     size_t max_nodes;   /* scalars (keys included), sequences and mappings */
     size_t max_scalar;  /* bytes of one scalar, after unescaping */
 } tsr_yaml_limits;
@@ -74,6 +75,11 @@ int tsr_yaml_is_null(const tsr_yaml_node *n);
 int tsr_yaml_is_quoted(const tsr_yaml_node *n);
 /* The value for `key` in a mapping, NULL if absent (or `map` is not a mapping). */
 const tsr_yaml_node *tsr_yaml_get(const tsr_yaml_node *map, const char *key);
+
+/* Quote untrusted bytes for a message: "text" with \n, \t, \", \\ and
+ * \xNN escapes for anything outside printable ASCII, cut at about 64 bytes
+ * of input with "..." appended. Always NUL-terminates out (cap >= 8). */
+void tsr_yaml_quote_bytes(const char *s, size_t len, char *out, size_t cap);
 
 /* Record TSR_E_INPUT "<name>:<line of n>: <formatted reason>"; returns -1. */
 int tsr_yaml_fail(const tsr_yaml_node *n, const char *fmt, ...)
