@@ -1,0 +1,585 @@
+/* gw_config: the gateway configuration file. Refusals first (each with its
+ * exact "<file>:<line>:"), then the shipped file, defaults, path resolution
+ * and listen addresses. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <limits.h>
+#include <ftw.h>
+
+#include <cmocka.h>
+
+#include "gw_config.h"
+#include "tsr_fs.h"
+
+static char tmpdir[PATH_MAX];   /* realpath of a fresh directory */
+static char cfg_path[PATH_MAX + 16]; /* tmpdir/gw.yaml */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *base = getenv("TMPDIR");
+    char tmpl[PATH_MAX];
+    snprintf(tmpl, sizeof tmpl, "%s/tsr-gwcfg-XXXXXX", base != NULL && base[0] ? base : "/tmp");
+    if (mkdtemp(tmpl) == NULL) return -1;
+    if (realpath(tmpl, tmpdir) == NULL) return -1;
+    snprintf(cfg_path, sizeof cfg_path, "%s/gw.yaml", tmpdir);
+    unsetenv("TESSERA_SECRETS_KEY_FILE");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void write_file(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void write_cfg(const char *text)
+{
+    write_file(cfg_path, text, strlen(text));
+}
+
+/* Load `text` and expect a refusal whose message is "<cfg_path>:<want>". */
+static void expect_refusal(const char *text, size_t len, const char *want)
+{
+    write_file(cfg_path, text, len);
+    gw_config *c = (gw_config *)1;
+    tsr_err_clear();
+    if (gw_config_load(cfg_path, &c) == 0) {
+        print_error("accepted:\n%s\n", text);
+        gw_config_free(c);
+        fail();
+    }
+    assert_null(c);
+    char full[PATH_MAX + 512];
+    snprintf(full, sizeof full, "%s%s", cfg_path, want);
+    if (strncmp(tsr_errmsg(), full, strlen(full)) != 0) {
+        print_error("input:\n%s\n  want prefix: %s\n  got:         %s\n", text, full,
+                    tsr_errmsg());
+        fail();
+    }
+    assert_int_equal(tsr_errcat(), TSR_E_INPUT);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *want; /* after the file name */
+    } cases[] = {
+        /* unknown keys */
+        {"trust_domain: a.b\nbogus: 1\n",
+         ":2: unknown key \"bogus\" (expected one of: trust_domain, listen, workers, data_dir, "
+         "pki, store, secrets, audit, certificates, limits, users, drivers)"},
+        {"limits:\n  max_message_bytes: 2048\n  max_msg: 5\n",
+         ":3: unknown key \"max_msg\" (expected one of: max_message_bytes, "
+         "max_concurrent_streams, max_connections, handshake_timeout, idle_timeout, "
+         "log_lines_per_batch, log_line_bytes)"},
+        {"pki:\n  bundle: b.pem\n  root_key: r.key\n", ":3: unknown key \"root_key\""},
+        {"store: {path: x.db, wal: true}\n", ":1: unknown key \"wal\" (expected one of: path)"},
+        {"certificates:\n  ttl: 1h\n", ":2: unknown key \"ttl\""},
+        {"drivers:\n  default: process\n  docker: {}\n", ":3: unknown key \"docker\""},
+        /* wrong types */
+        {"workers: [1]\n", ":1: \"workers\" must be an integer"},
+        {"workers: \"4\"\n", ":1: \"workers\" must be an integer"},
+        {"workers: 1.5\n", ":1: \"workers\" must be an integer"},
+        {"pki: var/pki\n", ":1: \"pki\" must be a mapping"},
+        {"users: [alice]\n", ":1: \"users\" must be a mapping"},
+        {"trust_domain:\n  a: b\n", ":2: \"trust_domain\" must be a string"},
+        {"data_dir:\n", ":1: \"data_dir\" must be a string"},
+        {"listen: [\"::1\"]\n", ":1: \"listen\" must be a string"},
+        {"\n\n- a\n- b\n", ":3: \"configuration\" must be a mapping"},
+        {"certificates: {sandbox_ttl: 3600}\n", ":1: \"sandbox_ttl\": bad duration \"3600\""},
+        {"certificates: {sandbox_ttl: [1h]}\n", ":1: \"sandbox_ttl\" must be a duration"},
+        /* out of range */
+        {"certificates:\n  sandbox_ttl: 4m\n", ":2: \"sandbox_ttl\" must be between 5m and 1d"},
+        {"certificates:\n  sandbox_ttl: 25h\n", ":2: \"sandbox_ttl\" must be between 5m and 1d"},
+        {"certificates:\n  sandbox_ttl: 1d1s\n", ":2: \"sandbox_ttl\" must be between"},
+        {"certificates:\n  renew_limit: 0\n", ":2: \"renew_limit\" must be between 1 and 1000"},
+        {"certificates:\n  renew_window: 59s\n", ":2: \"renew_window\" must be between 1m and 1d"},
+        {"workers: 65\n", ":1: \"workers\" must be between 0 and 64"},
+        {"workers: -1\n", ":1: \"workers\" must be between 0 and 64"},
+        {"limits:\n  max_message_bytes: 1023\n",
+         ":2: \"max_message_bytes\" must be between 1024 and 67108864"},
+        {"limits:\n  max_message_bytes: 67108865\n", ":2: \"max_message_bytes\" must be between"},
+        {"limits:\n  max_concurrent_streams: 1001\n", ":2: \"max_concurrent_streams\" must be"},
+        {"limits:\n  max_connections: 0\n", ":2: \"max_connections\" must be between"},
+        {"limits:\n  handshake_timeout: 0s\n", ":2: \"handshake_timeout\": duration \"0s\" must "
+                                               "be positive"},
+        {"limits:\n  handshake_timeout: 6m\n", ":2: \"handshake_timeout\" must be between 1s and "
+                                               "5m"},
+        {"limits:\n  idle_timeout: 9s\n", ":2: \"idle_timeout\" must be between 10s and 1d"},
+        {"limits:\n  log_lines_per_batch: 100001\n", ":2: \"log_lines_per_batch\" must be"},
+        {"limits:\n  log_line_bytes: 63\n", ":2: \"log_line_bytes\" must be between 64 and"},
+        /* users */
+        {"users:\n  alice: root\n",
+         ":2: bad role \"root\" for user \"alice\" (expected admin, operator or viewer)"},
+        {"users:\n  alice: Admin\n", ":2: bad role \"Admin\""},
+        {"users:\n  alice: [admin]\n", ":2: role of user \"alice\" must be"},
+        {"users:\n  alice:\n", ":2: role of user \"alice\" must be"},
+        {"users:\n  admin: admin\n  Alice: viewer\n",
+         ":3: bad user name \"Alice\" (expected [a-z0-9._-]{1,64})"},
+        {"users:\n  \"..\": viewer\n", ":2: bad user name \"..\""},
+        {"users:\n  \"a/b\": viewer\n", ":2: bad user name \"a/b\""},
+        {"users:\n  \"\": viewer\n", ":2: bad user name \"\""},
+        {"users:\n  aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: viewer\n",
+         ":2: bad user name"},
+        /* listen */
+        {"listen: 127.0.0.1\n", ":1: bad listen address \"127.0.0.1\": missing port"},
+        {"listen: 127.0.0.1:70000\n", ":1: bad listen address \"127.0.0.1:70000\": bad port"},
+        {"listen: ::1:8443\n", ":1: bad listen address \"::1:8443\": an IPv6 address needs "
+                               "brackets"},
+        {"listen: 300.0.0.1:80\n", ":1: bad listen address \"300.0.0.1:80\": bad IPv4 address"},
+        {"listen: 8443\n", ":1: bad listen address \"8443\": missing port"},
+        /* other values */
+        {"trust_domain: Tessera.Local\n", ":1: bad trust_domain \"Tessera.Local\""},
+        {"trust_domain: \"\"\n", ":1: bad trust_domain \"\""},
+        {"drivers: {default: ../evil}\n", ":1: bad driver name \"../evil\""},
+        {"store:\n  path: \"\"\n", ":2: \"path\" must not be empty"},
+        {"audit: {path: \"a\\nb\"}\n", ":1: \"path\" contains a control character"},
+        /* YAML-level refusals */
+        {"workers: 1\nworkers: 2\n", ":2: duplicate key \"workers\""},
+        {"users:\n  alice: admin\n  alice: viewer\n", ":3: duplicate key \"alice\""},
+        {"data_dir: &d /x\nstore: {path: *d}\n", ":1: anchors are not allowed"},
+        {"workers: 1\n---\nworkers: 2\n", ":2: more than one document"},
+        {"limits:\n\tmax_connections: 5\n", ":2: found character that cannot start any token"},
+        {"limits:\n  max_connections: [1\n", ":2: "},
+        {"listen: !!binary eA==\n", ":1: tag "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_refusal(cases[i].text, strlen(cases[i].text), cases[i].want);
+
+    /* A NUL byte in the file. */
+    static const char nul[] = "workers: 1\nlisten: a\0b\n";
+    expect_refusal(nul, sizeof nul - 1, ":2: NUL byte in input");
+    /* Invalid UTF-8. */
+    static const char bad1[] = "# ok\ntrust_domain: \xc0\xaf\n"; /* overlong '/' */
+    expect_refusal(bad1, strlen(bad1), ":2: invalid length of a UTF-8 sequence");
+    static const char bad2[] = "# ok\n\ntrust_domain: \xff\n";
+    expect_refusal(bad2, strlen(bad2), ":3: invalid leading UTF-8 octet");
+}
+
+static void test_oversize_and_missing(void **state)
+{
+    (void)state;
+    size_t len = GW_CONFIG_MAX_BYTES + 1;
+    char *big = malloc(len);
+    assert_non_null(big);
+    memset(big, '#', len);
+    big[len - 1] = '\n';
+    write_file(cfg_path, big, len);
+    gw_config *c = (gw_config *)1;
+    assert_int_equal(gw_config_load(cfg_path, &c), -1);
+    assert_null(c);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, "%s: file is larger than 1048576 bytes", cfg_path);
+    assert_string_equal(tsr_errmsg(), want);
+    assert_int_equal(tsr_errcat(), TSR_E_INPUT);
+
+    /* Exactly 1 MiB of comments: an empty configuration, accepted. */
+    write_file(cfg_path, big, len - 1);
+    assert_int_equal(gw_config_load(cfg_path, &c), 0);
+    gw_config_free(c);
+    free(big);
+
+    char missing[PATH_MAX + 16];
+    snprintf(missing, sizeof missing, "%s/nope.yaml", tmpdir);
+    assert_int_equal(gw_config_load(missing, &c), -1);
+    assert_int_equal(tsr_errcat(), TSR_E_NOTFOUND);
+    assert_int_equal(gw_config_load(tmpdir, &c), -1); /* a directory */
+    assert_int_equal(gw_config_load("", &c), -1);
+}
+
+static void test_too_many_users(void **state)
+{
+    (void)state;
+    size_t cap = 64 + 1025 * 24;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t used = (size_t)snprintf(text, cap, "users:\n");
+    for (int i = 0; i < 1025; i++)
+        used += (size_t)snprintf(text + used, cap - used, "  user%d: viewer\n", i);
+    expect_refusal(text, used, ":2: more than 1024 users");
+    /* 1024 are fine. */
+    text[used - strlen("  user1024: viewer\n")] = '\0';
+    write_cfg(text);
+    gw_config *c;
+    assert_int_equal(gw_config_load(cfg_path, &c), 0);
+    assert_int_equal(c->n_users, 1024);
+    assert_int_equal(gw_config_user_role(c, "user1023"), GW_ROLE_VIEWER);
+    gw_config_free(c);
+    free(text);
+}
+
+/* ---- accepted files ----------------------------------------------------- */
+
+static void test_shipped_config(void **state)
+{
+    (void)state;
+    const char *root = getenv("TSR_ROOT");
+    char path[PATH_MAX], rroot[PATH_MAX], want[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/config/gateway.yaml", root != NULL ? root : ".");
+    assert_non_null(realpath(root != NULL ? root : ".", rroot));
+    gw_config *c = NULL;
+    if (gw_config_load(path, &c) != 0) {
+        print_error("%s\n", tsr_errmsg());
+        fail();
+    }
+    assert_string_equal(c->path, path);
+    assert_string_equal(c->trust_domain, "tessera.local");
+    assert_string_equal(c->listen_host, "127.0.0.1");
+    assert_int_equal(c->listen_port, 8443);
+    assert_int_equal(c->workers, 0);
+    snprintf(want, sizeof want, "%s/var/data", rroot);
+    assert_string_equal(c->data_dir, want);
+    snprintf(want, sizeof want, "%s/var/pki/bundle.pem", rroot);
+    assert_string_equal(c->bundle_path, want);
+    snprintf(want, sizeof want, "%s/var/pki/issuing.pem", rroot);
+    assert_string_equal(c->issuing_cert_path, want);
+    snprintf(want, sizeof want, "%s/var/pki/issuing.key", rroot);
+    assert_string_equal(c->issuing_key_path, want);
+    snprintf(want, sizeof want, "%s/var/pki/gateway.pem", rroot);
+    assert_string_equal(c->server_cert_path, want);
+    snprintf(want, sizeof want, "%s/var/pki/gateway.key", rroot);
+    assert_string_equal(c->server_key_path, want);
+    snprintf(want, sizeof want, "%s/var/data/tessera.db", rroot);
+    assert_string_equal(c->store_path, want);
+    snprintf(want, sizeof want, "%s/var/data/secrets.key", rroot);
+    assert_string_equal(c->secrets_key_path, want);
+    snprintf(want, sizeof want, "%s/var/data/audit.log", rroot);
+    assert_string_equal(c->audit_path, want);
+    assert_int_equal(c->sandbox_cert_ttl, 3600);
+    assert_int_equal(c->renew_limit, 10);
+    assert_int_equal(c->renew_window, 3600);
+    assert_int_equal(c->max_message_bytes, 4194304);
+    assert_int_equal(c->max_concurrent_streams, 100);
+    assert_int_equal(c->max_connections, 10000);
+    assert_int_equal(c->handshake_timeout_ms, 10000);
+    assert_int_equal(c->idle_timeout_ms, 300000);
+    assert_int_equal(c->log_lines_per_batch, 1000);
+    assert_int_equal(c->log_line_bytes, 16384);
+    assert_int_equal(c->n_users, 3);
+    assert_int_equal(gw_config_user_role(c, "admin"), GW_ROLE_ADMIN);
+    assert_int_equal(gw_config_user_role(c, "alice"), GW_ROLE_OPERATOR);
+    assert_int_equal(gw_config_user_role(c, "bob"), GW_ROLE_VIEWER);
+    assert_int_equal(gw_config_user_role(c, "mallory"), GW_ROLE_NONE);
+    assert_int_equal(gw_config_user_role(c, ""), GW_ROLE_NONE);
+    assert_int_equal(gw_config_user_role(c, NULL), GW_ROLE_NONE);
+    assert_string_equal(c->default_driver, "process");
+    assert_string_equal(c->drivers_dir, "");
+    gw_config_free(c);
+}
+
+static void test_every_key(void **state)
+{
+    (void)state;
+    write_cfg("trust_domain: prod.example-1_x\n"
+              "listen: \"[::1]:0\"\n"
+              "workers: 64\n"
+              "data_dir: /srv/tessera\n"
+              "pki: {bundle: /p/b.pem, issuing_cert: /p/i.pem, issuing_key: /p/i.key,\n"
+              "      server_cert: /p/s.pem, server_key: /p/s.key}\n"
+              "store: {path: /db/t.db}\n"
+              "secrets: {key_file: /k/s.key}\n"
+              "audit: {path: \"-\"}\n"
+              "certificates: {sandbox_ttl: 5m, renew_limit: 1000, renew_window: 24h}\n"
+              "limits: {max_message_bytes: 1024, max_concurrent_streams: 1000,\n"
+              "  max_connections: 1000000, handshake_timeout: 1s, idle_timeout: 1d,\n"
+              "  log_lines_per_batch: 1, log_line_bytes: 1048576}\n"
+              "users: {root.ops: admin, ci-bot_1: viewer}\n"
+              "drivers: {default: docker, dir: /usr/lib/tessera}\n");
+    gw_config *c;
+    if (gw_config_load(cfg_path, &c) != 0) {
+        print_error("%s\n", tsr_errmsg());
+        fail();
+    }
+    assert_string_equal(c->trust_domain, "prod.example-1_x");
+    assert_string_equal(c->listen_host, "::1");
+    assert_int_equal(c->listen_port, 0);
+    assert_int_equal(c->workers, 64);
+    assert_string_equal(c->data_dir, "/srv/tessera");
+    assert_string_equal(c->bundle_path, "/p/b.pem");
+    assert_string_equal(c->server_key_path, "/p/s.key");
+    assert_string_equal(c->store_path, "/db/t.db");
+    assert_string_equal(c->secrets_key_path, "/k/s.key");
+    assert_string_equal(c->audit_path, "-");
+    assert_int_equal(c->sandbox_cert_ttl, 300);
+    assert_int_equal(c->renew_limit, 1000);
+    assert_int_equal(c->renew_window, 86400);
+    assert_int_equal(c->max_message_bytes, 1024);
+    assert_int_equal(c->max_concurrent_streams, 1000);
+    assert_int_equal(c->max_connections, 1000000);
+    assert_int_equal(c->handshake_timeout_ms, 1000);
+    assert_int_equal(c->idle_timeout_ms, 86400000);
+    assert_int_equal(c->log_lines_per_batch, 1);
+    assert_int_equal(c->log_line_bytes, 1048576);
+    assert_int_equal(gw_config_user_role(c, "root.ops"), GW_ROLE_ADMIN);
+    assert_int_equal(gw_config_user_role(c, "ci-bot_1"), GW_ROLE_VIEWER);
+    assert_string_equal(c->default_driver, "docker");
+    assert_string_equal(c->drivers_dir, "/usr/lib/tessera");
+    gw_config_free(c);
+}
+
+/* Empty file (or comments only, or "---"): every default, paths resolved
+ * against the file's directory. */
+static void test_empty_file_is_defaults(void **state)
+{
+    (void)state;
+    static const char *const empties[] = {"", "# nothing\n", "---\n", "users:\n"};
+    for (size_t i = 0; i < sizeof empties / sizeof empties[0]; i++) {
+        write_cfg(empties[i]);
+        gw_config *c;
+        assert_int_equal(gw_config_load(cfg_path, &c), 0);
+        char want[PATH_MAX + 64];
+        assert_string_equal(c->trust_domain, "tessera.local");
+        assert_string_equal(c->listen_host, "127.0.0.1");
+        assert_int_equal(c->listen_port, 8443);
+        snprintf(want, sizeof want, "%s/var/data", tmpdir);
+        assert_string_equal(c->data_dir, want);
+        snprintf(want, sizeof want, "%s/var/data/tessera.db", tmpdir);
+        assert_string_equal(c->store_path, want);
+        snprintf(want, sizeof want, "%s/var/pki/gateway.key", tmpdir);
+        assert_string_equal(c->server_key_path, want);
+        assert_int_equal(c->sandbox_cert_ttl, 3600);
+        assert_int_equal(c->n_users, 0);
+        assert_null(c->users);
+        assert_int_equal(gw_config_user_role(c, "admin"), GW_ROLE_NONE);
+        gw_config_free(c);
+    }
+}
+
+static void test_relative_paths(void **state)
+{
+    (void)state;
+    char sub[PATH_MAX + 8], path[PATH_MAX + 16], want[PATH_MAX + 64];
+    snprintf(sub, sizeof sub, "%s/etc", tmpdir);
+    assert_int_equal(tsr_mkdir_p(sub, 0700), 0);
+    snprintf(path, sizeof path, "%s/gw.yaml", sub);
+    const char *text = "data_dir: ../state\n"
+                       "pki:\n"
+                       "  bundle: certs/bundle.pem\n"
+                       "  issuing_cert: ./certs/../i.pem\n"
+                       "  issuing_key: ../../k/i.key\n"
+                       "  server_cert: /abs/s.pem\n"
+                       "audit: {path: ./logs/audit.log}\n"
+                       "drivers: {dir: ..}\n";
+    write_file(path, text, strlen(text));
+    gw_config *c;
+    if (gw_config_load(path, &c) != 0) {
+        print_error("%s\n", tsr_errmsg());
+        fail();
+    }
+    snprintf(want, sizeof want, "%s/state", tmpdir);
+    assert_string_equal(c->data_dir, want);
+    snprintf(want, sizeof want, "%s/state/tessera.db", tmpdir); /* default under data_dir */
+    assert_string_equal(c->store_path, want);
+    snprintf(want, sizeof want, "%s/state/secrets.key", tmpdir);
+    assert_string_equal(c->secrets_key_path, want);
+    snprintf(want, sizeof want, "%s/etc/certs/bundle.pem", tmpdir);
+    assert_string_equal(c->bundle_path, want);
+    /* Only leading ./ and ../ are folded; later ones stay for the kernel. */
+    snprintf(want, sizeof want, "%s/etc/certs/../i.pem", tmpdir);
+    assert_string_equal(c->issuing_cert_path, want);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", tmpdir);
+    *strrchr(parent, '/') = '\0';
+    snprintf(want, sizeof want, "%s/k/i.key", parent[0] ? parent : "");
+    assert_string_equal(c->issuing_key_path, want);
+    assert_string_equal(c->server_cert_path, "/abs/s.pem");
+    snprintf(want, sizeof want, "%s/etc/var/pki/gateway.key", tmpdir); /* default */
+    assert_string_equal(c->server_key_path, want);
+    snprintf(want, sizeof want, "%s/etc/logs/audit.log", tmpdir);
+    assert_string_equal(c->audit_path, want);
+    assert_string_equal(c->drivers_dir, tmpdir);
+    gw_config_free(c);
+
+    /* A relative config path resolves against its real directory too. */
+    char cwd[PATH_MAX];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(tmpdir), 0);
+    int rc = gw_config_load("etc/gw.yaml", &c);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rc, 0);
+    assert_string_equal(c->path, "etc/gw.yaml");
+    snprintf(want, sizeof want, "%s/state", tmpdir);
+    assert_string_equal(c->data_dir, want);
+    gw_config_free(c);
+}
+
+static void test_secrets_env(void **state)
+{
+    (void)state;
+    write_cfg("secrets: {key_file: /from/file.key}\n");
+    assert_int_equal(setenv("TESSERA_SECRETS_KEY_FILE", "/from/env.key", 1), 0);
+    gw_config *c;
+    assert_int_equal(gw_config_load(cfg_path, &c), 0);
+    assert_string_equal(c->secrets_key_path, "/from/env.key");
+    gw_config_free(c);
+    assert_int_equal(gw_config_defaults(&c), 0);
+    assert_string_equal(c->secrets_key_path, "/from/env.key");
+    gw_config_free(c);
+    /* Set but empty: ignored. */
+    assert_int_equal(setenv("TESSERA_SECRETS_KEY_FILE", "", 1), 0);
+    assert_int_equal(gw_config_load(cfg_path, &c), 0);
+    assert_string_equal(c->secrets_key_path, "/from/file.key");
+    gw_config_free(c);
+    assert_int_equal(unsetenv("TESSERA_SECRETS_KEY_FILE"), 0);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    gw_config *c;
+    assert_int_equal(gw_config_defaults(&c), 0);
+    assert_string_equal(c->path, "");
+    assert_string_equal(c->trust_domain, "tessera.local");
+    assert_string_equal(c->listen_host, "127.0.0.1");
+    assert_int_equal(c->listen_port, 8443);
+    assert_string_equal(c->data_dir, "var/data");
+    assert_string_equal(c->bundle_path, "var/pki/bundle.pem");
+    assert_string_equal(c->issuing_cert_path, "var/pki/issuing.pem");
+    assert_string_equal(c->issuing_key_path, "var/pki/issuing.key");
+    assert_string_equal(c->server_cert_path, "var/pki/gateway.pem");
+    assert_string_equal(c->server_key_path, "var/pki/gateway.key");
+    assert_string_equal(c->store_path, "var/data/tessera.db");
+    assert_string_equal(c->secrets_key_path, "var/data/secrets.key");
+    assert_string_equal(c->audit_path, "var/data/audit.log");
+    assert_int_equal(c->sandbox_cert_ttl, 3600);
+    assert_int_equal(c->renew_limit, 10);
+    assert_int_equal(c->renew_window, 3600);
+    assert_int_equal(c->max_message_bytes, 4 * 1024 * 1024);
+    assert_int_equal(c->max_concurrent_streams, 100);
+    assert_int_equal(c->max_connections, 10000);
+    assert_int_equal(c->handshake_timeout_ms, 10000);
+    assert_int_equal(c->idle_timeout_ms, 300000);
+    assert_int_equal(c->log_lines_per_batch, 1000);
+    assert_int_equal(c->log_line_bytes, 16384);
+    assert_int_equal(c->n_users, 0);
+    assert_string_equal(c->default_driver, "process");
+    assert_string_equal(c->drivers_dir, "");
+    gw_config_free(c);
+    gw_config_free(NULL);
+}
+
+static void test_set_listen(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        const char *host; /* NULL: refused */
+        uint16_t port;
+    } cases[] = {
+        /* refusals first */
+        {"", NULL, 0},
+        {"127.0.0.1", NULL, 0},
+        {"127.0.0.1:", NULL, 0},
+        {"127.0.0.1:65536", NULL, 0},
+        {"127.0.0.1:99999999", NULL, 0},
+        {"127.0.0.1:-1", NULL, 0},
+        {"127.0.0.1:+80", NULL, 0},
+        {"127.0.0.1:08443", NULL, 0},
+        {"127.0.0.1:80x", NULL, 0},
+        {"127.0.0.1:80 ", NULL, 0},
+        {":8443", NULL, 0},
+        {"::1:8443", NULL, 0},
+        {"[::1]", NULL, 0},
+        {"[::1", NULL, 0},
+        {"[::1]8443", NULL, 0},
+        {"[]:80", NULL, 0},
+        {"[zz::1]:80", NULL, 0},
+        {"[127.0.0.1]:80", NULL, 0},
+        {"[fe80::1%eth0]:80", NULL, 0},
+        {"256.1.1.1:80", NULL, 0},
+        {"1.2.3:80", NULL, 0},
+        {"01.2.3.4:80", NULL, 0},
+        {"bad_host:80", NULL, 0},
+        {"-host:80", NULL, 0},
+        {"host-.example:80", NULL, 0},
+        {"a..b:80", NULL, 0},
+        {"ex ample:80", NULL, 0},
+        /* accepted */
+        {"127.0.0.1:8443", "127.0.0.1", 8443},
+        {"0.0.0.0:1", "0.0.0.0", 1},
+        {"[::1]:0", "::1", 0},
+        {"[::]:65535", "::", 65535},
+        {"[2001:db8::5]:443", "2001:db8::5", 443},
+        {"localhost:9000", "localhost", 9000},
+        {"gw-1.Example.com:8443", "gw-1.Example.com", 8443},
+    };
+    gw_config *c;
+    assert_int_equal(gw_config_defaults(&c), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = gw_config_set_listen(c, cases[i].in);
+        if (cases[i].host == NULL) {
+            if (rc == 0) {
+                print_error("accepted listen address \"%s\"\n", cases[i].in);
+                fail();
+            }
+            assert_int_equal(tsr_errcat(), TSR_E_INPUT);
+            /* the refusals come first: the default is still in place */
+            assert_string_equal(c->listen_host, "127.0.0.1");
+            assert_int_equal(c->listen_port, 8443);
+            continue;
+        }
+        if (rc != 0) {
+            print_error("refused \"%s\": %s\n", cases[i].in, tsr_errmsg());
+            fail();
+        }
+        assert_string_equal(c->listen_host, cases[i].host);
+        assert_int_equal(c->listen_port, cases[i].port);
+    }
+    /* A failure leaves the previous address in place. */
+    assert_int_equal(gw_config_set_listen(c, "127.0.0.2:1234"), 0);
+    assert_int_equal(gw_config_set_listen(c, "[::1]"), -1);
+    assert_string_equal(tsr_errmsg(), "bad listen address \"[::1]\": missing port (expected "
+                                      "[ADDR]:PORT)");
+    assert_string_equal(c->listen_host, "127.0.0.2");
+    assert_int_equal(c->listen_port, 1234);
+    assert_int_equal(gw_config_set_listen(c, "127.0.0.1:65536"), -1);
+    assert_string_equal(tsr_errmsg(), "bad listen address \"127.0.0.1:65536\": bad port "
+                                      "(expected 0..65535)");
+    assert_int_equal(gw_config_set_listen(c, "localhost"), -1);
+    assert_string_equal(tsr_errmsg(), "bad listen address \"localhost\": missing port "
+                                      "(expected HOST:PORT)");
+    assert_string_equal(c->listen_host, "127.0.0.2");
+    gw_config_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_oversize_and_missing),
+        cmocka_unit_test(test_too_many_users),
+        cmocka_unit_test(test_set_listen),
+        cmocka_unit_test(test_shipped_config),
+        cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_empty_file_is_defaults),
+        cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_secrets_env),
+        cmocka_unit_test(test_defaults),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
