@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -624,6 +625,49 @@ static int pragma_expect(gw_store *s, const char *sql, const char *want)
     return 0;
 }
 
+/* The journal mode as text into buf ("" if sqlite answered no row). Returns
+ * the sqlite code. */
+static int journal_mode(gw_store *s, const char *sql, char *buf, size_t cap)
+{
+    sqlite3_stmt *st = NULL;
+    buf[0] = '\0';
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        if (t != NULL) snprintf(buf, cap, "%s", (const char *)t);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* WAL is a property of the file: set once, seen by every later connection.
+ * Switching needs an exclusive lock and sqlite answers SQLITE_BUSY at once
+ * (no busy handler) while other connections are opening, so retry until
+ * the busy timeout. */
+static int enable_wal(gw_store *s)
+{
+    char mode[32];
+    int64_t deadline = tsr_monotonic_ms() + GW_STORE_BUSY_TIMEOUT_MS;
+    for (;;) {
+        int rc = journal_mode(s, "PRAGMA journal_mode", mode, sizeof mode);
+        if (rc == SQLITE_OK && strcmp(mode, "wal") == 0) return 0;
+        if (rc == SQLITE_OK) rc = journal_mode(s, "PRAGMA journal_mode=WAL", mode, sizeof mode);
+        if (rc == SQLITE_OK && strcmp(mode, "wal") == 0) return 0;
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED && rc != SQLITE_OK)
+            return DB_FAIL(s, rc, "enable WAL");
+        TSR_ENSURE(rc != SQLITE_OK, TSR_E_IO, "database: journal mode is '%s', need 'wal'",
+                   mode);
+        TSR_ENSURE(tsr_monotonic_ms() < deadline, TSR_E_IO,
+                   "database: enable WAL: %s (%s)", sqlite3_errmsg(s->db), sqlite3_errstr(rc));
+        usleep(2000);
+    }
+}
+
 static int read_schema_version(gw_store *s, int64_t *version)
 {
     sqlite3_stmt *st = NULL;
@@ -722,7 +766,7 @@ static int configure(gw_store *s)
     if (rc == SQLITE_OK) rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_ENABLE_FKEY, 1, &on);
     if (rc != SQLITE_OK) return DB_FAIL(s, rc, "configure");
     TSR_ENSURE(on == 1, TSR_E_IO, "database: foreign keys cannot be enabled");
-    TSR_GUARD(pragma_expect(s, "PRAGMA journal_mode=WAL", "wal"));
+    TSR_GUARD(enable_wal(s));
     rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     if (rc != SQLITE_OK) return DB_FAIL(s, rc, "PRAGMA synchronous");
     TSR_GUARD(pragma_expect(s, "PRAGMA synchronous", "2"));
