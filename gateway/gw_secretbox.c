@@ -101,8 +101,9 @@ int gw_keyring_parse(const char *name, const uint8_t *text, size_t len, gw_keyri
     *out = NULL;
     TSR_TRY_ENSURE(len <= GW_KEYRING_MAX_FILE, TSR_E_LIMIT, "%s is larger than %d bytes", name,
                    GW_KEYRING_MAX_FILE);
-    TSR_TRY_ENSURE(memchr(text, '\0', len) == NULL, TSR_E_INPUT, "%s contains a NUL byte",
-                   name);
+    TSR_TRY_ENSURE(text != NULL || len == 0, TSR_E_INPUT, "%s: no text", name);
+    TSR_TRY_ENSURE(len == 0 || memchr(text, '\0', len) == NULL, TSR_E_INPUT,
+                   "%s contains a NUL byte", name);
     k = OPENSSL_zalloc(sizeof *k);
     TSR_TRY_ENSURE(k != NULL, TSR_E_INTERNAL, "out of memory");
 
