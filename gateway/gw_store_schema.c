@@ -1,0 +1,105 @@
+/* Schema migrations. Append only: a released migration is never edited;
+ * change the schema with a new numbered one and bump GW_STORE_SCHEMA_VERSION.
+ *
+ * Conventions: STRICT tables; NULL only where it means "absent"
+ * (sandboxes.deleted_at = live, certificates.revoked_at = valid,
+ * certificates.sandbox_id = not a sandbox cert). Rows are never deleted
+ * except provider_env (secrets of a deleted sandbox). */
+#include "gw_store_schema.h"
+
+#include "gw_store.h"
+
+static const char migration_1[] =
+    "CREATE TABLE sandboxes ("
+    "  id             TEXT PRIMARY KEY NOT NULL,"
+    "  name           TEXT NOT NULL,"
+    "  driver         TEXT NOT NULL,"
+    "  state          TEXT NOT NULL,"
+    "  created_at     INTEGER NOT NULL,"
+    "  deleted_at     INTEGER,"
+    "  policy_version INTEGER NOT NULL DEFAULT 0,"
+    "  log_seq        INTEGER NOT NULL DEFAULT 0,"   /* last seq given to a log line */
+    "  draft_seq      INTEGER NOT NULL DEFAULT 0"    /* last seq given to a draft chunk */
+    ") STRICT;"
+    "CREATE UNIQUE INDEX sandboxes_live_name ON sandboxes(name) WHERE deleted_at IS NULL;"
+
+    "CREATE TABLE certificates ("
+    "  serial            TEXT PRIMARY KEY NOT NULL,"
+    "  spiffe_id         TEXT NOT NULL,"
+    "  sandbox_id        TEXT REFERENCES sandboxes(id),"
+    "  not_before        INTEGER NOT NULL,"
+    "  not_after         INTEGER NOT NULL,"
+    "  issued_at         INTEGER NOT NULL,"
+    "  revoked_at        INTEGER,"
+    "  revocation_reason TEXT"
+    ") STRICT;"
+    "CREATE INDEX certificates_sandbox ON certificates(sandbox_id);"
+    "CREATE INDEX certificates_revoked ON certificates(not_after) WHERE revoked_at IS NOT NULL;"
+
+    "CREATE TABLE policies ("
+    "  sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
+    "  version    INTEGER NOT NULL CHECK (version > 0),"
+    "  yaml       TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (sandbox_id, version)"
+    ") STRICT;"
+
+    "CREATE TABLE policy_status ("
+    "  id          INTEGER PRIMARY KEY,"
+    "  sandbox_id  TEXT NOT NULL,"
+    "  version     INTEGER NOT NULL,"
+    "  status      INTEGER NOT NULL,"
+    "  message     TEXT NOT NULL,"
+    "  reported_at INTEGER NOT NULL,"
+    "  FOREIGN KEY (sandbox_id, version) REFERENCES policies(sandbox_id, version)"
+    ") STRICT;"
+    "CREATE INDEX policy_status_policy ON policy_status(sandbox_id, version);"
+
+    "CREATE TABLE draft_chunks ("
+    "  sandbox_id   TEXT NOT NULL REFERENCES sandboxes(id),"
+    "  seq          INTEGER NOT NULL,"
+    "  domain       TEXT NOT NULL,"
+    "  content      TEXT NOT NULL,"
+    "  submitted_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (sandbox_id, seq)"
+    ") STRICT;"
+
+    "CREATE TABLE logs ("
+    "  sandbox_id   TEXT NOT NULL REFERENCES sandboxes(id),"
+    "  seq          INTEGER NOT NULL CHECK (seq > 0),"
+    "  timestamp_ms INTEGER NOT NULL,"
+    "  stream       TEXT NOT NULL,"
+    "  text         TEXT NOT NULL,"
+    "  received_at  INTEGER NOT NULL,"
+    "  PRIMARY KEY (sandbox_id, seq)"
+    ") STRICT;"
+
+    "CREATE TABLE log_drops ("
+    "  id          INTEGER PRIMARY KEY,"
+    "  sandbox_id  TEXT NOT NULL REFERENCES sandboxes(id),"
+    "  dropped     INTEGER NOT NULL CHECK (dropped > 0),"
+    "  reported_at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX log_drops_sandbox ON log_drops(sandbox_id);"
+
+    "CREATE TABLE provider_env ("
+    "  sandbox_id  TEXT NOT NULL REFERENCES sandboxes(id),"
+    "  name        TEXT NOT NULL,"
+    "  key_version INTEGER NOT NULL CHECK (key_version > 0),"
+    "  nonce       BLOB NOT NULL CHECK (length(nonce) = 12),"
+    "  ciphertext  BLOB NOT NULL CHECK (length(ciphertext) >= 16),"
+    "  PRIMARY KEY (sandbox_id, name)"
+    ") STRICT;";
+
+static const gw_migration migrations[] = {
+    {1, migration_1},
+};
+
+_Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,
+               "GW_STORE_SCHEMA_VERSION must equal the number of migrations");
+
+const gw_migration *gw_store_migrations(size_t *n)
+{
+    *n = sizeof migrations / sizeof migrations[0];
+    return migrations;
+}
