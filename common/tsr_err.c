@@ -18,10 +18,14 @@ static _Thread_local struct tsr_error tls_error;
 
 static void record(enum tsr_errcat cat, const char *file, int line, const char *fmt, va_list ap)
 {
+    /* Format into a local buffer first: callers may pass tsr_errmsg() itself
+     * as an argument to wrap an earlier error ("%s: %s", path, tsr_errmsg()). */
+    char msg[sizeof tls_error.msg];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     tls_error.cat = cat;
     tls_error.file = file;
     tls_error.line = line;
-    vsnprintf(tls_error.msg, sizeof tls_error.msg, fmt, ap);
+    memcpy(tls_error.msg, msg, sizeof msg);
 }
 
 int tsr_fail_at(enum tsr_errcat cat, const char *file, int line, const char *fmt, ...)
