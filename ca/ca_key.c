@@ -2,6 +2,7 @@
  * their names, and the check of keys that come from outside (CSRs, peers). */
 #include "ca_issue.h"
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -91,6 +92,27 @@ static void ec_curve_of(const EVP_PKEY *key, int *nid, char *name, size_t cap,
     }
 }
 
+/* The public exponent and modulus of an RSA key from outside: with e = 1 (or
+ * another degenerate value) anyone could forge its signatures. Exponent per
+ * the CA/Browser Forum baseline: odd, 2^16+1 <= e < 2^256; modulus odd. */
+static int check_rsa_public(const EVP_PKEY *key)
+{
+    BIGNUM *e = NULL, *n = NULL;
+    int rc = -1;
+    TSR_TRY_ENSURE(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_E, &e) == 1 &&
+                       EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &n) == 1,
+                   TSR_E_INPUT, "RSA key parameters do not parse");
+    TSR_TRY_ENSURE(BN_is_odd(e) && BN_num_bits(e) >= 17 && BN_num_bits(e) <= 256, TSR_E_INPUT,
+                   "RSA key has a bad public exponent (must be odd, at least 65537)");
+    TSR_TRY_ENSURE(BN_is_odd(n), TSR_E_INPUT, "RSA key has an even modulus");
+    rc = 0;
+out:
+    ERR_clear_error();
+    BN_free(e);
+    BN_free(n);
+    return rc;
+}
+
 void ca_key_describe(const EVP_PKEY *key, char *out, size_t cap)
 {
     if (cap == 0) return;
@@ -146,7 +168,7 @@ int ca_key_check_accepted(const EVP_PKEY *key)
                    "RSA key of %d bits is too small (minimum %d)", bits, RSA_MIN_BITS);
         TSR_ENSURE(bits <= RSA_MAX_BITS, TSR_E_INPUT,
                    "RSA key of %d bits is too large (maximum %d)", bits, RSA_MAX_BITS);
-        return 0;
+        return check_rsa_public(key);
     }
     default:
         return TSR_FAIL(TSR_E_INPUT,

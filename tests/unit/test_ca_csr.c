@@ -6,9 +6,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/param_build.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
@@ -309,6 +312,77 @@ static void test_refused_keys(void **state)
     }
 }
 
+static EVP_PKEY *rsa_with_exponent(unsigned long exponent)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    BIGNUM *e = BN_new();
+    EVP_PKEY *key = NULL;
+    assert_non_null(ctx);
+    assert_non_null(e);
+    assert_int_equal(BN_set_word(e, exponent), 1);
+    assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048), 1);
+    assert_int_equal(EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, e), 1);
+    assert_int_equal(EVP_PKEY_generate(ctx, &key), 1);
+    BN_free(e);
+    EVP_PKEY_CTX_free(ctx);
+    return key;
+}
+
+/* A public RSA key with modulus n and exponent e, built from parameters. */
+static EVP_PKEY *rsa_public(const BIGNUM *n, unsigned long exponent)
+{
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    BIGNUM *e = BN_new();
+    assert_non_null(bld);
+    assert_non_null(e);
+    assert_int_equal(BN_set_word(e, exponent), 1);
+    assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n), 1);
+    assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e), 1);
+    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+    assert_non_null(params);
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    EVP_PKEY *key = NULL;
+    assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params), 1);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(e);
+    return key;
+}
+
+static void test_rsa_exponent_refused(void **state)
+{
+    (void)state;
+    /* e = 3 in a well-signed CSR. */
+    EVP_PKEY *key = rsa_with_exponent(3);
+    der d = make_csr(key, NULL);
+    assert_check_refused(d.data, d.len, "bad public exponent");
+    der_free(&d);
+    /* e = 1 (signatures forgeable by anyone), e = 65536 (even), an even
+     * modulus: refused by the key check itself. */
+    BIGNUM *n = NULL;
+    assert_int_equal(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &n), 1);
+    static const unsigned long bad_e[] = {1, 65536, 257};
+    for (size_t i = 0; i < sizeof bad_e / sizeof bad_e[0]; i++) {
+        EVP_PKEY *pub = rsa_public(n, bad_e[i]);
+        assert_int_equal(ca_key_check_accepted(pub), -1);
+        assert_err_contains("bad public exponent");
+        EVP_PKEY_free(pub);
+    }
+    EVP_PKEY *good = rsa_public(n, 65537);
+    assert_int_equal(ca_key_check_accepted(good), 0);
+    EVP_PKEY_free(good);
+    assert_int_equal(BN_add_word(n, 1), 1); /* even modulus */
+    EVP_PKEY *even = rsa_public(n, 65537);
+    assert_int_equal(ca_key_check_accepted(even), -1);
+    assert_err_contains("even modulus");
+    EVP_PKEY_free(even);
+    BN_free(n);
+    EVP_PKEY_free(key);
+}
+
 static void test_explicit_curve_parameters_refused(void **state)
 {
     (void)state;
@@ -513,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_truncated_and_trailing),
         cmocka_unit_test(test_bad_signature),
         cmocka_unit_test(test_refused_keys),
+        cmocka_unit_test(test_rsa_exponent_refused),
         cmocka_unit_test(test_explicit_curve_parameters_refused),
         cmocka_unit_test(test_bad_version_refused),
         cmocka_unit_test(test_identity_in_csr_refused),
