@@ -33,6 +33,10 @@ TSR_WUR int ca_issuer_load(const char *cert_path, const char *key_path, ca_issue
 TSR_WUR int ca_issuer_new(X509 *cert, EVP_PKEY *key, ca_issuer **out);
 void ca_issuer_free(ca_issuer *issuer);
 
+/* The trust domain an issuing CA is name-constrained to: its one permitted
+ * URI subtree. TSR_E_INPUT if the certificate has no such constraint. */
+TSR_WUR int ca_issuing_trust_domain(const X509 *cert, char *out, size_t cap);
+
 /* Root: self-signed, CA:TRUE pathlen:1 critical, keyCertSign+cRLSign critical,
  * SKI. Subject "O=Tessera, CN=Tessera Root CA <td>". */
 TSR_WUR int ca_create_root(enum ca_key_type type, const char *trust_domain, int64_t ttl_seconds,
