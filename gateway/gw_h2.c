@@ -209,6 +209,10 @@ static void finish_call(gw_conn *c, gw_stream *st, gw_response *r)
         return;
     }
     if (r->status == GW_STATUS_OK) {
+        if (r->body == NULL && r->body_len != 0) {  /* handler bug: fail closed */
+            respond_status(c, st, GW_STATUS_INTERNAL, "handler returned no body");
+            return;
+        }
         respond_ok(c, st, r->body, r->body_len);
         return;
     }
@@ -243,7 +247,10 @@ static void dispatch(gw_conn *c, gw_stream *st)
 
     /* Identity first: a revoked or expired certificate starts no call. */
     if (!s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix())) {
-        set_kill(c, "credentials no longer valid");
+        char who[200], why[260];
+        snprintf(why, sizeof why, "credentials no longer valid (%s)",
+                 gw_conn_principal_text(c, who, sizeof who));
+        set_kill(c, why);
         return;
     }
     st->ctx.principal = &c->principal;
@@ -509,6 +516,21 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     return 0;
 }
 
+/* nghttp2's reason for a connection or stream error, logged once per
+ * connection (a misbehaving peer must not flood the log). */
+static int on_error(nghttp2_session *session, int lib_error_code, const char *msg, size_t len,
+                    void *user_data)
+{
+    gw_conn *c = user_data;
+    (void)session;
+    (void)lib_error_code;
+    if (!c->h2_error_logged) {
+        c->h2_error_logged = true;
+        gw_conn_log(c, "HTTP/2: %.*s", (int)(len < 200 ? len : 200), msg);
+    }
+    return 0;
+}
+
 /* ---- transport interface ------------------------------------------------ */
 
 int gw_h2_setup(gw_server *s)
@@ -522,6 +544,7 @@ int gw_h2_setup(gw_server *s)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     if (nghttp2_option_new(&opt) != 0) {
         nghttp2_session_callbacks_del(cb);
         return TSR_FAIL(TSR_E_INTERNAL, "out of memory");
@@ -598,6 +621,11 @@ bool gw_h2_done(gw_conn *c)
 {
     return c->h2 != NULL && !nghttp2_session_want_read(c->h2) &&
            !nghttp2_session_want_write(c->h2);
+}
+
+bool gw_h2_idle(const gw_conn *c)
+{
+    return c->streams == NULL;
 }
 
 void gw_h2_free(gw_conn *c)

@@ -554,8 +554,12 @@ static void worker_tick(gw_worker *w)
             conn_kill(c, why);
             continue;
         }
-        if (s->cfg.idle_timeout_ms > 0 && now - c->last_io_ms >= s->cfg.idle_timeout_ms) {
-            conn_kill(c, "idle timeout");
+        /* Idle as grpc's max_connection_idle: no I/O and no call in flight;
+         * or no I/O at all while our output is blocked (a peer that stopped
+         * reading keeps nothing of ours forever). */
+        if (s->cfg.idle_timeout_ms > 0 && now - c->last_io_ms >= s->cfg.idle_timeout_ms &&
+            (gw_h2_idle(c) || c->write_blocked)) {
+            conn_kill(c, c->write_blocked ? "write stalled (peer not reading)" : "idle timeout");
             continue;
         }
         gw_h2_tick(c, now);

@@ -49,8 +49,9 @@ typedef struct gw_conn {
     /* Set inside nghttp2 callbacks (which must not close the connection):
      * the connection gets GOAWAY and is closed once the callback returns. */
     bool kill;
-    char kill_reason[200];
+    char kill_reason[300];
     bool draining;                 /* graceful GOAWAY sent (server stop) */
+    bool h2_error_logged;
 } gw_conn;
 
 struct gw_worker {
@@ -98,6 +99,7 @@ TSR_WUR int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len);
 void gw_h2_tick(gw_conn *c, int64_t now_ms);     /* stream deadlines */
 void gw_h2_goaway(gw_conn *c, const char *why);  /* GOAWAY(NO_ERROR, last stream) */
 bool gw_h2_done(gw_conn *c);                      /* nghttp2 wants neither read nor write */
+bool gw_h2_idle(const gw_conn *c);                /* no live stream */
 void gw_h2_free(gw_conn *c);                      /* streams (close()), session */
 
 #endif

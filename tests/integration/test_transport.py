@@ -554,6 +554,71 @@ def test_partial_client_hello_stalled(server):
     assert_serving(server)
 
 
+def _tls12(server, ciphers):
+    ctx = tls_context(server)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+    except ssl.SSLError:
+        raw.close()
+        raise
+    return s
+
+
+def test_tls12_only_ecdhe_aead(server):
+    for suite in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                  "ECDHE-ECDSA-CHACHA20-POLY1305"):
+        s = _tls12(server, suite)
+        assert s.version() == "TLSv1.2"
+        assert s.cipher()[0] == suite
+        assert s.selected_alpn_protocol() == "h2"
+        s.close()
+    for suite in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "AES128-GCM-SHA256"):
+        with pytest.raises(ssl.SSLError):
+            _tls12(server, suite)
+    ctx = tls_context(server)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        assert s.version() == "TLSv1.3"
+    assert_serving(server)
+
+
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+def test_no_session_resumption(server, version):
+    ctx = tls_context(server)
+    ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    # give a TLS 1.3 server the chance to send NewSessionTicket
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    s.settimeout(0.5)
+    try:
+        s.recv(4096)
+    except (socket.timeout, ssl.SSLError):
+        pass
+    sess = s.session
+    s.close()
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    s2 = ctx.wrap_socket(raw, server_hostname="localhost", session=sess)
+    try:
+        assert not s2.session_reused
+        assert sess is None or not sess.has_ticket
+    finally:
+        s2.close()
+
+
+def test_bad_http2_preface(server):
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    s = tls_context(server).wrap_socket(raw, server_hostname="localhost")
+    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert wait_closed(s, 3) is not None
+    s.close()
+    assert_serving(server)
+
+
 # ---------------------------------------------------------------------------
 # hostile / unusual HTTP/2 + gRPC peers
 
@@ -775,6 +840,30 @@ def test_max_connections(pki, tmp_path):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+    finally:
+        srv.stop()
+
+
+def test_idle_timeout(pki, tmp_path):
+    srv = Server(pki, str(tmp_path), "--workers", "1", "--idle-timeout-ms", "600")
+    try:
+        idle = H2Client(srv)
+        busy = H2Client(srv)
+        # a call in flight (client stream, no deadline) keeps its connection
+        busy_sid = busy.request(COUNT, [grpc_frame(b"a")], end_stream=False)
+        t0 = time.monotonic()
+        took = wait_closed(idle.sock, 3)
+        assert took is not None and 0.5 <= took <= 1.5, took
+        assert srv.wait_log("idle timeout")
+        time.sleep(0.8)  # busy has had no I/O for well over the idle timeout now
+        # busy is still open and can finish its call
+        busy.conn.send_data(busy_sid, grpc_frame(b"bc"), end_stream=True)
+        busy.flush()
+        st = busy.wait(busy_sid)
+        assert st["data"] == grpc_frame(b"count=2 bytes=3"), st
+        assert time.monotonic() - t0 >= 0.6
+        idle.close()
+        busy.close()
     finally:
         srv.stop()
 
