@@ -13,6 +13,7 @@ PACKAGES=(
   libcmocka-dev
   # integration tests: stock gRPC client, pytest, certificate tooling
   python3 python3-grpcio python3-grpc-tools python3-pytest python3-cryptography
+  python3-h2   # raw HTTP/2 frames for the transport's hostile-client tests
   # sandboxes and the proxy tests
   bubblewrap nginx-light
   curl

@@ -1,0 +1,638 @@
+/* HTTP/2 (nghttp2 1.52, mem_recv/mem_send) and gRPC calls on one connection.
+ *
+ * A request stream goes HEADERS -> dispatch (method, content-type, path,
+ * grpc-encoding, grpc-timeout, still_valid) -> DATA deframed into messages
+ * -> END_STREAM -> the handler's answer. Every answer ends the stream from
+ * our side: a full response (HEADERS, one DATA message, trailers) for OK,
+ * a trailers-only HEADERS for any error. When our END_STREAM leaves while
+ * the client is still sending, RST_STREAM(NO_ERROR) follows it, so nothing
+ * more of that stream is read (RFC 9113 §8.1). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_grpc.h"
+#include "gw_server_int.h"
+#include "tsr_time.h"
+
+/* SETTINGS we send. */
+#define GW_H2_INITIAL_WINDOW (1u << 20)       /* per stream */
+#define GW_H2_CONN_WINDOW (4 << 20)           /* connection-level receive window */
+#define GW_H2_MAX_HEADER_LIST 16384u          /* advertised and enforced per request */
+/* nghttp2 flood guards (all present in Debian's 1.52). */
+#define GW_H2_MAX_SETTINGS 32                 /* entries per SETTINGS frame */
+#define GW_H2_MAX_OUTBOUND_ACK 100            /* queued SETTINGS/PING ACKs */
+#define GW_H2_MAX_CONTINUATIONS 8             /* CONTINUATION frames per header block */
+#define GW_H2_RST_BURST 1000                  /* incoming RST_STREAM token bucket */
+#define GW_H2_RST_RATE 33                     /* tokens per second */
+#define GW_H2_DEFLATE_TABLE 4096              /* HPACK encoder dynamic table */
+
+#define GW_PATH_MAX 255
+
+enum gw_phase {
+    GW_PHASE_HEADERS = 0,  /* request headers arriving */
+    GW_PHASE_ACTIVE,       /* dispatched: messages are delivered */
+    GW_PHASE_RESPONDED,    /* our answer is submitted; input is dropped */
+};
+
+struct gw_stream {
+    gw_stream *prev, *next;
+    gw_conn *conn;
+    int32_t id;
+    enum gw_phase phase;
+
+    /* request headers (bounded copies) */
+    size_t hdr_bytes;
+    bool method_post;
+    bool ct_seen, ct_ok;
+    bool enc_bad;
+    bool timeout_seen, timeout_bad;
+    int64_t timeout_ms;
+    char path[GW_PATH_MAX + 1];
+    size_t path_len;
+    bool path_long;
+
+    /* the call */
+    const gw_method *m;
+    gw_call_ctx ctx;
+    gw_deframer df;
+    uint8_t *unary_msg;        /* the one request message of a unary call */
+    size_t unary_len, unary_charge;
+    unsigned n_msgs;
+    void *cs_state;
+    bool cs_opened;
+    bool remote_closed;        /* client sent END_STREAM */
+
+    /* the response body: 5-byte prefix + body, then trailers */
+    uint8_t prefix[GW_GRPC_PREFIX_LEN];
+    uint8_t *body;
+    size_t body_len, sent;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* nghttp2_nv takes non-const pointers but copies what they point to
+ * (no NGHTTP2_NV_FLAG_NO_COPY_*), so constant strings are fine. */
+static uint8_t *nvp(const char *s)
+{
+    return (uint8_t *)(uintptr_t)s;
+}
+#define NV(n, v) {nvp(n), nvp(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+
+static gw_stream *stream_of(gw_conn *c, int32_t id)
+{
+    gw_stream *st = nghttp2_session_get_stream_user_data(c->h2, id);
+    if (st != NULL) TSR_ASSERT(st->conn == c && st->id == id);
+    return st;
+}
+
+static void stream_free(gw_conn *c, gw_stream *st)
+{
+    if (st->cs_opened && st->m != NULL && st->m->client_stream != NULL &&
+        st->m->client_stream->close != NULL)
+        st->m->client_stream->close(st->cs_state);
+    st->cs_opened = false;
+    free(st->unary_msg);
+    gw_deframer_refund(&c->rx_budget, st->unary_charge);
+    gw_deframer_free(&st->df);
+    free(st->body);
+    if (st->prev != NULL) st->prev->next = st->next;
+    else c->streams = st->next;
+    if (st->next != NULL) st->next->prev = st->prev;
+    free(st);
+}
+
+static void set_kill(gw_conn *c, const char *why)
+{
+    if (c->kill) return;
+    c->kill = true;
+    snprintf(c->kill_reason, sizeof c->kill_reason, "%s", why);
+}
+
+/* Trailers-only answer (HEADERS + END_STREAM). http_status is "200" for
+ * every gRPC-level error. */
+static void respond_error(gw_conn *c, gw_stream *st, const char *http_status, int status,
+                          const char *msg, bool accept_identity)
+{
+    if (st->phase == GW_PHASE_RESPONDED) return;
+    st->phase = GW_PHASE_RESPONDED;
+    if (status <= GW_STATUS_OK || status > GW_STATUS_UNAUTHENTICATED) status = GW_STATUS_UNKNOWN;
+    char enc[GW_GRPC_MESSAGE_ENCODED_MAX];
+    size_t enclen = gw_grpc_percent_encode(msg, strnlen(msg, GW_GRPC_MESSAGE_MAX), enc, sizeof enc);
+    nghttp2_nv nva[5] = {
+        NV(":status", http_status),
+        NV("content-type", "application/grpc"),
+        NV("grpc-status", gw_grpc_status_code_text(status)),
+    };
+    size_t n = 3;
+    if (enclen > 0) nva[n++] = (nghttp2_nv)NV("grpc-message", enc);
+    if (accept_identity) nva[n++] = (nghttp2_nv)NV("grpc-accept-encoding", "identity");
+    int rv = nghttp2_submit_response(c->h2, st->id, nva, n, NULL);
+    if (rv != 0) (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, st->id,
+                                                 NGHTTP2_INTERNAL_ERROR);
+}
+
+static void respond_status(gw_conn *c, gw_stream *st, int status, const char *msg)
+{
+    respond_error(c, st, "200", status, msg, false);
+}
+
+static ssize_t body_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                            size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                            void *user_data)
+{
+    (void)user_data;
+    gw_stream *st = source->ptr;
+    TSR_ASSERT(st != NULL && st->id == stream_id);
+    size_t total = GW_GRPC_PREFIX_LEN + st->body_len;
+    size_t n = 0;
+    while (n < length && st->sent < total) {
+        size_t chunk;
+        if (st->sent < GW_GRPC_PREFIX_LEN) {
+            chunk = GW_GRPC_PREFIX_LEN - st->sent;
+            if (chunk > length - n) chunk = length - n;
+            memcpy(buf + n, st->prefix + st->sent, chunk);
+        } else {
+            size_t at = st->sent - GW_GRPC_PREFIX_LEN;
+            chunk = st->body_len - at;
+            if (chunk > length - n) chunk = length - n;
+            memcpy(buf + n, st->body + at, chunk);
+        }
+        n += chunk;
+        st->sent += chunk;
+    }
+    if (st->sent == total) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        nghttp2_nv trailers[] = {NV("grpc-status", "0")};
+        if (nghttp2_submit_trailer(session, stream_id, trailers, 1) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    return (ssize_t)n;
+}
+
+/* OK answer: takes ownership of body. */
+static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len)
+{
+    if (gw_grpc_frame_prefix(len, st->prefix) != 0) {
+        free(body);
+        respond_status(c, st, GW_STATUS_INTERNAL, "response message too large");
+        return;
+    }
+    st->phase = GW_PHASE_RESPONDED;
+    st->body = body;
+    st->body_len = len;
+    st->sent = 0;
+    nghttp2_nv nva[] = {
+        NV(":status", "200"),
+        NV("content-type", "application/grpc"),
+        NV("grpc-accept-encoding", "identity"),
+    };
+    nghttp2_data_provider prd;
+    prd.source.ptr = st;
+    prd.read_callback = body_read_cb;
+    if (nghttp2_submit_response(c->h2, st->id, nva, sizeof nva / sizeof nva[0], &prd) != 0)
+        (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+}
+
+static bool deadline_passed(const gw_stream *st, int64_t now_ms)
+{
+    return st->ctx.deadline_ms != 0 && now_ms >= st->ctx.deadline_ms;
+}
+
+/* The handler's answer, unless the deadline passed meanwhile. */
+static void finish_call(gw_conn *c, gw_stream *st, gw_response *r)
+{
+    if (deadline_passed(st, tsr_monotonic_ms())) {
+        free(r->body);
+        respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+        return;
+    }
+    if (r->status == GW_STATUS_OK) {
+        if (r->body == NULL && r->body_len != 0) {  /* handler bug: fail closed */
+            respond_status(c, st, GW_STATUS_INTERNAL, "handler returned no body");
+            return;
+        }
+        respond_ok(c, st, r->body, r->body_len);
+        return;
+    }
+    free(r->body);
+    r->message[sizeof r->message - 1] = '\0';
+    respond_status(c, st, (int)r->status, r->message);
+}
+
+static void response_init(gw_response *r)
+{
+    memset(r, 0, sizeof *r);
+    r->status = GW_STATUS_OK;
+}
+
+static const gw_method *lookup(const gw_server *s, const gw_stream *st)
+{
+    if (st->path_long) return NULL;
+    for (size_t i = 0; i < s->cfg.n_methods; i++) {
+        const gw_method *m = &s->cfg.methods[i];
+        if (strlen(m->path) == st->path_len && memcmp(m->path, st->path, st->path_len) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+/* ---- request flow ------------------------------------------------------- */
+
+static void dispatch(gw_conn *c, gw_stream *st)
+{
+    gw_server *s = c->w->s;
+    int64_t now = tsr_monotonic_ms();
+
+    /* Identity first: a revoked or expired certificate starts no call. */
+    if (!s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix())) {
+        char who[200], why[260];
+        snprintf(why, sizeof why, "credentials no longer valid (%s)",
+                 gw_conn_principal_text(c, who, sizeof who));
+        set_kill(c, why);
+        return;
+    }
+    st->ctx.principal = &c->principal;
+    st->ctx.app = s->cfg.app;
+    st->ctx.worker = c->w->state;
+    st->ctx.peer_addr = c->peer;
+    st->ctx.method = NULL;
+    st->ctx.deadline_ms = 0;
+
+    /* As grpc does: non-POST -> 405, non-gRPC content-type -> 415, each with
+     * a grpc-status so that gRPC clients see a status too. */
+    if (!st->method_post) {
+        respond_error(c, st, "405", GW_STATUS_INTERNAL, "gRPC requires method POST", false);
+        return;
+    }
+    if (!st->ct_ok) {
+        respond_error(c, st, "415", GW_STATUS_INTERNAL, "invalid gRPC request content-type",
+                      false);
+        return;
+    }
+    const gw_method *m = lookup(s, st);
+    if (m == NULL) {
+        char msg[GW_GRPC_MESSAGE_MAX];
+        snprintf(msg, sizeof msg, "unknown method %.*s%s", (int)st->path_len, st->path,
+                 st->path_long ? "..." : "");
+        respond_status(c, st, GW_STATUS_UNIMPLEMENTED, msg);
+        return;
+    }
+    if (st->enc_bad) {
+        respond_error(c, st, "200", GW_STATUS_UNIMPLEMENTED, "compression not supported", true);
+        return;
+    }
+    if (st->timeout_bad) {
+        respond_status(c, st, GW_STATUS_INTERNAL, "invalid grpc-timeout");
+        return;
+    }
+    if (st->timeout_seen) {
+        st->ctx.deadline_ms = st->timeout_ms > INT64_MAX - now ? INT64_MAX : now + st->timeout_ms;
+        if (st->ctx.deadline_ms == 0) st->ctx.deadline_ms = 1;
+        if (deadline_passed(st, now)) {
+            respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+            return;
+        }
+    }
+    st->m = m;
+    st->ctx.method = m->path;
+    st->phase = GW_PHASE_ACTIVE;
+    if (m->client_stream != NULL) {
+        st->cs_state = m->client_stream->open != NULL ? m->client_stream->open(&st->ctx) : NULL;
+        st->cs_opened = true;
+    }
+}
+
+static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
+{
+    if (st->m->unary != NULL) {
+        /* Unary: exactly one request message. Like grpc-core: a second message
+         * is UNIMPLEMENTED (the method is not a streaming one), a missing one
+         * (see end_of_request) is INTERNAL. */
+        if (st->n_msgs > 0) {
+            respond_status(c, st, GW_STATUS_UNIMPLEMENTED,
+                           "more than one request message for a unary method");
+            return;
+        }
+        st->n_msgs = 1;
+        st->unary_len = len;
+        st->unary_msg = gw_deframer_take(&st->df, &st->unary_charge);
+        return;
+    }
+    st->n_msgs++;
+    if (deadline_passed(st, tsr_monotonic_ms())) {
+        respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+        return;
+    }
+    gw_response r;
+    response_init(&r);
+    int rc = st->m->client_stream->message(st->cs_state, &st->ctx, msg, len, &r);
+    free(r.body);
+    if (rc != 0) {
+        int status = r.status == GW_STATUS_OK ? GW_STATUS_INTERNAL : (int)r.status;
+        r.message[sizeof r.message - 1] = '\0';
+        respond_status(c, st, status, r.message[0] != '\0' ? r.message : "stream aborted");
+    }
+}
+
+static void end_of_request(gw_conn *c, gw_stream *st)
+{
+    st->remote_closed = true;
+    if (st->phase != GW_PHASE_ACTIVE || c->kill) return;
+    if (gw_deframer_finish(&st->df) != GW_STATUS_OK) {
+        respond_status(c, st, (int)st->df.err, st->df.errmsg);
+        return;
+    }
+    if (deadline_passed(st, tsr_monotonic_ms())) {
+        respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+        return;
+    }
+    gw_response r;
+    response_init(&r);
+    if (st->m->unary != NULL) {
+        if (st->n_msgs == 0) {
+            respond_status(c, st, GW_STATUS_INTERNAL, "missing request message");
+            return;
+        }
+        static const uint8_t none[1];
+        st->m->unary(&st->ctx, st->unary_msg != NULL ? st->unary_msg : none, st->unary_len, &r);
+        free(st->unary_msg);
+        st->unary_msg = NULL;
+        gw_deframer_refund(&c->rx_budget, st->unary_charge);
+        st->unary_charge = 0;
+    } else {
+        st->m->client_stream->finish(st->cs_state, &st->ctx, &r);
+    }
+    finish_call(c, st, &r);
+}
+
+/* ---- nghttp2 callbacks -------------------------------------------------- */
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
+                            void *user_data)
+{
+    gw_conn *c = user_data;
+    (void)session;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    gw_stream *st = calloc(1, sizeof *st);
+    if (st == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    st->conn = c;
+    st->id = frame->hd.stream_id;
+    gw_deframer_init(&st->df, c->w->s->cfg.max_message_bytes, &c->rx_budget);
+    if (nghttp2_session_set_stream_user_data(c->h2, st->id, st) != 0) {
+        free(st);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    st->next = c->streams;
+    if (c->streams != NULL) c->streams->prev = st;
+    c->streams = st;
+    return 0;
+}
+
+static bool name_is(const uint8_t *name, size_t len, const char *lit)
+{
+    size_t n = strlen(lit);
+    return len == n && memcmp(name, lit, n) == 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user_data)
+{
+    gw_conn *c = user_data;
+    (void)session;
+    (void)flags;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    gw_stream *st = stream_of(c, frame->hd.stream_id);
+    if (st == NULL) return 0;
+    /* RFC 9113 §6.5.2 size accounting; past the limit the stream is reset. */
+    st->hdr_bytes += namelen + valuelen + 32;
+    if (st->hdr_bytes > GW_H2_MAX_HEADER_LIST) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+
+    if (name_is(name, namelen, ":method")) {
+        st->method_post = valuelen == 4 && memcmp(value, "POST", 4) == 0;
+    } else if (name_is(name, namelen, ":path")) {
+        size_t n = valuelen;
+        if (n > GW_PATH_MAX) {
+            n = GW_PATH_MAX;
+            st->path_long = true;
+        }
+        memcpy(st->path, value, n);
+        st->path[n] = '\0';
+        st->path_len = n;
+        if (memchr(value, '\0', valuelen) != NULL) st->path_long = true; /* matches nothing */
+    } else if (name_is(name, namelen, "content-type")) {
+        /* A repeated content-type is not a gRPC request. */
+        st->ct_ok = !st->ct_seen && gw_grpc_content_type_ok((const char *)value, valuelen);
+        st->ct_seen = true;
+    } else if (name_is(name, namelen, "grpc-encoding")) {
+        if (!(valuelen == 8 && memcmp(value, "identity", 8) == 0)) st->enc_bad = true;
+    } else if (name_is(name, namelen, "grpc-timeout")) {
+        if (st->timeout_seen ||
+            gw_grpc_timeout_parse((const char *)value, valuelen, &st->timeout_ms) != 0)
+            st->timeout_bad = true;
+        st->timeout_seen = true;
+    }
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    gw_conn *c = user_data;
+    (void)session;
+    if (c->kill) return 0;
+    gw_stream *st;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        st = stream_of(c, frame->hd.stream_id);
+        if (st == NULL) return 0;
+        if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) dispatch(c, st);
+        if (!c->kill && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) end_of_request(c, st);
+        break;
+    case NGHTTP2_DATA:
+        st = stream_of(c, frame->hd.stream_id);
+        if (st == NULL) return 0;
+        if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) end_of_request(c, st);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                         const uint8_t *data, size_t len, void *user_data)
+{
+    gw_conn *c = user_data;
+    (void)session;
+    (void)flags;
+    if (c->kill) return 0;
+    gw_stream *st = stream_of(c, stream_id);
+    if (st == NULL) return 0;
+    size_t off = 0;
+    while (off < len && st->phase == GW_PHASE_ACTIVE && !c->kill) {
+        size_t used = 0, mlen = 0;
+        const uint8_t *msg = NULL;
+        enum gw_deframe_result r = gw_deframer_feed(&st->df, data + off, len - off, &used, &msg,
+                                                    &mlen);
+        off += used;
+        if (r == GW_DEFRAME_MORE) break;
+        if (r == GW_DEFRAME_ERROR) {
+            respond_error(c, st, "200", (int)st->df.err, st->df.errmsg,
+                          st->df.err == GW_STATUS_UNIMPLEMENTED);
+            break;
+        }
+        deliver(c, st, msg, mlen);
+    }
+    return 0;
+}
+
+/* Our END_STREAM left while the client still sends: tell it to stop. Done
+ * here (not at submit time) so that RST_STREAM cannot overtake the
+ * response's DATA or trailers. */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    gw_conn *c = user_data;
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    gw_stream *st = stream_of(c, frame->hd.stream_id);
+    if (st != NULL && !st->remote_closed)
+        (void)nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *user_data)
+{
+    gw_conn *c = user_data;
+    (void)session;
+    (void)error_code;
+    gw_stream *st = stream_of(c, stream_id);
+    if (st == NULL) return 0;
+    (void)nghttp2_session_set_stream_user_data(c->h2, stream_id, NULL);
+    stream_free(c, st);
+    return 0;
+}
+
+/* nghttp2's reason for a connection or stream error, logged once per
+ * connection (a misbehaving peer must not flood the log). */
+static int on_error(nghttp2_session *session, int lib_error_code, const char *msg, size_t len,
+                    void *user_data)
+{
+    gw_conn *c = user_data;
+    (void)session;
+    (void)lib_error_code;
+    if (!c->h2_error_logged) {
+        c->h2_error_logged = true;
+        gw_conn_log(c, "HTTP/2: %.*s", (int)(len < 200 ? len : 200), msg);
+    }
+    return 0;
+}
+
+/* ---- transport interface ------------------------------------------------ */
+
+int gw_h2_setup(gw_server *s)
+{
+    nghttp2_session_callbacks *cb = NULL;
+    nghttp2_option *opt = NULL;
+    TSR_ENSURE(nghttp2_session_callbacks_new(&cb) == 0, TSR_E_INTERNAL, "out of memory");
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_error_callback2(cb, on_error);
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cb);
+        return TSR_FAIL(TSR_E_INTERNAL, "out of memory");
+    }
+    nghttp2_option_set_no_auto_window_update(opt, 0);
+    nghttp2_option_set_max_settings(opt, GW_H2_MAX_SETTINGS);
+    nghttp2_option_set_max_outbound_ack(opt, GW_H2_MAX_OUTBOUND_ACK);
+    nghttp2_option_set_max_continuations(opt, GW_H2_MAX_CONTINUATIONS);
+    nghttp2_option_set_stream_reset_rate_limit(opt, GW_H2_RST_BURST, GW_H2_RST_RATE);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, GW_H2_DEFLATE_TABLE);
+    /* We keep no priority tree: closed streams need not be retained. */
+    nghttp2_option_set_no_closed_streams(opt, 1);
+    s->h2_callbacks = cb;
+    s->h2_option = opt;
+    return 0;
+}
+
+void gw_h2_teardown(gw_server *s)
+{
+    if (s->h2_callbacks != NULL) nghttp2_session_callbacks_del(s->h2_callbacks);
+    if (s->h2_option != NULL) nghttp2_option_del(s->h2_option);
+    s->h2_callbacks = NULL;
+    s->h2_option = NULL;
+}
+
+int gw_h2_session_new(gw_conn *c)
+{
+    gw_server *s = c->w->s;
+    TSR_ENSURE(nghttp2_session_server_new2(&c->h2, s->h2_callbacks, c, s->h2_option) == 0,
+               TSR_E_INTERNAL, "nghttp2 session: out of memory");
+    c->rx_budget = s->conn_rx_budget;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->cfg.max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GW_H2_INITIAL_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, GW_H2_MAX_HEADER_LIST},
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+    };
+    TSR_ENSURE(nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) == 0,
+               TSR_E_INTERNAL, "nghttp2: cannot submit SETTINGS");
+    TSR_ENSURE(nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
+                                                     GW_H2_CONN_WINDOW) == 0,
+               TSR_E_INTERNAL, "nghttp2: cannot set the connection window");
+    return 0;
+}
+
+int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len)
+{
+    ssize_t rv = nghttp2_session_mem_recv(c->h2, data, len);
+    if (rv < 0) {
+        char why[160];
+        snprintf(why, sizeof why, "HTTP/2 error: %s", nghttp2_strerror((int)rv));
+        set_kill(c, why);
+        return -1;
+    }
+    return 0;
+}
+
+void gw_h2_tick(gw_conn *c, int64_t now_ms)
+{
+    for (gw_stream *st = c->streams; st != NULL; st = st->next)
+        if (st->phase == GW_PHASE_ACTIVE && deadline_passed(st, now_ms))
+            respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+}
+
+void gw_h2_goaway(gw_conn *c, const char *why)
+{
+    if (c->h2 == NULL) return;
+    (void)nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+                                nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
+                                (const uint8_t *)why, strlen(why));
+}
+
+bool gw_h2_done(gw_conn *c)
+{
+    return c->h2 != NULL && !nghttp2_session_want_read(c->h2) &&
+           !nghttp2_session_want_write(c->h2);
+}
+
+bool gw_h2_idle(const gw_conn *c)
+{
+    return c->streams == NULL;
+}
+
+void gw_h2_free(gw_conn *c)
+{
+    /* nghttp2_session_del does not call on_stream_close: close the calls
+     * here, after the session (which points at them) is gone. */
+    nghttp2_session_del(c->h2);
+    c->h2 = NULL;
+    while (c->streams != NULL) stream_free(c, c->streams);
+}

@@ -1,0 +1,17 @@
+/* grpc.health.v1.Health/Check (grpc/doc/health-checking.md). */
+#ifndef GW_HEALTH_H
+#define GW_HEALTH_H
+
+#include "gw_rpc.h"
+
+#define GW_HEALTH_CHECK_PATH "/grpc.health.v1.Health/Check"
+#define GW_HEALTH_SERVICE "tessera.v1.Gateway"
+
+/* service "" (the whole server) or "tessera.v1.Gateway" -> SERVING; any other
+ * service -> NOT_FOUND, as the standard says. No authorization of its own:
+ * anonymous callers may use it (the gateway's guard wraps it). */
+extern const gw_method gw_health_check_method;
+
+void gw_health_check(const gw_call_ctx *ctx, const uint8_t *msg, size_t len, gw_response *resp);
+
+#endif

@@ -1,0 +1,845 @@
+/* Sockets, threads, TLS and connection lifetimes of the gRPC transport.
+ *
+ * Accepting: one listening socket per worker, all bound to the same address
+ * with SO_REUSEPORT. Chosen over one acceptor thread handing descriptors to
+ * workers over an eventfd queue because nothing is then shared between
+ * workers but an atomic connection counter: the kernel spreads new
+ * connections by 4-tuple hash, each connection is accepted, served and freed
+ * on one thread, and there is no queue to bound or lock. Costs, accepted:
+ * connections still queued in a worker's backlog are reset when that worker
+ * closes its socket (only at shutdown), and another process of the same uid
+ * could join the port group (same-uid processes can do worse anyway).
+ *
+ * Event model: level-triggered epoll. EPOLLIN is registered only while we
+ * want to read (backpressure), EPOLLOUT only while a TLS write is blocked.
+ *
+ * Backpressure: nghttp2's output is pulled into `out` only while `out` holds
+ * less than GW_OUT_HIGH_WATER bytes, and nothing is read from a connection
+ * whose TLS write is blocked. A client that does not read its responses
+ * therefore stops being read after ~one high-water mark plus the kernel's
+ * socket buffers; its pending responses live in nghttp2 streams, bounded by
+ * SETTINGS_MAX_CONCURRENT_STREAMS and by the HTTP/2 flow-control windows.
+ *
+ * Lifetime: a connection closed while handling an epoll batch is moved to the
+ * worker's zombie list and freed after the batch, so a later event of the
+ * same batch never touches freed memory. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "gw_grpc.h"
+#include "gw_server_int.h"
+#include "gw_tls.h"
+#include "tsr_time.h"
+
+#define GW_OUT_HIGH_WATER (64 * 1024)   /* TLS plaintext we hold before SSL_write */
+#define GW_READ_CHUNK 16384             /* one TLS record of plaintext */
+#define GW_READS_PER_EVENT 64           /* fairness between connections of a worker */
+#define GW_ACCEPTS_PER_EVENT 64
+#define GW_LISTEN_BACKLOG 1024
+#define GW_EVENTS 64
+
+/* epoll tags that are not connections (connections use data.ptr). */
+#define TAG_LISTEN 1u
+#define TAG_TIMER 2u
+#define TAG_STOP 3u
+
+/* ---- logging ------------------------------------------------------------ */
+
+static void server_log(const gw_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void server_log(const gw_server *s, const char *fmt, ...)
+{
+    if (s->cfg.log == NULL) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s->cfg.log(s->cfg.app, line);
+}
+
+void gw_conn_log(const gw_conn *c, const char *fmt, ...)
+{
+    const gw_server *s = c->w->s;
+    if (s->cfg.log == NULL) return;
+    char msg[400], line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof line, "peer %s: %s", c->peer, msg);
+    s->cfg.log(s->cfg.app, line);
+}
+
+static const char *kind_text(enum gw_principal_kind k)
+{
+    switch (k) {
+    case GW_PRINCIPAL_ANONYMOUS: return "anonymous";
+    case GW_PRINCIPAL_UNAUTHENTICATED: return "unauthenticated";
+    case GW_PRINCIPAL_SANDBOX: return "sandbox";
+    case GW_PRINCIPAL_USER: return "user";
+    case GW_PRINCIPAL_PROXY: return "proxy";
+    }
+    return "?";
+}
+
+const char *gw_conn_principal_text(const gw_conn *c, char *buf, size_t cap)
+{
+    const gw_principal *p = &c->principal;
+    snprintf(buf, cap, "%s%s%.64s serial %.40s", kind_text(p->kind), p->name[0] ? " " : "",
+             p->name, p->serial_hex[0] ? p->serial_hex : "-");
+    return buf;
+}
+
+/* The OpenSSL error queue as "reason (data): reason", clearing it. */
+static const char *ossl_reason(char *buf, size_t cap)
+{
+    size_t used = 0;
+    const char *data = NULL;
+    int flags = 0;
+    unsigned long e;
+    buf[0] = '\0';
+    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0 && used + 1 < cap) {
+        const char *r = ERR_reason_error_string(e);
+        int n = snprintf(buf + used, cap - used, "%s%s%s%s%s", used ? ": " : "",
+                         r != NULL ? r : "unknown error",
+                         (flags & ERR_TXT_STRING) && data && *data ? " (" : "",
+                         (flags & ERR_TXT_STRING) && data ? data : "",
+                         (flags & ERR_TXT_STRING) && data && *data ? ")" : "");
+        if (n < 0) break;
+        used += (size_t)n < cap - used ? (size_t)n : cap - used - 1;
+    }
+    if (buf[0] == '\0') snprintf(buf, cap, "connection closed");
+    ERR_clear_error();
+    return buf;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void conn_set_events(gw_conn *c, uint32_t want)
+{
+    if (c->state == GW_CONN_CLOSED || want == c->ev_mask) return;
+    struct epoll_event ev = {.events = want, .data.ptr = c};
+    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->ev_mask = want;
+}
+
+static void conn_close(gw_conn *c, const char *why)
+{
+    if (c->state == GW_CONN_CLOSED) return;
+    gw_worker *w = c->w;
+    if (why != NULL) gw_conn_log(c, "closed: %s", why);
+    gw_h2_free(c);
+    if (c->ssl != NULL) {
+        if (c->state == GW_CONN_OPEN && !c->ssl_fatal) {
+            ERR_clear_error();
+            (void)SSL_shutdown(c->ssl);  /* best effort close_notify; never waits */
+        }
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    ERR_clear_error();
+    (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = c->out_cap = 0;
+    c->state = GW_CONN_CLOSED;
+    OPENSSL_cleanse(&c->principal, sizeof c->principal);
+
+    if (c->prev != NULL) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next != NULL) c->next->prev = c->prev;
+    w->n_conns--;
+    c->prev = NULL;
+    c->next = w->zombies;
+    w->zombies = c;
+    atomic_fetch_sub(&w->s->n_conns, 1);
+}
+
+static int out_append(gw_conn *c, const uint8_t *data, size_t len)
+{
+    if (c->out_off > 0 && c->out_off == c->out_len) c->out_off = c->out_len = 0;
+    if (c->out_len + len > c->out_cap) {
+        if (c->out_off > 0) {  /* compact (the buffer may move: ACCEPT_MOVING_WRITE_BUFFER) */
+            memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+            c->out_len -= c->out_off;
+            c->out_off = 0;
+        }
+        if (c->out_len + len > c->out_cap) {
+            size_t ncap = c->out_cap ? c->out_cap : 16384;
+            while (ncap < c->out_len + len) ncap *= 2;
+            uint8_t *nb = realloc(c->out, ncap);
+            if (nb == NULL) return -1;
+            c->out = nb;
+            c->out_cap = ncap;
+        }
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+    return 0;
+}
+
+/* Move nghttp2 output into `out` and `out` into TLS until TLS would block.
+ * Returns -1 if the connection was closed. A blocked write is retried with
+ * the same (possibly longer) pending bytes, as OpenSSL requires. */
+static int conn_flush(gw_conn *c)
+{
+    if (c->state != GW_CONN_OPEN) return -1;
+    if (c->write_blocked) return 0;
+    for (;;) {
+        while (c->h2 != NULL && c->out_len - c->out_off < GW_OUT_HIGH_WATER) {
+            const uint8_t *data = NULL;
+            ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+            if (n < 0) {
+                char why[160];
+                snprintf(why, sizeof why, "HTTP/2 send error: %s", nghttp2_strerror((int)n));
+                conn_close(c, why);
+                return -1;
+            }
+            if (n == 0) break;
+            if (out_append(c, data, (size_t)n) != 0) {
+                conn_close(c, "out of memory");
+                return -1;
+            }
+        }
+        size_t pending = c->out_len - c->out_off;
+        if (pending == 0) return 0;
+        if (pending > INT_MAX) pending = INT_MAX;
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, c->out + c->out_off, (int)pending);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            c->last_io_ms = tsr_monotonic_ms();
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+            c->write_blocked = true;
+            c->write_wants_read = e == SSL_ERROR_WANT_READ;
+            return 0;
+        }
+        char buf[160];
+        c->ssl_fatal = true;
+        conn_close(c, e == SSL_ERROR_SYSCALL ? NULL : ossl_reason(buf, sizeof buf));
+        return -1;
+    }
+}
+
+/* Send GOAWAY (if HTTP/2 is up), try once to flush it, close. */
+static void conn_kill(gw_conn *c, const char *why)
+{
+    if (c->state == GW_CONN_CLOSED) return;
+    if (c->state == GW_CONN_OPEN && c->h2 != NULL) {
+        gw_h2_goaway(c, why);
+        c->write_blocked = false;
+        if (conn_flush(c) != 0) return;  /* already closed (and logged as such) */
+    }
+    conn_close(c, why);
+}
+
+static bool conn_may_read(const gw_conn *c)
+{
+    return c->state == GW_CONN_OPEN && !c->kill &&
+           (!c->write_blocked || c->write_wants_read) &&
+           c->out_len - c->out_off < GW_OUT_HIGH_WATER &&
+           nghttp2_session_want_read(c->h2);
+}
+
+static void conn_again(gw_conn *c)
+{
+    if (c->in_again) return;
+    c->in_again = true;
+    c->again_next = c->w->again;
+    c->w->again = c;
+}
+
+/* Read TLS records into nghttp2 while backpressure allows. -1 if closed. */
+static int conn_read(gw_conn *c)
+{
+    uint8_t buf[GW_READ_CHUNK];
+    int records = 0;
+    while (conn_may_read(c)) {
+        if (c->write_wants_read) {
+            /* The blocked SSL_write waited for input: retry it first. */
+            c->write_blocked = c->write_wants_read = false;
+            if (conn_flush(c) != 0) return -1;
+            continue;
+        }
+        if (records == GW_READS_PER_EVENT) {
+            if (SSL_has_pending(c->ssl)) conn_again(c);
+            break;
+        }
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, buf, sizeof buf);
+        if (n > 0) {
+            records++;
+            c->last_io_ms = tsr_monotonic_ms();
+            c->read_wants_write = false;
+            int rc = gw_h2_recv(c, buf, (size_t)n);
+            OPENSSL_cleanse(buf, (size_t)n);
+            if (rc != 0 || c->kill) {
+                conn_kill(c, c->kill_reason);
+                return -1;
+            }
+            if (conn_flush(c) != 0) return -1;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ) break;
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c->read_wants_write = true;
+            break;
+        }
+        char reason[160];
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            conn_close(c, NULL);  /* peer's close_notify */
+        } else {
+            c->ssl_fatal = true;
+            conn_close(c, e == SSL_ERROR_SYSCALL ? NULL : ossl_reason(reason, sizeof reason));
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* After any progress: close when HTTP/2 is finished, else re-arm epoll. */
+static void conn_settle(gw_conn *c)
+{
+    if (c->state != GW_CONN_OPEN) return;
+    if (c->out_len == c->out_off && gw_h2_done(c)) {
+        conn_close(c, NULL);
+        return;
+    }
+    uint32_t want = 0;
+    if (conn_may_read(c)) want |= EPOLLIN;
+    if (c->write_blocked) want |= c->write_wants_read ? EPOLLIN : EPOLLOUT;
+    if (c->read_wants_write) want |= EPOLLOUT;
+    conn_set_events(c, want);
+}
+
+static void conn_service(gw_conn *c, uint32_t events)
+{
+    if (events & EPOLLOUT) {
+        c->write_blocked = c->write_blocked && c->write_wants_read;
+        c->read_wants_write = false;
+    }
+    if (conn_flush(c) != 0) return;
+    if (conn_read(c) != 0) return;
+    /* A hang-up or error we will not see through a read (not reading now). */
+    if ((events & (EPOLLHUP | EPOLLERR)) && !conn_may_read(c) && !(c->ev_mask & EPOLLOUT)) {
+        conn_close(c, NULL);
+        return;
+    }
+    conn_settle(c);
+}
+
+static void conn_established(gw_conn *c)
+{
+    gw_server *s = c->w->s;
+    if (!gw_tls_alpn_is_h2(c->ssl)) {  /* the ALPN callbacks make this unreachable */
+        conn_close(c, "no ALPN h2");
+        return;
+    }
+    memset(&c->principal, 0, sizeof c->principal);
+    if (s->cfg.authenticate(s->cfg.app, c->w->state, c->ssl, &c->principal) != 0) {
+        gw_conn_log(c, "authenticate failed: %s", tsr_errmsg());
+        conn_close(c, "internal error during authentication");
+        return;
+    }
+    c->state = GW_CONN_OPEN;
+    if (!s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix())) {
+        char who[200];
+        gw_conn_log(c, "refused %s: credentials no longer valid",
+                    gw_conn_principal_text(c, who, sizeof who));
+        conn_close(c, NULL);
+        return;
+    }
+    if (gw_h2_session_new(c) != 0) {
+        conn_close(c, tsr_errmsg());
+        return;
+    }
+    c->last_io_ms = tsr_monotonic_ms();
+    conn_service(c, 0);
+}
+
+static void conn_handshake(gw_conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        conn_established(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        c->hs_want_write = e == SSL_ERROR_WANT_WRITE;
+        conn_set_events(c, c->hs_want_write ? EPOLLOUT : EPOLLIN);
+        return;
+    }
+    char reason[200], why[260];
+    c->ssl_fatal = true;
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0)
+        snprintf(reason, sizeof reason, "peer closed the connection");
+    else
+        (void)ossl_reason(reason, sizeof reason);
+    snprintf(why, sizeof why, "TLS handshake failed: %s", reason);
+    conn_close(c, why);
+}
+
+static void conn_event(gw_conn *c, uint32_t events)
+{
+    if (c->state == GW_CONN_CLOSED) return;
+    if (c->state == GW_CONN_HANDSHAKE) {
+        conn_handshake(c);
+        return;
+    }
+    conn_service(c, events);
+}
+
+static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+        snprintf(out, cap, "%s:%u", host, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+        snprintf(out, cap, "[%s]:%u", host, port);
+    } else {
+        snprintf(out, cap, "unknown");
+    }
+}
+
+static void conn_new(gw_worker *w, int fd, const struct sockaddr_storage *ss)
+{
+    gw_server *s = w->s;
+    gw_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) goto fail;
+    c->w = w;
+    c->fd = fd;
+    c->state = GW_CONN_HANDSHAKE;
+    c->accepted_ms = c->last_io_ms = tsr_monotonic_ms();
+    peer_text(ss, c->peer, sizeof c->peer);
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ERR_clear_error();
+    if ((c->ssl = SSL_new(s->cfg.ssl_ctx)) == NULL || SSL_set_fd(c->ssl, fd) != 1) goto fail;
+    SSL_set_accept_state(c->ssl);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) goto fail;
+    c->ev_mask = EPOLLIN;
+    c->next = w->conns;
+    if (w->conns != NULL) w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    return;
+fail:
+    ERR_clear_error();
+    if (c != NULL) SSL_free(c->ssl);
+    free(c);
+    close(fd);
+    atomic_fetch_sub(&s->n_conns, 1);
+    server_log(s, "cannot set up a new connection (out of memory)");
+}
+
+/* ---- worker ------------------------------------------------------------- */
+
+static void listen_pause(gw_worker *w, bool pause)
+{
+    if (w->lfd < 0 || w->listen_paused == pause) return;
+    struct epoll_event ev = {.events = pause ? 0 : EPOLLIN, .data.u64 = TAG_LISTEN};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->lfd, &ev) == 0) w->listen_paused = pause;
+}
+
+static void accept_ready(gw_worker *w)
+{
+    gw_server *s = w->s;
+    for (int i = 0; i < GW_ACCEPTS_PER_EVENT && !w->stopping; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(w->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                server_log(s, "accept: %s; pausing accepts for one tick", strerror(errno));
+                listen_pause(w, true);
+            }
+            return;
+        }
+        if (atomic_fetch_add(&s->n_conns, 1) >= s->cfg.max_connections) {
+            atomic_fetch_sub(&s->n_conns, 1);
+            close(fd);
+            int64_t now = tsr_monotonic_ms();
+            if (now - w->last_limit_log_ms >= 1000) {
+                w->last_limit_log_ms = now;
+                server_log(s, "connection limit (%u) reached: closing new connections",
+                           s->cfg.max_connections);
+            }
+            continue;
+        }
+        conn_new(w, fd, &ss);
+    }
+}
+
+static void worker_begin_stop(gw_worker *w)
+{
+    if (w->stopping) return;
+    w->stopping = true;
+    w->drain_deadline_ms = tsr_monotonic_ms() + w->s->cfg.drain_timeout_ms;
+    (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->s->stop_efd, NULL);
+    if (w->lfd >= 0) {
+        (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->lfd, NULL);
+        close(w->lfd);
+        w->lfd = -1;
+    }
+    gw_conn *next;
+    for (gw_conn *c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->state == GW_CONN_HANDSHAKE) {
+            conn_close(c, NULL);
+            continue;
+        }
+        c->draining = true;
+        gw_h2_goaway(c, "server shutting down");
+        if (conn_flush(c) == 0) conn_settle(c);
+    }
+}
+
+static void worker_tick(gw_worker *w)
+{
+    gw_server *s = w->s;
+    int64_t now = tsr_monotonic_ms(), now_unix = tsr_now_unix();
+    listen_pause(w, false);
+    gw_conn *next;
+    for (gw_conn *c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        if (w->stopping && now >= w->drain_deadline_ms) {
+            conn_close(c, "drain timeout");
+            continue;
+        }
+        if (c->state == GW_CONN_HANDSHAKE) {
+            if (now - c->accepted_ms >= s->cfg.handshake_timeout_ms) {
+                char why[80];
+                snprintf(why, sizeof why, "TLS handshake timeout (%lld ms)",
+                         (long long)s->cfg.handshake_timeout_ms);
+                conn_close(c, why);
+            }
+            continue;
+        }
+        if (!s->cfg.still_valid(s->cfg.app, &c->principal, now_unix)) {
+            char who[200], why[260];
+            snprintf(why, sizeof why, "credentials no longer valid (%s)",
+                     gw_conn_principal_text(c, who, sizeof who));
+            conn_kill(c, why);
+            continue;
+        }
+        /* Idle as grpc's max_connection_idle: no I/O and no call in flight;
+         * or no I/O at all while our output is blocked (a peer that stopped
+         * reading keeps nothing of ours forever). */
+        if (s->cfg.idle_timeout_ms > 0 && now - c->last_io_ms >= s->cfg.idle_timeout_ms &&
+            (gw_h2_idle(c) || c->write_blocked)) {
+            conn_kill(c, c->write_blocked ? "write stalled (peer not reading)" : "idle timeout");
+            continue;
+        }
+        gw_h2_tick(c, now);
+        if (conn_flush(c) == 0) conn_settle(c);
+    }
+}
+
+static void free_zombies(gw_worker *w)
+{
+    while (w->zombies != NULL) {
+        gw_conn *c = w->zombies;
+        w->zombies = c->next;
+        free(c);
+    }
+}
+
+static void run_again(gw_worker *w)
+{
+    gw_conn *list = w->again;
+    w->again = NULL;
+    while (list != NULL) {
+        gw_conn *c = list;
+        list = c->again_next;
+        c->in_again = false;
+        c->again_next = NULL;
+        if (c->state == GW_CONN_OPEN) conn_service(c, 0);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    gw_worker *w = arg;
+    gw_server *s = w->s;
+    if (s->cfg.worker_init != NULL) {
+        w->state = s->cfg.worker_init(s->cfg.app, w->index);
+        if (w->state == NULL) {
+            server_log(s, "worker %d: worker_init failed", w->index);
+            atomic_store(&s->failed, 1);
+            gw_server_stop(s);
+            return NULL;
+        }
+    }
+    struct epoll_event evs[GW_EVENTS];
+    for (;;) {
+        if (!w->stopping && atomic_load(&s->stop_requested)) worker_begin_stop(w);
+        if (w->stopping && w->conns == NULL) break;
+        int n = epoll_wait(w->epfd, evs, GW_EVENTS, w->again != NULL ? 0 : -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            server_log(s, "worker %d: epoll_wait: %s", w->index, strerror(errno));
+            atomic_store(&s->failed, 1);
+            gw_server_stop(s);
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            uint64_t tag = evs[i].data.u64;
+            if (tag == TAG_LISTEN) {
+                accept_ready(w);
+            } else if (tag == TAG_TIMER) {
+                uint64_t ticks;
+                ssize_t r = read(w->tfd, &ticks, sizeof ticks);  /* EAGAIN is fine */
+                (void)r;
+                worker_tick(w);
+            } else if (tag == TAG_STOP) {
+                worker_begin_stop(w);
+            } else {
+                conn_event(evs[i].data.ptr, evs[i].events);
+            }
+        }
+        run_again(w);
+        free_zombies(w);
+    }
+    /* Leaving on error: close what is left. */
+    while (w->conns != NULL) conn_close(w->conns, NULL);
+    free_zombies(w);
+    if (s->cfg.worker_fini != NULL && w->state != NULL) s->cfg.worker_fini(w->state);
+    w->state = NULL;
+    return NULL;
+}
+
+/* ---- server ------------------------------------------------------------- */
+
+static int listen_socket(const struct addrinfo *ai, uint16_t port, int *out)
+{
+    struct sockaddr_storage ss;
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    if (ss.ss_family == AF_INET) ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+    else ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    TSR_ENSURE(fd >= 0, TSR_E_IO, "socket: %s", strerror(errno));
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        int e = errno;
+        close(fd);
+        return TSR_FAIL(TSR_E_IO, "setsockopt: %s", strerror(e));
+    }
+    if (bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) != 0 || listen(fd, GW_LISTEN_BACKLOG) != 0) {
+        int e = errno;
+        close(fd);
+        return TSR_FAIL(TSR_E_IO, "bind/listen on port %u: %s", (unsigned)port, strerror(e));
+    }
+    *out = fd;
+    return 0;
+}
+
+static int epoll_add(int epfd, int fd, uint64_t tag)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+    TSR_ENSURE(epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0, TSR_E_IO, "epoll_ctl: %s",
+               strerror(errno));
+    return 0;
+}
+
+static int worker_setup(gw_server *s, gw_worker *w, const struct addrinfo *ai)
+{
+    TSR_GUARD(listen_socket(ai, s->port, &w->lfd));
+    if (s->port == 0) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        TSR_ENSURE(getsockname(w->lfd, (struct sockaddr *)&ss, &sl) == 0, TSR_E_IO,
+                   "getsockname: %s", strerror(errno));
+        s->port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                                          : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    TSR_ENSURE((w->epfd = epoll_create1(EPOLL_CLOEXEC)) >= 0, TSR_E_IO, "epoll_create1: %s",
+               strerror(errno));
+    TSR_ENSURE((w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) >= 0,
+               TSR_E_IO, "timerfd_create: %s", strerror(errno));
+    struct itimerspec its = {
+        .it_interval = {.tv_sec = 0, .tv_nsec = GW_SERVER_TICK_MS * 1000000L},
+        .it_value = {.tv_sec = 0, .tv_nsec = GW_SERVER_TICK_MS * 1000000L},
+    };
+    TSR_ENSURE(timerfd_settime(w->tfd, 0, &its, NULL) == 0, TSR_E_IO, "timerfd_settime: %s",
+               strerror(errno));
+    TSR_GUARD(epoll_add(w->epfd, w->lfd, TAG_LISTEN));
+    TSR_GUARD(epoll_add(w->epfd, w->tfd, TAG_TIMER));
+    TSR_GUARD(epoll_add(w->epfd, s->stop_efd, TAG_STOP));
+    return 0;
+}
+
+static int config_fill(gw_server_config *c)
+{
+    TSR_ENSURE(c->ssl_ctx != NULL, TSR_E_INPUT, "server config: ssl_ctx is required");
+    TSR_ENSURE(c->authenticate != NULL && c->still_valid != NULL, TSR_E_INPUT,
+               "server config: authenticate and still_valid are required");
+    TSR_ENSURE(c->methods != NULL || c->n_methods == 0, TSR_E_INPUT, "server config: methods");
+    for (size_t i = 0; i < c->n_methods; i++) {
+        const gw_method *m = &c->methods[i];
+        TSR_ENSURE(m->path != NULL && m->path[0] == '/', TSR_E_INPUT,
+                   "method %zu: path must start with '/'", i);
+        TSR_ENSURE((m->unary != NULL) != (m->client_stream != NULL), TSR_E_INPUT,
+                   "method %s: exactly one of unary and client_stream", m->path);
+        if (m->client_stream != NULL)
+            TSR_ENSURE(m->client_stream->message != NULL && m->client_stream->finish != NULL,
+                       TSR_E_INPUT, "method %s: client_stream needs message and finish", m->path);
+    }
+    if (c->workers <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->workers = n > 0 ? (int)n : 1;
+    }
+    if (c->workers > GW_SERVER_MAX_WORKERS) c->workers = GW_SERVER_MAX_WORKERS;
+    if (c->max_message_bytes == 0) c->max_message_bytes = GW_GRPC_DEFAULT_MAX_MESSAGE;
+    TSR_ENSURE(c->max_message_bytes <= GW_GRPC_MAX_MESSAGE_LIMIT, TSR_E_INPUT,
+               "max_message_bytes above %u", GW_GRPC_MAX_MESSAGE_LIMIT);
+    if (c->max_concurrent_streams == 0) c->max_concurrent_streams = GW_SERVER_DEFAULT_MAX_STREAMS;
+    if (c->max_connections == 0) c->max_connections = GW_SERVER_DEFAULT_MAX_CONNECTIONS;
+    if (c->handshake_timeout_ms <= 0) c->handshake_timeout_ms = GW_SERVER_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    if (c->idle_timeout_ms == 0) c->idle_timeout_ms = GW_SERVER_DEFAULT_IDLE_TIMEOUT_MS;
+    if (c->drain_timeout_ms <= 0) c->drain_timeout_ms = GW_SERVER_DEFAULT_DRAIN_TIMEOUT_MS;
+    if (c->listen_host == NULL) c->listen_host = "127.0.0.1";
+    return 0;
+}
+
+int gw_server_new(const gw_server_config *cfg, gw_server **out)
+{
+    int rc = -1;
+    gw_server *s = NULL;
+    struct addrinfo *res = NULL;
+
+    *out = NULL;
+    TSR_TRY_ENSURE((s = calloc(1, sizeof *s)) != NULL, TSR_E_INTERNAL, "out of memory");
+    s->stop_efd = -1;
+    s->cfg = *cfg;
+    TSR_TRY(config_fill(&s->cfg));
+    /* Partial request messages one connection may buffer: one maximal message
+     * plus room for concurrent smaller ones. */
+    s->conn_rx_budget = 2 * (size_t)s->cfg.max_message_bytes + (1u << 20);
+    TSR_TRY(gw_h2_setup(s));
+    TSR_TRY_ENSURE((s->stop_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0, TSR_E_IO,
+                   "eventfd: %s", strerror(errno));
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    int gai = getaddrinfo(s->cfg.listen_host, "0", &hints, &res);
+    TSR_TRY_ENSURE(gai == 0 && res != NULL, TSR_E_INPUT, "cannot resolve listen host %s: %s",
+                   s->cfg.listen_host, gai_strerror(gai));
+    TSR_TRY_ENSURE(res->ai_family == AF_INET || res->ai_family == AF_INET6, TSR_E_INPUT,
+                   "listen host %s is not IPv4/IPv6", s->cfg.listen_host);
+
+    s->n_workers = s->cfg.workers;
+    TSR_TRY_ENSURE((s->workers = calloc((size_t)s->n_workers, sizeof *s->workers)) != NULL,
+                   TSR_E_INTERNAL, "out of memory");
+    for (int i = 0; i < s->n_workers; i++) {
+        gw_worker *w = &s->workers[i];
+        w->s = s;
+        w->index = i;
+        w->epfd = w->lfd = w->tfd = -1;
+    }
+    s->port = s->cfg.listen_port;
+    for (int i = 0; i < s->n_workers; i++) TSR_TRY(worker_setup(s, &s->workers[i], res));
+
+    *out = s;
+    s = NULL;
+    rc = 0;
+out:
+    if (res != NULL) freeaddrinfo(res);
+    gw_server_free(s);
+    return rc;
+}
+
+uint16_t gw_server_port(const gw_server *s)
+{
+    return s->port;
+}
+
+int gw_server_run(gw_server *s)
+{
+    TSR_ENSURE(!s->ran, TSR_E_STATE, "gw_server_run called twice");
+    s->ran = true;
+    /* Workers block asynchronous signals (they inherit this mask): the
+     * application's signal handlers run on its own threads, and SIGPIPE from a
+     * write to a closed socket stays pending instead of killing us. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    sigdelset(&all, SIGTRAP);
+    sigdelset(&all, SIGSYS);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 0; i < s->n_workers; i++) {
+        gw_worker *w = &s->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            atomic_store(&s->failed, 1);
+            gw_server_stop(s);
+            break;
+        }
+        w->started = true;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    for (int i = 0; i < s->n_workers; i++)
+        if (s->workers[i].started) pthread_join(s->workers[i].thread, NULL);
+    TSR_ENSURE(atomic_load(&s->failed) == 0, TSR_E_INTERNAL, "a server worker failed");
+    return 0;
+}
+
+void gw_server_stop(gw_server *s)
+{
+    if (s == NULL) return;
+    atomic_store(&s->stop_requested, 1);
+    uint64_t one = 1;
+    ssize_t r = write(s->stop_efd, &one, sizeof one);
+    (void)r;
+}
+
+void gw_server_free(gw_server *s)
+{
+    if (s == NULL) return;
+    for (int i = 0; s->workers != NULL && i < s->n_workers; i++) {
+        gw_worker *w = &s->workers[i];
+        TSR_ASSERT(!w->started || w->conns == NULL);
+        if (w->lfd >= 0) close(w->lfd);
+        if (w->tfd >= 0) close(w->tfd);
+        if (w->epfd >= 0) close(w->epfd);
+    }
+    free(s->workers);
+    if (s->stop_efd >= 0) close(s->stop_efd);
+    gw_h2_teardown(s);
+    free(s);
+}

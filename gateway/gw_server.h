@@ -1,0 +1,81 @@
+/* The gateway's gRPC server transport: TCP + TLS (gw_tls) + HTTP/2
+ * (nghttp2) + gRPC framing (gw_grpc), on N worker threads.
+ *
+ * Threads: every worker has its own epoll loop, its own SO_REUSEPORT
+ * listening socket and a 250 ms timerfd; a connection lives and dies on the
+ * worker that accepted it, so connection state needs no locks. Handlers run
+ * inline on that worker (a slow handler delays that worker's other
+ * connections). Worker threads block asynchronous signals: signals are
+ * handled by the thread that called gw_server_run (or any other thread of
+ * the application), which may call gw_server_stop from a signal handler.
+ *
+ * Per connection: TLS handshake (bounded by handshake_timeout_ms), then
+ * `authenticate` once and `still_valid` once; the principal is stored in the
+ * connection and handed read-only to every call. Then HTTP/2 with
+ * SETTINGS_MAX_CONCURRENT_STREAMS = max_concurrent_streams. `still_valid`
+ * runs again on every timer tick (every 250 ms) for every connection and
+ * before each new call; false closes the connection at once (GOAWAY, then
+ * close). */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gw_principal.h"
+#include "gw_rpc.h"
+#include "tsr_err.h"
+
+/* Defaults used for zero fields of gw_server_config. */
+#define GW_SERVER_DEFAULT_MAX_STREAMS 100u
+#define GW_SERVER_DEFAULT_MAX_CONNECTIONS 1024u
+#define GW_SERVER_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define GW_SERVER_DEFAULT_IDLE_TIMEOUT_MS 300000
+#define GW_SERVER_DEFAULT_DRAIN_TIMEOUT_MS 5000
+#define GW_SERVER_MAX_WORKERS 256
+#define GW_SERVER_TICK_MS 250
+
+typedef struct gw_server gw_server;
+
+typedef struct gw_server_config {
+    const char *listen_host; uint16_t listen_port;   /* port 0 = ephemeral */
+    int workers;                                      /* threads; 0 = online CPUs */
+    SSL_CTX *ssl_ctx;                                 /* from gw_tls; not owned */
+    const gw_method *methods; size_t n_methods;       /* not copied: must outlive the server */
+    /* 0 = default: 4 MiB, 100 streams, 1024 connections, 10 s handshake,
+     * 300 s idle; idle_timeout_ms < 0 disables the idle timeout. */
+    uint32_t max_message_bytes, max_concurrent_streams, max_connections;
+    int64_t handshake_timeout_ms, idle_timeout_ms;
+    void *app;
+    /* Per worker thread, may be NULL. A NULL result is a failure: the server
+     * stops and gw_server_run returns -1. */
+    void *(*worker_init)(void *app, int index);
+    void (*worker_fini)(void *worker);
+    /* Once per connection, right after the handshake: fill the principal from the SSL peer
+       (ANONYMOUS when no cert). Return -1 only for an internal failure (connection closed). */
+    int (*authenticate)(void *app, void *worker, SSL *ssl, gw_principal *out);
+    /* Called at least every 500 ms for every open connection (and before each new call):
+       false => the connection is closed at once (GOAWAY, then close) — revocation and
+       notAfter enforcement. */
+    bool (*still_valid)(void *app, const gw_principal *p, int64_t now_unix);
+    /* Optional: one line per notable transport event (handshake failures,
+     * timeouts, connections closed by still_valid, limits). Called from
+     * worker threads; never given secrets. */
+    void (*log)(void *app, const char *line);
+    int64_t drain_timeout_ms;   /* gw_server_stop: in-flight grace; 0 = 5 s */
+} gw_server_config;
+
+/* Validate the config, bind + listen (one SO_REUSEPORT socket per worker). */
+TSR_WUR int gw_server_new(const gw_server_config *cfg, gw_server **out);
+uint16_t gw_server_port(const gw_server *s);   /* actual port after bind */
+/* Run the workers; blocks until gw_server_stop and the drain are done.
+ * -1 if a worker could not start (worker_init NULL, thread, epoll). */
+TSR_WUR int gw_server_run(gw_server *s);
+/* Async-signal-safe. Stop accepting; send GOAWAY on every connection, let
+ * in-flight calls finish for up to drain_timeout_ms, then close the rest. */
+void gw_server_stop(gw_server *s);
+void gw_server_free(gw_server *s);
+
+#endif

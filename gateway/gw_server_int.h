@@ -1,0 +1,105 @@
+/* Internal to the transport (gw_server.c, gw_h2.c): connection, worker and
+ * server state. Nothing outside the transport includes this. */
+#ifndef GW_SERVER_INT_H
+#define GW_SERVER_INT_H
+
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gw_server.h"
+
+typedef struct gw_worker gw_worker;
+typedef struct gw_stream gw_stream;
+
+enum gw_conn_state { GW_CONN_HANDSHAKE = 0, GW_CONN_OPEN, GW_CONN_CLOSED };
+
+typedef struct gw_conn {
+    struct gw_conn *prev, *next;   /* worker's live list, or its zombie list once closed */
+    struct gw_conn *again_next;    /* worker's "SSL has buffered input" list */
+    bool in_again;
+    gw_worker *w;
+    int fd;
+    SSL *ssl;
+    enum gw_conn_state state;
+    uint32_t ev_mask;              /* events currently registered with epoll */
+    bool hs_want_write;            /* handshake waits for EPOLLOUT */
+    bool ssl_fatal;                /* no SSL_shutdown after a fatal TLS error */
+    int64_t accepted_ms, last_io_ms;
+    char peer[64];                 /* "127.0.0.1:53122" / "[::1]:53122" */
+    gw_principal principal;        /* set once after the handshake; read-only after */
+
+    /* HTTP/2 */
+    nghttp2_session *h2;
+    gw_stream *streams;            /* live streams (gw_h2.c) */
+    size_t rx_budget;              /* bytes of partial request messages still allowed */
+
+    /* TLS plaintext produced by nghttp2, not yet accepted by SSL_write.
+     * Bounded: we pull from nghttp2 only while it holds < GW_OUT_HIGH_WATER. */
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+    bool write_blocked;            /* SSL_write needs EPOLLOUT (or EPOLLIN) first */
+    bool write_wants_read;
+    bool read_wants_write;
+
+    /* Set inside nghttp2 callbacks (which must not close the connection):
+     * the connection gets GOAWAY and is closed once the callback returns. */
+    bool kill;
+    char kill_reason[300];
+    bool draining;                 /* graceful GOAWAY sent (server stop) */
+    bool h2_error_logged;
+} gw_conn;
+
+struct gw_worker {
+    gw_server *s;
+    int index;
+    pthread_t thread;
+    bool started;
+    int epfd, lfd, tfd;
+    bool listen_paused;            /* accept hit EMFILE/ENFILE: retry at the next tick */
+    void *state;                   /* worker_init result */
+    gw_conn *conns;
+    size_t n_conns;
+    gw_conn *zombies;              /* closed during this epoll batch, freed after it */
+    gw_conn *again;
+    bool stopping;
+    int64_t drain_deadline_ms;
+    int64_t last_limit_log_ms;
+};
+
+struct gw_server {
+    gw_server_config cfg;          /* defaults filled in */
+    int n_workers;
+    gw_worker *workers;
+    uint16_t port;
+    int stop_efd;
+    atomic_int stop_requested;
+    atomic_int failed;
+    atomic_uint n_conns;
+    bool ran;
+    nghttp2_session_callbacks *h2_callbacks;   /* shared read-only by all sessions */
+    nghttp2_option *h2_option;
+    size_t conn_rx_budget;
+};
+
+/* gw_server.c */
+void gw_conn_log(const gw_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *gw_conn_principal_text(const gw_conn *c, char *buf, size_t cap);
+
+/* gw_h2.c */
+TSR_WUR int gw_h2_setup(gw_server *s);           /* callbacks + options, once */
+void gw_h2_teardown(gw_server *s);
+TSR_WUR int gw_h2_session_new(gw_conn *c);       /* server session + our SETTINGS */
+/* Feed decrypted bytes. -1: fatal HTTP/2 error (c->kill_reason says why). */
+TSR_WUR int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len);
+void gw_h2_tick(gw_conn *c, int64_t now_ms);     /* stream deadlines */
+void gw_h2_goaway(gw_conn *c, const char *why);  /* GOAWAY(NO_ERROR, last stream) */
+bool gw_h2_done(gw_conn *c);                      /* nghttp2 wants neither read nor write */
+bool gw_h2_idle(const gw_conn *c);                /* no live stream */
+void gw_h2_free(gw_conn *c);                      /* streams (close()), session */
+
+#endif

@@ -1,0 +1,182 @@
+#include "gw_tls.h"
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <string.h>
+
+#include "ca_pem.h"
+
+/* TLS 1.2: forward secrecy (ECDHE) and AEAD only. TLS 1.3 suites are all
+ * AEAD; OpenSSL's default list is kept. */
+static const char tls12_ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+static const char tls13_suites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+static const char groups[] = "X25519:P-256:P-384";
+
+/* Largest certificate chain a client may send (OpenSSL's default is 100 KiB;
+ * a leaf + issuing CA is ~2 KiB). */
+#define GW_TLS_MAX_CERT_LIST (64 * 1024)
+#define GW_TLS_VERIFY_DEPTH 8
+
+static const unsigned char session_id_ctx[] = "tessera-gateway";
+
+/* The handshake must not fail on the client's chain: record OpenSSL's verdict
+ * (SSL_get_verify_result keeps the last error) and let `authenticate` decide
+ * after the handshake. Returning 1 for every certificate is safe only
+ * because nothing trusts a connection before `authenticate` has run. */
+static int verify_cb(int preverify_ok, X509_STORE_CTX *ctx)
+{
+    (void)preverify_ok;
+    (void)ctx;
+    return 1;
+}
+
+/* A ClientHello without the ALPN extension never reaches the ALPN select
+ * callback; refuse it here with the same alert. */
+static int client_hello_cb(SSL *s, int *al, void *arg)
+{
+    (void)arg;
+    const unsigned char *ext = NULL;
+    size_t extlen = 0;
+    if (SSL_client_hello_get0_ext(s, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
+                                  &extlen) != 1) {
+        *al = SSL_AD_NO_APPLICATION_PROTOCOL;
+        ERR_raise_data(ERR_LIB_SSL, SSL_R_NO_APPLICATION_PROTOCOL, "client offered no ALPN");
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Walk the client's protocol list (untrusted: each entry is a length byte and
+ * that many bytes, all within `inlen`) and select "h2" if present. */
+static int alpn_select_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)s;
+    (void)arg;
+    unsigned int i = 0;
+    while (i < inlen) {
+        unsigned int n = in[i];
+        if (n == 0 || n > inlen - i - 1) break;  /* malformed: refuse */
+        if (n == 2 && in[i + 1] == 'h' && in[i + 2] == '2') {
+            *out = in + i + 1;
+            *outlen = 2;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + n;
+    }
+    /* OpenSSL sends no_application_protocol for ALERT_FATAL here. */
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+int gw_tls_alpn_is_h2(const SSL *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    return p != NULL && n == 2 && p[0] == 'h' && p[1] == '2';
+}
+
+/* The subjects of the trust anchors, sent in the CertificateRequest so that
+ * clients holding several certificates pick one of ours. */
+static int set_client_ca_names(SSL_CTX *ctx, X509_STORE *store)
+{
+    int rc = -1;
+    STACK_OF(X509) *certs = NULL;
+    STACK_OF(X509_NAME) *names = NULL;
+
+    TSR_TRY_ENSURE((certs = X509_STORE_get1_all_certs(store)) != NULL, TSR_E_INTERNAL,
+                   "cannot list the client trust store");
+    TSR_TRY_ENSURE((names = sk_X509_NAME_new_null()) != NULL, TSR_E_INTERNAL, "out of memory");
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509_NAME *n = X509_NAME_dup(X509_get_subject_name(sk_X509_value(certs, i)));
+        TSR_TRY_ENSURE(n != NULL, TSR_E_INTERNAL, "out of memory");
+        if (sk_X509_NAME_push(names, n) <= 0) {
+            X509_NAME_free(n);
+            (void)TSR_FAIL(TSR_E_INTERNAL, "out of memory");
+            goto out;
+        }
+    }
+    TSR_TRY_ENSURE(sk_X509_NAME_num(names) > 0, TSR_E_INPUT,
+                   "client trust store holds no certificates");
+    SSL_CTX_set_client_CA_list(ctx, names);  /* takes ownership */
+    names = NULL;
+    rc = 0;
+out:
+    sk_X509_NAME_pop_free(names, X509_NAME_free);
+    sk_X509_pop_free(certs, X509_free);
+    return rc;
+}
+
+int gw_tls_ctx_new(const gw_tls_config *cfg, SSL_CTX **out)
+{
+    int rc = -1;
+    SSL_CTX *ctx = NULL;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    X509 *leaf = NULL;
+
+    *out = NULL;
+    TSR_TRY_ENSURE(cfg != NULL && cfg->cert_file != NULL && cfg->key_file != NULL &&
+                       cfg->client_trust != NULL,
+                   TSR_E_INPUT, "TLS config needs cert_file, key_file and client_trust");
+    TSR_TRY_ENSURE((ctx = SSL_CTX_new(TLS_server_method())) != NULL, TSR_E_INTERNAL,
+                   "SSL_CTX_new failed");
+
+    TSR_TRY_OSSL(SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION), TSR_E_INTERNAL,
+                 "cannot set the minimum TLS version");
+    TSR_TRY_OSSL(SSL_CTX_set_cipher_list(ctx, tls12_ciphers), TSR_E_INTERNAL,
+                 "cannot set TLS 1.2 ciphers");
+    TSR_TRY_OSSL(SSL_CTX_set_ciphersuites(ctx, tls13_suites), TSR_E_INTERNAL,
+                 "cannot set TLS 1.3 suites");
+    TSR_TRY_OSSL(SSL_CTX_set1_groups_list(ctx, groups), TSR_E_INTERNAL,
+                 "cannot set key exchange groups");
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_QUERY_MTU | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* No resumption of any kind: no stateless tickets (TLS 1.2 and 1.3), no
+     * server-side cache, no TLS 1.3 tickets issued after the handshake. */
+    TSR_TRY_OSSL(SSL_CTX_set_num_tickets(ctx, 0), TSR_E_INTERNAL, "cannot disable tickets");
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    TSR_TRY_OSSL(SSL_CTX_set_session_id_context(ctx, session_id_ctx, sizeof session_id_ctx - 1),
+                 TSR_E_INTERNAL, "cannot set the session id context");
+    SSL_CTX_set_max_early_data(ctx, 0);
+    /* Partial writes + moving buffer: the transport drains its own output
+     * buffer; release buffers so idle connections stay small. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_max_cert_list(ctx, GW_TLS_MAX_CERT_LIST);
+
+    /* Server certificate chain and key, read with the bounded PEM loaders. */
+    TSR_TRY(ca_certs_load_file(cfg->cert_file, &chain));
+    TSR_TRY(ca_key_load_file(cfg->key_file, &key));
+    leaf = sk_X509_shift(chain);
+    TSR_TRY_OSSL(SSL_CTX_use_cert_and_key(ctx, leaf, key, chain, 1), TSR_E_INPUT,
+                 "server certificate and key do not match (%s)", cfg->cert_file);
+    TSR_TRY_OSSL(SSL_CTX_check_private_key(ctx), TSR_E_INPUT,
+                 "server key does not match its certificate");
+
+    /* Client certificates: requested, optional, never fatal at handshake. */
+    TSR_TRY_OSSL(SSL_CTX_set1_verify_cert_store(ctx, cfg->client_trust), TSR_E_INTERNAL,
+                 "cannot set the client trust store");
+    TSR_TRY(set_client_ca_names(ctx, cfg->client_trust));
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+    SSL_CTX_set_verify_depth(ctx, GW_TLS_VERIFY_DEPTH);
+
+    /* ALPN h2 only. */
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+
+    *out = ctx;
+    ctx = NULL;
+    rc = 0;
+out:
+    X509_free(leaf);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+    SSL_CTX_free(ctx);
+    return rc;
+}
