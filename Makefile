@@ -13,6 +13,12 @@
 
 BUILD ?= release
 .DEFAULT_GOAL := all
+# `make V=1` shows full command lines.
+ifeq ($(V),1)
+Q :=
+else
+Q = @echo "  $(if $(filter %.a,$@),AR,$(if $(filter %.o,$@),CC,LD)) $@";
+endif
 ifeq ($(BUILD),release)
 O ?= build
 else
@@ -59,15 +65,15 @@ PROTOS    := proto/tessera/v1/gateway.proto proto/grpc/health/v1/health.proto
 PROTO_C   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.c)
 PROTO_H   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.h)
 PROTO_OBJ := $(PROTO_C:%.c=%.o)
-.SECONDARY: $(PROTO_C) $(PROTO_H)
+.SECONDARY:
 
 $(O)/gen/%.pb-c.c $(O)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(O)/gen
-	protoc-c -Iproto --c_out=$(O)/gen $<
+	@echo "  PROTOC $<"; protoc-c -Iproto --c_out=$(O)/gen $<
 
 # Generated code is compiled without -Werror-level pedantry it was not written for.
 $(PROTO_OBJ): %.o: %.c $(O)/.flags
-	$(CC) -std=c17 -O2 -g -fPIE $(DEFS) -isystem $(O)/gen $(MODE_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	$(Q)$(CC) -std=c17 -O2 -g -fPIE $(DEFS) -isystem $(O)/gen $(MODE_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 # ---- sources ----------------------------------------------------------------
 COMMON_SRC  := $(wildcard common/*.c)
@@ -106,7 +112,7 @@ FORCE:
 
 $(O)/obj/%.o: %.c $(O)/.flags | $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(LIB_COMMON): $(call obj,$(COMMON_SRC))
 $(LIB_CA):     $(call obj,$(CA_SRC))
@@ -116,26 +122,26 @@ $(LIB_TESTUTIL): $(call obj,$(TESTUTIL_SRC))
 $(O)/lib/%.a:
 	@mkdir -p $(dir $@)
 	@rm -f $@
-	$(if $^,ar rcs $@ $^,printf '!<arch>\n' > $@)
+	$(Q)$(if $^,ar rcs $@ $^,printf '!<arch>\n' > $@)
 
 $(BIN_CERTGEN): $(call obj,$(CERTGEN_SRC)) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CERTGEN_SRC)) $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CERTGEN_SRC)) $(LIBS_ALL) $(LDLIBS_ALL)
 
 $(O)/bin/tessera-gateway: $(call obj,gateway/gw_main.c) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,gateway/gw_main.c) $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,gateway/gw_main.c) $(LIBS_ALL) $(LDLIBS_ALL)
 
 # Unit tests link the test utilities (tests/unit/tu_*.c) first.
 $(O)/tests/%: $(O)/obj/tests/unit/%.o $(LIB_TESTUTIL) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_TESTUTIL) $(LIBS_ALL) $(LDLIBS_ALL) $(CMOCKA_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_TESTUTIL) $(LIBS_ALL) $(LDLIBS_ALL) $(CMOCKA_LIBS)
 
 $(O)/obj/tests/unit/%.o: ALL_CFLAGS += $(CMOCKA_CFLAGS) -Itests/unit
 
 $(O)/tests/bin/%: $(O)/obj/tests/bin/%.o $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
 
 # Python stubs for the integration tests (stock grpcio client).
 PY_STUBS := $(O)/py/tessera/v1/gateway_pb2_grpc.py
@@ -152,10 +158,10 @@ test: deps
 	@$(MAKE) --no-print-directory all unit-tests $(PY_STUBS)
 	@BUILD=$(BUILD) O=$(O) tests/run.sh
 
-# Until the gateway lands, `make run` bootstraps the PKI and shows it.
+# `make run`: PKI bootstrap on first run, then the gateway in the foreground.
 PKI_DIR := var/pki
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(PY_STUBS)
 	@scripts/run.sh $(O) $(PKI_DIR)
 
 clean:

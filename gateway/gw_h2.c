@@ -7,6 +7,7 @@
  * a trailers-only HEADERS for any error. When our END_STREAM leaves while
  * the client is still sending, RST_STREAM(NO_ERROR) follows it, so nothing
  * more of that stream is read (RFC 9113 §8.1). */
+#include <openssl/crypto.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,7 @@ struct gw_stream {
     uint8_t prefix[GW_GRPC_PREFIX_LEN];
     uint8_t *body;
     size_t body_len, sent;
+    bool body_secret;          /* cleanse before free (provider credentials) */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -79,6 +81,13 @@ static uint8_t *nvp(const char *s)
     return (uint8_t *)(uintptr_t)s;
 }
 #define NV(n, v) {nvp(n), nvp(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+
+/* Free a response body, wiping it first when it carries secrets. */
+static void free_body(uint8_t *body, size_t len, bool secret)
+{
+    if (body != NULL && secret) OPENSSL_cleanse(body, len);
+    free(body);
+}
 
 static gw_stream *stream_of(gw_conn *c, int32_t id)
 {
@@ -96,7 +105,7 @@ static void stream_free(gw_conn *c, gw_stream *st)
     free(st->unary_msg);
     gw_deframer_refund(&c->rx_budget, st->unary_charge);
     gw_deframer_free(&st->df);
-    free(st->body);
+    free_body(st->body, st->body_len, st->body_secret);
     if (st->prev != NULL) st->prev->next = st->next;
     else c->streams = st->next;
     if (st->next != NULL) st->next->prev = st->prev;
@@ -172,16 +181,17 @@ static ssize_t body_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 }
 
 /* OK answer: takes ownership of body. */
-static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len)
+static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len, bool secret)
 {
     if (gw_grpc_frame_prefix(len, st->prefix) != 0) {
-        free(body);
+        free_body(body, len, secret);
         respond_status(c, st, GW_STATUS_INTERNAL, "response message too large");
         return;
     }
     st->phase = GW_PHASE_RESPONDED;
     st->body = body;
     st->body_len = len;
+    st->body_secret = secret;
     st->sent = 0;
     nghttp2_nv nva[] = {
         NV(":status", "200"),
@@ -204,7 +214,7 @@ static bool deadline_passed(const gw_stream *st, int64_t now_ms)
 static void finish_call(gw_conn *c, gw_stream *st, gw_response *r)
 {
     if (deadline_passed(st, tsr_monotonic_ms())) {
-        free(r->body);
+        free_body(r->body, r->body_len, r->body_is_secret);
         respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
         return;
     }
@@ -213,10 +223,10 @@ static void finish_call(gw_conn *c, gw_stream *st, gw_response *r)
             respond_status(c, st, GW_STATUS_INTERNAL, "handler returned no body");
             return;
         }
-        respond_ok(c, st, r->body, r->body_len);
+        respond_ok(c, st, r->body, r->body_len, r->body_is_secret);
         return;
     }
-    free(r->body);
+    free_body(r->body, r->body_len, r->body_is_secret);
     r->message[sizeof r->message - 1] = '\0';
     respond_status(c, st, (int)r->status, r->message);
 }
@@ -328,7 +338,7 @@ static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
     gw_response r;
     response_init(&r);
     int rc = st->m->client_stream->message(st->cs_state, &st->ctx, msg, len, &r);
-    free(r.body);
+    free_body(r.body, r.body_len, r.body_is_secret);
     if (rc != 0) {
         int status = r.status == GW_STATUS_OK ? GW_STATUS_INTERNAL : (int)r.status;
         r.message[sizeof r.message - 1] = '\0';

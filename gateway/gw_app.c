@@ -1,0 +1,122 @@
+#include "gw_app.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca_pem.h"
+#include "gw_audit.h"
+#include "gw_config.h"
+#include "gw_ratelimit.h"
+#include "gw_revocation.h"
+#include "gw_secretbox.h"
+#include "gw_store.h"
+#include "gw_vault.h"
+#include "tsr_fs.h"
+#include "tsr_time.h"
+
+static int load_revocations_cb(void *arg, const char *serial, int64_t not_after)
+{
+    return gw_revocations_add(arg, serial, not_after);
+}
+
+static int open_keyring(gw_app *app, const gw_config *cfg)
+{
+    if (!tsr_path_exists(cfg->secrets_key_path)) {
+        /* First run: make the provider-secret key (0600, never printed). */
+        char dir[GW_CONFIG_PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", cfg->secrets_key_path);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL && slash != dir) {
+            *slash = '\0';
+            TSR_GUARD(tsr_mkdir_p(dir, 0700));
+        }
+        TSR_GUARD(gw_keyring_create_file(cfg->secrets_key_path));
+        fprintf(stderr, "tessera-gateway: created secrets keyring %s\n", cfg->secrets_key_path);
+    }
+    return gw_keyring_load(cfg->secrets_key_path, &app->keyring);
+}
+
+int gw_app_init(gw_app *app, const gw_config *cfg)
+{
+    memset(app, 0, sizeof *app);
+    app->cfg = cfg;
+    gw_store *store = NULL;
+    STACK_OF(X509) *chain = NULL;
+    uint8_t *bundle = NULL;
+    size_t bundle_len = 0;
+    size_t chain_len = 0;
+    int rc = -1;
+
+    TSR_TRY(ca_trust_load(cfg->bundle_path, cfg->trust_domain, &app->trust));
+    TSR_TRY(ca_issuer_load(cfg->issuing_cert_path, cfg->issuing_key_path, &app->issuer));
+    TSR_TRY(tsr_read_file(cfg->bundle_path, CA_PEM_MAX_BYTES, &bundle, &bundle_len));
+    app->bundle_pem = (char *)bundle;
+    bundle = NULL;
+    /* Leaves are served with the issuing CA as their chain. */
+    TSR_TRY(ca_certs_load_file(cfg->issuing_cert_path, &chain));
+    TSR_TRY(ca_certs_to_pem(chain, &app->chain_pem, &chain_len));
+
+    TSR_TRY(tsr_mkdir_p(cfg->data_dir, 0700));
+    TSR_TRY(open_keyring(app, cfg));
+    TSR_TRY(gw_audit_open(cfg->audit_path, &app->audit));
+    TSR_TRY(gw_revocations_new(&app->revoked));
+    TSR_TRY(gw_ratelimit_new(cfg->renew_limit, cfg->renew_window * 1000, &app->renew_limit));
+    TSR_TRY(gw_vault_new(&app->vault));
+
+    /* Open once here so migrations run before any worker starts, and load
+     * every still-relevant revoked serial into memory. */
+    TSR_TRY(gw_store_open(cfg->store_path, app->keyring, &store));
+    TSR_TRY(gw_store_revoked_each(store, tsr_now_unix(), load_revocations_cb, app->revoked));
+    rc = 0;
+out:
+    gw_store_close(store);
+    sk_X509_pop_free(chain, X509_free);
+    free(bundle);
+    if (rc != 0) {
+        /* Keep the failure's message across the cleanup. */
+        char msg[512];
+        enum tsr_errcat cat = tsr_errcat();
+        snprintf(msg, sizeof msg, "%s", tsr_errmsg());
+        gw_app_fini(app);
+        (void)TSR_FAIL(cat, "%s", msg);
+    }
+    return rc;
+}
+
+void gw_app_fini(gw_app *app)
+{
+    gw_vault_free(app->vault);
+    gw_ratelimit_free(app->renew_limit);
+    gw_revocations_free(app->revoked);
+    gw_audit_close(app->audit);
+    gw_keyring_free(app->keyring);
+    free(app->chain_pem);
+    free(app->bundle_pem);
+    ca_issuer_free(app->issuer);
+    ca_trust_free(app->trust);
+    memset(app, 0, sizeof *app);
+}
+
+void *gw_app_worker_init(void *app_ptr, int index)
+{
+    gw_app *app = app_ptr;
+    gw_worker *w = calloc(1, sizeof *w);
+    if (w == NULL) return NULL;
+    w->app = app;
+    w->index = index;
+    if (gw_store_open(app->cfg->store_path, app->keyring, &w->store) != 0) {
+        fprintf(stderr, "tessera-gateway: worker %d: %s\n", index, tsr_errmsg());
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void gw_app_worker_fini(void *worker)
+{
+    gw_worker *w = worker;
+    if (w == NULL) return;
+    gw_store_close(w->store);
+    free(w);
+}

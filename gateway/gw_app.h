@@ -1,0 +1,55 @@
+/* Process-wide gateway state shared by every worker thread, and the
+ * per-worker state (each worker owns its sqlite connection). */
+#ifndef GW_APP_H
+#define GW_APP_H
+
+#include <openssl/x509.h>
+#include <pthread.h>
+
+#include "ca_issue.h"
+#include "ca_verify.h"
+#include "gw_rpc.h"
+
+struct gw_config;
+struct gw_keyring;
+struct gw_store;
+struct gw_audit;
+struct gw_revocations;
+struct gw_ratelimit;
+struct gw_identity_vault;
+
+typedef struct gw_app {
+    const struct gw_config *cfg;
+    ca_trust *trust;                     /* bundle roots + trust domain */
+    ca_issuer *issuer;                   /* online issuing CA */
+    char *chain_pem;                     /* the issuing CA cert, for leaf chains */
+    char *bundle_pem;                    /* the trust bundle as served */
+    struct gw_keyring *keyring;          /* provider-env encryption keys */
+    struct gw_audit *audit;
+    struct gw_revocations *revoked;      /* in-memory set, loaded from the store */
+    struct gw_ratelimit *renew_limit;    /* per-sandbox renewals */
+    struct gw_identity_vault *vault;     /* first identities awaiting a driver */
+} gw_app;
+
+typedef struct gw_worker {
+    gw_app *app;
+    struct gw_store *store;
+    int index;
+} gw_worker;
+
+/* Load everything the gateway serves with: PKI, keyring (created on first
+ * run), audit log, revocation set (from the store), rate limits. Messages
+ * name the file and what to do. */
+TSR_WUR int gw_app_init(gw_app *app, const struct gw_config *cfg);
+void gw_app_fini(gw_app *app);
+
+/* gw_server_config.worker_init / worker_fini: each worker opens its own
+ * store connection. NULL on failure (the error is logged). */
+void *gw_app_worker_init(void *app, int index);
+void gw_app_worker_fini(void *worker);
+
+/* Typed access to the void pointers the transport hands back (fail closed). */
+gw_app *gw_app_of(const gw_call_ctx *ctx);
+gw_worker *gw_worker_of(const gw_call_ctx *ctx);
+
+#endif

@@ -1,0 +1,122 @@
+#include "gw_audit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw_app.h"
+#include "tsr_time.h"
+
+struct gw_audit {
+    int fd;
+    int owns_fd;
+    pthread_mutex_t lock;
+};
+
+int gw_audit_open(const char *path, gw_audit **out)
+{
+    gw_audit *a = calloc(1, sizeof *a);
+    TSR_ENSURE(a != NULL, TSR_E_INTERNAL, "out of memory");
+    if (strcmp(path, "-") == 0) {
+        a->fd = STDERR_FILENO;
+    } else {
+        a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (a->fd < 0) {
+            int saved = errno;
+            free(a);
+            return TSR_FAIL(TSR_E_IO, "open audit log %s: %s", path, strerror(saved));
+        }
+        a->owns_fd = 1;
+    }
+    pthread_mutex_init(&a->lock, NULL);
+    *out = a;
+    return 0;
+}
+
+void gw_audit_close(gw_audit *a)
+{
+    if (a == NULL) return;
+    if (a->owns_fd) close(a->fd);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+void gw_json_escape(const char *in, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (cap == 0) return;
+    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p; p++) {
+        char esc[7];
+        size_t n;
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            n = 2;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            n = 6;
+        } else {
+            esc[0] = (char)*p;
+            n = 1;
+        }
+        if (o + n + 1 > cap) break; /* truncate rather than overflow */
+        memcpy(out + o, esc, n);
+        o += n;
+    }
+    out[o] = '\0';
+}
+
+void gw_audit_event(const gw_call_ctx *ctx, const char *event, const char *sandbox,
+                    const char *decision, const char *reason, const char *serial)
+{
+    gw_app *app = gw_app_of(ctx);
+    if (app->audit == NULL) return;
+    const gw_principal *p = ctx->principal;
+
+    int64_t ms = tsr_now_unix_ms();
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char when[64];
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+
+    /* Attacker-controlled strings (a requested sandbox id, a peer's URI)
+     * are escaped and bounded. */
+    char peer[512], method[256], target[256], why[512], ser[64], addr[96];
+    gw_json_escape(p->spiffe_id[0] ? p->spiffe_id : gw_principal_kind_name(p->kind), peer,
+                   sizeof peer);
+    gw_json_escape(ctx->method, method, sizeof method);
+    gw_json_escape(sandbox, target, sizeof target);
+    gw_json_escape(reason, why, sizeof why);
+    gw_json_escape(serial, ser, sizeof ser);
+    gw_json_escape(ctx->peer_addr, addr, sizeof addr);
+
+    char line[2400];
+    int n = snprintf(line, sizeof line,
+                     "{\"time\":\"%s\",\"event\":\"%s\",\"peer\":\"%s\",\"peer_addr\":\"%s\","
+                     "\"method\":\"%s\",\"sandbox\":\"%s\",\"decision\":\"%s\",\"reason\":\"%s\""
+                     "%s%s%s}\n",
+                     when, event, peer, addr, method, target, decision, why,
+                     ser[0] ? ",\"serial\":\"" : "", ser, ser[0] ? "\"" : "");
+    if (n <= 0) return;
+    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    pthread_mutex_lock(&app->audit->lock);
+    /* One write() per line with O_APPEND: lines never interleave. */
+    ssize_t w = write(app->audit->fd, line, len);
+    (void)w;
+    pthread_mutex_unlock(&app->audit->lock);
+}
+
+void gw_audit_denial(const gw_call_ctx *ctx, const char *sandbox, const char *reason)
+{
+    gw_audit_event(ctx, "deny", sandbox, "deny", reason, NULL);
+}

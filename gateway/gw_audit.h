@@ -1,0 +1,23 @@
+/* Audit log: one JSON object per line for every issuance, renewal,
+ * revocation and denial. Never a key, a CSR or a credential. */
+#ifndef GW_AUDIT_H
+#define GW_AUDIT_H
+
+#include "gw_rpc.h"
+#include "tsr_err.h"
+
+typedef struct gw_audit gw_audit;
+
+/* "-" writes to stderr; a path is opened O_APPEND, 0600. */
+TSR_WUR int gw_audit_open(const char *path, gw_audit **out);
+void gw_audit_close(gw_audit *audit);
+
+/* event: "issue", "renew", "revoke", "delete", "deny", ... decision: "allow" | "deny". */
+void gw_audit_event(const gw_call_ctx *ctx, const char *event, const char *sandbox,
+                    const char *decision, const char *reason, const char *serial);
+void gw_audit_denial(const gw_call_ctx *ctx, const char *sandbox, const char *reason);
+
+/* JSON string escaping into a bounded buffer (also used by tests). */
+void gw_json_escape(const char *in, char *out, size_t cap);
+
+#endif

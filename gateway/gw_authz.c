@@ -1,0 +1,118 @@
+#include "gw_authz.h"
+
+#include <string.h>
+
+#include "gw_audit.h"
+#include "tsr_err.h"
+
+/* What the sandbox principal may do with an RPC. */
+enum sandbox_rule {
+    SANDBOX_DENIED,   /* never */
+    SANDBOX_OWN,      /* only naming itself (checked by gw_authz_target) */
+    SANDBOX_SELF,     /* identity comes from its certificate; nothing to name */
+};
+
+#define ROLE_BIT(r) (1u << (r))
+#define VIEWER ROLE_BIT(GW_ROLE_VIEWER)
+#define OPERATOR ROLE_BIT(GW_ROLE_OPERATOR)
+#define ADMIN ROLE_BIT(GW_ROLE_ADMIN)
+#define ANY_ROLE (VIEWER | OPERATOR | ADMIN)
+
+struct rule {
+    const char *name;
+    enum sandbox_rule sandbox;
+    unsigned user_roles;     /* bit set of enum gw_role */
+    int anonymous;           /* callable without an identity */
+};
+
+/* DESIGN §5, row by row. */
+static const struct rule RULES[GW_RPC_COUNT] = {
+    [GW_RPC_CREATE_SANDBOX] = {"CreateSandbox", SANDBOX_DENIED, ADMIN | OPERATOR, 0},
+    [GW_RPC_GET_SANDBOX] = {"GetSandbox", SANDBOX_DENIED, ANY_ROLE, 0},
+    [GW_RPC_LIST_SANDBOXES] = {"ListSandboxes", SANDBOX_DENIED, ANY_ROLE, 0},
+    [GW_RPC_DELETE_SANDBOX] = {"DeleteSandbox", SANDBOX_DENIED, ADMIN | OPERATOR, 0},
+    [GW_RPC_GET_SANDBOX_LOGS] = {"GetSandboxLogs", SANDBOX_DENIED, ANY_ROLE, 0},
+    [GW_RPC_LIST_CERTIFICATES] = {"ListCertificates", SANDBOX_DENIED, ANY_ROLE, 0},
+    [GW_RPC_REVOKE_CERTIFICATE] = {"RevokeCertificate", SANDBOX_DENIED, ADMIN, 0},
+    [GW_RPC_GET_SANDBOX_CONFIG] = {"GetSandboxConfig", SANDBOX_OWN, ANY_ROLE, 0},
+    [GW_RPC_GET_PROVIDER_ENV] = {"GetSandboxProviderEnvironment", SANDBOX_OWN, ADMIN, 0},
+    [GW_RPC_REPORT_POLICY_STATUS] = {"ReportPolicyStatus", SANDBOX_OWN, 0, 0},
+    [GW_RPC_SUBMIT_POLICY_ANALYSIS] = {"SubmitPolicyAnalysis", SANDBOX_OWN, 0, 0},
+    [GW_RPC_GET_DRAFT_POLICY] = {"GetDraftPolicy", SANDBOX_OWN, ANY_ROLE, 0},
+    [GW_RPC_UPDATE_CONFIG] = {"UpdateConfig", SANDBOX_OWN, ADMIN | OPERATOR, 0},
+    [GW_RPC_PUSH_SANDBOX_LOGS] = {"PushSandboxLogs", SANDBOX_OWN, 0, 0},
+    [GW_RPC_RENEW_CERTIFICATE] = {"RenewCertificate", SANDBOX_SELF, 0, 0},
+    [GW_RPC_GET_TRUST_BUNDLE] = {"GetTrustBundle", SANDBOX_SELF, ANY_ROLE, 0},
+    [GW_RPC_HEALTH_CHECK] = {"Check", SANDBOX_SELF, ANY_ROLE, 1},
+};
+
+const char *gw_rpc_name(enum gw_rpc_id rpc)
+{
+    return (unsigned)rpc < GW_RPC_COUNT ? RULES[rpc].name : "?";
+}
+
+static int deny(const gw_call_ctx *ctx, gw_response *resp, enum gw_status status,
+                const char *target, const char *reason)
+{
+    gw_audit_denial(ctx, target, reason);
+    return gw_response_fail(resp, status, "%s", reason);
+}
+
+int gw_authz_call(const gw_call_ctx *ctx, enum gw_rpc_id rpc, gw_response *resp)
+{
+    /* Fail closed on anything unexpected: a bad id or a missing principal. */
+    TSR_ASSERT((unsigned)rpc < GW_RPC_COUNT && ctx != NULL && ctx->principal != NULL);
+    const struct rule *r = &RULES[rpc];
+    const gw_principal *p = ctx->principal;
+
+    if (r->anonymous) return 0;
+    switch (p->kind) {
+    case GW_PRINCIPAL_ANONYMOUS:
+        return deny(ctx, resp, GW_STATUS_UNAUTHENTICATED, "", "client certificate required");
+    case GW_PRINCIPAL_UNAUTHENTICATED:
+        return deny(ctx, resp, GW_STATUS_UNAUTHENTICATED, "", p->reason[0] ? p->reason
+                                                                           : "invalid identity");
+    case GW_PRINCIPAL_SANDBOX:
+        if (r->sandbox == SANDBOX_DENIED)
+            return deny(ctx, resp, GW_STATUS_PERMISSION_DENIED, "",
+                        "sandbox identities may not call this method");
+        return 0;
+    case GW_PRINCIPAL_USER:
+        if (p->role == GW_ROLE_NONE)
+            return deny(ctx, resp, GW_STATUS_PERMISSION_DENIED, "",
+                        "user has no role on this gateway");
+        if ((r->user_roles & ROLE_BIT(p->role)) == 0)
+            return deny(ctx, resp, GW_STATUS_PERMISSION_DENIED, "",
+                        r->user_roles == 0 ? "user identities may not call this method"
+                                           : "role does not allow this method");
+        return 0;
+    case GW_PRINCIPAL_PROXY:
+        /* A proxy only forwards other identities; by itself it is nobody. */
+        return deny(ctx, resp, GW_STATUS_PERMISSION_DENIED, "",
+                    "a proxy identity may not call methods itself");
+    }
+    return deny(ctx, resp, GW_STATUS_UNAUTHENTICATED, "", "unknown principal");
+}
+
+int gw_authz_target(const gw_call_ctx *ctx, enum gw_rpc_id rpc, const char *target_sandbox_id,
+                    gw_response *resp)
+{
+    TSR_ASSERT((unsigned)rpc < GW_RPC_COUNT && ctx != NULL && ctx->principal != NULL);
+    const gw_principal *p = ctx->principal;
+    if (p->kind == GW_PRINCIPAL_USER) return 0;
+    if (p->kind != GW_PRINCIPAL_SANDBOX)
+        return deny(ctx, resp, GW_STATUS_UNAUTHENTICATED, target_sandbox_id, "invalid identity");
+    if (RULES[rpc].sandbox != SANDBOX_OWN)
+        return deny(ctx, resp, GW_STATUS_PERMISSION_DENIED, target_sandbox_id,
+                    "sandbox identities may not call this method");
+    if (target_sandbox_id == NULL || target_sandbox_id[0] == '\0' ||
+        strcmp(target_sandbox_id, p->name) != 0)
+        return deny(ctx, resp, GW_STATUS_PERMISSION_DENIED, target_sandbox_id,
+                    GW_CROSS_SANDBOX_MESSAGE);
+    return 0;
+}
+
+int gw_authz_is_sandbox(const gw_call_ctx *ctx)
+{
+    return ctx->principal->kind == GW_PRINCIPAL_SANDBOX;
+}

@@ -1,0 +1,165 @@
+#include "gw_handler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca_pem.h"
+#include "ca_spiffe.h"
+#include "gw_config.h"
+#include "tsr_err.h"
+#include "tsr_time.h"
+
+gw_app *gw_app_of(const gw_call_ctx *ctx)
+{
+    TSR_ASSERT(ctx != NULL && ctx->app != NULL);
+    return ctx->app;
+}
+
+gw_worker *gw_worker_of(const gw_call_ctx *ctx)
+{
+    TSR_ASSERT(ctx != NULL && ctx->worker != NULL);
+    gw_worker *w = ctx->worker;
+    TSR_ASSERT(w->app == ctx->app && w->store != NULL);
+    return w;
+}
+
+void *gw_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
+                gw_response *resp)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, msg);
+    if (m == NULL)
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "malformed %s message", desc->name);
+    return m;
+}
+
+void gw_free_unpacked(void *msg)
+{
+    if (msg != NULL) protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+void gw_reply(gw_response *resp, const void *msg)
+{
+    const ProtobufCMessage *m = msg;
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(n > 0 ? n : 1);
+    if (buf == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    protobuf_c_message_pack(m, buf);
+    resp->status = GW_STATUS_OK;
+    resp->message[0] = '\0';
+    resp->body = buf;
+    resp->body_len = n;
+}
+
+void gw_fail_from_error(gw_response *resp)
+{
+    enum gw_status status;
+    switch (tsr_errcat()) {
+    case TSR_E_INPUT: status = GW_STATUS_INVALID_ARGUMENT; break;
+    case TSR_E_UNAUTH: status = GW_STATUS_UNAUTHENTICATED; break;
+    case TSR_E_DENIED: status = GW_STATUS_PERMISSION_DENIED; break;
+    case TSR_E_NOTFOUND: status = GW_STATUS_NOT_FOUND; break;
+    case TSR_E_EXISTS: status = GW_STATUS_ALREADY_EXISTS; break;
+    case TSR_E_LIMIT: status = GW_STATUS_RESOURCE_EXHAUSTED; break;
+    case TSR_E_STATE: status = GW_STATUS_FAILED_PRECONDITION; break;
+    case TSR_E_IO: status = GW_STATUS_UNAVAILABLE; break;
+    case TSR_E_PROTO:
+    case TSR_E_INTERNAL:
+    case TSR_E_NONE:
+    default: status = GW_STATUS_INTERNAL; break;
+    }
+    if (status == GW_STATUS_UNAVAILABLE)
+        gw_response_fail(resp, status, "storage unavailable: %s", tsr_errmsg());
+    else
+        gw_response_fail(resp, status, "%s", tsr_errmsg());
+}
+
+static int load_sandbox(const gw_call_ctx *ctx, const char *id, int include_deleted,
+                        gw_sandbox_rec *sb, gw_response *resp)
+{
+    gw_worker *w = gw_worker_of(ctx);
+    if (gw_store_sandbox_get(w->store, id, sb) != 0) {
+        if (tsr_errcat() == TSR_E_NOTFOUND)
+            return gw_response_fail(resp, GW_STATUS_NOT_FOUND, "sandbox %s not found", id);
+        gw_fail_from_error(resp);
+        return -1;
+    }
+    if (sb->deleted_at != 0 && !include_deleted)
+        return gw_response_fail(resp, GW_STATUS_NOT_FOUND, "sandbox %s not found", id);
+    return 0;
+}
+
+int gw_resolve_sandbox_id(const gw_call_ctx *ctx, enum gw_rpc_id rpc, const char *id,
+                          int include_deleted, gw_sandbox_rec *sb, gw_response *resp)
+{
+    if (gw_authz_target(ctx, rpc, id, resp) != 0) return -1;
+    if (id == NULL || ca_uuid_validate(id, strlen(id)) != 0)
+        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                                "sandbox_id must be a lowercase UUID");
+    return load_sandbox(ctx, id, include_deleted, sb, resp);
+}
+
+int gw_resolve_sandbox_name(const gw_call_ctx *ctx, enum gw_rpc_id rpc, const char *name,
+                            gw_sandbox_rec *sb, gw_response *resp)
+{
+    int is_sandbox = gw_authz_is_sandbox(ctx);
+    if (name == NULL || ca_name_validate(name, strlen(name)) != 0) {
+        /* A sandbox learns nothing from a malformed name either. */
+        if (is_sandbox) return gw_authz_target(ctx, rpc, "", resp);
+        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                                "name must match [a-z0-9._-]{1,64}");
+    }
+    gw_worker *w = gw_worker_of(ctx);
+    if (gw_store_sandbox_find_by_name(w->store, name, sb) != 0) {
+        if (tsr_errcat() != TSR_E_NOTFOUND) {
+            gw_fail_from_error(resp);
+            return -1;
+        }
+        if (is_sandbox) return gw_authz_target(ctx, rpc, "", resp);
+        return gw_response_fail(resp, GW_STATUS_NOT_FOUND, "sandbox named %s not found", name);
+    }
+    return gw_authz_target(ctx, rpc, sb->id, resp);
+}
+
+int gw_resolve_sandbox_ref(const gw_call_ctx *ctx, enum gw_rpc_id rpc, const char *id,
+                           const char *name, gw_sandbox_rec *sb, gw_response *resp)
+{
+    int has_id = id != NULL && id[0] != '\0';
+    int has_name = name != NULL && name[0] != '\0';
+    if (has_id == has_name)
+        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                                "set exactly one of id or name");
+    return has_id ? gw_resolve_sandbox_id(ctx, rpc, id, 0, sb, resp)
+                  : gw_resolve_sandbox_name(ctx, rpc, name, sb, resp);
+}
+
+void gw_sandbox_to_proto(gw_sandbox_rec *rec, char *spiffe, size_t spiffe_cap,
+                         const char *trust_domain, Tessera__V1__Sandbox *out)
+{
+    tessera__v1__sandbox__init(out);
+    if (ca_spiffe_format(CA_KIND_SANDBOX, trust_domain, rec->id, spiffe, spiffe_cap) != 0)
+        spiffe[0] = '\0';
+    out->id = rec->id;
+    out->name = rec->name;
+    out->spiffe_id = spiffe;
+    out->driver = rec->driver;
+    out->state = rec->state;
+    out->created_at = rec->created_at;
+    out->policy_version = rec->policy_version;
+}
+
+int gw_cert_rec_from_x509(X509 *cert, const char *spiffe_id, const char *sandbox_id,
+                          gw_cert_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    TSR_GUARD(ca_cert_serial_hex(cert, out->serial));
+    TSR_GUARD(ca_cert_validity(cert, &out->not_before, &out->not_after));
+    TSR_ENSURE(strlen(spiffe_id) < sizeof out->spiffe_id, TSR_E_INTERNAL, "SPIFFE ID too long");
+    strcpy(out->spiffe_id, spiffe_id);
+    snprintf(out->sandbox_id, sizeof out->sandbox_id, "%s", sandbox_id ? sandbox_id : "");
+    out->issued_at = tsr_now_unix();
+    return 0;
+}

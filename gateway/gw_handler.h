@@ -1,0 +1,45 @@
+/* Helpers every RPC handler uses: decoding, encoding, status mapping and
+ * sandbox resolution through the guard. */
+#ifndef GW_HANDLER_H
+#define GW_HANDLER_H
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "gw_app.h"
+#include "gw_authz.h"
+#include "gw_rpc.h"
+#include "gw_store.h"
+#include "tessera/v1/gateway.pb-c.h"
+
+/* Decode a request; NULL (with INVALID_ARGUMENT in resp) if malformed. */
+void *gw_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
+                gw_response *resp);
+void gw_free_unpacked(void *msg);
+/* Encode the reply into resp->body with status OK. */
+void gw_reply(gw_response *resp, const void *msg);
+
+/* Map the thread's recorded error (tsr_errcat) to a status and message. */
+void gw_fail_from_error(gw_response *resp);
+
+/* Id-keyed RPCs: the guard on the raw id first (before any store read), then
+ * the id's format, then the store. Deleted sandboxes are NOT_FOUND unless
+ * include_deleted. 0 with *sb filled, or -1 with resp set. */
+int gw_resolve_sandbox_id(const gw_call_ctx *ctx, enum gw_rpc_id rpc, const char *id,
+                          int include_deleted, gw_sandbox_rec *sb, gw_response *resp);
+/* Name-keyed RPCs: resolve the name to a live sandbox, then the guard on its
+ * id. A sandbox naming something that is not itself gets the same
+ * cross-sandbox denial whether the name exists or not. */
+int gw_resolve_sandbox_name(const gw_call_ctx *ctx, enum gw_rpc_id rpc, const char *name,
+                            gw_sandbox_rec *sb, gw_response *resp);
+/* GetSandbox / DeleteSandbox: exactly one of id, name. */
+int gw_resolve_sandbox_ref(const gw_call_ctx *ctx, enum gw_rpc_id rpc, const char *id,
+                           const char *name, gw_sandbox_rec *sb, gw_response *resp);
+
+/* Fill a Sandbox message from a record (strings point into rec and spiffe). */
+void gw_sandbox_to_proto(gw_sandbox_rec *rec, char *spiffe, size_t spiffe_cap,
+                         const char *trust_domain, Tessera__V1__Sandbox *out);
+
+/* A certificate record for the store, from an issued certificate. */
+TSR_WUR int gw_cert_rec_from_x509(X509 *cert, const char *spiffe_id, const char *sandbox_id,
+                                  gw_cert_rec *out);
+#endif

@@ -1,0 +1,161 @@
+/* tessera-gateway: the control-plane gRPC server. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_app.h"
+#include "gw_config.h"
+#include "gw_identity.h"
+#include "gw_rpcs.h"
+#include "gw_server.h"
+#include "gw_tls.h"
+#include "gw_revocation.h"
+
+static gw_server *running_server;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running_server != NULL) gw_server_stop(running_server);
+}
+
+static void log_transport_event(void *app, const char *line)
+{
+    (void)app;
+    fprintf(stderr, "tessera-gateway: %s\n", line);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tessera-gateway --config FILE [--listen HOST:PORT] [--check]\n"
+            "\n"
+            "Serves the tessera.v1.Gateway gRPC API over mutual TLS. Every caller's\n"
+            "identity comes from its verified client certificate (a SPIFFE ID).\n"
+            "\n"
+            "  -c, --config FILE     gateway configuration (YAML), e.g. config/gateway.yaml\n"
+            "  -l, --listen ADDR     override the listen address (127.0.0.1:8443, [::1]:0)\n"
+            "      --check           validate the configuration and the PKI it names, then exit\n"
+            "  -h, --help            this text\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL, *listen = NULL;
+    int check_only = 0;
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"check", no_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config_path = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'k': check_only = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (config_path == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    int rc = 1;
+    gw_config *cfg = NULL;
+    gw_app app = {0};
+    int app_ready = 0;
+    SSL_CTX *ssl_ctx = NULL;
+    gw_server *server = NULL;
+
+    if (gw_config_load(config_path, &cfg) != 0) {
+        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
+    if (listen != NULL && gw_config_set_listen(cfg, listen) != 0) {
+        fprintf(stderr, "tessera-gateway: --listen: %s\n", tsr_errmsg());
+        goto out;
+    }
+    if (gw_app_init(&app, cfg) != 0) {
+        fprintf(stderr, "tessera-gateway: %s\n(run `make run` or `certgen init --out var/pki` to "
+                        "create the PKI)\n",
+                tsr_errmsg());
+        goto out;
+    }
+    app_ready = 1;
+    gw_tls_config tls = {
+        .cert_file = cfg->server_cert_path,
+        .key_file = cfg->server_key_path,
+        .client_trust = ca_trust_store(app.trust),
+    };
+    if (gw_tls_ctx_new(&tls, &ssl_ctx) != 0) {
+        fprintf(stderr, "tessera-gateway: TLS: %s\n", tsr_errmsg());
+        goto out;
+    }
+    if (check_only) {
+        printf("configuration OK: %s (trust domain %s, %zu users, %zu revoked serials)\n",
+               config_path, cfg->trust_domain, cfg->n_users, gw_revocations_count(app.revoked));
+        rc = 0;
+        goto out;
+    }
+
+    size_t n_methods = 0;
+    const gw_method *methods = gw_methods(&n_methods);
+    gw_server_config scfg = {
+        .listen_host = cfg->listen_host,
+        .listen_port = cfg->listen_port,
+        .workers = cfg->workers,
+        .ssl_ctx = ssl_ctx,
+        .methods = methods,
+        .n_methods = n_methods,
+        .max_message_bytes = cfg->max_message_bytes,
+        .max_concurrent_streams = cfg->max_concurrent_streams,
+        .max_connections = cfg->max_connections,
+        .handshake_timeout_ms = cfg->handshake_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .app = &app,
+        .worker_init = gw_app_worker_init,
+        .worker_fini = gw_app_worker_fini,
+        .authenticate = gw_identity_authenticate,
+        .still_valid = gw_identity_still_valid,
+        .log = log_transport_event,
+    };
+    if (gw_server_new(&scfg, &server) != 0) {
+        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
+    running_server = server;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    const char *host = cfg->listen_host;
+    int v6 = strchr(host, ':') != NULL;
+    printf("tessera-gateway listening on %s%s%s:%u (trust domain %s)\n", v6 ? "[" : "", host,
+           v6 ? "]" : "", gw_server_port(server), cfg->trust_domain);
+    fflush(stdout);
+    if (gw_server_run(server) != 0) {
+        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
+    fprintf(stderr, "tessera-gateway: stopped\n");
+    rc = 0;
+out:
+    running_server = NULL;
+    gw_server_free(server);
+    SSL_CTX_free(ssl_ctx);
+    if (app_ready) gw_app_fini(&app);
+    gw_config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,32 @@
+/* The method table the gateway serves. */
+#include "gw_authz.h"
+#include "gw_health.h"
+#include "gw_rpcs.h"
+
+/* The standard health check, behind the same guard as everything else
+ * (which admits anonymous callers for this one method). */
+static void health_check(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                         gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_HEALTH_CHECK, resp) != 0) return;
+    gw_health_check(ctx, msg, len, resp);
+}
+
+const gw_method gw_rpc_health_check = {"/grpc.health.v1.Health/Check", health_check, NULL};
+
+const gw_method *gw_methods(size_t *count)
+{
+    static gw_method table[18];
+    static const gw_method *const all[] = {
+        &gw_rpc_create_sandbox,      &gw_rpc_get_sandbox,          &gw_rpc_list_sandboxes,
+        &gw_rpc_delete_sandbox,      &gw_rpc_get_sandbox_logs,     &gw_rpc_list_certificates,
+        &gw_rpc_revoke_certificate,  &gw_rpc_get_sandbox_config,   &gw_rpc_get_provider_env,
+        &gw_rpc_report_policy_status, &gw_rpc_submit_policy_analysis, &gw_rpc_get_draft_policy,
+        &gw_rpc_update_config,       &gw_rpc_push_sandbox_logs,    &gw_rpc_renew_certificate,
+        &gw_rpc_get_trust_bundle,    &gw_rpc_health_check,
+    };
+    _Static_assert(sizeof all / sizeof all[0] == GW_RPC_COUNT, "one method per guarded RPC");
+    for (size_t i = 0; i < GW_RPC_COUNT; i++) table[i] = *all[i];
+    *count = GW_RPC_COUNT;
+    return table;
+}

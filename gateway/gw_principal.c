@@ -1,0 +1,114 @@
+/* Identity decided once per connection, right after the TLS handshake. */
+#include "gw_principal.h"
+
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ca_verify.h"
+#include "gw_app.h"
+#include "gw_config.h"
+#include "gw_identity.h"
+#include "gw_revocation.h"
+#include "tsr_time.h"
+
+const char *gw_principal_kind_name(enum gw_principal_kind kind)
+{
+    switch (kind) {
+    case GW_PRINCIPAL_ANONYMOUS: return "anonymous";
+    case GW_PRINCIPAL_UNAUTHENTICATED: return "unauthenticated";
+    case GW_PRINCIPAL_SANDBOX: return "sandbox";
+    case GW_PRINCIPAL_USER: return "user";
+    case GW_PRINCIPAL_PROXY: return "proxy";
+    }
+    return "unknown";
+}
+
+const char *gw_role_name(enum gw_role role)
+{
+    switch (role) {
+    case GW_ROLE_NONE: return "none";
+    case GW_ROLE_VIEWER: return "viewer";
+    case GW_ROLE_OPERATOR: return "operator";
+    case GW_ROLE_ADMIN: return "admin";
+    }
+    return "unknown";
+}
+
+static void unauthenticated(gw_principal *out, const char *reason)
+{
+    out->kind = GW_PRINCIPAL_UNAUTHENTICATED;
+    out->role = GW_ROLE_NONE;
+    out->name[0] = '\0';
+    snprintf(out->reason, sizeof out->reason, "%s", reason);
+}
+
+int gw_identity_from_chain(gw_app *app, X509 *leaf, STACK_OF(X509) *untrusted, int64_t now,
+                           gw_principal *out)
+{
+    memset(out, 0, sizeof *out);
+    if (leaf == NULL) {
+        out->kind = GW_PRINCIPAL_ANONYMOUS;
+        return 0;
+    }
+    enum ca_verify_reason reason = CA_VERIFY_OK;
+    ca_peer peer;
+    if (ca_verify_peer(app->trust, leaf, untrusted, CA_PURPOSE_CLIENT, CA_KIND_NONE, now, &reason,
+                       &peer) != 0) {
+        unauthenticated(out, tsr_errmsg());
+        return 0;
+    }
+    snprintf(out->spiffe_id, sizeof out->spiffe_id, "%s", peer.identity.id.text);
+    snprintf(out->serial_hex, sizeof out->serial_hex, "%s", peer.serial_hex);
+    out->not_after = peer.chain_not_after;
+
+    if (gw_revocations_contains(app->revoked, peer.serial_hex)) {
+        unauthenticated(out, "certificate revoked");
+        return 0;
+    }
+    switch (peer.identity.kind) {
+    case CA_KIND_SANDBOX:
+        out->kind = GW_PRINCIPAL_SANDBOX;
+        break;
+    case CA_KIND_USER:
+        out->kind = GW_PRINCIPAL_USER;
+        out->role = gw_config_user_role(app->cfg, peer.identity.name);
+        break;
+    case CA_KIND_PROXY:
+        out->kind = GW_PRINCIPAL_PROXY;
+        break;
+    case CA_KIND_GATEWAY:
+    case CA_KIND_NONE:
+    default:
+        /* The gateway's own identity is a server identity, never a caller. */
+        unauthenticated(out, "gateway identity cannot be used as a client");
+        return 0;
+    }
+    snprintf(out->name, sizeof out->name, "%s", peer.identity.name);
+    return 0;
+}
+
+int gw_identity_authenticate(void *app_ptr, void *worker, SSL *ssl, gw_principal *out)
+{
+    (void)worker;
+    gw_app *app = app_ptr;
+    TSR_ASSERT(app != NULL && ssl != NULL && out != NULL);
+    /* Server side: the peer chain excludes the leaf; it is only a pool of
+     * untrusted intermediates, the anchors come from our bundle alone. */
+    X509 *leaf = SSL_get0_peer_certificate(ssl);
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+    return gw_identity_from_chain(app, leaf, chain, 0, out);
+}
+
+bool gw_identity_still_valid(void *app_ptr, const gw_principal *p, int64_t now)
+{
+    gw_app *app = app_ptr;
+    /* Only principals that carry authority can lose it; anonymous and
+     * unauthenticated connections can call nothing but the health check,
+     * and keep their connection so they get a clear UNAUTHENTICATED. */
+    if (p->kind != GW_PRINCIPAL_SANDBOX && p->kind != GW_PRINCIPAL_USER &&
+        p->kind != GW_PRINCIPAL_PROXY)
+        return true;
+    if (p->serial_hex[0] == '\0' || now >= p->not_after) return false;
+    return !gw_revocations_contains(app->revoked, p->serial_hex);
+}

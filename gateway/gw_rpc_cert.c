@@ -1,0 +1,248 @@
+/* Certificates: RenewCertificate, RevokeCertificate, ListCertificates,
+ * GetTrustBundle. */
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca_issue.h"
+#include "ca_pem.h"
+#include "gw_audit.h"
+#include "gw_config.h"
+#include "gw_handler.h"
+#include "gw_ratelimit.h"
+#include "gw_revocation.h"
+#include "gw_rpcs.h"
+#include "tsr_time.h"
+
+#define MAX_REASON 128
+
+static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                              gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_RENEW_CERTIFICATE, resp) != 0) return;
+    gw_app *app = gw_app_of(ctx);
+    gw_worker *w = gw_worker_of(ctx);
+    const gw_principal *p = ctx->principal;
+    /* The guard admits only sandbox principals here; never trust that alone. */
+    TSR_ASSERT(p->kind == GW_PRINCIPAL_SANDBOX);
+
+    Tessera__V1__RenewCertificateRequest *req =
+        gw_unpack(&tessera__v1__renew_certificate_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    X509 *cert = NULL;
+    char *leaf_pem = NULL;
+    size_t leaf_len = 0;
+
+    if (req->csr.len == 0 || req->csr.len > CA_CSR_MAX_DER) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "csr must be 1..%d bytes of DER",
+                         CA_CSR_MAX_DER);
+        goto out;
+    }
+    /* The identity is the caller's certificate's, and only while its sandbox lives. */
+    gw_sandbox_rec sb;
+    if (gw_store_sandbox_get(w->store, p->name, &sb) != 0) {
+        if (tsr_errcat() == TSR_E_NOTFOUND)
+            gw_response_fail(resp, GW_STATUS_UNAUTHENTICATED, "sandbox does not exist");
+        else
+            gw_fail_from_error(resp);
+        goto out;
+    }
+    if (sb.deleted_at != 0) {
+        gw_audit_denial(ctx, p->name, "renewal for a deleted sandbox");
+        gw_response_fail(resp, GW_STATUS_UNAUTHENTICATED, "sandbox deleted");
+        goto out;
+    }
+    /* Rate limit before any signature work, so CSRs cannot burn CPU. */
+    if (!gw_ratelimit_take(app->renew_limit, p->name, tsr_monotonic_ms())) {
+        gw_audit_denial(ctx, p->name, "renewal rate limit");
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED,
+                         "renewal rate limit: at most %d per %llds", app->cfg->renew_limit,
+                         (long long)app->cfg->renew_window);
+        goto out;
+    }
+    if (ca_sign_csr(app->issuer, req->csr.data, req->csr.len, p->spiffe_id,
+                    app->cfg->sandbox_cert_ttl, 0, &cert) != 0) {
+        char why[300];
+        snprintf(why, sizeof why, "bad CSR: %s", tsr_errmsg());
+        gw_audit_denial(ctx, p->name, why);
+        gw_response_fail(resp, tsr_errcat() == TSR_E_INPUT || tsr_errcat() == TSR_E_LIMIT
+                                   ? GW_STATUS_INVALID_ARGUMENT
+                                   : GW_STATUS_INTERNAL,
+                         "%s", why);
+        goto out;
+    }
+    gw_cert_rec rec;
+    if (gw_cert_rec_from_x509(cert, p->spiffe_id, p->name, &rec) != 0 ||
+        ca_cert_to_pem(cert, &leaf_pem, &leaf_len) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    /* Durable before it is returned: a certificate the store does not know
+     * could never be listed or revoked. On failure it is discarded. */
+    if (gw_store_cert_insert(w->store, &rec) != 0) {
+        /* The store re-checks liveness in the same transaction, so a
+         * renewal racing a DeleteSandbox never records a live certificate. */
+        if (tsr_errcat() == TSR_E_STATE)
+            gw_response_fail(resp, GW_STATUS_UNAUTHENTICATED, "sandbox deleted");
+        else
+            gw_fail_from_error(resp);
+        goto out;
+    }
+    gw_audit_event(ctx, "renew", p->name, "allow", "certificate renewed", rec.serial);
+
+    Tessera__V1__RenewCertificateResponse out_msg;
+    tessera__v1__renew_certificate_response__init(&out_msg);
+    out_msg.certificate_pem = leaf_pem;
+    out_msg.chain_pem = app->chain_pem;
+    out_msg.bundle_pem = app->bundle_pem;
+    out_msg.serial = rec.serial;
+    out_msg.not_after = rec.not_after;
+    gw_reply(resp, &out_msg);
+out:
+    free(leaf_pem);
+    X509_free(cert);
+    gw_free_unpacked(req);
+}
+
+/* Lowercase hex, 1..40 digits; uppercase accepted and folded. */
+static int normalize_serial(const char *in, char out[41])
+{
+    size_t n = strlen(in);
+    if (n == 0 || n > 40) return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c >= 'A' && c <= 'F') c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return -1;
+        out[i] = c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static void cert_to_proto(gw_cert_rec *c, Tessera__V1__Certificate *out)
+{
+    tessera__v1__certificate__init(out);
+    out->serial = c->serial;
+    out->spiffe_id = c->spiffe_id;
+    out->sandbox_id = c->sandbox_id;
+    out->not_before = c->not_before;
+    out->not_after = c->not_after;
+    out->revoked_at = c->revoked_at;
+    out->revocation_reason = c->revocation_reason;
+}
+
+static void revoke_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                               gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_REVOKE_CERTIFICATE, resp) != 0) return;
+    gw_app *app = gw_app_of(ctx);
+    gw_worker *w = gw_worker_of(ctx);
+    Tessera__V1__RevokeCertificateRequest *req =
+        gw_unpack(&tessera__v1__revoke_certificate_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    char serial[41];
+    char reason[MAX_REASON + 1];
+    gw_cert_rec rec;
+    if (normalize_serial(req->serial, serial) != 0) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "serial must be 1..40 hex digits");
+        goto out;
+    }
+    if (strlen(req->reason) > MAX_REASON) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "reason exceeds %d bytes", MAX_REASON);
+        goto out;
+    }
+    if (req->reason[0])
+        snprintf(reason, sizeof reason, "%s", req->reason);
+    else
+        snprintf(reason, sizeof reason, "revoked by %s", ctx->principal->name);
+    if (gw_store_cert_revoke(w->store, serial, reason, tsr_now_unix(), &rec) != 0) {
+        if (tsr_errcat() == TSR_E_NOTFOUND)
+            gw_response_fail(resp, GW_STATUS_NOT_FOUND, "certificate %s not found", serial);
+        else
+            gw_fail_from_error(resp);
+        goto out;
+    }
+    /* Durable first, then every worker sees it within one validity tick. */
+    if (gw_revocations_add(app->revoked, rec.serial, rec.not_after) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    gw_audit_event(ctx, "revoke", rec.sandbox_id, "allow", reason, rec.serial);
+    Tessera__V1__RevokeCertificateResponse out_msg;
+    tessera__v1__revoke_certificate_response__init(&out_msg);
+    Tessera__V1__Certificate c;
+    cert_to_proto(&rec, &c);
+    out_msg.certificate = &c;
+    gw_reply(resp, &out_msg);
+out:
+    gw_free_unpacked(req);
+}
+
+static void list_certificates(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                              gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_LIST_CERTIFICATES, resp) != 0) return;
+    Tessera__V1__ListCertificatesRequest *req =
+        gw_unpack(&tessera__v1__list_certificates_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_cert_rec *certs = NULL;
+    size_t n = 0;
+    Tessera__V1__Certificate *items = NULL;
+    Tessera__V1__Certificate **ptrs = NULL;
+    gw_sandbox_rec sb;
+    /* Certificates of deleted sandboxes stay listable, for audit. */
+    if (gw_resolve_sandbox_id(ctx, GW_RPC_LIST_CERTIFICATES, req->sandbox_id, 1, &sb, resp) != 0)
+        goto out;
+    if (gw_store_cert_list(gw_worker_of(ctx)->store, sb.id, &certs, &n) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    items = calloc(n + 1, sizeof *items);
+    ptrs = calloc(n + 1, sizeof *ptrs);
+    if (items == NULL || ptrs == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cert_to_proto(&certs[i], &items[i]);
+        ptrs[i] = &items[i];
+    }
+    Tessera__V1__ListCertificatesResponse out_msg;
+    tessera__v1__list_certificates_response__init(&out_msg);
+    out_msg.n_certificates = n;
+    out_msg.certificates = ptrs;
+    gw_reply(resp, &out_msg);
+out:
+    free(ptrs);
+    free(items);
+    gw_store_free_certs(certs, n);
+    gw_free_unpacked(req);
+}
+
+static void get_trust_bundle(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                             gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_GET_TRUST_BUNDLE, resp) != 0) return;
+    gw_app *app = gw_app_of(ctx);
+    Tessera__V1__GetTrustBundleRequest *req =
+        gw_unpack(&tessera__v1__get_trust_bundle_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    Tessera__V1__GetTrustBundleResponse out_msg;
+    tessera__v1__get_trust_bundle_response__init(&out_msg);
+    out_msg.bundle_pem = app->bundle_pem;
+    char trust_domain[CA_TRUST_DOMAIN_MAX + 1];
+    snprintf(trust_domain, sizeof trust_domain, "%s", app->cfg->trust_domain);
+    out_msg.trust_domain = trust_domain;
+    gw_reply(resp, &out_msg);
+    gw_free_unpacked(req);
+}
+
+const gw_method gw_rpc_renew_certificate = {"/tessera.v1.Gateway/RenewCertificate",
+                                            renew_certificate, NULL};
+const gw_method gw_rpc_revoke_certificate = {"/tessera.v1.Gateway/RevokeCertificate",
+                                             revoke_certificate, NULL};
+const gw_method gw_rpc_list_certificates = {"/tessera.v1.Gateway/ListCertificates",
+                                            list_certificates, NULL};
+const gw_method gw_rpc_get_trust_bundle = {"/tessera.v1.Gateway/GetTrustBundle", get_trust_bundle,
+                                           NULL};

@@ -1,0 +1,282 @@
+/* Sandbox configuration: GetSandboxConfig, GetSandboxProviderEnvironment,
+ * ReportPolicyStatus, SubmitPolicyAnalysis, GetDraftPolicy, UpdateConfig. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_audit.h"
+#include "gw_handler.h"
+#include "gw_policy.h"
+#include "gw_rpcs.h"
+#include "tsr_time.h"
+
+#define MAX_STATUS_MESSAGE 4096
+#define MAX_DRAFT_CHUNKS 64
+
+static void get_sandbox_config(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                               gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_GET_SANDBOX_CONFIG, resp) != 0) return;
+    Tessera__V1__GetSandboxConfigRequest *req =
+        gw_unpack(&tessera__v1__get_sandbox_config_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    char *policy = NULL;
+    int64_t version = 0;
+    gw_sandbox_rec sb;
+    if (gw_resolve_sandbox_id(ctx, GW_RPC_GET_SANDBOX_CONFIG, req->sandbox_id, 0, &sb, resp) != 0)
+        goto out;
+    if (gw_store_policy_get(gw_worker_of(ctx)->store, sb.id, &policy, &version) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    Tessera__V1__GetSandboxConfigResponse out_msg;
+    tessera__v1__get_sandbox_config_response__init(&out_msg);
+    out_msg.sandbox_id = sb.id;
+    out_msg.name = sb.name;
+    out_msg.policy = policy;
+    out_msg.policy_version = version;
+    gw_reply(resp, &out_msg);
+out:
+    free(policy);
+    gw_free_unpacked(req);
+}
+
+static void get_provider_env(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                             gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_GET_PROVIDER_ENV, resp) != 0) return;
+    Tessera__V1__GetSandboxProviderEnvironmentRequest *req = gw_unpack(
+        &tessera__v1__get_sandbox_provider_environment_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_env_var *env = NULL;
+    size_t n = 0;
+    Tessera__V1__GetSandboxProviderEnvironmentResponse__EnvironmentEntry *items = NULL;
+    Tessera__V1__GetSandboxProviderEnvironmentResponse__EnvironmentEntry **ptrs = NULL;
+    gw_sandbox_rec sb;
+    if (gw_resolve_sandbox_id(ctx, GW_RPC_GET_PROVIDER_ENV, req->sandbox_id, 0, &sb, resp) != 0)
+        goto out;
+    if (gw_store_env_get(gw_worker_of(ctx)->store, sb.id, &env, &n) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    items = calloc(n + 1, sizeof *items);
+    ptrs = calloc(n + 1, sizeof *ptrs);
+    if (items == NULL || ptrs == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tessera__v1__get_sandbox_provider_environment_response__environment_entry__init(&items[i]);
+        items[i].key = env[i].name;
+        items[i].value = env[i].value;
+        ptrs[i] = &items[i];
+    }
+    Tessera__V1__GetSandboxProviderEnvironmentResponse out_msg;
+    tessera__v1__get_sandbox_provider_environment_response__init(&out_msg);
+    out_msg.n_environment = n;
+    out_msg.environment = ptrs;
+    gw_reply(resp, &out_msg);
+    resp->body_is_secret = true;
+    gw_audit_event(ctx, "read-credentials", sb.id, "allow", "provider environment read", NULL);
+out:
+    free(ptrs);
+    free(items);
+    gw_store_free_env(env, n);
+    gw_free_unpacked(req);
+}
+
+static void report_policy_status(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                                 gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_REPORT_POLICY_STATUS, resp) != 0) return;
+    Tessera__V1__ReportPolicyStatusRequest *req =
+        gw_unpack(&tessera__v1__report_policy_status_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_sandbox_rec sb;
+    if (gw_resolve_sandbox_id(ctx, GW_RPC_REPORT_POLICY_STATUS, req->sandbox_id, 0, &sb, resp) != 0)
+        goto out;
+    if (req->status != TESSERA__V1__POLICY_STATUS__POLICY_STATUS_APPLIED &&
+        req->status != TESSERA__V1__POLICY_STATUS__POLICY_STATUS_FAILED) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "status must be APPLIED or FAILED");
+        goto out;
+    }
+    if (req->version < 1 || req->version > sb.policy_version) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "no policy version %lld",
+                         (long long)req->version);
+        goto out;
+    }
+    if (strlen(req->message) > MAX_STATUS_MESSAGE) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "message exceeds %d bytes",
+                         MAX_STATUS_MESSAGE);
+        goto out;
+    }
+    if (gw_store_policy_status_add(gw_worker_of(ctx)->store, sb.id, req->version,
+                                   (int)req->status, req->message, tsr_now_unix()) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    Tessera__V1__ReportPolicyStatusResponse out_msg;
+    tessera__v1__report_policy_status_response__init(&out_msg);
+    gw_reply(resp, &out_msg);
+out:
+    gw_free_unpacked(req);
+}
+
+static void submit_policy_analysis(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                                   gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_SUBMIT_POLICY_ANALYSIS, resp) != 0) return;
+    Tessera__V1__SubmitPolicyAnalysisRequest *req =
+        gw_unpack(&tessera__v1__submit_policy_analysis_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_policy_chunk *chunks = NULL;
+    gw_sandbox_rec sb;
+    if (gw_resolve_sandbox_name(ctx, GW_RPC_SUBMIT_POLICY_ANALYSIS, req->sandbox_name, &sb, resp) != 0)
+        goto out;
+    if (req->n_chunks == 0 || req->n_chunks > MAX_DRAFT_CHUNKS) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "chunks must number 1..%d",
+                         MAX_DRAFT_CHUNKS);
+        goto out;
+    }
+    chunks = calloc(req->n_chunks, sizeof *chunks);
+    if (chunks == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < req->n_chunks; i++) {
+        Tessera__V1__PolicyChunk *c = req->chunks[i];
+        if (!gw_policy_is_domain(c->domain)) {
+            gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                             "chunk %zu: unknown domain \"%.32s\" (filesystem, network, process, "
+                             "inference)",
+                             i, c->domain);
+            goto out;
+        }
+        if (gw_policy_validate_domain(c->domain, c->content, strlen(c->content)) != 0) {
+            gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "chunk %zu: %s", i, tsr_errmsg());
+            goto out;
+        }
+        chunks[i].domain = c->domain;
+        chunks[i].content = c->content;
+    }
+    if (gw_store_draft_add(gw_worker_of(ctx)->store, sb.id, chunks, req->n_chunks,
+                           tsr_now_unix()) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    Tessera__V1__SubmitPolicyAnalysisResponse out_msg;
+    tessera__v1__submit_policy_analysis_response__init(&out_msg);
+    out_msg.accepted_chunks = (int32_t)req->n_chunks;
+    gw_reply(resp, &out_msg);
+out:
+    free(chunks);
+    gw_free_unpacked(req);
+}
+
+static void get_draft_policy(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                             gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_GET_DRAFT_POLICY, resp) != 0) return;
+    Tessera__V1__GetDraftPolicyRequest *req =
+        gw_unpack(&tessera__v1__get_draft_policy_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_policy_chunk *chunks = NULL;
+    size_t n = 0;
+    Tessera__V1__PolicyChunk *items = NULL;
+    Tessera__V1__PolicyChunk **ptrs = NULL;
+    gw_sandbox_rec sb;
+    if (gw_resolve_sandbox_name(ctx, GW_RPC_GET_DRAFT_POLICY, req->name, &sb, resp) != 0) goto out;
+    if (gw_store_draft_get(gw_worker_of(ctx)->store, sb.id, &chunks, &n) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    items = calloc(n + 1, sizeof *items);
+    ptrs = calloc(n + 1, sizeof *ptrs);
+    if (items == NULL || ptrs == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tessera__v1__policy_chunk__init(&items[i]);
+        items[i].domain = chunks[i].domain;
+        items[i].content = chunks[i].content;
+        ptrs[i] = &items[i];
+    }
+    Tessera__V1__GetDraftPolicyResponse out_msg;
+    tessera__v1__get_draft_policy_response__init(&out_msg);
+    out_msg.name = sb.name;
+    out_msg.n_chunks = n;
+    out_msg.chunks = ptrs;
+    gw_reply(resp, &out_msg);
+out:
+    free(ptrs);
+    free(items);
+    gw_store_free_chunks(chunks, n);
+    gw_free_unpacked(req);
+}
+
+static void update_config(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                          gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_UPDATE_CONFIG, resp) != 0) return;
+    gw_worker *w = gw_worker_of(ctx);
+    Tessera__V1__UpdateConfigRequest *req =
+        gw_unpack(&tessera__v1__update_config_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_env_var *env = NULL;
+    gw_sandbox_rec sb;
+    if (gw_resolve_sandbox_name(ctx, GW_RPC_UPDATE_CONFIG, req->name, &sb, resp) != 0) goto out;
+    /* A sandbox may change its own policy and nothing else. */
+    if (gw_authz_is_sandbox(ctx) && req->n_provider_env > 0) {
+        gw_audit_denial(ctx, sb.id, "sandbox tried to change its provider environment");
+        gw_response_fail(resp, GW_STATUS_PERMISSION_DENIED,
+                         "a sandbox may only change its own policy");
+        goto out;
+    }
+    if (req->policy[0] == '\0' && req->n_provider_env == 0) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "nothing to update");
+        goto out;
+    }
+    if (req->policy[0] != '\0' && gw_policy_check(req->policy, resp) != 0) goto out;
+    if (req->n_provider_env > 0) {
+        GW_ENV_FROM_ENTRIES(req->provider_env, req->n_provider_env, env);
+        if (env == NULL) {
+            gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        if (gw_env_validate(env, req->n_provider_env, resp) != 0) goto out;
+    }
+    int64_t version = sb.policy_version;
+    if (req->policy[0] != '\0' &&
+        gw_store_policy_set(w->store, sb.id, req->policy, tsr_now_unix(), &version) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    if (env != NULL && gw_store_env_set(w->store, sb.id, env, req->n_provider_env) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    gw_audit_event(ctx, "update-config", sb.id, "allow",
+                   env != NULL ? "policy and provider environment updated" : "policy updated",
+                   NULL);
+    Tessera__V1__UpdateConfigResponse out_msg;
+    tessera__v1__update_config_response__init(&out_msg);
+    out_msg.policy_version = version;
+    gw_reply(resp, &out_msg);
+out:
+    free(env);
+    gw_free_unpacked(req);
+}
+
+const gw_method gw_rpc_get_sandbox_config = {"/tessera.v1.Gateway/GetSandboxConfig",
+                                             get_sandbox_config, NULL};
+const gw_method gw_rpc_get_provider_env = {"/tessera.v1.Gateway/GetSandboxProviderEnvironment",
+                                           get_provider_env, NULL};
+const gw_method gw_rpc_report_policy_status = {"/tessera.v1.Gateway/ReportPolicyStatus",
+                                               report_policy_status, NULL};
+const gw_method gw_rpc_submit_policy_analysis = {"/tessera.v1.Gateway/SubmitPolicyAnalysis",
+                                                 submit_policy_analysis, NULL};
+const gw_method gw_rpc_get_draft_policy = {"/tessera.v1.Gateway/GetDraftPolicy", get_draft_policy,
+                                           NULL};
+const gw_method gw_rpc_update_config = {"/tessera.v1.Gateway/UpdateConfig", update_config, NULL};

@@ -1,0 +1,203 @@
+/* Logs: PushSandboxLogs (client stream from a supervisor) and GetSandboxLogs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_audit.h"
+#include "gw_config.h"
+#include "gw_handler.h"
+#include "gw_rpcs.h"
+#include "tsr_time.h"
+
+#define LOGS_DEFAULT_LIMIT 1000
+#define LOGS_MAX_LIMIT 10000
+
+/* One PushSandboxLogs stream. */
+struct push_state {
+    gw_response denial;          /* set at open when the caller may not push */
+    int denied;
+    char pinned[CA_UUID_LEN + 1]; /* the first batch's sandbox id */
+    int64_t accepted;
+};
+
+static void *push_open(const gw_call_ctx *ctx)
+{
+    struct push_state *st = calloc(1, sizeof *st);
+    if (st == NULL) return NULL;
+    /* The guard runs once, before the first message is even read. */
+    st->denied = gw_authz_call(ctx, GW_RPC_PUSH_SANDBOX_LOGS, &st->denial) != 0;
+    return st;
+}
+
+static int valid_stream_name(const char *s)
+{
+    return s[0] == '\0' || strcmp(s, "stdout") == 0 || strcmp(s, "stderr") == 0 ||
+           strcmp(s, "supervisor") == 0;
+}
+
+static int copy_denial(struct push_state *st, gw_response *resp)
+{
+    resp->status = st->denial.status;
+    memcpy(resp->message, st->denial.message, sizeof resp->message);
+    return -1;
+}
+
+static int push_message(void *state, const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                        gw_response *resp)
+{
+    struct push_state *st = state;
+    if (st == NULL) return gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    if (st->denied) return copy_denial(st, resp);
+    const gw_app *app = gw_app_of(ctx);
+    int rc = -1;
+    gw_log_line *lines = NULL;
+    Tessera__V1__PushSandboxLogsRequest *req =
+        gw_unpack(&tessera__v1__push_sandbox_logs_request__descriptor, msg, len, resp);
+    if (req == NULL) return -1;
+
+    if (st->pinned[0] == '\0') {
+        /* The first batch pins the stream: it must name the caller itself. */
+        if (gw_authz_target(ctx, GW_RPC_PUSH_SANDBOX_LOGS, req->sandbox_id, resp) != 0) goto out;
+        snprintf(st->pinned, sizeof st->pinned, "%s", req->sandbox_id);
+    } else if (strcmp(req->sandbox_id, st->pinned) != 0) {
+        /* Nothing from this batch is stored; the stream ends here. */
+        gw_audit_denial(ctx, req->sandbox_id, "log stream switched sandbox");
+        gw_response_fail(resp, GW_STATUS_PERMISSION_DENIED, GW_CROSS_SANDBOX_MESSAGE);
+        goto out;
+    }
+    if (req->n_lines > app->cfg->log_lines_per_batch) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "batch of %zu lines exceeds %u",
+                         req->n_lines, app->cfg->log_lines_per_batch);
+        goto out;
+    }
+    if (req->dropped_lines < 0) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "dropped_lines must not be negative");
+        goto out;
+    }
+    lines = calloc(req->n_lines + 1, sizeof *lines);
+    if (lines == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    /* Check the whole batch before storing any of it. */
+    for (size_t i = 0; i < req->n_lines; i++) {
+        const Tessera__V1__LogLine *l = req->lines[i];
+        if (l->text.len > app->cfg->log_line_bytes) {
+            gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "line %zu of %zu bytes exceeds %u",
+                             i, l->text.len, app->cfg->log_line_bytes);
+            goto out;
+        }
+        if (memchr(l->text.data, '\0', l->text.len) != NULL) {
+            gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "line %zu contains a NUL byte", i);
+            goto out;
+        }
+        if (!valid_stream_name(l->stream)) {
+            gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                             "line %zu: stream must be stdout, stderr or supervisor", i);
+            goto out;
+        }
+        lines[i].timestamp_ms = l->timestamp_ms;
+        static char default_stream[] = "stdout";
+        lines[i].stream = l->stream[0] ? l->stream : default_stream;
+        /* protobuf-c bytes are not NUL-terminated: copy with their length. */
+        lines[i].text = strndup(l->text.len ? (const char *)l->text.data : "", l->text.len);
+        if (lines[i].text == NULL) {
+            gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+    }
+    if (gw_store_logs_append(gw_worker_of(ctx)->store, st->pinned, lines, req->n_lines,
+                             req->dropped_lines, tsr_now_unix()) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    st->accepted += (int64_t)req->n_lines;
+    rc = 0;
+out:
+    if (lines != NULL)
+        for (size_t i = 0; i < req->n_lines; i++) free(lines[i].text);
+    free(lines);
+    gw_free_unpacked(req);
+    return rc;
+}
+
+static void push_finish(void *state, const gw_call_ctx *ctx, gw_response *resp)
+{
+    (void)ctx;
+    struct push_state *st = state;
+    if (st == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    if (st->denied) {
+        copy_denial(st, resp);
+        return;
+    }
+    Tessera__V1__PushSandboxLogsResponse out_msg;
+    tessera__v1__push_sandbox_logs_response__init(&out_msg);
+    out_msg.accepted_lines = st->accepted;
+    gw_reply(resp, &out_msg);
+}
+
+static void push_close(void *state)
+{
+    free(state);
+}
+
+static const gw_client_stream_ops push_ops = {push_open, push_message, push_finish, push_close};
+
+static void get_sandbox_logs(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                             gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_GET_SANDBOX_LOGS, resp) != 0) return;
+    Tessera__V1__GetSandboxLogsRequest *req =
+        gw_unpack(&tessera__v1__get_sandbox_logs_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_log_line *rows = NULL;
+    size_t n = 0;
+    Tessera__V1__LogLine *items = NULL;
+    Tessera__V1__LogLine **ptrs = NULL;
+    gw_sandbox_rec sb;
+    if (gw_resolve_sandbox_id(ctx, GW_RPC_GET_SANDBOX_LOGS, req->sandbox_id, 1, &sb, resp) != 0)
+        goto out;
+    int limit = req->limit == 0 ? LOGS_DEFAULT_LIMIT : req->limit;
+    if (limit < 0 || limit > LOGS_MAX_LIMIT || req->since < 0) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                         "limit must be 0..%d and since not negative", LOGS_MAX_LIMIT);
+        goto out;
+    }
+    if (gw_store_logs_get(gw_worker_of(ctx)->store, sb.id, req->since, limit, &rows, &n) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    items = calloc(n + 1, sizeof *items);
+    ptrs = calloc(n + 1, sizeof *ptrs);
+    if (items == NULL || ptrs == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tessera__v1__log_line__init(&items[i]);
+        items[i].seq = rows[i].seq;
+        items[i].timestamp_ms = rows[i].timestamp_ms;
+        items[i].stream = rows[i].stream;
+        items[i].text.data = (uint8_t *)rows[i].text;
+        items[i].text.len = strlen(rows[i].text);
+        ptrs[i] = &items[i];
+    }
+    Tessera__V1__GetSandboxLogsResponse out_msg;
+    tessera__v1__get_sandbox_logs_response__init(&out_msg);
+    out_msg.n_lines = n;
+    out_msg.lines = ptrs;
+    gw_reply(resp, &out_msg);
+out:
+    free(ptrs);
+    free(items);
+    gw_store_free_logs(rows, n);
+    gw_free_unpacked(req);
+}
+
+const gw_method gw_rpc_push_sandbox_logs = {"/tessera.v1.Gateway/PushSandboxLogs", NULL,
+                                            &push_ops};
+const gw_method gw_rpc_get_sandbox_logs = {"/tessera.v1.Gateway/GetSandboxLogs", get_sandbox_logs,
+                                           NULL};

@@ -1,0 +1,327 @@
+/* Sandbox lifecycle: CreateSandbox, GetSandbox, ListSandboxes, DeleteSandbox. */
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca_issue.h"
+#include "ca_pem.h"
+#include "ca_spiffe.h"
+#include "gw_audit.h"
+#include "gw_config.h"
+#include "gw_handler.h"
+#include "gw_policy.h"
+#include "gw_revocation.h"
+#include "gw_rpcs.h"
+#include "gw_vault.h"
+#include "tsr_time.h"
+
+#define MAX_ENV_VARS 256
+#define MAX_ENV_NAME 128
+#define MAX_ENV_VALUE (32 * 1024)
+#define LIST_DEFAULT_PAGE 100
+#define LIST_MAX_PAGE 1000
+
+static const char *const KNOWN_DRIVERS[] = {"process", "docker", "vm"};
+
+static int valid_env_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MAX_ENV_NAME) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+                 (i > 0 && c >= '0' && c <= '9');
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+/* Validate a provider environment taken from a request. */
+int gw_env_validate(const gw_env_var *env, size_t n, gw_response *resp)
+{
+    if (n > MAX_ENV_VARS)
+        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                                "provider_env has %zu variables (maximum %d)", n, MAX_ENV_VARS);
+    for (size_t i = 0; i < n; i++) {
+        if (!valid_env_name(env[i].name))
+            return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                                    "provider_env name \"%.64s\" must match [A-Za-z_][A-Za-z0-9_]*",
+                                    env[i].name);
+        if (strlen(env[i].value) > MAX_ENV_VALUE)
+            return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                                    "provider_env value of %s exceeds %d bytes", env[i].name,
+                                    MAX_ENV_VALUE);
+    }
+    return 0;
+}
+
+int gw_policy_check(const char *policy, gw_response *resp)
+{
+    if (policy == NULL || policy[0] == '\0')
+        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "policy is required");
+    size_t len = strlen(policy);
+    if (len > GW_POLICY_MAX_BYTES)
+        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                                "policy of %zu bytes exceeds %d", len, GW_POLICY_MAX_BYTES);
+    if (gw_policy_validate(policy, len) != 0)
+        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "%s", tsr_errmsg());
+    return 0;
+}
+
+/* Mint the sandbox's first key and certificate (the driver will place them). */
+static int mint_identity(gw_app *app, const char *spiffe_id, X509 **cert_out,
+                         gw_identity *id_out)
+{
+    int rc = -1;
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    char *leaf_pem = NULL;
+    size_t leaf_len = 0;
+    memset(id_out, 0, sizeof *id_out);
+
+    TSR_TRY(ca_key_generate(CA_KEY_P256, &key));
+    ca_leaf_request req = {
+        .spiffe_id = spiffe_id,
+        .public_key = key,
+        .ttl_seconds = app->cfg->sandbox_cert_ttl,
+    };
+    TSR_TRY(ca_issue_leaf(app->issuer, &req, &cert));
+    TSR_TRY(ca_key_to_pem(key, &id_out->key_pem, &id_out->key_len));
+    TSR_TRY(ca_cert_to_pem(cert, &leaf_pem, &leaf_len));
+    size_t chain_len = strlen(app->chain_pem);
+    id_out->cert_pem = malloc(leaf_len + chain_len + 1);
+    TSR_TRY_ENSURE(id_out->cert_pem != NULL, TSR_E_INTERNAL, "out of memory");
+    memcpy(id_out->cert_pem, leaf_pem, leaf_len);
+    memcpy(id_out->cert_pem + leaf_len, app->chain_pem, chain_len + 1);
+    id_out->cert_len = leaf_len + chain_len;
+    *cert_out = cert;
+    cert = NULL;
+    rc = 0;
+out:
+    if (rc != 0) gw_identity_clear(id_out);
+    free(leaf_pem);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                           gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_CREATE_SANDBOX, resp) != 0) return;
+    gw_app *app = gw_app_of(ctx);
+    gw_worker *w = gw_worker_of(ctx);
+    Tessera__V1__CreateSandboxRequest *req =
+        gw_unpack(&tessera__v1__create_sandbox_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_env_var *env = NULL;
+    X509 *cert = NULL;
+    gw_identity identity = {0};
+
+    if (ca_name_validate(req->name, strlen(req->name)) != 0) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "name must match [a-z0-9._-]{1,64}");
+        goto out;
+    }
+    if (gw_policy_check(req->policy, resp) != 0) goto out;
+    GW_ENV_FROM_ENTRIES(req->provider_env, req->n_provider_env, env);
+    if (env == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    if (gw_env_validate(env, req->n_provider_env, resp) != 0) goto out;
+    const char *driver = req->driver[0] ? req->driver : app->cfg->default_driver;
+    int known = 0;
+    for (size_t i = 0; i < sizeof KNOWN_DRIVERS / sizeof KNOWN_DRIVERS[0]; i++)
+        known |= strcmp(driver, KNOWN_DRIVERS[i]) == 0;
+    if (!known) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                         "unknown driver \"%.32s\" (process, docker or vm)", driver);
+        goto out;
+    }
+
+    gw_sandbox_rec sb = {0};
+    char spiffe[CA_SPIFFE_ID_MAX + 1];
+    gw_cert_rec rec;
+    if (ca_uuid_generate(sb.id) != 0 ||
+        ca_spiffe_format(CA_KIND_SANDBOX, app->cfg->trust_domain, sb.id, spiffe, sizeof spiffe) != 0 ||
+        mint_identity(app, spiffe, &cert, &identity) != 0 ||
+        gw_cert_rec_from_x509(cert, spiffe, sb.id, &rec) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    snprintf(sb.name, sizeof sb.name, "%s", req->name);
+    snprintf(sb.driver, sizeof sb.driver, "%s", driver);
+    snprintf(sb.state, sizeof sb.state, "pending");
+    sb.created_at = tsr_now_unix();
+    sb.policy_version = 1;
+
+    /* One transaction: the sandbox, its policy, its environment and its
+     * first certificate are recorded together or not at all. */
+    if (gw_store_sandbox_create(w->store, &sb, req->policy, env, req->n_provider_env, &rec) != 0) {
+        if (tsr_errcat() == TSR_E_EXISTS)
+            gw_response_fail(resp, GW_STATUS_ALREADY_EXISTS, "sandbox named %s already exists",
+                             sb.name);
+        else
+            gw_fail_from_error(resp);
+        goto out;
+    }
+    gw_audit_event(ctx, "issue", sb.id, "allow", "sandbox created", rec.serial);
+    if (gw_vault_put(app->vault, sb.id, &identity) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+
+    Tessera__V1__CreateSandboxResponse out_msg;
+    tessera__v1__create_sandbox_response__init(&out_msg);
+    Tessera__V1__Sandbox sandbox;
+    char spiffe_copy[CA_SPIFFE_ID_MAX + 1];
+    gw_sandbox_to_proto(&sb, spiffe_copy, sizeof spiffe_copy, app->cfg->trust_domain, &sandbox);
+    out_msg.sandbox = &sandbox;
+    out_msg.certificate_serial = rec.serial;
+    gw_reply(resp, &out_msg);
+out:
+    gw_identity_clear(&identity);
+    X509_free(cert);
+    free(env);
+    gw_free_unpacked(req);
+}
+
+static void get_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                        gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_GET_SANDBOX, resp) != 0) return;
+    Tessera__V1__GetSandboxRequest *req =
+        gw_unpack(&tessera__v1__get_sandbox_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_sandbox_rec sb;
+    if (gw_resolve_sandbox_ref(ctx, GW_RPC_GET_SANDBOX, req->id, req->name, &sb, resp) == 0) {
+        Tessera__V1__GetSandboxResponse out_msg;
+        tessera__v1__get_sandbox_response__init(&out_msg);
+        Tessera__V1__Sandbox sandbox;
+        char spiffe[CA_SPIFFE_ID_MAX + 1];
+        gw_sandbox_to_proto(&sb, spiffe, sizeof spiffe, gw_app_of(ctx)->cfg->trust_domain,
+                            &sandbox);
+        out_msg.sandbox = &sandbox;
+        gw_reply(resp, &out_msg);
+    }
+    gw_free_unpacked(req);
+}
+
+static void list_sandboxes(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                           gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_LIST_SANDBOXES, resp) != 0) return;
+    gw_app *app = gw_app_of(ctx);
+    Tessera__V1__ListSandboxesRequest *req =
+        gw_unpack(&tessera__v1__list_sandboxes_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_sandbox_rec *rows = NULL;
+    size_t n = 0;
+    Tessera__V1__Sandbox *items = NULL;
+    Tessera__V1__Sandbox **ptrs = NULL;
+    char(*spiffe)[CA_SPIFFE_ID_MAX + 1] = NULL;
+
+    int page = req->page_size == 0 ? LIST_DEFAULT_PAGE : req->page_size;
+    if (page < 0 || page > LIST_MAX_PAGE) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "page_size must be 0..%d",
+                         LIST_MAX_PAGE);
+        goto out;
+    }
+    if (req->page_token[0] != '\0' && ca_uuid_validate(req->page_token, strlen(req->page_token)) != 0) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "bad page_token");
+        goto out;
+    }
+    /* One extra row tells whether another page follows. */
+    if (gw_store_sandbox_list(gw_worker_of(ctx)->store, req->page_token[0] ? req->page_token : NULL,
+                              page + 1, &rows, &n) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    size_t shown = n > (size_t)page ? (size_t)page : n;
+    items = calloc(shown + 1, sizeof *items);
+    ptrs = calloc(shown + 1, sizeof *ptrs);
+    spiffe = calloc(shown + 1, sizeof *spiffe);
+    if (items == NULL || ptrs == NULL || spiffe == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < shown; i++) {
+        gw_sandbox_to_proto(&rows[i], spiffe[i], sizeof spiffe[i], app->cfg->trust_domain,
+                            &items[i]);
+        ptrs[i] = &items[i];
+    }
+    Tessera__V1__ListSandboxesResponse out_msg;
+    tessera__v1__list_sandboxes_response__init(&out_msg);
+    out_msg.n_sandboxes = shown;
+    out_msg.sandboxes = ptrs;
+    char next[CA_UUID_LEN + 1] = "";
+    if (n > shown && shown > 0) snprintf(next, sizeof next, "%s", rows[shown - 1].id);
+    out_msg.next_page_token = next;
+    gw_reply(resp, &out_msg);
+out:
+    free(spiffe);
+    free(ptrs);
+    free(items);
+    gw_store_free_sandboxes(rows, n);
+    gw_free_unpacked(req);
+}
+
+/* After the store has revoked a sandbox's certificates, make every open
+ * connection using one of them fail its next validity check. */
+static int revoke_in_memory(gw_app *app, gw_store *store, const char *sandbox_id)
+{
+    gw_cert_rec *certs = NULL;
+    size_t n = 0;
+    TSR_GUARD(gw_store_cert_list(store, sandbox_id, &certs, &n));
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (certs[i].revoked_at != 0)
+            rc = gw_revocations_add(app->revoked, certs[i].serial, certs[i].not_after);
+    gw_store_free_certs(certs, n);
+    return rc;
+}
+
+static void delete_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                           gw_response *resp)
+{
+    if (gw_authz_call(ctx, GW_RPC_DELETE_SANDBOX, resp) != 0) return;
+    gw_app *app = gw_app_of(ctx);
+    gw_worker *w = gw_worker_of(ctx);
+    Tessera__V1__DeleteSandboxRequest *req =
+        gw_unpack(&tessera__v1__delete_sandbox_request__descriptor, msg, len, resp);
+    if (req == NULL) return;
+    gw_sandbox_rec sb;
+    int revoked = 0;
+    if (gw_resolve_sandbox_ref(ctx, GW_RPC_DELETE_SANDBOX, req->id, req->name, &sb, resp) != 0)
+        goto out;
+    if (gw_store_sandbox_delete(w->store, sb.id, tsr_now_unix(), &revoked) != 0 ||
+        revoke_in_memory(app, w->store, sb.id) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    gw_vault_drop(app->vault, sb.id);
+    char why[64];
+    snprintf(why, sizeof why, "sandbox deleted, %d certificates revoked", revoked);
+    gw_audit_event(ctx, "delete", sb.id, "allow", why, NULL);
+
+    if (gw_store_sandbox_get(w->store, sb.id, &sb) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    Tessera__V1__DeleteSandboxResponse out_msg;
+    tessera__v1__delete_sandbox_response__init(&out_msg);
+    Tessera__V1__Sandbox sandbox;
+    char spiffe[CA_SPIFFE_ID_MAX + 1];
+    gw_sandbox_to_proto(&sb, spiffe, sizeof spiffe, app->cfg->trust_domain, &sandbox);
+    out_msg.sandbox = &sandbox;
+    out_msg.revoked_certificates = revoked;
+    gw_reply(resp, &out_msg);
+out:
+    gw_free_unpacked(req);
+}
+
+const gw_method gw_rpc_create_sandbox = {"/tessera.v1.Gateway/CreateSandbox", create_sandbox, NULL};
+const gw_method gw_rpc_get_sandbox = {"/tessera.v1.Gateway/GetSandbox", get_sandbox, NULL};
+const gw_method gw_rpc_list_sandboxes = {"/tessera.v1.Gateway/ListSandboxes", list_sandboxes, NULL};
+const gw_method gw_rpc_delete_sandbox = {"/tessera.v1.Gateway/DeleteSandbox", delete_sandbox, NULL};
