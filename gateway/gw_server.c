@@ -241,21 +241,22 @@ static int conn_flush(gw_conn *c)
     }
 }
 
-/* Send GOAWAY (if HTTP/2 is up), try once to flush it, close. */
+/* Log why, send GOAWAY (if HTTP/2 is up), try once to flush it, close. */
 static void conn_kill(gw_conn *c, const char *why)
 {
     if (c->state == GW_CONN_CLOSED) return;
+    gw_conn_log(c, "closed: %s", why);
     if (c->state == GW_CONN_OPEN && c->h2 != NULL) {
         gw_h2_goaway(c, why);
         c->write_blocked = false;
-        if (conn_flush(c) != 0) return;  /* already closed (and logged as such) */
+        if (conn_flush(c) != 0) return;  /* the write failed: already closed */
     }
-    conn_close(c, why);
+    conn_close(c, NULL);
 }
 
 static bool conn_may_read(const gw_conn *c)
 {
-    return c->state == GW_CONN_OPEN && !c->kill &&
+    return c->state == GW_CONN_OPEN && !c->kill && !c->read_wants_write &&
            (!c->write_blocked || c->write_wants_read) &&
            c->out_len - c->out_off < GW_OUT_HIGH_WATER &&
            nghttp2_session_want_read(c->h2);
