@@ -141,7 +141,7 @@ static void conn_set_events(gw_conn *c, uint32_t want)
 static void conn_close(gw_conn *c, const char *why)
 {
     if (c->state == GW_CONN_CLOSED) return;
-    gw_worker *w = c->w;
+    gw_loop *w = c->w;
     if (why != NULL) gw_conn_log(c, "closed: %s", why);
     gw_h2_free(c);
     if (c->ssl != NULL) {
@@ -241,21 +241,22 @@ static int conn_flush(gw_conn *c)
     }
 }
 
-/* Send GOAWAY (if HTTP/2 is up), try once to flush it, close. */
+/* Log why, send GOAWAY (if HTTP/2 is up), try once to flush it, close. */
 static void conn_kill(gw_conn *c, const char *why)
 {
     if (c->state == GW_CONN_CLOSED) return;
+    gw_conn_log(c, "closed: %s", why);
     if (c->state == GW_CONN_OPEN && c->h2 != NULL) {
         gw_h2_goaway(c, why);
         c->write_blocked = false;
-        if (conn_flush(c) != 0) return;  /* already closed (and logged as such) */
+        if (conn_flush(c) != 0) return;  /* the write failed: already closed */
     }
-    conn_close(c, why);
+    conn_close(c, NULL);
 }
 
 static bool conn_may_read(const gw_conn *c)
 {
-    return c->state == GW_CONN_OPEN && !c->kill &&
+    return c->state == GW_CONN_OPEN && !c->kill && !c->read_wants_write &&
            (!c->write_blocked || c->write_wants_read) &&
            c->out_len - c->out_off < GW_OUT_HIGH_WATER &&
            nghttp2_session_want_read(c->h2);
@@ -431,7 +432,7 @@ static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
     }
 }
 
-static void conn_new(gw_worker *w, int fd, const struct sockaddr_storage *ss)
+static void conn_new(gw_loop *w, int fd, const struct sockaddr_storage *ss)
 {
     gw_server *s = w->s;
     gw_conn *c = calloc(1, sizeof *c);
@@ -465,14 +466,14 @@ fail:
 
 /* ---- worker ------------------------------------------------------------- */
 
-static void listen_pause(gw_worker *w, bool pause)
+static void listen_pause(gw_loop *w, bool pause)
 {
     if (w->lfd < 0 || w->listen_paused == pause) return;
     struct epoll_event ev = {.events = pause ? 0 : EPOLLIN, .data.u64 = TAG_LISTEN};
     if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->lfd, &ev) == 0) w->listen_paused = pause;
 }
 
-static void accept_ready(gw_worker *w)
+static void accept_ready(gw_loop *w)
 {
     gw_server *s = w->s;
     for (int i = 0; i < GW_ACCEPTS_PER_EVENT && !w->stopping; i++) {
@@ -502,7 +503,7 @@ static void accept_ready(gw_worker *w)
     }
 }
 
-static void worker_begin_stop(gw_worker *w)
+static void worker_begin_stop(gw_loop *w)
 {
     if (w->stopping) return;
     w->stopping = true;
@@ -526,7 +527,7 @@ static void worker_begin_stop(gw_worker *w)
     }
 }
 
-static void worker_tick(gw_worker *w)
+static void worker_tick(gw_loop *w)
 {
     gw_server *s = w->s;
     int64_t now = tsr_monotonic_ms(), now_unix = tsr_now_unix();
@@ -567,7 +568,7 @@ static void worker_tick(gw_worker *w)
     }
 }
 
-static void free_zombies(gw_worker *w)
+static void free_zombies(gw_loop *w)
 {
     while (w->zombies != NULL) {
         gw_conn *c = w->zombies;
@@ -576,7 +577,7 @@ static void free_zombies(gw_worker *w)
     }
 }
 
-static void run_again(gw_worker *w)
+static void run_again(gw_loop *w)
 {
     gw_conn *list = w->again;
     w->again = NULL;
@@ -591,7 +592,7 @@ static void run_again(gw_worker *w)
 
 static void *worker_main(void *arg)
 {
-    gw_worker *w = arg;
+    gw_loop *w = arg;
     gw_server *s = w->s;
     if (s->cfg.worker_init != NULL) {
         w->state = s->cfg.worker_init(s->cfg.app, w->index);
@@ -674,7 +675,7 @@ static int epoll_add(int epfd, int fd, uint64_t tag)
     return 0;
 }
 
-static int worker_setup(gw_server *s, gw_worker *w, const struct addrinfo *ai)
+static int worker_setup(gw_server *s, gw_loop *w, const struct addrinfo *ai)
 {
     TSR_GUARD(listen_socket(ai, s->port, &w->lfd));
     if (s->port == 0) {
@@ -764,7 +765,7 @@ int gw_server_new(const gw_server_config *cfg, gw_server **out)
     TSR_TRY_ENSURE((s->workers = calloc((size_t)s->n_workers, sizeof *s->workers)) != NULL,
                    TSR_E_INTERNAL, "out of memory");
     for (int i = 0; i < s->n_workers; i++) {
-        gw_worker *w = &s->workers[i];
+        gw_loop *w = &s->workers[i];
         w->s = s;
         w->index = i;
         w->epfd = w->lfd = w->tfd = -1;
@@ -804,7 +805,7 @@ int gw_server_run(gw_server *s)
     sigdelset(&all, SIGSYS);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int i = 0; i < s->n_workers; i++) {
-        gw_worker *w = &s->workers[i];
+        gw_loop *w = &s->workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             atomic_store(&s->failed, 1);
             gw_server_stop(s);
@@ -832,7 +833,7 @@ void gw_server_free(gw_server *s)
 {
     if (s == NULL) return;
     for (int i = 0; s->workers != NULL && i < s->n_workers; i++) {
-        gw_worker *w = &s->workers[i];
+        gw_loop *w = &s->workers[i];
         TSR_ASSERT(!w->started || w->conns == NULL);
         if (w->lfd >= 0) close(w->lfd);
         if (w->tfd >= 0) close(w->tfd);

@@ -13,7 +13,7 @@
 
 #include "gw_server.h"
 
-typedef struct gw_worker gw_worker;
+typedef struct gw_loop gw_loop;
 typedef struct gw_stream gw_stream;
 
 enum gw_conn_state { GW_CONN_HANDSHAKE = 0, GW_CONN_OPEN, GW_CONN_CLOSED };
@@ -22,7 +22,7 @@ typedef struct gw_conn {
     struct gw_conn *prev, *next;   /* worker's live list, or its zombie list once closed */
     struct gw_conn *again_next;    /* worker's "SSL has buffered input" list */
     bool in_again;
-    gw_worker *w;
+    gw_loop *w;
     int fd;
     SSL *ssl;
     enum gw_conn_state state;
@@ -54,7 +54,8 @@ typedef struct gw_conn {
     bool h2_error_logged;
 } gw_conn;
 
-struct gw_worker {
+/* One worker thread: its event loop and the connections it owns. */
+struct gw_loop {
     gw_server *s;
     int index;
     pthread_t thread;
@@ -74,7 +75,7 @@ struct gw_worker {
 struct gw_server {
     gw_server_config cfg;          /* defaults filled in */
     int n_workers;
-    gw_worker *workers;
+    gw_loop *workers;
     uint16_t port;
     int stop_efd;
     atomic_int stop_requested;
