@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "gw_app.h"
 #include "gw_config.h"
@@ -20,6 +21,24 @@ static void on_signal(int sig)
 {
     (void)sig;
     if (running_server != NULL) gw_server_stop(running_server);
+}
+
+/* Each connection is a descriptor: lift the soft limit to the hard one so
+ * max_connections is reachable, and say so when it still is not. */
+static void raise_fd_limit(uint32_t max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)max_connections + 64)
+        fprintf(stderr,
+                "tessera-gateway: warning: open-file limit %llu is below max_connections %u "
+                "(raise it with ulimit -n or LimitNOFILE=)\n",
+                (unsigned long long)rl.rlim_cur, max_connections);
 }
 
 static void log_transport_event(void *app, const char *line)
@@ -106,6 +125,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    raise_fd_limit(cfg->max_connections);
     size_t n_methods = 0;
     const gw_method *methods = gw_methods(&n_methods);
     gw_server_config scfg = {

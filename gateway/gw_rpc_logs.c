@@ -100,7 +100,11 @@ static int push_message(void *state, const gw_call_ctx *ctx, const uint8_t *msg,
         static char default_stream[] = "stdout";
         lines[i].stream = l->stream[0] ? l->stream : default_stream;
         /* protobuf-c bytes are not NUL-terminated: copy with their length. */
-        lines[i].text = strndup(l->text.len ? (const char *)l->text.data : "", l->text.len);
+        lines[i].text = malloc(l->text.len + 1);
+        if (lines[i].text != NULL) {
+            if (l->text.len > 0) memcpy(lines[i].text, l->text.data, l->text.len);
+            lines[i].text[l->text.len] = '\0';
+        }
         if (lines[i].text == NULL) {
             gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
             goto out;

@@ -12,4 +12,4 @@ def gw():
     g = gwtest.Gateway()
     yield g
     rc = g.stop()
-    assert rc == 0, "gateway exited with %s: %s" % (rc, "".join(g.stderr_lines[-20:]))
+    assert rc == 0, "gateway exited with %s:\n%s" % (rc, g.sanitizer_report())

@@ -215,6 +215,15 @@ users:
         for line in self.proc.stderr:
             self.stderr_lines.append(line)
 
+    def sanitizer_report(self):
+        """The sanitizer's own report (its first lines) or the last log lines."""
+        text = "".join(self.stderr_lines)
+        for marker in ("==ERROR", "runtime error", "LeakSanitizer"):
+            at = text.find(marker)
+            if at >= 0:
+                return text[max(0, at - 200):at + 4000]
+        return "".join(self.stderr_lines[-20:])
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
