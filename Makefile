@@ -33,7 +33,7 @@ WARN := -std=c17 -Wall -Wextra -Wpedantic -Wformat=2 -Wshadow -Wcast-qual \
         -Wwrite-strings -Wstrict-prototypes -Wmissing-prototypes -Wvla \
         -Wimplicit-fallthrough -Wnull-dereference -Werror
 DEFS := -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED
-INCS := -I. -Icommon -Ica -Igateway -isystem $(O)/gen
+INCS := -I. -Icommon -Ica -Igateway -Iclient -Idrivers -isystem $(O)/gen
 
 ifeq ($(BUILD),release)
 MODE_CFLAGS  := -O2 -g -D_FORTIFY_SOURCE=3 -fstack-protector-strong \
@@ -80,6 +80,15 @@ COMMON_SRC  := $(wildcard common/*.c)
 CA_SRC      := $(wildcard ca/*.c)
 GW_LIB_SRC  := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))
 CERTGEN_SRC := $(wildcard certgen/*.c)
+CLIENT_SRC  := $(wildcard client/*.c)
+SUPERVISOR_SRC := $(wildcard supervisor/*.c)
+CLI_SRC     := $(wildcard cli/*.c)
+# One shared object per driver directory: drivers/<name>/*.c -> build/drivers/<name>.so
+DRIVER_NAMES := $(notdir $(patsubst %/,%,$(dir $(wildcard drivers/*/*.c))))
+DRIVER_SOS   := $(sort $(foreach d,$(DRIVER_NAMES),$(O)/drivers/$(d).so))
+# The few common modules a driver links, built position-independent and
+# hidden inside each .so (only the ABI entry is exported).
+DRIVER_COMMON_SRC := common/tsr_err.c common/tsr_fs.c common/tsr_time.c
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 TESTUTIL_SRC := $(wildcard tests/unit/tu_*.c)
 TESTBIN_SRC := $(wildcard tests/bin/*.c)
@@ -90,13 +99,16 @@ LIB_COMMON := $(O)/lib/libtsr_common.a
 LIB_CA     := $(O)/lib/libtsr_ca.a
 LIB_PROTO  := $(O)/lib/libtsr_proto.a
 LIB_GW     := $(O)/lib/libtsr_gw.a
+LIB_CLIENT := $(O)/lib/libtsr_client.a
 LIB_TESTUTIL := $(O)/lib/libtsr_testutil.a
 # Link order: dependants first.
-LIBS_ALL := $(LIB_GW) $(LIB_CA) $(LIB_PROTO) $(LIB_COMMON)
+LIBS_ALL := $(LIB_GW) $(LIB_CLIENT) $(LIB_CA) $(LIB_PROTO) $(LIB_COMMON)
 
 BIN_CERTGEN := $(O)/bin/certgen
 BIN_GATEWAY := $(if $(wildcard gateway/gw_main.c),$(O)/bin/tessera-gateway)
-BINS := $(BIN_CERTGEN) $(BIN_GATEWAY)
+BIN_SUPERVISOR := $(if $(SUPERVISOR_SRC),$(O)/bin/tessera-supervisor)
+BIN_CLI := $(if $(CLI_SRC),$(O)/bin/tessera)
+BINS := $(BIN_CERTGEN) $(BIN_GATEWAY) $(BIN_SUPERVISOR) $(BIN_CLI) $(DRIVER_SOS)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
 # Helper programs that integration tests drive (not tests themselves).
 TEST_PROGS := $(patsubst tests/bin/%.c,$(O)/tests/bin/%,$(TESTBIN_SRC))
@@ -118,6 +130,7 @@ $(LIB_COMMON): $(call obj,$(COMMON_SRC))
 $(LIB_CA):     $(call obj,$(CA_SRC))
 $(LIB_PROTO):  $(PROTO_OBJ)
 $(LIB_GW):     $(call obj,$(GW_LIB_SRC))
+$(LIB_CLIENT): $(call obj,$(CLIENT_SRC))
 $(LIB_TESTUTIL): $(call obj,$(TESTUTIL_SRC))
 $(O)/lib/%.a:
 	@mkdir -p $(dir $@)
@@ -131,6 +144,31 @@ $(BIN_CERTGEN): $(call obj,$(CERTGEN_SRC)) $(LIBS_ALL)
 $(O)/bin/tessera-gateway: $(call obj,gateway/gw_main.c) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,gateway/gw_main.c) $(LIBS_ALL) $(LDLIBS_ALL)
+
+$(O)/bin/tessera-supervisor: $(call obj,$(SUPERVISOR_SRC)) $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(SUPERVISOR_SRC)) $(LIBS_ALL) $(LDLIBS_ALL)
+
+$(O)/bin/tessera: $(call obj,$(CLI_SRC)) $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CLI_SRC)) $(LIBS_ALL) $(LDLIBS_ALL)
+
+# ---- driver plugins -----------------------------------------------------------
+# Per-driver extra libraries, e.g. DRV_LIBS_docker (libcurl for the Engine API).
+DRV_LIBS_docker = $(shell pkg-config --libs libcurl)
+DRV_CFLAGS_docker = $(shell pkg-config --cflags libcurl)
+pic = $(patsubst %.c,$(O)/pic/%.o,$(1))
+
+$(O)/pic/%.o: %.c $(O)/.flags | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(filter-out -fPIE,$(ALL_CFLAGS)) -fPIC -fvisibility=hidden \
+	    $(DRV_CFLAGS_$(word 2,$(subst /, ,$<))) -c $< -o $@
+
+.SECONDEXPANSION:
+$(O)/drivers/%.so: $$(call pic,$$(wildcard drivers/%/*.c)) $(call pic,$(DRIVER_COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(filter-out -pie,$(ALL_LDFLAGS)) -shared -fPIC -Wl,--no-undefined -o $@ $^ \
+	    $(DRV_LIBS_$*) $(shell pkg-config --libs openssl) -lpthread
 
 # Unit tests link the test utilities (tests/unit/tu_*.c) first.
 $(O)/tests/%: $(O)/obj/tests/unit/%.o $(LIB_TESTUTIL) $(LIBS_ALL)

@@ -16,7 +16,7 @@ PACKAGES=(
   python3-h2   # raw HTTP/2 frames for the transport's hostile-client tests
   # sandboxes and the proxy tests
   bubblewrap nginx-light
-  curl
+  curl libcurl4-openssl-dev
 )
 
 missing=()

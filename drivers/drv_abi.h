@@ -1,0 +1,87 @@
+/* The driver plugin ABI (DESIGN §7).
+ *
+ * A driver is one shared object, build/drivers/<name>.so, exporting exactly
+ * one symbol, TSR_DRIVER_ENTRY_SYMBOL, a function returning a constant,
+ * versioned table of operations. The gateway dlopen()s it, checks
+ * abi_version == TSR_DRIVER_ABI_VERSION and struct_size, and refuses a
+ * mismatch with a clear error at start.
+ *
+ * Identity material crosses the ABI only as in-memory buffers
+ * (tsr_driver_identity); a driver places it inside the sandbox (files in a
+ * supervisor-only directory, an archive upload, a secret disk) and never
+ * puts it in environment values, argv, image layers or logs.
+ *
+ * Every operation returns 0 or -1; on -1 it writes a one-line reason into
+ * err (err_cap bytes, always NUL-terminated). Operations may be called from
+ * several gateway threads at once: a driver synchronises its own state. */
+#ifndef DRV_ABI_H
+#define DRV_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TSR_DRIVER_ABI_VERSION 1u
+#define TSR_DRIVER_ENTRY_SYMBOL "tessera_driver_entry"
+
+/* What the gateway tells a driver once, at load. Strings live as long as
+ * the driver is loaded. */
+typedef struct tsr_driver_env {
+    const char *data_dir;          /* gateway data dir; per-sandbox files go under
+                                      <data_dir>/sandboxes/<sandbox-id>/ */
+    const char *supervisor_path;   /* tessera-supervisor binary on this host */
+    const char *gateway_addr;      /* "HOST:PORT" a supervisor dials */
+    const char *trust_domain;      /* the gateway's identity is spiffe://<td>/gateway */
+    /* Driver options from the gateway config (drivers.<name>.<key>: value). */
+    const char *const *option_keys;
+    const char *const *option_values;
+    size_t n_options;
+    /* Log one line (never secrets); may be NULL. */
+    void (*log)(void *log_arg, const char *line);
+    void *log_arg;
+} tsr_driver_env;
+
+typedef struct tsr_driver_identity {
+    const char *cert_pem;          /* leaf then issuing CA */
+    size_t cert_len;
+    const char *key_pem;           /* the sandbox's private key: secret */
+    size_t key_len;
+    const char *bundle_pem;        /* trust bundle (roots) */
+    size_t bundle_len;
+} tsr_driver_identity;
+
+typedef struct tsr_driver_sandbox {
+    const char *id;                /* lowercase UUID */
+    const char *name;
+    const char *spiffe_id;         /* spiffe://<td>/sandbox/<id> */
+} tsr_driver_sandbox;
+
+enum tsr_driver_state {
+    TSR_DRIVER_STATE_UNKNOWN = 0,  /* the driver has never heard of it */
+    TSR_DRIVER_STATE_CREATED,
+    TSR_DRIVER_STATE_RUNNING,
+    TSR_DRIVER_STATE_STOPPED,      /* exited or stopped; may be started again */
+    TSR_DRIVER_STATE_FAILED,
+};
+
+typedef struct tsr_driver_ops {
+    uint32_t abi_version;          /* TSR_DRIVER_ABI_VERSION */
+    uint32_t struct_size;          /* sizeof(tsr_driver_ops) */
+    const char *name;              /* "process", "docker", "vm" */
+
+    int (*init)(const tsr_driver_env *env, void **ctx, char *err, size_t err_cap);
+    void (*fini)(void *ctx);
+    /* Create the sandbox and place its identity; not yet running. */
+    int (*create)(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *identity,
+                  char *err, size_t err_cap);
+    int (*start)(void *ctx, const char *sandbox_id, char *err, size_t err_cap);
+    int (*stop)(void *ctx, const char *sandbox_id, char *err, size_t err_cap);
+    /* Stop if needed and remove everything, identity files included. */
+    int (*destroy)(void *ctx, const char *sandbox_id, char *err, size_t err_cap);
+    /* Current state; used after a gateway restart to re-attach. */
+    int (*status)(void *ctx, const char *sandbox_id, enum tsr_driver_state *state, char *err,
+                  size_t err_cap);
+} tsr_driver_ops;
+
+typedef const tsr_driver_ops *(*tsr_driver_entry_fn)(void);
+
+#endif
