@@ -110,6 +110,8 @@ BIN_SUPERVISOR := $(if $(SUPERVISOR_SRC),$(O)/bin/tessera-supervisor)
 BIN_CLI := $(if $(CLI_SRC),$(O)/bin/tessera)
 BINS := $(BIN_CERTGEN) $(BIN_GATEWAY) $(BIN_SUPERVISOR) $(BIN_CLI) $(DRIVER_SOS)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
+# Test-only plugins (e.g. a driver with the wrong ABI): tests/drivers/<name>/*.c
+TEST_DRIVER_SOS := $(sort $(foreach d,$(notdir $(patsubst %/,%,$(dir $(wildcard tests/drivers/*/*.c)))),$(O)/tests/drivers/$(d).so))
 # Helper programs that integration tests drive (not tests themselves).
 TEST_PROGS := $(patsubst tests/bin/%.c,$(O)/tests/bin/%,$(TESTBIN_SRC))
 
@@ -165,10 +167,14 @@ $(O)/pic/%.o: %.c $(O)/.flags | $(PROTO_H)
 	    $(DRV_CFLAGS_$(word 2,$(subst /, ,$<))) -c $< -o $@
 
 .SECONDEXPANSION:
+DRIVER_LINK = $(Q)$(CC) $(filter-out -pie,$(ALL_LDFLAGS)) -shared -fPIC -Wl,--no-undefined \
+	-o $@ $^ $(DRV_LIBS_$*) $(shell pkg-config --libs openssl) -lpthread
 $(O)/drivers/%.so: $$(call pic,$$(wildcard drivers/%/*.c)) $(call pic,$(DRIVER_COMMON_SRC))
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(filter-out -pie,$(ALL_LDFLAGS)) -shared -fPIC -Wl,--no-undefined -o $@ $^ \
-	    $(DRV_LIBS_$*) $(shell pkg-config --libs openssl) -lpthread
+	$(DRIVER_LINK)
+$(O)/tests/drivers/%.so: $$(call pic,$$(wildcard tests/drivers/%/*.c)) $(call pic,$(DRIVER_COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(DRIVER_LINK)
 
 # Unit tests link the test utilities (tests/unit/tu_*.c) first.
 $(O)/tests/%: $(O)/obj/tests/unit/%.o $(LIB_TESTUTIL) $(LIBS_ALL)
@@ -187,7 +193,7 @@ $(PY_STUBS): $(PROTOS)
 	@mkdir -p $(O)/py
 	$(PYTHON) -m grpc_tools.protoc -Iproto --python_out=$(O)/py --grpc_python_out=$(O)/py $(PROTOS)
 
-unit-tests: $(UNIT_BINS) $(TEST_PROGS)
+unit-tests: $(UNIT_BINS) $(TEST_PROGS) $(TEST_DRIVER_SOS)
 
 deps:
 	@scripts/deps.sh

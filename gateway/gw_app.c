@@ -5,13 +5,14 @@
 #include <string.h>
 
 #include "ca_pem.h"
+#include "ca_spiffe.h"
 #include "gw_audit.h"
 #include "gw_config.h"
 #include "gw_ratelimit.h"
 #include "gw_revocation.h"
 #include "gw_secretbox.h"
 #include "gw_store.h"
-#include "gw_vault.h"
+#include "gw_driver.h"
 #include "tsr_fs.h"
 #include "tsr_time.h"
 
@@ -62,7 +63,6 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
     TSR_TRY(gw_audit_open(cfg->audit_path, &app->audit));
     TSR_TRY(gw_revocations_new(&app->revoked));
     TSR_TRY(gw_ratelimit_new(cfg->renew_limit, cfg->renew_window * 1000, &app->renew_limit));
-    TSR_TRY(gw_vault_new(&app->vault));
 
     /* Open once here so migrations run before any worker starts, and load
      * every still-relevant revoked serial into memory. */
@@ -86,7 +86,7 @@ out:
 
 void gw_app_fini(gw_app *app)
 {
-    gw_vault_free(app->vault);
+    gw_drivers_free(app->drivers);
     gw_ratelimit_free(app->renew_limit);
     gw_revocations_free(app->revoked);
     gw_audit_close(app->audit);
@@ -96,6 +96,55 @@ void gw_app_fini(gw_app *app)
     ca_issuer_free(app->issuer);
     ca_trust_free(app->trust);
     memset(app, 0, sizeof *app);
+}
+
+static int reattach_page(gw_app *app, gw_store *store, const char *after, char *last,
+                         size_t *count)
+{
+    gw_sandbox_rec *rows = NULL;
+    size_t n = 0;
+    TSR_GUARD(gw_store_sandbox_list(store, after[0] ? after : NULL, 500, &rows, &n));
+    for (size_t i = 0; i < n; i++) {
+        enum tsr_driver_state state = TSR_DRIVER_STATE_UNKNOWN;
+        gw_driver *drv = gw_drivers_find(app->drivers, rows[i].driver);
+        if (drv == NULL || gw_driver_status(drv, rows[i].id, &state) != 0)
+            fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", rows[i].id, tsr_errmsg());
+        const char *name = gw_driver_state_name(state);
+        if (strcmp(name, rows[i].state) != 0 && gw_store_sandbox_set_state(store, rows[i].id, name) != 0)
+            fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", rows[i].id, tsr_errmsg());
+        snprintf(last, CA_UUID_LEN + 1, "%s", rows[i].id);
+    }
+    *count = n;
+    gw_store_free_sandboxes(rows, n);
+    return 0;
+}
+
+int gw_app_attach_drivers(gw_app *app, const char *drivers_dir, const char *supervisor_path,
+                          const char *gateway_addr)
+{
+    gw_drivers_env env = {
+        .dir = drivers_dir,
+        .data_dir = app->cfg->data_dir,
+        .supervisor_path = supervisor_path,
+        .gateway_addr = gateway_addr,
+        .trust_domain = app->cfg->trust_domain,
+        .default_driver = app->cfg->default_driver,
+    };
+    TSR_GUARD(gw_drivers_load(&env, &app->drivers));
+    gw_store *store = NULL;
+    TSR_GUARD(gw_store_open(app->cfg->store_path, app->keyring, &store));
+    char after[CA_UUID_LEN + 1] = "", last[CA_UUID_LEN + 1] = "";
+    size_t n = 0, total = 0;
+    int rc = 0;
+    do {
+        rc = reattach_page(app, store, after, last, &n);
+        memcpy(after, last, sizeof after);
+        total += n;
+    } while (rc == 0 && n == 500);
+    gw_store_close(store);
+    if (rc == 0 && total > 0)
+        fprintf(stderr, "tessera-gateway: re-attached %zu sandboxes\n", total);
+    return rc;
 }
 
 void *gw_app_worker_init(void *app_ptr, int index)

@@ -16,7 +16,7 @@ struct gw_store;
 struct gw_audit;
 struct gw_revocations;
 struct gw_ratelimit;
-struct gw_identity_vault;
+struct gw_drivers;
 
 typedef struct gw_app {
     const struct gw_config *cfg;
@@ -28,7 +28,7 @@ typedef struct gw_app {
     struct gw_audit *audit;
     struct gw_revocations *revoked;      /* in-memory set, loaded from the store */
     struct gw_ratelimit *renew_limit;    /* per-sandbox renewals */
-    struct gw_identity_vault *vault;     /* first identities awaiting a driver */
+    struct gw_drivers *drivers;          /* loaded plugins; set once serving starts */
 } gw_app;
 
 typedef struct gw_worker {
@@ -42,6 +42,12 @@ typedef struct gw_worker {
  * name the file and what to do. */
 TSR_WUR int gw_app_init(gw_app *app, const struct gw_config *cfg);
 void gw_app_fini(gw_app *app);
+
+/* Load the driver plugins (the listen port is known by now) and re-attach
+ * to the sandboxes a previous gateway process started: their state is
+ * refreshed from the driver, nothing is re-created or re-minted. */
+TSR_WUR int gw_app_attach_drivers(gw_app *app, const char *drivers_dir,
+                                  const char *supervisor_path, const char *gateway_addr);
 
 /* gw_server_config.worker_init / worker_fini: each worker opens its own
  * store connection. NULL on failure (the error is logged). */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 #include "gw_app.h"
@@ -13,6 +14,7 @@
 #include "gw_rpcs.h"
 #include "gw_server.h"
 #include "gw_tls.h"
+#include "tsr_time.h"
 #include "gw_revocation.h"
 
 static gw_server *running_server;
@@ -41,6 +43,19 @@ static void raise_fd_limit(uint32_t max_connections)
                 (unsigned long long)rl.rlim_cur, max_connections);
 }
 
+/* Directory of this executable: plugins and the supervisor are found
+ * relative to it (build/bin/../drivers) unless the config says otherwise. */
+static int exe_dir(char *out, size_t cap)
+{
+    ssize_t n = readlink("/proc/self/exe", out, cap - 1);
+    if (n <= 0) return -1;
+    out[n] = '\0';
+    char *slash = strrchr(out, '/');
+    if (slash == NULL) return -1;
+    *slash = '\0';
+    return 0;
+}
+
 static void log_transport_event(void *app, const char *line)
 {
     (void)app;
@@ -63,12 +78,13 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    const char *config_path = NULL, *listen = NULL;
+    const char *config_path = NULL, *listen = NULL, *test_ttl = NULL;
     int check_only = 0;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
         {"check", no_argument, NULL, 'k'},
+        {"test-sandbox-ttl", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -78,6 +94,7 @@ int main(int argc, char **argv)
         case 'c': config_path = optarg; break;
         case 'l': listen = optarg; break;
         case 'k': check_only = 1; break;
+        case 'T': test_ttl = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -101,6 +118,18 @@ int main(int argc, char **argv)
     if (listen != NULL && gw_config_set_listen(cfg, listen) != 0) {
         fprintf(stderr, "tessera-gateway: --listen: %s\n", tsr_errmsg());
         goto out;
+    }
+    if (test_ttl != NULL) {
+        /* Tests need rotations within seconds; production keeps 5 min-24 h. */
+        int64_t ttl = 0;
+        if (tsr_duration_parse(test_ttl, &ttl) != 0 || ttl < 10 || ttl > 300) {
+            fprintf(stderr, "tessera-gateway: --test-sandbox-ttl must be 10s..5m\n");
+            goto out;
+        }
+        cfg->sandbox_cert_ttl = ttl;
+        fprintf(stderr, "tessera-gateway: WARNING: test mode: sandbox certificates live %llds "
+                        "(--test-sandbox-ttl); never use this in production\n",
+                (long long)ttl);
     }
     if (gw_app_init(&app, cfg) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n(run `make run` or `certgen init --out var/pki` to "
@@ -151,6 +180,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
+    /* Supervisors dial the address we actually listen on. */
+    char gateway_addr[300], bin_dir[2048], drivers_dir[4096], supervisor[4096];
+    const char *host = cfg->listen_host;
+    int v6 = strchr(host, ':') != NULL;
+    if (strcmp(host, "0.0.0.0") == 0) host = "127.0.0.1";
+    if (strcmp(host, "::") == 0) host = "::1";
+    snprintf(gateway_addr, sizeof gateway_addr, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
+             gw_server_port(server));
+    if (exe_dir(bin_dir, sizeof bin_dir) != 0) {
+        fprintf(stderr, "tessera-gateway: cannot find my own executable\n");
+        goto out;
+    }
+    if (cfg->drivers_dir[0] != '\0')
+        snprintf(drivers_dir, sizeof drivers_dir, "%s", cfg->drivers_dir);
+    else
+        snprintf(drivers_dir, sizeof drivers_dir, "%s/../drivers", bin_dir);
+    snprintf(supervisor, sizeof supervisor, "%s/tessera-supervisor", bin_dir);
+    if (gw_app_attach_drivers(&app, drivers_dir, supervisor, gateway_addr) != 0) {
+        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
+
     running_server = server;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -160,10 +211,8 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    const char *host = cfg->listen_host;
-    int v6 = strchr(host, ':') != NULL;
-    printf("tessera-gateway listening on %s%s%s:%u (trust domain %s)\n", v6 ? "[" : "", host,
-           v6 ? "]" : "", gw_server_port(server), cfg->trust_domain);
+    printf("tessera-gateway listening on %s (trust domain %s)\n", gateway_addr,
+           cfg->trust_domain);
     fflush(stdout);
     if (gw_server_run(server) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());

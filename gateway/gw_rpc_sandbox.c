@@ -13,7 +13,7 @@
 #include "gw_policy.h"
 #include "gw_revocation.h"
 #include "gw_rpcs.h"
-#include "gw_vault.h"
+#include "gw_driver.h"
 #include "tsr_time.h"
 
 #define MAX_ENV_VARS 256
@@ -21,8 +21,6 @@
 #define MAX_ENV_VALUE (32 * 1024)
 #define LIST_DEFAULT_PAGE 100
 #define LIST_MAX_PAGE 1000
-
-static const char *const KNOWN_DRIVERS[] = {"process", "docker", "vm"};
 
 static int valid_env_name(const char *s)
 {
@@ -69,9 +67,24 @@ int gw_policy_check(const char *policy, gw_response *resp)
     return 0;
 }
 
+/* A freshly minted identity, in memory only until the driver places it. */
+struct minted {
+    char *cert_pem; /* leaf then issuing CA */
+    size_t cert_len;
+    char *key_pem;  /* secret */
+    size_t key_len;
+};
+
+static void minted_clear(struct minted *m)
+{
+    free(m->cert_pem);
+    ca_secret_free(m->key_pem, m->key_len);
+    memset(m, 0, sizeof *m);
+}
+
 /* Mint the sandbox's first key and certificate (the driver will place them). */
 static int mint_identity(gw_app *app, const char *spiffe_id, X509 **cert_out,
-                         gw_identity *id_out)
+                         struct minted *id_out)
 {
     int rc = -1;
     EVP_PKEY *key = NULL;
@@ -99,7 +112,7 @@ static int mint_identity(gw_app *app, const char *spiffe_id, X509 **cert_out,
     cert = NULL;
     rc = 0;
 out:
-    if (rc != 0) gw_identity_clear(id_out);
+    if (rc != 0) minted_clear(id_out);
     free(leaf_pem);
     X509_free(cert);
     EVP_PKEY_free(key);
@@ -117,7 +130,8 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     if (req == NULL) return;
     gw_env_var *env = NULL;
     X509 *cert = NULL;
-    gw_identity identity = {0};
+    struct minted identity = {0};
+    gw_driver *drv = NULL;
 
     if (ca_name_validate(req->name, strlen(req->name)) != 0) {
         gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "name must match [a-z0-9._-]{1,64}");
@@ -131,12 +145,11 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     }
     if (gw_env_validate(env, req->n_provider_env, resp) != 0) goto out;
     const char *driver = req->driver[0] ? req->driver : app->cfg->default_driver;
-    int known = 0;
-    for (size_t i = 0; i < sizeof KNOWN_DRIVERS / sizeof KNOWN_DRIVERS[0]; i++)
-        known |= strcmp(driver, KNOWN_DRIVERS[i]) == 0;
-    if (!known) {
-        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                         "unknown driver \"%.32s\" (process, docker or vm)", driver);
+    drv = gw_drivers_find(app->drivers, driver);
+    if (drv == NULL) {
+        gw_response_fail(resp, tsr_errcat() == TSR_E_INPUT ? GW_STATUS_INVALID_ARGUMENT
+                                                           : GW_STATUS_FAILED_PRECONDITION,
+                         "%s", tsr_errmsg());
         goto out;
     }
 
@@ -167,10 +180,30 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         goto out;
     }
     gw_audit_event(ctx, "issue", sb.id, "allow", "sandbox created", rec.serial);
-    if (gw_vault_put(app->vault, sb.id, &identity) != 0) {
-        gw_fail_from_error(resp);
+
+    /* The driver places the identity (in memory until now) and starts it. */
+    tsr_driver_sandbox dsb = {.id = sb.id, .name = sb.name, .spiffe_id = spiffe};
+    tsr_driver_identity did = {
+        .cert_pem = identity.cert_pem, .cert_len = identity.cert_len,
+        .key_pem = identity.key_pem, .key_len = identity.key_len,
+        .bundle_pem = app->bundle_pem, .bundle_len = strlen(app->bundle_pem),
+    };
+    if (gw_driver_launch(drv, &dsb, &did) != 0) {
+        /* No half-made sandbox: delete it and revoke its certificate. */
+        char why[300];
+        snprintf(why, sizeof why, "%s", tsr_errmsg());
+        int revoked = 0;
+        if (gw_store_sandbox_delete(w->store, sb.id, tsr_now_unix(), &revoked) != 0 ||
+            gw_revocations_add(app->revoked, rec.serial, rec.not_after) != 0)
+            fprintf(stderr, "tessera-gateway: rollback of sandbox %s: %s\n", sb.id, tsr_errmsg());
+        gw_audit_event(ctx, "revoke", sb.id, "allow", "driver failed; sandbox rolled back",
+                       rec.serial);
+        gw_response_fail(resp, GW_STATUS_UNAVAILABLE, "%s", why);
         goto out;
     }
+    snprintf(sb.state, sizeof sb.state, "running");
+    if (gw_store_sandbox_set_state(w->store, sb.id, sb.state) != 0)
+        fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", sb.id, tsr_errmsg());
 
     Tessera__V1__CreateSandboxResponse out_msg;
     tessera__v1__create_sandbox_response__init(&out_msg);
@@ -181,7 +214,7 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     out_msg.certificate_serial = rec.serial;
     gw_reply(resp, &out_msg);
 out:
-    gw_identity_clear(&identity);
+    minted_clear(&identity);
     X509_free(cert);
     free(env);
     gw_free_unpacked(req);
@@ -300,7 +333,10 @@ static void delete_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         gw_fail_from_error(resp);
         goto out;
     }
-    gw_vault_drop(app->vault, sb.id);
+    /* The certificates are revoked already; the driver removes the rest. */
+    gw_driver *drv = gw_drivers_find(app->drivers, sb.driver);
+    if (drv == NULL || gw_driver_destroy(drv, sb.id) != 0)
+        fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", sb.id, tsr_errmsg());
     char why[64];
     snprintf(why, sizeof why, "sandbox deleted, %d certificates revoked", revoked);
     gw_audit_event(ctx, "delete", sb.id, "allow", why, NULL);

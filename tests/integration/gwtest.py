@@ -156,7 +156,8 @@ def csr_der(key=None):
 class Gateway:
     """A PKI from certgen and a running tessera-gateway."""
 
-    def __init__(self, renew_limit=5, extra_config=""):
+    def __init__(self, renew_limit=5, extra_config="", args=()):
+        self.args = list(args)
         self.dir = tempfile.mkdtemp(prefix="tsr-gw-")
         self.pki = os.path.join(self.dir, "pki")
         users = ["admin", "alice", "bob", "mallory"]
@@ -200,12 +201,13 @@ users:
 
     def start(self):
         self.proc = subprocess.Popen([os.path.join(BIN, "tessera-gateway"), "--config",
-                                      self.config], stdout=subprocess.PIPE,
+                                      self.config] + self.args, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on .*:(\d+)", line)
         if not m:
             self.proc.kill()
+            self.proc.wait()
             raise RuntimeError("gateway did not start: %r %s" % (line, self.proc.stderr.read()))
         self.port = int(m.group(1))
         self.stderr_lines = []

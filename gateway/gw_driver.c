@@ -1,0 +1,217 @@
+#include "gw_driver.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DRIVERS 16
+#define ERR_CAP 256
+
+struct gw_driver {
+    char name[33];
+    void *handle;
+    const tsr_driver_ops *ops;
+    void *ctx;
+    int ready;
+    char unavailable[ERR_CAP];
+};
+
+struct gw_drivers {
+    struct gw_driver drivers[MAX_DRIVERS];
+    size_t n;
+    char names[MAX_DRIVERS * 34];
+    tsr_driver_env env;
+};
+
+static void driver_log(void *arg, const char *line)
+{
+    fprintf(stderr, "tessera-gateway: driver %s: %s\n", (const char *)arg, line);
+}
+
+static int load_one(gw_drivers *all, const char *dir, const char *file)
+{
+    struct gw_driver *d = &all->drivers[all->n];
+    char path[4096];
+    size_t len = strlen(file);
+    TSR_ENSURE(len > 3 && len - 3 < sizeof d->name, TSR_E_INPUT, "driver file name %s", file);
+    int n = snprintf(path, sizeof path, "%s/%s", dir, file);
+    TSR_ENSURE(n > 0 && (size_t)n < sizeof path, TSR_E_INPUT, "driver path too long");
+    memcpy(d->name, file, len - 3);
+    d->name[len - 3] = '\0';
+
+    d->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    TSR_ENSURE(d->handle != NULL, TSR_E_STATE, "driver %s: cannot load: %s", path, dlerror());
+    tsr_driver_entry_fn entry;
+    *(void **)&entry = dlsym(d->handle, TSR_DRIVER_ENTRY_SYMBOL);
+    if (entry == NULL) {
+        dlclose(d->handle);
+        return TSR_FAIL(TSR_E_STATE, "driver %s: no %s entry point (not a Tessera driver?)", path,
+                        TSR_DRIVER_ENTRY_SYMBOL);
+    }
+    const tsr_driver_ops *ops = entry();
+    if (ops == NULL || ops->abi_version != TSR_DRIVER_ABI_VERSION ||
+        ops->struct_size != sizeof(tsr_driver_ops)) {
+        unsigned version = ops ? ops->abi_version : 0, size = ops ? ops->struct_size : 0;
+        dlclose(d->handle);
+        return TSR_FAIL(TSR_E_STATE,
+                        "driver %s: ABI version %u (table of %u bytes), but this gateway needs ABI "
+                        "version %u (%zu bytes): rebuild the driver with this gateway",
+                        path, version, size, TSR_DRIVER_ABI_VERSION, sizeof(tsr_driver_ops));
+    }
+    if (ops->name == NULL || strcmp(ops->name, d->name) != 0 || ops->init == NULL ||
+        ops->fini == NULL || ops->create == NULL || ops->start == NULL || ops->stop == NULL ||
+        ops->destroy == NULL || ops->status == NULL) {
+        dlclose(d->handle);
+        return TSR_FAIL(TSR_E_STATE, "driver %s: incomplete operations table or name mismatch",
+                        path);
+    }
+    d->ops = ops;
+    all->n++;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int gw_drivers_load(const gw_drivers_env *env, gw_drivers **out)
+{
+    gw_drivers *all = calloc(1, sizeof *all);
+    TSR_ENSURE(all != NULL, TSR_E_INTERNAL, "out of memory");
+    int rc = -1;
+    DIR *dir = NULL;
+    char *files[MAX_DRIVERS + 1] = {0};
+    size_t n_files = 0;
+
+    all->env.data_dir = env->data_dir;
+    all->env.supervisor_path = env->supervisor_path;
+    all->env.gateway_addr = env->gateway_addr;
+    all->env.trust_domain = env->trust_domain;
+    all->env.log = driver_log;
+
+    dir = opendir(env->dir);
+    TSR_TRY_ENSURE(dir != NULL, TSR_E_STATE, "driver directory %s: cannot open it", env->dir);
+    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0) continue;
+        TSR_TRY_ENSURE(n_files < MAX_DRIVERS, TSR_E_LIMIT, "more than %d drivers in %s",
+                       MAX_DRIVERS, env->dir);
+        files[n_files] = strdup(e->d_name);
+        TSR_TRY_ENSURE(files[n_files] != NULL, TSR_E_INTERNAL, "out of memory");
+        n_files++;
+    }
+    qsort(files, n_files, sizeof files[0], by_name);
+    for (size_t i = 0; i < n_files; i++) TSR_TRY(load_one(all, env->dir, files[i]));
+
+    for (size_t i = 0; i < all->n; i++) {
+        struct gw_driver *d = &all->drivers[i];
+        tsr_driver_env denv = all->env;
+        denv.log_arg = d->name;
+        char err[ERR_CAP] = "";
+        if (d->ops->init(&denv, &d->ctx, err, sizeof err) == 0) {
+            d->ready = 1;
+        } else {
+            snprintf(d->unavailable, sizeof d->unavailable, "%s", err[0] ? err : "init failed");
+            TSR_TRY_ENSURE(strcmp(d->name, env->default_driver) != 0, TSR_E_STATE,
+                           "default driver %s failed to start: %s", d->name, d->unavailable);
+            fprintf(stderr, "tessera-gateway: driver %s unavailable: %s\n", d->name,
+                    d->unavailable);
+        }
+        size_t used = strlen(all->names);
+        snprintf(all->names + used, sizeof all->names - used, "%s%s", used ? ", " : "", d->name);
+    }
+    TSR_TRY_ENSURE(gw_drivers_find(all, env->default_driver) != NULL, TSR_E_STATE,
+                   "default driver %s not found in %s (found: %s)", env->default_driver, env->dir,
+                   all->names[0] ? all->names : "none");
+    *out = all;
+    all = NULL;
+    rc = 0;
+out:
+    for (size_t i = 0; i < n_files; i++) free(files[i]);
+    if (dir != NULL) closedir(dir);
+    if (all != NULL) {
+        char msg[512];
+        enum tsr_errcat cat = tsr_errcat();
+        snprintf(msg, sizeof msg, "%s", tsr_errmsg());
+        gw_drivers_free(all);
+        (void)TSR_FAIL(cat, "%s", msg);
+    }
+    return rc;
+}
+
+void gw_drivers_free(gw_drivers *all)
+{
+    if (all == NULL) return;
+    for (size_t i = 0; i < all->n; i++) {
+        struct gw_driver *d = &all->drivers[i];
+        if (d->ready) d->ops->fini(d->ctx);
+        if (d->handle != NULL) dlclose(d->handle);
+    }
+    free(all);
+}
+
+gw_driver *gw_drivers_find(gw_drivers *all, const char *name)
+{
+    for (size_t i = 0; i < all->n; i++) {
+        struct gw_driver *d = &all->drivers[i];
+        if (strcmp(d->name, name) != 0) continue;
+        if (!d->ready) {
+            (void)TSR_FAIL(TSR_E_STATE, "driver %s is unavailable: %s", name, d->unavailable);
+            return NULL;
+        }
+        return d;
+    }
+    (void)TSR_FAIL(TSR_E_INPUT, "no driver named \"%.32s\" (available: %s)", name, all->names);
+    return NULL;
+}
+
+const char *gw_drivers_names(const gw_drivers *all)
+{
+    return all->names;
+}
+
+int gw_driver_launch(gw_driver *d, const tsr_driver_sandbox *sb,
+                     const tsr_driver_identity *identity)
+{
+    char err[ERR_CAP] = "";
+    if (d->ops->create(d->ctx, sb, identity, err, sizeof err) != 0)
+        return TSR_FAIL(TSR_E_IO, "driver %s: create failed: %s", d->name, err);
+    if (d->ops->start(d->ctx, sb->id, err, sizeof err) != 0) {
+        char ignored[ERR_CAP];
+        (void)d->ops->destroy(d->ctx, sb->id, ignored, sizeof ignored);
+        return TSR_FAIL(TSR_E_IO, "driver %s: start failed: %s", d->name, err);
+    }
+    return 0;
+}
+
+int gw_driver_destroy(gw_driver *d, const char *sandbox_id)
+{
+    char err[ERR_CAP] = "";
+    TSR_ENSURE(d->ops->destroy(d->ctx, sandbox_id, err, sizeof err) == 0, TSR_E_IO,
+               "driver %s: destroy failed: %s", d->name, err);
+    return 0;
+}
+
+int gw_driver_status(gw_driver *d, const char *sandbox_id, enum tsr_driver_state *state)
+{
+    char err[ERR_CAP] = "";
+    TSR_ENSURE(d->ops->status(d->ctx, sandbox_id, state, err, sizeof err) == 0, TSR_E_IO,
+               "driver %s: status failed: %s", d->name, err);
+    return 0;
+}
+
+const char *gw_driver_state_name(enum tsr_driver_state state)
+{
+    switch (state) {
+    case TSR_DRIVER_STATE_UNKNOWN: return "unknown";
+    case TSR_DRIVER_STATE_CREATED: return "created";
+    case TSR_DRIVER_STATE_RUNNING: return "running";
+    case TSR_DRIVER_STATE_STOPPED: return "stopped";
+    case TSR_DRIVER_STATE_FAILED: return "failed";
+    }
+    return "unknown";
+}

@@ -1,0 +1,44 @@
+/* Driver plugins on the gateway side: loading (dlopen, ABI check), and the
+ * calls CreateSandbox / DeleteSandbox / start-up make into them. */
+#ifndef GW_DRIVER_H
+#define GW_DRIVER_H
+
+#include <stddef.h>
+
+#include "drv_abi.h"
+#include "tsr_err.h"
+
+typedef struct gw_drivers gw_drivers;
+
+typedef struct gw_drivers_env {
+    const char *dir;              /* where <name>.so live */
+    const char *data_dir;
+    const char *supervisor_path;
+    const char *gateway_addr;     /* what supervisors dial */
+    const char *trust_domain;
+    const char *default_driver;   /* must load and initialise */
+} gw_drivers_env;
+
+/* Load every <name>.so in env->dir. A plugin with another ABI version, a
+ * wrong table size or no entry point is an error (the gateway refuses to
+ * start); a driver whose init fails is kept as unavailable with its reason,
+ * unless it is the default driver. */
+TSR_WUR int gw_drivers_load(const gw_drivers_env *env, gw_drivers **out);
+void gw_drivers_free(gw_drivers *d);
+
+/* A driver by name, or NULL with TSR_E_STATE ("driver docker is unavailable:
+ * ...") or TSR_E_INPUT ("no driver named x"). */
+typedef struct gw_driver gw_driver;
+gw_driver *gw_drivers_find(gw_drivers *d, const char *name);
+/* Comma-separated names of the loaded drivers, for messages. */
+const char *gw_drivers_names(const gw_drivers *d);
+
+/* create + start; on failure the driver has cleaned up what it made. */
+TSR_WUR int gw_driver_launch(gw_driver *drv, const tsr_driver_sandbox *sb,
+                             const tsr_driver_identity *identity);
+TSR_WUR int gw_driver_destroy(gw_driver *drv, const char *sandbox_id);
+TSR_WUR int gw_driver_status(gw_driver *drv, const char *sandbox_id,
+                             enum tsr_driver_state *state);
+const char *gw_driver_state_name(enum tsr_driver_state state);
+
+#endif

@@ -1,0 +1,28 @@
+"""Driver plugins as the gateway loads them."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import gwtest
+
+BUILD = os.environ.get("TSR_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+
+
+def test_driver_abi_mismatch_refused_at_start(tmp_path):
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    shutil.copy(os.path.join(BUILD, "drivers", "process.so"), drivers)
+    shutil.copy(os.path.join(BUILD, "tests", "drivers", "abi_v0.so"), drivers)
+    with pytest.raises(RuntimeError) as err:
+        gwtest.Gateway(extra_config=f"drivers:\n  dir: {drivers}\n")
+    msg = str(err.value)
+    assert "abi_v0.so" in msg and "ABI version 2" in msg and "rebuild the driver" in msg
+
+
+def test_missing_default_driver_refused_at_start(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError) as err:
+        gwtest.Gateway(extra_config=f"drivers:\n  dir: {tmp_path / 'empty'}\n")
+    assert "default driver process not found" in str(err.value)
