@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -616,6 +617,77 @@ static int dial(cl_conn *c, const cl_addr *a, int64_t deadline, cl_status *st)
     return 0;
 }
 
+/* A socket BIO that never raises SIGPIPE (send with MSG_NOSIGNAL): a
+ * library must not kill its process when the server closes first. */
+static BIO_METHOD *g_bio_method;
+static pthread_once_t g_bio_once = PTHREAD_ONCE_INIT;
+
+static int bio_fd(BIO *b)
+{
+    return (int)(intptr_t)BIO_get_data(b);
+}
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_write(b);
+        return -1;
+    }
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n = recv(bio_fd(b), buf, (size_t)len, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_read(b);
+        return -1;
+    }
+    if (n == 0) BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_EOF: return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+    default: return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void bio_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tessera-socket");
+    if (m == NULL) return;
+    if (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
+        BIO_meth_set_ctrl(m, bio_ctrl) != 1 || BIO_meth_set_create(m, bio_create) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    g_bio_method = m; /* lives for the process */
+}
+
+static BIO *socket_bio(int fd)
+{
+    (void)pthread_once(&g_bio_once, bio_method_init);
+    if (g_bio_method == NULL) return NULL;
+    BIO *b = BIO_new(g_bio_method);
+    if (b != NULL) BIO_set_data(b, (void *)(intptr_t)fd);
+    return b;
+}
+
 static bool host_is_ip(const char *host)
 {
     unsigned char buf[sizeof(struct in6_addr)];
@@ -632,8 +704,9 @@ static int tls_handshake(cl_conn *c, const cl_addr *a, cl_tls *tls, int64_t dead
     c->hs.host = a->host;
     c->hs.check_host = c->gen->verify_host && !a->is_unix;
     SSL_set_app_data(c->ssl, &c->hs);
-    if (SSL_set_fd(c->ssl, c->fd) != 1)
-        return fail_status(st, GW_STATUS_INTERNAL, "SSL_set_fd failed");
+    BIO *bio = socket_bio(c->fd);
+    if (bio == NULL) return fail_status(st, GW_STATUS_INTERNAL, "cannot make the socket BIO");
+    SSL_set_bio(c->ssl, bio, bio); /* the SSL owns it */
     if (!a->is_unix && !host_is_ip(a->host) && SSL_set_tlsext_host_name(c->ssl, a->host) != 1)
         return fail_status(st, GW_STATUS_INTERNAL, "cannot set SNI");
     SSL_set_options(c->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);

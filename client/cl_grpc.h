@@ -70,9 +70,11 @@ typedef struct cl_conn cl_conn;
 
 /* Connect (TCP or unix socket: host "unix:/path", port ignored), TLS
  * handshake with server identity checks, HTTP/2 preface + SETTINGS, all
- * within timeout_ms (> 0). Returns 0 and *out, or -1 with *st (may be NULL)
- * set to UNAVAILABLE (cannot connect, TLS or HTTP/2 failure), UNAUTHENTICATED
- * (server identity refused), DEADLINE_EXCEEDED, or INVALID_ARGUMENT. */
+ * within timeout_ms (> 0; host name resolution itself is not bounded).
+ * Returns 0 and *out, or -1 with *st (may be NULL) set to UNAVAILABLE
+ * (cannot resolve or connect, timed out, TLS or HTTP/2 failure),
+ * UNAUTHENTICATED (server identity refused: "server identity refused: ..."),
+ * or INVALID_ARGUMENT. The socket never raises SIGPIPE. */
 TSR_WUR int cl_conn_open(const char *host, uint16_t port, cl_tls *tls, int64_t timeout_ms,
                          cl_conn **out, cl_status *st);
 TSR_WUR int cl_conn_open_addr(const cl_addr *addr, cl_tls *tls, int64_t timeout_ms,
