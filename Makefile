@@ -102,7 +102,7 @@ LIB_GW     := $(O)/lib/libtsr_gw.a
 LIB_CLIENT := $(O)/lib/libtsr_client.a
 LIB_TESTUTIL := $(O)/lib/libtsr_testutil.a
 # Link order: dependants first.
-LIBS_ALL := $(LIB_GW) $(LIB_CLIENT) $(LIB_CA) $(LIB_PROTO) $(LIB_COMMON)
+LIBS_ALL := $(LIB_CLIENT) $(LIB_GW) $(LIB_CA) $(LIB_PROTO) $(LIB_COMMON)
 
 BIN_CERTGEN := $(O)/bin/certgen
 BIN_GATEWAY := $(if $(wildcard gateway/gw_main.c),$(O)/bin/tessera-gateway)
