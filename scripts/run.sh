@@ -19,15 +19,15 @@ port=$(sed -n 's/^listen: *[^ ]*:\([0-9]*\).*/\1/p' config/gateway.yaml | head -
 cat <<MSG
 run: starting tessera-gateway (Ctrl-C stops it). In another terminal, try:
 
-  # health check (no client certificate needed)
-  /usr/bin/python3 docs/examples/client.py health
+  $O/bin/tessera health                    # no client certificate needed
+  $O/bin/tessera sandbox create demo       # as the admin operator ($PKI/users/admin.*)
+  $O/bin/tessera sandbox list
+  $O/bin/tessera cert list demo            # its certificates (it rotates them itself)
+  $O/bin/tessera logs demo
+  $O/bin/tessera sandbox delete demo       # revokes every certificate of the sandbox
 
-  # as the admin operator (var/pki/users/admin.pem): create and list sandboxes
-  /usr/bin/python3 docs/examples/client.py create demo
+  # the same API from the stock Python gRPC client:
   /usr/bin/python3 docs/examples/client.py list
-
-  # inspect the certificates certgen made
-  $O/bin/certgen inspect $PKI/users/admin.pem
 
 MSG
 exec "$O/bin/tessera-gateway" --config config/gateway.yaml
