@@ -8,6 +8,7 @@
 #include "ca_pem.h"
 #include "ca_spiffe.h"
 #include "gw_audit.h"
+#include "gw_metrics.h"
 #include "gw_config.h"
 #include "gw_handler.h"
 #include "gw_policy.h"
@@ -167,6 +168,7 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         goto out;
     }
     gw_audit_event(ctx, "issue", sb.id, "allow", "sandbox created", rec.serial);
+    gw_metrics_cert_issued(GW_ISSUE_CREATE);
     if (gw_vault_put(app->vault, sb.id, &identity) != 0) {
         gw_fail_from_error(resp);
         goto out;
@@ -304,6 +306,7 @@ static void delete_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     char why[64];
     snprintf(why, sizeof why, "sandbox deleted, %d certificates revoked", revoked);
     gw_audit_event(ctx, "delete", sb.id, "allow", why, NULL);
+    if (revoked > 0) gw_metrics_certs_revoked((uint64_t)revoked);
 
     if (gw_store_sandbox_get(w->store, sb.id, &sb) != 0) {
         gw_fail_from_error(resp);
