@@ -9,7 +9,10 @@
 
 #include "gw_app.h"
 #include "gw_config.h"
+#include "gw_forward.h"
 #include "gw_identity.h"
+#include "gw_metrics.h"
+#include "gw_metrics_server.h"
 #include "gw_rpcs.h"
 #include "gw_server.h"
 #include "gw_tls.h"
@@ -93,6 +96,7 @@ int main(int argc, char **argv)
     int app_ready = 0;
     SSL_CTX *ssl_ctx = NULL;
     gw_server *server = NULL;
+    gw_metrics_server *metrics = NULL;
 
     if (gw_config_load(config_path, &cfg) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
@@ -119,8 +123,10 @@ int main(int argc, char **argv)
         goto out;
     }
     if (check_only) {
-        printf("configuration OK: %s (trust domain %s, %zu users, %zu revoked serials)\n",
-               config_path, cfg->trust_domain, cfg->n_users, gw_revocations_count(app.revoked));
+        printf("configuration OK: %s (trust domain %s, %zu users, %zu trusted proxies, "
+               "%zu revoked serials)\n",
+               config_path, cfg->trust_domain, cfg->n_users, cfg->n_proxies,
+               gw_revocations_count(app.revoked));
         rc = 0;
         goto out;
     }
@@ -128,6 +134,10 @@ int main(int argc, char **argv)
     raise_fd_limit(cfg->max_connections);
     size_t n_methods = 0;
     const gw_method *methods = gw_methods(&n_methods);
+    if (gw_metrics_set_methods(methods, n_methods) != 0) {
+        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
     gw_server_config scfg = {
         .listen_host = cfg->listen_host,
         .listen_port = cfg->listen_port,
@@ -146,6 +156,10 @@ int main(int argc, char **argv)
         .authenticate = gw_identity_authenticate,
         .still_valid = gw_identity_still_valid,
         .log = log_transport_event,
+        .event = gw_metrics_server_event,
+        .call_done = gw_metrics_call_done,
+        .forward_header = cfg->proxy_header,
+        .authenticate_forwarded = gw_forward_authenticate,
     };
     if (gw_server_new(&scfg, &server) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
@@ -160,10 +174,20 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (cfg->metrics_host[0] != '\0' &&
+        gw_metrics_server_start(cfg->metrics_host, cfg->metrics_port, &metrics) != 0) {
+        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
     const char *host = cfg->listen_host;
     int v6 = strchr(host, ':') != NULL;
     printf("tessera-gateway listening on %s%s%s:%u (trust domain %s)\n", v6 ? "[" : "", host,
            v6 ? "]" : "", gw_server_port(server), cfg->trust_domain);
+    if (metrics != NULL) {
+        v6 = strchr(cfg->metrics_host, ':') != NULL;
+        printf("tessera-gateway metrics on http://%s%s%s:%u/metrics\n", v6 ? "[" : "",
+               cfg->metrics_host, v6 ? "]" : "", gw_metrics_server_port(metrics));
+    }
     fflush(stdout);
     if (gw_server_run(server) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
@@ -173,6 +197,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     running_server = NULL;
+    gw_metrics_server_stop(metrics);
     gw_server_free(server);
     SSL_CTX_free(ssl_ctx);
     if (app_ready) gw_app_fini(&app);

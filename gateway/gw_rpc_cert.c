@@ -235,6 +235,7 @@ static void get_trust_bundle(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
     Tessera__V1__GetTrustBundleResponse out_msg;
     tessera__v1__get_trust_bundle_response__init(&out_msg);
     out_msg.bundle_pem = app->bundle_pem;
+    out_msg.spiffe_bundle_json = app->spiffe_bundle_json;
     char trust_domain[CA_TRUST_DOMAIN_MAX + 1];
     snprintf(trust_domain, sizeof trust_domain, "%s", app->cfg->trust_domain);
     out_msg.trust_domain = trust_domain;
