@@ -79,6 +79,10 @@ int gw_forward_parse_xfcc(const uint8_t *in, size_t len, gw_xfcc *out)
     TSR_ENSURE(len > 0, TSR_E_INPUT, "empty x-forwarded-client-cert");
     TSR_ENSURE(len <= GW_FORWARD_MAX_HEADER, TSR_E_INPUT,
                "x-forwarded-client-cert exceeds %d bytes", GW_FORWARD_MAX_HEADER);
+    /* Printable ASCII only, quoted or not (tab, CR, LF, NUL: never). */
+    for (size_t j = 0; j < len; j++)
+        TSR_ENSURE(in[j] >= 0x20 && in[j] <= 0x7e, TSR_E_INPUT,
+                   "x-forwarded-client-cert: byte 0x%02x at byte %zu", in[j], j);
     size_t i = 0, pairs = 0;
     for (;;) {
         TSR_ENSURE(++pairs <= GW_FORWARD_MAX_XFCC_PAIRS, TSR_E_INPUT,

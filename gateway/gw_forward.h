@@ -56,8 +56,8 @@ typedef struct gw_xfcc {
     size_t chain_len;
 } gw_xfcc;
 
-/* Parse an x-forwarded-client-cert value strictly: key=value pairs joined by
- * ';', keys [A-Za-z]{1,16} (case-insensitive), values plain (no '"', '\\',
+/* Parse an x-forwarded-client-cert value strictly: printable ASCII only,
+ * key=value pairs joined by ';', keys [A-Za-z]{1,16} (case-insensitive), values plain (no '"', '\\',
  * ',' or ';') or double-quoted (backslash escapes; Cert and Chain may not
  * contain any). More than one element (a ',' outside quotes), an empty
  * pair, a repeated Cert or Chain, or neither of them is TSR_E_INPUT. */
