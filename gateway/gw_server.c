@@ -402,7 +402,8 @@ static void conn_handshake(gw_conn *c)
     }
     char reason[200], why[260];
     c->ssl_fatal = true;
-    if (e == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0) {
+    /* EOF (SSL_OP_IGNORE_UNEXPECTED_EOF makes it ZERO_RETURN) or a reset. */
+    if ((e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) && ERR_peek_last_error() == 0) {
         server_event(c->w->s, GW_EV_HANDSHAKE_CLOSED);
         snprintf(reason, sizeof reason, "peer closed the connection");
     } else {

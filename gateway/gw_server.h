@@ -11,7 +11,9 @@
  *
  * Per connection: TLS handshake (bounded by handshake_timeout_ms), then
  * `authenticate` once and `still_valid` once; the principal is stored in the
- * connection and handed read-only to every call. Then HTTP/2 with
+ * connection and handed read-only to every call (except a call whose request
+ * carries `forward_header`: `authenticate_forwarded` may give that one call
+ * its own principal, see below). Then HTTP/2 with
  * SETTINGS_MAX_CONCURRENT_STREAMS = max_concurrent_streams. `still_valid`
  * runs again on every timer tick (every 250 ms) for every connection and
  * before each new call; false closes the connection at once (GOAWAY, then
