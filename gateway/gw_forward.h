@@ -57,10 +57,11 @@ typedef struct gw_xfcc {
 } gw_xfcc;
 
 /* Parse an x-forwarded-client-cert value strictly: printable ASCII only,
- * key=value pairs joined by ';', keys [A-Za-z]{1,16} (case-insensitive), values plain (no '"', '\\',
- * ',' or ';') or double-quoted (backslash escapes; Cert and Chain may not
- * contain any). More than one element (a ',' outside quotes), an empty
- * pair, a repeated Cert or Chain, or neither of them is TSR_E_INPUT. */
+ * key=value pairs joined by ';', keys [A-Za-z]{1,16} (case-insensitive),
+ * values plain (no '"', '\\', ',' or ';') or double-quoted (backslash
+ * escapes; Cert and Chain may not contain any). More than one element (a
+ * ',' outside quotes), an empty pair, a repeated Cert or Chain, or neither
+ * of them is TSR_E_INPUT. */
 TSR_WUR int gw_forward_parse_xfcc(const uint8_t *in, size_t len, gw_xfcc *out);
 
 /* The certificates in a header value, leaf first: at least 1, at most

@@ -15,6 +15,10 @@
 
 #define RELAXED memory_order_relaxed
 
+/* The counters below must never fall back to a lock. */
+_Static_assert(ATOMIC_LONG_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
+               "64-bit atomics are not lock-free on this platform");
+
 /* Upper bounds (seconds) of tessera_rpc_duration_seconds, then +Inf. */
 static const double BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                  0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
@@ -160,8 +164,10 @@ static void render_methods(FILE *f, size_t n)
             cum += get(&ms->buckets[b]);
             fputs("tessera_rpc_duration_seconds_bucket{method=\"", f);
             label_value(f, M.method_paths[i]);
-            if (b < N_BUCKETS) fprintf(f, "\",le=\"%g\"} %llu\n", BUCKETS[b], (unsigned long long)cum);
-            else fprintf(f, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+            if (b < N_BUCKETS)
+                fprintf(f, "\",le=\"%g\"} %llu\n", BUCKETS[b], (unsigned long long)cum);
+            else
+                fprintf(f, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
         }
         fputs("tessera_rpc_duration_seconds_sum{method=\"", f);
         label_value(f, M.method_paths[i]);

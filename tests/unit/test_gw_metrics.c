@@ -321,7 +321,8 @@ static void test_concurrent_counting(void **state)
     gw_metrics_reset();
     assert_int_equal(gw_metrics_set_methods(METHODS, 2), 0);
     pthread_t t[THREADS];
-    for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_create(&t[i], NULL, hammer, NULL), 0);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, hammer, NULL), 0);
     /* Scrapes racing the writers always parse and stay consistent. */
     for (int k = 0; k < 20; k++) render_parse(&P);
     for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
@@ -464,7 +465,8 @@ static void test_listener(void **state)
     resp = request(port, "GET /metrics HTTP/1.1\r\n\r\n");
     int64_t waited = tsr_monotonic_ms() - t0;
     assert_non_null(strstr(resp, "HTTP/1.1 200 OK\r\n"));
-    assert_true(waited >= GW_METRICS_IO_TIMEOUT_MS - 200 && waited < GW_METRICS_IO_TIMEOUT_MS + 3000);
+    assert_true(waited >= GW_METRICS_IO_TIMEOUT_MS - 200 &&
+                waited < GW_METRICS_IO_TIMEOUT_MS + 3000);
     free(resp);
     char c;
     assert_int_equal(recv(silent, &c, 1, 0), 0);   /* closed without a response */
