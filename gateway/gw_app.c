@@ -3,10 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ca_pem.h"
 #include "ca_spiffe.h"
 #include "gw_audit.h"
+#include "gw_bundle.h"
 #include "gw_config.h"
 #include "gw_ratelimit.h"
 #include "gw_revocation.h"
@@ -38,6 +40,22 @@ static int open_keyring(gw_app *app, const gw_config *cfg)
     return gw_keyring_load(cfg->secrets_key_path, &app->keyring);
 }
 
+/* The bundle as a SPIFFE bundle. Its sequence is the bundle file's
+ * modification time: it grows whenever the bundle file is rewritten. */
+static int make_spiffe_bundle(gw_app *app, const gw_config *cfg)
+{
+    STACK_OF(X509) *roots = NULL;
+    struct stat st;
+    size_t len = 0;
+    TSR_ENSURE(stat(cfg->bundle_path, &st) == 0, TSR_E_IO, "%s: cannot stat", cfg->bundle_path);
+    TSR_GUARD(ca_certs_from_pem((const uint8_t *)app->bundle_pem, strlen(app->bundle_pem),
+                                &roots));
+    int rc = gw_spiffe_bundle_json(roots, st.st_mtime > 0 ? (int64_t)st.st_mtime : 0,
+                                   GW_BUNDLE_REFRESH_HINT, &app->spiffe_bundle_json, &len);
+    sk_X509_pop_free(roots, X509_free);
+    return rc;
+}
+
 int gw_app_init(gw_app *app, const gw_config *cfg)
 {
     memset(app, 0, sizeof *app);
@@ -54,9 +72,12 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
     TSR_TRY(tsr_read_file(cfg->bundle_path, CA_PEM_MAX_BYTES, &bundle, &bundle_len));
     app->bundle_pem = (char *)bundle;
     bundle = NULL;
+    TSR_TRY(make_spiffe_bundle(app, cfg));
     /* Leaves are served with the issuing CA as their chain. */
     TSR_TRY(ca_certs_load_file(cfg->issuing_cert_path, &chain));
     TSR_TRY(ca_certs_to_pem(chain, &app->chain_pem, &chain_len));
+    app->intermediates = chain;
+    chain = NULL;
 
     TSR_TRY(tsr_mkdir_p(cfg->data_dir, 0700));
     TSR_TRY(open_keyring(app, cfg));
@@ -93,6 +114,8 @@ void gw_app_fini(gw_app *app)
     gw_keyring_free(app->keyring);
     free(app->chain_pem);
     free(app->bundle_pem);
+    free(app->spiffe_bundle_json);
+    sk_X509_pop_free(app->intermediates, X509_free);
     ca_issuer_free(app->issuer);
     ca_trust_free(app->trust);
     memset(app, 0, sizeof *app);

@@ -24,6 +24,9 @@ typedef struct gw_app {
     ca_issuer *issuer;                   /* online issuing CA */
     char *chain_pem;                     /* the issuing CA cert, for leaf chains */
     char *bundle_pem;                    /* the trust bundle as served */
+    char *spiffe_bundle_json;            /* the same roots as a SPIFFE bundle (JWKS) */
+    STACK_OF(X509) *intermediates;       /* the issuing CA chain: untrusted path hints
+                                            for forwarded leaves (gw_forward.h) */
     struct gw_keyring *keyring;          /* provider-env encryption keys */
     struct gw_audit *audit;
     struct gw_revocations *revoked;      /* in-memory set, loaded from the store */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "gw_app.h"
+#include "gw_metrics.h"
 #include "tsr_time.h"
 
 struct gw_audit {
@@ -116,7 +117,23 @@ void gw_audit_event(const gw_call_ctx *ctx, const char *event, const char *sandb
     pthread_mutex_unlock(&app->audit->lock);
 }
 
-void gw_audit_denial(const gw_call_ctx *ctx, const char *sandbox, const char *reason)
+const char *gw_denial_name(enum gw_denial d)
 {
+    switch (d) {
+    case GW_DENY_UNAUTHENTICATED: return "unauthenticated";
+    case GW_DENY_PERMISSION: return "permission";
+    case GW_DENY_CROSS_SANDBOX: return "cross_sandbox";
+    case GW_DENY_RATE_LIMIT: return "rate_limit";
+    case GW_DENY_BAD_REQUEST: return "bad_request";
+    case GW_DENY_DELETED_SANDBOX: return "deleted_sandbox";
+    case GW_DENY_COUNT: break;
+    }
+    return "unknown";
+}
+
+void gw_audit_denial(const gw_call_ctx *ctx, enum gw_denial kind, const char *sandbox,
+                     const char *reason)
+{
+    gw_metrics_denial(kind);
     gw_audit_event(ctx, "deny", sandbox, "deny", reason, NULL);
 }

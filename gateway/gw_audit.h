@@ -15,7 +15,22 @@ void gw_audit_close(gw_audit *audit);
 /* event: "issue", "renew", "revoke", "delete", "deny", ... decision: "allow" | "deny". */
 void gw_audit_event(const gw_call_ctx *ctx, const char *event, const char *sandbox,
                     const char *decision, const char *reason, const char *serial);
-void gw_audit_denial(const gw_call_ctx *ctx, const char *sandbox, const char *reason);
+/* Why a call was denied, as counted by tessera_denials_total{reason}
+ * (a bounded set; the audit line carries the precise reason text). */
+enum gw_denial {
+    GW_DENY_UNAUTHENTICATED = 0, /* no identity, or one that identifies nobody */
+    GW_DENY_PERMISSION,          /* kind or role may not call this */
+    GW_DENY_CROSS_SANDBOX,       /* a sandbox naming another sandbox */
+    GW_DENY_RATE_LIMIT,
+    GW_DENY_BAD_REQUEST,         /* e.g. a CSR that fails its checks */
+    GW_DENY_DELETED_SANDBOX,     /* renewal for a deleted sandbox */
+    GW_DENY_COUNT
+};
+const char *gw_denial_name(enum gw_denial d);   /* "cross_sandbox", ... */
+
+/* Audit a denial (event "deny") and count it. */
+void gw_audit_denial(const gw_call_ctx *ctx, enum gw_denial kind, const char *sandbox,
+                     const char *reason);
 
 /* JSON string escaping into a bounded buffer (also used by tests). */
 void gw_json_escape(const char *in, char *out, size_t cap);

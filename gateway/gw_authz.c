@@ -54,7 +54,10 @@ const char *gw_rpc_name(enum gw_rpc_id rpc)
 static int deny(const gw_call_ctx *ctx, gw_response *resp, enum gw_status status,
                 const char *target, const char *reason)
 {
-    gw_audit_denial(ctx, target, reason);
+    enum gw_denial kind = status == GW_STATUS_UNAUTHENTICATED ? GW_DENY_UNAUTHENTICATED
+                          : strcmp(reason, GW_CROSS_SANDBOX_MESSAGE) == 0 ? GW_DENY_CROSS_SANDBOX
+                                                                          : GW_DENY_PERMISSION;
+    gw_audit_denial(ctx, kind, target, reason);
     return gw_response_fail(resp, status, "%s", reason);
 }
 

@@ -243,6 +243,10 @@ static void set_numeric_defaults(gw_config *c)
     c->log_line_bytes = 16384;
     strcpy(c->default_driver, "process");
     c->drivers_dir[0] = '\0';
+    strcpy(c->proxy_header, GW_CONFIG_DEFAULT_PROXY_HEADER);
+    c->proxy_format = GW_FORWARD_ESCAPED_PEM;
+    c->metrics_host[0] = '\0';
+    c->metrics_port = 0;
 }
 
 static const struct {
@@ -390,6 +394,139 @@ static int load_data_file(const tsr_yaml_node *root, const char *section, const 
     return TSR_FAIL(TSR_E_INPUT, "data_dir is too long");
 }
 
+/* Header names that already mean something to HTTP/2 or gRPC: a proxy
+ * header must not alias one of them. */
+static bool reserved_header(const char *s, size_t len)
+{
+    static const char *const reserved[] = {
+        "content-type", "te", "user-agent", "host", "connection", "keep-alive",
+        "transfer-encoding", "upgrade", "proxy-connection", "content-length",
+    };
+    if (len >= 5 && memcmp(s, "grpc-", 5) == 0) return true;
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strlen(reserved[i]) == len && memcmp(reserved[i], s, len) == 0) return true;
+    return false;
+}
+
+/* A lowercase HTTP/2 header name: [a-z0-9][a-z0-9-]{0,63}. */
+static bool valid_header_name(const char *s, size_t len)
+{
+    if (len == 0 || len > GW_CONFIG_HEADER_MAX || s[0] == '-') return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static int load_proxy(gw_config *c, const tsr_yaml_node *m)
+{
+    if (m == NULL) return 0;
+    TSR_GUARD(tsr_yaml_check_keys(m, KEYS("trusted", "header", "format")));
+    const tsr_yaml_node *seq, *n;
+    TSR_GUARD(tsr_yaml_get_seq(m, "trusted", &seq));
+    size_t count = tsr_yaml_count(seq);
+    if (count > GW_CONFIG_MAX_PROXIES)
+        return tsr_yaml_fail(seq, "more than %d trusted proxies", GW_CONFIG_MAX_PROXIES);
+    if (count > 0) {
+        c->proxies = calloc(count, sizeof *c->proxies);
+        TSR_ENSURE(c->proxies != NULL, TSR_E_INTERNAL, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        const tsr_yaml_node *item = tsr_yaml_item(seq, i);
+        const char *name;
+        size_t len;
+        if (tsr_yaml_kind(item) != TSR_YAML_SCALAR || tsr_yaml_is_null(item))
+            return tsr_yaml_fail(item, "a trusted proxy must be a name");
+        TSR_GUARD(tsr_yaml_to_str(item, "trusted", &name, &len));
+        char q[96];
+        tsr_yaml_quote_bytes(name, len, q, sizeof q);
+        if (!valid_name(name, len, sizeof c->proxies[i].name - 1))
+            return tsr_yaml_fail(item, "bad proxy name %s (expected [a-z0-9._-]{1,64}, the "
+                                       "<name> of spiffe://<trust_domain>/proxy/<name>)", q);
+        if (gw_config_proxy_trusted(c, name))
+            return tsr_yaml_fail(item, "proxy %s listed twice", q);
+        memcpy(c->proxies[i].name, name, len + 1);
+        c->n_proxies = i + 1;
+    }
+    bool format_set = false;
+    if ((n = tsr_yaml_get(m, "header")) != NULL) {
+        const char *s;
+        size_t len;
+        TSR_GUARD(tsr_yaml_to_str(n, "header", &s, &len));
+        char q[96];
+        tsr_yaml_quote_bytes(s, len, q, sizeof q);
+        if (!valid_header_name(s, len))
+            return tsr_yaml_fail(n, "bad header name %s (expected lowercase [a-z0-9-]{1,64})", q);
+        if (reserved_header(s, len))
+            return tsr_yaml_fail(n, "header %s is reserved by HTTP/2 or gRPC", q);
+        memcpy(c->proxy_header, s, len + 1);
+    }
+    if ((n = tsr_yaml_get(m, "format")) != NULL) {
+        const char *s;
+        size_t len;
+        TSR_GUARD(tsr_yaml_to_str(n, "format", &s, &len));
+        if (strcmp(s, "escaped-pem") == 0) {
+            c->proxy_format = GW_FORWARD_ESCAPED_PEM;
+        } else if (strcmp(s, "xfcc") == 0) {
+            c->proxy_format = GW_FORWARD_XFCC;
+        } else {
+            char q[96];
+            tsr_yaml_quote_bytes(s, len, q, sizeof q);
+            return tsr_yaml_fail(n, "bad format %s (expected escaped-pem or xfcc)", q);
+        }
+        format_set = true;
+    }
+    if (!format_set)
+        c->proxy_format = strcmp(c->proxy_header, "x-forwarded-client-cert") == 0
+                              ? GW_FORWARD_XFCC
+                              : GW_FORWARD_ESCAPED_PEM;
+    return 0;
+}
+
+/* 127.0.0.0/8, ::1 or localhost: metrics are never exposed beyond the host. */
+static bool loopback_host(const char *host)
+{
+    unsigned char a4[4], a6[16];
+    if (strcmp(host, "localhost") == 0) return true;
+    if (inet_pton(AF_INET, host, a4) == 1) return a4[0] == 127;
+    if (inet_pton(AF_INET6, host, a6) == 1) {
+        static const unsigned char one[16] = {[15] = 1};
+        return memcmp(a6, one, sizeof one) == 0;
+    }
+    return false;
+}
+
+static int load_metrics(gw_config *c, const tsr_yaml_node *m)
+{
+    if (m == NULL) return 0;
+    TSR_GUARD(tsr_yaml_check_keys(m, KEYS("listen")));
+    const tsr_yaml_node *n = tsr_yaml_get(m, "listen");
+    if (n == NULL) return 0;
+    const char *s;
+    size_t len;
+    if (tsr_yaml_kind(n) == TSR_YAML_SCALAR && tsr_yaml_is_null(n))
+        return tsr_yaml_fail(n, "\"listen\" must be a string (\"\" disables metrics)");
+    TSR_GUARD(tsr_yaml_to_str(n, "listen", &s, &len));
+    if (len == 0) {
+        c->metrics_host[0] = '\0';
+        c->metrics_port = 0;
+        return 0;
+    }
+    char host[sizeof c->metrics_host];
+    uint16_t port = 0;
+    if (parse_listen(s, host, sizeof host, &port) != 0) {
+        char reason[400];
+        snprintf(reason, sizeof reason, "metrics: %s", tsr_errmsg());
+        return tsr_yaml_fail(n, "%s", reason);
+    }
+    if (!loopback_host(host))
+        return tsr_yaml_fail(n, "metrics: listen address %s is not a loopback address "
+                                "(127.0.0.0/8, [::1] or localhost)", host);
+    memcpy(c->metrics_host, host, sizeof host);
+    c->metrics_port = port;
+    return 0;
+}
+
 static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
 {
     int64_t v;
@@ -409,7 +546,7 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
         TSR_GUARD(tsr_yaml_check_keys(root, KEYS("trust_domain", "listen", "workers", "data_dir",
                                                  "pki", "store", "secrets", "audit",
                                                  "certificates", "limits", "users",
-                                                 "drivers")));
+                                                 "drivers", "proxy", "metrics")));
     }
 
     if ((n = tsr_yaml_get(root, "trust_domain")) != NULL) {
@@ -492,6 +629,11 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
         }
         TSR_GUARD(get_path(m, "dir", base, true, false, c->drivers_dir, NULL));
     }
+
+    TSR_GUARD(tsr_yaml_get_map(root, "proxy", &m));
+    TSR_GUARD(load_proxy(c, m));
+    TSR_GUARD(tsr_yaml_get_map(root, "metrics", &m));
+    TSR_GUARD(load_metrics(c, m));
     return apply_secrets_env(c);
 }
 
@@ -539,9 +681,18 @@ enum gw_role gw_config_user_role(const gw_config *c, const char *name)
     return GW_ROLE_NONE;
 }
 
+bool gw_config_proxy_trusted(const gw_config *c, const char *name)
+{
+    if (c == NULL || name == NULL || name[0] == '\0') return false;
+    for (size_t i = 0; i < c->n_proxies; i++)
+        if (strcmp(c->proxies[i].name, name) == 0) return true;
+    return false;
+}
+
 void gw_config_free(gw_config *c)
 {
     if (c == NULL) return;
+    free(c->proxies);
     free(c->users);
     free(c);
 }

@@ -12,6 +12,7 @@
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,11 +22,24 @@
 #define GW_CONFIG_MAX_BYTES (1024 * 1024)
 #define GW_CONFIG_MAX_USERS 1024
 #define GW_CONFIG_PATH_MAX 4096
+#define GW_CONFIG_MAX_PROXIES 64
+#define GW_CONFIG_HEADER_MAX 64
+#define GW_CONFIG_DEFAULT_PROXY_HEADER "x-client-cert"
 
 typedef struct gw_user_entry {
     char name[65];
     enum gw_role role;
 } gw_user_entry;
+
+/* How a trusted proxy encodes the client certificate in proxy.header. */
+enum gw_forward_format {
+    GW_FORWARD_ESCAPED_PEM = 0,  /* URL-encoded PEM: nginx $ssl_client_escaped_cert */
+    GW_FORWARD_XFCC,             /* Envoy x-forwarded-client-cert: Cert="..."; Chain="..." */
+};
+
+typedef struct gw_proxy_entry {
+    char name[65];                   /* <name> of spiffe://<td>/proxy/<name> */
+} gw_proxy_entry;
 
 typedef struct gw_config {
     char path[4096];                 /* the file loaded ("" for gw_config_defaults) */
@@ -54,6 +68,15 @@ typedef struct gw_config {
     size_t n_users;
     char default_driver[33];         /* default "process"; [a-z0-9_-]{1,32} */
     char drivers_dir[4096];          /* "" if unset */
+    /* proxy: TLS terminators allowed to forward client certificates (DESIGN §6) */
+    gw_proxy_entry *proxies;         /* proxy.trusted, at most 64, no duplicates */
+    size_t n_proxies;
+    char proxy_header[GW_CONFIG_HEADER_MAX + 1]; /* lowercase [a-z0-9-]; default x-client-cert */
+    enum gw_forward_format proxy_format;  /* default: xfcc for x-forwarded-client-cert,
+                                             else escaped-pem */
+    /* metrics: Prometheus text over plain HTTP, loopback only */
+    char metrics_host[256];          /* "" = disabled (the default) */
+    uint16_t metrics_port;           /* 0 = ephemeral (tests) */
 } gw_config;
 
 /* Load and validate `path` (at most 1 MiB). */
@@ -71,6 +94,9 @@ TSR_WUR int gw_config_set_listen(gw_config *c, const char *host_port);
 
 /* The configured role of user `name`; GW_ROLE_NONE if unknown. */
 enum gw_role gw_config_user_role(const gw_config *c, const char *name);
+
+/* Is `name` a proxy listed in proxy.trusted? */
+bool gw_config_proxy_trusted(const gw_config *c, const char *name);
 
 void gw_config_free(gw_config *c);
 

@@ -6,9 +6,19 @@
  * our side: a full response (HEADERS, one DATA message, trailers) for OK,
  * a trailers-only HEADERS for any error. When our END_STREAM leaves while
  * the client is still sending, RST_STREAM(NO_ERROR) follows it, so nothing
- * more of that stream is read (RFC 9113 §8.1). */
+ * more of that stream is read (RFC 9113 §8.1).
+ *
+ * Forwarded identities (DESIGN §6): when the request headers carry
+ * cfg.forward_header, the application's authenticate_forwarded hook decides,
+ * just before the method runs, whether this call runs as the connection's
+ * principal or as the certificate a trusted proxy forwarded. A forwarded
+ * principal belongs to the stream (st->fwd_principal, ctx.principal points
+ * at it) and is re-checked with still_valid on every tick, like a
+ * connection's: a revoked or expired forwarded identity ends its call with
+ * UNAUTHENTICATED within one tick. */
 #include <openssl/crypto.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +60,9 @@ struct gw_stream {
     bool enc_bad;
     bool timeout_seen, timeout_bad;
     int64_t timeout_ms;
+    uint8_t *fwd_value;        /* first value of cfg.forward_header (a certificate: public) */
+    size_t fwd_len;
+    unsigned fwd_count;        /* times the header appeared */
     char path[GW_PATH_MAX + 1];
     size_t path_len;
     bool path_long;
@@ -64,6 +77,12 @@ struct gw_stream {
     void *cs_state;
     bool cs_opened;
     bool remote_closed;        /* client sent END_STREAM */
+    gw_principal *fwd_principal;   /* this call's forwarded identity, or NULL */
+
+    /* for cfg.call_done */
+    int64_t handler_ns;        /* time inside the method's callbacks */
+    bool handler_ran;
+    bool call_recorded;
 
     /* the response body: 5-byte prefix + body, then trailers */
     uint8_t prefix[GW_GRPC_PREFIX_LEN];
@@ -89,6 +108,32 @@ static void free_body(uint8_t *body, size_t len, bool secret)
     free(body);
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Account time spent in a method callback started at t0. */
+static void handler_time(gw_stream *st, int64_t t0)
+{
+    st->handler_ns += mono_ns() - t0;
+    st->handler_ran = true;
+}
+
+/* Report a dispatched call's outcome once (the first answer, or CANCELLED
+ * when the stream dies unanswered). */
+static void call_record(gw_conn *c, gw_stream *st, int status)
+{
+    const gw_server *s = c->w->s;
+    if (st->m == NULL || st->call_recorded) return;
+    st->call_recorded = true;
+    if (s->cfg.call_done != NULL)
+        s->cfg.call_done(s->cfg.app, (size_t)(st->m - s->cfg.methods), (enum gw_status)status,
+                         st->handler_ns, st->handler_ran);
+}
+
 static gw_stream *stream_of(gw_conn *c, int32_t id)
 {
     gw_stream *st = nghttp2_session_get_stream_user_data(c->h2, id);
@@ -102,6 +147,12 @@ static void stream_free(gw_conn *c, gw_stream *st)
         st->m->client_stream->close != NULL)
         st->m->client_stream->close(st->cs_state);
     st->cs_opened = false;
+    call_record(c, st, GW_STATUS_CANCELLED);
+    free(st->fwd_value);
+    if (st->fwd_principal != NULL) {
+        OPENSSL_cleanse(st->fwd_principal, sizeof *st->fwd_principal);
+        free(st->fwd_principal);
+    }
     free(st->unary_msg);
     gw_deframer_refund(&c->rx_budget, st->unary_charge);
     gw_deframer_free(&st->df);
@@ -127,6 +178,7 @@ static void respond_error(gw_conn *c, gw_stream *st, const char *http_status, in
     if (st->phase == GW_PHASE_RESPONDED) return;
     st->phase = GW_PHASE_RESPONDED;
     if (status <= GW_STATUS_OK || status > GW_STATUS_UNAUTHENTICATED) status = GW_STATUS_UNKNOWN;
+    call_record(c, st, status);
     char enc[GW_GRPC_MESSAGE_ENCODED_MAX];
     size_t enclen = gw_grpc_percent_encode(msg, strnlen(msg, GW_GRPC_MESSAGE_MAX), enc, sizeof enc);
     nghttp2_nv nva[5] = {
@@ -189,6 +241,7 @@ static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len, boo
         return;
     }
     st->phase = GW_PHASE_RESPONDED;
+    call_record(c, st, GW_STATUS_OK);
     st->body = body;
     st->body_len = len;
     st->body_secret = secret;
@@ -250,6 +303,39 @@ static const gw_method *lookup(const gw_server *s, const gw_stream *st)
 
 /* ---- request flow ------------------------------------------------------- */
 
+/* The request carries the proxy header: the application decides whose call
+ * this is. False when the stream has been answered (internal failure). */
+static bool forward(gw_conn *c, gw_stream *st)
+{
+    gw_server *s = c->w->s;
+    gw_principal *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        respond_status(c, st, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return false;
+    }
+    static const uint8_t empty[1];
+    int rc = s->cfg.authenticate_forwarded(&st->ctx, st->fwd_value != NULL ? st->fwd_value : empty,
+                                           st->fwd_len, st->fwd_count, p);
+    free(st->fwd_value);
+    st->fwd_value = NULL;
+    if (rc == 0) {
+        st->fwd_principal = p;
+        st->ctx.principal = p;
+        return true;
+    }
+    OPENSSL_cleanse(p, sizeof *p);
+    free(p);
+    if (rc == 1) {
+        char who[200];
+        gw_conn_log(c, "%s: header %s ignored: %s is not a trusted proxy", st->m->path,
+                    s->cfg.forward_header, gw_conn_principal_text(c, who, sizeof who));
+        return true;
+    }
+    gw_conn_log(c, "%s: forwarded certificate: %s", st->m->path, tsr_errmsg());
+    respond_status(c, st, GW_STATUS_INTERNAL, "internal error during authentication");
+    return false;
+}
+
 static void dispatch(gw_conn *c, gw_stream *st)
 {
     gw_server *s = c->w->s;
@@ -307,9 +393,12 @@ static void dispatch(gw_conn *c, gw_stream *st)
     }
     st->m = m;
     st->ctx.method = m->path;
+    if (st->fwd_count > 0 && !forward(c, st)) return;
     st->phase = GW_PHASE_ACTIVE;
     if (m->client_stream != NULL) {
+        int64_t t0 = mono_ns();
         st->cs_state = m->client_stream->open != NULL ? m->client_stream->open(&st->ctx) : NULL;
+        handler_time(st, t0);
         st->cs_opened = true;
     }
 }
@@ -337,7 +426,9 @@ static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
     }
     gw_response r;
     response_init(&r);
+    int64_t t0 = mono_ns();
     int rc = st->m->client_stream->message(st->cs_state, &st->ctx, msg, len, &r);
+    handler_time(st, t0);
     free_body(r.body, r.body_len, r.body_is_secret);
     if (rc != 0) {
         int status = r.status == GW_STATUS_OK ? GW_STATUS_INTERNAL : (int)r.status;
@@ -366,13 +457,17 @@ static void end_of_request(gw_conn *c, gw_stream *st)
             return;
         }
         static const uint8_t none[1];
+        int64_t t0 = mono_ns();
         st->m->unary(&st->ctx, st->unary_msg != NULL ? st->unary_msg : none, st->unary_len, &r);
+        handler_time(st, t0);
         free(st->unary_msg);
         st->unary_msg = NULL;
         gw_deframer_refund(&c->rx_budget, st->unary_charge);
         st->unary_charge = 0;
     } else {
+        int64_t t0 = mono_ns();
         st->m->client_stream->finish(st->cs_state, &st->ctx, &r);
+        handler_time(st, t0);
     }
     finish_call(c, st, &r);
 }
@@ -438,6 +533,15 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         st->ct_seen = true;
     } else if (name_is(name, namelen, "grpc-encoding")) {
         if (!(valuelen == 8 && memcmp(value, "identity", 8) == 0)) st->enc_bad = true;
+    } else if (c->w->s->cfg.forward_header != NULL &&
+               name_is(name, namelen, c->w->s->cfg.forward_header)) {
+        /* Kept whole (bounded by the header-list limit above) for dispatch. */
+        if (st->fwd_count++ == 0) {
+            st->fwd_value = malloc(valuelen > 0 ? valuelen : 1);
+            if (st->fwd_value == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+            memcpy(st->fwd_value, value, valuelen);
+            st->fwd_len = valuelen;
+        }
     } else if (name_is(name, namelen, "grpc-timeout")) {
         if (st->timeout_seen ||
             gw_grpc_timeout_parse((const char *)value, valuelen, &st->timeout_ms) != 0)
@@ -612,11 +716,18 @@ int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len)
     return 0;
 }
 
-void gw_h2_tick(gw_conn *c, int64_t now_ms)
+void gw_h2_tick(gw_conn *c, int64_t now_ms, int64_t now_unix)
 {
-    for (gw_stream *st = c->streams; st != NULL; st = st->next)
-        if (st->phase == GW_PHASE_ACTIVE && deadline_passed(st, now_ms))
+    const gw_server *s = c->w->s;
+    for (gw_stream *st = c->streams; st != NULL; st = st->next) {
+        if (st->phase != GW_PHASE_ACTIVE) continue;
+        if (deadline_passed(st, now_ms))
             respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+        else if (st->fwd_principal != NULL &&
+                 !s->cfg.still_valid(s->cfg.app, st->fwd_principal, now_unix))
+            respond_status(c, st, GW_STATUS_UNAUTHENTICATED,
+                           "forwarded credentials no longer valid");
+    }
 }
 
 void gw_h2_goaway(gw_conn *c, const char *why)

@@ -10,7 +10,10 @@
 
 #include "gw_app.h"
 #include "gw_config.h"
+#include "gw_forward.h"
 #include "gw_identity.h"
+#include "gw_metrics.h"
+#include "gw_metrics_server.h"
 #include "gw_rpcs.h"
 #include "gw_server.h"
 #include "gw_tls.h"
@@ -110,6 +113,7 @@ int main(int argc, char **argv)
     int app_ready = 0;
     SSL_CTX *ssl_ctx = NULL;
     gw_server *server = NULL;
+    gw_metrics_server *metrics = NULL;
 
     if (gw_config_load(config_path, &cfg) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
@@ -148,8 +152,10 @@ int main(int argc, char **argv)
         goto out;
     }
     if (check_only) {
-        printf("configuration OK: %s (trust domain %s, %zu users, %zu revoked serials)\n",
-               config_path, cfg->trust_domain, cfg->n_users, gw_revocations_count(app.revoked));
+        printf("configuration OK: %s (trust domain %s, %zu users, %zu trusted proxies, "
+               "%zu revoked serials)\n",
+               config_path, cfg->trust_domain, cfg->n_users, cfg->n_proxies,
+               gw_revocations_count(app.revoked));
         rc = 0;
         goto out;
     }
@@ -157,6 +163,10 @@ int main(int argc, char **argv)
     raise_fd_limit(cfg->max_connections);
     size_t n_methods = 0;
     const gw_method *methods = gw_methods(&n_methods);
+    if (gw_metrics_set_methods(methods, n_methods) != 0) {
+        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
     gw_server_config scfg = {
         .listen_host = cfg->listen_host,
         .listen_port = cfg->listen_port,
@@ -175,6 +185,10 @@ int main(int argc, char **argv)
         .authenticate = gw_identity_authenticate,
         .still_valid = gw_identity_still_valid,
         .log = log_transport_event,
+        .event = gw_metrics_server_event,
+        .call_done = gw_metrics_call_done,
+        .forward_header = cfg->proxy_header,
+        .authenticate_forwarded = gw_forward_authenticate,
     };
     if (gw_server_new(&scfg, &server) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
@@ -211,8 +225,18 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (cfg->metrics_host[0] != '\0' &&
+        gw_metrics_server_start(cfg->metrics_host, cfg->metrics_port, &metrics) != 0) {
+        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
     printf("tessera-gateway listening on %s (trust domain %s)\n", gateway_addr,
            cfg->trust_domain);
+    if (metrics != NULL) {
+        int mv6 = strchr(cfg->metrics_host, ':') != NULL;
+        printf("tessera-gateway metrics on http://%s%s%s:%u/metrics\n", mv6 ? "[" : "",
+               cfg->metrics_host, mv6 ? "]" : "", gw_metrics_server_port(metrics));
+    }
     fflush(stdout);
     if (gw_server_run(server) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
@@ -222,6 +246,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     running_server = NULL;
+    gw_metrics_server_stop(metrics);
     gw_server_free(server);
     SSL_CTX_free(ssl_ctx);
     if (app_ready) gw_app_fini(&app);

@@ -10,6 +10,7 @@
 #include "gw_audit.h"
 #include "gw_config.h"
 #include "gw_handler.h"
+#include "gw_metrics.h"
 #include "gw_ratelimit.h"
 #include "gw_revocation.h"
 #include "gw_rpcs.h"
@@ -49,13 +50,14 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
         goto out;
     }
     if (sb.deleted_at != 0) {
-        gw_audit_denial(ctx, p->name, "renewal for a deleted sandbox");
+        gw_audit_denial(ctx, GW_DENY_DELETED_SANDBOX, p->name,
+                        "renewal for a deleted sandbox");
         gw_response_fail(resp, GW_STATUS_UNAUTHENTICATED, "sandbox deleted");
         goto out;
     }
     /* Rate limit before any signature work, so CSRs cannot burn CPU. */
     if (!gw_ratelimit_take(app->renew_limit, p->name, tsr_monotonic_ms())) {
-        gw_audit_denial(ctx, p->name, "renewal rate limit");
+        gw_audit_denial(ctx, GW_DENY_RATE_LIMIT, p->name, "renewal rate limit");
         gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED,
                          "renewal rate limit: at most %d per %llds", app->cfg->renew_limit,
                          (long long)app->cfg->renew_window);
@@ -65,7 +67,7 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
                     app->cfg->sandbox_cert_ttl, 0, &cert) != 0) {
         char why[300];
         snprintf(why, sizeof why, "bad CSR: %s", tsr_errmsg());
-        gw_audit_denial(ctx, p->name, why);
+        gw_audit_denial(ctx, GW_DENY_BAD_REQUEST, p->name, why);
         gw_response_fail(resp, tsr_errcat() == TSR_E_INPUT || tsr_errcat() == TSR_E_LIMIT
                                    ? GW_STATUS_INVALID_ARGUMENT
                                    : GW_STATUS_INTERNAL,
@@ -90,6 +92,7 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
         goto out;
     }
     gw_audit_event(ctx, "renew", p->name, "allow", "certificate renewed", rec.serial);
+    gw_metrics_cert_issued(GW_ISSUE_RENEW);
 
     Tessera__V1__RenewCertificateResponse out_msg;
     tessera__v1__renew_certificate_response__init(&out_msg);
@@ -169,6 +172,7 @@ static void revoke_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_
         goto out;
     }
     gw_audit_event(ctx, "revoke", rec.sandbox_id, "allow", reason, rec.serial);
+    gw_metrics_certs_revoked(1);
     Tessera__V1__RevokeCertificateResponse out_msg;
     tessera__v1__revoke_certificate_response__init(&out_msg);
     Tessera__V1__Certificate c;
@@ -231,6 +235,7 @@ static void get_trust_bundle(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
     Tessera__V1__GetTrustBundleResponse out_msg;
     tessera__v1__get_trust_bundle_response__init(&out_msg);
     out_msg.bundle_pem = app->bundle_pem;
+    out_msg.spiffe_bundle_json = app->spiffe_bundle_json;
     char trust_domain[CA_TRUST_DOMAIN_MAX + 1];
     snprintf(trust_domain, sizeof trust_domain, "%s", app->cfg->trust_domain);
     out_msg.trust_domain = trust_domain;

@@ -229,7 +229,8 @@ static void update_config(const gw_call_ctx *ctx, const uint8_t *msg, size_t len
     if (gw_resolve_sandbox_name(ctx, GW_RPC_UPDATE_CONFIG, req->name, &sb, resp) != 0) goto out;
     /* A sandbox may change its own policy and nothing else. */
     if (gw_authz_is_sandbox(ctx) && req->n_provider_env > 0) {
-        gw_audit_denial(ctx, sb.id, "sandbox tried to change its provider environment");
+        gw_audit_denial(ctx, GW_DENY_PERMISSION, sb.id,
+                        "sandbox tried to change its provider environment");
         gw_response_fail(resp, GW_STATUS_PERMISSION_DENIED,
                          "a sandbox may only change its own policy");
         goto out;

@@ -61,7 +61,8 @@ static int push_message(void *state, const gw_call_ctx *ctx, const uint8_t *msg,
         snprintf(st->pinned, sizeof st->pinned, "%s", req->sandbox_id);
     } else if (strcmp(req->sandbox_id, st->pinned) != 0) {
         /* Nothing from this batch is stored; the stream ends here. */
-        gw_audit_denial(ctx, req->sandbox_id, "log stream switched sandbox");
+        gw_audit_denial(ctx, GW_DENY_CROSS_SANDBOX, req->sandbox_id,
+                        "log stream switched sandbox");
         gw_response_fail(resp, GW_STATUS_PERMISSION_DENIED, GW_CROSS_SANDBOX_MESSAGE);
         goto out;
     }

@@ -8,6 +8,7 @@
 #include "ca_pem.h"
 #include "ca_spiffe.h"
 #include "gw_audit.h"
+#include "gw_metrics.h"
 #include "gw_config.h"
 #include "gw_handler.h"
 #include "gw_policy.h"
@@ -180,6 +181,7 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         goto out;
     }
     gw_audit_event(ctx, "issue", sb.id, "allow", "sandbox created", rec.serial);
+    gw_metrics_cert_issued(GW_ISSUE_CREATE);
 
     /* The driver places the identity (in memory until now) and starts it. */
     tsr_driver_sandbox dsb = {.id = sb.id, .name = sb.name, .spiffe_id = spiffe};
@@ -198,6 +200,7 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
             fprintf(stderr, "tessera-gateway: rollback of sandbox %s: %s\n", sb.id, tsr_errmsg());
         gw_audit_event(ctx, "revoke", sb.id, "allow", "driver failed; sandbox rolled back",
                        rec.serial);
+        gw_metrics_certs_revoked(1);
         gw_response_fail(resp, GW_STATUS_UNAVAILABLE, "%s", why);
         goto out;
     }
@@ -340,6 +343,7 @@ static void delete_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     char why[64];
     snprintf(why, sizeof why, "sandbox deleted, %d certificates revoked", revoked);
     gw_audit_event(ctx, "delete", sb.id, "allow", why, NULL);
+    if (revoked > 0) gw_metrics_certs_revoked((uint64_t)revoked);
 
     if (gw_store_sandbox_get(w->store, sb.id, &sb) != 0) {
         gw_fail_from_error(resp);

@@ -86,6 +86,11 @@ void gw_conn_log(const gw_conn *c, const char *fmt, ...)
     s->cfg.log(s->cfg.app, line);
 }
 
+static void server_event(const gw_server *s, enum gw_server_event ev)
+{
+    if (s->cfg.event != NULL) s->cfg.event(s->cfg.app, ev);
+}
+
 static const char *kind_text(enum gw_principal_kind k)
 {
     switch (k) {
@@ -170,6 +175,7 @@ static void conn_close(gw_conn *c, const char *why)
     c->next = w->zombies;
     w->zombies = c;
     atomic_fetch_sub(&w->s->n_conns, 1);
+    server_event(w->s, GW_EV_CONN_CLOSE);
 }
 
 static int out_append(gw_conn *c, const uint8_t *data, size_t len)
@@ -354,6 +360,7 @@ static void conn_established(gw_conn *c)
 {
     gw_server *s = c->w->s;
     if (!gw_tls_alpn_is_h2(c->ssl)) {  /* the ALPN callbacks make this unreachable */
+        server_event(s, GW_EV_HANDSHAKE_TLS);
         conn_close(c, "no ALPN h2");
         return;
     }
@@ -395,10 +402,14 @@ static void conn_handshake(gw_conn *c)
     }
     char reason[200], why[260];
     c->ssl_fatal = true;
-    if (e == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0)
+    /* EOF (SSL_OP_IGNORE_UNEXPECTED_EOF makes it ZERO_RETURN) or a reset. */
+    if ((e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) && ERR_peek_last_error() == 0) {
+        server_event(c->w->s, GW_EV_HANDSHAKE_CLOSED);
         snprintf(reason, sizeof reason, "peer closed the connection");
-    else
+    } else {
+        server_event(c->w->s, GW_EV_HANDSHAKE_TLS);
         (void)ossl_reason(reason, sizeof reason);
+    }
     snprintf(why, sizeof why, "TLS handshake failed: %s", reason);
     conn_close(c, why);
 }
@@ -454,6 +465,7 @@ static void conn_new(gw_loop *w, int fd, const struct sockaddr_storage *ss)
     if (w->conns != NULL) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
+    server_event(s, GW_EV_CONN_OPEN);
     return;
 fail:
     ERR_clear_error();
@@ -491,6 +503,7 @@ static void accept_ready(gw_loop *w)
         if (atomic_fetch_add(&s->n_conns, 1) >= s->cfg.max_connections) {
             atomic_fetch_sub(&s->n_conns, 1);
             close(fd);
+            server_event(s, GW_EV_CONN_REJECTED);
             int64_t now = tsr_monotonic_ms();
             if (now - w->last_limit_log_ms >= 1000) {
                 w->last_limit_log_ms = now;
@@ -544,6 +557,7 @@ static void worker_tick(gw_loop *w)
                 char why[80];
                 snprintf(why, sizeof why, "TLS handshake timeout (%lld ms)",
                          (long long)s->cfg.handshake_timeout_ms);
+                server_event(s, GW_EV_HANDSHAKE_TIMEOUT);
                 conn_close(c, why);
             }
             continue;
@@ -563,7 +577,7 @@ static void worker_tick(gw_loop *w)
             conn_kill(c, c->write_blocked ? "write stalled (peer not reading)" : "idle timeout");
             continue;
         }
-        gw_h2_tick(c, now);
+        gw_h2_tick(c, now, now_unix);
         if (conn_flush(c) == 0) conn_settle(c);
     }
 }
@@ -708,6 +722,8 @@ static int config_fill(gw_server_config *c)
     TSR_ENSURE(c->authenticate != NULL && c->still_valid != NULL, TSR_E_INPUT,
                "server config: authenticate and still_valid are required");
     TSR_ENSURE(c->methods != NULL || c->n_methods == 0, TSR_E_INPUT, "server config: methods");
+    TSR_ENSURE(c->forward_header == NULL || c->authenticate_forwarded != NULL, TSR_E_INPUT,
+               "server config: forward_header needs authenticate_forwarded");
     for (size_t i = 0; i < c->n_methods; i++) {
         const gw_method *m = &c->methods[i];
         TSR_ENSURE(m->path != NULL && m->path[0] == '/', TSR_E_INPUT,

@@ -11,7 +11,9 @@
  *
  * Per connection: TLS handshake (bounded by handshake_timeout_ms), then
  * `authenticate` once and `still_valid` once; the principal is stored in the
- * connection and handed read-only to every call. Then HTTP/2 with
+ * connection and handed read-only to every call (except a call whose request
+ * carries `forward_header`: `authenticate_forwarded` may give that one call
+ * its own principal, see below). Then HTTP/2 with
  * SETTINGS_MAX_CONCURRENT_STREAMS = max_concurrent_streams. `still_valid`
  * runs again on every timer tick (every 250 ms) for every connection and
  * before each new call; false closes the connection at once (GOAWAY, then
@@ -39,6 +41,17 @@
 
 typedef struct gw_server gw_server;
 
+/* Connection-level events for counters (gw_server_config.event). */
+enum gw_server_event {
+    GW_EV_CONN_OPEN = 0,        /* accepted: counts toward max_connections until CLOSE */
+    GW_EV_CONN_CLOSE,
+    GW_EV_CONN_REJECTED,        /* closed at accept: max_connections reached */
+    GW_EV_HANDSHAKE_TIMEOUT,    /* no TLS handshake within handshake_timeout_ms */
+    GW_EV_HANDSHAKE_CLOSED,     /* the peer closed or reset during the handshake */
+    GW_EV_HANDSHAKE_TLS,        /* TLS failure: alert, protocol, version, cipher, ALPN */
+    GW_EV_COUNT
+};
+
 typedef struct gw_server_config {
     const char *listen_host; uint16_t listen_port;   /* port 0 = ephemeral */
     int workers;                                      /* threads; 0 = online CPUs */
@@ -65,6 +78,30 @@ typedef struct gw_server_config {
      * worker threads; never given secrets. */
     void (*log)(void *app, const char *line);
     int64_t drain_timeout_ms;   /* gw_server_stop: in-flight grace; 0 = 5 s */
+
+    /* Optional, for counters; called from worker threads, must not block. */
+    void (*event)(void *app, enum gw_server_event ev);
+    /* Optional: once per call that reached a method (methods[method]), with
+     * its final status (CANCELLED when the stream or connection died first)
+     * and the time spent inside the method's callbacks (handler_ran false
+     * when none ran, e.g. a deadline that passed before the request ended). */
+    void (*call_done)(void *app, size_t method, enum gw_status status, int64_t handler_ns,
+                      bool handler_ran);
+
+    /* Forwarded client certificates (DESIGN §6). forward_header: a lowercase
+     * request header name, or NULL to look at none. For every call whose
+     * request carries it, authenticate_forwarded runs before the method,
+     * with ctx->principal the connection's principal, the header's first
+     * value (at most the request's header-list limit) and how many times it
+     * appeared. It returns
+     *    0: *out is this call's principal (the stream's, not the connection's;
+     *       it is re-checked with still_valid on every tick like a connection);
+     *    1: the header is ignored: the call runs as the connection's
+     *       principal (the transport logs it);
+     *   -1: internal failure: the call ends with INTERNAL. */
+    const char *forward_header;
+    int (*authenticate_forwarded)(const gw_call_ctx *ctx, const uint8_t *value, size_t value_len,
+                                  unsigned count, gw_principal *out);
 } gw_server_config;
 
 /* Validate the config, bind + listen (one SO_REUSEPORT socket per worker). */

@@ -97,7 +97,8 @@ void gw_h2_teardown(gw_server *s);
 TSR_WUR int gw_h2_session_new(gw_conn *c);       /* server session + our SETTINGS */
 /* Feed decrypted bytes. -1: fatal HTTP/2 error (c->kill_reason says why). */
 TSR_WUR int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len);
-void gw_h2_tick(gw_conn *c, int64_t now_ms);     /* stream deadlines */
+/* Stream deadlines, and still_valid for forwarded principals. */
+void gw_h2_tick(gw_conn *c, int64_t now_ms, int64_t now_unix);
 void gw_h2_goaway(gw_conn *c, const char *why);  /* GOAWAY(NO_ERROR, last stream) */
 bool gw_h2_done(gw_conn *c);                      /* nghttp2 wants neither read nor write */
 bool gw_h2_idle(const gw_conn *c);                /* no live stream */

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 
 import grpc
@@ -153,11 +154,21 @@ def csr_der(key=None):
     return csr.public_bytes(serialization.Encoding.DER), key
 
 
-class Gateway:
-    """A PKI from certgen and a running tessera-gateway."""
+def escape_pem(pem_bytes):
+    """URL-encoded PEM, as nginx's $ssl_client_escaped_cert."""
+    return urllib.parse.quote(pem_bytes, safe="")
 
-    def __init__(self, renew_limit=5, extra_config="", args=()):
+
+class Gateway:
+    """A PKI from certgen and a running tessera-gateway. metrics=True adds a
+    metrics listener on an ephemeral loopback port (self.metrics_port)."""
+
+    def __init__(self, renew_limit=5, extra_config="", metrics=False, args=()):
         self.args = list(args)
+        self.metrics = metrics
+        if metrics:
+            extra_config += '\nmetrics:\n  listen: "127.0.0.1:0"\n'
+
         self.dir = tempfile.mkdtemp(prefix="tsr-gw-")
         self.pki = os.path.join(self.dir, "pki")
         users = ["admin", "alice", "bob", "mallory"]
@@ -210,6 +221,14 @@ users:
             self.proc.wait()
             raise RuntimeError("gateway did not start: %r %s" % (line, self.proc.stderr.read()))
         self.port = int(m.group(1))
+        self.metrics_port = None
+        if self.metrics:
+            line = self.proc.stdout.readline()
+            m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", line)
+            if not m:
+                self.proc.kill()
+                raise RuntimeError("no metrics listener: %r" % line)
+            self.metrics_port = int(m.group(1))
         self.stderr_lines = []
         threading.Thread(target=self._drain, daemon=True).start()
 
@@ -249,6 +268,28 @@ users:
         return Identity(pem(cert) + pem(self.issuing_cert), key_pem(key),
                         format(cert.serial_number, "x"))
 
+    def proxy_identity(self, name, **kw):
+        """A leaf for spiffe://TD/proxy/<name> from the issuing CA, with its chain."""
+        cert, key = make_leaf(f"spiffe://{TD}/proxy/{name}", self.issuing_cert,
+                              self.issuing_key, **kw)
+        return Identity(pem(cert) + pem(self.issuing_cert), key_pem(key),
+                        format(cert.serial_number, "x"))
+
+    def log_text(self):
+        return "".join(self.stderr_lines)
+
+    def scrape(self):
+        """GET /metrics -> {(name, frozenset(labels.items())): value}; checks the format."""
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        conn.close()
+        assert resp.status == 200, (resp.status, body)
+        assert resp.getheader("Content-Type").startswith("text/plain; version=0.0.4")
+        return parse_metrics(body)
+
     def channel(self, ident=None):
         creds = grpc.ssl_channel_credentials(
             root_certificates=self.bundle,
@@ -276,6 +317,55 @@ users:
             return open(self.audit).read().splitlines()
         except FileNotFoundError:
             return []
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def parse_metrics(text):
+    """A strict parser of the Prometheus text format (0.0.4): every sample
+    belongs to a family announced by # TYPE, labels are name="value" pairs,
+    histogram buckets are cumulative and end at _count."""
+    families, samples = {}, {}
+    assert text.endswith("\n")
+    for line in text[:-1].split("\n"):
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            name, typ = line[7:].split(" ")
+            assert typ in ("counter", "gauge", "histogram"), line
+            assert name not in families, line
+            families[name] = typ
+            continue
+        m = _SAMPLE.match(line)
+        assert m, "bad sample line %r" % line
+        name, labels_text, value = m.groups()
+        labels, pos = {}, 0
+        while labels_text and pos < len(labels_text):
+            lm = _LABEL.match(labels_text, pos)
+            assert lm, "bad labels in %r" % line
+            labels[lm.group(1)] = lm.group(2)
+            pos = lm.end()
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in families or families.get(base) == "histogram", "untyped %r" % line
+        key = (name, frozenset(labels.items()))
+        assert key not in samples, "duplicate %r" % line
+        samples[key] = float(value)
+    for (name, labels), count in samples.items():
+        if name.endswith("_count") and families.get(name[:-6]) == "histogram":
+            base = dict(labels)
+            buckets = sorted(((float(dict(l)["le"]), v) for (n, l), v in samples.items()
+                              if n == name[:-6] + "_bucket" and
+                              {k: x for k, x in dict(l).items() if k != "le"} == base))
+            assert buckets and buckets[-1][0] == float("inf")
+            assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), buckets
+            assert buckets[-1][1] == count
+    return samples
+
+
+def metric(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def code_of(fn):

@@ -92,7 +92,7 @@ static void test_refusals(void **state)
         /* unknown keys */
         {"trust_domain: a.b\nbogus: 1\n",
          ":2: unknown key \"bogus\" (expected one of: trust_domain, listen, workers, data_dir, "
-         "pki, store, secrets, audit, certificates, limits, users, drivers)"},
+         "pki, store, secrets, audit, certificates, limits, users, drivers, proxy, metrics)"},
         {"limits:\n  max_message_bytes: 2048\n  max_msg: 5\n",
          ":3: unknown key \"max_msg\" (expected one of: max_message_bytes, "
          "max_concurrent_streams, max_connections, handshake_timeout, idle_timeout, "
@@ -101,6 +101,10 @@ static void test_refusals(void **state)
         {"store: {path: x.db, wal: true}\n", ":1: unknown key \"wal\" (expected one of: path)"},
         {"certificates:\n  ttl: 1h\n", ":2: unknown key \"ttl\""},
         {"drivers:\n  default: process\n  docker: {}\n", ":3: unknown key \"docker\""},
+        {"proxy:\n  trusted: [nginx]\n  unix_socket: /run/x\n",
+         ":3: unknown key \"unix_socket\" (expected one of: trusted, header, format)"},
+        {"metrics: {listen: \"127.0.0.1:9443\", path: /m}\n",
+         ":1: unknown key \"path\" (expected one of: listen)"},
         /* wrong types */
         {"workers: [1]\n", ":1: \"workers\" must be an integer"},
         {"workers: \"4\"\n", ":1: \"workers\" must be an integer"},
@@ -159,6 +163,47 @@ static void test_refusals(void **state)
         {"drivers: {default: ../evil}\n", ":1: bad driver name \"../evil\""},
         {"store:\n  path: \"\"\n", ":2: \"path\" must not be empty"},
         {"audit: {path: \"a\\nb\"}\n", ":1: \"path\" contains a control character"},
+        /* proxy */
+        {"proxy: [nginx]\n", ":1: \"proxy\" must be a mapping"},
+        {"proxy:\n  trusted: nginx\n", ":2: \"trusted\" must be a list"},
+        {"proxy:\n  trusted: [nginx, Envoy]\n", ":2: bad proxy name \"Envoy\""},
+        {"proxy:\n  trusted:\n    - nginx\n    - \"..\"\n", ":4: bad proxy name \"..\""},
+        {"proxy:\n  trusted:\n    - \"\"\n", ":3: bad proxy name \"\""},
+        {"proxy:\n  trusted:\n    - a/b\n", ":3: bad proxy name \"a/b\""},
+        {"proxy:\n  trusted: [~]\n", ":2: a trusted proxy must be a name"},
+        {"proxy:\n  trusted: [[nginx]]\n", ":2: a trusted proxy must be a name"},
+        {"proxy:\n  trusted: [{a: b}]\n", ":2: a trusted proxy must be a name"},
+        {"proxy:\n  trusted:\n    - nginx\n    - nginx\n", ":4: proxy \"nginx\" listed twice"},
+        {"proxy: {header: X-Client-Cert}\n", ":1: bad header name \"X-Client-Cert\" (expected "
+                                             "lowercase [a-z0-9-]{1,64})"},
+        {"proxy: {header: \"\"}\n", ":1: bad header name \"\""},
+        {"proxy: {header: \"x-client-cert \"}\n", ":1: bad header name \"x-client-cert \""},
+        {"proxy: {header: \":path\"}\n", ":1: bad header name \":path\""},
+        {"proxy: {header: -x}\n", ":1: bad header name \"-x\""},
+        {"proxy: {header: x_client_cert}\n", ":1: bad header name \"x_client_cert\""},
+        {"proxy: {header: "
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}\n",
+         ":1: bad header name"},
+        {"proxy: {header: grpc-client-cert}\n", ":1: header \"grpc-client-cert\" is reserved by "
+                                                "HTTP/2 or gRPC"},
+        {"proxy: {header: content-type}\n", ":1: header \"content-type\" is reserved"},
+        {"proxy: {header: te}\n", ":1: header \"te\" is reserved"},
+        {"proxy: {format: pem}\n", ":1: bad format \"pem\" (expected escaped-pem or xfcc)"},
+        {"proxy: {format: XFCC}\n", ":1: bad format \"XFCC\""},
+        {"proxy: {header: [a]}\n", ":1: \"header\" must be a string"},
+        /* metrics */
+        {"metrics: \"127.0.0.1:9443\"\n", ":1: \"metrics\" must be a mapping"},
+        {"metrics:\n  listen: 0.0.0.0:9443\n", ":2: metrics: listen address 0.0.0.0 is not a "
+                                               "loopback address"},
+        {"metrics:\n  listen: 10.0.0.1:9443\n", ":2: metrics: listen address 10.0.0.1 is not"},
+        {"metrics:\n  listen: \"[::]:9443\"\n", ":2: metrics: listen address :: is not"},
+        {"metrics:\n  listen: \"[::2]:9443\"\n", ":2: metrics: listen address ::2 is not"},
+        {"metrics:\n  listen: example.com:9443\n", ":2: metrics: listen address example.com"},
+        {"metrics:\n  listen: 127.0.0.1\n", ":2: metrics: bad listen address \"127.0.0.1\": "
+                                            "missing port"},
+        {"metrics:\n  listen: 127.0.0.1:65536\n", ":2: metrics: bad listen address"},
+        {"metrics:\n  listen:\n", ":2: \"listen\" must be a string (\"\" disables metrics)"},
+        {"metrics:\n  listen: [a]\n", ":2: \"listen\" must be a string"},
         /* YAML-level refusals */
         {"workers: 1\nworkers: 2\n", ":2: duplicate key \"workers\""},
         {"users:\n  alice: admin\n  alice: viewer\n", ":3: duplicate key \"alice\""},
@@ -233,7 +278,90 @@ static void test_too_many_users(void **state)
     free(text);
 }
 
+static void test_too_many_proxies(void **state)
+{
+    (void)state;
+    size_t cap = 64 + 65 * 16;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t used = (size_t)snprintf(text, cap, "proxy:\n  trusted:\n");
+    for (int i = 0; i < 65; i++)
+        used += (size_t)snprintf(text + used, cap - used, "    - p%d\n", i);
+    expect_refusal(text, used, ":3: more than 64 trusted proxies");
+    /* 64 are fine. */
+    text[used - strlen("    - p64\n")] = '\0';
+    write_cfg(text);
+    gw_config *c;
+    assert_int_equal(gw_config_load(cfg_path, &c), 0);
+    assert_int_equal(c->n_proxies, 64);
+    assert_true(gw_config_proxy_trusted(c, "p0"));
+    assert_true(gw_config_proxy_trusted(c, "p63"));
+    assert_false(gw_config_proxy_trusted(c, "p64"));
+    gw_config_free(c);
+    free(text);
+}
+
 /* ---- accepted files ----------------------------------------------------- */
+
+static void test_proxy_and_metrics(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t n_proxies;
+        const char *header;
+        enum gw_forward_format format;
+        const char *metrics_host;
+        uint16_t metrics_port;
+    } cases[] = {
+        {"proxy:\n", 0, "x-client-cert", GW_FORWARD_ESCAPED_PEM, "", 0},
+        {"proxy: {trusted: []}\n", 0, "x-client-cert", GW_FORWARD_ESCAPED_PEM, "", 0},
+        {"proxy:\n  trusted:\n", 0, "x-client-cert", GW_FORWARD_ESCAPED_PEM, "", 0},
+        {"proxy: {trusted: [nginx, envoy-1, a.b_c]}\n", 3, "x-client-cert",
+         GW_FORWARD_ESCAPED_PEM, "", 0},
+        {"proxy: {header: x-forwarded-client-cert}\n", 0, "x-forwarded-client-cert",
+         GW_FORWARD_XFCC, "", 0},
+        {"proxy: {header: x-forwarded-client-cert, format: escaped-pem}\n", 0,
+         "x-forwarded-client-cert", GW_FORWARD_ESCAPED_PEM, "", 0},
+        {"proxy: {format: xfcc, header: x-ssl-client-cert}\n", 0, "x-ssl-client-cert",
+         GW_FORWARD_XFCC, "", 0},
+        {"proxy: {header: 0x}\n", 0, "0x", GW_FORWARD_ESCAPED_PEM, "", 0},
+        {"metrics:\n", 0, "x-client-cert", GW_FORWARD_ESCAPED_PEM, "", 0},
+        {"metrics: {listen: \"\"}\n", 0, "x-client-cert", GW_FORWARD_ESCAPED_PEM, "", 0},
+        {"metrics: {listen: 127.0.0.1:9443}\n", 0, "x-client-cert", GW_FORWARD_ESCAPED_PEM,
+         "127.0.0.1", 9443},
+        {"metrics: {listen: 127.1.2.3:0}\n", 0, "x-client-cert", GW_FORWARD_ESCAPED_PEM,
+         "127.1.2.3", 0},
+        {"metrics: {listen: \"[::1]:9100\"}\n", 0, "x-client-cert", GW_FORWARD_ESCAPED_PEM,
+         "::1", 9100},
+        {"metrics: {listen: localhost:9100}\n", 0, "x-client-cert", GW_FORWARD_ESCAPED_PEM,
+         "localhost", 9100},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_cfg(cases[i].text);
+        gw_config *c;
+        if (gw_config_load(cfg_path, &c) != 0) {
+            print_error("refused:\n%s\n%s\n", cases[i].text, tsr_errmsg());
+            fail();
+        }
+        assert_int_equal(c->n_proxies, cases[i].n_proxies);
+        assert_string_equal(c->proxy_header, cases[i].header);
+        assert_int_equal(c->proxy_format, cases[i].format);
+        assert_string_equal(c->metrics_host, cases[i].metrics_host);
+        assert_int_equal(c->metrics_port, cases[i].metrics_port);
+        if (cases[i].n_proxies == 3) {
+            assert_true(gw_config_proxy_trusted(c, "nginx"));
+            assert_true(gw_config_proxy_trusted(c, "envoy-1"));
+            assert_true(gw_config_proxy_trusted(c, "a.b_c"));
+            assert_false(gw_config_proxy_trusted(c, "envoy"));
+            assert_false(gw_config_proxy_trusted(c, "nginx "));
+        }
+        assert_false(gw_config_proxy_trusted(c, ""));
+        assert_false(gw_config_proxy_trusted(c, NULL));
+        gw_config_free(c);
+    }
+    assert_false(gw_config_proxy_trusted(NULL, "nginx"));
+}
 
 static void test_shipped_config(void **state)
 {
@@ -289,6 +417,10 @@ static void test_shipped_config(void **state)
     assert_int_equal(gw_config_user_role(c, NULL), GW_ROLE_NONE);
     assert_string_equal(c->default_driver, "process");
     assert_string_equal(c->drivers_dir, "");
+    assert_int_equal(c->n_proxies, 0);
+    assert_string_equal(c->proxy_header, "x-client-cert");
+    assert_int_equal(c->proxy_format, GW_FORWARD_ESCAPED_PEM);
+    assert_string_equal(c->metrics_host, "");
     gw_config_free(c);
 }
 
@@ -309,7 +441,9 @@ static void test_every_key(void **state)
               "  max_connections: 1000000, handshake_timeout: 1s, idle_timeout: 1d,\n"
               "  log_lines_per_batch: 1, log_line_bytes: 1048576}\n"
               "users: {root.ops: admin, ci-bot_1: viewer}\n"
-              "drivers: {default: docker, dir: /usr/lib/tessera}\n");
+              "drivers: {default: docker, dir: /usr/lib/tessera}\n"
+              "proxy: {trusted: [nginx], header: x-forwarded-client-cert, format: xfcc}\n"
+              "metrics: {listen: \"127.0.0.1:9443\"}\n");
     gw_config *c;
     if (gw_config_load(cfg_path, &c) != 0) {
         print_error("%s\n", tsr_errmsg());
@@ -339,6 +473,12 @@ static void test_every_key(void **state)
     assert_int_equal(gw_config_user_role(c, "ci-bot_1"), GW_ROLE_VIEWER);
     assert_string_equal(c->default_driver, "docker");
     assert_string_equal(c->drivers_dir, "/usr/lib/tessera");
+    assert_int_equal(c->n_proxies, 1);
+    assert_true(gw_config_proxy_trusted(c, "nginx"));
+    assert_string_equal(c->proxy_header, "x-forwarded-client-cert");
+    assert_int_equal(c->proxy_format, GW_FORWARD_XFCC);
+    assert_string_equal(c->metrics_host, "127.0.0.1");
+    assert_int_equal(c->metrics_port, 9443);
     gw_config_free(c);
 }
 
@@ -479,6 +619,12 @@ static void test_defaults(void **state)
     assert_int_equal(c->n_users, 0);
     assert_string_equal(c->default_driver, "process");
     assert_string_equal(c->drivers_dir, "");
+    assert_int_equal(c->n_proxies, 0);
+    assert_null(c->proxies);
+    assert_string_equal(c->proxy_header, "x-client-cert");
+    assert_int_equal(c->proxy_format, GW_FORWARD_ESCAPED_PEM);
+    assert_string_equal(c->metrics_host, "");
+    assert_int_equal(c->metrics_port, 0);
     gw_config_free(c);
     gw_config_free(NULL);
 }
@@ -573,6 +719,8 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_oversize_and_missing),
         cmocka_unit_test(test_too_many_users),
+        cmocka_unit_test(test_too_many_proxies),
+        cmocka_unit_test(test_proxy_and_metrics),
         cmocka_unit_test(test_set_listen),
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_every_key),

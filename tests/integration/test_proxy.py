@@ -1,0 +1,468 @@
+"""The gateway behind a TLS terminator (DESIGN §6), with a real nginx running
+docs/examples/nginx-tessera.conf: the client's certificate is forwarded per
+request and re-verified by the gateway, so authorization through the proxy
+matches authorization direct. Then the header from callers that may not
+forward it (ignored and logged), the proxy's own calls, forwarded identities
+that identify nobody, and a forwarded identity revoked mid-stream."""
+import datetime
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import grpc
+import pytest
+
+import gwtest
+from gwtest import TD, code_of, escape_pem, pb, pb_grpc
+
+S = grpc.StatusCode
+NGINX = "/usr/sbin/nginx"
+ROOT = os.environ.get("TSR_ROOT", os.path.join(os.path.dirname(__file__), "../.."))
+TEMPLATE = os.path.join(ROOT, "docs/examples/nginx-tessera.conf")
+HEADER = "x-client-cert"
+
+
+def nginx_build():
+    """`nginx -V` text, or None when nginx is missing."""
+    if not os.access(NGINX, os.X_OK):
+        return None
+    return subprocess.run([NGINX, "-V"], capture_output=True, text=True).stderr
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Nginx:
+    """nginx with the documented configuration, in front of `gw`."""
+
+    def __init__(self, gw):
+        self.gw = gw
+        self.dir = tempfile.mkdtemp(prefix="tsr-nginx-")
+        ident = gw.proxy_identity("nginx")
+        with open(os.path.join(gw.pki, "proxy-nginx.pem"), "wb") as f:
+            f.write(ident.chain_pem)
+        fd = os.open(os.path.join(gw.pki, "proxy-nginx.key"), os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, ident.key_pem)
+        os.close(fd)
+        for attempt in range(5):
+            self.port = free_port()
+            conf = (open(TEMPLATE).read()
+                    .replace("@LISTEN@", f"127.0.0.1:{self.port}")
+                    .replace("@GATEWAY@", f"127.0.0.1:{gw.port}")
+                    .replace("@PKI@", gw.pki)
+                    .replace("@TEMP@", self.dir))
+            assert not re.search(r"@[A-Z]+@", re.sub(r"#.*", "", conf)), "placeholder left"
+            path = os.path.join(self.dir, "nginx.conf")
+            with open(path, "w") as f:
+                f.write(conf)
+            # As root nginx would hand its workers to "nobody", who cannot read
+            # the PKI: one process does everything here.
+            self.proc = subprocess.Popen(
+                [NGINX, "-p", self.dir, "-c", path, "-e", "stderr", "-g",
+                 f"daemon off; master_process off; pid {self.dir}/nginx.pid; "
+                 f"error_log stderr info;"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if self._wait_ready():
+                return
+            err = self.proc.stderr.read()
+            if "Address already in use" not in err:
+                raise RuntimeError("nginx did not start:\n" + err)
+        raise RuntimeError("nginx: no free port")
+
+    def _wait_ready(self):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        self.proc.kill()
+        self.proc.wait()
+        return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def channel(self, ident=None):
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.gw.bundle,
+            private_key=ident.key_pem if ident else None,
+            certificate_chain=ident.chain_pem if ident else None)
+        return grpc.secure_channel(f"localhost:{self.port}", creds,
+                                   options=[("grpc.ssl_target_name_override", "localhost")])
+
+    def stub(self, ident=None):
+        return pb_grpc.GatewayStub(self.channel(ident))
+
+
+@pytest.fixture(scope="module")
+def world():
+    build = nginx_build()
+    if build is None:
+        pytest.skip("nginx is not installed (scripts/deps.sh installs nginx-light)")
+    gw = gwtest.Gateway(extra_config=f"proxy:\n  trusted: [nginx]\n  header: {HEADER}\n",
+                        metrics=True)
+    nginx = None
+    try:
+        nginx = Nginx(gw)
+        a, b = gw.create_sandbox(), gw.create_sandbox()
+        w = {"gw": gw, "nginx": nginx, "a": a.sandbox, "b": b.sandbox,
+             "a_ident": gw.sandbox_identity(a.sandbox.id)}
+        # Revoked: a recorded (renewed) certificate, then revoked by an admin.
+        c = gw.create_sandbox()
+        der, key = gwtest.csr_der()
+        r = gw.stub(gw.sandbox_identity(c.sandbox.id)).RenewCertificate(
+            pb.RenewCertificateRequest(csr=der), timeout=10)
+        gw.stub(gw.user("admin")).RevokeCertificate(
+            pb.RevokeCertificateRequest(serial=r.serial, reason="test"), timeout=10)
+        w["revoked"] = gwtest.Identity((r.certificate_pem + r.chain_pem).encode(),
+                                       gwtest.key_pem(key))
+        ca_cert, ca_key = gwtest.make_ca("Foreign CA")
+        leaf, leaf_key = gwtest.make_leaf(f"spiffe://{TD}/user/admin", ca_cert, ca_key)
+        w["wrong_ca"] = gwtest.Identity(gwtest.pem(leaf) + gwtest.pem(ca_cert),
+                                        gwtest.key_pem(leaf_key))
+        past = gwtest.now() - datetime.timedelta(hours=2)
+        w["expired"] = gw.sandbox_identity(a.sandbox.id, not_before=past,
+                                           not_after=past + datetime.timedelta(hours=1))
+        yield w
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        rc = gw.stop()
+        assert rc == 0, "gateway exited with %s:\n%s" % (rc, gw.sanitizer_report())
+
+
+def test_nginx_has_the_modules_we_use():
+    build = nginx_build()
+    if build is None:
+        pytest.skip("nginx is not installed")
+    assert "--with-http_ssl_module" in build
+    assert "--with-http_v2_module" in build
+    assert "--without-http_grpc_module" not in build   # grpc is built in by default
+
+
+def test_operations_doc_shows_the_tested_config():
+    doc = open(os.path.join(ROOT, "docs/operations.md")).read()
+    assert open(TEMPLATE).read().strip() in doc
+
+
+# ---- the authorization matrix, direct and through nginx --------------------
+
+def calls(w):
+    """name -> invoke(stub)."""
+    a, b = w["a"], w["b"]
+
+    def push(stub):
+        batch = pb.PushSandboxLogsRequest(sandbox_id=a.id, lines=[
+            pb.LogLine(timestamp_ms=1, stream="stdout", text=b"via proxy")])
+        return stub.PushSandboxLogs(iter([batch]), timeout=10)
+
+    def renew(stub):
+        der, _ = gwtest.csr_der()
+        return stub.RenewCertificate(pb.RenewCertificateRequest(csr=der), timeout=10)
+
+    return {
+        "GetSandboxConfig(own)": lambda s: s.GetSandboxConfig(
+            pb.GetSandboxConfigRequest(sandbox_id=a.id), timeout=10),
+        "GetSandboxConfig(other)": lambda s: s.GetSandboxConfig(
+            pb.GetSandboxConfigRequest(sandbox_id=b.id), timeout=10),
+        "GetSandboxProviderEnvironment": lambda s: s.GetSandboxProviderEnvironment(
+            pb.GetSandboxProviderEnvironmentRequest(sandbox_id=a.id), timeout=10),
+        "CreateSandbox": lambda s: s.CreateSandbox(pb.CreateSandboxRequest(
+            name="p-" + uuid.uuid4().hex[:12], policy=gwtest.POLICY), timeout=10),
+        "ListSandboxes": lambda s: s.ListSandboxes(pb.ListSandboxesRequest(), timeout=10),
+        "RevokeCertificate": lambda s: s.RevokeCertificate(pb.RevokeCertificateRequest(
+            serial="0123456789abcdef0123456789abcdef", reason="matrix"), timeout=10),
+        "GetTrustBundle": lambda s: s.GetTrustBundle(pb.GetTrustBundleRequest(), timeout=10),
+        "PushSandboxLogs": push,
+        "RenewCertificate": renew,
+    }
+
+
+IDENTITIES = ["own_sandbox", "admin", "operator", "viewer", "no_role", "no_cert", "wrong_ca",
+              "expired", "revoked"]
+USERS = {"admin": "admin", "operator": "alice", "viewer": "bob", "no_role": "mallory"}
+
+
+def identity(w, who):
+    gw = w["gw"]
+    if who == "own_sandbox":
+        return w["a_ident"]
+    if who in USERS:
+        return gw.user(USERS[who])
+    return None if who == "no_cert" else w[who]
+
+
+@pytest.mark.parametrize("rpc", list(calls({"a": None, "b": None}).keys()))
+@pytest.mark.parametrize("who", IDENTITIES)
+def test_same_answer_through_nginx(world, who, rpc):
+    gw, nginx = world["gw"], world["nginx"]
+    invoke = calls(world)[rpc]
+    ident = identity(world, who)
+    direct, direct_msg = code_of(lambda: invoke(gw.stub(ident)))
+    proxied, proxied_msg = code_of(lambda: invoke(nginx.stub(ident)))
+    if who == "no_cert":
+        # Without a client certificate nginx forwards nothing: the request is
+        # the proxy's own, and a proxy may call nothing itself.
+        assert direct == S.UNAUTHENTICATED
+        assert proxied == S.PERMISSION_DENIED, proxied_msg
+        assert proxied_msg == "a proxy identity may not call methods itself"
+        return
+    assert proxied == direct, (direct_msg, proxied_msg)
+    if direct != S.UNAUTHENTICATED:   # (those say "forwarded certificate: ..." via nginx)
+        assert proxied_msg == direct_msg
+    if who == "own_sandbox" and "other" in rpc:
+        assert proxied_msg == "cross-sandbox access denied"
+
+
+def test_expected_answers(world):
+    """The matrix is not vacuous: a few of its cells, spelt out."""
+    gw, nginx = world["gw"], world["nginx"]
+    c = calls(world)
+    assert code_of(lambda: c["CreateSandbox"](nginx.stub(gw.user("alice"))))[0] == S.OK
+    assert code_of(lambda: c["CreateSandbox"](nginx.stub(gw.user("bob"))))[0] == \
+        S.PERMISSION_DENIED
+    assert code_of(lambda: c["GetSandboxConfig(own)"](nginx.stub(world["a_ident"])))[0] == S.OK
+    assert code_of(lambda: c["RenewCertificate"](nginx.stub(world["a_ident"])))[0] == S.OK
+    assert code_of(lambda: c["PushSandboxLogs"](nginx.stub(world["a_ident"])))[0] == S.OK
+    for who in ("wrong_ca", "expired", "revoked"):
+        code, msg = code_of(lambda: c["GetTrustBundle"](nginx.stub(world[who])))
+        assert code == S.UNAUTHENTICATED, (who, msg)
+    code, msg = code_of(lambda: c["GetTrustBundle"](nginx.stub(world["revoked"])))
+    assert msg == "forwarded certificate: certificate revoked"
+    # The logs pushed through nginx were stored for sandbox a.
+    logs = gw.stub(gw.user("admin")).GetSandboxLogs(
+        pb.GetSandboxLogsRequest(sandbox_id=world["a"].id), timeout=10)
+    assert any(l.text == b"via proxy" for l in logs.lines)
+
+
+def test_health_through_nginx(world):
+    for ident in (None, world["gw"].user("bob"), world["wrong_ca"]):
+        resp = gwtest.HealthStub(world["nginx"].channel(ident)).Check(
+            gwtest.health_pb2.HealthCheckRequest(), timeout=10)
+        assert resp.status == gwtest.health_pb2.HealthCheckResponse.SERVING
+
+
+def test_client_supplied_header_is_replaced_by_nginx(world):
+    gw, nginx = world["gw"], world["nginx"]
+    admin_header = [(HEADER, escape_pem(gw.user("admin").chain_pem))]
+    req = pb.CreateSandboxRequest(name="forged-" + uuid.uuid4().hex[:8], policy=gwtest.POLICY)
+    # bob naming admin's certificate: nginx replaces the header with bob's.
+    code, _ = code_of(lambda: nginx.stub(gw.user("bob")).CreateSandbox(
+        req, metadata=admin_header, timeout=10))
+    assert code == S.PERMISSION_DENIED
+    # No certificate at all: nginx sends no header, the client's is dropped.
+    code, msg = code_of(lambda: nginx.stub(None).CreateSandbox(
+        req, metadata=admin_header, timeout=10))
+    assert code == S.PERMISSION_DENIED
+    assert msg == "a proxy identity may not call methods itself"
+
+
+# ---- the header from anyone else: ignored and logged -----------------------
+
+def test_forged_header_from_non_proxy_is_ignored_and_logged(world):
+    gw = world["gw"]
+    forged = [(HEADER, escape_pem(gw.user("admin").chain_pem))]
+    before = gwtest.metric(gw.scrape(), "tessera_forwarded_certificates_total", result="ignored")
+    name = "forged-" + uuid.uuid4().hex[:8]
+    req = pb.CreateSandboxRequest(name=name, policy=gwtest.POLICY)
+    # A viewer naming the admin: still the viewer.
+    code, _ = code_of(lambda: gw.stub(gw.user("bob")).CreateSandbox(
+        req, metadata=forged, timeout=10))
+    assert code == S.PERMISSION_DENIED
+    assert code_of(lambda: gw.stub(gw.user("bob")).ListSandboxes(
+        pb.ListSandboxesRequest(), metadata=forged, timeout=10))[0] == S.OK
+    # A sandbox naming the admin: still itself (cross-sandbox denied).
+    code, msg = code_of(lambda: gw.stub(world["a_ident"]).GetSandboxConfig(
+        pb.GetSandboxConfigRequest(sandbox_id=world["b"].id), metadata=forged, timeout=10))
+    assert (code, msg) == (S.PERMISSION_DENIED, "cross-sandbox access denied")
+    # Nobody naming the admin: still nobody.
+    assert code_of(lambda: gw.stub(None).ListSandboxes(
+        pb.ListSandboxesRequest(), metadata=forged, timeout=10))[0] == S.UNAUTHENTICATED
+    # A proxy that is not in proxy.trusted: the proxy itself.
+    code, msg = code_of(lambda: gw.stub(gw.proxy_identity("envoy")).CreateSandbox(
+        req, metadata=forged, timeout=10))
+    assert (code, msg) == (S.PERMISSION_DENIED, "a proxy identity may not call methods itself")
+    assert not any(s.name == name for s in gw.stub(gw.user("admin")).ListSandboxes(
+        pb.ListSandboxesRequest(), timeout=10).sandboxes)
+
+    # Logged by the transport and audited, once per request.
+    deadline = time.time() + 5
+    while time.time() < deadline and gw.log_text().count("header x-client-cert ignored") < 5:
+        time.sleep(0.05)
+    log = gw.log_text()
+    assert log.count("header x-client-cert ignored") == 5, log[-2000:]
+    assert re.search(r"/tessera.v1.Gateway/CreateSandbox: header x-client-cert ignored: user bob "
+                     r"serial [0-9a-f]+ is not a trusted proxy", log)
+    assert "ignored: proxy envoy serial" in log
+    assert "ignored: anonymous" in log
+    ignored = [l for l in gw.audit_lines() if '"event":"forward"' in l and
+               '"decision":"ignore"' in l]
+    assert len(ignored) == 5
+    assert any(f'"peer":"spiffe://{TD}/user/bob"' in l for l in ignored)
+    after = gwtest.metric(gw.scrape(), "tessera_forwarded_certificates_total", result="ignored")
+    assert after - before == 5
+
+
+# ---- the proxy itself, and what a trusted proxy may forward ------------------
+
+def test_proxy_without_forwarded_certificate_is_denied(world):
+    gw = world["gw"]
+    proxy = gw.proxy_identity("nginx")
+    for call in (lambda s: s.ListSandboxes(pb.ListSandboxesRequest(), timeout=10),
+                 lambda s: s.GetTrustBundle(pb.GetTrustBundleRequest(), timeout=10),
+                 lambda s: s.GetSandboxConfig(pb.GetSandboxConfigRequest(
+                     sandbox_id=world["a"].id), timeout=10)):
+        code, msg = code_of(lambda: call(gw.stub(proxy)))
+        assert (code, msg) == (S.PERMISSION_DENIED,
+                               "a proxy identity may not call methods itself")
+    resp = gw.health(proxy).Check(gwtest.health_pb2.HealthCheckRequest(), timeout=10)
+    assert resp.status == gwtest.health_pb2.HealthCheckResponse.SERVING
+
+
+def forwarding(gw, cert_pem):
+    return [(HEADER, escape_pem(cert_pem))]
+
+
+def leaf_only(chain_pem):
+    return re.search(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", chain_pem,
+                     re.S).group(0)
+
+
+def test_trusted_proxy_forwarding(world):
+    """What nginx would do, done by hand with the proxy's certificate."""
+    gw = world["gw"]
+    proxy = gw.stub(gw.proxy_identity("nginx"))
+    before = gw.scrape()
+    list_req = pb.ListSandboxesRequest()
+    # Accepted: a user (leaf alone, or with its chain), a sandbox.
+    for pem in (leaf_only(gw.user("bob").chain_pem), gw.user("bob").chain_pem):
+        assert code_of(lambda: proxy.ListSandboxes(
+            list_req, metadata=forwarding(gw, pem), timeout=10))[0] == S.OK
+    assert code_of(lambda: proxy.CreateSandbox(pb.CreateSandboxRequest(
+        name="p-" + uuid.uuid4().hex[:12], policy=gwtest.POLICY),
+        metadata=forwarding(gw, gw.user("bob").chain_pem), timeout=10))[0] == S.PERMISSION_DENIED
+    assert code_of(lambda: proxy.GetSandboxConfig(pb.GetSandboxConfigRequest(
+        sandbox_id=world["a"].id), metadata=forwarding(gw, world["a_ident"].chain_pem),
+        timeout=10))[0] == S.OK
+
+    # Identifies nobody: UNAUTHENTICATED, with the reason.
+    cases = {
+        "revoked": (world["revoked"].chain_pem, "forwarded certificate: certificate revoked"),
+        "wrong_ca": (world["wrong_ca"].chain_pem, "forwarded certificate: "),
+        "expired": (world["expired"].chain_pem, "forwarded certificate: "),
+        "proxy": (gw.proxy_identity("other").chain_pem,
+                  "forwarded certificate: a proxy identity, not a sandbox or a user"),
+        "garbage": (b"hello", "forwarded certificate: "),
+        "truncated": (gw.user("admin").chain_pem[:300], "forwarded certificate: "),
+    }
+    for label, (pem, why) in cases.items():
+        code, msg = code_of(lambda: proxy.ListSandboxes(
+            list_req, metadata=forwarding(gw, pem), timeout=10))
+        assert code == S.UNAUTHENTICATED and msg.startswith(why), (label, code, msg)
+    code, msg = code_of(lambda: proxy.ListSandboxes(list_req, metadata=[
+        (HEADER, escape_pem(gw.user("bob").chain_pem)),
+        (HEADER, escape_pem(gw.user("admin").chain_pem))], timeout=10))
+    assert (code, msg) == (S.UNAUTHENTICATED,
+                           "forwarded certificate: the header appears more than once")
+    code, msg = code_of(lambda: proxy.ListSandboxes(list_req, metadata=[(HEADER, "")],
+                                                    timeout=10))
+    assert (code, msg) == (S.UNAUTHENTICATED, "forwarded certificate: empty certificate")
+    # Larger than the request header limit (16 KiB): refused, never admitted.
+    code, msg = code_of(lambda: proxy.ListSandboxes(
+        list_req, metadata=[(HEADER, "A" * 17000)], timeout=10))
+    assert code != S.OK
+
+    after = gw.scrape()
+    delta = {r: gwtest.metric(after, "tessera_forwarded_certificates_total", result=r) -
+             gwtest.metric(before, "tessera_forwarded_certificates_total", result=r)
+             for r in ("accepted", "rejected", "ignored")}
+    assert delta == {"accepted": 4, "rejected": 8, "ignored": 0}, delta
+    rejected = [l for l in gw.audit_lines() if '"event":"forward"' in l and
+                '"decision":"deny"' in l]
+    assert any("certificate revoked" in l and f'"peer":"spiffe://{TD}/proxy/nginx"' in l
+               for l in rejected)
+
+
+def test_forwarded_identity_revoked_mid_stream(world):
+    """A forwarded identity is re-checked every tick, like a connection's:
+    revoking it ends its open stream with UNAUTHENTICATED within ~1 s."""
+    gw = world["gw"]
+    s = gw.create_sandbox()
+    der, key = gwtest.csr_der()
+    r = gw.stub(gw.sandbox_identity(s.sandbox.id)).RenewCertificate(
+        pb.RenewCertificateRequest(csr=der), timeout=10)
+    proxy = gw.stub(gw.proxy_identity("nginx"))
+    go_on = threading.Event()
+
+    def batches():
+        yield pb.PushSandboxLogsRequest(sandbox_id=s.sandbox.id, lines=[
+            pb.LogLine(timestamp_ms=1, stream="stdout", text=b"before")])
+        go_on.wait(10)
+        yield pb.PushSandboxLogsRequest(sandbox_id=s.sandbox.id, lines=[
+            pb.LogLine(timestamp_ms=2, stream="stdout", text=b"after")])
+
+    result = {}
+
+    def run():
+        result["code"] = code_of(lambda: proxy.PushSandboxLogs(
+            batches(), metadata=forwarding(gw, r.certificate_pem.encode()), timeout=20))
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    gw.stub(gw.user("admin")).RevokeCertificate(
+        pb.RevokeCertificateRequest(serial=r.serial, reason="mid-stream"), timeout=10)
+    t.join(5)
+    elapsed = time.time() - t0
+    go_on.set()
+    t.join(10)
+    assert result["code"] == (S.UNAUTHENTICATED, "forwarded credentials no longer valid")
+    assert elapsed < 2.0
+    # The proxy's own connection lives on.
+    assert code_of(lambda: proxy.ListSandboxes(pb.ListSandboxesRequest(), metadata=forwarding(
+        gw, gw.user("bob").chain_pem), timeout=10))[0] == S.OK
+
+
+def test_documented_proxy_cert_script(world, tmp_path):
+    """docs/examples/proxy-cert.sh makes identities the gateway takes for proxies."""
+    gw = world["gw"]
+    for f in ("issuing.pem", "issuing.key"):
+        shutil.copy(os.path.join(gw.pki, f), tmp_path / f)
+    script = os.path.join(ROOT, "docs/examples/proxy-cert.sh")
+    bad = subprocess.run([script, str(tmp_path), "Nginx"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "bad proxy name" in bad.stderr
+    out = subprocess.run([script, str(tmp_path), "nginx", TD, "7"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert os.stat(tmp_path / "proxy-nginx.key").st_mode & 0o777 == 0o600
+    ident = gwtest.Identity((tmp_path / "proxy-nginx.pem").read_bytes(),
+                            (tmp_path / "proxy-nginx.key").read_bytes())
+    stub = gw.stub(ident)
+    # Recognized as the trusted proxy "nginx": nothing by itself, a forwarder for others.
+    code, msg = code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10))
+    assert (code, msg) == (S.PERMISSION_DENIED, "a proxy identity may not call methods itself")
+    assert code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), metadata=forwarding(
+        gw, gw.user("bob").chain_pem), timeout=10))[0] == S.OK
