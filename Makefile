@@ -157,8 +157,8 @@ $(O)/bin/tessera: $(call obj,$(CLI_SRC)) $(LIBS_ALL)
 
 # ---- driver plugins -----------------------------------------------------------
 # Per-driver extra libraries, e.g. DRV_LIBS_docker (libcurl for the Engine API).
-DRV_LIBS_docker = $(shell pkg-config --libs libcurl)
-DRV_CFLAGS_docker = $(shell pkg-config --cflags libcurl)
+DRV_LIBS_docker = $(shell pkg-config --libs libcurl jansson)
+DRV_CFLAGS_docker = $(shell pkg-config --cflags libcurl jansson)
 pic = $(patsubst %.c,$(O)/pic/%.o,$(1))
 
 $(O)/pic/%.o: %.c $(O)/.flags | $(PROTO_H)
