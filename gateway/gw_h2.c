@@ -31,6 +31,14 @@
 
 #define GW_PATH_MAX 255
 
+/* Answers a connection may hold unsent (a peer that does not read them, or a
+ * small receive window) before its further unary calls wait: twice the
+ * largest message plus 1 MiB, as the receive budget. A call waits, it is not
+ * refused, so a client multiplexing many large calls that it does read only
+ * sees them served in turn. The bound per connection is this plus one
+ * answer plus the receive budget. */
+#define GW_TX_BUDGET(s) (2 * (size_t)(s)->cfg.max_message_bytes + (1u << 20))
+
 enum gw_phase {
     GW_PHASE_HEADERS = 0,  /* request headers arriving */
     GW_PHASE_ACTIVE,       /* dispatched: messages are delivered */
@@ -64,12 +72,14 @@ struct gw_stream {
     void *cs_state;
     bool cs_opened;
     bool remote_closed;        /* client sent END_STREAM */
+    bool deferred;             /* complete unary request waiting for GW_TX_BUDGET */
 
     /* the response body: 5-byte prefix + body, then trailers */
     uint8_t prefix[GW_GRPC_PREFIX_LEN];
     uint8_t *body;
     size_t body_len, sent;
     bool body_secret;          /* cleanse before free (provider credentials) */
+    size_t tx_charge;          /* what this answer adds to conn->tx_pending */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -105,6 +115,8 @@ static void stream_free(gw_conn *c, gw_stream *st)
     free(st->unary_msg);
     gw_deframer_refund(&c->rx_budget, st->unary_charge);
     gw_deframer_free(&st->df);
+    TSR_ASSERT(c->tx_pending >= st->tx_charge);
+    c->tx_pending -= st->tx_charge;
     free_body(st->body, st->body_len, st->body_secret);
     if (st->prev != NULL) st->prev->next = st->next;
     else c->streams = st->next;
@@ -193,6 +205,8 @@ static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len, boo
     st->body_len = len;
     st->body_secret = secret;
     st->sent = 0;
+    st->tx_charge = GW_GRPC_PREFIX_LEN + len;
+    c->tx_pending += st->tx_charge;
     nghttp2_nv nva[] = {
         NV(":status", "200"),
         NV("content-type", "application/grpc"),
@@ -346,6 +360,20 @@ static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
     }
 }
 
+/* The unary handler on the one request message, then its answer. */
+static void run_unary(gw_conn *c, gw_stream *st)
+{
+    gw_response r;
+    response_init(&r);
+    static const uint8_t none[1];
+    st->m->unary(&st->ctx, st->unary_msg != NULL ? st->unary_msg : none, st->unary_len, &r);
+    free(st->unary_msg);
+    st->unary_msg = NULL;
+    gw_deframer_refund(&c->rx_budget, st->unary_charge);
+    st->unary_charge = 0;
+    finish_call(c, st, &r);
+}
+
 static void end_of_request(gw_conn *c, gw_stream *st)
 {
     st->remote_closed = true;
@@ -358,23 +386,54 @@ static void end_of_request(gw_conn *c, gw_stream *st)
         respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
         return;
     }
-    gw_response r;
-    response_init(&r);
     if (st->m->unary != NULL) {
         if (st->n_msgs == 0) {
             respond_status(c, st, GW_STATUS_INTERNAL, "missing request message");
             return;
         }
-        static const uint8_t none[1];
-        st->m->unary(&st->ctx, st->unary_msg != NULL ? st->unary_msg : none, st->unary_len, &r);
-        free(st->unary_msg);
-        st->unary_msg = NULL;
-        gw_deframer_refund(&c->rx_budget, st->unary_charge);
-        st->unary_charge = 0;
-    } else {
-        st->m->client_stream->finish(st->cs_state, &st->ctx, &r);
+        /* Too many unsent answers on this connection: the call waits. */
+        if (c->tx_pending >= GW_TX_BUDGET(c->w->s)) {
+            st->deferred = true;
+            return;
+        }
+        run_unary(c, st);
+        return;
     }
+    gw_response r;
+    response_init(&r);
+    st->m->client_stream->finish(st->cs_state, &st->ctx, &r);
     finish_call(c, st, &r);
+}
+
+/* Run waiting unary calls, oldest first, while the connection's unsent
+ * answers are under budget. Called outside nghttp2 callbacks: after input
+ * (a reading peer sends WINDOW_UPDATEs) and at every tick. */
+static void run_deferred(gw_conn *c)
+{
+    gw_server *s = c->w->s;
+    gw_stream *st = c->streams;
+    if (st == NULL || c->kill) return;
+    while (st->next != NULL) st = st->next;    /* streams are pushed at the head */
+    bool checked = false;
+    for (; st != NULL && !c->kill; st = st->prev) {
+        if (!st->deferred || st->phase != GW_PHASE_ACTIVE) continue;
+        if (c->tx_pending >= GW_TX_BUDGET(s)) return;
+        /* It may have waited: the identity is checked again before it runs. */
+        if (!checked && !s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix())) {
+            char who[200], why[260];
+            snprintf(why, sizeof why, "credentials no longer valid (%s)",
+                     gw_conn_principal_text(c, who, sizeof who));
+            set_kill(c, why);
+            return;
+        }
+        checked = true;
+        st->deferred = false;
+        if (deadline_passed(st, tsr_monotonic_ms())) {
+            respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+            continue;
+        }
+        run_unary(c, st);
+    }
 }
 
 /* ---- nghttp2 callbacks -------------------------------------------------- */
@@ -609,6 +668,7 @@ int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len)
         set_kill(c, why);
         return -1;
     }
+    run_deferred(c);
     return 0;
 }
 
@@ -617,6 +677,7 @@ void gw_h2_tick(gw_conn *c, int64_t now_ms)
     for (gw_stream *st = c->streams; st != NULL; st = st->next)
         if (st->phase == GW_PHASE_ACTIVE && deadline_passed(st, now_ms))
             respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+    run_deferred(c);
 }
 
 void gw_h2_goaway(gw_conn *c, const char *why)

@@ -37,6 +37,7 @@ typedef struct gw_conn {
     nghttp2_session *h2;
     gw_stream *streams;            /* live streams (gw_h2.c) */
     size_t rx_budget;              /* bytes of partial request messages still allowed */
+    size_t tx_pending;             /* bytes of answers submitted, not yet sent (gw_h2.c) */
 
     /* TLS plaintext produced by nghttp2, not yet accepted by SSL_write.
      * Bounded: we pull from nghttp2 only while it holds < GW_OUT_HIGH_WATER. */
