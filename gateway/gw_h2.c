@@ -665,6 +665,14 @@ int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len)
     if (rv < 0) {
         char why[160];
         snprintf(why, sizeof why, "HTTP/2 error: %s", nghttp2_strerror((int)rv));
+        /* The peer learns why in our GOAWAY's error code (RFC 9113 §5.4.1). */
+        switch ((int)rv) {
+        case NGHTTP2_ERR_FLOODED:
+        case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS: c->goaway_error = NGHTTP2_ENHANCE_YOUR_CALM; break;
+        case NGHTTP2_ERR_NOMEM:
+        case NGHTTP2_ERR_CALLBACK_FAILURE: c->goaway_error = NGHTTP2_INTERNAL_ERROR; break;
+        default: c->goaway_error = NGHTTP2_PROTOCOL_ERROR; break;
+        }
         set_kill(c, why);
         return -1;
     }
@@ -684,7 +692,7 @@ void gw_h2_goaway(gw_conn *c, const char *why)
 {
     if (c->h2 == NULL) return;
     (void)nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
-                                nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
+                                nghttp2_session_get_last_proc_stream_id(c->h2), c->goaway_error,
                                 (const uint8_t *)why, strlen(why));
 }
 
