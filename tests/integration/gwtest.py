@@ -156,10 +156,12 @@ def csr_der(key=None):
 class Gateway:
     """A PKI from certgen and a running tessera-gateway."""
 
-    def __init__(self, renew_limit=5, extra_config="", data_dir=None, limits=""):
+    def __init__(self, renew_limit=5, extra_config="", data_dir=None, limits="", env=None):
         """data_dir: where the database and keyring live (default <dir>/data);
         limits: extra YAML lines for the limits: section, e.g.
-        "max_concurrent_streams: 10"."""
+        "max_concurrent_streams: 10"; env: extra environment variables of
+        the gateway process."""
+        self.env = env
         self.dir = tempfile.mkdtemp(prefix="tsr-gw-")
         self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.db_path = os.path.join(self.data_dir, "tessera.db")
@@ -204,9 +206,10 @@ limits:
         self.start()
 
     def start(self):
+        env = dict(os.environ, **self.env) if getattr(self, "env", None) else None
         self.proc = subprocess.Popen([os.path.join(BIN, "tessera-gateway"), "--config",
                                       self.config], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on .*:(\d+)", line)
         if not m:
