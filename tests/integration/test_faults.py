@@ -200,6 +200,7 @@ def test_sigkill_during_issuance_loses_no_certificate():
                 assert gw.stub(ids[-1]).GetSandboxConfig(
                     pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10).sandbox_id == sid
             # A sandbox created before the kill renews after the restart.
+            assert chains, "no renewal was returned before the kill"
             sid, ids = chains[0]
             der, _ = gwtest.csr_der()
             r = gw.stub(ids[-1]).RenewCertificate(pb.RenewCertificateRequest(csr=der), timeout=10)
