@@ -574,10 +574,18 @@ def test_tls12_client_renegotiation_refused(gw):
         out = b""
         end = time.monotonic() + 10
         os.set_blocking(p.stdout.fileno(), False)
-        while b"Verify return code" not in out and time.monotonic() < end:
+        def got_settings():
+            # the session summary, then the server's first HTTP/2 frames (its
+            # SETTINGS): renegotiating before they arrive races them
+            at = out.find(b"Extended master secret")
+            end_of_summary = out.find(b"---\n", at) if at >= 0 else -1
+            return end_of_summary >= 0 and len(out) >= end_of_summary + 4 + 9
+        while not got_settings() and time.monotonic() < end:
             select.select([p.stdout], [], [], 0.2)
             out += p.stdout.read() or b""
         assert b"Protocol  : TLSv1.2" in out, out[-2000:]
+        assert got_settings(), out[-2000:]
+        time.sleep(0.2)   # the rest of the server's first flight
         p.stdin.write(b"R\n")
         p.stdin.flush()
         rc = p.wait(10)
