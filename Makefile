@@ -212,3 +212,18 @@ clean:
 	rm -rf build
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+
+# ---- soak: the slow fault and hostile-peer tests ----------------------------
+# `make soak` (also BUILD=asan): tests/integration/test_faults.py and
+# test_hostile.py with TSR_SLOW=1 (more SIGKILL rounds, 50k connections, the
+# zero-window idle timeout). Not part of `make test`.
+.PHONY: soak
+soak: deps
+	@$(MAKE) --no-print-directory all unit-tests $(PY_STUBS)
+	@cd $(CURDIR) && TSR_SLOW=1 TSR_BUILD_DIR=$(CURDIR)/$(O) TSR_BIN=$(CURDIR)/$(O)/bin \
+	    TSR_ROOT=$(CURDIR) PYTHONPATH=$(CURDIR)/$(O)/py \
+	    ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1} \
+	    UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+	    $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/integration/test_faults.py \
+	    tests/integration/test_hostile.py
+# ---- end soak ---------------------------------------------------------------

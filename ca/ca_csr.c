@@ -36,6 +36,7 @@ static int csr_parse(const uint8_t *der, size_t len, X509_REQ **out)
     TSR_ENSURE(len <= CA_CSR_MAX_DER, TSR_E_INPUT, "CSR of %zu bytes exceeds the %d-byte limit",
                len, CA_CSR_MAX_DER);
     int rc = -1;
+    STACK_OF(X509_EXTENSION) *exts = NULL;
     const unsigned char *p = der;
     X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)len);
     if (req == NULL) return TSR_FAIL_OSSL(TSR_E_INPUT, "CSR is not a DER PKCS#10 request");
@@ -43,6 +44,18 @@ static int csr_parse(const uint8_t *der, size_t len, X509_REQ **out)
                    (size_t)(der + len - p));
     TSR_TRY_ENSURE(X509_REQ_get_version(req) == X509_REQ_VERSION_1, TSR_E_INPUT,
                    "unsupported CSR version %ld", X509_REQ_get_version(req));
+    /* Count caps before any signature work: 16 KiB is room for thousands of
+     * empty extensions, attributes or name entries. */
+    int n_attrs = X509_REQ_get_attr_count(req);
+    TSR_TRY_ENSURE(n_attrs <= CA_CSR_MAX_ATTRIBUTES, TSR_E_INPUT,
+                   "CSR carries %d attributes (at most %d)", n_attrs, CA_CSR_MAX_ATTRIBUTES);
+    int n_names = X509_NAME_entry_count(X509_REQ_get_subject_name(req));
+    TSR_TRY_ENSURE(n_names <= CA_CSR_MAX_SUBJECT_ENTRIES, TSR_E_INPUT,
+                   "CSR subject has %d entries (at most %d)", n_names, CA_CSR_MAX_SUBJECT_ENTRIES);
+    exts = X509_REQ_get_extensions(req);
+    int n_exts = exts != NULL ? sk_X509_EXTENSION_num(exts) : 0;
+    TSR_TRY_ENSURE(n_exts <= CA_CSR_MAX_EXTENSIONS, TSR_E_INPUT,
+                   "CSR requests %d extensions (at most %d)", n_exts, CA_CSR_MAX_EXTENSIONS);
     EVP_PKEY *key = X509_REQ_get0_pubkey(req);
     TSR_TRY_ENSURE(key != NULL, TSR_E_INPUT, "the CSR's public key does not parse");
     /* Key first: refusing an unaccepted key is cheaper than verifying with it. */
@@ -54,6 +67,7 @@ static int csr_parse(const uint8_t *der, size_t len, X509_REQ **out)
     rc = 0;
 out:
     ERR_clear_error();
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     X509_REQ_free(req);
     return rc;
 }

@@ -68,6 +68,11 @@ typedef struct ca_leaf_request {
 TSR_WUR int ca_issue_leaf(const ca_issuer *issuer, const ca_leaf_request *req, X509 **out);
 
 #define CA_CSR_MAX_DER 16384
+/* Count caps on what a CSR may carry (none of it is ever copied into the
+ * certificate; a real CSR has a handful): more is TSR_E_INPUT. */
+#define CA_CSR_MAX_EXTENSIONS 32
+#define CA_CSR_MAX_ATTRIBUTES 8
+#define CA_CSR_MAX_SUBJECT_ENTRIES 32
 
 /* Parse a DER CSR (bounded, consumed exactly), verify its self-signature
  * (proof of possession) and accept only allowed keys. Returns the public key. */

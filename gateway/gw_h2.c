@@ -41,6 +41,14 @@
 
 #define GW_PATH_MAX 255
 
+/* Answers a connection may hold unsent (a peer that does not read them, or a
+ * small receive window) before its further unary calls wait: twice the
+ * largest message plus 1 MiB, as the receive budget. A call waits, it is not
+ * refused, so a client multiplexing many large calls that it does read only
+ * sees them served in turn. The bound per connection is this plus one
+ * answer plus the receive budget. */
+#define GW_TX_BUDGET(s) (2 * (size_t)(s)->cfg.max_message_bytes + (1u << 20))
+
 enum gw_phase {
     GW_PHASE_HEADERS = 0,  /* request headers arriving */
     GW_PHASE_ACTIVE,       /* dispatched: messages are delivered */
@@ -83,12 +91,14 @@ struct gw_stream {
     int64_t handler_ns;        /* time inside the method's callbacks */
     bool handler_ran;
     bool call_recorded;
+    bool deferred;             /* complete unary request waiting for GW_TX_BUDGET */
 
     /* the response body: 5-byte prefix + body, then trailers */
     uint8_t prefix[GW_GRPC_PREFIX_LEN];
     uint8_t *body;
     size_t body_len, sent;
     bool body_secret;          /* cleanse before free (provider credentials) */
+    size_t tx_charge;          /* what this answer adds to conn->tx_pending */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -156,6 +166,8 @@ static void stream_free(gw_conn *c, gw_stream *st)
     free(st->unary_msg);
     gw_deframer_refund(&c->rx_budget, st->unary_charge);
     gw_deframer_free(&st->df);
+    TSR_ASSERT(c->tx_pending >= st->tx_charge);
+    c->tx_pending -= st->tx_charge;
     free_body(st->body, st->body_len, st->body_secret);
     if (st->prev != NULL) st->prev->next = st->next;
     else c->streams = st->next;
@@ -246,6 +258,8 @@ static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len, boo
     st->body_len = len;
     st->body_secret = secret;
     st->sent = 0;
+    st->tx_charge = GW_GRPC_PREFIX_LEN + len;
+    c->tx_pending += st->tx_charge;
     nghttp2_nv nva[] = {
         NV(":status", "200"),
         NV("content-type", "application/grpc"),
@@ -437,6 +451,22 @@ static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
     }
 }
 
+/* The unary handler on the one request message, then its answer. */
+static void run_unary(gw_conn *c, gw_stream *st)
+{
+    gw_response r;
+    response_init(&r);
+    static const uint8_t none[1];
+    int64_t t0 = mono_ns();
+    st->m->unary(&st->ctx, st->unary_msg != NULL ? st->unary_msg : none, st->unary_len, &r);
+    handler_time(st, t0);
+    free(st->unary_msg);
+    st->unary_msg = NULL;
+    gw_deframer_refund(&c->rx_budget, st->unary_charge);
+    st->unary_charge = 0;
+    finish_call(c, st, &r);
+}
+
 static void end_of_request(gw_conn *c, gw_stream *st)
 {
     st->remote_closed = true;
@@ -449,27 +479,56 @@ static void end_of_request(gw_conn *c, gw_stream *st)
         respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
         return;
     }
-    gw_response r;
-    response_init(&r);
     if (st->m->unary != NULL) {
         if (st->n_msgs == 0) {
             respond_status(c, st, GW_STATUS_INTERNAL, "missing request message");
             return;
         }
-        static const uint8_t none[1];
-        int64_t t0 = mono_ns();
-        st->m->unary(&st->ctx, st->unary_msg != NULL ? st->unary_msg : none, st->unary_len, &r);
-        handler_time(st, t0);
-        free(st->unary_msg);
-        st->unary_msg = NULL;
-        gw_deframer_refund(&c->rx_budget, st->unary_charge);
-        st->unary_charge = 0;
-    } else {
-        int64_t t0 = mono_ns();
-        st->m->client_stream->finish(st->cs_state, &st->ctx, &r);
-        handler_time(st, t0);
+        /* Too many unsent answers on this connection: the call waits. */
+        if (c->tx_pending >= GW_TX_BUDGET(c->w->s)) {
+            st->deferred = true;
+            return;
+        }
+        run_unary(c, st);
+        return;
     }
+    gw_response r;
+    response_init(&r);
+    int64_t t0 = mono_ns();
+    st->m->client_stream->finish(st->cs_state, &st->ctx, &r);
+    handler_time(st, t0);
     finish_call(c, st, &r);
+}
+
+/* Run waiting unary calls, oldest first, while the connection's unsent
+ * answers are under budget. Called outside nghttp2 callbacks: after input
+ * (a reading peer sends WINDOW_UPDATEs) and at every tick. */
+static void run_deferred(gw_conn *c)
+{
+    gw_server *s = c->w->s;
+    gw_stream *st = c->streams;
+    if (st == NULL || c->kill) return;
+    while (st->next != NULL) st = st->next;    /* streams are pushed at the head */
+    bool checked = false;
+    for (; st != NULL && !c->kill; st = st->prev) {
+        if (!st->deferred || st->phase != GW_PHASE_ACTIVE) continue;
+        if (c->tx_pending >= GW_TX_BUDGET(s)) return;
+        /* It may have waited: the identity is checked again before it runs. */
+        if (!checked && !s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix())) {
+            char who[200], why[260];
+            snprintf(why, sizeof why, "credentials no longer valid (%s)",
+                     gw_conn_principal_text(c, who, sizeof who));
+            set_kill(c, why);
+            return;
+        }
+        checked = true;
+        st->deferred = false;
+        if (deadline_passed(st, tsr_monotonic_ms())) {
+            respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+            continue;
+        }
+        run_unary(c, st);
+    }
 }
 
 /* ---- nghttp2 callbacks -------------------------------------------------- */
@@ -710,9 +769,18 @@ int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len)
     if (rv < 0) {
         char why[160];
         snprintf(why, sizeof why, "HTTP/2 error: %s", nghttp2_strerror((int)rv));
+        /* The peer learns why in our GOAWAY's error code (RFC 9113 §5.4.1). */
+        switch ((int)rv) {
+        case NGHTTP2_ERR_FLOODED:
+        case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS: c->goaway_error = NGHTTP2_ENHANCE_YOUR_CALM; break;
+        case NGHTTP2_ERR_NOMEM:
+        case NGHTTP2_ERR_CALLBACK_FAILURE: c->goaway_error = NGHTTP2_INTERNAL_ERROR; break;
+        default: c->goaway_error = NGHTTP2_PROTOCOL_ERROR; break;
+        }
         set_kill(c, why);
         return -1;
     }
+    run_deferred(c);
     return 0;
 }
 
@@ -728,13 +796,14 @@ void gw_h2_tick(gw_conn *c, int64_t now_ms, int64_t now_unix)
             respond_status(c, st, GW_STATUS_UNAUTHENTICATED,
                            "forwarded credentials no longer valid");
     }
+    run_deferred(c);
 }
 
 void gw_h2_goaway(gw_conn *c, const char *why)
 {
     if (c->h2 == NULL) return;
     (void)nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
-                                nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
+                                nghttp2_session_get_last_proc_stream_id(c->h2), c->goaway_error,
                                 (const uint8_t *)why, strlen(why));
 }
 

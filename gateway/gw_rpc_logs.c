@@ -1,4 +1,5 @@
 /* Logs: PushSandboxLogs (client stream from a supervisor) and GetSandboxLogs. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,86 @@ static void push_close(void *state)
 
 static const gw_client_stream_ops push_ops = {push_open, push_message, push_finish, push_close};
 
+/* Bytes of one LogLine inside a GetSandboxLogsResponse: field tag, length
+ * prefix, the message. */
+static size_t line_wire_size(const Tessera__V1__LogLine *l)
+{
+    size_t n = protobuf_c_message_get_packed_size(&l->base);
+    size_t prefix = 1;
+    for (size_t v = n; v >= 0x80; v >>= 7) prefix++;
+    return 1 + prefix + n;
+}
+
+static void log_line_view(gw_log_line *row, Tessera__V1__LogLine *out)
+{
+    tessera__v1__log_line__init(out);
+    out->seq = row->seq;
+    out->timestamp_ms = row->timestamp_ms;
+    out->stream = row->stream;
+    out->text.data = (uint8_t *)row->text;
+    out->text.len = strlen(row->text);
+}
+
+/* The answer never exceeds max_message_bytes (a stock gRPC client refuses
+ * larger messages, and the transport holds every unsent answer in memory):
+ * lines are read in chunks of about that size and the answer stops before
+ * the first line that would not fit. It always holds at least one line when
+ * there is one, so a caller paging with since = last seq makes progress.
+ * Fewer lines than `limit` therefore does not mean there are no more. */
+static int read_logs_bounded(const gw_call_ctx *ctx, const char *sandbox_id, int64_t since,
+                             int limit, gw_log_line **out, size_t *n_out)
+{
+    const gw_config *cfg = gw_app_of(ctx)->cfg;
+    gw_store *store = gw_worker_of(ctx)->store;
+    size_t budget = cfg->max_message_bytes > 64 ? cfg->max_message_bytes - 64 : 1;
+    size_t per_fetch = cfg->max_message_bytes / ((size_t)cfg->log_line_bytes + 64);
+    if (per_fetch < 1) per_fetch = 1;
+    if (per_fetch > LOGS_MAX_LIMIT) per_fetch = LOGS_MAX_LIMIT;
+    gw_log_line *rows = NULL;
+    size_t n = 0, total = 0;
+    int64_t after = since;
+    bool full = false;
+    *out = NULL;
+    *n_out = 0;
+    while (n < (size_t)limit && !full) {
+        size_t want = (size_t)limit - n < per_fetch ? (size_t)limit - n : per_fetch;
+        gw_log_line *chunk = NULL;
+        size_t got = 0, i = 0;
+        if (gw_store_logs_get(store, sandbox_id, after, (int)want, &chunk, &got) != 0) {
+            gw_store_free_logs(rows, n);
+            return -1;
+        }
+        gw_log_line *grown = got > 0 ? realloc(rows, (n + got) * sizeof *rows) : rows;
+        if (got > 0 && grown == NULL) {
+            gw_store_free_logs(chunk, got);
+            gw_store_free_logs(rows, n);
+            return TSR_FAIL(TSR_E_LIMIT, "out of memory");
+        }
+        rows = grown;
+        for (; i < got; i++) {
+            Tessera__V1__LogLine view;
+            log_line_view(&chunk[i], &view);
+            size_t size = line_wire_size(&view);
+            if (n > 0 && total + size > budget) {
+                full = true;
+                break;
+            }
+            rows[n++] = chunk[i];          /* moves stream and text */
+            total += size;
+            after = chunk[i].seq;
+        }
+        for (size_t j = i; j < got; j++) {
+            free(chunk[j].stream);
+            free(chunk[j].text);
+        }
+        free(chunk);
+        if (got < want) break;             /* no more lines */
+    }
+    *out = rows;
+    *n_out = n;
+    return 0;
+}
+
 static void get_sandbox_logs(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                              gw_response *resp)
 {
@@ -171,7 +252,7 @@ static void get_sandbox_logs(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
                          "limit must be 0..%d and since not negative", LOGS_MAX_LIMIT);
         goto out;
     }
-    if (gw_store_logs_get(gw_worker_of(ctx)->store, sb.id, req->since, limit, &rows, &n) != 0) {
+    if (read_logs_bounded(ctx, sb.id, req->since, limit, &rows, &n) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
@@ -182,12 +263,7 @@ static void get_sandbox_logs(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        tessera__v1__log_line__init(&items[i]);
-        items[i].seq = rows[i].seq;
-        items[i].timestamp_ms = rows[i].timestamp_ms;
-        items[i].stream = rows[i].stream;
-        items[i].text.data = (uint8_t *)rows[i].text;
-        items[i].text.len = strlen(rows[i].text);
+        log_line_view(&rows[i], &items[i]);
         ptrs[i] = &items[i];
     }
     Tessera__V1__GetSandboxLogsResponse out_msg;

@@ -570,11 +570,13 @@ static void worker_tick(gw_loop *w)
             continue;
         }
         /* Idle as grpc's max_connection_idle: no I/O and no call in flight;
-         * or no I/O at all while our output is blocked (a peer that stopped
-         * reading keeps nothing of ours forever). */
+         * or no I/O at all while our output is blocked, by TCP or by the
+         * peer's HTTP/2 window (a peer that stopped reading keeps nothing of
+         * ours forever). */
+        bool stalled = c->write_blocked || c->tx_pending > 0;
         if (s->cfg.idle_timeout_ms > 0 && now - c->last_io_ms >= s->cfg.idle_timeout_ms &&
-            (gw_h2_idle(c) || c->write_blocked)) {
-            conn_kill(c, c->write_blocked ? "write stalled (peer not reading)" : "idle timeout");
+            (gw_h2_idle(c) || stalled)) {
+            conn_kill(c, stalled ? "write stalled (peer not reading)" : "idle timeout");
             continue;
         }
         gw_h2_tick(c, now, now_unix);

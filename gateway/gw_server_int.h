@@ -37,6 +37,8 @@ typedef struct gw_conn {
     nghttp2_session *h2;
     gw_stream *streams;            /* live streams (gw_h2.c) */
     size_t rx_budget;              /* bytes of partial request messages still allowed */
+    size_t tx_pending;             /* bytes of answers submitted, not yet sent (gw_h2.c) */
+    uint32_t goaway_error;         /* HTTP/2 error code of our GOAWAY (0 = NO_ERROR) */
 
     /* TLS plaintext produced by nghttp2, not yet accepted by SSL_write.
      * Bounded: we pull from nghttp2 only while it holds < GW_OUT_HIGH_WATER. */
@@ -97,9 +99,9 @@ void gw_h2_teardown(gw_server *s);
 TSR_WUR int gw_h2_session_new(gw_conn *c);       /* server session + our SETTINGS */
 /* Feed decrypted bytes. -1: fatal HTTP/2 error (c->kill_reason says why). */
 TSR_WUR int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len);
-/* Stream deadlines, and still_valid for forwarded principals. */
+/* Stream deadlines, still_valid for forwarded principals, deferred calls. */
 void gw_h2_tick(gw_conn *c, int64_t now_ms, int64_t now_unix);
-void gw_h2_goaway(gw_conn *c, const char *why);  /* GOAWAY(NO_ERROR, last stream) */
+void gw_h2_goaway(gw_conn *c, const char *why);  /* GOAWAY(c->goaway_error, last stream) */
 bool gw_h2_done(gw_conn *c);                      /* nghttp2 wants neither read nor write */
 bool gw_h2_idle(const gw_conn *c);                /* no live stream */
 void gw_h2_free(gw_conn *c);                      /* streams (close()), session */

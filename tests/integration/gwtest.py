@@ -163,13 +163,20 @@ class Gateway:
     """A PKI from certgen and a running tessera-gateway. metrics=True adds a
     metrics listener on an ephemeral loopback port (self.metrics_port)."""
 
-    def __init__(self, renew_limit=5, extra_config="", metrics=False, args=()):
+    def __init__(self, renew_limit=5, extra_config="", metrics=False, args=(), data_dir=None,
+                 limits="", env=None):
+        """args: extra tessera-gateway arguments; data_dir: where the database
+        and keyring live (default <dir>/data); limits: extra YAML lines for the
+        limits: section, e.g. "max_concurrent_streams: 10"; env: extra
+        environment variables of the gateway process."""
         self.args = list(args)
         self.metrics = metrics
         if metrics:
             extra_config += '\nmetrics:\n  listen: "127.0.0.1:0"\n'
-
+        self.env = env
         self.dir = tempfile.mkdtemp(prefix="tsr-gw-")
+        self.data_dir = data_dir or os.path.join(self.dir, "data")
+        self.db_path = os.path.join(self.data_dir, "tessera.db")
         self.pki = os.path.join(self.dir, "pki")
         users = ["admin", "alice", "bob", "mallory"]
         args = [os.path.join(BIN, "certgen"), "init", "--trust-domain", TD, "--out", self.pki]
@@ -187,7 +194,7 @@ class Gateway:
             f.write(f"""trust_domain: {TD}
 listen: 127.0.0.1:0
 workers: 2
-data_dir: {self.dir}/data
+data_dir: {self.data_dir}
 pki:
   bundle: {self.pki}/bundle.pem
   issuing_cert: {self.pki}/issuing.pem
@@ -202,7 +209,7 @@ certificates:
   renew_window: 1h
 limits:
   max_message_bytes: 1048576
-users:
+{"".join("  " + l.strip() + chr(10) for l in limits.splitlines() if l.strip())}users:
   admin: admin
   alice: operator
   bob: viewer
@@ -211,9 +218,10 @@ users:
         self.start()
 
     def start(self):
+        env = dict(os.environ, **self.env) if getattr(self, "env", None) else None
         self.proc = subprocess.Popen([os.path.join(BIN, "tessera-gateway"), "--config",
                                       self.config] + self.args, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on .*:(\d+)", line)
         if not m:
@@ -254,6 +262,53 @@ users:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+    # ---- process inspection (faults and hostile-peer tests) -----------------
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        """SIGKILL: no cleanup of any kind, as a crash or an OOM kill."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def rss_kib(self):
+        """Resident set size of the gateway (VmRSS), in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def fd_count(self):
+        """Open descriptors of the gateway."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def assert_serving(self, ident=None, timeout=10):
+        """The gateway is up: an anonymous health check and (if `ident` is
+        given) an authenticated GetTrustBundle on fresh connections both
+        succeed."""
+        assert self.alive(), "gateway died:\n" + self.sanitizer_report()
+        opts = [("grpc.ssl_target_name_override", "localhost"),
+                ("grpc.use_local_subchannel_pool", 1)]
+        for who in (None, ident) if ident is not None else (None,):
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=self.bundle,
+                private_key=who.key_pem if who else None,
+                certificate_chain=who.chain_pem if who else None)
+            with grpc.secure_channel(f"localhost:{self.port}", creds, options=opts) as ch:
+                if who is None:
+                    r = HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+                    assert r.status == health_pb2.HealthCheckResponse.SERVING
+                else:
+                    r = pb_grpc.GatewayStub(ch).GetTrustBundle(pb.GetTrustBundleRequest(),
+                                                               timeout=timeout)
+                    assert r.trust_domain == TD
 
     def user(self, name):
         chain = open(os.path.join(self.pki, "users", name + ".pem"), "rb").read()
@@ -375,3 +430,10 @@ def code_of(fn):
         return grpc.StatusCode.OK, ""
     except grpc.RpcError as e:
         return e.code(), e.details()
+
+
+def serial_hex(cert):
+    """A certificate's serial as the gateway writes it (ca_cert_serial_hex):
+    lowercase hex of the whole bytes, no leading zero byte."""
+    n = cert.serial_number
+    return n.to_bytes((n.bit_length() + 7) // 8, "big").hex()
