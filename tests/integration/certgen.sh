@@ -164,7 +164,9 @@ openssl x509 -in root.pem -outform DER -out "$TMP/root.der"
 expect_rc 0 "$CERTGEN" inspect "$TMP/root.der"
 out_has "$(openssl x509 -in root.pem -noout -fingerprint -sha256 | cut -d= -f2 | tr 'A-F' 'a-f')"
 expect_rc 1 "$CERTGEN" inspect root.key; out_has "holds a private key"
-head -c 2000 /dev/urandom | base64 >"$TMP/garbage"
+# Text that is neither PEM nor DER: it must not start with 0x30 ('0'), the
+# first byte of a DER SEQUENCE, or inspect rightly tries the DER path.
+{ printf 'garbage:'; head -c 2000 /dev/urandom | base64; } >"$TMP/garbage"
 expect_rc 1 "$CERTGEN" inspect "$TMP/garbage"; out_has "not a certificate file"
 { cat root.pem; echo "trailing junk"; } >"$TMP/trailing.pem"
 expect_rc 1 "$CERTGEN" inspect "$TMP/trailing.pem"; out_has "expected a CERTIFICATE block"
