@@ -26,6 +26,8 @@ struct sup_control {
     cl_conn *conn;
     uint64_t conn_gen;
     bool fatal;
+    int64_t unreachable_since;   /* Unix seconds of the first failure of an outage; 0 = reachable */
+    bool poll_failing;           /* log a poll failure once per outage */
 };
 
 void sup_format_time(int64_t t, char *out, size_t cap)
@@ -105,10 +107,23 @@ static int ensure_conn(sup_control *c, cl_status *st)
     uint64_t gen = cl_tls_generation(c->cfg.tls);
     if (c->conn != NULL && (!cl_conn_alive(c->conn) || gen != c->conn_gen)) drop_conn(c);
     if (c->conn != NULL) return 0;
-    if (sup_gateway_connect(&c->cfg.addr, c->cfg.tls, SUP_CONNECT_TIMEOUT_MS, &c->conn, st) != 0)
+    if (sup_gateway_connect(&c->cfg.addr, c->cfg.tls, SUP_CONNECT_TIMEOUT_MS, &c->conn, st) != 0) {
+        if (c->unreachable_since == 0) c->unreachable_since = tsr_now_unix();
         return -1;
+    }
     c->conn_gen = gen;
     return 0;
+}
+
+/* A call the gateway answered: whatever it said, it is reachable. */
+static void reachable(sup_control *c)
+{
+    c->unreachable_since = 0;
+}
+
+static void unreachable_now(sup_control *c)
+{
+    if (c->unreachable_since == 0) c->unreachable_since = tsr_now_unix();
 }
 
 static int64_t expiry(const sup_control *c)
@@ -148,7 +163,6 @@ static int install(sup_control *c, sup_identity *next)
 static void rotate(sup_control *c)
 {
     unsigned attempt = 0;
-    int64_t unreachable_since = 0;
     cl_status st;
     for (;;) {
         if (stopping(c)) return;
@@ -156,7 +170,8 @@ static void rotate(sup_control *c)
         if (now >= expiry(c)) {
             char at[40], since[40];
             sup_format_time(expiry(c), at, sizeof at);
-            sup_format_time(unreachable_since ? unreachable_since : now, since, sizeof since);
+            sup_format_time(c->unreachable_since ? c->unreachable_since : now, since,
+                            sizeof since);
             fatal(c, SUP_EXIT_EXPIRED, "certificate expired at %s; gateway unreachable since %s",
                   at, since);
             return;
@@ -169,6 +184,9 @@ static void rotate(sup_control *c)
             rc = sup_rotate_renew(c->conn, c->id, c->cfg.trust_domain, SUP_CALL_TIMEOUT_MS, &next,
                                   &st);
         }
+        if (from_server && (rc == 0 || (st.code != GW_STATUS_UNAVAILABLE &&
+                                        st.code != GW_STATUS_DEADLINE_EXCEEDED)))
+            reachable(c);
         if (rc == 0) {
             rc = install(c, next);
             if (rc == 0) {
@@ -187,7 +205,7 @@ static void rotate(sup_control *c)
         }
         if (st.code == GW_STATUS_UNAVAILABLE || st.code == GW_STATUS_DEADLINE_EXCEEDED ||
             !from_server) {
-            if (unreachable_since == 0) unreachable_since = now;
+            unreachable_now(c);
             drop_conn(c);
         }
         int64_t d = sup_backoff_ms(attempt, sup_rand_unit());
@@ -205,23 +223,30 @@ static void rotate(sup_control *c)
 static void poll_config(sup_control *c)
 {
     cl_status st;
-    if (ensure_conn(c, &st) != 0) {
-        sup_log("config poll: cannot reach the gateway: %s: %s", cl_status_name(st.code),
-                st.message);
-        return;
-    }
     sup_config cfg;
     const char *sid = c->id->peer.identity.name;
-    if (sup_get_config(c->conn, sid, &cfg, &st) != 0) {
-        if (sup_status_is_fatal(st.code)) {
+    bool connected = ensure_conn(c, &st) == 0;
+    if (!connected || sup_get_config(c->conn, sid, &cfg, &st) != 0) {
+        if (connected && sup_status_is_fatal(st.code)) {
             fatal(c, SUP_EXIT_REVOKED, "gateway refused our identity on GetSandboxConfig: %s: %s",
                   cl_status_name(st.code), st.message);
             return;
         }
-        sup_log("config poll: %s: %s", cl_status_name(st.code), st.message);
-        if (st.code == GW_STATUS_UNAVAILABLE) drop_conn(c);
+        if (!connected || st.code == GW_STATUS_UNAVAILABLE ||
+            st.code == GW_STATUS_DEADLINE_EXCEEDED) {
+            unreachable_now(c);
+            drop_conn(c);
+        }
+        /* Once per outage; the next success says it is over. */
+        if (!c->poll_failing)
+            sup_log("config poll: %s: %s (retrying every %llds)", cl_status_name(st.code),
+                    st.message, (long long)c->cfg.poll_s);
+        c->poll_failing = true;
         return;
     }
+    reachable(c);
+    if (c->poll_failing) sup_log("config poll: the gateway answers again");
+    c->poll_failing = false;
     if (cfg.policy_version != c->cfg.policy_version) {
         bool applied = false;
         char why[300];

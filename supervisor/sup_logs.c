@@ -368,6 +368,8 @@ struct sup_sender {
     sup_log_batch unacked[SUP_WINDOW_MAX_BATCHES];
     size_t n_unacked, n_sent;
     unsigned attempt;
+    unsigned refusals;       /* consecutive content refusals of the window */
+    int64_t carry_dropped;   /* dropped lines to report with the next batch */
     bool fatal;
 };
 
@@ -409,6 +411,27 @@ static void sender_failed(sup_sender *s, const cl_status *st, bool from_server)
         s->fatal = true;
         if (s->cfg.on_fatal) s->cfg.on_fatal(s->cfg.arg, st);
         return;
+    }
+    /* The gateway refusing the content itself (e.g. lines longer than its
+     * log_line_bytes): after SUP_MAX_REFUSALS tries, give up the oldest batch
+     * and count its lines as dropped, rather than block the stream forever. */
+    if (from_server && s->n_unacked > 0 &&
+        (st->code == GW_STATUS_INVALID_ARGUMENT || st->code == GW_STATUS_RESOURCE_EXHAUSTED ||
+         st->code == GW_STATUS_FAILED_PRECONDITION || st->code == GW_STATUS_OUT_OF_RANGE) &&
+        ++s->refusals >= SUP_MAX_REFUSALS) {
+        sup_log_batch *b = &s->unacked[0];
+        int64_t gone = (int64_t)b->n + b->dropped;
+        sup_log("log stream: the gateway refused a batch of %zu lines %u times (%s); dropping it",
+                b->n, s->refusals, st->message);
+        sup_log_batch_clear(b);
+        memmove(s->unacked, s->unacked + 1, (s->n_unacked - 1) * sizeof s->unacked[0]);
+        s->n_unacked--;
+        memset(&s->unacked[s->n_unacked], 0, sizeof s->unacked[0]);
+        if (s->n_unacked > 0)
+            s->unacked[0].dropped += gone;
+        else
+            s->carry_dropped += gone;
+        s->refusals = 0;
     }
     int64_t d = sup_backoff_ms(s->attempt, sup_rand_unit());
     if (s->attempt < 16) s->attempt++;
@@ -515,6 +538,7 @@ static int finish_stream(sup_sender *s, cl_status *st)
     s->n_unacked = keep;
     s->n_sent = 0;
     s->attempt = 0;
+    s->refusals = 0;
     return 0;
 }
 
@@ -541,6 +565,7 @@ static void *sender_main(void *arg)
             }
             s->n_sent++;
             s->last_send_ms = tsr_monotonic_ms();
+            s->attempt = 0;
             continue;
         }
         /* 2. Close the window: its acknowledgement frees the batches. */
@@ -567,8 +592,11 @@ static void *sender_main(void *arg)
         if (stopping) wait = 0;
         sup_log_batch b;
         if (sup_logq_take(s->cfg.q, &b, SUP_BATCH_MAX_LINES, SUP_BATCH_MAX_BYTES, wait,
-                          stopping ? 0 : SUP_BATCH_MAX_DELAY_MS) > 0)
+                          stopping ? 0 : SUP_BATCH_MAX_DELAY_MS) > 0) {
+            b.dropped += s->carry_dropped;
+            s->carry_dropped = 0;
             s->unacked[s->n_unacked++] = b;
+        }
     }
     /* Whatever is left could not be delivered. */
     if (s->stream != NULL && !s->fatal && s->n_sent == s->n_unacked && s->n_unacked > 0) {

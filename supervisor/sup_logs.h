@@ -22,8 +22,10 @@
  * and are sent again on a new connection when the stream fails. Delivery is
  * at least once: a failure after the gateway stored a batch but before the
  * acknowledgement can duplicate up to one window; a line is lost only when
- * the queue overflows (counted in dropped_lines) or when the gateway stays
- * unreachable past the shutdown flush deadline (logged with the count). */
+ * the queue overflows (counted in dropped_lines), when the gateway refuses
+ * the same batch's content SUP_MAX_REFUSALS times in a row (counted too), or
+ * when the gateway stays unreachable past the shutdown flush deadline
+ * (logged with the count). */
 #ifndef SUP_LOGS_H
 #define SUP_LOGS_H
 
@@ -45,6 +47,7 @@
 #define SUP_STREAM_MAX_AGE_MS 5000
 #define SUP_STREAM_IDLE_MS 1000
 #define SUP_WINDOW_MAX_BATCHES 8
+#define SUP_MAX_REFUSALS 3                /* content refusals before a batch is given up */
 
 enum sup_stream { SUP_STREAM_STDOUT = 0, SUP_STREAM_STDERR, SUP_STREAM_SUPERVISOR };
 const char *sup_stream_name(enum sup_stream s); /* "stdout", "stderr", "supervisor" */

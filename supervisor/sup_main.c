@@ -546,18 +546,28 @@ int main(int argc, char **argv)
 
     if (o.command != NULL && workload_ids(&o, &drop) != 0) return SUP_EXIT_USAGE;
 
+    /* Our own lines are queued from the start and reach the gateway once the
+     * sender runs. */
+    if (sup_logq_new(SUP_LOGQ_DEFAULT_LINES, SUP_LOGQ_DEFAULT_BYTES, &q) != 0) {
+        sup_log("log queue: %s", tsr_errmsg());
+        return SUP_EXIT_INTERNAL;
+    }
+    sup_log_attach(q);
+
     /* Identity: the directory, an interrupted rotation, the files, the leaf. */
     char note[200];
     if (sup_identity_check_dir(o.identity_dir) != 0 ||
         sup_identity_recover(o.identity_dir, note, sizeof note) != 0) {
         sup_log("refusing to start: %s", tsr_errmsg());
-        return SUP_EXIT_USAGE;
+        rc = SUP_EXIT_USAGE;
+        goto out;
     }
     if (note[0] != '\0') sup_log("identity directory: %s", note);
     enum ca_verify_reason reason = CA_VERIFY_OK;
     if (sup_identity_load(o.identity_dir, o.trust_domain, 0, &reason, &id) != 0) {
         sup_log("refusing to start: %s", tsr_errmsg());
-        return reason == CA_VERIFY_EXPIRED ? SUP_EXIT_EXPIRED : SUP_EXIT_USAGE;
+        rc = reason == CA_VERIFY_EXPIRED ? SUP_EXIT_EXPIRED : SUP_EXIT_USAGE;
+        goto out;
     }
     char sandbox_id[CA_NAME_MAX + 1]; /* a lowercase UUID: verified as a sandbox ID */
     snprintf(sandbox_id, sizeof sandbox_id, "%s", id->peer.identity.name);
@@ -605,11 +615,6 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    /* Logs: from here on, our own lines go to the gateway as well. */
-    if (sup_logq_new(SUP_LOGQ_DEFAULT_LINES, SUP_LOGQ_DEFAULT_BYTES, &q) != 0) {
-        sup_log("log queue: %s", tsr_errmsg());
-        goto out;
-    }
     sup_sender_config scfg = {
         .q = q,
         .addr = addr,
@@ -622,7 +627,6 @@ int main(int argc, char **argv)
         sup_log("log sender: %s", tsr_errmsg());
         goto out;
     }
-    sup_log_attach(q);
 
     if (o.command != NULL) {
         int wr = start_workload(&o, drop, &su.env, q, &w);
@@ -675,8 +679,11 @@ out:
     }
     sup_reader_stop(w.reader, DRAIN_GRACE_MS);
     if (sender != NULL) {
-        /* After the gateway refused us there is nobody to flush to. */
-        int64_t lost = sup_sender_stop(sender, rc == SUP_EXIT_REVOKED ? 0 : FLUSH_MS);
+        /* After the gateway refused us, or with an expired certificate, there
+         * is nobody to flush to. */
+        bool hopeless = atomic_load(&fatal_code) == SUP_EXIT_REVOKED ||
+                        atomic_load(&fatal_code) == SUP_EXIT_EXPIRED;
+        int64_t lost = sup_sender_stop(sender, hopeless ? 0 : FLUSH_MS);
         sup_log_attach(NULL);
         if (lost > 0) sup_log("%lld log line(s) could not be delivered", (long long)lost);
     }
