@@ -432,6 +432,9 @@ static void reap(workload *w)
         if (w->running && p == w->pid) {
             w->running = false;
             w->status = status;
+            /* Like a container whose first process ended: what it left
+             * running in its process group goes with it. */
+            (void)kill(-w->pid, SIGKILL);
         }
     }
 }
@@ -488,6 +491,8 @@ static int main_loop(int sfd, workload *w, bool have_workload, sup_control *cont
                 } else if (sig == SIGTERM || sig == SIGINT) {
                     sup_log("stopping on %s", strsignal(sig));
                     return 0;
+                } else {
+                    sup_log("%s ignored (no workload)", strsignal(sig));
                 }
             }
         }

@@ -114,6 +114,14 @@ def wait_for(fn, timeout=20, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def gone(pid):
+    """No such process, or only a zombie waiting for whoever inherited it."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def cert_serial(path):
     data = open(path, "rb").read()
     leaf = x509.load_pem_x509_certificate(data.split(b"-----END CERTIFICATE-----")[0] +
@@ -169,6 +177,14 @@ def test_exit_codes_and_signal_forwarding(gw):
     d, _ = write_identity(gw, sid)
     rc, err = run_to_exit(gw, d, ["sh", "-c", "kill -KILL $$"])
     assert rc == 128 + 9, err
+    # What the workload leaves running in its process group ends with it.
+    t0 = time.time()
+    rc, err = run_to_exit(gw, d, ["sh", "-c", "sleep 60 & echo bg=$!; exit 5"])
+    assert rc == 5, err
+    assert time.time() - t0 < 10
+    bg = [l.text for l in logs(gw, sid) if l.text.startswith(b"bg=")]
+    assert bg
+    wait_for(lambda: gone(int(bg[-1][3:])), timeout=5, what="the background process to die")
     rc, err = run_to_exit(gw, d, ["/no/such/command"])
     assert rc == 127 and "not an executable file" in err, err
     # SIGTERM reaches the workload, whose own exit status is ours.
@@ -282,7 +298,7 @@ def test_deleted_sandbox_exits_4(gw):
         assert time.time() - t0 < 15
         assert "UNAUTHENTICATED" in s.text()
         assert "terminating the workload" in s.text()
-        assert not os.path.exists(f"/proc/{pid}")
+        assert gone(pid)
     finally:
         s.kill()
 
