@@ -13,6 +13,10 @@
  *                           "message":..,"response":HEX,"alive":true|false}
  *   stream PATH MSG,MSG,..  client stream: one "send" line per failed send
  *                           ({"step":"send","index":I,...}) and a "finish" line
+ *   sopen PATH              open a client stream on the current connection
+ *                           (one at a time) and keep it open while other
+ *   ssend MSG               steps run; ssend sends one message on it
+ *   sfinish                 ({"step":"ssend",...}); sfinish prints "finish"
  *   use N                   make connection N current
  *   close                   close the current connection
  *   reload CERT KEY         swap the client identity (new connections use it)
@@ -125,6 +129,8 @@ typedef struct probe {
     uint32_t max_response;
     cl_conn *conns[MAX_CONNS];
     int n_conns, cur;
+    cl_stream *open_stream;
+    int open_stream_conn, open_stream_sent;
 } probe;
 
 static int do_open(probe *p, const char *step)
@@ -221,6 +227,57 @@ static void do_stream(probe *p, const char *path, const char *msgs)
     free(resp);
 }
 
+static void do_sopen(probe *p, const char *path)
+{
+    cl_conn *c = current(p, "open");
+    if (c == NULL || p->open_stream != NULL) usage();
+    cl_status st;
+    int rc = cl_stream_open(c, path, p->timeout, &p->open_stream, &st);
+    printf("{\"step\":\"sopen\",\"conn\":%d,", p->cur);
+    print_status(&st);
+    printf("}\n");
+    fflush(stdout);
+    if (rc != 0) {
+        tsr_err_clear();
+        p->open_stream = NULL;
+    }
+    p->open_stream_conn = p->cur;
+    p->open_stream_sent = 0;
+}
+
+static void do_ssend(probe *p, const char *msg)
+{
+    if (p->open_stream == NULL) usage();
+    size_t len = 0;
+    uint8_t *m = parse_msg(msg, strlen(msg), &len);
+    cl_status st;
+    if (cl_stream_send(p->open_stream, m, len, &st) == 0) p->open_stream_sent++;
+    else tsr_err_clear();
+    printf("{\"step\":\"ssend\",\"conn\":%d,", p->open_stream_conn);
+    print_status(&st);
+    printf("}\n");
+    fflush(stdout);
+    free(m);
+}
+
+static void do_sfinish(probe *p)
+{
+    if (p->open_stream == NULL) usage();
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    cl_status st;
+    if (cl_stream_finish(p->open_stream, &resp, &rlen, &st) != 0) tsr_err_clear();
+    p->open_stream = NULL;
+    printf("{\"step\":\"finish\",\"conn\":%d,\"sent\":%d,", p->open_stream_conn,
+           p->open_stream_sent);
+    print_status(&st);
+    printf(",\"response\":");
+    print_hex(resp, rlen);
+    printf("}\n");
+    fflush(stdout);
+    free(resp);
+}
+
 int main(int argc, char **argv)
 {
     const char *addr = NULL;
@@ -272,11 +329,18 @@ int main(int argc, char **argv)
         } else if (strcmp(step, "stream") == 0 && i + 2 < argc) {
             do_stream(&p, argv[i + 1], argv[i + 2]);
             i += 2;
+        } else if (strcmp(step, "sopen") == 0 && i + 1 < argc) {
+            do_sopen(&p, argv[++i]);
+        } else if (strcmp(step, "ssend") == 0 && i + 1 < argc) {
+            do_ssend(&p, argv[++i]);
+        } else if (strcmp(step, "sfinish") == 0) {
+            do_sfinish(&p);
         } else if (strcmp(step, "use") == 0 && i + 1 < argc) {
             long long n = num(argv[++i]);
             if (n >= p.n_conns || p.conns[n] == NULL) usage();
             p.cur = (int)n;
         } else if (strcmp(step, "close") == 0) {
+            if (p.open_stream != NULL && p.open_stream_conn == p.cur) usage();
             if (p.cur >= 0) {
                 cl_conn_close(p.conns[p.cur]);
                 p.conns[p.cur] = NULL;
@@ -301,6 +365,7 @@ int main(int argc, char **argv)
             usage();
         }
     }
+    cl_stream_cancel(p.open_stream);
     for (int i = 0; i < p.n_conns; i++) cl_conn_close(p.conns[i]);
     cl_tls_free(p.tls);
     return 0;

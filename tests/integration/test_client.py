@@ -562,3 +562,91 @@ def test_unix_socket(tpki, srv, tmp_path):
         assert c[0]["code"] == OK and bytes.fromhex(c[0]["response"]).endswith(b"via unix")
     finally:
         lsock.close()
+
+
+def test_stream_open_while_unary_calls_on_the_same_connection(g):
+    """One thread may keep a client stream open and make unary calls on the
+    same connection in between."""
+    a = g.gw.create_sandbox()
+    sb = ident_files(g.dir, "sb-mix", g.gw.sandbox_identity(a.sandbox.id))
+    batch = lambda t: hexmsg(pb.PushSandboxLogsRequest(sandbox_id=a.sandbox.id, lines=[
+        pb.LogLine(timestamp_ms=1, stream="stdout", text=t)]))
+    cfg = hexmsg(pb.GetSandboxConfigRequest(sandbox_id=a.sandbox.id))
+    out = g.probe("sopen", G + "PushSandboxLogs", "ssend", batch(b"one"),
+                  "call", G + "GetSandboxConfig", cfg,
+                  "ssend", batch(b"two"),
+                  "call", G + "GetSandboxConfig", cfg,
+                  "sfinish", ident=sb)
+    assert [l["code"] for l in out if l["step"] in ("sopen", "ssend", "call", "finish")] == \
+        [OK] * 6
+    assert len(calls(out, "open")) == 1
+    fin = calls(out, "finish")[0]
+    assert pb.PushSandboxLogsResponse.FromString(
+        bytes.fromhex(fin["response"])).accepted_lines == 2
+
+
+def _serve_once(handler):
+    """A TCP listener on 127.0.0.1 whose first connection goes to handler."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+
+    def run():
+        try:
+            conn, _ = ls.accept()
+        except OSError:
+            return
+        try:
+            handler(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return ls, t
+
+
+def test_peer_not_speaking_tls_is_unavailable(tpki):
+    def http1(conn):
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    ls, t = _serve_once(http1)
+    try:
+        out = run_probe(f"127.0.0.1:{ls.getsockname()[1]}", tpki.bundle, "call", HEALTH, "-")
+        assert out[0]["step"] == "open" and out[0]["code"] == UNAVAILABLE
+        assert "TLS handshake" in out[0]["message"]
+    finally:
+        ls.close()
+
+
+def test_silent_peer_times_out_as_unavailable(tpki):
+    ls, t = _serve_once(lambda conn: time.sleep(3))
+    try:
+        t0 = time.monotonic()
+        out = run_probe(f"127.0.0.1:{ls.getsockname()[1]}", tpki.bundle, "call", HEALTH, "-",
+                        opts=["--connect-timeout-ms", "400"])
+        assert time.monotonic() - t0 < 2.5
+        assert out[0]["code"] == UNAVAILABLE and "timed out" in out[0]["message"]
+    finally:
+        ls.close()
+
+
+def test_server_without_h2_is_refused(tpki, tmp_path):
+    import ssl
+    cert = tpki.server("srv-noh2", [uri(f"spiffe://{TD}/gateway")] + LOCAL_SANS)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert[0], cert[1])
+    ctx.set_alpn_protocols(["http/1.1"])
+
+    def tls(conn):
+        with ctx.wrap_socket(conn, server_side=True) as s:
+            s.recv(1)
+
+    ls, t = _serve_once(tls)
+    try:
+        out = run_probe(f"127.0.0.1:{ls.getsockname()[1]}", tpki.bundle, "call", HEALTH, "-")
+        assert out[0]["code"] == UNAVAILABLE and "ALPN h2" in out[0]["message"], out
+    finally:
+        ls.close()

@@ -1,0 +1,223 @@
+/* Output of the CLI: JSON writer, terminal-safe text, times. */
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+/* Length of the valid UTF-8 sequence (2..4 bytes) at s, or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0) lo = 0xa0;        /* overlong */
+        if (c == 0xed) hi = 0x9f;        /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0) lo = 0x90;        /* overlong */
+        if (c == 0xf4) hi = 0x8f;        /* > U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+    return len;
+}
+
+void cli_put_safe(FILE *f, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = p[i];
+        if ((c >= 0x20 && c < 0x7f) || c == '\t') {
+            fputc(c, f);
+            i++;
+            continue;
+        }
+        size_t n = c >= 0x80 ? utf8_seq(p + i, len - i) : 0;
+        if (n > 0) {
+            fwrite(p + i, 1, n, f);
+            i += n;
+            continue;
+        }
+        fprintf(f, "\\x%02x", c);
+        i++;
+    }
+}
+
+void cli_puts_safe(FILE *f, const char *s)
+{
+    cli_put_safe(f, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+}
+
+void cli_time(int64_t t, char out[32])
+{
+    if (t == 0) {
+        strcpy(out, "-");
+        return;
+    }
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "%lld", (long long)t);
+}
+
+/* ---- JSON ----------------------------------------------------------------- */
+
+static void json_string(FILE *f, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    for (size_t i = 0; i < len;) {
+        unsigned char c = p[i];
+        if (c == '"' || c == '\\') {
+            fputc('\\', f);
+            fputc(c, f);
+            i++;
+        } else if (c == '\n') {
+            fputs("\\n", f);
+            i++;
+        } else if (c == '\t') {
+            fputs("\\t", f);
+            i++;
+        } else if (c == '\r') {
+            fputs("\\r", f);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            fprintf(f, "\\u%04x", c);
+            i++;
+        } else if (c < 0x80) {
+            fputc(c, f);
+            i++;
+        } else {
+            size_t n = utf8_seq(p + i, len - i);
+            if (n > 0) {
+                fwrite(p + i, 1, n, f);
+                i += n;
+            } else {
+                fputs("\\ufffd", f);
+                i++;
+            }
+        }
+    }
+    fputc('"', f);
+}
+
+static void sep(cli_json *j, const char *key)
+{
+    if (!j->first[j->depth]) fputc(',', j->f);
+    j->first[j->depth] = false;
+    if (key != NULL) {
+        json_string(j->f, key, strlen(key));
+        fputc(':', j->f);
+    }
+}
+
+static void push(cli_json *j)
+{
+    if (j->depth + 1 < (int)(sizeof j->first / sizeof j->first[0])) j->depth++;
+    j->first[j->depth] = true;
+}
+
+void cj_begin(cli_json *j, FILE *f)
+{
+    memset(j, 0, sizeof *j);
+    j->f = f;
+    j->first[0] = true;
+    fputc('{', f);
+    push(j);
+}
+
+void cj_end(cli_json *j)
+{
+    fputs("}\n", j->f);
+    fflush(j->f);
+}
+
+void cj_obj(cli_json *j, const char *key)
+{
+    sep(j, key);
+    fputc('{', j->f);
+    push(j);
+}
+
+void cj_arr(cli_json *j, const char *key)
+{
+    sep(j, key);
+    fputc('[', j->f);
+    push(j);
+}
+
+void cj_close_obj(cli_json *j)
+{
+    fputc('}', j->f);
+    if (j->depth > 0) j->depth--;
+}
+
+void cj_close_arr(cli_json *j)
+{
+    fputc(']', j->f);
+    if (j->depth > 0) j->depth--;
+}
+
+void cj_strn(cli_json *j, const char *key, const char *v, size_t len)
+{
+    sep(j, key);
+    json_string(j->f, v != NULL ? v : "", v != NULL ? len : 0);
+}
+
+void cj_str(cli_json *j, const char *key, const char *v)
+{
+    cj_strn(j, key, v, v != NULL ? strlen(v) : 0);
+}
+
+void cj_int(cli_json *j, const char *key, int64_t v)
+{
+    sep(j, key);
+    fprintf(j->f, "%lld", (long long)v);
+}
+
+void cj_bool(cli_json *j, const char *key, bool v)
+{
+    sep(j, key);
+    fputs(v ? "true" : "false", j->f);
+}
+
+/* ---- sandboxes -------------------------------------------------------------- */
+
+void cj_sandbox(cli_json *j, const char *key, const Tessera__V1__Sandbox *sb)
+{
+    cj_obj(j, key);
+    if (sb != NULL) {
+        cj_str(j, "id", sb->id);
+        cj_str(j, "name", sb->name);
+        cj_str(j, "spiffe_id", sb->spiffe_id);
+        cj_str(j, "driver", sb->driver);
+        cj_str(j, "state", sb->state);
+        cj_int(j, "created_at", sb->created_at);
+        cj_int(j, "policy_version", sb->policy_version);
+    }
+    cj_close_obj(j);
+}
+
+void cli_print_sandbox(const Tessera__V1__Sandbox *sb)
+{
+    if (sb == NULL) return;
+    char when[32];
+    cli_time(sb->created_at, when);
+    static const char *const labels[] = {"name", "id", "spiffe id", "state", "driver"};
+    const char *values[] = {sb->name, sb->id, sb->spiffe_id, sb->state, sb->driver};
+    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
+        printf("%-15s ", labels[i]);
+        cli_puts_safe(stdout, values[i]);
+        putchar('\n');
+    }
+    printf("%-15s %s\n", "created", when);
+    printf("%-15s %lld\n", "policy version", (long long)sb->policy_version);
+}

@@ -1,0 +1,406 @@
+/* tessera sandbox create|list|get|delete */
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tsr_fs.h"
+
+#define POLICY_MAX (1024 * 1024)
+#define ENV_MAX 256
+#define DEFAULT_POLICY "version: 1\n"   /* deny by default: nothing allowed */
+
+static const char sandbox_help[] =
+    "usage: tessera sandbox create NAME [--policy FILE] [--env KEY=VALUE]... [--driver NAME]\n"
+    "       tessera sandbox list\n"
+    "       tessera sandbox get NAME|ID\n"
+    "       tessera sandbox delete NAME|ID\n"
+    "Run 'tessera sandbox COMMAND --help' for one command.\n";
+
+static const char create_help[] =
+    "usage: tessera sandbox create NAME [--policy FILE] [--env KEY=VALUE]... [--driver NAME]\n"
+    "\n"
+    "Create a sandbox; the gateway mints its identity (SPIFFE ID and first\n"
+    "certificate) and starts it with the driver.\n"
+    "\n"
+    "  --policy FILE      YAML policy (see docs/policy.md); '-' reads stdin.\n"
+    "                     Default: 'version: 1' (deny by default).\n"
+    "  --env KEY=VALUE    provider environment, stored encrypted; repeatable.\n"
+    "  --env KEY          the same, with the value of $KEY in this shell\n"
+    "                     (keeps secrets off the command line).\n"
+    "  --driver NAME      process, docker or vm (default: the gateway's).\n";
+
+static const char list_help[] =
+    "usage: tessera sandbox list\n\nList every sandbox (all pages).\n";
+static const char get_help[] =
+    "usage: tessera sandbox get NAME|ID\n\nShow one sandbox. A lowercase UUID is an id.\n";
+static const char delete_help[] =
+    "usage: tessera sandbox delete NAME|ID\n\n"
+    "Delete a sandbox and revoke every certificate it holds.\n";
+
+/* ---- create ------------------------------------------------------------------ */
+
+typedef struct env_list {
+    Tessera__V1__CreateSandboxRequest__ProviderEnvEntry entries[ENV_MAX];
+    Tessera__V1__CreateSandboxRequest__ProviderEnvEntry *ptrs[ENV_MAX];
+    char *owned[ENV_MAX];    /* copies (values are secrets: cleansed) */
+    size_t n;
+} env_list;
+
+static void env_free(env_list *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (e->owned[i] != NULL) {
+            OPENSSL_cleanse(e->owned[i], strlen(e->owned[i]));
+            free(e->owned[i]);
+        }
+    }
+    e->n = 0;
+}
+
+static bool env_key_ok(const char *k, size_t len)
+{
+    if (len == 0 || len > 256) return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = k[i];
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_' ||
+                  (i > 0 && ch >= '0' && ch <= '9');
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static int env_add(env_list *e, const char *arg)
+{
+    const char *cmd = "sandbox create";
+    if (e->n >= ENV_MAX) return cli_usage_error(cmd, "at most %d --env values", ENV_MAX);
+    const char *eq = strchr(arg, '=');
+    size_t klen = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+    if (!env_key_ok(arg, klen))
+        return cli_usage_error(cmd, "--env needs KEY=VALUE with KEY like [A-Za-z_][A-Za-z0-9_]*");
+    char *copy = NULL;
+    if (eq != NULL) {
+        copy = strdup(arg);
+    } else {
+        const char *v = getenv(arg);
+        if (v == NULL)
+            return cli_usage_error(cmd, "--env %s: no such variable in the environment", arg);
+        size_t vlen = strlen(v);
+        copy = malloc(klen + 1 + vlen + 1);
+        if (copy != NULL) {
+            memcpy(copy, arg, klen);
+            copy[klen] = '=';
+            memcpy(copy + klen + 1, v, vlen + 1);
+        }
+    }
+    if (copy == NULL) {
+        fputs("tessera: out of memory\n", stderr);
+        return CLI_RPC;
+    }
+    copy[klen] = '\0';
+    for (size_t i = 0; i < e->n; i++) {
+        if (strcmp(e->entries[i].key, copy) == 0) {
+            OPENSSL_cleanse(copy + klen + 1, strlen(copy + klen + 1));
+            free(copy);
+            return cli_usage_error(cmd, "--env %.*s given twice", (int)klen, arg);
+        }
+    }
+    Tessera__V1__CreateSandboxRequest__ProviderEnvEntry *ent = &e->entries[e->n];
+    tessera__v1__create_sandbox_request__provider_env_entry__init(ent);
+    ent->key = copy;
+    ent->value = copy + klen + 1;
+    e->ptrs[e->n] = ent;
+    e->owned[e->n] = copy;
+    e->n++;
+    return CLI_OK;
+}
+
+static int read_policy(cli_ctx *c, const char *file, char **out)
+{
+    *out = NULL;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (strcmp(file, "-") == 0) {
+        size_t cap = 4096;
+        data = malloc(cap);
+        while (data != NULL) {
+            size_t n = fread(data + len, 1, cap - len, stdin);
+            len += n;
+            if (n == 0) break;
+            if (len > POLICY_MAX) break;
+            if (len == cap) {
+                uint8_t *nd = realloc(data, cap * 2);
+                if (nd == NULL) {
+                    free(data);
+                    data = NULL;
+                }
+                data = nd;
+                cap *= 2;
+            }
+        }
+        if (data == NULL) return cli_fail(c, "out of memory");
+        if (ferror(stdin)) {
+            free(data);
+            return cli_fail(c, "cannot read the policy from stdin");
+        }
+    } else if (tsr_read_file(file, POLICY_MAX, &data, &len) != 0) {
+        return cli_fail(c, "cannot read the policy %s: %s", file, tsr_errmsg());
+    }
+    if (len > POLICY_MAX) {
+        free(data);
+        return cli_fail(c, "the policy is larger than %d bytes", POLICY_MAX);
+    }
+    if (memchr(data, '\0', len) != NULL) {
+        free(data);
+        return cli_fail(c, "the policy %s contains a NUL byte", file);
+    }
+    char *text = malloc(len + 1);
+    if (text == NULL) {
+        free(data);
+        return cli_fail(c, "out of memory");
+    }
+    if (len > 0) memcpy(text, data, len);
+    text[len] = '\0';
+    free(data);
+    *out = text;
+    return CLI_OK;
+}
+
+static int cmd_create(cli_ctx *c, int argc, char **argv)
+{
+    static const char *cmd = "sandbox create";
+    enum { O_POLICY, O_ENV, O_DRIVER };
+    static const cli_optdef defs[] = {{"policy", true}, {"env", true}, {"driver", true},
+                                      {NULL, false}};
+    cli_iter it = {.argc = argc, .argv = argv, .i = 1, .cmd = cmd};
+    const char *name = NULL, *policy_file = NULL, *driver = NULL, *v = NULL;
+    env_list *env = calloc(1, sizeof *env);
+    char *policy = NULL;
+    ProtobufCMessage *out = NULL;
+    int rc = CLI_OK;
+    if (env == NULL) return cli_fail(c, "out of memory");
+    for (;;) {
+        int r = cli_next(&it, defs, &v);
+        if (r == CLI_IT_END) break;
+        if (r == CLI_IT_HELP) {
+            fputs(create_help, stdout);
+            goto out;
+        }
+        if (r == CLI_IT_ERR) {
+            rc = CLI_USAGE;
+            goto out;
+        }
+        if (r == CLI_IT_POS) {
+            if (name != NULL) {
+                rc = cli_usage_error(cmd, "unexpected argument '%s'", v);
+                goto out;
+            }
+            name = v;
+        } else if (r == O_POLICY) {
+            policy_file = v;
+        } else if (r == O_DRIVER) {
+            driver = v;
+        } else if (r == O_ENV) {
+            if ((rc = env_add(env, v)) != CLI_OK) goto out;
+        }
+    }
+    if (name == NULL || *name == '\0') {
+        rc = cli_usage_error(cmd, "missing NAME");
+        goto out;
+    }
+    if (policy_file != NULL && (rc = read_policy(c, policy_file, &policy)) != CLI_OK) goto out;
+
+    Tessera__V1__CreateSandboxRequest req;
+    tessera__v1__create_sandbox_request__init(&req);
+    req.name = (char *)(uintptr_t)name;
+    req.policy = policy != NULL ? policy : (char *)(uintptr_t)DEFAULT_POLICY;
+    req.driver = (char *)(uintptr_t)(driver != NULL ? driver : "");
+    req.n_provider_env = env->n;
+    req.provider_env = env->ptrs;
+    if ((rc = cli_call(c, "CreateSandbox", &req.base,
+                       &tessera__v1__create_sandbox_response__descriptor, &out)) != CLI_OK)
+        goto out;
+    Tessera__V1__CreateSandboxResponse *r = (Tessera__V1__CreateSandboxResponse *)out;
+    if (c->json) {
+        cli_json j;
+        cj_begin(&j, stdout);
+        cj_sandbox(&j, "sandbox", r->sandbox);
+        cj_str(&j, "certificate_serial", r->certificate_serial);
+        cj_end(&j);
+    } else {
+        printf("Created sandbox ");
+        cli_puts_safe(stdout, r->sandbox != NULL ? r->sandbox->name : name);
+        printf("\n");
+        cli_print_sandbox(r->sandbox);
+        printf("%-15s ", "certificate");
+        cli_puts_safe(stdout, r->certificate_serial);
+        putchar('\n');
+    }
+out:
+    if (out != NULL) protobuf_c_message_free_unpacked(out, NULL);
+    free(policy);
+    env_free(env);
+    free(env);
+    return rc;
+}
+
+/* ---- list -------------------------------------------------------------------- */
+
+#define LIST_PAGE 500
+#define LIST_MAX_PAGES 1000
+
+static int cmd_list(cli_ctx *c, int argc, char **argv)
+{
+    const char *arg = NULL;
+    int rc = cli_positional("sandbox list", list_help, argc, argv, 0, &arg);
+    if (rc == -1) return CLI_OK;
+    if (rc != CLI_OK) return rc;
+
+    ProtobufCMessage **pages = calloc(LIST_MAX_PAGES, sizeof *pages);
+    if (pages == NULL) return cli_fail(c, "out of memory");
+    size_t n_pages = 0, total = 0;
+    const char *token = "";
+    for (;;) {
+        if (n_pages == LIST_MAX_PAGES) {
+            rc = cli_fail(c, "more than %d pages of sandboxes", LIST_MAX_PAGES);
+            goto out;
+        }
+        Tessera__V1__ListSandboxesRequest req;
+        tessera__v1__list_sandboxes_request__init(&req);
+        req.page_size = LIST_PAGE;
+        req.page_token = (char *)(uintptr_t)token;
+        rc = cli_call(c, "ListSandboxes", &req.base,
+                      &tessera__v1__list_sandboxes_response__descriptor, &pages[n_pages]);
+        if (rc != CLI_OK) goto out;
+        Tessera__V1__ListSandboxesResponse *r =
+            (Tessera__V1__ListSandboxesResponse *)pages[n_pages++];
+        total += r->n_sandboxes;
+        if (r->next_page_token == NULL || r->next_page_token[0] == '\0') break;
+        if (strcmp(r->next_page_token, token) == 0) {
+            rc = cli_fail(c, "the gateway repeated a page token");
+            goto out;
+        }
+        token = r->next_page_token;
+    }
+    if (c->json) {
+        cli_json j;
+        cj_begin(&j, stdout);
+        cj_arr(&j, "sandboxes");
+        for (size_t p = 0; p < n_pages; p++) {
+            Tessera__V1__ListSandboxesResponse *r = (Tessera__V1__ListSandboxesResponse *)pages[p];
+            for (size_t i = 0; i < r->n_sandboxes; i++) cj_sandbox(&j, NULL, r->sandboxes[i]);
+        }
+        cj_close_arr(&j);
+        cj_end(&j);
+    } else if (total == 0) {
+        printf("No sandboxes.\n");
+    } else {
+        printf("%-36s  %-24s  %-8s  %-8s  %-20s  %s\n", "ID", "NAME", "STATE", "DRIVER",
+               "CREATED", "POLICY");
+        for (size_t p = 0; p < n_pages; p++) {
+            Tessera__V1__ListSandboxesResponse *r = (Tessera__V1__ListSandboxesResponse *)pages[p];
+            for (size_t i = 0; i < r->n_sandboxes; i++) {
+                const Tessera__V1__Sandbox *sb = r->sandboxes[i];
+                char when[32];
+                cli_time(sb->created_at, when);
+                const char *cols[] = {sb->id, sb->name, sb->state, sb->driver};
+                const int widths[] = {36, 24, 8, 8};
+                for (size_t k = 0; k < 4; k++) {
+                    size_t len = strlen(cols[k]);
+                    cli_puts_safe(stdout, cols[k]);
+                    for (size_t pad = len; pad < (size_t)widths[k]; pad++) putchar(' ');
+                    fputs("  ", stdout);
+                }
+                printf("%-20s  %lld\n", when, (long long)sb->policy_version);
+            }
+        }
+    }
+    rc = CLI_OK;
+out:
+    for (size_t p = 0; p < n_pages; p++) protobuf_c_message_free_unpacked(pages[p], NULL);
+    free(pages);
+    return rc;
+}
+
+/* ---- get / delete -------------------------------------------------------------------- */
+
+static int cmd_get(cli_ctx *c, int argc, char **argv)
+{
+    const char *arg = NULL;
+    int rc = cli_positional("sandbox get", get_help, argc, argv, 1, &arg);
+    if (rc == -1) return CLI_OK;
+    if (rc != CLI_OK) return rc;
+    Tessera__V1__GetSandboxRequest req;
+    tessera__v1__get_sandbox_request__init(&req);
+    if (cli_is_id(arg)) req.id = (char *)(uintptr_t)arg;
+    else req.name = (char *)(uintptr_t)arg;
+    ProtobufCMessage *out = NULL;
+    rc = cli_call(c, "GetSandbox", &req.base, &tessera__v1__get_sandbox_response__descriptor,
+                  &out);
+    if (rc != CLI_OK) return rc;
+    Tessera__V1__GetSandboxResponse *r = (Tessera__V1__GetSandboxResponse *)out;
+    if (c->json) {
+        cli_json j;
+        cj_begin(&j, stdout);
+        cj_sandbox(&j, "sandbox", r->sandbox);
+        cj_end(&j);
+    } else {
+        cli_print_sandbox(r->sandbox);
+    }
+    protobuf_c_message_free_unpacked(out, NULL);
+    return CLI_OK;
+}
+
+static int cmd_delete(cli_ctx *c, int argc, char **argv)
+{
+    const char *arg = NULL;
+    int rc = cli_positional("sandbox delete", delete_help, argc, argv, 1, &arg);
+    if (rc == -1) return CLI_OK;
+    if (rc != CLI_OK) return rc;
+    Tessera__V1__DeleteSandboxRequest req;
+    tessera__v1__delete_sandbox_request__init(&req);
+    if (cli_is_id(arg)) req.id = (char *)(uintptr_t)arg;
+    else req.name = (char *)(uintptr_t)arg;
+    ProtobufCMessage *out = NULL;
+    rc = cli_call(c, "DeleteSandbox", &req.base,
+                  &tessera__v1__delete_sandbox_response__descriptor, &out);
+    if (rc != CLI_OK) return rc;
+    Tessera__V1__DeleteSandboxResponse *r = (Tessera__V1__DeleteSandboxResponse *)out;
+    if (c->json) {
+        cli_json j;
+        cj_begin(&j, stdout);
+        cj_sandbox(&j, "sandbox", r->sandbox);
+        cj_int(&j, "revoked_certificates", r->revoked_certificates);
+        cj_end(&j);
+    } else {
+        printf("Deleted sandbox ");
+        cli_puts_safe(stdout, r->sandbox != NULL ? r->sandbox->name : arg);
+        if (r->sandbox != NULL) {
+            printf(" (");
+            cli_puts_safe(stdout, r->sandbox->id);
+            printf(")");
+        }
+        printf("; revoked %d certificate%s\n", (int)r->revoked_certificates,
+               r->revoked_certificates == 1 ? "" : "s");
+    }
+    protobuf_c_message_free_unpacked(out, NULL);
+    return CLI_OK;
+}
+
+int cli_cmd_sandbox(cli_ctx *c, int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(sandbox_help, stderr);
+        return CLI_USAGE;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        fputs(sandbox_help, stdout);
+        return CLI_OK;
+    }
+    if (strcmp(sub, "create") == 0) return cmd_create(c, argc - 1, argv + 1);
+    if (strcmp(sub, "list") == 0) return cmd_list(c, argc - 1, argv + 1);
+    if (strcmp(sub, "get") == 0) return cmd_get(c, argc - 1, argv + 1);
+    if (strcmp(sub, "delete") == 0) return cmd_delete(c, argc - 1, argv + 1);
+    return cli_usage_error("sandbox", "unknown sandbox command '%s'", sub);
+}
