@@ -217,10 +217,14 @@ limits:
         self.proc = None
         self.start()
 
-    def start(self):
+    def start(self, reuse_port=False):
+        """Start the gateway; reuse_port=True listens on the port of the
+        previous start (for clients that must find it again after a restart)."""
         env = dict(os.environ, **self.env) if getattr(self, "env", None) else None
-        self.proc = subprocess.Popen([os.path.join(BIN, "tessera-gateway"), "--config",
-                                      self.config] + self.args, stdout=subprocess.PIPE,
+        args = [os.path.join(BIN, "tessera-gateway"), "--config", self.config] + self.args
+        if reuse_port and getattr(self, "port", None):
+            args += ["--listen", f"127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on .*:(\d+)", line)

@@ -1,0 +1,167 @@
+/* Calls about our own sandbox (sup_gateway.h). */
+#include "sup_gateway.h"
+
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_policy.h"
+#include "tessera/v1/gateway.pb-c.h"
+
+#define ENV_MAX_VARS 256
+#define ENV_MAX_VALUE (64u << 10)
+
+int sup_gateway_connect(const cl_addr *addr, cl_tls *tls, int64_t timeout_ms, cl_conn **out,
+                        cl_status *st)
+{
+    return cl_conn_open_addr(addr, tls, timeout_ms, out, st);
+}
+
+bool sup_status_is_fatal(enum gw_status code)
+{
+    return code == GW_STATUS_UNAUTHENTICATED || code == GW_STATUS_PERMISSION_DENIED ||
+           code == GW_STATUS_NOT_FOUND;
+}
+
+static void set_local(cl_status *st, enum gw_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_local(cl_status *st, enum gw_status code, const char *fmt, ...)
+{
+    st->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->message, sizeof st->message, fmt, ap);
+    va_end(ap);
+}
+
+void sup_config_free(sup_config *c)
+{
+    if (c == NULL) return;
+    free(c->policy);
+    c->policy = NULL;
+}
+
+int sup_get_config(cl_conn *conn, const char *sandbox_id, sup_config *out, cl_status *st)
+{
+    memset(out, 0, sizeof *out);
+    Tessera__V1__GetSandboxConfigRequest req;
+    tessera__v1__get_sandbox_config_request__init(&req);
+    req.sandbox_id = (char *)(uintptr_t)sandbox_id;
+    ProtobufCMessage *m = NULL;
+    if (cl_call(conn, "/tessera.v1.Gateway/GetSandboxConfig", &req.base,
+                &tessera__v1__get_sandbox_config_response__descriptor, SUP_CALL_TIMEOUT_MS, &m,
+                st) != 0)
+        return -1;
+    const Tessera__V1__GetSandboxConfigResponse *r = (const Tessera__V1__GetSandboxConfigResponse *)m;
+    int rc = -1;
+    if (r == NULL || strcmp(r->sandbox_id, sandbox_id) != 0) {
+        /* An answer about another sandbox is a gateway bug; never act on it. */
+        set_local(st, GW_STATUS_INTERNAL, "GetSandboxConfig answered for another sandbox (%s)",
+                  r ? r->sandbox_id : "");
+        goto out;
+    }
+    out->policy = strdup(r->policy);
+    if (out->policy == NULL) {
+        set_local(st, GW_STATUS_INTERNAL, "%s", "out of memory");
+        goto out;
+    }
+    out->policy_version = r->policy_version;
+    snprintf(out->name, sizeof out->name, "%s", r->name);
+    rc = 0;
+out:
+    protobuf_c_message_free_unpacked(m, NULL);
+    return rc;
+}
+
+void sup_env_list_free(sup_env_list *l)
+{
+    if (l == NULL) return;
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->vars[i].name);
+        if (l->vars[i].value != NULL) {
+            OPENSSL_cleanse(l->vars[i].value, strlen(l->vars[i].value));
+            free(l->vars[i].value);
+        }
+    }
+    free(l->vars);
+    l->vars = NULL;
+    l->n = 0;
+}
+
+int sup_get_provider_env(cl_conn *conn, const char *sandbox_id, sup_env_list *out, cl_status *st)
+{
+    memset(out, 0, sizeof *out);
+    Tessera__V1__GetSandboxProviderEnvironmentRequest req;
+    tessera__v1__get_sandbox_provider_environment_request__init(&req);
+    req.sandbox_id = (char *)(uintptr_t)sandbox_id;
+    ProtobufCMessage *m = NULL;
+    if (cl_call(conn, "/tessera.v1.Gateway/GetSandboxProviderEnvironment", &req.base,
+                &tessera__v1__get_sandbox_provider_environment_response__descriptor,
+                SUP_CALL_TIMEOUT_MS, &m, st) != 0)
+        return -1;
+    Tessera__V1__GetSandboxProviderEnvironmentResponse *r =
+        (Tessera__V1__GetSandboxProviderEnvironmentResponse *)m;
+    int rc = -1;
+    size_t n = r ? r->n_environment : 0;
+    if (n > ENV_MAX_VARS) {
+        st->code = GW_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(st->message, sizeof st->message, "provider environment of %zu variables (max %d)",
+                 n, ENV_MAX_VARS);
+        goto out;
+    }
+    out->vars = calloc(n + 1, sizeof *out->vars);
+    if (out->vars == NULL) {
+        set_local(st, GW_STATUS_INTERNAL, "%s", "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Tessera__V1__GetSandboxProviderEnvironmentResponse__EnvironmentEntry *e =
+            r->environment[i];
+        if (strlen(e->value) > ENV_MAX_VALUE) {
+            set_local(st, GW_STATUS_RESOURCE_EXHAUSTED, "provider variable %.64s is too long",
+                      e->key);
+            goto out;
+        }
+        out->vars[i].name = strdup(e->key);
+        out->vars[i].value = strdup(e->value);
+        out->n = i + 1;
+        if (out->vars[i].name == NULL || out->vars[i].value == NULL) {
+            set_local(st, GW_STATUS_INTERNAL, "%s", "out of memory");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (rc != 0) sup_env_list_free(out);
+    /* The unpacked values are credentials: wipe them before they are freed. */
+    for (size_t i = 0; r != NULL && i < r->n_environment; i++)
+        if (r->environment[i]->value != NULL)
+            OPENSSL_cleanse(r->environment[i]->value, strlen(r->environment[i]->value));
+    protobuf_c_message_free_unpacked(m, NULL);
+    return rc;
+}
+
+int sup_report_policy(cl_conn *conn, const char *sandbox_id, const sup_config *cfg,
+                      bool *applied, char *why, size_t why_cap, cl_status *st)
+{
+    tsr_err_clear();
+    *applied = gw_policy_validate(cfg->policy, strlen(cfg->policy)) == 0;
+    snprintf(why, why_cap, "%s", *applied ? "" : tsr_errmsg());
+    Tessera__V1__ReportPolicyStatusRequest req;
+    tessera__v1__report_policy_status_request__init(&req);
+    req.sandbox_id = (char *)(uintptr_t)sandbox_id;
+    req.version = cfg->policy_version;
+    req.status = *applied ? TESSERA__V1__POLICY_STATUS__POLICY_STATUS_APPLIED
+                          : TESSERA__V1__POLICY_STATUS__POLICY_STATUS_FAILED;
+    static char applied_msg[] = "validated by tessera-supervisor";
+    req.message = *applied ? applied_msg : why;
+    ProtobufCMessage *m = NULL;
+    if (cl_call(conn, "/tessera.v1.Gateway/ReportPolicyStatus", &req.base,
+                &tessera__v1__report_policy_status_response__descriptor, SUP_CALL_TIMEOUT_MS, &m,
+                st) != 0)
+        return -1;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}

@@ -1,0 +1,63 @@
+/* The supervisor's side of the gateway: connecting, what a failed call
+ * means for us, and the calls about our own sandbox (config, provider
+ * environment, policy status). Every call names only our own sandbox id,
+ * the one from our verified certificate. */
+#ifndef SUP_GATEWAY_H
+#define SUP_GATEWAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cl_grpc.h"
+#include "tsr_err.h"
+
+#define SUP_CONNECT_TIMEOUT_MS 10000
+#define SUP_CALL_TIMEOUT_MS 15000
+
+/* Open a connection (mTLS with our current identity; the server must be
+ * spiffe://<td>/gateway — checked by the client library). */
+TSR_WUR int sup_gateway_connect(const cl_addr *addr, cl_tls *tls, int64_t timeout_ms,
+                                cl_conn **out, cl_status *st);
+
+/* A status the gateway returned for a call about our own sandbox that means
+ * we no longer have an identity there: UNAUTHENTICATED (revoked, expired,
+ * deleted), PERMISSION_DENIED, NOT_FOUND (our sandbox is gone). Everything
+ * else (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, ...)
+ * is worth a retry with backoff. A failure to *connect* is never fatal:
+ * cl_conn_open's UNAUTHENTICATED means the server's identity was refused,
+ * not ours. */
+bool sup_status_is_fatal(enum gw_status code);
+
+/* ---- our sandbox ------------------------------------------------------------ */
+
+typedef struct sup_env_var {
+    char *name;
+    char *value;      /* secret: cleansed on free */
+} sup_env_var;
+
+typedef struct sup_env_list {
+    sup_env_var *vars;
+    size_t n;
+} sup_env_list;
+void sup_env_list_free(sup_env_list *l);
+
+typedef struct sup_config {
+    char *policy;             /* YAML text */
+    int64_t policy_version;
+    char name[80];
+} sup_config;
+void sup_config_free(sup_config *c);
+
+TSR_WUR int sup_get_config(cl_conn *conn, const char *sandbox_id, sup_config *out,
+                           cl_status *st);
+TSR_WUR int sup_get_provider_env(cl_conn *conn, const char *sandbox_id, sup_env_list *out,
+                                 cl_status *st);
+
+/* Validate the policy (gw_policy_validate, the supervisor's own check) and
+ * report APPLIED, or FAILED with the reason. *applied says which; the
+ * return value is the call's. */
+TSR_WUR int sup_report_policy(cl_conn *conn, const char *sandbox_id, const sup_config *cfg,
+                              bool *applied, char *why, size_t why_cap, cl_status *st);
+
+#endif

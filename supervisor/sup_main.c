@@ -1,0 +1,706 @@
+/* tessera-supervisor: runs inside a sandbox, keeps its identity fresh, runs
+ * the workload with fewer privileges, and ships its logs (docs/supervisor.md).
+ *
+ *   tessera-supervisor --identity-dir DIR --gateway HOST:PORT --trust-domain TD
+ *       [--sandbox-id ID] [--workload-uid UID --workload-gid GID]
+ *       [--allow-same-uid] [--min-rotate-seconds N] [--poll-seconds N]
+ *       [-- COMMAND [ARGS...]]
+ *
+ * Threads: main (signals, the workload's life, exit), control (rotation and
+ * config poll, sup_control), log reader and log sender (sup_logs). Every
+ * signal we handle is blocked in all threads and read from a signalfd. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <openssl/crypto.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ca_spiffe.h"
+#include "cl_grpc.h"
+#include "cl_tls.h"
+#include "sup_control.h"
+#include "sup_gateway.h"
+#include "sup_identity.h"
+#include "sup_logs.h"
+#include "sup_rotate.h"
+#include "sup_workload.h"
+#include "tsr_time.h"
+
+#define TERM_GRACE_MS 10000     /* SIGTERM -> SIGKILL for the workload on a fatal end */
+#define DRAIN_GRACE_MS 2000     /* reading the pipes after the workload exited */
+#define FLUSH_MS 5000           /* delivering queued log lines at exit */
+#define DEFAULT_POLL_S 30
+
+extern char **environ;
+
+typedef struct options {
+    const char *identity_dir;
+    const char *gateway;
+    const char *trust_domain;
+    const char *sandbox_id;
+    bool uid_given, gid_given, allow_same_uid;
+    uid_t uid;
+    gid_t gid;
+    int64_t min_rotate_s;
+    int64_t poll_s;
+    char **command;   /* NULL: no workload */
+} options;
+
+/* The first fatal end wins; main learns of it through an eventfd. */
+static _Atomic int fatal_code;
+static int fatal_efd = -1;
+
+static void raise_fatal(enum sup_exit code)
+{
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&fatal_code, &expected, (int)code)) {
+        uint64_t one = 1;
+        ssize_t w = write(fatal_efd, &one, sizeof one);
+        (void)w;
+    }
+}
+
+static void on_control_fatal(void *arg, enum sup_exit code, const char *message)
+{
+    (void)arg;
+    (void)message; /* already logged by the control thread */
+    raise_fatal(code);
+}
+
+static void on_sender_fatal(void *arg, const cl_status *st)
+{
+    (void)arg;
+    sup_log("gateway refused our identity on PushSandboxLogs: %s: %s", cl_status_name(st->code),
+            st->message);
+    raise_fatal(SUP_EXIT_REVOKED);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tessera-supervisor --gateway HOST:PORT [--identity-dir DIR]\n"
+            "           [--trust-domain TD] [--sandbox-id ID]\n"
+            "           [--workload-uid UID] [--workload-gid GID] [--allow-same-uid]\n"
+            "           [--min-rotate-seconds N] [--poll-seconds N] [-- COMMAND [ARGS...]]\n"
+            "  --identity-dir DIR        cert.pem, key.pem, bundle.pem (default %s)\n"
+            "  --gateway HOST:PORT       the gateway (must be spiffe://TD/gateway)\n"
+            "  --trust-domain TD         default %s\n"
+            "  --sandbox-id ID           refuse to start unless the certificate is for ID\n"
+            "  --workload-uid/-gid       ids of the workload (default %d when run as root)\n"
+            "  --allow-same-uid          run the workload as our own uid (it can then read\n"
+            "                            the identity key: only when no other uid exists)\n"
+            "  --min-rotate-seconds N    never rotate sooner than N s after the last (default %d)\n"
+            "  --poll-seconds N          check the sandbox config every N s (default %d, 0 off)\n"
+            "exit: the workload's status (128+signal if killed); 2 usage or refused to start;\n"
+            "      3 certificate expired while the gateway was unreachable; 4 identity refused\n"
+            "      by the gateway (revoked, sandbox deleted); 5 policy invalid; 126/127 the\n"
+            "      workload could not be started\n",
+            SUP_IDENTITY_DEFAULT_DIR, CL_TLS_DEFAULT_TRUST_DOMAIN, SUP_NOBODY_ID,
+            SUP_MIN_ROTATE_DEFAULT_S, DEFAULT_POLL_S);
+}
+
+static int parse_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "tessera-supervisor: %s: expected an integer %lld..%lld, got '%s'\n", flag,
+                (long long)lo, (long long)hi, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    enum { O_DIR = 1, O_GW, O_TD, O_SID, O_UID, O_GID, O_SAME, O_MINROT, O_POLL, O_HELP };
+    static const struct option longopts[] = {
+        {"identity-dir", required_argument, NULL, O_DIR},
+        {"gateway", required_argument, NULL, O_GW},
+        {"trust-domain", required_argument, NULL, O_TD},
+        {"sandbox-id", required_argument, NULL, O_SID},
+        {"workload-uid", required_argument, NULL, O_UID},
+        {"workload-gid", required_argument, NULL, O_GID},
+        {"allow-same-uid", no_argument, NULL, O_SAME},
+        {"min-rotate-seconds", required_argument, NULL, O_MINROT},
+        {"poll-seconds", required_argument, NULL, O_POLL},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->identity_dir = SUP_IDENTITY_DEFAULT_DIR;
+    o->trust_domain = CL_TLS_DEFAULT_TRUST_DOMAIN;
+    o->min_rotate_s = SUP_MIN_ROTATE_DEFAULT_S;
+    o->poll_s = DEFAULT_POLL_S;
+    int c;
+    int64_t v;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_DIR: o->identity_dir = optarg; break;
+        case O_GW: o->gateway = optarg; break;
+        case O_TD: o->trust_domain = optarg; break;
+        case O_SID: o->sandbox_id = optarg; break;
+        case O_UID:
+            if (parse_int("--workload-uid", optarg, 0, 4294967294LL, &v) != 0) return -1;
+            o->uid = (uid_t)v;
+            o->uid_given = true;
+            break;
+        case O_GID:
+            if (parse_int("--workload-gid", optarg, 0, 4294967294LL, &v) != 0) return -1;
+            o->gid = (gid_t)v;
+            o->gid_given = true;
+            break;
+        case O_SAME: o->allow_same_uid = true; break;
+        case O_MINROT:
+            if (parse_int("--min-rotate-seconds", optarg, 1, 86400, &o->min_rotate_s) != 0)
+                return -1;
+            break;
+        case O_POLL:
+            if (parse_int("--poll-seconds", optarg, 0, 86400, &o->poll_s) != 0) return -1;
+            break;
+        case O_HELP: usage(stdout); exit(0);
+        default:
+            fprintf(stderr, "tessera-supervisor: unknown or incomplete option '%s'\n",
+                    argv[optind - 1]);
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        if (strcmp(argv[optind - 1], "--") != 0) {
+            fprintf(stderr, "tessera-supervisor: unexpected argument '%s' (put the workload "
+                            "after --)\n", argv[optind]);
+            return -1;
+        }
+        o->command = &argv[optind];
+    }
+    if (o->gateway == NULL) {
+        fprintf(stderr, "tessera-supervisor: --gateway HOST:PORT is required\n");
+        usage(stderr);
+        return -1;
+    }
+    if (ca_trust_domain_validate(o->trust_domain, strlen(o->trust_domain)) != 0) {
+        fprintf(stderr, "tessera-supervisor: --trust-domain: %s\n", tsr_errmsg());
+        return -1;
+    }
+    if (o->sandbox_id != NULL && ca_uuid_validate(o->sandbox_id, strlen(o->sandbox_id)) != 0) {
+        fprintf(stderr, "tessera-supervisor: --sandbox-id must be a lowercase UUID\n");
+        return -1;
+    }
+    if ((o->uid_given || o->gid_given || o->allow_same_uid) && o->command == NULL) {
+        fprintf(stderr, "tessera-supervisor: workload options given without a command after --\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Decide the workload's uid/gid, or refuse with the reason. */
+static int workload_ids(options *o, bool *drop)
+{
+    uid_t me = geteuid();
+    if (!o->uid_given) o->uid = me == 0 ? SUP_NOBODY_ID : me;
+    if (!o->gid_given) {
+        if (o->uid_given) {
+            struct passwd *pw = getpwuid(o->uid);
+            o->gid = pw != NULL ? pw->pw_gid : (gid_t)o->uid;
+        } else {
+            o->gid = me == 0 ? SUP_NOBODY_ID : getegid();
+        }
+    }
+    if (o->uid == 0) {
+        sup_log("refusing to start: the workload never runs as root (uid 0)");
+        return -1;
+    }
+    if (o->uid == me) {
+        if (!o->allow_same_uid) {
+            sup_log("refusing to start: the workload would run as our own uid %u and could read "
+                    "the identity key in %s. Run the supervisor as root (the workload then "
+                    "defaults to uid %d), or pass --workload-uid with another uid (which needs "
+                    "CAP_SETUID), or accept the risk with --allow-same-uid",
+                    (unsigned)me, o->identity_dir, SUP_NOBODY_ID);
+            return -1;
+        }
+        sup_log("WARNING: --allow-same-uid: the workload runs as uid %u, like the supervisor, "
+                "and can read the identity key",
+                (unsigned)me);
+        *drop = false;
+        return 0;
+    }
+    *drop = true;
+    return 0;
+}
+
+/* ---- start-up calls ------------------------------------------------------------------ */
+
+/* Sleep up to ms; a SIGTERM/SIGINT/SIGHUP during it returns that signal. */
+static int startup_sleep(int64_t ms)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    int sig = sigtimedwait(&set, NULL, &ts);
+    return sig > 0 ? sig : 0;
+}
+
+typedef struct startup {
+    sup_config config;
+    sup_env_list env;
+} startup;
+
+/* GetSandboxConfig, ReportPolicyStatus, GetSandboxProviderEnvironment (only
+ * with a workload), retried with backoff while the certificate is valid.
+ * Returns 0, or the exit code. */
+static int startup_calls(const cl_addr *addr, cl_tls *tls, const sup_identity *id,
+                         bool want_env, startup *out)
+{
+    const char *sid = id->peer.identity.name;
+    unsigned attempt = 0;
+    int64_t unreachable_since = 0;
+    memset(out, 0, sizeof *out);
+    for (;;) {
+        int64_t now = tsr_now_unix();
+        if (now >= id->peer.chain_not_after) {
+            char at[40], since[40];
+            sup_format_time(id->peer.chain_not_after, at, sizeof at);
+            sup_format_time(unreachable_since ? unreachable_since : now, since, sizeof since);
+            sup_log("certificate expired at %s; gateway unreachable since %s", at, since);
+            return SUP_EXIT_EXPIRED;
+        }
+        cl_conn *conn = NULL;
+        cl_status st;
+        bool from_server = false, applied = false;
+        char why[300] = "";
+        const char *step = "connect";
+        int rc = sup_gateway_connect(addr, tls, SUP_CONNECT_TIMEOUT_MS, &conn, &st);
+        if (rc == 0) {
+            from_server = true;
+            step = "GetSandboxConfig";
+            rc = sup_get_config(conn, sid, &out->config, &st);
+        }
+        if (rc == 0) {
+            step = "ReportPolicyStatus";
+            rc = sup_report_policy(conn, sid, &out->config, &applied, why, sizeof why, &st);
+        }
+        if (rc == 0 && applied && want_env) {
+            step = "GetSandboxProviderEnvironment";
+            rc = sup_get_provider_env(conn, sid, &out->env, &st);
+        }
+        cl_conn_close(conn);
+        if (rc == 0) {
+            if (!applied) {
+                sup_log("policy version %lld failed the supervisor's validation (%s); reported "
+                        "FAILED, not starting",
+                        (long long)out->config.policy_version, why);
+                sup_config_free(&out->config);
+                return SUP_EXIT_POLICY;
+            }
+            sup_log("policy version %lld validated and reported APPLIED",
+                    (long long)out->config.policy_version);
+            return 0;
+        }
+        sup_config_free(&out->config);
+        sup_env_list_free(&out->env);
+        if (from_server && sup_status_is_fatal(st.code)) {
+            sup_log("gateway refused our identity on %s: %s: %s", step, cl_status_name(st.code),
+                    st.message);
+            return SUP_EXIT_REVOKED;
+        }
+        if (unreachable_since == 0) unreachable_since = now;
+        int64_t d = sup_backoff_ms(attempt, sup_rand_unit());
+        if (attempt < 16) attempt++;
+        int64_t left = (id->peer.chain_not_after - now) * 1000;
+        if (d > left) d = left > 0 ? left : 0;
+        sup_log("start-up %s failed: %s: %s; retrying in %lld ms", step, cl_status_name(st.code),
+                st.message, (long long)d);
+        int sig = startup_sleep(d);
+        if (sig != 0) {
+            sup_log("stopped by signal %d during start-up", sig);
+            return 128 + sig;
+        }
+    }
+}
+
+/* ---- the workload ------------------------------------------------------------------ */
+
+typedef struct workload {
+    pid_t pid;
+    bool running;
+    int status;
+    sup_reader *reader;
+} workload;
+
+static int start_workload(const options *o, bool drop, const sup_env_list *provider,
+                          sup_logq *q, workload *w)
+{
+    int rc = SUP_EXIT_INTERNAL;
+    char **env = NULL, *path = NULL;
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+    struct stat st;
+    const char *cwd = stat(SUP_WORKSPACE_DIR, &st) == 0 && S_ISDIR(st.st_mode) ? SUP_WORKSPACE_DIR
+                                                                               : "/";
+    char rejected[512];
+    if (sup_env_build(environ, provider, drop ? cwd : NULL, &env, rejected, sizeof rejected) !=
+        0) {
+        sup_log("workload environment: %s", tsr_errmsg());
+        goto out;
+    }
+    if (rejected[0] != '\0')
+        sup_log("provider environment: skipped invalid or reserved names: %s", rejected);
+    if (sup_resolve_command(o->command[0], env, &path) != 0) {
+        sup_log("cannot start the workload: %s", tsr_errmsg());
+        rc = tsr_errcat() == TSR_E_NOTFOUND ? SUP_EXIT_NOTFOUND : SUP_EXIT_NOEXEC;
+        goto out;
+    }
+    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
+        sup_log("cannot start the workload: pipe: %s", strerror(errno));
+        goto out;
+    }
+    sup_spawn sp = {
+        .path = path,
+        .argv = o->command,
+        .envp = env,
+        .drop = drop,
+        .uid = o->uid,
+        .gid = o->gid,
+        .cwd = cwd,
+        .stdout_fd = out_pipe[1],
+        .stderr_fd = err_pipe[1],
+    };
+    int exec_errno = 0;
+    if (sup_workload_spawn(&sp, &w->pid, &exec_errno) != 0) {
+        sup_log("cannot start the workload: %s", tsr_errmsg());
+        rc = exec_errno == ENOENT ? SUP_EXIT_NOTFOUND : SUP_EXIT_NOEXEC;
+        goto out;
+    }
+    w->running = true;
+    sup_log("workload started: pid %d, uid %u, gid %u, cwd %s: %s", (int)w->pid,
+            (unsigned)(drop ? o->uid : geteuid()), (unsigned)(drop ? o->gid : getegid()), cwd,
+            path);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    out_pipe[1] = err_pipe[1] = -1;
+    if (sup_reader_start(out_pipe[0], err_pipe[0], q, &w->reader) != 0) {
+        /* Without a reader the workload would block on a full pipe. */
+        sup_log("log reader: %s", tsr_errmsg());
+        kill(-w->pid, SIGKILL);
+        goto out;
+    }
+    out_pipe[0] = err_pipe[0] = -1;
+    rc = 0;
+out:
+    for (int i = 0; i < 2; i++) {
+        if (out_pipe[i] >= 0) close(out_pipe[i]);
+        if (err_pipe[i] >= 0) close(err_pipe[i]);
+    }
+    free(path);
+    sup_env_free(env);
+    return rc;
+}
+
+static void signal_workload(const workload *w, int sig)
+{
+    if (!w->running) return;
+    /* The workload leads its own session: signal its whole process group. */
+    if (kill(-w->pid, sig) != 0 && errno == ESRCH) (void)kill(w->pid, sig);
+}
+
+static void reap(workload *w)
+{
+    for (;;) {
+        int status;
+        pid_t p = waitpid(-1, &status, WNOHANG);
+        if (p <= 0) return;
+        if (w->running && p == w->pid) {
+            w->running = false;
+            w->status = status;
+            /* Like a container whose first process ended: what it left
+             * running in its process group goes with it. */
+            (void)kill(-w->pid, SIGKILL);
+        }
+    }
+}
+
+/* Wait for the workload, forward signals, act on a fatal end. Returns the
+ * exit code decided by a fatal end or a signal without a workload, or -1
+ * when the workload's own status decides. */
+static int main_loop(int sfd, workload *w, bool have_workload, sup_control *control)
+{
+    int64_t kill_at = 0;
+    for (;;) {
+        if (have_workload && !w->running) return -1;
+        int timeout = -1;
+        if (kill_at != 0) {
+            int64_t left = kill_at - tsr_monotonic_ms();
+            if (left <= 0) {
+                sup_log("workload did not exit within %d s of SIGTERM: SIGKILL",
+                        TERM_GRACE_MS / 1000);
+                signal_workload(w, SIGKILL);
+                kill_at = 0;
+                continue;
+            }
+            timeout = (int)left;
+        }
+        struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {fatal_efd, POLLIN, 0}};
+        int pr = poll(pfd, 2, timeout);
+        if (pr < 0 && errno != EINTR) {
+            sup_log("poll: %s", strerror(errno));
+            return SUP_EXIT_INTERNAL;
+        }
+        if (pr <= 0) continue;
+        if (pfd[1].revents & POLLIN) {
+            uint64_t n;
+            ssize_t r = read(fatal_efd, &n, sizeof n);
+            (void)r;
+            if (!have_workload || !w->running) return atomic_load(&fatal_code);
+            if (kill_at == 0) {
+                sup_log("terminating the workload (SIGTERM)");
+                signal_workload(w, SIGTERM);
+                kill_at = tsr_monotonic_ms() + TERM_GRACE_MS;
+            }
+        }
+        if (pfd[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                int sig = (int)si.ssi_signo;
+                if (sig == SIGCHLD) {
+                    reap(w);
+                } else if (sig == SIGUSR1) {
+                    sup_control_rotate_now(control);
+                } else if (have_workload) {
+                    sup_log("forwarding %s to the workload", strsignal(sig));
+                    signal_workload(w, sig);
+                } else if (sig == SIGTERM || sig == SIGINT) {
+                    sup_log("stopping on %s", strsignal(sig));
+                    return 0;
+                } else {
+                    sup_log("%s ignored (no workload)", strsignal(sig));
+                }
+            }
+        }
+    }
+}
+
+/* 0, 1, 2 must be open: otherwise a pipe or socket could land there and a
+ * stray write to "stderr" would go to the gateway connection. */
+static void ensure_std_fds(void)
+{
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        int n = open("/dev/null", O_RDWR);
+        if (n >= 0 && n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    ensure_std_fds();
+    umask(077);
+#ifndef __SANITIZE_ADDRESS__
+    /* No core dumps or ptrace of the process holding the key. (LeakSanitizer
+     * needs to ptrace us at exit, so sanitizer builds keep the default.) */
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
+    options o;
+    if (parse_options(argc, argv, &o) != 0) return SUP_EXIT_USAGE;
+
+    /* Signals: block before any thread exists, read them from a signalfd. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = SUP_EXIT_INTERNAL;
+    int sfd = -1;
+    sup_identity *id = NULL;
+    sup_logq *q = NULL;
+    cl_tls *tls = NULL;
+    sup_sender *sender = NULL;
+    sup_control *control = NULL;
+    startup su;
+    memset(&su, 0, sizeof su);
+    workload w;
+    memset(&w, 0, sizeof w);
+    bool drop = false;
+
+    if (o.command != NULL && workload_ids(&o, &drop) != 0) return SUP_EXIT_USAGE;
+
+    /* Our own lines are queued from the start and reach the gateway once the
+     * sender runs. */
+    if (sup_logq_new(SUP_LOGQ_DEFAULT_LINES, SUP_LOGQ_DEFAULT_BYTES, &q) != 0) {
+        sup_log("log queue: %s", tsr_errmsg());
+        return SUP_EXIT_INTERNAL;
+    }
+    sup_log_attach(q);
+
+    /* Identity: the directory, an interrupted rotation, the files, the leaf. */
+    char note[200];
+    if (sup_identity_check_dir(o.identity_dir) != 0 ||
+        sup_identity_recover(o.identity_dir, note, sizeof note) != 0) {
+        sup_log("refusing to start: %s", tsr_errmsg());
+        rc = SUP_EXIT_USAGE;
+        goto out;
+    }
+    if (note[0] != '\0') sup_log("identity directory: %s", note);
+    enum ca_verify_reason reason = CA_VERIFY_OK;
+    if (sup_identity_load(o.identity_dir, o.trust_domain, 0, &reason, &id) != 0) {
+        sup_log("refusing to start: %s", tsr_errmsg());
+        rc = reason == CA_VERIFY_EXPIRED ? SUP_EXIT_EXPIRED : SUP_EXIT_USAGE;
+        goto out;
+    }
+    char sandbox_id[CA_NAME_MAX + 1]; /* a lowercase UUID: verified as a sandbox ID */
+    snprintf(sandbox_id, sizeof sandbox_id, "%s", id->peer.identity.name);
+    if (o.sandbox_id != NULL && strcmp(o.sandbox_id, sandbox_id) != 0) {
+        sup_log("refusing to start: the certificate is for sandbox %s, not %s", sandbox_id,
+                o.sandbox_id);
+        rc = SUP_EXIT_USAGE;
+        goto out;
+    }
+    char until[40];
+    sup_format_time(id->peer.not_after, until, sizeof until);
+    sup_log("identity %s (serial %s, valid until %s)", id->peer.identity.id.text,
+            id->peer.serial_hex, until);
+
+    cl_addr addr;
+    if (cl_addr_parse(o.gateway, CL_DEFAULT_PORT, &addr) != 0) {
+        sup_log("--gateway: %s", tsr_errmsg());
+        rc = SUP_EXIT_USAGE;
+        goto out;
+    }
+    cl_tls_config tc = {
+        .cert_pem = id->cert_pem,
+        .cert_pem_len = id->cert_pem_len,
+        .key_pem = id->key_pem,
+        .key_pem_len = id->key_pem_len,
+        .bundle_pem = id->bundle_pem,
+        .bundle_pem_len = id->bundle_pem_len,
+        .trust_domain = o.trust_domain,
+        .verify_host = false, /* the gateway is identified by its SPIFFE ID */
+    };
+    if (cl_tls_new(&tc, &tls) != 0) {
+        sup_log("TLS client: %s", tsr_errmsg());
+        goto out;
+    }
+    fatal_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fatal_efd < 0 || sfd < 0) {
+        sup_log("eventfd/signalfd: %s", strerror(errno));
+        goto out;
+    }
+
+    int sc = startup_calls(&addr, tls, id, o.command != NULL, &su);
+    if (sc != 0) {
+        rc = sc;
+        goto out;
+    }
+
+    sup_sender_config scfg = {
+        .q = q,
+        .addr = addr,
+        .tls = tls,
+        .connect_timeout_ms = SUP_CONNECT_TIMEOUT_MS,
+        .on_fatal = on_sender_fatal,
+    };
+    snprintf(scfg.sandbox_id, sizeof scfg.sandbox_id, "%s", sandbox_id);
+    if (sup_sender_start(&scfg, &sender) != 0) {
+        sup_log("log sender: %s", tsr_errmsg());
+        goto out;
+    }
+
+    if (o.command != NULL) {
+        int wr = start_workload(&o, drop, &su.env, q, &w);
+        if (wr != 0) {
+            rc = wr;
+            goto out;
+        }
+    } else {
+        sup_log("no workload: keeping the identity fresh");
+    }
+    sup_env_list_free(&su.env);
+
+    sup_control_config ccfg = {
+        .identity_dir = o.identity_dir,
+        .trust_domain = o.trust_domain,
+        .addr = addr,
+        .tls = tls,
+        .min_rotate_s = o.min_rotate_s,
+        .poll_s = o.poll_s,
+        .policy_version = su.config.policy_version,
+        .on_fatal = on_control_fatal,
+    };
+    sup_identity *owned = id;
+    id = NULL;
+    if (sup_control_start(&ccfg, owned, &control) != 0) {
+        sup_log("control thread: %s", tsr_errmsg());
+        signal_workload(&w, SIGKILL);
+        goto out;
+    }
+
+    int lr = main_loop(sfd, &w, o.command != NULL, control);
+    int fc = atomic_load(&fatal_code);
+    if (fc != 0) rc = fc;
+    else if (lr >= 0) rc = lr;
+    else rc = sup_exit_code(w.status);
+    if (o.command != NULL && !w.running) {
+        if (WIFSIGNALED(w.status))
+            sup_log("workload exited on signal %d (exit code %d)", WTERMSIG(w.status),
+                    sup_exit_code(w.status));
+        else
+            sup_log("workload exited with status %d", sup_exit_code(w.status));
+    }
+out:
+    sup_control_stop(control);
+    if (w.running) {
+        /* Only on a start-up failure after the fork: never leave it behind. */
+        signal_workload(&w, SIGKILL);
+        while (waitpid(w.pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    sup_reader_stop(w.reader, DRAIN_GRACE_MS);
+    if (sender != NULL) {
+        /* After the gateway refused us, or with an expired certificate, there
+         * is nobody to flush to. */
+        bool hopeless = atomic_load(&fatal_code) == SUP_EXIT_REVOKED ||
+                        atomic_load(&fatal_code) == SUP_EXIT_EXPIRED;
+        int64_t lost = sup_sender_stop(sender, hopeless ? 0 : FLUSH_MS);
+        sup_log_attach(NULL);
+        if (lost > 0) sup_log("%lld log line(s) could not be delivered", (long long)lost);
+    }
+    sup_log_attach(NULL);
+    sup_logq_free(q);
+    sup_config_free(&su.config);
+    sup_env_list_free(&su.env);
+    sup_identity_free(id);
+    cl_tls_free(tls);
+    if (sfd >= 0) close(sfd);
+    if (fatal_efd >= 0) close(fatal_efd);
+    if (rc != 0 && (o.command == NULL || atomic_load(&fatal_code) != 0))
+        sup_log("exiting with code %d", rc);
+    return rc;
+}

@@ -1,0 +1,376 @@
+/* The workload's environment and its start with dropped privileges
+ * (sup_workload.h). */
+#include "sup_workload.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <openssl/crypto.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- environment ------------------------------------------------------------ */
+
+static bool has_prefix_ci(const char *s, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && strncasecmp(s, prefix, n) == 0;
+}
+
+static bool contains_ci(const char *s, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= len; i++)
+        if (strncasecmp(s + i, needle, n) == 0) return true;
+    return false;
+}
+
+/* Is the variable name (len bytes) key-like? */
+static bool name_keylike(const char *name, size_t len)
+{
+    static const char *const words[] = {"KEY",  "KEYS",       "TOKEN",   "TOKENS", "AUTH",
+                                        "PASS", "PASSPHRASE", "PRIVATE", "CREDS"};
+    static const char *const parts[] = {"SECRET", "PASSWORD",  "PASSWD",    "CREDENTIAL",
+                                        "APIKEY", "ACCESSKEY", "PRIVATEKEY"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (contains_ci(name, len, parts[i])) return true;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && name[i] != '_') continue;
+        size_t wl = i - start;
+        for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
+            if (wl == strlen(words[k]) && strncasecmp(name + start, words[k], wl) == 0)
+                return true;
+        start = i + 1;
+    }
+    return false;
+}
+
+static bool value_keylike(const char *value)
+{
+    size_t len = strlen(value);
+    return contains_ci(value, len, "-----BEGIN") || contains_ci(value, len, "PRIVATE KEY");
+}
+
+bool sup_env_inherit_ok(const char *entry)
+{
+    if (entry == NULL) return false;
+    const char *eq = strchr(entry, '=');
+    if (eq == NULL || eq == entry) return false;
+    size_t nlen = (size_t)(eq - entry);
+    if (has_prefix_ci(entry, nlen, "TESSERA_")) return false;
+    if (name_keylike(entry, nlen)) return false;
+    if (value_keylike(eq + 1)) return false;
+    return true;
+}
+
+bool sup_env_name_valid(const char *name)
+{
+    if (name == NULL) return false;
+    size_t len = strlen(name);
+    if (len == 0 || len > SUP_ENV_NAME_MAX) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+        bool digit = c >= '0' && c <= '9';
+        if (!(alpha || (i > 0 && digit))) return false;
+    }
+    if (has_prefix_ci(name, len, "TESSERA_")) return false;
+    if (has_prefix_ci(name, len, "LD_")) return false;
+    return true;
+}
+
+const char *sup_env_get(char *const *env, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+        if (strncmp(env[i], name, n) == 0 && env[i][n] == '=') return env[i] + n + 1;
+    return NULL;
+}
+
+void sup_env_free(char **env)
+{
+    if (env == NULL) return;
+    for (size_t i = 0; env[i] != NULL; i++) {
+        OPENSSL_cleanse(env[i], strlen(env[i]));
+        free(env[i]);
+    }
+    free(env);
+}
+
+static bool name_is(const char *entry, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+static bool provider_has(const sup_env_list *provider, const char *entry)
+{
+    for (size_t i = 0; provider != NULL && i < provider->n; i++)
+        if (sup_env_name_valid(provider->vars[i].name) && name_is(entry, provider->vars[i].name))
+            return true;
+    return false;
+}
+
+static int env_add(char **env, size_t *n, const char *name, const char *value)
+{
+    size_t len = strlen(name) + 1 + strlen(value) + 1;
+    char *e = malloc(len);
+    TSR_ENSURE(e != NULL, TSR_E_INTERNAL, "out of memory");
+    snprintf(e, len, "%s=%s", name, value);
+    env[(*n)++] = e;
+    return 0;
+}
+
+static void note_rejected(char *out, size_t cap, const char *name)
+{
+    if (out == NULL || cap == 0) return;
+    size_t used = strlen(out);
+    /* Names only, truncated: never a value. */
+    snprintf(out + used, cap - used, "%s%.64s", used ? "," : "", name);
+}
+
+int sup_env_build(char *const *parent, const sup_env_list *provider, const char *home,
+                  char ***out, char *rejected, size_t rejected_cap)
+{
+    if (rejected != NULL && rejected_cap > 0) rejected[0] = '\0';
+    size_t np = 0, nv = provider ? provider->n : 0;
+    while (parent != NULL && parent[np] != NULL) np++;
+    /* inherited + provider + PATH + HOME + NULL */
+    char **env = calloc(np + nv + 3, sizeof *env);
+    TSR_ENSURE(env != NULL, TSR_E_INTERNAL, "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < np; i++) {
+        const char *e = parent[i];
+        if (!sup_env_inherit_ok(e) || provider_has(provider, e)) continue;
+        if (home != NULL && name_is(e, "HOME")) continue;
+        char *copy = strdup(e);
+        if (copy == NULL) goto oom;
+        env[n++] = copy;
+    }
+    bool provider_home = false;
+    for (size_t i = 0; i < nv; i++) {
+        const sup_env_var *v = &provider->vars[i];
+        if (!sup_env_name_valid(v->name)) {
+            note_rejected(rejected, rejected_cap, v->name);
+            continue;
+        }
+        /* Duplicate names cannot come from a protobuf map; keep the first. */
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++) dup = name_is(env[k], v->name);
+        if (dup) continue;
+        if (strcmp(v->name, "HOME") == 0) provider_home = true;
+        if (env_add(env, &n, v->name, v->value) != 0) goto oom;
+    }
+    if (sup_env_get(env, "PATH") == NULL && env_add(env, &n, "PATH", SUP_DEFAULT_PATH) != 0)
+        goto oom;
+    if (home != NULL && !provider_home && env_add(env, &n, "HOME", home) != 0) goto oom;
+    env[n] = NULL;
+    *out = env;
+    return 0;
+oom:
+    sup_env_free(env);
+    return TSR_FAIL(TSR_E_INTERNAL, "out of memory");
+}
+
+/* ---- the command ---------------------------------------------------------------- */
+
+static bool is_executable_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
+}
+
+int sup_resolve_command(const char *argv0, char *const *env, char **out)
+{
+    TSR_ENSURE(argv0 != NULL && argv0[0] != '\0', TSR_E_INPUT, "empty command");
+    if (strchr(argv0, '/') != NULL) {
+        TSR_ENSURE(is_executable_file(argv0), TSR_E_NOTFOUND, "%s: not an executable file",
+                   argv0);
+        *out = strdup(argv0);
+        TSR_ENSURE(*out != NULL, TSR_E_INTERNAL, "out of memory");
+        return 0;
+    }
+    const char *path = sup_env_get(env, "PATH");
+    if (path == NULL || path[0] == '\0') path = SUP_DEFAULT_PATH;
+    const char *p = path;
+    for (;;) {
+        const char *colon = strchr(p, ':');
+        size_t dl = colon ? (size_t)(colon - p) : strlen(p);
+        /* An empty PATH entry means the current directory: never for us. */
+        if (dl > 0 && p[0] == '/') {
+            size_t len = dl + 1 + strlen(argv0) + 1;
+            char *cand = malloc(len);
+            TSR_ENSURE(cand != NULL, TSR_E_INTERNAL, "out of memory");
+            snprintf(cand, len, "%.*s/%s", (int)dl, p, argv0);
+            if (is_executable_file(cand)) {
+                *out = cand;
+                return 0;
+            }
+            free(cand);
+        }
+        if (colon == NULL) break;
+        p = colon + 1;
+    }
+    return TSR_FAIL(TSR_E_NOTFOUND, "%s: command not found in PATH", argv0);
+}
+
+/* ---- starting ------------------------------------------------------------------- */
+
+enum spawn_step {
+    STEP_SIGNALS = 1,
+    STEP_SESSION,
+    STEP_STDIO,
+    STEP_FDS,
+    STEP_GROUPS,
+    STEP_GID,
+    STEP_UID,
+    STEP_VERIFY,
+    STEP_NO_NEW_PRIVS,
+    STEP_PDEATHSIG,
+    STEP_CWD,
+    STEP_EXEC,
+};
+
+static const char *step_name(int step)
+{
+    switch (step) {
+    case STEP_SIGNALS: return "reset signals";
+    case STEP_SESSION: return "setsid";
+    case STEP_STDIO: return "set up stdin/stdout/stderr";
+    case STEP_FDS: return "close inherited descriptors";
+    case STEP_GROUPS: return "setgroups([])";
+    case STEP_GID: return "setgid";
+    case STEP_UID: return "setuid";
+    case STEP_VERIFY: return "verify the dropped ids";
+    case STEP_NO_NEW_PRIVS: return "PR_SET_NO_NEW_PRIVS";
+    case STEP_PDEATHSIG: return "PR_SET_PDEATHSIG";
+    case STEP_CWD: return "chdir";
+    case STEP_EXEC: return "exec";
+    }
+    return "start";
+}
+
+/* Child side, between fork and exec: async-signal-safe calls only. */
+static _Noreturn void child_fail(int errfd, int step)
+{
+    int msg[2] = {step, errno};
+    ssize_t w = write(errfd, msg, sizeof msg);
+    (void)w;
+    _exit(127);
+}
+
+static int close_from(unsigned int lo, unsigned int hi)
+{
+    if (lo > hi) return 0;
+    if (close_range(lo, hi, 0) == 0) return 0;
+    if (errno != ENOSYS && errno != EINVAL) return -1;
+    /* Old kernel: close one by one (bounded by the descriptor limit). */
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 1 << 20) max = 1 << 20;
+    for (long fd = lo; fd < max && (unsigned long)fd <= hi; fd++) (void)close((int)fd);
+    return 0;
+}
+
+static _Noreturn void child_main(const sup_spawn *sp, int devnull, int errfd, pid_t parent)
+{
+    sigset_t all;
+    sigemptyset(&all);
+    if (sigprocmask(SIG_SETMASK, &all, NULL) != 0) child_fail(errfd, STEP_SIGNALS);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) (void)sigaction(sig, &dfl, NULL);
+
+    if (setsid() < 0) child_fail(errfd, STEP_SESSION);
+    if (dup2(devnull, 0) < 0 || dup2(sp->stdout_fd, 1) < 0 || dup2(sp->stderr_fd, 2) < 0)
+        child_fail(errfd, STEP_STDIO);
+    /* Nothing but 0-2 and the error pipe (close-on-exec) survives. */
+    if (close_from(3, (unsigned)errfd - 1) != 0 || close_from((unsigned)errfd + 1, ~0U) != 0)
+        child_fail(errfd, STEP_FDS);
+
+    if (sp->drop) {
+        if (setgroups(0, NULL) != 0) child_fail(errfd, STEP_GROUPS);
+        if (setresgid(sp->gid, sp->gid, sp->gid) != 0) child_fail(errfd, STEP_GID);
+        if (setresuid(sp->uid, sp->uid, sp->uid) != 0) child_fail(errfd, STEP_UID);
+        uid_t r, e, s;
+        gid_t rg, eg, sg;
+        if (getresuid(&r, &e, &s) != 0 || r != sp->uid || e != sp->uid || s != sp->uid ||
+            getresgid(&rg, &eg, &sg) != 0 || rg != sp->gid || eg != sp->gid || sg != sp->gid ||
+            getgroups(0, NULL) != 0) {
+            errno = EPERM;
+            child_fail(errfd, STEP_VERIFY);
+        }
+        if (sp->uid != 0 && setuid(0) == 0) {
+            errno = EPERM;
+            child_fail(errfd, STEP_VERIFY);
+        }
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(errfd, STEP_NO_NEW_PRIVS);
+    /* After the id change (which clears it), and then check the parent did
+     * not die in between. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(errfd, STEP_PDEATHSIG);
+    if (getppid() != parent) _exit(127);
+    if (chdir(sp->cwd != NULL ? sp->cwd : "/") != 0) child_fail(errfd, STEP_CWD);
+    execve(sp->path, sp->argv, sp->envp);
+    child_fail(errfd, STEP_EXEC);
+}
+
+int sup_workload_spawn(const sup_spawn *sp, pid_t *pid_out, int *exec_errno)
+{
+    *exec_errno = 0;
+    TSR_ENSURE(sp->path != NULL && sp->argv != NULL && sp->argv[0] != NULL && sp->envp != NULL,
+               TSR_E_INTERNAL, "spawn: missing argument");
+    TSR_ENSURE(!sp->drop || sp->uid != 0, TSR_E_INPUT, "refusing to run the workload as root");
+    int pipefd[2] = {-1, -1};
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    TSR_ENSURE(devnull >= 0, TSR_E_IO, "open /dev/null: %s", strerror(errno));
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        int e = errno;
+        close(devnull);
+        return TSR_FAIL(TSR_E_IO, "pipe: %s", strerror(e));
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) child_main(sp, devnull, pipefd[1], parent);
+    int fork_errno = errno;
+    close(pipefd[1]);
+    close(devnull);
+    if (pid < 0) {
+        close(pipefd[0]);
+        return TSR_FAIL(TSR_E_IO, "fork: %s", strerror(fork_errno));
+    }
+    int msg[2] = {0, 0};
+    ssize_t got;
+    do {
+        got = read(pipefd[0], msg, sizeof msg);
+    } while (got < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (got == 0) {
+        *pid_out = pid; /* exec succeeded: the pipe closed with it */
+        return 0;
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (got != (ssize_t)sizeof msg) return TSR_FAIL(TSR_E_IO, "workload start: short report");
+    *exec_errno = msg[1];
+    return TSR_FAIL(msg[0] == STEP_EXEC ? TSR_E_NOTFOUND : TSR_E_IO, "workload %s: %s: %s",
+                    sp->path, step_name(msg[0]), strerror(msg[1]));
+}
+
+int sup_exit_code(int wstatus)
+{
+    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
+    return 1;
+}
