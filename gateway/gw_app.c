@@ -152,6 +152,8 @@ int gw_app_attach_drivers(gw_app *app, const char *drivers_dir, const char *supe
         .gateway_addr = gateway_addr,
         .trust_domain = app->cfg->trust_domain,
         .default_driver = app->cfg->default_driver,
+        .options = app->cfg->driver_options,
+        .n_options = app->cfg->n_driver_options,
     };
     TSR_GUARD(gw_drivers_load(&env, &app->drivers));
     gw_store *store = NULL;

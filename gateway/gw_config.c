@@ -418,6 +418,40 @@ static bool valid_header_name(const char *s, size_t len)
     return true;
 }
 
+/* drivers.options: {<driver>: {<key>: <scalar>}}; what each key means is the
+ * driver's business (it refuses keys it does not know at load). */
+static int load_driver_options(gw_config *c, const tsr_yaml_node *opts)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < tsr_yaml_count(opts); i++)
+        total += tsr_yaml_count(tsr_yaml_pair_value(opts, i));
+    if (total == 0) return 0;
+    if (total > GW_CONFIG_MAX_DRIVER_OPTIONS)
+        return tsr_yaml_fail(opts, "more than %d driver options", GW_CONFIG_MAX_DRIVER_OPTIONS);
+    c->driver_options = calloc(total, sizeof *c->driver_options);
+    TSR_ENSURE(c->driver_options != NULL, TSR_E_INTERNAL, "out of memory");
+    for (size_t i = 0; i < tsr_yaml_count(opts); i++) {
+        const tsr_yaml_node *name = tsr_yaml_pair_key(opts, i);
+        const tsr_yaml_node *kv = tsr_yaml_pair_value(opts, i);
+        const char *s;
+        size_t len;
+        TSR_GUARD(tsr_yaml_to_str(name, "driver name", &s, &len));
+        if (!valid_driver_name(s, len))
+            return tsr_yaml_fail(name, "bad driver name (expected [a-z0-9_-]{1,32})");
+        TSR_GUARD(tsr_yaml_expect(kv, TSR_YAML_MAPPING, "driver options"));
+        for (size_t j = 0; j < tsr_yaml_count(kv); j++) {
+            gw_driver_option *o = &c->driver_options[c->n_driver_options];
+            memcpy(o->driver, s, len + 1);
+            TSR_GUARD(tsr_yaml_to_strbuf(tsr_yaml_pair_key(kv, j), "option name", o->key,
+                                         sizeof o->key));
+            TSR_GUARD(tsr_yaml_to_strbuf(tsr_yaml_pair_value(kv, j), "option value", o->value,
+                                         sizeof o->value));
+            c->n_driver_options++;
+        }
+    }
+    return 0;
+}
+
 static int load_proxy(gw_config *c, const tsr_yaml_node *m)
 {
     if (m == NULL) return 0;
@@ -615,7 +649,7 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
 
     TSR_GUARD(tsr_yaml_get_map(root, "drivers", &m));
     if (m != NULL) {
-        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("default", "dir")));
+        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("default", "dir", "supervisor", "options")));
         if ((n = tsr_yaml_get(m, "default")) != NULL) {
             const char *s;
             size_t len;
@@ -628,6 +662,10 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
             memcpy(c->default_driver, s, len + 1);
         }
         TSR_GUARD(get_path(m, "dir", base, true, false, c->drivers_dir, NULL));
+        TSR_GUARD(get_path(m, "supervisor", base, true, false, c->supervisor_path, NULL));
+        const tsr_yaml_node *opts = NULL;
+        TSR_GUARD(tsr_yaml_get_map(m, "options", &opts));
+        if (opts != NULL) TSR_GUARD(load_driver_options(c, opts));
     }
 
     TSR_GUARD(tsr_yaml_get_map(root, "proxy", &m));
@@ -692,6 +730,7 @@ bool gw_config_proxy_trusted(const gw_config *c, const char *name)
 void gw_config_free(gw_config *c)
 {
     if (c == NULL) return;
+    free(c->driver_options);
     free(c->proxies);
     free(c->users);
     free(c);

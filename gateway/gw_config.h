@@ -41,6 +41,15 @@ typedef struct gw_proxy_entry {
     char name[65];                   /* <name> of spiffe://<td>/proxy/<name> */
 } gw_proxy_entry;
 
+#define GW_CONFIG_MAX_DRIVER_OPTIONS 256
+
+/* One option handed to a driver plugin at load (see drivers/drv_abi.h). */
+typedef struct gw_driver_option {
+    char driver[33];
+    char key[65];
+    char value[1024];
+} gw_driver_option;
+
 typedef struct gw_config {
     char path[4096];                 /* the file loaded ("" for gw_config_defaults) */
     char trust_domain[256];          /* default tessera.local, validated [a-z0-9._-]+ */
@@ -68,6 +77,9 @@ typedef struct gw_config {
     size_t n_users;
     char default_driver[33];         /* default "process"; [a-z0-9_-]{1,32} */
     char drivers_dir[4096];          /* "" if unset */
+    char supervisor_path[4096];      /* "" = tessera-supervisor beside tessera-gateway */
+    gw_driver_option *driver_options; /* drivers.options.<driver>.<key>: value */
+    size_t n_driver_options;
     /* proxy: TLS terminators allowed to forward client certificates (DESIGN §6) */
     gw_proxy_entry *proxies;         /* proxy.trusted, at most 64, no duplicates */
     size_t n_proxies;

@@ -1,5 +1,7 @@
 #include "gw_driver.h"
 
+#include "gw_config.h"
+
 #include <dirent.h>
 #include <dlfcn.h>
 #include <pthread.h>
@@ -12,6 +14,9 @@
 
 struct gw_driver {
     char name[33];
+    const char *option_keys[64];
+    const char *option_values[64];
+    size_t n_options;
     void *handle;
     const tsr_driver_ops *ops;
     void *ctx;
@@ -107,10 +112,30 @@ int gw_drivers_load(const gw_drivers_env *env, gw_drivers **out)
     qsort(files, n_files, sizeof files[0], by_name);
     for (size_t i = 0; i < n_files; i++) TSR_TRY(load_one(all, env->dir, files[i]));
 
+    /* An option for a driver that is not there is a configuration mistake. */
+    for (size_t k = 0; k < env->n_options; k++) {
+        int found = 0;
+        for (size_t i = 0; i < all->n; i++) {
+            struct gw_driver *d = &all->drivers[i];
+            if (strcmp(d->name, env->options[k].driver) != 0) continue;
+            found = 1;
+            TSR_TRY_ENSURE(d->n_options < sizeof d->option_keys / sizeof d->option_keys[0],
+                           TSR_E_LIMIT, "too many options for driver %s", d->name);
+            d->option_keys[d->n_options] = env->options[k].key;
+            d->option_values[d->n_options] = env->options[k].value;
+            d->n_options++;
+        }
+        TSR_TRY_ENSURE(found, TSR_E_INPUT, "options given for driver %s, which is not in %s",
+                       env->options[k].driver, env->dir);
+    }
+
     for (size_t i = 0; i < all->n; i++) {
         struct gw_driver *d = &all->drivers[i];
         tsr_driver_env denv = all->env;
         denv.log_arg = d->name;
+        denv.option_keys = d->option_keys;
+        denv.option_values = d->option_values;
+        denv.n_options = d->n_options;
         char err[ERR_CAP] = "";
         if (d->ops->init(&denv, &d->ctx, err, sizeof err) == 0) {
             d->ready = 1;

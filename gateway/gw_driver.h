@@ -17,6 +17,8 @@ typedef struct gw_drivers_env {
     const char *gateway_addr;     /* what supervisors dial */
     const char *trust_domain;
     const char *default_driver;   /* must load and initialise */
+    const struct gw_driver_option *options; /* from the config, for every driver */
+    size_t n_options;
 } gw_drivers_env;
 
 /* Load every <name>.so in env->dir. A plugin with another ABI version, a

@@ -210,7 +210,10 @@ int main(int argc, char **argv)
         snprintf(drivers_dir, sizeof drivers_dir, "%s", cfg->drivers_dir);
     else
         snprintf(drivers_dir, sizeof drivers_dir, "%s/../drivers", bin_dir);
-    snprintf(supervisor, sizeof supervisor, "%s/tessera-supervisor", bin_dir);
+    if (cfg->supervisor_path[0] != '\0')
+        snprintf(supervisor, sizeof supervisor, "%s", cfg->supervisor_path);
+    else
+        snprintf(supervisor, sizeof supervisor, "%s/tessera-supervisor", bin_dir);
     if (gw_app_attach_drivers(&app, drivers_dir, supervisor, gateway_addr) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
         goto out;

@@ -80,15 +80,26 @@ TSR_WUR static int proc_bwrap_system(drv_argv *a)
 
 /* Namespaces and the minimal file system every bwrap run here uses. The
  * network namespace is shared: the supervisor dials the gateway, which may
- * listen on loopback. */
+ * listen on loopback.
+ *
+ * Run by root, bwrap needs no user namespace, and the supervisor keeps just
+ * CAP_SETUID/CAP_SETGID so it can run its workload as another uid (inside a
+ * user namespace only one uid is mapped and that separation is impossible).
+ * Run by anyone else, a user namespace is the only way in, with no caps. */
 TSR_WUR static int proc_bwrap_base(const proc_ctx *c, drv_argv *a)
 {
     static const char *const base[] = {
-        "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-        "--unshare-cgroup-try", "--hostname", "tessera", "--new-session",
-        "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"};
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--hostname", "tessera", "--new-session", "--cap-drop", "ALL",
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"};
+    static const char *const as_root[] = {"--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"};
     TSR_GUARD(drv_argv_add(a, c->bwrap));
+    if (geteuid() != 0) TSR_GUARD(drv_argv_add(a, "--unshare-user"));
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) TSR_GUARD(drv_argv_add(a, base[i]));
+    /* After --cap-drop ALL: bwrap applies them in order. */
+    if (geteuid() == 0)
+        for (size_t i = 0; i < sizeof as_root / sizeof as_root[0]; i++)
+            TSR_GUARD(drv_argv_add(a, as_root[i]));
     return proc_bwrap_system(a);
 }
 

@@ -164,11 +164,15 @@ class Gateway:
     metrics listener on an ephemeral loopback port (self.metrics_port)."""
 
     def __init__(self, renew_limit=5, extra_config="", metrics=False, args=(), data_dir=None,
-                 limits="", env=None):
+                 limits="", env=None, real_supervisor=False, drivers_dir=None,
+                 driver_options=None):
         """args: extra tessera-gateway arguments; data_dir: where the database
         and keyring live (default <dir>/data); limits: extra YAML lines for the
         limits: section, e.g. "max_concurrent_streams: 10"; env: extra
-        environment variables of the gateway process."""
+        environment variables of the gateway process; real_supervisor: run
+        tessera-supervisor in each sandbox (the end-to-end tests) instead of
+        the quiet stand-in that API tests use so that no sandbox calls the
+        gateway behind their back."""
         self.args = list(args)
         self.metrics = metrics
         if metrics:
@@ -213,9 +217,25 @@ limits:
   admin: admin
   alice: operator
   bob: viewer
+{self._drivers_section(real_supervisor, drivers_dir, driver_options)}
 {extra_config}""")
         self.proc = None
         self.start()
+
+    @staticmethod
+    def _drivers_section(real_supervisor, drivers_dir, driver_options):
+        build = os.environ.get("TSR_BUILD_DIR", os.path.join(BIN, ".."))
+        lines = ["drivers:"]
+        if drivers_dir:
+            lines.append(f"  dir: {drivers_dir}")
+        if not real_supervisor:
+            lines.append(f"  supervisor: {os.path.join(build, 'tests', 'bin', 'fake_supervisor')}")
+        if driver_options:
+            lines.append("  options:")
+            for driver, opts in driver_options.items():
+                lines.append(f"    {driver}:")
+                lines += [f"      {k}: \"{v}\"" for k, v in opts.items()]
+        return "\n".join(lines) + "\n"
 
     def start(self, reuse_port=False):
         """Start the gateway; reuse_port=True listens on the port of the

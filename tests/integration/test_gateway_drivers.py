@@ -16,7 +16,7 @@ def test_driver_abi_mismatch_refused_at_start(tmp_path):
     shutil.copy(os.path.join(BUILD, "drivers", "process.so"), drivers)
     shutil.copy(os.path.join(BUILD, "tests", "drivers", "abi_v0.so"), drivers)
     with pytest.raises(RuntimeError) as err:
-        gwtest.Gateway(extra_config=f"drivers:\n  dir: {drivers}\n")
+        gwtest.Gateway(drivers_dir=str(drivers))
     msg = str(err.value)
     assert "abi_v0.so" in msg and "ABI version 2" in msg and "rebuild the driver" in msg
 
@@ -24,5 +24,5 @@ def test_driver_abi_mismatch_refused_at_start(tmp_path):
 def test_missing_default_driver_refused_at_start(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RuntimeError) as err:
-        gwtest.Gateway(extra_config=f"drivers:\n  dir: {tmp_path / 'empty'}\n")
+        gwtest.Gateway(drivers_dir=str(tmp_path / "empty"))
     assert "default driver process not found" in str(err.value)

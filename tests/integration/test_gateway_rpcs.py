@@ -244,10 +244,10 @@ def test_provider_env_encrypted_at_rest_and_admin_only(gw):
     own = gw.stub(gw.sandbox_identity(a.sandbox.id)).GetSandboxProviderEnvironment(
         pb.GetSandboxProviderEnvironmentRequest(sandbox_id=a.sandbox.id), timeout=10)
     assert own.environment["EXAMPLE_API_KEY"] == secret
-    data_dir = os.path.join(gw.dir, "data")
-    for name in os.listdir(data_dir):
-        blob = open(os.path.join(data_dir, name), "rb").read()
-        assert secret.encode() not in blob, name
+    for top, _, files in os.walk(os.path.join(gw.dir, "data")):
+        for name in files:
+            blob = open(os.path.join(top, name), "rb").read()
+            assert secret.encode() not in blob, os.path.join(top, name)
     assert not any(secret in l for l in gw.audit_lines())
 
 

@@ -1,7 +1,7 @@
 #include "tu_drv.h"
+#include "tu_fs.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -65,20 +65,6 @@ void tu_ident_free(tu_ident *id)
     free(id->key);
     free(id->bundle);
     memset(id, 0, sizeof *id);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP) return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
-    return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-int tu_rm_rf(const char *path)
-{
-    if (access(path, F_OK) != 0) return 0;
-    return nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS);
 }
 
 char *tu_slurp(const char *path, size_t *len)

@@ -4,6 +4,8 @@
 #ifndef TU_DRV_H
 #define TU_DRV_H
 
+#include "tu_fs.h"
+
 #include <stddef.h>
 
 typedef struct tu_ident {
@@ -20,8 +22,6 @@ typedef struct tu_ident {
 int tu_ident_make(tu_ident *out, const char *uri);
 void tu_ident_free(tu_ident *id);
 
-/* Remove a tree (no symlinks followed); 0 on success or when absent. */
-int tu_rm_rf(const char *path);
 
 /* Whole file into a NUL-terminated malloc'd buffer; NULL if unreadable. */
 char *tu_slurp(const char *path, size_t *len);

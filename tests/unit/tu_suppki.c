@@ -1,10 +1,10 @@
 /* Test PKI and scratch directories for the supervisor tests (tu_suppki.h). */
 #include "tu_suppki.h"
+#include "tu_fs.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,20 +86,6 @@ char *tu_scratch_dir(const char *tag)
     if (mkdtemp(tmpl) == NULL) return NULL;
     if (chmod(tmpl, 0700) != 0) return NULL;
     return strdup(tmpl);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-void tu_rm_rf(const char *path)
-{
-    if (path == NULL || strncmp(path, "/tmp/", 5) != 0) return;
-    (void)nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int tu_write(const char *dir, const char *name, const void *data, size_t len, mode_t mode)

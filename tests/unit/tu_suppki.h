@@ -6,6 +6,8 @@
 #ifndef TU_SUPPKI_H
 #define TU_SUPPKI_H
 
+#include "tu_fs.h"
+
 #include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,8 +48,6 @@ void tu_leaf_free(tu_leaf *l);
 
 /* A fresh 0700 directory under /tmp; free the string. */
 char *tu_scratch_dir(const char *tag);
-/* rm -rf (only below /tmp). */
-void tu_rm_rf(const char *path);
 /* Write dir/name with exactly `mode` (not atomically). */
 int tu_write(const char *dir, const char *name, const void *data, size_t len, mode_t mode);
 /* Read dir/name into a malloc'd NUL-terminated buffer, NULL if absent. */
