@@ -6,6 +6,7 @@
  *       workspace/                        0700, the workload's /workspace
  *       supervisor.log                    the supervisor's stdout and stderr
  *       pid                               "<pid> <starttime> plain|bwrap"
+ *       driver                            "process"
  *
  * Options: bubblewrap auto|always|never (default auto: used when a probe run
  * of bwrap works), stop_grace_ms (default 10000), start_check_ms (default
@@ -199,7 +200,7 @@ TSR_WUR static int proc_setup(proc_ctx *c, const tsr_driver_env *env)
             c->bwrap[0] = '\0';
         }
     }
-    TSR_GUARD(drv_local_init(&c->local, env->data_dir, &c->log));
+    TSR_GUARD(drv_local_init(&c->local, env->data_dir, "process", &c->log));
     drv_logf(&c->log, "sandboxes under %s, %s", c->local.root,
              c->bwrap[0] != '\0' ? "in bubblewrap namespaces" : "as plain processes");
     return 0;

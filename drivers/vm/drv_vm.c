@@ -8,6 +8,7 @@
  *       qmp.sock                          QMP, for system_powerdown
  *       qemu.pid                          QEMU's pid file (locked by QEMU)
  *       pid                               "<pid> <starttime> qemu"
+ *       driver                            "vm"
  *
  * Identity reaches the guest only through fw_cfg files
  * (opt/tessera/cert.pem, key.pem, bundle.pem; QEMU reads them from identity/
@@ -201,7 +202,7 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
     TSR_GUARD(drv_option_u64(env, "cpus", 1, 1, 64, &cfg->cpus));
     TSR_GUARD(drv_option_u64(env, "stop_grace_ms", 30000, 0, 600000, &c->grace_ms));
     TSR_GUARD(drv_option_u64(env, "start_check_ms", 250, 0, 60000, &c->start_check_ms));
-    TSR_GUARD(drv_local_init(&c->local, env->data_dir, &c->log));
+    TSR_GUARD(drv_local_init(&c->local, env->data_dir, "vm", &c->log));
     drv_logf(&c->log, "QEMU %s, kernel %s, sandboxes under %s", cfg->qemu, cfg->kernel,
              c->local.root);
     return 0;

@@ -319,6 +319,8 @@ static void test_create_places_identity(void **state)
     expect_file(p, 0600, t.key, t.key_len);
     snprintf(p, sizeof p, "%s/sandboxes/%s/identity/bundle.pem", fx->data, ID);
     expect_file(p, 0600, t.bundle, t.bundle_len);
+    snprintf(p, sizeof p, "%s/sandboxes/%s/driver", fx->data, ID);
+    expect_file(p, 0600, "vm\n", 3);
     /* No workspace for a VM: the guest has its own disk. */
     snprintf(p, sizeof p, "%s/sandboxes/%s/workspace", fx->data, ID);
     assert_int_not_equal(access(p, F_OK), 0);
