@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -648,8 +649,16 @@ __attribute__((noreturn)) static inline void drv_spawn_child(const drv_spawn *sp
     }
     /* Close every other inherited descriptor, keeping only the error pipe
      * (close-on-exec) until exec. */
-    if (errfd > first_free) (void)close_range((unsigned)first_free, (unsigned)errfd - 1, 0);
-    (void)close_range((unsigned)errfd + 1, ~0u, 0);
+    if ((errfd > first_free && close_range((unsigned)first_free, (unsigned)errfd - 1, 0) != 0) ||
+        close_range((unsigned)errfd + 1, ~0u, 0) != 0) {
+        /* Kernels before 5.9: one by one up to the descriptor limit. */
+        struct rlimit rl;
+        rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                         ? rl.rlim_cur
+                         : 65536;
+        for (rlim_t fd = (rlim_t)first_free; fd < max && fd < 1048576; fd++)
+            if ((int)fd != errfd) (void)close((int)fd);
+    }
 
     step = DRV_STEP_CHDIR;
     if (sp->cwd != NULL && chdir(sp->cwd) != 0) goto fail;
