@@ -247,7 +247,8 @@ TSR_WUR static inline int drv_local_lock(const drv_local *l, const char *id, int
                 got = read(dfd, owner, sizeof owner - 1);
                 close(dfd);
             }
-            if (got != n || memcmp(owner, want, (size_t)n) != 0) {
+            if (n <= 0 || (size_t)n >= sizeof want || got != (ssize_t)n ||
+                memcmp(owner, want, (size_t)n) != 0) {
                 close(fd);
                 if (got > 0 && (size_t)got < sizeof owner) owner[got] = '\0';
                 else strcpy(owner, "?\n");
