@@ -391,10 +391,13 @@ TSR_WUR static int proc_start_locked(proc_ctx *c, const char *id, int sbfd)
         if (drv_local_terminate(&started, 0, &killed) != 0)
             drv_logf(&c->log, "sandbox %s: %s", id, tsr_errmsg());
         (void)unlinkat(sbfd, "pid", 0);
-        (void)TSR_FAIL(TSR_E_IO,
-                       "the sandbox exited at once: %s could not set it up or the supervisor "
-                       "failed (see %s)",
-                       c->bwrap[0] != '\0' ? "bubblewrap" : "the system", log_path);
+        if (c->bwrap[0] != '\0')
+            (void)TSR_FAIL(TSR_E_IO,
+                           "the sandbox exited at once: bubblewrap could not set it up or the "
+                           "supervisor failed (see %s)",
+                           log_path);
+        else
+            (void)TSR_FAIL(TSR_E_IO, "the supervisor exited at once (see %s)", log_path);
         goto out;
     }
     drv_logf(&c->log, "started sandbox %s (pid %ld, %s)", id, (long)pid, sp.kind);
