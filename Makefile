@@ -211,7 +211,7 @@ run: deps
 clean:
 	rm -rf build
 
--include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(O)/obj $(O)/pic -name '*.d' 2>/dev/null)
 
 # ---- soak: the slow fault and hostile-peer tests ----------------------------
 # `make soak` (also BUILD=asan): tests/integration/test_faults.py and

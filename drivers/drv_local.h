@@ -2,8 +2,10 @@
  * drv_util.h).
  *
  * Layout: <data_dir>/sandboxes/<id>/ (0700) with identity/ (0700; cert.pem,
- * key.pem, bundle.pem 0600) and what the driver adds (workspace/, logs, the
- * pid file). A sandbox directory appears complete or not at all (built in a
+ * key.pem, bundle.pem 0600), `driver` (the name of the driver that owns it:
+ * the process and vm drivers share the directory, and neither touches the
+ * other's sandboxes) and what the driver adds (workspace/, logs, the pid
+ * file). A sandbox directory appears complete or not at all (built in a
  * staging directory, then renamed into place) and disappears at once (renamed
  * to a tombstone, then deleted).
  *
@@ -24,6 +26,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -41,6 +44,7 @@
 
 typedef struct drv_local {
     char root[DRV_PATH_MAX]; /* <data_dir>/sandboxes */
+    char driver[16];         /* "process", "vm": written to <id>/driver */
 } drv_local;
 
 /* ---- paths and directories -------------------------------------------------- */
@@ -130,8 +134,11 @@ static inline void drv_local_sweep(const drv_local *l, const drv_logger *lg)
     closedir(d);
 }
 
-TSR_WUR static inline int drv_local_init(drv_local *l, const char *data_dir, const drv_logger *lg)
+TSR_WUR static inline int drv_local_init(drv_local *l, const char *data_dir, const char *driver,
+                                         const drv_logger *lg)
 {
+    TSR_ENSURE(strlen(driver) < sizeof l->driver, TSR_E_INTERNAL, "driver name too long");
+    strcpy(l->driver, driver);
     TSR_ENSURE(data_dir != NULL && data_dir[0] == '/', TSR_E_INPUT,
                "data_dir must be an absolute path");
     TSR_ENSURE(strlen(data_dir) < DRV_ROOT_MAX, TSR_E_LIMIT, "data_dir is too long");
@@ -173,6 +180,10 @@ TSR_WUR static inline int drv_local_create(const drv_local *l, const char *id,
         TSR_TRY_ENSURE(n > 0 && (size_t)n < sizeof p, TSR_E_LIMIT, "path too long");
         TSR_TRY(tsr_write_file_atomic(p, files[i].buf, files[i].len, 0600, TSR_WRITE_NOREPLACE));
     }
+    TSR_TRY(tsr_path_join(p, sizeof p, stage, "driver"));
+    char owner[32];
+    n = snprintf(owner, sizeof owner, "%s\n", l->driver);
+    TSR_TRY(tsr_write_file_atomic(p, owner, (size_t)n, 0600, TSR_WRITE_NOREPLACE));
     if (workspace) {
         TSR_TRY(tsr_path_join(p, sizeof p, stage, "workspace"));
         TSR_TRY_ENSURE(mkdir(p, 0700) == 0 && chmod(p, 0700) == 0, TSR_E_IO, "mkdir %s: %s",
@@ -227,6 +238,24 @@ TSR_WUR static inline int drv_local_lock(const drv_local *l, const char *id, int
             return TSR_FAIL(TSR_E_IO, "stat %s: %s", path, strerror(e));
         }
         if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            /* Only this driver's sandboxes. */
+            char owner[32], want[32];
+            int n = snprintf(want, sizeof want, "%s\n", l->driver);
+            int dfd = openat(fd, "driver", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            ssize_t got = -1;
+            if (dfd >= 0) {
+                got = read(dfd, owner, sizeof owner - 1);
+                close(dfd);
+            }
+            if (n <= 0 || (size_t)n >= sizeof want || got != (ssize_t)n ||
+                memcmp(owner, want, (size_t)n) != 0) {
+                close(fd);
+                if (got > 0 && (size_t)got < sizeof owner) owner[got] = '\0';
+                else strcpy(owner, "?\n");
+                owner[strcspn(owner, "\n")] = '\0';
+                return TSR_FAIL(TSR_E_STATE, "sandbox %s is not a %s sandbox (driver: %.16s)", id,
+                                l->driver, got > 0 ? owner : "none");
+            }
             *out = fd;
             return 0;
         }
@@ -621,8 +650,16 @@ __attribute__((noreturn)) static inline void drv_spawn_child(const drv_spawn *sp
     }
     /* Close every other inherited descriptor, keeping only the error pipe
      * (close-on-exec) until exec. */
-    if (errfd > first_free) (void)close_range((unsigned)first_free, (unsigned)errfd - 1, 0);
-    (void)close_range((unsigned)errfd + 1, ~0u, 0);
+    if ((errfd > first_free && close_range((unsigned)first_free, (unsigned)errfd - 1, 0) != 0) ||
+        close_range((unsigned)errfd + 1, ~0u, 0) != 0) {
+        /* Kernels before 5.9: one by one up to the descriptor limit. */
+        struct rlimit rl;
+        rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                         ? rl.rlim_cur
+                         : 65536;
+        for (rlim_t fd = (rlim_t)first_free; fd < max && fd < 1048576; fd++)
+            if ((int)fd != errfd) (void)close((int)fd);
+    }
 
     step = DRV_STEP_CHDIR;
     if (sp->cwd != NULL && chdir(sp->cwd) != 0) goto fail;

@@ -6,6 +6,7 @@
  *       workspace/                        0700, the workload's /workspace
  *       supervisor.log                    the supervisor's stdout and stderr
  *       pid                               "<pid> <starttime> plain|bwrap"
+ *       driver                            "process"
  *
  * Options: bubblewrap auto|always|never (default auto: used when a probe run
  * of bwrap works), stop_grace_ms (default 10000), start_check_ms (default
@@ -210,7 +211,7 @@ TSR_WUR static int proc_setup(proc_ctx *c, const tsr_driver_env *env)
             c->bwrap[0] = '\0';
         }
     }
-    TSR_GUARD(drv_local_init(&c->local, env->data_dir, &c->log));
+    TSR_GUARD(drv_local_init(&c->local, env->data_dir, "process", &c->log));
     drv_logf(&c->log, "sandboxes under %s, %s", c->local.root,
              c->bwrap[0] != '\0' ? "in bubblewrap namespaces" : "as plain processes");
     return 0;
@@ -401,10 +402,13 @@ TSR_WUR static int proc_start_locked(proc_ctx *c, const char *id, int sbfd)
         if (drv_local_terminate(&started, 0, &killed) != 0)
             drv_logf(&c->log, "sandbox %s: %s", id, tsr_errmsg());
         (void)unlinkat(sbfd, "pid", 0);
-        (void)TSR_FAIL(TSR_E_IO,
-                       "the sandbox exited at once: %s could not set it up or the supervisor "
-                       "failed (see %s)",
-                       c->bwrap[0] != '\0' ? "bubblewrap" : "the system", log_path);
+        if (c->bwrap[0] != '\0')
+            (void)TSR_FAIL(TSR_E_IO,
+                           "the sandbox exited at once: bubblewrap could not set it up or the "
+                           "supervisor failed (see %s)",
+                           log_path);
+        else
+            (void)TSR_FAIL(TSR_E_IO, "the supervisor exited at once (see %s)", log_path);
         goto out;
     }
     drv_logf(&c->log, "started sandbox %s (pid %ld, %s)", id, (long)pid, sp.kind);

@@ -701,8 +701,30 @@ static void test_create_layout(void **state)
     while ((de = readdir(d)) != NULL) n += de->d_name[0] != '.';
     closedir(d);
     assert_int_equal(n, 3);
+    sb_path(fx, id, "driver", p, sizeof p);
+    expect_mode(p, 0600, 0);
+    expect_file(p, "process\n", 8);
     sb_path(fx, id, "pid", p, sizeof p);
     assert_int_not_equal(access(p, F_OK), 0);
+    assert_int_equal(state_of(&in, id), TSR_DRIVER_STATE_CREATED);
+
+    /* Another driver's sandbox (the vm driver shares the directory) is not
+     * touched: every operation refuses it, destroy included. */
+    sb_path(fx, id, "driver", p, sizeof p);
+    write_text(p, "vm\n");
+    enum tsr_driver_state st;
+    assert_int_not_equal(g_ops->status(in.ctx, id, &st, err, sizeof err), 0);
+    assert_non_null(strstr(err, "is not a process sandbox (driver: vm)"));
+    assert_int_not_equal(g_ops->start(in.ctx, id, err, sizeof err), 0);
+    assert_int_not_equal(g_ops->stop(in.ctx, id, err, sizeof err), 0);
+    assert_int_not_equal(g_ops->destroy(in.ctx, id, err, sizeof err), 0);
+    sb_path(fx, id, "identity/key.pem", p, sizeof p);
+    expect_file(p, t.key, t.key_len);
+    sb_path(fx, id, "driver", p, sizeof p);
+    assert_int_equal(unlink(p), 0);
+    assert_int_not_equal(g_ops->status(in.ctx, id, &st, err, sizeof err), 0);
+    assert_non_null(strstr(err, "(driver: none)"));
+    write_text(p, "process\n");
     assert_int_equal(state_of(&in, id), TSR_DRIVER_STATE_CREATED);
 
     /* The same id again is refused and leaves the first one intact. */

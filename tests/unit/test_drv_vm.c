@@ -1,0 +1,352 @@
+/* The vm driver's pure parts, by including its source: the QEMU argv
+ * (drv_vm_build_argv), the QMP reader, and the identity files create places.
+ * Failure cases first. (The lifecycle against a fake QEMU is in
+ * tests/integration/test_drv_vm.py.) */
+#include "drivers/vm/drv_vm.c"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "tu_drv.h"
+
+#define ID "3f1c2a9e-7b4d-4e8a-9c0f-1a2b3c4d5e6f"
+
+static void base_cfg(drv_vm_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    strcpy(cfg->qemu, "/usr/bin/qemu-system-x86_64");
+    strcpy(cfg->kernel, "/var/lib/tessera/vmlinuz");
+    strcpy(cfg->gateway, "10.0.2.2:8443");
+    strcpy(cfg->td, "tessera.local");
+    strcpy(cfg->accel, "tcg");
+    cfg->network_user = 1;
+    cfg->qemu_sandbox = 1;
+    cfg->memory_mb = 512;
+    cfg->cpus = 1;
+}
+
+static int argv_index(const drv_argv *a, const char *s)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], s) == 0) return (int)i;
+    return -1;
+}
+
+/* ---- failures first ------------------------------------------------------------ */
+
+static void test_argv_refuses(void **state)
+{
+    (void)state;
+    struct {
+        const char *what, *id, *qemu, *kernel, *gateway, *td;
+    } cases[] = {
+        {"id not a UUID", "not-a-uuid", NULL, NULL, NULL, NULL},
+        {"uppercase id", "3F1C2A9E-7B4D-4E8A-9C0F-1A2B3C4D5E6F", NULL, NULL, NULL, NULL},
+        {"id with a comma", "3f1c2a9e-7b4d-4e8a-9c0f-1a2b3c4d5e,f", NULL, NULL, NULL, NULL},
+        {"relative qemu", ID, "qemu-system-x86_64", NULL, NULL, NULL},
+        {"relative kernel", ID, NULL, "vmlinuz", NULL, NULL},
+        /* A comma would start a new QEMU sub-option (e.g. a second file=). */
+        {"comma in gateway", ID, NULL, NULL, "10.0.2.2:8443,file=identity/key.pem", NULL},
+        {"space in gateway", ID, NULL, NULL, "10.0.2.2 :8443", NULL},
+        {"gateway without port", ID, NULL, NULL, "10.0.2.2", NULL},
+        {"uppercase trust domain", ID, NULL, NULL, NULL, "Tessera.local"},
+        {"comma in trust domain", ID, NULL, NULL, NULL, "a,b"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        drv_vm_config cfg;
+        base_cfg(&cfg);
+        if (cases[i].qemu) strcpy(cfg.qemu, cases[i].qemu);
+        if (cases[i].kernel) strcpy(cfg.kernel, cases[i].kernel);
+        if (cases[i].gateway) strcpy(cfg.gateway, cases[i].gateway);
+        if (cases[i].td) strcpy(cfg.td, cases[i].td);
+        drv_argv *a = drv_argv_new();
+        assert_non_null(a);
+        tsr_err_clear();
+        if (drv_vm_build_argv(&cfg, cases[i].id, a) == 0) fail_msg("accepted: %s", cases[i].what);
+        assert_int_equal(tsr_errcat(), TSR_E_INPUT);
+        drv_argv_free(a);
+    }
+}
+
+/* A fake QMP peer on a socketpair. */
+static int qmp_run(const char *peer_says, const char *cmd)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    size_t n = strlen(peer_says);
+    assert_int_equal(write(sv[1], peer_says, n), (ssize_t)n);
+    shutdown(sv[1], SHUT_WR);
+    tsr_err_clear();
+    int rc = vm_qmp_exec(sv[0], cmd);
+    close(sv[0]);
+    close(sv[1]);
+    return rc;
+}
+
+static void test_qmp_reader(void **state)
+{
+    (void)state;
+    const char *cmd = "{\"execute\":\"system_powerdown\"}\n";
+    /* Failures first: an error answer, the peer hanging up, a line that
+     * never ends, only events. */
+    assert_int_not_equal(qmp_run("{\"error\": {\"class\": \"GenericError\"}}\r\n", cmd), 0);
+    assert_int_equal(tsr_errcat(), TSR_E_IO);
+    assert_int_not_equal(qmp_run("", cmd), 0);
+    assert_int_not_equal(qmp_run("{\"return\": {}", cmd), 0); /* truncated: no newline */
+    char *big = malloc(70000);
+    assert_non_null(big);
+    memset(big, 'x', 69999);
+    big[69999] = '\0';
+    assert_int_not_equal(qmp_run(big, cmd), 0);
+    assert_int_equal(tsr_errcat(), TSR_E_PROTO);
+    free(big);
+    char events[8192] = "";
+    for (int i = 0; i < 70; i++) strcat(events, "{\"event\": \"RTC_CHANGE\"}\r\n");
+    assert_int_not_equal(qmp_run(events, cmd), 0);
+    assert_int_equal(tsr_errcat(), TSR_E_PROTO);
+
+    /* Answers, with events before them, split or not. */
+    assert_int_equal(qmp_run("{\"return\": {}}\r\n", cmd), 0);
+    assert_int_equal(qmp_run("{\"event\": \"POWERDOWN\"}\r\n{\"return\": {}}\r\n", cmd), 0);
+    assert_int_equal(qmp_run("{\"return\": {}}\n{\"event\": \"SHUTDOWN\"}\n", cmd), 0);
+}
+
+/* ---- the argv ------------------------------------------------------------------ */
+
+static void test_argv_exact(void **state)
+{
+    (void)state;
+    drv_vm_config cfg;
+    base_cfg(&cfg);
+    strcpy(cfg.initrd, "/var/lib/tessera/initrd.img");
+    strcpy(cfg.append, "quiet loglevel=3");
+    cfg.memory_mb = 1024;
+    cfg.cpus = 2;
+    strcpy(cfg.accel, "kvm");
+    drv_argv *a = drv_argv_new();
+    assert_non_null(a);
+    assert_int_equal(drv_vm_build_argv(&cfg, ID, a), 0);
+    const char *want[] = {
+        "/usr/bin/qemu-system-x86_64",
+        "-name", "tessera-" ID,
+        "-machine", "q35",
+        "-accel", "kvm",
+        "-m", "1024",
+        "-smp", "2",
+        "-nodefaults", "-no-user-config", "-nographic",
+        "-monitor", "none",
+        "-serial", "file:console.log",
+        "-no-reboot",
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+        "-kernel", "/var/lib/tessera/vmlinuz",
+        "-initrd", "/var/lib/tessera/initrd.img",
+        "-append", "console=ttyS0 panic=-1 quiet loglevel=3",
+        "-fw_cfg", "name=opt/tessera/cert.pem,file=identity/cert.pem",
+        "-fw_cfg", "name=opt/tessera/key.pem,file=identity/key.pem",
+        "-fw_cfg", "name=opt/tessera/bundle.pem,file=identity/bundle.pem",
+        "-fw_cfg", "name=opt/tessera/gateway,string=10.0.2.2:8443",
+        "-fw_cfg", "name=opt/tessera/trust_domain,string=tessera.local",
+        "-fw_cfg", "name=opt/tessera/sandbox_id,string=" ID,
+        "-nic", "user,model=virtio-net-pci",
+        "-qmp", "unix:qmp.sock,server=on,wait=off",
+        "-pidfile", "qemu.pid",
+    };
+    size_t nwant = sizeof want / sizeof want[0];
+    for (size_t i = 0; i < nwant && i < a->n; i++) assert_string_equal(a->v[i], want[i]);
+    assert_int_equal(a->n, nwant);
+    assert_null(a->v[a->n]); /* execve's terminator */
+    drv_argv_free(a);
+}
+
+static void test_argv_variants(void **state)
+{
+    (void)state;
+    drv_vm_config cfg;
+    base_cfg(&cfg);
+    cfg.network_user = 0;
+    cfg.qemu_sandbox = 0;
+    drv_argv *a = drv_argv_new();
+    assert_non_null(a);
+    assert_int_equal(drv_vm_build_argv(&cfg, ID, a), 0);
+    assert_int_equal(argv_index(a, "-initrd"), -1);
+    assert_int_equal(argv_index(a, "-sandbox"), -1);
+    int nic = argv_index(a, "-nic");
+    assert_true(nic > 0);
+    assert_string_equal(a->v[nic + 1], "none");
+    int app = argv_index(a, "-append");
+    assert_true(app > 0);
+    assert_string_equal(a->v[app + 1], "console=ttyS0 panic=-1");
+    assert_string_equal(a->v[argv_index(a, "-accel") + 1], "tcg");
+    assert_string_equal(a->v[argv_index(a, "-m") + 1], "512");
+    drv_argv_free(a);
+}
+
+/* Identity only through fw_cfg files: the kernel command line holds no key
+ * content, no path to the identity, and no argument holds PEM text. */
+static void test_argv_keeps_identity_off_the_command_line(void **state)
+{
+    (void)state;
+    drv_vm_config cfg;
+    base_cfg(&cfg);
+    strcpy(cfg.append, "quiet");
+    drv_argv *a = drv_argv_new();
+    assert_non_null(a);
+    assert_int_equal(drv_vm_build_argv(&cfg, ID, a), 0);
+    int app = argv_index(a, "-append");
+    assert_true(app > 0);
+    const char *line = a->v[app + 1];
+    assert_null(strstr(line, "pem"));
+    assert_null(strstr(line, "identity"));
+    assert_null(strstr(line, "key"));
+    int files = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        assert_null(strstr(a->v[i], "-----BEGIN"));
+        assert_null(strstr(a->v[i], "PRIVATE"));
+        if (strcmp(a->v[i], "-fw_cfg") == 0 && strstr(a->v[i + 1], ",file=") != NULL) {
+            files++;
+            /* name=opt/tessera/X.pem,file=identity/X.pem: a relative path
+             * QEMU reads in the sandbox directory. */
+            const char *f = strstr(a->v[i + 1], ",file=") + 6;
+            assert_memory_equal(f, "identity/", 9);
+            assert_null(strchr(f, ','));
+        }
+    }
+    assert_int_equal(files, 3);
+    drv_argv_free(a);
+}
+
+/* ---- create through the driver's operations ---------------------------------- */
+
+struct fx {
+    char dir[128];
+    char data[192];
+    char kernel[192];
+};
+
+static int setup(void **state)
+{
+    struct fx *fx = calloc(1, sizeof *fx);
+    if (fx == NULL) return -1;
+    strcpy(fx->dir, "/tmp/tsr-drvvm-XXXXXX");
+    if (mkdtemp(fx->dir) == NULL) return -1;
+    snprintf(fx->data, sizeof fx->data, "%s/data", fx->dir);
+    snprintf(fx->kernel, sizeof fx->kernel, "%s/vmlinuz", fx->dir);
+    FILE *f = fopen(fx->kernel, "w");
+    if (f == NULL) return -1;
+    fputs("kernel\n", f);
+    fclose(f);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *fx = *state;
+    (void)tu_rm_rf(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static void *vm_new(struct fx *fx, char *err, size_t cap)
+{
+    static const char *keys[] = {"qemu", "kernel"};
+    static const char *vals[2];
+    vals[0] = "/bin/true";
+    vals[1] = fx->kernel;
+    tsr_driver_env env = {fx->data, "/bin/true", "10.0.2.2:8443", "tessera.local", keys, vals, 2,
+                          NULL, NULL};
+    void *ctx = NULL;
+    if (tessera_driver_entry()->init(&env, &ctx, err, cap) != 0) return NULL;
+    return ctx;
+}
+
+static void expect_file(const char *path, unsigned mode, const char *content, size_t len)
+{
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, mode);
+    size_t n = 0;
+    char *got = tu_slurp(path, &n);
+    assert_non_null(got);
+    assert_int_equal(n, len);
+    assert_memory_equal(got, content, len);
+    free(got);
+}
+
+static void test_create_places_identity(void **state)
+{
+    struct fx *fx = *state;
+    const tsr_driver_ops *ops = tessera_driver_entry();
+    assert_int_equal(ops->abi_version, TSR_DRIVER_ABI_VERSION);
+    assert_int_equal(ops->struct_size, sizeof(tsr_driver_ops));
+    assert_string_equal(ops->name, "vm");
+    char err[512] = "";
+    void *ctx = vm_new(fx, err, sizeof err);
+    if (ctx == NULL) fail_msg("init: %s", err);
+
+    char uri[128], p[512];
+    snprintf(uri, sizeof uri, "spiffe://tessera.local/sandbox/%s", ID);
+    tu_ident t, other;
+    assert_int_equal(tu_ident_make(&t, uri), 0);
+    assert_int_equal(tu_ident_make(&other, "spiffe://tessera.local/sandbox/"
+                                           "00000000-0000-4000-8000-000000000000"),
+                     0);
+    tsr_driver_sandbox sb = {ID, "vm-test", uri};
+    /* Refused first: a certificate for another sandbox leaves nothing. */
+    tsr_driver_identity bad = {other.cert, other.cert_len, other.key, other.key_len, other.bundle,
+                               other.bundle_len};
+    assert_int_not_equal(ops->create(ctx, &sb, &bad, err, sizeof err), 0);
+    snprintf(p, sizeof p, "%s/sandboxes/%s", fx->data, ID);
+    assert_int_not_equal(access(p, F_OK), 0);
+
+    tsr_driver_identity ident = {t.cert, t.cert_len, t.key, t.key_len, t.bundle, t.bundle_len};
+    if (ops->create(ctx, &sb, &ident, err, sizeof err) != 0) fail_msg("create: %s", err);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    snprintf(p, sizeof p, "%s/sandboxes/%s/identity", fx->data, ID);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    snprintf(p, sizeof p, "%s/sandboxes/%s/identity/cert.pem", fx->data, ID);
+    expect_file(p, 0600, t.cert, t.cert_len);
+    snprintf(p, sizeof p, "%s/sandboxes/%s/identity/key.pem", fx->data, ID);
+    expect_file(p, 0600, t.key, t.key_len);
+    snprintf(p, sizeof p, "%s/sandboxes/%s/identity/bundle.pem", fx->data, ID);
+    expect_file(p, 0600, t.bundle, t.bundle_len);
+    snprintf(p, sizeof p, "%s/sandboxes/%s/driver", fx->data, ID);
+    expect_file(p, 0600, "vm\n", 3);
+    /* No workspace for a VM: the guest has its own disk. */
+    snprintf(p, sizeof p, "%s/sandboxes/%s/workspace", fx->data, ID);
+    assert_int_not_equal(access(p, F_OK), 0);
+
+    enum tsr_driver_state s;
+    assert_int_equal(ops->status(ctx, ID, &s, err, sizeof err), 0);
+    assert_int_equal(s, TSR_DRIVER_STATE_CREATED);
+    assert_int_equal(ops->destroy(ctx, ID, err, sizeof err), 0);
+    snprintf(p, sizeof p, "%s/sandboxes/%s", fx->data, ID);
+    assert_int_not_equal(access(p, F_OK), 0);
+    assert_int_equal(ops->status(ctx, ID, &s, err, sizeof err), 0);
+    assert_int_equal(s, TSR_DRIVER_STATE_UNKNOWN);
+    ops->fini(ctx);
+    tu_ident_free(&t);
+    tu_ident_free(&other);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_argv_refuses),
+        cmocka_unit_test(test_qmp_reader),
+        cmocka_unit_test(test_argv_exact),
+        cmocka_unit_test(test_argv_variants),
+        cmocka_unit_test(test_argv_keeps_identity_off_the_command_line),
+        cmocka_unit_test_setup_teardown(test_create_places_identity, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
