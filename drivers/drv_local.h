@@ -185,8 +185,10 @@ TSR_WUR static inline int drv_local_create(const drv_local *l, const char *id,
     n = snprintf(owner, sizeof owner, "%s\n", l->driver);
     TSR_TRY(tsr_write_file_atomic(p, owner, (size_t)n, 0600, TSR_WRITE_NOREPLACE));
     if (workspace) {
+        /* 1777 like /tmp: the workload runs as another uid than the
+         * supervisor and must write here; only this sandbox mounts it. */
         TSR_TRY(tsr_path_join(p, sizeof p, stage, "workspace"));
-        TSR_TRY_ENSURE(mkdir(p, 0700) == 0 && chmod(p, 0700) == 0, TSR_E_IO, "mkdir %s: %s",
+        TSR_TRY_ENSURE(mkdir(p, 0700) == 0 && chmod(p, 01777) == 0, TSR_E_IO, "mkdir %s: %s",
                        p, strerror(errno));
     }
 

@@ -3,7 +3,7 @@
  *
  *   <data_dir>/sandboxes/<id>/            0700
  *       identity/  cert.pem key.pem bundle.pem   (0700 / 0600)
- *       workspace/                        0700, the workload's /workspace
+ *       workspace/                        1777, the workload's /workspace
  *       supervisor.log                    the supervisor's stdout and stderr
  *       pid                               "<pid> <starttime> plain|bwrap"
  *       driver                            "process"

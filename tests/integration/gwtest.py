@@ -1,6 +1,7 @@
 """Shared helpers for the gateway integration tests: a PKI made by the real
 certgen, the real tessera-gateway on a loopback port, and stock grpcio
 channels for every kind of caller."""
+import atexit
 import datetime
 import os
 import re
@@ -159,6 +160,31 @@ def escape_pem(pem_bytes):
     return urllib.parse.quote(pem_bytes, safe="")
 
 
+_GATEWAYS = []
+
+
+def _kill_sandboxes():
+    """Sandboxes outlive their gateway by design (a restart re-attaches), so
+    whatever a test gateway started is stopped when the test process ends."""
+    import glob
+    import signal
+    for g in _GATEWAYS:
+        for pidfile in glob.glob(os.path.join(g.data_dir, "sandboxes", "*", "pid")):
+            try:
+                pid = int(open(pidfile).read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            for kill in (lambda: os.killpg(pid, signal.SIGKILL),
+                         lambda: os.kill(pid, signal.SIGKILL)):
+                try:
+                    kill()
+                except OSError:
+                    pass
+
+
+atexit.register(_kill_sandboxes)
+
+
 class Gateway:
     """A PKI from certgen and a running tessera-gateway. metrics=True adds a
     metrics listener on an ephemeral loopback port (self.metrics_port)."""
@@ -179,6 +205,7 @@ class Gateway:
             extra_config += '\nmetrics:\n  listen: "127.0.0.1:0"\n'
         self.env = env
         self.dir = tempfile.mkdtemp(prefix="tsr-gw-")
+        _GATEWAYS.append(self)
         self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.db_path = os.path.join(self.data_dir, "tessera.db")
         self.pki = os.path.join(self.dir, "pki")

@@ -63,7 +63,7 @@ def alive(pid):
 @pytest.fixture(scope="module")
 def g():
     gw = gwtest.Gateway(
-        args=["--test-sandbox-ttl", f"{TTL}s"], real_supervisor=True,
+        args=["--test-sandbox-ttl", f"{TTL}s"], real_supervisor=True, renew_limit=1000,
         driver_options={"process": {"supervisor_args": "--min-rotate-seconds 1 -- /bin/sleep 1000"}})
     yield gw
     gw.stop()
