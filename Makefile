@@ -115,7 +115,7 @@ TEST_DRIVER_SOS := $(sort $(foreach d,$(notdir $(patsubst %/,%,$(dir $(wildcard 
 # Helper programs that integration tests drive (not tests themselves).
 TEST_PROGS := $(patsubst tests/bin/%.c,$(O)/tests/bin/%,$(TESTBIN_SRC))
 
-.PHONY: all deps test run clean unit-tests check-asan
+.PHONY: all deps test run demo clean unit-tests
 all: $(BINS)
 
 # Rebuild everything when the flags change.
@@ -207,6 +207,11 @@ PKI_DIR := var/pki
 run: deps
 	@$(MAKE) --no-print-directory all $(PY_STUBS)
 	@scripts/run.sh $(O) $(PKI_DIR)
+
+# `make demo`: a scripted tour on a throwaway PKI and gateway.
+demo: deps
+	@$(MAKE) --no-print-directory all $(PY_STUBS)
+	@scripts/demo.sh $(O)
 
 clean:
 	rm -rf build

@@ -492,8 +492,9 @@ TSR_WUR static inline int drv_pidfile_read(int sbfd, const char *name, drv_pidre
 
 /* Signal what a pid file records. "bwrap": the outer bwrap process does not
  * forward signals and its namespace init ignores SIGTERM, so SIGTERM goes to
- * the init's process group (the supervisor is in it) and SIGKILL to the init
- * (which ends the whole pid namespace). Otherwise the process group the
+ * the init's child — the supervisor, in a session of its own (bwrap
+ * --new-session) — and its process group, and SIGKILL to the init (which
+ * ends the whole pid namespace). Otherwise the process group the
  * recorded process leads (it called setsid), or the process alone. Nothing is
  * sent unless the recorded process is still the one that was started. */
 static inline void drv_local_signal(const drv_pidrec *rec, int sig)
@@ -503,7 +504,10 @@ static inline void drv_local_signal(const drv_pidrec *rec, int sig)
     if (strcmp(rec->kind, "bwrap") == 0) {
         pid_t init = drv_proc_child_of(rec->pid, &pi);
         if (init > 0) {
+            drv_procinfo si;
+            pid_t sup = sig == SIGKILL ? 0 : drv_proc_child_of(init, &si);
             if (sig == SIGKILL) (void)kill(init, SIGKILL);
+            else if (sup > 0) (void)kill(si.pgrp == (long)sup ? -sup : sup, sig);
             else (void)kill(pi.pgrp == (long)init ? -init : init, sig);
             return;
         }

@@ -25,6 +25,9 @@ struct gw_driver {
 };
 
 struct gw_drivers {
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    int destroys_in_flight;
     struct gw_driver drivers[MAX_DRIVERS];
     size_t n;
     char names[MAX_DRIVERS * 34];
@@ -87,6 +90,8 @@ int gw_drivers_load(const gw_drivers_env *env, gw_drivers **out)
 {
     gw_drivers *all = calloc(1, sizeof *all);
     TSR_ENSURE(all != NULL, TSR_E_INTERNAL, "out of memory");
+    pthread_mutex_init(&all->lock, NULL);
+    pthread_cond_init(&all->idle, NULL);
     int rc = -1;
     DIR *dir = NULL;
     char *files[MAX_DRIVERS + 1] = {0};
@@ -171,11 +176,16 @@ out:
 void gw_drivers_free(gw_drivers *all)
 {
     if (all == NULL) return;
+    pthread_mutex_lock(&all->lock);
+    while (all->destroys_in_flight > 0) pthread_cond_wait(&all->idle, &all->lock);
+    pthread_mutex_unlock(&all->lock);
     for (size_t i = 0; i < all->n; i++) {
         struct gw_driver *d = &all->drivers[i];
         if (d->ready) d->ops->fini(d->ctx);
         if (d->handle != NULL) dlclose(d->handle);
     }
+    pthread_cond_destroy(&all->idle);
+    pthread_mutex_destroy(&all->lock);
     free(all);
 }
 
@@ -218,6 +228,48 @@ int gw_driver_destroy(gw_driver *d, const char *sandbox_id)
     char err[ERR_CAP] = "";
     TSR_ENSURE(d->ops->destroy(d->ctx, sandbox_id, err, sizeof err) == 0, TSR_E_IO,
                "driver %s: destroy failed: %s", d->name, err);
+    return 0;
+}
+
+struct destroy_job {
+    gw_drivers *all;
+    gw_driver *drv;
+    char sandbox_id[64];
+};
+
+static void *destroy_thread(void *arg)
+{
+    struct destroy_job *job = arg;
+    if (gw_driver_destroy(job->drv, job->sandbox_id) != 0)
+        fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", job->sandbox_id, tsr_errmsg());
+    pthread_mutex_lock(&job->all->lock);
+    if (--job->all->destroys_in_flight == 0) pthread_cond_broadcast(&job->all->idle);
+    pthread_mutex_unlock(&job->all->lock);
+    free(job);
+    return NULL;
+}
+
+int gw_driver_destroy_async(gw_drivers *all, gw_driver *drv, const char *sandbox_id)
+{
+    struct destroy_job *job = calloc(1, sizeof *job);
+    TSR_ENSURE(job != NULL, TSR_E_INTERNAL, "out of memory");
+    job->all = all;
+    job->drv = drv;
+    snprintf(job->sandbox_id, sizeof job->sandbox_id, "%s", sandbox_id);
+    pthread_mutex_lock(&all->lock);
+    all->destroys_in_flight++;
+    pthread_mutex_unlock(&all->lock);
+    pthread_attr_t attr;
+    pthread_t t;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int err = pthread_create(&t, &attr, destroy_thread, job);
+    pthread_attr_destroy(&attr);
+    if (err != 0) {
+        /* No thread: do it here rather than not at all. */
+        destroy_thread(job);
+        return 0;
+    }
     return 0;
 }
 

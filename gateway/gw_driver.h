@@ -39,6 +39,10 @@ const char *gw_drivers_names(const gw_drivers *d);
 TSR_WUR int gw_driver_launch(gw_driver *drv, const tsr_driver_sandbox *sb,
                              const tsr_driver_identity *identity);
 TSR_WUR int gw_driver_destroy(gw_driver *drv, const char *sandbox_id);
+/* Destroy on a background thread: DeleteSandbox has already revoked every
+ * certificate, and a driver's stop may take its whole grace period, which
+ * must not stall a gateway worker. gw_drivers_free waits for these. */
+TSR_WUR int gw_driver_destroy_async(gw_drivers *all, gw_driver *drv, const char *sandbox_id);
 TSR_WUR int gw_driver_status(gw_driver *drv, const char *sandbox_id,
                              enum tsr_driver_state *state);
 const char *gw_driver_state_name(enum tsr_driver_state state);

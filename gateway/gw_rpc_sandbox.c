@@ -336,9 +336,10 @@ static void delete_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         gw_fail_from_error(resp);
         goto out;
     }
-    /* The certificates are revoked already; the driver removes the rest. */
+    /* The certificates are revoked already; the driver removes the rest in
+     * the background (its stop may take a grace period). */
     gw_driver *drv = gw_drivers_find(app->drivers, sb.driver);
-    if (drv == NULL || gw_driver_destroy(drv, sb.id) != 0)
+    if (drv == NULL || gw_driver_destroy_async(app->drivers, drv, sb.id) != 0)
         fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", sb.id, tsr_errmsg());
     char why[64];
     snprintf(why, sizeof why, "sandbox deleted, %d certificates revoked", revoked);
