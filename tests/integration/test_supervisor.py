@@ -6,6 +6,7 @@ sandbox (exit 4), and a gateway that goes away and comes back."""
 import datetime
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -24,13 +25,28 @@ ROOT = os.geteuid() == 0
 
 pytestmark = pytest.mark.skipif(not ROOT, reason="the supervisor tests drop to another uid")
 
+_scratch = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_scratch_dirs():
+    yield
+    for d in _scratch:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def scratch_dir(prefix, mode=0o700):
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, mode)
+    _scratch.append(d)
+    return d
+
 
 def write_identity(gw, sandbox_id, seconds=3600, ident=None):
     """A 0700 identity directory with cert.pem, key.pem, bundle.pem (0600)."""
     ident = ident or gw.sandbox_identity(
         sandbox_id, not_after=gwtest.now() + datetime.timedelta(seconds=seconds))
-    d = tempfile.mkdtemp(prefix="tsr-sup-id-")
-    os.chmod(d, 0o700)
+    d = scratch_dir("tsr-sup-id-")
     for name, data in (("cert.pem", ident.chain_pem), ("key.pem", ident.key_pem),
                        ("bundle.pem", gw.bundle)):
         fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -209,8 +225,7 @@ def test_rotation_workload_and_logs(gw):
     d, ident = write_identity(gw, sid, seconds=lifetime)
     first_expiry = time.time() + lifetime
     old_key = open(os.path.join(d, "key.pem"), "rb").read()
-    stop_dir = tempfile.mkdtemp(prefix="tsr-sup-stop-")
-    os.chmod(stop_dir, 0o755)
+    stop_dir = scratch_dir("tsr-sup-stop-", 0o755)
     stop_file = os.path.join(stop_dir, "stop")
     script = ("id -u; echo groups=$(id -G); tr '\\0' '\\n' < /proc/self/environ; "
               "cat \"$KEYPATH\" || echo no-key; ls /proc/self/fd | tr '\\n' ' '; echo; "
