@@ -163,6 +163,27 @@ def escape_pem(pem_bytes):
 _GATEWAYS = []
 
 
+def _descendants(root):
+    """root and every process below it (bwrap's namespace init is a child of
+    the recorded pid, the supervisor a grandchild)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
 def _kill_sandboxes():
     """Sandboxes outlive their gateway by design (a restart re-attaches), so
     whatever a test gateway started is stopped when the test process ends."""
@@ -174,10 +195,9 @@ def _kill_sandboxes():
                 pid = int(open(pidfile).read().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            for kill in (lambda: os.killpg(pid, signal.SIGKILL),
-                         lambda: os.kill(pid, signal.SIGKILL)):
+            for victim in _descendants(pid):
                 try:
-                    kill()
+                    os.kill(victim, signal.SIGKILL)
                 except OSError:
                     pass
 
