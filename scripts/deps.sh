@@ -17,6 +17,7 @@ PACKAGES=(
   # sandboxes and the proxy tests
   bubblewrap nginx-light
   curl libcurl4-openssl-dev
+  valgrind
   libjansson-dev   # the docker driver's Engine API JSON
 )
 
