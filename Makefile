@@ -212,7 +212,7 @@ run: deps
 # test`), on the debug build: valgrind mistakes FORTIFY's memmove for an
 # overlapping memcpy.
 valgrind: deps
-	@$(MAKE) --no-print-directory BUILD=debug unit-tests
+	@$(MAKE) --no-print-directory BUILD=debug all unit-tests
 	@scripts/valgrind.sh build/debug
 
 # `make demo`: a scripted tour on a throwaway PKI and gateway.
