@@ -17,6 +17,8 @@ PACKAGES=(
   # sandboxes and the proxy tests
   bubblewrap nginx-light
   curl libcurl4-openssl-dev
+  # make fuzz: clang with libFuzzer (-fsanitize=fuzzer)
+  clang libclang-rt-dev
 )
 
 missing=()
