@@ -217,6 +217,69 @@ proto("renew", pb.RenewCertificateRequest(csr=csr(p256(), uris=[SANDBOX_ID])))
 proto("trust-bundle", pb.GetTrustBundleRequest())
 write("protobuf", "health", bytes([16]) + b"\x0a\x12tessera.v1.Gateway")
 
+# ---- rpc: [principal][method] request (PushSandboxLogs: [u16 len][msg]*) ----
+ADMIN, OPERATOR, VIEWER, NOROLE, SB_A, SB_B, GHOST, PROXY, ANON, UNAUTH = range(10)
+ID_A = "00000000-0000-4000-8000-00000000000a"
+ID_B = "00000000-0000-4000-8000-00000000000b"
+METHODS = ["CreateSandbox", "GetSandbox", "ListSandboxes", "DeleteSandbox", "GetSandboxLogs",
+           "ListCertificates", "RevokeCertificate", "GetSandboxConfig",
+           "GetSandboxProviderEnvironment", "ReportPolicyStatus", "SubmitPolicyAnalysis",
+           "GetDraftPolicy", "UpdateConfig", "PushSandboxLogs", "RenewCertificate",
+           "GetTrustBundle", "Health"]
+
+def rpc(label, who, method, *msgs):
+    i = METHODS.index(method)
+    if method == "PushSandboxLogs":
+        body = b"".join(lp16(m.SerializeToString()) for m in msgs)
+    else:
+        body = msgs[0].SerializeToString() if msgs else b""
+    write("rpc", label, bytes([who, i]) + body)
+
+rpc("admin-create", ADMIN, "CreateSandbox",
+    pb.CreateSandboxRequest(name="dev-1", policy="version: 1\n", provider_env={"K": "v"}))
+rpc("operator-create-bad-policy", OPERATOR, "CreateSandbox",
+    pb.CreateSandboxRequest(name="dev-2", policy="version: 2\n"))
+rpc("viewer-get-a", VIEWER, "GetSandbox", pb.GetSandboxRequest(id=ID_A))
+rpc("viewer-list", VIEWER, "ListSandboxes", pb.ListSandboxesRequest(page_size=1))
+rpc("admin-delete-b", ADMIN, "DeleteSandbox", pb.DeleteSandboxRequest(name="sb-b"))
+rpc("viewer-logs-a", VIEWER, "GetSandboxLogs", pb.GetSandboxLogsRequest(sandbox_id=ID_A))
+rpc("admin-list-certs", ADMIN, "ListCertificates", pb.ListCertificatesRequest())
+rpc("admin-revoke", ADMIN, "RevokeCertificate",
+    pb.RevokeCertificateRequest(serial="0A1b", reason="test"))
+rpc("a-get-own-config", SB_A, "GetSandboxConfig", pb.GetSandboxConfigRequest(sandbox_id=ID_A))
+rpc("a-get-b-config", SB_A, "GetSandboxConfig", pb.GetSandboxConfigRequest(sandbox_id=ID_B))
+rpc("a-get-own-env", SB_A, "GetSandboxProviderEnvironment",
+    pb.GetSandboxProviderEnvironmentRequest(sandbox_id=ID_A))
+rpc("admin-get-env-b", ADMIN, "GetSandboxProviderEnvironment",
+    pb.GetSandboxProviderEnvironmentRequest(sandbox_id=ID_B))
+rpc("a-report", SB_A, "ReportPolicyStatus",
+    pb.ReportPolicyStatusRequest(sandbox_id=ID_A, version=1, status=1, message="ok"))
+rpc("a-submit", SB_A, "SubmitPolicyAnalysis", pb.SubmitPolicyAnalysisRequest(
+    sandbox_name="sb-a", chunks=[pb.PolicyChunk(domain="network", content="default: deny\n")]))
+rpc("b-submit-as-a", SB_B, "SubmitPolicyAnalysis", pb.SubmitPolicyAnalysisRequest(
+    sandbox_name="sb-a", chunks=[pb.PolicyChunk(domain="process", content="max_processes: 1\n")]))
+rpc("viewer-draft-a", VIEWER, "GetDraftPolicy", pb.GetDraftPolicyRequest(name="sb-a"))
+rpc("a-update-own-policy", SB_A, "UpdateConfig",
+    pb.UpdateConfigRequest(name="sb-a", policy="version: 1\nprocess:\n  max_processes: 4\n"))
+rpc("a-update-own-env", SB_A, "UpdateConfig",
+    pb.UpdateConfigRequest(name="sb-a", provider_env={"K": "v"}))
+rpc("op-update-b", OPERATOR, "UpdateConfig",
+    pb.UpdateConfigRequest(name="sb-b", provider_env={"K2": "v2"}))
+rpc("a-push", SB_A, "PushSandboxLogs",
+    pb.PushSandboxLogsRequest(sandbox_id=ID_A, lines=[pb.LogLine(stream="stdout", text=b"hi")]),
+    pb.PushSandboxLogsRequest(sandbox_id=ID_A, dropped_lines=2))
+rpc("a-push-switch-to-b", SB_A, "PushSandboxLogs",
+    pb.PushSandboxLogsRequest(sandbox_id=ID_A, lines=[pb.LogLine(text=b"x")]),
+    pb.PushSandboxLogsRequest(sandbox_id=ID_B, lines=[pb.LogLine(text=b"y")]))
+rpc("a-renew", SB_A, "RenewCertificate", pb.RenewCertificateRequest(csr=csr(p256())))
+rpc("a-renew-asks-admin", SB_A, "RenewCertificate",
+    pb.RenewCertificateRequest(csr=csr(p256(), uris=[f"spiffe://{TD}/user/admin"])))
+rpc("ghost-renew", GHOST, "RenewCertificate", pb.RenewCertificateRequest(csr=csr(p256())))
+rpc("proxy-bundle", PROXY, "GetTrustBundle", pb.GetTrustBundleRequest())
+rpc("anon-health", ANON, "Health")
+rpc("unauth-list", UNAUTH, "ListSandboxes", pb.ListSandboxesRequest())
+rpc("norole-create", NOROLE, "CreateSandbox", pb.CreateSandboxRequest(name="x", policy="version: 1\n"))
+
 # ---- policy: [domain selector][yaml] ---------------------------------------
 write("policy", "example", b"\x00" + POLICY.encode())
 write("policy", "minimal", b"\x00version: 1\n")
