@@ -292,7 +292,30 @@ static void setup(void)
 
 /* ---- checks ---------------------------------------------------------------- */
 
-/* New audit lines: each one JSON object on one line, no control bytes. */
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, nothing past U+10FFFF), 0 if there is none. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x80) return 1;
+    size_t len;
+    uint32_t cp;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) len = 2, cp = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef) len = 3, cp = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4) len = 4, cp = s[0] & 0x07;
+    else return 0;
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* New audit lines: each one JSON object on one line, valid UTF-8 (RFC 8259
+ * §8.1: what JSON readers accept), no control bytes. */
 static void check_audit(void)
 {
     char buf[8192];
@@ -315,6 +338,12 @@ static void check_audit(void)
             for (size_t i = 0; i < len; i++) {
                 unsigned char c = (unsigned char)line[i];
                 FUZZ_CHECK(c >= 0x20);
+                if (c >= 0x80) {
+                    size_t u = utf8_len((const unsigned char *)line + i, len - i);
+                    FUZZ_CHECK(u > 0);
+                    i += u - 1;
+                    continue;
+                }
                 if (in_string) {
                     if (c == '\\') i++;
                     else if (c == '"') in_string = false;
