@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,27 @@ void gw_audit_close(gw_audit *a)
     free(a);
 }
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF), 0 if s does not start one. s is
+ * NUL-terminated, so a truncated sequence stops at a non-continuation byte. */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t len;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) len = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef) len = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4) len = 4;
+    else return 0;
+    uint32_t cp = s[0] & (0x7fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
 void gw_json_escape(const char *in, char *out, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";
@@ -63,6 +85,19 @@ void gw_json_escape(const char *in, char *out, size_t cap)
             esc[4] = hex[*p >> 4];
             esc[5] = hex[*p & 15];
             n = 6;
+        } else if (*p >= 0x80) {
+            /* Request strings are not checked for UTF-8 (protobuf-c passes
+             * any bytes): a valid sequence is kept whole, any other byte
+             * becomes U+FFFD, so every line stays valid JSON (RFC 8259 §8.1)
+             * that log readers cannot choke on. */
+            n = utf8_len(p);
+            if (n > 0) {
+                memcpy(esc, p, n);
+                p += n - 1;
+            } else {
+                memcpy(esc, "\\ufffd", 6);
+                n = 6;
+            }
         } else {
             esc[0] = (char)*p;
             n = 1;
