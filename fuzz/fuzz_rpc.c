@@ -3,11 +3,12 @@
  * is one), for principals of every kind: the path an authenticated but
  * malicious caller (a compromised sandbox above all) has into the gateway.
  *
- * Two fixture sandboxes A and B exist with fixed ids (so inputs can name
- * them); principals: users admin / operator / viewer / one without a role,
- * sandbox A, sandbox B, a sandbox that does not exist, a proxy, anonymous,
- * unauthenticated. State builds up across inputs and is thrown away every
- * RESET_EVERY inputs.
+ * Two fixture sandboxes A and B exist with fixed ids and certificate
+ * serials (a1, b1) so inputs can name them. Principals: users admin,
+ * operator, viewer and one without a role; sandbox A, sandbox B, a sandbox
+ * that does not exist; a proxy; anonymous; unauthenticated. State builds
+ * up across inputs (a replayed directory runs in name order in one process)
+ * and is thrown away every RESET_EVERY inputs.
  *
  * Input: [principal][method] then the request: for a unary method the rest
  * is the message; for PushSandboxLogs (client stream) a sequence of
@@ -20,7 +21,8 @@
  * PERMISSION_DENIED "cross-sandbox access denied"; a renewed certificate
  * verifies as exactly the caller's sandbox; provider environments are only
  * ever sent as secret bodies; every OK body parses as the method's
- * response; every audit line is one JSON object on one line. */
+ * response with valid UTF-8 in every string; every audit line is one JSON
+ * object on one line, in UTF-8. */
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -189,7 +191,9 @@ static void remove_state(void)
     }
 }
 
-static void fixture(const char *id, const char *name)
+/* A live sandbox with a policy, one secret and one certificate (serial
+ * `serial`, so inputs can name it). */
+static void fixture(const char *id, const char *name, const char *serial)
 {
     gw_sandbox_rec sb;
     memset(&sb, 0, sizeof sb);
@@ -200,7 +204,14 @@ static void fixture(const char *id, const char *name)
     sb.created_at = FUZZ_NOW;
     char key[] = "API_KEY", value[] = "secret-value";
     gw_env_var env = {key, value};
-    FUZZ_CHECK(gw_store_sandbox_create(worker->store, &sb, "version: 1\n", &env, 1, NULL) == 0);
+    gw_cert_rec cert;
+    memset(&cert, 0, sizeof cert);
+    snprintf(cert.serial, sizeof cert.serial, "%s", serial);
+    snprintf(cert.spiffe_id, sizeof cert.spiffe_id, "spiffe://" FUZZ_TD "/sandbox/%s", id);
+    snprintf(cert.sandbox_id, sizeof cert.sandbox_id, "%s", id);
+    cert.not_before = cert.issued_at = FUZZ_NOW;
+    cert.not_after = FUZZ_NOW + 3600;
+    FUZZ_CHECK(gw_store_sandbox_create(worker->store, &sb, "version: 1\n", &env, 1, &cert) == 0);
 }
 
 static void stop(void)
@@ -218,8 +229,8 @@ static void start(void)
     FUZZ_CHECK(gw_app_init(&app, cfg) == 0);
     worker = gw_app_worker_init(&app, 0);
     FUZZ_CHECK(worker != NULL);
-    fixture(ID_A, NAME_A);
-    fixture(ID_B, NAME_B);
+    fixture(ID_A, NAME_A, "a1");
+    fixture(ID_B, NAME_B, "b1");
     audit_fd = open(cfg->audit_path, O_RDONLY | O_CLOEXEC);
     FUZZ_CHECK(audit_fd >= 0);
     audit_seen = 0;
@@ -363,6 +374,42 @@ static void check_audit(void)
     }
 }
 
+/* Every string field of a message (nested, repeated and map ones too) is
+ * valid UTF-8: proto3 requires it, and stock gRPC clients refuse to decode
+ * a response that breaks it. */
+static void check_strings(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        size_t n = 1;
+        const void *const *vals;
+        const void *single;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)(base + f->quantifier_offset);
+            vals = *(const void *const *const *)(base + f->offset);
+        } else {
+            single = *(const void *const *)(base + f->offset);
+            vals = &single;
+        }
+        for (size_t j = 0; j < n; j++) {
+            if (vals[j] == NULL) continue;
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                check_strings(vals[j]);
+            } else if (f->type == PROTOBUF_C_TYPE_STRING) {
+                const unsigned char *str = vals[j];
+                size_t len = strlen(vals[j]);
+                for (size_t k = 0; k < len;) {
+                    size_t u = utf8_len(str + k, len - k);
+                    FUZZ_CHECK(u > 0);
+                    k += u;
+                }
+            }
+        }
+    }
+}
+
 /* The sandbox a request names, for the own-only checks. */
 struct target {
     bool by_name;
@@ -470,6 +517,7 @@ static void check_answer(const struct rule *r, const gw_principal *p, const gw_r
         ProtobufCMessage *m = protobuf_c_message_unpack(r->response, NULL, resp->body_len,
                                                         resp->body);
         FUZZ_CHECK(m != NULL);
+        check_strings(m);
         protobuf_c_message_free_unpacked(m, NULL);
     }
     if (strcmp(r->path, "/tessera.v1.Gateway/RenewCertificate") == 0)
