@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 
 #include "gw_app.h"
 #include "tsr_time.h"
+#include "tsr_utf8.h"
 
 struct gw_audit {
     int fd;
@@ -47,27 +47,6 @@ void gw_audit_close(gw_audit *a)
     free(a);
 }
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no
- * surrogates, nothing past U+10FFFF), 0 if s does not start one. s is
- * NUL-terminated, so a truncated sequence stops at a non-continuation byte. */
-static size_t utf8_len(const unsigned char *s)
-{
-    size_t len;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) len = 2;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef) len = 3;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4) len = 4;
-    else return 0;
-    uint32_t cp = s[0] & (0x7fu >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3fu);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
 void gw_json_escape(const char *in, char *out, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";
@@ -90,7 +69,7 @@ void gw_json_escape(const char *in, char *out, size_t cap)
              * any bytes): a valid sequence is kept whole, any other byte
              * becomes U+FFFD, so every line stays valid JSON (RFC 8259 §8.1)
              * that log readers cannot choke on. */
-            n = utf8_len(p);
+            n = tsr_utf8_seq_len(p, strnlen((const char *)p, 4));
             if (n > 0) {
                 memcpy(esc, p, n);
                 p += n - 1;
