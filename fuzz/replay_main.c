@@ -32,7 +32,8 @@ static int replay_file(const char *path)
         free(buf);
         return -1;
     }
-    /* An exact-size copy, as libFuzzer gives: ASan sees any read past the end. */
+    /* An exact-size copy, as libFuzzer gives: ASan sees any read past the
+     * end. Like libFuzzer, an empty input still has a valid pointer. */
     uint8_t *in = malloc(n > 0 ? n : 1);
     if (in == NULL) {
         free(buf);
@@ -41,7 +42,7 @@ static int replay_file(const char *path)
     memcpy(in, buf, n);
     free(buf);
     fprintf(stderr, "replay: %s (%zu bytes)\n", path, n);
-    (void)LLVMFuzzerTestOneInput(n > 0 ? in : NULL, n);
+    (void)LLVMFuzzerTestOneInput(in, n);
     free(in);
     return 0;
 }

@@ -5,7 +5,8 @@
 # fuzz/corpus/NAME/ once (-runs=0: a regression check), then SECONDS of
 # fuzzing, JOBS harnesses at a time. New inputs go to BUILD_DIR/corpus/NAME/
 # (the committed corpus is only read), crashes to BUILD_DIR/artifacts/,
-# logs to BUILD_DIR/logs/NAME.log. Prints one line per harness with its
+# logs to BUILD_DIR/logs/NAME.log; fuzz/dict/NAME.dict, if present, is passed
+# as a libFuzzer dictionary. Prints one line per harness with its
 # executions and speed; exits non-zero if any harness failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
