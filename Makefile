@@ -46,8 +46,8 @@ MODE_LDFLAGS := -fsanitize=address,undefined -pie
 else ifeq ($(BUILD),debug)
 MODE_CFLAGS  := -O0 -g3 -fPIE
 MODE_LDFLAGS := -pie
-else
-$(error unknown BUILD=$(BUILD): use release, asan or debug)
+else ifneq ($(BUILD),fuzz)   # fuzz: flags in the fuzzing section at the end
+$(error unknown BUILD=$(BUILD): use release, asan, debug or fuzz)
 endif
 
 # pkg-config is queried lazily so `make deps` works before the -dev packages exist.
@@ -239,3 +239,51 @@ soak: deps
 	    $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/integration/test_faults.py \
 	    tests/integration/test_hostile.py
 # ---- end soak ---------------------------------------------------------------
+
+# ==== fuzzing (fuzz/, docs/fuzzing.md) =========================================
+#   make fuzz          every harness for FUZZ_SECONDS (default 60) each on its
+#                      corpus (new inputs: build/fuzz/corpus/<name>/, crashes:
+#                      build/fuzz/artifacts/)
+#   make fuzz-smoke    CI: replay every committed corpus, then 10 s per harness
+#   make BUILD=fuzz fuzz-bins   the variant itself: clang, libFuzzer + ASan +
+#                      UBSan, everything in build/fuzz/, harnesses in build/fuzz/bin/
+# fuzz/fuzz_<name>.c is one harness; fuzz/corpus/<name>/ its committed corpus.
+# `make test` also builds $(O)/tests/fuzzreplay_<name> (the harness + a plain
+# main, fuzz/replay_main.c, with the build's own compiler and flags) and
+# tests/integration/fuzz_replay.sh replays every corpus through them.
+FUZZ_NAMES := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_JOBS ?= 2
+
+ifeq ($(BUILD),fuzz)
+CC := clang
+MODE_CFLAGS  := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer -fPIE
+MODE_LDFLAGS := -fsanitize=address,undefined -pie
+FUZZ_BINS := $(FUZZ_NAMES:%=$(O)/bin/fuzz_%)
+
+$(FUZZ_BINS): $(O)/bin/fuzz_%: $(O)/obj/fuzz/fuzz_%.o $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+else
+FUZZ_REPLAY_BINS := $(FUZZ_NAMES:%=$(O)/tests/fuzzreplay_%)
+
+$(FUZZ_REPLAY_BINS): $(O)/tests/fuzzreplay_%: $(O)/obj/fuzz/fuzz_%.o $(O)/obj/fuzz/replay_main.o \
+                     $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/obj/fuzz/replay_main.o $(LIBS_ALL) $(LDLIBS_ALL)
+
+unit-tests: $(FUZZ_REPLAY_BINS)
+endif
+
+.PHONY: fuzz-bins fuzz fuzz-smoke
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=fuzz fuzz-bins
+	@fuzz/run.sh build/fuzz $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_NAMES)
+
+fuzz-smoke: deps
+	@$(MAKE) --no-print-directory BUILD=fuzz fuzz-bins
+	@fuzz/run.sh --replay build/fuzz $(FUZZ_SMOKE_SECONDS) $(FUZZ_JOBS) $(FUZZ_NAMES)

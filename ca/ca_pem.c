@@ -52,8 +52,16 @@ int ca_certs_from_pem(const uint8_t *pem, size_t len, STACK_OF(X509) **out)
                            memcmp(p, BEGIN_CERT, sizeof BEGIN_CERT - 1) == 0,
                        TSR_E_INPUT, "PEM: expected a CERTIFICATE block at byte %zu",
                        (size_t)(p - pem));
-        const uint8_t *stop = find(p, end, END_CERT);
+        const uint8_t *body = p + sizeof BEGIN_CERT - 1;
+        const uint8_t *stop = find(body, end, END_CERT);
         TSR_TRY_ENSURE(stop != NULL, TSR_E_INPUT, "PEM: truncated CERTIFICATE block");
+        /* Between the markers only base64 and whitespace, never a '-': a
+         * damaged END line ("-----END> CERTIFICATE-----") would otherwise make
+         * this block run on to the next END, and OpenSSL's base64 decoder,
+         * which stops at the first '-', would return the first certificate
+         * and silently drop everything up to that END (the next one). */
+        TSR_TRY_ENSURE(memchr(body, '-', (size_t)(stop - body)) == NULL, TSR_E_INPUT,
+                       "PEM: malformed CERTIFICATE block at byte %zu", (size_t)(p - pem));
         stop += sizeof END_CERT - 1;
         TSR_TRY_ENSURE(sk_X509_num(certs) < CA_PEM_MAX_CERTS, TSR_E_LIMIT,
                        "PEM: more than %d certificates", CA_PEM_MAX_CERTS);
@@ -62,6 +70,8 @@ int ca_certs_from_pem(const uint8_t *pem, size_t len, STACK_OF(X509) **out)
         cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
         TSR_TRY_ENSURE(cert != NULL, TSR_E_INPUT, "PEM: certificate %d does not parse",
                        sk_X509_num(certs) + 1);
+        TSR_TRY_ENSURE(BIO_pending(bio) == 0, TSR_E_INPUT,
+                       "PEM: certificate %d: bytes left over in its block", sk_X509_num(certs) + 1);
         BIO_free(bio);
         bio = NULL;
         TSR_TRY_ENSURE(sk_X509_push(certs, cert) > 0, TSR_E_INTERNAL, "out of memory");

@@ -16,6 +16,7 @@ struct tsr_error {
 
 static _Thread_local struct tsr_error tls_error;
 
+__attribute__((format(printf, 4, 0)))
 static void record(enum tsr_errcat cat, const char *file, int line, const char *fmt, va_list ap)
 {
     /* Format into a scratch buffer first: callers wrap the previous error,

@@ -82,6 +82,7 @@ void tsr_yaml_quote_bytes(const char *s, size_t len, char *out, size_t cap)
     out[o] = '\0';
 }
 
+__attribute__((format(printf, 3, 0)))
 static int fail_line(const char *name, size_t line, const char *fmt, va_list ap)
 {
     char reason[400];

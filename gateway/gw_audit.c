@@ -12,6 +12,7 @@
 #include "gw_app.h"
 #include "gw_metrics.h"
 #include "tsr_time.h"
+#include "tsr_utf8.h"
 
 struct gw_audit {
     int fd;
@@ -64,6 +65,19 @@ void gw_json_escape(const char *in, char *out, size_t cap)
             esc[4] = hex[*p >> 4];
             esc[5] = hex[*p & 15];
             n = 6;
+        } else if (*p >= 0x80) {
+            /* Request strings are not checked for UTF-8 (protobuf-c passes
+             * any bytes): a valid sequence is kept whole, any other byte
+             * becomes U+FFFD, so every line stays valid JSON (RFC 8259 §8.1)
+             * that log readers cannot choke on. */
+            n = tsr_utf8_seq_len(p, strnlen((const char *)p, 4));
+            if (n > 0) {
+                memcpy(esc, p, n);
+                p += n - 1;
+            } else {
+                memcpy(esc, "\\ufffd", 6);
+                n = 6;
+            }
         } else {
             esc[0] = (char)*p;
             n = 1;

@@ -15,6 +15,7 @@
 #include "gw_revocation.h"
 #include "gw_rpcs.h"
 #include "tsr_time.h"
+#include "tsr_utf8.h"
 
 #define MAX_REASON 128
 
@@ -153,6 +154,11 @@ static void revoke_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_
     }
     if (strlen(req->reason) > MAX_REASON) {
         gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "reason exceeds %d bytes", MAX_REASON);
+        goto out;
+    }
+    /* Served again in Certificate.revocation_reason, a proto3 string. */
+    if (!tsr_utf8_valid(req->reason, strlen(req->reason))) {
+        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "reason is not valid UTF-8");
         goto out;
     }
     if (req->reason[0])

@@ -89,7 +89,8 @@ static int push_message(void *state, const gw_call_ctx *ctx, const uint8_t *msg,
                              i, l->text.len, app->cfg->log_line_bytes);
             goto out;
         }
-        if (memchr(l->text.data, '\0', l->text.len) != NULL) {
+        /* An empty bytes field has data == NULL: memchr(NULL, ...) is undefined. */
+        if (l->text.len > 0 && memchr(l->text.data, '\0', l->text.len) != NULL) {
             gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "line %zu contains a NUL byte", i);
             goto out;
         }

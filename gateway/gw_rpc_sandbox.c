@@ -16,6 +16,7 @@
 #include "gw_rpcs.h"
 #include "gw_driver.h"
 #include "tsr_time.h"
+#include "tsr_utf8.h"
 
 #define MAX_ENV_VARS 256
 #define MAX_ENV_NAME 128
@@ -47,10 +48,15 @@ int gw_env_validate(const gw_env_var *env, size_t n, gw_response *resp)
             return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
                                     "provider_env name \"%.64s\" must match [A-Za-z_][A-Za-z0-9_]*",
                                     env[i].name);
-        if (strlen(env[i].value) > MAX_ENV_VALUE)
+        size_t vlen = strlen(env[i].value);
+        if (vlen > MAX_ENV_VALUE)
             return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
                                     "provider_env value of %s exceeds %d bytes", env[i].name,
                                     MAX_ENV_VALUE);
+        /* Served again as a proto3 string, which must be UTF-8. */
+        if (!tsr_utf8_valid(env[i].value, vlen))
+            return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
+                                    "provider_env value of %s is not valid UTF-8", env[i].name);
     }
     return 0;
 }

@@ -764,9 +764,7 @@ int gw_server_new(const gw_server_config *cfg, gw_server **out)
     s->stop_efd = -1;
     s->cfg = *cfg;
     TSR_TRY(config_fill(&s->cfg));
-    /* Partial request messages one connection may buffer: one maximal message
-     * plus room for concurrent smaller ones. */
-    s->conn_rx_budget = 2 * (size_t)s->cfg.max_message_bytes + (1u << 20);
+    s->conn_rx_budget = GW_CONN_RX_BUDGET(s->cfg.max_message_bytes);
     TSR_TRY(gw_h2_setup(s));
     TSR_TRY_ENSURE((s->stop_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0, TSR_E_IO,
                    "eventfd: %s", strerror(errno));

@@ -86,8 +86,12 @@ struct gw_server {
     bool ran;
     nghttp2_session_callbacks *h2_callbacks;   /* shared read-only by all sessions */
     nghttp2_option *h2_option;
-    size_t conn_rx_budget;
+    size_t conn_rx_budget;         /* GW_CONN_RX_BUDGET(cfg.max_message_bytes) */
 };
+
+/* Partial request messages one connection may buffer: one maximal message
+ * plus room for concurrent smaller ones. */
+#define GW_CONN_RX_BUDGET(max_message) (2 * (size_t)(max_message) + (1u << 20))
 
 /* gw_server.c */
 void gw_conn_log(const gw_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -105,5 +109,24 @@ void gw_h2_goaway(gw_conn *c, const char *why);  /* GOAWAY(c->goaway_error, last
 bool gw_h2_done(gw_conn *c);                      /* nghttp2 wants neither read nor write */
 bool gw_h2_idle(const gw_conn *c);                /* no live stream */
 void gw_h2_free(gw_conn *c);                      /* streams (close()), session */
+
+/* Test seam (fuzz/fuzz_h2_session.c): one server-side connection with no
+ * socket and no TLS, driven exactly as gw_server.c drives a connection once
+ * its handshake is done: session setup, then per read gw_h2_recv, a kill
+ * becomes GOAWAY, and all output nghttp2 wants to send is pulled. The
+ * principal is fixed; cfg must give methods, still_valid,
+ * max_message_bytes and max_concurrent_streams (no defaults are filled in). */
+typedef struct gw_h2_pipe gw_h2_pipe;
+typedef void (*gw_h2_sink)(void *arg, const uint8_t *data, size_t len);
+TSR_WUR int gw_h2_pipe_new(const gw_server_config *cfg, const gw_principal *principal,
+                           gw_h2_pipe **out);
+/* Feed client bytes as one decrypted read; every byte the server sends
+ * (SETTINGS, responses, GOAWAY) goes to sink (may be NULL). -1 (TSR_E_PROTO
+ * with the reason) when the server closes the connection; it stays closed. */
+TSR_WUR int gw_h2_pipe_io(gw_h2_pipe *p, const uint8_t *in, size_t len, gw_h2_sink sink,
+                          void *arg);
+void gw_h2_pipe_tick(gw_h2_pipe *p, int64_t now_ms);  /* then gw_h2_pipe_io(p, NULL, 0, ...) */
+void gw_h2_pipe_goaway(gw_h2_pipe *p, const char *why);  /* server stop (graceful) */
+void gw_h2_pipe_free(gw_h2_pipe *p);
 
 #endif

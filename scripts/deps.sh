@@ -19,6 +19,8 @@ PACKAGES=(
   curl libcurl4-openssl-dev
   valgrind
   libjansson-dev   # the docker driver's Engine API JSON
+  # make fuzz: clang with libFuzzer (-fsanitize=fuzzer)
+  clang libclang-rt-dev
 )
 
 missing=()

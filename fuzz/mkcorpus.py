@@ -1,0 +1,421 @@
+#!/usr/bin/python3
+"""Writes the seed inputs of fuzz/corpus/<name>/seed-* (run from the repo
+root after `make`, under Debian's /usr/bin/python3: it needs
+python3-cryptography, python3-h2 and the generated protobuf modules in
+build/py). Keys are fresh on every run, so the seeds differ byte for byte
+between runs but not in what they exercise. Crash reproducers
+(fuzz/corpus/<name>/crash-*) are never touched."""
+import datetime
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.environ.get("TSR_PY", "build/py"))
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+import h2.config
+import h2.connection
+import hyperframe.frame as hf
+
+from tessera.v1 import gateway_pb2 as pb
+
+OUT = "fuzz/corpus"
+TD = "tessera.local"
+UUID = "0b7e4c1a-9f2d-4e8b-a6c3-5d1f2e3a4b5c"
+SANDBOX_ID = f"spiffe://{TD}/sandbox/{UUID}"
+NOW = datetime.datetime.fromtimestamp(1750000000, tz=datetime.timezone.utc)  # FUZZ_NOW
+
+
+def write(name, label, data):
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, "seed-" + label), "wb") as f:
+        f.write(data)
+
+
+def lp16(b):
+    return struct.pack(">H", len(b)) + b
+
+
+# ---- spiffe: the raw URI ----------------------------------------------------
+write("spiffe", "sandbox", SANDBOX_ID)
+write("spiffe", "user", f"spiffe://{TD}/user/alice")
+write("spiffe", "gateway", f"spiffe://{TD}/gateway")
+write("spiffe", "proxy", f"spiffe://{TD}/proxy/egress-1")
+write("spiffe", "bad", "spiffe://Tessera.local:8443/a/%2e/b?x#y")
+write("spiffe", "root", "spiffe://example.org")
+
+
+# ---- certificates -------------------------------------------------------
+
+def p256():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def ca_cert(key, subject, issuer, issuer_key, pathlen, constraint=None):
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(NOW - datetime.timedelta(days=10))
+         .not_valid_after(NOW + datetime.timedelta(days=3650))
+         .add_extension(x509.BasicConstraints(ca=True, path_length=pathlen), critical=True)
+         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                        critical=True)
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False))
+    if issuer != subject:
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            issuer_key.public_key()), False)
+    if constraint:
+        b = b.add_extension(x509.NameConstraints(
+            permitted_subtrees=[x509.UniformResourceIdentifier(constraint)],
+            excluded_subtrees=None), critical=True)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def leaf(uris, issuer, issuer_key, ca=False, ku=True, eku=True, extra_dns=None):
+    key = p256()
+    sans = [x509.UniformResourceIdentifier(u) for u in uris]
+    sans += [x509.DNSName(d) for d in (extra_dns or [])]
+    b = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(issuer.subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(NOW - datetime.timedelta(minutes=1))
+         .not_valid_after(NOW + datetime.timedelta(hours=1))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=True)
+    if ku:
+        b = b.add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
+                                          False), critical=True)
+    if eku:
+        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                   ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+    b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+        issuer_key.public_key()), False)
+    return b.sign(issuer_key, hashes.SHA256()), key
+
+
+def der(c):
+    return c.public_bytes(serialization.Encoding.DER)
+
+
+def pem(c):
+    return c.public_bytes(serialization.Encoding.PEM)
+
+
+root_key = p256()
+root_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tessera"),
+                       x509.NameAttribute(NameOID.COMMON_NAME, f"Tessera Root CA {TD}")])
+root = ca_cert(root_key, root_name, root_name, root_key, 1)
+iss_key = p256()
+iss_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tessera"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "Tessera Issuing CA")])
+issuing = ca_cert(iss_key, iss_name, root_name, root_key, 0, constraint=TD)
+noncon = ca_cert(iss_key, iss_name, root_name, root_key, 0)
+
+# x509_peer: [flags][now offset][lp16 leaf][lp16 intermediate]*
+def peer(label, flags, leaf_der, *inter, offset=0):
+    write("x509_peer", label, bytes([flags]) + struct.pack(">i", offset) + lp16(leaf_der) +
+          b"".join(lp16(i) for i in inter))
+
+sb, _ = leaf([SANDBOX_ID], issuing, iss_key)
+peer("sandbox-resign", 1, der(sb))
+peer("sandbox-expect-sandbox", 1 | (1 << 3), der(sb))
+peer("sandbox-with-issuing", 1 | 64, der(sb))
+peer("sandbox-as-is", 0, der(sb), der(issuing))
+peer("sandbox-expired", 1, der(sb), offset=7200)
+u, _ = leaf([f"spiffe://{TD}/user/alice"], issuing, iss_key)
+peer("user-resign", 1, der(u))
+peer("user-server-purpose", 1 | 4, der(u))
+g, _ = leaf([f"spiffe://{TD}/gateway"], issuing, iss_key, extra_dns=["localhost"])
+peer("gateway", 1, der(g))
+px, _ = leaf([f"spiffe://{TD}/proxy/egress"], issuing, iss_key)
+peer("proxy", 1, der(px))
+two, _ = leaf([SANDBOX_ID, f"spiffe://{TD}/user/alice"], issuing, iss_key)
+peer("two-uris", 1, der(two))
+foreign, _ = leaf(["spiffe://example.org/user/alice"], issuing, iss_key)
+peer("foreign", 1, der(foreign))
+peer("forge-unconstrained", 2, der(foreign), der(noncon))
+peer("forge-constrained", 2, der(sb), der(issuing))
+caleaf, _ = leaf([SANDBOX_ID], issuing, iss_key, ca=True)
+peer("leaf-is-ca", 1, der(caleaf))
+noku, _ = leaf([SANDBOX_ID], issuing, iss_key, ku=False, eku=False)
+peer("no-ku", 1, der(noku))
+nosan, _ = leaf([], issuing, iss_key)
+peer("no-san", 1, der(nosan))
+
+# pem_bundle
+write("pem_bundle", "root", pem(root))
+write("pem_bundle", "chain", pem(sb) + pem(issuing))
+write("pem_bundle", "bundle-two-roots", pem(root) + b"\n" + pem(ca_cert(p256(), root_name,
+                                                                          root_name, root_key, 1)))
+write("pem_bundle", "key-p256-pkcs8", root_key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+write("pem_bundle", "key-p256-sec1", root_key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+    serialization.NoEncryption()))
+write("pem_bundle", "key-ed25519", ed25519.Ed25519PrivateKey.generate().private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+write("pem_bundle", "key-rsa2048", rsa.generate_private_key(65537, 2048).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+    serialization.NoEncryption()))
+write("pem_bundle", "cert-then-key", pem(root) + root_key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+# csr: raw DER
+def csr(key, uris=(), dns=(), algo=hashes.SHA256()):
+    b = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sandbox")]))
+    names = [x509.UniformResourceIdentifier(u) for u in uris] + [x509.DNSName(d) for d in dns]
+    if names:
+        b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return b.sign(key, algo).public_bytes(serialization.Encoding.DER)
+
+write("csr", "p256", csr(p256()))
+write("csr", "p256-own-uri", csr(p256(), uris=[SANDBOX_ID]))
+write("csr", "p256-other-uri", csr(p256(), uris=[f"spiffe://{TD}/user/admin"]))
+write("csr", "p256-dns", csr(p256(), dns=["example.com"]))
+write("csr", "p384", csr(ec.generate_private_key(ec.SECP384R1())))
+write("csr", "ed25519", csr(ed25519.Ed25519PrivateKey.generate(), algo=None))
+write("csr", "rsa2048", csr(rsa.generate_private_key(65537, 2048)))
+write("csr", "rsa1024-refused", csr(rsa.generate_private_key(65537, 1024)))
+
+# ---- protobuf: [request index][message] -----------------------------------
+REQUESTS = ["CreateSandboxRequest", "GetSandboxRequest", "ListSandboxesRequest",
+            "DeleteSandboxRequest", "GetSandboxLogsRequest", "ListCertificatesRequest",
+            "RevokeCertificateRequest", "GetSandboxConfigRequest",
+            "GetSandboxProviderEnvironmentRequest", "ReportPolicyStatusRequest",
+            "SubmitPolicyAnalysisRequest", "GetDraftPolicyRequest", "UpdateConfigRequest",
+            "PushSandboxLogsRequest", "RenewCertificateRequest", "GetTrustBundleRequest"]
+POLICY = open("docs/policy.md").read().split("```yaml\n")[1].split("```")[0]
+
+def proto(label, msg):
+    i = REQUESTS.index(type(msg).__name__)
+    write("protobuf", label, bytes([i]) + msg.SerializeToString())
+
+proto("create", pb.CreateSandboxRequest(name="dev-1", policy=POLICY,
+                                        provider_env={"OPENAI_API_KEY": "sk-1", "X_2": ""},
+                                        driver="process"))
+proto("get", pb.GetSandboxRequest(id=UUID))
+proto("list", pb.ListSandboxesRequest(page_size=10, page_token=UUID))
+proto("logs", pb.GetSandboxLogsRequest(sandbox_id=UUID, since=5, limit=100))
+proto("revoke", pb.RevokeCertificateRequest(serial="0a1b2c", reason="key compromise"))
+proto("report", pb.ReportPolicyStatusRequest(sandbox_id=UUID, version=1, status=2,
+                                             message="mount failed"))
+proto("submit", pb.SubmitPolicyAnalysisRequest(sandbox_name="dev-1", chunks=[
+    pb.PolicyChunk(domain="network", content="default: deny\nallow:\n  - host: a.example\n"),
+    pb.PolicyChunk(domain="filesystem", content="read_only: [/usr]\n")]))
+proto("update", pb.UpdateConfigRequest(name="dev-1", policy="version: 1\n",
+                                       provider_env={"A": "b"}))
+proto("push", pb.PushSandboxLogsRequest(sandbox_id=UUID, lines=[
+    pb.LogLine(timestamp_ms=1, stream="stdout", text=b"hello\n"),
+    pb.LogLine(timestamp_ms=2, stream="stderr", text=b"\xff\xfe")], dropped_lines=3))
+proto("renew", pb.RenewCertificateRequest(csr=csr(p256(), uris=[SANDBOX_ID])))
+proto("trust-bundle", pb.GetTrustBundleRequest())
+write("protobuf", "health", bytes([16]) + b"\x0a\x12tessera.v1.Gateway")
+
+# ---- rpc: [principal][method] request (PushSandboxLogs: [u16 len][msg]*) ----
+ADMIN, OPERATOR, VIEWER, NOROLE, SB_A, SB_B, GHOST, PROXY, ANON, UNAUTH = range(10)
+ID_A = "00000000-0000-4000-8000-00000000000a"
+ID_B = "00000000-0000-4000-8000-00000000000b"
+METHODS = ["CreateSandbox", "GetSandbox", "ListSandboxes", "DeleteSandbox", "GetSandboxLogs",
+           "ListCertificates", "RevokeCertificate", "GetSandboxConfig",
+           "GetSandboxProviderEnvironment", "ReportPolicyStatus", "SubmitPolicyAnalysis",
+           "GetDraftPolicy", "UpdateConfig", "PushSandboxLogs", "RenewCertificate",
+           "GetTrustBundle", "Health"]
+
+def rpc(label, who, method, *msgs):
+    i = METHODS.index(method)
+    if method == "PushSandboxLogs":
+        body = b"".join(lp16(m.SerializeToString()) for m in msgs)
+    else:
+        body = msgs[0].SerializeToString() if msgs else b""
+    write("rpc", label, bytes([who, i]) + body)
+
+rpc("admin-create", ADMIN, "CreateSandbox",
+    pb.CreateSandboxRequest(name="dev-1", policy="version: 1\n", provider_env={"K": "v"}))
+rpc("operator-create-bad-policy", OPERATOR, "CreateSandbox",
+    pb.CreateSandboxRequest(name="dev-2", policy="version: 2\n"))
+rpc("viewer-get-a", VIEWER, "GetSandbox", pb.GetSandboxRequest(id=ID_A))
+rpc("viewer-list", VIEWER, "ListSandboxes", pb.ListSandboxesRequest(page_size=1))
+rpc("admin-delete-b", ADMIN, "DeleteSandbox", pb.DeleteSandboxRequest(name="sb-b"))
+rpc("viewer-logs-a", VIEWER, "GetSandboxLogs", pb.GetSandboxLogsRequest(sandbox_id=ID_A))
+rpc("admin-list-certs", ADMIN, "ListCertificates", pb.ListCertificatesRequest())
+rpc("admin-revoke", ADMIN, "RevokeCertificate",
+    pb.RevokeCertificateRequest(serial="0A1b", reason="test"))
+rpc("a-get-own-config", SB_A, "GetSandboxConfig", pb.GetSandboxConfigRequest(sandbox_id=ID_A))
+rpc("a-get-b-config", SB_A, "GetSandboxConfig", pb.GetSandboxConfigRequest(sandbox_id=ID_B))
+rpc("a-get-own-env", SB_A, "GetSandboxProviderEnvironment",
+    pb.GetSandboxProviderEnvironmentRequest(sandbox_id=ID_A))
+rpc("admin-get-env-b", ADMIN, "GetSandboxProviderEnvironment",
+    pb.GetSandboxProviderEnvironmentRequest(sandbox_id=ID_B))
+rpc("a-report", SB_A, "ReportPolicyStatus",
+    pb.ReportPolicyStatusRequest(sandbox_id=ID_A, version=1, status=1, message="ok"))
+rpc("a-submit", SB_A, "SubmitPolicyAnalysis", pb.SubmitPolicyAnalysisRequest(
+    sandbox_name="sb-a", chunks=[pb.PolicyChunk(domain="network", content="default: deny\n")]))
+rpc("b-submit-as-a", SB_B, "SubmitPolicyAnalysis", pb.SubmitPolicyAnalysisRequest(
+    sandbox_name="sb-a", chunks=[pb.PolicyChunk(domain="process", content="max_processes: 1\n")]))
+rpc("viewer-draft-a", VIEWER, "GetDraftPolicy", pb.GetDraftPolicyRequest(name="sb-a"))
+rpc("a-update-own-policy", SB_A, "UpdateConfig",
+    pb.UpdateConfigRequest(name="sb-a", policy="version: 1\nprocess:\n  max_processes: 4\n"))
+rpc("a-update-own-env", SB_A, "UpdateConfig",
+    pb.UpdateConfigRequest(name="sb-a", provider_env={"K": "v"}))
+rpc("op-update-b", OPERATOR, "UpdateConfig",
+    pb.UpdateConfigRequest(name="sb-b", provider_env={"K2": "v2"}))
+rpc("a-push", SB_A, "PushSandboxLogs",
+    pb.PushSandboxLogsRequest(sandbox_id=ID_A, lines=[pb.LogLine(stream="stdout", text=b"hi")]),
+    pb.PushSandboxLogsRequest(sandbox_id=ID_A, dropped_lines=2))
+rpc("a-push-switch-to-b", SB_A, "PushSandboxLogs",
+    pb.PushSandboxLogsRequest(sandbox_id=ID_A, lines=[pb.LogLine(text=b"x")]),
+    pb.PushSandboxLogsRequest(sandbox_id=ID_B, lines=[pb.LogLine(text=b"y")]))
+rpc("a-renew", SB_A, "RenewCertificate", pb.RenewCertificateRequest(csr=csr(p256())))
+rpc("a-renew-asks-admin", SB_A, "RenewCertificate",
+    pb.RenewCertificateRequest(csr=csr(p256(), uris=[f"spiffe://{TD}/user/admin"])))
+rpc("ghost-renew", GHOST, "RenewCertificate", pb.RenewCertificateRequest(csr=csr(p256())))
+rpc("proxy-bundle", PROXY, "GetTrustBundle", pb.GetTrustBundleRequest())
+rpc("anon-health", ANON, "Health")
+rpc("unauth-list", UNAUTH, "ListSandboxes", pb.ListSandboxesRequest())
+rpc("norole-create", NOROLE, "CreateSandbox", pb.CreateSandboxRequest(name="x", policy="version: 1\n"))
+
+# ---- policy: [domain selector][yaml] ---------------------------------------
+write("policy", "example", b"\x00" + POLICY.encode())
+write("policy", "minimal", b"\x00version: 1\n")
+write("policy", "network-chunk", b"\x01default: deny\nallow:\n  - host: \"*.pypi.org\"\n"
+      b"    ports: [443]\ndeny:\n  - host: 10.0.0.0/8\n  - host: \"fd00::/8\"\n")
+write("policy", "filesystem-chunk", b"\x00read_only: [/usr, /lib]\nread_write: [/tmp]\n"
+      b"deny: [/tmp/x]\n")
+write("policy", "process-chunk", b"\x02allow_exec: [/usr/bin/git]\nmax_processes: 16\n"
+      b"allow_privilege_escalation: false\n")
+write("policy", "inference-chunk", b"\x03providers:\n  - name: openai\n    models: [gpt-4o]\n"
+      b"    env: [OPENAI_API_KEY]\n")
+
+# ---- config ------------------------------------------------------------------
+write("config", "gateway-yaml", open("config/gateway.yaml", "rb").read())
+write("config", "empty", b"")
+write("config", "small", b"trust_domain: example.org\nlisten: \"[::1]:0\"\nworkers: 2\n"
+      b"users:\n  alice: admin\n  bob: viewer\nlimits:\n  idle_timeout: 1h30m\n"
+      b"audit:\n  path: \"-\"\n")
+
+# ---- keyring -----------------------------------------------------------------
+k1 = os.urandom(32).hex()
+k2 = os.urandom(32).hex()
+write("keyring", "one", f"1 {k1}\n")
+write("keyring", "two-comments", f"# Tessera keyring\n1 {k1}\n\n  2\t{k2}  \r\n# end\n")
+write("keyring", "rotated", f"7 {k1}\n3 {k2}\n")
+
+# ---- grpc_deframe: [max][budget][seed][take] frames... ------------------------
+def frame(body, flag=0):
+    return bytes([flag]) + struct.pack(">I", len(body)) + body
+
+write("grpc_deframe", "two-messages", b"\x06\x0d\x01\xff" + frame(b"hello") + frame(b""))
+write("grpc_deframe", "big", b"\x07\x0e\x02\x00" + frame(b"x" * 30000) + frame(b"y" * 3))
+write("grpc_deframe", "compressed", b"\x06\x08\x03\x01" + frame(b"abc", 1))
+write("grpc_deframe", "truncated", b"\x04\x00\x04\x00" + frame(b"a" * 100)[:50])
+write("grpc_deframe", "timeout", b"99999999H")
+write("grpc_deframe", "percent", b"%41%zz%\xff\x00caf\xc3\xa9")
+
+# ---- h2_session: [flags][chunk seed] HTTP/2 client bytes ---------------------
+def conn():
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                             header_encoding=None))
+    c.initiate_connection()
+    return c
+
+def call(c, sid, path, msgs, extra=(), end=True, method=b"POST",
+         ctype=b"application/grpc"):
+    hdrs = [(b":method", method), (b":scheme", b"https"), (b":path", path),
+            (b":authority", b"localhost"), (b"content-type", ctype), (b"te", b"trailers")]
+    c.send_headers(sid, hdrs + list(extra), end_stream=not msgs and end)
+    for i, m in enumerate(msgs):
+        c.send_data(sid, m, end_stream=end and i == len(msgs) - 1)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+def h2seed(label, c, flags=1, seed=0, raw=b""):
+    data = c.data_to_send() + raw
+    if flags & 1:
+        assert data.startswith(PREFACE)
+        data = data[len(PREFACE):]
+    write("h2_session", label, bytes([flags, seed]) + data)
+
+HEALTH = b"/grpc.health.v1.Health/Check"
+c = conn()
+call(c, 1, HEALTH, [frame(b"")], extra=[(b"grpc-timeout", b"5S")])
+h2seed("health", c)
+c = conn()
+call(c, 1, HEALTH, [frame(b"\x0a\x03foo")])
+call(c, 3, b"/fuzz.Test/Echo", [frame(b"\xefbig")])
+c.increment_flow_control_window(1 << 20)
+c.increment_flow_control_window(1 << 20, stream_id=3)
+call(c, 5, b"/fuzz.Test/Echo", [frame(b"\xee\x01bad\xffmessage%")])
+call(c, 7, b"/fuzz.Test/Echo", [frame(b"\xedsecret")])
+h2seed("echo-concurrent", c, seed=3)
+c = conn()
+call(c, 1, b"/fuzz.Test/Stream", [frame(b"a") + frame(b"bb"), frame(b"c" * 100)])
+call(c, 3, b"/fuzz.Test/Stream", [frame(b"x"), frame(b"\xeeabort"), frame(b"y")])
+call(c, 5, b"/fuzz.Test/Stream", [frame(b"half")], end=False)
+c.reset_stream(5)
+h2seed("stream", c, seed=9)
+c = conn()
+call(c, 1, b"/tessera.v1.Gateway/CreateSandbox", [frame(b"\x0a\x03dev")])
+call(c, 3, b"/tessera.v1.Gateway/PushSandboxLogs", [frame(b""), frame(b"")])
+call(c, 5, b"/tessera.v1.Gateway/GetTrustBundle", [frame(b"")])
+h2seed("real-methods-anonymous", c)
+h2seed("real-methods-proxy", conn(), flags=1 | 4, raw=b"")
+c = conn()
+call(c, 1, HEALTH, [], method=b"GET")
+call(c, 3, HEALTH, [frame(b"")], ctype=b"text/plain")
+call(c, 5, b"/no.Such/Method", [frame(b"")])
+call(c, 7, HEALTH, [frame(b"")], extra=[(b"grpc-encoding", b"gzip")])
+call(c, 9, HEALTH, [frame(b"abc", 1)])
+call(c, 11, HEALTH, [frame(b"")], extra=[(b"grpc-timeout", b"1n")])
+call(c, 13, HEALTH, [frame(b"")], extra=[(b"grpc-timeout", b"-1S")])
+call(c, 15, b"/fuzz.Test/Echo", [frame(b"a"), frame(b"b")])
+call(c, 17, b"/fuzz.Test/Echo", [])
+call(c, 19, b"/fuzz.Test/Echo", [frame(b"a" * 10)[:8]])
+c.ping(b"12345678")
+h2seed("errors", c, seed=77)
+c = conn()
+c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10,
+                   h2.settings.SettingCodes.MAX_FRAME_SIZE: 16384})
+call(c, 1, b"/fuzz.Test/Echo", [frame(b"\xef")])
+h2seed("tiny-window", c, seed=5)
+c = conn()
+call(c, 1, b"/fuzz.Test/Echo", [frame(b"a" * 100)], end=True)
+h2seed("small-max-message", c, flags=1 | 32)
+c = conn()
+call(c, 1, b"/fuzz.Test/Echo", [frame(b"a")])
+h2seed("revoked", c, flags=1 | 8)
+c = conn()
+call(c, 1, b"/fuzz.Test/Stream", [frame(b"a")], end=False)
+h2seed("server-goaway", c, flags=1 | 16)
+# Raw frames h2 would not send: CONTINUATION, a huge header block, a client GOAWAY.
+c = conn()
+raw = b""
+hf_headers = hf.HeadersFrame(1)
+enc = c.encoder
+block = enc.encode([(b":method", b"POST"), (b":scheme", b"https"), (b":path", HEALTH),
+                    (b":authority", b"x"), (b"content-type", b"application/grpc")])
+hf_headers.data = block[:5]
+raw += hf_headers.serialize()
+cont = hf.ContinuationFrame(1)
+cont.data = block[5:]
+cont.flags.add("END_HEADERS")
+raw += cont.serialize()
+d = hf.DataFrame(1)
+d.data = frame(b"")
+d.flags.add("END_STREAM")
+raw += d.serialize()
+big = hf.HeadersFrame(3)
+big.data = enc.encode([(b":method", b"POST"), (b":path", HEALTH), (b"x-pad", b"p" * 20000)])
+big.flags.add("END_HEADERS")
+big.flags.add("END_STREAM")
+raw += big.serialize()
+ga = hf.GoAwayFrame(0)
+ga.last_stream_id = 1
+raw += ga.serialize()
+h2seed("raw-frames", c, raw=raw, seed=11)
+print("seeds written")
