@@ -35,7 +35,7 @@ static int open_keyring(gw_app *app, const gw_config *cfg)
             TSR_GUARD(tsr_mkdir_p(dir, 0700));
         }
         TSR_GUARD(gw_keyring_create_file(cfg->secrets_key_path));
-        fprintf(stderr, "tessera-gateway: created secrets keyring %s\n", cfg->secrets_key_path);
+        app->keyring_created = true;
     }
     return gw_keyring_load(cfg->secrets_key_path, &app->keyring);
 }

@@ -5,6 +5,7 @@
 
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <stdbool.h>
 
 #include "ca_issue.h"
 #include "ca_verify.h"
@@ -32,6 +33,7 @@ typedef struct gw_app {
     struct gw_revocations *revoked;      /* in-memory set, loaded from the store */
     struct gw_ratelimit *renew_limit;    /* per-sandbox renewals */
     struct gw_drivers *drivers;          /* loaded plugins; set once serving starts */
+    bool keyring_created;                /* gw_app_init made a new keyring file */
 } gw_app;
 
 typedef struct gw_worker {

@@ -191,6 +191,10 @@ void gw_drivers_free(gw_drivers *all)
 
 gw_driver *gw_drivers_find(gw_drivers *all, const char *name)
 {
+    if (all == NULL) {
+        (void)TSR_FAIL(TSR_E_STATE, "no driver plugins are loaded");
+        return NULL;
+    }
     for (size_t i = 0; i < all->n; i++) {
         struct gw_driver *d = &all->drivers[i];
         if (strcmp(d->name, name) != 0) continue;

@@ -142,6 +142,8 @@ int main(int argc, char **argv)
         goto out;
     }
     app_ready = 1;
+    if (app.keyring_created)
+        fprintf(stderr, "tessera-gateway: created secrets keyring %s\n", cfg->secrets_key_path);
     gw_tls_config tls = {
         .cert_file = cfg->server_cert_path,
         .key_file = cfg->server_key_path,
