@@ -227,3 +227,22 @@ soak: deps
 	    $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/integration/test_faults.py \
 	    tests/integration/test_hostile.py
 # ---- end soak ---------------------------------------------------------------
+
+# ---- bench: Tessera side by side with real peers (docs/performance.md) -----
+# `make bench`: builds bench/ into $(O)/bench/ (never part of `all` or `test`)
+# and runs bench/run.sh, which installs the Debian peers it needs (cfssl),
+# starts everything on loopback, prints the table, writes results.json.
+.PHONY: bench bench-build
+BENCH_LOAD := $(O)/bench/bn_load
+BENCH_BARE := $(O)/bench/bare_tls
+$(BENCH_LOAD): bench/bn_load.c $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -MF $@.d $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+$(BENCH_BARE): bench/peers/bare_tls.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -MF $@.d $(ALL_LDFLAGS) -o $@ $< $(shell pkg-config --libs openssl) -lpthread
+bench-build: $(BENCH_LOAD) $(BENCH_BARE)
+bench: deps
+	@$(MAKE) --no-print-directory all $(PY_STUBS) bench-build
+	@TSR_BUILD_DIR=$(CURDIR)/$(O) TSR_ROOT=$(CURDIR) bench/run.sh
+# ---- end bench ----------------------------------------------------------------
