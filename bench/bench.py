@@ -66,10 +66,24 @@ def rss_kib(pid):
     return 0
 
 
+PROFILE = {"pid": None, "addr": None}
+
+
 def load(mode, addr, *args, timeout=None):
+    """Run one bn_load measurement. BENCH_PERF=<mode> records the gateway
+    with `perf record -g` during that mode (build/bench/perf-<mode>.data)."""
     cmd = [LOAD, mode, "--addr", addr] + [str(a) for a in args]
+    perf = None
+    if os.environ.get("BENCH_PERF") == mode and PROFILE["pid"] and addr == PROFILE["addr"]:
+        perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-p",
+                                 str(PROFILE["pid"]), "-o",
+                                 os.path.join(OUT, f"perf-{mode}.data")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r = subprocess.run(cmd, capture_output=True, text=True,
                        timeout=timeout or SECONDS * 4 + 120)
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
     if r.stderr.strip():
         log(f"  {mode}: {r.stderr.strip()}")
     if r.returncode != 0:
@@ -215,6 +229,7 @@ drivers:
     gw, port = start([os.path.join(BIN, "tessera-gateway"), "--config", config],
                      r"listening on .*:(\d+)")
     addr = f"127.0.0.1:{port}"
+    PROFILE["pid"], PROFILE["addr"] = gw.pid, addr
     try:
         rss_start = rss_kib(gw.pid)
         # Sandboxes, created through the gateway as admin.
@@ -264,11 +279,31 @@ drivers:
                     "--seconds", SECONDS, "--rate", max(1.0, un["rate"] / 2))
         results["unary_peak"] = un
         results["unary_half"] = half
-        row("unary GetSandboxConfig RPC/s", un["rate"], None, "1/s", "gRPC C++ (not done)",
-            f"p50/p90/p99 {un['p50_us']}/{un['p90_us']}/{un['p99_us']} us")
-        row("unary p99 at half of peak (us)", half["p99_us"], None, "us",
-            "gRPC C++ (not done)",
-            f"at {half['rate']:.0f}/s; p50 {half['p50_us']} us, p90 {half['p90_us']} us")
+        gun = ghalf = None
+        gref = os.path.join(OUT, "grpc_ref")
+        if os.path.exists(gref):
+            policy_file = os.path.join(work, "policy.yaml")
+            with open(policy_file, "w") as f:
+                f.write(POLICY)
+            gp, gport = start([gref, os.path.join(pki, "gateway.pem"),
+                               os.path.join(pki, "gateway.key"), bundle, ids_file, policy_file,
+                               "2"], r"listening on .*:(\d+)")
+            gaddr = f"127.0.0.1:{gport}"
+            gun = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                       "--seconds", SECONDS)
+            ghalf = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                         "--seconds", SECONDS, "--rate", max(1.0, gun["rate"] / 2))
+            stop(gp)
+            results["grpc_cpp_unary_peak"] = gun
+            results["grpc_cpp_unary_half"] = ghalf
+        peer = "gRPC C++ 1.51 (Debian)" if gun else "gRPC C++ (not built)"
+        row("unary GetSandboxConfig RPC/s", un["rate"], gun["rate"] if gun else None, "1/s",
+            peer, f"p50/p90/p99 {un['p50_us']}/{un['p90_us']}/{un['p99_us']} us" +
+            (f" vs {gun['p50_us']}/{gun['p90_us']}/{gun['p99_us']}" if gun else ""))
+        row("unary p99 at half of peak (us)", half["p99_us"], ghalf["p99_us"] if ghalf else None,
+            "us", peer, f"at {half['rate']:.0f}/s vs {ghalf['rate']:.0f}/s; p50 "
+            f"{half['p50_us']} vs {ghalf['p50_us']} us" if ghalf else
+            f"at {half['rate']:.0f}/s; p50 {half['p50_us']} us")
 
         # (3) issuance/s: RenewCertificate vs cfssl serve /api/v1/cfssl/sign.
         log("issuance/s (4 client threads, pre-generated P-256 CSRs)")
@@ -316,7 +351,7 @@ drivers:
             f"errors {lg['errors']}")
 
         # (5) RSS per idle connection.
-        for n in (1000, 10000):
+        for n in (1000, 10000) if not os.environ.get("BENCH_QUICK") else (1000,):
             log(f"gateway RSS with {n} open connections")
             try:
                 cn = load("conns", addr, "--bundle", bundle, "--ids", ids_file, "--count", n,
