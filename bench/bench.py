@@ -230,13 +230,14 @@ drivers:
                      r"listening on .*:(\d+)")
     addr = f"127.0.0.1:{port}"
     PROFILE["pid"], PROFILE["addr"] = gw.pid, addr
+    sandbox_ids = []
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=open(bundle, "rb").read(),
+        private_key=open(os.path.join(pki, "users", "admin.key"), "rb").read(),
+        certificate_chain=open(os.path.join(pki, "users", "admin.pem"), "rb").read())
     try:
         rss_start = rss_kib(gw.pid)
         # Sandboxes, created through the gateway as admin.
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=open(bundle, "rb").read(),
-            private_key=open(os.path.join(pki, "users", "admin.key"), "rb").read(),
-            certificate_chain=open(os.path.join(pki, "users", "admin.pem"), "rb").read())
         ids_dir = os.path.join(work, "ids")
         os.makedirs(ids_dir)
         lines = []
@@ -246,6 +247,7 @@ drivers:
                 r = stub.CreateSandbox(pb.CreateSandboxRequest(
                     name=f"bench-{i}", policy=POLICY, provider_env={"K": "v"}), timeout=30)
                 sid = r.sandbox.id
+                sandbox_ids.append(sid)
                 c, k = mint(pki, issuing_cert, issuing_key, sid, ids_dir)
                 lines.append(f"{sid} {c} {k}\n")
         ids_file = os.path.join(work, "ids.txt")
@@ -366,6 +368,18 @@ drivers:
             time.sleep(2)
         results["gateway_rss_end_kib"] = rss_kib(gw.pid)
     finally:
+        # Sandboxes outlive the gateway by design: delete them through it
+        # (the driver stops their supervisors), then stop everything.
+        try:
+            with grpc.secure_channel(f"localhost:{port}", creds) as ch:
+                stub = pb_grpc.GatewayStub(ch)
+                for sid in sandbox_ids:
+                    try:
+                        stub.DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=30)
+                    except grpc.RpcError as e:
+                        log(f"DeleteSandbox {sid}: {e.code()}")
+        except Exception as e:  # noqa: BLE001 - cleanup must go on
+            log(f"sandbox cleanup: {e}")
         for p in procs:
             stop(p)
         for pidfile in glob.glob(os.path.join(data, "sandboxes", "*", "pid")):
