@@ -240,7 +240,7 @@ soak: deps
 	    tests/integration/test_hostile.py
 # ---- end soak ---------------------------------------------------------------
 
-# ==== fuzzing (fuzz/, docs/fuzzing.md) =========================================
+# ==== fuzzing (fuzz/, docs/fuzzing.md) ==================================
 #   make fuzz          every harness for FUZZ_SECONDS (default 60) each on its
 #                      corpus (new inputs: build/fuzz/corpus/<name>/, crashes:
 #                      build/fuzz/artifacts/)
@@ -287,3 +287,33 @@ fuzz: deps
 fuzz-smoke: deps
 	@$(MAKE) --no-print-directory BUILD=fuzz fuzz-bins
 	@fuzz/run.sh --replay build/fuzz $(FUZZ_SMOKE_SECONDS) $(FUZZ_JOBS) $(FUZZ_NAMES)
+=======
+# ---- bench: Tessera side by side with real peers (docs/performance.md) -----
+# `make bench`: bench/run.sh install puts the Debian peer packages in place
+# (cfssl, gRPC C++) when missing, then bench/ is built into $(O)/bench/ (never
+# part of `all` or `test`) and bench/run.sh starts everything on loopback,
+# prints the table and writes $(O)/bench/results.json.
+.PHONY: bench bench-build
+BENCH_LOAD := $(O)/bench/bn_load
+BENCH_BARE := $(O)/bench/bare_tls
+# The gRPC C++ peer only when libgrpc++-dev is present.
+BENCH_GRPC = $(if $(shell pkg-config --exists grpc++ && command -v grpc_cpp_plugin),$(O)/bench/grpc_ref)
+$(BENCH_LOAD): bench/bn_load.c $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -MF $@.d $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+$(BENCH_BARE): bench/peers/bare_tls.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -MF $@.d $(ALL_LDFLAGS) -o $@ $< $(shell pkg-config --libs openssl) -lpthread
+$(O)/bench/gen/tessera/v1/gateway.grpc.pb.cc: proto/tessera/v1/gateway.proto
+	@mkdir -p $(O)/bench/gen
+	@echo "  PROTOC $< (C++)"; protoc -Iproto --cpp_out=$(O)/bench/gen --grpc_out=$(O)/bench/gen \
+	    --plugin=protoc-gen-grpc=$$(command -v grpc_cpp_plugin) $<
+$(O)/bench/grpc_ref: bench/peers/grpc_ref.cc $(O)/bench/gen/tessera/v1/gateway.grpc.pb.cc
+	$(Q)$(CXX) -std=c++17 -O2 -g -I$(O)/bench/gen -o $@ $< $(O)/bench/gen/tessera/v1/gateway.pb.cc \
+	    $(O)/bench/gen/tessera/v1/gateway.grpc.pb.cc $$(pkg-config --cflags --libs grpc++ protobuf) -lpthread
+bench-build: $(BENCH_LOAD) $(BENCH_BARE) $(BENCH_GRPC)
+bench: deps
+	@bench/run.sh install
+	@$(MAKE) --no-print-directory all $(PY_STUBS) bench-build
+	@TSR_BUILD_DIR=$(CURDIR)/$(O) TSR_ROOT=$(CURDIR) bench/run.sh
+# ---- end bench ----------------------------------------------------------------

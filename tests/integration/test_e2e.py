@@ -16,7 +16,7 @@ S = grpc.StatusCode
 TTL = 20  # seconds: the supervisor rotates at about half of it
 
 
-def wait_for(what, fn, timeout=40.0, every=0.25):
+def wait_for(what, fn, timeout=90.0, every=0.25):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = fn()

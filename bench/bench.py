@@ -1,0 +1,408 @@
+"""`make bench` driver (run by bench/run.sh under /usr/bin/python3): Tessera
+and its peers on loopback, each measurement for a fixed short time, a table
+of Tessera / peer / ratio, and build/bench/results.json.
+
+Everything is started here and stopped here: a PKI from certgen, the real
+tessera-gateway (2 workers; the process driver runs a supervisor that only
+sleeps, so sandboxes add no load), the bare OpenSSL peer, `cfssl serve`."""
+import datetime
+import glob
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from tessera.v1 import gateway_pb2 as pb
+from tessera.v1 import gateway_pb2_grpc as pb_grpc
+
+BUILD = os.environ["TSR_BUILD_DIR"]
+BIN = os.path.join(BUILD, "bin")
+OUT = os.path.join(BUILD, "bench")
+LOAD = os.path.join(OUT, "bn_load")
+TD = "tessera.local"
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+N_SANDBOXES = int(os.environ.get("BENCH_SANDBOXES", "32"))
+POLICY = """version: 1
+filesystem:
+  read_only: [/usr, /lib]
+  read_write: [/workspace]
+network:
+  default: deny
+process:
+  max_processes: 64
+"""
+
+procs = []
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+PROFILE = {"pid": None, "addr": None}
+
+
+def load(mode, addr, *args, timeout=None):
+    """Run one bn_load measurement. BENCH_PERF=<mode> records the gateway
+    with `perf record -g` during that mode (build/bench/perf-<mode>.data)."""
+    cmd = [LOAD, mode, "--addr", addr] + [str(a) for a in args]
+    perf = None
+    if os.environ.get("BENCH_PERF") == mode and PROFILE["pid"] and addr == PROFILE["addr"]:
+        perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-p",
+                                 str(PROFILE["pid"]), "-o",
+                                 os.path.join(OUT, f"perf-{mode}.data")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = subprocess.run(cmd, capture_output=True, text=True,
+                       timeout=timeout or SECONDS * 4 + 120)
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
+    if r.stderr.strip():
+        log(f"  {mode}: {r.stderr.strip()}")
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr}")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    log(f"  {mode} {addr}: {json.dumps(res)}")
+    return res
+
+
+def mint(pki_dir, issuing_cert, issuing_key, sandbox_id, out_dir):
+    """A leaf for spiffe://TD/sandbox/<id> from the issuing CA, as a driver
+    places it in the sandbox (the same profile as gwtest.make_leaf)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([]))
+            .issuer_name(issuing_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(f"spiffe://{TD}/sandbox/{sandbox_id}")]),
+                critical=True)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
+                                         False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuing_key.public_key()), critical=False)
+            .sign(issuing_key, hashes.SHA256()))
+    cpath = os.path.join(out_dir, sandbox_id + ".pem")
+    kpath = os.path.join(out_dir, sandbox_id + ".key")
+    with open(cpath, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM) +
+                issuing_cert.public_bytes(serialization.Encoding.PEM))
+    with open(kpath, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    os.chmod(kpath, 0o600)
+    return cpath, kpath
+
+
+def start(args, ready_re, env=None):
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env=env)
+    procs.append(p)
+    line = p.stdout.readline()
+    m = re.search(ready_re, line)
+    if not m:
+        raise RuntimeError(f"{args[0]} did not start: {line!r}")
+    return p, int(m.group(1))
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def openssl_speed():
+    r = subprocess.run(["openssl", "speed", "-seconds", "3", "ecdsap256"],
+                       capture_output=True, text=True, timeout=60)
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s*256 bits ecdsa \(nistp256\)\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)", line)
+        if m:
+            return float(m.group(1)), float(m.group(2))
+    raise RuntimeError("no ecdsap256 line in openssl speed output:\n" + r.stdout)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="tsr-bench-")
+    pki = os.path.join(work, "pki")
+    subprocess.run([os.path.join(BIN, "certgen"), "init", "--trust-domain", TD, "--out", pki,
+                    "--user", "admin"], check=True, capture_output=True)
+    bundle = os.path.join(pki, "bundle.pem")
+    issuing_pem = open(os.path.join(pki, "issuing.pem"), "rb").read()
+    issuing_cert = x509.load_pem_x509_certificate(issuing_pem)
+    issuing_key = serialization.load_pem_private_key(
+        open(os.path.join(pki, "issuing.key"), "rb").read(), None)
+
+    # A supervisor that only sleeps: sandboxes exist, nothing calls the gateway.
+    sleeper = os.path.join(work, "sleeper")
+    with open(sleeper, "w") as f:
+        f.write("#!/bin/sh\nexec sleep 100000\n")
+    os.chmod(sleeper, 0o755)
+    data = os.path.join(work, "data")
+    config = os.path.join(work, "gateway.yaml")
+    with open(config, "w") as f:
+        f.write(f"""trust_domain: {TD}
+listen: 127.0.0.1:0
+workers: 2
+data_dir: {data}
+pki:
+  bundle: {bundle}
+  issuing_cert: {pki}/issuing.pem
+  issuing_key: {pki}/issuing.key
+  server_cert: {pki}/gateway.pem
+  server_key: {pki}/gateway.key
+audit:
+  path: {work}/audit.log
+certificates:
+  sandbox_ttl: 1h
+  renew_limit: 1000
+  renew_window: 1h
+limits:
+  max_connections: 20000
+  max_concurrent_streams: 100
+users:
+  admin: admin
+drivers:
+  supervisor: {sleeper}
+""")
+    results = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
+               "seconds_per_run": SECONDS, "rows": []}
+    rows = results["rows"]
+
+    def row(name, tessera, peer, unit, peer_name, note=""):
+        ratio = (tessera / peer) if (tessera is not None and peer) else None
+        rows.append({"row": name, "unit": unit, "tessera": tessera, "peer": peer,
+                     "peer_name": peer_name, "ratio": ratio, "note": note})
+
+    gw, port = start([os.path.join(BIN, "tessera-gateway"), "--config", config],
+                     r"listening on .*:(\d+)")
+    addr = f"127.0.0.1:{port}"
+    PROFILE["pid"], PROFILE["addr"] = gw.pid, addr
+    sandbox_ids = []
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=open(bundle, "rb").read(),
+        private_key=open(os.path.join(pki, "users", "admin.key"), "rb").read(),
+        certificate_chain=open(os.path.join(pki, "users", "admin.pem"), "rb").read())
+    try:
+        rss_start = rss_kib(gw.pid)
+        # Sandboxes, created through the gateway as admin.
+        ids_dir = os.path.join(work, "ids")
+        os.makedirs(ids_dir)
+        lines = []
+        with grpc.secure_channel(f"localhost:{port}", creds) as ch:
+            stub = pb_grpc.GatewayStub(ch)
+            for i in range(N_SANDBOXES):
+                r = stub.CreateSandbox(pb.CreateSandboxRequest(
+                    name=f"bench-{i}", policy=POLICY, provider_env={"K": "v"}), timeout=30)
+                sid = r.sandbox.id
+                sandbox_ids.append(sid)
+                c, k = mint(pki, issuing_cert, issuing_key, sid, ids_dir)
+                lines.append(f"{sid} {c} {k}\n")
+        ids_file = os.path.join(work, "ids.txt")
+        with open(ids_file, "w") as f:
+            f.writelines(lines)
+        first_sid, first_cert, first_key = lines[0].split()
+        time.sleep(1)
+        rss_idle = rss_kib(gw.pid)
+        log(f"gateway RSS: {rss_start} KiB at start, {rss_idle} KiB idle with "
+            f"{N_SANDBOXES} sandboxes")
+        results["gateway_rss_idle_kib"] = rss_idle
+
+        # (1) handshakes/s: Tessera, then the bare OpenSSL loop.
+        log("handshakes/s (2 client threads, a new connection each)")
+        hs_t = load("handshake", addr, "--bundle", bundle, "--cert", first_cert,
+                    "--key", first_key, "--threads", 2, "--seconds", SECONDS)
+        bare, bport = start([os.path.join(OUT, "bare_tls"), os.path.join(pki, "gateway.pem"),
+                             os.path.join(pki, "gateway.key"), bundle, "2"],
+                            r"listening on .*:(\d+)")
+        hs_b = load("handshake", f"127.0.0.1:{bport}", "--bundle", bundle, "--cert",
+                    first_cert, "--key", first_key, "--threads", 2, "--seconds", SECONDS)
+        stop(bare)
+        row("mTLS handshakes/s", hs_t["rate"], hs_b["rate"], "1/s", "bare OpenSSL (C)",
+            f"errors {hs_t['errors']}/{hs_b['errors']}")
+
+        # (2) unary GetSandboxConfig: peak, then at half of peak.
+        log("unary GetSandboxConfig (4 persistent connections, sequential calls)")
+        un = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                  "--seconds", SECONDS)
+        half = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                    "--seconds", SECONDS, "--rate", max(1.0, un["rate"] / 2))
+        results["unary_peak"] = un
+        results["unary_half"] = half
+        gun = ghalf = None
+        gref = os.path.join(OUT, "grpc_ref")
+        if os.path.exists(gref):
+            policy_file = os.path.join(work, "policy.yaml")
+            with open(policy_file, "w") as f:
+                f.write(POLICY)
+            gp, gport = start([gref, os.path.join(pki, "gateway.pem"),
+                               os.path.join(pki, "gateway.key"), bundle, ids_file, policy_file,
+                               "2"], r"listening on .*:(\d+)")
+            gaddr = f"127.0.0.1:{gport}"
+            gun = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                       "--seconds", SECONDS)
+            ghalf = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                         "--seconds", SECONDS, "--rate", max(1.0, gun["rate"] / 2))
+            stop(gp)
+            results["grpc_cpp_unary_peak"] = gun
+            results["grpc_cpp_unary_half"] = ghalf
+        peer = "gRPC C++ 1.51 (Debian)" if gun else "gRPC C++ (not built)"
+        row("unary GetSandboxConfig RPC/s", un["rate"], gun["rate"] if gun else None, "1/s",
+            peer, f"p50/p90/p99 {un['p50_us']}/{un['p90_us']}/{un['p99_us']} us" +
+            (f" vs {gun['p50_us']}/{gun['p90_us']}/{gun['p99_us']}" if gun else ""))
+        row("unary p99 at half of peak (us)", half["p99_us"], ghalf["p99_us"] if ghalf else None,
+            "us", peer, f"at {half['rate']:.0f}/s vs {ghalf['rate']:.0f}/s; p50 "
+            f"{half['p50_us']} vs {ghalf['p50_us']} us" if ghalf else
+            f"at {half['rate']:.0f}/s; p50 {half['p50_us']} us")
+
+        # (3) issuance/s: RenewCertificate vs cfssl serve /api/v1/cfssl/sign.
+        log("issuance/s (4 client threads, pre-generated P-256 CSRs)")
+        rn = load("renew", addr, "--bundle", bundle, "--ids", ids_file, "--threads", 4,
+                  "--seconds", SECONDS)
+        cf = None
+        if subprocess.run(["sh", "-c", "command -v cfssl"], capture_output=True).returncode == 0:
+            ca_file = os.path.join(work, "cfssl-ca.pem")
+            with open(ca_file, "wb") as f:
+                f.write(issuing_cert.public_bytes(serialization.Encoding.PEM))
+            cfg = os.path.join(work, "cfssl.json")
+            with open(cfg, "w") as f:
+                json.dump({"signing": {"default": {"expiry": "1h"}, "profiles": {"tessera": {
+                    "usages": ["digital signature", "client auth"], "expiry": "1h"}}}}, f)
+            cport = free_port()
+            cfp = subprocess.Popen(["cfssl", "serve", "-address", "127.0.0.1", "-port",
+                                    str(cport), "-ca", ca_file, "-ca-key",
+                                    os.path.join(pki, "issuing.key"), "-config", cfg],
+                                   stdout=subprocess.DEVNULL, stderr=open(
+                                       os.path.join(work, "cfssl.log"), "w"))
+            procs.append(cfp)
+            if wait_port(cport):
+                cf = load("cfssl", f"127.0.0.1:{cport}", "--threads", 4, "--seconds",
+                          SECONDS, "--profile", "tessera")
+            else:
+                log("cfssl serve did not start: " + open(os.path.join(work, "cfssl.log")).read())
+            stop(cfp)
+        row("issuance/s (RenewCertificate)", rn["rate"], cf["rate"] if cf else None, "1/s",
+            "cfssl serve /api/v1/cfssl/sign", f"errors {rn['errors']}/"
+            f"{cf['errors'] if cf else '-'}")
+        sign, verify = openssl_speed()
+        # Issuance = one CSR signature check + one certificate signature.
+        per_core = 1.0 / (1.0 / sign + 1.0 / verify)
+        ceiling = per_core * (os.cpu_count() or 1)
+        results["openssl_speed_ecdsap256"] = {"sign_per_s": sign, "verify_per_s": verify,
+                                              "issuance_ceiling_per_s": ceiling}
+        row("issuance/s vs crypto ceiling", rn["rate"], ceiling, "1/s",
+            f"openssl speed: sign {sign:.0f}/s + verify {verify:.0f}/s per core, x{os.cpu_count()}")
+
+        # (4) log lines/s.
+        log("log lines/s (2 streams, 100 lines of 85 bytes per message)")
+        lg = load("logs", addr, "--bundle", bundle, "--ids", ids_file, "--threads", 2,
+                  "--seconds", SECONDS, "--batch", 100)
+        row("log lines/s (PushSandboxLogs)", lg["rate"], None, "1/s", "-",
+            f"errors {lg['errors']}")
+
+        # (5) RSS per idle connection.
+        for n in (1000, 10000) if not os.environ.get("BENCH_QUICK") else (1000,):
+            log(f"gateway RSS with {n} open connections")
+            try:
+                cn = load("conns", addr, "--bundle", bundle, "--ids", ids_file, "--count", n,
+                          "--threads", 2, "--pid", gw.pid, timeout=600)
+            except RuntimeError as e:
+                log(str(e))
+                continue
+            results[f"conns_{n}"] = cn
+            row(f"RSS KiB per idle connection ({n})", cn["per_conn_kib"], 64.0, "KiB",
+                "target 64 KiB", f"{cn['open']} open, RSS {cn['rss_before_kib']} -> "
+                f"{cn['rss_open_kib']} KiB")
+            time.sleep(2)
+        results["gateway_rss_end_kib"] = rss_kib(gw.pid)
+    finally:
+        # Sandboxes outlive the gateway by design: delete them through it
+        # (the driver stops their supervisors), then stop everything.
+        try:
+            with grpc.secure_channel(f"localhost:{port}", creds) as ch:
+                stub = pb_grpc.GatewayStub(ch)
+                for sid in sandbox_ids:
+                    try:
+                        stub.DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=30)
+                    except grpc.RpcError as e:
+                        log(f"DeleteSandbox {sid}: {e.code()}")
+        except Exception as e:  # noqa: BLE001 - cleanup must go on
+            log(f"sandbox cleanup: {e}")
+        for p in procs:
+            stop(p)
+        for pidfile in glob.glob(os.path.join(data, "sandboxes", "*", "pid")):
+            try:
+                pid = int(open(pidfile).read().split()[0])
+                os.killpg(pid, signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    fmt = "{:<38} {:>12} {:>12} {:>8}  {}"
+    print(fmt.format("row", "Tessera", "peer", "T/peer", "peer / note"))
+
+    def num(v):
+        return "-" if v is None else (f"{v:.0f}" if abs(v) >= 100 else f"{v:.2f}")
+    for r in rows:
+        print(fmt.format(r["row"], num(r["tessera"]), num(r["peer"]),
+                         "-" if r["ratio"] is None else f"{r['ratio']:.2f}",
+                         r["peer_name"] + ("; " + r["note"] if r["note"] else "")))
+    print(f"gateway RSS idle: {results['gateway_rss_idle_kib']} KiB; "
+          f"results: {os.path.join(OUT, 'results.json')}")
+
+
+if __name__ == "__main__":
+    main()
