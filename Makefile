@@ -287,7 +287,6 @@ fuzz: deps
 fuzz-smoke: deps
 	@$(MAKE) --no-print-directory BUILD=fuzz fuzz-bins
 	@fuzz/run.sh --replay build/fuzz $(FUZZ_SMOKE_SECONDS) $(FUZZ_JOBS) $(FUZZ_NAMES)
-=======
 # ---- bench: Tessera side by side with real peers (docs/performance.md) -----
 # `make bench`: bench/run.sh install puts the Debian peer packages in place
 # (cfssl, gRPC C++) when missing, then bench/ is built into $(O)/bench/ (never
