@@ -1,0 +1,222 @@
+"""Graceful reload (SIGHUP) and CA rotation without downtime: a new issuing
+CA, users and server certificate are picked up without dropping an open
+stream; a broken PKI is refused and the running one keeps serving; SIGTERM
+drains in-flight calls."""
+import os
+import queue
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+
+import gwtest
+from gwtest import BIN, code_of, pb
+
+S = grpc.StatusCode
+
+
+def wait_log(g, text, start=0, timeout=20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = [l for l in g.stderr_lines[start:] if text in l]
+        if found:
+            return found[0]
+        assert g.alive(), "gateway died:\n" + g.sanitizer_report()
+        time.sleep(0.05)
+    raise AssertionError(f"no log line {text!r}:\n" + g.log_text())
+
+
+def reload(g, expect="reloaded:"):
+    """SIGHUP, then wait for the verdict line of this reload."""
+    start = len(g.stderr_lines)
+    os.kill(g.pid, signal.SIGHUP)
+    return wait_log(g, expect, start)
+
+
+def certgen(*args):
+    return subprocess.run([os.path.join(BIN, "certgen")] + list(args), capture_output=True,
+                          text=True)
+
+
+def server_leaf(g):
+    """The certificate the gateway presents to a NEW connection."""
+    ctx = ssl.create_default_context(cadata=None)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", g.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def issued_by(cert, ca):
+    """cert names ca's subject as issuer and its signature verifies with ca's
+    (ECDSA) key."""
+    if cert.issuer != ca.subject:
+        return False
+    try:
+        ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
+                               ec.ECDSA(cert.signature_hash_algorithm))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def chain_of(pem_text):
+    return [x509.load_pem_x509_certificate(b) for b in re.findall(
+        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem_text.encode(), re.S)]
+
+
+def renew(g, ident, key=None):
+    """RenewCertificate as a supervisor would: a fresh key, its CSR."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    resp = g.stub(ident).RenewCertificate(pb.RenewCertificateRequest(csr=gwtest.csr_der(key)[0]),
+                                          timeout=10)
+    return resp, gwtest.Identity((resp.certificate_pem + resp.chain_pem).encode(),
+                                 gwtest.key_pem(key))
+
+
+class LogStream:
+    """A PushSandboxLogs client stream held open across events."""
+
+    def __init__(self, g, ident, sandbox_id):
+        self.q = queue.Queue()
+        self.sid = sandbox_id
+        self.ch = g.channel(ident)
+        stub = gwtest.pb_grpc.GatewayStub(self.ch)
+        self.future = stub.PushSandboxLogs.future(iter(self.q.get, None), timeout=60)
+
+    def send(self, text):
+        self.q.put(pb.PushSandboxLogsRequest(sandbox_id=self.sid, lines=[pb.LogLine(
+            timestamp_ms=int(time.time() * 1000), stream="stdout", text=text.encode())]))
+
+    def finish(self):
+        self.q.put(None)
+        try:
+            return self.future.result(timeout=30)
+        finally:
+            self.ch.close()
+
+
+@pytest.fixture
+def g():
+    gw = gwtest.Gateway(renew_limit=100)
+    yield gw
+    assert gw.stop() == 0, gw.sanitizer_report()
+
+
+def test_rotate_issuing_then_sighup(g):
+    sid = g.create_sandbox().sandbox.id
+    old_ident = g.sandbox_identity(sid)
+    old_issuing = g.issuing_cert
+    old_server = server_leaf(g)
+
+    # A stream opened before the reload and still open after it.
+    stream = LogStream(g, old_ident, sid)
+    stream.send("before the reload")
+
+    r = certgen("rotate-issuing", "--pki", g.pki)
+    assert r.returncode == 0, r.stderr
+    new_issuing = gwtest.load_chain(os.path.join(g.pki, "issuing.pem"))[0]
+    assert new_issuing.serial_number != old_issuing.serial_number
+    reload(g)
+
+    stream.send("after the reload")
+    assert stream.finish().accepted_lines == 2
+
+    # RenewCertificate now signs with the new issuing CA and says so in the chain.
+    resp, renewed = renew(g, old_ident)
+    leaf = x509.load_pem_x509_certificate(resp.certificate_pem.encode())
+    assert issued_by(leaf, new_issuing) and not issued_by(leaf, old_issuing)
+    assert chain_of(resp.chain_pem) == [new_issuing]
+    # The old-chain identity still authenticates on a new connection.
+    assert g.stub(old_ident).GetSandboxConfig(pb.GetSandboxConfigRequest(sandbox_id=sid),
+                                              timeout=10).policy_version == 1
+    # ... and so does the renewed one, with the chain the gateway sent.
+    assert g.stub(renewed).GetSandboxConfig(pb.GetSandboxConfigRequest(sandbox_id=sid),
+                                            timeout=10).policy_version == 1
+    # New connections get the re-issued server certificate (same key).
+    new_server = server_leaf(g)
+    assert new_server != old_server
+    assert issued_by(new_server, new_issuing)
+    assert new_server.public_key().public_numbers() == old_server.public_key().public_numbers()
+    g.assert_serving(g.user("admin"))
+
+
+def test_users_reload(g):
+    mallory = g.stub(g.user("mallory"))
+    code, _ = code_of(lambda: mallory.ListSandboxes(pb.ListSandboxesRequest(), timeout=10))
+    assert code == S.PERMISSION_DENIED
+    text = open(g.config).read().replace("  bob: viewer\n", "  bob: viewer\n  mallory: viewer\n")
+    # A restart-only change is reported, not applied.
+    text = text.replace("workers: 2", "workers: 1")
+    open(g.config, "w").write(text)
+    start = len(g.stderr_lines)
+    reload(g)
+    assert "workers changed: it needs a restart" in "".join(g.stderr_lines[start:])
+    assert g.stub(g.user("mallory")).ListSandboxes(pb.ListSandboxesRequest(),
+                                                   timeout=10) is not None
+
+
+@pytest.mark.parametrize("breakage", ["garbage issuing.pem", "foreign issuing CA",
+                                      "mismatched gateway key", "bad config"])
+def test_bad_reload_is_refused(g, breakage):
+    sid = g.create_sandbox().sandbox.id
+    ident = g.sandbox_identity(sid)
+    stream = LogStream(g, ident, sid)
+    stream.send("before")
+    old_server = server_leaf(g)
+    saved = {n: open(os.path.join(g.pki, n), "rb").read()
+             for n in ("issuing.pem", "issuing.key", "gateway.key")}
+    saved_config = open(g.config).read()
+    if breakage == "garbage issuing.pem":
+        open(os.path.join(g.pki, "issuing.pem"), "wb").write(b"-----BEGIN CERTIFICATE-----\nnope\n")
+    elif breakage == "foreign issuing CA":
+        cert, key = gwtest.make_ca("Foreign CA")
+        open(os.path.join(g.pki, "issuing.pem"), "wb").write(gwtest.pem(cert))
+        open(os.path.join(g.pki, "issuing.key"), "wb").write(gwtest.key_pem(key))
+    elif breakage == "mismatched gateway key":
+        _, key = gwtest.make_ca("Other key")
+        open(os.path.join(g.pki, "gateway.key"), "wb").write(gwtest.key_pem(key))
+    else:
+        open(g.config, "a").write("\nno_such_key: 1\n")
+    line = reload(g, expect="reload refused")
+    assert "still serving with the previous PKI" in line
+
+    # Restore the files: nothing the refused reload read is in use.
+    for n, data in saved.items():
+        open(os.path.join(g.pki, n), "wb").write(data)
+    open(g.config, "w").write(saved_config)
+    stream.send("after")
+    assert stream.finish().accepted_lines == 2
+    g.assert_serving(g.user("admin"))
+    assert server_leaf(g) == old_server
+    resp, _ = renew(g, ident)
+    leaf = x509.load_pem_x509_certificate(resp.certificate_pem.encode())
+    assert issued_by(leaf, g.issuing_cert)
+
+
+def test_sigterm_drains_open_stream(g):
+    sid = g.create_sandbox().sandbox.id
+    stream = LogStream(g, g.sandbox_identity(sid), sid)
+    stream.send("one")
+    time.sleep(0.3)
+    g.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    # In-flight call may still finish during the drain ...
+    stream.send("two")
+    assert stream.finish().accepted_lines == 2
+    # ... while new connections are no longer accepted and the process exits 0.
+    assert g.proc.wait(timeout=15) == 0
+    code, _ = code_of(lambda: g.stub(g.user("admin")).ListSandboxes(
+        pb.ListSandboxesRequest(), timeout=3))
+    assert code == S.UNAVAILABLE
