@@ -220,3 +220,101 @@ def test_sigterm_drains_open_stream(g):
     code, _ = code_of(lambda: g.stub(g.user("admin")).ListSandboxes(
         pb.ListSandboxesRequest(), timeout=3))
     assert code == S.UNAVAILABLE
+
+
+# ---- root rotation end to end, with a live sandbox that keeps renewing ------
+
+TTL = 20  # seconds: the supervisor renews at about half of it
+
+
+def wait_for(what, fn, timeout=60.0, every=0.25):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = fn()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_root_rotation_with_live_sandbox():
+    g = gwtest.Gateway(
+        args=["--test-sandbox-ttl", f"{TTL}s"], real_supervisor=True, renew_limit=1000,
+        driver_options={"process": {"supervisor_args": "--min-rotate-seconds 1 -- /bin/sleep 1000"}})
+    try:
+        _root_rotation(g)
+    finally:
+        assert g.stop() == 0, g.sanitizer_report()
+
+
+def _root_rotation(g):
+    sid = g.create_sandbox("rotating").sandbox.id
+    ident = os.path.join(g.data_dir, "sandboxes", sid, "identity")
+    admin = lambda: g.stub(g.user("admin"))
+
+    def serials():
+        return [c.serial for c in admin().ListCertificates(
+            pb.ListCertificatesRequest(sandbox_id=sid), timeout=10).certificates]
+
+    def renewed_since(n, more=1):
+        return lambda: len(serials()) >= n + more
+
+    def on_disk():
+        return gwtest.load_chain(os.path.join(ident, "cert.pem"))[0]
+
+    def bundle_on_disk():
+        return gwtest.load_chain(os.path.join(ident, "bundle.pem"))
+
+    pidfile = os.path.join(g.data_dir, "sandboxes", sid, "pid")
+    supervisor_pid = int(open(pidfile).read().split()[0])
+    old_root = gwtest.load_chain(os.path.join(g.pki, "root.pem"))[0]
+    old_sandbox_ident = g.sandbox_identity(sid)   # a leaf under the old root
+    wait_for("a first renewal", renewed_since(1))
+
+    # 1. Publish a bundle with both roots; issuance unchanged.
+    r = certgen("rotate-root", "--pki", g.pki)
+    assert r.returncode == 0, r.stderr
+    new_root = gwtest.load_chain(os.path.join(g.pki, "next", "root.pem"))[0]
+    reload(g)
+    g.bundle = open(os.path.join(g.pki, "bundle.pem"), "rb").read()   # our clients learn it too
+    wait_for("the supervisor to get both roots",
+             lambda: sorted(c.serial_number for c in bundle_on_disk()) ==
+             sorted([old_root.serial_number, new_root.serial_number]))
+
+    # 2. Issue under the new root; the old one is still trusted.
+    r = certgen("rotate-root", "--pki", g.pki, "--activate")
+    assert r.returncode == 0, r.stderr
+    new_issuing = gwtest.load_chain(os.path.join(g.pki, "issuing.pem"))[0]
+    assert issued_by(new_issuing, new_root)
+    for user in ("admin",):
+        r = certgen("issue-user", user, "--pki", g.pki, "--force")
+        assert r.returncode == 0, r.stderr
+    reload(g)
+    assert issued_by(server_leaf(g), new_issuing)
+    # A leaf under the old root still authenticates (bundle has both roots).
+    assert g.stub(old_sandbox_ident).GetSandboxConfig(
+        pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10).policy_version == 1
+    wait_for("a sandbox certificate under the new root",
+             lambda: issued_by(on_disk(), new_issuing))
+
+    # 3. Retire the old root: the sandbox keeps renewing, old-root leaves are refused.
+    r = certgen("retire-root", "--pki", g.pki)
+    assert r.returncode == 0, r.stderr
+    reload(g)
+    g.bundle = open(os.path.join(g.pki, "bundle.pem"), "rb").read()
+    n = len(serials())
+    wait_for("two renewals after the retirement", renewed_since(n, 2))
+    assert [c.serial_number for c in bundle_on_disk()] == [new_root.serial_number]
+    assert issued_by(on_disk(), new_issuing)
+    code, _ = code_of(lambda: g.stub(old_sandbox_ident).GetSandboxConfig(
+        pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10))
+    assert code == S.UNAUTHENTICATED
+    mine = gwtest.Identity(open(os.path.join(ident, "cert.pem"), "rb").read(),
+                           open(os.path.join(ident, "key.pem"), "rb").read())
+    assert g.stub(mine).GetSandboxConfig(pb.GetSandboxConfigRequest(sandbox_id=sid),
+                                         timeout=10).policy_version == 1
+    got = admin().GetSandbox(pb.GetSandboxRequest(id=sid), timeout=10).sandbox
+    assert got.state == "running"
+    # The same supervisor all along: it never had to be restarted.
+    assert int(open(pidfile).read().split()[0]) == supervisor_pid
+    os.kill(supervisor_pid, 0)
