@@ -318,3 +318,45 @@ def _root_rotation(g):
     # The same supervisor all along: it never had to be restarted.
     assert int(open(pidfile).read().split()[0]) == supervisor_pid
     os.kill(supervisor_pid, 0)
+
+
+def test_certgen_root_rotation_refusals(tmp_path):
+    pki = str(tmp_path / "pki")
+    assert certgen("init", "--out", pki).returncode == 0
+    # Nothing staged: --activate refuses and changes nothing.
+    before = {n: open(os.path.join(pki, n), "rb").read() for n in
+              ("root.pem", "issuing.pem", "gateway.pem", "bundle.pem")}
+    r = certgen("rotate-root", "--pki", pki, "--activate")
+    assert r.returncode == 1 and "nothing staged" in r.stderr
+    r = certgen("retire-root", "--pki", pki)
+    assert r.returncode == 0 and "nothing to retire" in r.stdout
+    assert certgen("rotate-root", "--pki", pki, "--activate", "--root-ttl", "1d").returncode == 2
+
+    assert certgen("rotate-root", "--pki", pki).returncode == 0
+    assert len(gwtest.load_chain(os.path.join(pki, "bundle.pem"))) == 2
+    for n in ("root.pem", "issuing.pem", "gateway.pem"):   # nothing in use changed
+        assert open(os.path.join(pki, n), "rb").read() == before[n]
+    r = certgen("rotate-root", "--pki", pki)
+    assert r.returncode == 1 and "already staged" in r.stderr
+    r = certgen("retire-root", "--pki", pki)
+    assert r.returncode == 1 and "activate it first" in r.stderr
+
+    # A bundle that lost the staged root (clients would not trust it): refused.
+    staged_bundle = open(os.path.join(pki, "bundle.pem"), "rb").read()
+    open(os.path.join(pki, "bundle.pem"), "wb").write(before["bundle.pem"])
+    r = certgen("rotate-root", "--pki", pki, "--activate")
+    assert r.returncode == 1 and "does not hold the staged root" in r.stderr
+    assert open(os.path.join(pki, "root.pem"), "rb").read() == before["root.pem"]
+
+    open(os.path.join(pki, "bundle.pem"), "wb").write(staged_bundle)
+    assert certgen("rotate-root", "--pki", pki, "--activate").returncode == 0
+    assert not os.path.exists(os.path.join(pki, "next"))
+    root = gwtest.load_chain(os.path.join(pki, "root.pem"))[0]
+    assert issued_by(gwtest.load_chain(os.path.join(pki, "issuing.pem"))[0], root)
+    assert certgen("retire-root", "--pki", pki).returncode == 0
+    assert gwtest.load_chain(os.path.join(pki, "bundle.pem")) == [root]
+    archived = sorted((n.split("-")[0], int(n.split("-")[1].split(".")[0], 16), n.rsplit(".", 1)[1])
+                      for n in os.listdir(os.path.join(pki, "archive")))
+    assert archived == sorted(
+        (k, x509.load_pem_x509_certificate(before[k + ".pem"]).serial_number, e)
+        for k in ("root", "issuing") for e in ("pem", "key"))
