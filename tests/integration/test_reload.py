@@ -168,7 +168,8 @@ def test_users_reload(g):
 
 
 @pytest.mark.parametrize("breakage", ["garbage issuing.pem", "foreign issuing CA",
-                                      "mismatched gateway key", "bad config"])
+                                      "mismatched gateway key", "bad config",
+                                      "trust domain change"])
 def test_bad_reload_is_refused(g, breakage):
     sid = g.create_sandbox().sandbox.id
     ident = g.sandbox_identity(sid)
@@ -187,8 +188,11 @@ def test_bad_reload_is_refused(g, breakage):
     elif breakage == "mismatched gateway key":
         _, key = gwtest.make_ca("Other key")
         open(os.path.join(g.pki, "gateway.key"), "wb").write(gwtest.key_pem(key))
-    else:
+    elif breakage == "bad config":
         open(g.config, "a").write("\nno_such_key: 1\n")
+    else:
+        open(g.config, "w").write(saved_config.replace(f"trust_domain: {gwtest.TD}",
+                                                       "trust_domain: other.example"))
     line = reload(g, expect="reload refused")
     assert "still serving with the previous PKI" in line
 
