@@ -65,8 +65,9 @@ static void *reload_thread(void *arg)
             continue;
         }
         gw_pki *pki = gw_app_pki(r->app);
-        char serial[41] = "?";
-        if (ca_cert_serial_hex(pki->issuer->cert, serial) != 0) snprintf(serial, sizeof serial, "?");
+        char serial[41];
+        if (ca_cert_serial_hex(pki->issuer->cert, serial) != 0)
+            snprintf(serial, sizeof serial, "?");
         fprintf(stderr, "tessera-gateway: reloaded: issuing CA serial %s, %zu users, "
                         "sandbox certificates %llds; open connections kept\n",
                 serial, pki->cfg->n_users, (long long)pki->cfg->sandbox_cert_ttl);
