@@ -14,6 +14,9 @@ static const struct {
     {"inspect", cg_cmd_inspect, "show what a certificate file holds"},
     {"rotate-issuing", cg_cmd_rotate_issuing,
      "replace the issuing CA under the same root and re-issue the gateway"},
+    {"rotate-root", cg_cmd_rotate_root,
+     "stage a new root (bundle with both roots), then --activate it"},
+    {"retire-root", cg_cmd_retire_root, "drop every root but the current one from bundle.pem"},
 };
 
 static void usage(FILE *out)

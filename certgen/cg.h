@@ -27,6 +27,8 @@ int cg_cmd_init(int argc, char **argv);
 int cg_cmd_issue_user(int argc, char **argv);
 int cg_cmd_inspect(int argc, char **argv);
 int cg_cmd_rotate_issuing(int argc, char **argv);
+int cg_cmd_rotate_root(int argc, char **argv);
+int cg_cmd_retire_root(int argc, char **argv);
 
 /* Messages: "certgen <cmd>: ..." on stderr. */
 void cg_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -84,5 +86,15 @@ TSR_WUR int cg_issue_leaf(const ca_issuer *issuer, enum ca_key_type type, const 
                           int64_t ttl, const char *const *dns, size_t n_dns,
                           const char *const *ips, size_t n_ips, EVP_PKEY **key_out,
                           X509 **cert_out);
+
+/* Copy `src` byte for byte to `dst` (mode from the start); an identical
+ * `dst` (an interrupted earlier run) is fine, a different one TSR_E_EXISTS. */
+TSR_WUR int cg_archive_copy(const char *src, const char *dst, unsigned mode);
+
+/* The gateway certificate in gw_pem re-issued under `issuer`: same key
+ * (gw_key_path, which must match), same DNS/IP names. */
+TSR_WUR int cg_gateway_reissue(const char *gw_pem, const char *gw_key_path,
+                               const ca_issuer *issuer, const char *td, int64_t leaf_ttl,
+                               X509 **out);
 
 #endif

@@ -84,7 +84,7 @@ out:
 
 /* Copy `src` byte for byte to `dst` (mode from the start); an identical
  * `dst` left by an interrupted earlier run is fine, a different one is not. */
-static int archive_copy(const char *src, const char *dst, mode_t mode)
+int cg_archive_copy(const char *src, const char *dst, unsigned mode)
 {
     uint8_t *data = NULL, *old = NULL;
     size_t len = 0, old_len = 0;
@@ -259,8 +259,8 @@ int cg_cmd_rotate_issuing(int argc, char **argv)
     if (cg_path(arch_pem, archive, rel) != 0) goto fail;
     snprintf(rel, sizeof rel, "issuing-%s.key", old_serial);
     if (cg_path(arch_key, archive, rel) != 0) goto fail;
-    if (cg_private_dir(CMD, archive) != 0 || archive_copy(iss_key, arch_key, 0600) != 0 ||
-        archive_copy(iss_pem, arch_pem, 0644) != 0) {
+    if (cg_private_dir(CMD, archive) != 0 || cg_archive_copy(iss_key, arch_key, 0600) != 0 ||
+        cg_archive_copy(iss_pem, arch_pem, 0644) != 0) {
         cg_fail(CMD, "archive the old issuing CA");
         goto out;
     }
@@ -303,4 +303,36 @@ out:
     sk_X509_pop_free(bundle, X509_free);
     sk_X509_pop_free(gw_chain, X509_free);
     return status;
+}
+
+int cg_gateway_reissue(const char *gw_pem, const char *gw_key_path, const ca_issuer *issuer,
+                       const char *td, int64_t leaf_ttl, X509 **out)
+{
+    int rc = -1;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    gw_names names = {0};
+    char id[CG_PATH_MAX];
+    TSR_TRY(ca_certs_load_file(gw_pem, &chain));
+    TSR_TRY(ca_key_load_file(gw_key_path, &key));
+    TSR_TRY_ENSURE(X509_check_private_key(sk_X509_value(chain, 0), key) == 1, TSR_E_INPUT,
+                   "%s does not match %s", gw_key_path, gw_pem);
+    TSR_TRY(gw_names_from(sk_X509_value(chain, 0), &names));
+    snprintf(id, sizeof id, "spiffe://%s/gateway", td);
+    ca_leaf_request req = {
+        .spiffe_id = id,
+        .public_key = key,
+        .ttl_seconds = leaf_ttl,
+        .dns_names = (const char *const *)names.dns,
+        .n_dns_names = names.n_dns,
+        .ip_addresses = names.ip_ptrs,
+        .n_ip_addresses = names.n_ips,
+    };
+    TSR_TRY(ca_issue_leaf(issuer, &req, out));
+    rc = 0;
+out:
+    gw_names_free(&names);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
 }

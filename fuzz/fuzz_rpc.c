@@ -486,7 +486,7 @@ static void check_renewal(const gw_principal *p, const uint8_t *body, size_t len
     enum ca_verify_reason reason;
     ca_peer peer;
     FUZZ_CHECK(sk_X509_num(certs) == 1);
-    FUZZ_CHECK(ca_verify_peer(app.trust, sk_X509_value(certs, 0), chain, CA_PURPOSE_CLIENT,
+    FUZZ_CHECK(ca_verify_peer(app.pki->trust, sk_X509_value(certs, 0), chain, CA_PURPOSE_CLIENT,
                               CA_KIND_SANDBOX, 0, &reason, &peer) == 0);
     FUZZ_CHECK(strcmp(peer.identity.name, p->name) == 0);
     FUZZ_CHECK(strcmp(peer.serial_hex, r->serial) == 0);

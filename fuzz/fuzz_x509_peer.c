@@ -44,8 +44,14 @@ static gw_app *app_get(const fuzz_pki *pki)
     cfg->users = users;
     cfg->n_users = sizeof users / sizeof users[0];
     app.cfg = cfg;
-    app.trust = pki->trust;
-    app.issuer = pki->issuing;
+    /* One PKI snapshot for the whole run (never released). */
+    static gw_pki snapshot;
+    atomic_init(&snapshot.refs, 1);
+    snapshot.cfg = cfg;
+    snapshot.trust = pki->trust;
+    snapshot.issuer = pki->issuing;
+    FUZZ_CHECK(pthread_mutex_init(&app.pki_lock, NULL) == 0);
+    app.pki = &snapshot;
     FUZZ_CHECK(gw_revocations_new(&app.revoked) == 0);
     FUZZ_CHECK(gw_revocations_add(app.revoked, "1234abcd", FUZZ_NOW + 86400) == 0);
     return &app;
@@ -92,7 +98,7 @@ static void check_principal(gw_app *app, X509 *leaf, STACK_OF(X509) *untrusted, 
     FUZZ_CHECK(gw_identity_from_chain(app, leaf, untrusted, now, &p) == 0);
     enum ca_verify_reason reason;
     ca_peer peer;
-    int ok = ca_verify_peer(app->trust, leaf, untrusted, CA_PURPOSE_CLIENT, CA_KIND_NONE, now,
+    int ok = ca_verify_peer(app->pki->trust, leaf, untrusted, CA_PURPOSE_CLIENT, CA_KIND_NONE, now,
                             &reason, &peer);
     switch (p.kind) {
     case GW_PRINCIPAL_SANDBOX:

@@ -42,43 +42,115 @@ static int open_keyring(gw_app *app, const gw_config *cfg)
 
 /* The bundle as a SPIFFE bundle. Its sequence is the bundle file's
  * modification time: it grows whenever the bundle file is rewritten. */
-static int make_spiffe_bundle(gw_app *app, const gw_config *cfg)
+static int make_spiffe_bundle(gw_pki *pki, const gw_config *cfg)
 {
     STACK_OF(X509) *roots = NULL;
     struct stat st;
     size_t len = 0;
     TSR_ENSURE(stat(cfg->bundle_path, &st) == 0, TSR_E_IO, "%s: cannot stat", cfg->bundle_path);
-    TSR_GUARD(ca_certs_from_pem((const uint8_t *)app->bundle_pem, strlen(app->bundle_pem),
+    TSR_GUARD(ca_certs_from_pem((const uint8_t *)pki->bundle_pem, strlen(pki->bundle_pem),
                                 &roots));
     int rc = gw_spiffe_bundle_json(roots, st.st_mtime > 0 ? (int64_t)st.st_mtime : 0,
-                                   GW_BUNDLE_REFRESH_HINT, &app->spiffe_bundle_json, &len);
+                                   GW_BUNDLE_REFRESH_HINT, &pki->spiffe_bundle_json, &len);
     sk_X509_pop_free(roots, X509_free);
     return rc;
+}
+
+/* The issuing CA must chain to a root of the bundle now: otherwise every
+ * certificate it signs would be refused at the next handshake. */
+static int check_issuer_trusted(const gw_pki *pki, const gw_config *cfg)
+{
+    int rc = -1;
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    TSR_TRY_ENSURE(ctx != NULL, TSR_E_INTERNAL, "out of memory");
+    TSR_TRY_OSSL(X509_STORE_CTX_init(ctx, ca_trust_store(pki->trust), pki->issuer->cert, NULL),
+                 TSR_E_INTERNAL, "X509_STORE_CTX_init");
+    if (X509_verify_cert(ctx) != 1) {
+        (void)TSR_FAIL(TSR_E_INPUT, "%s does not chain to a root of %s: %s",
+                       cfg->issuing_cert_path, cfg->bundle_path,
+                       X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+        goto out;
+    }
+    rc = 0;
+out:
+    X509_STORE_CTX_free(ctx);
+    return rc;
+}
+
+int gw_pki_load(const gw_config *cfg, gw_pki **out)
+{
+    int rc = -1;
+    STACK_OF(X509) *chain = NULL;
+    uint8_t *bundle = NULL;
+    size_t bundle_len = 0, chain_len = 0;
+    gw_pki *pki = calloc(1, sizeof *pki);
+    TSR_TRY_ENSURE(pki != NULL, TSR_E_INTERNAL, "out of memory");
+    atomic_init(&pki->refs, 1);
+    pki->cfg = cfg;
+    TSR_TRY(ca_trust_load(cfg->bundle_path, cfg->trust_domain, &pki->trust));
+    TSR_TRY(ca_issuer_load(cfg->issuing_cert_path, cfg->issuing_key_path, &pki->issuer));
+    TSR_TRY(check_issuer_trusted(pki, cfg));
+    TSR_TRY(tsr_read_file(cfg->bundle_path, CA_PEM_MAX_BYTES, &bundle, &bundle_len));
+    pki->bundle_pem = (char *)bundle;
+    bundle = NULL;
+    TSR_TRY(make_spiffe_bundle(pki, cfg));
+    /* Leaves are served with the issuing CA as their chain. */
+    TSR_TRY(ca_certs_load_file(cfg->issuing_cert_path, &chain));
+    TSR_TRY(ca_certs_to_pem(chain, &pki->chain_pem, &chain_len));
+    pki->intermediates = chain;
+    chain = NULL;
+    *out = pki;
+    pki = NULL;
+    rc = 0;
+out:
+    sk_X509_pop_free(chain, X509_free);
+    free(bundle);
+    gw_pki_release(pki);
+    return rc;
+}
+
+void gw_pki_release(gw_pki *pki)
+{
+    if (pki == NULL || atomic_fetch_sub(&pki->refs, 1) != 1) return;
+    free(pki->chain_pem);
+    free(pki->bundle_pem);
+    free(pki->spiffe_bundle_json);
+    sk_X509_pop_free(pki->intermediates, X509_free);
+    ca_issuer_free(pki->issuer);
+    ca_trust_free(pki->trust);
+    gw_config_free(pki->owned_cfg);
+    free(pki);
+}
+
+gw_pki *gw_app_pki(gw_app *app)
+{
+    TSR_ASSERT(pthread_mutex_lock(&app->pki_lock) == 0);
+    gw_pki *pki = app->pki;
+    TSR_ASSERT(pki != NULL);
+    atomic_fetch_add(&pki->refs, 1);
+    (void)pthread_mutex_unlock(&app->pki_lock);
+    return pki;
+}
+
+void gw_app_swap_pki(gw_app *app, gw_pki *pki)
+{
+    TSR_ASSERT(pthread_mutex_lock(&app->pki_lock) == 0);
+    gw_pki *old = app->pki;
+    app->pki = pki;
+    (void)pthread_mutex_unlock(&app->pki_lock);
+    gw_pki_release(old);
 }
 
 int gw_app_init(gw_app *app, const gw_config *cfg)
 {
     memset(app, 0, sizeof *app);
     app->cfg = cfg;
+    TSR_ENSURE(pthread_mutex_init(&app->pki_lock, NULL) == 0, TSR_E_INTERNAL,
+               "pthread_mutex_init failed");
     gw_store *store = NULL;
-    STACK_OF(X509) *chain = NULL;
-    uint8_t *bundle = NULL;
-    size_t bundle_len = 0;
-    size_t chain_len = 0;
     int rc = -1;
 
-    TSR_TRY(ca_trust_load(cfg->bundle_path, cfg->trust_domain, &app->trust));
-    TSR_TRY(ca_issuer_load(cfg->issuing_cert_path, cfg->issuing_key_path, &app->issuer));
-    TSR_TRY(tsr_read_file(cfg->bundle_path, CA_PEM_MAX_BYTES, &bundle, &bundle_len));
-    app->bundle_pem = (char *)bundle;
-    bundle = NULL;
-    TSR_TRY(make_spiffe_bundle(app, cfg));
-    /* Leaves are served with the issuing CA as their chain. */
-    TSR_TRY(ca_certs_load_file(cfg->issuing_cert_path, &chain));
-    TSR_TRY(ca_certs_to_pem(chain, &app->chain_pem, &chain_len));
-    app->intermediates = chain;
-    chain = NULL;
-
+    TSR_TRY(gw_pki_load(cfg, &app->pki));
     TSR_TRY(tsr_mkdir_p(cfg->data_dir, 0700));
     TSR_TRY(open_keyring(app, cfg));
     TSR_TRY(gw_audit_open(cfg->audit_path, &app->audit));
@@ -92,8 +164,6 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
     rc = 0;
 out:
     gw_store_close(store);
-    sk_X509_pop_free(chain, X509_free);
-    free(bundle);
     if (rc != 0) {
         /* Keep the failure's message across the cleanup. */
         char msg[512];
@@ -112,12 +182,8 @@ void gw_app_fini(gw_app *app)
     gw_revocations_free(app->revoked);
     gw_audit_close(app->audit);
     gw_keyring_free(app->keyring);
-    free(app->chain_pem);
-    free(app->bundle_pem);
-    free(app->spiffe_bundle_json);
-    sk_X509_pop_free(app->intermediates, X509_free);
-    ca_issuer_free(app->issuer);
-    ca_trust_free(app->trust);
+    gw_pki_release(app->pki);
+    pthread_mutex_destroy(&app->pki_lock);
     memset(app, 0, sizeof *app);
 }
 

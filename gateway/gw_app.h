@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 
 #include "ca_issue.h"
 #include "ca_verify.h"
@@ -19,8 +20,16 @@ struct gw_revocations;
 struct gw_ratelimit;
 struct gw_drivers;
 
-typedef struct gw_app {
-    const struct gw_config *cfg;
+/* What a reload (SIGHUP) may replace, as one immutable, refcounted
+ * snapshot: the PKI the gateway trusts and issues with, and the config
+ * whose reloadable parts (users/roles, proxy.trusted, sandbox_cert_ttl)
+ * handlers read. A handler takes a reference for the whole call
+ * (gw_app_pki ... gw_pki_release), so a reload never changes the PKI under a
+ * call in progress; the old snapshot is freed when its last call ends. */
+typedef struct gw_pki {
+    atomic_int refs;
+    const struct gw_config *cfg;         /* reloadable settings (see above) */
+    struct gw_config *owned_cfg;         /* cfg, when this snapshot owns it (reloads) */
     ca_trust *trust;                     /* bundle roots + trust domain */
     ca_issuer *issuer;                   /* online issuing CA */
     char *chain_pem;                     /* the issuing CA cert, for leaf chains */
@@ -28,6 +37,12 @@ typedef struct gw_app {
     char *spiffe_bundle_json;            /* the same roots as a SPIFFE bundle (JWKS) */
     STACK_OF(X509) *intermediates;       /* the issuing CA chain: untrusted path hints
                                             for forwarded leaves (gw_forward.h) */
+} gw_pki;
+
+typedef struct gw_app {
+    const struct gw_config *cfg;         /* as started: what a reload cannot change */
+    pthread_mutex_t pki_lock;            /* guards the pki pointer (not its contents) */
+    gw_pki *pki;                         /* current snapshot; use gw_app_pki() */
     struct gw_keyring *keyring;          /* provider-env encryption keys */
     struct gw_audit *audit;
     struct gw_revocations *revoked;      /* in-memory set, loaded from the store */
@@ -47,6 +62,17 @@ typedef struct gw_worker {
  * name the file and what to do. */
 TSR_WUR int gw_app_init(gw_app *app, const struct gw_config *cfg);
 void gw_app_fini(gw_app *app);
+
+/* Build a snapshot from the files `cfg` names: bundle (trust), issuing CA
+ * (certificate + key, which must match and chain to a root of the bundle).
+ * refs = 1; cfg is borrowed (set owned_cfg to hand it over). */
+TSR_WUR int gw_pki_load(const struct gw_config *cfg, gw_pki **out);
+/* A reference to the current snapshot; never NULL after gw_app_init. */
+gw_pki *gw_app_pki(gw_app *app);
+void gw_pki_release(gw_pki *pki);
+/* Install `pki` (the caller's reference moves to the app) and release the
+ * previous one. Calls in progress keep the snapshot they took. */
+void gw_app_swap_pki(gw_app *app, gw_pki *pki);
 
 /* Load the driver plugins (the listen port is known by now) and re-attach
  * to the sandboxes a previous gateway process started: their state is

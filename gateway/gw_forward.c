@@ -221,6 +221,7 @@ static void reject(gw_principal *out, const char *why)
 static int verify_forwarded(gw_app *app, STACK_OF(X509) *certs, gw_principal *out)
 {
     int rc = -1;
+    gw_pki *pki = NULL;   /* holds the intermediates in `pool` alive */
     STACK_OF(X509) *pool = sk_X509_new_null();
     TSR_TRY_ENSURE(pool != NULL, TSR_E_INTERNAL, "out of memory");
     /* Untrusted path hints: what the proxy forwarded after the leaf, then
@@ -228,8 +229,9 @@ static int verify_forwarded(gw_app *app, STACK_OF(X509) *certs, gw_principal *ou
     for (int i = 1; i < sk_X509_num(certs); i++)
         TSR_TRY_ENSURE(sk_X509_push(pool, sk_X509_value(certs, i)) > 0, TSR_E_INTERNAL,
                        "out of memory");
-    for (int i = 0; app->intermediates != NULL && i < sk_X509_num(app->intermediates); i++)
-        TSR_TRY_ENSURE(sk_X509_push(pool, sk_X509_value(app->intermediates, i)) > 0,
+    pki = gw_app_pki(app);
+    for (int i = 0; pki->intermediates != NULL && i < sk_X509_num(pki->intermediates); i++)
+        TSR_TRY_ENSURE(sk_X509_push(pool, sk_X509_value(pki->intermediates, i)) > 0,
                        TSR_E_INTERNAL, "out of memory");
     TSR_TRY(gw_identity_from_chain(app, sk_X509_value(certs, 0), pool, 0, out));
     if (out->kind == GW_PRINCIPAL_UNAUTHENTICATED) {
@@ -246,6 +248,7 @@ static int verify_forwarded(gw_app *app, STACK_OF(X509) *certs, gw_principal *ou
     rc = 0;
 out:
     sk_X509_free(pool);   /* borrowed references only */
+    gw_pki_release(pki);
     return rc;
 }
 
@@ -256,7 +259,10 @@ int gw_forward_authenticate(const gw_call_ctx *ctx, const uint8_t *value, size_t
     const gw_principal *conn = ctx->principal;
     TSR_ASSERT(conn != NULL && out != NULL && (value != NULL || len == 0));
 
-    if (conn->kind != GW_PRINCIPAL_PROXY || !gw_config_proxy_trusted(app->cfg, conn->name)) {
+    gw_pki *pki = gw_app_pki(app);   /* proxy.trusted is reloadable */
+    bool trusted = gw_config_proxy_trusted(pki->cfg, conn->name);
+    gw_pki_release(pki);
+    if (conn->kind != GW_PRINCIPAL_PROXY || !trusted) {
         gw_metrics_forward(GW_FORWARD_IGNORED);
         gw_audit_event(ctx, "forward", "", "ignore",
                        "client certificate header from a caller that is not a trusted proxy",

@@ -1,13 +1,16 @@
 /* tessera-gateway: the control-plane gRPC server. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
+#include "ca_pem.h"
 #include "gw_app.h"
 #include "gw_config.h"
 #include "gw_forward.h"
@@ -15,6 +18,7 @@
 #include "gw_metrics.h"
 #include "gw_metrics_server.h"
 #include "gw_rpcs.h"
+#include "gw_reload.h"
 #include "gw_server.h"
 #include "gw_tls.h"
 #include "tsr_time.h"
@@ -26,6 +30,50 @@ static void on_signal(int sig)
 {
     (void)sig;
     if (running_server != NULL) gw_server_stop(running_server);
+}
+
+/* SIGHUP: a thread of its own waits for it (sigwait; SIGHUP is blocked in
+ * every thread) and reloads outside any signal handler. */
+typedef struct reloader {
+    pthread_t thread;
+    atomic_int quit;
+    gw_app *app;
+    gw_server *server;
+    gw_reload_opts opts;
+} reloader;
+
+static void log_line(const char *line)
+{
+    fprintf(stderr, "tessera-gateway: %s\n", line);
+}
+
+static void *reload_thread(void *arg)
+{
+    reloader *r = arg;
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&hup, &sig) != 0) continue;
+        if (atomic_load(&r->quit)) break;
+        fprintf(stderr, "tessera-gateway: SIGHUP: reloading %s\n", r->opts.config_path);
+        if (gw_reload(r->app, r->server, &r->opts) != 0) {
+            fprintf(stderr, "tessera-gateway: reload refused, still serving with the previous "
+                            "PKI and config: %s\n",
+                    tsr_errmsg());
+            continue;
+        }
+        gw_pki *pki = gw_app_pki(r->app);
+        char serial[41];
+        if (ca_cert_serial_hex(pki->issuer->cert, serial) != 0)
+            snprintf(serial, sizeof serial, "?");
+        fprintf(stderr, "tessera-gateway: reloaded: issuing CA serial %s, %zu users, "
+                        "sandbox certificates %llds; open connections kept\n",
+                serial, pki->cfg->n_users, (long long)pki->cfg->sandbox_cert_ttl);
+        gw_pki_release(pki);
+    }
+    return NULL;
 }
 
 /* Each connection is a descriptor: lift the soft limit to the hard one so
@@ -107,7 +155,16 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* Before any thread exists, so that every thread inherits it. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+
     int rc = 1;
+    reloader rl = {0};
+    int rl_started = 0;
+    int64_t ttl_override = 0;
     gw_config *cfg = NULL;
     gw_app app = {0};
     int app_ready = 0;
@@ -131,6 +188,7 @@ int main(int argc, char **argv)
             goto out;
         }
         cfg->sandbox_cert_ttl = ttl;
+        ttl_override = ttl;
         fprintf(stderr, "tessera-gateway: WARNING: test mode: sandbox certificates live %llds "
                         "(--test-sandbox-ttl); never use this in production\n",
                 (long long)ttl);
@@ -144,12 +202,7 @@ int main(int argc, char **argv)
     app_ready = 1;
     if (app.keyring_created)
         fprintf(stderr, "tessera-gateway: created secrets keyring %s\n", cfg->secrets_key_path);
-    gw_tls_config tls = {
-        .cert_file = cfg->server_cert_path,
-        .key_file = cfg->server_key_path,
-        .client_trust = ca_trust_store(app.trust),
-    };
-    if (gw_tls_ctx_new(&tls, &ssl_ctx) != 0) {
+    if (gw_reload_ssl_ctx(app.pki, &ssl_ctx) != 0) {
         fprintf(stderr, "tessera-gateway: TLS: %s\n", tsr_errmsg());
         goto out;
     }
@@ -229,6 +282,17 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    rl.app = &app;
+    rl.server = server;
+    rl.opts = (gw_reload_opts){.config_path = config_path,
+                               .sandbox_ttl_override = ttl_override,
+                               .listen_overridden = listen != NULL,
+                               .note = log_line};
+    if (pthread_create(&rl.thread, NULL, reload_thread, &rl) != 0) {
+        fprintf(stderr, "tessera-gateway: cannot start the reload thread\n");
+        goto out;
+    }
+    rl_started = 1;
 
     if (cfg->metrics_host[0] != '\0' &&
         gw_metrics_server_start(cfg->metrics_host, cfg->metrics_port, &metrics) != 0) {
@@ -251,6 +315,12 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     running_server = NULL;
+    if (rl_started) {
+        /* No reload may run past this point: wake the thread and wait. */
+        atomic_store(&rl.quit, 1);
+        pthread_kill(rl.thread, SIGHUP);
+        pthread_join(rl.thread, NULL);
+    }
     gw_metrics_server_stop(metrics);
     gw_server_free(server);
     SSL_CTX_free(ssl_ctx);

@@ -43,8 +43,8 @@ static void unauthenticated(gw_principal *out, const char *reason)
     snprintf(out->reason, sizeof out->reason, "%s", reason);
 }
 
-int gw_identity_from_chain(gw_app *app, X509 *leaf, STACK_OF(X509) *untrusted, int64_t now,
-                           gw_principal *out)
+static int from_chain(gw_app *app, const gw_pki *pki, X509 *leaf,
+                      STACK_OF(X509) *untrusted, int64_t now, gw_principal *out)
 {
     memset(out, 0, sizeof *out);
     if (leaf == NULL) {
@@ -53,7 +53,7 @@ int gw_identity_from_chain(gw_app *app, X509 *leaf, STACK_OF(X509) *untrusted, i
     }
     enum ca_verify_reason reason = CA_VERIFY_OK;
     ca_peer peer;
-    if (ca_verify_peer(app->trust, leaf, untrusted, CA_PURPOSE_CLIENT, CA_KIND_NONE, now, &reason,
+    if (ca_verify_peer(pki->trust, leaf, untrusted, CA_PURPOSE_CLIENT, CA_KIND_NONE, now, &reason,
                        &peer) != 0) {
         unauthenticated(out, tsr_errmsg());
         return 0;
@@ -72,7 +72,7 @@ int gw_identity_from_chain(gw_app *app, X509 *leaf, STACK_OF(X509) *untrusted, i
         break;
     case CA_KIND_USER:
         out->kind = GW_PRINCIPAL_USER;
-        out->role = gw_config_user_role(app->cfg, peer.identity.name);
+        out->role = gw_config_user_role(pki->cfg, peer.identity.name);
         break;
     case CA_KIND_PROXY:
         out->kind = GW_PRINCIPAL_PROXY;
@@ -86,6 +86,16 @@ int gw_identity_from_chain(gw_app *app, X509 *leaf, STACK_OF(X509) *untrusted, i
     }
     snprintf(out->name, sizeof out->name, "%s", peer.identity.name);
     return 0;
+}
+
+int gw_identity_from_chain(gw_app *app, X509 *leaf, STACK_OF(X509) *untrusted, int64_t now,
+                           gw_principal *out)
+{
+    /* One snapshot for the whole check: trust and roles from the same reload. */
+    gw_pki *pki = gw_app_pki(app);
+    int rc = from_chain(app, pki, leaf, untrusted, now, out);
+    gw_pki_release(pki);
+    return rc;
 }
 
 int gw_identity_authenticate(void *app_ptr, void *worker, SSL *ssl, gw_principal *out)

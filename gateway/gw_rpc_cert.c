@@ -33,6 +33,7 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
         gw_unpack(&tessera__v1__renew_certificate_request__descriptor, msg, len, resp);
     if (req == NULL) return;
     X509 *cert = NULL;
+    gw_pki *pki = NULL;
     char *leaf_pem = NULL;
     size_t leaf_len = 0;
 
@@ -64,8 +65,10 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
                          (long long)app->cfg->renew_window);
         goto out;
     }
-    if (ca_sign_csr(app->issuer, req->csr.data, req->csr.len, p->spiffe_id,
-                    app->cfg->sandbox_cert_ttl, 0, &cert) != 0) {
+    /* One snapshot for the signature and the chain and bundle sent back. */
+    pki = gw_app_pki(app);
+    if (ca_sign_csr(pki->issuer, req->csr.data, req->csr.len, p->spiffe_id,
+                    pki->cfg->sandbox_cert_ttl, 0, &cert) != 0) {
         char why[300];
         snprintf(why, sizeof why, "bad CSR: %s", tsr_errmsg());
         gw_audit_denial(ctx, GW_DENY_BAD_REQUEST, p->name, why);
@@ -98,14 +101,15 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     Tessera__V1__RenewCertificateResponse out_msg;
     tessera__v1__renew_certificate_response__init(&out_msg);
     out_msg.certificate_pem = leaf_pem;
-    out_msg.chain_pem = app->chain_pem;
-    out_msg.bundle_pem = app->bundle_pem;
+    out_msg.chain_pem = pki->chain_pem;
+    out_msg.bundle_pem = pki->bundle_pem;
     out_msg.serial = rec.serial;
     out_msg.not_after = rec.not_after;
     gw_reply(resp, &out_msg);
 out:
     free(leaf_pem);
     X509_free(cert);
+    gw_pki_release(pki);
     gw_free_unpacked(req);
 }
 
@@ -240,12 +244,14 @@ static void get_trust_bundle(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
     if (req == NULL) return;
     Tessera__V1__GetTrustBundleResponse out_msg;
     tessera__v1__get_trust_bundle_response__init(&out_msg);
-    out_msg.bundle_pem = app->bundle_pem;
-    out_msg.spiffe_bundle_json = app->spiffe_bundle_json;
+    gw_pki *pki = gw_app_pki(app);
+    out_msg.bundle_pem = pki->bundle_pem;
+    out_msg.spiffe_bundle_json = pki->spiffe_bundle_json;
     char trust_domain[CA_TRUST_DOMAIN_MAX + 1];
     snprintf(trust_domain, sizeof trust_domain, "%s", app->cfg->trust_domain);
     out_msg.trust_domain = trust_domain;
     gw_reply(resp, &out_msg);
+    gw_pki_release(pki);
     gw_free_unpacked(req);
 }
 

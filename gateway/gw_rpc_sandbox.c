@@ -90,7 +90,7 @@ static void minted_clear(struct minted *m)
 }
 
 /* Mint the sandbox's first key and certificate (the driver will place them). */
-static int mint_identity(gw_app *app, const char *spiffe_id, X509 **cert_out,
+static int mint_identity(const gw_pki *pki, const char *spiffe_id, X509 **cert_out,
                          struct minted *id_out)
 {
     int rc = -1;
@@ -104,16 +104,16 @@ static int mint_identity(gw_app *app, const char *spiffe_id, X509 **cert_out,
     ca_leaf_request req = {
         .spiffe_id = spiffe_id,
         .public_key = key,
-        .ttl_seconds = app->cfg->sandbox_cert_ttl,
+        .ttl_seconds = pki->cfg->sandbox_cert_ttl,
     };
-    TSR_TRY(ca_issue_leaf(app->issuer, &req, &cert));
+    TSR_TRY(ca_issue_leaf(pki->issuer, &req, &cert));
     TSR_TRY(ca_key_to_pem(key, &id_out->key_pem, &id_out->key_len));
     TSR_TRY(ca_cert_to_pem(cert, &leaf_pem, &leaf_len));
-    size_t chain_len = strlen(app->chain_pem);
+    size_t chain_len = strlen(pki->chain_pem);
     id_out->cert_pem = malloc(leaf_len + chain_len + 1);
     TSR_TRY_ENSURE(id_out->cert_pem != NULL, TSR_E_INTERNAL, "out of memory");
     memcpy(id_out->cert_pem, leaf_pem, leaf_len);
-    memcpy(id_out->cert_pem + leaf_len, app->chain_pem, chain_len + 1);
+    memcpy(id_out->cert_pem + leaf_len, pki->chain_pem, chain_len + 1);
     id_out->cert_len = leaf_len + chain_len;
     *cert_out = cert;
     cert = NULL;
@@ -139,6 +139,7 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     X509 *cert = NULL;
     struct minted identity = {0};
     gw_driver *drv = NULL;
+    gw_pki *pki = gw_app_pki(app);   /* issuer, chain and bundle of one reload */
 
     if (ca_name_validate(req->name, strlen(req->name)) != 0) {
         gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "name must match [a-z0-9._-]{1,64}");
@@ -165,7 +166,7 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     gw_cert_rec rec;
     if (ca_uuid_generate(sb.id) != 0 ||
         ca_spiffe_format(CA_KIND_SANDBOX, app->cfg->trust_domain, sb.id, spiffe, sizeof spiffe) != 0 ||
-        mint_identity(app, spiffe, &cert, &identity) != 0 ||
+        mint_identity(pki, spiffe, &cert, &identity) != 0 ||
         gw_cert_rec_from_x509(cert, spiffe, sb.id, &rec) != 0) {
         gw_fail_from_error(resp);
         goto out;
@@ -194,7 +195,7 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     tsr_driver_identity did = {
         .cert_pem = identity.cert_pem, .cert_len = identity.cert_len,
         .key_pem = identity.key_pem, .key_len = identity.key_len,
-        .bundle_pem = app->bundle_pem, .bundle_len = strlen(app->bundle_pem),
+        .bundle_pem = pki->bundle_pem, .bundle_len = strlen(pki->bundle_pem),
     };
     if (gw_driver_launch(drv, &dsb, &did) != 0) {
         /* No half-made sandbox: delete it and revoke its certificate. */
@@ -226,6 +227,7 @@ out:
     minted_clear(&identity);
     X509_free(cert);
     free(env);
+    gw_pki_release(pki);
     gw_free_unpacked(req);
 }
 

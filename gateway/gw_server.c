@@ -456,7 +456,10 @@ static void conn_new(gw_loop *w, int fd, const struct sockaddr_storage *ss)
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ERR_clear_error();
-    if ((c->ssl = SSL_new(s->cfg.ssl_ctx)) == NULL || SSL_set_fd(c->ssl, fd) != 1) goto fail;
+    TSR_ASSERT(pthread_mutex_lock(&s->ctx_lock) == 0);
+    c->ssl = SSL_new(s->ssl_ctx);   /* takes its own reference to the context */
+    (void)pthread_mutex_unlock(&s->ctx_lock);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) goto fail;
     SSL_set_accept_state(c->ssl);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) goto fail;
@@ -762,8 +765,13 @@ int gw_server_new(const gw_server_config *cfg, gw_server **out)
     *out = NULL;
     TSR_TRY_ENSURE((s = calloc(1, sizeof *s)) != NULL, TSR_E_INTERNAL, "out of memory");
     s->stop_efd = -1;
+    TSR_TRY_ENSURE(pthread_mutex_init(&s->ctx_lock, NULL) == 0, TSR_E_INTERNAL,
+                   "pthread_mutex_init failed");
     s->cfg = *cfg;
     TSR_TRY(config_fill(&s->cfg));
+    TSR_TRY_OSSL(SSL_CTX_up_ref(s->cfg.ssl_ctx), TSR_E_INTERNAL, "SSL_CTX_up_ref");
+    s->ssl_ctx = s->cfg.ssl_ctx;
+    s->cfg.ssl_ctx = NULL;   /* only s->ssl_ctx, under ctx_lock, from now on */
     s->conn_rx_budget = GW_CONN_RX_BUDGET(s->cfg.max_message_bytes);
     TSR_TRY(gw_h2_setup(s));
     TSR_TRY_ENSURE((s->stop_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0, TSR_E_IO,
@@ -858,5 +866,19 @@ void gw_server_free(gw_server *s)
     free(s->workers);
     if (s->stop_efd >= 0) close(s->stop_efd);
     gw_h2_teardown(s);
+    SSL_CTX_free(s->ssl_ctx);
+    pthread_mutex_destroy(&s->ctx_lock);
     free(s);
+}
+
+int gw_server_set_ssl_ctx(gw_server *s, SSL_CTX *ctx)
+{
+    TSR_ENSURE(s != NULL && ctx != NULL, TSR_E_INPUT, "gw_server_set_ssl_ctx: NULL argument");
+    TSR_ENSURE(SSL_CTX_up_ref(ctx) == 1, TSR_E_INTERNAL, "SSL_CTX_up_ref failed");
+    TSR_ASSERT(pthread_mutex_lock(&s->ctx_lock) == 0);
+    SSL_CTX *old = s->ssl_ctx;
+    s->ssl_ctx = ctx;
+    (void)pthread_mutex_unlock(&s->ctx_lock);
+    SSL_CTX_free(old);   /* freed for real when its last connection is gone */
+    return 0;
 }

@@ -55,7 +55,8 @@ enum gw_server_event {
 typedef struct gw_server_config {
     const char *listen_host; uint16_t listen_port;   /* port 0 = ephemeral */
     int workers;                                      /* threads; 0 = online CPUs */
-    SSL_CTX *ssl_ctx;                                 /* from gw_tls; not owned */
+    SSL_CTX *ssl_ctx;                                 /* from gw_tls; the server takes
+                                                         its own reference */
     const gw_method *methods; size_t n_methods;       /* not copied: must outlive the server */
     /* 0 = default: 4 MiB, 100 streams, 1024 connections, 10 s handshake,
      * 300 s idle; idle_timeout_ms < 0 disables the idle timeout. */
@@ -114,5 +115,9 @@ TSR_WUR int gw_server_run(gw_server *s);
  * in-flight calls finish for up to drain_timeout_ms, then close the rest. */
 void gw_server_stop(gw_server *s);
 void gw_server_free(gw_server *s);
+/* Thread-safe (not async-signal-safe): NEW connections use `ctx` from now
+ * on; open connections keep the context they were accepted with. The server
+ * takes its own reference (SSL_CTX_up_ref); the caller keeps its own. */
+TSR_WUR int gw_server_set_ssl_ctx(gw_server *s, SSL_CTX *ctx);
 
 #endif

@@ -87,6 +87,11 @@ struct gw_server {
     nghttp2_session_callbacks *h2_callbacks;   /* shared read-only by all sessions */
     nghttp2_option *h2_option;
     size_t conn_rx_budget;         /* GW_CONN_RX_BUDGET(cfg.max_message_bytes) */
+    /* The context for NEW connections (one reference held here); replaced by
+     * gw_server_set_ssl_ctx. Each SSL holds its own reference to the context
+     * it was made from, so open connections keep theirs. */
+    pthread_mutex_t ctx_lock;
+    SSL_CTX *ssl_ctx;
 };
 
 /* Partial request messages one connection may buffer: one maximal message

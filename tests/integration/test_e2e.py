@@ -13,7 +13,7 @@ import gwtest
 from gwtest import code_of, pb
 
 S = grpc.StatusCode
-TTL = 20  # seconds: the supervisor rotates at about half of it
+TTL = 30  # seconds: the supervisor rotates at about half of it
 
 
 def wait_for(what, fn, timeout=90.0, every=0.25):

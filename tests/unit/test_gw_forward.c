@@ -392,6 +392,7 @@ static void test_decode(void **state)
 
 struct app_fixture {
     gw_app app;
+    gw_pki pki;   /* the fixture's reference keeps it alive: never freed by release */
     gw_config *cfg;
 };
 
@@ -410,17 +411,23 @@ static void app_init(struct app_fixture *f, enum gw_forward_format format)
     f->cfg->n_users = 1;
     f->cfg->proxy_format = format;
     f->app.cfg = f->cfg;
-    f->app.trust = P.trust;   /* borrowed */
+    assert_int_equal(pthread_mutex_init(&f->app.pki_lock, NULL), 0);
+    atomic_init(&f->pki.refs, 1);
+    f->pki.cfg = f->cfg;
+    f->pki.trust = P.trust;   /* borrowed */
+    f->app.pki = &f->pki;
     assert_int_equal(gw_revocations_new(&f->app.revoked), 0);
-    f->app.intermediates = sk_X509_new_null();
-    assert_non_null(f->app.intermediates);
-    assert_true(sk_X509_push(f->app.intermediates, P.issuing) > 0);
+    f->pki.intermediates = sk_X509_new_null();
+    assert_non_null(f->pki.intermediates);
+    assert_true(sk_X509_push(f->pki.intermediates, P.issuing) > 0);
 }
 
 static void app_fini(struct app_fixture *f)
 {
-    sk_X509_free(f->app.intermediates);
+    sk_X509_free(f->pki.intermediates);
     gw_revocations_free(f->app.revoked);
+    assert_int_equal(atomic_load(&f->pki.refs), 1);   /* every call released its reference */
+    pthread_mutex_destroy(&f->app.pki_lock);
     gw_config_free(f->cfg);
 }
 
@@ -572,12 +579,12 @@ static void test_forwarded_identities(void **state)
     assert_string_equal(out.name, "bob");
 
     /* Without our issuing CA as a hint, a leaf alone does not verify. */
-    STACK_OF(X509) *saved = f.app.intermediates;
-    f.app.intermediates = NULL;
+    STACK_OF(X509) *saved = f.pki.intermediates;
+    f.pki.intermediates = NULL;
     expect_unauth(&f, &proxy, good, strlen(good), 1, "forwarded certificate: ");
     assert_int_equal(forward_as(&f, &proxy, e2, strlen(e2), 1, &out), 0);
     assert_int_equal(out.kind, GW_PRINCIPAL_SANDBOX);
-    f.app.intermediates = saved;
+    f.pki.intermediates = saved;
 
     free(good);
     free(e2);
