@@ -707,7 +707,11 @@ static int tls_handshake(cl_conn *c, const cl_addr *a, cl_tls *tls, int64_t dead
     BIO *bio = socket_bio(c->fd);
     if (bio == NULL) return fail_status(st, GW_STATUS_INTERNAL, "cannot make the socket BIO");
     SSL_set_bio(c->ssl, bio, bio); /* the SSL owns it */
-    if (!a->is_unix && !host_is_ip(a->host) && SSL_set_tlsext_host_name(c->ssl, a->host) != 1)
+    /* OpenSSL 3.0's SSL_set_tlsext_host_name macro casts away const: hand it
+     * a copy (clang -Wcast-qual). */
+    char sni[sizeof a->host];
+    memcpy(sni, a->host, sizeof sni);
+    if (!a->is_unix && !host_is_ip(a->host) && SSL_set_tlsext_host_name(c->ssl, sni) != 1)
         return fail_status(st, GW_STATUS_INTERNAL, "cannot set SNI");
     SSL_set_options(c->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     for (;;) {
