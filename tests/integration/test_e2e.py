@@ -120,8 +120,9 @@ def test_whole_loop(g):
     # Delete: every certificate revoked, the supervisor gone, the files removed.
     d = admin.DeleteSandbox(pb.DeleteSandboxRequest(id=a.id), timeout=30)
     assert d.revoked_certificates >= 2
-    wait_for("the supervisor to stop", lambda: not any(alive(p) for p in pids), timeout=20)
-    assert not os.path.exists(sdir)
+    wait_for("the supervisor to stop", lambda: not any(alive(p) for p in pids), timeout=30)
+    # The driver tears down in the background, after the revocation answered.
+    wait_for("the sandbox's files to go", lambda: not os.path.exists(sdir), timeout=30)
     code, _ = code_of(lambda: g.stub(mine).GetSandboxConfig(
         pb.GetSandboxConfigRequest(sandbox_id=a.id), timeout=10))
     assert code == S.UNAUTHENTICATED
