@@ -1,5 +1,7 @@
 #include "gw_handler.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,31 @@ void gw_reply(gw_response *resp, const void *msg)
     resp->message[0] = '\0';
     resp->body = buf;
     resp->body_len = n;
+}
+
+void *gw_repeated_new(const ProtobufCMessageDescriptor *desc, size_t n, gw_response *resp)
+{
+    TSR_ASSERT(desc != NULL && desc->sizeof_message > 0);
+    const size_t align = _Alignof(max_align_t);
+    size_t item = (desc->sizeof_message + align - 1) / align * align;
+    /* Room for n + 1 pointers, rounded up so the elements are aligned. */
+    if (n >= (SIZE_MAX / 2) / sizeof(void *) || (n > 0 && item > (SIZE_MAX / 2) / n)) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    size_t head = ((n + 1) * sizeof(void *) + align - 1) / align * align;
+    unsigned char *block = calloc(1, head + n * item);
+    if (block == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    ProtobufCMessage **ptrs = (ProtobufCMessage **)(void *)block;
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = (ProtobufCMessage *)(void *)(block + head + i * item);
+        protobuf_c_message_init(desc, ptrs[i]);
+    }
+    ptrs[n] = NULL;
+    return block;
 }
 
 void gw_fail_from_error(gw_response *resp)

@@ -18,6 +18,13 @@ void gw_free_unpacked(void *msg);
 /* Encode the reply into resp->body with status OK. */
 void gw_reply(gw_response *resp, const void *msg);
 
+/* Backing store of a repeated message field of n elements, in one block:
+ * a NULL-terminated array of n pointers, each to its own element already
+ * initialised from desc. Assign the result to a `T **` field directly and
+ * release it with free() (one block, nothing inside is owned). NULL with
+ * RESOURCE_EXHAUSTED in resp on overflow or out of memory. */
+void *gw_repeated_new(const ProtobufCMessageDescriptor *desc, size_t n, gw_response *resp);
+
 /* Map the thread's recorded error (tsr_errcat) to a status and message. */
 void gw_fail_from_error(gw_response *resp);
 

@@ -202,8 +202,7 @@ static void list_certificates(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     if (req == NULL) return;
     gw_cert_rec *certs = NULL;
     size_t n = 0;
-    Tessera__V1__Certificate *items = NULL;
-    Tessera__V1__Certificate **ptrs = NULL;
+    Tessera__V1__Certificate **items = NULL;
     gw_sandbox_rec sb;
     /* Certificates of deleted sandboxes stay listable, for audit. */
     if (gw_resolve_sandbox_id(ctx, GW_RPC_LIST_CERTIFICATES, req->sandbox_id, 1, &sb, resp) != 0)
@@ -212,23 +211,15 @@ static void list_certificates(const gw_call_ctx *ctx, const uint8_t *msg, size_t
         gw_fail_from_error(resp);
         goto out;
     }
-    items = calloc(n + 1, sizeof *items);
-    ptrs = calloc(n + 1, sizeof *ptrs);
-    if (items == NULL || ptrs == NULL) {
-        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        cert_to_proto(&certs[i], &items[i]);
-        ptrs[i] = &items[i];
-    }
+    items = gw_repeated_new(&tessera__v1__certificate__descriptor, n, resp);
+    if (items == NULL) goto out;
+    for (size_t i = 0; i < n; i++) cert_to_proto(&certs[i], items[i]);
     Tessera__V1__ListCertificatesResponse out_msg;
     tessera__v1__list_certificates_response__init(&out_msg);
     out_msg.n_certificates = n;
-    out_msg.certificates = ptrs;
+    out_msg.certificates = items;
     gw_reply(resp, &out_msg);
 out:
-    free(ptrs);
     free(items);
     gw_store_free_certs(certs, n);
     gw_free_unpacked(req);
