@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gw_audit.h"
+#include "gw_config.h"
 #include "gw_handler.h"
 #include "gw_policy.h"
 #include "gw_rpcs.h"
@@ -177,10 +178,21 @@ static void get_draft_policy(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
     if (req == NULL) return;
     gw_policy_chunk *chunks = NULL;
     size_t n = 0;
+    int page = 0;
+    int64_t next_seq = 0;
+    gw_page_cursor cursor;
     Tessera__V1__PolicyChunk **items = NULL;
     gw_sandbox_rec sb;
     if (gw_resolve_sandbox_name(ctx, GW_RPC_GET_DRAFT_POLICY, req->name, &sb, resp) != 0) goto out;
-    if (gw_store_draft_get(gw_worker_of(ctx)->store, sb.id, &chunks, &n) != 0) {
+    /* Drafts accumulate with every SubmitPolicyAnalysis: paged like the lists. */
+    if (gw_page_size(req->page_size, &page, resp) != 0 ||
+        gw_page_token_parse(req->page_token, sb.id, 0, &cursor, resp) != 0)
+        goto out;
+    /* Within what a stock gRPC client accepts (the name and token aside). */
+    size_t budget = gw_app_of(ctx)->cfg->max_message_bytes;
+    budget = budget > 512 ? budget - 512 : 1;
+    if (gw_store_draft_page(gw_worker_of(ctx)->store, sb.id, cursor.n, page, budget, &chunks,
+                            &n, &next_seq) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
@@ -195,6 +207,9 @@ static void get_draft_policy(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
     out_msg.name = sb.name;
     out_msg.n_chunks = n;
     out_msg.chunks = items;
+    char next[GW_PAGE_TOKEN_MAX + 1] = "";
+    if (next_seq > 0) gw_page_token_format(next, sb.id, next_seq, NULL);
+    out_msg.next_page_token = next;
     gw_reply(resp, &out_msg);
 out:
     free(items);

@@ -21,8 +21,6 @@
 #define MAX_ENV_VARS 256
 #define MAX_ENV_NAME 128
 #define MAX_ENV_VALUE (32 * 1024)
-#define LIST_DEFAULT_PAGE 100
-#define LIST_MAX_PAGE 1000
 
 static int valid_env_name(const char *s)
 {
@@ -265,12 +263,8 @@ static void list_sandboxes(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     Tessera__V1__Sandbox **items = NULL;
     char(*spiffe)[CA_SPIFFE_ID_MAX + 1] = NULL;
 
-    int page = req->page_size == 0 ? LIST_DEFAULT_PAGE : req->page_size;
-    if (page < 0 || page > LIST_MAX_PAGE) {
-        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "page_size must be 0..%d",
-                         LIST_MAX_PAGE);
-        goto out;
-    }
+    int page = 0;
+    if (gw_page_size(req->page_size, &page, resp) != 0) goto out;
     if (req->page_token[0] != '\0' && ca_uuid_validate(req->page_token, strlen(req->page_token)) != 0) {
         gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "bad page_token");
         goto out;

@@ -51,6 +51,7 @@ enum stmt_id {
     ST_CERT_GET,
     ST_CERT_LIST_SB,
     ST_CERT_LIST_ALL,
+    ST_CERT_PAGE,
     ST_CERT_REVOKE,
     ST_CERT_REVOKE_SB,
     ST_REVOKED_EACH,
@@ -60,6 +61,7 @@ enum stmt_id {
     ST_PSTATUS_LATEST,
     ST_DRAFT_INSERT,
     ST_DRAFT_GET,
+    ST_DRAFT_PAGE,
     ST_LOG_INSERT,
     ST_LOG_GET,
     ST_DROP_INSERT,
@@ -106,6 +108,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_CERT_LIST_SB] = "SELECT " CERT_COLS " FROM certificates WHERE sandbox_id = ?1 "
                         "ORDER BY issued_at, serial",
     [ST_CERT_LIST_ALL] = "SELECT " CERT_COLS " FROM certificates ORDER BY issued_at, serial",
+    [ST_CERT_PAGE] = "SELECT " CERT_COLS " FROM certificates WHERE sandbox_id = ?1 "
+                     "AND (issued_at, serial) > (?2, ?3) ORDER BY issued_at, serial LIMIT ?4",
     [ST_CERT_REVOKE] = "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
                        "WHERE serial = ?1 AND revoked_at IS NULL",
     [ST_CERT_REVOKE_SB] = "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
@@ -123,6 +127,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                         "submitted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_DRAFT_GET] = "SELECT domain, content FROM draft_chunks WHERE sandbox_id = ?1 "
                      "ORDER BY seq",
+    [ST_DRAFT_PAGE] = "SELECT domain, content, seq FROM draft_chunks WHERE sandbox_id = ?1 "
+                      "AND seq > ?2 ORDER BY seq LIMIT ?3",
     [ST_LOG_INSERT] = "INSERT INTO logs(sandbox_id, seq, timestamp_ms, stream, text, "
                       "received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_LOG_GET] = "SELECT seq, timestamp_ms, stream, text FROM logs "
@@ -525,26 +531,22 @@ static int sb_meta_live(gw_store *s, const char *id, struct sb_meta *m)
     return 0;
 }
 
-/* Every row of statement `id`, whose only parameter is the sandbox id, in
- * one read transaction that first checks the sandbox exists (NOTFOUND
- * otherwise). With sandbox_id NULL: `id` takes no parameter (all rows).
- * On failure the caller frees *v's first *cnt elements. */
-static int list_of_sandbox(gw_store *s, enum stmt_id id, const char *what,
-                           const char *sandbox_id, row_fn read, void *ctx, void *v,
-                           size_t *cnt, size_t size)
+/* Every row of q (opened and bound by the caller; always ended here) in one
+ * read transaction that first checks the sandbox exists (NOTFOUND
+ * otherwise; sandbox_id NULL: no check). On failure the caller frees *v's
+ * first *cnt elements. */
+static int list_of_sandbox(gw_store *s, const char *sandbox_id, struct query *q, row_fn read,
+                           void *ctx, void *v, size_t *cnt, size_t size)
 {
     int rc = -1;
     struct sb_meta m;
-    struct query q;
-    if (sandbox_id != NULL) TSR_TRY(check_sandbox_id(sandbox_id));
     TSR_TRY(tx_begin(s, 0));
     if (sandbox_id != NULL) TSR_TRY(sb_meta(s, sandbox_id, &m));
-    TSR_TRY(q_open(s, id, what, &q));
-    if (sandbox_id != NULL) q_text(&q, sandbox_id);
-    TSR_TRY(q_each(&q, read, ctx, v, cnt, size));
-    TSR_TRY(tx_commit(s));
-    rc = 0;
+    rc = q_each(q, read, ctx, v, cnt, size); /* ends q */
+    q = NULL;
+    if (rc == 0) rc = tx_commit(s);
 out:
+    if (q != NULL) done(q->st);
     if (rc != 0) tx_abort(s);
     return rc;
 }
@@ -1117,15 +1119,54 @@ int gw_store_cert_list(gw_store *s, const char *sandbox_id, gw_cert_rec **out, s
 {
     gw_cert_rec *v = NULL;
     size_t cnt = 0;
+    struct query q;
     *out = NULL;
     *n = 0;
-    if (list_of_sandbox(s, sandbox_id != NULL ? ST_CERT_LIST_SB : ST_CERT_LIST_ALL,
-                        "list certificates", sandbox_id, row_cert, NULL, &v, &cnt,
-                        sizeof *v) != 0) {
+    if (sandbox_id != NULL) TSR_GUARD(check_sandbox_id(sandbox_id));
+    TSR_GUARD(q_open(s, sandbox_id != NULL ? ST_CERT_LIST_SB : ST_CERT_LIST_ALL,
+                     "list certificates", &q));
+    if (sandbox_id != NULL) q_text(&q, sandbox_id);
+    if (list_of_sandbox(s, sandbox_id, &q, row_cert, NULL, &v, &cnt, sizeof *v) != 0) {
         gw_store_free_certs(v, cnt);
         return -1;
     }
     *out = v;
+    *n = cnt;
+    return 0;
+}
+
+int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_issued_at,
+                       const char *after_serial, int limit, gw_cert_rec **out, size_t *n,
+                       int *more)
+{
+    gw_cert_rec *v = NULL;
+    size_t cnt = 0;
+    int64_t lim = 0;
+    struct query q;
+    *out = NULL;
+    *n = 0;
+    *more = 0;
+    TSR_GUARD(check_sandbox_id(sandbox_id));
+    TSR_GUARD(clamp_limit(limit, &lim));
+    if (after_serial == NULL || after_serial[0] == '\0') {
+        after_serial = "";
+        after_issued_at = INT64_MIN;
+    }
+    TSR_GUARD(check_str(after_serial, sizeof v->serial, 1, "page cursor"));
+    TSR_GUARD(q_open(s, ST_CERT_PAGE, "list certificates", &q));
+    q_text(&q, sandbox_id);
+    q_i64(&q, after_issued_at);
+    q_text(&q, after_serial);
+    q_i64(&q, lim + 1); /* one more row tells whether another page follows */
+    if (list_of_sandbox(s, sandbox_id, &q, row_cert, NULL, &v, &cnt, sizeof *v) != 0) {
+        gw_store_free_certs(v, cnt);
+        return -1;
+    }
+    if (cnt > (size_t)lim) {
+        cnt = (size_t)lim;
+        *more = 1;
+    }
+    *out = v; /* NULL when there are no rows */
     *n = cnt;
     return 0;
 }
@@ -1361,16 +1402,84 @@ int gw_store_draft_get(gw_store *s, const char *sandbox_id, gw_policy_chunk **ou
 {
     gw_policy_chunk *v = NULL;
     size_t cnt = 0;
+    struct query q;
     *out = NULL;
     *n = 0;
     TSR_GUARD(check_sandbox_id(sandbox_id));
-    if (list_of_sandbox(s, ST_DRAFT_GET, "read draft", sandbox_id, row_chunk, NULL, &v, &cnt,
-                        sizeof *v) != 0) {
+    TSR_GUARD(q_open(s, ST_DRAFT_GET, "read draft", &q));
+    q_text(&q, sandbox_id);
+    if (list_of_sandbox(s, sandbox_id, &q, row_chunk, NULL, &v, &cnt, sizeof *v) != 0) {
         gw_store_free_chunks(v, cnt);
         return -1;
     }
     *out = v;
     *n = cnt;
+    return 0;
+}
+
+/* The seq of every row read, in order (at most limit + 1 of them). */
+struct draft_page {
+    int64_t *seqs;
+    size_t seen, cap;
+};
+
+static int row_chunk_page(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    struct draft_page *p = ctx;
+    TSR_ENSURE(p->seen < p->cap, TSR_E_INTERNAL, "draft page: more rows than its limit");
+    p->seqs[p->seen++] = sqlite3_column_int64(st, 2);
+    return row_chunk(NULL, st, elem);
+}
+
+/* Bytes of one chunk inside a message: two string fields and the chunk's
+ * own tag and length, each length prefix at most 5 bytes. */
+#define CHUNK_OVERHEAD 18
+
+int gw_store_draft_page(gw_store *s, const char *sandbox_id, int64_t after_seq, int limit,
+                        size_t max_bytes, gw_policy_chunk **out, size_t *n, int64_t *next_seq)
+{
+    gw_policy_chunk *v = NULL;
+    size_t cnt = 0;
+    int64_t lim = 0;
+    struct query q;
+    *out = NULL;
+    *n = 0;
+    *next_seq = 0;
+    TSR_GUARD(check_sandbox_id(sandbox_id));
+    TSR_GUARD(clamp_limit(limit, &lim));
+    TSR_ENSURE(after_seq >= 0, TSR_E_INPUT, "page cursor is negative");
+    struct draft_page page = {calloc((size_t)lim + 1, sizeof(int64_t)), 0, (size_t)lim + 1};
+    TSR_ENSURE(page.seqs != NULL, TSR_E_INTERNAL, "out of memory");
+    if (q_open(s, ST_DRAFT_PAGE, "read draft", &q) != 0) {
+        free(page.seqs);
+        return -1;
+    }
+    q_text(&q, sandbox_id);
+    q_i64(&q, after_seq);
+    q_i64(&q, lim + 1); /* one more row tells whether another page follows */
+    if (list_of_sandbox(s, sandbox_id, &q, row_chunk_page, &page, &v, &cnt, sizeof *v) != 0) {
+        gw_store_free_chunks(v, cnt);
+        free(page.seqs);
+        return -1;
+    }
+    /* Keep at most lim rows, and with max_bytes only those that fit (always
+     * the first, so a caller following the tokens makes progress). */
+    size_t keep = 0, bytes = 0;
+    while (keep < cnt && keep < (size_t)lim) {
+        size_t b = strlen(v[keep].domain) + strlen(v[keep].content) + CHUNK_OVERHEAD;
+        if (max_bytes > 0 && keep > 0 && bytes + b > max_bytes) break;
+        bytes += b;
+        keep++;
+    }
+    if (keep < cnt) *next_seq = page.seqs[keep - 1];
+    for (size_t i = keep; i < cnt; i++) {
+        free(v[i].domain);
+        free(v[i].content);
+    }
+    free(page.seqs);
+    *out = keep > 0 ? v : NULL;
+    if (keep == 0) free(v);
+    *n = keep;
     return 0;
 }
 
@@ -1515,12 +1624,14 @@ int gw_store_env_get(gw_store *s, const char *sandbox_id, gw_env_var **out, size
     gw_env_var *v = NULL;
     size_t cnt = 0;
     struct env_read_ctx ctx = {s, sandbox_id};
+    struct query q;
     *out = NULL;
     *n = 0;
     TSR_GUARD(check_sandbox_id(sandbox_id));
     TSR_ENSURE(s->keys != NULL, TSR_E_STATE, "no keyring: provider env cannot be read");
-    if (list_of_sandbox(s, ST_ENV_GET, "read provider env", sandbox_id, row_env, &ctx, &v, &cnt,
-                        sizeof *v) != 0) {
+    TSR_GUARD(q_open(s, ST_ENV_GET, "read provider env", &q));
+    q_text(&q, sandbox_id);
+    if (list_of_sandbox(s, sandbox_id, &q, row_env, &ctx, &v, &cnt, sizeof *v) != 0) {
         gw_store_free_env(v, cnt);
         return -1;
     }
