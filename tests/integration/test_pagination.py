@@ -35,16 +35,24 @@ def sandbox_with_certs(gw, renewals):
     return a.sandbox
 
 
-def cert_pages(stub, sid, size):
+def follow(call, request, items):
+    """Every page of a paginated call: request(token) makes a request,
+    items(response) the values of its rows; returns the list of pages."""
     pages, token = [], ""
     while True:
-        r = stub.ListCertificates(pb.ListCertificatesRequest(
-            sandbox_id=sid, page_size=size, page_token=token), timeout=10)
-        pages.append([c.serial for c in r.certificates])
+        r = call(request(token), timeout=30)
+        pages.append(items(r))
         token = r.next_page_token
         if not token:
             return pages
         assert len(pages) < 1000
+
+
+def cert_pages(stub, sid, size):
+    return follow(stub.ListCertificates,
+                  lambda t: pb.ListCertificatesRequest(sandbox_id=sid, page_size=size,
+                                                       page_token=t),
+                  lambda r: [c.serial for c in r.certificates])
 
 
 def test_certificate_pages_cover_every_row_once(g):
@@ -134,15 +142,9 @@ def submit(gw, sb, contents):
 
 
 def draft_pages(stub, name, size=0):
-    pages, token = [], ""
-    while True:
-        r = stub.GetDraftPolicy(pb.GetDraftPolicyRequest(
-            name=name, page_size=size, page_token=token), timeout=30)
-        pages.append([c.content for c in r.chunks])
-        token = r.next_page_token
-        if not token:
-            return pages
-        assert len(pages) < 1000
+    return follow(stub.GetDraftPolicy,
+                  lambda t: pb.GetDraftPolicyRequest(name=name, page_size=size, page_token=t),
+                  lambda r: [c.content for c in r.chunks])
 
 
 def test_draft_pages_cover_every_chunk_once(g):
