@@ -1,11 +1,13 @@
 /* sqlite3 storage for the gateway. See gw_store.h for the contract.
  *
  * Structure: every SQL text lives in stmt_sql[] (prepared once per
- * connection, always bound with parameters); small return-style helpers run
- * one statement each and always reset it; public functions validate their
- * input, then run helpers inside one transaction (BEGIN IMMEDIATE for
- * writes, so concurrent writers queue on the busy timeout instead of failing
- * on a lock upgrade) and roll back on any failure. */
+ * connection, always bound with parameters); every use of a statement goes
+ * through struct query (q_open, positional binds, then q_exec / q_row /
+ * q_each, which always reset it) and row readers are row_fn callbacks;
+ * small return-style helpers run one statement each; public functions
+ * validate their input, then run helpers inside one transaction (BEGIN
+ * IMMEDIATE for writes, so concurrent writers queue on the busy timeout
+ * instead of failing on a lock upgrade) and roll back on any failure. */
 #include "gw_store.h"
 
 #include <errno.h>
