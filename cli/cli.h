@@ -80,6 +80,14 @@ int cli_connect(cli_ctx *c, bool anonymous);
  * with '/'); reports failures itself with a hint; returns CLI_OK or CLI_RPC. */
 int cli_call(cli_ctx *c, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp);
+/* Every page of a paginated List call: *token (the request's page_token
+ * field, "" at first) is set to each response's next_page_token until it is
+ * "" (a repeated token, or more than max_pages pages, is a failure naming
+ * `what`). pages[] (room for max_pages) receive the responses; the caller
+ * frees the first *n_pages of them, also on failure. */
+int cli_call_pages(cli_ctx *c, const char *method, ProtobufCMessage *req, char **token,
+                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **pages,
+                   size_t max_pages, size_t *n_pages, const char *what);
 /* Print a failed status with what to do about it (stderr; JSON on stdout). */
 void cli_report(cli_ctx *c, const char *method, const cl_status *st);
 void cli_close(cli_ctx *c);

@@ -329,6 +329,29 @@ int cli_call(cli_ctx *c, const char *method, const ProtobufCMessage *req,
     return CLI_OK;
 }
 
+int cli_call_pages(cli_ctx *c, const char *method, ProtobufCMessage *req, char **token,
+                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **pages,
+                   size_t max_pages, size_t *n_pages, const char *what)
+{
+    const ProtobufCFieldDescriptor *next =
+        protobuf_c_message_descriptor_get_field_by_name(resp_desc, "next_page_token");
+    if (next == NULL || next->type != PROTOBUF_C_TYPE_STRING)
+        return cli_fail(c, "%s: no next_page_token in %s", method, resp_desc->name);
+    static char first[] = "";
+    *token = first;
+    *n_pages = 0;
+    for (;;) {
+        if (*n_pages == max_pages) return cli_fail(c, "more than %zu pages of %s", max_pages, what);
+        int rc = cli_call(c, method, req, resp_desc, &pages[*n_pages]);
+        if (rc != CLI_OK) return rc;
+        const char *tok;
+        memcpy(&tok, (const char *)pages[(*n_pages)++] + next->offset, sizeof tok);
+        if (tok == NULL || tok[0] == '\0') return CLI_OK;
+        if (strcmp(tok, *token) == 0) return cli_fail(c, "the gateway repeated a page token");
+        *token = (char *)(uintptr_t)tok;
+    }
+}
+
 bool cli_is_id(const char *arg)
 {
     return ca_uuid_validate(arg, strlen(arg)) == 0;

@@ -249,6 +249,30 @@ static void cj_cert(cli_json *j, const char *key, const Tessera__V1__Certificate
     cj_close_obj(j);
 }
 
+#define CERT_PAGE 500
+#define CERT_MAX_PAGES 1000
+
+static void cert_row(const Tessera__V1__Certificate *ce, int64_t now)
+{
+    char nb[32], na[32], ra[32];
+    cli_time(ce->not_before, nb);
+    cli_time(ce->not_after, na);
+    cli_puts_safe(stdout, ce->serial);
+    for (size_t pad = strlen(ce->serial); pad < 32; pad++) putchar(' ');
+    printf("  %-20s  %-20s  %s", nb, na, cert_state(ce, now));
+    if (ce->revoked_at != 0) {
+        cli_time(ce->revoked_at, ra);
+        printf(" %s", ra);
+        if (ce->revocation_reason != NULL && ce->revocation_reason[0] != '\0') {
+            fputs(" (", stdout);
+            cli_puts_safe(stdout, ce->revocation_reason);
+            putchar(')');
+        }
+    }
+    putchar('\n');
+}
+
+/* Every page of ListCertificates, then the output. */
 static int cert_list(cli_ctx *c, int argc, char **argv)
 {
     const char *arg = NULL;
@@ -257,49 +281,48 @@ static int cert_list(cli_ctx *c, int argc, char **argv)
     if (rc != CLI_OK) return rc;
     char id[CA_UUID_LEN + 1];
     if ((rc = cli_resolve_sandbox(c, arg, id)) != CLI_OK) return rc;
+    ProtobufCMessage **pages = calloc(CERT_MAX_PAGES, sizeof *pages);
+    if (pages == NULL) return cli_fail(c, "out of memory");
+    size_t n_pages = 0, total = 0;
     Tessera__V1__ListCertificatesRequest req;
     tessera__v1__list_certificates_request__init(&req);
     req.sandbox_id = id;
-    ProtobufCMessage *out = NULL;
-    rc = cli_call(c, "ListCertificates", &req.base,
-                  &tessera__v1__list_certificates_response__descriptor, &out);
-    if (rc != CLI_OK) return rc;
-    Tessera__V1__ListCertificatesResponse *r = (Tessera__V1__ListCertificatesResponse *)out;
+    req.page_size = CERT_PAGE;
+    rc = cli_call_pages(c, "ListCertificates", &req.base, &req.page_token,
+                        &tessera__v1__list_certificates_response__descriptor, pages,
+                        CERT_MAX_PAGES, &n_pages, "certificates");
+    if (rc != CLI_OK) goto out;
+    for (size_t p = 0; p < n_pages; p++)
+        total += ((Tessera__V1__ListCertificatesResponse *)pages[p])->n_certificates;
     int64_t now = (int64_t)time(NULL);
     if (c->json) {
         cli_json j;
         cj_begin(&j, stdout);
         cj_str(&j, "sandbox_id", id);
         cj_arr(&j, "certificates");
-        for (size_t i = 0; i < r->n_certificates; i++) cj_cert(&j, NULL, r->certificates[i], now);
+        for (size_t p = 0; p < n_pages; p++) {
+            Tessera__V1__ListCertificatesResponse *r =
+                (Tessera__V1__ListCertificatesResponse *)pages[p];
+            for (size_t i = 0; i < r->n_certificates; i++)
+                cj_cert(&j, NULL, r->certificates[i], now);
+        }
         cj_close_arr(&j);
         cj_end(&j);
-    } else if (r->n_certificates == 0) {
+    } else if (total == 0) {
         printf("No certificates.\n");
     } else {
         printf("%-32s  %-20s  %-20s  %s\n", "SERIAL", "NOT BEFORE", "NOT AFTER", "STATE");
-        for (size_t i = 0; i < r->n_certificates; i++) {
-            const Tessera__V1__Certificate *ce = r->certificates[i];
-            char nb[32], na[32], ra[32];
-            cli_time(ce->not_before, nb);
-            cli_time(ce->not_after, na);
-            cli_puts_safe(stdout, ce->serial);
-            for (size_t pad = strlen(ce->serial); pad < 32; pad++) putchar(' ');
-            printf("  %-20s  %-20s  %s", nb, na, cert_state(ce, now));
-            if (ce->revoked_at != 0) {
-                cli_time(ce->revoked_at, ra);
-                printf(" %s", ra);
-                if (ce->revocation_reason != NULL && ce->revocation_reason[0] != '\0') {
-                    fputs(" (", stdout);
-                    cli_puts_safe(stdout, ce->revocation_reason);
-                    putchar(')');
-                }
-            }
-            putchar('\n');
+        for (size_t p = 0; p < n_pages; p++) {
+            Tessera__V1__ListCertificatesResponse *r =
+                (Tessera__V1__ListCertificatesResponse *)pages[p];
+            for (size_t i = 0; i < r->n_certificates; i++) cert_row(r->certificates[i], now);
         }
     }
-    protobuf_c_message_free_unpacked(out, NULL);
-    return CLI_OK;
+    rc = CLI_OK;
+out:
+    for (size_t p = 0; p < n_pages; p++) protobuf_c_message_free_unpacked(pages[p], NULL);
+    free(pages);
+    return rc;
 }
 
 static int cert_revoke(cli_ctx *c, int argc, char **argv)

@@ -259,29 +259,15 @@ static int cmd_list(cli_ctx *c, int argc, char **argv)
     ProtobufCMessage **pages = calloc(LIST_MAX_PAGES, sizeof *pages);
     if (pages == NULL) return cli_fail(c, "out of memory");
     size_t n_pages = 0, total = 0;
-    const char *token = "";
-    for (;;) {
-        if (n_pages == LIST_MAX_PAGES) {
-            rc = cli_fail(c, "more than %d pages of sandboxes", LIST_MAX_PAGES);
-            goto out;
-        }
-        Tessera__V1__ListSandboxesRequest req;
-        tessera__v1__list_sandboxes_request__init(&req);
-        req.page_size = LIST_PAGE;
-        req.page_token = (char *)(uintptr_t)token;
-        rc = cli_call(c, "ListSandboxes", &req.base,
-                      &tessera__v1__list_sandboxes_response__descriptor, &pages[n_pages]);
-        if (rc != CLI_OK) goto out;
-        Tessera__V1__ListSandboxesResponse *r =
-            (Tessera__V1__ListSandboxesResponse *)pages[n_pages++];
-        total += r->n_sandboxes;
-        if (r->next_page_token == NULL || r->next_page_token[0] == '\0') break;
-        if (strcmp(r->next_page_token, token) == 0) {
-            rc = cli_fail(c, "the gateway repeated a page token");
-            goto out;
-        }
-        token = r->next_page_token;
-    }
+    Tessera__V1__ListSandboxesRequest req;
+    tessera__v1__list_sandboxes_request__init(&req);
+    req.page_size = LIST_PAGE;
+    rc = cli_call_pages(c, "ListSandboxes", &req.base, &req.page_token,
+                        &tessera__v1__list_sandboxes_response__descriptor, pages, LIST_MAX_PAGES,
+                        &n_pages, "sandboxes");
+    if (rc != CLI_OK) goto out;
+    for (size_t p = 0; p < n_pages; p++)
+        total += ((Tessera__V1__ListSandboxesResponse *)pages[p])->n_sandboxes;
     if (c->json) {
         cli_json j;
         cj_begin(&j, stdout);

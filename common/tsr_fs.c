@@ -73,29 +73,50 @@ out:
     return rc;
 }
 
+/* The first buffer of a read whose size is unknown (a pipe, a /proc file). */
+#define READ_FIRST_CAP 4096
+
 int tsr_read_file(const char *path, size_t max_len, uint8_t **out, size_t *len)
 {
     int rc = -1;
     uint8_t *buf = NULL;
+    /* cap: bytes buf may hold before its NUL; never more than max_len + 1,
+     * the one byte past the limit that tells a file that is too large. */
+    size_t cap = 0, got = 0;
+    TSR_ENSURE(max_len < SIZE_MAX - 1, TSR_E_INPUT, "read %s: bad limit", path);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     TSR_ENSURE(fd >= 0, errno == ENOENT ? TSR_E_NOTFOUND : TSR_E_IO, "open %s: %s", path,
                strerror(errno));
     struct stat st;
     TSR_TRY_ENSURE(fstat(fd, &st) == 0, TSR_E_IO, "stat %s: %s", path, strerror(errno));
-    TSR_TRY_ENSURE(S_ISREG(st.st_mode), TSR_E_INPUT, "%s is not a regular file", path);
-    TSR_TRY_ENSURE((uint64_t)st.st_size <= max_len, TSR_E_LIMIT,
-                   "%s is %lld bytes, more than the %zu allowed", path, (long long)st.st_size,
-                   max_len);
-    buf = malloc(max_len + 1);
+    TSR_TRY_ENSURE(!S_ISDIR(st.st_mode) && !S_ISBLK(st.st_mode), TSR_E_INPUT,
+                   "%s is not a regular file or a pipe", path);
+    if (S_ISREG(st.st_mode)) {
+        TSR_TRY_ENSURE((uint64_t)st.st_size <= max_len, TSR_E_LIMIT,
+                       "%s is %lld bytes, more than the %zu allowed", path,
+                       (long long)st.st_size, max_len);
+        /* The size hint and one byte more, to see the end (or growth) at once. */
+        cap = (size_t)st.st_size + 1;
+    }
+    if (cap < READ_FIRST_CAP) cap = READ_FIRST_CAP;
+    if (cap > max_len + 1) cap = max_len + 1;
+    buf = malloc(cap + 1);
     TSR_TRY_ENSURE(buf != NULL, TSR_E_INTERNAL, "out of memory");
-    size_t got = 0;
     for (;;) {
-        /* Read up to one byte past the limit to notice a file that grew. */
-        ssize_t r = read(fd, buf + got, max_len + 1 - got);
+        if (got == cap) {
+            /* Full, and still at most max_len: grow geometrically up to the limit. */
+            size_t ncap = cap <= (max_len + 1) / 2 ? cap * 2 : max_len + 1;
+            uint8_t *grown = realloc(buf, ncap + 1);
+            TSR_TRY_ENSURE(grown != NULL, TSR_E_INTERNAL, "out of memory");
+            buf = grown;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, buf + got, cap - got);
         if (r < 0 && errno == EINTR) continue;
         TSR_TRY_ENSURE(r >= 0, TSR_E_IO, "read %s: %s", path, strerror(errno));
         if (r == 0) break;
         got += (size_t)r;
+        /* A file that grew while read, or a pipe or device that says more. */
         TSR_TRY_ENSURE(got <= max_len, TSR_E_LIMIT, "%s is larger than %zu bytes", path,
                        max_len);
     }

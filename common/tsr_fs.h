@@ -21,8 +21,13 @@ enum tsr_write_flags {
 TSR_WUR int tsr_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                                   enum tsr_write_flags flags);
 
-/* Read a whole regular file of at most `max_len` bytes into a fresh buffer
- * (NUL-terminated past `*len` for convenience). Larger -> TSR_E_LIMIT. */
+/* Read a whole file of at most `max_len` bytes into a fresh buffer
+ * (NUL-terminated past `*len` for convenience). A regular file's size is the
+ * first buffer's size; a pipe, character device or /proc file (no useful
+ * size) is read in a buffer that doubles from 4 KiB. Either way never more
+ * than max_len + 1 bytes are held: larger, or grown past the limit while
+ * read -> TSR_E_LIMIT. Directories and block devices -> TSR_E_INPUT. Opening
+ * a FIFO waits for its writer, as open(2) does. */
 TSR_WUR int tsr_read_file(const char *path, size_t max_len, uint8_t **out, size_t *len);
 
 /* Create `path` and missing parents with `mode`; existing dirs are left alone. */

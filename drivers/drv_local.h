@@ -405,6 +405,7 @@ static inline int drv_proc_read(pid_t pid, drv_procinfo *pi)
 static inline int drv_proc_alive(pid_t pid, unsigned long long start)
 {
     drv_procinfo pi;
+    memset(&pi, 0, sizeof pi);
     if (!drv_proc_read(pid, &pi)) return 0;
     return pi.start == start && pi.state != 'Z' && pi.state != 'X' && pi.state != 'x';
 }
@@ -534,6 +535,75 @@ TSR_WUR static inline int drv_local_terminate(const drv_pidrec *rec, uint64_t gr
     if (drv_proc_alive(rec->pid, rec->start)) (void)kill(rec->pid, SIGKILL);
     if (drv_proc_wait_gone(rec->pid, rec->start, 2000)) return 0;
     return TSR_FAIL(TSR_E_IO, "process %ld is still there after SIGKILL", (long)rec->pid);
+}
+
+/* The state a locked sandbox's pid file tells: CREATED (never started),
+ * RUNNING, STOPPED, or FAILED (unreadable pid file). */
+static inline enum tsr_driver_state drv_local_state(int sbfd, drv_pidrec *rec)
+{
+    int present = 0;
+    if (drv_pidfile_read(sbfd, "pid", rec, &present) != 0) return TSR_DRIVER_STATE_FAILED;
+    if (!present) return TSR_DRIVER_STATE_CREATED;
+    return drv_proc_alive(rec->pid, rec->start) ? TSR_DRIVER_STATE_RUNNING
+                                                 : TSR_DRIVER_STATE_STOPPED;
+}
+
+/* ---- the ops layer: one operation on one locked sandbox ------------------------- */
+
+/* A driver's operation on the locked sandbox directory sbfd: 0, or -1 with
+ * the error recorded. ctx is the driver's context. */
+typedef int (*drv_locked_op)(void *ctx, const char *id, int sbfd);
+
+/* Lock <id>, run op, unlock: an ops-table answer, 0 or -1 with err set to
+ * "<driver>: <what> <id>: <detail>". A missing sandbox is an error. */
+static inline int drv_local_run(const drv_local *l, const char *what, const char *id,
+                                drv_locked_op op, void *ctx, char *err, size_t err_cap)
+{
+    char label[48];
+    snprintf(label, sizeof label, "%s: %s", l->driver, what);
+    int fd = -1;
+    if (drv_local_lock(l, id, &fd) != 0) return drv_err_recorded(err, err_cap, label, id);
+    if (fd < 0) return drv_errf(err, err_cap, "%s %s: no such sandbox", label, id);
+    int r = op(ctx, id, fd);
+    close(fd);
+    return r != 0 ? drv_err_recorded(err, err_cap, label, id) : 0;
+}
+
+/* Destroy: stop (the driver's stop op), then remove the files, under one
+ * lock. A sandbox that does not exist is destroyed already: success. */
+static inline int drv_local_destroy(const drv_local *l, const drv_logger *lg, const char *id,
+                                    drv_locked_op stop, void *ctx, char *err, size_t err_cap)
+{
+    char label[48];
+    snprintf(label, sizeof label, "%s: destroy", l->driver);
+    int fd = -1;
+    if (drv_local_lock(l, id, &fd) != 0) return drv_err_recorded(err, err_cap, label, id);
+    if (fd < 0) return 0;
+    int r = stop(ctx, id, fd);
+    if (r == 0) r = drv_local_remove(l, id, fd);
+    close(fd);
+    if (r != 0) return drv_err_recorded(err, err_cap, label, id);
+    drv_logf(lg, "destroyed sandbox %s", id);
+    return 0;
+}
+
+/* Status under the lock: UNKNOWN when there is no such sandbox. */
+static inline int drv_local_status(const drv_local *l, const char *id,
+                                   enum tsr_driver_state *state, char *err, size_t err_cap)
+{
+    char label[48];
+    snprintf(label, sizeof label, "%s: status", l->driver);
+    int fd = -1;
+    if (state == NULL) return drv_errf(err, err_cap, "%s: no state pointer", label);
+    if (drv_local_lock(l, id, &fd) != 0) return drv_err_recorded(err, err_cap, label, id);
+    if (fd < 0) {
+        *state = TSR_DRIVER_STATE_UNKNOWN;
+        return 0;
+    }
+    drv_pidrec rec;
+    *state = drv_local_state(fd, &rec);
+    close(fd);
+    return 0;
 }
 
 /* ---- detached spawn ------------------------------------------------------------- */

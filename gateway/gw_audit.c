@@ -18,7 +18,14 @@ struct gw_audit {
     int fd;
     int owns_fd;
     pthread_mutex_t lock;
+    /* Under lock: */
+    uint64_t failures;       /* lines lost or cut short */
+    uint64_t burst;          /* failures since the last successful line */
+    int line_open;           /* the file ends inside a cut line */
 };
+
+/* EINTR retries per line: a signal storm must not hold the request path. */
+#define AUDIT_EINTR_MAX 16
 
 int gw_audit_open(const char *path, gw_audit **out)
 {
@@ -124,11 +131,64 @@ void gw_audit_event(const gw_call_ctx *ctx, const char *event, const char *sandb
                      ser[0] ? ",\"serial\":\"" : "", ser, ser[0] ? "\"" : "");
     if (n <= 0) return;
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    pthread_mutex_lock(&app->audit->lock);
-    /* One write() per line with O_APPEND: lines never interleave. */
-    ssize_t w = write(app->audit->fd, line, len);
-    (void)w;
-    pthread_mutex_unlock(&app->audit->lock);
+    gw_audit_write(app->audit, line, len);
+}
+
+/* Write all of buf: 0, or an errno value (ENOSPC for a write of 0 bytes).
+ * *done is what was written. Never waits longer than the write itself. */
+static int write_all(int fd, const char *buf, size_t len, size_t *done)
+{
+    int eintr = 0;
+    *done = 0;
+    while (*done < len) {
+        ssize_t w = write(fd, buf + *done, len - *done);
+        if (w < 0 && errno == EINTR && ++eintr <= AUDIT_EINTR_MAX) continue;
+        if (w < 0) return errno;
+        if (w == 0) return ENOSPC;
+        *done += (size_t)w;
+    }
+    return 0;
+}
+
+void gw_audit_write(gw_audit *a, const char *line, size_t len)
+{
+    if (a == NULL || len == 0) return;
+    pthread_mutex_lock(&a->lock);
+    size_t done = 0;
+    int err = 0;
+    /* One write() per line with O_APPEND: lines never interleave. A line
+     * cut short earlier is ended first, so this one starts on its own. */
+    if (a->line_open) {
+        err = write_all(a->fd, "\n", 1, &done);
+        if (err == 0) a->line_open = 0;
+    }
+    if (err == 0) {
+        err = write_all(a->fd, line, len, &done);
+        if (err != 0 && done > 0) a->line_open = 1;
+    }
+    if (err != 0) {
+        a->failures++;
+        gw_metrics_audit_write_failure();
+        if (a->burst++ == 0)
+            fprintf(stderr,
+                    "tessera-gateway: audit log write failed: %s (lines are being lost; "
+                    "counted in tessera_audit_write_failures_total)\n",
+                    strerror(err));
+    } else if (a->burst > 0) {
+        fprintf(stderr, "tessera-gateway: audit log writes resumed after %llu lost lines\n",
+                (unsigned long long)a->burst);
+        a->burst = 0;
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
+uint64_t gw_audit_failures(gw_audit *a)
+{
+    if (a == NULL) return 0;
+    pthread_mutex_lock(&a->lock);
+    uint64_t n = a->failures;
+    pthread_mutex_unlock(&a->lock);
+    return n;
 }
 
 const char *gw_denial_name(enum gw_denial d)

@@ -3,6 +3,9 @@
 #ifndef GW_AUDIT_H
 #define GW_AUDIT_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "gw_rpc.h"
 #include "tsr_err.h"
 
@@ -11,6 +14,17 @@ typedef struct gw_audit gw_audit;
 /* "-" writes to stderr; a path is opened O_APPEND, 0600. */
 TSR_WUR int gw_audit_open(const char *path, gw_audit **out);
 void gw_audit_close(gw_audit *audit);
+
+/* Append one formatted line (ending in '\n') under the audit lock. A
+ * failed or short write never blocks or fails the caller: partial writes and
+ * EINTR are retried, a failure is counted (gw_audit_failures and
+ * tessera_audit_write_failures_total), the first failure of a burst is
+ * reported on stderr once, and the next successful write reports the
+ * recovery. A line cut short by a failure is ended with '\n' before the next
+ * one, so every later line stays whole. */
+void gw_audit_write(gw_audit *audit, const char *line, size_t len);
+/* Lines lost or cut short since open. */
+uint64_t gw_audit_failures(gw_audit *audit);
 
 /* event: "issue", "renew", "revoke", "delete", "deny", ... decision: "allow" | "deny". */
 void gw_audit_event(const gw_call_ctx *ctx, const char *event, const char *sandbox,

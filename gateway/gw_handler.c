@@ -1,5 +1,7 @@
 #include "gw_handler.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,96 @@ void gw_reply(gw_response *resp, const void *msg)
     resp->message[0] = '\0';
     resp->body = buf;
     resp->body_len = n;
+}
+
+void *gw_repeated_new(const ProtobufCMessageDescriptor *desc, size_t n, gw_response *resp)
+{
+    TSR_ASSERT(desc != NULL && desc->sizeof_message > 0);
+    const size_t align = _Alignof(max_align_t);
+    size_t item = (desc->sizeof_message + align - 1) / align * align;
+    /* Room for n + 1 pointers, rounded up so the elements are aligned. */
+    if (n >= (SIZE_MAX / 2) / sizeof(void *) || (n > 0 && item > (SIZE_MAX / 2) / n)) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    size_t head = ((n + 1) * sizeof(void *) + align - 1) / align * align;
+    unsigned char *block = calloc(1, head + n * item);
+    if (block == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    ProtobufCMessage **ptrs = (ProtobufCMessage **)(void *)block;
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = (ProtobufCMessage *)(void *)(block + head + i * item);
+        protobuf_c_message_init(desc, ptrs[i]);
+    }
+    ptrs[n] = NULL;
+    return block;
+}
+
+int gw_page_size(int32_t requested, int *page, gw_response *resp)
+{
+    if (requested < 0 || requested > GW_PAGE_MAX)
+        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "page_size must be 0..%d",
+                                GW_PAGE_MAX);
+    *page = requested == 0 ? GW_PAGE_DEFAULT : (int)requested;
+    return 0;
+}
+
+/* A canonical decimal int64 >= 0 of [p, end): digits only, no leading zero. */
+static int parse_count(const char *p, const char *end, int64_t *out)
+{
+    size_t len = (size_t)(end - p);
+    if (len == 0 || len > 19 || (p[0] == '0' && len > 1)) return -1;
+    int64_t v = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        if (v > (INT64_MAX - (*p - '0')) / 10) return -1;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int gw_page_token_parse(const char *token, const char *sandbox_id, int with_key,
+                        gw_page_cursor *out, gw_response *resp)
+{
+    memset(out, 0, sizeof *out);
+    if (token == NULL || token[0] == '\0') return 0;
+    size_t len = strnlen(token, GW_PAGE_TOKEN_MAX + 1);
+    size_t id_len = strlen(sandbox_id);
+    const char *p = token, *end = token + len;
+    if (len > GW_PAGE_TOKEN_MAX || strncmp(p, "v1.", 3) != 0) goto bad;
+    p += 3;
+    if ((size_t)(end - p) <= id_len || memcmp(p, sandbox_id, id_len) != 0 || p[id_len] != '.')
+        goto bad;
+    p += id_len + 1;
+    const char *dot = memchr(p, '.', (size_t)(end - p));
+    if ((dot != NULL) != (with_key != 0)) goto bad;
+    if (parse_count(p, dot != NULL ? dot : end, &out->n) != 0) goto bad;
+    if (dot != NULL) {
+        size_t klen = (size_t)(end - dot - 1);
+        if (klen == 0 || klen >= sizeof out->key) goto bad;
+        for (size_t i = 0; i < klen; i++) {
+            char c = dot[1 + i];
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) goto bad;
+        }
+        memcpy(out->key, dot + 1, klen);
+        out->key[klen] = '\0';
+    }
+    return 0;
+bad:
+    memset(out, 0, sizeof *out);
+    return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "bad page_token");
+}
+
+void gw_page_token_format(char out[GW_PAGE_TOKEN_MAX + 1], const char *sandbox_id, int64_t n,
+                          const char *key)
+{
+    if (key != NULL && key[0] != '\0')
+        snprintf(out, GW_PAGE_TOKEN_MAX + 1, "v1.%s.%lld.%s", sandbox_id, (long long)n, key);
+    else
+        snprintf(out, GW_PAGE_TOKEN_MAX + 1, "v1.%s.%lld", sandbox_id, (long long)n);
 }
 
 void gw_fail_from_error(gw_response *resp)

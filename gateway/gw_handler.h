@@ -18,6 +18,41 @@ void gw_free_unpacked(void *msg);
 /* Encode the reply into resp->body with status OK. */
 void gw_reply(gw_response *resp, const void *msg);
 
+/* Backing store of a repeated message field of n elements, in one block:
+ * a NULL-terminated array of n pointers, each to its own element already
+ * initialised from desc. Assign the result to a `T **` field directly and
+ * release it with free() (one block, nothing inside is owned). NULL with
+ * RESOURCE_EXHAUSTED in resp on overflow or out of memory. */
+void *gw_repeated_new(const ProtobufCMessageDescriptor *desc, size_t n, gw_response *resp);
+
+/* ---- pagination of List RPCs ---- */
+#define GW_PAGE_DEFAULT 100
+#define GW_PAGE_MAX 1000
+/* Room for a per-sandbox page token: "v1.<uuid>.<int64>.<40 hex>". */
+#define GW_PAGE_TOKEN_MAX 128
+
+/* A List request's page_size: 0 -> GW_PAGE_DEFAULT; 1..GW_PAGE_MAX; anything
+ * else INVALID_ARGUMENT. */
+int gw_page_size(int32_t requested, int *page, gw_response *resp);
+
+/* Where the next page of a per-sandbox list starts: after the row whose
+ * order is (n, key) (key "" when the order is n alone). */
+typedef struct gw_page_cursor {
+    int64_t n;
+    char key[41];
+} gw_page_cursor;
+
+/* Page tokens are opaque to callers and bound to one sandbox:
+ * "v1.<sandbox-id>.<n>" or, with_key, "v1.<sandbox-id>.<n>.<key>" (key 1..40
+ * lowercase hex digits). "" is the first page (n 0, key ""). A token that is
+ * malformed, or was issued for another sandbox -> INVALID_ARGUMENT. The token
+ * only positions a cursor: the rows are those of the sandbox the guard
+ * admitted, whatever it says. */
+int gw_page_token_parse(const char *token, const char *sandbox_id, int with_key,
+                        gw_page_cursor *out, gw_response *resp);
+void gw_page_token_format(char out[GW_PAGE_TOKEN_MAX + 1], const char *sandbox_id, int64_t n,
+                          const char *key);
+
 /* Map the thread's recorded error (tsr_errcat) to a status and message. */
 void gw_fail_from_error(gw_response *resp);
 

@@ -42,6 +42,7 @@ static struct {
     atomic_uint_fast64_t revoked;
     atomic_uint_fast64_t denials[GW_DENY_COUNT];
     atomic_uint_fast64_t store_errors;
+    atomic_uint_fast64_t audit_write_failures;
     atomic_uint_fast64_t forwarded[GW_FORWARD_RESULT_COUNT];
     atomic_uint_fast64_t events[GW_EV_COUNT];   /* OPEN/CLOSE make the gauge */
     /* Written once by gw_metrics_set_methods before serving, then read-only. */
@@ -78,6 +79,11 @@ void gw_metrics_denial(enum gw_denial reason)
 void gw_metrics_store_error(void)
 {
     add(&M.store_errors, 1);
+}
+
+void gw_metrics_audit_write_failure(void)
+{
+    add(&M.audit_write_failures, 1);
 }
 
 void gw_metrics_forward(enum gw_forward_result result)
@@ -244,6 +250,10 @@ int gw_metrics_render(char **out, size_t *len)
     header(f, "tessera_store_errors_total", "counter",
            "Storage (sqlite) failures: I/O, busy, full, corrupt.");
     fprintf(f, "tessera_store_errors_total %llu\n", (unsigned long long)get(&M.store_errors));
+    header(f, "tessera_audit_write_failures_total", "counter",
+           "Audit lines not (fully) written: disk full, I/O error, closed descriptor.");
+    fprintf(f, "tessera_audit_write_failures_total %llu\n",
+            (unsigned long long)get(&M.audit_write_failures));
     render_methods(f, atomic_load_explicit(&M.n_methods, memory_order_acquire));
 
     int failed = ferror(f);

@@ -39,6 +39,7 @@ void gw_metrics_cert_issued(enum gw_issue_kind kind);
 void gw_metrics_certs_revoked(uint64_t n);
 void gw_metrics_denial(enum gw_denial reason);
 void gw_metrics_store_error(void);
+void gw_metrics_audit_write_failure(void);
 void gw_metrics_forward(enum gw_forward_result result);
 
 /* gw_server_config.event: connections and handshake failures. */

@@ -202,33 +202,48 @@ static void list_certificates(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     if (req == NULL) return;
     gw_cert_rec *certs = NULL;
     size_t n = 0;
-    Tessera__V1__Certificate *items = NULL;
-    Tessera__V1__Certificate **ptrs = NULL;
+    int page = 0, more = 0;
+    gw_page_cursor cursor;
+    Tessera__V1__Certificate **items = NULL;
     gw_sandbox_rec sb;
     /* Certificates of deleted sandboxes stay listable, for audit. */
     if (gw_resolve_sandbox_id(ctx, GW_RPC_LIST_CERTIFICATES, req->sandbox_id, 1, &sb, resp) != 0)
         goto out;
-    if (gw_store_cert_list(gw_worker_of(ctx)->store, sb.id, &certs, &n) != 0) {
+    /* The rows are always the admitted sandbox's: the token only positions
+     * the cursor, and one issued for another sandbox is refused. */
+    if (gw_page_size(req->page_size, &page, resp) != 0 ||
+        gw_page_token_parse(req->page_token, sb.id, 1, &cursor, resp) != 0)
+        goto out;
+    if (gw_store_cert_page(gw_worker_of(ctx)->store, sb.id, cursor.n, cursor.key, page, &certs,
+                           &n, &more) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
-    items = calloc(n + 1, sizeof *items);
-    ptrs = calloc(n + 1, sizeof *ptrs);
-    if (items == NULL || ptrs == NULL) {
-        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
+    items = gw_repeated_new(&tessera__v1__certificate__descriptor, n, resp);
+    if (items == NULL) goto out;
+    /* Within what a stock gRPC client accepts: stop before the first
+     * certificate that would not fit (never before the first). */
+    size_t budget = gw_app_of(ctx)->cfg->max_message_bytes, used = 512, shown = 0;
+    for (; shown < n; shown++) {
+        cert_to_proto(&certs[shown], items[shown]);
+        used += protobuf_c_message_get_packed_size(&items[shown]->base) + 6;
+        if (shown > 0 && used > budget) break;
     }
-    for (size_t i = 0; i < n; i++) {
-        cert_to_proto(&certs[i], &items[i]);
-        ptrs[i] = &items[i];
+    if (shown < n) {
+        items[shown] = NULL;
+        more = 1;
+        n = shown;   /* the rest of certs is plain data: freed with the array */
     }
     Tessera__V1__ListCertificatesResponse out_msg;
     tessera__v1__list_certificates_response__init(&out_msg);
     out_msg.n_certificates = n;
-    out_msg.certificates = ptrs;
+    out_msg.certificates = items;
+    char next[GW_PAGE_TOKEN_MAX + 1] = "";
+    if (more && n > 0)
+        gw_page_token_format(next, sb.id, certs[n - 1].issued_at, certs[n - 1].serial);
+    out_msg.next_page_token = next;
     gw_reply(resp, &out_msg);
 out:
-    free(ptrs);
     free(items);
     gw_store_free_certs(certs, n);
     gw_free_unpacked(req);

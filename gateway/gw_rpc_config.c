@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gw_audit.h"
+#include "gw_config.h"
 #include "gw_handler.h"
 #include "gw_policy.h"
 #include "gw_rpcs.h"
@@ -51,8 +52,7 @@ static void get_provider_env(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
     if (req == NULL) return;
     gw_env_var *env = NULL;
     size_t n = 0;
-    Tessera__V1__GetSandboxProviderEnvironmentResponse__EnvironmentEntry *items = NULL;
-    Tessera__V1__GetSandboxProviderEnvironmentResponse__EnvironmentEntry **ptrs = NULL;
+    Tessera__V1__GetSandboxProviderEnvironmentResponse__EnvironmentEntry **items = NULL;
     gw_sandbox_rec sb;
     if (gw_resolve_sandbox_id(ctx, GW_RPC_GET_PROVIDER_ENV, req->sandbox_id, 0, &sb, resp) != 0)
         goto out;
@@ -60,27 +60,22 @@ static void get_provider_env(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
         gw_fail_from_error(resp);
         goto out;
     }
-    items = calloc(n + 1, sizeof *items);
-    ptrs = calloc(n + 1, sizeof *ptrs);
-    if (items == NULL || ptrs == NULL) {
-        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
+    items = gw_repeated_new(
+        &tessera__v1__get_sandbox_provider_environment_response__environment_entry__descriptor, n,
+        resp);
+    if (items == NULL) goto out;
     for (size_t i = 0; i < n; i++) {
-        tessera__v1__get_sandbox_provider_environment_response__environment_entry__init(&items[i]);
-        items[i].key = env[i].name;
-        items[i].value = env[i].value;
-        ptrs[i] = &items[i];
+        items[i]->key = env[i].name;
+        items[i]->value = env[i].value;
     }
     Tessera__V1__GetSandboxProviderEnvironmentResponse out_msg;
     tessera__v1__get_sandbox_provider_environment_response__init(&out_msg);
     out_msg.n_environment = n;
-    out_msg.environment = ptrs;
+    out_msg.environment = items;
     gw_reply(resp, &out_msg);
     resp->body_is_secret = true;
     gw_audit_event(ctx, "read-credentials", sb.id, "allow", "provider environment read", NULL);
 out:
-    free(ptrs);
     free(items);
     gw_store_free_env(env, n);
     gw_free_unpacked(req);
@@ -183,34 +178,40 @@ static void get_draft_policy(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
     if (req == NULL) return;
     gw_policy_chunk *chunks = NULL;
     size_t n = 0;
-    Tessera__V1__PolicyChunk *items = NULL;
-    Tessera__V1__PolicyChunk **ptrs = NULL;
+    int page = 0;
+    int64_t next_seq = 0;
+    gw_page_cursor cursor;
+    Tessera__V1__PolicyChunk **items = NULL;
     gw_sandbox_rec sb;
     if (gw_resolve_sandbox_name(ctx, GW_RPC_GET_DRAFT_POLICY, req->name, &sb, resp) != 0) goto out;
-    if (gw_store_draft_get(gw_worker_of(ctx)->store, sb.id, &chunks, &n) != 0) {
+    /* Drafts accumulate with every SubmitPolicyAnalysis: paged like the lists. */
+    if (gw_page_size(req->page_size, &page, resp) != 0 ||
+        gw_page_token_parse(req->page_token, sb.id, 0, &cursor, resp) != 0)
+        goto out;
+    /* Within what a stock gRPC client accepts (the name and token aside). */
+    size_t budget = gw_app_of(ctx)->cfg->max_message_bytes;
+    budget = budget > 512 ? budget - 512 : 1;
+    if (gw_store_draft_page(gw_worker_of(ctx)->store, sb.id, cursor.n, page, budget, &chunks,
+                            &n, &next_seq) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
-    items = calloc(n + 1, sizeof *items);
-    ptrs = calloc(n + 1, sizeof *ptrs);
-    if (items == NULL || ptrs == NULL) {
-        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
+    items = gw_repeated_new(&tessera__v1__policy_chunk__descriptor, n, resp);
+    if (items == NULL) goto out;
     for (size_t i = 0; i < n; i++) {
-        tessera__v1__policy_chunk__init(&items[i]);
-        items[i].domain = chunks[i].domain;
-        items[i].content = chunks[i].content;
-        ptrs[i] = &items[i];
+        items[i]->domain = chunks[i].domain;
+        items[i]->content = chunks[i].content;
     }
     Tessera__V1__GetDraftPolicyResponse out_msg;
     tessera__v1__get_draft_policy_response__init(&out_msg);
     out_msg.name = sb.name;
     out_msg.n_chunks = n;
-    out_msg.chunks = ptrs;
+    out_msg.chunks = items;
+    char next[GW_PAGE_TOKEN_MAX + 1] = "";
+    if (next_seq > 0) gw_page_token_format(next, sb.id, next_seq, NULL);
+    out_msg.next_page_token = next;
     gw_reply(resp, &out_msg);
 out:
-    free(ptrs);
     free(items);
     gw_store_free_chunks(chunks, n);
     gw_free_unpacked(req);

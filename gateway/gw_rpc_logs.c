@@ -242,8 +242,7 @@ static void get_sandbox_logs(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
     if (req == NULL) return;
     gw_log_line *rows = NULL;
     size_t n = 0;
-    Tessera__V1__LogLine *items = NULL;
-    Tessera__V1__LogLine **ptrs = NULL;
+    Tessera__V1__LogLine **items = NULL;
     gw_sandbox_rec sb;
     if (gw_resolve_sandbox_id(ctx, GW_RPC_GET_SANDBOX_LOGS, req->sandbox_id, 1, &sb, resp) != 0)
         goto out;
@@ -257,23 +256,15 @@ static void get_sandbox_logs(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
         gw_fail_from_error(resp);
         goto out;
     }
-    items = calloc(n + 1, sizeof *items);
-    ptrs = calloc(n + 1, sizeof *ptrs);
-    if (items == NULL || ptrs == NULL) {
-        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        log_line_view(&rows[i], &items[i]);
-        ptrs[i] = &items[i];
-    }
+    items = gw_repeated_new(&tessera__v1__log_line__descriptor, n, resp);
+    if (items == NULL) goto out;
+    for (size_t i = 0; i < n; i++) log_line_view(&rows[i], items[i]);
     Tessera__V1__GetSandboxLogsResponse out_msg;
     tessera__v1__get_sandbox_logs_response__init(&out_msg);
     out_msg.n_lines = n;
-    out_msg.lines = ptrs;
+    out_msg.lines = items;
     gw_reply(resp, &out_msg);
 out:
-    free(ptrs);
     free(items);
     gw_store_free_logs(rows, n);
     gw_free_unpacked(req);

@@ -21,8 +21,6 @@
 #define MAX_ENV_VARS 256
 #define MAX_ENV_NAME 128
 #define MAX_ENV_VALUE (32 * 1024)
-#define LIST_DEFAULT_PAGE 100
-#define LIST_MAX_PAGE 1000
 
 static int valid_env_name(const char *s)
 {
@@ -262,16 +260,11 @@ static void list_sandboxes(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     if (req == NULL) return;
     gw_sandbox_rec *rows = NULL;
     size_t n = 0;
-    Tessera__V1__Sandbox *items = NULL;
-    Tessera__V1__Sandbox **ptrs = NULL;
+    Tessera__V1__Sandbox **items = NULL;
     char(*spiffe)[CA_SPIFFE_ID_MAX + 1] = NULL;
 
-    int page = req->page_size == 0 ? LIST_DEFAULT_PAGE : req->page_size;
-    if (page < 0 || page > LIST_MAX_PAGE) {
-        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "page_size must be 0..%d",
-                         LIST_MAX_PAGE);
-        goto out;
-    }
+    int page = 0;
+    if (gw_page_size(req->page_size, &page, resp) != 0) goto out;
     if (req->page_token[0] != '\0' && ca_uuid_validate(req->page_token, strlen(req->page_token)) != 0) {
         gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "bad page_token");
         goto out;
@@ -283,29 +276,26 @@ static void list_sandboxes(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         goto out;
     }
     size_t shown = n > (size_t)page ? (size_t)page : n;
-    items = calloc(shown + 1, sizeof *items);
-    ptrs = calloc(shown + 1, sizeof *ptrs);
+    items = gw_repeated_new(&tessera__v1__sandbox__descriptor, shown, resp);
+    if (items == NULL) goto out;
     spiffe = calloc(shown + 1, sizeof *spiffe);
-    if (items == NULL || ptrs == NULL || spiffe == NULL) {
+    if (spiffe == NULL) {
         gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < shown; i++) {
+    for (size_t i = 0; i < shown; i++)
         gw_sandbox_to_proto(&rows[i], spiffe[i], sizeof spiffe[i], app->cfg->trust_domain,
-                            &items[i]);
-        ptrs[i] = &items[i];
-    }
+                            items[i]);
     Tessera__V1__ListSandboxesResponse out_msg;
     tessera__v1__list_sandboxes_response__init(&out_msg);
     out_msg.n_sandboxes = shown;
-    out_msg.sandboxes = ptrs;
+    out_msg.sandboxes = items;
     char next[CA_UUID_LEN + 1] = "";
     if (n > shown && shown > 0) snprintf(next, sizeof next, "%s", rows[shown - 1].id);
     out_msg.next_page_token = next;
     gw_reply(resp, &out_msg);
 out:
     free(spiffe);
-    free(ptrs);
     free(items);
     gw_store_free_sandboxes(rows, n);
     gw_free_unpacked(req);

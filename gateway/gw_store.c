@@ -1,11 +1,13 @@
 /* sqlite3 storage for the gateway. See gw_store.h for the contract.
  *
  * Structure: every SQL text lives in stmt_sql[] (prepared once per
- * connection, always bound with parameters); small return-style helpers run
- * one statement each and always reset it; public functions validate their
- * input, then run helpers inside one transaction (BEGIN IMMEDIATE for
- * writes, so concurrent writers queue on the busy timeout instead of failing
- * on a lock upgrade) and roll back on any failure. */
+ * connection, always bound with parameters); every use of a statement goes
+ * through struct query (q_open, positional binds, then q_exec / q_row /
+ * q_each, which always reset it) and row readers are row_fn callbacks;
+ * small return-style helpers run one statement each; public functions
+ * validate their input, then run helpers inside one transaction (BEGIN
+ * IMMEDIATE for writes, so concurrent writers queue on the busy timeout
+ * instead of failing on a lock upgrade) and roll back on any failure. */
 #include "gw_store.h"
 
 #include <errno.h>
@@ -51,6 +53,7 @@ enum stmt_id {
     ST_CERT_GET,
     ST_CERT_LIST_SB,
     ST_CERT_LIST_ALL,
+    ST_CERT_PAGE,
     ST_CERT_REVOKE,
     ST_CERT_REVOKE_SB,
     ST_REVOKED_EACH,
@@ -60,6 +63,7 @@ enum stmt_id {
     ST_PSTATUS_LATEST,
     ST_DRAFT_INSERT,
     ST_DRAFT_GET,
+    ST_DRAFT_PAGE,
     ST_LOG_INSERT,
     ST_LOG_GET,
     ST_DROP_INSERT,
@@ -106,6 +110,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_CERT_LIST_SB] = "SELECT " CERT_COLS " FROM certificates WHERE sandbox_id = ?1 "
                         "ORDER BY issued_at, serial",
     [ST_CERT_LIST_ALL] = "SELECT " CERT_COLS " FROM certificates ORDER BY issued_at, serial",
+    [ST_CERT_PAGE] = "SELECT " CERT_COLS " FROM certificates WHERE sandbox_id = ?1 "
+                     "AND (issued_at, serial) > (?2, ?3) ORDER BY issued_at, serial LIMIT ?4",
     [ST_CERT_REVOKE] = "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
                        "WHERE serial = ?1 AND revoked_at IS NULL",
     [ST_CERT_REVOKE_SB] = "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
@@ -123,6 +129,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                         "submitted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_DRAFT_GET] = "SELECT domain, content FROM draft_chunks WHERE sandbox_id = ?1 "
                      "ORDER BY seq",
+    [ST_DRAFT_PAGE] = "SELECT domain, content, seq FROM draft_chunks WHERE sandbox_id = ?1 "
+                      "AND seq > ?2 ORDER BY seq LIMIT ?3",
     [ST_LOG_INSERT] = "INSERT INTO logs(sandbox_id, seq, timestamp_ms, stream, text, "
                       "received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_LOG_GET] = "SELECT seq, timestamp_ms, stream, text FROM logs "
@@ -249,6 +257,76 @@ static int exec_plain(gw_store *s, enum stmt_id id, const char *what)
     return exec_done(s, st, SQLITE_OK, what);
 }
 
+static int grow(void *v, size_t *cap, size_t n, size_t size);
+
+/* ---- one use of a cached statement ------------------------------------------------ */
+
+/* q_open, then the parameters in order (q_text, q_i64, q_blob), then one of
+ * q_exec (no rows), q_row (the first row) or q_each (every row). Bind
+ * failures accumulate and surface at the step, so call sites check nothing
+ * in between; the last call always ends the use (reset, bindings cleared),
+ * so SQLITE_STATIC data need only live until it returns. */
+struct query {
+    gw_store *s;
+    sqlite3_stmt *st;
+    int bound;        /* the first bind failure; SQLITE_OK while all is well */
+    int next;         /* the next parameter index */
+    const char *what; /* names the statement in error messages */
+};
+
+/* Reads the current row into elem; ctx is the caller's. */
+typedef int (*row_fn)(void *ctx, sqlite3_stmt *st, void *elem);
+
+static int q_open(gw_store *s, enum stmt_id id, const char *what, struct query *q)
+{
+    *q = (struct query){.s = s, .st = NULL, .bound = SQLITE_OK, .next = 1, .what = what};
+    return stmt(s, id, &q->st);
+}
+
+static void q_text(struct query *q, const char *v) { bind_text(q->st, q->next++, v, &q->bound); }
+
+static void q_i64(struct query *q, int64_t v) { bind_i64(q->st, q->next++, v, &q->bound); }
+
+static void q_blob(struct query *q, const void *v, size_t len)
+{
+    bind_blob(q->st, q->next++, v, len, &q->bound);
+}
+
+static int q_exec(struct query *q) { return exec_done(q->s, q->st, q->bound, q->what); }
+
+/* The first row, read by `read` when not NULL: 1 = a row, 0 = none,
+ * -1 = failure (recorded). */
+static int q_row(struct query *q, row_fn read, void *ctx, void *elem)
+{
+    int r = step(q->s, q->st, q->bound, q->what);
+    if (r == 1 && read != NULL && read(ctx, q->st, elem) != 0) r = -1;
+    done(q->st);
+    return r;
+}
+
+/* Every row, appended to the array *v (a T **, NULL and *cnt 0 at first) of
+ * elements of `size`. An element is zeroed and counted before it is read,
+ * so the caller's free function also releases a half-read one. */
+static int q_each(struct query *q, row_fn read, void *ctx, void *v, size_t *cnt, size_t size)
+{
+    int rc = -1;
+    size_t cap = 0;
+    TSR_TRY_ENSURE(*(void **)v == NULL && *cnt == 0, TSR_E_INTERNAL, "q_each: array not empty");
+    for (;;) {
+        int r = step(q->s, q->st, q->bound, q->what);
+        if (r < 0) goto out; /* recorded by step() */
+        if (r == 0) break;
+        TSR_TRY(grow(v, &cap, *cnt, size));
+        char *elem = (char *)*(void **)v + *cnt * size;
+        (*cnt)++;
+        TSR_TRY(read(ctx, q->st, elem));
+    }
+    rc = 0;
+out:
+    done(q->st);
+    return rc;
+}
+
 /* ---- columns ------------------------------------------------------------------- */
 
 /* Copy a TEXT column into a fixed buffer; NULL reads as "". Anything that
@@ -314,6 +392,26 @@ static int read_cert(sqlite3_stmt *st, gw_cert_rec *out)
     TSR_ENSURE(sqlite3_column_type(st, 6) == SQLITE_NULL || out->revoked_at > 0, TSR_E_IO,
                "database is corrupt: certificate %s has revoked_at %lld", out->serial,
                (long long)out->revoked_at);
+    return 0;
+}
+/* row_fn adapters */
+static int row_sandbox(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    return read_sandbox(st, elem);
+}
+
+static int row_cert(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    return read_cert(st, elem);
+}
+
+/* Column 0 as an int64_t. */
+static int row_i64(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    *(int64_t *)elem = sqlite3_column_int64(st, 0);
     return 0;
 }
 
@@ -406,20 +504,23 @@ static void tx_abort(gw_store *s)
 
 /* ---- shared row helpers --------------------------------------------------------------- */
 
+static int row_sb_meta(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    struct sb_meta *m = elem;
+    m->live = sqlite3_column_int(st, 0);
+    m->policy_version = sqlite3_column_int64(st, 1);
+    m->log_seq = sqlite3_column_int64(st, 2);
+    m->draft_seq = sqlite3_column_int64(st, 3);
+    return 0;
+}
+
 static int sb_meta(gw_store *s, const char *id, struct sb_meta *m)
 {
-    sqlite3_stmt *st = NULL;
-    int b = SQLITE_OK;
-    TSR_GUARD(stmt(s, ST_SB_META, &st));
-    bind_text(st, 1, id, &b);
-    int r = step(s, st, b, "read sandbox");
-    if (r == 1) {
-        m->live = sqlite3_column_int(st, 0);
-        m->policy_version = sqlite3_column_int64(st, 1);
-        m->log_seq = sqlite3_column_int64(st, 2);
-        m->draft_seq = sqlite3_column_int64(st, 3);
-    }
-    done(st);
+    struct query q;
+    TSR_GUARD(q_open(s, ST_SB_META, "read sandbox", &q));
+    q_text(&q, id);
+    int r = q_row(&q, row_sb_meta, NULL, m);
     if (r < 0) return -1;
     TSR_ENSURE(r == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
     return 0;
@@ -432,47 +533,62 @@ static int sb_meta_live(gw_store *s, const char *id, struct sb_meta *m)
     return 0;
 }
 
+/* Every row of q (opened and bound by the caller; always ended here) in one
+ * read transaction that first checks the sandbox exists (NOTFOUND
+ * otherwise; sandbox_id NULL: no check). On failure the caller frees *v's
+ * first *cnt elements. */
+static int list_of_sandbox(gw_store *s, const char *sandbox_id, struct query *q, row_fn read,
+                           void *ctx, void *v, size_t *cnt, size_t size)
+{
+    int rc = -1;
+    struct sb_meta m;
+    TSR_TRY(tx_begin(s, 0));
+    if (sandbox_id != NULL) TSR_TRY(sb_meta(s, sandbox_id, &m));
+    rc = q_each(q, read, ctx, v, cnt, size); /* ends q */
+    q = NULL;
+    if (rc == 0) rc = tx_commit(s);
+out:
+    if (q != NULL) done(q->st);
+    if (rc != 0) tx_abort(s);
+    return rc;
+}
+
 static int set_counter(gw_store *s, enum stmt_id id, const char *sandbox_id, int64_t v,
                        const char *what)
 {
-    sqlite3_stmt *st = NULL;
-    int b = SQLITE_OK;
-    TSR_GUARD(stmt(s, id, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    bind_i64(st, 2, v, &b);
-    return exec_done(s, st, b, what);
+    struct query q;
+    TSR_GUARD(q_open(s, id, what, &q));
+    q_text(&q, sandbox_id);
+    q_i64(&q, v);
+    return q_exec(&q);
 }
 
 static int cert_insert_row(gw_store *s, const gw_cert_rec *c)
 {
-    sqlite3_stmt *st = NULL;
-    int b = SQLITE_OK;
-    TSR_GUARD(stmt(s, ST_CERT_INSERT, &st));
-    bind_text(st, 1, c->serial, &b);
-    bind_text(st, 2, c->spiffe_id, &b);
-    bind_text(st, 3, c->sandbox_id[0] ? c->sandbox_id : NULL, &b);
-    bind_i64(st, 4, c->not_before, &b);
-    bind_i64(st, 5, c->not_after, &b);
-    bind_i64(st, 6, c->issued_at, &b);
-    int r = step(s, st, b, "insert certificate");
-    done(st);
-    if (r < 0 && tsr_errcat() == TSR_E_EXISTS)
+    struct query q;
+    TSR_GUARD(q_open(s, ST_CERT_INSERT, "insert certificate", &q));
+    q_text(&q, c->serial);
+    q_text(&q, c->spiffe_id);
+    q_text(&q, c->sandbox_id[0] ? c->sandbox_id : NULL);
+    q_i64(&q, c->not_before);
+    q_i64(&q, c->not_after);
+    q_i64(&q, c->issued_at);
+    if (q_exec(&q) == 0) return 0;
+    if (tsr_errcat() == TSR_E_EXISTS)
         return TSR_FAIL(TSR_E_EXISTS, "certificate serial %s is already recorded", c->serial);
-    if (r < 0) return -1;
-    return 0;
+    return -1;
 }
 
 static int policy_insert_row(gw_store *s, const char *sandbox_id, int64_t version,
                              const char *yaml, int64_t now)
 {
-    sqlite3_stmt *st = NULL;
-    int b = SQLITE_OK;
-    TSR_GUARD(stmt(s, ST_POLICY_INSERT, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    bind_i64(st, 2, version, &b);
-    bind_text(st, 3, yaml, &b);
-    bind_i64(st, 4, now, &b);
-    TSR_GUARD(exec_done(s, st, b, "insert policy"));
+    struct query q;
+    TSR_GUARD(q_open(s, ST_POLICY_INSERT, "insert policy", &q));
+    q_text(&q, sandbox_id);
+    q_i64(&q, version);
+    q_text(&q, yaml);
+    q_i64(&q, now);
+    TSR_GUARD(q_exec(&q));
     return set_counter(s, ST_SB_SET_POLICY_VERSION, sandbox_id, version,
                        "update policy version");
 }
@@ -500,31 +616,31 @@ static int env_aad(const char *sandbox_id, const char *name, uint8_t **out, size
 static int env_write_row(gw_store *s, enum stmt_id id, const char *sandbox_id,
                          const char *name, const uint8_t *value, size_t value_len)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     uint8_t *aad = NULL, *ct = NULL;
     size_t aad_len = 0, ct_len = 0;
     uint8_t nonce[GW_SECRETBOX_NONCE_LEN];
     uint32_t version = 0;
-    sqlite3_stmt *st = NULL;
+    struct query q;
 
     TSR_TRY(env_aad(sandbox_id, name, &aad, &aad_len));
     TSR_TRY(gw_secretbox_seal(s->keys, aad, aad_len, value, value_len, &version, nonce, &ct,
                               &ct_len));
-    TSR_TRY(stmt(s, id, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    bind_text(st, 2, name, &b);
-    bind_i64(st, 3, version, &b);
-    bind_blob(st, 4, nonce, sizeof nonce, &b);
-    bind_blob(st, 5, ct, ct_len, &b);
-    int r = step(s, st, b, "write provider env");
-    if (r < 0 && tsr_errcat() == TSR_E_EXISTS)
-        (void)TSR_FAIL(TSR_E_EXISTS, "provider env %s is given twice", name);
-    if (r < 0) goto out; /* recorded by step() */
+    TSR_TRY(q_open(s, id, "write provider env", &q));
+    q_text(&q, sandbox_id);
+    q_text(&q, name);
+    q_i64(&q, version);
+    q_blob(&q, nonce, sizeof nonce);
+    q_blob(&q, ct, ct_len);
+    if (q_exec(&q) != 0) {
+        if (tsr_errcat() == TSR_E_EXISTS)
+            (void)TSR_FAIL(TSR_E_EXISTS, "provider env %s is given twice", name);
+        goto out; /* recorded by q_exec() */
+    }
     TSR_TRY_ENSURE(id != ST_ENV_UPDATE || sqlite3_changes(s->db) == 1, TSR_E_INTERNAL,
                    "provider env %s of sandbox %s vanished", name, sandbox_id);
     rc = 0;
 out:
-    done(st);
     free(aad);
     free(ct);
     return rc;
@@ -564,11 +680,10 @@ static int env_insert_all(gw_store *s, const char *sandbox_id, const gw_env_var 
 
 static int env_delete_all(gw_store *s, const char *sandbox_id)
 {
-    sqlite3_stmt *st = NULL;
-    int b = SQLITE_OK;
-    TSR_GUARD(stmt(s, ST_ENV_DELETE, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    return exec_done(s, st, b, "delete provider env");
+    struct query q;
+    TSR_GUARD(q_open(s, ST_ENV_DELETE, "delete provider env", &q));
+    q_text(&q, sandbox_id);
+    return q_exec(&q);
 }
 
 /* ---- open / close / migrations ------------------------------------------------------- */
@@ -605,31 +720,9 @@ static int prepare_file(const char *path)
     return 0;
 }
 
-/* A pragma that answers one row; checks its text equals `want`. */
-static int pragma_expect(gw_store *s, const char *sql, const char *want)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) return DB_FAIL(s, rc, sql);
-    rc = sqlite3_step(st);
-    int ok = rc == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL &&
-             strcmp((const char *)sqlite3_column_text(st, 0), want) == 0;
-    char got[32] = "";
-    if (rc == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
-        strncpy(got, (const char *)sqlite3_column_text(st, 0), sizeof got - 1);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        (void)DB_FAIL(s, rc, sql);
-        sqlite3_finalize(st);
-        return -1;
-    }
-    sqlite3_finalize(st);
-    TSR_ENSURE(ok, TSR_E_IO, "database: %s gave '%s', need '%s'", sql, got, want);
-    return 0;
-}
-
-/* The journal mode as text into buf ("" if sqlite answered no row). Returns
- * the sqlite code. */
-static int journal_mode(gw_store *s, const char *sql, char *buf, size_t cap)
+/* The first column of a pragma's first row as text into buf ("" if sqlite
+ * answered no row or NULL). Returns the sqlite code. */
+static int pragma_text(gw_store *s, const char *sql, char *buf, size_t cap)
 {
     sqlite3_stmt *st = NULL;
     buf[0] = '\0';
@@ -647,6 +740,17 @@ static int journal_mode(gw_store *s, const char *sql, char *buf, size_t cap)
     return rc;
 }
 
+/* A pragma that answers one row; checks its text equals `want`. */
+static int pragma_expect(gw_store *s, const char *sql, const char *want)
+{
+    char got[32];
+    int rc = pragma_text(s, sql, got, sizeof got);
+    if (rc != SQLITE_OK) return DB_FAIL(s, rc, sql);
+    TSR_ENSURE(strcmp(got, want) == 0, TSR_E_IO, "database: %s gave '%s', need '%s'", sql, got,
+               want);
+    return 0;
+}
+
 /* WAL is a property of the file: set once, seen by every later connection.
  * Switching needs an exclusive lock and sqlite answers SQLITE_BUSY at once
  * (no busy handler) while other connections are opening, so retry until
@@ -656,9 +760,9 @@ static int enable_wal(gw_store *s)
     char mode[32];
     int64_t deadline = tsr_monotonic_ms() + GW_STORE_BUSY_TIMEOUT_MS;
     for (;;) {
-        int rc = journal_mode(s, "PRAGMA journal_mode", mode, sizeof mode);
+        int rc = pragma_text(s, "PRAGMA journal_mode", mode, sizeof mode);
         if (rc == SQLITE_OK && strcmp(mode, "wal") == 0) return 0;
-        if (rc == SQLITE_OK) rc = journal_mode(s, "PRAGMA journal_mode=WAL", mode, sizeof mode);
+        if (rc == SQLITE_OK) rc = pragma_text(s, "PRAGMA journal_mode=WAL", mode, sizeof mode);
         if (rc == SQLITE_OK && strcmp(mode, "wal") == 0) return 0;
         if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED && rc != SQLITE_OK)
             return DB_FAIL(s, rc, "enable WAL");
@@ -672,19 +776,14 @@ static int enable_wal(gw_store *s)
 
 static int read_schema_version(gw_store *s, int64_t *version)
 {
-    sqlite3_stmt *st = NULL;
+    struct query q;
+    int64_t tables = 0;
     *version = 0;
-    TSR_GUARD(stmt(s, ST_MIGRATIONS_TABLE_EXISTS, &st));
-    int r = step(s, st, SQLITE_OK, "read schema");
-    int exists = r == 1 && sqlite3_column_int(st, 0) > 0;
-    done(st);
-    if (r < 0) return -1;
-    if (!exists) return 0;
-    TSR_GUARD(stmt(s, ST_SCHEMA_VERSION, &st));
-    r = step(s, st, SQLITE_OK, "read schema version");
-    if (r == 1) *version = sqlite3_column_int64(st, 0);
-    done(st);
-    if (r < 0) return -1;
+    TSR_GUARD(q_open(s, ST_MIGRATIONS_TABLE_EXISTS, "read schema", &q));
+    if (q_row(&q, row_i64, NULL, &tables) < 0) return -1;
+    if (tables <= 0) return 0;
+    TSR_GUARD(q_open(s, ST_SCHEMA_VERSION, "read schema version", &q));
+    if (q_row(&q, row_i64, NULL, version) < 0) return -1;
     return 0;
 }
 
@@ -701,7 +800,7 @@ static int check_not_newer(int64_t version)
  * *version is the version after. */
 static int migrate_one(gw_store *s, int64_t *version)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     char *errmsg = NULL;
     size_t n = 0;
     const gw_migration *m = gw_store_migrations(&n);
@@ -728,11 +827,11 @@ static int migrate_one(gw_store *s, int64_t *version)
                            errmsg ? errmsg : sqlite3_errstr(erc));
             goto out;
         }
-        sqlite3_stmt *st = NULL;
-        TSR_TRY(stmt(s, ST_MIGRATION_INSERT, &st));
-        bind_i64(st, 1, next->version, &b);
-        bind_i64(st, 2, tsr_now_unix(), &b);
-        TSR_TRY(exec_done(s, st, b, "record migration"));
+        struct query q;
+        TSR_TRY(q_open(s, ST_MIGRATION_INSERT, "record migration", &q));
+        q_i64(&q, next->version);
+        q_i64(&q, tsr_now_unix());
+        TSR_TRY(q_exec(&q));
         *version = next->version;
     }
     TSR_TRY(tx_commit(s));
@@ -849,7 +948,7 @@ static int check_sandbox_rec(const gw_sandbox_rec *sb)
 int gw_store_sandbox_create(gw_store *s, const gw_sandbox_rec *sb, const char *policy_yaml,
                             const gw_env_var *env, size_t n_env, const gw_cert_rec *first_cert)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     TSR_TRY(check_sandbox_rec(sb));
     TSR_TRY(check_env(env, n_env));
     TSR_TRY_ENSURE(n_env == 0 || s->keys != NULL, TSR_E_STATE,
@@ -863,24 +962,23 @@ int gw_store_sandbox_create(gw_store *s, const gw_sandbox_rec *sb, const char *p
     int64_t now = sb->created_at;
 
     TSR_TRY(tx_begin(s, 1));
-    sqlite3_stmt *st = NULL;
-    TSR_TRY(stmt(s, ST_SB_INSERT, &st));
-    bind_text(st, 1, sb->id, &b);
-    bind_text(st, 2, sb->name, &b);
-    bind_text(st, 3, sb->driver, &b);
-    bind_text(st, 4, sb->state, &b);
-    bind_i64(st, 5, sb->created_at, &b);
-    bind_i64(st, 6, 0, &b);
-    int r = step(s, st, b, "insert sandbox");
-    int name_taken = r < 0 && strstr(sqlite3_errmsg(s->db), "sandboxes.name") != NULL;
-    done(st);
-    if (r < 0 && tsr_errcat() == TSR_E_EXISTS) {
-        if (name_taken)
+    struct query q;
+    TSR_TRY(q_open(s, ST_SB_INSERT, "insert sandbox", &q));
+    q_text(&q, sb->id);
+    q_text(&q, sb->name);
+    q_text(&q, sb->driver);
+    q_text(&q, sb->state);
+    q_i64(&q, sb->created_at);
+    q_i64(&q, 0);
+    if (q_exec(&q) != 0) {
+        /* The recorded detail carries sqlite's message, which names the
+         * column whose UNIQUE constraint failed. */
+        if (tsr_errcat() == TSR_E_EXISTS && strstr(tsr_errmsg(), "sandboxes.name") != NULL)
             (void)TSR_FAIL(TSR_E_EXISTS, "a sandbox named %s already exists", sb->name);
-        else
+        else if (tsr_errcat() == TSR_E_EXISTS)
             (void)TSR_FAIL(TSR_E_EXISTS, "sandbox id %s already exists", sb->id);
+        goto out; /* recorded by q_exec() */
     }
-    if (r < 0) goto out; /* recorded by step() */
     if (policy_yaml != NULL) TSR_TRY(policy_insert_row(s, sb->id, 1, policy_yaml, now));
     TSR_TRY(env_insert_all(s, sb->id, env, n_env));
     if (first_cert != NULL) TSR_TRY(cert_insert_row(s, first_cert));
@@ -894,13 +992,10 @@ out:
 static int sandbox_read_one(gw_store *s, enum stmt_id id, const char *key, gw_sandbox_rec *out,
                             const char *what)
 {
-    sqlite3_stmt *st = NULL;
-    int b = SQLITE_OK;
-    TSR_GUARD(stmt(s, id, &st));
-    bind_text(st, 1, key, &b);
-    int r = step(s, st, b, "read sandbox");
-    if (r == 1 && read_sandbox(st, out) != 0) r = -1;
-    done(st);
+    struct query q;
+    TSR_GUARD(q_open(s, id, "read sandbox", &q));
+    q_text(&q, key);
+    int r = q_row(&q, row_sandbox, NULL, out);
     if (r < 0) return -1;
     TSR_ENSURE(r == 1, TSR_E_NOTFOUND, "%s %s not found", what, key);
     return 0;
@@ -921,56 +1016,47 @@ int gw_store_sandbox_find_by_name(gw_store *s, const char *name, gw_sandbox_rec 
 int gw_store_sandbox_list(gw_store *s, const char *after_id, int limit, gw_sandbox_rec **out,
                           size_t *n)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     int64_t lim = 0;
     gw_sandbox_rec *v = NULL;
-    size_t cnt = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
+    size_t cnt = 0;
+    struct query q;
     *out = NULL;
     *n = 0;
     if (after_id == NULL) after_id = "";
     TSR_TRY(check_str(after_id, SB_ID_CAP, 1, "page token"));
     TSR_TRY(clamp_limit(limit, &lim));
-    TSR_TRY(stmt(s, ST_SB_LIST, &st));
-    bind_text(st, 1, after_id, &b);
-    bind_i64(st, 2, lim, &b);
-    for (;;) {
-        int r = step(s, st, b, "list sandboxes");
-        if (r < 0) goto out; /* recorded by step() */
-        if (r == 0) break;
-        TSR_TRY(grow(&v, &cap, cnt, sizeof *v));
-        TSR_TRY(read_sandbox(st, &v[cnt]));
-        cnt++;
-    }
+    TSR_TRY(q_open(s, ST_SB_LIST, "list sandboxes", &q));
+    q_text(&q, after_id);
+    q_i64(&q, lim);
+    TSR_TRY(q_each(&q, row_sandbox, NULL, &v, &cnt, sizeof *v));
     *out = v;
     *n = cnt;
     v = NULL;
     rc = 0;
 out:
-    done(st);
     free(v);
     return rc;
 }
 
 int gw_store_sandbox_set_state(gw_store *s, const char *id, const char *state)
 {
-    int b = SQLITE_OK;
-    sqlite3_stmt *st = NULL;
+    struct query q;
     TSR_GUARD(check_sandbox_id(id));
     TSR_GUARD(check_str(state, sizeof((gw_sandbox_rec *)0)->state, 0, "sandbox state"));
-    TSR_GUARD(stmt(s, ST_SB_SET_STATE, &st));
-    bind_text(st, 1, id, &b);
-    bind_text(st, 2, state, &b);
-    TSR_GUARD(exec_done(s, st, b, "update sandbox state"));
+    TSR_GUARD(q_open(s, ST_SB_SET_STATE, "update sandbox state", &q));
+    q_text(&q, id);
+    q_text(&q, state);
+    TSR_GUARD(q_exec(&q));
     TSR_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
     return 0;
 }
 
 int gw_store_sandbox_delete(gw_store *s, const char *id, int64_t now, int *revoked_count)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     struct sb_meta m;
-    sqlite3_stmt *st = NULL;
+    struct query q;
     if (revoked_count != NULL) *revoked_count = 0;
     TSR_TRY(check_sandbox_id(id));
     TSR_TRY_ENSURE(now > 0, TSR_E_INPUT, "deletion time must be positive");
@@ -980,11 +1066,11 @@ int gw_store_sandbox_delete(gw_store *s, const char *id, int64_t now, int *revok
     TSR_TRY(set_counter(s, ST_SB_MARK_DELETED, id, now, "mark sandbox deleted"));
     TSR_TRY_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_INTERNAL, "sandbox %s vanished", id);
 
-    TSR_TRY(stmt(s, ST_CERT_REVOKE_SB, &st));
-    bind_text(st, 1, id, &b);
-    bind_i64(st, 2, now, &b);
-    bind_text(st, 3, REVOKED_BY_DELETE, &b);
-    TSR_TRY(exec_done(s, st, b, "revoke sandbox certificates"));
+    TSR_TRY(q_open(s, ST_CERT_REVOKE_SB, "revoke sandbox certificates", &q));
+    q_text(&q, id);
+    q_i64(&q, now);
+    q_text(&q, REVOKED_BY_DELETE);
+    TSR_TRY(q_exec(&q));
     int revoked = sqlite3_changes(s->db);
     TSR_TRY(env_delete_all(s, id));
     TSR_TRY(tx_commit(s));
@@ -1016,13 +1102,10 @@ out:
 
 static int cert_read_one(gw_store *s, const char *serial, gw_cert_rec *out)
 {
-    sqlite3_stmt *st = NULL;
-    int b = SQLITE_OK;
-    TSR_GUARD(stmt(s, ST_CERT_GET, &st));
-    bind_text(st, 1, serial, &b);
-    int r = step(s, st, b, "read certificate");
-    if (r == 1 && read_cert(st, out) != 0) r = -1;
-    done(st);
+    struct query q;
+    TSR_GUARD(q_open(s, ST_CERT_GET, "read certificate", &q));
+    q_text(&q, serial);
+    int r = q_row(&q, row_cert, NULL, out);
     if (r < 0) return -1;
     TSR_ENSURE(r == 1, TSR_E_NOTFOUND, "certificate %s not found", serial);
     return 0;
@@ -1036,56 +1119,76 @@ int gw_store_cert_get(gw_store *s, const char *serial, gw_cert_rec *out)
 
 int gw_store_cert_list(gw_store *s, const char *sandbox_id, gw_cert_rec **out, size_t *n)
 {
-    int rc = -1, b = SQLITE_OK;
     gw_cert_rec *v = NULL;
-    size_t cnt = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
-    struct sb_meta m;
+    size_t cnt = 0;
+    struct query q;
     *out = NULL;
     *n = 0;
-    if (sandbox_id != NULL) TSR_TRY(check_sandbox_id(sandbox_id));
-    TSR_TRY(tx_begin(s, 0));
-    if (sandbox_id != NULL) TSR_TRY(sb_meta(s, sandbox_id, &m));
-    TSR_TRY(stmt(s, sandbox_id != NULL ? ST_CERT_LIST_SB : ST_CERT_LIST_ALL, &st));
-    if (sandbox_id != NULL) bind_text(st, 1, sandbox_id, &b);
-    for (;;) {
-        int r = step(s, st, b, "list certificates");
-        if (r < 0) goto out; /* recorded by step() */
-        if (r == 0) break;
-        TSR_TRY(grow(&v, &cap, cnt, sizeof *v));
-        TSR_TRY(read_cert(st, &v[cnt]));
-        cnt++;
+    if (sandbox_id != NULL) TSR_GUARD(check_sandbox_id(sandbox_id));
+    TSR_GUARD(q_open(s, sandbox_id != NULL ? ST_CERT_LIST_SB : ST_CERT_LIST_ALL,
+                     "list certificates", &q));
+    if (sandbox_id != NULL) q_text(&q, sandbox_id);
+    if (list_of_sandbox(s, sandbox_id, &q, row_cert, NULL, &v, &cnt, sizeof *v) != 0) {
+        gw_store_free_certs(v, cnt);
+        return -1;
     }
-    done(st);
-    st = NULL;
-    TSR_TRY(tx_commit(s));
     *out = v;
     *n = cnt;
-    v = NULL;
-    rc = 0;
-out:
-    done(st);
-    free(v);
-    if (rc != 0) tx_abort(s);
-    return rc;
+    return 0;
+}
+
+int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_issued_at,
+                       const char *after_serial, int limit, gw_cert_rec **out, size_t *n,
+                       int *more)
+{
+    gw_cert_rec *v = NULL;
+    size_t cnt = 0;
+    int64_t lim = 0;
+    struct query q;
+    *out = NULL;
+    *n = 0;
+    *more = 0;
+    TSR_GUARD(check_sandbox_id(sandbox_id));
+    TSR_GUARD(clamp_limit(limit, &lim));
+    if (after_serial == NULL || after_serial[0] == '\0') {
+        after_serial = "";
+        after_issued_at = INT64_MIN;
+    }
+    TSR_GUARD(check_str(after_serial, sizeof v->serial, 1, "page cursor"));
+    TSR_GUARD(q_open(s, ST_CERT_PAGE, "list certificates", &q));
+    q_text(&q, sandbox_id);
+    q_i64(&q, after_issued_at);
+    q_text(&q, after_serial);
+    q_i64(&q, lim + 1); /* one more row tells whether another page follows */
+    if (list_of_sandbox(s, sandbox_id, &q, row_cert, NULL, &v, &cnt, sizeof *v) != 0) {
+        gw_store_free_certs(v, cnt);
+        return -1;
+    }
+    if (cnt > (size_t)lim) {
+        cnt = (size_t)lim;
+        *more = 1;
+    }
+    *out = v; /* NULL when there are no rows */
+    *n = cnt;
+    return 0;
 }
 
 int gw_store_cert_revoke(gw_store *s, const char *serial, const char *reason, int64_t now,
                          gw_cert_rec *out)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     gw_cert_rec rec;
-    sqlite3_stmt *st = NULL;
+    struct query q;
     if (reason == NULL) reason = "";
     TSR_TRY(check_str(serial, sizeof rec.serial, 0, "certificate serial"));
     TSR_TRY(check_str(reason, sizeof rec.revocation_reason, 1, "revocation reason"));
     TSR_TRY_ENSURE(now > 0, TSR_E_INPUT, "revocation time must be positive");
     TSR_TRY(tx_begin(s, 1));
-    TSR_TRY(stmt(s, ST_CERT_REVOKE, &st));
-    bind_text(st, 1, serial, &b);
-    bind_i64(st, 2, now, &b);
-    bind_text(st, 3, reason, &b);
-    TSR_TRY(exec_done(s, st, b, "revoke certificate"));
+    TSR_TRY(q_open(s, ST_CERT_REVOKE, "revoke certificate", &q));
+    q_text(&q, serial);
+    q_i64(&q, now);
+    q_text(&q, reason);
+    TSR_TRY(q_exec(&q));
     TSR_TRY(cert_read_one(s, serial, &rec)); /* NOTFOUND if it never existed */
     TSR_TRY_ENSURE(rec.revoked_at > 0, TSR_E_INTERNAL, "certificate %s not revoked", serial);
     TSR_TRY(tx_commit(s));
@@ -1101,49 +1204,50 @@ struct revoked_entry {
     int64_t not_after;
 };
 
+static int row_revoked(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    struct revoked_entry *e = elem;
+    TSR_GUARD(col_text(st, 0, e->serial, sizeof e->serial, "certificate serial"));
+    e->not_after = sqlite3_column_int64(st, 1);
+    return 0;
+}
+
 int gw_store_revoked_each(gw_store *s, int64_t now,
                           int (*cb)(void *arg, const char *serial, int64_t not_after), void *arg)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     struct revoked_entry *v = NULL;
-    size_t cnt = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
+    size_t cnt = 0;
+    struct query q;
     TSR_TRY_ENSURE(cb != NULL, TSR_E_INPUT, "no callback");
     /* Collect first, call back after: the callback may use the store. */
-    TSR_TRY(stmt(s, ST_REVOKED_EACH, &st));
-    bind_i64(st, 1, now, &b);
-    for (;;) {
-        int r = step(s, st, b, "list revoked certificates");
-        if (r < 0) goto out; /* recorded by step() */
-        if (r == 0) break;
-        TSR_TRY(grow(&v, &cap, cnt, sizeof *v));
-        TSR_TRY(col_text(st, 0, v[cnt].serial, sizeof v[cnt].serial, "certificate serial"));
-        v[cnt].not_after = sqlite3_column_int64(st, 1);
-        cnt++;
-    }
-    done(st);
-    st = NULL;
+    TSR_TRY(q_open(s, ST_REVOKED_EACH, "list revoked certificates", &q));
+    q_i64(&q, now);
+    TSR_TRY(q_each(&q, row_revoked, NULL, &v, &cnt, sizeof *v));
     for (size_t i = 0; i < cnt; i++) TSR_TRY(cb(arg, v[i].serial, v[i].not_after));
     rc = 0;
 out:
-    done(st);
     free(v);
     return rc;
 }
 
 /* ---- policies ------------------------------------------------------------------------- */
 
+static int row_policy(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    return col_text_dup(st, 0, elem, "policy");
+}
+
 static int policy_read(gw_store *s, const char *sandbox_id, int64_t version, char **yaml)
 {
-    sqlite3_stmt *st = NULL;
-    int b = SQLITE_OK;
+    struct query q;
     if (yaml != NULL) *yaml = NULL;
-    TSR_GUARD(stmt(s, ST_POLICY_GET, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    bind_i64(st, 2, version, &b);
-    int r = step(s, st, b, "read policy");
-    if (r == 1 && yaml != NULL && col_text_dup(st, 0, yaml, "policy") != 0) r = -1;
-    done(st);
+    TSR_GUARD(q_open(s, ST_POLICY_GET, "read policy", &q));
+    q_text(&q, sandbox_id);
+    q_i64(&q, version);
+    int r = q_row(&q, yaml != NULL ? row_policy : NULL, NULL, yaml);
     if (r < 0) return -1;
     TSR_ENSURE(r == 1, TSR_E_NOTFOUND, "sandbox %s has no policy version %lld", sandbox_id,
                (long long)version);
@@ -1196,21 +1300,21 @@ out:
 int gw_store_policy_status_add(gw_store *s, const char *sandbox_id, int64_t version, int status,
                                const char *message, int64_t now)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     struct sb_meta m;
-    sqlite3_stmt *st = NULL;
+    struct query q;
     if (message == NULL) message = "";
     TSR_TRY(check_sandbox_id(sandbox_id));
     TSR_TRY(tx_begin(s, 1));
     TSR_TRY(sb_meta(s, sandbox_id, &m));
     TSR_TRY(policy_read(s, sandbox_id, version, NULL));
-    TSR_TRY(stmt(s, ST_PSTATUS_INSERT, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    bind_i64(st, 2, version, &b);
-    bind_i64(st, 3, status, &b);
-    bind_text(st, 4, message, &b);
-    bind_i64(st, 5, now, &b);
-    TSR_TRY(exec_done(s, st, b, "insert policy status"));
+    TSR_TRY(q_open(s, ST_PSTATUS_INSERT, "insert policy status", &q));
+    q_text(&q, sandbox_id);
+    q_i64(&q, version);
+    q_i64(&q, status);
+    q_text(&q, message);
+    q_i64(&q, now);
+    TSR_TRY(q_exec(&q));
     TSR_TRY(tx_commit(s));
     rc = 0;
 out:
@@ -1218,31 +1322,43 @@ out:
     return rc;
 }
 
+struct pstatus {
+    int status;
+    char *message;
+    int64_t reported_at;
+};
+
+static int row_pstatus(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    struct pstatus *p = elem;
+    p->status = sqlite3_column_int(st, 0);
+    p->reported_at = sqlite3_column_int64(st, 2);
+    return col_text_dup(st, 1, &p->message, "policy status message");
+}
+
 int gw_store_policy_status_latest(gw_store *s, const char *sandbox_id, int64_t version,
                                   int *status, char **message, int64_t *reported_at)
 {
-    int rc = -1, b = SQLITE_OK, r = -1;
-    sqlite3_stmt *st = NULL;
-    char *msg = NULL;
+    struct query q;
+    struct pstatus p = {0};
     if (message != NULL) *message = NULL;
-    TSR_TRY(check_sandbox_id(sandbox_id));
-    TSR_TRY(stmt(s, ST_PSTATUS_LATEST, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    bind_i64(st, 2, version, &b);
-    r = step(s, st, b, "read policy status");
-    if (r < 0) goto out; /* recorded by step() */
-    TSR_TRY_ENSURE(r == 1, TSR_E_NOTFOUND, "no status reported for policy %lld of sandbox %s",
-                   (long long)version, sandbox_id);
-    if (message != NULL) TSR_TRY(col_text_dup(st, 1, &msg, "policy status message"));
-    if (status != NULL) *status = sqlite3_column_int(st, 0);
-    if (reported_at != NULL) *reported_at = sqlite3_column_int64(st, 2);
-    if (message != NULL) *message = msg;
-    msg = NULL;
-    rc = 0;
-out:
-    done(st);
-    free(msg);
-    return rc;
+    TSR_GUARD(check_sandbox_id(sandbox_id));
+    TSR_GUARD(q_open(s, ST_PSTATUS_LATEST, "read policy status", &q));
+    q_text(&q, sandbox_id);
+    q_i64(&q, version);
+    int r = q_row(&q, row_pstatus, NULL, &p);
+    if (r != 1) free(p.message);
+    if (r < 0) return -1;
+    TSR_ENSURE(r == 1, TSR_E_NOTFOUND, "no status reported for policy %lld of sandbox %s",
+               (long long)version, sandbox_id);
+    if (status != NULL) *status = p.status;
+    if (reported_at != NULL) *reported_at = p.reported_at;
+    if (message != NULL)
+        *message = p.message;
+    else
+        free(p.message);
+    return 0;
 }
 
 int gw_store_draft_add(gw_store *s, const char *sandbox_id, const gw_policy_chunk *chunks,
@@ -1259,15 +1375,14 @@ int gw_store_draft_add(gw_store *s, const char *sandbox_id, const gw_policy_chun
     TSR_TRY(sb_meta(s, sandbox_id, &m));
     int64_t seq = m.draft_seq;
     for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *st = NULL;
-        int b = SQLITE_OK;
-        TSR_TRY(stmt(s, ST_DRAFT_INSERT, &st));
-        bind_text(st, 1, sandbox_id, &b);
-        bind_i64(st, 2, ++seq, &b);
-        bind_text(st, 3, chunks[i].domain, &b);
-        bind_text(st, 4, chunks[i].content, &b);
-        bind_i64(st, 5, now, &b);
-        TSR_TRY(exec_done(s, st, b, "insert draft chunk"));
+        struct query q;
+        TSR_TRY(q_open(s, ST_DRAFT_INSERT, "insert draft chunk", &q));
+        q_text(&q, sandbox_id);
+        q_i64(&q, ++seq);
+        q_text(&q, chunks[i].domain);
+        q_text(&q, chunks[i].content);
+        q_i64(&q, now);
+        TSR_TRY(q_exec(&q));
     }
     if (n > 0) TSR_TRY(set_counter(s, ST_SB_SET_DRAFT_SEQ, sandbox_id, seq, "update draft seq"));
     TSR_TRY(tx_commit(s));
@@ -1277,41 +1392,97 @@ out:
     return rc;
 }
 
+static int row_chunk(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    gw_policy_chunk *c = elem;
+    TSR_GUARD(col_text_dup(st, 0, &c->domain, "draft domain"));
+    return col_text_dup(st, 1, &c->content, "draft content");
+}
+
 int gw_store_draft_get(gw_store *s, const char *sandbox_id, gw_policy_chunk **out, size_t *n)
 {
-    int rc = -1, b = SQLITE_OK;
-    struct sb_meta m;
     gw_policy_chunk *v = NULL;
-    size_t cnt = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
+    size_t cnt = 0;
+    struct query q;
     *out = NULL;
     *n = 0;
-    TSR_TRY(check_sandbox_id(sandbox_id));
-    TSR_TRY(tx_begin(s, 0));
-    TSR_TRY(sb_meta(s, sandbox_id, &m));
-    TSR_TRY(stmt(s, ST_DRAFT_GET, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    for (;;) {
-        int r = step(s, st, b, "read draft");
-        if (r < 0) goto out; /* recorded by step() */
-        if (r == 0) break;
-        TSR_TRY(grow(&v, &cap, cnt, sizeof *v));
-        cnt++;
-        TSR_TRY(col_text_dup(st, 0, &v[cnt - 1].domain, "draft domain"));
-        TSR_TRY(col_text_dup(st, 1, &v[cnt - 1].content, "draft content"));
+    TSR_GUARD(check_sandbox_id(sandbox_id));
+    TSR_GUARD(q_open(s, ST_DRAFT_GET, "read draft", &q));
+    q_text(&q, sandbox_id);
+    if (list_of_sandbox(s, sandbox_id, &q, row_chunk, NULL, &v, &cnt, sizeof *v) != 0) {
+        gw_store_free_chunks(v, cnt);
+        return -1;
     }
-    done(st);
-    st = NULL;
-    TSR_TRY(tx_commit(s));
     *out = v;
     *n = cnt;
-    v = NULL;
-    rc = 0;
-out:
-    done(st);
-    gw_store_free_chunks(v, cnt);
-    if (rc != 0) tx_abort(s);
-    return rc;
+    return 0;
+}
+
+/* The seq of every row read, in order (at most limit + 1 of them). */
+struct draft_page {
+    int64_t *seqs;
+    size_t seen, cap;
+};
+
+static int row_chunk_page(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    struct draft_page *p = ctx;
+    TSR_ENSURE(p->seen < p->cap, TSR_E_INTERNAL, "draft page: more rows than its limit");
+    p->seqs[p->seen++] = sqlite3_column_int64(st, 2);
+    return row_chunk(NULL, st, elem);
+}
+
+/* Bytes of one chunk inside a message: two string fields and the chunk's
+ * own tag and length, each length prefix at most 5 bytes. */
+#define CHUNK_OVERHEAD 18
+
+int gw_store_draft_page(gw_store *s, const char *sandbox_id, int64_t after_seq, int limit,
+                        size_t max_bytes, gw_policy_chunk **out, size_t *n, int64_t *next_seq)
+{
+    gw_policy_chunk *v = NULL;
+    size_t cnt = 0;
+    int64_t lim = 0;
+    struct query q;
+    *out = NULL;
+    *n = 0;
+    *next_seq = 0;
+    TSR_GUARD(check_sandbox_id(sandbox_id));
+    TSR_GUARD(clamp_limit(limit, &lim));
+    TSR_ENSURE(after_seq >= 0, TSR_E_INPUT, "page cursor is negative");
+    struct draft_page page = {calloc((size_t)lim + 1, sizeof(int64_t)), 0, (size_t)lim + 1};
+    TSR_ENSURE(page.seqs != NULL, TSR_E_INTERNAL, "out of memory");
+    if (q_open(s, ST_DRAFT_PAGE, "read draft", &q) != 0) {
+        free(page.seqs);
+        return -1;
+    }
+    q_text(&q, sandbox_id);
+    q_i64(&q, after_seq);
+    q_i64(&q, lim + 1); /* one more row tells whether another page follows */
+    if (list_of_sandbox(s, sandbox_id, &q, row_chunk_page, &page, &v, &cnt, sizeof *v) != 0) {
+        gw_store_free_chunks(v, cnt);
+        free(page.seqs);
+        return -1;
+    }
+    /* Keep at most lim rows, and with max_bytes only those that fit (always
+     * the first, so a caller following the tokens makes progress). */
+    size_t keep = 0, bytes = 0;
+    while (keep < cnt && keep < (size_t)lim) {
+        size_t b = strlen(v[keep].domain) + strlen(v[keep].content) + CHUNK_OVERHEAD;
+        if (max_bytes > 0 && keep > 0 && bytes + b > max_bytes) break;
+        bytes += b;
+        keep++;
+    }
+    if (keep < cnt) *next_seq = page.seqs[keep - 1];
+    for (size_t i = keep; i < cnt; i++) {
+        free(v[i].domain);
+        free(v[i].content);
+    }
+    free(page.seqs);
+    *out = keep > 0 ? v : NULL;
+    if (keep == 0) free(v);
+    *n = keep;
+    return 0;
 }
 
 /* ---- logs --------------------------------------------------------------------------- */
@@ -1330,27 +1501,25 @@ int gw_store_logs_append(gw_store *s, const char *sandbox_id, const gw_log_line 
     TSR_TRY(sb_meta(s, sandbox_id, &m));
     int64_t seq = m.log_seq;
     for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *st = NULL;
-        int b = SQLITE_OK;
+        struct query q;
         TSR_TRY_ENSURE(seq < INT64_MAX, TSR_E_LIMIT, "log sequence overflow");
-        TSR_TRY(stmt(s, ST_LOG_INSERT, &st));
-        bind_text(st, 1, sandbox_id, &b);
-        bind_i64(st, 2, ++seq, &b);
-        bind_i64(st, 3, lines[i].timestamp_ms, &b);
-        bind_text(st, 4, lines[i].stream != NULL ? lines[i].stream : "", &b);
-        bind_text(st, 5, lines[i].text, &b);
-        bind_i64(st, 6, now, &b);
-        TSR_TRY(exec_done(s, st, b, "insert log line"));
+        TSR_TRY(q_open(s, ST_LOG_INSERT, "insert log line", &q));
+        q_text(&q, sandbox_id);
+        q_i64(&q, ++seq);
+        q_i64(&q, lines[i].timestamp_ms);
+        q_text(&q, lines[i].stream != NULL ? lines[i].stream : "");
+        q_text(&q, lines[i].text);
+        q_i64(&q, now);
+        TSR_TRY(q_exec(&q));
     }
     if (n > 0) TSR_TRY(set_counter(s, ST_SB_SET_LOG_SEQ, sandbox_id, seq, "update log seq"));
     if (dropped > 0) {
-        sqlite3_stmt *st = NULL;
-        int b = SQLITE_OK;
-        TSR_TRY(stmt(s, ST_DROP_INSERT, &st));
-        bind_text(st, 1, sandbox_id, &b);
-        bind_i64(st, 2, dropped, &b);
-        bind_i64(st, 3, now, &b);
-        TSR_TRY(exec_done(s, st, b, "record dropped log lines"));
+        struct query q;
+        TSR_TRY(q_open(s, ST_DROP_INSERT, "record dropped log lines", &q));
+        q_text(&q, sandbox_id);
+        q_i64(&q, dropped);
+        q_i64(&q, now);
+        TSR_TRY(q_exec(&q));
     }
     TSR_TRY(tx_commit(s));
     rc = 0;
@@ -1359,45 +1528,42 @@ out:
     return rc;
 }
 
+static int row_log(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    gw_log_line *l = elem;
+    l->seq = sqlite3_column_int64(st, 0);
+    l->timestamp_ms = sqlite3_column_int64(st, 1);
+    TSR_GUARD(col_text_dup(st, 2, &l->stream, "log stream"));
+    return col_text_dup(st, 3, &l->text, "log text");
+}
+
 int gw_store_logs_get(gw_store *s, const char *sandbox_id, int64_t after_seq, int limit,
                       gw_log_line **out, size_t *n)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     int64_t lim = 0;
     struct sb_meta m;
     gw_log_line *v = NULL;
-    size_t cnt = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
+    size_t cnt = 0;
+    struct query q;
     *out = NULL;
     *n = 0;
     TSR_TRY(check_sandbox_id(sandbox_id));
     TSR_TRY(clamp_limit(limit, &lim));
     TSR_TRY(tx_begin(s, 0));
     TSR_TRY(sb_meta(s, sandbox_id, &m));
-    TSR_TRY(stmt(s, ST_LOG_GET, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    bind_i64(st, 2, after_seq, &b);
-    bind_i64(st, 3, lim, &b);
-    for (;;) {
-        int r = step(s, st, b, "read logs");
-        if (r < 0) goto out; /* recorded by step() */
-        if (r == 0) break;
-        TSR_TRY(grow(&v, &cap, cnt, sizeof *v));
-        gw_log_line *l = &v[cnt++];
-        l->seq = sqlite3_column_int64(st, 0);
-        l->timestamp_ms = sqlite3_column_int64(st, 1);
-        TSR_TRY(col_text_dup(st, 2, &l->stream, "log stream"));
-        TSR_TRY(col_text_dup(st, 3, &l->text, "log text"));
-    }
-    done(st);
-    st = NULL;
+    TSR_TRY(q_open(s, ST_LOG_GET, "read logs", &q));
+    q_text(&q, sandbox_id);
+    q_i64(&q, after_seq);
+    q_i64(&q, lim);
+    TSR_TRY(q_each(&q, row_log, NULL, &v, &cnt, sizeof *v));
     TSR_TRY(tx_commit(s));
     *out = v;
     *n = cnt;
     v = NULL;
     rc = 0;
 out:
-    done(st);
     gw_store_free_logs(v, cnt);
     if (rc != 0) tx_abort(s);
     return rc;
@@ -1405,81 +1571,75 @@ out:
 
 int gw_store_logs_dropped(gw_store *s, const char *sandbox_id, int64_t *total)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     struct sb_meta m;
-    sqlite3_stmt *st = NULL;
+    struct query q;
+    int64_t sum = 0;
     *total = 0;
     TSR_TRY(check_sandbox_id(sandbox_id));
     TSR_TRY(tx_begin(s, 0));
     TSR_TRY(sb_meta(s, sandbox_id, &m));
-    TSR_TRY(stmt(s, ST_DROP_SUM, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    int r = step(s, st, b, "sum dropped log lines");
-    if (r < 0) goto out; /* recorded by step() */
+    TSR_TRY(q_open(s, ST_DROP_SUM, "sum dropped log lines", &q));
+    q_text(&q, sandbox_id);
+    int r = q_row(&q, row_i64, NULL, &sum);
+    if (r < 0) goto out; /* recorded by q_row() */
     TSR_TRY_ENSURE(r == 1, TSR_E_INTERNAL, "database: SUM returned no row");
-    int64_t sum = sqlite3_column_int64(st, 0);
-    done(st);
-    st = NULL;
     TSR_TRY(tx_commit(s));
     *total = sum;
     rc = 0;
 out:
-    done(st);
     if (rc != 0) tx_abort(s);
     return rc;
 }
 
 /* ---- provider environment -------------------------------------------------------------- */
 
+struct env_read_ctx {
+    gw_store *s;
+    const char *sandbox_id;
+};
+
+/* Decrypts as it reads: the value never exists in the clear in the store. */
+static int row_env(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    const struct env_read_ctx *c = ctx;
+    gw_env_var *e = elem;
+    uint8_t *value = NULL;
+    size_t len = 0;
+    TSR_GUARD(col_text_dup(st, 0, &e->name, "provider env name"));
+    TSR_GUARD(env_open_value(c->s, c->sandbox_id, e->name, sqlite3_column_int64(st, 1),
+                             sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
+                             sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),
+                             &value, &len));
+    if (strlen((const char *)value) != len) {
+        OPENSSL_cleanse(value, len);
+        free(value);
+        return TSR_FAIL(TSR_E_STATE, "provider env %s of sandbox %s holds a NUL byte", e->name,
+                        c->sandbox_id);
+    }
+    e->value = (char *)value;
+    return 0;
+}
+
 int gw_store_env_get(gw_store *s, const char *sandbox_id, gw_env_var **out, size_t *n)
 {
-    int rc = -1, b = SQLITE_OK;
-    struct sb_meta m;
     gw_env_var *v = NULL;
-    size_t cnt = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
+    size_t cnt = 0;
+    struct env_read_ctx ctx = {s, sandbox_id};
+    struct query q;
     *out = NULL;
     *n = 0;
-    TSR_TRY(check_sandbox_id(sandbox_id));
-    TSR_TRY_ENSURE(s->keys != NULL, TSR_E_STATE, "no keyring: provider env cannot be read");
-    TSR_TRY(tx_begin(s, 0));
-    TSR_TRY(sb_meta(s, sandbox_id, &m));
-    TSR_TRY(stmt(s, ST_ENV_GET, &st));
-    bind_text(st, 1, sandbox_id, &b);
-    for (;;) {
-        int r = step(s, st, b, "read provider env");
-        if (r < 0) goto out; /* recorded by step() */
-        if (r == 0) break;
-        TSR_TRY(grow(&v, &cap, cnt, sizeof *v));
-        gw_env_var *e = &v[cnt++];
-        TSR_TRY(col_text_dup(st, 0, &e->name, "provider env name"));
-        uint8_t *value = NULL;
-        size_t len = 0;
-        TSR_TRY(env_open_value(s, sandbox_id, e->name, sqlite3_column_int64(st, 1),
-                               sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
-                               sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),
-                               &value, &len));
-        if (strlen((const char *)value) != len) {
-            OPENSSL_cleanse(value, len);
-            free(value);
-            (void)TSR_FAIL(TSR_E_STATE, "provider env %s of sandbox %s holds a NUL byte",
-                           e->name, sandbox_id);
-            goto out;
-        }
-        e->value = (char *)value;
+    TSR_GUARD(check_sandbox_id(sandbox_id));
+    TSR_ENSURE(s->keys != NULL, TSR_E_STATE, "no keyring: provider env cannot be read");
+    TSR_GUARD(q_open(s, ST_ENV_GET, "read provider env", &q));
+    q_text(&q, sandbox_id);
+    if (list_of_sandbox(s, sandbox_id, &q, row_env, &ctx, &v, &cnt, sizeof *v) != 0) {
+        gw_store_free_env(v, cnt);
+        return -1;
     }
-    done(st);
-    st = NULL;
-    TSR_TRY(tx_commit(s));
     *out = v;
     *n = cnt;
-    v = NULL;
-    rc = 0;
-out:
-    done(st);
-    gw_store_free_env(v, cnt);
-    if (rc != 0) tx_abort(s);
-    return rc;
+    return 0;
 }
 
 int gw_store_env_set(gw_store *s, const char *sandbox_id, const gw_env_var *env, size_t n)
@@ -1519,12 +1679,30 @@ static void free_stale(struct stale_env *v, size_t n)
     free(v);
 }
 
+static int row_stale(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    struct stale_env *e = elem;
+    TSR_GUARD(col_text_dup(st, 0, &e->sandbox_id, "provider env sandbox"));
+    TSR_GUARD(col_text_dup(st, 1, &e->name, "provider env name"));
+    e->version = sqlite3_column_int64(st, 2);
+    e->nonce_len = (size_t)sqlite3_column_bytes(st, 3);
+    TSR_ENSURE(e->nonce_len == sizeof e->nonce, TSR_E_STATE,
+               "provider env %s of sandbox %s is corrupt", e->name, e->sandbox_id);
+    memcpy(e->nonce, sqlite3_column_blob(st, 3), sizeof e->nonce);
+    e->ct_len = (size_t)sqlite3_column_bytes(st, 4);
+    e->ct = malloc(e->ct_len + 1);
+    TSR_ENSURE(e->ct != NULL, TSR_E_INTERNAL, "out of memory");
+    if (e->ct_len > 0) memcpy(e->ct, sqlite3_column_blob(st, 4), e->ct_len);
+    return 0;
+}
+
 int gw_store_env_reencrypt(gw_store *s, size_t *count)
 {
-    int rc = -1, b = SQLITE_OK;
+    int rc = -1;
     struct stale_env *v = NULL;
-    size_t cnt = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
+    size_t cnt = 0;
+    struct query q;
     uint8_t *value = NULL;
     size_t value_len = 0;
     if (count != NULL) *count = 0;
@@ -1534,28 +1712,9 @@ int gw_store_env_reencrypt(gw_store *s, size_t *count)
     TSR_TRY(tx_begin(s, 1));
     /* Read every stale row first: updating rows under a live cursor on the
      * same table is undefined in sqlite. */
-    TSR_TRY(stmt(s, ST_ENV_STALE, &st));
-    bind_i64(st, 1, current, &b);
-    for (;;) {
-        int r = step(s, st, b, "read provider env");
-        if (r < 0) goto out; /* recorded by step() */
-        if (r == 0) break;
-        TSR_TRY(grow(&v, &cap, cnt, sizeof *v));
-        struct stale_env *e = &v[cnt++];
-        TSR_TRY(col_text_dup(st, 0, &e->sandbox_id, "provider env sandbox"));
-        TSR_TRY(col_text_dup(st, 1, &e->name, "provider env name"));
-        e->version = sqlite3_column_int64(st, 2);
-        e->nonce_len = (size_t)sqlite3_column_bytes(st, 3);
-        TSR_TRY_ENSURE(e->nonce_len == sizeof e->nonce, TSR_E_STATE,
-                       "provider env %s of sandbox %s is corrupt", e->name, e->sandbox_id);
-        memcpy(e->nonce, sqlite3_column_blob(st, 3), sizeof e->nonce);
-        e->ct_len = (size_t)sqlite3_column_bytes(st, 4);
-        e->ct = malloc(e->ct_len + 1);
-        TSR_TRY_ENSURE(e->ct != NULL, TSR_E_INTERNAL, "out of memory");
-        if (e->ct_len > 0) memcpy(e->ct, sqlite3_column_blob(st, 4), e->ct_len);
-    }
-    done(st);
-    st = NULL;
+    TSR_TRY(q_open(s, ST_ENV_STALE, "read provider env", &q));
+    q_i64(&q, current);
+    TSR_TRY(q_each(&q, row_stale, NULL, &v, &cnt, sizeof *v));
     for (size_t i = 0; i < cnt; i++) {
         struct stale_env *e = &v[i];
         TSR_TRY(env_open_value(s, e->sandbox_id, e->name, e->version, e->nonce, e->nonce_len,
@@ -1569,7 +1728,6 @@ int gw_store_env_reencrypt(gw_store *s, size_t *count)
     if (count != NULL) *count = cnt;
     rc = 0;
 out:
-    done(st);
     if (value != NULL) {
         OPENSSL_cleanse(value, value_len + 1);
         free(value);

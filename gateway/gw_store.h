@@ -96,6 +96,14 @@ TSR_WUR int gw_store_cert_get(gw_store *s, const char *serial, gw_cert_rec *out)
 /* The certificates of one sandbox (NULL = every certificate), oldest first.
  * A sandbox that never existed -> TSR_E_NOTFOUND. */
 TSR_WUR int gw_store_cert_list(gw_store *s, const char *sandbox_id, gw_cert_rec **out, size_t *n);
+/* One page of a sandbox's certificates, oldest first ((issued_at, serial)
+ * order), strictly after the cursor (after_issued_at, after_serial);
+ * after_serial NULL or "" = from the start. At most `limit` (1.., clamped to
+ * GW_STORE_MAX_PAGE); *more = 1 when rows follow the last one returned. One
+ * read transaction; a sandbox that never existed -> TSR_E_NOTFOUND. */
+TSR_WUR int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_issued_at,
+                               const char *after_serial, int limit, gw_cert_rec **out,
+                               size_t *n, int *more);
 /* Idempotent: keeps the first revoked_at and reason. now must be > 0.
  * out (may be NULL) receives the record as stored. */
 TSR_WUR int gw_store_cert_revoke(gw_store *s, const char *serial, const char *reason, int64_t now, gw_cert_rec *out); /* idempotent: keeps the first revoked_at */
@@ -119,6 +127,16 @@ TSR_WUR int gw_store_policy_status_latest(gw_store *s, const char *sandbox_id, i
 TSR_WUR int gw_store_draft_add(gw_store *s, const char *sandbox_id, const gw_policy_chunk *chunks, size_t n, int64_t now);
 /* Every draft chunk in submission order. */
 TSR_WUR int gw_store_draft_get(gw_store *s, const char *sandbox_id, gw_policy_chunk **out, size_t *n);
+/* One page of a sandbox's draft chunks in submission order, after the chunk
+ * numbered after_seq (0 = from the start), at most `limit` (1.., clamped)
+ * and, when max_bytes > 0, only the chunks whose domain + content (+ 18
+ * bytes of encoding each) fit in max_bytes -- always at least one.
+ * *next_seq is the number of the last chunk returned when more follow (the
+ * cursor of the next page), else 0. A sandbox that never existed ->
+ * TSR_E_NOTFOUND. */
+TSR_WUR int gw_store_draft_page(gw_store *s, const char *sandbox_id, int64_t after_seq,
+                                int limit, size_t max_bytes, gw_policy_chunk **out, size_t *n,
+                                int64_t *next_seq);
 
 /* ---- logs --------------------------------------------------------------- */
 /* One transaction; assigns seq (continuing after the sandbox's last; the

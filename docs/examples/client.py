@@ -95,10 +95,16 @@ def main():
             print(f"deleted {r.sandbox.name}; {r.revoked_certificates} certificate(s) revoked")
         elif args.command == "certs":
             s = gw.GetSandbox(pb.GetSandboxRequest(name=args.arg), timeout=10).sandbox
-            for c in gw.ListCertificates(pb.ListCertificatesRequest(sandbox_id=s.id),
-                                         timeout=10).certificates:
-                state = f"revoked ({c.revocation_reason})" if c.revoked_at else "valid"
-                print(f"{c.serial}  not_after={c.not_after}  {state}")
+            token = ""
+            while True:
+                page = gw.ListCertificates(pb.ListCertificatesRequest(
+                    sandbox_id=s.id, page_token=token), timeout=10)
+                for c in page.certificates:
+                    state = f"revoked ({c.revocation_reason})" if c.revoked_at else "valid"
+                    print(f"{c.serial}  not_after={c.not_after}  {state}")
+                token = page.next_page_token
+                if not token:
+                    break
         elif args.command == "revoke":
             r = gw.RevokeCertificate(pb.RevokeCertificateRequest(serial=args.arg), timeout=10)
             print(f"revoked {r.certificate.serial} ({r.certificate.spiffe_id})")

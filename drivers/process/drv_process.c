@@ -255,15 +255,6 @@ static int proc_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver
 }
 
 /* State from the pid file (caller holds the lock). */
-static enum tsr_driver_state proc_state_locked(int sbfd, drv_pidrec *rec)
-{
-    int present = 0;
-    if (drv_pidfile_read(sbfd, "pid", rec, &present) != 0) return TSR_DRIVER_STATE_FAILED;
-    if (!present) return TSR_DRIVER_STATE_CREATED;
-    return drv_proc_alive(rec->pid, rec->start) ? TSR_DRIVER_STATE_RUNNING
-                                                 : TSR_DRIVER_STATE_STOPPED;
-}
-
 TSR_WUR static int proc_build_argv(const proc_ctx *c, const char *id, const char *sbdir,
                                    drv_argv *a, drv_argv *e)
 {
@@ -335,15 +326,16 @@ TSR_WUR static int proc_bwrap_wait_info(int fd)
     return 0;
 }
 
-TSR_WUR static int proc_start_locked(proc_ctx *c, const char *id, int sbfd)
+TSR_WUR static int proc_start_locked(void *ctx, const char *id, int sbfd)
 {
+    proc_ctx *c = ctx;
     int rc = -1, log_fd = -1, info[2] = {-1, -1};
     drv_argv *a = NULL, *e = NULL;
     char sbdir[DRV_PATH_MAX], log_path[DRV_PATH_MAX], pid_path[DRV_PATH_MAX],
         pid_tmp[DRV_PATH_MAX], ws[DRV_PATH_MAX];
     drv_pidrec rec;
 
-    enum tsr_driver_state st = proc_state_locked(sbfd, &rec);
+    enum tsr_driver_state st = drv_local_state(sbfd, &rec);
     if (st == TSR_DRIVER_STATE_RUNNING) {
         drv_logf(&c->log, "sandbox %s is already running (pid %ld)", id, (long)rec.pid);
         return 0;
@@ -425,19 +417,14 @@ out:
 static int proc_start(void *ctx, const char *id, char *err, size_t err_cap)
 {
     proc_ctx *c = ctx;
-    int fd = -1;
-    if (drv_local_lock(&c->local, id, &fd) != 0)
-        return drv_err_recorded(err, err_cap, "process: start", id);
-    if (fd < 0) return drv_errf(err, err_cap, "process: start %s: no such sandbox", id);
-    int r = proc_start_locked(c, id, fd);
-    close(fd);
-    return r != 0 ? drv_err_recorded(err, err_cap, "process: start", id) : 0;
+    return drv_local_run(&c->local, "start", id, proc_start_locked, c, err, err_cap);
 }
 
-TSR_WUR static int proc_stop_locked(proc_ctx *c, const char *id, int sbfd)
+TSR_WUR static int proc_stop_locked(void *ctx, const char *id, int sbfd)
 {
+    proc_ctx *c = ctx;
     drv_pidrec rec;
-    if (proc_state_locked(sbfd, &rec) != TSR_DRIVER_STATE_RUNNING) return 0;
+    if (drv_local_state(sbfd, &rec) != TSR_DRIVER_STATE_RUNNING) return 0;
     int killed = 0;
     TSR_GUARD(drv_local_terminate(&rec, c->grace_ms, &killed));
     drv_logf(&c->log, "stopped sandbox %s%s", id, killed ? " (SIGKILL after the grace period)" : "");
@@ -447,47 +434,21 @@ TSR_WUR static int proc_stop_locked(proc_ctx *c, const char *id, int sbfd)
 static int proc_stop(void *ctx, const char *id, char *err, size_t err_cap)
 {
     proc_ctx *c = ctx;
-    int fd = -1;
-    if (drv_local_lock(&c->local, id, &fd) != 0)
-        return drv_err_recorded(err, err_cap, "process: stop", id);
-    if (fd < 0) return drv_errf(err, err_cap, "process: stop %s: no such sandbox", id);
-    int r = proc_stop_locked(c, id, fd);
-    close(fd);
-    return r != 0 ? drv_err_recorded(err, err_cap, "process: stop", id) : 0;
+    return drv_local_run(&c->local, "stop", id, proc_stop_locked, c, err, err_cap);
 }
 
 /* Destroying a sandbox that does not exist succeeds (nothing is left). */
 static int proc_destroy(void *ctx, const char *id, char *err, size_t err_cap)
 {
     proc_ctx *c = ctx;
-    int fd = -1;
-    if (drv_local_lock(&c->local, id, &fd) != 0)
-        return drv_err_recorded(err, err_cap, "process: destroy", id);
-    if (fd < 0) return 0;
-    int r = proc_stop_locked(c, id, fd);
-    if (r == 0) r = drv_local_remove(&c->local, id, fd);
-    close(fd);
-    if (r != 0) return drv_err_recorded(err, err_cap, "process: destroy", id);
-    drv_logf(&c->log, "destroyed sandbox %s", id);
-    return 0;
+    return drv_local_destroy(&c->local, &c->log, id, proc_stop_locked, c, err, err_cap);
 }
 
 static int proc_status(void *ctx, const char *id, enum tsr_driver_state *state, char *err,
                        size_t err_cap)
 {
     proc_ctx *c = ctx;
-    int fd = -1;
-    if (state == NULL) return drv_errf(err, err_cap, "process: status: no state pointer");
-    if (drv_local_lock(&c->local, id, &fd) != 0)
-        return drv_err_recorded(err, err_cap, "process: status", id);
-    if (fd < 0) {
-        *state = TSR_DRIVER_STATE_UNKNOWN;
-        return 0;
-    }
-    drv_pidrec rec;
-    *state = proc_state_locked(fd, &rec);
-    close(fd);
-    return 0;
+    return drv_local_status(&c->local, id, state, err, err_cap);
 }
 
 static const tsr_driver_ops proc_ops = {

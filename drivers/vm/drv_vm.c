@@ -302,15 +302,6 @@ out:
 
 /* ---- operations ------------------------------------------------------------------- */
 
-static enum tsr_driver_state vm_state_locked(int sbfd, drv_pidrec *rec)
-{
-    int present = 0;
-    if (drv_pidfile_read(sbfd, "pid", rec, &present) != 0) return TSR_DRIVER_STATE_FAILED;
-    if (!present) return TSR_DRIVER_STATE_CREATED;
-    return drv_proc_alive(rec->pid, rec->start) ? TSR_DRIVER_STATE_RUNNING
-                                                 : TSR_DRIVER_STATE_STOPPED;
-}
-
 static int vm_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *ident,
                      char *err, size_t err_cap)
 {
@@ -324,15 +315,16 @@ static int vm_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_i
     return 0;
 }
 
-TSR_WUR static int vm_start_locked(vm_ctx *c, const char *id, int sbfd)
+TSR_WUR static int vm_start_locked(void *ctx, const char *id, int sbfd)
 {
+    vm_ctx *c = ctx;
     int rc = -1, log_fd = -1;
     drv_argv *a = NULL, *e = NULL;
     char sbdir[DRV_PATH_MAX], log_path[DRV_PATH_MAX], pid_path[DRV_PATH_MAX],
         pid_tmp[DRV_PATH_MAX];
     drv_pidrec rec;
 
-    if (vm_state_locked(sbfd, &rec) == TSR_DRIVER_STATE_RUNNING) {
+    if (drv_local_state(sbfd, &rec) == TSR_DRIVER_STATE_RUNNING) {
         drv_logf(&c->log, "sandbox %s is already running (pid %ld)", id, (long)rec.pid);
         return 0;
     }
@@ -385,21 +377,16 @@ out:
 static int vm_start(void *ctx, const char *id, char *err, size_t err_cap)
 {
     vm_ctx *c = ctx;
-    int fd = -1;
-    if (drv_local_lock(&c->local, id, &fd) != 0)
-        return drv_err_recorded(err, err_cap, "vm: start", id);
-    if (fd < 0) return drv_errf(err, err_cap, "vm: start %s: no such sandbox", id);
-    int r = vm_start_locked(c, id, fd);
-    close(fd);
-    return r != 0 ? drv_err_recorded(err, err_cap, "vm: start", id) : 0;
+    return drv_local_run(&c->local, "start", id, vm_start_locked, c, err, err_cap);
 }
 
 /* ACPI power-down through QMP, up to stop_grace_ms for the guest to halt,
  * then SIGTERM (QEMU exits at once), then SIGKILL. */
-TSR_WUR static int vm_stop_locked(vm_ctx *c, const char *id, int sbfd)
+TSR_WUR static int vm_stop_locked(void *ctx, const char *id, int sbfd)
 {
+    vm_ctx *c = ctx;
     drv_pidrec rec;
-    if (vm_state_locked(sbfd, &rec) != TSR_DRIVER_STATE_RUNNING) return 0;
+    if (drv_local_state(sbfd, &rec) != TSR_DRIVER_STATE_RUNNING) return 0;
     const char *how = "powered down";
     if (vm_qmp_powerdown(sbfd) != 0) {
         drv_logf(&c->log, "sandbox %s: %s; terminating QEMU", id, tsr_errmsg());
@@ -416,46 +403,20 @@ TSR_WUR static int vm_stop_locked(vm_ctx *c, const char *id, int sbfd)
 static int vm_stop(void *ctx, const char *id, char *err, size_t err_cap)
 {
     vm_ctx *c = ctx;
-    int fd = -1;
-    if (drv_local_lock(&c->local, id, &fd) != 0)
-        return drv_err_recorded(err, err_cap, "vm: stop", id);
-    if (fd < 0) return drv_errf(err, err_cap, "vm: stop %s: no such sandbox", id);
-    int r = vm_stop_locked(c, id, fd);
-    close(fd);
-    return r != 0 ? drv_err_recorded(err, err_cap, "vm: stop", id) : 0;
+    return drv_local_run(&c->local, "stop", id, vm_stop_locked, c, err, err_cap);
 }
 
 static int vm_destroy(void *ctx, const char *id, char *err, size_t err_cap)
 {
     vm_ctx *c = ctx;
-    int fd = -1;
-    if (drv_local_lock(&c->local, id, &fd) != 0)
-        return drv_err_recorded(err, err_cap, "vm: destroy", id);
-    if (fd < 0) return 0;
-    int r = vm_stop_locked(c, id, fd);
-    if (r == 0) r = drv_local_remove(&c->local, id, fd);
-    close(fd);
-    if (r != 0) return drv_err_recorded(err, err_cap, "vm: destroy", id);
-    drv_logf(&c->log, "destroyed sandbox %s", id);
-    return 0;
+    return drv_local_destroy(&c->local, &c->log, id, vm_stop_locked, c, err, err_cap);
 }
 
 static int vm_status(void *ctx, const char *id, enum tsr_driver_state *state, char *err,
-                     size_t err_cap)
+                       size_t err_cap)
 {
     vm_ctx *c = ctx;
-    int fd = -1;
-    if (state == NULL) return drv_errf(err, err_cap, "vm: status: no state pointer");
-    if (drv_local_lock(&c->local, id, &fd) != 0)
-        return drv_err_recorded(err, err_cap, "vm: status", id);
-    if (fd < 0) {
-        *state = TSR_DRIVER_STATE_UNKNOWN;
-        return 0;
-    }
-    drv_pidrec rec;
-    *state = vm_state_locked(fd, &rec);
-    close(fd);
-    return 0;
+    return drv_local_status(&c->local, id, state, err, err_cap);
 }
 
 static const tsr_driver_ops vm_ops = {

@@ -48,6 +48,7 @@ def test_format_and_families(mgw):
                    "tessera_rpc_duration_seconds_count", "tessera_forwarded_certificates_total"):
         assert family in names, family
     assert metric(m, "tessera_store_errors_total") == 0
+    assert metric(m, "tessera_audit_write_failures_total") == 0
     # One histogram per method of the service, with the health check.
     methods = {dict(l)["method"] for n, l in m if n == "tessera_rpc_duration_seconds_count"}
     assert CREATE in methods and "/grpc.health.v1.Health/Check" in methods

@@ -215,6 +215,8 @@ static void test_counters(void **state)
     gw_metrics_denial(GW_DENY_UNAUTHENTICATED);
     gw_metrics_denial(GW_DENY_COUNT);
     gw_metrics_store_error();
+    gw_metrics_audit_write_failure();
+    gw_metrics_audit_write_failure();
     gw_metrics_forward(GW_FORWARD_IGNORED);
     for (int i = 0; i < 5; i++) gw_metrics_server_event(NULL, GW_EV_CONN_OPEN);
     for (int i = 0; i < 2; i++) gw_metrics_server_event(NULL, GW_EV_CONN_CLOSE);
@@ -231,6 +233,7 @@ static void test_counters(void **state)
     assert_true(value_of(&P, "tessera_denials_total", "reason=\"unauthenticated\"") == 2);
     assert_true(value_of(&P, "tessera_denials_total", "reason=\"permission\"") == 0);
     assert_true(value_of(&P, "tessera_store_errors_total", "") == 1);
+    assert_true(value_of(&P, "tessera_audit_write_failures_total", "") == 2);
     assert_true(value_of(&P, "tessera_forwarded_certificates_total", "result=\"ignored\"") == 1);
     assert_true(value_of(&P, "tessera_open_connections", "") == 3);
     assert_true(value_of(&P, "tessera_handshake_failures_total", "reason=\"timeout\"") == 1);

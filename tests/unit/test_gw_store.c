@@ -782,6 +782,109 @@ static void test_drafts(void **state)
     gw_store_free_chunks(v, n);
 }
 
+/* Pages of certificates: (issued_at, serial) order, strict cursor, look-ahead. */
+static void test_cert_pages(void **state)
+{
+    struct fx *f = *state;
+    gw_cert_rec *v = NULL;
+    size_t n = 0;
+    int more = -1;
+    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, NULL, 10, &v, &n, &more), TSR_E_NOTFOUND);
+    create_sb(f->s, SB1, "one");
+    create_sb(f->s, SB2, "two");
+    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, NULL, 0, &v, &n, &more), TSR_E_INPUT);
+    EXPECT_OK(gw_store_cert_page(f->s, SB1, 0, NULL, 10, &v, &n, &more));
+    assert_int_equal(n, 0);
+    assert_null(v);
+    assert_int_equal(more, 0);
+    /* Five of SB1: issued 900 (0e), 1000 (0a, 0b, 0c: by serial), 1100 (01); one of SB2. */
+    static const struct {
+        const char *serial;
+        int64_t issued_at;
+    } rows[] = {{"0b", 1000}, {"01", 1100}, {"0e", 900}, {"0c", 1000}, {"0a", 1000}};
+    static const char *const order[] = {"0e", "0a", "0b", "0c", "01"};
+    for (size_t i = 0; i < 5; i++) {
+        gw_cert_rec c = cert_rec(rows[i].serial, SB1);
+        c.issued_at = rows[i].issued_at;
+        EXPECT_OK(gw_store_cert_insert(f->s, &c));
+    }
+    gw_cert_rec o = cert_rec("0f", SB2);
+    EXPECT_OK(gw_store_cert_insert(f->s, &o));
+    for (int limit = 1; limit <= 6; limit++) {
+        size_t seen = 0;
+        int64_t at = 0;
+        char after[41] = "";
+        for (int pages = 0;; pages++) {
+            assert_true(pages < 6);
+            EXPECT_OK(gw_store_cert_page(f->s, SB1, at, after, limit, &v, &n, &more));
+            assert_true(n >= 1 && n <= (size_t)limit);
+            for (size_t i = 0; i < n; i++) assert_string_equal(v[i].serial, order[seen + i]);
+            seen += n;
+            at = v[n - 1].issued_at;
+            snprintf(after, sizeof after, "%s", v[n - 1].serial);
+            gw_store_free_certs(v, n);
+            assert_int_equal(more, seen < 5);
+            if (!more) break;
+        }
+        assert_int_equal(seen, 5);
+    }
+    /* A cursor past the end: an empty last page. */
+    EXPECT_OK(gw_store_cert_page(f->s, SB1, 1100, "01", 3, &v, &n, &more));
+    assert_int_equal(n, 0);
+    assert_int_equal(more, 0);
+    char long_serial[64];
+    memset(long_serial, 'a', sizeof long_serial - 1);
+    long_serial[sizeof long_serial - 1] = '\0';
+    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 1000, long_serial, 3, &v, &n, &more), TSR_E_INPUT);
+}
+
+/* Pages of a draft: seq order, next_seq cursor, the byte budget. */
+static void test_draft_pages(void **state)
+{
+    struct fx *f = *state;
+    gw_policy_chunk *v = NULL;
+    size_t n = 0;
+    int64_t next = -1;
+    EXPECT_FAIL(gw_store_draft_page(f->s, SB1, 0, 10, 0, &v, &n, &next), TSR_E_NOTFOUND);
+    create_sb(f->s, SB1, "one");
+    EXPECT_FAIL(gw_store_draft_page(f->s, SB1, -1, 10, 0, &v, &n, &next), TSR_E_INPUT);
+    EXPECT_OK(gw_store_draft_page(f->s, SB1, 0, 10, 0, &v, &n, &next));
+    assert_int_equal(n, 0);
+    assert_int_equal(next, 0);
+    gw_policy_chunk in[] = {{S("a"), S("0123456789")}, {S("b"), S("0123456789")},
+                            {S("c"), S("0123456789")}, {S("d"), S("0123456789")},
+                            {S("e"), S("0123456789")}};
+    EXPECT_OK(gw_store_draft_add(f->s, SB1, in, 3, 1));
+    EXPECT_OK(gw_store_draft_add(f->s, SB1, in + 3, 2, 2));
+    /* By count. */
+    EXPECT_OK(gw_store_draft_page(f->s, SB1, 0, 2, 0, &v, &n, &next));
+    assert_int_equal(n, 2);
+    assert_string_equal(v[1].domain, "b");
+    assert_int_equal(next, 2);
+    gw_store_free_chunks(v, n);
+    EXPECT_OK(gw_store_draft_page(f->s, SB1, next, 2, 0, &v, &n, &next));
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].domain, "c");
+    assert_int_equal(next, 4);
+    gw_store_free_chunks(v, n);
+    EXPECT_OK(gw_store_draft_page(f->s, SB1, next, 2, 0, &v, &n, &next));
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].domain, "e");
+    assert_int_equal(next, 0);
+    gw_store_free_chunks(v, n);
+    /* By bytes: each chunk costs 1 + 10 + 18 = 29. */
+    static const struct {
+        size_t budget, n;
+        int64_t next;
+    } budgets[] = {{1, 1, 1}, {29, 1, 1}, {57, 1, 1}, {58, 2, 2}, {145, 5, 0}, {0, 5, 0}};
+    for (size_t i = 0; i < sizeof budgets / sizeof budgets[0]; i++) {
+        EXPECT_OK(gw_store_draft_page(f->s, SB1, 0, 100, budgets[i].budget, &v, &n, &next));
+        assert_int_equal(n, budgets[i].n);
+        assert_int_equal(next, budgets[i].next);
+        gw_store_free_chunks(v, n);
+    }
+}
+
 /* ---- logs ------------------------------------------------------------------------------ */
 
 static void test_logs(void **state)
@@ -1283,6 +1386,8 @@ int main(void)
         T(test_revoked_each),
         T(test_policy_versions),
         T(test_drafts),
+        T(test_cert_pages),
+        T(test_draft_pages),
         T(test_logs),
         T(test_env_round_trip),
         T(test_env_moved_ciphertext),
