@@ -10,6 +10,7 @@
 #include "gw_audit.h"
 #include "gw_bundle.h"
 #include "gw_config.h"
+#include "gw_crl.h"
 #include "gw_ratelimit.h"
 #include "gw_revocation.h"
 #include "gw_secretbox.h"
@@ -136,7 +137,9 @@ void gw_app_swap_pki(gw_app *app, gw_pki *pki)
 {
     TSR_ASSERT(pthread_mutex_lock(&app->pki_lock) == 0);
     gw_pki *old = app->pki;
+    pki->generation = old->generation + 1;
     app->pki = pki;
+    atomic_store(&app->pki_generation, pki->generation);
     (void)pthread_mutex_unlock(&app->pki_lock);
     gw_pki_release(old);
 }
@@ -151,10 +154,15 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
     int rc = -1;
 
     TSR_TRY(gw_pki_load(cfg, &app->pki));
+    app->pki->generation = 1;
+    atomic_store(&app->pki_generation, 1);
     TSR_TRY(tsr_mkdir_p(cfg->data_dir, 0700));
     TSR_TRY(open_keyring(app, cfg));
     TSR_TRY(gw_audit_open(cfg->audit_path, &app->audit));
     TSR_TRY(gw_revocations_new(&app->revoked));
+    char crl_number_path[GW_CONFIG_PATH_MAX];
+    TSR_TRY(tsr_path_join(crl_number_path, sizeof crl_number_path, cfg->data_dir, "crl.number"));
+    TSR_TRY(gw_crl_cache_new(crl_number_path, &app->crl));
     TSR_TRY(gw_ratelimit_new(cfg->renew_limit, cfg->renew_window * 1000, &app->renew_limit));
 
     /* Open once here so migrations run before any worker starts, and load
@@ -178,6 +186,7 @@ out:
 void gw_app_fini(gw_app *app)
 {
     gw_drivers_free(app->drivers);
+    gw_crl_cache_free(app->crl);
     gw_ratelimit_free(app->renew_limit);
     gw_revocations_free(app->revoked);
     gw_audit_close(app->audit);

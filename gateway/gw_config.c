@@ -233,6 +233,7 @@ static void set_numeric_defaults(gw_config *c)
     c->workers = 0;
     c->sandbox_cert_ttl = HOUR;
     c->renew_limit = 10;
+    c->crl_validity = 6 * HOUR;
     c->renew_window = HOUR;
     c->max_message_bytes = 4u * 1024 * 1024;
     c->max_concurrent_streams = 100;
@@ -631,7 +632,8 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
 
     TSR_GUARD(tsr_yaml_get_map(root, "certificates", &m));
     if (m != NULL) {
-        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("sandbox_ttl", "renew_limit", "renew_window")));
+        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("sandbox_ttl", "renew_limit", "renew_window",
+                                              "crl_validity")));
         TSR_GUARD(tsr_yaml_get_duration(m, "sandbox_ttl", 5 * MINUTE, 24 * HOUR,
                                         &c->sandbox_cert_ttl));
         v = c->renew_limit;
@@ -639,6 +641,8 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
         c->renew_limit = (int)v;
         TSR_GUARD(tsr_yaml_get_duration(m, "renew_window", MINUTE, 24 * HOUR,
                                         &c->renew_window));
+        TSR_GUARD(tsr_yaml_get_duration(m, "crl_validity", 10 * MINUTE, 7 * 24 * HOUR,
+                                        &c->crl_validity));
     }
 
     TSR_GUARD(tsr_yaml_get_map(root, "limits", &m));

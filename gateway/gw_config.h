@@ -64,6 +64,7 @@ typedef struct gw_config {
                                         env TESSERA_SECRETS_KEY_FILE overrides */
     char audit_path[4096];           /* "-" = stderr; default <data_dir>/audit.log */
     int64_t sandbox_cert_ttl;        /* seconds; default 1h; range 5m..24h */
+    int64_t crl_validity;            /* seconds: CRL nextUpdate - now; default 6h; 10m..7d */
     int renew_limit;                 /* renewals per sandbox per window; default 10; 1..1000 */
     int64_t renew_window;            /* seconds; default 1h; 1m..24h */
     uint32_t max_message_bytes;      /* default 4 MiB; 1 KiB..64 MiB */
