@@ -3,6 +3,7 @@
 #ifndef GW_PRINCIPAL_H
 #define GW_PRINCIPAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ca_spiffe.h"
@@ -25,6 +26,11 @@ typedef struct gw_principal {
     char serial_hex[41];                    /* the leaf's serial */
     int64_t not_after;                      /* earliest notAfter of the chain */
     char reason[160];                       /* why UNAUTHENTICATED */
+    /* A connection on the configured unix socket: a trusted proxy by
+     * position, never anyone by itself (the principal is UNAUTHENTICATED);
+     * each call runs as the client certificate it forwards. Set only by
+     * gw_identity_authenticate_local. */
+    bool local_proxy;
 } gw_principal;
 
 const char *gw_principal_kind_name(enum gw_principal_kind kind);
