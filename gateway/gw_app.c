@@ -41,20 +41,27 @@ static int open_keyring(gw_app *app, const gw_config *cfg)
     return gw_keyring_load(cfg->secrets_key_path, &app->keyring);
 }
 
-/* The bundle as a SPIFFE bundle. Its sequence is the bundle file's
- * modification time: it grows whenever the bundle file is rewritten. */
-static int make_spiffe_bundle(gw_pki *pki, const gw_config *cfg)
+/* The bundle's roots (kept, with their SHA-256, for re-evaluating open
+ * connections after a reload) and the SPIFFE bundle. Its sequence is the
+ * bundle file's modification time: it grows whenever the file is rewritten. */
+static int load_roots(gw_pki *pki, const gw_config *cfg)
 {
-    STACK_OF(X509) *roots = NULL;
     struct stat st;
     size_t len = 0;
     TSR_ENSURE(stat(cfg->bundle_path, &st) == 0, TSR_E_IO, "%s: cannot stat", cfg->bundle_path);
     TSR_GUARD(ca_certs_from_pem((const uint8_t *)pki->bundle_pem, strlen(pki->bundle_pem),
-                                &roots));
-    int rc = gw_spiffe_bundle_json(roots, st.st_mtime > 0 ? (int64_t)st.st_mtime : 0,
-                                   GW_BUNDLE_REFRESH_HINT, &pki->spiffe_bundle_json, &len);
-    sk_X509_pop_free(roots, X509_free);
-    return rc;
+                                &pki->roots));
+    int n = sk_X509_num(pki->roots);
+    pki->root_sha256 = calloc((size_t)n, sizeof *pki->root_sha256);
+    TSR_ENSURE(pki->root_sha256 != NULL, TSR_E_INTERNAL, "out of memory");
+    for (int i = 0; i < n; i++) {
+        unsigned int dlen = 0;
+        TSR_ENSURE(X509_digest(sk_X509_value(pki->roots, i), EVP_sha256(), pki->root_sha256[i],
+                               &dlen) == 1 && dlen == 32,
+                   TSR_E_INTERNAL, "X509_digest failed");
+    }
+    return gw_spiffe_bundle_json(pki->roots, st.st_mtime > 0 ? (int64_t)st.st_mtime : 0,
+                                 GW_BUNDLE_REFRESH_HINT, &pki->spiffe_bundle_json, &len);
 }
 
 /* The issuing CA must chain to a root of the bundle now: otherwise every
@@ -94,7 +101,7 @@ int gw_pki_load(const gw_config *cfg, gw_pki **out)
     TSR_TRY(tsr_read_file(cfg->bundle_path, CA_PEM_MAX_BYTES, &bundle, &bundle_len));
     pki->bundle_pem = (char *)bundle;
     bundle = NULL;
-    TSR_TRY(make_spiffe_bundle(pki, cfg));
+    TSR_TRY(load_roots(pki, cfg));
     /* Leaves are served with the issuing CA as their chain. */
     TSR_TRY(ca_certs_load_file(cfg->issuing_cert_path, &chain));
     TSR_TRY(ca_certs_to_pem(chain, &pki->chain_pem, &chain_len));
@@ -117,6 +124,8 @@ void gw_pki_release(gw_pki *pki)
     free(pki->bundle_pem);
     free(pki->spiffe_bundle_json);
     sk_X509_pop_free(pki->intermediates, X509_free);
+    sk_X509_pop_free(pki->roots, X509_free);
+    free(pki->root_sha256);
     ca_issuer_free(pki->issuer);
     ca_trust_free(pki->trust);
     gw_config_free(pki->owned_cfg);

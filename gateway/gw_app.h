@@ -40,6 +40,8 @@ typedef struct gw_pki {
     char *spiffe_bundle_json;            /* the same roots as a SPIFFE bundle (JWKS) */
     STACK_OF(X509) *intermediates;       /* the issuing CA chain: untrusted path hints
                                             for forwarded leaves (gw_forward.h) */
+    STACK_OF(X509) *roots;               /* the bundle's roots, in file order */
+    unsigned char (*root_sha256)[32];    /* SHA-256 of each root's DER */
 } gw_pki;
 
 typedef struct gw_app {

@@ -31,6 +31,11 @@ typedef struct gw_principal {
      * each call runs as the client certificate it forwards. Set only by
      * gw_identity_authenticate_local. */
     bool local_proxy;
+    /* For re-evaluation after a reload (gw_identity_still_valid): the PKI
+     * snapshot the certificate was verified against, and the SHA-256 of the
+     * bundle root its chain ends in (all zero: none found). */
+    uint64_t pki_generation;
+    unsigned char anchor[32];
 } gw_principal;
 
 const char *gw_principal_kind_name(enum gw_principal_kind kind);
