@@ -198,8 +198,12 @@ static int rebuild(gw_crl_cache *c, const gw_pki *pki, gw_revocations *rev, gw_s
     crl->this_update = prm.this_update;
     crl->next_update = prm.next_update;
     crl->entries = col.n;
-    /* The number is durable before any CRL carrying it is served. */
-    TSR_TRY(persist_number(c, number));
+    /* Monotonic across restarts: by the clock floor when the number is
+     * the current time in ms, else (CRLs signed faster than one per ms)
+     * only by the file, which must then be durable before the CRL is
+     * served. A failed write (a full disk) is not fatal in the first case:
+     * GetTrustBundle keeps working while the store cannot write. */
+    if (persist_number(c, number) != 0 && number > floor_ms) goto out;
     c->last_number = number;
 
     gw_crl_release(c->crl);

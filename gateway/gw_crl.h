@@ -13,7 +13,9 @@
  *
  * cRLNumber: max(last + 1, now in milliseconds), the last one persisted in
  * `number_path` (0600, written atomically) before the CRL is served, so it
- * grows across restarts even if the file is lost (the clock floor). */
+ * grows across restarts even if the file is lost (the clock floor). When the
+ * number is the clock floor itself, a failed write (a full disk) does not
+ * stop the CRL from being served; when it is ahead of the clock, it does. */
 #ifndef GW_CRL_H
 #define GW_CRL_H
 

@@ -318,11 +318,41 @@ static void test_number_survives_restart(void **state)
     gw_crl_release(crl);
 }
 
+static void test_number_file_unwritable(void **state)
+{
+    fixture *f = *state;
+    char sub[160], path[200];
+    snprintf(sub, sizeof sub, "%s/sub", f->dir);
+    snprintf(path, sizeof path, "%s/crl.number", sub);
+    assert_int_equal(tsr_mkdir_p(sub, 0700), 0);
+    /* Ahead of the clock: only the file keeps the numbers growing, so a
+     * failed write means no CRL. */
+    char text[32];
+    uint64_t ahead = (uint64_t)tsr_now_unix_ms() + 1000000;
+    int len = snprintf(text, sizeof text, "%llu\n", (unsigned long long)ahead);
+    assert_int_equal(tsr_write_file_atomic(path, text, (size_t)len, 0600, TSR_WRITE_REPLACE), 0);
+    gw_crl_cache *c = NULL;
+    assert_int_equal(gw_crl_cache_new(path, &c), 0);
+    assert_int_equal(tu_rm_rf(sub), 0);
+    gw_crl *crl = NULL;
+    assert_int_equal(gw_crl_current(c, &f->pki, f->rev, f->store, f->now, &crl), -1);
+    assert_null(crl);
+    gw_crl_cache_free(c);
+    /* At the clock floor (the usual case) the CRL is served all the same:
+     * a full disk does not stop GetTrustBundle. */
+    assert_int_equal(gw_crl_cache_new(path, &c), 0);
+    assert_int_equal(gw_crl_current(c, &f->pki, f->rev, f->store, f->now, &crl), 0);
+    assert_non_null(crl);
+    gw_crl_release(crl);
+    gw_crl_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bad_number_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_to_the_store_is_listed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_number_file_unwritable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cached_until_something_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entries_from_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_number_survives_restart, setup, teardown),
