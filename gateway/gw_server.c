@@ -866,8 +866,12 @@ static int unix_clear_stale(const char *path, const struct sockaddr_un *sa)
     return 0;
 }
 
-/* Bind, set mode and group, and only then listen: nobody can connect
- * (ECONNREFUSED) before the permissions are final. */
+/* Bind with the mode already in place (umask during bind: no window with
+ * wider permissions, nothing to chmod through a path an attacker could
+ * swap), set the group without following a symlink, and only then listen:
+ * nobody connects (ECONNREFUSED) before the permissions are final. The
+ * umask is process-wide: gw_server_new runs before the application starts
+ * other threads that create files. */
 static int unix_listen(gw_server *s)
 {
     const char *path = s->cfg.unix_path;
@@ -878,27 +882,37 @@ static int unix_listen(gw_server *s)
     TSR_ENSURE(fd >= 0, TSR_E_IO, "socket: %s", strerror(errno));
     struct stat st;
     const char *step = "bind";
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) goto fail;
-    step = "chmod";
-    if (chmod(path, (mode_t)s->cfg.unix_mode) != 0) goto fail_unlink;
-    step = "chown";
-    if (s->cfg.unix_set_group && chown(path, (uid_t)-1, s->cfg.unix_gid) != 0) goto fail_unlink;
-    step = "stat";
-    if (stat(path, &st) != 0) goto fail_unlink;
-    step = "listen";
-    if (listen(fd, GW_LISTEN_BACKLOG) != 0) goto fail_unlink;
+    mode_t old = umask((mode_t)(~s->cfg.unix_mode & 0777u));
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    int e = errno;
+    umask(old);
+    bool bound = r == 0;
+    if (r == 0 && s->cfg.unix_set_group) {
+        step = "chown";
+        if ((r = lchown(path, (uid_t)-1, s->cfg.unix_gid)) != 0) e = errno;
+    }
+    if (r == 0) {
+        step = "stat";
+        if ((r = lstat(path, &st)) != 0) e = errno;
+    }
+    if (r == 0 && (!S_ISSOCK(st.st_mode) || (st.st_mode & 0777u) != s->cfg.unix_mode)) {
+        step = "unexpected file type or mode after bind";
+        r = -1;
+        e = EPERM;
+    }
+    if (r == 0) {
+        step = "listen";
+        if ((r = listen(fd, GW_LISTEN_BACKLOG)) != 0) e = errno;
+    }
+    if (r != 0) {
+        if (bound) (void)unlink(path);
+        close(fd);
+        return TSR_FAIL(TSR_E_IO, "unix socket %s: %s: %s", path, step, strerror(e));
+    }
     s->unix_fd = fd;
     s->unix_dev = st.st_dev;
     s->unix_ino = st.st_ino;
     return 0;
-fail_unlink:;
-    int e = errno;
-    (void)unlink(path);
-    errno = e;
-fail:
-    e = errno;
-    close(fd);
-    return TSR_FAIL(TSR_E_IO, "unix socket %s: %s: %s", path, step, strerror(e));
 }
 
 static void unix_close(gw_server *s)
