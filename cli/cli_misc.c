@@ -7,6 +7,7 @@
 
 #include "ca_spiffe.h"
 #include "cli.h"
+#include "tsr_fs.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 /* ---- logs ----------------------------------------------------------------- */
@@ -411,38 +412,71 @@ int cli_cmd_cert(cli_ctx *c, int argc, char **argv)
 /* ---- bundle / health -------------------------------------------------------------- */
 
 static const char bundle_help[] =
-    "usage: tessera bundle\n\n"
+    "usage: tessera bundle [--crl FILE]\n\n"
     "Print the gateway's current trust bundle (PEM), e.g. to refresh\n"
-    "DIR/bundle.pem after a CA rotation: tessera bundle > bundle.pem\n";
+    "DIR/bundle.pem after a CA rotation: tessera bundle > bundle.pem\n\n"
+    "  --crl FILE   also write the gateway's CRL (PEM, one per issuing CA) to\n"
+    "               FILE (replaced atomically, mode 0644), e.g. for\n"
+    "               openssl verify -crl_check -CRLfile FILE\n";
+
+/* PEM is ASCII text: refuse to pass anything else on. */
+static bool pem_text(const char *p)
+{
+    for (; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (!((ch >= 0x20 && ch < 0x7f) || ch == '\n' || ch == '\r')) return false;
+    }
+    return true;
+}
 
 int cli_cmd_bundle(cli_ctx *c, int argc, char **argv)
 {
-    const char *arg = NULL;
-    int rc = cli_positional("bundle", bundle_help, argc, argv, 0, &arg);
-    if (rc == -1) return CLI_OK;
-    if (rc != CLI_OK) return rc;
+    static const char *cmd = "bundle";
+    static const cli_optdef defs[] = {{"crl", true}, {NULL, false}};
+    cli_iter it = {.argc = argc, .argv = argv, .i = 1, .cmd = cmd};
+    const char *crl_path = NULL, *v = NULL;
+    for (;;) {
+        int r = cli_next(&it, defs, &v);
+        if (r == CLI_IT_END) break;
+        if (r == CLI_IT_HELP) {
+            fputs(bundle_help, stdout);
+            return CLI_OK;
+        }
+        if (r == CLI_IT_ERR) return CLI_USAGE;
+        if (r == CLI_IT_POS) return cli_usage_error(cmd, "unexpected argument '%s'", v);
+        if (v == NULL || *v == '\0') return cli_usage_error(cmd, "--crl needs a file name");
+        crl_path = v;
+    }
     Tessera__V1__GetTrustBundleRequest req;
     tessera__v1__get_trust_bundle_request__init(&req);
     ProtobufCMessage *out = NULL;
-    rc = cli_call(c, "GetTrustBundle", &req.base,
-                  &tessera__v1__get_trust_bundle_response__descriptor, &out);
+    int rc = cli_call(c, "GetTrustBundle", &req.base,
+                      &tessera__v1__get_trust_bundle_response__descriptor, &out);
     if (rc != CLI_OK) return rc;
     Tessera__V1__GetTrustBundleResponse *r = (Tessera__V1__GetTrustBundleResponse *)out;
+    if (!pem_text(r->bundle_pem) || !pem_text(r->crl_pem)) {
+        protobuf_c_message_free_unpacked(out, NULL);
+        return cli_fail(c, "the gateway's bundle or CRL is not PEM text");
+    }
+    if (crl_path != NULL) {
+        if (strstr(r->crl_pem, "-----BEGIN X509 CRL-----") == NULL) {
+            protobuf_c_message_free_unpacked(out, NULL);
+            return cli_fail(c, "the gateway sent no CRL (is it older than this tessera?)");
+        }
+        if (tsr_write_file_atomic(crl_path, r->crl_pem, strlen(r->crl_pem), 0644,
+                                  TSR_WRITE_REPLACE) != 0) {
+            protobuf_c_message_free_unpacked(out, NULL);
+            return cli_fail(c, "cannot write %s: %s", crl_path, tsr_errmsg());
+        }
+    }
     if (c->json) {
         cli_json j;
         cj_begin(&j, stdout);
         cj_str(&j, "trust_domain", r->trust_domain);
         cj_str(&j, "bundle_pem", r->bundle_pem);
+        cj_str(&j, "crl_pem", r->crl_pem);
         cj_end(&j);
     } else {
-        /* PEM is ASCII text: refuse to pass anything else to a terminal. */
-        for (const char *p = r->bundle_pem; *p; p++) {
-            unsigned char ch = (unsigned char)*p;
-            if (!((ch >= 0x20 && ch < 0x7f) || ch == '\n' || ch == '\r')) {
-                protobuf_c_message_free_unpacked(out, NULL);
-                return cli_fail(c, "the gateway's bundle is not PEM text");
-            }
-        }
         fputs(r->bundle_pem, stdout);
     }
     protobuf_c_message_free_unpacked(out, NULL);

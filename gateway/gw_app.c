@@ -10,6 +10,7 @@
 #include "gw_audit.h"
 #include "gw_bundle.h"
 #include "gw_config.h"
+#include "gw_crl.h"
 #include "gw_ratelimit.h"
 #include "gw_revocation.h"
 #include "gw_secretbox.h"
@@ -40,20 +41,27 @@ static int open_keyring(gw_app *app, const gw_config *cfg)
     return gw_keyring_load(cfg->secrets_key_path, &app->keyring);
 }
 
-/* The bundle as a SPIFFE bundle. Its sequence is the bundle file's
- * modification time: it grows whenever the bundle file is rewritten. */
-static int make_spiffe_bundle(gw_pki *pki, const gw_config *cfg)
+/* The bundle's roots (kept, with their SHA-256, for re-evaluating open
+ * connections after a reload) and the SPIFFE bundle. Its sequence is the
+ * bundle file's modification time: it grows whenever the file is rewritten. */
+static int load_roots(gw_pki *pki, const gw_config *cfg)
 {
-    STACK_OF(X509) *roots = NULL;
     struct stat st;
     size_t len = 0;
     TSR_ENSURE(stat(cfg->bundle_path, &st) == 0, TSR_E_IO, "%s: cannot stat", cfg->bundle_path);
     TSR_GUARD(ca_certs_from_pem((const uint8_t *)pki->bundle_pem, strlen(pki->bundle_pem),
-                                &roots));
-    int rc = gw_spiffe_bundle_json(roots, st.st_mtime > 0 ? (int64_t)st.st_mtime : 0,
-                                   GW_BUNDLE_REFRESH_HINT, &pki->spiffe_bundle_json, &len);
-    sk_X509_pop_free(roots, X509_free);
-    return rc;
+                                &pki->roots));
+    int n = sk_X509_num(pki->roots);
+    pki->root_sha256 = calloc((size_t)n, sizeof *pki->root_sha256);
+    TSR_ENSURE(pki->root_sha256 != NULL, TSR_E_INTERNAL, "out of memory");
+    for (int i = 0; i < n; i++) {
+        unsigned int dlen = 0;
+        TSR_ENSURE(X509_digest(sk_X509_value(pki->roots, i), EVP_sha256(), pki->root_sha256[i],
+                               &dlen) == 1 && dlen == 32,
+                   TSR_E_INTERNAL, "X509_digest failed");
+    }
+    return gw_spiffe_bundle_json(pki->roots, st.st_mtime > 0 ? (int64_t)st.st_mtime : 0,
+                                 GW_BUNDLE_REFRESH_HINT, &pki->spiffe_bundle_json, &len);
 }
 
 /* The issuing CA must chain to a root of the bundle now: otherwise every
@@ -93,7 +101,7 @@ int gw_pki_load(const gw_config *cfg, gw_pki **out)
     TSR_TRY(tsr_read_file(cfg->bundle_path, CA_PEM_MAX_BYTES, &bundle, &bundle_len));
     pki->bundle_pem = (char *)bundle;
     bundle = NULL;
-    TSR_TRY(make_spiffe_bundle(pki, cfg));
+    TSR_TRY(load_roots(pki, cfg));
     /* Leaves are served with the issuing CA as their chain. */
     TSR_TRY(ca_certs_load_file(cfg->issuing_cert_path, &chain));
     TSR_TRY(ca_certs_to_pem(chain, &pki->chain_pem, &chain_len));
@@ -116,6 +124,8 @@ void gw_pki_release(gw_pki *pki)
     free(pki->bundle_pem);
     free(pki->spiffe_bundle_json);
     sk_X509_pop_free(pki->intermediates, X509_free);
+    sk_X509_pop_free(pki->roots, X509_free);
+    free(pki->root_sha256);
     ca_issuer_free(pki->issuer);
     ca_trust_free(pki->trust);
     gw_config_free(pki->owned_cfg);
@@ -136,7 +146,9 @@ void gw_app_swap_pki(gw_app *app, gw_pki *pki)
 {
     TSR_ASSERT(pthread_mutex_lock(&app->pki_lock) == 0);
     gw_pki *old = app->pki;
+    pki->generation = old->generation + 1;
     app->pki = pki;
+    atomic_store(&app->pki_generation, pki->generation);
     (void)pthread_mutex_unlock(&app->pki_lock);
     gw_pki_release(old);
 }
@@ -151,10 +163,15 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
     int rc = -1;
 
     TSR_TRY(gw_pki_load(cfg, &app->pki));
+    app->pki->generation = 1;
+    atomic_store(&app->pki_generation, 1);
     TSR_TRY(tsr_mkdir_p(cfg->data_dir, 0700));
     TSR_TRY(open_keyring(app, cfg));
     TSR_TRY(gw_audit_open(cfg->audit_path, &app->audit));
     TSR_TRY(gw_revocations_new(&app->revoked));
+    char crl_number_path[GW_CONFIG_PATH_MAX];
+    TSR_TRY(tsr_path_join(crl_number_path, sizeof crl_number_path, cfg->data_dir, "crl.number"));
+    TSR_TRY(gw_crl_cache_new(crl_number_path, &app->crl));
     TSR_TRY(gw_ratelimit_new(cfg->renew_limit, cfg->renew_window * 1000, &app->renew_limit));
 
     /* Open once here so migrations run before any worker starts, and load
@@ -178,6 +195,7 @@ out:
 void gw_app_fini(gw_app *app)
 {
     gw_drivers_free(app->drivers);
+    gw_crl_cache_free(app->crl);
     gw_ratelimit_free(app->renew_limit);
     gw_revocations_free(app->revoked);
     gw_audit_close(app->audit);

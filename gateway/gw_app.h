@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "ca_issue.h"
 #include "ca_verify.h"
@@ -19,6 +20,7 @@ struct gw_audit;
 struct gw_revocations;
 struct gw_ratelimit;
 struct gw_drivers;
+struct gw_crl_cache;
 
 /* What a reload (SIGHUP) may replace, as one immutable, refcounted
  * snapshot: the PKI the gateway trusts and issues with, and the config
@@ -28,6 +30,7 @@ struct gw_drivers;
  * call in progress; the old snapshot is freed when its last call ends. */
 typedef struct gw_pki {
     atomic_int refs;
+    uint64_t generation;                 /* 1 at start, +1 per installed reload */
     const struct gw_config *cfg;         /* reloadable settings (see above) */
     struct gw_config *owned_cfg;         /* cfg, when this snapshot owns it (reloads) */
     ca_trust *trust;                     /* bundle roots + trust domain */
@@ -37,6 +40,8 @@ typedef struct gw_pki {
     char *spiffe_bundle_json;            /* the same roots as a SPIFFE bundle (JWKS) */
     STACK_OF(X509) *intermediates;       /* the issuing CA chain: untrusted path hints
                                             for forwarded leaves (gw_forward.h) */
+    STACK_OF(X509) *roots;               /* the bundle's roots, in file order */
+    unsigned char (*root_sha256)[32];    /* SHA-256 of each root's DER */
 } gw_pki;
 
 typedef struct gw_app {
@@ -48,6 +53,8 @@ typedef struct gw_app {
     struct gw_revocations *revoked;      /* in-memory set, loaded from the store */
     struct gw_ratelimit *renew_limit;    /* per-sandbox renewals */
     struct gw_drivers *drivers;          /* loaded plugins; set once serving starts */
+    struct gw_crl_cache *crl;            /* the CRL GetTrustBundle serves (gw_crl.h) */
+    atomic_uint_fast64_t pki_generation; /* generation of the current snapshot */
     bool keyring_created;                /* gw_app_init made a new keyring file */
 } gw_app;
 

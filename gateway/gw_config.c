@@ -1,11 +1,13 @@
 #include "gw_config.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "tsr_fs.h"
 #include "tsr_yaml.h"
@@ -233,6 +235,7 @@ static void set_numeric_defaults(gw_config *c)
     c->workers = 0;
     c->sandbox_cert_ttl = HOUR;
     c->renew_limit = 10;
+    c->crl_validity = 6 * HOUR;
     c->renew_window = HOUR;
     c->max_message_bytes = 4u * 1024 * 1024;
     c->max_concurrent_streams = 100;
@@ -245,6 +248,8 @@ static void set_numeric_defaults(gw_config *c)
     c->drivers_dir[0] = '\0';
     strcpy(c->proxy_header, GW_CONFIG_DEFAULT_PROXY_HEADER);
     c->proxy_format = GW_FORWARD_ESCAPED_PEM;
+    c->proxy_socket_path[0] = '\0';
+    c->proxy_socket_mode = 0600;
     c->metrics_host[0] = '\0';
     c->metrics_port = 0;
 }
@@ -452,10 +457,75 @@ static int load_driver_options(gw_config *c, const tsr_yaml_node *opts)
     return 0;
 }
 
-static int load_proxy(gw_config *c, const tsr_yaml_node *m)
+/* A group name ([a-z_][a-z0-9_-]*, at most 32) or a decimal gid, which must
+ * exist on this host. */
+static int resolve_group(const tsr_yaml_node *n, const char *s, size_t len, gid_t *out)
+{
+    char q[96];
+    tsr_yaml_quote_bytes(s, len, q, sizeof q);
+    bool digits = len > 0 && len <= 9, name = len > 0 && len <= 32;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        digits = digits && ch >= '0' && ch <= '9';
+        name = name && ((ch >= 'a' && ch <= 'z') || ch == '_' ||
+                        (i > 0 && ((ch >= '0' && ch <= '9') || ch == '-')));
+    }
+    if (!digits && !name)
+        return tsr_yaml_fail(n, "bad group %s (a group name or a numeric gid)", q);
+    struct group gr, *found = NULL;
+    char buf[16384];
+    int e = digits ? getgrgid_r((gid_t)strtoul(s, NULL, 10), &gr, buf, sizeof buf, &found)
+                   : getgrnam_r(s, &gr, buf, sizeof buf, &found);
+    if (e != 0 || found == NULL) return tsr_yaml_fail(n, "group %s does not exist", q);
+    *out = found->gr_gid;
+    return 0;
+}
+
+static int load_unix_socket(gw_config *c, const tsr_yaml_node *m, const char *base)
+{
+    TSR_GUARD(tsr_yaml_check_keys(m, KEYS("path", "mode", "group")));
+    const tsr_yaml_node *n = tsr_yaml_get(m, "path");
+    if (n == NULL) return tsr_yaml_fail(m, "proxy.unix_socket needs a path");
+    TSR_GUARD(get_path(m, "path", base, false, false, c->proxy_socket_path, NULL));
+    if (strlen(c->proxy_socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return tsr_yaml_fail(n, "unix socket path longer than %zu bytes once resolved",
+                             sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    if ((n = tsr_yaml_get(m, "mode")) != NULL) {
+        const char *s;
+        size_t len;
+        TSR_GUARD(tsr_yaml_to_str(n, "mode", &s, &len));
+        /* Quoted: YAML would read a plain 0660 as a number. */
+        bool ok = tsr_yaml_is_quoted(n) && len >= 3 && len <= 4;
+        unsigned v = 0;
+        for (size_t i = 0; ok && i < len; i++) {
+            ok = s[i] >= '0' && s[i] <= '7';
+            v = v * 8 + (unsigned)(s[i] - '0');
+        }
+        if (!ok) return tsr_yaml_fail(n, "mode must be an octal string such as \"0660\"");
+        /* Connecting needs write permission: never for "other"; never
+         * execute or special bits. */
+        if ((v & ~0660u) != 0 || (v & 0600u) != 0600u)
+            return tsr_yaml_fail(n, "mode %s: allowed are 0600, 0620, 0640 and 0660 (owner "
+                                    "read-write, group optional, never others)", s);
+        c->proxy_socket_mode = v;
+    }
+    if ((n = tsr_yaml_get(m, "group")) != NULL) {
+        const char *s;
+        size_t len;
+        TSR_GUARD(tsr_yaml_to_str(n, "group", &s, &len));
+        TSR_GUARD(resolve_group(n, s, len, &c->proxy_socket_gid));
+        c->proxy_socket_set_group = true;
+    }
+    return 0;
+}
+
+static int load_proxy(gw_config *c, const tsr_yaml_node *m, const char *base)
 {
     if (m == NULL) return 0;
-    TSR_GUARD(tsr_yaml_check_keys(m, KEYS("trusted", "header", "format")));
+    TSR_GUARD(tsr_yaml_check_keys(m, KEYS("trusted", "header", "format", "unix_socket")));
+    const tsr_yaml_node *sock = NULL;
+    TSR_GUARD(tsr_yaml_get_map(m, "unix_socket", &sock));
+    if (sock != NULL) TSR_GUARD(load_unix_socket(c, sock, base));
     const tsr_yaml_node *seq, *n;
     TSR_GUARD(tsr_yaml_get_seq(m, "trusted", &seq));
     size_t count = tsr_yaml_count(seq);
@@ -631,7 +701,8 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
 
     TSR_GUARD(tsr_yaml_get_map(root, "certificates", &m));
     if (m != NULL) {
-        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("sandbox_ttl", "renew_limit", "renew_window")));
+        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("sandbox_ttl", "renew_limit", "renew_window",
+                                              "crl_validity")));
         TSR_GUARD(tsr_yaml_get_duration(m, "sandbox_ttl", 5 * MINUTE, 24 * HOUR,
                                         &c->sandbox_cert_ttl));
         v = c->renew_limit;
@@ -639,6 +710,8 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
         c->renew_limit = (int)v;
         TSR_GUARD(tsr_yaml_get_duration(m, "renew_window", MINUTE, 24 * HOUR,
                                         &c->renew_window));
+        TSR_GUARD(tsr_yaml_get_duration(m, "crl_validity", 10 * MINUTE, 7 * 24 * HOUR,
+                                        &c->crl_validity));
     }
 
     TSR_GUARD(tsr_yaml_get_map(root, "limits", &m));
@@ -669,7 +742,7 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
     }
 
     TSR_GUARD(tsr_yaml_get_map(root, "proxy", &m));
-    TSR_GUARD(load_proxy(c, m));
+    TSR_GUARD(load_proxy(c, m, base));
     TSR_GUARD(tsr_yaml_get_map(root, "metrics", &m));
     TSR_GUARD(load_metrics(c, m));
     return apply_secrets_env(c);

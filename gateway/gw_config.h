@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "gw_principal.h"
 #include "tsr_err.h"
@@ -64,6 +65,7 @@ typedef struct gw_config {
                                         env TESSERA_SECRETS_KEY_FILE overrides */
     char audit_path[4096];           /* "-" = stderr; default <data_dir>/audit.log */
     int64_t sandbox_cert_ttl;        /* seconds; default 1h; range 5m..24h */
+    int64_t crl_validity;            /* seconds: CRL nextUpdate - now; default 6h; 10m..7d */
     int renew_limit;                 /* renewals per sandbox per window; default 10; 1..1000 */
     int64_t renew_window;            /* seconds; default 1h; 1m..24h */
     uint32_t max_message_bytes;      /* default 4 MiB; 1 KiB..64 MiB */
@@ -86,6 +88,12 @@ typedef struct gw_config {
     char proxy_header[GW_CONFIG_HEADER_MAX + 1]; /* lowercase [a-z0-9-]; default x-client-cert */
     enum gw_forward_format proxy_format;  /* default: xfcc for x-forwarded-client-cert,
                                              else escaped-pem */
+    /* proxy.unix_socket: a listener for a local proxy (h2c, no TLS); every
+     * call on it must forward a client certificate */
+    char proxy_socket_path[GW_CONFIG_PATH_MAX]; /* "" = none; resolved; < 108 bytes */
+    uint32_t proxy_socket_mode;      /* default 0600; a subset of 0660 */
+    bool proxy_socket_set_group;     /* proxy.unix_socket.group given */
+    gid_t proxy_socket_gid;          /* resolved at load */
     /* metrics: Prometheus text over plain HTTP, loopback only */
     char metrics_host[256];          /* "" = disabled (the default) */
     uint16_t metrics_port;           /* 0 = ephemeral (tests) */

@@ -259,10 +259,15 @@ int gw_forward_authenticate(const gw_call_ctx *ctx, const uint8_t *value, size_t
     const gw_principal *conn = ctx->principal;
     TSR_ASSERT(conn != NULL && out != NULL && (value != NULL || len == 0));
 
-    gw_pki *pki = gw_app_pki(app);   /* proxy.trusted is reloadable */
-    bool trusted = gw_config_proxy_trusted(pki->cfg, conn->name);
-    gw_pki_release(pki);
-    if (conn->kind != GW_PRINCIPAL_PROXY || !trusted) {
+    /* A trusted proxy: on the unix socket, or a Proxy principal listed in
+     * proxy.trusted (reloadable). */
+    bool trusted = conn->local_proxy;
+    if (!trusted && conn->kind == GW_PRINCIPAL_PROXY) {
+        gw_pki *pki = gw_app_pki(app);
+        trusted = gw_config_proxy_trusted(pki->cfg, conn->name);
+        gw_pki_release(pki);
+    }
+    if (!trusted) {
         gw_metrics_forward(GW_FORWARD_IGNORED);
         gw_audit_event(ctx, "forward", "", "ignore",
                        "client certificate header from a caller that is not a trusted proxy",

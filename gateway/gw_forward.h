@@ -2,7 +2,8 @@
  * (DESIGN §6).
  *
  * A trusted proxy (a caller whose principal is spiffe://TD/proxy/<name>
- * with <name> in the config's proxy.trusted) terminates the client's TLS
+ * with <name> in the config's proxy.trusted, or any caller on the
+ * configured unix socket: principal.local_proxy) terminates the client's TLS
  * and forwards the client's certificate in one request header
  * (proxy.header), per request. The gateway trusts the proxy for one thing
  * only: that its client proved possession of that certificate's key in
@@ -11,7 +12,8 @@
  * domain, revocation and validity (gw_identity_from_chain), and the call
  * then runs as that identity: a sandbox, a user, or nobody
  * (UNAUTHENTICATED). A proxy call without the header is the proxy itself,
- * which the guard denies everything (PERMISSION_DENIED).
+ * which the guard denies everything (PERMISSION_DENIED); a call on the unix
+ * socket without it is UNAUTHENTICATED (its connection identifies nobody).
  *
  * From any other caller the header is ignored (the call runs as the caller)
  * and the attempt is logged by the transport and audited here.

@@ -244,6 +244,11 @@ int main(int argc, char **argv)
         .call_done = gw_metrics_call_done,
         .forward_header = cfg->proxy_header,
         .authenticate_forwarded = gw_forward_authenticate,
+        .unix_path = cfg->proxy_socket_path[0] != '\0' ? cfg->proxy_socket_path : NULL,
+        .unix_mode = cfg->proxy_socket_mode,
+        .unix_set_group = cfg->proxy_socket_set_group,
+        .unix_gid = cfg->proxy_socket_gid,
+        .authenticate_local = gw_identity_authenticate_local,
     };
     if (gw_server_new(&scfg, &server) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
@@ -306,6 +311,8 @@ int main(int argc, char **argv)
         printf("tessera-gateway metrics on http://%s%s%s:%u/metrics\n", mv6 ? "[" : "",
                cfg->metrics_host, mv6 ? "]" : "", gw_metrics_server_port(metrics));
     }
+    if (cfg->proxy_socket_path[0] != '\0')
+        printf("tessera-gateway proxy socket on unix:%s\n", cfg->proxy_socket_path);
     fflush(stdout);
     if (gw_server_run(server) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());

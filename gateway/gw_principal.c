@@ -2,6 +2,7 @@
 #include "gw_principal.h"
 
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +44,44 @@ static void unauthenticated(gw_principal *out, const char *reason)
     snprintf(out->reason, sizeof out->reason, "%s", reason);
 }
 
+/* The bundle root a just-verified chain ends in: the first root that issued
+ * (by name and key identifier: X509_check_issued, no signature work) the
+ * leaf or one of the untrusted certificates. */
+static void find_anchor(const gw_pki *pki, X509 *leaf, STACK_OF(X509) *untrusted,
+                        gw_principal *out)
+{
+    out->pki_generation = pki->generation;
+    memset(out->anchor, 0, sizeof out->anchor);
+    int n = untrusted != NULL ? sk_X509_num(untrusted) : 0;
+    for (int c = -1; c < n; c++) {
+        X509 *cert = c < 0 ? leaf : sk_X509_value(untrusted, c);
+        for (int r = 0; r < sk_X509_num(pki->roots); r++) {
+            if (X509_check_issued(sk_X509_value(pki->roots, r), cert) == X509_V_OK) {
+                memcpy(out->anchor, pki->root_sha256[r], sizeof out->anchor);
+                return;
+            }
+        }
+    }
+}
+
+/* After a reload (another PKI snapshot): would this principal still be
+ * given? Its chain's root must still be in the bundle (a retired root's
+ * leaves are refused), and a user's role must be unchanged. A new issuing
+ * CA under the same root changes nothing: older leaves still chain. */
+static bool reevaluate(gw_app *app, const gw_principal *p)
+{
+    static const unsigned char none[32];
+    gw_pki *pki = gw_app_pki(app);
+    bool ok = false;
+    if (memcmp(p->anchor, none, sizeof none) != 0)
+        for (int r = 0; !ok && r < sk_X509_num(pki->roots); r++)
+            ok = memcmp(pki->root_sha256[r], p->anchor, sizeof p->anchor) == 0;
+    if (ok && p->kind == GW_PRINCIPAL_USER)
+        ok = gw_config_user_role(pki->cfg, p->name) == p->role;
+    gw_pki_release(pki);
+    return ok;
+}
+
 static int from_chain(gw_app *app, const gw_pki *pki, X509 *leaf,
                       STACK_OF(X509) *untrusted, int64_t now, gw_principal *out)
 {
@@ -58,6 +97,7 @@ static int from_chain(gw_app *app, const gw_pki *pki, X509 *leaf,
         unauthenticated(out, tsr_errmsg());
         return 0;
     }
+    find_anchor(pki, leaf, untrusted, out);
     snprintf(out->spiffe_id, sizeof out->spiffe_id, "%s", peer.identity.id.text);
     snprintf(out->serial_hex, sizeof out->serial_hex, "%s", peer.serial_hex);
     out->not_after = peer.chain_not_after;
@@ -110,6 +150,18 @@ int gw_identity_authenticate(void *app_ptr, void *worker, SSL *ssl, gw_principal
     return gw_identity_from_chain(app, leaf, chain, 0, out);
 }
 
+int gw_identity_authenticate_local(void *app, void *worker, const gw_local_peer *peer,
+                                   gw_principal *out)
+{
+    (void)app;
+    (void)worker;
+    TSR_ASSERT(peer != NULL && out != NULL);
+    memset(out, 0, sizeof *out);
+    out->local_proxy = true;
+    unauthenticated(out, "unix socket: every call needs a forwarded client certificate");
+    return 0;
+}
+
 bool gw_identity_still_valid(void *app_ptr, const gw_principal *p, int64_t now)
 {
     gw_app *app = app_ptr;
@@ -120,5 +172,9 @@ bool gw_identity_still_valid(void *app_ptr, const gw_principal *p, int64_t now)
         p->kind != GW_PRINCIPAL_PROXY)
         return true;
     if (p->serial_hex[0] == '\0' || now >= p->not_after) return false;
-    return !gw_revocations_contains(app->revoked, p->serial_hex);
+    if (gw_revocations_contains(app->revoked, p->serial_hex)) return false;
+    /* Verified against an older snapshot: re-evaluate against the current
+     * one (until the connection ends; cheap: no signature work). */
+    if (p->pki_generation == atomic_load(&app->pki_generation)) return true;
+    return reevaluate(app, p);
 }

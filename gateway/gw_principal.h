@@ -3,6 +3,7 @@
 #ifndef GW_PRINCIPAL_H
 #define GW_PRINCIPAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ca_spiffe.h"
@@ -25,6 +26,16 @@ typedef struct gw_principal {
     char serial_hex[41];                    /* the leaf's serial */
     int64_t not_after;                      /* earliest notAfter of the chain */
     char reason[160];                       /* why UNAUTHENTICATED */
+    /* A connection on the configured unix socket: a trusted proxy by
+     * position, never anyone by itself (the principal is UNAUTHENTICATED);
+     * each call runs as the client certificate it forwards. Set only by
+     * gw_identity_authenticate_local. */
+    bool local_proxy;
+    /* For re-evaluation after a reload (gw_identity_still_valid): the PKI
+     * snapshot the certificate was verified against, and the SHA-256 of the
+     * bundle root its chain ends in (all zero: none found). */
+    uint64_t pki_generation;
+    unsigned char anchor[32];
 } gw_principal;
 
 const char *gw_principal_kind_name(enum gw_principal_kind kind);

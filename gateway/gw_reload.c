@@ -39,6 +39,10 @@ static void check_restart_only(const gw_config *old, const gw_config *nw, const 
     STR_FIELD(supervisor_path, "drivers.supervisor");
     STR_FIELD(proxy_header, "proxy.header");
     STR_FIELD(metrics_host, "metrics");
+    STR_FIELD(proxy_socket_path, "proxy.unix_socket");
+    NUM_FIELD(proxy_socket_mode, "proxy.unix_socket");
+    NUM_FIELD(proxy_socket_set_group, "proxy.unix_socket");
+    NUM_FIELD(proxy_socket_gid, "proxy.unix_socket");
     NUM_FIELD(metrics_port, "metrics");
     NUM_FIELD(workers, "workers");
     NUM_FIELD(renew_limit, "renew_limit");

@@ -1,6 +1,7 @@
 #include "gw_revocation.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 struct gw_revocations {
     pthread_rwlock_t lock;
     tsr_strmap *serials; /* serial hex -> malloc'd int64_t notAfter */
+    atomic_uint_fast64_t generation;
 };
 
 int gw_revocations_new(gw_revocations **out)
@@ -42,6 +44,7 @@ int gw_revocations_add(gw_revocations *r, const char *serial, int64_t not_after)
     void *old = NULL;
     pthread_rwlock_wrlock(&r->lock);
     int rc = tsr_strmap_put(r->serials, serial, value, &old);
+    if (rc == 0 && old == NULL) atomic_fetch_add(&r->generation, 1);
     pthread_rwlock_unlock(&r->lock);
     free(rc == 0 ? old : value);
     return rc;
@@ -77,4 +80,32 @@ size_t gw_revocations_count(gw_revocations *r)
     size_t n = tsr_strmap_count(r->serials);
     pthread_rwlock_unlock(&r->lock);
     return n;
+}
+
+uint64_t gw_revocations_generation(gw_revocations *r)
+{
+    return atomic_load(&r->generation);
+}
+
+struct each_arg {
+    int (*cb)(void *arg, const char *serial_hex, int64_t not_after);
+    void *arg;
+    int rc;
+};
+
+static int each_one(void *arg, const char *key, void *value)
+{
+    struct each_arg *a = arg;
+    if (a->rc == 0) a->rc = a->cb(a->arg, key, *(const int64_t *)value);
+    return 0;   /* never removes: safe under the read lock */
+}
+
+int gw_revocations_each(gw_revocations *r,
+                        int (*cb)(void *arg, const char *serial_hex, int64_t not_after), void *arg)
+{
+    struct each_arg a = {.cb = cb, .arg = arg, .rc = 0};
+    pthread_rwlock_rdlock(&r->lock);
+    tsr_strmap_filter(r->serials, each_one, &a);
+    pthread_rwlock_unlock(&r->lock);
+    return a.rc;
 }

@@ -9,6 +9,7 @@
 #include "ca_pem.h"
 #include "gw_audit.h"
 #include "gw_config.h"
+#include "gw_crl.h"
 #include "gw_handler.h"
 #include "gw_metrics.h"
 #include "gw_ratelimit.h"
@@ -260,12 +261,21 @@ static void get_trust_bundle(const gw_call_ctx *ctx, const uint8_t *msg, size_t 
     Tessera__V1__GetTrustBundleResponse out_msg;
     tessera__v1__get_trust_bundle_response__init(&out_msg);
     gw_pki *pki = gw_app_pki(app);
+    gw_crl *crl = NULL;
+    /* Cached: signed again only when revocations or the PKI changed. */
+    if (gw_crl_current(app->crl, pki, app->revoked, gw_worker_of(ctx)->store, 0, &crl) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
     out_msg.bundle_pem = pki->bundle_pem;
     out_msg.spiffe_bundle_json = pki->spiffe_bundle_json;
+    out_msg.crl_pem = crl->pem;
     char trust_domain[CA_TRUST_DOMAIN_MAX + 1];
     snprintf(trust_domain, sizeof trust_domain, "%s", app->cfg->trust_domain);
     out_msg.trust_domain = trust_domain;
     gw_reply(resp, &out_msg);
+out:
+    gw_crl_release(crl);
     gw_pki_release(pki);
     gw_free_unpacked(req);
 }

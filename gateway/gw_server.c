@@ -39,7 +39,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "gw_grpc.h"
@@ -58,6 +60,7 @@
 #define TAG_LISTEN 1u
 #define TAG_TIMER 2u
 #define TAG_STOP 3u
+#define TAG_UNIX 4u
 
 /* ---- logging ------------------------------------------------------------ */
 
@@ -178,6 +181,44 @@ static void conn_close(gw_conn *c, const char *why)
     server_event(w->s, GW_EV_CONN_CLOSE);
 }
 
+/* The connection's byte stream: TLS, or plaintext on the unix socket. A
+ * result <= 0 comes with *err, an SSL_ERROR_* value for both. */
+static int conn_send(gw_conn *c, const uint8_t *buf, int len, int *err)
+{
+    if (c->ssl != NULL) {
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, buf, len);
+        if (n <= 0) *err = SSL_get_error(c->ssl, n);
+        return n;
+    }
+    for (;;) {
+        ssize_t n = send(c->fd, buf, (size_t)len, MSG_NOSIGNAL);
+        if (n > 0) return (int)n;
+        if (n < 0 && errno == EINTR) continue;
+        *err = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? SSL_ERROR_WANT_WRITE
+                                                                  : SSL_ERROR_SYSCALL;
+        return -1;
+    }
+}
+
+static int conn_recv(gw_conn *c, uint8_t *buf, int len, int *err)
+{
+    if (c->ssl != NULL) {
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, buf, len);
+        if (n <= 0) *err = SSL_get_error(c->ssl, n);
+        return n;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, (size_t)len, 0);
+        if (n > 0) return (int)n;
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) *err = SSL_ERROR_ZERO_RETURN;
+        else *err = errno == EAGAIN || errno == EWOULDBLOCK ? SSL_ERROR_WANT_READ : SSL_ERROR_SYSCALL;
+        return -1;
+    }
+}
+
 static int out_append(gw_conn *c, const uint8_t *data, size_t len)
 {
     if (c->out_off > 0 && c->out_off == c->out_len) c->out_off = c->out_len = 0;
@@ -227,14 +268,13 @@ static int conn_flush(gw_conn *c)
         size_t pending = c->out_len - c->out_off;
         if (pending == 0) return 0;
         if (pending > INT_MAX) pending = INT_MAX;
-        ERR_clear_error();
-        int n = SSL_write(c->ssl, c->out + c->out_off, (int)pending);
+        int e = SSL_ERROR_NONE;
+        int n = conn_send(c, c->out + c->out_off, (int)pending, &e);
         if (n > 0) {
             c->out_off += (size_t)n;
             c->last_io_ms = tsr_monotonic_ms();
             continue;
         }
-        int e = SSL_get_error(c->ssl, n);
         if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
             c->write_blocked = true;
             c->write_wants_read = e == SSL_ERROR_WANT_READ;
@@ -289,11 +329,12 @@ static int conn_read(gw_conn *c)
             continue;
         }
         if (records == GW_READS_PER_EVENT) {
-            if (SSL_has_pending(c->ssl)) conn_again(c);
+            /* Plaintext: level-triggered epoll reports what is left. */
+            if (c->ssl != NULL && SSL_has_pending(c->ssl)) conn_again(c);
             break;
         }
-        ERR_clear_error();
-        int n = SSL_read(c->ssl, buf, sizeof buf);
+        int e = SSL_ERROR_NONE;
+        int n = conn_recv(c, buf, sizeof buf, &e);
         if (n > 0) {
             records++;
             c->last_io_ms = tsr_monotonic_ms();
@@ -307,7 +348,6 @@ static int conn_read(gw_conn *c)
             if (conn_flush(c) != 0) return -1;
             continue;
         }
-        int e = SSL_get_error(c->ssl, n);
         if (e == SSL_ERROR_WANT_READ) break;
         if (e == SSL_ERROR_WANT_WRITE) {
             c->read_wants_write = true;
@@ -356,6 +396,8 @@ static void conn_service(gw_conn *c, uint32_t events)
     conn_settle(c);
 }
 
+static void conn_start(gw_conn *c);
+
 static void conn_established(gw_conn *c)
 {
     gw_server *s = c->w->s;
@@ -370,6 +412,13 @@ static void conn_established(gw_conn *c)
         conn_close(c, "internal error during authentication");
         return;
     }
+    conn_start(c);
+}
+
+/* The principal is set: check it once, then HTTP/2. */
+static void conn_start(gw_conn *c)
+{
+    gw_server *s = c->w->s;
     c->state = GW_CONN_OPEN;
     if (!s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix())) {
         char who[200];
@@ -479,22 +528,82 @@ fail:
     server_log(s, "cannot set up a new connection (out of memory)");
 }
 
+/* A connection on the unix socket: a local trusted proxy speaking h2c. No
+ * handshake: its principal comes from authenticate_local, with the peer's
+ * SO_PEERCRED, and HTTP/2 starts at once. */
+static void conn_new_local(gw_loop *w, int fd)
+{
+    gw_server *s = w->s;
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    gw_conn *c = calloc(1, sizeof *c);
+    if (c == NULL || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0 ||
+        cl != sizeof cred) {
+        server_log(s, "unix socket: cannot set up a new connection (%s)",
+                   c == NULL ? "out of memory" : "no peer credentials");
+        free(c);
+        close(fd);
+        atomic_fetch_sub(&s->n_conns, 1);
+        return;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->local = true;
+    c->state = GW_CONN_HANDSHAKE;
+    c->accepted_ms = c->last_io_ms = tsr_monotonic_ms();
+    snprintf(c->peer, sizeof c->peer, "unix:uid=%u,pid=%d", (unsigned)cred.uid, (int)cred.pid);
+    c->next = w->conns;
+    if (w->conns != NULL) w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    server_event(s, GW_EV_CONN_OPEN);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        conn_close(c, "epoll_ctl failed");
+        return;
+    }
+    c->ev_mask = EPOLLIN;
+    gw_local_peer peer = {.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+    memset(&c->principal, 0, sizeof c->principal);
+    if (s->cfg.authenticate_local(s->cfg.app, w->state, &peer, &c->principal) != 0) {
+        gw_conn_log(c, "authenticate failed: %s", tsr_errmsg());
+        conn_close(c, "internal error during authentication");
+        return;
+    }
+    conn_start(c);
+}
+
 /* ---- worker ------------------------------------------------------------- */
 
 static void listen_pause(gw_loop *w, bool pause)
 {
-    if (w->lfd < 0 || w->listen_paused == pause) return;
-    struct epoll_event ev = {.events = pause ? 0 : EPOLLIN, .data.u64 = TAG_LISTEN};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->lfd, &ev) == 0) w->listen_paused = pause;
+    if (w->listen_paused == pause) return;
+    if (w->lfd >= 0) {
+        struct epoll_event ev = {.events = pause ? 0 : EPOLLIN, .data.u64 = TAG_LISTEN};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->lfd, &ev) != 0) return;
+    }
+    /* EPOLLEXCLUSIVE entries cannot be modified: remove and add back. */
+    if (w->s->unix_fd >= 0 && !w->stopping && w->unix_registered == pause) {
+        if (pause) {
+            if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->s->unix_fd, NULL) == 0)
+                w->unix_registered = false;
+        } else {
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = TAG_UNIX};
+            if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->s->unix_fd, &ev) == 0)
+                w->unix_registered = true;
+        }
+    }
+    w->listen_paused = pause;
 }
 
-static void accept_ready(gw_loop *w)
+static void accept_ready(gw_loop *w, bool local)
 {
     gw_server *s = w->s;
+    int lfd = local ? s->unix_fd : w->lfd;
     for (int i = 0; i < GW_ACCEPTS_PER_EVENT && !w->stopping; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        int fd = accept4(w->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -515,7 +624,8 @@ static void accept_ready(gw_loop *w)
             }
             continue;
         }
-        conn_new(w, fd, &ss);
+        if (local) conn_new_local(w, fd);
+        else conn_new(w, fd, &ss);
     }
 }
 
@@ -525,6 +635,10 @@ static void worker_begin_stop(gw_loop *w)
     w->stopping = true;
     w->drain_deadline_ms = tsr_monotonic_ms() + w->s->cfg.drain_timeout_ms;
     (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->s->stop_efd, NULL);
+    if (w->unix_registered) {   /* shared: closed by gw_server_free */
+        (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->s->unix_fd, NULL);
+        w->unix_registered = false;
+    }
     if (w->lfd >= 0) {
         (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->lfd, NULL);
         close(w->lfd);
@@ -636,8 +750,8 @@ static void *worker_main(void *arg)
         }
         for (int i = 0; i < n; i++) {
             uint64_t tag = evs[i].data.u64;
-            if (tag == TAG_LISTEN) {
-                accept_ready(w);
+            if (tag == TAG_LISTEN || tag == TAG_UNIX) {
+                accept_ready(w, tag == TAG_UNIX);
             } else if (tag == TAG_TIMER) {
                 uint64_t ticks;
                 ssize_t r = read(w->tfd, &ticks, sizeof ticks);  /* EAGAIN is fine */
@@ -718,7 +832,98 @@ static int worker_setup(gw_server *s, gw_loop *w, const struct addrinfo *ai)
     TSR_GUARD(epoll_add(w->epfd, w->lfd, TAG_LISTEN));
     TSR_GUARD(epoll_add(w->epfd, w->tfd, TAG_TIMER));
     TSR_GUARD(epoll_add(w->epfd, s->stop_efd, TAG_STOP));
+    if (s->unix_fd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = TAG_UNIX};
+        TSR_ENSURE(epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->unix_fd, &ev) == 0, TSR_E_IO,
+                   "epoll_ctl: %s", strerror(errno));
+        w->unix_registered = true;
+    }
     return 0;
+}
+
+/* ---- the unix socket ---------------------------------------------------- */
+
+/* An existing file at the path: a socket nobody listens on (left by a
+ * crash) is removed; a live socket or anything else is an error. */
+static int unix_clear_stale(const char *path, const struct sockaddr_un *sa)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        TSR_ENSURE(errno == ENOENT, TSR_E_IO, "unix socket %s: %s", path, strerror(errno));
+        return 0;
+    }
+    TSR_ENSURE(S_ISSOCK(st.st_mode), TSR_E_INPUT,
+               "unix socket %s: the path exists and is not a socket; not replacing it", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    TSR_ENSURE(fd >= 0, TSR_E_IO, "socket: %s", strerror(errno));
+    int r = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
+    int e = errno;
+    close(fd);
+    TSR_ENSURE(r != 0, TSR_E_IO, "unix socket %s is in use by another process", path);
+    TSR_ENSURE(e == ECONNREFUSED, TSR_E_IO, "unix socket %s: connect: %s", path, strerror(e));
+    TSR_ENSURE(unlink(path) == 0 || errno == ENOENT, TSR_E_IO, "unix socket %s: unlink: %s",
+               path, strerror(errno));
+    return 0;
+}
+
+/* Bind with the mode already in place (umask during bind: no window with
+ * wider permissions, nothing to chmod through a path an attacker could
+ * swap), set the group without following a symlink, and only then listen:
+ * nobody connects (ECONNREFUSED) before the permissions are final. The
+ * umask is process-wide: gw_server_new runs before the application starts
+ * other threads that create files. */
+static int unix_listen(gw_server *s)
+{
+    const char *path = s->cfg.unix_path;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    TSR_GUARD(unix_clear_stale(path, &sa));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    TSR_ENSURE(fd >= 0, TSR_E_IO, "socket: %s", strerror(errno));
+    struct stat st;
+    const char *step = "bind";
+    mode_t old = umask((mode_t)(~s->cfg.unix_mode & 0777u));
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    int e = errno;
+    umask(old);
+    bool bound = r == 0;
+    if (r == 0 && s->cfg.unix_set_group) {
+        step = "chown";
+        if ((r = lchown(path, (uid_t)-1, s->cfg.unix_gid)) != 0) e = errno;
+    }
+    if (r == 0) {
+        step = "stat";
+        if ((r = lstat(path, &st)) != 0) e = errno;
+    }
+    if (r == 0 && (!S_ISSOCK(st.st_mode) || (st.st_mode & 0777u) != s->cfg.unix_mode)) {
+        step = "unexpected file type or mode after bind";
+        r = -1;
+        e = EPERM;
+    }
+    if (r == 0) {
+        step = "listen";
+        if ((r = listen(fd, GW_LISTEN_BACKLOG)) != 0) e = errno;
+    }
+    if (r != 0) {
+        if (bound) (void)unlink(path);
+        close(fd);
+        return TSR_FAIL(TSR_E_IO, "unix socket %s: %s: %s", path, step, strerror(e));
+    }
+    s->unix_fd = fd;
+    s->unix_dev = st.st_dev;
+    s->unix_ino = st.st_ino;
+    return 0;
+}
+
+static void unix_close(gw_server *s)
+{
+    if (s->unix_fd < 0) return;
+    close(s->unix_fd);
+    s->unix_fd = -1;
+    /* Remove the file only if it is still the one we made. */
+    struct stat st;
+    if (lstat(s->cfg.unix_path, &st) == 0 && st.st_dev == s->unix_dev && st.st_ino == s->unix_ino)
+        (void)unlink(s->cfg.unix_path);
 }
 
 static int config_fill(gw_server_config *c)
@@ -729,6 +934,15 @@ static int config_fill(gw_server_config *c)
     TSR_ENSURE(c->methods != NULL || c->n_methods == 0, TSR_E_INPUT, "server config: methods");
     TSR_ENSURE(c->forward_header == NULL || c->authenticate_forwarded != NULL, TSR_E_INPUT,
                "server config: forward_header needs authenticate_forwarded");
+    if (c->unix_path != NULL) {
+        TSR_ENSURE(c->authenticate_local != NULL, TSR_E_INPUT,
+                   "server config: unix_path needs authenticate_local");
+        TSR_ENSURE(c->unix_path[0] != '\0' &&
+                       strlen(c->unix_path) < sizeof(((struct sockaddr_un *)0)->sun_path),
+                   TSR_E_INPUT, "unix socket path must be 1..107 bytes");
+        if (c->unix_mode == 0) c->unix_mode = 0600;
+        TSR_ENSURE((c->unix_mode & ~0777u) == 0, TSR_E_INPUT, "unix socket mode %o", c->unix_mode);
+    }
     for (size_t i = 0; i < c->n_methods; i++) {
         const gw_method *m = &c->methods[i];
         TSR_ENSURE(m->path != NULL && m->path[0] == '/', TSR_E_INPUT,
@@ -765,6 +979,7 @@ int gw_server_new(const gw_server_config *cfg, gw_server **out)
     *out = NULL;
     TSR_TRY_ENSURE((s = calloc(1, sizeof *s)) != NULL, TSR_E_INTERNAL, "out of memory");
     s->stop_efd = -1;
+    s->unix_fd = -1;
     TSR_TRY_ENSURE(pthread_mutex_init(&s->ctx_lock, NULL) == 0, TSR_E_INTERNAL,
                    "pthread_mutex_init failed");
     s->cfg = *cfg;
@@ -795,6 +1010,7 @@ int gw_server_new(const gw_server_config *cfg, gw_server **out)
         w->epfd = w->lfd = w->tfd = -1;
     }
     s->port = s->cfg.listen_port;
+    if (s->cfg.unix_path != NULL) TSR_TRY(unix_listen(s));
     for (int i = 0; i < s->n_workers; i++) TSR_TRY(worker_setup(s, &s->workers[i], res));
 
     *out = s;
@@ -864,6 +1080,7 @@ void gw_server_free(gw_server *s)
         if (w->epfd >= 0) close(w->epfd);
     }
     free(s->workers);
+    unix_close(s);
     if (s->stop_efd >= 0) close(s->stop_efd);
     gw_h2_teardown(s);
     SSL_CTX_free(s->ssl_ctx);

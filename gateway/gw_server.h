@@ -23,6 +23,7 @@
 
 #include <openssl/ssl.h>
 #include <stdbool.h>
+#include <sys/types.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,13 @@ enum gw_server_event {
     GW_EV_HANDSHAKE_TLS,        /* TLS failure: alert, protocol, version, cipher, ALPN */
     GW_EV_COUNT
 };
+
+/* The caller on the unix socket, from SO_PEERCRED at accept. */
+typedef struct gw_local_peer {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+} gw_local_peer;
 
 typedef struct gw_server_config {
     const char *listen_host; uint16_t listen_port;   /* port 0 = ephemeral */
@@ -103,6 +111,24 @@ typedef struct gw_server_config {
     const char *forward_header;
     int (*authenticate_forwarded)(const gw_call_ctx *ctx, const uint8_t *value, size_t value_len,
                                   unsigned count, gw_principal *out);
+
+    /* Optional: a unix-socket listener for a local trusted proxy (DESIGN §6),
+     * e.g. nginx `grpc_pass unix:PATH`: plaintext HTTP/2 with prior
+     * knowledge (h2c), no TLS. NULL = none. The socket file is created with
+     * unix_mode (0 = 0600) and, when unix_set_group, group unix_gid, both
+     * before listen(), so no one connects under other permissions. An
+     * existing socket file nobody listens on (a crash) is replaced; a live
+     * one, or any other kind of file, is an error. The file is removed at
+     * gw_server_free if it is still ours. Connections on it count toward
+     * max_connections, get no handshake, and their principal comes from
+     * authenticate_local (required with unix_path) instead of authenticate;
+     * their peer text (logs, ctx->peer_addr) is "unix:uid=U,pid=P". */
+    const char *unix_path;
+    uint32_t unix_mode;
+    bool unix_set_group;
+    gid_t unix_gid;
+    int (*authenticate_local)(void *app, void *worker, const gw_local_peer *peer,
+                              gw_principal *out);
 } gw_server_config;
 
 /* Validate the config, bind + listen (one SO_REUSEPORT socket per worker). */

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "gw_server.h"
 
@@ -24,7 +25,8 @@ typedef struct gw_conn {
     bool in_again;
     gw_loop *w;
     int fd;
-    SSL *ssl;
+    SSL *ssl;                      /* NULL on the unix socket (plaintext h2c) */
+    bool local;                    /* accepted on the unix socket */
     enum gw_conn_state state;
     uint32_t ev_mask;              /* events currently registered with epoll */
     bool hs_want_write;            /* handshake waits for EPOLLOUT */
@@ -63,6 +65,7 @@ struct gw_loop {
     pthread_t thread;
     bool started;
     int epfd, lfd, tfd;
+    bool unix_registered;          /* s->unix_fd is in this worker's epoll set */
     bool listen_paused;            /* accept hit EMFILE/ENFILE: retry at the next tick */
     void *state;                   /* worker_init result */
     gw_conn *conns;
@@ -92,6 +95,11 @@ struct gw_server {
      * it was made from, so open connections keep theirs. */
     pthread_mutex_t ctx_lock;
     SSL_CTX *ssl_ctx;
+    /* The unix-socket listener (cfg.unix_path), shared by every worker's
+     * epoll set (EPOLLEXCLUSIVE); -1 when none. */
+    int unix_fd;
+    dev_t unix_dev;                /* the socket file we created */
+    ino_t unix_ino;
 };
 
 /* Partial request messages one connection may buffer: one maximal message

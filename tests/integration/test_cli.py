@@ -232,6 +232,30 @@ def test_bundle(gw):
     assert r.returncode == 0 and r.stdout.encode() == gw.bundle
     doc = ok_json(gw, "bundle")
     assert doc["trust_domain"] == TD and doc["bundle_pem"].encode() == gw.bundle
+    assert doc["crl_pem"].startswith("-----BEGIN X509 CRL-----")
+
+
+def test_bundle_crl_file(gw, tmp_path):
+    from cryptography import x509
+    crl_file = tmp_path / "crl.pem"
+    r = run(gw, "bundle", "--crl", str(crl_file))
+    assert r.returncode == 0 and r.stdout.encode() == gw.bundle, r.stderr
+    assert os.stat(crl_file).st_mode & 0o777 == 0o644
+    crl = x509.load_pem_x509_crl(crl_file.read_bytes())
+    assert crl.issuer == gw.issuing_cert.subject
+    assert crl.is_signature_valid(gw.issuing_cert.public_key())
+    before = {c.serial_number for c in crl}
+    # After a revocation the file written next lists it.
+    sb = gw.create_sandbox()
+    serial = int(sb.certificate_serial, 16)
+    assert serial not in before
+    gw.stub(gw.user("admin")).RevokeCertificate(
+        pb.RevokeCertificateRequest(serial=sb.certificate_serial), timeout=10)
+    assert run(gw, "bundle", "--crl", str(crl_file)).returncode == 0
+    crl = x509.load_pem_x509_crl(crl_file.read_bytes())
+    assert {c.serial_number for c in crl} == before | {serial}
+    r = run(gw, "bundle", "--crl", str(tmp_path / "missing" / "crl.pem"))
+    assert r.returncode == 1 and "cannot write" in r.stderr
 
 
 def test_health_needs_no_certificate(gw):
@@ -326,6 +350,8 @@ def test_missing_pki(gw, tmp_path):
     ["cert", "revoke", "xyz"],
     ["cert", "revoke", "a" * 41],
     ["bundle", "extra"],
+    ["bundle", "--crl"],
+    ["bundle", "--crl", ""],
     ["health", "-x"],
     ["--addr", "bad host:1", "health"],
     ["--addr", "127.0.0.1:99999", "health"],

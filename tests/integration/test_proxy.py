@@ -25,6 +25,7 @@ S = grpc.StatusCode
 NGINX = "/usr/sbin/nginx"
 ROOT = os.environ.get("TSR_ROOT", os.path.join(os.path.dirname(__file__), "../.."))
 TEMPLATE = os.path.join(ROOT, "docs/examples/nginx-tessera.conf")
+UNIX_TEMPLATE = os.path.join(ROOT, "docs/examples/nginx-tessera-unix.conf")
 HEADER = "x-client-cert"
 
 
@@ -44,9 +45,10 @@ def free_port():
 
 
 class Nginx:
-    """nginx with the documented configuration, in front of `gw`."""
+    """nginx with the documented configuration, in front of `gw`: over TLS,
+    or with socket_path over the gateway's unix socket."""
 
-    def __init__(self, gw):
+    def __init__(self, gw, socket_path=None):
         self.gw = gw
         self.dir = tempfile.mkdtemp(prefix="tsr-nginx-")
         ident = gw.proxy_identity("nginx")
@@ -57,8 +59,9 @@ class Nginx:
         os.close(fd)
         for attempt in range(5):
             self.port = free_port()
-            conf = (open(TEMPLATE).read()
+            conf = (open(UNIX_TEMPLATE if socket_path else TEMPLATE).read()
                     .replace("@LISTEN@", f"127.0.0.1:{self.port}")
+                    .replace("@SOCKET@", socket_path or "")
                     .replace("@GATEWAY@", f"127.0.0.1:{gw.port}")
                     .replace("@PKI@", gw.pki)
                     .replace("@TEMP@", self.dir))
@@ -165,6 +168,7 @@ def test_nginx_has_the_modules_we_use():
 def test_operations_doc_shows_the_tested_config():
     doc = open(os.path.join(ROOT, "docs/operations.md")).read()
     assert open(TEMPLATE).read().strip() in doc
+    assert open(UNIX_TEMPLATE).read().strip() in doc
 
 
 # ---- the authorization matrix, direct and through nginx --------------------
@@ -466,3 +470,254 @@ def test_documented_proxy_cert_script(world, tmp_path):
     assert (code, msg) == (S.PERMISSION_DENIED, "a proxy identity may not call methods itself")
     assert code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), metadata=forwarding(
         gw, gw.user("bob").chain_pem), timeout=10))[0] == S.OK
+
+
+# ---- nginx on the gateway's unix socket (h2c) --------------------------------
+
+UNIX_NO_CERT = "unix socket: every call needs a forwarded client certificate"
+
+
+@pytest.fixture(scope="module")
+def uworld():
+    if nginx_build() is None:
+        pytest.skip("nginx is not installed (scripts/deps.sh installs nginx-light)")
+    sock_dir = tempfile.mkdtemp(prefix="tsr-sock-")
+    path = os.path.join(sock_dir, "gateway.sock")
+    # No proxy.trusted: on the socket, position is the trust.
+    gw = gwtest.Gateway(extra_config=f"proxy:\n  header: {HEADER}\n  unix_socket:\n"
+                                     f"    path: {path}\n", metrics=True)
+    nginx = None
+    try:
+        nginx = Nginx(gw, socket_path=path)
+        a, b = gw.create_sandbox(), gw.create_sandbox()
+        w = {"gw": gw, "nginx": nginx, "a": a.sandbox, "b": b.sandbox, "path": path,
+             "a_ident": gw.sandbox_identity(a.sandbox.id)}
+        c = gw.create_sandbox()
+        der, key = gwtest.csr_der()
+        r = gw.stub(gw.sandbox_identity(c.sandbox.id)).RenewCertificate(
+            pb.RenewCertificateRequest(csr=der), timeout=10)
+        gw.stub(gw.user("admin")).RevokeCertificate(
+            pb.RevokeCertificateRequest(serial=r.serial, reason="test"), timeout=10)
+        w["revoked"] = gwtest.Identity((r.certificate_pem + r.chain_pem).encode(),
+                                       gwtest.key_pem(key))
+        ca_cert, ca_key = gwtest.make_ca("Foreign CA")
+        leaf, leaf_key = gwtest.make_leaf(f"spiffe://{TD}/user/admin", ca_cert, ca_key)
+        w["wrong_ca"] = gwtest.Identity(gwtest.pem(leaf) + gwtest.pem(ca_cert),
+                                        gwtest.key_pem(leaf_key))
+        past = gwtest.now() - datetime.timedelta(hours=2)
+        w["expired"] = gw.sandbox_identity(a.sandbox.id, not_before=past,
+                                           not_after=past + datetime.timedelta(hours=1))
+        yield w
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        rc = gw.stop()
+        assert rc == 0, "gateway exited with %s:\n%s" % (rc, gw.sanitizer_report())
+        assert not os.path.exists(path), "the socket file outlived the gateway"
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def h2c_stub(path):
+    return pb_grpc.GatewayStub(grpc.insecure_channel(f"unix:{path}"))
+
+
+@pytest.mark.parametrize("rpc", list(calls({"a": None, "b": None}).keys()))
+@pytest.mark.parametrize("who", IDENTITIES)
+def test_same_answer_through_nginx_on_unix_socket(uworld, who, rpc):
+    gw, nginx = uworld["gw"], uworld["nginx"]
+    invoke = calls(uworld)[rpc]
+    ident = identity(uworld, who)
+    direct, direct_msg = code_of(lambda: invoke(gw.stub(ident)))
+    proxied, proxied_msg = code_of(lambda: invoke(nginx.stub(ident)))
+    if who == "no_cert":
+        # No certificate: nginx forwards no header, and a call on the socket
+        # without one is nobody's (never the proxy's own).
+        assert direct == S.UNAUTHENTICATED
+        assert (proxied, proxied_msg) == (S.UNAUTHENTICATED, UNIX_NO_CERT)
+        return
+    assert proxied == direct, (direct_msg, proxied_msg)
+    if direct != S.UNAUTHENTICATED:
+        assert proxied_msg == direct_msg
+    if who == "own_sandbox" and "other" in rpc:
+        assert proxied_msg == "cross-sandbox access denied"
+
+
+def test_unix_socket_expected_answers(uworld):
+    gw, nginx = uworld["gw"], uworld["nginx"]
+    c = calls(uworld)
+    assert code_of(lambda: c["CreateSandbox"](nginx.stub(gw.user("alice"))))[0] == S.OK
+    assert code_of(lambda: c["CreateSandbox"](nginx.stub(gw.user("bob"))))[0] == \
+        S.PERMISSION_DENIED
+    assert code_of(lambda: c["GetSandboxConfig(own)"](nginx.stub(uworld["a_ident"])))[0] == S.OK
+    assert code_of(lambda: c["RenewCertificate"](nginx.stub(uworld["a_ident"])))[0] == S.OK
+    assert code_of(lambda: c["PushSandboxLogs"](nginx.stub(uworld["a_ident"])))[0] == S.OK
+    code, msg = code_of(lambda: c["GetTrustBundle"](nginx.stub(uworld["revoked"])))
+    assert (code, msg) == (S.UNAUTHENTICATED, "forwarded certificate: certificate revoked")
+    for ident in (None, gw.user("bob")):
+        resp = gwtest.HealthStub(nginx.channel(ident)).Check(
+            gwtest.health_pb2.HealthCheckRequest(), timeout=10)
+        assert resp.status == gwtest.health_pb2.HealthCheckResponse.SERVING
+
+
+def test_unix_socket_file_mode(uworld):
+    st = os.stat(uworld["path"])
+    import stat
+    assert stat.S_ISSOCK(st.st_mode)
+    assert st.st_mode & 0o777 == 0o600
+    assert st.st_uid == os.getuid()
+
+
+def test_direct_h2c_on_unix_socket(uworld):
+    """Anyone who can open the socket is a trusted proxy: without the header
+    a call is UNAUTHENTICATED; with it, it runs as the forwarded certificate,
+    re-verified in full; the audit line names the socket peer's uid and pid."""
+    gw = uworld["gw"]
+    stub = h2c_stub(uworld["path"])
+    for call in (lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10),
+                 lambda: stub.GetTrustBundle(pb.GetTrustBundleRequest(), timeout=10),
+                 lambda: stub.GetSandboxConfig(pb.GetSandboxConfigRequest(
+                     sandbox_id=uworld["a"].id), timeout=10)):
+        assert code_of(call) == (S.UNAUTHENTICATED, UNIX_NO_CERT)
+    # An empty header is no certificate either.
+    assert code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), metadata=[
+        (HEADER, "")], timeout=10)) == (S.UNAUTHENTICATED,
+                                        "forwarded certificate: empty certificate")
+    bob = forwarding(gw, gw.user("bob").chain_pem)
+    assert code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), metadata=bob,
+                                              timeout=10))[0] == S.OK
+    assert code_of(lambda: stub.CreateSandbox(pb.CreateSandboxRequest(
+        name="u-" + uuid.uuid4().hex[:10], policy=gwtest.POLICY), metadata=bob,
+        timeout=10))[0] == S.PERMISSION_DENIED
+    for who in ("revoked", "wrong_ca", "expired"):
+        code, msg = code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), metadata=[
+            (HEADER, escape_pem(uworld[who].chain_pem))], timeout=10))
+        assert code == S.UNAUTHENTICATED and msg.startswith("forwarded certificate: "), (who, msg)
+    # A proxy certificate forwarded is nobody, even from the socket.
+    code, msg = code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), metadata=forwarding(
+        gw, gw.proxy_identity("nginx").chain_pem), timeout=10))
+    assert (code, msg) == (S.UNAUTHENTICATED,
+                           "forwarded certificate: a proxy identity, not a sandbox or a user")
+    peer = f"unix:uid={os.getuid()},pid={os.getpid()}"
+    deadline = time.time() + 5
+    while time.time() < deadline and not any(peer in l for l in gw.audit_lines()):
+        time.sleep(0.05)
+    lines = [l for l in gw.audit_lines() if f'"peer_addr":"{peer}"' in l]
+    assert any('"decision":"deny"' in l and "certificate revoked" in l for l in lines), lines[-5:]
+    assert any(f'"peer":"spiffe://{TD}/user/bob"' in l for l in lines)
+
+
+def test_tls_listener_refuses_plaintext(uworld):
+    gw = uworld["gw"]
+    stub = pb_grpc.GatewayStub(grpc.insecure_channel(f"127.0.0.1:{gw.port}"))
+    code, _ = code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), metadata=forwarding(
+        gw, gw.user("admin").chain_pem), timeout=5))
+    assert code == S.UNAVAILABLE
+    # And the unix socket speaks no TLS.
+    creds = grpc.ssl_channel_credentials(root_certificates=gw.bundle)
+    stub = pb_grpc.GatewayStub(grpc.secure_channel(f"unix:{uworld['path']}", creds))
+    code, _ = code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=5))
+    assert code == S.UNAVAILABLE
+
+
+def test_unix_forwarded_identity_revoked_mid_stream(uworld):
+    gw = uworld["gw"]
+    s = gw.create_sandbox()
+    der, key = gwtest.csr_der()
+    r = gw.stub(gw.sandbox_identity(s.sandbox.id)).RenewCertificate(
+        pb.RenewCertificateRequest(csr=der), timeout=10)
+    stub = h2c_stub(uworld["path"])
+    go_on = threading.Event()
+
+    def batches():
+        yield pb.PushSandboxLogsRequest(sandbox_id=s.sandbox.id, lines=[
+            pb.LogLine(timestamp_ms=1, stream="stdout", text=b"before")])
+        go_on.wait(10)
+        yield pb.PushSandboxLogsRequest(sandbox_id=s.sandbox.id, lines=[
+            pb.LogLine(timestamp_ms=2, stream="stdout", text=b"after")])
+
+    result = {}
+
+    def run():
+        result["code"] = code_of(lambda: stub.PushSandboxLogs(
+            batches(), metadata=forwarding(gw, r.certificate_pem.encode()), timeout=20))
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    gw.stub(gw.user("admin")).RevokeCertificate(
+        pb.RevokeCertificateRequest(serial=r.serial, reason="mid-stream"), timeout=10)
+    t.join(5)
+    elapsed = time.time() - t0
+    go_on.set()
+    t.join(10)
+    assert result["code"] == (S.UNAUTHENTICATED, "forwarded credentials no longer valid")
+    assert elapsed < 2.0
+
+
+# ---- the socket file: configuration, stale files ---------------------------------
+
+def start_fails(gw):
+    with pytest.raises(RuntimeError) as e:
+        gw.start()
+    return str(e.value)
+
+
+def test_unix_socket_stale_live_and_foreign_files(tmp_path):
+    path = str(tmp_path / "gw.sock")
+    gw = gwtest.Gateway(extra_config=f"proxy:\n  unix_socket:\n    path: {path}\n"
+                                     f"    mode: \"0660\"\n    group: \"{os.getgid()}\"\n")
+    try:
+        st = os.stat(path)
+        assert st.st_mode & 0o777 == 0o660 and st.st_gid == os.getgid()
+        # A second gateway on the same socket: refused, the first unharmed.
+        gw2 = gwtest.Gateway.__new__(gwtest.Gateway)
+        gw2.__dict__.update({k: v for k, v in gw.__dict__.items() if k != "proc"})
+        gw2.args = ["--listen", "127.0.0.1:0"]
+        assert "in use by another process" in start_fails(gw2)
+        assert os.path.exists(path)
+        assert gw.stop() == 0
+        assert not os.path.exists(path)
+        # A stale socket (a crash left it): replaced.
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(path)
+        s.close()
+        gw.start()
+        assert code_of(lambda: h2c_stub(path).ListSandboxes(pb.ListSandboxesRequest(),
+                                                            timeout=10)) == \
+            (S.UNAUTHENTICATED, UNIX_NO_CERT)
+        # SIGKILL leaves the file; the next start replaces it.
+        gw.kill9()
+        assert os.path.exists(path)
+        gw.start()
+        assert code_of(lambda: h2c_stub(path).ListSandboxes(pb.ListSandboxesRequest(),
+                                                            timeout=10))[0] == S.UNAUTHENTICATED
+        assert gw.stop() == 0
+        # Anything else at the path is never removed.
+        with open(path, "w") as f:
+            f.write("not a socket")
+        assert "is not a socket" in start_fails(gw)
+        assert open(path).read() == "not a socket"
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("snippet,message", [
+    ("unix_socket: {}", "needs a path"),
+    ("unix_socket: {path: \"\"}", "must not be empty"),
+    ("unix_socket: {path: /tmp/" + "x" * 120 + "}", "longer than 107 bytes"),
+    ("unix_socket: {path: /tmp/a.sock, mode: \"0666\"}", "allowed are 0600"),
+    ("unix_socket: {path: /tmp/a.sock, mode: \"0400\"}", "allowed are 0600"),
+    ("unix_socket: {path: /tmp/a.sock, mode: \"0700\"}", "allowed are 0600"),
+    ("unix_socket: {path: /tmp/a.sock, mode: 660}", "octal string"),
+    ("unix_socket: {path: /tmp/a.sock, mode: \"06x0\"}", "octal string"),
+    ("unix_socket: {path: /tmp/a.sock, group: no-such-group-tsr}", "does not exist"),
+    ("unix_socket: {path: /tmp/a.sock, group: \"Bad Group\"}", "bad group"),
+    ("unix_socket: {path: /tmp/a.sock, owner: root}", "owner"),
+])
+def test_unix_socket_config_validation(tmp_path, snippet, message):
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text("proxy:\n  " + snippet + "\n")
+    r = subprocess.run([os.path.join(gwtest.BIN, "tessera-gateway"), "--config", str(cfg),
+                        "--check"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and message in r.stderr, r.stderr

@@ -364,3 +364,80 @@ def test_certgen_root_rotation_refusals(tmp_path):
     assert archived == sorted(
         (k, x509.load_pem_x509_certificate(before[k + ".pem"]).serial_number, e)
         for k in ("root", "issuing") for e in ("pem", "key"))
+
+
+def test_retire_root_closes_connections_under_it(g):
+    """Open connections are re-evaluated against the reloaded PKI: after the
+    old root is retired, a connection whose leaf chains to it is closed within
+    a couple of seconds, while one under the remaining root keeps working (and
+    a reload that keeps the root, like a new issuing CA, closes nothing)."""
+    sid = g.create_sandbox().sandbox.id
+    old_ident = g.sandbox_identity(sid)             # under the old root
+    r = certgen("rotate-root", "--pki", g.pki)      # bundle: old + new root
+    assert r.returncode == 0, r.stderr
+    reload(g)
+    g.bundle = open(os.path.join(g.pki, "bundle.pem"), "rb").read()
+    r = certgen("rotate-root", "--pki", g.pki, "--activate")   # issue under the new root
+    assert r.returncode == 0, r.stderr
+    reload(g)
+    new_issuing = gwtest.load_chain(os.path.join(g.pki, "issuing.pem"))[0]
+    resp, new_ident = renew(g, old_ident)
+    assert issued_by(x509.load_pem_x509_certificate(resp.certificate_pem.encode()), new_issuing)
+
+    old_stream = LogStream(g, old_ident, sid)
+    new_stream = LogStream(g, new_ident, sid)
+    old_stream.send("old root, before")
+    new_stream.send("new root, before")
+    # Both calls are running on their connections.
+    wait_for("both streams to be accepted", lambda: len(g.stub(g.user("admin")).GetSandboxLogs(
+        pb.GetSandboxLogsRequest(sandbox_id=sid), timeout=10).lines) >= 2, timeout=20)
+
+    # A reload that changes nothing about trust closes nothing.
+    start = len(g.stderr_lines)
+    reload(g)
+    time.sleep(1.0)
+    assert not any("credentials no longer valid" in l for l in g.stderr_lines[start:])
+    old_stream.send("old root, after a neutral reload")
+
+    r = certgen("retire-root", "--pki", g.pki)
+    assert r.returncode == 0, r.stderr
+    start = len(g.stderr_lines)
+    t0 = time.monotonic()
+    reload(g)
+    line = wait_log(g, "credentials no longer valid", start, timeout=10)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 3.0, elapsed
+    m = re.search(rf"sandbox {sid} serial ([0-9a-f]+)", line)
+    assert m and int(m.group(1), 16) == int(old_ident.serial, 16), line
+    # The old-root stream is dead: its call fails (the connection was closed).
+    with pytest.raises(grpc.RpcError) as e:
+        old_stream.finish()
+    assert e.value.code() in (S.UNAVAILABLE, S.CANCELLED, S.UNAUTHENTICATED, S.INTERNAL)
+    # The new-root stream lives on, on the same connection.
+    new_stream.send("new root, after the retirement")
+    assert new_stream.finish().accepted_lines == 2
+    # Only one connection was closed.
+    closed = [l for l in g.stderr_lines[start:] if "credentials no longer valid" in l]
+    assert len(closed) == 1, closed
+    # And a new connection with the old-root leaf is refused outright.
+    code, _ = code_of(lambda: g.stub(old_ident).GetSandboxConfig(
+        pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10))
+    assert code == S.UNAUTHENTICATED
+
+
+def test_role_change_closes_user_connection(g):
+    """A user removed from the config by a reload loses its open connection."""
+    ch = g.channel(g.user("bob"))
+    stub = gwtest.pb_grpc.GatewayStub(ch)
+    assert stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10) is not None
+    text = open(g.config).read()
+    assert "  bob: viewer\n" in text
+    open(g.config, "w").write(text.replace("  bob: viewer\n", ""))
+    start = len(g.stderr_lines)
+    reload(g)
+    line = wait_log(g, "credentials no longer valid", start, timeout=10)
+    assert "user bob" in line
+    # Reconnected, bob has no role any more.
+    code, msg = code_of(lambda: stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10))
+    assert (code, msg) == (S.PERMISSION_DENIED, "user has no role on this gateway")
+    ch.close()

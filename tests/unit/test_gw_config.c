@@ -101,8 +101,11 @@ static void test_refusals(void **state)
         {"store: {path: x.db, wal: true}\n", ":1: unknown key \"wal\" (expected one of: path)"},
         {"certificates:\n  ttl: 1h\n", ":2: unknown key \"ttl\""},
         {"drivers:\n  default: process\n  docker: {}\n", ":3: unknown key \"docker\""},
-        {"proxy:\n  trusted: [nginx]\n  unix_socket: /run/x\n",
-         ":3: unknown key \"unix_socket\" (expected one of: trusted, header, format)"},
+        {"proxy:\n  trusted: [nginx]\n  unix: /run/x\n",
+         ":3: unknown key \"unix\" (expected one of: trusted, header, format, unix_socket)"},
+        {"proxy:\n  unix_socket: {path: /run/x, owner: root}\n",
+         ":2: unknown key \"owner\" (expected one of: path, mode, group)"},
+        {"certificates:\n  crl: 1h\n", ":2: unknown key \"crl\""},
         {"metrics: {listen: \"127.0.0.1:9443\", path: /m}\n",
          ":1: unknown key \"path\" (expected one of: listen)"},
         /* wrong types */
@@ -123,6 +126,37 @@ static void test_refusals(void **state)
         {"certificates:\n  sandbox_ttl: 1d1s\n", ":2: \"sandbox_ttl\" must be between"},
         {"certificates:\n  renew_limit: 0\n", ":2: \"renew_limit\" must be between 1 and 1000"},
         {"certificates:\n  renew_window: 59s\n", ":2: \"renew_window\" must be between 1m and 1d"},
+        {"certificates:\n  crl_validity: 9m59s\n", ":2: \"crl_validity\" must be between 10m and"},
+        {"certificates:\n  crl_validity: 7d1s\n", ":2: \"crl_validity\" must be between 10m and"},
+        {"certificates:\n  crl_validity: 3600\n", ":2: \"crl_validity\": bad duration"},
+        /* proxy.unix_socket */
+        {"proxy:\n  unix_socket: /run/x\n", ":2: \"unix_socket\" must be a mapping"},
+        {"proxy:\n  unix_socket: {mode: \"0600\"}\n", ":2: proxy.unix_socket needs a path"},
+        {"proxy:\n  unix_socket: {path: \"\"}\n", ":2: \"path\" must not be empty"},
+        {"proxy:\n  unix_socket: {path: [a]}\n", ":2: \"path\" must be a string"},
+        {"proxy:\n  unix_socket: {path: /run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock}\n",
+         ":2: unix socket path longer than 107 bytes once resolved"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: 0600}\n", ":2: mode must be an octal string"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"060\"}\n", ":2: mode 060: allowed are"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"06000\"}\n", ":2: mode must be an octal"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"0608\"}\n", ":2: mode must be an octal"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"\"}\n", ":2: mode must be an octal"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"0666\"}\n", ":2: mode 0666: allowed are"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"0602\"}\n", ":2: mode 0602: allowed are"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"0400\"}\n", ":2: mode 0400: allowed are"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"0200\"}\n", ":2: mode 0200: allowed are"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"0700\"}\n", ":2: mode 0700: allowed are"},
+        {"proxy:\n  unix_socket: {path: /r/s, mode: \"4600\"}\n", ":2: mode 4600: allowed are"},
+        {"proxy:\n  unix_socket: {path: /r/s, group: \"\"}\n", ":2: bad group \"\""},
+        {"proxy:\n  unix_socket: {path: /r/s, group: Wheel}\n", ":2: bad group \"Wheel\""},
+        {"proxy:\n  unix_socket: {path: /r/s, group: \"a b\"}\n", ":2: bad group \"a b\""},
+        {"proxy:\n  unix_socket: {path: /r/s, group: -x}\n", ":2: bad group \"-x\""},
+        {"proxy:\n  unix_socket: {path: /r/s, group: 1234567890}\n", ":2: bad group"},
+        {"proxy:\n  unix_socket: {path: /r/s, group: no-such-group-tsr}\n",
+         ":2: group \"no-such-group-tsr\" does not exist"},
+        {"proxy:\n  unix_socket: {path: /r/s, group: \"99999999\"}\n",
+         ":2: group \"99999999\" does not exist"},
         {"workers: 65\n", ":1: \"workers\" must be between 0 and 64"},
         {"workers: -1\n", ":1: \"workers\" must be between 0 and 64"},
         {"limits:\n  max_message_bytes: 1023\n",
@@ -416,6 +450,10 @@ static void assert_default_values(const gw_config *c, const char *base)
     assert_int_equal(c->sandbox_cert_ttl, 3600);
     assert_int_equal(c->renew_limit, 10);
     assert_int_equal(c->renew_window, 3600);
+    assert_int_equal(c->crl_validity, 6 * 3600);
+    assert_string_equal(c->proxy_socket_path, "");
+    assert_int_equal(c->proxy_socket_mode, 0600);
+    assert_false(c->proxy_socket_set_group);
     assert_int_equal(c->max_message_bytes, 4 * 1024 * 1024);
     assert_int_equal(c->max_concurrent_streams, 100);
     assert_int_equal(c->max_connections, 10000);
@@ -469,13 +507,15 @@ static void test_every_key(void **state)
               "store: {path: /db/t.db}\n"
               "secrets: {key_file: /k/s.key}\n"
               "audit: {path: \"-\"}\n"
-              "certificates: {sandbox_ttl: 5m, renew_limit: 1000, renew_window: 24h}\n"
+              "certificates: {sandbox_ttl: 5m, renew_limit: 1000, renew_window: 24h,\n"
+              "  crl_validity: 7d}\n"
               "limits: {max_message_bytes: 1024, max_concurrent_streams: 1000,\n"
               "  max_connections: 1000000, handshake_timeout: 1s, idle_timeout: 1d,\n"
               "  log_lines_per_batch: 1, log_line_bytes: 1048576}\n"
               "users: {root.ops: admin, ci-bot_1: viewer}\n"
               "drivers: {default: docker, dir: /usr/lib/tessera}\n"
-              "proxy: {trusted: [nginx], header: x-forwarded-client-cert, format: xfcc}\n"
+              "proxy: {trusted: [nginx], header: x-forwarded-client-cert, format: xfcc,\n"
+              "  unix_socket: {path: /run/t/gw.sock, mode: \"0660\", group: \"0\"}}\n"
               "metrics: {listen: \"127.0.0.1:9443\"}\n");
     gw_config *c;
     if (gw_config_load(cfg_path, &c) != 0) {
@@ -510,6 +550,11 @@ static void test_every_key(void **state)
     assert_true(gw_config_proxy_trusted(c, "nginx"));
     assert_string_equal(c->proxy_header, "x-forwarded-client-cert");
     assert_int_equal(c->proxy_format, GW_FORWARD_XFCC);
+    assert_string_equal(c->proxy_socket_path, "/run/t/gw.sock");
+    assert_int_equal(c->proxy_socket_mode, 0660);
+    assert_true(c->proxy_socket_set_group);
+    assert_int_equal(c->proxy_socket_gid, 0);
+    assert_int_equal(c->crl_validity, 7 * 86400);
     assert_string_equal(c->metrics_host, "127.0.0.1");
     assert_int_equal(c->metrics_port, 9443);
     gw_config_free(c);

@@ -1,0 +1,213 @@
+/* Re-evaluation of principals after a reload (gw_principal.c): a principal
+ * verified against an older PKI snapshot stays valid only while the root
+ * its chain ends in is still in the bundle and (users) its role is
+ * unchanged; a new issuing CA under the same root changes nothing. Plus the
+ * unix-socket principal (never anyone by itself). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca_issue.h"
+#include "ca_pem.h"
+#include "ca_verify.h"
+#include "gw_app.h"
+#include "gw_config.h"
+#include "gw_identity.h"
+#include "gw_revocation.h"
+#include "tsr_time.h"
+
+#define TD "tessera.local"
+
+static int64_t g_now;
+
+typedef struct ca_pair {
+    ca_issuer *root, *issuing;
+} ca_pair;
+
+static void ca_make(ca_pair *p)
+{
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    assert_int_equal(ca_create_root(CA_KEY_P256, TD, 86400 * 30, g_now, &key, &cert), 0);
+    assert_int_equal(ca_issuer_new(cert, key, &p->root), 0);
+    assert_int_equal(ca_create_issuing(p->root, CA_KEY_P256, TD, 86400 * 7, g_now, &key, &cert), 0);
+    assert_int_equal(ca_issuer_new(cert, key, &p->issuing), 0);
+}
+
+static void ca_free(ca_pair *p)
+{
+    ca_issuer_free(p->root);
+    ca_issuer_free(p->issuing);
+}
+
+static X509 *leaf(const ca_issuer *issuing, const char *id)
+{
+    EVP_PKEY *key = NULL;
+    assert_int_equal(ca_key_generate(CA_KEY_P256, &key), 0);
+    ca_leaf_request req = {.spiffe_id = id, .public_key = key, .ttl_seconds = 3600, .now = g_now};
+    X509 *cert = NULL;
+    assert_int_equal(ca_issue_leaf(issuing, &req, &cert), 0);
+    EVP_PKEY_free(key);
+    return cert;
+}
+
+/* A snapshot trusting `roots` (n of them), with alice's role. */
+static gw_pki *snapshot(X509 *const *roots, size_t n, enum gw_role alice, const ca_issuer *issuing)
+{
+    gw_config *cfg = NULL;
+    assert_int_equal(gw_config_defaults(&cfg), 0);
+    cfg->users = calloc(1, sizeof *cfg->users);
+    assert_non_null(cfg->users);
+    snprintf(cfg->users[0].name, sizeof cfg->users[0].name, "alice");
+    cfg->users[0].role = alice;
+    cfg->n_users = 1;
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(X509_up_ref(roots[i]), 1);
+        assert_true(sk_X509_push(sk, roots[i]) > 0);
+    }
+    char *pem = NULL;
+    size_t len = 0;
+    assert_int_equal(ca_certs_to_pem(sk, &pem, &len), 0);
+    gw_pki *pki = calloc(1, sizeof *pki);
+    assert_non_null(pki);
+    atomic_init(&pki->refs, 1);
+    pki->cfg = pki->owned_cfg = cfg;
+    assert_int_equal(ca_trust_from_pem((const uint8_t *)pem, len, TD, &pki->trust), 0);
+    free(pem);
+    pki->roots = sk;
+    pki->root_sha256 = calloc(n, sizeof *pki->root_sha256);
+    for (size_t i = 0; i < n; i++) {
+        unsigned int dlen = 0;
+        assert_int_equal(X509_digest(roots[i], EVP_sha256(), pki->root_sha256[i], &dlen), 1);
+    }
+    /* Not used here, but released with the snapshot. */
+    assert_int_equal(X509_up_ref(issuing->cert), 1);
+    assert_int_equal(EVP_PKEY_up_ref(issuing->key), 1);
+    assert_int_equal(ca_issuer_new(issuing->cert, issuing->key, &pki->issuer), 0);
+    return pki;
+}
+
+static gw_principal principal_of(gw_app *app, X509 *cert, X509 *issuing)
+{
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    assert_true(sk_X509_push(untrusted, issuing) > 0);
+    gw_principal p;
+    assert_int_equal(gw_identity_from_chain(app, cert, untrusted, 0, &p), 0);
+    sk_X509_free(untrusted);
+    return p;
+}
+
+static void test_reevaluation_after_reload(void **state)
+{
+    (void)state;
+    ca_pair a, b;
+    ca_make(&a);
+    ca_make(&b);
+    X509 *both[] = {a.root->cert, b.root->cert};
+    X509 *only_b[] = {b.root->cert};
+
+    gw_app app;
+    memset(&app, 0, sizeof app);
+    assert_int_equal(pthread_mutex_init(&app.pki_lock, NULL), 0);
+    assert_int_equal(gw_revocations_new(&app.revoked), 0);
+    app.pki = snapshot(both, 2, GW_ROLE_ADMIN, a.issuing);
+    app.pki->generation = 1;
+    atomic_store(&app.pki_generation, 1);
+
+    X509 *alice_a = leaf(a.issuing, "spiffe://" TD "/user/alice");
+    X509 *sb_a = leaf(a.issuing, "spiffe://" TD "/sandbox/0f8e6c4a-3b1d-4e2f-9a7c-5d6e7f809a1b");
+    X509 *sb_b = leaf(b.issuing, "spiffe://" TD "/sandbox/1f8e6c4a-3b1d-4e2f-9a7c-5d6e7f809a1b");
+    gw_principal pa = principal_of(&app, alice_a, a.issuing->cert);
+    gw_principal psa = principal_of(&app, sb_a, a.issuing->cert);
+    gw_principal psb = principal_of(&app, sb_b, b.issuing->cert);
+    assert_int_equal(pa.kind, GW_PRINCIPAL_USER);
+    assert_int_equal(pa.role, GW_ROLE_ADMIN);
+    assert_int_equal(psa.kind, GW_PRINCIPAL_SANDBOX);
+    assert_int_equal(psb.kind, GW_PRINCIPAL_SANDBOX);
+    assert_true(pa.pki_generation == 1);
+    assert_memory_equal(psa.anchor, app.pki->root_sha256[0], 32);
+    assert_memory_equal(psb.anchor, app.pki->root_sha256[1], 32);
+    int64_t now = tsr_now_unix();
+    assert_true(gw_identity_still_valid(&app, &pa, now));
+    assert_true(gw_identity_still_valid(&app, &psa, now));
+    assert_true(gw_identity_still_valid(&app, &psb, now));
+
+    /* Reload, same roots and roles (e.g. a new issuing CA): all stay. */
+    gw_app_swap_pki(&app, snapshot(both, 2, GW_ROLE_ADMIN, b.issuing));
+    assert_true(atomic_load(&app.pki_generation) == 2);
+    assert_true(gw_identity_still_valid(&app, &pa, now));
+    assert_true(gw_identity_still_valid(&app, &psa, now));
+    assert_true(gw_identity_still_valid(&app, &psb, now));
+
+    /* alice demoted: her principal (admin) is no longer what she would get. */
+    gw_app_swap_pki(&app, snapshot(both, 2, GW_ROLE_VIEWER, b.issuing));
+    assert_false(gw_identity_still_valid(&app, &pa, now));
+    assert_true(gw_identity_still_valid(&app, &psa, now));
+    gw_principal pa2 = principal_of(&app, alice_a, a.issuing->cert);
+    assert_int_equal(pa2.role, GW_ROLE_VIEWER);
+    assert_true(gw_identity_still_valid(&app, &pa2, now));
+
+    /* Root A retired: everything under it is out, B's leaves stay. */
+    gw_app_swap_pki(&app, snapshot(only_b, 1, GW_ROLE_VIEWER, b.issuing));
+    assert_false(gw_identity_still_valid(&app, &pa2, now));
+    assert_false(gw_identity_still_valid(&app, &psa, now));
+    assert_true(gw_identity_still_valid(&app, &psb, now));
+    /* ... and the same certificate verified afresh is nobody now. */
+    gw_principal again = principal_of(&app, sb_a, a.issuing->cert);
+    assert_int_equal(again.kind, GW_PRINCIPAL_UNAUTHENTICATED);
+
+    /* A principal with no anchor found is never carried across a reload. */
+    gw_principal lost = psb;
+    memset(lost.anchor, 0, sizeof lost.anchor);
+    assert_false(gw_identity_still_valid(&app, &lost, now));
+    /* Revocation and expiry are checked first, whatever the generation. */
+    gw_principal cur = principal_of(&app, sb_b, b.issuing->cert);
+    assert_true(gw_identity_still_valid(&app, &cur, now));
+    assert_false(gw_identity_still_valid(&app, &cur, cur.not_after));
+    assert_int_equal(gw_revocations_add(app.revoked, cur.serial_hex, cur.not_after), 0);
+    assert_false(gw_identity_still_valid(&app, &cur, now));
+
+    X509_free(alice_a);
+    X509_free(sb_a);
+    X509_free(sb_b);
+    gw_pki_release(app.pki);
+    gw_revocations_free(app.revoked);
+    pthread_mutex_destroy(&app.pki_lock);
+    ca_free(&a);
+    ca_free(&b);
+}
+
+static void test_unix_socket_principal(void **state)
+{
+    (void)state;
+    gw_local_peer peer = {.pid = 42, .uid = 33, .gid = 33};
+    gw_principal p;
+    memset(&p, 0xa5, sizeof p);
+    assert_int_equal(gw_identity_authenticate_local(NULL, NULL, &peer, &p), 0);
+    assert_int_equal(p.kind, GW_PRINCIPAL_UNAUTHENTICATED);
+    assert_true(p.local_proxy);
+    assert_int_equal(p.role, GW_ROLE_NONE);
+    assert_string_equal(p.name, "");
+    assert_string_equal(p.serial_hex, "");
+    assert_string_equal(p.reason, "unix socket: every call needs a forwarded client certificate");
+    /* Nothing to revoke or expire: the connection lives; its calls need the header. */
+    assert_true(gw_identity_still_valid(NULL, &p, tsr_now_unix()));
+}
+
+int main(void)
+{
+    g_now = tsr_now_unix();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unix_socket_principal),
+        cmocka_unit_test(test_reevaluation_after_reload),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
