@@ -276,6 +276,13 @@ FUZZ_BINS := $(FUZZ_NAMES:%=$(O)/bin/fuzz_%)
 $(FUZZ_BINS): $(O)/bin/fuzz_%: $(O)/obj/fuzz/fuzz_%.o $(LIBS_ALL)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+# fuzz_rpc loads the in-memory driver plugin (tests/drivers/mem). clang links
+# no sanitizer runtime into a shared object: the harness that dlopen()s it
+# provides one, so this plugin is linked without --no-undefined.
+FUZZ_DRIVER_SOS := $(O)/tests/drivers/mem.so
+$(FUZZ_DRIVER_SOS): DRIVER_LINK = $(Q)$(CC) $(filter-out -pie,$(ALL_LDFLAGS)) -shared -fPIC \
+	-o $@ $^ $(shell pkg-config --libs openssl) -lpthread
+fuzz-bins: $(FUZZ_DRIVER_SOS)
 else
 FUZZ_REPLAY_BINS := $(FUZZ_NAMES:%=$(O)/tests/fuzzreplay_%)
 
