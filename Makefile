@@ -225,17 +225,27 @@ clean:
 
 -include $(shell find $(O)/obj $(O)/pic -name '*.d' 2>/dev/null)
 
-# ---- soak: the slow fault and hostile-peer tests ----------------------------
-# `make soak` (also BUILD=asan): tests/integration/test_faults.py and
-# test_hostile.py with TSR_SLOW=1 (more SIGKILL rounds, 50k connections, the
-# zero-window idle timeout). Not part of `make test`.
-.PHONY: soak
-soak: deps
-	@$(MAKE) --no-print-directory all unit-tests $(PY_STUBS)
-	@cd $(CURDIR) && TSR_SLOW=1 TSR_BUILD_DIR=$(CURDIR)/$(O) TSR_BIN=$(CURDIR)/$(O)/bin \
+# ---- soak: the bounded sandbox soak, then the slow fault and hostile tests ----
+# `make soak` (also BUILD=asan), never part of `make test`:
+#   1. tests/soak/soak.py: SOAK_SANDBOXES (200) sandboxes through the real
+#      gateway, process driver in bubblewrap, the real supervisor, TTL
+#      SOAK_TTL (60 s), SOAK_SECONDS (600) after SOAK_WARMUP (one TTL);
+#      asserts rotations, denials, logs, RSS/fd growth, teardown; writes
+#      $(O)/soak/results.json (docs/security.md, "Soak"). Needs root.
+#   2. tests/integration/test_faults.py and test_hostile.py with TSR_SLOW=1
+#      (more SIGKILL rounds, 50k connections, the zero-window idle timeout).
+# `make soak-sandboxes` runs only 1.
+.PHONY: soak soak-sandboxes
+SOAK_ENV = TSR_BUILD_DIR=$(CURDIR)/$(O) TSR_BIN=$(CURDIR)/$(O)/bin \
 	    TSR_ROOT=$(CURDIR) PYTHONPATH=$(CURDIR)/$(O)/py \
 	    ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1} \
-	    UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+	    UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+soak-sandboxes: deps
+	@$(MAKE) --no-print-directory all $(PY_STUBS)
+	@cd $(CURDIR) && $(SOAK_ENV) $(PYTHON) tests/soak/soak.py
+soak: soak-sandboxes
+	@$(MAKE) --no-print-directory all unit-tests $(PY_STUBS)
+	@cd $(CURDIR) && TSR_SLOW=1 $(SOAK_ENV) \
 	    $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/integration/test_faults.py \
 	    tests/integration/test_hostile.py
 # ---- end soak ---------------------------------------------------------------
@@ -266,6 +276,13 @@ FUZZ_BINS := $(FUZZ_NAMES:%=$(O)/bin/fuzz_%)
 $(FUZZ_BINS): $(O)/bin/fuzz_%: $(O)/obj/fuzz/fuzz_%.o $(LIBS_ALL)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+# fuzz_rpc loads the in-memory driver plugin (tests/drivers/mem). clang links
+# no sanitizer runtime into a shared object: the harness that dlopen()s it
+# provides one, so this plugin is linked without --no-undefined.
+FUZZ_DRIVER_SOS := $(O)/tests/drivers/mem.so
+$(FUZZ_DRIVER_SOS): DRIVER_LINK = $(Q)$(CC) $(filter-out -pie,$(ALL_LDFLAGS)) -shared -fPIC \
+	-o $@ $^ $(shell pkg-config --libs openssl) -lpthread
+fuzz-bins: $(FUZZ_DRIVER_SOS)
 else
 FUZZ_REPLAY_BINS := $(FUZZ_NAMES:%=$(O)/tests/fuzzreplay_%)
 

@@ -22,8 +22,23 @@
  * verifies as exactly the caller's sandbox; provider environments are only
  * ever sent as secret bodies; every OK body parses as the method's
  * response with valid UTF-8 in every string; every audit line is one JSON
- * object on one line, in UTF-8. */
+ * object on one line, in UTF-8.
+ *
+ * CreateSandbox goes through a real driver plugin: the in-memory "mem"
+ * driver (tests/drivers/mem/, why in-memory: see there), loaded by the
+ * gateway's own gw_app_attach_drivers (dlopen, ABI check, init) from a
+ * private directory holding only it, and the default driver. It fails
+ * create for names starting "fail-create" and start for "fail-start". After
+ * an OK CreateSandbox: the driver holds the sandbox RUNNING, with a
+ * certificate that verifies as exactly that sandbox, the key of that
+ * certificate and the gateway's bundle; the store says running; the answer's
+ * serial is the certificate's. After any other answer: no live sandbox of
+ * that name appeared in the store or in the driver, and when the driver was
+ * called (and failed), every certificate minted for the attempt is revoked,
+ * in the store and in memory (the rollback). */
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <string.h>
@@ -35,6 +50,8 @@
 #include "gw_app.h"
 #include "gw_authz.h"
 #include "gw_config.h"
+#include "gw_driver.h"
+#include "gw_revocation.h"
 #include "gw_rpcs.h"
 #include "gw_store.h"
 #include "tessera/v1/gateway.pb-c.h"
@@ -161,6 +178,14 @@ static gw_worker *worker;
 static int audit_fd = -1;
 static off_t audit_seen;
 static unsigned long runs;
+static char drivers_dir[PATH_MAX];
+
+/* The mem driver's inspection calls (tests/drivers/mem/drv_mem.c), from
+ * the handle the gateway loaded. */
+static void *mem_handle;
+static int (*mem_inspect)(const char *id, int *state, char **cert, char **key, char **bundle);
+static size_t (*mem_count_named)(const char *name);
+static void (*mem_last_id)(char *out, size_t cap);
 
 static void path_in(char out[GW_CONFIG_PATH_MAX], const char *name)
 {
@@ -199,7 +224,7 @@ static void fixture(const char *id, const char *name, const char *serial)
     memset(&sb, 0, sizeof sb);
     snprintf(sb.id, sizeof sb.id, "%s", id);
     snprintf(sb.name, sizeof sb.name, "%s", name);
-    snprintf(sb.driver, sizeof sb.driver, "process");
+    snprintf(sb.driver, sizeof sb.driver, "mem");
     snprintf(sb.state, sizeof sb.state, "running");
     sb.created_at = FUZZ_NOW;
     char key[] = "API_KEY", value[] = "secret-value";
@@ -216,6 +241,8 @@ static void fixture(const char *id, const char *name, const char *serial)
 
 static void stop(void)
 {
+    if (mem_handle != NULL) dlclose(mem_handle);
+    mem_handle = NULL;
     gw_app_worker_fini(worker);
     worker = NULL;
     gw_app_fini(&app);
@@ -227,6 +254,16 @@ static void stop(void)
 static void start(void)
 {
     FUZZ_CHECK(gw_app_init(&app, cfg) == 0);
+    FUZZ_CHECK(gw_app_attach_drivers(&app, drivers_dir, "/nonexistent/tessera-supervisor",
+                                     "127.0.0.1:1") == 0);
+    char so[PATH_MAX];
+    FUZZ_CHECK(snprintf(so, sizeof so, "%s/mem.so", drivers_dir) < (int)sizeof so);
+    mem_handle = dlopen(so, RTLD_NOW | RTLD_NOLOAD);
+    FUZZ_CHECK(mem_handle != NULL);
+    *(void **)&mem_inspect = dlsym(mem_handle, "tessera_mem_inspect");
+    *(void **)&mem_count_named = dlsym(mem_handle, "tessera_mem_count_named");
+    *(void **)&mem_last_id = dlsym(mem_handle, "tessera_mem_last_id");
+    FUZZ_CHECK(mem_inspect != NULL && mem_count_named != NULL && mem_last_id != NULL);
     worker = gw_app_worker_init(&app, 0);
     FUZZ_CHECK(worker != NULL);
     fixture(ID_A, NAME_A, "a1");
@@ -245,10 +282,40 @@ static void cleanup(void)
         path_in(p, pki[i]);
         unlink(p);
     }
+    char link[PATH_MAX + 8];
+    snprintf(link, sizeof link, "%s/mem.so", drivers_dir);
+    unlink(link);
+    rmdir(drivers_dir);
     rmdir(dir);
     free(cfg->users);
     cfg->users = NULL;
     gw_config_free(cfg);
+}
+
+/* The mem driver built next to this binary: build/tests/drivers/mem.so
+ * beside build/tests/fuzzreplay_rpc, build/fuzz/tests/drivers/mem.so for
+ * build/fuzz/bin/fuzz_rpc; TSR_FUZZ_MEM_DRIVER overrides. A missing driver
+ * is an error, never a silent skip of the success path. */
+static void find_mem_driver(char out[PATH_MAX])
+{
+    const char *env = getenv("TSR_FUZZ_MEM_DRIVER");
+    if (env != NULL && env[0] != '\0') {
+        FUZZ_CHECK(realpath(env, out) != NULL);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    FUZZ_CHECK(n > 0);
+    exe[n] = '\0';
+    const char *d = dirname(exe);
+    static const char *const rel[] = {"drivers/mem.so", "../tests/drivers/mem.so"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof p, "%s/%s", d, rel[i]) >= (int)sizeof p) continue;
+        if (realpath(p, out) != NULL) return;
+    }
+    fprintf(stderr, "fuzz_rpc: the mem driver (tests/drivers/mem) is not built next to %s\n", d);
+    FUZZ_CHECK(0);
 }
 
 static void setup(void)
@@ -275,6 +342,16 @@ static void setup(void)
     FUZZ_CHECK(ca_key_to_pem(pki->issuing->key, &pem, &len) == 0);
     write_pem("issuing.key", pem, len, true);
 
+    /* A driver directory with only the mem driver in it (gw_drivers_load
+     * loads every .so of its directory). */
+    char so[PATH_MAX];
+    find_mem_driver(so);
+    FUZZ_CHECK(snprintf(drivers_dir, sizeof drivers_dir, "%s/drivers", dir) < (int)sizeof drivers_dir);
+    FUZZ_CHECK(mkdir(drivers_dir, 0700) == 0);
+    char link[PATH_MAX];
+    FUZZ_CHECK(snprintf(link, sizeof link, "%s/mem.so", drivers_dir) < (int)sizeof link);
+    FUZZ_CHECK(symlink(so, link) == 0);
+
     unsetenv("TESSERA_SECRETS_KEY_FILE");
     FUZZ_CHECK(gw_config_defaults(&cfg) == 0);
     snprintf(cfg->trust_domain, sizeof cfg->trust_domain, FUZZ_TD);
@@ -288,6 +365,7 @@ static void setup(void)
     cfg->log_lines_per_batch = 64;
     cfg->log_line_bytes = 256;
     cfg->renew_limit = 1000;
+    snprintf(cfg->default_driver, sizeof cfg->default_driver, "mem");
     cfg->users = calloc(3, sizeof *cfg->users);
     FUZZ_CHECK(cfg->users != NULL);
     static const struct { const char *name; enum gw_role role; } users[] = {
@@ -524,6 +602,113 @@ static void check_answer(const struct rule *r, const gw_principal *p, const gw_r
         check_renewal(p, resp->body, resp->body_len);
 }
 
+/* ---- CreateSandbox through the mem driver --------------------------------- */
+
+struct create_probe {
+    bool is_create;
+    char *name;            /* the request's name, NULL if it does not parse */
+    bool existed;          /* a live sandbox had that name before the call */
+    char last_id[64];      /* the driver's last create before the call */
+};
+
+static void create_before(const struct rule *r, const uint8_t *msg, size_t len,
+                          struct create_probe *cp)
+{
+    memset(cp, 0, sizeof *cp);
+    if (strcmp(r->path, "/tessera.v1.Gateway/CreateSandbox") != 0) return;
+    cp->is_create = true;
+    mem_last_id(cp->last_id, sizeof cp->last_id);
+    Tessera__V1__CreateSandboxRequest *req =
+        tessera__v1__create_sandbox_request__unpack(NULL, len, msg);
+    if (req == NULL) return;
+    cp->name = strdup(req->name);
+    FUZZ_CHECK(cp->name != NULL);
+    tessera__v1__create_sandbox_request__free_unpacked(req, NULL);
+    gw_sandbox_rec sb;
+    cp->existed = gw_store_sandbox_find_by_name(worker->store, cp->name, &sb) == 0;
+}
+
+/* What the driver holds for an OK CreateSandbox: running, the certificate
+ * of exactly this sandbox with the answer's serial, its key, our bundle. */
+static void check_created(const uint8_t *body, size_t len, const struct create_probe *cp)
+{
+    Tessera__V1__CreateSandboxResponse *r =
+        tessera__v1__create_sandbox_response__unpack(NULL, len, body);
+    FUZZ_CHECK(r != NULL && r->sandbox != NULL);
+    const char *id = r->sandbox->id;
+    FUZZ_CHECK(cp->name != NULL && !cp->existed && strcmp(r->sandbox->name, cp->name) == 0);
+    FUZZ_CHECK(strncmp(cp->name, "fail-create", 11) != 0 && strncmp(cp->name, "fail-start", 10) != 0);
+    FUZZ_CHECK(strcmp(r->sandbox->state, "running") == 0);
+    gw_sandbox_rec sb;
+    FUZZ_CHECK(gw_store_sandbox_get(worker->store, id, &sb) == 0);
+    FUZZ_CHECK(strcmp(sb.state, "running") == 0 && strcmp(sb.driver, "mem") == 0);
+
+    int state = 0;
+    char *cert_pem = NULL, *key_pem = NULL, *bundle_pem = NULL;
+    FUZZ_CHECK(mem_inspect(id, &state, &cert_pem, &key_pem, &bundle_pem) == 0);
+    FUZZ_CHECK(state == TSR_DRIVER_STATE_RUNNING);
+    FUZZ_CHECK(strcmp(bundle_pem, app.pki->bundle_pem) == 0);
+    STACK_OF(X509) *certs = NULL;
+    FUZZ_CHECK(ca_certs_from_pem((const uint8_t *)cert_pem, strlen(cert_pem), &certs) == 0);
+    FUZZ_CHECK(sk_X509_num(certs) >= 1);
+    X509 *leaf = sk_X509_shift(certs);
+    enum ca_verify_reason reason;
+    ca_peer peer;
+    FUZZ_CHECK(ca_verify_peer(app.pki->trust, leaf, certs, CA_PURPOSE_CLIENT, CA_KIND_SANDBOX, 0,
+                              &reason, &peer) == 0);
+    FUZZ_CHECK(strcmp(peer.identity.name, id) == 0);
+    FUZZ_CHECK(strcmp(peer.serial_hex, r->certificate_serial) == 0);
+    EVP_PKEY *key = NULL;
+    FUZZ_CHECK(ca_key_from_pem((const uint8_t *)key_pem, strlen(key_pem), &key) == 0);
+    FUZZ_CHECK(X509_check_private_key(leaf, key) == 1);
+    EVP_PKEY_free(key);
+    X509_free(leaf);
+    sk_X509_pop_free(certs, X509_free);
+    OPENSSL_cleanse(key_pem, strlen(key_pem));
+    free(key_pem);
+    free(cert_pem);
+    free(bundle_pem);
+    tessera__v1__create_sandbox_response__free_unpacked(r, NULL);
+}
+
+/* A CreateSandbox that was not OK left nothing behind: no new live sandbox
+ * of that name in the store or the driver; if the driver was called for a
+ * new id, that id's certificates are all revoked (store and memory). */
+static void check_not_created(const struct create_probe *cp)
+{
+    if (cp->name != NULL && !cp->existed) {
+        gw_sandbox_rec sb;
+        FUZZ_CHECK(gw_store_sandbox_find_by_name(worker->store, cp->name, &sb) != 0);
+        FUZZ_CHECK(mem_count_named(cp->name) == 0);
+    }
+    char last[64];
+    mem_last_id(last, sizeof last);
+    if (last[0] == '\0' || strcmp(last, cp->last_id) == 0) return;
+    int state = 0;
+    char *c = NULL, *k = NULL, *b = NULL;
+    FUZZ_CHECK(mem_inspect(last, &state, &c, &k, &b) != 0);   /* destroyed */
+    gw_sandbox_rec sb;
+    FUZZ_CHECK(gw_store_sandbox_get(worker->store, last, &sb) == 0 && sb.deleted_at != 0);
+    gw_cert_rec *certs = NULL;
+    size_t n = 0;
+    FUZZ_CHECK(gw_store_cert_list(worker->store, last, &certs, &n) == 0);
+    FUZZ_CHECK(n >= 1);
+    for (size_t i = 0; i < n; i++) {
+        FUZZ_CHECK(certs[i].revoked_at != 0);
+        FUZZ_CHECK(gw_revocations_contains(app.revoked, certs[i].serial));
+    }
+    gw_store_free_certs(certs, n);
+}
+
+static void create_after(const gw_response *resp, struct create_probe *cp)
+{
+    if (!cp->is_create) return;
+    if (resp->status == GW_STATUS_OK) check_created(resp->body, resp->body_len, cp);
+    else check_not_created(cp);
+    free(cp->name);
+    cp->name = NULL;
+}
+
 static void response_free(gw_response *resp)
 {
     if (resp->body != NULL && resp->body_is_secret) OPENSSL_cleanse(resp->body, resp->body_len);
@@ -558,7 +743,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r->sandbox == SB_OWN) request_target(r, in.p, in.len, &t);
         else memset(&t, 0, sizeof t);
         bool before = r->sandbox == SB_OWN && names_self(&t, &p);
+        struct create_probe cp;
+        create_before(r, in.p, in.len, &cp);
         m->unary(&ctx, in.len > 0 ? in.p : (const uint8_t *)"", in.len, &resp);
+        create_after(&resp, &cp);
         /* The target must be the caller before the call (what the guard saw)
          * and after it (a name cannot have moved to another sandbox). */
         all_self = before && names_self(&t, &p);

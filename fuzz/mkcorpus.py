@@ -237,6 +237,16 @@ def rpc(label, who, method, *msgs):
 
 rpc("admin-create", ADMIN, "CreateSandbox",
     pb.CreateSandboxRequest(name="dev-1", policy="version: 1\n", provider_env={"K": "v"}))
+# Through the mem driver plugin: its injected failures (rollback), an
+# unknown driver, the driver named explicitly.
+rpc("admin-create-fail-create", ADMIN, "CreateSandbox",
+    pb.CreateSandboxRequest(name="fail-create-1", policy="version: 1\n"))
+rpc("operator-create-fail-start", OPERATOR, "CreateSandbox",
+    pb.CreateSandboxRequest(name="fail-start-1", policy="version: 1\n", provider_env={"K": "v"}))
+rpc("admin-create-unknown-driver", ADMIN, "CreateSandbox",
+    pb.CreateSandboxRequest(name="dev-3", policy="version: 1\n", driver="process"))
+rpc("operator-create-mem", OPERATOR, "CreateSandbox",
+    pb.CreateSandboxRequest(name="dev-2", policy="version: 1\n", driver="mem"))
 rpc("operator-create-bad-policy", OPERATOR, "CreateSandbox",
     pb.CreateSandboxRequest(name="dev-2", policy="version: 2\n"))
 rpc("viewer-get-a", VIEWER, "GetSandbox", pb.GetSandboxRequest(id=ID_A))

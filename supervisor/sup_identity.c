@@ -15,6 +15,7 @@
 
 #include "ca_pem.h"
 #include "tsr_fs.h"
+#include "tsr_time.h"
 
 #define STAGED_KEY SUP_KEY_FILE SUP_STAGE_SUFFIX
 #define STAGED_CERT SUP_CERT_FILE SUP_STAGE_SUFFIX
@@ -280,6 +281,21 @@ void sup_identity_free(sup_identity *id)
     free(id);
 }
 
+int64_t sup_judge_time(const X509 *leaf, int64_t now)
+{
+    if (now == 0) now = tsr_now_unix();
+    int64_t nb = 0, na = 0;
+    if (leaf == NULL || ca_cert_validity(leaf, &nb, &na) != 0) return now;
+    return nb > now && nb - now <= SUP_MAX_CLOCK_SKEW_S ? nb : now;
+}
+
+int64_t sup_clock_behind_s(int64_t not_before, int64_t now)
+{
+    int64_t behind = not_before + SUP_GATEWAY_BACKDATE_S - now;
+    if (behind < 0) return 0;
+    return behind > SUP_MAX_CLOCK_SKEW_S ? SUP_MAX_CLOCK_SKEW_S : behind;
+}
+
 int sup_identity_load(const char *dir, const char *trust_domain, int64_t now,
                       enum ca_verify_reason *reason, sup_identity **out)
 {
@@ -313,8 +329,8 @@ int sup_identity_load(const char *dir, const char *trust_domain, int64_t now,
         (void)TSR_FAIL(tsr_errcat(), "%s/%s: %s", dir, SUP_BUNDLE_FILE, tsr_errmsg());
         goto out;
     }
-    if (ca_verify_peer(id->trust, id->leaf, id->chain, CA_PURPOSE_CLIENT, CA_KIND_SANDBOX, now,
-                       reason, &id->peer) != 0) {
+    if (ca_verify_peer(id->trust, id->leaf, id->chain, CA_PURPOSE_CLIENT, CA_KIND_SANDBOX,
+                       sup_judge_time(id->leaf, now), reason, &id->peer) != 0) {
         (void)TSR_FAIL(TSR_E_UNAUTH, "%s/%s is not a valid sandbox identity: %s", dir,
                        SUP_CERT_FILE, tsr_errmsg());
         goto out;

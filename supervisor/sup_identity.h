@@ -63,9 +63,26 @@ TSR_WUR int sup_identity_check_dir(const char *dir);
  * `note` (may be NULL) receives what was done, "" if nothing. */
 TSR_WUR int sup_identity_recover(const char *dir, char *note, size_t note_cap);
 
+/* Clock skew (docs/security.md "Clock skew"). The gateway backdates a
+ * leaf's notBefore by SUP_GATEWAY_BACKDATE_S (DESIGN §4); a supervisor whose
+ * clock is up to SUP_MAX_CLOCK_SKEW_S behind the gateway's still takes a
+ * certificate the gateway has just issued: it is judged at its notBefore
+ * instead of at `now` when that lies at most SUP_MAX_CLOCK_SKEW_S ahead. */
+#define SUP_GATEWAY_BACKDATE_S 60
+#define SUP_MAX_CLOCK_SKEW_S 300
+/* The time to verify `leaf` at: `now` (0 = current time), or its notBefore
+ * when that is in now's future by at most SUP_MAX_CLOCK_SKEW_S. */
+int64_t sup_judge_time(const X509 *leaf, int64_t now);
+/* How many seconds our clock (`now`) seems behind the gateway's, judging
+ * by a notBefore the gateway wrote at its now − SUP_GATEWAY_BACKDATE_S:
+ * 0..SUP_MAX_CLOCK_SKEW_S (never negative: a clock ahead only makes us
+ * rotate early, and an old certificate says nothing about the skew). */
+int64_t sup_clock_behind_s(int64_t not_before, int64_t now);
+
 /* Check and load the three files and verify the leaf at `now` (Unix seconds,
- * 0 = current time). A verification failure is TSR_E_UNAUTH with the reason
- * in *reason (CA_VERIFY_EXPIRED when the certificate has expired). */
+ * 0 = current time), or at sup_judge_time(leaf, now). A verification
+ * failure is TSR_E_UNAUTH with the reason in *reason (CA_VERIFY_EXPIRED when
+ * the certificate has expired). */
 TSR_WUR int sup_identity_load(const char *dir, const char *trust_domain, int64_t now,
                               enum ca_verify_reason *reason, sup_identity **out);
 void sup_identity_free(sup_identity *id);
