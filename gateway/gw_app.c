@@ -13,6 +13,7 @@
 #include "gw_ratelimit.h"
 #include "gw_revocation.h"
 #include "gw_secretbox.h"
+#include "gw_commit.h"
 #include "gw_store.h"
 #include "gw_driver.h"
 #include "tsr_fs.h"
@@ -161,6 +162,9 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
      * every still-relevant revoked serial into memory. */
     TSR_TRY(gw_store_open(cfg->store_path, app->keyring, &store));
     TSR_TRY(gw_store_revoked_each(store, tsr_now_unix(), load_revocations_cb, app->revoked));
+    /* The committer's own connection: renewals are recorded in batches. */
+    TSR_TRY(gw_committer_start(store, &app->committer));
+    store = NULL;
     rc = 0;
 out:
     gw_store_close(store);
@@ -178,6 +182,7 @@ out:
 void gw_app_fini(gw_app *app)
 {
     gw_drivers_free(app->drivers);
+    gw_committer_stop(app->committer);   /* after the server: held renewals are answered */
     gw_ratelimit_free(app->renew_limit);
     gw_revocations_free(app->revoked);
     gw_audit_close(app->audit);

@@ -19,6 +19,7 @@ struct gw_audit;
 struct gw_revocations;
 struct gw_ratelimit;
 struct gw_drivers;
+struct gw_committer;
 
 /* What a reload (SIGHUP) may replace, as one immutable, refcounted
  * snapshot: the PKI the gateway trusts and issues with, and the config
@@ -48,6 +49,7 @@ typedef struct gw_app {
     struct gw_revocations *revoked;      /* in-memory set, loaded from the store */
     struct gw_ratelimit *renew_limit;    /* per-sandbox renewals */
     struct gw_drivers *drivers;          /* loaded plugins; set once serving starts */
+    struct gw_committer *committer;      /* group commit of renewed certificates (gw_commit.h) */
     bool keyring_created;                /* gw_app_init made a new keyring file */
 } gw_app;
 
