@@ -33,6 +33,15 @@ LOAD = os.path.join(OUT, "bn_load")
 TD = "tessera.local"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 N_SANDBOXES = int(os.environ.get("BENCH_SANDBOXES", "32"))
+# Renewals (and cfssl signs) in flight: one outstanding request on each of
+# this many connections, for both, so that the comparison stays fair.
+RENEW_INFLIGHT = int(os.environ.get("BENCH_RENEW_INFLIGHT", "32"))
+# BENCH_ONLY=handshake,unary,renew,logs,conns,scale runs only those rows.
+ONLY = set(os.environ.get("BENCH_ONLY", "").split(",")) - {""}
+
+
+def want(what):
+    return not ONLY or what in ONLY
 POLICY = """version: 1
 filesystem:
   read_only: [/usr, /lib]
@@ -69,10 +78,23 @@ def rss_kib(pid):
 PROFILE = {"pid": None, "addr": None}
 
 
-def load(mode, addr, *args, timeout=None):
+def cpu_s(pid):
+    """User + system CPU seconds of a process (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(mode, addr, *args, timeout=None, pid=None):
     """Run one bn_load measurement. BENCH_PERF=<mode> records the gateway
-    with `perf record -g` during that mode (build/bench/perf-<mode>.data)."""
+    with `perf record -g` during that mode (build/bench/perf-<mode>.data).
+    With pid (default: the gateway's, when addr is its address), the result
+    also carries that server's CPU time per operation (cpu_us_per_op): on a
+    shared machine that is steadier than the rate."""
+    if pid is None and addr == PROFILE["addr"]:
+        pid = PROFILE["pid"]
     cmd = [LOAD, mode, "--addr", addr] + [str(a) for a in args]
+    cpu0 = cpu_s(pid) if pid else None
     perf = None
     if os.environ.get("BENCH_PERF") == mode and PROFILE["pid"] and addr == PROFILE["addr"]:
         perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-p",
@@ -89,6 +111,8 @@ def load(mode, addr, *args, timeout=None):
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr}")
     res = json.loads(r.stdout.strip().splitlines()[-1])
+    if cpu0 is not None and res.get("ops"):
+        res["cpu_us_per_op"] = round((cpu_s(pid) - cpu0) / res["ops"] * 1e6, 1)
     log(f"  {mode} {addr}: {json.dumps(res)}")
     return res
 
@@ -260,135 +284,169 @@ drivers:
             f"{N_SANDBOXES} sandboxes")
         results["gateway_rss_idle_kib"] = rss_idle
 
-        # (1) handshakes/s: Tessera, then the bare OpenSSL loop.
-        log("handshakes/s (2 client threads, a new connection each)")
-        hs_t = load("handshake", addr, "--bundle", bundle, "--cert", first_cert,
-                    "--key", first_key, "--threads", 2, "--seconds", SECONDS)
-        bare, bport = start([os.path.join(OUT, "bare_tls"), os.path.join(pki, "gateway.pem"),
-                             os.path.join(pki, "gateway.key"), bundle, "2"],
-                            r"listening on .*:(\d+)")
-        hs_b = load("handshake", f"127.0.0.1:{bport}", "--bundle", bundle, "--cert",
-                    first_cert, "--key", first_key, "--threads", 2, "--seconds", SECONDS)
-        stop(bare)
-        row("mTLS handshakes/s", hs_t["rate"], hs_b["rate"], "1/s", "bare OpenSSL (C)",
-            f"errors {hs_t['errors']}/{hs_b['errors']}")
-
-        # (2) unary GetSandboxConfig: peak, then at half of peak.
-        log("unary GetSandboxConfig (4 persistent connections, sequential calls)")
-        un = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
-                  "--seconds", SECONDS)
-        half = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
-                    "--seconds", SECONDS, "--rate", max(1.0, un["rate"] / 2))
-        results["unary_peak"] = un
-        results["unary_half"] = half
-        gun = ghalf = None
-        gref = os.path.join(OUT, "grpc_ref")
-        if os.path.exists(gref):
-            policy_file = os.path.join(work, "policy.yaml")
-            with open(policy_file, "w") as f:
-                f.write(POLICY)
-            gp, gport = start([gref, os.path.join(pki, "gateway.pem"),
-                               os.path.join(pki, "gateway.key"), bundle, ids_file, policy_file,
-                               "2"], r"listening on .*:(\d+)")
-            gaddr = f"127.0.0.1:{gport}"
-            gun = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
-                       "--seconds", SECONDS)
-            ghalf = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
-                         "--seconds", SECONDS, "--rate", max(1.0, gun["rate"] / 2))
-            stop(gp)
-            results["grpc_cpp_unary_peak"] = gun
-            results["grpc_cpp_unary_half"] = ghalf
-        peer = "gRPC C++ 1.51 (Debian)" if gun else "gRPC C++ (not built)"
-        row("unary GetSandboxConfig RPC/s", un["rate"], gun["rate"] if gun else None, "1/s",
-            peer, f"p50/p90/p99 {un['p50_us']}/{un['p90_us']}/{un['p99_us']} us" +
-            (f" vs {gun['p50_us']}/{gun['p90_us']}/{gun['p99_us']}" if gun else ""))
-        row("unary p99 at half of peak (us)", half["p99_us"], ghalf["p99_us"] if ghalf else None,
-            "us", peer, f"at {half['rate']:.0f}/s vs {ghalf['rate']:.0f}/s; p50 "
-            f"{half['p50_us']} vs {ghalf['p50_us']} us" if ghalf else
-            f"at {half['rate']:.0f}/s; p50 {half['p50_us']} us")
-
-        # (3) issuance/s: RenewCertificate vs cfssl serve /api/v1/cfssl/sign.
-        log("issuance/s (4 client threads, pre-generated P-256 CSRs)")
-        rn = load("renew", addr, "--bundle", bundle, "--ids", ids_file, "--threads", 4,
-                  "--seconds", SECONDS)
-        cf = None
-        if subprocess.run(["sh", "-c", "command -v cfssl"], capture_output=True).returncode == 0:
-            ca_file = os.path.join(work, "cfssl-ca.pem")
-            with open(ca_file, "wb") as f:
-                f.write(issuing_cert.public_bytes(serialization.Encoding.PEM))
-            cfg = os.path.join(work, "cfssl.json")
-            with open(cfg, "w") as f:
-                json.dump({"signing": {"default": {"expiry": "1h"}, "profiles": {"tessera": {
-                    "usages": ["digital signature", "client auth"], "expiry": "1h"}}}}, f)
-            cport = free_port()
-            cfp = subprocess.Popen(["cfssl", "serve", "-address", "127.0.0.1", "-port",
-                                    str(cport), "-ca", ca_file, "-ca-key",
-                                    os.path.join(pki, "issuing.key"), "-config", cfg],
-                                   stdout=subprocess.DEVNULL, stderr=open(
-                                       os.path.join(work, "cfssl.log"), "w"))
-            procs.append(cfp)
-            if wait_port(cport):
-                cf = load("cfssl", f"127.0.0.1:{cport}", "--threads", 4, "--seconds",
-                          SECONDS, "--profile", "tessera")
-            else:
-                log("cfssl serve did not start: " + open(os.path.join(work, "cfssl.log")).read())
-            stop(cfp)
-        row("issuance/s (RenewCertificate)", rn["rate"], cf["rate"] if cf else None, "1/s",
-            "cfssl serve /api/v1/cfssl/sign", f"errors {rn['errors']}/"
-            f"{cf['errors'] if cf else '-'}")
-        sign, verify = openssl_speed()
-        # Issuance = one CSR signature check + one certificate signature.
-        per_core = 1.0 / (1.0 / sign + 1.0 / verify)
-        ceiling = per_core * (os.cpu_count() or 1)
-        results["openssl_speed_ecdsap256"] = {"sign_per_s": sign, "verify_per_s": verify,
-                                              "issuance_ceiling_per_s": ceiling}
-        row("issuance/s vs crypto ceiling", rn["rate"], ceiling, "1/s",
-            f"openssl speed: sign {sign:.0f}/s + verify {verify:.0f}/s per core, x{os.cpu_count()}")
-
-        # (4) log lines/s.
-        log("log lines/s (2 streams, 100 lines of 85 bytes per message)")
-        lg = load("logs", addr, "--bundle", bundle, "--ids", ids_file, "--threads", 2,
-                  "--seconds", SECONDS, "--batch", 100)
-        row("log lines/s (PushSandboxLogs)", lg["rate"], None, "1/s", "-",
-            f"errors {lg['errors']}")
-
-        # (5) RSS per idle connection.
-        for n in (1000, 10000) if not os.environ.get("BENCH_QUICK") else (1000,):
-            log(f"gateway RSS with {n} open connections")
-            try:
-                cn = load("conns", addr, "--bundle", bundle, "--ids", ids_file, "--count", n,
-                          "--threads", 2, "--pid", gw.pid, timeout=600)
-            except RuntimeError as e:
-                log(str(e))
-                continue
-            results[f"conns_{n}"] = cn
-            row(f"RSS KiB per idle connection ({n})", cn["per_conn_kib"], 64.0, "KiB",
-                "target 64 KiB", f"{cn['open']} open, RSS {cn['rss_before_kib']} -> "
-                f"{cn['rss_open_kib']} KiB")
-            time.sleep(2)
+        # Each row: Tessera, then its peer, back to back.
+        if want("handshake"):
+            handshakes(addr, pki, bundle, first_cert, first_key, row)
+        if want("unary"):
+            unary(addr, pki, bundle, ids_file, work, results, row)
+        if want("renew"):
+            renew(addr, pki, bundle, ids_file, work, issuing_cert, results, row)
+        if want("logs"):
+            logs(addr, bundle, ids_file, row)
+        if want("conns"):
+            conns(addr, bundle, ids_file, gw, results, row)
         results["gateway_rss_end_kib"] = rss_kib(gw.pid)
     finally:
-        # Sandboxes outlive the gateway by design: delete them through it
-        # (the driver stops their supervisors), then stop everything.
-        try:
-            with grpc.secure_channel(f"localhost:{port}", creds) as ch:
-                stub = pb_grpc.GatewayStub(ch)
-                for sid in sandbox_ids:
-                    try:
-                        stub.DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=30)
-                    except grpc.RpcError as e:
-                        log(f"DeleteSandbox {sid}: {e.code()}")
-        except Exception as e:  # noqa: BLE001 - cleanup must go on
-            log(f"sandbox cleanup: {e}")
-        for p in procs:
-            stop(p)
-        for pidfile in glob.glob(os.path.join(data, "sandboxes", "*", "pid")):
-            try:
-                pid = int(open(pidfile).read().split()[0])
-                os.killpg(pid, signal.SIGKILL)
-            except (OSError, ValueError, IndexError):
-                pass
+        cleanup(port, creds, sandbox_ids, data)
+    report(results, rows)
 
+
+def handshakes(addr, pki, bundle, first_cert, first_key, row):
+    log("handshakes/s (2 client threads, a new connection each)")
+    hs_t = load("handshake", addr, "--bundle", bundle, "--cert", first_cert,
+                "--key", first_key, "--threads", 2, "--seconds", SECONDS)
+    bare, bport = start([os.path.join(OUT, "bare_tls"), os.path.join(pki, "gateway.pem"),
+                         os.path.join(pki, "gateway.key"), bundle, "2"],
+                        r"listening on .*:(\d+)")
+    hs_b = load("handshake", f"127.0.0.1:{bport}", "--bundle", bundle, "--cert",
+                first_cert, "--key", first_key, "--threads", 2, "--seconds", SECONDS,
+                pid=bare.pid)
+    stop(bare)
+    row("mTLS handshakes/s", hs_t["rate"], hs_b["rate"], "1/s", "bare OpenSSL (C)",
+        f"errors {hs_t['errors']}/{hs_b['errors']}; server CPU us/handshake "
+        f"{hs_t.get('cpu_us_per_op')} vs {hs_b.get('cpu_us_per_op')}")
+    return hs_t
+
+
+def unary(addr, pki, bundle, ids_file, work, results, row):
+    log("unary GetSandboxConfig (4 persistent connections, sequential calls)")
+    un = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+              "--seconds", SECONDS)
+    half = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                "--seconds", SECONDS, "--rate", max(1.0, un["rate"] / 2))
+    results["unary_peak"] = un
+    results["unary_half"] = half
+    gun = ghalf = None
+    gref = os.path.join(OUT, "grpc_ref")
+    if os.path.exists(gref):
+        policy_file = os.path.join(work, "policy.yaml")
+        with open(policy_file, "w") as f:
+            f.write(POLICY)
+        gp, gport = start([gref, os.path.join(pki, "gateway.pem"),
+                           os.path.join(pki, "gateway.key"), bundle, ids_file, policy_file,
+                           "2"], r"listening on .*:(\d+)")
+        gaddr = f"127.0.0.1:{gport}"
+        gun = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                   "--seconds", SECONDS, pid=gp.pid)
+        ghalf = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                     "--seconds", SECONDS, "--rate", max(1.0, gun["rate"] / 2))
+        stop(gp)
+        results["grpc_cpp_unary_peak"] = gun
+        results["grpc_cpp_unary_half"] = ghalf
+    peer = "gRPC C++ 1.51 (Debian)" if gun else "gRPC C++ (not built)"
+    row("unary GetSandboxConfig RPC/s", un["rate"], gun["rate"] if gun else None, "1/s",
+        peer, f"p50/p90/p99 {un['p50_us']}/{un['p90_us']}/{un['p99_us']} us" +
+        (f" vs {gun['p50_us']}/{gun['p90_us']}/{gun['p99_us']}" if gun else ""))
+    row("unary p99 at half of peak (us)", half["p99_us"], ghalf["p99_us"] if ghalf else None,
+        "us", peer, f"at {half['rate']:.0f}/s vs {ghalf['rate']:.0f}/s; p50 "
+        f"{half['p50_us']} vs {ghalf['p50_us']} us" if ghalf else
+        f"at {half['rate']:.0f}/s; p50 {half['p50_us']} us")
+    return un
+
+
+def renew(addr, pki, bundle, ids_file, work, issuing_cert, results, row):
+    """RenewCertificate vs cfssl serve /api/v1/cfssl/sign, the same number
+    of requests in flight (one per connection) for both."""
+    log(f"issuance/s ({RENEW_INFLIGHT} connections, one request in flight on each, "
+        "pre-generated P-256 CSRs)")
+    rn = load("renew", addr, "--bundle", bundle, "--ids", ids_file, "--threads", RENEW_INFLIGHT,
+              "--seconds", SECONDS)
+    cf = None
+    if subprocess.run(["sh", "-c", "command -v cfssl"], capture_output=True).returncode == 0:
+        ca_file = os.path.join(work, "cfssl-ca.pem")
+        with open(ca_file, "wb") as f:
+            f.write(issuing_cert.public_bytes(serialization.Encoding.PEM))
+        cfg = os.path.join(work, "cfssl.json")
+        with open(cfg, "w") as f:
+            json.dump({"signing": {"default": {"expiry": "1h"}, "profiles": {"tessera": {
+                "usages": ["digital signature", "client auth"], "expiry": "1h"}}}}, f)
+        cport = free_port()
+        cfp = subprocess.Popen(["cfssl", "serve", "-address", "127.0.0.1", "-port",
+                                str(cport), "-ca", ca_file, "-ca-key",
+                                os.path.join(pki, "issuing.key"), "-config", cfg],
+                               stdout=subprocess.DEVNULL, stderr=open(
+                                   os.path.join(work, "cfssl.log"), "w"))
+        procs.append(cfp)
+        if wait_port(cport):
+            cf = load("cfssl", f"127.0.0.1:{cport}", "--threads", RENEW_INFLIGHT, "--seconds",
+                      SECONDS, "--profile", "tessera", pid=cfp.pid)
+        else:
+            log("cfssl serve did not start: " + open(os.path.join(work, "cfssl.log")).read())
+        stop(cfp)
+    results["renew"] = rn
+    results["cfssl"] = cf
+    row("issuance/s (RenewCertificate)", rn["rate"], cf["rate"] if cf else None, "1/s",
+        "cfssl serve /api/v1/cfssl/sign", f"{RENEW_INFLIGHT} in flight each; errors "
+        f"{rn['errors']}/{cf['errors'] if cf else '-'}; server CPU us/issuance "
+        f"{rn.get('cpu_us_per_op')} vs {cf.get('cpu_us_per_op') if cf else '-'}")
+    sign, verify = openssl_speed()
+    # Issuance = one CSR signature check + one certificate signature.
+    per_core = 1.0 / (1.0 / sign + 1.0 / verify)
+    ceiling = per_core * (os.cpu_count() or 1)
+    results["openssl_speed_ecdsap256"] = {"sign_per_s": sign, "verify_per_s": verify,
+                                          "issuance_ceiling_per_s": ceiling}
+    row("issuance/s vs crypto ceiling", rn["rate"], ceiling, "1/s",
+        f"openssl speed: sign {sign:.0f}/s + verify {verify:.0f}/s per core, x{os.cpu_count()}")
+
+
+def logs(addr, bundle, ids_file, row):
+    log("log lines/s (2 streams, 100 lines of 85 bytes per message)")
+    lg = load("logs", addr, "--bundle", bundle, "--ids", ids_file, "--threads", 2,
+              "--seconds", SECONDS, "--batch", 100)
+    row("log lines/s (PushSandboxLogs)", lg["rate"], None, "1/s", "-",
+        f"errors {lg['errors']}")
+
+
+def conns(addr, bundle, ids_file, gw, results, row):
+    for n in (1000, 10000) if not os.environ.get("BENCH_QUICK") else (1000,):
+        log(f"gateway RSS with {n} open connections")
+        try:
+            cn = load("conns", addr, "--bundle", bundle, "--ids", ids_file, "--count", n,
+                      "--threads", 2, "--pid", gw.pid, timeout=600)
+        except RuntimeError as e:
+            log(str(e))
+            continue
+        results[f"conns_{n}"] = cn
+        row(f"RSS KiB per idle connection ({n})", cn["per_conn_kib"], 64.0, "KiB",
+            "target 64 KiB", f"{cn['open']} open, RSS {cn['rss_before_kib']} -> "
+            f"{cn['rss_open_kib']} KiB")
+        time.sleep(2)
+
+
+def cleanup(port, creds, sandbox_ids, data):
+    # Sandboxes outlive the gateway by design: delete them through it
+    # (the driver stops their supervisors), then stop everything.
+    try:
+        with grpc.secure_channel(f"localhost:{port}", creds) as ch:
+            stub = pb_grpc.GatewayStub(ch)
+            for sid in sandbox_ids:
+                try:
+                    stub.DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=30)
+                except grpc.RpcError as e:
+                    log(f"DeleteSandbox {sid}: {e.code()}")
+    except Exception as e:  # noqa: BLE001 - cleanup must go on
+        log(f"sandbox cleanup: {e}")
+    for p in procs:
+        stop(p)
+    for pidfile in glob.glob(os.path.join(data, "sandboxes", "*", "pid")):
+        try:
+            pid = int(open(pidfile).read().split()[0])
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
+
+
+def report(results, rows):
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     fmt = "{:<38} {:>12} {:>12} {:>8}  {}"

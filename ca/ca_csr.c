@@ -145,6 +145,7 @@ int ca_sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len, const c
     ca_leaf_request leaf = {
         .spiffe_id = spiffe_id,
         .public_key = X509_REQ_get0_pubkey(req),
+        .spki = X509_REQ_get_X509_PUBKEY(req),
         .ttl_seconds = ttl_seconds,
         .now = now,
     };

@@ -52,6 +52,8 @@ TSR_WUR int ca_create_issuing(const ca_issuer *root, enum ca_key_type type,
 typedef struct ca_leaf_request {
     const char *spiffe_id;              /* validated with ca_spiffe_parse; non-root path */
     EVP_PKEY *public_key;               /* must pass ca_key_check_accepted */
+    const X509_PUBKEY *spki;            /* optional: public_key as encoded in a CSR whose
+                                           self-signature was checked; copied as is */
     int64_t ttl_seconds;                /* > 0 */
     const char *const *dns_names;       /* gateway leaf only */
     size_t n_dns_names;
