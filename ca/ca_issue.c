@@ -328,6 +328,20 @@ static int sign_and_reparse(X509 *cert, EVP_PKEY *signer_key, EVP_PKEY *verify_k
     return 0;
 }
 
+/* Sign, then check the signature with `verify_key` on the object as built:
+ * no re-parse (see ca_leaf_request.unparsed). */
+static int sign_and_check(X509 *cert, EVP_PKEY *signer_key, EVP_PKEY *verify_key)
+{
+    const EVP_MD *md = NULL;
+    TSR_GUARD(signing_md(signer_key, &md));
+    if (X509_sign(cert, signer_key, md) <= 0)
+        return TSR_FAIL_OSSL(TSR_E_INTERNAL, "sign certificate");
+    if (X509_verify(cert, verify_key) != 1)
+        return TSR_FAIL_OSSL(TSR_E_INTERNAL, "issued certificate does not verify with the "
+                                             "issuer's public key");
+    return 0;
+}
+
 /* Issuer validity at `now`: usable, and its notAfter for clamping. */
 static int issuer_window(const X509 *issuer, int64_t now, int64_t *issuer_not_after)
 {
@@ -591,7 +605,13 @@ int ca_issue_leaf(const ca_issuer *issuer, const ca_leaf_request *req, X509 **ou
     TSR_TRY(add_conf_ext(cert, &ctx, NID_subject_key_identifier, "hash"));
     TSR_TRY(add_conf_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always"));
     TSR_TRY(add_san(cert, req));
-    TSR_TRY(sign_and_reparse(cert, issuer->key, X509_get0_pubkey(issuer->cert), &done));
+    if (req->unparsed) {
+        TSR_TRY(sign_and_check(cert, issuer->key, X509_get0_pubkey(issuer->cert)));
+        done = cert;
+        cert = NULL;
+    } else {
+        TSR_TRY(sign_and_reparse(cert, issuer->key, X509_get0_pubkey(issuer->cert), &done));
+    }
     TSR_TRY(check_issuer_constraints(issuer->cert, done, req->spiffe_id));
     *out = done;
     done = NULL;

@@ -160,8 +160,8 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     }
     /* One snapshot for the signature and the chain and bundle sent back. */
     pki = gw_app_pki(app);
-    if (ca_sign_csr(pki->issuer, req->csr.data, req->csr.len, p->spiffe_id,
-                    pki->cfg->sandbox_cert_ttl, 0, &cert) != 0) {
+    if (ca_sign_csr_unparsed(pki->issuer, req->csr.data, req->csr.len, p->spiffe_id,
+                             pki->cfg->sandbox_cert_ttl, 0, &cert) != 0) {
         char why[300];
         snprintf(why, sizeof why, "bad CSR: %s", tsr_errmsg());
         gw_audit_denial(ctx, GW_DENY_BAD_REQUEST, p->name, why);
