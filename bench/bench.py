@@ -10,12 +10,15 @@ import glob
 import json
 import os
 import re
+import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import grpc
 from cryptography import x509
@@ -38,6 +41,8 @@ N_SANDBOXES = int(os.environ.get("BENCH_SANDBOXES", "32"))
 RENEW_INFLIGHT = int(os.environ.get("BENCH_RENEW_INFLIGHT", "32"))
 # BENCH_ONLY=handshake,unary,renew,logs,conns,scale runs only those rows.
 ONLY = set(os.environ.get("BENCH_ONLY", "").split(",")) - {""}
+# The "large store" row: this many (deleted) sandboxes and revoked serials.
+SCALE_N = int(os.environ.get("BENCH_SCALE_N", "100000"))
 
 
 def want(what):
@@ -250,10 +255,8 @@ drivers:
         rows.append({"row": name, "unit": unit, "tessera": tessera, "peer": peer,
                      "peer_name": peer_name, "ratio": ratio, "note": note})
 
-    gw, port = start([os.path.join(BIN, "tessera-gateway"), "--config", config],
-                     r"listening on .*:(\d+)")
+    gw, port = start_gateway(config)
     addr = f"127.0.0.1:{port}"
-    PROFILE["pid"], PROFILE["addr"] = gw.pid, addr
     sandbox_ids = []
     creds = grpc.ssl_channel_credentials(
         root_certificates=open(bundle, "rb").read(),
@@ -296,9 +299,81 @@ drivers:
         if want("conns"):
             conns(addr, bundle, ids_file, gw, results, row)
         results["gateway_rss_end_kib"] = rss_kib(gw.pid)
+        if want("scale"):
+            gw, port = scale(gw, config, data, bundle, first_cert, first_key, ids_file,
+                             results, row)
     finally:
         cleanup(port, creds, sandbox_ids, data)
     report(results, rows)
+
+
+def start_gateway(config):
+    gw, port = start([os.path.join(BIN, "tessera-gateway"), "--config", config],
+                     r"listening on .*:(\d+)")
+    PROFILE["pid"], PROFILE["addr"] = gw.pid, f"127.0.0.1:{port}"
+    return gw, port
+
+
+def populate(db_path, n):
+    """n deleted sandboxes, each with one revoked, still unexpired
+    certificate (what DeleteSandbox leaves behind), written straight into
+    the gateway's sqlite file while the gateway is stopped."""
+    now = int(time.time())
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    db = sqlite3.connect(db_path, timeout=30)
+    try:
+        with db:
+            db.executemany(
+                "INSERT INTO sandboxes(id, name, driver, state, created_at, deleted_at) "
+                "VALUES (?, ?, 'process', 'deleted', ?, ?)",
+                ((sid, f"scale-{i}", now - 3600, now - 60) for i, sid in enumerate(ids)))
+            db.executemany(
+                "INSERT INTO certificates(serial, spiffe_id, sandbox_id, not_before, not_after, "
+                "issued_at, revoked_at, revocation_reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'sandbox deleted')",
+                ((secrets.token_hex(16), f"spiffe://{TD}/sandbox/{sid}", sid, now - 3600,
+                  now + 7200, now - 3600, now - 60) for sid in ids))
+        counts = (db.execute("SELECT count(*) FROM sandboxes").fetchone()[0],
+                  db.execute("SELECT count(*) FROM certificates WHERE revoked_at IS NOT NULL")
+                  .fetchone()[0])
+    finally:
+        db.close()
+    return counts
+
+
+def scale(gw, config, data, bundle, first_cert, first_key, ids_file, results, row):
+    """Handshakes and unary calls with the bench's small store, then with
+    SCALE_N more sandboxes and SCALE_N revoked serials: the gateway is
+    stopped (its sandboxes survive it, by design), the rows are written into
+    its sqlite file, and it is started again on the same data (so it loads
+    the revoked serials into its in-memory set, as after any restart)."""
+    def measure():
+        addr = PROFILE["addr"]
+        hs = load("handshake", addr, "--bundle", bundle, "--cert", first_cert, "--key",
+                  first_key, "--threads", 2, "--seconds", SECONDS)
+        un = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                  "--seconds", SECONDS)
+        return hs, un
+    log(f"store scale: handshakes and unary calls, small store then +{SCALE_N} sandboxes "
+        f"and {SCALE_N} revoked serials")
+    small = measure()
+    stop(gw)
+    t0 = time.time()
+    n_sb, n_rev = populate(os.path.join(data, "tessera.db"), SCALE_N)
+    log(f"  populated in {time.time() - t0:.1f} s: {n_sb} sandboxes, {n_rev} revoked serials")
+    t0 = time.time()
+    gw, port = start_gateway(config)
+    log(f"  gateway restarted in {time.time() - t0:.1f} s, RSS {rss_kib(gw.pid)} KiB")
+    large = measure()
+    results["scale"] = {"n": SCALE_N, "sandboxes": n_sb, "revoked": n_rev,
+                        "small": {"handshake": small[0], "unary": small[1]},
+                        "large": {"handshake": large[0], "unary": large[1]}}
+    row(f"handshakes/s, {n_sb} sandboxes + {n_rev} revoked", large[0]["rate"], small[0]["rate"],
+        "1/s", "same gateway, 32-sandbox store", "target ratio >= 0.90")
+    row(f"unary RPC/s, {n_sb} sandboxes + {n_rev} revoked", large[1]["rate"], small[1]["rate"],
+        "1/s", "same gateway, 32-sandbox store", "target ratio >= 0.90; p99 "
+        f"{large[1]['p99_us']} vs {small[1]['p99_us']} us")
+    return gw, port
 
 
 def handshakes(addr, pki, bundle, first_cert, first_key, row):
