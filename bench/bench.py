@@ -39,6 +39,9 @@ N_SANDBOXES = int(os.environ.get("BENCH_SANDBOXES", "32"))
 # Renewals (and cfssl signs) in flight: one outstanding request on each of
 # this many connections, for both, so that the comparison stays fair.
 RENEW_INFLIGHT = int(os.environ.get("BENCH_RENEW_INFLIGHT", "32"))
+# Handshake clients (each: connect, full handshake, wait for the server's
+# first bytes, close), the same for the gateway and the bare OpenSSL peer.
+HS_THREADS = int(os.environ.get("BENCH_HS_THREADS", "2"))
 # BENCH_ONLY=handshake,unary,renew,logs,conns,scale runs only those rows.
 ONLY = set(os.environ.get("BENCH_ONLY", "").split(",")) - {""}
 # The "large store" row: this many (deleted) sandboxes and revoked serials.
@@ -308,7 +311,10 @@ drivers:
 
 
 def start_gateway(config):
-    gw, port = start([os.path.join(BIN, "tessera-gateway"), "--config", config],
+    # BENCH_GATEWAY=PATH runs another build of the gateway (before/after
+    # comparisons in docs/performance.md) with the same load and peers.
+    gw, port = start([os.environ.get("BENCH_GATEWAY", os.path.join(BIN, "tessera-gateway")),
+                      "--config", config],
                      r"listening on .*:(\d+)")
     PROFILE["pid"], PROFILE["addr"] = gw.pid, f"127.0.0.1:{port}"
     return gw, port
@@ -350,7 +356,7 @@ def scale(gw, config, data, bundle, first_cert, first_key, ids_file, results, ro
     def measure():
         addr = PROFILE["addr"]
         hs = load("handshake", addr, "--bundle", bundle, "--cert", first_cert, "--key",
-                  first_key, "--threads", 2, "--seconds", SECONDS)
+                  first_key, "--threads", HS_THREADS, "--seconds", SECONDS)
         un = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
                   "--seconds", SECONDS)
         return hs, un
@@ -369,22 +375,24 @@ def scale(gw, config, data, bundle, first_cert, first_key, ids_file, results, ro
                         "small": {"handshake": small[0], "unary": small[1]},
                         "large": {"handshake": large[0], "unary": large[1]}}
     row(f"handshakes/s, {n_sb} sandboxes + {n_rev} revoked", large[0]["rate"], small[0]["rate"],
-        "1/s", "same gateway, 32-sandbox store", "target ratio >= 0.90")
+        "1/s", f"same gateway, {N_SANDBOXES}-sandbox store", "target ratio >= 0.90; gateway "
+        f"CPU us/handshake {large[0].get('cpu_us_per_op')} vs {small[0].get('cpu_us_per_op')}")
     row(f"unary RPC/s, {n_sb} sandboxes + {n_rev} revoked", large[1]["rate"], small[1]["rate"],
-        "1/s", "same gateway, 32-sandbox store", "target ratio >= 0.90; p99 "
-        f"{large[1]['p99_us']} vs {small[1]['p99_us']} us")
+        "1/s", f"same gateway, {N_SANDBOXES}-sandbox store", "target ratio >= 0.90; p99 "
+        f"{large[1]['p99_us']} vs {small[1]['p99_us']} us; gateway CPU us/call "
+        f"{large[1].get('cpu_us_per_op')} vs {small[1].get('cpu_us_per_op')}")
     return gw, port
 
 
 def handshakes(addr, pki, bundle, first_cert, first_key, row):
-    log("handshakes/s (2 client threads, a new connection each)")
+    log(f"handshakes/s ({HS_THREADS} client threads, a new connection each)")
     hs_t = load("handshake", addr, "--bundle", bundle, "--cert", first_cert,
-                "--key", first_key, "--threads", 2, "--seconds", SECONDS)
+                "--key", first_key, "--threads", HS_THREADS, "--seconds", SECONDS)
     bare, bport = start([os.path.join(OUT, "bare_tls"), os.path.join(pki, "gateway.pem"),
                          os.path.join(pki, "gateway.key"), bundle, "2"],
                         r"listening on .*:(\d+)")
     hs_b = load("handshake", f"127.0.0.1:{bport}", "--bundle", bundle, "--cert",
-                first_cert, "--key", first_key, "--threads", 2, "--seconds", SECONDS,
+                first_cert, "--key", first_key, "--threads", HS_THREADS, "--seconds", SECONDS,
                 pid=bare.pid)
     stop(bare)
     row("mTLS handshakes/s", hs_t["rate"], hs_b["rate"], "1/s", "bare OpenSSL (C)",
