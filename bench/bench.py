@@ -83,7 +83,7 @@ def rss_kib(pid):
     return 0
 
 
-PROFILE = {"pid": None, "addr": None}
+PROFILE = {"pid": None, "addr": None, "metrics": None}
 
 
 def cpu_s(pid):
@@ -246,6 +246,8 @@ limits:
   max_concurrent_streams: 100
 users:
   admin: admin
+metrics:
+  listen: 127.0.0.1:0
 drivers:
   supervisor: {sleeper}
 """)
@@ -317,7 +319,37 @@ def start_gateway(config):
                       "--config", config],
                      r"listening on .*:(\d+)")
     PROFILE["pid"], PROFILE["addr"] = gw.pid, f"127.0.0.1:{port}"
+    m = re.search(r"metrics on (http://\S+)", gw.stdout.readline())
+    PROFILE["metrics"] = m.group(1) if m else None
     return gw, port
+
+
+def handler_histogram(method):
+    """The gateway's tessera_rpc_duration_seconds buckets of one method
+    (cumulative counts by upper bound, seconds): time inside the handler."""
+    if not PROFILE["metrics"]:
+        return None
+    import urllib.request
+    with urllib.request.urlopen(PROFILE["metrics"], timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'tessera_rpc_duration_seconds_bucket\{method="([^"]+)",le="([^"]+)"\} (\d+)',
+                     line)
+        if m and m.group(1) == method:
+            out[m.group(2)] = int(m.group(3))
+    return out
+
+
+def handler_share(before, after, bound):
+    """Fraction of the calls between two histograms whose handler time was
+    at most `bound` (a bucket bound as printed, e.g. "0.00025")."""
+    if not before or not after or bound not in after:
+        return None
+    total = after["+Inf"] - before.get("+Inf", 0)
+    if total <= 0:
+        return None
+    return (after[bound] - before.get(bound, 0)) / total
 
 
 def populate(db_path, n):
@@ -401,12 +433,25 @@ def handshakes(addr, pki, bundle, first_cert, first_key, row):
     return hs_t
 
 
+def fmt_share(v):
+    return "-" if v is None else f"{v * 100:.2f}%"
+
+
 def unary(addr, pki, bundle, ids_file, work, results, row):
     log("unary GetSandboxConfig (4 persistent connections, sequential calls)")
     un = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
               "--seconds", SECONDS)
+    meth = "/tessera.v1.Gateway/GetSandboxConfig"
+    h0 = handler_histogram(meth)
+    load0 = os.getloadavg()[0]
     half = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
                 "--seconds", SECONDS, "--rate", max(1.0, un["rate"] / 2))
+    h1 = handler_histogram(meth)
+    # Where the tail is: inside the handler, or outside (queueing and
+    # scheduling on a shared machine)?
+    half["handler_le_250us"] = handler_share(h0, h1, "0.00025")
+    half["handler_le_1ms"] = handler_share(h0, h1, "0.001")
+    half["loadavg_1m"] = [load0, os.getloadavg()[0]]
     results["unary_peak"] = un
     results["unary_half"] = half
     gun = ghalf = None
@@ -431,9 +476,12 @@ def unary(addr, pki, bundle, ids_file, work, results, row):
         peer, f"p50/p90/p99 {un['p50_us']}/{un['p90_us']}/{un['p99_us']} us" +
         (f" vs {gun['p50_us']}/{gun['p90_us']}/{gun['p99_us']}" if gun else ""))
     row("unary p99 at half of peak (us)", half["p99_us"], ghalf["p99_us"] if ghalf else None,
-        "us", peer, f"at {half['rate']:.0f}/s vs {ghalf['rate']:.0f}/s; p50 "
-        f"{half['p50_us']} vs {ghalf['p50_us']} us" if ghalf else
-        f"at {half['rate']:.0f}/s; p50 {half['p50_us']} us")
+        "us", peer, (f"at {half['rate']:.0f}/s vs {ghalf['rate']:.0f}/s; p50 "
+                     f"{half['p50_us']} vs {ghalf['p50_us']} us" if ghalf else
+                     f"at {half['rate']:.0f}/s; p50 {half['p50_us']} us") +
+        f"; gateway handler time <= 250 us for {fmt_share(half['handler_le_250us'])}, "
+        f"<= 1 ms for {fmt_share(half['handler_le_1ms'])} of the calls; load average "
+        f"{half['loadavg_1m'][0]:.1f}-{half['loadavg_1m'][1]:.1f}")
     return un
 
 
