@@ -66,16 +66,21 @@ def test_renewals_abandoned_while_held():
 
         def one(i):
             try:
-                r = renew(stub, timeout=0.001 if i % 2 else 20)
+                # Short deadlines, but not so short that the client gives up
+                # before it has sent the request: gRPC C-core 1.51 then may
+                # reset a stream it never opened, which RFC 9113 makes a
+                # connection error (nghttp2 closes with PROTOCOL_ERROR).
+                r = renew(stub, timeout=(0.02, 0.05)[i % 4 // 2] if i % 2 else 20)
                 with lock:
                     got.append(r.serial)
             except grpc.RpcError as e:
                 with lock:
-                    codes.append(e.code())
+                    codes.append((e.code(), e.details()))
         with concurrent.futures.ThreadPoolExecutor(max_workers=40) as ex:
             list(ex.map(one, range(80)))
-        assert all(c in (S.DEADLINE_EXCEEDED, S.CANCELLED) for c in codes), codes
-        assert len(got) >= 40
+        odd = [c for c in codes if c[0] not in (S.DEADLINE_EXCEEDED, S.CANCELLED)]
+        assert not odd, odd[:3]
+        assert len(got) >= 40   # every call with the long deadline
         # Channels closed with calls in flight.
         for _ in range(5):
             ch = gw.channel(ident)
