@@ -10,12 +10,15 @@ import glob
 import json
 import os
 import re
+import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import grpc
 from cryptography import x509
@@ -33,6 +36,20 @@ LOAD = os.path.join(OUT, "bn_load")
 TD = "tessera.local"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 N_SANDBOXES = int(os.environ.get("BENCH_SANDBOXES", "32"))
+# Renewals (and cfssl signs) in flight: one outstanding request on each of
+# this many connections, for both, so that the comparison stays fair.
+RENEW_INFLIGHT = int(os.environ.get("BENCH_RENEW_INFLIGHT", "32"))
+# Handshake clients (each: connect, full handshake, wait for the server's
+# first bytes, close), the same for the gateway and the bare OpenSSL peer.
+HS_THREADS = int(os.environ.get("BENCH_HS_THREADS", "2"))
+# BENCH_ONLY=handshake,unary,renew,logs,conns,scale runs only those rows.
+ONLY = set(os.environ.get("BENCH_ONLY", "").split(",")) - {""}
+# The "large store" row: this many (deleted) sandboxes and revoked serials.
+SCALE_N = int(os.environ.get("BENCH_SCALE_N", "100000"))
+
+
+def want(what):
+    return not ONLY or what in ONLY
 POLICY = """version: 1
 filesystem:
   read_only: [/usr, /lib]
@@ -66,13 +83,26 @@ def rss_kib(pid):
     return 0
 
 
-PROFILE = {"pid": None, "addr": None}
+PROFILE = {"pid": None, "addr": None, "metrics": None}
 
 
-def load(mode, addr, *args, timeout=None):
+def cpu_s(pid):
+    """User + system CPU seconds of a process (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(mode, addr, *args, timeout=None, pid=None):
     """Run one bn_load measurement. BENCH_PERF=<mode> records the gateway
-    with `perf record -g` during that mode (build/bench/perf-<mode>.data)."""
+    with `perf record -g` during that mode (build/bench/perf-<mode>.data).
+    With pid (default: the gateway's, when addr is its address), the result
+    also carries that server's CPU time per operation (cpu_us_per_op): on a
+    shared machine that is steadier than the rate."""
+    if pid is None and addr == PROFILE["addr"]:
+        pid = PROFILE["pid"]
     cmd = [LOAD, mode, "--addr", addr] + [str(a) for a in args]
+    cpu0 = cpu_s(pid) if pid else None
     perf = None
     if os.environ.get("BENCH_PERF") == mode and PROFILE["pid"] and addr == PROFILE["addr"]:
         perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-p",
@@ -89,6 +119,8 @@ def load(mode, addr, *args, timeout=None):
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr}")
     res = json.loads(r.stdout.strip().splitlines()[-1])
+    if cpu0 is not None and res.get("ops"):
+        res["cpu_us_per_op"] = round((cpu_s(pid) - cpu0) / res["ops"] * 1e6, 1)
     log(f"  {mode} {addr}: {json.dumps(res)}")
     return res
 
@@ -214,6 +246,8 @@ limits:
   max_concurrent_streams: 100
 users:
   admin: admin
+metrics:
+  listen: 127.0.0.1:0
 drivers:
   supervisor: {sleeper}
 """)
@@ -226,10 +260,8 @@ drivers:
         rows.append({"row": name, "unit": unit, "tessera": tessera, "peer": peer,
                      "peer_name": peer_name, "ratio": ratio, "note": note})
 
-    gw, port = start([os.path.join(BIN, "tessera-gateway"), "--config", config],
-                     r"listening on .*:(\d+)")
+    gw, port = start_gateway(config)
     addr = f"127.0.0.1:{port}"
-    PROFILE["pid"], PROFILE["addr"] = gw.pid, addr
     sandbox_ids = []
     creds = grpc.ssl_channel_credentials(
         root_certificates=open(bundle, "rb").read(),
@@ -260,135 +292,292 @@ drivers:
             f"{N_SANDBOXES} sandboxes")
         results["gateway_rss_idle_kib"] = rss_idle
 
-        # (1) handshakes/s: Tessera, then the bare OpenSSL loop.
-        log("handshakes/s (2 client threads, a new connection each)")
-        hs_t = load("handshake", addr, "--bundle", bundle, "--cert", first_cert,
-                    "--key", first_key, "--threads", 2, "--seconds", SECONDS)
-        bare, bport = start([os.path.join(OUT, "bare_tls"), os.path.join(pki, "gateway.pem"),
-                             os.path.join(pki, "gateway.key"), bundle, "2"],
-                            r"listening on .*:(\d+)")
-        hs_b = load("handshake", f"127.0.0.1:{bport}", "--bundle", bundle, "--cert",
-                    first_cert, "--key", first_key, "--threads", 2, "--seconds", SECONDS)
-        stop(bare)
-        row("mTLS handshakes/s", hs_t["rate"], hs_b["rate"], "1/s", "bare OpenSSL (C)",
-            f"errors {hs_t['errors']}/{hs_b['errors']}")
+        # Each row: Tessera, then its peer, back to back.
+        if want("handshake"):
+            handshakes(addr, pki, bundle, first_cert, first_key, row)
+        if want("unary"):
+            unary(addr, pki, bundle, ids_file, work, results, row)
+        if want("renew"):
+            renew(addr, pki, bundle, ids_file, work, issuing_cert, results, row)
+        if want("logs"):
+            logs(addr, bundle, ids_file, row)
+        if want("conns"):
+            conns(addr, bundle, ids_file, gw, results, row)
+        results["gateway_rss_end_kib"] = rss_kib(gw.pid)
+        if want("scale"):
+            gw, port = scale(gw, config, data, bundle, first_cert, first_key, ids_file,
+                             results, row)
+    finally:
+        cleanup(port, creds, sandbox_ids, data)
+    report(results, rows)
 
-        # (2) unary GetSandboxConfig: peak, then at half of peak.
-        log("unary GetSandboxConfig (4 persistent connections, sequential calls)")
+
+def start_gateway(config):
+    # BENCH_GATEWAY=PATH runs another build of the gateway (before/after
+    # comparisons in docs/performance.md) with the same load and peers.
+    gw, port = start([os.environ.get("BENCH_GATEWAY", os.path.join(BIN, "tessera-gateway")),
+                      "--config", config],
+                     r"listening on .*:(\d+)")
+    PROFILE["pid"], PROFILE["addr"] = gw.pid, f"127.0.0.1:{port}"
+    m = re.search(r"metrics on (http://\S+)", gw.stdout.readline())
+    PROFILE["metrics"] = m.group(1) if m else None
+    return gw, port
+
+
+def handler_histogram(method):
+    """The gateway's tessera_rpc_duration_seconds buckets of one method
+    (cumulative counts by upper bound, seconds): time inside the handler."""
+    if not PROFILE["metrics"]:
+        return None
+    import urllib.request
+    with urllib.request.urlopen(PROFILE["metrics"], timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'tessera_rpc_duration_seconds_bucket\{method="([^"]+)",le="([^"]+)"\} (\d+)',
+                     line)
+        if m and m.group(1) == method:
+            out[m.group(2)] = int(m.group(3))
+    return out
+
+
+def handler_share(before, after, bound):
+    """Fraction of the calls between two histograms whose handler time was
+    at most `bound` (a bucket bound as printed, e.g. "0.00025")."""
+    if not before or not after or bound not in after:
+        return None
+    total = after["+Inf"] - before.get("+Inf", 0)
+    if total <= 0:
+        return None
+    return (after[bound] - before.get(bound, 0)) / total
+
+
+def populate(db_path, n):
+    """n deleted sandboxes, each with one revoked, still unexpired
+    certificate (what DeleteSandbox leaves behind), written straight into
+    the gateway's sqlite file while the gateway is stopped."""
+    now = int(time.time())
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    db = sqlite3.connect(db_path, timeout=30)
+    try:
+        with db:
+            db.executemany(
+                "INSERT INTO sandboxes(id, name, driver, state, created_at, deleted_at) "
+                "VALUES (?, ?, 'process', 'deleted', ?, ?)",
+                ((sid, f"scale-{i}", now - 3600, now - 60) for i, sid in enumerate(ids)))
+            db.executemany(
+                "INSERT INTO certificates(serial, spiffe_id, sandbox_id, not_before, not_after, "
+                "issued_at, revoked_at, revocation_reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'sandbox deleted')",
+                ((secrets.token_hex(16), f"spiffe://{TD}/sandbox/{sid}", sid, now - 3600,
+                  now + 7200, now - 3600, now - 60) for sid in ids))
+        counts = (db.execute("SELECT count(*) FROM sandboxes").fetchone()[0],
+                  db.execute("SELECT count(*) FROM certificates WHERE revoked_at IS NOT NULL")
+                  .fetchone()[0])
+    finally:
+        db.close()
+    return counts
+
+
+def scale(gw, config, data, bundle, first_cert, first_key, ids_file, results, row):
+    """Handshakes and unary calls with the bench's small store, then with
+    SCALE_N more sandboxes and SCALE_N revoked serials: the gateway is
+    stopped (its sandboxes survive it, by design), the rows are written into
+    its sqlite file, and it is started again on the same data (so it loads
+    the revoked serials into its in-memory set, as after any restart)."""
+    def measure():
+        addr = PROFILE["addr"]
+        hs = load("handshake", addr, "--bundle", bundle, "--cert", first_cert, "--key",
+                  first_key, "--threads", HS_THREADS, "--seconds", SECONDS)
         un = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
                   "--seconds", SECONDS)
-        half = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
-                    "--seconds", SECONDS, "--rate", max(1.0, un["rate"] / 2))
-        results["unary_peak"] = un
-        results["unary_half"] = half
-        gun = ghalf = None
-        gref = os.path.join(OUT, "grpc_ref")
-        if os.path.exists(gref):
-            policy_file = os.path.join(work, "policy.yaml")
-            with open(policy_file, "w") as f:
-                f.write(POLICY)
-            gp, gport = start([gref, os.path.join(pki, "gateway.pem"),
-                               os.path.join(pki, "gateway.key"), bundle, ids_file, policy_file,
-                               "2"], r"listening on .*:(\d+)")
-            gaddr = f"127.0.0.1:{gport}"
-            gun = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
-                       "--seconds", SECONDS)
-            ghalf = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
-                         "--seconds", SECONDS, "--rate", max(1.0, gun["rate"] / 2))
-            stop(gp)
-            results["grpc_cpp_unary_peak"] = gun
-            results["grpc_cpp_unary_half"] = ghalf
-        peer = "gRPC C++ 1.51 (Debian)" if gun else "gRPC C++ (not built)"
-        row("unary GetSandboxConfig RPC/s", un["rate"], gun["rate"] if gun else None, "1/s",
-            peer, f"p50/p90/p99 {un['p50_us']}/{un['p90_us']}/{un['p99_us']} us" +
-            (f" vs {gun['p50_us']}/{gun['p90_us']}/{gun['p99_us']}" if gun else ""))
-        row("unary p99 at half of peak (us)", half["p99_us"], ghalf["p99_us"] if ghalf else None,
-            "us", peer, f"at {half['rate']:.0f}/s vs {ghalf['rate']:.0f}/s; p50 "
-            f"{half['p50_us']} vs {ghalf['p50_us']} us" if ghalf else
-            f"at {half['rate']:.0f}/s; p50 {half['p50_us']} us")
+        return hs, un
+    log(f"store scale: handshakes and unary calls, small store then +{SCALE_N} sandboxes "
+        f"and {SCALE_N} revoked serials")
+    small = measure()
+    stop(gw)
+    t0 = time.time()
+    n_sb, n_rev = populate(os.path.join(data, "tessera.db"), SCALE_N)
+    log(f"  populated in {time.time() - t0:.1f} s: {n_sb} sandboxes, {n_rev} revoked serials")
+    t0 = time.time()
+    gw, port = start_gateway(config)
+    log(f"  gateway restarted in {time.time() - t0:.1f} s, RSS {rss_kib(gw.pid)} KiB")
+    large = measure()
+    results["scale"] = {"n": SCALE_N, "sandboxes": n_sb, "revoked": n_rev,
+                        "small": {"handshake": small[0], "unary": small[1]},
+                        "large": {"handshake": large[0], "unary": large[1]}}
+    row(f"handshakes/s, {n_sb} sandboxes + {n_rev} revoked", large[0]["rate"], small[0]["rate"],
+        "1/s", f"same gateway, {N_SANDBOXES}-sandbox store", "target ratio >= 0.90; gateway "
+        f"CPU us/handshake {large[0].get('cpu_us_per_op')} vs {small[0].get('cpu_us_per_op')}")
+    row(f"unary RPC/s, {n_sb} sandboxes + {n_rev} revoked", large[1]["rate"], small[1]["rate"],
+        "1/s", f"same gateway, {N_SANDBOXES}-sandbox store", "target ratio >= 0.90; p99 "
+        f"{large[1]['p99_us']} vs {small[1]['p99_us']} us; gateway CPU us/call "
+        f"{large[1].get('cpu_us_per_op')} vs {small[1].get('cpu_us_per_op')}")
+    return gw, port
 
-        # (3) issuance/s: RenewCertificate vs cfssl serve /api/v1/cfssl/sign.
-        log("issuance/s (4 client threads, pre-generated P-256 CSRs)")
-        rn = load("renew", addr, "--bundle", bundle, "--ids", ids_file, "--threads", 4,
-                  "--seconds", SECONDS)
-        cf = None
-        if subprocess.run(["sh", "-c", "command -v cfssl"], capture_output=True).returncode == 0:
-            ca_file = os.path.join(work, "cfssl-ca.pem")
-            with open(ca_file, "wb") as f:
-                f.write(issuing_cert.public_bytes(serialization.Encoding.PEM))
-            cfg = os.path.join(work, "cfssl.json")
-            with open(cfg, "w") as f:
-                json.dump({"signing": {"default": {"expiry": "1h"}, "profiles": {"tessera": {
-                    "usages": ["digital signature", "client auth"], "expiry": "1h"}}}}, f)
-            cport = free_port()
-            cfp = subprocess.Popen(["cfssl", "serve", "-address", "127.0.0.1", "-port",
-                                    str(cport), "-ca", ca_file, "-ca-key",
-                                    os.path.join(pki, "issuing.key"), "-config", cfg],
-                                   stdout=subprocess.DEVNULL, stderr=open(
-                                       os.path.join(work, "cfssl.log"), "w"))
-            procs.append(cfp)
-            if wait_port(cport):
-                cf = load("cfssl", f"127.0.0.1:{cport}", "--threads", 4, "--seconds",
-                          SECONDS, "--profile", "tessera")
-            else:
-                log("cfssl serve did not start: " + open(os.path.join(work, "cfssl.log")).read())
-            stop(cfp)
-        row("issuance/s (RenewCertificate)", rn["rate"], cf["rate"] if cf else None, "1/s",
-            "cfssl serve /api/v1/cfssl/sign", f"errors {rn['errors']}/"
-            f"{cf['errors'] if cf else '-'}")
-        sign, verify = openssl_speed()
-        # Issuance = one CSR signature check + one certificate signature.
-        per_core = 1.0 / (1.0 / sign + 1.0 / verify)
-        ceiling = per_core * (os.cpu_count() or 1)
-        results["openssl_speed_ecdsap256"] = {"sign_per_s": sign, "verify_per_s": verify,
-                                              "issuance_ceiling_per_s": ceiling}
-        row("issuance/s vs crypto ceiling", rn["rate"], ceiling, "1/s",
-            f"openssl speed: sign {sign:.0f}/s + verify {verify:.0f}/s per core, x{os.cpu_count()}")
 
-        # (4) log lines/s.
-        log("log lines/s (2 streams, 100 lines of 85 bytes per message)")
-        lg = load("logs", addr, "--bundle", bundle, "--ids", ids_file, "--threads", 2,
-                  "--seconds", SECONDS, "--batch", 100)
-        row("log lines/s (PushSandboxLogs)", lg["rate"], None, "1/s", "-",
-            f"errors {lg['errors']}")
+def handshakes(addr, pki, bundle, first_cert, first_key, row):
+    log(f"handshakes/s ({HS_THREADS} client threads, a new connection each)")
+    hs_t = load("handshake", addr, "--bundle", bundle, "--cert", first_cert,
+                "--key", first_key, "--threads", HS_THREADS, "--seconds", SECONDS)
+    bare, bport = start([os.path.join(OUT, "bare_tls"), os.path.join(pki, "gateway.pem"),
+                         os.path.join(pki, "gateway.key"), bundle, "2"],
+                        r"listening on .*:(\d+)")
+    hs_b = load("handshake", f"127.0.0.1:{bport}", "--bundle", bundle, "--cert",
+                first_cert, "--key", first_key, "--threads", HS_THREADS, "--seconds", SECONDS,
+                pid=bare.pid)
+    stop(bare)
+    row("mTLS handshakes/s", hs_t["rate"], hs_b["rate"], "1/s", "bare OpenSSL (C)",
+        f"errors {hs_t['errors']}/{hs_b['errors']}; server CPU us/handshake "
+        f"{hs_t.get('cpu_us_per_op')} vs {hs_b.get('cpu_us_per_op')}")
+    return hs_t
 
-        # (5) RSS per idle connection.
-        for n in (1000, 10000) if not os.environ.get("BENCH_QUICK") else (1000,):
-            log(f"gateway RSS with {n} open connections")
-            try:
-                cn = load("conns", addr, "--bundle", bundle, "--ids", ids_file, "--count", n,
-                          "--threads", 2, "--pid", gw.pid, timeout=600)
-            except RuntimeError as e:
-                log(str(e))
-                continue
-            results[f"conns_{n}"] = cn
-            row(f"RSS KiB per idle connection ({n})", cn["per_conn_kib"], 64.0, "KiB",
-                "target 64 KiB", f"{cn['open']} open, RSS {cn['rss_before_kib']} -> "
-                f"{cn['rss_open_kib']} KiB")
-            time.sleep(2)
-        results["gateway_rss_end_kib"] = rss_kib(gw.pid)
-    finally:
-        # Sandboxes outlive the gateway by design: delete them through it
-        # (the driver stops their supervisors), then stop everything.
+
+def fmt_share(v):
+    return "-" if v is None else f"{v * 100:.2f}%"
+
+
+def unary(addr, pki, bundle, ids_file, work, results, row):
+    log("unary GetSandboxConfig (4 persistent connections, sequential calls)")
+    un = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+              "--seconds", SECONDS)
+    meth = "/tessera.v1.Gateway/GetSandboxConfig"
+    h0 = handler_histogram(meth)
+    load0 = os.getloadavg()[0]
+    half = load("unary", addr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                "--seconds", SECONDS, "--rate", max(1.0, un["rate"] / 2))
+    h1 = handler_histogram(meth)
+    # Where the tail is: inside the handler, or outside (queueing and
+    # scheduling on a shared machine)?
+    half["handler_le_250us"] = handler_share(h0, h1, "0.00025")
+    half["handler_le_1ms"] = handler_share(h0, h1, "0.001")
+    half["loadavg_1m"] = [load0, os.getloadavg()[0]]
+    results["unary_peak"] = un
+    results["unary_half"] = half
+    gun = ghalf = None
+    gref = os.path.join(OUT, "grpc_ref")
+    if os.path.exists(gref):
+        policy_file = os.path.join(work, "policy.yaml")
+        with open(policy_file, "w") as f:
+            f.write(POLICY)
+        gp, gport = start([gref, os.path.join(pki, "gateway.pem"),
+                           os.path.join(pki, "gateway.key"), bundle, ids_file, policy_file,
+                           "2"], r"listening on .*:(\d+)")
+        gaddr = f"127.0.0.1:{gport}"
+        gun = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                   "--seconds", SECONDS, pid=gp.pid)
+        ghalf = load("unary", gaddr, "--bundle", bundle, "--ids", ids_file, "--conns", 4,
+                     "--seconds", SECONDS, "--rate", max(1.0, gun["rate"] / 2))
+        stop(gp)
+        results["grpc_cpp_unary_peak"] = gun
+        results["grpc_cpp_unary_half"] = ghalf
+    peer = "gRPC C++ 1.51 (Debian)" if gun else "gRPC C++ (not built)"
+    row("unary GetSandboxConfig RPC/s", un["rate"], gun["rate"] if gun else None, "1/s",
+        peer, f"p50/p90/p99 {un['p50_us']}/{un['p90_us']}/{un['p99_us']} us" +
+        (f" vs {gun['p50_us']}/{gun['p90_us']}/{gun['p99_us']}" if gun else ""))
+    row("unary p99 at half of peak (us)", half["p99_us"], ghalf["p99_us"] if ghalf else None,
+        "us", peer, (f"at {half['rate']:.0f}/s vs {ghalf['rate']:.0f}/s; p50 "
+                     f"{half['p50_us']} vs {ghalf['p50_us']} us" if ghalf else
+                     f"at {half['rate']:.0f}/s; p50 {half['p50_us']} us") +
+        f"; gateway handler time <= 250 us for {fmt_share(half['handler_le_250us'])}, "
+        f"<= 1 ms for {fmt_share(half['handler_le_1ms'])} of the calls; load average "
+        f"{half['loadavg_1m'][0]:.1f}-{half['loadavg_1m'][1]:.1f}")
+    return un
+
+
+def renew(addr, pki, bundle, ids_file, work, issuing_cert, results, row):
+    """RenewCertificate vs cfssl serve /api/v1/cfssl/sign, the same number
+    of requests in flight (one per connection) for both."""
+    log(f"issuance/s ({RENEW_INFLIGHT} connections, one request in flight on each, "
+        "pre-generated P-256 CSRs)")
+    rn = load("renew", addr, "--bundle", bundle, "--ids", ids_file, "--threads", RENEW_INFLIGHT,
+              "--seconds", SECONDS)
+    cf = None
+    if subprocess.run(["sh", "-c", "command -v cfssl"], capture_output=True).returncode == 0:
+        ca_file = os.path.join(work, "cfssl-ca.pem")
+        with open(ca_file, "wb") as f:
+            f.write(issuing_cert.public_bytes(serialization.Encoding.PEM))
+        cfg = os.path.join(work, "cfssl.json")
+        with open(cfg, "w") as f:
+            json.dump({"signing": {"default": {"expiry": "1h"}, "profiles": {"tessera": {
+                "usages": ["digital signature", "client auth"], "expiry": "1h"}}}}, f)
+        cport = free_port()
+        cfp = subprocess.Popen(["cfssl", "serve", "-address", "127.0.0.1", "-port",
+                                str(cport), "-ca", ca_file, "-ca-key",
+                                os.path.join(pki, "issuing.key"), "-config", cfg],
+                               stdout=subprocess.DEVNULL, stderr=open(
+                                   os.path.join(work, "cfssl.log"), "w"))
+        procs.append(cfp)
+        if wait_port(cport):
+            cf = load("cfssl", f"127.0.0.1:{cport}", "--threads", RENEW_INFLIGHT, "--seconds",
+                      SECONDS, "--profile", "tessera", pid=cfp.pid)
+        else:
+            log("cfssl serve did not start: " + open(os.path.join(work, "cfssl.log")).read())
+        stop(cfp)
+    results["renew"] = rn
+    results["cfssl"] = cf
+    row("issuance/s (RenewCertificate)", rn["rate"], cf["rate"] if cf else None, "1/s",
+        "cfssl serve /api/v1/cfssl/sign", f"{RENEW_INFLIGHT} in flight each; errors "
+        f"{rn['errors']}/{cf['errors'] if cf else '-'}; server CPU us/issuance "
+        f"{rn.get('cpu_us_per_op')} vs {cf.get('cpu_us_per_op') if cf else '-'}")
+    sign, verify = openssl_speed()
+    # Issuance = one CSR signature check + one certificate signature.
+    per_core = 1.0 / (1.0 / sign + 1.0 / verify)
+    ceiling = per_core * (os.cpu_count() or 1)
+    results["openssl_speed_ecdsap256"] = {"sign_per_s": sign, "verify_per_s": verify,
+                                          "issuance_ceiling_per_s": ceiling}
+    row("issuance/s vs crypto ceiling", rn["rate"], ceiling, "1/s",
+        f"openssl speed: sign {sign:.0f}/s + verify {verify:.0f}/s per core, x{os.cpu_count()}")
+
+
+def logs(addr, bundle, ids_file, row):
+    log("log lines/s (2 streams, 100 lines of 85 bytes per message)")
+    lg = load("logs", addr, "--bundle", bundle, "--ids", ids_file, "--threads", 2,
+              "--seconds", SECONDS, "--batch", 100)
+    row("log lines/s (PushSandboxLogs)", lg["rate"], None, "1/s", "-",
+        f"errors {lg['errors']}")
+
+
+def conns(addr, bundle, ids_file, gw, results, row):
+    for n in (1000, 10000) if not os.environ.get("BENCH_QUICK") else (1000,):
+        log(f"gateway RSS with {n} open connections")
         try:
-            with grpc.secure_channel(f"localhost:{port}", creds) as ch:
-                stub = pb_grpc.GatewayStub(ch)
-                for sid in sandbox_ids:
-                    try:
-                        stub.DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=30)
-                    except grpc.RpcError as e:
-                        log(f"DeleteSandbox {sid}: {e.code()}")
-        except Exception as e:  # noqa: BLE001 - cleanup must go on
-            log(f"sandbox cleanup: {e}")
-        for p in procs:
-            stop(p)
-        for pidfile in glob.glob(os.path.join(data, "sandboxes", "*", "pid")):
-            try:
-                pid = int(open(pidfile).read().split()[0])
-                os.killpg(pid, signal.SIGKILL)
-            except (OSError, ValueError, IndexError):
-                pass
+            cn = load("conns", addr, "--bundle", bundle, "--ids", ids_file, "--count", n,
+                      "--threads", 2, "--pid", gw.pid, timeout=600)
+        except RuntimeError as e:
+            log(str(e))
+            continue
+        results[f"conns_{n}"] = cn
+        row(f"RSS KiB per idle connection ({n})", cn["per_conn_kib"], 64.0, "KiB",
+            "target 64 KiB", f"{cn['open']} open, RSS {cn['rss_before_kib']} -> "
+            f"{cn['rss_open_kib']} KiB")
+        time.sleep(2)
 
+
+def cleanup(port, creds, sandbox_ids, data):
+    # Sandboxes outlive the gateway by design: delete them through it
+    # (the driver stops their supervisors), then stop everything.
+    try:
+        with grpc.secure_channel(f"localhost:{port}", creds) as ch:
+            stub = pb_grpc.GatewayStub(ch)
+            for sid in sandbox_ids:
+                try:
+                    stub.DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=30)
+                except grpc.RpcError as e:
+                    log(f"DeleteSandbox {sid}: {e.code()}")
+    except Exception as e:  # noqa: BLE001 - cleanup must go on
+        log(f"sandbox cleanup: {e}")
+    for p in procs:
+        stop(p)
+    for pidfile in glob.glob(os.path.join(data, "sandboxes", "*", "pid")):
+        try:
+            pid = int(open(pidfile).read().split()[0])
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
+
+
+def report(results, rows):
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     fmt = "{:<38} {:>12} {:>12} {:>8}  {}"

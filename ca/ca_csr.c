@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* Untrusted bytes for an error message: printable ASCII, the rest as \xNN,
@@ -134,8 +135,9 @@ out:
     return rc;
 }
 
-int ca_sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len, const char *spiffe_id,
-                int64_t ttl_seconds, int64_t now, X509 **out)
+static int sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len,
+                    const char *spiffe_id, int64_t ttl_seconds, int64_t now, bool unparsed,
+                    X509 **out)
 {
     int rc = -1;
     X509_REQ *req = NULL;
@@ -145,6 +147,8 @@ int ca_sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len, const c
     ca_leaf_request leaf = {
         .spiffe_id = spiffe_id,
         .public_key = X509_REQ_get0_pubkey(req),
+        .spki = X509_REQ_get_X509_PUBKEY(req),
+        .unparsed = unparsed,
         .ttl_seconds = ttl_seconds,
         .now = now,
     };
@@ -153,4 +157,16 @@ int ca_sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len, const c
 out:
     X509_REQ_free(req);
     return rc;
+}
+
+int ca_sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len, const char *spiffe_id,
+                int64_t ttl_seconds, int64_t now, X509 **out)
+{
+    return sign_csr(issuer, der, len, spiffe_id, ttl_seconds, now, false, out);
+}
+
+int ca_sign_csr_unparsed(const ca_issuer *issuer, const uint8_t *der, size_t len,
+                         const char *spiffe_id, int64_t ttl_seconds, int64_t now, X509 **out)
+{
+    return sign_csr(issuer, der, len, spiffe_id, ttl_seconds, now, true, out);
 }

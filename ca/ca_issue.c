@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,10 +160,58 @@ static int ca_subject(const char *prefix, const char *td, X509_NAME **out)
     return 0;
 }
 
-/* Version 3, random serial, names, validity and public key; no extensions. */
-static int cert_skeleton(const X509_NAME *issuer_name, const X509_NAME *subject,
-                         EVP_PKEY *public_key, int64_t not_before, int64_t not_after, X509 **out)
+/* Put an already encoded SubjectPublicKeyInfo (a CSR's, checked to be the
+ * key's own by the CSR's self-signature) into the certificate as it is.
+ * X509_set_pubkey would encode the EVP_PKEY and then decode it again
+ * through OpenSSL 3.0's encoder and decoder machinery: on an issuance the
+ * most expensive step after the signatures. Only for forms whose encoding
+ * the decoder already pinned down exactly: EC on a named curve with an
+ * uncompressed point (its length is checked against the curve) and keys
+ * without parameters (Ed25519: exactly 32 bytes). RSA (whose decoder
+ * tolerates trailing bytes in the BIT STRING), compressed points and
+ * anything else: *copied false, nothing changed, and the caller re-encodes
+ * the EVP_PKEY canonically. */
+static int copy_spki(X509 *cert, const X509_PUBKEY *spki, bool *copied)
 {
+    *copied = false;
+    ASN1_OBJECT *alg = NULL;
+    const unsigned char *pk = NULL;
+    int pklen = 0;
+    X509_ALGOR *algor = NULL;
+    TSR_GUARD_OSSL(X509_PUBKEY_get0_param(&alg, &pk, &pklen, &algor, spki), TSR_E_INTERNAL,
+                   "read the CSR's public key");
+    const ASN1_OBJECT *aobj = NULL;
+    int ptype = V_ASN1_UNDEF;
+    const void *pval = NULL;
+    X509_ALGOR_get0(&aobj, &ptype, &pval, algor);
+    int nid = OBJ_obj2nid(aobj);
+    bool ec = nid == NID_X9_62_id_ecPublicKey && ptype == V_ASN1_OBJECT && pklen > 0 &&
+              pk != NULL && pk[0] == 0x04;
+    bool ed = nid == NID_ED25519 && ptype == V_ASN1_UNDEF && pklen == 32 && pk != NULL;
+    if (!ec && !ed) return 0;
+    ASN1_OBJECT *alg_copy = OBJ_dup(aobj);
+    ASN1_OBJECT *param_copy = ec ? OBJ_dup(pval) : NULL;
+    unsigned char *bits = OPENSSL_memdup(pk, (size_t)pklen);
+    if (alg_copy == NULL || bits == NULL || (ec && param_copy == NULL) ||
+        X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(cert), alg_copy, ptype, param_copy, bits,
+                               pklen) != 1) {
+        /* set0_param takes nothing when it fails */
+        ASN1_OBJECT_free(alg_copy);
+        ASN1_OBJECT_free(param_copy);
+        OPENSSL_free(bits);
+        return TSR_FAIL_OSSL(TSR_E_INTERNAL, "copy the CSR's public key");
+    }
+    *copied = true;
+    return 0;
+}
+
+/* Version 3, random serial, names, validity and public key (spki as
+ * encoded when given, else public_key); no extensions. */
+static int cert_skeleton(const X509_NAME *issuer_name, const X509_NAME *subject,
+                         EVP_PKEY *public_key, const X509_PUBKEY *spki, int64_t not_before,
+                         int64_t not_after, X509 **out)
+{
+    bool copied = false;
     int rc = -1;
     X509 *cert = X509_new();
     TSR_TRY_ENSURE(cert != NULL, TSR_E_INTERNAL, "out of memory");
@@ -175,7 +224,9 @@ static int cert_skeleton(const X509_NAME *issuer_name, const X509_NAME *subject,
                    TSR_E_INTERNAL, "set notBefore");
     TSR_TRY_ENSURE(ASN1_TIME_set(X509_getm_notAfter(cert), (time_t)not_after) != NULL,
                    TSR_E_INTERNAL, "set notAfter");
-    TSR_TRY_OSSL(X509_set_pubkey(cert, public_key), TSR_E_INTERNAL, "set public key");
+    if (spki != NULL) TSR_TRY(copy_spki(cert, spki, &copied));
+    if (!copied)
+        TSR_TRY_OSSL(X509_set_pubkey(cert, public_key), TSR_E_INTERNAL, "set public key");
     *out = cert;
     cert = NULL;
     rc = 0;
@@ -274,6 +325,20 @@ static int sign_and_reparse(X509 *cert, EVP_PKEY *signer_key, EVP_PKEY *verify_k
                                              "issuer's public key");
     }
     *out = parsed;
+    return 0;
+}
+
+/* Sign, then check the signature with `verify_key` on the object as built:
+ * no re-parse (see ca_leaf_request.unparsed). */
+static int sign_and_check(X509 *cert, EVP_PKEY *signer_key, EVP_PKEY *verify_key)
+{
+    const EVP_MD *md = NULL;
+    TSR_GUARD(signing_md(signer_key, &md));
+    if (X509_sign(cert, signer_key, md) <= 0)
+        return TSR_FAIL_OSSL(TSR_E_INTERNAL, "sign certificate");
+    if (X509_verify(cert, verify_key) != 1)
+        return TSR_FAIL_OSSL(TSR_E_INTERNAL, "issued certificate does not verify with the "
+                                             "issuer's public key");
     return 0;
 }
 
@@ -405,7 +470,7 @@ int ca_create_root(enum ca_key_type type, const char *trust_domain, int64_t ttl_
     TSR_TRY(check_ttl(ttl_seconds));
     TSR_TRY(ca_subject("Tessera Root CA", trust_domain, &name));
     TSR_TRY(ca_key_generate(type, &key));
-    TSR_TRY(cert_skeleton(name, name, key, now - BACKDATE_SECONDS, now + ttl_seconds, &cert));
+    TSR_TRY(cert_skeleton(name, name, key, NULL, now - BACKDATE_SECONDS, now + ttl_seconds, &cert));
     X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
     TSR_TRY_OSSL(X509V3_set_issuer_pkey(&ctx, key), TSR_E_INTERNAL, "extension context");
     TSR_TRY(add_conf_ext(cert, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:1"));
@@ -446,7 +511,7 @@ int ca_create_issuing(const ca_issuer *root, enum ca_key_type type, const char *
     TSR_TRY(ca_key_generate(type, &key));
     int64_t not_after = now + ttl_seconds;
     if (not_after > root_not_after) not_after = root_not_after;
-    TSR_TRY(cert_skeleton(X509_get_subject_name(root->cert), name, key, now - BACKDATE_SECONDS,
+    TSR_TRY(cert_skeleton(X509_get_subject_name(root->cert), name, key, NULL, now - BACKDATE_SECONDS,
                           not_after, &cert));
     X509V3_set_ctx(&ctx, root->cert, cert, NULL, NULL, 0);
     TSR_TRY(add_conf_ext(cert, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
@@ -531,7 +596,7 @@ int ca_issue_leaf(const ca_issuer *issuer, const ca_leaf_request *req, X509 **ou
     if (not_after > issuer_not_after) not_after = issuer_not_after;
     empty = X509_NAME_new();
     TSR_TRY_ENSURE(empty != NULL, TSR_E_INTERNAL, "out of memory");
-    TSR_TRY(cert_skeleton(X509_get_subject_name(issuer->cert), empty, req->public_key,
+    TSR_TRY(cert_skeleton(X509_get_subject_name(issuer->cert), empty, req->public_key, req->spki,
                           now - BACKDATE_SECONDS, not_after, &cert));
     X509V3_set_ctx(&ctx, issuer->cert, cert, NULL, NULL, 0);
     TSR_TRY(add_conf_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE"));
@@ -540,7 +605,13 @@ int ca_issue_leaf(const ca_issuer *issuer, const ca_leaf_request *req, X509 **ou
     TSR_TRY(add_conf_ext(cert, &ctx, NID_subject_key_identifier, "hash"));
     TSR_TRY(add_conf_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always"));
     TSR_TRY(add_san(cert, req));
-    TSR_TRY(sign_and_reparse(cert, issuer->key, X509_get0_pubkey(issuer->cert), &done));
+    if (req->unparsed) {
+        TSR_TRY(sign_and_check(cert, issuer->key, X509_get0_pubkey(issuer->cert)));
+        done = cert;
+        cert = NULL;
+    } else {
+        TSR_TRY(sign_and_reparse(cert, issuer->key, X509_get0_pubkey(issuer->cert), &done));
+    }
     TSR_TRY(check_issuer_constraints(issuer->cert, done, req->spiffe_id));
     *out = done;
     done = NULL;

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tsr_err.h"
@@ -52,6 +53,14 @@ TSR_WUR int ca_create_issuing(const ca_issuer *root, enum ca_key_type type,
 typedef struct ca_leaf_request {
     const char *spiffe_id;              /* validated with ca_spiffe_parse; non-root path */
     EVP_PKEY *public_key;               /* must pass ca_key_check_accepted */
+    const X509_PUBKEY *spki;            /* optional: public_key as encoded in a CSR whose
+                                           self-signature was checked; copied as is */
+    bool unparsed;                      /* return the certificate as built and signed (its
+                                           signature checked with the issuer's key), not
+                                           re-parsed from its DER: one key decode less, but
+                                           with spki set X509_get0_pubkey() on it is NULL.
+                                           For callers that only send it (encoding, serial,
+                                           validity). */
     int64_t ttl_seconds;                /* > 0 */
     const char *const *dns_names;       /* gateway leaf only */
     size_t n_dns_names;
@@ -83,5 +92,10 @@ TSR_WUR int ca_csr_check(const uint8_t *der, size_t len, EVP_PKEY **pubkey_out);
  * extension or subject is ever copied into the certificate. */
 TSR_WUR int ca_sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len,
                         const char *spiffe_id, int64_t ttl_seconds, int64_t now, X509 **out);
+/* ca_sign_csr with ca_leaf_request.unparsed: for RenewCertificate, which
+ * only sends the certificate back and records its serial and validity. */
+TSR_WUR int ca_sign_csr_unparsed(const ca_issuer *issuer, const uint8_t *der, size_t len,
+                                 const char *spiffe_id, int64_t ttl_seconds, int64_t now,
+                                 X509 **out);
 
 #endif

@@ -14,6 +14,7 @@
 #include "gw_ratelimit.h"
 #include "gw_revocation.h"
 #include "gw_secretbox.h"
+#include "gw_commit.h"
 #include "gw_store.h"
 #include "gw_driver.h"
 #include "tsr_fs.h"
@@ -178,6 +179,9 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
      * every still-relevant revoked serial into memory. */
     TSR_TRY(gw_store_open(cfg->store_path, app->keyring, &store));
     TSR_TRY(gw_store_revoked_each(store, tsr_now_unix(), load_revocations_cb, app->revoked));
+    /* The committer's own connection: renewals are recorded in batches. */
+    TSR_TRY(gw_committer_start(store, &app->committer));
+    store = NULL;
     rc = 0;
 out:
     gw_store_close(store);
@@ -195,6 +199,7 @@ out:
 void gw_app_fini(gw_app *app)
 {
     gw_drivers_free(app->drivers);
+    gw_committer_stop(app->committer);   /* after the server: held renewals are answered */
     gw_crl_cache_free(app->crl);
     gw_ratelimit_free(app->renew_limit);
     gw_revocations_free(app->revoked);

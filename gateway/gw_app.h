@@ -21,6 +21,7 @@ struct gw_revocations;
 struct gw_ratelimit;
 struct gw_drivers;
 struct gw_crl_cache;
+struct gw_committer;
 
 /* What a reload (SIGHUP) may replace, as one immutable, refcounted
  * snapshot: the PKI the gateway trusts and issues with, and the config
@@ -55,6 +56,7 @@ typedef struct gw_app {
     struct gw_drivers *drivers;          /* loaded plugins; set once serving starts */
     struct gw_crl_cache *crl;            /* the CRL GetTrustBundle serves (gw_crl.h) */
     atomic_uint_fast64_t pki_generation; /* generation of the current snapshot */
+    struct gw_committer *committer;      /* group commit of renewed certificates (gw_commit.h) */
     bool keyring_created;                /* gw_app_init made a new keyring file */
 } gw_app;
 

@@ -92,6 +92,7 @@ struct gw_stream {
     bool handler_ran;
     bool call_recorded;
     bool deferred;             /* complete unary request waiting for GW_TX_BUDGET */
+    gw_held_call *held;        /* the handler answers later (gw_call_hold) */
 
     /* the response body: 5-byte prefix + body, then trailers */
     uint8_t prefix[GW_GRPC_PREFIX_LEN];
@@ -158,6 +159,11 @@ static void stream_free(gw_conn *c, gw_stream *st)
         st->m->client_stream->close(st->cs_state);
     st->cs_opened = false;
     call_record(c, st, GW_STATUS_CANCELLED);
+    if (st->held != NULL) {    /* its answer, when it comes, is dropped */
+        TSR_ASSERT(st->held->st == st);
+        st->held->st = NULL;
+        st->held = NULL;
+    }
     free(st->fwd_value);
     if (st->fwd_principal != NULL) {
         OPENSSL_cleanse(st->fwd_principal, sizeof *st->fwd_principal);
@@ -367,6 +373,7 @@ static void dispatch(gw_conn *c, gw_stream *st)
     st->ctx.app = s->cfg.app;
     st->ctx.worker = c->w->state;
     st->ctx.peer_addr = c->peer;
+    st->ctx.transport = st;
     st->ctx.method = NULL;
     st->ctx.deadline_ms = 0;
 
@@ -464,7 +471,53 @@ static void run_unary(gw_conn *c, gw_stream *st)
     st->unary_msg = NULL;
     gw_deframer_refund(&c->rx_budget, st->unary_charge);
     st->unary_charge = 0;
+    if (st->held != NULL) {    /* the answer comes through gw_held_call_complete */
+        free_body(r.body, r.body_len, r.body_is_secret);
+        return;
+    }
     finish_call(c, st, &r);
+}
+
+gw_held_call *gw_call_hold(const gw_call_ctx *ctx)
+{
+    if (ctx == NULL || ctx->transport == NULL) return NULL;
+    gw_stream *st = ctx->transport;
+    TSR_ASSERT(&st->ctx == ctx && st->conn != NULL);
+    gw_loop *w = st->conn->w;
+    /* Unary calls only, once, while the handler runs on the worker. */
+    if (w->held_efd < 0 || st->held != NULL || st->m == NULL || st->m->unary == NULL ||
+        st->phase != GW_PHASE_ACTIVE)
+        return NULL;
+    gw_held_call *h = calloc(1, sizeof *h);
+    if (h == NULL) return NULL;
+    h->w = w;
+    h->st = st;
+    st->held = h;
+    w->n_held++;
+    return h;
+}
+
+gw_conn *gw_h2_held_finish(gw_held_call *h)
+{
+    gw_loop *w = h->w;
+    TSR_ASSERT(w->n_held > 0);
+    w->n_held--;
+    gw_stream *st = h->st;
+    gw_conn *c = NULL;
+    if (st != NULL) {
+        /* stream_free detaches: a stream still here lives on an open connection. */
+        TSR_ASSERT(st->held == h);
+        st->held = NULL;
+        c = st->conn;
+        TSR_ASSERT(c->state == GW_CONN_OPEN);
+        if (st->phase == GW_PHASE_ACTIVE && !c->kill) {
+            finish_call(c, st, &h->resp);   /* takes the body */
+            h->resp.body = NULL;
+        }
+    }
+    free_body(h->resp.body, h->resp.body_len, h->resp.body_is_secret);
+    free(h);
+    return c;
 }
 
 static void end_of_request(gw_conn *c, gw_stream *st)
@@ -852,7 +905,7 @@ int gw_h2_pipe_new(const gw_server_config *cfg, const gw_principal *principal, g
     p->s.stop_efd = -1;
     p->s.conn_rx_budget = GW_CONN_RX_BUDGET(cfg->max_message_bytes);
     p->w.s = &p->s;
-    p->w.epfd = p->w.lfd = p->w.tfd = -1;
+    p->w.epfd = p->w.lfd = p->w.tfd = p->w.held_efd = -1;
     p->c.w = &p->w;
     p->c.fd = -1;
     p->c.state = GW_CONN_OPEN;

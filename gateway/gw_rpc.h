@@ -41,6 +41,7 @@ typedef struct gw_call_ctx {
     void *app;                      /* gw_server_config.app (shared by all workers) */
     void *worker;                   /* this worker thread's state (worker_init) */
     const char *peer_addr;          /* "127.0.0.1:53122", for audit lines */
+    void *transport;                /* the transport's call (gw_call_hold); NULL outside it */
 } gw_call_ctx;
 
 /* A handler's answer. body (malloc'd, owned by the transport afterwards) is
@@ -59,6 +60,20 @@ int gw_response_fail(gw_response *resp, enum gw_status status, const char *fmt, 
 
 typedef void (*gw_unary_fn)(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                             gw_response *resp);
+
+/* Deferred answers. A unary handler that waits for something done on
+ * another thread (e.g. the group commit of a certificate record) calls
+ * gw_call_hold and returns at once: the transport then ignores `resp` (its
+ * body is freed) and keeps the call open, serving other calls meanwhile.
+ * Later, from any thread, gw_held_call_complete hands over the answer
+ * (exactly once per hold); the worker that owns the call sends it. If the
+ * stream was reset, its deadline passed or the connection closed meanwhile,
+ * the answer is dropped. NULL from gw_call_hold (no transport behind ctx,
+ * out of memory): answer through resp as usual. */
+typedef struct gw_held_call gw_held_call;
+gw_held_call *gw_call_hold(const gw_call_ctx *ctx);
+/* Takes resp->body. */
+void gw_held_call_complete(gw_held_call *h, gw_response *resp);
 
 /* Client-streaming call: open once, message() per request message, finish()
  * at the client's half-close, close() always last (frees state, also when

@@ -1,5 +1,6 @@
 /* Certificates: RenewCertificate, RevokeCertificate, ListCertificates,
  * GetTrustBundle. */
+#include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include "ca_issue.h"
 #include "ca_pem.h"
 #include "gw_audit.h"
+#include "gw_commit.h"
 #include "gw_config.h"
 #include "gw_crl.h"
 #include "gw_handler.h"
@@ -19,6 +21,95 @@
 #include "tsr_utf8.h"
 
 #define MAX_REASON 128
+
+/* A renewal waiting for its record's group commit (gw_commit.h). The answer
+ * is built before the commit and sent only after it: a certificate the
+ * store does not know could never be listed or revoked. What the audit line
+ * needs of the call is copied: the stream may be gone by then (a recorded
+ * certificate that was never returned is harmless: it is listed and
+ * revocable like any other). */
+typedef struct renew_job {
+    gw_commit_item item;       /* first: the committer hands it back */
+    gw_held_call *held;
+    gw_response ok;            /* the answer once durable */
+    gw_principal principal;
+    gw_call_ctx ctx;           /* for the audit line; principal/peer point here */
+    char peer[64];
+} renew_job;
+
+static void renew_job_free(renew_job *j)
+{
+    free(j->ok.body);
+    OPENSSL_cleanse(&j->principal, sizeof j->principal);
+    free(j);
+}
+
+/* The store refused the record or failed: the status a caller sees. */
+static void renew_store_failure(gw_response *resp, enum tsr_errcat cat, const char *msg)
+{
+    /* The store re-checks liveness in the same transaction, so a renewal
+     * racing a DeleteSandbox never records a live certificate. */
+    if (cat == TSR_E_STATE) {
+        gw_response_fail(resp, GW_STATUS_UNAUTHENTICATED, "sandbox deleted");
+        return;
+    }
+    char copy[300];   /* msg may be this thread's own error text */
+    snprintf(copy, sizeof copy, "%s", msg);
+    (void)TSR_FAIL(cat, "%s", copy);
+    gw_fail_from_error(resp);
+}
+
+/* On the committer thread, after the batch holding this record committed. */
+static void renew_committed(gw_commit_item *item, int rc, enum tsr_errcat cat, const char *msg)
+{
+    renew_job *j = (renew_job *)item;
+    TSR_ASSERT(j->held != NULL);
+    gw_response r;
+    memset(&r, 0, sizeof r);
+    if (rc == 0) {
+        gw_audit_event(&j->ctx, "renew", j->principal.name, "allow", "certificate renewed",
+                       j->item.rec.serial);
+        gw_metrics_cert_issued(GW_ISSUE_RENEW);
+        r = j->ok;
+        j->ok.body = NULL;
+    } else {
+        renew_store_failure(&r, cat, msg);
+    }
+    gw_held_call_complete(j->held, &r);
+    renew_job_free(j);
+}
+
+/* Queue the record and hold the call; 0 if the answer now comes later. */
+static int renew_defer(const gw_call_ctx *ctx, gw_app *app, const gw_cert_rec *rec,
+                       gw_response *ok)
+{
+    if (app->committer == NULL) return -1;
+    renew_job *j = calloc(1, sizeof *j);
+    if (j == NULL) return -1;
+    j->held = gw_call_hold(ctx);
+    if (j->held == NULL) {
+        free(j);
+        return -1;
+    }
+    j->item.rec = *rec;
+    j->item.done = renew_committed;
+    j->principal = *ctx->principal;
+    snprintf(j->peer, sizeof j->peer, "%s", ctx->peer_addr != NULL ? ctx->peer_addr : "");
+    j->ctx = *ctx;
+    j->ctx.principal = &j->principal;
+    j->ctx.peer_addr = j->peer;
+    j->ctx.transport = NULL;
+    j->ok = *ok;
+    ok->body = NULL;
+    if (gw_committer_submit(app->committer, &j->item) != 0) {
+        gw_response r;
+        memset(&r, 0, sizeof r);
+        gw_response_fail(&r, GW_STATUS_UNAVAILABLE, "storage unavailable: %s", tsr_errmsg());
+        gw_held_call_complete(j->held, &r);
+        renew_job_free(j);
+    }
+    return 0;
+}
 
 static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                               gw_response *resp)
@@ -37,6 +128,8 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     gw_pki *pki = NULL;
     char *leaf_pem = NULL;
     size_t leaf_len = 0;
+    gw_response ok;
+    memset(&ok, 0, sizeof ok);
 
     if (req->csr.len == 0 || req->csr.len > CA_CSR_MAX_DER) {
         gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "csr must be 1..%d bytes of DER",
@@ -68,8 +161,8 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     }
     /* One snapshot for the signature and the chain and bundle sent back. */
     pki = gw_app_pki(app);
-    if (ca_sign_csr(pki->issuer, req->csr.data, req->csr.len, p->spiffe_id,
-                    pki->cfg->sandbox_cert_ttl, 0, &cert) != 0) {
+    if (ca_sign_csr_unparsed(pki->issuer, req->csr.data, req->csr.len, p->spiffe_id,
+                             pki->cfg->sandbox_cert_ttl, 0, &cert) != 0) {
         char why[300];
         snprintf(why, sizeof why, "bad CSR: %s", tsr_errmsg());
         gw_audit_denial(ctx, GW_DENY_BAD_REQUEST, p->name, why);
@@ -85,20 +178,7 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
         gw_fail_from_error(resp);
         goto out;
     }
-    /* Durable before it is returned: a certificate the store does not know
-     * could never be listed or revoked. On failure it is discarded. */
-    if (gw_store_cert_insert(w->store, &rec) != 0) {
-        /* The store re-checks liveness in the same transaction, so a
-         * renewal racing a DeleteSandbox never records a live certificate. */
-        if (tsr_errcat() == TSR_E_STATE)
-            gw_response_fail(resp, GW_STATUS_UNAUTHENTICATED, "sandbox deleted");
-        else
-            gw_fail_from_error(resp);
-        goto out;
-    }
-    gw_audit_event(ctx, "renew", p->name, "allow", "certificate renewed", rec.serial);
-    gw_metrics_cert_issued(GW_ISSUE_RENEW);
-
+    /* The answer, sent only once the record is durable. */
     Tessera__V1__RenewCertificateResponse out_msg;
     tessera__v1__renew_certificate_response__init(&out_msg);
     out_msg.certificate_pem = leaf_pem;
@@ -106,8 +186,25 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     out_msg.bundle_pem = pki->bundle_pem;
     out_msg.serial = rec.serial;
     out_msg.not_after = rec.not_after;
-    gw_reply(resp, &out_msg);
+    gw_reply(&ok, &out_msg);
+    if (ok.status != GW_STATUS_OK) {
+        *resp = ok;
+        goto out;
+    }
+    /* Group commit: the worker serves other calls while the record is
+     * written with others in one transaction. */
+    if (renew_defer(ctx, app, &rec, &ok) == 0) goto out;
+    /* No transport to hold the call (direct handler calls): commit here. */
+    if (gw_store_cert_insert(w->store, &rec) != 0) {
+        renew_store_failure(resp, tsr_errcat(), tsr_errmsg());
+        goto out;
+    }
+    gw_audit_event(ctx, "renew", p->name, "allow", "certificate renewed", rec.serial);
+    gw_metrics_cert_issued(GW_ISSUE_RENEW);
+    *resp = ok;
+    ok.body = NULL;
 out:
+    free(ok.body);
     free(leaf_pem);
     X509_free(cert);
     gw_pki_release(pki);

@@ -31,6 +31,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,6 +62,7 @@
 #define TAG_TIMER 2u
 #define TAG_STOP 3u
 #define TAG_UNIX 4u
+#define TAG_HELD 5u
 
 /* ---- logging ------------------------------------------------------------ */
 
@@ -723,6 +725,62 @@ static void run_again(gw_loop *w)
     }
 }
 
+/* ---- held calls (gw_rpc.h) ------------------------------------------------ */
+
+void gw_held_call_complete(gw_held_call *h, gw_response *resp)
+{
+    TSR_ASSERT(h != NULL && resp != NULL);
+    gw_loop *w = h->w;
+    h->resp = *resp;
+    resp->body = NULL;
+    resp->body_len = 0;
+    TSR_ASSERT(pthread_mutex_lock(&w->held_lock) == 0);
+    h->next = w->held_done;
+    w->held_done = h;
+    (void)pthread_mutex_unlock(&w->held_lock);
+    uint64_t one = 1;
+    ssize_t r = write(w->held_efd, &one, sizeof one);  /* cannot overflow: one per call */
+    (void)r;
+}
+
+/* Send the answers of the held calls completed so far. Their connections
+ * are flushed once each, after this epoll batch (run_again). */
+static void held_drain(gw_loop *w)
+{
+    uint64_t n;
+    ssize_t r = read(w->held_efd, &n, sizeof n);   /* EAGAIN is fine */
+    (void)r;
+    TSR_ASSERT(pthread_mutex_lock(&w->held_lock) == 0);
+    gw_held_call *list = w->held_done;
+    w->held_done = NULL;
+    (void)pthread_mutex_unlock(&w->held_lock);
+    gw_held_call *fifo = NULL;   /* answer in completion order */
+    while (list != NULL) {
+        gw_held_call *h = list;
+        list = h->next;
+        h->next = fifo;
+        fifo = h;
+    }
+    while (fifo != NULL) {
+        gw_held_call *h = fifo;
+        fifo = h->next;
+        gw_conn *c = gw_h2_held_finish(h);
+        if (c != NULL && c->state == GW_CONN_OPEN) conn_again(c);
+    }
+}
+
+/* Leaving: every held call is completed by its owner (the committer commits
+ * what is queued before it stops), so wait for the last answers. */
+static void held_wait(gw_loop *w)
+{
+    while (w->n_held > 0) {
+        struct pollfd pfd = {.fd = w->held_efd, .events = POLLIN};
+        if (poll(&pfd, 1, 1000) < 0 && errno != EINTR) break;
+        held_drain(w);
+    }
+    held_drain(w);
+}
+
 static void *worker_main(void *arg)
 {
     gw_loop *w = arg;
@@ -759,6 +817,8 @@ static void *worker_main(void *arg)
                 worker_tick(w);
             } else if (tag == TAG_STOP) {
                 worker_begin_stop(w);
+            } else if (tag == TAG_HELD) {
+                held_drain(w);
             } else {
                 conn_event(evs[i].data.ptr, evs[i].events);
             }
@@ -768,6 +828,7 @@ static void *worker_main(void *arg)
     }
     /* Leaving on error: close what is left. */
     while (w->conns != NULL) conn_close(w->conns, NULL);
+    held_wait(w);
     free_zombies(w);
     if (s->cfg.worker_fini != NULL && w->state != NULL) s->cfg.worker_fini(w->state);
     w->state = NULL;
@@ -838,6 +899,9 @@ static int worker_setup(gw_server *s, gw_loop *w, const struct addrinfo *ai)
                    "epoll_ctl: %s", strerror(errno));
         w->unix_registered = true;
     }
+    TSR_ENSURE((w->held_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0, TSR_E_IO,
+               "eventfd: %s", strerror(errno));
+    TSR_GUARD(epoll_add(w->epfd, w->held_efd, TAG_HELD));
     return 0;
 }
 
@@ -1007,7 +1071,10 @@ int gw_server_new(const gw_server_config *cfg, gw_server **out)
         gw_loop *w = &s->workers[i];
         w->s = s;
         w->index = i;
-        w->epfd = w->lfd = w->tfd = -1;
+        w->epfd = w->lfd = w->tfd = w->held_efd = -1;
+        TSR_TRY_ENSURE(pthread_mutex_init(&w->held_lock, NULL) == 0, TSR_E_INTERNAL,
+                       "pthread_mutex_init failed");
+        w->held_lock_ready = true;
     }
     s->port = s->cfg.listen_port;
     if (s->cfg.unix_path != NULL) TSR_TRY(unix_listen(s));
@@ -1078,6 +1145,9 @@ void gw_server_free(gw_server *s)
         if (w->lfd >= 0) close(w->lfd);
         if (w->tfd >= 0) close(w->tfd);
         if (w->epfd >= 0) close(w->epfd);
+        if (w->held_efd >= 0) close(w->held_efd);
+        TSR_ASSERT(w->held_done == NULL);
+        if (w->held_lock_ready) pthread_mutex_destroy(&w->held_lock);
     }
     free(s->workers);
     unix_close(s);

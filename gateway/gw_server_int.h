@@ -58,6 +58,16 @@ typedef struct gw_conn {
     bool h2_error_logged;
 } gw_conn;
 
+/* A unary call answered later (gw_call_hold). `st` belongs to the worker
+ * thread (NULL once the stream is gone); `resp` and `next` are written by
+ * the completing thread before it queues the call under held_lock. */
+struct gw_held_call {
+    gw_loop *w;
+    gw_stream *st;
+    gw_response resp;
+    gw_held_call *next;
+};
+
 /* One worker thread: its event loop and the connections it owns. */
 struct gw_loop {
     gw_server *s;
@@ -75,6 +85,14 @@ struct gw_loop {
     bool stopping;
     int64_t drain_deadline_ms;
     int64_t last_limit_log_ms;
+    /* Held calls: completed ones are queued here by any thread, which then
+     * writes held_efd; the worker sends their answers. n_held (worker only)
+     * counts holds not yet finished: the worker does not exit before 0. */
+    int held_efd;
+    pthread_mutex_t held_lock;
+    bool held_lock_ready;
+    gw_held_call *held_done;
+    size_t n_held;
 };
 
 struct gw_server {
@@ -122,6 +140,9 @@ void gw_h2_goaway(gw_conn *c, const char *why);  /* GOAWAY(c->goaway_error, last
 bool gw_h2_done(gw_conn *c);                      /* nghttp2 wants neither read nor write */
 bool gw_h2_idle(const gw_conn *c);                /* no live stream */
 void gw_h2_free(gw_conn *c);                      /* streams (close()), session */
+/* Worker thread: send a completed held call's answer if its stream still
+ * waits, free h. Returns the connection to flush, or NULL. */
+gw_conn *gw_h2_held_finish(gw_held_call *h);
 
 /* Test seam (fuzz/fuzz_h2_session.c): one server-side connection with no
  * socket and no TLS, driven exactly as gw_server.c drives a connection once

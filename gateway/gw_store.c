@@ -1100,6 +1100,37 @@ out:
     return rc;
 }
 
+/* Group commit: one transaction (one fsync) for n records. A record refused
+ * on its own (bad input, sandbox missing or deleted, serial taken) only
+ * fails itself: its statement is undone, the others go on. Any other failure
+ * (I/O, busy, the commit) fails the whole batch and nothing is written. */
+int gw_store_cert_insert_batch(gw_store *s, const gw_cert_rec *const *certs, size_t n,
+                               enum tsr_errcat *results)
+{
+    int rc = -1;
+    struct sb_meta m;
+    TSR_TRY_ENSURE(n > 0 && certs != NULL && results != NULL, TSR_E_INPUT, "empty batch");
+    for (size_t i = 0; i < n; i++) results[i] = TSR_E_NONE;
+    TSR_TRY(tx_begin(s, 1));
+    for (size_t i = 0; i < n; i++) {
+        const gw_cert_rec *c = certs[i];
+        if (check_cert(c) == 0 &&
+            (c->sandbox_id[0] == '\0' || sb_meta_live(s, c->sandbox_id, &m) == 0) &&
+            cert_insert_row(s, c) == 0)
+            continue;
+        enum tsr_errcat cat = tsr_errcat();
+        if (cat != TSR_E_INPUT && cat != TSR_E_NOTFOUND && cat != TSR_E_STATE &&
+            cat != TSR_E_EXISTS)
+            goto out;
+        results[i] = cat;
+    }
+    TSR_TRY(tx_commit(s));
+    rc = 0;
+out:
+    if (rc != 0) tx_abort(s);
+    return rc;
+}
+
 static int cert_read_one(gw_store *s, const char *serial, gw_cert_rec *out)
 {
     struct query q;

@@ -92,6 +92,13 @@ TSR_WUR int gw_store_sandbox_delete(gw_store *s, const char *id, int64_t now, in
  * same transaction as the insert, so a cert can never be recorded for a
  * sandbox after its deletion revoked the others. */
 TSR_WUR int gw_store_cert_insert(gw_store *s, const gw_cert_rec *c);   /* durable when it returns 0 */
+/* Group commit of n >= 1 records in one transaction, each checked as by
+ * gw_store_cert_insert. 0: the batch committed (durable); results[i] is
+ * TSR_E_NONE for a recorded certificate, or the category that refused that
+ * one record (TSR_E_INPUT, _NOTFOUND, _STATE, _EXISTS). -1: nothing of the
+ * batch was written (TSR_E_IO, ...). */
+TSR_WUR int gw_store_cert_insert_batch(gw_store *s, const gw_cert_rec *const *certs, size_t n,
+                                       enum tsr_errcat *results);
 TSR_WUR int gw_store_cert_get(gw_store *s, const char *serial, gw_cert_rec *out);
 /* The certificates of one sandbox (NULL = every certificate), oldest first.
  * A sandbox that never existed -> TSR_E_NOTFOUND. */

@@ -20,18 +20,32 @@ static char groups[] = "X25519:P-256:P-384";
 /* Largest certificate chain a client may send (OpenSSL's default is 100 KiB;
  * a leaf + issuing CA is ~2 KiB). */
 #define GW_TLS_MAX_CERT_LIST (64 * 1024)
-#define GW_TLS_VERIFY_DEPTH 8
 
 static const unsigned char session_id_ctx[] = "tessera-gateway";
 
-/* The handshake must not fail on the client's chain: record OpenSSL's verdict
- * (SSL_get_verify_result keeps the last error) and let `authenticate` decide
- * after the handshake. Returning 1 for every certificate is safe only
- * because nothing trusts a connection before `authenticate` has run. */
-static int verify_cb(int preverify_ok, X509_STORE_CTX *ctx)
+/* One full chain verification per handshake, and it is the application's.
+ *
+ * OpenSSL's own chain building and verification is skipped here: the
+ * `authenticate` hook verifies the chain itself (the gateway: ca_verify_peer
+ * in gw_principal.c, which is also what verifies a certificate forwarded by a
+ * proxy, gw_forward.c). Chosen over the other way round (keep OpenSSL's
+ * verification and apply only the X509-SVID profile rules to its chain)
+ * because ca_verify_peer must exist anyway for forwarded certificates and
+ * is the one place that holds all the rules (X509_STRICT, purpose,
+ * depth and intermediate caps, the trust of the current PKI snapshot, then
+ * the SVID profile, revocation, notAfter); a second configuration of the
+ * same checks in the SSL_CTX would have to be kept identical to it, and
+ * OpenSSL's verdict was never used by the gateway anyway: verifying twice
+ * cost ~15% of a handshake (docs/performance.md).
+ *
+ * So that nothing can mistake this for a verified chain, the verdict left
+ * in SSL_get_verify_result() is X509_V_ERR_APPLICATION_VERIFICATION, never
+ * X509_V_OK. Proof of possession of the leaf's key is unaffected: OpenSSL
+ * still checks the client's CertificateVerify with the leaf's public key. */
+static int app_verifies_chain(X509_STORE_CTX *ctx, void *arg)
 {
-    (void)preverify_ok;
-    (void)ctx;
+    (void)arg;
+    X509_STORE_CTX_set_error(ctx, X509_V_ERR_APPLICATION_VERIFICATION);
     return 1;
 }
 
@@ -160,12 +174,12 @@ int gw_tls_ctx_new(const gw_tls_config *cfg, SSL_CTX **out)
     TSR_TRY_OSSL(SSL_CTX_check_private_key(ctx), TSR_E_INPUT,
                  "server key does not match its certificate");
 
-    /* Client certificates: requested, optional, never fatal at handshake. */
-    TSR_TRY_OSSL(SSL_CTX_set1_verify_cert_store(ctx, cfg->client_trust), TSR_E_INTERNAL,
-                 "cannot set the client trust store");
+    /* Client certificates: requested, optional, never fatal at handshake,
+     * verified once, by the application (app_verifies_chain). The trust
+     * store only names the acceptable CAs in the CertificateRequest. */
     TSR_TRY(set_client_ca_names(ctx, cfg->client_trust));
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
-    SSL_CTX_set_verify_depth(ctx, GW_TLS_VERIFY_DEPTH);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_cert_verify_callback(ctx, app_verifies_chain, NULL);
 
     /* ALPN h2 only. */
     SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);

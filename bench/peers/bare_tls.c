@@ -72,8 +72,17 @@ int main(int argc, char **argv)
         ERR_print_errors_fp(stderr);
         return 1;
     }
+    /* The gateway's TLS 1.3 settings (gw_tls.c), so the comparison is of the
+     * same handshake: suites, groups, one full chain verification. */
+    static char groups[] = "X25519:P-256:P-384";
+    if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                      "TLS_CHACHA20_POLY1305_SHA256") != 1 ||
+        SSL_CTX_set1_groups_list(ctx, groups) != 1) {
+        ERR_print_errors_fp(stderr);
+        return 1;
+    }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);
     (void)SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);

@@ -12,7 +12,8 @@
  * stream with PERMISSION_DENIED); /tessera.test.Echo/Slow (sleeps 1.5 s).
  *
  * Principal (test rule, not the gateway's): no certificate -> anonymous;
- * chain verified by OpenSSL -> user named by the last path segment of the URI
+ * chain verified (by this hook: the transport does not, gw_tls.h) against
+ * the bundle for TLS client use -> user named by the last path segment of the URI
  * SAN; otherwise unauthenticated. A serial (hex) listed in --revoked (re-read
  * on every still_valid call) closes that certificate's connections.
  *
@@ -39,6 +40,7 @@ static gw_server *volatile g_server;
 
 typedef struct app {
     const char *revoked_file;
+    X509_STORE *trust;   /* the bundle: the hook verifies chains itself (gw_tls.h) */
 } app;
 
 static void on_signal(int sig)
@@ -68,9 +70,28 @@ static const char *kind_str(enum gw_principal_kind k)
 
 /* ---- authenticate / still_valid ------------------------------------------ */
 
+/* X509_V_OK or OpenSSL's verdict on the peer's chain. */
+static long verify_peer_chain(X509_STORE *trust, X509 *peer, SSL *ssl)
+{
+    /* The transport leaves no verdict to reuse (gw_tls.h). */
+    if (SSL_get_verify_result(ssl) == X509_V_OK) return X509_V_ERR_UNSPECIFIED;
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    if (ctx == NULL) return X509_V_ERR_OUT_OF_MEM;
+    long vr = X509_V_ERR_UNSPECIFIED;
+    if (X509_STORE_CTX_init(ctx, trust, peer, SSL_get_peer_cert_chain(ssl)) == 1 &&
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1) {
+        vr = X509_verify_cert(ctx) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(ctx);
+        if (vr == X509_V_OK && X509_STORE_CTX_get_error(ctx) != X509_V_OK)
+            vr = X509_STORE_CTX_get_error(ctx);
+    }
+    X509_STORE_CTX_free(ctx);
+    ERR_clear_error();
+    return vr;
+}
+
 static int test_authenticate(void *a, void *worker, SSL *ssl, gw_principal *out)
 {
-    (void)a;
+    const app *ap = a;
     (void)worker;
     memset(out, 0, sizeof *out);
     X509 *peer = SSL_get0_peer_certificate(ssl);
@@ -82,7 +103,7 @@ static int test_authenticate(void *a, void *worker, SSL *ssl, gw_principal *out)
     if (ca_cert_serial_hex(peer, out->serial_hex) != 0) out->serial_hex[0] = '\0';
     int64_t nb = 0;
     if (ca_cert_validity(peer, &nb, &out->not_after) != 0) out->not_after = 0;
-    long vr = SSL_get_verify_result(ssl);
+    long vr = verify_peer_chain(ap->trust, peer, ssl);
     if (vr != X509_V_OK) {
         snprintf(out->reason, sizeof out->reason, "certificate verify failed: %s",
                  X509_verify_cert_error_string(vr));
@@ -335,6 +356,7 @@ int main(int argc, char **argv)
     X509_STORE *store = NULL;
     SSL_CTX *ctx = NULL;
     if (load_store(bundle, &store) != 0) goto out;
+    a.trust = store;
     gw_tls_config tc = {.cert_file = cert, .key_file = key, .client_trust = store};
     if (gw_tls_ctx_new(&tc, &ctx) != 0) goto out;
 

@@ -559,6 +559,62 @@ static void test_accepted_keys(void **state)
     }
 }
 
+/* The unparsed fast path (RenewCertificate): the same certificate as the
+ * re-parsed one once its DER is parsed, for every accepted key, including
+ * the forms that are re-encoded rather than copied (RSA, a compressed EC
+ * point). */
+static void test_unparsed_issuance_matches(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *alg;
+        const char *curve;
+        size_t bits;
+        bool compressed;
+    } keys[] = {{"RSA", NULL, 2048, false}, {"EC", "P-256", 0, false},
+                {"EC", "P-256", 0, true},   {"EC", "P-384", 0, false},
+                {"ED25519", NULL, 0, false}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        EVP_PKEY *key = keygen(keys[i].alg, keys[i].curve, keys[i].bits);
+        if (keys[i].compressed)
+            assert_int_equal(EVP_PKEY_set_utf8_string_param(
+                                 key, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed"),
+                             1);
+        csr_opts o = {.subject_cn = "sandbox"};
+        der d = make_csr(key, &o);
+        int64_t now = tsr_now_unix();
+        X509 *fast = NULL;
+        if (ca_sign_csr_unparsed(g_issuing, d.data, d.len, SANDBOX_ID, 3600, now, &fast) != 0)
+            fail_msg("unparsed: %s", tsr_errmsg());
+        unsigned char *enc = NULL;
+        int n = i2d_X509(fast, &enc);
+        assert_true(n > 0);
+        X509 *cert = NULL;
+        assert_int_equal(ca_cert_from_der(enc, (size_t)n, &cert), 0);
+        assert_leaf_only_caller_identity(cert, SANDBOX_ID, key);
+        /* The same SubjectPublicKeyInfo as the re-parsed path puts there. */
+        X509 *slow = NULL;
+        assert_int_equal(ca_sign_csr(g_issuing, d.data, d.len, SANDBOX_ID, 3600, now, &slow), 0);
+        unsigned char *spki = NULL, *want = NULL;
+        int sn = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &spki);
+        int wn = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(slow), &want);
+        assert_true(sn > 0 && sn == wn);
+        assert_memory_equal(spki, want, (size_t)sn);
+        X509_free(slow);
+        int64_t nb = 0, na = 0;
+        assert_int_equal(ca_cert_validity(fast, &nb, &na), 0);
+        assert_int_equal(nb, now - 60);
+        assert_int_equal(na, now + 3600);
+        OPENSSL_free(spki);
+        OPENSSL_free(want);
+        OPENSSL_free(enc);
+        X509_free(cert);
+        X509_free(fast);
+        der_free(&d);
+        EVP_PKEY_free(key);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -593,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_identity_in_csr_refused),
         cmocka_unit_test(test_csr_extensions_and_subject_never_copied),
         cmocka_unit_test(test_accepted_keys),
+        cmocka_unit_test(test_unparsed_issuance_matches),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
