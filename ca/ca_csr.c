@@ -70,6 +70,60 @@ static OSSL_LIB_CTX *keyless_ctx(void)
     return g_keyless;
 }
 
+/* Domain parameters only (no key) of P-256 and P-384, built once: a CSR's
+ * key starts as a copy of one, which copies the prepared curve instead of
+ * building it from its name again (EC_GROUP_new_by_curve_name). Never
+ * modified after they are built. */
+static EVP_PKEY *g_curve[2];
+static pthread_once_t g_curve_once = PTHREAD_ONCE_INIT;
+
+static void curves_init(void)
+{
+    static const char *const names[2] = {"P-256", "P-384"};
+    for (int i = 0; i < 2; i++) {
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                             (char *)(uintptr_t)names[i], 0),
+            OSSL_PARAM_construct_end(),
+        };
+        if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+            EVP_PKEY_fromdata(ctx, &g_curve[i], EVP_PKEY_KEY_PARAMETERS, params) != 1) {
+            EVP_PKEY_free(g_curve[i]);
+            g_curve[i] = NULL; /* ec_key_from_point builds it from the name */
+        }
+        EVP_PKEY_CTX_free(ctx);
+    }
+    ERR_clear_error();
+}
+
+/* An EC public key on the named curve `group` (index 0 P-256, 1 P-384) from
+ * an encoded point; EC_POINT_oct2point refuses one off the curve. */
+static EVP_PKEY *ec_key_from_point(int index, const char *group, const unsigned char *pk,
+                                   size_t pklen)
+{
+    EVP_PKEY *key = NULL;
+    if (pthread_once(&g_curve_once, curves_init) == 0 && g_curve[index] != NULL) {
+        key = EVP_PKEY_dup(g_curve[index]);
+        if (key != NULL && EVP_PKEY_set1_encoded_public_key(key, pk, pklen) == 1) return key;
+        EVP_PKEY_free(key);
+        return NULL;
+    }
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)(uintptr_t)group, 0),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)pk, pklen),
+        OSSL_PARAM_construct_end(),
+    };
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+    EVP_PKEY_CTX_free(ctx);
+    return key;
+}
+
 /* See above: the key for the two exact forms, else NULL (no error). */
 static EVP_PKEY *key_from_spki(const X509_PUBKEY *spki)
 {
@@ -94,21 +148,7 @@ static EVP_PKEY *key_from_spki(const X509_PUBKEY *spki)
                                                      : NULL;
     int want_len = curve == NID_X9_62_prime256v1 ? 65 : 97; /* 0x04 || X || Y */
     if (group == NULL || pklen != want_len || pk[0] != 0x04) return NULL;
-    EVP_PKEY *key = NULL;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)(uintptr_t)group, 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)pk,
-                                          (size_t)pklen),
-        OSSL_PARAM_construct_end(),
-    };
-    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-        EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-        EVP_PKEY_free(key);
-        key = NULL;
-    }
-    EVP_PKEY_CTX_free(ctx);
-    return key;
+    return ec_key_from_point(curve == NID_X9_62_prime256v1 ? 0 : 1, group, pk, (size_t)pklen);
 }
 
 /* d2i_X509_REQ, and the request's public key (a new reference; NULL when
