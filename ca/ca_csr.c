@@ -44,8 +44,10 @@ static void escape_for_message(const unsigned char *data, size_t len, char *out,
  * is opportunistic and its failure is not a parse failure). The key is then
  * built from the SubjectPublicKeyInfo as OpenSSL parsed it, for the two
  * exact forms a sandbox sends: an uncompressed point of exactly the curve's
- * length on the named curve P-256 or P-384 (EVP_PKEY_fromdata, whose
- * EC_POINT_oct2point refuses a point off the curve, as the decoder's does),
+ * length on the named curve P-256 or P-384 (a copy of prebuilt domain
+ * parameters given the point with EVP_PKEY_set1_encoded_public_key, or
+ * EVP_PKEY_fromdata; either way EC_POINT_oct2point refuses a point off the
+ * curve, as the decoder's does),
  * and a 32-byte Ed25519 key without parameters. Anything else, or any
  * failure there, parses the CSR again the ordinary way, so RSA, compressed
  * points, explicit parameters and malformed keys behave exactly as before. */
