@@ -29,6 +29,24 @@
 #define DNS_NAME_MAX 253
 #define CN_MAX 64 /* ub-common-name (RFC 5280) */
 
+/* What every leaf from one issuer shares, built once in ca_issuer_new (see
+ * ca_issuer.prep) instead of per certificate: the constant extensions as
+ * X509V3_EXT_conf_nid built them per call before, the AKI (it depends only
+ * on the issuer's certificate), the issuer's parsed name constraints, the
+ * signing digest and a fetched SHA-1 for the SKI. Never modified after it is
+ * built: X509_add_ext copies an extension, NAME_CONSTRAINTS_check only reads. */
+struct ca_issuer_prep {
+    const X509 *built_from;     /* the issuer certificate it was built from */
+    const EVP_MD *sign_md;      /* NULL for Ed25519 */
+    EVP_MD *sha1;               /* SKI, RFC 5280 4.2.1.2 method (1) */
+    X509_EXTENSION *basic;      /* critical, CA:FALSE */
+    X509_EXTENSION *key_usage;  /* critical, digitalSignature */
+    X509_EXTENSION *ext_key_usage; /* serverAuth, clientAuth */
+    X509_EXTENSION *aki;        /* keyid:always; NULL: built per leaf (and fails as before) */
+    NAME_CONSTRAINTS *nc;       /* the issuer's, NULL when it has none or they do not parse */
+    bool nc_bad;                /* present but unparsable: every leaf is refused */
+};
+
 static int64_t resolve_now(int64_t now)
 {
     return now != 0 ? now : tsr_now_unix();
@@ -330,10 +348,9 @@ static int sign_and_reparse(X509 *cert, EVP_PKEY *signer_key, EVP_PKEY *verify_k
 
 /* Sign, then check the signature with `verify_key` on the object as built:
  * no re-parse (see ca_leaf_request.unparsed). */
-static int sign_and_check(X509 *cert, EVP_PKEY *signer_key, EVP_PKEY *verify_key)
+static int sign_and_check(X509 *cert, EVP_PKEY *signer_key, const EVP_MD *md,
+                          EVP_PKEY *verify_key)
 {
-    const EVP_MD *md = NULL;
-    TSR_GUARD(signing_md(signer_key, &md));
     if (X509_sign(cert, signer_key, md) <= 0)
         return TSR_FAIL_OSSL(TSR_E_INTERNAL, "sign certificate");
     if (X509_verify(cert, verify_key) != 1)
@@ -357,6 +374,56 @@ static int issuer_window(const X509 *issuer, int64_t now, int64_t *issuer_not_af
 }
 
 /* ---- issuers ------------------------------------------------------------ */
+
+static void prep_free(struct ca_issuer_prep *prep)
+{
+    if (prep == NULL) return;
+    EVP_MD_free(prep->sha1);
+    X509_EXTENSION_free(prep->basic);
+    X509_EXTENSION_free(prep->key_usage);
+    X509_EXTENSION_free(prep->ext_key_usage);
+    X509_EXTENSION_free(prep->aki);
+    NAME_CONSTRAINTS_free(prep->nc);
+    free(prep);
+}
+
+static int conf_ext(X509V3_CTX *ctx, int nid, const char *value, X509_EXTENSION **out)
+{
+    *out = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+    TSR_ENSURE(*out != NULL, TSR_E_INTERNAL, "build extension %s", OBJ_nid2sn(nid));
+    return 0;
+}
+
+/* Build issuer->prep (see struct ca_issuer_prep). */
+static int issuer_prepare(ca_issuer *issuer, const EVP_MD *sign_md)
+{
+    int rc = -1, crit = -1;
+    X509V3_CTX ctx;
+    struct ca_issuer_prep *prep = calloc(1, sizeof *prep);
+    TSR_TRY_ENSURE(prep != NULL, TSR_E_INTERNAL, "out of memory");
+    prep->built_from = issuer->cert;
+    prep->sign_md = sign_md;
+    prep->sha1 = EVP_MD_fetch(NULL, SN_sha1, NULL);
+    TSR_TRY_ENSURE(prep->sha1 != NULL, TSR_E_INTERNAL, "fetch SHA-1");
+    /* The same context a leaf had, minus the leaf: none of these extensions
+     * reads the subject certificate. */
+    X509V3_set_ctx(&ctx, issuer->cert, NULL, NULL, NULL, 0);
+    TSR_TRY(conf_ext(&ctx, NID_basic_constraints, "critical,CA:FALSE", &prep->basic));
+    TSR_TRY(conf_ext(&ctx, NID_key_usage, "critical,digitalSignature", &prep->key_usage));
+    TSR_TRY(conf_ext(&ctx, NID_ext_key_usage, "serverAuth,clientAuth", &prep->ext_key_usage));
+    /* An issuer without a subject key identifier: no shared AKI, and each
+     * leaf builds (and fails to build) it as before. */
+    prep->aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
+    prep->nc = X509_get_ext_d2i(issuer->cert, NID_name_constraints, &crit, NULL);
+    prep->nc_bad = prep->nc == NULL && crit != -1;
+    issuer->prep = prep;
+    prep = NULL;
+    rc = 0;
+out:
+    ERR_clear_error();
+    prep_free(prep);
+    return rc;
+}
 
 int ca_issuer_new(X509 *cert, EVP_PKEY *key, ca_issuer **out)
 {
@@ -384,12 +451,15 @@ int ca_issuer_new(X509 *cert, EVP_PKEY *key, ca_issuer **out)
     issuer->key = key;
     cert = NULL;
     key = NULL;
+    TSR_TRY(issuer_prepare(issuer, md));
     *out = issuer;
+    issuer = NULL;
     rc = 0;
 out:
     EVP_PKEY_CTX_free(pctx);
     X509_free(cert);
     EVP_PKEY_free(key);
+    ca_issuer_free(issuer);
     return rc;
 }
 
@@ -420,6 +490,7 @@ out:
 void ca_issuer_free(ca_issuer *issuer)
 {
     if (issuer == NULL) return;
+    prep_free(issuer->prep);
     X509_free(issuer->cert);
     EVP_PKEY_free(issuer->key); /* OpenSSL clears private key material on free */
     free(issuer);
@@ -562,21 +633,48 @@ static int check_leaf_request(const ca_leaf_request *req)
 
 /* The issuer's name constraints (if any) must permit the leaf: never hand
  * out a certificate that a verifier would refuse. */
-static int check_issuer_constraints(const X509 *issuer, X509 *leaf, const char *spiffe_id)
+static int check_issuer_constraints(const struct ca_issuer_prep *prep, X509 *leaf,
+                                    const char *spiffe_id)
 {
-    int crit = -1;
-    NAME_CONSTRAINTS *nc = X509_get_ext_d2i(issuer, NID_name_constraints, &crit, NULL);
-    if (nc == NULL) {
-        TSR_ENSURE(crit == -1, TSR_E_INPUT, "the issuing CA's name constraints do not parse");
-        return 0;
-    }
+    TSR_ENSURE(!prep->nc_bad, TSR_E_INPUT, "the issuing CA's name constraints do not parse");
+    if (prep->nc == NULL) return 0;
     (void)X509_get_extension_flags(leaf); /* populate the SAN cache the check reads */
-    int result = NAME_CONSTRAINTS_check(leaf, nc);
-    NAME_CONSTRAINTS_free(nc);
+    int result = NAME_CONSTRAINTS_check(leaf, prep->nc);
     ERR_clear_error();
     TSR_ENSURE(result == X509_V_OK, TSR_E_INPUT,
                "%s is outside the issuing CA's name constraints (%s)", spiffe_id,
                X509_verify_cert_error_string(result));
+    return 0;
+}
+
+/* subjectKeyIdentifier as X509V3_EXT_conf "hash" makes it (RFC 5280
+ * 4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's value),
+ * with the issuer's prefetched SHA-1 instead of a fetch per certificate. */
+static int add_ski(X509 *cert, const EVP_MD *sha1)
+{
+    const unsigned char *pk = NULL;
+    int pklen = 0;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    TSR_GUARD_OSSL(X509_PUBKEY_get0_param(NULL, &pk, &pklen, NULL, X509_get_X509_PUBKEY(cert)),
+                   TSR_E_INTERNAL, "read the certificate's public key");
+    TSR_ENSURE(pk != NULL && pklen > 0, TSR_E_INTERNAL, "the certificate has no public key");
+    TSR_GUARD_OSSL(EVP_Digest(pk, (size_t)pklen, digest, &dlen, sha1, NULL), TSR_E_INTERNAL,
+                   "hash the public key");
+    ASN1_OCTET_STRING *ski = ASN1_OCTET_STRING_new();
+    TSR_ENSURE(ski != NULL, TSR_E_INTERNAL, "out of memory");
+    int ok = ASN1_OCTET_STRING_set(ski, digest, (int)dlen) == 1 &&
+             X509_add1_ext_i2d(cert, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) == 1;
+    ASN1_OCTET_STRING_free(ski);
+    TSR_ENSURE(ok, TSR_E_INTERNAL, "add subjectKeyIdentifier");
+    return 0;
+}
+
+static int add_prepared_ext(X509 *cert, const X509_EXTENSION *ext)
+{
+    /* X509_add_ext copies it; the cast is for its pre-const prototype. */
+    TSR_GUARD_OSSL(X509_add_ext(cert, (X509_EXTENSION *)(uintptr_t)ext, -1), TSR_E_INTERNAL,
+                   "add extension");
     return 0;
 }
 
@@ -589,6 +687,11 @@ int ca_issue_leaf(const ca_issuer *issuer, const ca_leaf_request *req, X509 **ou
     int64_t issuer_not_after = 0;
     TSR_TRY_ENSURE(issuer != NULL && issuer->cert != NULL && issuer->key != NULL, TSR_E_INPUT,
                    "no issuing CA");
+    const struct ca_issuer_prep *prep = issuer->prep;
+    /* Fail closed on an issuer not built by ca_issuer_new or whose
+     * certificate was replaced after it: never another CA's extensions. */
+    TSR_TRY_ENSURE(prep != NULL && prep->built_from == issuer->cert, TSR_E_INTERNAL,
+                   "the issuing CA was not prepared (use ca_issuer_new)");
     TSR_TRY(check_leaf_request(req));
     int64_t now = resolve_now(req->now);
     TSR_TRY(issuer_window(issuer->cert, now, &issuer_not_after));
@@ -598,21 +701,26 @@ int ca_issue_leaf(const ca_issuer *issuer, const ca_leaf_request *req, X509 **ou
     TSR_TRY_ENSURE(empty != NULL, TSR_E_INTERNAL, "out of memory");
     TSR_TRY(cert_skeleton(X509_get_subject_name(issuer->cert), empty, req->public_key, req->spki,
                           now - BACKDATE_SECONDS, not_after, &cert));
-    X509V3_set_ctx(&ctx, issuer->cert, cert, NULL, NULL, 0);
-    TSR_TRY(add_conf_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE"));
-    TSR_TRY(add_conf_ext(cert, &ctx, NID_key_usage, "critical,digitalSignature"));
-    TSR_TRY(add_conf_ext(cert, &ctx, NID_ext_key_usage, "serverAuth,clientAuth"));
-    TSR_TRY(add_conf_ext(cert, &ctx, NID_subject_key_identifier, "hash"));
-    TSR_TRY(add_conf_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always"));
+    /* The order and content of session 1's per-call X509V3_EXT_conf_nid. */
+    TSR_TRY(add_prepared_ext(cert, prep->basic));
+    TSR_TRY(add_prepared_ext(cert, prep->key_usage));
+    TSR_TRY(add_prepared_ext(cert, prep->ext_key_usage));
+    TSR_TRY(add_ski(cert, prep->sha1));
+    if (prep->aki != NULL) {
+        TSR_TRY(add_prepared_ext(cert, prep->aki));
+    } else {
+        X509V3_set_ctx(&ctx, issuer->cert, cert, NULL, NULL, 0);
+        TSR_TRY(add_conf_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always"));
+    }
     TSR_TRY(add_san(cert, req));
     if (req->unparsed) {
-        TSR_TRY(sign_and_check(cert, issuer->key, X509_get0_pubkey(issuer->cert)));
+        TSR_TRY(sign_and_check(cert, issuer->key, prep->sign_md, X509_get0_pubkey(issuer->cert)));
         done = cert;
         cert = NULL;
     } else {
         TSR_TRY(sign_and_reparse(cert, issuer->key, X509_get0_pubkey(issuer->cert), &done));
     }
-    TSR_TRY(check_issuer_constraints(issuer->cert, done, req->spiffe_id));
+    TSR_TRY(check_issuer_constraints(prep, done, req->spiffe_id));
     *out = done;
     done = NULL;
     rc = 0;

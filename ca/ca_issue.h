@@ -22,11 +22,20 @@ void ca_key_describe(const EVP_PKEY *key, char *out, size_t cap);
  * (and <= 8192). Anything else is TSR_E_INPUT naming the key. */
 TSR_WUR int ca_key_check_accepted(const EVP_PKEY *key);
 
+struct ca_issuer_prep;
+
 /* A signing CA: its cert, key, and the chain above it up to (not including)
- * the root, for building the chain a leaf presents. */
+ * the root, for building the chain a leaf presents. Built only by
+ * ca_issuer_new/ca_issuer_load, which also prepare what every leaf from this
+ * CA shares (`prep`: constant extensions, the AKI, the parsed name
+ * constraints, the fetched digests), so a prepared object lives and dies
+ * with its issuer and can never be used with another CA. cert and key must
+ * not be replaced after construction. Read-only once built: one issuer may
+ * sign on several threads at once. */
 typedef struct ca_issuer {
     X509 *cert;
     EVP_PKEY *key;
+    struct ca_issuer_prep *prep;
 } ca_issuer;
 
 TSR_WUR int ca_issuer_load(const char *cert_path, const char *key_path, ca_issuer **out);

@@ -59,9 +59,14 @@ def server_leaf(g):
 
 
 def issued_by(cert, ca):
-    """cert names ca's subject as issuer and its signature verifies with ca's
-    (ECDSA) key."""
+    """cert names ca's subject as issuer, its authority key identifier is
+    ca's subject key identifier (the AKI the issuer prepares once per
+    snapshot), and its signature verifies with ca's (ECDSA) key."""
     if cert.issuer != ca.subject:
+        return False
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    if aki.key_identifier != ski.digest:
         return False
     try:
         ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes,

@@ -383,6 +383,69 @@ static void test_rsa_exponent_refused(void **state)
     EVP_PKEY_free(key);
 }
 
+
+/* Replace the first occurrence of `old` (n bytes) in d by `new`. */
+static void der_patch(der *d, const unsigned char *old, const unsigned char *new, size_t n)
+{
+    for (size_t i = 0; i + n <= d->len; i++) {
+        if (memcmp(d->data + i, old, n) == 0) {
+            memcpy(d->data + i, new, n);
+            return;
+        }
+    }
+    fail_msg("bytes to patch not found");
+}
+
+/* The CSR key built without OpenSSL's decoder (uncompressed P-256/P-384,
+ * Ed25519; see csr_d2i in ca_csr.c) is the CSR's key, and its
+ * SubjectPublicKeyInfo goes into the certificate unchanged; a point off the
+ * curve is refused as a key that does not parse (not as a bad signature, as
+ * it would be if the point were accepted), exactly as by the decoder. */
+static void test_key_built_without_decoder(void **state)
+{
+    (void)state;
+    static const struct { const char *alg, *curve; } keys[] = {
+        {"EC", "P-256"}, {"EC", "P-384"}, {"ED25519", NULL}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        EVP_PKEY *key = keygen(keys[i].alg, keys[i].curve, 0);
+        der d = make_csr(key, NULL);
+        EVP_PKEY *got = NULL;
+        assert_int_equal(ca_csr_check(d.data, d.len, &got), 0);
+        assert_int_equal(EVP_PKEY_eq(got, key), 1);
+        X509 *cert = NULL;
+        assert_int_equal(ca_sign_csr_unparsed(g_issuing, d.data, d.len, SANDBOX_ID, 3600, 0,
+                                              &cert),
+                         0);
+        unsigned char *a = NULL, *b = NULL;
+        int la = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &a);
+        int lb = i2d_PUBKEY(key, &b);
+        assert_true(la > 0 && la == lb);
+        assert_memory_equal(a, b, (size_t)la);
+        OPENSSL_free(a);
+        OPENSSL_free(b);
+        X509_free(cert);
+
+        /* The same CSR with its public key's last byte changed. */
+        unsigned char pub[200], bad[200];
+        size_t publen = 0;
+        assert_int_equal(EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pub,
+                                                         sizeof pub, &publen),
+                         1);
+        memcpy(bad, pub, publen);
+        bad[publen - 1] ^= 0x01;
+        der_patch(&d, pub, bad, publen);
+        if (keys[i].curve != NULL) {
+            /* For this X the curve has only Y and p - Y: the new Y is off it. */
+            assert_check_refused(d.data, d.len, "public key does not parse");
+        } else {
+            assert_check_refused(d.data, d.len, "does not verify");
+        }
+        EVP_PKEY_free(got);
+        der_free(&d);
+        EVP_PKEY_free(key);
+    }
+}
+
 static void test_explicit_curve_parameters_refused(void **state)
 {
     (void)state;
@@ -645,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_refused_keys),
         cmocka_unit_test(test_rsa_exponent_refused),
         cmocka_unit_test(test_explicit_curve_parameters_refused),
+        cmocka_unit_test(test_key_built_without_decoder),
         cmocka_unit_test(test_bad_version_refused),
         cmocka_unit_test(test_identity_in_csr_refused),
         cmocka_unit_test(test_csr_extensions_and_subject_never_copied),

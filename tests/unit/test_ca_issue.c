@@ -850,6 +850,115 @@ static void test_name_constraints_enforced_by_openssl(void **state)
     scratch_remove(&s);
 }
 
+
+/* DER of one extension, for byte-exact comparison. */
+static void assert_ext_der_equal(const X509_EXTENSION *got, const X509_EXTENSION *want,
+                                 const char *what)
+{
+    unsigned char *a = NULL, *b = NULL;
+    int la = i2d_X509_EXTENSION(got, &a), lb = i2d_X509_EXTENSION(want, &b);
+    assert_true(la > 0 && lb > 0);
+    if (la != lb || memcmp(a, b, (size_t)la) != 0) fail_msg("%s differs from the conf build", what);
+    OPENSSL_free(a);
+    OPENSSL_free(b);
+}
+
+/* The extensions an issuer prepares once (and the SKI hashed with its
+ * prefetched SHA-1) are byte for byte what X509V3_EXT_conf_nid builds for
+ * this very leaf, in the same order, for every CA and leaf key type, in both
+ * the re-parsed and the unparsed (RenewCertificate) form. */
+static void test_prepared_extensions_match_conf(void **state)
+{
+    (void)state;
+    static const struct { int nid; const char *value; } want[] = {
+        {NID_basic_constraints, "critical,CA:FALSE"},
+        {NID_key_usage, "critical,digitalSignature"},
+        {NID_ext_key_usage, "serverAuth,clientAuth"},
+        {NID_subject_key_identifier, "hash"},
+        {NID_authority_key_identifier, "keyid:always"},
+    };
+    for (size_t t = 0; t < N_TYPES; t++) {
+        pki p = {0};
+        pki_make(&p, all_types[t], 3650 * DAY, 365 * DAY);
+        for (size_t k = 0; k < N_TYPES; k++) {
+            for (int unparsed = 0; unparsed <= 1; unparsed++) {
+                EVP_PKEY *key = gen(all_types[k]);
+                ca_leaf_request req = {.spiffe_id = SANDBOX_ID, .public_key = key,
+                                       .ttl_seconds = 3600, .now = NOW,
+                                       .unparsed = unparsed != 0};
+                X509 *leaf = NULL;
+                assert_int_equal(ca_issue_leaf(p.issuing, &req, &leaf), 0);
+                assert_int_equal(X509_get_ext_count(leaf), 6);
+                X509V3_CTX ctx;
+                X509V3_set_ctx(&ctx, p.issuing->cert, leaf, NULL, NULL, 0);
+                for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+                    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, want[i].nid,
+                                                              want[i].value);
+                    assert_non_null(ext);
+                    assert_ext_der_equal(X509_get_ext(leaf, (int)i), ext,
+                                         OBJ_nid2sn(want[i].nid));
+                    X509_EXTENSION_free(ext);
+                }
+                assert_int_equal(OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(leaf, 5))),
+                                 NID_subject_alt_name);
+                /* The AKI names this issuer's key. */
+                const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(leaf);
+                assert_non_null(aki);
+                assert_int_equal(ASN1_OCTET_STRING_cmp(
+                                     aki, X509_get0_subject_key_id(p.issuing->cert)),
+                                 0);
+                X509_free(leaf);
+                EVP_PKEY_free(key);
+            }
+        }
+        pki_free(&p);
+    }
+}
+
+/* What an issuer prepares belongs to that issuer: leaves of two CAs name
+ * their own issuer, and an issuer not built by ca_issuer_new, or carrying
+ * another CA's prepared state, is refused before anything is signed. */
+static void test_issuer_prep_belongs_to_its_ca(void **state)
+{
+    (void)state;
+    pki a = {0}, b = {0};
+    pki_make(&a, CA_KEY_P256, 3650 * DAY, 365 * DAY);
+    pki_make(&b, CA_KEY_P256, 3650 * DAY, 365 * DAY);
+    EVP_PKEY *key = gen(CA_KEY_P256);
+    X509 *la = issue(a.issuing, SANDBOX_ID, key, 3600, NULL, 0, NULL, 0);
+    X509 *lb = issue(b.issuing, SANDBOX_ID, key, 3600, NULL, 0, NULL, 0);
+    assert_int_equal(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(la),
+                                           X509_get0_subject_key_id(a.issuing->cert)),
+                     0);
+    assert_int_equal(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(lb),
+                                           X509_get0_subject_key_id(b.issuing->cert)),
+                     0);
+    assert_int_not_equal(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(la),
+                                               X509_get0_authority_key_id(lb)),
+                         0);
+    assert_int_equal(X509_verify(la, X509_get0_pubkey(a.issuing->cert)), 1);
+    assert_int_equal(X509_verify(lb, X509_get0_pubkey(b.issuing->cert)), 1);
+
+    ca_leaf_request req = {.spiffe_id = SANDBOX_ID, .public_key = key, .ttl_seconds = 3600,
+                           .now = NOW};
+    X509 *out = NULL;
+    ca_issuer mixed = {.cert = b.issuing->cert, .key = b.issuing->key, .prep = a.issuing->prep};
+    assert_int_equal(ca_issue_leaf(&mixed, &req, &out), -1);
+    assert_int_equal(tsr_errcat(), TSR_E_INTERNAL);
+    assert_err_contains("not prepared");
+    assert_null(out);
+    ca_issuer bare = {.cert = a.issuing->cert, .key = a.issuing->key, .prep = NULL};
+    assert_int_equal(ca_issue_leaf(&bare, &req, &out), -1);
+    assert_err_contains("not prepared");
+    assert_null(out);
+
+    X509_free(la);
+    X509_free(lb);
+    EVP_PKEY_free(key);
+    pki_free(&a);
+    pki_free(&b);
+}
+
 static void test_issuer_load_roundtrip(void **state)
 {
     (void)state;
@@ -918,6 +1027,8 @@ int main(void)
         cmocka_unit_test(test_serials_unique),
         cmocka_unit_test(test_name_constraints_enforced_by_openssl),
         cmocka_unit_test(test_issuer_load_roundtrip),
+        cmocka_unit_test(test_prepared_extensions_match_conf),
+        cmocka_unit_test(test_issuer_prep_belongs_to_its_ca),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
