@@ -50,7 +50,11 @@ static int load_one(gw_drivers *all, const char *dir, const char *file)
     memcpy(d->name, file, len - 3);
     d->name[len - 3] = '\0';
 
-    d->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    /* RTLD_NODELETE: a plugin's code stays mapped after dlclose. A driver may
+     * have left a detached thread or an atexit handler behind, and
+     * instrumented builds (libFuzzer, sanitizer coverage) keep pointers into
+     * every loaded module's counters: unmapping one crashes the process. */
+    d->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     TSR_ENSURE(d->handle != NULL, TSR_E_STATE, "driver %s: cannot load: %s", path, dlerror());
     tsr_driver_entry_fn entry;
     *(void **)&entry = dlsym(d->handle, TSR_DRIVER_ENTRY_SYMBOL);
