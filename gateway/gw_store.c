@@ -110,8 +110,11 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_CERT_LIST_SB] = "SELECT " CERT_COLS " FROM certificates WHERE sandbox_id = ?1 "
                         "ORDER BY issued_at, serial",
     [ST_CERT_LIST_ALL] = "SELECT " CERT_COLS " FROM certificates ORDER BY issued_at, serial",
-    [ST_CERT_PAGE] = "SELECT " CERT_COLS " FROM certificates WHERE sandbox_id = ?1 "
-                     "AND (issued_at, serial) > (?2, ?3) ORDER BY issued_at, serial LIMIT ?4",
+    /* Issue order by rowid: rows are never deleted, so a new row's rowid is
+     * always above every existing one (sqlite takes max(rowid) + 1) and a
+     * certificate issued while a client pages lands after its cursor. */
+    [ST_CERT_PAGE] = "SELECT " CERT_COLS ", rowid FROM certificates WHERE sandbox_id = ?1 "
+                     "AND rowid > ?2 ORDER BY rowid LIMIT ?3",
     [ST_CERT_REVOKE] = "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
                        "WHERE serial = ?1 AND revoked_at IS NULL",
     [ST_CERT_REVOKE_SB] = "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
@@ -405,6 +408,16 @@ static int row_cert(void *ctx, sqlite3_stmt *st, void *elem)
 {
     (void)ctx;
     return read_cert(st, elem);
+}
+
+/* A certificate followed by its rowid (column 8). */
+static int row_cert_pos(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    gw_cert_rec *c = elem;
+    TSR_GUARD(read_cert(st, c));
+    c->row = sqlite3_column_int64(st, 8);
+    return 0;
 }
 
 /* Column 0 as an int64_t. */
@@ -1168,9 +1181,8 @@ int gw_store_cert_list(gw_store *s, const char *sandbox_id, gw_cert_rec **out, s
     return 0;
 }
 
-int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_issued_at,
-                       const char *after_serial, int limit, gw_cert_rec **out, size_t *n,
-                       int *more)
+int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_row, int limit,
+                       gw_cert_rec **out, size_t *n, int *more)
 {
     gw_cert_rec *v = NULL;
     size_t cnt = 0;
@@ -1181,17 +1193,12 @@ int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_issued
     *more = 0;
     TSR_GUARD(check_sandbox_id(sandbox_id));
     TSR_GUARD(clamp_limit(limit, &lim));
-    if (after_serial == NULL || after_serial[0] == '\0') {
-        after_serial = "";
-        after_issued_at = INT64_MIN;
-    }
-    TSR_GUARD(check_str(after_serial, sizeof v->serial, 1, "page cursor"));
+    TSR_ENSURE(after_row >= 0, TSR_E_INPUT, "page cursor is negative");
     TSR_GUARD(q_open(s, ST_CERT_PAGE, "list certificates", &q));
     q_text(&q, sandbox_id);
-    q_i64(&q, after_issued_at);
-    q_text(&q, after_serial);
+    q_i64(&q, after_row);
     q_i64(&q, lim + 1); /* one more row tells whether another page follows */
-    if (list_of_sandbox(s, sandbox_id, &q, row_cert, NULL, &v, &cnt, sizeof *v) != 0) {
+    if (list_of_sandbox(s, sandbox_id, &q, row_cert_pos, NULL, &v, &cnt, sizeof *v) != 0) {
         gw_store_free_certs(v, cnt);
         return -1;
     }

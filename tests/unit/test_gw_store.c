@@ -782,60 +782,85 @@ static void test_drafts(void **state)
     gw_store_free_chunks(v, n);
 }
 
-/* Pages of certificates: (issued_at, serial) order, strict cursor, look-ahead. */
+/* Pages of certificates: issue (rowid) order whatever issued_at and serial
+ * say, strict cursor, look-ahead, and a row inserted between two pages. */
 static void test_cert_pages(void **state)
 {
     struct fx *f = *state;
     gw_cert_rec *v = NULL;
     size_t n = 0;
     int more = -1;
-    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, NULL, 10, &v, &n, &more), TSR_E_NOTFOUND);
+    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, 10, &v, &n, &more), TSR_E_NOTFOUND);
     create_sb(f->s, SB1, "one");
     create_sb(f->s, SB2, "two");
-    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, NULL, 0, &v, &n, &more), TSR_E_INPUT);
-    EXPECT_OK(gw_store_cert_page(f->s, SB1, 0, NULL, 10, &v, &n, &more));
+    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, 0, &v, &n, &more), TSR_E_INPUT);
+    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, -1, 10, &v, &n, &more), TSR_E_INPUT);
+    EXPECT_OK(gw_store_cert_page(f->s, SB1, 0, 10, &v, &n, &more));
     assert_int_equal(n, 0);
     assert_null(v);
     assert_int_equal(more, 0);
-    /* Five of SB1: issued 900 (0e), 1000 (0a, 0b, 0c: by serial), 1100 (01); one of SB2. */
+    /* Five of SB1 with issued_at and serials out of order; one of SB2 among them. */
     static const struct {
         const char *serial;
         int64_t issued_at;
     } rows[] = {{"0b", 1000}, {"01", 1100}, {"0e", 900}, {"0c", 1000}, {"0a", 1000}};
-    static const char *const order[] = {"0e", "0a", "0b", "0c", "01"};
+    static const char *const order[] = {"0b", "01", "0e", "0c", "0a", "00"};
     for (size_t i = 0; i < 5; i++) {
         gw_cert_rec c = cert_rec(rows[i].serial, SB1);
         c.issued_at = rows[i].issued_at;
         EXPECT_OK(gw_store_cert_insert(f->s, &c));
+        if (i == 2) {
+            gw_cert_rec o = cert_rec("0f", SB2);
+            EXPECT_OK(gw_store_cert_insert(f->s, &o));
+        }
     }
-    gw_cert_rec o = cert_rec("0f", SB2);
-    EXPECT_OK(gw_store_cert_insert(f->s, &o));
-    for (int limit = 1; limit <= 6; limit++) {
-        size_t seen = 0;
-        int64_t at = 0;
-        char after[41] = "";
+    /* Pages of two; after the first page a certificate is issued in an
+     * earlier second and with the smallest serial: it still comes after the
+     * cursor, on a later page. */
+    size_t seen = 0;
+    int64_t after = 0;
+    for (int pages = 0;; pages++) {
+        assert_true(pages < 4);
+        EXPECT_OK(gw_store_cert_page(f->s, SB1, after, 2, &v, &n, &more));
+        assert_true(n >= 1 && n <= 2);
+        for (size_t i = 0; i < n; i++) {
+            assert_string_equal(v[i].serial, order[seen + i]);
+            assert_true(v[i].row > after);
+            if (i > 0) assert_true(v[i].row > v[i - 1].row);
+        }
+        seen += n;
+        after = v[n - 1].row;
+        gw_store_free_certs(v, n);
+        if (pages == 0) {
+            assert_int_equal(more, 1);
+            gw_cert_rec late = cert_rec("00", SB1);
+            late.issued_at = 1;
+            EXPECT_OK(gw_store_cert_insert(f->s, &late));
+        }
+        assert_int_equal(more, seen < 6);
+        if (!more) break;
+    }
+    assert_int_equal(seen, 6);
+    for (int limit = 1; limit <= 7; limit++) {
+        seen = 0;
+        after = 0;
         for (int pages = 0;; pages++) {
-            assert_true(pages < 6);
-            EXPECT_OK(gw_store_cert_page(f->s, SB1, at, after, limit, &v, &n, &more));
+            assert_true(pages < 8);
+            EXPECT_OK(gw_store_cert_page(f->s, SB1, after, limit, &v, &n, &more));
             assert_true(n >= 1 && n <= (size_t)limit);
             for (size_t i = 0; i < n; i++) assert_string_equal(v[i].serial, order[seen + i]);
             seen += n;
-            at = v[n - 1].issued_at;
-            snprintf(after, sizeof after, "%s", v[n - 1].serial);
+            after = v[n - 1].row;
             gw_store_free_certs(v, n);
-            assert_int_equal(more, seen < 5);
+            assert_int_equal(more, seen < 6);
             if (!more) break;
         }
-        assert_int_equal(seen, 5);
+        assert_int_equal(seen, 6);
     }
     /* A cursor past the end: an empty last page. */
-    EXPECT_OK(gw_store_cert_page(f->s, SB1, 1100, "01", 3, &v, &n, &more));
+    EXPECT_OK(gw_store_cert_page(f->s, SB1, INT64_MAX, 3, &v, &n, &more));
     assert_int_equal(n, 0);
     assert_int_equal(more, 0);
-    char long_serial[64];
-    memset(long_serial, 'a', sizeof long_serial - 1);
-    long_serial[sizeof long_serial - 1] = '\0';
-    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 1000, long_serial, 3, &v, &n, &more), TSR_E_INPUT);
 }
 
 /* Pages of a draft: seq order, next_seq cursor, the byte budget. */
