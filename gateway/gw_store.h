@@ -34,7 +34,7 @@ typedef struct gw_store gw_store;
 typedef struct gw_keyring gw_keyring;           /* gw_secretbox.h */
 
 /* The newest schema this code knows (numbered migrations 1..N). */
-#define GW_STORE_SCHEMA_VERSION 1
+#define GW_STORE_SCHEMA_VERSION 2
 /* List calls return at most this many rows; a larger limit is clamped. */
 #define GW_STORE_MAX_PAGE 10000
 #define GW_STORE_BUSY_TIMEOUT_MS 5000
@@ -151,6 +151,17 @@ TSR_WUR int gw_store_draft_page(gw_store *s, const char *sandbox_id, int64_t aft
 /* One transaction; assigns seq (continuing after the sandbox's last; the
  * lines' own seq is ignored); records `dropped` if > 0. stream NULL = "". */
 TSR_WUR int gw_store_logs_append(gw_store *s, const char *sandbox_id, const gw_log_line *lines, size_t n, int64_t dropped, int64_t now);
+#define GW_LOG_SESSION_MAX 64
+/* As gw_store_logs_append, exactly once per (session, batch_seq): session is
+ * 1..GW_LOG_SESSION_MAX lowercase hex digits, batch_seq > 0 and increasing
+ * within the session. When the sandbox's last stored batch is of the same
+ * session and numbered batch_seq or above, this batch was stored already (its
+ * acknowledgement was lost): nothing is written, not even `dropped`, and
+ * *duplicate = 1. Otherwise the batch is stored, the (session, batch_seq)
+ * recorded, *duplicate = 0. session NULL or "" (batch_seq 0): no check. */
+TSR_WUR int gw_store_logs_append_batch(gw_store *s, const char *sandbox_id, const char *session,
+                                       int64_t batch_seq, const gw_log_line *lines, size_t n,
+                                       int64_t dropped, int64_t now, int *duplicate);
 /* Lines with seq > after_seq, ascending, at most limit (1.., clamped). */
 TSR_WUR int gw_store_logs_get(gw_store *s, const char *sandbox_id, int64_t after_seq, int limit, gw_log_line **out, size_t *n);
 /* Sum of every `dropped` reported for the sandbox. */
