@@ -310,10 +310,10 @@ static void list_certificates(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     /* The rows are always the admitted sandbox's: the token only positions
      * the cursor, and one issued for another sandbox is refused. */
     if (gw_page_size(req->page_size, &page, resp) != 0 ||
-        gw_page_token_parse(req->page_token, sb.id, 1, &cursor, resp) != 0)
+        gw_page_token_parse(req->page_token, sb.id, 0, &cursor, resp) != 0)
         goto out;
-    if (gw_store_cert_page(gw_worker_of(ctx)->store, sb.id, cursor.n, cursor.key, page, &certs,
-                           &n, &more) != 0) {
+    if (gw_store_cert_page(gw_worker_of(ctx)->store, sb.id, cursor.n, page, &certs, &n, &more) !=
+        0) {
         gw_fail_from_error(resp);
         goto out;
     }
@@ -338,7 +338,7 @@ static void list_certificates(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     out_msg.certificates = items;
     char next[GW_PAGE_TOKEN_MAX + 1] = "";
     if (more && n > 0)
-        gw_page_token_format(next, sb.id, certs[n - 1].issued_at, certs[n - 1].serial);
+        gw_page_token_format(next, sb.id, certs[n - 1].row, NULL);
     out_msg.next_page_token = next;
     gw_reply(resp, &out_msg);
 out:

@@ -113,11 +113,14 @@ static int push_message(void *state, const gw_call_ctx *ctx, const uint8_t *msg,
             goto out;
         }
     }
-    if (gw_store_logs_append(gw_worker_of(ctx)->store, st->pinned, lines, req->n_lines,
-                             req->dropped_lines, tsr_now_unix()) != 0) {
+    int duplicate = 0;
+    if (gw_store_logs_append_batch(gw_worker_of(ctx)->store, st->pinned, req->session,
+                                   req->batch_seq, lines, req->n_lines, req->dropped_lines,
+                                   tsr_now_unix(), &duplicate) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
+    (void)duplicate; /* stored before: acknowledged all the same */
     st->accepted += (int64_t)req->n_lines;
     rc = 0;
 out:

@@ -49,6 +49,8 @@ enum stmt_id {
     ST_SB_SET_POLICY_VERSION,
     ST_SB_SET_LOG_SEQ,
     ST_SB_SET_DRAFT_SEQ,
+    ST_SB_LOG_BATCH,
+    ST_SB_SET_LOG_BATCH,
     ST_CERT_INSERT,
     ST_CERT_GET,
     ST_CERT_LIST_SB,
@@ -104,14 +106,19 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_SB_SET_POLICY_VERSION] = "UPDATE sandboxes SET policy_version = ?2 WHERE id = ?1",
     [ST_SB_SET_LOG_SEQ] = "UPDATE sandboxes SET log_seq = ?2 WHERE id = ?1",
     [ST_SB_SET_DRAFT_SEQ] = "UPDATE sandboxes SET draft_seq = ?2 WHERE id = ?1",
+    [ST_SB_LOG_BATCH] = "SELECT log_session, log_batch FROM sandboxes WHERE id = ?1",
+    [ST_SB_SET_LOG_BATCH] = "UPDATE sandboxes SET log_session = ?2, log_batch = ?3 WHERE id = ?1",
     [ST_CERT_INSERT] = "INSERT INTO certificates(" CERT_COLS ") "
                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL)",
     [ST_CERT_GET] = "SELECT " CERT_COLS " FROM certificates WHERE serial = ?1",
     [ST_CERT_LIST_SB] = "SELECT " CERT_COLS " FROM certificates WHERE sandbox_id = ?1 "
                         "ORDER BY issued_at, serial",
     [ST_CERT_LIST_ALL] = "SELECT " CERT_COLS " FROM certificates ORDER BY issued_at, serial",
-    [ST_CERT_PAGE] = "SELECT " CERT_COLS " FROM certificates WHERE sandbox_id = ?1 "
-                     "AND (issued_at, serial) > (?2, ?3) ORDER BY issued_at, serial LIMIT ?4",
+    /* Issue order by rowid: rows are never deleted, so a new row's rowid is
+     * always above every existing one (sqlite takes max(rowid) + 1) and a
+     * certificate issued while a client pages lands after its cursor. */
+    [ST_CERT_PAGE] = "SELECT " CERT_COLS ", rowid FROM certificates WHERE sandbox_id = ?1 "
+                     "AND rowid > ?2 ORDER BY rowid LIMIT ?3",
     [ST_CERT_REVOKE] = "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
                        "WHERE serial = ?1 AND revoked_at IS NULL",
     [ST_CERT_REVOKE_SB] = "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
@@ -405,6 +412,16 @@ static int row_cert(void *ctx, sqlite3_stmt *st, void *elem)
 {
     (void)ctx;
     return read_cert(st, elem);
+}
+
+/* A certificate followed by its rowid (column 8). */
+static int row_cert_pos(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    gw_cert_rec *c = elem;
+    TSR_GUARD(read_cert(st, c));
+    c->row = sqlite3_column_int64(st, 8);
+    return 0;
 }
 
 /* Column 0 as an int64_t. */
@@ -1168,9 +1185,8 @@ int gw_store_cert_list(gw_store *s, const char *sandbox_id, gw_cert_rec **out, s
     return 0;
 }
 
-int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_issued_at,
-                       const char *after_serial, int limit, gw_cert_rec **out, size_t *n,
-                       int *more)
+int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_row, int limit,
+                       gw_cert_rec **out, size_t *n, int *more)
 {
     gw_cert_rec *v = NULL;
     size_t cnt = 0;
@@ -1181,17 +1197,12 @@ int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_issued
     *more = 0;
     TSR_GUARD(check_sandbox_id(sandbox_id));
     TSR_GUARD(clamp_limit(limit, &lim));
-    if (after_serial == NULL || after_serial[0] == '\0') {
-        after_serial = "";
-        after_issued_at = INT64_MIN;
-    }
-    TSR_GUARD(check_str(after_serial, sizeof v->serial, 1, "page cursor"));
+    TSR_ENSURE(after_row >= 0, TSR_E_INPUT, "page cursor is negative");
     TSR_GUARD(q_open(s, ST_CERT_PAGE, "list certificates", &q));
     q_text(&q, sandbox_id);
-    q_i64(&q, after_issued_at);
-    q_text(&q, after_serial);
+    q_i64(&q, after_row);
     q_i64(&q, lim + 1); /* one more row tells whether another page follows */
-    if (list_of_sandbox(s, sandbox_id, &q, row_cert, NULL, &v, &cnt, sizeof *v) != 0) {
+    if (list_of_sandbox(s, sandbox_id, &q, row_cert_pos, NULL, &v, &cnt, sizeof *v) != 0) {
         gw_store_free_certs(v, cnt);
         return -1;
     }
@@ -1518,18 +1529,67 @@ int gw_store_draft_page(gw_store *s, const char *sandbox_id, int64_t after_seq, 
 
 /* ---- logs --------------------------------------------------------------------------- */
 
-int gw_store_logs_append(gw_store *s, const char *sandbox_id, const gw_log_line *lines, size_t n,
-                         int64_t dropped, int64_t now)
+struct log_batch_mark {
+    char session[GW_LOG_SESSION_MAX + 1];
+    int64_t batch;
+};
+
+static int row_log_batch(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    struct log_batch_mark *m = elem;
+    TSR_GUARD(col_text(st, 0, m->session, sizeof m->session, "log session"));
+    m->batch = sqlite3_column_int64(st, 1);
+    return 0;
+}
+
+static int check_log_session(const char *session, int64_t batch_seq)
+{
+    size_t len = session != NULL ? strnlen(session, GW_LOG_SESSION_MAX + 1) : 0;
+    if (len == 0) {
+        TSR_ENSURE(batch_seq == 0, TSR_E_INPUT, "a log batch number needs a session");
+        return 0;
+    }
+    TSR_ENSURE(len <= GW_LOG_SESSION_MAX, TSR_E_INPUT, "log session longer than %d",
+               GW_LOG_SESSION_MAX);
+    for (size_t i = 0; i < len; i++)
+        TSR_ENSURE((session[i] >= '0' && session[i] <= '9') || (session[i] >= 'a' && session[i] <= 'f'),
+                   TSR_E_INPUT, "log session must be lowercase hex");
+    TSR_ENSURE(batch_seq > 0, TSR_E_INPUT, "a log session needs a batch number above 0");
+    return 0;
+}
+
+int gw_store_logs_append_batch(gw_store *s, const char *sandbox_id, const char *session,
+                               int64_t batch_seq, const gw_log_line *lines, size_t n,
+                               int64_t dropped, int64_t now, int *duplicate)
 {
     int rc = -1;
     struct sb_meta m;
+    struct log_batch_mark mark;
+    int dup = 0;
     TSR_TRY(check_sandbox_id(sandbox_id));
+    TSR_TRY(check_log_session(session, batch_seq));
     TSR_TRY_ENSURE(n == 0 || lines != NULL, TSR_E_INPUT, "log lines are missing");
     TSR_TRY_ENSURE(dropped >= 0, TSR_E_INPUT, "dropped count is negative");
     for (size_t i = 0; i < n; i++)
         TSR_TRY_ENSURE(lines[i].text != NULL, TSR_E_INPUT, "log line %zu has no text", i);
     TSR_TRY(tx_begin(s, 1));
     TSR_TRY(sb_meta(s, sandbox_id, &m));
+    if (batch_seq > 0) {
+        struct query bq;
+        memset(&mark, 0, sizeof mark);
+        TSR_TRY(q_open(s, ST_SB_LOG_BATCH, "read log batch mark", &bq));
+        q_text(&bq, sandbox_id);
+        int r = q_row(&bq, row_log_batch, NULL, &mark);
+        if (r < 0) goto out; /* recorded */
+        TSR_TRY_ENSURE(r == 1, TSR_E_NOTFOUND, "sandbox %s not found", sandbox_id);
+        if (strcmp(mark.session, session) == 0 && batch_seq <= mark.batch) {
+            dup = 1; /* stored already: acknowledge, write nothing */
+            TSR_TRY(tx_commit(s));
+            rc = 0;
+            goto out;
+        }
+    }
     int64_t seq = m.log_seq;
     for (size_t i = 0; i < n; i++) {
         struct query q;
@@ -1552,11 +1612,26 @@ int gw_store_logs_append(gw_store *s, const char *sandbox_id, const gw_log_line 
         q_i64(&q, now);
         TSR_TRY(q_exec(&q));
     }
+    if (batch_seq > 0) {
+        struct query q;
+        TSR_TRY(q_open(s, ST_SB_SET_LOG_BATCH, "record log batch mark", &q));
+        q_text(&q, sandbox_id);
+        q_text(&q, session);
+        q_i64(&q, batch_seq);
+        TSR_TRY(q_exec(&q));
+    }
     TSR_TRY(tx_commit(s));
     rc = 0;
 out:
     if (rc != 0) tx_abort(s);
+    else if (duplicate != NULL) *duplicate = dup;
     return rc;
+}
+
+int gw_store_logs_append(gw_store *s, const char *sandbox_id, const gw_log_line *lines, size_t n,
+                         int64_t dropped, int64_t now)
+{
+    return gw_store_logs_append_batch(s, sandbox_id, NULL, 0, lines, n, dropped, now, NULL);
 }
 
 static int row_log(void *ctx, sqlite3_stmt *st, void *elem)

@@ -34,7 +34,7 @@ typedef struct gw_store gw_store;
 typedef struct gw_keyring gw_keyring;           /* gw_secretbox.h */
 
 /* The newest schema this code knows (numbered migrations 1..N). */
-#define GW_STORE_SCHEMA_VERSION 1
+#define GW_STORE_SCHEMA_VERSION 2
 /* List calls return at most this many rows; a larger limit is clamped. */
 #define GW_STORE_MAX_PAGE 10000
 #define GW_STORE_BUSY_TIMEOUT_MS 5000
@@ -48,6 +48,7 @@ typedef struct gw_cert_rec {
     char serial[41]; char spiffe_id[2049]; char sandbox_id[37];  /* "" = not a sandbox cert */
     int64_t not_before, not_after, issued_at, revoked_at;        /* revoked_at 0 = valid */
     char revocation_reason[129];
+    int64_t row;  /* position in issue order (the table's rowid); set by gw_store_cert_page */
 } gw_cert_rec;
 typedef struct gw_env_var { char *name; char *value; } gw_env_var;       /* value is secret */
 typedef struct gw_log_line { int64_t seq; int64_t timestamp_ms; char *stream; char *text; } gw_log_line;
@@ -103,14 +104,15 @@ TSR_WUR int gw_store_cert_get(gw_store *s, const char *serial, gw_cert_rec *out)
 /* The certificates of one sandbox (NULL = every certificate), oldest first.
  * A sandbox that never existed -> TSR_E_NOTFOUND. */
 TSR_WUR int gw_store_cert_list(gw_store *s, const char *sandbox_id, gw_cert_rec **out, size_t *n);
-/* One page of a sandbox's certificates, oldest first ((issued_at, serial)
- * order), strictly after the cursor (after_issued_at, after_serial);
- * after_serial NULL or "" = from the start. At most `limit` (1.., clamped to
- * GW_STORE_MAX_PAGE); *more = 1 when rows follow the last one returned. One
- * read transaction; a sandbox that never existed -> TSR_E_NOTFOUND. */
-TSR_WUR int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_issued_at,
-                               const char *after_serial, int limit, gw_cert_rec **out,
-                               size_t *n, int *more);
+/* One page of a sandbox's certificates in issue order (the table's rowid,
+ * returned in each record's `row`), strictly after the cursor after_row
+ * (0 = from the start; negative -> TSR_E_INPUT). Certificates are never
+ * deleted, so one issued while a client pages always sorts after its cursor.
+ * At most `limit` (1.., clamped to GW_STORE_MAX_PAGE); *more = 1 when rows
+ * follow the last one returned. One read transaction; a sandbox that never
+ * existed -> TSR_E_NOTFOUND. */
+TSR_WUR int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_row, int limit,
+                               gw_cert_rec **out, size_t *n, int *more);
 /* Idempotent: keeps the first revoked_at and reason. now must be > 0.
  * out (may be NULL) receives the record as stored. */
 TSR_WUR int gw_store_cert_revoke(gw_store *s, const char *serial, const char *reason, int64_t now, gw_cert_rec *out); /* idempotent: keeps the first revoked_at */
@@ -149,6 +151,17 @@ TSR_WUR int gw_store_draft_page(gw_store *s, const char *sandbox_id, int64_t aft
 /* One transaction; assigns seq (continuing after the sandbox's last; the
  * lines' own seq is ignored); records `dropped` if > 0. stream NULL = "". */
 TSR_WUR int gw_store_logs_append(gw_store *s, const char *sandbox_id, const gw_log_line *lines, size_t n, int64_t dropped, int64_t now);
+#define GW_LOG_SESSION_MAX 64
+/* As gw_store_logs_append, exactly once per (session, batch_seq): session is
+ * 1..GW_LOG_SESSION_MAX lowercase hex digits, batch_seq > 0 and increasing
+ * within the session. When the sandbox's last stored batch is of the same
+ * session and numbered batch_seq or above, this batch was stored already (its
+ * acknowledgement was lost): nothing is written, not even `dropped`, and
+ * *duplicate = 1. Otherwise the batch is stored, the (session, batch_seq)
+ * recorded, *duplicate = 0. session NULL or "" (batch_seq 0): no check. */
+TSR_WUR int gw_store_logs_append_batch(gw_store *s, const char *sandbox_id, const char *session,
+                                       int64_t batch_seq, const gw_log_line *lines, size_t n,
+                                       int64_t dropped, int64_t now, int *duplicate);
 /* Lines with seq > after_seq, ascending, at most limit (1.., clamped). */
 TSR_WUR int gw_store_logs_get(gw_store *s, const char *sandbox_id, int64_t after_seq, int limit, gw_log_line **out, size_t *n);
 /* Sum of every `dropped` reported for the sandbox. */

@@ -91,8 +91,17 @@ static const char migration_1[] =
     "  PRIMARY KEY (sandbox_id, name)"
     ") STRICT;";
 
+/* 2: exactly-once log batches. A supervisor names its stream of batches
+ * (log_session) and numbers them; log_batch is the last number stored for
+ * that session, so a batch resent after a lost acknowledgement is
+ * recognised and not stored twice. */
+static const char migration_2[] =
+    "ALTER TABLE sandboxes ADD COLUMN log_session TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sandboxes ADD COLUMN log_batch INTEGER NOT NULL DEFAULT 0;";
+
 static const gw_migration migrations[] = {
     {1, migration_1},
+    {2, migration_2},
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,

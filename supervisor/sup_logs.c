@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "sup_gateway.h"
 #include "sup_rotate.h"
 #include "tessera/v1/gateway.pb-c.h"
@@ -368,7 +370,10 @@ struct sup_sender {
     sup_log_batch unacked[SUP_WINDOW_MAX_BATCHES];
     size_t n_unacked, n_sent;
     unsigned attempt;
-    unsigned refusals;       /* consecutive content refusals of the window */
+    unsigned refusals;       /* consecutive content refusals of the oldest batch */
+    bool solo;               /* after a refusal: one batch per stream until the window drains */
+    char session[33];        /* random, names this sender's batches to the gateway */
+    int64_t next_batch;      /* number of the last batch queued to send */
     int64_t carry_dropped;   /* dropped lines to report with the next batch */
     bool fatal;
 };
@@ -406,6 +411,7 @@ static void drop_connection(sup_sender *s)
 /* A failed call: fatal statuses end the sender; others back off. */
 static void sender_failed(sup_sender *s, const cl_status *st, bool from_server)
 {
+    size_t carried = s->n_sent; /* batches on the failed stream */
     drop_connection(s);
     if (from_server && sup_status_is_fatal(st->code)) {
         s->fatal = true;
@@ -415,10 +421,17 @@ static void sender_failed(sup_sender *s, const cl_status *st, bool from_server)
     /* The gateway refusing the content itself (e.g. lines longer than its
      * log_line_bytes): after SUP_MAX_REFUSALS tries, give up the oldest batch
      * and count its lines as dropped, rather than block the stream forever. */
-    if (from_server && s->n_unacked > 0 &&
-        (st->code == GW_STATUS_INVALID_ARGUMENT || st->code == GW_STATUS_RESOURCE_EXHAUSTED ||
-         st->code == GW_STATUS_FAILED_PRECONDITION || st->code == GW_STATUS_OUT_OF_RANGE) &&
-        ++s->refusals >= SUP_MAX_REFUSALS) {
+    bool refused = from_server && s->n_unacked > 0 &&
+                   (st->code == GW_STATUS_INVALID_ARGUMENT ||
+                    st->code == GW_STATUS_RESOURCE_EXHAUSTED ||
+                    st->code == GW_STATUS_FAILED_PRECONDITION ||
+                    st->code == GW_STATUS_OUT_OF_RANGE);
+    /* Which batch was refused is only known when the stream carried one: the
+     * gateway stores a stream's batches one by one, so the batches before the
+     * refused one may be stored already. Send them one per stream from now
+     * on; only a refusal of the oldest batch alone counts towards giving it up. */
+    if (refused && carried > 1) s->solo = true;
+    if (refused && carried <= 1 && ++s->refusals >= SUP_MAX_REFUSALS) {
         sup_log_batch *b = &s->unacked[0];
         int64_t gone = (int64_t)b->n + b->dropped;
         sup_log("log stream: the gateway refused a batch of %zu lines %u times (%s); dropping it",
@@ -432,6 +445,7 @@ static void sender_failed(sup_sender *s, const cl_status *st, bool from_server)
         else
             s->carry_dropped += gone;
         s->refusals = 0;
+        s->solo = false;
     }
     int64_t d = sup_backoff_ms(s->attempt, sup_rand_unit());
     if (s->attempt < 16) s->attempt++;
@@ -501,6 +515,8 @@ static int send_batch(sup_sender *s, const sup_log_batch *b, cl_status *st)
     req.n_lines = b->n;
     req.lines = ptrs;
     req.dropped_lines = b->dropped;
+    req.session = s->session;
+    req.batch_seq = b->seq;
     int rc = cl_stream_send_pb(s->stream, &req.base, st);
     free(ptrs);
     free(items);
@@ -539,6 +555,7 @@ static int finish_stream(sup_sender *s, cl_status *st)
     s->n_sent = 0;
     s->attempt = 0;
     s->refusals = 0;
+    if (keep == 0) s->solo = false;
     return 0;
 }
 
@@ -553,7 +570,7 @@ static void *sender_main(void *arg)
         if (s->fatal || (stopping && now >= flush_deadline)) break;
 
         /* 1. Send what is unacknowledged but not yet on this stream. */
-        if (s->n_sent < s->n_unacked) {
+        if (s->n_sent < s->n_unacked && !(s->solo && s->n_sent > 0)) {
             bool from_server = false;
             if (ensure_stream(s, &st, &from_server) != 0) {
                 sender_failed(s, &st, from_server);
@@ -570,7 +587,7 @@ static void *sender_main(void *arg)
         }
         /* 2. Close the window: its acknowledgement frees the batches. */
         if (s->stream != NULL) {
-            bool done = s->n_unacked >= SUP_WINDOW_MAX_BATCHES ||
+            bool done = s->n_unacked >= SUP_WINDOW_MAX_BATCHES || s->solo ||
                         now - s->stream_opened_ms >= SUP_STREAM_MAX_AGE_MS ||
                         now - s->last_send_ms >= SUP_STREAM_IDLE_MS ||
                         cl_tls_generation(s->cfg.tls) != s->conn_gen ||
@@ -595,6 +612,7 @@ static void *sender_main(void *arg)
                           stopping ? 0 : SUP_BATCH_MAX_DELAY_MS) > 0) {
             b.dropped += s->carry_dropped;
             s->carry_dropped = 0;
+            b.seq = ++s->next_batch;
             s->unacked[s->n_unacked++] = b;
         }
     }
@@ -620,6 +638,13 @@ int sup_sender_start(const sup_sender_config *cfg, sup_sender **out)
     sup_sender *s = calloc(1, sizeof *s);
     TSR_ENSURE(s != NULL, TSR_E_INTERNAL, "out of memory");
     s->cfg = *cfg;
+    unsigned char nonce[16];
+    if (RAND_bytes(nonce, sizeof nonce) != 1) {
+        free(s);
+        return TSR_FAIL(TSR_E_INTERNAL, "log sender: no random session");
+    }
+    for (size_t i = 0; i < sizeof nonce; i++)
+        snprintf(s->session + 2 * i, sizeof s->session - 2 * i, "%02x", nonce[i]);
     if (s->cfg.connect_timeout_ms <= 0) s->cfg.connect_timeout_ms = SUP_CONNECT_TIMEOUT_MS;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -20,8 +20,13 @@
  * SUP_STREAM_MAX_AGE_MS, SUP_WINDOW_MAX_BATCHES batches, or 1 s without new
  * lines; batches sent on a stream stay in memory until it is acknowledged,
  * and are sent again on a new connection when the stream fails. Delivery is
- * at least once: a failure after the gateway stored a batch but before the
- * acknowledgement can duplicate up to one window; a line is lost only when
+ * exactly once: each batch carries the sender's random session and its
+ * number (PushSandboxLogsRequest.session / batch_seq), kept when it is sent
+ * again, and the gateway acknowledges without storing a batch it stored
+ * already (its acknowledgement was lost). After a content refusal the
+ * window's batches go one per stream, so the batch given up after
+ * SUP_MAX_REFUSALS is the refused one, never one the gateway stored. A line
+ * is lost only when
  * the queue overflows (counted in dropped_lines), when the gateway refuses
  * the same batch's content SUP_MAX_REFUSALS times in a row (counted too), or
  * when the gateway stays unreachable past the shutdown flush deadline
@@ -64,6 +69,7 @@ typedef struct sup_log_batch {
     size_t n;
     size_t bytes;
     int64_t dropped;     /* lines dropped just before these */
+    int64_t seq;         /* the sender's batch number (1, 2, ...): 0 until queued to send */
 } sup_log_batch;
 
 void sup_log_batch_clear(sup_log_batch *b);

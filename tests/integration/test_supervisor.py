@@ -389,11 +389,67 @@ def test_log_flood_every_line_delivered_or_counted(gw):
               "echo \"$i $pad\"; i=$((i+1)); done")
     rc, err = run_to_exit(gw, d, ["sh", "-c", script], timeout=120)
     assert rc == 0, err
-    got = {l.text.split(b" ")[0] for l in all_logs(gw, sid) if l.stream == "stdout"}
+    stored = all_logs(gw, sid)
+    got = [l.text.split(b" ")[0] for l in stored if l.stream == "stdout"]
+    sup_got = [l.text for l in stored if l.stream == "supervisor"]
     dropped = dropped_total(gw, sid)
-    # Every line either arrived or was counted as dropped (drop-oldest).
-    assert len(got) + dropped == total, (len(got), dropped)
+    # The supervisor's own lines share the queue with the workload's, and
+    # drop-oldest drops and counts them like any other: a supervisor line
+    # queued before the flood (e.g. "workload started" while the sender was
+    # still connecting) is in `dropped` and not among the stdout lines. Every
+    # line it queued is on its stderr too (all but the undelivered count,
+    # written after the queue is detached).
+    sup_queued = [m for m in re.findall(r"^\S+Z tessera-supervisor: (.*)$", err, re.M)
+                  if "could not be delivered" not in m]
+    assert len(got) == len(set(got)), "a stdout line was stored twice"
+    assert len(sup_got) <= len(sup_queued), (sup_got, sup_queued)
+    # Every line either arrived exactly once or was counted as dropped.
+    assert len(got) + len(sup_got) + dropped == total + len(sup_queued), (
+        len(got), len(sup_got), dropped, sup_queued)
     assert str(total - 1).encode() in got  # the newest line survives a drop
+
+
+def test_refusal_of_a_later_batch_never_drops_or_repeats_a_stored_one():
+    """A window [b1, b2] whose b2 the gateway refuses: b1 was stored before
+    the refusal ended the stream. The supervisor must neither store b1 again
+    on its retries nor give b1 up as "dropped": only the refused batch is
+    dropped and counted (before: b1 stored 3 times, then counted dropped)."""
+    g = gwtest.Gateway()
+    s = None
+    try:
+        g.stop()
+        cfg = open(g.config).read().replace("max_message_bytes: 1048576",
+                                            "max_message_bytes: 1048576\n  log_line_bytes: 300")
+        open(g.config, "w").write(cfg)
+        g.start(reuse_port=True)
+        sid = g.create_sandbox().sandbox.id
+        d, _ = write_identity(g, sid)
+        # 1500 short lines at once (a full batch of 1000, then the rest), then
+        # a line over the limit that lands in the second batch.
+        script = ("i=0; while [ $i -lt 1500 ]; do echo \"s$i\"; i=$((i+1)); done; "
+                  "printf 'L%.0s' $(seq 1000); echo; sleep 6; echo short-after; sleep 60")
+        s = Supervisor(g, d, ["sh", "-c", script])
+        s.wait_line(r"refused a batch of \d+ lines 3 times", timeout=40)
+        wait_for(lambda: any(l.text == b"short-after" for l in logs(g, sid)), timeout=40,
+                 what="the line after the refused batch")
+        wait_for(lambda: dropped_total(g, sid) >= 1, what="the dropped count")
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.wait() == 128 + signal.SIGTERM, s.text()
+        stored = all_logs(g, sid)
+        short = [l.text for l in stored if l.stream == "stdout"]
+        sup_got = [l.text for l in stored if l.stream == "supervisor"]
+        assert not any(len(t) > 300 for t in short)
+        assert len(short) == len(set(short)), "a stored batch was stored again"
+        assert len(short) >= 1, s.text()
+        sup_queued = [m for m in re.findall(r"^\S+Z tessera-supervisor: (.*)$", s.text(), re.M)
+                      if "could not be delivered" not in m]
+        assert len(short) + len(sup_got) + dropped_total(g, sid) == 1502 + len(sup_queued), (
+            len(short), len(sup_got), dropped_total(g, sid), sup_queued)
+        assert len(re.findall(r"refused a batch", s.text())) == 1, s.text()
+    finally:
+        if s is not None:
+            s.kill()
+        assert g.stop() == 0, g.sanitizer_report()
 
 
 def test_refused_batch_is_dropped_and_counted():

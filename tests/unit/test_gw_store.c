@@ -21,6 +21,7 @@
 
 #include "gw_secretbox.h"
 #include "gw_store.h"
+#include "gw_store_schema.h"
 #include "tsr_err.h"
 
 #define HEX_A "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -218,7 +219,8 @@ static void test_open_newer_schema(void **state)
              GW_STORE_SCHEMA_VERSION);
     assert_string_equal(tsr_errmsg(), want);
     /* and it touched nothing */
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"),
+                     GW_STORE_SCHEMA_VERSION + 1);
 }
 
 static void test_open_creates_private_files(void **state)
@@ -782,60 +784,85 @@ static void test_drafts(void **state)
     gw_store_free_chunks(v, n);
 }
 
-/* Pages of certificates: (issued_at, serial) order, strict cursor, look-ahead. */
+/* Pages of certificates: issue (rowid) order whatever issued_at and serial
+ * say, strict cursor, look-ahead, and a row inserted between two pages. */
 static void test_cert_pages(void **state)
 {
     struct fx *f = *state;
     gw_cert_rec *v = NULL;
     size_t n = 0;
     int more = -1;
-    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, NULL, 10, &v, &n, &more), TSR_E_NOTFOUND);
+    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, 10, &v, &n, &more), TSR_E_NOTFOUND);
     create_sb(f->s, SB1, "one");
     create_sb(f->s, SB2, "two");
-    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, NULL, 0, &v, &n, &more), TSR_E_INPUT);
-    EXPECT_OK(gw_store_cert_page(f->s, SB1, 0, NULL, 10, &v, &n, &more));
+    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 0, 0, &v, &n, &more), TSR_E_INPUT);
+    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, -1, 10, &v, &n, &more), TSR_E_INPUT);
+    EXPECT_OK(gw_store_cert_page(f->s, SB1, 0, 10, &v, &n, &more));
     assert_int_equal(n, 0);
     assert_null(v);
     assert_int_equal(more, 0);
-    /* Five of SB1: issued 900 (0e), 1000 (0a, 0b, 0c: by serial), 1100 (01); one of SB2. */
+    /* Five of SB1 with issued_at and serials out of order; one of SB2 among them. */
     static const struct {
         const char *serial;
         int64_t issued_at;
     } rows[] = {{"0b", 1000}, {"01", 1100}, {"0e", 900}, {"0c", 1000}, {"0a", 1000}};
-    static const char *const order[] = {"0e", "0a", "0b", "0c", "01"};
+    static const char *const order[] = {"0b", "01", "0e", "0c", "0a", "00"};
     for (size_t i = 0; i < 5; i++) {
         gw_cert_rec c = cert_rec(rows[i].serial, SB1);
         c.issued_at = rows[i].issued_at;
         EXPECT_OK(gw_store_cert_insert(f->s, &c));
+        if (i == 2) {
+            gw_cert_rec o = cert_rec("0f", SB2);
+            EXPECT_OK(gw_store_cert_insert(f->s, &o));
+        }
     }
-    gw_cert_rec o = cert_rec("0f", SB2);
-    EXPECT_OK(gw_store_cert_insert(f->s, &o));
-    for (int limit = 1; limit <= 6; limit++) {
-        size_t seen = 0;
-        int64_t at = 0;
-        char after[41] = "";
+    /* Pages of two; after the first page a certificate is issued in an
+     * earlier second and with the smallest serial: it still comes after the
+     * cursor, on a later page. */
+    size_t seen = 0;
+    int64_t after = 0;
+    for (int pages = 0;; pages++) {
+        assert_true(pages < 4);
+        EXPECT_OK(gw_store_cert_page(f->s, SB1, after, 2, &v, &n, &more));
+        assert_true(n >= 1 && n <= 2);
+        for (size_t i = 0; i < n; i++) {
+            assert_string_equal(v[i].serial, order[seen + i]);
+            assert_true(v[i].row > after);
+            if (i > 0) assert_true(v[i].row > v[i - 1].row);
+        }
+        seen += n;
+        after = v[n - 1].row;
+        gw_store_free_certs(v, n);
+        if (pages == 0) {
+            assert_int_equal(more, 1);
+            gw_cert_rec late = cert_rec("00", SB1);
+            late.issued_at = 1;
+            EXPECT_OK(gw_store_cert_insert(f->s, &late));
+        }
+        assert_int_equal(more, seen < 6);
+        if (!more) break;
+    }
+    assert_int_equal(seen, 6);
+    for (int limit = 1; limit <= 7; limit++) {
+        seen = 0;
+        after = 0;
         for (int pages = 0;; pages++) {
-            assert_true(pages < 6);
-            EXPECT_OK(gw_store_cert_page(f->s, SB1, at, after, limit, &v, &n, &more));
+            assert_true(pages < 8);
+            EXPECT_OK(gw_store_cert_page(f->s, SB1, after, limit, &v, &n, &more));
             assert_true(n >= 1 && n <= (size_t)limit);
             for (size_t i = 0; i < n; i++) assert_string_equal(v[i].serial, order[seen + i]);
             seen += n;
-            at = v[n - 1].issued_at;
-            snprintf(after, sizeof after, "%s", v[n - 1].serial);
+            after = v[n - 1].row;
             gw_store_free_certs(v, n);
-            assert_int_equal(more, seen < 5);
+            assert_int_equal(more, seen < 6);
             if (!more) break;
         }
-        assert_int_equal(seen, 5);
+        assert_int_equal(seen, 6);
     }
     /* A cursor past the end: an empty last page. */
-    EXPECT_OK(gw_store_cert_page(f->s, SB1, 1100, "01", 3, &v, &n, &more));
+    EXPECT_OK(gw_store_cert_page(f->s, SB1, INT64_MAX, 3, &v, &n, &more));
     assert_int_equal(n, 0);
     assert_int_equal(more, 0);
-    char long_serial[64];
-    memset(long_serial, 'a', sizeof long_serial - 1);
-    long_serial[sizeof long_serial - 1] = '\0';
-    EXPECT_FAIL(gw_store_cert_page(f->s, SB1, 1000, long_serial, 3, &v, &n, &more), TSR_E_INPUT);
 }
 
 /* Pages of a draft: seq order, next_seq cursor, the byte budget. */
@@ -955,6 +982,142 @@ static void test_logs(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(v[1].seq, 6);
     gw_store_free_logs(v, n);
+}
+
+/* A batch resent after its acknowledgement was lost is recognised by
+ * (session, batch_seq) and not stored again: neither its lines nor its
+ * dropped count. Refusals first. */
+static void test_log_batches_exactly_once(void **state)
+{
+    struct fx *f = *state;
+    gw_log_line *v = NULL;
+    size_t n = 0;
+    int dup = -1;
+    int64_t dropped = -1;
+    gw_log_line b1[] = {{0, 1, S("stdout"), S("one")}, {0, 2, S("stdout"), S("two")}};
+    gw_log_line b2[] = {{0, 3, S("stdout"), S("three")}};
+    char long_session[GW_LOG_SESSION_MAX + 2];
+    memset(long_session, 'a', sizeof long_session - 1);
+    long_session[sizeof long_session - 1] = '\0';
+    static const struct {
+        const char *session;
+        int64_t seq;
+    } bad[] = {
+        {"", 1}, {NULL, 2}, {"ab", 0}, {"ab", -1}, {"AB", 1}, {"a-b", 1}, {"zz", 1}, {" ab", 1},
+    };
+    EXPECT_FAIL(gw_store_logs_append_batch(f->s, SB1, "ab", 1, b1, 2, 0, 100, &dup),
+                TSR_E_NOTFOUND);
+    create_sb(f->s, SB1, "one");
+    create_sb(f->s, SB2, "two");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        EXPECT_FAIL(gw_store_logs_append_batch(f->s, SB1, bad[i].session, bad[i].seq, b1, 2, 0,
+                                               100, &dup),
+                    TSR_E_INPUT);
+    EXPECT_FAIL(gw_store_logs_append_batch(f->s, SB1, long_session, 1, b1, 2, 0, 100, &dup),
+                TSR_E_INPUT);
+    long_session[GW_LOG_SESSION_MAX] = '\0'; /* exactly the maximum */
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB2, long_session, 1, b1, 1, 0, 100, &dup));
+    assert_int_equal(dup, 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM logs WHERE sandbox_id = '" SB1 "'"),
+                     0);
+
+    /* Batch 1 stored; sent again (the acknowledgement was lost): nothing new. */
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB1, "0a1b", 1, b1, 2, 4, 100, &dup));
+    assert_int_equal(dup, 0);
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB1, "0a1b", 1, b1, 2, 4, 101, &dup));
+    assert_int_equal(dup, 1);
+    /* Batch 2, then batch 1 and 2 again (a whole window resent). */
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB1, "0a1b", 2, b2, 1, 1, 102, &dup));
+    assert_int_equal(dup, 0);
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB1, "0a1b", 1, b1, 2, 4, 103, &dup));
+    assert_int_equal(dup, 1);
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB1, "0a1b", 2, b2, 1, 1, 103, &dup));
+    assert_int_equal(dup, 1);
+    EXPECT_OK(gw_store_logs_get(f->s, SB1, 0, 100, &v, &n));
+    assert_int_equal(n, 3);
+    assert_string_equal(v[0].text, "one");
+    assert_string_equal(v[2].text, "three");
+    assert_int_equal(v[2].seq, 3);
+    gw_store_free_logs(v, n);
+    EXPECT_OK(gw_store_logs_dropped(f->s, SB1, &dropped));
+    assert_int_equal(dropped, 5);
+    /* A new session (a restarted supervisor) starts again at 1; another
+     * sandbox's marks are its own; no session = no check. */
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB1, "ff", 1, b2, 1, 0, 104, &dup));
+    assert_int_equal(dup, 0);
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB1, NULL, 0, b2, 1, 0, 105, &dup));
+    assert_int_equal(dup, 0);
+    EXPECT_OK(gw_store_logs_append(f->s, SB1, b2, 1, 0, 105));
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB1, "ff", 1, b2, 1, 0, 106, &dup));
+    assert_int_equal(dup, 1);
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB1, "ff", 3, b2, 1, 0, 106, &dup));
+    assert_int_equal(dup, 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM logs WHERE sandbox_id = '" SB1 "'"),
+                     7);
+    EXPECT_OK(gw_store_logs_append_batch(f->s, SB2, long_session, 1, b1, 1, 0, 100, &dup));
+    assert_int_equal(dup, 1);
+}
+
+/* A database at schema version 1 (as a session-1 gateway left it) migrates
+ * to the current version on open, keeps its rows, and takes numbered batches. */
+static void test_migrate_from_version_1(void **state)
+{
+    struct fx *f = *state;
+    char old[160];
+    snprintf(old, sizeof old, "%s/old.db", f->dir);
+    size_t nm = 0;
+    const gw_migration *m = gw_store_migrations(&nm);
+    assert_true(nm >= 2);
+    int fd = open(old, O_WRONLY | O_CREAT | O_EXCL, 0600); /* raw_exec opens, never creates */
+    assert_true(fd >= 0);
+    close(fd);
+    raw_exec(old, "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY NOT NULL,"
+                  " applied_at INTEGER NOT NULL) STRICT");
+    raw_exec(old, m[0].sql);
+    raw_exec(old, "INSERT INTO schema_migrations(version, applied_at) VALUES (1, 1);"
+                  "INSERT INTO sandboxes(id, name, driver, state, created_at, log_seq) VALUES ('" SB1
+                  "', 'one', 'process', 'running', 1, 1);"
+                  "INSERT INTO logs(sandbox_id, seq, timestamp_ms, stream, text, received_at) "
+                  "VALUES ('" SB1 "', 1, 1, 'stdout', 'before', 1);"
+                  "INSERT INTO certificates(serial, spiffe_id, sandbox_id, not_before, not_after,"
+                  " issued_at) VALUES ('0b', 'spiffe://x/sandbox/" SB1 "', '" SB1 "', 1, 2, 5);");
+    gw_store *s = NULL;
+    EXPECT_OK(gw_store_open(old, f->keys, &s));
+    assert_int_equal(raw_int(old, "SELECT MAX(version) FROM schema_migrations"),
+                     GW_STORE_SCHEMA_VERSION);
+    assert_int_equal(raw_int(old, "SELECT log_batch FROM sandboxes"), 0);
+    int dup = -1;
+    gw_log_line b[] = {{0, 2, S("stdout"), S("after")}};
+    EXPECT_OK(gw_store_logs_append_batch(s, SB1, "01", 1, b, 1, 0, 2, &dup));
+    assert_int_equal(dup, 0);
+    EXPECT_OK(gw_store_logs_append_batch(s, SB1, "01", 1, b, 1, 0, 2, &dup));
+    assert_int_equal(dup, 1);
+    gw_log_line *v = NULL;
+    size_t n = 0;
+    EXPECT_OK(gw_store_logs_get(s, SB1, 0, 10, &v, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].text, "before");
+    assert_string_equal(v[1].text, "after");
+    assert_int_equal(v[1].seq, 2);
+    gw_store_free_logs(v, n);
+    /* The old certificate pages, and one issued after it comes later. */
+    gw_cert_rec c = cert_rec("01", SB1);
+    c.issued_at = 1;
+    EXPECT_OK(gw_store_cert_insert(s, &c));
+    gw_cert_rec *certs = NULL;
+    int more = -1;
+    EXPECT_OK(gw_store_cert_page(s, SB1, 0, 1, &certs, &n, &more));
+    assert_int_equal(n, 1);
+    assert_string_equal(certs[0].serial, "0b");
+    assert_int_equal(more, 1);
+    int64_t after = certs[0].row;
+    gw_store_free_certs(certs, n);
+    EXPECT_OK(gw_store_cert_page(s, SB1, after, 1, &certs, &n, &more));
+    assert_int_equal(n, 1);
+    assert_string_equal(certs[0].serial, "01");
+    assert_int_equal(more, 0);
+    gw_store_free_certs(certs, n);
+    gw_store_close(s);
 }
 
 /* ---- provider env ----------------------------------------------------------------------- */
@@ -1389,6 +1552,8 @@ int main(void)
         T(test_cert_pages),
         T(test_draft_pages),
         T(test_logs),
+        T(test_log_batches_exactly_once),
+        T(test_migrate_from_version_1),
         T(test_env_round_trip),
         T(test_env_moved_ciphertext),
         T(test_env_no_keyring),
