@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -89,25 +90,6 @@ static int serial_cmp(const void *a, const void *b)
     return strcmp(x->serial_hex, y->serial_hex);
 }
 
-static int crl_md(const EVP_PKEY *key, const EVP_MD **md)
-{
-    switch (EVP_PKEY_get_base_id(key)) {
-    case EVP_PKEY_ED25519: *md = NULL; return 0;
-    case EVP_PKEY_EC:
-        if (EVP_PKEY_get_bits(key) == 256) {
-            *md = EVP_sha256();
-            return 0;
-        }
-        if (EVP_PKEY_get_bits(key) == 384) {
-            *md = EVP_sha384();
-            return 0;
-        }
-        break;
-    default: break;
-    }
-    return TSR_FAIL(TSR_E_INPUT, "a CA key must be ECDSA P-256, P-384 or Ed25519");
-}
-
 static int set_time(X509_CRL *crl, int64_t t, bool next)
 {
     ASN1_TIME *at = ASN1_TIME_set(NULL, (time_t)t);
@@ -156,7 +138,8 @@ out:
 
 /* Validate, normalize, sort and de-duplicate the input. */
 static int check_input(const ca_issuer *issuer, ca_crl_entry *entries, size_t n,
-                       const ca_crl_params *params, const EVP_MD **md)
+                       const ca_crl_params *params, const EVP_MD **md,
+                       const X509_EXTENSION **aki)
 {
     TSR_ENSURE(issuer != NULL && issuer->cert != NULL && issuer->key != NULL, TSR_E_INPUT,
                "CRL: no issuer");
@@ -181,7 +164,8 @@ static int check_input(const ca_issuer *issuer, ca_crl_entry *entries, size_t n,
     for (size_t i = 1; i < n; i++)
         TSR_ENSURE(strcmp(entries[i - 1].serial_hex, entries[i].serial_hex) != 0, TSR_E_INPUT,
                    "CRL: serial %s listed twice", entries[i].serial_hex);
-    TSR_GUARD(crl_md(issuer->key, md));
+    TSR_GUARD(ca_issuer_signing(issuer, md, aki));
+    TSR_ENSURE(*aki != NULL, TSR_E_INPUT, "CRL: no authorityKeyIdentifier for the issuing CA");
 
     return 0;
 }
@@ -191,12 +175,12 @@ int ca_crl_build(const ca_issuer *issuer, ca_crl_entry *entries, size_t n,
 {
     int rc = -1;
     X509_CRL *crl = NULL;
-    X509_EXTENSION *aki = NULL;
+    const X509_EXTENSION *aki = NULL;
     ASN1_INTEGER *number = NULL;
     const EVP_MD *md = NULL;
 
     *out = NULL;
-    TSR_TRY(check_input(issuer, entries, n, params, &md));
+    TSR_TRY(check_input(issuer, entries, n, params, &md, &aki));
     TSR_TRY_ENSURE((crl = X509_CRL_new()) != NULL, TSR_E_INTERNAL, "out of memory");
     TSR_TRY_OSSL(X509_CRL_set_version(crl, X509_CRL_VERSION_2), TSR_E_INTERNAL, "CRL version");
     TSR_TRY_OSSL(X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer->cert)),
@@ -204,11 +188,9 @@ int ca_crl_build(const ca_issuer *issuer, ca_crl_entry *entries, size_t n,
     TSR_TRY(set_time(crl, params->this_update, false));
     TSR_TRY(set_time(crl, params->next_update, true));
 
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer->cert, NULL, NULL, crl, 0);
-    aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
-    TSR_TRY_ENSURE(aki != NULL, TSR_E_INTERNAL, "build authorityKeyIdentifier");
-    TSR_TRY_OSSL(X509_CRL_add_ext(crl, aki, -1), TSR_E_INTERNAL, "add authorityKeyIdentifier");
+    /* X509_CRL_add_ext copies it; the cast is for its pre-const prototype. */
+    TSR_TRY_OSSL(X509_CRL_add_ext(crl, (X509_EXTENSION *)(uintptr_t)aki, -1), TSR_E_INTERNAL,
+                 "add authorityKeyIdentifier");
     TSR_TRY_ENSURE((number = ASN1_INTEGER_new()) != NULL, TSR_E_INTERNAL, "out of memory");
     TSR_TRY_OSSL(ASN1_INTEGER_set_uint64(number, params->number), TSR_E_INTERNAL, "cRLNumber");
     TSR_TRY_OSSL(X509_CRL_add1_ext_i2d(crl, NID_crl_number, number, 0, 0), TSR_E_INTERNAL,
@@ -222,7 +204,6 @@ int ca_crl_build(const ca_issuer *issuer, ca_crl_entry *entries, size_t n,
     rc = 0;
 out:
     ASN1_INTEGER_free(number);
-    X509_EXTENSION_free(aki);
     X509_CRL_free(crl);
     return rc;
 }

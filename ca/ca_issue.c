@@ -425,6 +425,15 @@ out:
     return rc;
 }
 
+int ca_issuer_signing(const ca_issuer *issuer, const EVP_MD **md, const X509_EXTENSION **aki)
+{
+    TSR_ENSURE(issuer != NULL && issuer->prep != NULL && issuer->prep->built_from == issuer->cert,
+               TSR_E_INPUT, "issuer not prepared by ca_issuer_new");
+    *md = issuer->prep->sign_md;
+    *aki = issuer->prep->aki;
+    return 0;
+}
+
 int ca_issuer_new(X509 *cert, EVP_PKEY *key, ca_issuer **out)
 {
     int rc = -1;

@@ -43,6 +43,13 @@ TSR_WUR int ca_issuer_load(const char *cert_path, const char *key_path, ca_issue
 TSR_WUR int ca_issuer_new(X509 *cert, EVP_PKEY *key, ca_issuer **out);
 void ca_issuer_free(ca_issuer *issuer);
 
+/* What everything this issuer signs shares, prepared once by ca_issuer_new:
+ * the signing digest (NULL for Ed25519) and the authorityKeyIdentifier
+ * extension (keyid of the CA's SKI; NULL when the CA has none). Both live as
+ * long as the issuer. */
+TSR_WUR int ca_issuer_signing(const ca_issuer *issuer, const EVP_MD **md,
+                              const X509_EXTENSION **aki);
+
 /* The trust domain an issuing CA is name-constrained to: its one permitted
  * URI subtree. TSR_E_INPUT if the certificate has no such constraint. */
 TSR_WUR int ca_issuing_trust_domain(const X509 *cert, char *out, size_t cap);
