@@ -119,6 +119,30 @@ class Nginx:
         return pb_grpc.GatewayStub(self.channel(ident))
 
 
+def proxy_world(gw, nginx):
+    """Two sandboxes a and b, and the identities the matrix forwards besides
+    theirs: a revoked (renewed, then revoked by an admin) certificate, one
+    from a foreign CA, and an expired one."""
+    a, b, c = gw.create_sandbox(), gw.create_sandbox(), gw.create_sandbox()
+    w = {"gw": gw, "nginx": nginx, "a": a.sandbox, "b": b.sandbox,
+         "a_ident": gw.sandbox_identity(a.sandbox.id)}
+    der, key = gwtest.csr_der()
+    r = gw.stub(gw.sandbox_identity(c.sandbox.id)).RenewCertificate(
+        pb.RenewCertificateRequest(csr=der), timeout=10)
+    gw.stub(gw.user("admin")).RevokeCertificate(
+        pb.RevokeCertificateRequest(serial=r.serial, reason="test"), timeout=10)
+    w["revoked"] = gwtest.Identity((r.certificate_pem + r.chain_pem).encode(),
+                                   gwtest.key_pem(key))
+    ca_cert, ca_key = gwtest.make_ca("Foreign CA")
+    leaf, leaf_key = gwtest.make_leaf(f"spiffe://{TD}/user/admin", ca_cert, ca_key)
+    w["wrong_ca"] = gwtest.Identity(gwtest.pem(leaf) + gwtest.pem(ca_cert),
+                                    gwtest.key_pem(leaf_key))
+    past = gwtest.now() - datetime.timedelta(hours=2)
+    w["expired"] = gw.sandbox_identity(a.sandbox.id, not_before=past,
+                                       not_after=past + datetime.timedelta(hours=1))
+    return w
+
+
 @pytest.fixture(scope="module")
 def world():
     build = nginx_build()
@@ -129,26 +153,7 @@ def world():
     nginx = None
     try:
         nginx = Nginx(gw)
-        a, b = gw.create_sandbox(), gw.create_sandbox()
-        w = {"gw": gw, "nginx": nginx, "a": a.sandbox, "b": b.sandbox,
-             "a_ident": gw.sandbox_identity(a.sandbox.id)}
-        # Revoked: a recorded (renewed) certificate, then revoked by an admin.
-        c = gw.create_sandbox()
-        der, key = gwtest.csr_der()
-        r = gw.stub(gw.sandbox_identity(c.sandbox.id)).RenewCertificate(
-            pb.RenewCertificateRequest(csr=der), timeout=10)
-        gw.stub(gw.user("admin")).RevokeCertificate(
-            pb.RevokeCertificateRequest(serial=r.serial, reason="test"), timeout=10)
-        w["revoked"] = gwtest.Identity((r.certificate_pem + r.chain_pem).encode(),
-                                       gwtest.key_pem(key))
-        ca_cert, ca_key = gwtest.make_ca("Foreign CA")
-        leaf, leaf_key = gwtest.make_leaf(f"spiffe://{TD}/user/admin", ca_cert, ca_key)
-        w["wrong_ca"] = gwtest.Identity(gwtest.pem(leaf) + gwtest.pem(ca_cert),
-                                        gwtest.key_pem(leaf_key))
-        past = gwtest.now() - datetime.timedelta(hours=2)
-        w["expired"] = gw.sandbox_identity(a.sandbox.id, not_before=past,
-                                           not_after=past + datetime.timedelta(hours=1))
-        yield w
+        yield proxy_world(gw, nginx)
     finally:
         if nginx is not None:
             nginx.stop()
@@ -492,24 +497,8 @@ def uworld():
     nginx = None
     try:
         nginx = Nginx(gw, socket_path=path)
-        a, b = gw.create_sandbox(), gw.create_sandbox()
-        w = {"gw": gw, "nginx": nginx, "a": a.sandbox, "b": b.sandbox, "path": path,
-             "a_ident": gw.sandbox_identity(a.sandbox.id)}
-        c = gw.create_sandbox()
-        der, key = gwtest.csr_der()
-        r = gw.stub(gw.sandbox_identity(c.sandbox.id)).RenewCertificate(
-            pb.RenewCertificateRequest(csr=der), timeout=10)
-        gw.stub(gw.user("admin")).RevokeCertificate(
-            pb.RevokeCertificateRequest(serial=r.serial, reason="test"), timeout=10)
-        w["revoked"] = gwtest.Identity((r.certificate_pem + r.chain_pem).encode(),
-                                       gwtest.key_pem(key))
-        ca_cert, ca_key = gwtest.make_ca("Foreign CA")
-        leaf, leaf_key = gwtest.make_leaf(f"spiffe://{TD}/user/admin", ca_cert, ca_key)
-        w["wrong_ca"] = gwtest.Identity(gwtest.pem(leaf) + gwtest.pem(ca_cert),
-                                        gwtest.key_pem(leaf_key))
-        past = gwtest.now() - datetime.timedelta(hours=2)
-        w["expired"] = gw.sandbox_identity(a.sandbox.id, not_before=past,
-                                           not_after=past + datetime.timedelta(hours=1))
+        w = proxy_world(gw, nginx)
+        w["path"] = path
         yield w
     finally:
         if nginx is not None:
