@@ -39,10 +39,7 @@ static int setup(void **state)
     assert_int_equal(tu_pki_leaf(&f->pki, SB_ID, NULL, g_now, 3600, &f->leaf), 0);
     f->dir = tu_scratch_dir("supid");
     assert_non_null(f->dir);
-    assert_int_equal(tu_write(f->dir, "cert.pem", f->leaf.chain_pem, f->leaf.chain_len, 0600), 0);
-    assert_int_equal(tu_write(f->dir, "key.pem", f->leaf.key_pem, f->leaf.key_len, 0600), 0);
-    assert_int_equal(tu_write(f->dir, "bundle.pem", f->pki.bundle_pem, f->pki.bundle_len, 0600),
-                     0);
+    assert_int_equal(tu_write_identity(f->dir, &f->pki, &f->leaf), 0);
     *state = f;
     return 0;
 }

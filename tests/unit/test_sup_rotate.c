@@ -190,12 +190,7 @@ static int setup(void **state)
     assert_int_equal(tu_pki_leaf(&f->pki, SB_ID, NULL, g_now, 3600, &f->cur_leaf), 0);
     f->dir = tu_scratch_dir("suprot");
     assert_non_null(f->dir);
-    assert_int_equal(tu_write(f->dir, "cert.pem", f->cur_leaf.chain_pem, f->cur_leaf.chain_len,
-                              0600), 0);
-    assert_int_equal(tu_write(f->dir, "key.pem", f->cur_leaf.key_pem, f->cur_leaf.key_len, 0600),
-                     0);
-    assert_int_equal(tu_write(f->dir, "bundle.pem", f->pki.bundle_pem, f->pki.bundle_len, 0600),
-                     0);
+    assert_int_equal(tu_write_identity(f->dir, &f->pki, &f->cur_leaf), 0);
     enum ca_verify_reason reason;
     assert_int_equal(sup_identity_load(f->dir, TD, 0, &reason, &f->cur), 0);
     assert_int_equal(ca_key_generate(CA_KEY_P256, &f->new_key), 0);

@@ -100,6 +100,15 @@ int tu_write(const char *dir, const char *name, const void *data, size_t len, mo
     return rc;
 }
 
+int tu_write_identity(const char *dir, const tu_pki *p, const tu_leaf *l)
+{
+    if (tu_write(dir, "cert.pem", l->chain_pem, l->chain_len, 0600) != 0 ||
+        tu_write(dir, "key.pem", l->key_pem, l->key_len, 0600) != 0 ||
+        tu_write(dir, "bundle.pem", p->bundle_pem, p->bundle_len, 0600) != 0)
+        return -1;
+    return 0;
+}
+
 char *tu_read(const char *dir, const char *name, size_t *len)
 {
     char path[4096];

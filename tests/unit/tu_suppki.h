@@ -50,6 +50,9 @@ void tu_leaf_free(tu_leaf *l);
 char *tu_scratch_dir(const char *tag);
 /* Write dir/name with exactly `mode` (not atomically). */
 int tu_write(const char *dir, const char *name, const void *data, size_t len, mode_t mode);
+/* The identity files a supervisor reads: dir/cert.pem (the leaf's chain),
+ * key.pem and bundle.pem (the pki's roots), each 0600. */
+int tu_write_identity(const char *dir, const tu_pki *p, const tu_leaf *l);
 /* Read dir/name into a malloc'd NUL-terminated buffer, NULL if absent. */
 char *tu_read(const char *dir, const char *name, size_t *len);
 /* Number of directory entries besides . and .. */
