@@ -414,14 +414,9 @@ def test_refusal_of_a_later_batch_never_drops_or_repeats_a_stored_one():
     the refusal ended the stream. The supervisor must neither store b1 again
     on its retries nor give b1 up as "dropped": only the refused batch is
     dropped and counted (before: b1 stored 3 times, then counted dropped)."""
-    g = gwtest.Gateway()
+    g = gwtest.Gateway(limits="log_line_bytes: 300")
     s = None
     try:
-        g.stop()
-        cfg = open(g.config).read().replace("max_message_bytes: 1048576",
-                                            "max_message_bytes: 1048576\n  log_line_bytes: 300")
-        open(g.config, "w").write(cfg)
-        g.start(reuse_port=True)
         sid = g.create_sandbox().sandbox.id
         d, _ = write_identity(g, sid)
         # 1500 short lines at once (a full batch of 1000, then the rest), then
@@ -453,15 +448,10 @@ def test_refusal_of_a_later_batch_never_drops_or_repeats_a_stored_one():
 
 
 def test_refused_batch_is_dropped_and_counted():
-    g = gwtest.Gateway()
+    # A gateway that takes log lines of at most 300 bytes.
+    g = gwtest.Gateway(limits="log_line_bytes: 300")
     s = None
     try:
-        # A gateway that takes log lines of at most 300 bytes.
-        g.stop()
-        cfg = open(g.config).read().replace("max_message_bytes: 1048576",
-                                            "max_message_bytes: 1048576\n  log_line_bytes: 300")
-        open(g.config, "w").write(cfg)
-        g.start(reuse_port=True)
         sid = g.create_sandbox().sandbox.id
         d, _ = write_identity(g, sid)
         script = "printf 'L%.0s' $(seq 1000); echo; sleep 6; echo short-after; sleep 60"
