@@ -56,7 +56,7 @@ def write_identity(gw, sandbox_id, seconds=3600, ident=None):
 
 
 class Supervisor:
-    def __init__(self, gw, ident_dir, command=None, extra=(), env=None, preexec_fn=None):
+    def __init__(self, gw, ident_dir, command=None, extra=(), env=None, uid=None):
         args = [SUP, "--identity-dir", ident_dir, "--gateway", f"127.0.0.1:{gw.port}",
                 "--trust-domain", gwtest.TD, "--min-rotate-seconds", "1",
                 "--poll-seconds", "1", *extra]
@@ -64,7 +64,11 @@ class Supervisor:
             args += ["--", *command]
         self.lines = []
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, env=env, preexec_fn=preexec_fn)
+                                     text=True, env=env,
+                                     # Popen drops privileges itself: a preexec_fn
+                                     # can deadlock the fork under grpc's threads.
+                                     **({} if uid is None else
+                                        {"user": uid, "group": uid, "extra_groups": []}))
         self.thread = threading.Thread(target=self._drain, daemon=True)
         self.thread.start()
 
@@ -171,14 +175,10 @@ def test_refuses_unsafe_identity_dirs(gw):
     for name in ("cert.pem", "key.pem", "bundle.pem"):
         os.chown(os.path.join(d, name), 65534, 65534)
 
-    def as_nobody():
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-    rc, err = run_to_exit(gw, d, ["true"], preexec_fn=as_nobody)
+    rc, err = run_to_exit(gw, d, ["true"], uid=65534)
     assert rc == 2 and "could read the identity key" in err and "--allow-same-uid" in err, err
     rc, err = run_to_exit(gw, d, ["sh", "-c", "exit 9"], extra=["--allow-same-uid"],
-                          preexec_fn=as_nobody)
+                          uid=65534)
     assert rc == 9 and "WARNING" in err, err
     # An expired certificate: exit 3 before any call.
     d2, _ = write_identity(gw, sid, ident=gw.sandbox_identity(
