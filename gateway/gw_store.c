@@ -15,6 +15,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -707,6 +708,13 @@ static int env_delete_all(gw_store *s, const char *sandbox_id)
 
 /* Create the file 0600 (and its directory 0700) before sqlite does: sqlite
  * gives the -wal and -shm files the database file's mode. */
+/* Create the file 0600 if missing, and keep it private. Never through an
+ * open() and close() of an existing database: POSIX record locks belong to
+ * the process, and closing ANY descriptor of the file drops every lock the
+ * process's sqlite connections hold on it. Another process (a sqlite3 CLI,
+ * a backup) then sees no one using the database and, when it closes,
+ * checkpoints and deletes the WAL our connections go on writing into: their
+ * later commits would be lost at the next start. */
 static int prepare_file(const char *path)
 {
     char copy[4096];
@@ -715,26 +723,32 @@ static int prepare_file(const char *path)
     const char *dir = dirname(copy);
     if (strcmp(dir, ".") != 0 && strcmp(dir, "/") != 0) TSR_GUARD(tsr_mkdir_p(dir, 0700));
 
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-    if (fd < 0 && (errno == EACCES || errno == EROFS)) {
-        /* Write-protected: sqlite opens it read-only and every write fails. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        TSR_ENSURE(fd >= 0, TSR_E_IO, "open database %s: %s", path, strerror(errno));
-        close(fd);
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        TSR_ENSURE(errno == ENOENT, TSR_E_IO, "database %s: %s", path, strerror(errno));
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+        TSR_ENSURE(fd >= 0, TSR_E_IO, "create database %s: %s", path, strerror(errno));
+        close(fd);   /* a new, empty file: no connection of ours has it open */
         return 0;
     }
-    TSR_ENSURE(fd >= 0, TSR_E_IO, "open database %s: %s", path, strerror(errno));
-    struct stat st;
-    int rc = fstat(fd, &st);
-    if (rc == 0 && !S_ISREG(st.st_mode)) {
-        close(fd);
-        return TSR_FAIL(TSR_E_IO, "database %s is not a regular file", path);
-    }
-    if (rc == 0 && (st.st_mode & 077) != 0) rc = fchmod(fd, st.st_mode & 0700);
-    int saved = errno;
-    close(fd);
-    TSR_ENSURE(rc == 0, TSR_E_IO, "chmod database %s: %s", path, strerror(saved));
+    TSR_ENSURE(S_ISREG(st.st_mode), TSR_E_IO, "database %s is not a regular file", path);
+    /* A write-protected file is left as it is: sqlite opens it read-only
+     * and every write fails. */
+    if ((st.st_mode & 077) != 0 && access(path, W_OK) == 0)
+        TSR_ENSURE(chmod(path, st.st_mode & 0700) == 0, TSR_E_IO, "chmod database %s: %s", path,
+                   strerror(errno));
     return 0;
+}
+
+/* Create or check the file, one thread at a time: a thread that created it
+ * closes its descriptor before any other thread's connection can open it. */
+static int prepare_file_once(const char *path)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    TSR_ENSURE(pthread_mutex_lock(&lock) == 0, TSR_E_INTERNAL, "store open lock");
+    int rc = prepare_file(path);
+    (void)pthread_mutex_unlock(&lock);
+    return rc;
 }
 
 /* The first column of a pragma's first row as text into buf ("" if sqlite
@@ -902,7 +916,7 @@ int gw_store_open(const char *path, const gw_keyring *keys, gw_store **out)
     TSR_TRY(check_str(path, 4096, 0, "database path"));
     TSR_TRY_ENSURE(sqlite3_threadsafe() != 0, TSR_E_INTERNAL,
                    "sqlite was built without thread support");
-    TSR_TRY(prepare_file(path));
+    TSR_TRY(prepare_file_once(path));
     s = calloc(1, sizeof *s);
     TSR_TRY_ENSURE(s != NULL, TSR_E_INTERNAL, "out of memory");
     s->keys = keys;

@@ -1529,6 +1529,38 @@ static void test_two_writers(void **state)
     assert_int_equal(dropped, ROUNDS * (1 + 2));
 }
 
+/* Opening the database again in this process must not drop the locks our
+ * first connection holds: else another process that opens and closes the
+ * file believes it was the last user, checkpoints and deletes the WAL, and
+ * every later commit of ours goes into the deleted file (lost at restart). */
+static void test_second_open_keeps_the_wal(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->s, SB1, "one");
+    gw_store *again = NULL;
+    EXPECT_OK(gw_store_open(f->path, f->keys, &again));
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {   /* another program (not a fork: sqlite's state is per process) */
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+        execlp("sqlite3", "sqlite3", f->path, "SELECT count(*) FROM sandboxes", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    char wal[sizeof f->path + 8];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    struct stat st;
+    assert_int_equal(stat(wal, &st), 0);   /* still ours */
+    create_sb(f->s, SB2, "two");
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sandboxes"), 2);
+    gw_store_close(again);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -1563,6 +1595,7 @@ int main(void)
         T(test_busy_times_out),
         T(test_corrupt_rows_fail_closed),
         T(test_two_writers),
+        T(test_second_open_keeps_the_wal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
