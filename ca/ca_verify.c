@@ -13,6 +13,7 @@
 #include "ca_verify.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -429,6 +430,16 @@ static int fill_peer(STACK_OF(X509) *chain, int64_t now, enum ca_verify_reason *
         if (na < min_after) min_after = na;
     }
     peer->chain_not_after = min_after;
+    /* The anchor is read from the chain that was verified, never from what
+     * the peer sent: a listed certificate of another root proves nothing. */
+    X509 *anchor = sk_X509_value(chain, sk_X509_num(chain) - 1);
+    unsigned int md_len = 0;
+    if (anchor == NULL ||
+        X509_digest(anchor, EVP_sha256(), peer->anchor_sha256, &md_len) != 1 ||
+        md_len != sizeof peer->anchor_sha256) {
+        ERR_clear_error();
+        return REFUSE(CA_VERIFY_BAD_CHAIN, "cannot digest the trust anchor");
+    }
     return 0;
 }
 

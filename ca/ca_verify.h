@@ -50,6 +50,10 @@ typedef struct ca_peer {
     int64_t not_after;          /* the leaf's */
     int64_t chain_not_after;    /* earliest notAfter over the verified chain */
     char fingerprint[96];
+    /* SHA-256 of the DER of the trust anchor the verified chain ends in: the
+     * top of the chain OpenSSL built and checked, always a bundle root, never
+     * a certificate the peer merely listed. */
+    unsigned char anchor_sha256[32];
 } ca_peer;
 
 /* Verify `leaf` with `untrusted` intermediates (may be NULL) at time `now`

@@ -223,7 +223,8 @@ static const char cert_help[] =
     "       tessera cert revoke SERIAL [--reason TEXT]\n";
 static const char cert_list_help[] =
     "usage: tessera cert list SANDBOX\n\n"
-    "List every certificate issued to a sandbox (name or id), with its state.\n";
+    "List every certificate issued to a sandbox (name or id), with its state and\n"
+    "the certificate it was renewed from (revoking one revokes its renewals).\n";
 static const char cert_revoke_help[] =
     "usage: tessera cert revoke SERIAL [--reason TEXT]\n\n"
     "Revoke one certificate (admin only). SERIAL is hex, as 'cert list' shows it.\n"
@@ -246,6 +247,7 @@ static void cj_cert(cli_json *j, const char *key, const Tessera__V1__Certificate
     cj_int(j, "not_after", ce->not_after);
     cj_int(j, "revoked_at", ce->revoked_at);
     cj_str(j, "revocation_reason", ce->revocation_reason);
+    cj_str(j, "renewed_from", ce->renewed_from);
     cj_str(j, "state", cert_state(ce, now));
     cj_close_obj(j);
 }
@@ -260,7 +262,12 @@ static void cert_row(const Tessera__V1__Certificate *ce, int64_t now)
     cli_time(ce->not_after, na);
     cli_puts_safe(stdout, ce->serial);
     for (size_t pad = strlen(ce->serial); pad < 32; pad++) putchar(' ');
-    printf("  %-20s  %-20s  %s", nb, na, cert_state(ce, now));
+    printf("  %-20s  %-20s  ", nb, na);
+    const char *from = ce->renewed_from != NULL && ce->renewed_from[0] != '\0' ? ce->renewed_from
+                                                                              : "-";
+    cli_puts_safe(stdout, from);
+    for (size_t pad = strlen(from); pad < 32; pad++) putchar(' ');
+    printf("  %s", cert_state(ce, now));
     if (ce->revoked_at != 0) {
         cli_time(ce->revoked_at, ra);
         printf(" %s", ra);
@@ -312,7 +319,8 @@ static int cert_list(cli_ctx *c, int argc, char **argv)
     } else if (total == 0) {
         printf("No certificates.\n");
     } else {
-        printf("%-32s  %-20s  %-20s  %s\n", "SERIAL", "NOT BEFORE", "NOT AFTER", "STATE");
+        printf("%-32s  %-20s  %-20s  %-32s  %s\n", "SERIAL", "NOT BEFORE", "NOT AFTER",
+               "RENEWED FROM", "STATE");
         for (size_t p = 0; p < n_pages; p++) {
             Tessera__V1__ListCertificatesResponse *r =
                 (Tessera__V1__ListCertificatesResponse *)pages[p];

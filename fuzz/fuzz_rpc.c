@@ -127,6 +127,8 @@ static bool allowed(const struct rule *r, const gw_principal *p)
 
 /* ---- principals ---------------------------------------------------------- */
 
+static gw_app app;
+
 static gw_principal principal(int which)
 {
     gw_principal p;
@@ -163,7 +165,11 @@ static gw_principal principal(int which)
     }
     if (p.kind != GW_PRINCIPAL_ANONYMOUS && p.kind != GW_PRINCIPAL_UNAUTHENTICATED) {
         snprintf(p.serial_hex, sizeof p.serial_hex, "0badc0de%02x", which);
-        p.not_after = FUZZ_NOW + 86400;
+        /* The dispatcher re-checks validity against the wall clock, not
+         * FUZZ_NOW: these identities stay valid, and current for the PKI
+         * snapshot in use (the re-check itself is fuzzed elsewhere). */
+        p.not_after = INT64_MAX;
+        p.pki_generation = atomic_load(&app.pki_generation);
     }
     return p;
 }
@@ -173,7 +179,6 @@ static gw_principal principal(int which)
 
 static char dir[PATH_MAX];
 static gw_config *cfg;
-static gw_app app;
 static gw_worker *worker;
 static int audit_fd = -1;
 static off_t audit_seen;
@@ -745,7 +750,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bool before = r->sandbox == SB_OWN && names_self(&t, &p);
         struct create_probe cp;
         create_before(r, in.p, in.len, &cp);
-        m->unary(&ctx, in.len > 0 ? in.p : (const uint8_t *)"", in.len, &resp);
+        /* As the transport does: the dispatcher's check, then the handler. */
+        if (gw_authz_dispatch(&ctx, m, &resp) == 0)
+            m->unary(&ctx, in.len > 0 ? in.p : (const uint8_t *)"", in.len, &resp);
         create_after(&resp, &cp);
         /* The target must be the caller before the call (what the guard saw)
          * and after it (a name cannot have moved to another sandbox). */
@@ -754,8 +761,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         target_free(&t);
     } else {
         FUZZ_CHECK(m->client_stream != NULL);
-        void *state = m->client_stream->open(&ctx);
-        bool aborted = false;
+        bool aborted = gw_authz_dispatch(&ctx, m, &resp) != 0;
+        void *state = aborted ? NULL : m->client_stream->open(&ctx);
+        if (aborted) {
+            /* Refused before open: nothing was read or stored. */
+            check_answer(r, &p, &resp, false, false);
+            response_free(&resp);
+            resp.status = GW_STATUS_ABORTED;
+        }
         while (in.len > 0 && !aborted) {
             fuzz_in msg = fuzz_lp16(&in);
             struct target t;
@@ -763,7 +776,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             bool self = names_self(&t, &p);
             gw_response mr;
             memset(&mr, 0, sizeof mr);
-            int rc = m->client_stream->message(state, &ctx, msg.len > 0 ? msg.p : (const uint8_t *)"",
+            int rc = gw_authz_dispatch(&ctx, m, &mr);
+            if (rc == 0)
+                rc = m->client_stream->message(state, &ctx, msg.len > 0 ? msg.p : (const uint8_t *)"",
                                                msg.len, &mr);
             if (rc == 0) {
                 FUZZ_CHECK(mr.status == GW_STATUS_OK && mr.body == NULL);
@@ -777,12 +792,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             target_free(&t);
         }
         if (!aborted) {
-            m->client_stream->finish(state, &ctx, &resp);
+            if (gw_authz_dispatch(&ctx, m, &resp) == 0)
+                m->client_stream->finish(state, &ctx, &resp);
             all_self = true;  /* every accepted batch was checked above */
         } else {
             resp.status = GW_STATUS_ABORTED;
         }
-        m->client_stream->close(state);
+        if (state != NULL) m->client_stream->close(state);
     }
     if (m->unary != NULL || resp.status != GW_STATUS_ABORTED)
         check_answer(r, &p, &resp, all_self, any_other);

@@ -3,7 +3,9 @@
 #include <string.h>
 
 #include "gw_audit.h"
+#include "gw_identity.h"
 #include "tsr_err.h"
+#include "tsr_time.h"
 
 /* What the sandbox principal may do with an RPC. */
 enum sandbox_rule {
@@ -46,9 +48,16 @@ static const struct rule RULES[GW_RPC_COUNT] = {
     [GW_RPC_HEALTH_CHECK] = {"Check", SANDBOX_SELF, ANY_ROLE, 1},
 };
 
+static const struct rule *rule_of(enum gw_rpc_id rpc)
+{
+    if ((unsigned)rpc >= GW_RPC_COUNT || RULES[rpc].name == NULL) return NULL;
+    return &RULES[rpc];
+}
+
 const char *gw_rpc_name(enum gw_rpc_id rpc)
 {
-    return (unsigned)rpc < GW_RPC_COUNT ? RULES[rpc].name : "?";
+    const struct rule *r = rule_of(rpc);
+    return r != NULL ? r->name : "?";
 }
 
 static int deny(const gw_call_ctx *ctx, gw_response *resp, enum gw_status status,
@@ -63,10 +72,13 @@ static int deny(const gw_call_ctx *ctx, gw_response *resp, enum gw_status status
 
 int gw_authz_call(const gw_call_ctx *ctx, enum gw_rpc_id rpc, gw_response *resp)
 {
-    /* Fail closed on anything unexpected: a bad id or a missing principal. */
-    TSR_ASSERT((unsigned)rpc < GW_RPC_COUNT && ctx != NULL && ctx->principal != NULL);
-    const struct rule *r = &RULES[rpc];
+    /* Fail closed on anything unexpected: a missing principal aborts, a
+     * method without a rule is nobody's to call. */
+    TSR_ASSERT(ctx != NULL && ctx->principal != NULL);
+    const struct rule *r = rule_of(rpc);
     const gw_principal *p = ctx->principal;
+    if (r == NULL)
+        return deny(ctx, resp, GW_STATUS_PERMISSION_DENIED, "", "method has no authorization rule");
 
     if (r->anonymous) return 0;
     switch (p->kind) {
@@ -97,10 +109,21 @@ int gw_authz_call(const gw_call_ctx *ctx, enum gw_rpc_id rpc, gw_response *resp)
     return deny(ctx, resp, GW_STATUS_UNAUTHENTICATED, "", "unknown principal");
 }
 
+int gw_authz_dispatch(const gw_call_ctx *ctx, const gw_method *m, gw_response *resp)
+{
+    TSR_ASSERT(ctx != NULL && ctx->principal != NULL && ctx->app != NULL && m != NULL);
+    /* The identity as of now, not as of the handshake or the request
+     * headers: a call admitted then may run after a revocation. */
+    enum gw_identity_verdict v = gw_identity_recheck(ctx->app, ctx->principal, tsr_now_unix());
+    if (v != GW_IDENTITY_CURRENT)
+        return deny(ctx, resp, GW_STATUS_UNAUTHENTICATED, "", gw_identity_verdict_text(v));
+    return gw_authz_call(ctx, (enum gw_rpc_id)m->rule, resp);
+}
+
 int gw_authz_target(const gw_call_ctx *ctx, enum gw_rpc_id rpc, const char *target_sandbox_id,
                     gw_response *resp)
 {
-    TSR_ASSERT((unsigned)rpc < GW_RPC_COUNT && ctx != NULL && ctx->principal != NULL);
+    TSR_ASSERT(rule_of(rpc) != NULL && ctx != NULL && ctx->principal != NULL);
     const gw_principal *p = ctx->principal;
     if (p->kind == GW_PRINCIPAL_USER) return 0;
     if (p->kind != GW_PRINCIPAL_SANDBOX)

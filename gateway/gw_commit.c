@@ -30,6 +30,7 @@ static const char *refusal_text(enum tsr_errcat cat)
     case TSR_E_NOTFOUND: return "sandbox not found";
     case TSR_E_EXISTS: return "certificate serial already recorded";
     case TSR_E_INPUT: return "invalid certificate record";
+    case TSR_E_UNAUTH: return "certificate revoked";   /* the one it was renewed from */
     default: return "certificate not recorded";
     }
 }

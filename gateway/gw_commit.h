@@ -12,7 +12,7 @@
  *
  * Every submitted item gets exactly one `done` call: recorded (rc 0),
  * refused on its own (rc -1: TSR_E_STATE sandbox deleted, _NOTFOUND,
- * _EXISTS, _INPUT), or failed with its whole batch (rc -1, TSR_E_IO ...:
+ * _EXISTS, _INPUT, _UNAUTH the certificate it renews was revoked), or failed with its whole batch (rc -1, TSR_E_IO ...:
  * nothing of the batch was written). gw_committer_stop commits what is
  * queued before the thread ends. */
 #ifndef GW_COMMIT_H

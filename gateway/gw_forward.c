@@ -289,6 +289,10 @@ int gw_forward_authenticate(const gw_call_ctx *ctx, const uint8_t *value, size_t
         int rc = verify_forwarded(app, certs, out);
         sk_X509_pop_free(certs, X509_free);
         if (rc != 0) return -1;
+        /* Trusted by name (not by position on the unix socket): the call
+         * lives only as long as that proxy stays trusted. */
+        if (!conn->local_proxy)
+            snprintf(out->via_proxy, sizeof out->via_proxy, "%s", conn->name);
     }
 
     if (out->kind == GW_PRINCIPAL_UNAUTHENTICATED) {

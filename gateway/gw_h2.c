@@ -8,7 +8,14 @@
  * the client is still sending, RST_STREAM(NO_ERROR) follows it, so nothing
  * more of that stream is read (RFC 9113 §8.1).
  *
- * Forwarded identities (DESIGN §6): when the request headers carry
+ * Authorization happens at dispatch, at the moment each method callback is
+ * about to run (call_admitted): the unary handler when the request ends,
+ * a client stream's open, each of its messages and its finish, and the
+ * completion of a held call. cfg.authorize re-checks the call's identity and
+ * applies the method's rule then, so a call whose credentials ended between
+ * its headers and its last byte (or while it was held) runs nothing.
+ *
+ * Forwarded identities (docs/operations.md): when the request headers carry
  * cfg.forward_header, the application's authenticate_forwarded hook decides,
  * just before the method runs, whether this call runs as the connection's
  * principal or as the certificate a trusted proxy forwarded. A forwarded
@@ -323,6 +330,54 @@ static const gw_method *lookup(const gw_server *s, const gw_stream *st)
 
 /* ---- request flow ------------------------------------------------------- */
 
+void gw_h2_credentials_ended(gw_conn *c, const char *why)
+{
+    if (c->kill) return;
+    /* A clear answer to every open call (a gRPC client would retry an
+     * UNAVAILABLE from a closed connection, and be refused anyway). */
+    for (gw_stream *st = c->streams; st != NULL; st = st->next)
+        if (st->phase != GW_PHASE_RESPONDED) respond_status(c, st, GW_STATUS_UNAUTHENTICATED, why);
+    char who[200], text[300];
+    snprintf(text, sizeof text, "credentials no longer valid: %s (%s)", why,
+             gw_conn_principal_text(c, who, sizeof who));
+    set_kill(c, text);
+}
+
+/* The connection's own principal, again; false (and every call answered,
+ * the connection closing) when its credentials ended. */
+static bool conn_current(gw_conn *c)
+{
+    const gw_server *s = c->w->s;
+    const char *why = NULL;
+    if (s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix(), &why)) return true;
+    gw_h2_credentials_ended(c, why != NULL ? why : "credentials no longer valid");
+    return false;
+}
+
+/* The dispatcher's check, immediately before a method callback runs: the
+ * call's principal and the method's rule (cfg.authorize), and for a
+ * forwarded call the connection that carried it. False when the call has
+ * been answered instead; the connection is closed too when its own
+ * principal is no longer valid. */
+static bool call_admitted(gw_conn *c, gw_stream *st)
+{
+    gw_server *s = c->w->s;
+    if (c->kill) return false;
+    /* A forwarded call also needs the connection that carries it. */
+    if (st->ctx.principal != &c->principal && !conn_current(c)) return false;
+    gw_response r;
+    response_init(&r);
+    int rc = s->cfg.authorize(&st->ctx, st->m, &r);
+    free_body(r.body, r.body_len, r.body_is_secret);
+    if (rc == 0) return true;
+    /* The connection's own credentials ended: every call on it ends. */
+    if (st->ctx.principal == &c->principal && !conn_current(c)) return false;
+    r.message[sizeof r.message - 1] = '\0';
+    if (r.status == GW_STATUS_OK) gw_response_fail(&r, GW_STATUS_INTERNAL, "call refused");
+    respond_status(c, st, (int)r.status, r.message);
+    return false;
+}
+
 /* The request carries the proxy header: the application decides whose call
  * this is. False when the stream has been answered (internal failure). */
 static bool forward(gw_conn *c, gw_stream *st)
@@ -362,13 +417,7 @@ static void dispatch(gw_conn *c, gw_stream *st)
     int64_t now = tsr_monotonic_ms();
 
     /* Identity first: a revoked or expired certificate starts no call. */
-    if (!s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix())) {
-        char who[200], why[260];
-        snprintf(why, sizeof why, "credentials no longer valid (%s)",
-                 gw_conn_principal_text(c, who, sizeof who));
-        set_kill(c, why);
-        return;
-    }
+    if (!conn_current(c)) return;
     st->ctx.principal = &c->principal;
     st->ctx.app = s->cfg.app;
     st->ctx.worker = c->w->state;
@@ -417,6 +466,7 @@ static void dispatch(gw_conn *c, gw_stream *st)
     if (st->fwd_count > 0 && !forward(c, st)) return;
     st->phase = GW_PHASE_ACTIVE;
     if (m->client_stream != NULL) {
+        if (!call_admitted(c, st)) return;
         int64_t t0 = mono_ns();
         st->cs_state = m->client_stream->open != NULL ? m->client_stream->open(&st->ctx) : NULL;
         handler_time(st, t0);
@@ -445,6 +495,7 @@ static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
         respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
         return;
     }
+    if (!call_admitted(c, st)) return;
     gw_response r;
     response_init(&r);
     int64_t t0 = mono_ns();
@@ -461,6 +512,7 @@ static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
 /* The unary handler on the one request message, then its answer. */
 static void run_unary(gw_conn *c, gw_stream *st)
 {
+    if (!call_admitted(c, st)) return;
     gw_response r;
     response_init(&r);
     static const uint8_t none[1];
@@ -510,7 +562,9 @@ gw_conn *gw_h2_held_finish(gw_held_call *h)
         st->held = NULL;
         c = st->conn;
         TSR_ASSERT(c->state == GW_CONN_OPEN);
-        if (st->phase == GW_PHASE_ACTIVE && !c->kill) {
+        /* Admitted again: the caller's credentials may have ended while
+         * its answer was being made durable. */
+        if (st->phase == GW_PHASE_ACTIVE && call_admitted(c, st)) {
             finish_call(c, st, &h->resp);   /* takes the body */
             h->resp.body = NULL;
         }
@@ -545,6 +599,7 @@ static void end_of_request(gw_conn *c, gw_stream *st)
         run_unary(c, st);
         return;
     }
+    if (!call_admitted(c, st)) return;
     gw_response r;
     response_init(&r);
     int64_t t0 = mono_ns();
@@ -567,13 +622,7 @@ static void run_deferred(gw_conn *c)
         if (!st->deferred || st->phase != GW_PHASE_ACTIVE) continue;
         if (c->tx_pending >= GW_TX_BUDGET(s)) return;
         /* It may have waited: the identity is checked again before it runs. */
-        if (!checked && !s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix())) {
-            char who[200], why[260];
-            snprintf(why, sizeof why, "credentials no longer valid (%s)",
-                     gw_conn_principal_text(c, who, sizeof who));
-            set_kill(c, why);
-            return;
-        }
+        if (!checked && !conn_current(c)) return;
         checked = true;
         st->deferred = false;
         if (deadline_passed(st, tsr_monotonic_ms())) {
@@ -840,14 +889,18 @@ int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len)
 void gw_h2_tick(gw_conn *c, int64_t now_ms, int64_t now_unix)
 {
     const gw_server *s = c->w->s;
+    const char *why = NULL;
     for (gw_stream *st = c->streams; st != NULL; st = st->next) {
         if (st->phase != GW_PHASE_ACTIVE) continue;
         if (deadline_passed(st, now_ms))
             respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
         else if (st->fwd_principal != NULL &&
-                 !s->cfg.still_valid(s->cfg.app, st->fwd_principal, now_unix))
-            respond_status(c, st, GW_STATUS_UNAUTHENTICATED,
-                           "forwarded credentials no longer valid");
+                 !s->cfg.still_valid(s->cfg.app, st->fwd_principal, now_unix, &why)) {
+            char msg[GW_GRPC_MESSAGE_MAX];
+            snprintf(msg, sizeof msg, "forwarded credentials no longer valid: %s",
+                     why != NULL ? why : "expired");
+            respond_status(c, st, GW_STATUS_UNAUTHENTICATED, msg);
+        }
     }
     run_deferred(c);
 }
@@ -892,7 +945,8 @@ struct gw_h2_pipe {
 int gw_h2_pipe_new(const gw_server_config *cfg, const gw_principal *principal, gw_h2_pipe **out)
 {
     *out = NULL;
-    TSR_ENSURE(cfg->still_valid != NULL && (cfg->methods != NULL || cfg->n_methods == 0) &&
+    TSR_ENSURE(cfg->still_valid != NULL && cfg->authorize != NULL &&
+                   (cfg->methods != NULL || cfg->n_methods == 0) &&
                    cfg->max_message_bytes > 0 &&
                    cfg->max_message_bytes <= GW_GRPC_MAX_MESSAGE_LIMIT &&
                    cfg->max_concurrent_streams > 0,

@@ -37,9 +37,3 @@ void gw_health_check(const gw_call_ctx *ctx, const uint8_t *msg, size_t len, gw_
     resp->body = body;
     resp->body_len = n;
 }
-
-const gw_method gw_health_check_method = {
-    .path = GW_HEALTH_CHECK_PATH,
-    .unary = gw_health_check,
-    .client_stream = NULL,
-};

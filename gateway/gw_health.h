@@ -9,9 +9,7 @@
 
 /* service "" (the whole server) or "tessera.v1.Gateway" -> SERVING; any other
  * service -> NOT_FOUND, as the standard says. No authorization of its own:
- * anonymous callers may use it (the gateway's guard wraps it). */
-extern const gw_method gw_health_check_method;
-
+ * the dispatcher admits anonymous callers to it (gw_authz.c). */
 void gw_health_check(const gw_call_ctx *ctx, const uint8_t *msg, size_t len, gw_response *resp);
 
 #endif

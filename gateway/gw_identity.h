@@ -25,7 +25,24 @@ int gw_identity_authenticate(void *app, void *worker, SSL *ssl, gw_principal *ou
  * must carry a forwarded client certificate (gw_forward.h). */
 int gw_identity_authenticate_local(void *app, void *worker, const gw_local_peer *peer,
                                    gw_principal *out);
-/* gw_server_config.still_valid */
-bool gw_identity_still_valid(void *app, const gw_principal *p, int64_t now);
+/* Is an identity given earlier still what it was? Checked on every tick
+ * for every connection and forwarded call, and by the dispatcher right
+ * before every method callback (gw_authz_dispatch): notAfter of the
+ * verified chain, the revocation set, and after a reload the root its
+ * verified chain ended in, a user's role and the forwarding proxy. */
+enum gw_identity_verdict {
+    GW_IDENTITY_CURRENT = 0,
+    GW_IDENTITY_EXPIRED,
+    GW_IDENTITY_REVOKED,
+    GW_IDENTITY_ROOT_RETIRED,
+    GW_IDENTITY_ROLE_CHANGED,
+    GW_IDENTITY_PROXY_UNTRUSTED,
+};
+enum gw_identity_verdict gw_identity_recheck(gw_app *app, const gw_principal *p, int64_t now);
+/* "certificate revoked", ...: the message a refused call carries. */
+const char *gw_identity_verdict_text(enum gw_identity_verdict v);
+/* gw_server_config.still_valid: gw_identity_recheck(...) == GW_IDENTITY_CURRENT,
+ * else *why (may be NULL) = its gw_identity_verdict_text. */
+bool gw_identity_still_valid(void *app, const gw_principal *p, int64_t now, const char **why);
 
 #endif

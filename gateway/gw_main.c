@@ -12,6 +12,7 @@
 
 #include "ca_pem.h"
 #include "gw_app.h"
+#include "gw_authz.h"
 #include "gw_config.h"
 #include "gw_forward.h"
 #include "gw_identity.h"
@@ -239,6 +240,7 @@ int main(int argc, char **argv)
         .worker_fini = gw_app_worker_fini,
         .authenticate = gw_identity_authenticate,
         .still_valid = gw_identity_still_valid,
+        .authorize = gw_authz_dispatch,
         .log = log_transport_event,
         .event = gw_metrics_server_event,
         .call_done = gw_metrics_call_done,

@@ -44,42 +44,28 @@ static void unauthenticated(gw_principal *out, const char *reason)
     snprintf(out->reason, sizeof out->reason, "%s", reason);
 }
 
-/* The bundle root a just-verified chain ends in: the first root that issued
- * (by name and key identifier: X509_check_issued, no signature work) the
- * leaf or one of the untrusted certificates. */
-static void find_anchor(const gw_pki *pki, X509 *leaf, STACK_OF(X509) *untrusted,
-                        gw_principal *out)
-{
-    out->pki_generation = pki->generation;
-    memset(out->anchor, 0, sizeof out->anchor);
-    int n = untrusted != NULL ? sk_X509_num(untrusted) : 0;
-    for (int c = -1; c < n; c++) {
-        X509 *cert = c < 0 ? leaf : sk_X509_value(untrusted, c);
-        for (int r = 0; r < sk_X509_num(pki->roots); r++) {
-            if (X509_check_issued(sk_X509_value(pki->roots, r), cert) == X509_V_OK) {
-                memcpy(out->anchor, pki->root_sha256[r], sizeof out->anchor);
-                return;
-            }
-        }
-    }
-}
-
 /* After a reload (another PKI snapshot): would this principal still be
- * given? Its chain's root must still be in the bundle (a retired root's
- * leaves are refused), and a user's role must be unchanged. A new issuing
- * CA under the same root changes nothing: older leaves still chain. */
-static bool reevaluate(gw_app *app, const gw_principal *p)
+ * given? The root its verified chain ended in must still be in the bundle
+ * (a retired root's leaves are refused), a user's role must be unchanged,
+ * and a call forwarded by a proxy needs that proxy still trusted. A new
+ * issuing CA under the same root changes nothing: older leaves still chain. */
+static enum gw_identity_verdict reevaluate(gw_app *app, const gw_principal *p)
 {
     static const unsigned char none[32];
     gw_pki *pki = gw_app_pki(app);
-    bool ok = false;
+    enum gw_identity_verdict v = GW_IDENTITY_ROOT_RETIRED;
     if (memcmp(p->anchor, none, sizeof none) != 0)
-        for (int r = 0; !ok && r < sk_X509_num(pki->roots); r++)
-            ok = memcmp(pki->root_sha256[r], p->anchor, sizeof p->anchor) == 0;
-    if (ok && p->kind == GW_PRINCIPAL_USER)
-        ok = gw_config_user_role(pki->cfg, p->name) == p->role;
+        for (int r = 0; v != GW_IDENTITY_CURRENT && r < sk_X509_num(pki->roots); r++)
+            if (memcmp(pki->root_sha256[r], p->anchor, sizeof p->anchor) == 0)
+                v = GW_IDENTITY_CURRENT;
+    if (v == GW_IDENTITY_CURRENT && p->kind == GW_PRINCIPAL_USER &&
+        gw_config_user_role(pki->cfg, p->name) != p->role)
+        v = GW_IDENTITY_ROLE_CHANGED;
+    if (v == GW_IDENTITY_CURRENT && p->via_proxy[0] != '\0' &&
+        !gw_config_proxy_trusted(pki->cfg, p->via_proxy))
+        v = GW_IDENTITY_PROXY_UNTRUSTED;
     gw_pki_release(pki);
-    return ok;
+    return v;
 }
 
 static int from_chain(gw_app *app, const gw_pki *pki, X509 *leaf,
@@ -97,7 +83,8 @@ static int from_chain(gw_app *app, const gw_pki *pki, X509 *leaf,
         unauthenticated(out, tsr_errmsg());
         return 0;
     }
-    find_anchor(pki, leaf, untrusted, out);
+    out->pki_generation = pki->generation;
+    memcpy(out->anchor, peer.anchor_sha256, sizeof out->anchor);
     snprintf(out->spiffe_id, sizeof out->spiffe_id, "%s", peer.identity.id.text);
     snprintf(out->serial_hex, sizeof out->serial_hex, "%s", peer.serial_hex);
     out->not_after = peer.chain_not_after;
@@ -162,19 +149,38 @@ int gw_identity_authenticate_local(void *app, void *worker, const gw_local_peer 
     return 0;
 }
 
-bool gw_identity_still_valid(void *app_ptr, const gw_principal *p, int64_t now)
+const char *gw_identity_verdict_text(enum gw_identity_verdict v)
 {
-    gw_app *app = app_ptr;
+    switch (v) {
+    case GW_IDENTITY_CURRENT: return "current";
+    case GW_IDENTITY_EXPIRED: return "certificate expired";
+    case GW_IDENTITY_REVOKED: return "certificate revoked";
+    case GW_IDENTITY_ROOT_RETIRED: return "trust root no longer in the bundle";
+    case GW_IDENTITY_ROLE_CHANGED: return "role changed";
+    case GW_IDENTITY_PROXY_UNTRUSTED: return "forwarding proxy no longer trusted";
+    }
+    return "credentials no longer valid";
+}
+
+enum gw_identity_verdict gw_identity_recheck(gw_app *app, const gw_principal *p, int64_t now)
+{
     /* Only principals that carry authority can lose it; anonymous and
      * unauthenticated connections can call nothing but the health check,
      * and keep their connection so they get a clear UNAUTHENTICATED. */
     if (p->kind != GW_PRINCIPAL_SANDBOX && p->kind != GW_PRINCIPAL_USER &&
         p->kind != GW_PRINCIPAL_PROXY)
-        return true;
-    if (p->serial_hex[0] == '\0' || now >= p->not_after) return false;
-    if (gw_revocations_contains(app->revoked, p->serial_hex)) return false;
+        return GW_IDENTITY_CURRENT;
+    if (p->serial_hex[0] == '\0' || now >= p->not_after) return GW_IDENTITY_EXPIRED;
+    if (gw_revocations_contains(app->revoked, p->serial_hex)) return GW_IDENTITY_REVOKED;
     /* Verified against an older snapshot: re-evaluate against the current
      * one (until the connection ends; cheap: no signature work). */
-    if (p->pki_generation == atomic_load(&app->pki_generation)) return true;
+    if (p->pki_generation == atomic_load(&app->pki_generation)) return GW_IDENTITY_CURRENT;
     return reevaluate(app, p);
+}
+
+bool gw_identity_still_valid(void *app, const gw_principal *p, int64_t now, const char **why)
+{
+    enum gw_identity_verdict v = gw_identity_recheck(app, p, now);
+    if (why != NULL) *why = gw_identity_verdict_text(v);
+    return v == GW_IDENTITY_CURRENT;
 }

@@ -31,11 +31,15 @@ typedef struct gw_principal {
      * each call runs as the client certificate it forwards. Set only by
      * gw_identity_authenticate_local. */
     bool local_proxy;
-    /* For re-evaluation after a reload (gw_identity_still_valid): the PKI
+    /* For re-evaluation after a reload (gw_identity_recheck): the PKI
      * snapshot the certificate was verified against, and the SHA-256 of the
-     * bundle root its chain ends in (all zero: none found). */
+     * bundle root its verified chain ends in (ca_peer.anchor_sha256). */
     uint64_t pki_generation;
     unsigned char anchor[32];
+    /* A forwarded identity: the trusted proxy (proxy.trusted) whose
+     * connection carried it, "" on the unix socket or for a direct peer.
+     * A reload that stops trusting that proxy ends the call. */
+    char via_proxy[CA_NAME_MAX + 1];
 } gw_principal;
 
 const char *gw_principal_kind_name(enum gw_principal_kind kind);

@@ -89,6 +89,12 @@ typedef struct gw_client_stream_ops {
 
 typedef struct gw_method {
     const char *path;                            /* "/pkg.Service/Method" */
+    /* Who may call it: the application's rule for this method (the
+     * gateway: enum gw_rpc_id of gw_authz.h). The transport never runs a
+     * callback of the method without first passing the call to
+     * gw_server_config.authorize, which reads this; 0 is no rule, and a
+     * method without one is refused. */
+    int rule;
     gw_unary_fn unary;                           /* exactly one of these */
     const gw_client_stream_ops *client_stream;
 } gw_method;

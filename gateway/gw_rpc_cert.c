@@ -114,7 +114,6 @@ static int renew_defer(const gw_call_ctx *ctx, gw_app *app, const gw_cert_rec *r
 static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                               gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_RENEW_CERTIFICATE, resp) != 0) return;
     gw_app *app = gw_app_of(ctx);
     gw_worker *w = gw_worker_of(ctx);
     const gw_principal *p = ctx->principal;
@@ -178,6 +177,10 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
         gw_fail_from_error(resp);
         goto out;
     }
+    /* Its lineage: the store refuses the record if the caller's own
+     * certificate is revoked by the time it commits, and a revocation of the
+     * caller's certificate after that revokes this one too. */
+    snprintf(rec.renewed_from, sizeof rec.renewed_from, "%s", p->serial_hex);
     /* The answer, sent only once the record is durable. */
     Tessera__V1__RenewCertificateResponse out_msg;
     tessera__v1__renew_certificate_response__init(&out_msg);
@@ -236,12 +239,20 @@ static void cert_to_proto(gw_cert_rec *c, Tessera__V1__Certificate *out)
     out->not_after = c->not_after;
     out->revoked_at = c->revoked_at;
     out->revocation_reason = c->revocation_reason;
+    out->renewed_from = c->renewed_from;
+}
+
+/* The revoked certificate's renewal lineage into the in-memory set. */
+static int revoke_lineage_in_memory(gw_app *app, const gw_revoked_serial *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        TSR_GUARD(gw_revocations_add(app->revoked, v[i].serial, v[i].not_after));
+    return 0;
 }
 
 static void revoke_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                                gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_REVOKE_CERTIFICATE, resp) != 0) return;
     gw_app *app = gw_app_of(ctx);
     gw_worker *w = gw_worker_of(ctx);
     Tessera__V1__RevokeCertificateRequest *req =
@@ -250,6 +261,8 @@ static void revoke_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_
     char serial[41];
     char reason[MAX_REASON + 1];
     gw_cert_rec rec;
+    gw_revoked_serial *lineage = NULL;
+    size_t n_lineage = 0;
     if (normalize_serial(req->serial, serial) != 0) {
         gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "serial must be 1..40 hex digits");
         goto out;
@@ -267,20 +280,26 @@ static void revoke_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_
         snprintf(reason, sizeof reason, "%s", req->reason);
     else
         snprintf(reason, sizeof reason, "revoked by %s", ctx->principal->name);
-    if (gw_store_cert_revoke(w->store, serial, reason, tsr_now_unix(), &rec) != 0) {
+    if (gw_store_cert_revoke(w->store, serial, reason, tsr_now_unix(), &rec, &lineage,
+                             &n_lineage) != 0) {
         if (tsr_errcat() == TSR_E_NOTFOUND)
             gw_response_fail(resp, GW_STATUS_NOT_FOUND, "certificate %s not found", serial);
         else
             gw_fail_from_error(resp);
         goto out;
     }
-    /* Durable first, then every worker sees it within one validity tick. */
-    if (gw_revocations_add(app->revoked, rec.serial, rec.not_after) != 0) {
+    /* Durable first, then every worker sees it (and every certificate
+     * renewed from it) within one validity tick. */
+    if (gw_revocations_add(app->revoked, rec.serial, rec.not_after) != 0 ||
+        revoke_lineage_in_memory(app, lineage, n_lineage) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
     gw_audit_event(ctx, "revoke", rec.sandbox_id, "allow", reason, rec.serial);
-    gw_metrics_certs_revoked(1);
+    for (size_t i = 0; i < n_lineage; i++)
+        gw_audit_event(ctx, "revoke", rec.sandbox_id, "allow", "renewed from a revoked certificate",
+                       lineage[i].serial);
+    gw_metrics_certs_revoked(1 + n_lineage);
     Tessera__V1__RevokeCertificateResponse out_msg;
     tessera__v1__revoke_certificate_response__init(&out_msg);
     Tessera__V1__Certificate c;
@@ -288,13 +307,13 @@ static void revoke_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_
     out_msg.certificate = &c;
     gw_reply(resp, &out_msg);
 out:
+    free(lineage);
     gw_free_unpacked(req);
 }
 
 static void list_certificates(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                               gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_LIST_CERTIFICATES, resp) != 0) return;
     Tessera__V1__ListCertificatesRequest *req =
         gw_unpack(&tessera__v1__list_certificates_request__descriptor, msg, len, resp);
     if (req == NULL) return;
@@ -350,7 +369,6 @@ out:
 static void get_trust_bundle(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                              gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_GET_TRUST_BUNDLE, resp) != 0) return;
     gw_app *app = gw_app_of(ctx);
     Tessera__V1__GetTrustBundleRequest *req =
         gw_unpack(&tessera__v1__get_trust_bundle_request__descriptor, msg, len, resp);
@@ -377,11 +395,23 @@ out:
     gw_free_unpacked(req);
 }
 
-const gw_method gw_rpc_renew_certificate = {"/tessera.v1.Gateway/RenewCertificate",
-                                            renew_certificate, NULL};
-const gw_method gw_rpc_revoke_certificate = {"/tessera.v1.Gateway/RevokeCertificate",
-                                             revoke_certificate, NULL};
-const gw_method gw_rpc_list_certificates = {"/tessera.v1.Gateway/ListCertificates",
-                                            list_certificates, NULL};
-const gw_method gw_rpc_get_trust_bundle = {"/tessera.v1.Gateway/GetTrustBundle", get_trust_bundle,
-                                           NULL};
+const gw_method gw_rpc_renew_certificate = {
+    .path = "/tessera.v1.Gateway/RenewCertificate",
+    .rule = GW_RPC_RENEW_CERTIFICATE,
+    .unary = renew_certificate,
+};
+const gw_method gw_rpc_revoke_certificate = {
+    .path = "/tessera.v1.Gateway/RevokeCertificate",
+    .rule = GW_RPC_REVOKE_CERTIFICATE,
+    .unary = revoke_certificate,
+};
+const gw_method gw_rpc_list_certificates = {
+    .path = "/tessera.v1.Gateway/ListCertificates",
+    .rule = GW_RPC_LIST_CERTIFICATES,
+    .unary = list_certificates,
+};
+const gw_method gw_rpc_get_trust_bundle = {
+    .path = "/tessera.v1.Gateway/GetTrustBundle",
+    .rule = GW_RPC_GET_TRUST_BUNDLE,
+    .unary = get_trust_bundle,
+};

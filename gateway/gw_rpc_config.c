@@ -18,7 +18,6 @@
 static void get_sandbox_config(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                                gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_GET_SANDBOX_CONFIG, resp) != 0) return;
     Tessera__V1__GetSandboxConfigRequest *req =
         gw_unpack(&tessera__v1__get_sandbox_config_request__descriptor, msg, len, resp);
     if (req == NULL) return;
@@ -46,7 +45,6 @@ out:
 static void get_provider_env(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                              gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_GET_PROVIDER_ENV, resp) != 0) return;
     Tessera__V1__GetSandboxProviderEnvironmentRequest *req = gw_unpack(
         &tessera__v1__get_sandbox_provider_environment_request__descriptor, msg, len, resp);
     if (req == NULL) return;
@@ -84,7 +82,6 @@ out:
 static void report_policy_status(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                                  gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_REPORT_POLICY_STATUS, resp) != 0) return;
     Tessera__V1__ReportPolicyStatusRequest *req =
         gw_unpack(&tessera__v1__report_policy_status_request__descriptor, msg, len, resp);
     if (req == NULL) return;
@@ -121,7 +118,6 @@ out:
 static void submit_policy_analysis(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                                    gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_SUBMIT_POLICY_ANALYSIS, resp) != 0) return;
     Tessera__V1__SubmitPolicyAnalysisRequest *req =
         gw_unpack(&tessera__v1__submit_policy_analysis_request__descriptor, msg, len, resp);
     if (req == NULL) return;
@@ -172,7 +168,6 @@ out:
 static void get_draft_policy(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                              gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_GET_DRAFT_POLICY, resp) != 0) return;
     Tessera__V1__GetDraftPolicyRequest *req =
         gw_unpack(&tessera__v1__get_draft_policy_request__descriptor, msg, len, resp);
     if (req == NULL) return;
@@ -220,7 +215,6 @@ out:
 static void update_config(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                           gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_UPDATE_CONFIG, resp) != 0) return;
     gw_worker *w = gw_worker_of(ctx);
     Tessera__V1__UpdateConfigRequest *req =
         gw_unpack(&tessera__v1__update_config_request__descriptor, msg, len, resp);
@@ -271,14 +265,33 @@ out:
     gw_free_unpacked(req);
 }
 
-const gw_method gw_rpc_get_sandbox_config = {"/tessera.v1.Gateway/GetSandboxConfig",
-                                             get_sandbox_config, NULL};
-const gw_method gw_rpc_get_provider_env = {"/tessera.v1.Gateway/GetSandboxProviderEnvironment",
-                                           get_provider_env, NULL};
-const gw_method gw_rpc_report_policy_status = {"/tessera.v1.Gateway/ReportPolicyStatus",
-                                               report_policy_status, NULL};
-const gw_method gw_rpc_submit_policy_analysis = {"/tessera.v1.Gateway/SubmitPolicyAnalysis",
-                                                 submit_policy_analysis, NULL};
-const gw_method gw_rpc_get_draft_policy = {"/tessera.v1.Gateway/GetDraftPolicy", get_draft_policy,
-                                           NULL};
-const gw_method gw_rpc_update_config = {"/tessera.v1.Gateway/UpdateConfig", update_config, NULL};
+const gw_method gw_rpc_get_sandbox_config = {
+    .path = "/tessera.v1.Gateway/GetSandboxConfig",
+    .rule = GW_RPC_GET_SANDBOX_CONFIG,
+    .unary = get_sandbox_config,
+};
+const gw_method gw_rpc_get_provider_env = {
+    .path = "/tessera.v1.Gateway/GetSandboxProviderEnvironment",
+    .rule = GW_RPC_GET_PROVIDER_ENV,
+    .unary = get_provider_env,
+};
+const gw_method gw_rpc_report_policy_status = {
+    .path = "/tessera.v1.Gateway/ReportPolicyStatus",
+    .rule = GW_RPC_REPORT_POLICY_STATUS,
+    .unary = report_policy_status,
+};
+const gw_method gw_rpc_submit_policy_analysis = {
+    .path = "/tessera.v1.Gateway/SubmitPolicyAnalysis",
+    .rule = GW_RPC_SUBMIT_POLICY_ANALYSIS,
+    .unary = submit_policy_analysis,
+};
+const gw_method gw_rpc_get_draft_policy = {
+    .path = "/tessera.v1.Gateway/GetDraftPolicy",
+    .rule = GW_RPC_GET_DRAFT_POLICY,
+    .unary = get_draft_policy,
+};
+const gw_method gw_rpc_update_config = {
+    .path = "/tessera.v1.Gateway/UpdateConfig",
+    .rule = GW_RPC_UPDATE_CONFIG,
+    .unary = update_config,
+};

@@ -13,21 +13,17 @@
 #define LOGS_DEFAULT_LIMIT 1000
 #define LOGS_MAX_LIMIT 10000
 
-/* One PushSandboxLogs stream. */
+/* One PushSandboxLogs stream. The dispatcher admits the caller before
+ * open and again before every batch and the finish (gw_authz_dispatch). */
 struct push_state {
-    gw_response denial;          /* set at open when the caller may not push */
-    int denied;
     char pinned[CA_UUID_LEN + 1]; /* the first batch's sandbox id */
     int64_t accepted;
 };
 
 static void *push_open(const gw_call_ctx *ctx)
 {
-    struct push_state *st = calloc(1, sizeof *st);
-    if (st == NULL) return NULL;
-    /* The guard runs once, before the first message is even read. */
-    st->denied = gw_authz_call(ctx, GW_RPC_PUSH_SANDBOX_LOGS, &st->denial) != 0;
-    return st;
+    (void)ctx;
+    return calloc(1, sizeof(struct push_state));
 }
 
 static int valid_stream_name(const char *s)
@@ -36,19 +32,11 @@ static int valid_stream_name(const char *s)
            strcmp(s, "supervisor") == 0;
 }
 
-static int copy_denial(struct push_state *st, gw_response *resp)
-{
-    resp->status = st->denial.status;
-    memcpy(resp->message, st->denial.message, sizeof resp->message);
-    return -1;
-}
-
 static int push_message(void *state, const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                         gw_response *resp)
 {
     struct push_state *st = state;
     if (st == NULL) return gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-    if (st->denied) return copy_denial(st, resp);
     const gw_app *app = gw_app_of(ctx);
     int rc = -1;
     gw_log_line *lines = NULL;
@@ -137,10 +125,6 @@ static void push_finish(void *state, const gw_call_ctx *ctx, gw_response *resp)
     struct push_state *st = state;
     if (st == NULL) {
         gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    if (st->denied) {
-        copy_denial(st, resp);
         return;
     }
     Tessera__V1__PushSandboxLogsResponse out_msg;
@@ -239,7 +223,6 @@ static int read_logs_bounded(const gw_call_ctx *ctx, const char *sandbox_id, int
 static void get_sandbox_logs(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                              gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_GET_SANDBOX_LOGS, resp) != 0) return;
     Tessera__V1__GetSandboxLogsRequest *req =
         gw_unpack(&tessera__v1__get_sandbox_logs_request__descriptor, msg, len, resp);
     if (req == NULL) return;
@@ -273,7 +256,13 @@ out:
     gw_free_unpacked(req);
 }
 
-const gw_method gw_rpc_push_sandbox_logs = {"/tessera.v1.Gateway/PushSandboxLogs", NULL,
-                                            &push_ops};
-const gw_method gw_rpc_get_sandbox_logs = {"/tessera.v1.Gateway/GetSandboxLogs", get_sandbox_logs,
-                                           NULL};
+const gw_method gw_rpc_push_sandbox_logs = {
+    .path = "/tessera.v1.Gateway/PushSandboxLogs",
+    .rule = GW_RPC_PUSH_SANDBOX_LOGS,
+    .client_stream = &push_ops,
+};
+const gw_method gw_rpc_get_sandbox_logs = {
+    .path = "/tessera.v1.Gateway/GetSandboxLogs",
+    .rule = GW_RPC_GET_SANDBOX_LOGS,
+    .unary = get_sandbox_logs,
+};

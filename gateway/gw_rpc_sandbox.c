@@ -127,7 +127,6 @@ out:
 static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                            gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_CREATE_SANDBOX, resp) != 0) return;
     gw_app *app = gw_app_of(ctx);
     gw_worker *w = gw_worker_of(ctx);
     Tessera__V1__CreateSandboxRequest *req =
@@ -232,7 +231,6 @@ out:
 static void get_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                         gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_GET_SANDBOX, resp) != 0) return;
     Tessera__V1__GetSandboxRequest *req =
         gw_unpack(&tessera__v1__get_sandbox_request__descriptor, msg, len, resp);
     if (req == NULL) return;
@@ -253,7 +251,6 @@ static void get_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
 static void list_sandboxes(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                            gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_LIST_SANDBOXES, resp) != 0) return;
     gw_app *app = gw_app_of(ctx);
     Tessera__V1__ListSandboxesRequest *req =
         gw_unpack(&tessera__v1__list_sandboxes_request__descriptor, msg, len, resp);
@@ -319,7 +316,6 @@ static int revoke_in_memory(gw_app *app, gw_store *store, const char *sandbox_id
 static void delete_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                            gw_response *resp)
 {
-    if (gw_authz_call(ctx, GW_RPC_DELETE_SANDBOX, resp) != 0) return;
     gw_app *app = gw_app_of(ctx);
     gw_worker *w = gw_worker_of(ctx);
     Tessera__V1__DeleteSandboxRequest *req =
@@ -360,7 +356,23 @@ out:
     gw_free_unpacked(req);
 }
 
-const gw_method gw_rpc_create_sandbox = {"/tessera.v1.Gateway/CreateSandbox", create_sandbox, NULL};
-const gw_method gw_rpc_get_sandbox = {"/tessera.v1.Gateway/GetSandbox", get_sandbox, NULL};
-const gw_method gw_rpc_list_sandboxes = {"/tessera.v1.Gateway/ListSandboxes", list_sandboxes, NULL};
-const gw_method gw_rpc_delete_sandbox = {"/tessera.v1.Gateway/DeleteSandbox", delete_sandbox, NULL};
+const gw_method gw_rpc_create_sandbox = {
+    .path = "/tessera.v1.Gateway/CreateSandbox",
+    .rule = GW_RPC_CREATE_SANDBOX,
+    .unary = create_sandbox,
+};
+const gw_method gw_rpc_get_sandbox = {
+    .path = "/tessera.v1.Gateway/GetSandbox",
+    .rule = GW_RPC_GET_SANDBOX,
+    .unary = get_sandbox,
+};
+const gw_method gw_rpc_list_sandboxes = {
+    .path = "/tessera.v1.Gateway/ListSandboxes",
+    .rule = GW_RPC_LIST_SANDBOXES,
+    .unary = list_sandboxes,
+};
+const gw_method gw_rpc_delete_sandbox = {
+    .path = "/tessera.v1.Gateway/DeleteSandbox",
+    .rule = GW_RPC_DELETE_SANDBOX,
+    .unary = delete_sandbox,
+};

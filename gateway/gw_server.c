@@ -422,10 +422,11 @@ static void conn_start(gw_conn *c)
 {
     gw_server *s = c->w->s;
     c->state = GW_CONN_OPEN;
-    if (!s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix())) {
+    const char *why = NULL;
+    if (!s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix(), &why)) {
         char who[200];
-        gw_conn_log(c, "refused %s: credentials no longer valid",
-                    gw_conn_principal_text(c, who, sizeof who));
+        gw_conn_log(c, "refused %s: credentials no longer valid: %s",
+                    gw_conn_principal_text(c, who, sizeof who), why != NULL ? why : "?");
         conn_close(c, NULL);
         return;
     }
@@ -681,11 +682,11 @@ static void worker_tick(gw_loop *w)
             }
             continue;
         }
-        if (!s->cfg.still_valid(s->cfg.app, &c->principal, now_unix)) {
-            char who[200], why[260];
-            snprintf(why, sizeof why, "credentials no longer valid (%s)",
-                     gw_conn_principal_text(c, who, sizeof who));
-            conn_kill(c, why);
+        const char *why = NULL;
+        if (!s->cfg.still_valid(s->cfg.app, &c->principal, now_unix, &why)) {
+            /* Every open call gets UNAUTHENTICATED with the reason, then GOAWAY. */
+            gw_h2_credentials_ended(c, why != NULL ? why : "credentials no longer valid");
+            conn_kill(c, c->kill_reason);
             continue;
         }
         /* Idle as grpc's max_connection_idle: no I/O and no call in flight;
@@ -699,7 +700,8 @@ static void worker_tick(gw_loop *w)
             continue;
         }
         gw_h2_tick(c, now, now_unix);
-        if (conn_flush(c) == 0) conn_settle(c);
+        if (c->kill) conn_kill(c, c->kill_reason);
+        else if (conn_flush(c) == 0) conn_settle(c);
     }
 }
 
@@ -765,7 +767,9 @@ static void held_drain(gw_loop *w)
         gw_held_call *h = fifo;
         fifo = h->next;
         gw_conn *c = gw_h2_held_finish(h);
-        if (c != NULL && c->state == GW_CONN_OPEN) conn_again(c);
+        if (c == NULL || c->state != GW_CONN_OPEN) continue;
+        if (c->kill) conn_kill(c, c->kill_reason);   /* its identity ended meanwhile */
+        else conn_again(c);
     }
 }
 
@@ -993,8 +997,8 @@ static void unix_close(gw_server *s)
 static int config_fill(gw_server_config *c)
 {
     TSR_ENSURE(c->ssl_ctx != NULL, TSR_E_INPUT, "server config: ssl_ctx is required");
-    TSR_ENSURE(c->authenticate != NULL && c->still_valid != NULL, TSR_E_INPUT,
-               "server config: authenticate and still_valid are required");
+    TSR_ENSURE(c->authenticate != NULL && c->still_valid != NULL && c->authorize != NULL,
+               TSR_E_INPUT, "server config: authenticate, still_valid and authorize are required");
     TSR_ENSURE(c->methods != NULL || c->n_methods == 0, TSR_E_INPUT, "server config: methods");
     TSR_ENSURE(c->forward_header == NULL || c->authenticate_forwarded != NULL, TSR_E_INPUT,
                "server config: forward_header needs authenticate_forwarded");

@@ -17,7 +17,8 @@
  * SETTINGS_MAX_CONCURRENT_STREAMS = max_concurrent_streams. `still_valid`
  * runs again on every timer tick (every 250 ms) for every connection and
  * before each new call; false closes the connection at once (GOAWAY, then
- * close). */
+ * close). `authorize` runs immediately before every method callback, so
+ * what a call may do is decided when it runs, not when it was admitted. */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 
@@ -79,9 +80,18 @@ typedef struct gw_server_config {
        (ANONYMOUS when no cert). Return -1 only for an internal failure (connection closed). */
     int (*authenticate)(void *app, void *worker, SSL *ssl, gw_principal *out);
     /* Called at least every 500 ms for every open connection (and before each new call):
-       false => the connection is closed at once (GOAWAY, then close) — revocation and
-       notAfter enforcement. */
-    bool (*still_valid)(void *app, const gw_principal *p, int64_t now_unix);
+       false => every call still open on the connection is answered UNAUTHENTICATED with
+       *why (a short static text, e.g. "certificate revoked"), then the connection is
+       closed (GOAWAY, then close) — revocation and notAfter enforcement. */
+    bool (*still_valid)(void *app, const gw_principal *p, int64_t now_unix, const char **why);
+    /* Required: the dispatcher's check, immediately before every callback of
+     * a method runs (a unary handler; a client stream's open, each message
+     * and finish; the completion of a held call), with ctx->principal the
+     * call's principal (forwarded or the connection's) and m the method (its
+     * rule). 0 runs the callback; -1 answers the call with resp's status and
+     * message instead. When the connection's own principal is no longer
+     * still_valid, the connection is closed as well. */
+    int (*authorize)(const gw_call_ctx *ctx, const gw_method *m, gw_response *resp);
     /* Optional: one line per notable transport event (handshake failures,
      * timeouts, connections closed by still_valid, limits). Called from
      * worker threads; never given secrets. */

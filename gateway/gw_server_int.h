@@ -136,6 +136,10 @@ TSR_WUR int gw_h2_session_new(gw_conn *c);       /* server session + our SETTING
 TSR_WUR int gw_h2_recv(gw_conn *c, const uint8_t *data, size_t len);
 /* Stream deadlines, still_valid for forwarded principals, deferred calls. */
 void gw_h2_tick(gw_conn *c, int64_t now_ms, int64_t now_unix);
+/* The connection's own credentials ended (why: "certificate revoked", ...):
+ * every call still open on it is answered UNAUTHENTICATED with why, and the
+ * connection is marked to close (c->kill: GOAWAY after those answers). */
+void gw_h2_credentials_ended(gw_conn *c, const char *why);
 void gw_h2_goaway(gw_conn *c, const char *why);  /* GOAWAY(c->goaway_error, last stream) */
 bool gw_h2_done(gw_conn *c);                      /* nghttp2 wants neither read nor write */
 bool gw_h2_idle(const gw_conn *c);                /* no live stream */

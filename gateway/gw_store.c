@@ -59,6 +59,9 @@ enum stmt_id {
     ST_CERT_PAGE,
     ST_CERT_REVOKE,
     ST_CERT_REVOKE_SB,
+    ST_CERT_PARENT,
+    ST_CERT_REVOKE_LINEAGE,
+    ST_CERT_LINEAGE,
     ST_REVOKED_EACH,
     ST_POLICY_INSERT,
     ST_POLICY_GET,
@@ -82,7 +85,7 @@ enum stmt_id {
 #define SB_COLS "id, name, driver, state, created_at, deleted_at, policy_version"
 #define CERT_COLS                                                                              \
     "serial, spiffe_id, sandbox_id, not_before, not_after, issued_at, revoked_at, "            \
-    "revocation_reason"
+    "revocation_reason, renewed_from"
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
@@ -110,7 +113,7 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_SB_LOG_BATCH] = "SELECT log_session, log_batch FROM sandboxes WHERE id = ?1",
     [ST_SB_SET_LOG_BATCH] = "UPDATE sandboxes SET log_session = ?2, log_batch = ?3 WHERE id = ?1",
     [ST_CERT_INSERT] = "INSERT INTO certificates(" CERT_COLS ") "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL)",
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, ?7)",
     [ST_CERT_GET] = "SELECT " CERT_COLS " FROM certificates WHERE serial = ?1",
     [ST_CERT_LIST_SB] = "SELECT " CERT_COLS " FROM certificates WHERE sandbox_id = ?1 "
                         "ORDER BY issued_at, serial",
@@ -124,6 +127,16 @@ static const char *const stmt_sql[ST__COUNT] = {
                        "WHERE serial = ?1 AND revoked_at IS NULL",
     [ST_CERT_REVOKE_SB] = "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
                           "WHERE sandbox_id = ?1 AND revoked_at IS NULL",
+    [ST_CERT_PARENT] = "SELECT sandbox_id, revoked_at IS NULL FROM certificates WHERE serial = ?1",
+    /* Everything renewed from ?1, transitively (UNION: each row once). */
+#define LINEAGE_OF_1                                                                           \
+    "WITH RECURSIVE lineage(serial) AS (SELECT serial FROM certificates WHERE renewed_from = ?1 " \
+    "UNION SELECT c.serial FROM certificates c JOIN lineage l ON c.renewed_from = l.serial) "
+    [ST_CERT_REVOKE_LINEAGE] = LINEAGE_OF_1
+        "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 "
+        "WHERE serial IN (SELECT serial FROM lineage) AND revoked_at IS NULL",
+    [ST_CERT_LINEAGE] = LINEAGE_OF_1
+        "SELECT c.serial, c.not_after FROM certificates c JOIN lineage l ON c.serial = l.serial",
     [ST_REVOKED_EACH] = "SELECT serial, not_after FROM certificates "
                         "WHERE revoked_at IS NOT NULL AND not_after >= ?1 ORDER BY not_after",
     [ST_POLICY_INSERT] = "INSERT INTO policies(sandbox_id, version, yaml, created_at) "
@@ -396,6 +409,7 @@ static int read_cert(sqlite3_stmt *st, gw_cert_rec *out)
     out->revoked_at = sqlite3_column_int64(st, 6);
     TSR_GUARD(col_text(st, 7, out->revocation_reason, sizeof out->revocation_reason,
                        "revocation reason"));
+    TSR_GUARD(col_text(st, 8, out->renewed_from, sizeof out->renewed_from, "renewed_from"));
     /* A revoked row must never read as valid. */
     TSR_ENSURE(sqlite3_column_type(st, 6) == SQLITE_NULL || out->revoked_at > 0, TSR_E_IO,
                "database is corrupt: certificate %s has revoked_at %lld", out->serial,
@@ -415,13 +429,13 @@ static int row_cert(void *ctx, sqlite3_stmt *st, void *elem)
     return read_cert(st, elem);
 }
 
-/* A certificate followed by its rowid (column 8). */
+/* A certificate followed by its rowid (column 9). */
 static int row_cert_pos(void *ctx, sqlite3_stmt *st, void *elem)
 {
     (void)ctx;
     gw_cert_rec *c = elem;
     TSR_GUARD(read_cert(st, c));
-    c->row = sqlite3_column_int64(st, 8);
+    c->row = sqlite3_column_int64(st, 9);
     return 0;
 }
 
@@ -471,6 +485,9 @@ static int check_cert(const gw_cert_rec *c)
     TSR_GUARD(check_str(c->serial, sizeof c->serial, 0, "certificate serial"));
     TSR_GUARD(check_str(c->spiffe_id, sizeof c->spiffe_id, 0, "certificate SPIFFE ID"));
     TSR_GUARD(check_str(c->sandbox_id, sizeof c->sandbox_id, 1, "certificate sandbox id"));
+    TSR_GUARD(check_str(c->renewed_from, sizeof c->renewed_from, 1, "renewed_from serial"));
+    TSR_ENSURE(c->renewed_from[0] == '\0' || c->sandbox_id[0] != '\0', TSR_E_INPUT,
+               "certificate %s: only sandbox certificates are renewed", c->serial);
     TSR_ENSURE(c->revoked_at == 0, TSR_E_INPUT, "a new certificate cannot be revoked");
     TSR_ENSURE(c->not_before <= c->not_after, TSR_E_INPUT,
                "certificate %s: notBefore is after notAfter", c->serial);
@@ -581,9 +598,42 @@ static int set_counter(gw_store *s, enum stmt_id id, const char *sandbox_id, int
     return q_exec(&q);
 }
 
+struct cert_parent {
+    char sandbox_id[SB_ID_CAP];
+    int live;
+};
+
+static int row_parent(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    struct cert_parent *p = elem;
+    TSR_GUARD(col_text(st, 0, p->sandbox_id, sizeof p->sandbox_id, "certificate sandbox"));
+    p->live = sqlite3_column_int(st, 1) != 0;
+    return 0;
+}
+
+/* The certificate a renewal was made from: recorded, of the same sandbox,
+ * not revoked. Called inside the insert's transaction. */
+static int check_renewed_from(gw_store *s, const gw_cert_rec *c)
+{
+    if (c->renewed_from[0] == '\0') return 0;
+    struct query q;
+    struct cert_parent parent;
+    TSR_GUARD(q_open(s, ST_CERT_PARENT, "read renewed certificate", &q));
+    q_text(&q, c->renewed_from);
+    int r = q_row(&q, row_parent, NULL, &parent);
+    if (r < 0) return -1;
+    /* Never true of a renewal the gateway made: fail closed all the same. */
+    TSR_ENSURE(r == 1 && strcmp(parent.sandbox_id, c->sandbox_id) == 0, TSR_E_UNAUTH,
+               "certificate not recorded for this sandbox");
+    TSR_ENSURE(parent.live, TSR_E_UNAUTH, "certificate revoked");
+    return 0;
+}
+
 static int cert_insert_row(gw_store *s, const gw_cert_rec *c)
 {
     struct query q;
+    TSR_GUARD(check_renewed_from(s, c));
     TSR_GUARD(q_open(s, ST_CERT_INSERT, "insert certificate", &q));
     q_text(&q, c->serial);
     q_text(&q, c->spiffe_id);
@@ -591,6 +641,7 @@ static int cert_insert_row(gw_store *s, const gw_cert_rec *c)
     q_i64(&q, c->not_before);
     q_i64(&q, c->not_after);
     q_i64(&q, c->issued_at);
+    q_text(&q, c->renewed_from[0] ? c->renewed_from : NULL);
     if (q_exec(&q) == 0) return 0;
     if (tsr_errcat() == TSR_E_EXISTS)
         return TSR_FAIL(TSR_E_EXISTS, "certificate serial %s is already recorded", c->serial);
@@ -1151,7 +1202,7 @@ int gw_store_cert_insert_batch(gw_store *s, const gw_cert_rec *const *certs, siz
             continue;
         enum tsr_errcat cat = tsr_errcat();
         if (cat != TSR_E_INPUT && cat != TSR_E_NOTFOUND && cat != TSR_E_STATE &&
-            cat != TSR_E_EXISTS)
+            cat != TSR_E_EXISTS && cat != TSR_E_UNAUTH)
             goto out;
         results[i] = cat;
     }
@@ -1229,12 +1280,26 @@ int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_row, i
     return 0;
 }
 
+static int row_revoked_serial(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    gw_revoked_serial *e = elem;
+    TSR_GUARD(col_text(st, 0, e->serial, sizeof e->serial, "certificate serial"));
+    e->not_after = sqlite3_column_int64(st, 1);
+    return 0;
+}
+
 int gw_store_cert_revoke(gw_store *s, const char *serial, const char *reason, int64_t now,
-                         gw_cert_rec *out)
+                         gw_cert_rec *out, gw_revoked_serial **lineage, size_t *n_lineage)
 {
     int rc = -1;
     gw_cert_rec rec;
+    gw_revoked_serial *v = NULL;
+    size_t cnt = 0;
+    char lineage_reason[sizeof rec.revocation_reason];
     struct query q;
+    if (lineage != NULL) *lineage = NULL;
+    if (n_lineage != NULL) *n_lineage = 0;
     if (reason == NULL) reason = "";
     TSR_TRY(check_str(serial, sizeof rec.serial, 0, "certificate serial"));
     TSR_TRY(check_str(reason, sizeof rec.revocation_reason, 1, "revocation reason"));
@@ -1247,40 +1312,44 @@ int gw_store_cert_revoke(gw_store *s, const char *serial, const char *reason, in
     TSR_TRY(q_exec(&q));
     TSR_TRY(cert_read_one(s, serial, &rec)); /* NOTFOUND if it never existed */
     TSR_TRY_ENSURE(rec.revoked_at > 0, TSR_E_INTERNAL, "certificate %s not revoked", serial);
+    /* Its lineage, in the same transaction: a renewal committed before this
+     * is revoked here; one committed after finds its parent revoked. */
+    snprintf(lineage_reason, sizeof lineage_reason, "renewed from revoked certificate %s",
+             rec.serial);
+    TSR_TRY(q_open(s, ST_CERT_REVOKE_LINEAGE, "revoke renewal lineage", &q));
+    q_text(&q, rec.serial);
+    q_i64(&q, now);
+    q_text(&q, lineage_reason);
+    TSR_TRY(q_exec(&q));
+    TSR_TRY(q_open(s, ST_CERT_LINEAGE, "read renewal lineage", &q));
+    q_text(&q, rec.serial);
+    TSR_TRY(q_each(&q, row_revoked_serial, NULL, &v, &cnt, sizeof *v));
     TSR_TRY(tx_commit(s));
     if (out != NULL) *out = rec;
+    if (lineage != NULL && n_lineage != NULL) {
+        *lineage = v;
+        *n_lineage = cnt;
+        v = NULL;
+    }
     rc = 0;
 out:
     if (rc != 0) tx_abort(s);
+    free(v);
     return rc;
-}
-
-struct revoked_entry {
-    char serial[41];
-    int64_t not_after;
-};
-
-static int row_revoked(void *ctx, sqlite3_stmt *st, void *elem)
-{
-    (void)ctx;
-    struct revoked_entry *e = elem;
-    TSR_GUARD(col_text(st, 0, e->serial, sizeof e->serial, "certificate serial"));
-    e->not_after = sqlite3_column_int64(st, 1);
-    return 0;
 }
 
 int gw_store_revoked_each(gw_store *s, int64_t now,
                           int (*cb)(void *arg, const char *serial, int64_t not_after), void *arg)
 {
     int rc = -1;
-    struct revoked_entry *v = NULL;
+    gw_revoked_serial *v = NULL;
     size_t cnt = 0;
     struct query q;
     TSR_TRY_ENSURE(cb != NULL, TSR_E_INPUT, "no callback");
     /* Collect first, call back after: the callback may use the store. */
     TSR_TRY(q_open(s, ST_REVOKED_EACH, "list revoked certificates", &q));
     q_i64(&q, now);
-    TSR_TRY(q_each(&q, row_revoked, NULL, &v, &cnt, sizeof *v));
+    TSR_TRY(q_each(&q, row_revoked_serial, NULL, &v, &cnt, sizeof *v));
     for (size_t i = 0; i < cnt; i++) TSR_TRY(cb(arg, v[i].serial, v[i].not_after));
     rc = 0;
 out:

@@ -34,7 +34,7 @@ typedef struct gw_store gw_store;
 typedef struct gw_keyring gw_keyring;           /* gw_secretbox.h */
 
 /* The newest schema this code knows (numbered migrations 1..N). */
-#define GW_STORE_SCHEMA_VERSION 2
+#define GW_STORE_SCHEMA_VERSION 3
 /* List calls return at most this many rows; a larger limit is clamped. */
 #define GW_STORE_MAX_PAGE 10000
 #define GW_STORE_BUSY_TIMEOUT_MS 5000
@@ -48,8 +48,14 @@ typedef struct gw_cert_rec {
     char serial[41]; char spiffe_id[2049]; char sandbox_id[37];  /* "" = not a sandbox cert */
     int64_t not_before, not_after, issued_at, revoked_at;        /* revoked_at 0 = valid */
     char revocation_reason[129];
+    /* The certificate whose holder renewed into this one ("" = a first
+     * certificate): its lineage. Revoking a certificate revokes every
+     * certificate renewed from it, transitively. */
+    char renewed_from[41];
     int64_t row;  /* position in issue order (the table's rowid); set by gw_store_cert_page */
 } gw_cert_rec;
+/* A revoked serial and its certificate's notAfter (for the in-memory set). */
+typedef struct gw_revoked_serial { char serial[41]; int64_t not_after; } gw_revoked_serial;
 typedef struct gw_env_var { char *name; char *value; } gw_env_var;       /* value is secret */
 typedef struct gw_log_line { int64_t seq; int64_t timestamp_ms; char *stream; char *text; } gw_log_line;
 typedef struct gw_policy_chunk { char *domain; char *content; } gw_policy_chunk;
@@ -91,12 +97,15 @@ TSR_WUR int gw_store_sandbox_delete(gw_store *s, const char *id, int64_t now, in
 /* Durable when it returns 0. revoked_at must be 0. A sandbox cert needs its
  * sandbox to exist (TSR_E_NOTFOUND) and be live (TSR_E_STATE), checked in the
  * same transaction as the insert, so a cert can never be recorded for a
- * sandbox after its deletion revoked the others. */
+ * sandbox after its deletion revoked the others. A renewal (renewed_from set)
+ * needs that certificate recorded for the same sandbox and not revoked
+ * (TSR_E_UNAUTH), in the same transaction: a revocation either comes first
+ * and refuses the renewal, or comes after and revokes it with its lineage. */
 TSR_WUR int gw_store_cert_insert(gw_store *s, const gw_cert_rec *c);   /* durable when it returns 0 */
 /* Group commit of n >= 1 records in one transaction, each checked as by
  * gw_store_cert_insert. 0: the batch committed (durable); results[i] is
  * TSR_E_NONE for a recorded certificate, or the category that refused that
- * one record (TSR_E_INPUT, _NOTFOUND, _STATE, _EXISTS). -1: nothing of the
+ * one record (TSR_E_INPUT, _NOTFOUND, _STATE, _EXISTS, _UNAUTH). -1: nothing of the
  * batch was written (TSR_E_IO, ...). */
 TSR_WUR int gw_store_cert_insert_batch(gw_store *s, const gw_cert_rec *const *certs, size_t n,
                                        enum tsr_errcat *results);
@@ -113,9 +122,14 @@ TSR_WUR int gw_store_cert_list(gw_store *s, const char *sandbox_id, gw_cert_rec 
  * existed -> TSR_E_NOTFOUND. */
 TSR_WUR int gw_store_cert_page(gw_store *s, const char *sandbox_id, int64_t after_row, int limit,
                                gw_cert_rec **out, size_t *n, int *more);
-/* Idempotent: keeps the first revoked_at and reason. now must be > 0.
- * out (may be NULL) receives the record as stored. */
-TSR_WUR int gw_store_cert_revoke(gw_store *s, const char *serial, const char *reason, int64_t now, gw_cert_rec *out); /* idempotent: keeps the first revoked_at */
+/* Revoke a certificate and, in the same transaction, its lineage: every
+ * certificate renewed from it, transitively (reason "renewed from revoked
+ * certificate <serial>"). Idempotent: each keeps its first revoked_at and
+ * reason. now must be > 0. out (may be NULL) receives the named record as
+ * stored; *lineage (may be NULL) a malloc'd array of every certificate of
+ * the lineage, revoked now or before, n_lineage of them (NULL when none). */
+TSR_WUR int gw_store_cert_revoke(gw_store *s, const char *serial, const char *reason, int64_t now,
+                                 gw_cert_rec *out, gw_revoked_serial **lineage, size_t *n_lineage);
 /* Every revoked serial whose not_after >= now (to load the in-memory
  * revocation set). A callback returning non-zero stops the walk; its error
  * (recorded by the callback) is returned as -1. */

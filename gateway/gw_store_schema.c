@@ -99,9 +99,19 @@ static const char migration_2[] =
     "ALTER TABLE sandboxes ADD COLUMN log_session TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE sandboxes ADD COLUMN log_batch INTEGER NOT NULL DEFAULT 0;";
 
+/* 3: renewal lineage. A renewed certificate records the serial of the
+ * certificate that authenticated its RenewCertificate call; revoking a
+ * certificate revokes everything renewed from it, transitively. NULL: a
+ * first certificate (CreateSandbox) or a user's. */
+static const char migration_3[] =
+    "ALTER TABLE certificates ADD COLUMN renewed_from TEXT REFERENCES certificates(serial);"
+    "CREATE INDEX certificates_renewed_from ON certificates(renewed_from) "
+    "WHERE renewed_from IS NOT NULL;";
+
 static const gw_migration migrations[] = {
     {1, migration_1},
     {2, migration_2},
+    {3, migration_3},
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,

@@ -140,10 +140,14 @@ static int test_authenticate(void *a, void *worker, SSL *ssl, gw_principal *out)
     return 0;
 }
 
-static bool test_still_valid(void *a, const gw_principal *p, int64_t now_unix)
+static bool test_still_valid(void *a, const gw_principal *p, int64_t now_unix, const char **why)
 {
     const app *ap = a;
-    if (p->not_after != 0 && now_unix > p->not_after) return false;
+    *why = "certificate revoked";
+    if (p->not_after != 0 && now_unix > p->not_after) {
+        *why = "certificate expired";
+        return false;
+    }
     if (ap->revoked_file == NULL || p->serial_hex[0] == '\0') return true;
     uint8_t *data = NULL;
     size_t len = 0;
@@ -155,6 +159,16 @@ static bool test_still_valid(void *a, const gw_principal *p, int64_t now_unix)
         if (strcasecmp(tok, p->serial_hex) == 0) ok = false;
     free(data);
     return ok;
+}
+
+/* The transport under test serves methods without authorization rules:
+ * every call is admitted (identity is still_valid's alone). */
+static int test_authorize(const gw_call_ctx *ctx, const gw_method *m, gw_response *resp)
+{
+    (void)ctx;
+    (void)m;
+    (void)resp;
+    return 0;
 }
 
 /* ---- handlers -------------------------------------------------------------- */
@@ -368,6 +382,7 @@ int main(int argc, char **argv)
     cfg.app = &a;
     cfg.authenticate = test_authenticate;
     cfg.still_valid = test_still_valid;
+    cfg.authorize = test_authorize;
     cfg.log = log_line;
     gw_server *srv = NULL;
     if (gw_server_new(&cfg, &srv) != 0) goto out;

@@ -92,7 +92,7 @@ static void revoke_cert(fixture *f, const char *serial, int64_t not_after, const
     rec.not_after = not_after;
     rec.issued_at = f->now - 3600;
     assert_int_equal(gw_store_cert_insert(f->store, &rec), 0);
-    assert_int_equal(gw_store_cert_revoke(f->store, serial, reason, when, NULL), 0);
+    assert_int_equal(gw_store_cert_revoke(f->store, serial, reason, when, NULL, NULL, NULL), 0);
     assert_int_equal(gw_revocations_add(f->rev, serial, not_after), 0);
 }
 

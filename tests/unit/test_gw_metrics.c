@@ -30,8 +30,8 @@ static void noop_unary(const gw_call_ctx *ctx, const uint8_t *msg, size_t len, g
 }
 
 static const gw_method METHODS[] = {
-    {"/tessera.v1.Gateway/GetSandbox", noop_unary, NULL},
-    {"/grpc.health.v1.Health/Check", noop_unary, NULL},
+    {.path = "/tessera.v1.Gateway/GetSandbox", .unary = noop_unary},
+    {.path = "/grpc.health.v1.Health/Check", .unary = noop_unary},
 };
 
 /* ---- a parser for the text format ---------------------------------------- */
@@ -172,7 +172,7 @@ static void test_method_registration(void **state)
     gw_method many[GW_METRICS_MAX_METHODS + 1];
     for (size_t i = 0; i <= GW_METRICS_MAX_METHODS; i++) many[i] = METHODS[0];
     assert_int_equal(gw_metrics_set_methods(many, GW_METRICS_MAX_METHODS + 1), -1);
-    gw_method nameless = {NULL, noop_unary, NULL};
+    gw_method nameless = {.path = NULL, .unary = noop_unary};
     assert_int_equal(gw_metrics_set_methods(&nameless, 1), -1);
     assert_int_equal(gw_metrics_set_methods(METHODS, 2), 0);
     assert_int_equal(gw_metrics_set_methods(METHODS, 2), -1);   /* once */

@@ -22,6 +22,7 @@
 #include "gw_identity.h"
 #include "gw_revocation.h"
 #include "tsr_time.h"
+#include "tu_certforge.h"
 
 #define TD "tessera.local"
 
@@ -136,30 +137,30 @@ static void test_reevaluation_after_reload(void **state)
     assert_memory_equal(psa.anchor, app.pki->root_sha256[0], 32);
     assert_memory_equal(psb.anchor, app.pki->root_sha256[1], 32);
     int64_t now = tsr_now_unix();
-    assert_true(gw_identity_still_valid(&app, &pa, now));
-    assert_true(gw_identity_still_valid(&app, &psa, now));
-    assert_true(gw_identity_still_valid(&app, &psb, now));
+    assert_true(gw_identity_still_valid(&app, &pa, now, NULL));
+    assert_true(gw_identity_still_valid(&app, &psa, now, NULL));
+    assert_true(gw_identity_still_valid(&app, &psb, now, NULL));
 
     /* Reload, same roots and roles (e.g. a new issuing CA): all stay. */
     gw_app_swap_pki(&app, snapshot(both, 2, GW_ROLE_ADMIN, b.issuing));
     assert_true(atomic_load(&app.pki_generation) == 2);
-    assert_true(gw_identity_still_valid(&app, &pa, now));
-    assert_true(gw_identity_still_valid(&app, &psa, now));
-    assert_true(gw_identity_still_valid(&app, &psb, now));
+    assert_true(gw_identity_still_valid(&app, &pa, now, NULL));
+    assert_true(gw_identity_still_valid(&app, &psa, now, NULL));
+    assert_true(gw_identity_still_valid(&app, &psb, now, NULL));
 
     /* alice demoted: her principal (admin) is no longer what she would get. */
     gw_app_swap_pki(&app, snapshot(both, 2, GW_ROLE_VIEWER, b.issuing));
-    assert_false(gw_identity_still_valid(&app, &pa, now));
-    assert_true(gw_identity_still_valid(&app, &psa, now));
+    assert_false(gw_identity_still_valid(&app, &pa, now, NULL));
+    assert_true(gw_identity_still_valid(&app, &psa, now, NULL));
     gw_principal pa2 = principal_of(&app, alice_a, a.issuing->cert);
     assert_int_equal(pa2.role, GW_ROLE_VIEWER);
-    assert_true(gw_identity_still_valid(&app, &pa2, now));
+    assert_true(gw_identity_still_valid(&app, &pa2, now, NULL));
 
     /* Root A retired: everything under it is out, B's leaves stay. */
     gw_app_swap_pki(&app, snapshot(only_b, 1, GW_ROLE_VIEWER, b.issuing));
-    assert_false(gw_identity_still_valid(&app, &pa2, now));
-    assert_false(gw_identity_still_valid(&app, &psa, now));
-    assert_true(gw_identity_still_valid(&app, &psb, now));
+    assert_false(gw_identity_still_valid(&app, &pa2, now, NULL));
+    assert_false(gw_identity_still_valid(&app, &psa, now, NULL));
+    assert_true(gw_identity_still_valid(&app, &psb, now, NULL));
     /* ... and the same certificate verified afresh is nobody now. */
     gw_principal again = principal_of(&app, sb_a, a.issuing->cert);
     assert_int_equal(again.kind, GW_PRINCIPAL_UNAUTHENTICATED);
@@ -167,13 +168,13 @@ static void test_reevaluation_after_reload(void **state)
     /* A principal with no anchor found is never carried across a reload. */
     gw_principal lost = psb;
     memset(lost.anchor, 0, sizeof lost.anchor);
-    assert_false(gw_identity_still_valid(&app, &lost, now));
+    assert_false(gw_identity_still_valid(&app, &lost, now, NULL));
     /* Revocation and expiry are checked first, whatever the generation. */
     gw_principal cur = principal_of(&app, sb_b, b.issuing->cert);
-    assert_true(gw_identity_still_valid(&app, &cur, now));
-    assert_false(gw_identity_still_valid(&app, &cur, cur.not_after));
+    assert_true(gw_identity_still_valid(&app, &cur, now, NULL));
+    assert_false(gw_identity_still_valid(&app, &cur, cur.not_after, NULL));
     assert_int_equal(gw_revocations_add(app.revoked, cur.serial_hex, cur.not_after), 0);
-    assert_false(gw_identity_still_valid(&app, &cur, now));
+    assert_false(gw_identity_still_valid(&app, &cur, now, NULL));
 
     X509_free(alice_a);
     X509_free(sb_a);
@@ -183,6 +184,112 @@ static void test_reevaluation_after_reload(void **state)
     pthread_mutex_destroy(&app.pki_lock);
     ca_free(&a);
     ca_free(&b);
+}
+
+/* The root a connection is kept under after a reload is the anchor of the
+ * chain that was verified, never a root the peer merely listed. A client
+ * whose chain really ends in root A lists, before its real intermediate,
+ * (1) root B itself, (2) B's issuing CA, (3) an intermediate minted with A's
+ * key that names B as its issuer (name and key identifier, no valid
+ * signature): each must be recorded under A and closed when A is retired. */
+static void test_anchor_is_the_verified_root(void **state)
+{
+    (void)state;
+    ca_pair a, b;
+    ca_make(&a);
+    ca_make(&b);
+    X509 *both[] = {a.root->cert, b.root->cert};
+    X509 *only_b[] = {b.root->cert};
+
+    gw_app app;
+    memset(&app, 0, sizeof app);
+    assert_int_equal(pthread_mutex_init(&app.pki_lock, NULL), 0);
+    assert_int_equal(gw_revocations_new(&app.revoked), 0);
+    app.pki = snapshot(both, 2, GW_ROLE_ADMIN, b.issuing);
+    app.pki->generation = 1;
+    atomic_store(&app.pki_generation, 1);
+
+    tu_cert_spec spec;
+    tu_spec_issuing(&spec, g_now, TD);
+    spec.cn = "forged under A, naming B";
+    EVP_PKEY *forged_key = tu_key_new();
+    assert_non_null(forged_key);
+    X509 *forged = tu_forge(&spec, forged_key, b.root->cert, a.root->key);
+    assert_non_null(forged);
+
+    X509 *sb_a = leaf(a.issuing, "spiffe://" TD "/sandbox/2f8e6c4a-3b1d-4e2f-9a7c-5d6e7f809a1b");
+    X509 *decoys[] = {NULL, b.root->cert, b.issuing->cert, forged};
+    gw_principal p[4];
+    for (size_t i = 0; i < 4; i++) {
+        STACK_OF(X509) *untrusted = sk_X509_new_null();
+        if (decoys[i] != NULL) assert_true(sk_X509_push(untrusted, decoys[i]) > 0);
+        assert_true(sk_X509_push(untrusted, a.issuing->cert) > 0);
+        assert_int_equal(gw_identity_from_chain(&app, sb_a, untrusted, 0, &p[i]), 0);
+        sk_X509_free(untrusted);
+        assert_int_equal(p[i].kind, GW_PRINCIPAL_SANDBOX);
+        assert_memory_equal(p[i].anchor, app.pki->root_sha256[0], 32);
+        assert_int_equal(gw_identity_recheck(&app, &p[i], tsr_now_unix()), GW_IDENTITY_CURRENT);
+    }
+
+    /* Root A retired: every one of them is out, whatever it listed. */
+    gw_app_swap_pki(&app, snapshot(only_b, 1, GW_ROLE_ADMIN, b.issuing));
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(gw_identity_recheck(&app, &p[i], tsr_now_unix()),
+                         GW_IDENTITY_ROOT_RETIRED);
+    assert_string_equal(gw_identity_verdict_text(GW_IDENTITY_ROOT_RETIRED),
+                        "trust root no longer in the bundle");
+
+    X509_free(sb_a);
+    X509_free(forged);
+    EVP_PKEY_free(forged_key);
+    gw_pki_release(app.pki);
+    gw_revocations_free(app.revoked);
+    pthread_mutex_destroy(&app.pki_lock);
+    ca_free(&a);
+    ca_free(&b);
+}
+
+/* A call forwarded through a trusted proxy lives only as long as that proxy
+ * is trusted: a reload that drops it from proxy.trusted ends the call. */
+static void test_forwarded_identity_follows_its_proxy(void **state)
+{
+    (void)state;
+    ca_pair a;
+    ca_make(&a);
+    X509 *roots[] = {a.root->cert};
+    gw_app app;
+    memset(&app, 0, sizeof app);
+    assert_int_equal(pthread_mutex_init(&app.pki_lock, NULL), 0);
+    assert_int_equal(gw_revocations_new(&app.revoked), 0);
+    gw_pki *pki = snapshot(roots, 1, GW_ROLE_ADMIN, a.issuing);
+    pki->owned_cfg->proxies = calloc(1, sizeof *pki->owned_cfg->proxies);
+    assert_non_null(pki->owned_cfg->proxies);
+    snprintf(pki->owned_cfg->proxies[0].name, sizeof pki->owned_cfg->proxies[0].name, "edge");
+    pki->owned_cfg->n_proxies = 1;
+    app.pki = pki;
+    app.pki->generation = 1;
+    atomic_store(&app.pki_generation, 1);
+
+    X509 *alice = leaf(a.issuing, "spiffe://" TD "/user/alice");
+    gw_principal fwd = principal_of(&app, alice, a.issuing->cert);
+    gw_principal direct = fwd;
+    snprintf(fwd.via_proxy, sizeof fwd.via_proxy, "edge");
+    int64_t now = tsr_now_unix();
+    assert_int_equal(gw_identity_recheck(&app, &fwd, now), GW_IDENTITY_CURRENT);
+
+    /* Reloaded without "edge" in proxy.trusted. */
+    gw_app_swap_pki(&app, snapshot(roots, 1, GW_ROLE_ADMIN, a.issuing));
+    assert_int_equal(gw_identity_recheck(&app, &fwd, now), GW_IDENTITY_PROXY_UNTRUSTED);
+    assert_string_equal(gw_identity_verdict_text(GW_IDENTITY_PROXY_UNTRUSTED),
+                        "forwarding proxy no longer trusted");
+    /* The same user on a direct connection is untouched. */
+    assert_int_equal(gw_identity_recheck(&app, &direct, now), GW_IDENTITY_CURRENT);
+
+    X509_free(alice);
+    gw_pki_release(app.pki);
+    gw_revocations_free(app.revoked);
+    pthread_mutex_destroy(&app.pki_lock);
+    ca_free(&a);
 }
 
 static void test_unix_socket_principal(void **state)
@@ -199,7 +306,7 @@ static void test_unix_socket_principal(void **state)
     assert_string_equal(p.serial_hex, "");
     assert_string_equal(p.reason, "unix socket: every call needs a forwarded client certificate");
     /* Nothing to revoke or expire: the connection lives; its calls need the header. */
-    assert_true(gw_identity_still_valid(NULL, &p, tsr_now_unix()));
+    assert_true(gw_identity_still_valid(NULL, &p, tsr_now_unix(), NULL));
 }
 
 int main(void)
@@ -208,6 +315,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unix_socket_principal),
         cmocka_unit_test(test_reevaluation_after_reload),
+        cmocka_unit_test(test_anchor_is_the_verified_root),
+        cmocka_unit_test(test_forwarded_identity_follows_its_proxy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -570,27 +570,134 @@ static void test_cert_revoke(void **state)
 {
     struct fx *f = *state;
     gw_cert_rec out;
-    EXPECT_FAIL(gw_store_cert_revoke(f->s, "77", "x", 100, &out), TSR_E_NOTFOUND);
+    EXPECT_FAIL(gw_store_cert_revoke(f->s, "77", "x", 100, &out, NULL, NULL), TSR_E_NOTFOUND);
     gw_cert_rec c = cert_rec("77", "");
     EXPECT_OK(gw_store_cert_insert(f->s, &c));
-    EXPECT_FAIL(gw_store_cert_revoke(f->s, "77", "x", 0, &out), TSR_E_INPUT);
+    EXPECT_FAIL(gw_store_cert_revoke(f->s, "77", "x", 0, &out, NULL, NULL), TSR_E_INPUT);
     char long_reason[200];
     memset(long_reason, 'r', sizeof long_reason - 1);
     long_reason[sizeof long_reason - 1] = '\0';
-    EXPECT_FAIL(gw_store_cert_revoke(f->s, "77", long_reason, 100, &out), TSR_E_INPUT);
+    EXPECT_FAIL(gw_store_cert_revoke(f->s, "77", long_reason, 100, &out, NULL, NULL), TSR_E_INPUT);
     EXPECT_OK(gw_store_cert_get(f->s, "77", &out));
     assert_int_equal(out.revoked_at, 0);
 
-    EXPECT_OK(gw_store_cert_revoke(f->s, "77", "key compromise", 100, &out));
+    EXPECT_OK(gw_store_cert_revoke(f->s, "77", "key compromise", 100, &out, NULL, NULL));
     assert_int_equal(out.revoked_at, 100);
     assert_string_equal(out.revocation_reason, "key compromise");
     /* again: keeps the first time and reason */
-    EXPECT_OK(gw_store_cert_revoke(f->s, "77", "other", 200, &out));
+    EXPECT_OK(gw_store_cert_revoke(f->s, "77", "other", 200, &out, NULL, NULL));
     assert_int_equal(out.revoked_at, 100);
     assert_string_equal(out.revocation_reason, "key compromise");
-    EXPECT_OK(gw_store_cert_revoke(f->s, "77", NULL, 300, NULL));
+    EXPECT_OK(gw_store_cert_revoke(f->s, "77", NULL, 300, NULL, NULL, NULL));
     EXPECT_OK(gw_store_cert_get(f->s, "77", &out));
     assert_int_equal(out.revoked_at, 100);
+}
+
+/* A renewed certificate records the certificate it was renewed from;
+ * revoking a certificate revokes its whole lineage below it, transitively,
+ * in the same transaction, and nothing beside or above it. */
+static void test_cert_lineage_revoked_whole(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->s, SB1, "one");
+    static const struct {
+        const char *serial, *from;
+    } tree[] = {{"c0", ""}, {"c1", "c0"}, {"c2", "c1"}, {"c3", "c2"}, {"d1", "c0"}, {"u0", ""}};
+    for (size_t i = 0; i < sizeof tree / sizeof tree[0]; i++) {
+        gw_cert_rec c = cert_rec(tree[i].serial, SB1);
+        snprintf(c.renewed_from, sizeof c.renewed_from, "%s", tree[i].from);
+        EXPECT_OK(gw_store_cert_insert(f->s, &c));
+    }
+    gw_cert_rec out;
+    EXPECT_OK(gw_store_cert_get(f->s, "c2", &out));
+    assert_string_equal(out.renewed_from, "c1");
+    EXPECT_OK(gw_store_cert_get(f->s, "c0", &out));
+    assert_string_equal(out.renewed_from, "");
+
+    /* Revoking c1 takes c2 and c3 with it; c0, d1 and u0 live on. */
+    gw_revoked_serial *lineage = NULL;
+    size_t n = 0;
+    EXPECT_OK(gw_store_cert_revoke(f->s, "c1", "key compromise", 100, &out, &lineage, &n));
+    assert_string_equal(out.serial, "c1");
+    assert_int_equal(n, 2);
+    assert_true((strcmp(lineage[0].serial, "c2") == 0 && strcmp(lineage[1].serial, "c3") == 0) ||
+                (strcmp(lineage[0].serial, "c3") == 0 && strcmp(lineage[1].serial, "c2") == 0));
+    assert_int_equal(lineage[0].not_after, 5000);
+    free(lineage);
+    static const struct {
+        const char *serial;
+        int64_t revoked_at;
+        const char *reason;
+    } want[] = {{"c0", 0, ""},
+                {"c1", 100, "key compromise"},
+                {"c2", 100, "renewed from revoked certificate c1"},
+                {"c3", 100, "renewed from revoked certificate c1"},
+                {"d1", 0, ""},
+                {"u0", 0, ""}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        EXPECT_OK(gw_store_cert_get(f->s, want[i].serial, &out));
+        assert_int_equal(out.revoked_at, want[i].revoked_at);
+        assert_string_equal(out.revocation_reason, want[i].reason);
+    }
+
+    /* Revoking the first one: the rest of its tree; the earlier revocations
+     * keep their time and reason, and are listed again (idempotent). */
+    EXPECT_OK(gw_store_cert_revoke(f->s, "c0", "superseded", 200, NULL, &lineage, &n));
+    assert_int_equal(n, 4);
+    free(lineage);
+    EXPECT_OK(gw_store_cert_get(f->s, "d1", &out));
+    assert_int_equal(out.revoked_at, 200);
+    assert_string_equal(out.revocation_reason, "renewed from revoked certificate c0");
+    EXPECT_OK(gw_store_cert_get(f->s, "c3", &out));
+    assert_int_equal(out.revoked_at, 100);
+    EXPECT_OK(gw_store_cert_get(f->s, "u0", &out));
+    assert_int_equal(out.revoked_at, 0);
+    /* A leaf of the tree has no lineage. */
+    EXPECT_OK(gw_store_cert_revoke(f->s, "c3", "x", 300, NULL, &lineage, &n));
+    assert_int_equal(n, 0);
+    assert_null(lineage);
+}
+
+/* A renewal is recorded only while the certificate it was renewed from is
+ * recorded for the same sandbox and not revoked, checked in the insert's
+ * own transaction, alone and in a group commit. */
+static void test_cert_renewal_of_revoked_refused(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->s, SB1, "one");
+    create_sb(f->s, SB2, "two");
+    gw_cert_rec p1 = cert_rec("a1", SB1), p2 = cert_rec("b1", SB2), gone = cert_rec("a0", SB1);
+    EXPECT_OK(gw_store_cert_insert(f->s, &p1));
+    EXPECT_OK(gw_store_cert_insert(f->s, &p2));
+    EXPECT_OK(gw_store_cert_insert(f->s, &gone));
+    EXPECT_OK(gw_store_cert_revoke(f->s, "a0", "x", 100, NULL, NULL, NULL));
+
+    gw_cert_rec c = cert_rec("a2", SB1);
+    snprintf(c.renewed_from, sizeof c.renewed_from, "a0");
+    EXPECT_FAIL(gw_store_cert_insert(f->s, &c), TSR_E_UNAUTH);
+    assert_string_equal(tsr_errmsg(), "certificate revoked");
+    snprintf(c.renewed_from, sizeof c.renewed_from, "ffff");
+    EXPECT_FAIL(gw_store_cert_insert(f->s, &c), TSR_E_UNAUTH);
+    assert_string_equal(tsr_errmsg(), "certificate not recorded for this sandbox");
+    snprintf(c.renewed_from, sizeof c.renewed_from, "b1");   /* another sandbox's */
+    EXPECT_FAIL(gw_store_cert_insert(f->s, &c), TSR_E_UNAUTH);
+    gw_cert_rec user = cert_rec("e1", "");
+    snprintf(user.renewed_from, sizeof user.renewed_from, "a1");
+    EXPECT_FAIL(gw_store_cert_insert(f->s, &user), TSR_E_INPUT);
+    EXPECT_FAIL(gw_store_cert_get(f->s, "a2", &c), TSR_E_NOTFOUND);
+
+    /* In a batch, the refused renewal fails alone. */
+    gw_cert_rec ok = cert_rec("a3", SB1), bad = cert_rec("a4", SB1);
+    snprintf(ok.renewed_from, sizeof ok.renewed_from, "a1");
+    snprintf(bad.renewed_from, sizeof bad.renewed_from, "a0");
+    const gw_cert_rec *batch[] = {&ok, &bad};
+    enum tsr_errcat res[2];
+    EXPECT_OK(gw_store_cert_insert_batch(f->s, batch, 2, res));
+    assert_int_equal(res[0], TSR_E_NONE);
+    assert_int_equal(res[1], TSR_E_UNAUTH);
+    EXPECT_OK(gw_store_cert_get(f->s, "a3", &c));
+    assert_string_equal(c.renewed_from, "a1");
+    EXPECT_FAIL(gw_store_cert_get(f->s, "a4", &c), TSR_E_NOTFOUND);
 }
 
 static void test_sandbox_delete_revokes(void **state)
@@ -609,7 +716,7 @@ static void test_sandbox_delete_revokes(void **state)
     EXPECT_OK(gw_store_cert_insert(f->s, &c3));
     EXPECT_OK(gw_store_cert_insert(f->s, &o));
     EXPECT_OK(gw_store_cert_insert(f->s, &u));
-    EXPECT_OK(gw_store_cert_revoke(f->s, "f3", "superseded", 1500, NULL));
+    EXPECT_OK(gw_store_cert_revoke(f->s, "f3", "superseded", 1500, NULL, NULL, NULL));
 
     EXPECT_FAIL(gw_store_sandbox_delete(f->s, SB1, 0, &revoked), TSR_E_INPUT);
     EXPECT_OK(gw_store_sandbox_delete(f->s, SB1, 2000, &revoked));
@@ -673,7 +780,7 @@ static void test_revoked_each(void **state)
         c.not_before = 0;
         c.not_after = certs[i].not_after;
         EXPECT_OK(gw_store_cert_insert(f->s, &c));
-        if (certs[i].revoke) EXPECT_OK(gw_store_cert_revoke(f->s, c.serial, "r", 400, NULL));
+        if (certs[i].revoke) EXPECT_OK(gw_store_cert_revoke(f->s, c.serial, "r", 400, NULL, NULL, NULL));
     }
     struct collect c = {.fail_at = -1};
     EXPECT_FAIL(gw_store_revoked_each(f->s, 1000, NULL, &c), TSR_E_INPUT);
@@ -1436,7 +1543,7 @@ static void test_corrupt_rows_fail_closed(void **state)
     create_sb(f->s, SB1, "one");
     gw_cert_rec c = cert_rec("d1", SB1);
     EXPECT_OK(gw_store_cert_insert(f->s, &c));
-    EXPECT_OK(gw_store_cert_revoke(f->s, "d1", "r", 50, NULL));
+    EXPECT_OK(gw_store_cert_revoke(f->s, "d1", "r", 50, NULL, NULL, NULL));
     gw_cert_rec out;
     gw_sandbox_rec sb;
     /* a revoked cert whose revoked_at reads as 0 ("valid") */
@@ -1577,6 +1684,8 @@ int main(void)
         T(test_cert_insert_refusals),
         T(test_cert_get_list),
         T(test_cert_revoke),
+        T(test_cert_lineage_revoked_whole),
+        T(test_cert_renewal_of_revoked_refused),
         T(test_sandbox_delete_revokes),
         T(test_revoked_each),
         T(test_policy_versions),
