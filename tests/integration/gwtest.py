@@ -211,7 +211,7 @@ class Gateway:
 
     def __init__(self, renew_limit=5, extra_config="", metrics=False, args=(), data_dir=None,
                  limits="", env=None, real_supervisor=False, drivers_dir=None,
-                 driver_options=None):
+                 driver_options=None, workers=2):
         """args: extra tessera-gateway arguments; data_dir: where the database
         and keyring live (default <dir>/data); limits: extra YAML lines for the
         limits: section, e.g. "max_concurrent_streams: 10"; env: extra
@@ -244,7 +244,7 @@ class Gateway:
         with open(self.config, "w") as f:
             f.write(f"""trust_domain: {TD}
 listen: 127.0.0.1:0
-workers: 2
+workers: {workers}
 data_dir: {self.data_dir}
 pki:
   bundle: {self.pki}/bundle.pem
@@ -387,12 +387,48 @@ limits:
         return Identity(chain, key)
 
     def sandbox_identity(self, sandbox_id, **kw):
-        """What a driver would place in the sandbox: a leaf for the sandbox's
-        SPIFFE ID from the gateway's issuing CA, with its chain."""
+        """A leaf for the sandbox's SPIFFE ID from the gateway's issuing CA,
+        with its chain, recorded in the gateway's store as the gateway records
+        what it issues (a renewal must start from a recorded certificate).
+        kw shapes the leaf (validity, key), e.g. a short lifetime."""
         cert, key = make_leaf(f"spiffe://{TD}/sandbox/{sandbox_id}", self.issuing_cert,
                               self.issuing_key, **kw)
+        self._record(cert, sandbox_id)
         return Identity(pem(cert) + pem(self.issuing_cert), key_pem(key),
                         format(cert.serial_number, "x"))
+
+    def _record(self, cert, sandbox_id):
+        import sqlite3
+        utc = datetime.timezone.utc
+        db = sqlite3.connect(self.db_path, timeout=10)
+        try:
+            with db:
+                db.execute("INSERT INTO certificates(serial, spiffe_id, sandbox_id, not_before, "
+                           "not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?)",
+                           (serial_hex(cert), f"spiffe://{TD}/sandbox/{sandbox_id}", sandbox_id,
+                            int(cert.not_valid_before.replace(tzinfo=utc).timestamp()),
+                            int(cert.not_valid_after.replace(tzinfo=utc).timestamp()),
+                            int(time.time())))
+        finally:
+            db.close()
+
+    def placed_identity(self, sandbox_id):
+        """The identity the process driver placed in the sandbox at
+        CreateSandbox: its first certificate, minted and recorded by the
+        gateway. A renewal has to start from a recorded certificate (the
+        lineage of docs/security.md), so this, not sandbox_identity(), is
+        what RenewCertificate callers use."""
+        d = os.path.join(self.data_dir, "sandboxes", sandbox_id, "identity")
+        chain = open(os.path.join(d, "cert.pem"), "rb").read()
+        key = open(os.path.join(d, "key.pem"), "rb").read()
+        return Identity(chain, key, serial_hex(x509.load_pem_x509_certificate(chain)))
+
+    def renewed_identity(self, ident):
+        """Renew ident (a recorded identity) by CSR: a new recorded identity
+        of the same sandbox, renewed from ident."""
+        der, key = csr_der()
+        r = self.stub(ident).RenewCertificate(pb.RenewCertificateRequest(csr=der), timeout=10)
+        return Identity((r.certificate_pem + r.chain_pem).encode(), key_pem(key), r.serial)
 
     def proxy_identity(self, name, **kw):
         """A leaf for spiffe://TD/proxy/<name> from the issuing CA, with its chain."""

@@ -93,7 +93,7 @@ class Issuer(threading.Thread):
                     timeout=5)
                 sid = r.sandbox.id
                 self.received.append((sid, r.certificate_serial))
-                ident = gw.sandbox_identity(sid)   # what the driver placed (not recorded)
+                ident = gw.placed_identity(sid)   # what the driver placed (recorded)
                 for _ in range(3):
                     der, key = gwtest.csr_der()
                     sch = gw.channel(ident)
@@ -181,8 +181,8 @@ def test_sigkill_during_issuance_loses_no_certificate():
             totals["unreturned"] += len(unreturned)
 
             # The sandboxes' received certificates still behave: the newest of
-            # each works, an older one revoked now is refused, the newest
-            # still works after that.
+            # each works; revoking an older one revokes it and, with it, every
+            # certificate renewed from it (its lineage), the newest included.
             chains = [(sid, ids) for w in workers for sid, ids in w.idents.items()]
             for sid, ids in chains[:6]:
                 cfg = gw.stub(ids[-1]).GetSandboxConfig(
@@ -193,15 +193,15 @@ def test_sigkill_during_issuance_loses_no_certificate():
                 sid, ids = multi[0]
                 admin(gw).RevokeCertificate(pb.RevokeCertificateRequest(
                     serial=ids[0].serial, reason="test"), timeout=10)
-                revoked.add(ids[0].serial)
-                code, _ = code_of(lambda: gw.stub(ids[0]).GetSandboxConfig(
-                    pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10))
-                assert code == S.UNAUTHENTICATED
-                assert gw.stub(ids[-1]).GetSandboxConfig(
-                    pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10).sandbox_id == sid
+                revoked.update(i.serial for i in ids)   # each was renewed from the one before
+                for gone in (ids[0], ids[-1]):
+                    code, _ = code_of(lambda: gw.stub(gone).GetSandboxConfig(
+                        pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10))
+                    assert code == S.UNAUTHENTICATED
             # A sandbox created before the kill renews after the restart.
-            assert chains, "no renewal was returned before the kill"
-            sid, ids = chains[0]
+            live = [(sid, ids) for sid, ids in chains if ids[-1].serial not in revoked]
+            assert live, "no renewal was returned before the kill"
+            sid, ids = live[0]
             der, _ = gwtest.csr_der()
             r = gw.stub(ids[-1]).RenewCertificate(pb.RenewCertificateRequest(csr=der), timeout=10)
             assert r.serial in store_rows(gw)
@@ -341,7 +341,7 @@ def storage_refusal_scenario(gw, fault):
     adm = admin(gw)
     a = gw.create_sandbox()
     sid, name = a.sandbox.id, a.sandbox.name
-    ident = gw.sandbox_identity(sid)
+    ident = gw.placed_identity(sid)
     push(gw, ident, sid, [b"before the fault"])
     der, key = gwtest.csr_der()
     r = gw.stub(ident).RenewCertificate(pb.RenewCertificateRequest(csr=der), timeout=10)
@@ -420,7 +420,10 @@ def storage_refusal_scenario(gw, fault):
     adm.RevokeCertificate(pb.RevokeCertificateRequest(serial=r.serial, reason="test"), timeout=10)
     assert code_of(lambda: gw.stub(renewed).GetSandboxConfig(
         pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10))[0] == S.UNAUTHENTICATED
-    assert adm.DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=10).revoked_certificates >= 2
+    # rr was renewed from r: revoked with it. The deletion revokes what is
+    # left, the first certificate.
+    assert listed_certs(gw, sid)[rr.serial].revoked_at > 0
+    assert adm.DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=10).revoked_certificates == 1
     assert gw.pid == pid
     gw.assert_serving(gw.user("admin"))
 

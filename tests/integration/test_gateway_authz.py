@@ -83,11 +83,11 @@ def world(gw):
         "a": Target(a.sandbox.id, a.sandbox.name),
         "b": Target(b.sandbox.id, b.sandbox.name),
         "missing": Target(str(uuid.uuid4()), "no-such-sandbox"),
-        "a_ident": gw.sandbox_identity(a.sandbox.id),
+        "a_ident": gw.placed_identity(a.sandbox.id),
     }
     # A revoked identity: a renewed (recorded) certificate, then revoked by an admin.
     c = gw.create_sandbox()
-    c_ident = gw.sandbox_identity(c.sandbox.id)
+    c_ident = gw.placed_identity(c.sandbox.id)
     der, key = gwtest.csr_der()
     r = gw.stub(c_ident).RenewCertificate(pb.RenewCertificateRequest(csr=der), timeout=10)
     gw.stub(gw.user("admin")).RevokeCertificate(

@@ -142,7 +142,7 @@ def test_crl_empty_then_lists_revocations(gw):
 
     # RevokeCertificate: the next GetTrustBundle lists it, with its reason.
     sb = gw.create_sandbox()
-    ident = gw.sandbox_identity(sb.sandbox.id)
+    ident = gw.placed_identity(sb.sandbox.id)
     victim = renewed_leaf(gw, ident)
     gw.stub(gw.user("admin")).RevokeCertificate(
         pb.RevokeCertificateRequest(serial=victim.serial, reason="keyCompromise"), timeout=10)
@@ -158,7 +158,7 @@ def test_crl_empty_then_lists_revocations(gw):
 
     # DeleteSandbox: every certificate of the sandbox, reason cessationOfOperation.
     sb2 = gw.create_sandbox()
-    other = renewed_leaf(gw, gw.sandbox_identity(sb2.sandbox.id))
+    other = renewed_leaf(gw, gw.placed_identity(sb2.sandbox.id))
     gw.stub(gw.user("admin")).DeleteSandbox(pb.DeleteSandboxRequest(id=sb2.sandbox.id), timeout=10)
     _, crl2 = crl_of(gw)
     listed = {r.serial_number: r for r in crl2}
@@ -178,7 +178,7 @@ def test_crl_empty_then_lists_revocations(gw):
 
 def test_crl_with_openssl_cli(gw, tmp_path):
     sb = gw.create_sandbox()
-    ident = gw.sandbox_identity(sb.sandbox.id)
+    ident = gw.placed_identity(sb.sandbox.id)
     revoked = renewed_leaf(gw, ident)
     live = renewed_leaf(gw, ident)
     gw.stub(gw.user("admin")).RevokeCertificate(

@@ -60,7 +60,7 @@ def test_issuance_revocation_and_durations(mgw):
     admin = mgw.stub(mgw.user("admin"))
     s = mgw.create_sandbox()
     der, _ = gwtest.csr_der()
-    r = mgw.stub(mgw.sandbox_identity(s.sandbox.id)).RenewCertificate(
+    r = mgw.stub(mgw.placed_identity(s.sandbox.id)).RenewCertificate(
         pb.RenewCertificateRequest(csr=der), timeout=10)
     admin.RevokeCertificate(pb.RevokeCertificateRequest(serial=r.serial, reason="t"), timeout=10)
     d = admin.DeleteSandbox(pb.DeleteSandboxRequest(id=s.sandbox.id), timeout=10)

@@ -73,7 +73,7 @@ def test_log_line_and_batch_caps(gw):
 
 def test_renew_issues_for_the_callers_identity_only(gw):
     a = gw.create_sandbox()
-    ident = gw.sandbox_identity(a.sandbox.id)
+    ident = gw.placed_identity(a.sandbox.id)
     key = ec.generate_private_key(ec.SECP256R1())
     # The CSR asks for nothing; the certificate carries the caller's ID.
     der, _ = gwtest.csr_der(key)
@@ -94,7 +94,7 @@ def test_renew_issues_for_the_callers_identity_only(gw):
 
 def test_renew_refuses_bad_csrs(gw):
     a = gw.create_sandbox()
-    me = gw.stub(gw.sandbox_identity(a.sandbox.id))
+    me = gw.stub(gw.placed_identity(a.sandbox.id))
     key = ec.generate_private_key(ec.SECP256R1())
     other = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
              .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(
@@ -113,7 +113,7 @@ def test_renew_refuses_bad_csrs(gw):
 
 def test_renew_rate_limited_per_sandbox(gw):
     a, b = gw.create_sandbox(), gw.create_sandbox()
-    me = gw.stub(gw.sandbox_identity(a.sandbox.id))
+    me = gw.stub(gw.placed_identity(a.sandbox.id))
     codes = []
     for _ in range(6):
         der, _ = gwtest.csr_der()
@@ -121,13 +121,13 @@ def test_renew_rate_limited_per_sandbox(gw):
                                                          timeout=10))[0])
     assert codes == [S.OK] * 5 + [S.RESOURCE_EXHAUSTED]
     der, _ = gwtest.csr_der()
-    gw.stub(gw.sandbox_identity(b.sandbox.id)).RenewCertificate(
+    gw.stub(gw.placed_identity(b.sandbox.id)).RenewCertificate(
         pb.RenewCertificateRequest(csr=der), timeout=10)  # another sandbox is unaffected
 
 
 def test_deleted_sandbox_gets_no_certificate(gw):
     a = gw.create_sandbox()
-    ident = gw.sandbox_identity(a.sandbox.id)
+    ident = gw.placed_identity(a.sandbox.id)
     der, _ = gwtest.csr_der()
     gw.stub(ident).RenewCertificate(pb.RenewCertificateRequest(csr=der), timeout=10)
     d = admin(gw).DeleteSandbox(pb.DeleteSandboxRequest(id=a.sandbox.id), timeout=10)
@@ -144,7 +144,7 @@ def test_deleted_sandbox_gets_no_certificate(gw):
 def test_revocation_closes_open_stream_within_a_second(gw):
     a = gw.create_sandbox()
     der, key = gwtest.csr_der()
-    r = gw.stub(gw.sandbox_identity(a.sandbox.id)).RenewCertificate(
+    r = gw.stub(gw.placed_identity(a.sandbox.id)).RenewCertificate(
         pb.RenewCertificateRequest(csr=der), timeout=10)
     ident = gwtest.Identity((r.certificate_pem + r.chain_pem).encode(), gwtest.key_pem(key))
     stub = gw.stub(ident)
@@ -289,7 +289,7 @@ def test_revocations_survive_restart():
     try:
         a = g.create_sandbox()
         der, key = gwtest.csr_der()
-        r = g.stub(g.sandbox_identity(a.sandbox.id)).RenewCertificate(
+        r = g.stub(g.placed_identity(a.sandbox.id)).RenewCertificate(
             pb.RenewCertificateRequest(csr=der), timeout=10)
         ident = gwtest.Identity((r.certificate_pem + r.chain_pem).encode(), gwtest.key_pem(key))
         admin(g).RevokeCertificate(pb.RevokeCertificateRequest(serial=r.serial), timeout=10)

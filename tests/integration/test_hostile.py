@@ -15,16 +15,10 @@ import socket
 import ssl
 import struct
 import subprocess
-import tempfile
 import threading
 import time
-import uuid
 
 import grpc
-import h2.config
-import h2.connection
-import h2.events
-import h2.settings
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,6 +28,7 @@ from hpack import Encoder
 
 import gwtest
 from gwtest import code_of, pb
+from h2client import H2, grpc_frame, tls_connect, tls_context
 
 S = grpc.StatusCode
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -56,10 +51,8 @@ def gw():
     g = gwtest.Gateway(renew_limit=1000, env=ASAN_ENV)
     g.sb = g.create_sandbox()
     g.sb_ident = g.sandbox_identity(g.sb.sandbox.id)
-    g.files = tempfile.mkdtemp(prefix="tsr-hostile-")
     yield g
     rc = g.stop()
-    shutil.rmtree(g.files, ignore_errors=True)
     assert rc == 0, "gateway exited with %s:\n%s" % (rc, g.sanitizer_report())
 
 
@@ -80,36 +73,9 @@ def measure(name, **values):
 # raw TLS + HTTP/2
 
 
-def tls_context(gw, ident=None, version=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(cadata=gw.bundle.decode())
-    ctx.set_alpn_protocols(["h2"])
-    if version is not None:
-        ctx.minimum_version = ctx.maximum_version = version
-    if ident is not None:
-        base = os.path.join(gw.files, uuid.uuid4().hex)
-        with open(base + ".pem", "wb") as f:
-            f.write(ident.chain_pem)
-        with open(base + ".key", "wb") as f:
-            f.write(ident.key_pem)
-        ctx.load_cert_chain(base + ".pem", base + ".key")
-    return ctx
-
-
-def tls_connect(gw, ident=None):
-    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
-    s = tls_context(gw, ident).wrap_socket(raw, server_hostname="localhost")
-    assert s.selected_alpn_protocol() == "h2"
-    return s
-
-
 def frame(ftype, flags, sid, payload=b""):
     return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + \
         payload
-
-
-def grpc_frame(body, length=None):
-    return b"\x00" + (len(body) if length is None else length).to_bytes(4, "big") + body
 
 
 def header_block(path):
@@ -183,62 +149,6 @@ class Raw:
         p = frames[-1][3]
         return (int.from_bytes(p[0:4], "big") & 0x7fffffff, int.from_bytes(p[4:8], "big"),
                 p[8:].decode(errors="replace"))
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-class H2:
-    """A conforming HTTP/2 client (python3-h2) for gRPC calls grpcio will
-    not make."""
-
-    def __init__(self, gw, ident=None, window=None):
-        self.sock = tls_connect(gw, ident)
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, header_encoding="utf-8"))
-        self.conn.initiate_connection()
-        if window is not None:
-            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-        self.sock.sendall(self.conn.data_to_send())
-        self.streams = {}
-
-    def call(self, path, chunks, end_stream=True):
-        sid = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(sid, [(":method", "POST"), (":scheme", "https"), (":path", path),
-                                     (":authority", "localhost"),
-                                     ("content-type", "application/grpc"), ("te", "trailers")],
-                               end_stream=not chunks and end_stream)
-        for i, c in enumerate(chunks):
-            self.conn.send_data(sid, c, end_stream=end_stream and i == len(chunks) - 1)
-        self.sock.sendall(self.conn.data_to_send())
-        self.streams[sid] = {"headers": {}, "data": b"", "ended": False}
-        return sid
-
-    def wait(self, sid, timeout=10):
-        st = self.streams[sid]
-        self.sock.settimeout(0.2)
-        end = time.monotonic() + timeout
-        while not st["ended"] and time.monotonic() < end:
-            try:
-                d = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            if not d:
-                break
-            for ev in self.conn.receive_data(d):
-                s = self.streams.get(getattr(ev, "stream_id", None))
-                if isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                    s["headers"].update(dict(ev.headers))
-                elif isinstance(ev, h2.events.DataReceived):
-                    s["data"] += ev.data
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
-                    s["ended"] = True
-            self.sock.sendall(self.conn.data_to_send())
-        return st
 
     def close(self):
         try:
@@ -697,7 +607,6 @@ def test_zero_window_peer_closed_at_idle_timeout(gw, big_logs):
     idle timeout ("write stalled"), like a peer whose TCP window is full,
     even though it has calls open."""
     g = gwtest.Gateway(limits="idle_timeout: 10s", env=ASAN_ENV)
-    g.files = gw.files
     try:
         sb = g.create_sandbox()
         ident = g.sandbox_identity(sb.sandbox.id)

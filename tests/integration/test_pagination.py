@@ -29,7 +29,7 @@ def admin(gw):
 
 def sandbox_with_certs(gw, renewals):
     a = gw.create_sandbox()
-    me = gw.stub(gw.sandbox_identity(a.sandbox.id))
+    me = gw.stub(gw.placed_identity(a.sandbox.id))
     for _ in range(renewals):
         me.RenewCertificate(pb.RenewCertificateRequest(csr=gwtest.csr_der()[0]), timeout=10)
     return a.sandbox
@@ -72,7 +72,7 @@ def test_certificate_pages_cover_every_row_once(g):
     # A certificate issued between pages appears once, at the end.
     first = s.ListCertificates(pb.ListCertificatesRequest(sandbox_id=sb.id, page_size=4),
                                timeout=10)
-    g.stub(g.sandbox_identity(sb.id)).RenewCertificate(
+    g.stub(g.placed_identity(sb.id)).RenewCertificate(
         pb.RenewCertificateRequest(csr=gwtest.csr_der()[0]), timeout=10)
     rest = s.ListCertificates(pb.ListCertificatesRequest(
         sandbox_id=sb.id, page_size=1000, page_token=first.next_page_token), timeout=10)
@@ -94,7 +94,7 @@ def test_certificate_issued_between_pages_is_on_a_later_page(g):
     skipped. Several rounds: with the old cursor about half of them lost it."""
     sb = sandbox_with_certs(g, 1)
     s = admin(g)
-    me = g.stub(g.sandbox_identity(sb.id))
+    me = g.stub(g.placed_identity(sb.id))
     for _ in range(12):
         before = [c.serial for c in s.ListCertificates(pb.ListCertificatesRequest(
             sandbox_id=sb.id, page_size=1000), timeout=10).certificates]
@@ -153,13 +153,13 @@ def test_certificate_page_size_and_token_refusals(g):
         sandbox_id=other.id), timeout=10).certificates}
     assert mine and not (mine & theirs)
     # Sandboxes may not list certificates at all, token or not.
-    me = g.stub(g.sandbox_identity(sb.id))
+    me = g.stub(g.placed_identity(sb.id))
     assert code_of(lambda: me.ListCertificates(pb.ListCertificatesRequest(
         sandbox_id=sb.id, page_token=tok), timeout=10))[0] == S.PERMISSION_DENIED
 
 
 def submit(gw, sb, contents):
-    me = gw.stub(gw.sandbox_identity(sb.id))
+    me = gw.stub(gw.placed_identity(sb.id))
     r = me.SubmitPolicyAnalysis(pb.SubmitPolicyAnalysisRequest(
         sandbox_name=sb.name,
         chunks=[pb.PolicyChunk(domain="network", content=c) for c in contents]), timeout=30)
@@ -186,7 +186,7 @@ def test_draft_pages_cover_every_chunk_once(g):
         if size:
             assert len(pages) == -(-9 // size), (size, pages)
     # The sandbox itself pages its own draft.
-    me = g.stub(g.sandbox_identity(sb.id))
+    me = g.stub(g.placed_identity(sb.id))
     assert [x for p in draft_pages(me, sb.name, 4) for x in p] == want
 
 
@@ -228,7 +228,7 @@ def test_draft_page_refusals_and_binding(g):
         assert call(s, a.name, token=t) == S.INVALID_ARGUMENT, t
     # Sandbox a, with b's token: on its own draft, refused as malformed; on
     # b's draft, the guard's cross-sandbox denial, as without a token.
-    me = g.stub(g.sandbox_identity(a.id))
+    me = g.stub(g.placed_identity(a.id))
     assert call(me, a.name, token=tok_b) == S.INVALID_ARGUMENT
     assert call(me, b.name, token=tok_b) == S.PERMISSION_DENIED
     assert call(me, b.name) == S.PERMISSION_DENIED
@@ -239,7 +239,7 @@ def test_draft_page_refusals_and_binding(g):
 def test_cli_cert_list_follows_pages(g):
     """tessera cert list asks for pages of 500: 506 certificates take two."""
     sb = g.create_sandbox().sandbox
-    me = g.stub(g.sandbox_identity(sb.id))
+    me = g.stub(g.placed_identity(sb.id))
     csr = gwtest.csr_der()[0]       # one key for all: only the count matters here
     for _ in range(505):
         me.RenewCertificate(pb.RenewCertificateRequest(csr=csr), timeout=30)

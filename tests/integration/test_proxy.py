@@ -8,6 +8,7 @@ import datetime
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -125,9 +126,9 @@ def proxy_world(gw, nginx):
     from a foreign CA, and an expired one."""
     a, b, c = gw.create_sandbox(), gw.create_sandbox(), gw.create_sandbox()
     w = {"gw": gw, "nginx": nginx, "a": a.sandbox, "b": b.sandbox,
-         "a_ident": gw.sandbox_identity(a.sandbox.id)}
+         "a_ident": gw.placed_identity(a.sandbox.id)}
     der, key = gwtest.csr_der()
-    r = gw.stub(gw.sandbox_identity(c.sandbox.id)).RenewCertificate(
+    r = gw.stub(gw.placed_identity(c.sandbox.id)).RenewCertificate(
         pb.RenewCertificateRequest(csr=der), timeout=10)
     gw.stub(gw.user("admin")).RevokeCertificate(
         pb.RevokeCertificateRequest(serial=r.serial, reason="test"), timeout=10)
@@ -421,7 +422,7 @@ def assert_revocation_ends_forwarded_stream(gw, make_stub):
     the unix socket)."""
     s = gw.create_sandbox()
     der, key = gwtest.csr_der()
-    r = gw.stub(gw.sandbox_identity(s.sandbox.id)).RenewCertificate(
+    r = gw.stub(gw.placed_identity(s.sandbox.id)).RenewCertificate(
         pb.RenewCertificateRequest(csr=der), timeout=10)
     stub = make_stub()
     go_on = threading.Event()
@@ -449,13 +450,63 @@ def assert_revocation_ends_forwarded_stream(gw, make_stub):
     elapsed = time.time() - t0
     go_on.set()
     t.join(10)
-    assert result["code"] == (S.UNAUTHENTICATED, "forwarded credentials no longer valid")
+    assert result["code"] == (S.UNAUTHENTICATED,
+                              "forwarded credentials no longer valid: certificate revoked")
     assert elapsed < 2.0
 
 
 def test_forwarded_identity_revoked_mid_stream(world):
     gw = world["gw"]
     assert_revocation_ends_forwarded_stream(gw, lambda: gw.stub(gw.proxy_identity("nginx")))
+
+
+def test_proxy_no_longer_trusted_ends_its_forwarded_calls():
+    """A reload that removes a proxy from proxy.trusted ends the calls
+    already forwarded through it at the next tick, each answered
+    UNAUTHENTICATED, as a retired root ends its connections; a call forwarded
+    by a proxy still trusted runs on. (The test plays both proxies.)"""
+    gw = gwtest.Gateway(extra_config=f"proxy:\n  trusted: [edge, other]\n  header: {HEADER}\n")
+    try:
+        sid = gw.create_sandbox().sandbox.id
+        ident = gw.placed_identity(sid)
+        go_on = threading.Event()
+        results = {}
+
+        def forward_through(proxy):
+            def batches():
+                yield pb.PushSandboxLogsRequest(sandbox_id=sid, lines=[
+                    pb.LogLine(timestamp_ms=1, stream="stdout", text=proxy.encode())])
+                go_on.wait(10)
+                yield pb.PushSandboxLogsRequest(sandbox_id=sid, lines=[
+                    pb.LogLine(timestamp_ms=2, stream="stdout", text=b"after")])
+            stub = gw.stub(gw.proxy_identity(proxy))
+            results[proxy] = code_of(lambda: stub.PushSandboxLogs(
+                batches(), metadata=forwarding(gw, leaf_only(ident.chain_pem)), timeout=20))
+
+        threads = [threading.Thread(target=forward_through, args=(p,)) for p in ("edge", "other")]
+        for t in threads:
+            t.start()
+        admin = gw.stub(gw.user("admin"))
+        end = time.monotonic() + 10
+        while len(admin.GetSandboxLogs(pb.GetSandboxLogsRequest(sandbox_id=sid),
+                                       timeout=10).lines) < 2:
+            assert time.monotonic() < end, "the forwarded streams did not start"
+            time.sleep(0.05)
+        text = open(gw.config).read()
+        open(gw.config, "w").write(text.replace("trusted: [edge, other]", "trusted: [other]"))
+        t0 = time.monotonic()
+        gw.proc.send_signal(signal.SIGHUP)
+        threads[0].join(5)
+        elapsed = time.monotonic() - t0
+        go_on.set()
+        for t in threads:
+            t.join(10)
+        assert results["edge"] == (S.UNAUTHENTICATED, "forwarded credentials no longer valid: "
+                                                      "forwarding proxy no longer trusted")
+        assert elapsed < 2.0, elapsed
+        assert results["other"] == (S.OK, "")
+    finally:
+        assert gw.stop() == 0, gw.sanitizer_report()
 
 
 def test_documented_proxy_cert_script(world, tmp_path):

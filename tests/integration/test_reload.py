@@ -2,6 +2,7 @@
 CA, users and server certificate are picked up without dropping an open
 stream; a broken PKI is refused and the running one keeps serving; SIGTERM
 drains in-flight calls."""
+import datetime
 import os
 import queue
 import re
@@ -9,13 +10,13 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 
 import grpc
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import gwtest
@@ -121,7 +122,7 @@ def g():
 
 def test_rotate_issuing_then_sighup(g):
     sid = g.create_sandbox().sandbox.id
-    old_ident = g.sandbox_identity(sid)
+    old_ident = g.placed_identity(sid)
     old_issuing = g.issuing_cert
     old_server = server_leaf(g)
 
@@ -177,7 +178,7 @@ def test_users_reload(g):
                                       "trust domain change"])
 def test_bad_reload_is_refused(g, breakage):
     sid = g.create_sandbox().sandbox.id
-    ident = g.sandbox_identity(sid)
+    ident = g.placed_identity(sid)
     stream = LogStream(g, ident, sid)
     stream.send("before")
     old_server = server_leaf(g)
@@ -216,7 +217,7 @@ def test_bad_reload_is_refused(g, breakage):
 
 def test_sigterm_drains_open_stream(g):
     sid = g.create_sandbox().sandbox.id
-    stream = LogStream(g, g.sandbox_identity(sid), sid)
+    stream = LogStream(g, g.placed_identity(sid), sid)
     stream.send("one")
     time.sleep(0.3)
     g.proc.send_signal(signal.SIGTERM)
@@ -371,15 +372,47 @@ def test_certgen_root_rotation_refusals(tmp_path):
         for k in ("root", "issuing") for e in ("pem", "key"))
 
 
+def forged_intermediate(named_issuer, signing_key):
+    """A CA certificate that names `named_issuer` as its issuer (name and
+    authority key identifier) but is signed with another key: what one who
+    holds an old root's key can mint. No signature check would take it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    ski = named_issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "forged")]))
+            .issuer_name(named_issuer.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(gwtest.now() - datetime.timedelta(minutes=1))
+            .not_valid_after(gwtest.now() + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                         False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False)
+            .sign(signing_key, hashes.SHA256()))
+    return cert
+
+
 def test_retire_root_closes_connections_under_it(g):
     """Open connections are re-evaluated against the reloaded PKI: after the
-    old root is retired, a connection whose leaf chains to it is closed within
-    a couple of seconds, while one under the remaining root keeps working (and
-    a reload that keeps the root, like a new issuing CA, closes nothing)."""
+    old root is retired, every connection whose verified chain ends in it is
+    closed within a couple of seconds, its open call answered
+    UNAUTHENTICATED; one under the remaining root keeps working (and a reload
+    that keeps the root, like a new issuing CA, closes nothing). The root a
+    connection is kept under is the one its chain was verified to, never one
+    the client merely listed: the same leaf with the new root's certificate,
+    the new issuing CA, or an intermediate minted with the old root's key
+    that names the new root, listed before its real intermediate, is closed
+    like the plain chain."""
     sid = g.create_sandbox().sandbox.id
-    old_ident = g.sandbox_identity(sid)             # under the old root
+    old_ident = g.placed_identity(sid)              # under the old root
+    old_root_key = serialization.load_pem_private_key(
+        open(os.path.join(g.pki, "root.key"), "rb").read(), None)
     r = certgen("rotate-root", "--pki", g.pki)      # bundle: old + new root
     assert r.returncode == 0, r.stderr
+    new_root = gwtest.load_chain(os.path.join(g.pki, "next", "root.pem"))[0]
     reload(g)
     g.bundle = open(os.path.join(g.pki, "bundle.pem"), "rb").read()
     r = certgen("rotate-root", "--pki", g.pki, "--activate")   # issue under the new root
@@ -389,41 +422,58 @@ def test_retire_root_closes_connections_under_it(g):
     resp, new_ident = renew(g, old_ident)
     assert issued_by(x509.load_pem_x509_certificate(resp.certificate_pem.encode()), new_issuing)
 
-    old_stream = LogStream(g, old_ident, sid)
+    leaf_pem, old_issuing_pem = re.findall(
+        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", old_ident.chain_pem,
+        re.S)
+    decoys = {"plain": b"",
+              "new root listed": gwtest.pem(new_root),
+              "new issuing CA listed": gwtest.pem(new_issuing),
+              "forged under the old root's key": gwtest.pem(
+                  forged_intermediate(new_root, old_root_key))}
+    old_streams = {}
+    for what, decoy in decoys.items():
+        ident = gwtest.Identity(leaf_pem + decoy + old_issuing_pem, old_ident.key_pem)
+        old_streams[what] = LogStream(g, ident, sid)
+        old_streams[what].send(f"old root ({what}), before")
     new_stream = LogStream(g, new_ident, sid)
-    old_stream.send("old root, before")
     new_stream.send("new root, before")
-    # Both calls are running on their connections.
-    wait_for("both streams to be accepted", lambda: len(g.stub(g.user("admin")).GetSandboxLogs(
-        pb.GetSandboxLogsRequest(sandbox_id=sid), timeout=10).lines) >= 2, timeout=20)
+    # Every call is running on its connection.
+    wait_for("every stream to be accepted", lambda: len(g.stub(g.user("admin")).GetSandboxLogs(
+        pb.GetSandboxLogsRequest(sandbox_id=sid), timeout=10).lines) >= 5, timeout=20)
 
     # A reload that changes nothing about trust closes nothing.
     start = len(g.stderr_lines)
     reload(g)
     time.sleep(1.0)
     assert not any("credentials no longer valid" in l for l in g.stderr_lines[start:])
-    old_stream.send("old root, after a neutral reload")
+    for what, stream in old_streams.items():
+        stream.send(f"old root ({what}), after a neutral reload")
 
     r = certgen("retire-root", "--pki", g.pki)
     assert r.returncode == 0, r.stderr
     start = len(g.stderr_lines)
     t0 = time.monotonic()
     reload(g)
-    line = wait_log(g, "credentials no longer valid", start, timeout=10)
+    wait_for("every old-root connection to close", lambda: len(
+        [l for l in g.stderr_lines[start:] if "credentials no longer valid" in l]) >= 4,
+        timeout=10, every=0.05)
     elapsed = time.monotonic() - t0
     assert elapsed < 3.0, elapsed
-    m = re.search(rf"sandbox {sid} serial ([0-9a-f]+)", line)
-    assert m and int(m.group(1), 16) == int(old_ident.serial, 16), line
-    # The old-root stream is dead: its call fails (the connection was closed).
-    with pytest.raises(grpc.RpcError) as e:
-        old_stream.finish()
-    assert e.value.code() in (S.UNAVAILABLE, S.CANCELLED, S.UNAUTHENTICATED, S.INTERNAL)
-    # The new-root stream lives on, on the same connection.
+    closed = [l for l in g.stderr_lines[start:] if "credentials no longer valid" in l]
+    assert len(closed) == 4, closed
+    for line in closed:
+        assert "trust root no longer in the bundle" in line, line
+        m = re.search(rf"sandbox {sid} serial ([0-9a-f]+)", line)
+        assert m and m.group(1) == old_ident.serial, line
+    # The old-root calls were answered before their connections closed.
+    for what, stream in old_streams.items():
+        with pytest.raises(grpc.RpcError) as e:
+            stream.finish()
+        assert (e.value.code(), e.value.details()) == \
+            (S.UNAUTHENTICATED, "trust root no longer in the bundle"), what
+    # The new-root stream lives on.
     new_stream.send("new root, after the retirement")
     assert new_stream.finish().accepted_lines == 2
-    # Only one connection was closed.
-    closed = [l for l in g.stderr_lines[start:] if "credentials no longer valid" in l]
-    assert len(closed) == 1, closed
     # And a new connection with the old-root leaf is refused outright.
     code, _ = code_of(lambda: g.stub(old_ident).GetSandboxConfig(
         pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10))

@@ -34,7 +34,7 @@ def test_concurrent_renewals_all_recorded():
     gw = gwtest.Gateway(renew_limit=1000)
     try:
         sids = [gw.create_sandbox().sandbox.id for _ in range(3)]
-        stubs = {sid: gw.stub(gw.sandbox_identity(sid)) for sid in sids}
+        stubs = {sid: gw.stub(gw.placed_identity(sid)) for sid in sids}
         # 3 connections, 20 renewals multiplexed on each at once.
         with concurrent.futures.ThreadPoolExecutor(max_workers=60) as ex:
             futs = [(sid, ex.submit(renew, stubs[sid])) for sid in sids for _ in range(20)]
@@ -46,7 +46,7 @@ def test_concurrent_renewals_all_recorded():
             assert r.serial in rows, f"returned but not recorded: {r.serial}"
             assert rows[r.serial][1] == sid and rows[r.serial][2] is None
             assert r.certificate_pem.startswith("-----BEGIN CERTIFICATE-----")
-        gw.assert_serving(gw.sandbox_identity(sids[0]))
+        gw.assert_serving(gw.placed_identity(sids[0]))
     finally:
         rc = gw.stop()
     assert rc == 0, gw.sanitizer_report()
@@ -59,7 +59,7 @@ def test_renewals_abandoned_while_held():
     gw = gwtest.Gateway(renew_limit=1000)
     try:
         sid = gw.create_sandbox().sandbox.id
-        ident = gw.sandbox_identity(sid)
+        ident = gw.placed_identity(sid)
         stub = gw.stub(ident)
         got, codes = [], []
         lock = threading.Lock()
@@ -110,7 +110,7 @@ def test_delete_while_renewals_wait():
     gw = gwtest.Gateway(renew_limit=1000)
     try:
         sid = gw.create_sandbox().sandbox.id
-        stub = gw.stub(gw.sandbox_identity(sid))
+        stub = gw.stub(gw.placed_identity(sid))
         adm = gw.stub(gw.user("admin"))
         results = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=30) as ex:
@@ -129,7 +129,7 @@ def test_delete_while_renewals_wait():
 def test_stop_with_renewals_in_flight():
     gw = gwtest.Gateway(renew_limit=1000)
     sid = gw.create_sandbox().sandbox.id
-    stub = gw.stub(gw.sandbox_identity(sid))
+    stub = gw.stub(gw.placed_identity(sid))
     got = []
     stop = threading.Event()
 

@@ -493,7 +493,7 @@ def test_revoked_connection_closed_live(server):
         os.rename(server.revoked + ".tmp", server.revoked)
         closed_at = None
         while time.monotonic() - t0 < 3:
-            if re.search(r"closed: credentials no longer valid \(user bob serial "
+            if re.search(r"closed: credentials no longer valid: certificate revoked \(user bob serial "
                          + bob.serial_hex, server.log_text()):
                 closed_at = time.monotonic() - t0
                 break
