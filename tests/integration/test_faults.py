@@ -400,7 +400,7 @@ def storage_refusal_scenario(gw, fault):
         sandbox_id=sid), timeout=10).environment
     assert env["EXAMPLE_API_KEY"].startswith("secret-")
     # The certificate whose revocation failed was not revoked in memory either.
-    assert gw.stub(gw.sandbox_identity(sid)).GetTrustBundle(pb.GetTrustBundleRequest(),
+    assert gw.stub(gw.placed_identity(sid)).GetTrustBundle(pb.GetTrustBundleRequest(),
                                                             timeout=10).trust_domain == TD
     gw.assert_serving(renewed)
 
