@@ -153,7 +153,7 @@ def base_layer(supervisor, busybox):
         fail("%s --list-full failed" % busybox)
     for applet in sorted(r.stdout.split()):
         where = in_image("/" + applet)
-        if where != "/usr/bin/busybox" and where not in layer.entries:
+        if where not in ("/usr/bin/busybox", "/linuxrc") and where not in layer.entries:
             layer.link(where, os.path.relpath("/usr/bin/busybox", os.path.dirname(where)))
     layer.file("/etc/passwd", PASSWD.encode())
     layer.file("/etc/group", GROUP.encode())
