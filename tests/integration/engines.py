@@ -239,6 +239,11 @@ class Engine:
             raise AssertionError("%s teardown: %s" % (self.name, "; ".join(problems)))
 
 
+def _which(name):
+    """A program on PATH or in the sbin dirs (root's daemons live there)."""
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
 def _ulimit(res, want):
     """`want`, or the hard limit when that is lower (no CAP_SYS_RESOURCE here)."""
     hard = resource.getrlimit(res)[1]
@@ -250,7 +255,8 @@ class Podman(Engine):
     name = "podman"
 
     def _command(self):
-        if shutil.which("podman") is None:
+        podman = _which("podman")
+        if podman is None:
             raise EngineUnavailable("podman is not installed (make deps installs it)")
         d = self.dir
         for sub in ("storage", "run", "tmp", "volumes", "cni"):
@@ -287,7 +293,7 @@ graphroot = "{d}/storage"
         env = dict(os.environ, CONTAINERS_CONF=os.path.join(d, "containers.conf"),
                    CONTAINERS_STORAGE_CONF=os.path.join(d, "storage.conf"),
                    TMPDIR=os.path.join(d, "tmp"))
-        return ["podman", "system", "service", "--time=0", "unix://" + self.sock], env
+        return [podman, "system", "service", "--time=0", "unix://" + self.sock], env
 
 
 class Dockerd(Engine):
@@ -295,7 +301,8 @@ class Dockerd(Engine):
     name = "dockerd"
 
     def _command(self):
-        if shutil.which("dockerd") is None:
+        dockerd = _which("dockerd")
+        if dockerd is None:
             raise EngineUnavailable("dockerd is not installed (make deps installs docker.io)")
         d = self.dir
         nofile = _ulimit(resource.RLIMIT_NOFILE, 1024)
@@ -311,5 +318,6 @@ class Dockerd(Engine):
         }
         with open(os.path.join(d, "daemon.json"), "w") as f:
             json.dump(config, f)
-        env = dict(os.environ, TMPDIR=d)
-        return ["dockerd", "--config-file", os.path.join(d, "daemon.json")], env
+        # dockerd finds containerd, runc and its shims on PATH.
+        env = dict(os.environ, TMPDIR=d, PATH=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+        return [dockerd, "--config-file", os.path.join(d, "daemon.json")], env
