@@ -91,6 +91,8 @@ def _umount(path):
 
 class Engine:
     name = "engine"
+    program = None   # the engine's binary
+    package = None   # the Debian package that has it
 
     def __init__(self):
         self.dir = None
@@ -150,7 +152,12 @@ class Engine:
         self.dir = tempfile.mkdtemp(prefix="tsr-%s-" % self.name, dir="/tmp")
         os.chmod(self.dir, 0o711)
         self.sock = os.path.join(self.dir, "engine.sock")
-        argv, env = self._command()
+        exe = _which(self.program)
+        if exe is None:
+            self.stop()
+            raise EngineUnavailable("%s is not installed (make deps installs %s)" % (
+                self.program, self.package))
+        argv, env = self._command(exe)
         self.log_path = os.path.join(self.dir, "engine.log")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -252,12 +259,9 @@ def _ulimit(res, want):
 
 class Podman(Engine):
     """`podman system service` (rootful) serving the Docker Engine API."""
-    name = "podman"
+    name = program = package = "podman"
 
-    def _command(self):
-        podman = _which("podman")
-        if podman is None:
-            raise EngineUnavailable("podman is not installed (make deps installs it)")
+    def _command(self, podman):
         d = self.dir
         for sub in ("storage", "run", "tmp", "volumes", "cni"):
             os.makedirs(os.path.join(d, sub), mode=0o700)
@@ -298,12 +302,10 @@ graphroot = "{d}/storage"
 
 class Dockerd(Engine):
     """Debian's docker.io: dockerd with the containerd it starts itself."""
-    name = "dockerd"
+    name = program = "dockerd"
+    package = "docker.io"
 
-    def _command(self):
-        dockerd = _which("dockerd")
-        if dockerd is None:
-            raise EngineUnavailable("dockerd is not installed (make deps installs docker.io)")
+    def _command(self, dockerd):
         d = self.dir
         nofile = _ulimit(resource.RLIMIT_NOFILE, 1024)
         nproc = _ulimit(resource.RLIMIT_NPROC, 4096)

@@ -20,7 +20,6 @@ and removes the container, its volume and identity -> a gateway restart
 re-attaches without minting."""
 import json
 import os
-import re
 import shutil
 import sqlite3
 import stat
@@ -36,7 +35,7 @@ import pytest
 import drvtest
 import engines
 import gwtest
-from gwtest import TD, code_of, pb
+from gwtest import TD, code_of, pb, wait_for
 
 S = grpc.StatusCode
 ROOT = drvtest.ROOT
@@ -262,16 +261,6 @@ def cli(g, *args):
     assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
     assert r.returncode == 0, (args, r.stderr)
     return json.loads(r.stdout)
-
-
-def wait_for(what, fn, timeout=90.0, every=0.25):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = fn()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def log_texts(g, sid, stream=None):
