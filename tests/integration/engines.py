@@ -20,8 +20,8 @@ overlay mounts to leak), run, volume and temp dirs all live in the temp dir.
 stop() removes every container and volume through the API, stops the
 service, kills whatever process still names the temp dir, unmounts whatever
 is mounted below it, deletes it, removes the few fixed host paths the
-engines create (/run/runc, /run/docker) when they did not exist before and
-are empty, and then checks that no process, mount or file is left."""
+engines create (/run/runc, /run/docker, /run/containerd) when they did not
+exist before and are empty, and then checks that no process, mount or file is left."""
 import ctypes
 import http.client
 import json
@@ -36,8 +36,10 @@ import time
 
 API_TIMEOUT = 120
 # Host paths an engine creates outside its temp dir (runc's default state
-# root, dockerd's plugin socket dir): removed again if we made them.
-HOST_LEFTOVERS = ["/run/runc/docker", "/run/runc", "/run/docker/plugins", "/run/docker"]
+# root, dockerd's plugin socket dir, containerd's shim socket dir), children
+# first: removed again if we made them and they are empty.
+HOST_LEFTOVERS = ["/run/runc/docker", "/run/runc", "/run/docker/plugins", "/run/docker",
+                  "/run/containerd/s", "/run/containerd"]
 
 
 class EngineUnavailable(Exception):
