@@ -418,6 +418,27 @@ def run_gateway_case(engine, g, tmp_path):
     wait_for("a renewal after the restart",
              lambda: len(cli(g, "cert", "list", bid)["certificates"]) > n)
 
+    # Stop and start B as the driver does: the stop is graceful (its workload
+    # hears SIGTERM, its last lines arrive, the supervisor exits with the
+    # workload's 0), and the supervisor comes back on the rotated identity
+    # from the volume.
+    bname = "tessera-" + bid
+    _, bsrc = volume_dir(engine, engine.inspect(bname))
+    current = gwtest.serial_hex(gwtest.load_chain(os.path.join(bsrc, "identity",
+                                                               "cert.pem"))[0])
+    assert current.lstrip("0") in [c["serial"].lstrip("0")
+                                   for c in cli(g, "cert", "list", bid)["certificates"]]
+    assert current.lstrip("0") != b["certificate_serial"].lstrip("0")
+    t0 = time.time()
+    assert engine.api("POST", "/containers/%s/stop?t=5" % bname)[0] == 204
+    assert time.time() - t0 < 4
+    assert exit_codes(engine, bname, t0) == ["0"]
+    wait_for("B's last lines", lambda: "probe: SIGTERM, exiting" in log_texts(g, bid, "stdout"))
+    assert engine.api("POST", "/containers/%s/start" % bname)[0] == 204
+    wait_for("B's supervisor back on its current identity", lambda: [
+        t for t in log_texts(g, bid, "supervisor")
+        if t.startswith("identity spiffe://%s/sandbox/%s (serial %s," % (TD, bid, current))])
+
     # Deleting B leaves nothing of it either.
     bvol, bsrc = volume_dir(engine, engine.inspect("tessera-" + bid))
     cli(g, "sandbox", "delete", bid)
