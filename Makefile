@@ -225,6 +225,20 @@ clean:
 
 -include $(shell find $(O)/obj $(O)/pic -name '*.d' 2>/dev/null)
 
+# ---- sandbox-image: the docker driver's image (docs/drivers.md, "The sandbox image") ----
+# `make sandbox-image [DOCKER_SOCKET=/run/podman/podman.sock]` builds
+# tessera-sandbox:latest from this build's supervisor and Debian's
+# busybox-static (scripts/sandbox_image.py; no registry) and loads it into the
+# engine at DOCKER_SOCKET (default: the driver's default socket). The tests
+# build it themselves into the engines they start.
+DOCKER_SOCKET ?= /var/run/docker.sock
+.PHONY: sandbox-image
+sandbox-image: deps
+	@$(MAKE) --no-print-directory $(O)/bin/tessera-supervisor
+	@$(PYTHON) scripts/sandbox_image.py --supervisor $(O)/bin/tessera-supervisor \
+	    --socket $(DOCKER_SOCKET)
+# ---- end sandbox-image --------------------------------------------------------
+
 # ---- soak: the bounded sandbox soak, then the slow fault and hostile tests ----
 # `make soak` (also BUILD=asan), never part of `make test`:
 #   1. tests/soak/soak.py: SOAK_SANDBOXES (200) sandboxes through the real

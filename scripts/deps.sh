@@ -19,6 +19,11 @@ PACKAGES=(
   curl libcurl4-openssl-dev
   valgrind
   libjansson-dev   # the docker driver's Engine API JSON
+  # ---- docker driver: the live engines its tests start, the image's sh ----
+  podman runc      # podman's Docker API service (runc: crun 1.8 refuses hybrid cgroups)
+  docker.io        # Debian's Docker engine (dockerd, containerd)
+  busybox-static   # the sandbox image's sh and tools (scripts/sandbox_image.py)
+  # ---- end docker driver ----
   # make fuzz: clang with libFuzzer (-fsanitize=fuzzer)
   clang libclang-rt-dev
 )
@@ -37,6 +42,16 @@ if [[ $(id -u) -ne 0 ]]; then
   SUDO=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Installed daemons (docker.io's dockerd) must not start: the tests start
+# their own. policy-rc.d is Debian's switch for that; a temporary one is
+# used where the host has none.
+policy=""
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "deps: done"

@@ -250,14 +250,15 @@ static void poll_config(sup_control *c)
     if (cfg.policy_version != c->cfg.policy_version) {
         bool applied = false;
         char why[300];
-        if (sup_report_policy(c->conn, sid, &cfg, &applied, why, sizeof why, &st) == 0) {
+        if (sup_report_policy(c->conn, sid, &cfg, c->cfg.enforcement, &applied, why, sizeof why,
+                              &st) == 0) {
             c->cfg.policy_version = cfg.policy_version;
             if (applied)
-                sup_log("policy version %lld validated and reported APPLIED",
-                        (long long)cfg.policy_version);
+                sup_log("policy version %lld validated and reported APPLIED (%s)",
+                        (long long)cfg.policy_version, c->cfg.enforcement);
             else
-                sup_log("policy version %lld refused (%s); reported FAILED, the previous policy "
-                        "stays in force",
+                sup_log("policy version %lld refused (%s); reported FAILED, the previous version "
+                        "stays the applied one",
                         (long long)cfg.policy_version, why);
         } else if (sup_status_is_fatal(st.code)) {
             fatal(c, SUP_EXIT_REVOKED, "gateway refused our identity on ReportPolicyStatus: %s: %s",

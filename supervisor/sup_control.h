@@ -39,6 +39,7 @@ typedef struct sup_control_config {
     int64_t min_rotate_s;
     int64_t poll_s;              /* 0 = no config poll */
     int64_t policy_version;      /* the version reported at start */
+    const char *enforcement;     /* sup_enforced_describe(), for policy reports */
     void (*on_fatal)(void *arg, enum sup_exit code, const char *message);
     void *arg;
 } sup_control_config;

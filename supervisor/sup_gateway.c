@@ -143,19 +143,77 @@ out:
     return rc;
 }
 
+static const struct {
+    const char *name;
+    unsigned bit;
+} sup_domains[] = {
+    {"filesystem", SUP_ENF_FILESYSTEM},
+    {"network", SUP_ENF_NETWORK},
+    {"process", SUP_ENF_PROCESS},
+};
+#define SUP_N_DOMAINS (sizeof sup_domains / sizeof sup_domains[0])
+
+int sup_enforced_parse(const char *list, unsigned *out)
+{
+    *out = 0;
+    TSR_ENSURE(list != NULL && list[0] != '\0', TSR_E_INPUT, "empty list");
+    if (strcmp(list, "none") == 0) return 0;
+    const char *p = list;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        unsigned bit = 0;
+        for (size_t i = 0; i < SUP_N_DOMAINS; i++)
+            if (strlen(sup_domains[i].name) == n && strncmp(p, sup_domains[i].name, n) == 0)
+                bit = sup_domains[i].bit;
+        TSR_ENSURE(bit != 0, TSR_E_INPUT,
+                   "\"%.*s\" is not a policy domain (filesystem, network, process) or none",
+                   (int)(n < 32 ? n : 32), p);
+        TSR_ENSURE((*out & bit) == 0, TSR_E_INPUT, "%.*s given twice", (int)n, p);
+        *out |= bit;
+        if (p[n] == '\0') return 0;
+        p += n + 1;
+    }
+}
+
+/* The domains whose bit in `set` equals `want`, comma-separated, or "none". */
+static void domain_list(unsigned set, bool want, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < SUP_N_DOMAINS; i++) {
+        if (((set & sup_domains[i].bit) != 0) != want) continue;
+        int n = snprintf(out + used, cap - used, "%s%s", used ? ", " : "", sup_domains[i].name);
+        if (n < 0 || (size_t)n >= cap - used) break;
+        used += (size_t)n;
+    }
+    if (used == 0) snprintf(out, cap, "none");
+}
+
+void sup_enforced_describe(const char *driver, unsigned enforced, char *out, size_t cap)
+{
+    char yes[64], no[64], by[64];
+    domain_list(enforced, true, yes, sizeof yes);
+    domain_list(enforced, false, no, sizeof no);
+    if (driver != NULL) snprintf(by, sizeof by, "the %s driver", driver);
+    else snprintf(by, sizeof by, "the driver");
+    snprintf(out, cap, "enforced by %s: %s; recorded only, not enforced: %s", by, yes, no);
+}
+
 int sup_report_policy(cl_conn *conn, const char *sandbox_id, const sup_config *cfg,
-                      bool *applied, char *why, size_t why_cap, cl_status *st)
+                      const char *enforcement, bool *applied, char *why, size_t why_cap,
+                      cl_status *st)
 {
     tsr_err_clear();
     *applied = gw_policy_validate(cfg->policy, strlen(cfg->policy)) == 0;
     snprintf(why, why_cap, "%s", *applied ? "" : tsr_errmsg());
+    char applied_msg[256];
+    snprintf(applied_msg, sizeof applied_msg, "validated by tessera-supervisor; %s", enforcement);
     Tessera__V1__ReportPolicyStatusRequest req;
     tessera__v1__report_policy_status_request__init(&req);
     req.sandbox_id = (char *)(uintptr_t)sandbox_id;
     req.version = cfg->policy_version;
     req.status = *applied ? TESSERA__V1__POLICY_STATUS__POLICY_STATUS_APPLIED
                           : TESSERA__V1__POLICY_STATUS__POLICY_STATUS_FAILED;
-    static char applied_msg[] = "validated by tessera-supervisor";
     req.message = *applied ? applied_msg : why;
     ProtobufCMessage *m = NULL;
     if (cl_call(conn, "/tessera.v1.Gateway/ReportPolicyStatus", &req.base,

@@ -54,10 +54,27 @@ TSR_WUR int sup_get_config(cl_conn *conn, const char *sandbox_id, sup_config *ou
 TSR_WUR int sup_get_provider_env(cl_conn *conn, const char *sandbox_id, sup_env_list *out,
                                  cl_status *st);
 
+/* ---- what is enforced (docs/policy.md, "Enforcement") ------------------------ */
+
+/* The policy domains a driver enforces, as bits (--enforced). */
+#define SUP_ENF_FILESYSTEM 1u
+#define SUP_ENF_NETWORK 2u
+#define SUP_ENF_PROCESS 4u
+
+/* `none`, or a comma-separated list of filesystem, network, process (each
+ * at most once) -> bits. */
+TSR_WUR int sup_enforced_parse(const char *list, unsigned *out);
+
+/* "enforced by the <driver> driver: <domains|none>; recorded only, not
+ * enforced: <domains|none>" (driver NULL: "by the driver"). */
+void sup_enforced_describe(const char *driver, unsigned enforced, char *out, size_t cap);
+
 /* Validate the policy (gw_policy_validate, the supervisor's own check) and
- * report APPLIED, or FAILED with the reason. *applied says which; the
- * return value is the call's. */
+ * report APPLIED with "validated by tessera-supervisor; <enforcement>"
+ * (sup_enforced_describe), or FAILED with the reason. *applied says which;
+ * the return value is the call's. */
 TSR_WUR int sup_report_policy(cl_conn *conn, const char *sandbox_id, const sup_config *cfg,
-                              bool *applied, char *why, size_t why_cap, cl_status *st);
+                              const char *enforcement, bool *applied, char *why,
+                              size_t why_cap, cl_status *st);
 
 #endif

@@ -4,7 +4,7 @@
  *   tessera-supervisor --identity-dir DIR --gateway HOST:PORT --trust-domain TD
  *       [--sandbox-id ID] [--workload-uid UID --workload-gid GID]
  *       [--allow-same-uid] [--min-rotate-seconds N] [--poll-seconds N]
- *       [-- COMMAND [ARGS...]]
+ *       [--driver NAME] [--enforced DOMAINS] [-- COMMAND [ARGS...]]
  *
  * Threads: main (signals, the workload's life, exit), control (rotation and
  * config poll, sup_control), log reader and log sender (sup_logs). Every
@@ -56,7 +56,9 @@ typedef struct options {
     gid_t gid;
     int64_t min_rotate_s;
     int64_t poll_s;
-    char **command;   /* NULL: no workload */
+    const char *driver;   /* the driver that started us (NULL: not told) */
+    unsigned enforced;    /* SUP_ENF_* the driver enforces */
+    char **command;       /* NULL: no workload */
 } options;
 
 /* The first fatal end wins; main learns of it through an eventfd. */
@@ -94,7 +96,8 @@ static void usage(FILE *f)
             "usage: tessera-supervisor --gateway HOST:PORT [--identity-dir DIR]\n"
             "           [--trust-domain TD] [--sandbox-id ID]\n"
             "           [--workload-uid UID] [--workload-gid GID] [--allow-same-uid]\n"
-            "           [--min-rotate-seconds N] [--poll-seconds N] [-- COMMAND [ARGS...]]\n"
+            "           [--min-rotate-seconds N] [--poll-seconds N] [--driver NAME]\n"
+            "           [--enforced DOMAINS] [-- COMMAND [ARGS...]]\n"
             "  --identity-dir DIR        cert.pem, key.pem, bundle.pem (default %s)\n"
             "  --gateway HOST:PORT       the gateway (must be spiffe://TD/gateway)\n"
             "  --trust-domain TD         default %s\n"
@@ -104,6 +107,9 @@ static void usage(FILE *f)
             "                            the identity key: only when no other uid exists)\n"
             "  --min-rotate-seconds N    never rotate sooner than N s after the last (default %d)\n"
             "  --poll-seconds N          check the sandbox config every N s (default %d, 0 off)\n"
+            "  --driver NAME             the driver that started us (named in policy reports)\n"
+            "  --enforced DOMAINS        policy domains that driver enforces: none (default)\n"
+            "                            or a list of filesystem,network,process\n"
             "exit: the workload's status (128+signal if killed); 2 usage or refused to start;\n"
             "      3 certificate expired while the gateway was unreachable; 4 identity refused\n"
             "      by the gateway (revoked, sandbox deleted); 5 policy invalid; 126/127 the\n"
@@ -128,7 +134,8 @@ static int parse_int(const char *flag, const char *text, int64_t lo, int64_t hi,
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    enum { O_DIR = 1, O_GW, O_TD, O_SID, O_UID, O_GID, O_SAME, O_MINROT, O_POLL, O_HELP };
+    enum { O_DIR = 1, O_GW, O_TD, O_SID, O_UID, O_GID, O_SAME, O_MINROT, O_POLL, O_DRIVER,
+           O_ENFORCED, O_HELP };
     static const struct option longopts[] = {
         {"identity-dir", required_argument, NULL, O_DIR},
         {"gateway", required_argument, NULL, O_GW},
@@ -139,6 +146,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"allow-same-uid", no_argument, NULL, O_SAME},
         {"min-rotate-seconds", required_argument, NULL, O_MINROT},
         {"poll-seconds", required_argument, NULL, O_POLL},
+        {"driver", required_argument, NULL, O_DRIVER},
+        {"enforced", required_argument, NULL, O_ENFORCED},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -173,6 +182,21 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case O_POLL:
             if (parse_int("--poll-seconds", optarg, 0, 86400, &o->poll_s) != 0) return -1;
+            break;
+        case O_DRIVER:
+            if (strlen(optarg) == 0 || strlen(optarg) > 32 ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(optarg)) {
+                fprintf(stderr, "tessera-supervisor: --driver: expected [a-z0-9_-]{1,32}, got "
+                                "'%.40s'\n", optarg);
+                return -1;
+            }
+            o->driver = optarg;
+            break;
+        case O_ENFORCED:
+            if (sup_enforced_parse(optarg, &o->enforced) != 0) {
+                fprintf(stderr, "tessera-supervisor: --enforced: %s\n", tsr_errmsg());
+                return -1;
+            }
             break;
         case O_HELP: usage(stdout); exit(0);
         default:
@@ -270,7 +294,7 @@ typedef struct startup {
  * with a workload), retried with backoff while the certificate is valid.
  * Returns 0, or the exit code. */
 static int startup_calls(const cl_addr *addr, cl_tls *tls, const sup_identity *id,
-                         bool want_env, startup *out)
+                         bool want_env, const char *enforcement, startup *out)
 {
     const char *sid = id->peer.identity.name;
     unsigned attempt = 0;
@@ -298,7 +322,8 @@ static int startup_calls(const cl_addr *addr, cl_tls *tls, const sup_identity *i
         }
         if (rc == 0) {
             step = "ReportPolicyStatus";
-            rc = sup_report_policy(conn, sid, &out->config, &applied, why, sizeof why, &st);
+            rc = sup_report_policy(conn, sid, &out->config, enforcement, &applied, why,
+                                   sizeof why, &st);
         }
         if (rc == 0 && applied && want_env) {
             step = "GetSandboxProviderEnvironment";
@@ -313,8 +338,8 @@ static int startup_calls(const cl_addr *addr, cl_tls *tls, const sup_identity *i
                 sup_config_free(&out->config);
                 return SUP_EXIT_POLICY;
             }
-            sup_log("policy version %lld validated and reported APPLIED",
-                    (long long)out->config.policy_version);
+            sup_log("policy version %lld validated and reported APPLIED (%s)",
+                    (long long)out->config.policy_version, enforcement);
             return 0;
         }
         sup_config_free(&out->config);
@@ -614,7 +639,9 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    int sc = startup_calls(&addr, tls, id, o.command != NULL, &su);
+    char enforcement[200];
+    sup_enforced_describe(o.driver, o.enforced, enforcement, sizeof enforcement);
+    int sc = startup_calls(&addr, tls, id, o.command != NULL, enforcement, &su);
     if (sc != 0) {
         rc = sc;
         goto out;
@@ -652,6 +679,7 @@ int main(int argc, char **argv)
         .min_rotate_s = o.min_rotate_s,
         .poll_s = o.poll_s,
         .policy_version = su.config.policy_version,
+        .enforcement = enforcement,
         .on_fatal = on_control_fatal,
     };
     sup_identity *owned = id;

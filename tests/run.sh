@@ -47,7 +47,7 @@ done
 
 if compgen -G "tests/integration/test_*.py" >/dev/null; then
   log="$LOGS/pytest.log"
-  timeout 900 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration >"$log" 2>&1
+  timeout 900 /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/integration >"$log" 2>&1
   rc=$?
   summary=$(tail -1 "$log")
   p=$(grep -o '[0-9]* passed' <<<"$summary" | grep -o '[0-9]*' || true)
@@ -63,6 +63,7 @@ if compgen -G "tests/integration/test_*.py" >/dev/null; then
   else
     echo "ok   python: $summary"
   fi
+  grep -E '^SKIPPED' "$log" | sed 's/^/     /'   # each skip with its reason
 fi
 
 echo

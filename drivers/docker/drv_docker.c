@@ -1,17 +1,24 @@
 /* The docker driver: one container per sandbox, named tessera-<id>, driven
- * through the Docker Engine API v1.43 on the engine's unix socket (libcurl,
- * HTTP/1.1; JSON with jansson).
+ * through the Docker Engine API on the engine's unix socket (libcurl,
+ * HTTP/1.1; JSON with jansson). Docker and podman's Docker-compatible API
+ * both serve it (docs/drivers.md, "docker").
  *
+ * version  GET    /version (unversioned), once per driver instance: the
+ *                 requests below go to /v1.<N>/..., N = min(the engine's
+ *                 ApiVersion, 43); an engine below 1.41 is refused
  * create   POST   /containers/create?name=tessera-<id>
- *                 entrypoint: the supervisor inside the image; an anonymous
- *                 volume at /run/tessera; labels tessera.sandbox-id, ...
+ *                 entrypoint: the supervisor inside the image, run as
+ *                 supervisor_uid with only CAP_SETUID, CAP_SETGID and
+ *                 CAP_KILL and no-new-privileges; an anonymous volume at
+ *                 /run/tessera; labels tessera.sandbox-id, ...
  *          PUT    /containers/<Id>/archive?path=/run/tessera
  *                 the identity as an in-memory tar (identity/ 0700, three
  *                 files 0600, owned by supervisor_uid), before start;
  *                 on failure the container is removed again
  * start    POST   /containers/tessera-<id>/start        (204; 304 = running)
  * stop     POST   /containers/tessera-<id>/stop?t=N     (204; 304 = stopped)
- * destroy  DELETE /containers/tessera-<id>?force=true&v=true  (404 = gone)
+ * destroy  POST   .../stop?t=N, then
+ *          DELETE /containers/tessera-<id>?force=true&v=true  (404 = gone)
  * status   GET    /containers/tessera-<id>/json         State.Status
  *
  * Why a volume and not a tmpfs at /run/tessera: the engine cannot copy into
@@ -33,7 +40,12 @@
 #include "drv_util.h"
 #include "tsr_time.h"
 
-#define DK_API "/v1.43"
+/* Engine API versions (docs/drivers.md, "Engine API version"): the newest
+ * this driver speaks and the oldest it accepts (the oldest it was tested
+ * against: Debian 12's docker.io 20.10 and podman 4.3 both speak 1.41). The
+ * major version is 1. */
+#define DK_API_MAX_MINOR 43u
+#define DK_API_MIN_MINOR 41u
 #define DK_MAX_BODY (1024u * 1024u)
 #define DK_IDENTITY_PARENT_Q "%2Frun%2Ftessera" /* /run/tessera, URL-encoded as Go encodes it */
 
@@ -48,11 +60,22 @@ typedef struct dk_ctx {
     uint64_t uid, gid;
     uint64_t stop_timeout_s;
     uint64_t timeout_ms;
+    char extra_args[4096]; /* supervisor_args */
+    /* The negotiated Engine API version, 1.<api_minor>; 0 until the first
+     * request (init does not need the engine to be up). */
+    pthread_mutex_t api_lock;
+    unsigned api_minor;
 } dk_ctx;
 
 static const char *const dk_options[] = {
-    "socket",         "image",          "supervisor_path",    "network", "gateway",
-    "supervisor_uid", "supervisor_gid", "stop_timeout_s", "request_timeout_ms", NULL};
+    "socket",         "image",          "supervisor_path", "network",
+    "gateway",        "supervisor_uid", "supervisor_gid",  "stop_timeout_s",
+    "request_timeout_ms", "supervisor_args", NULL};
+
+/* What this driver enforces of a sandbox policy's domains, told to the
+ * supervisor for its ReportPolicyStatus message (docs/policy.md,
+ * "Enforcement"): nothing yet; the domains are recorded only. */
+#define DK_ENFORCED "none"
 
 static pthread_once_t dk_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode dk_curl_rc = CURLE_FAILED_INIT;
@@ -104,11 +127,12 @@ static size_t dk_write_cb(char *ptr, size_t size, size_t n, void *ud)
     TSR_TRY_ENSURE(curl_easy_setopt((h), (opt), (val)) == CURLE_OK, TSR_E_INTERNAL,            \
                    "libcurl refused option " #opt)
 
-/* One request to the engine. A transport failure is an error; any HTTP
- * status is returned in out->status for the caller to judge. */
-TSR_WUR static int dk_request(const dk_ctx *c, const char *method, const char *path,
-                              const char *ctype, const void *body, size_t body_len,
-                              uint64_t timeout_ms, dk_resp *out)
+/* One request to the engine, on /<api>/<path> ("" api: unversioned). A
+ * transport failure is an error; any HTTP status is returned in out->status
+ * for the caller to judge. */
+TSR_WUR static int dk_request_at(const dk_ctx *c, const char *api, const char *method,
+                                 const char *path, const char *ctype, const void *body,
+                                 size_t body_len, uint64_t timeout_ms, dk_resp *out)
 {
     int rc = -1;
     CURL *h = NULL;
@@ -117,7 +141,7 @@ TSR_WUR static int dk_request(const dk_ctx *c, const char *method, const char *p
     errbuf[0] = '\0';
     memset(out, 0, sizeof *out);
 
-    int n = snprintf(url, sizeof url, "http://localhost" DK_API "%s", path);
+    int n = snprintf(url, sizeof url, "http://localhost%s%s", api, path);
     TSR_TRY_ENSURE(n > 0 && (size_t)n < sizeof url, TSR_E_LIMIT, "URL too long");
     h = curl_easy_init();
     TSR_TRY_ENSURE(h != NULL, TSR_E_INTERNAL, "curl_easy_init failed");
@@ -177,19 +201,27 @@ out:
     return rc;
 }
 
+/* An engine-supplied string as printable ASCII, at most 300 bytes (engine
+ * text goes into errors and log lines). NULL becomes `none`. */
+static void dk_printable(const char *m, const char *none, char *out, size_t cap)
+{
+    if (m == NULL) {
+        snprintf(out, cap, "%s", none);
+        return;
+    }
+    size_t i = 0;
+    for (; m[i] != '\0' && i + 1 < cap && i < 300; i++)
+        out[i] = ((unsigned char)m[i] >= 0x20 && (unsigned char)m[i] < 0x7f) ? m[i] : '?';
+    out[i] = '\0';
+}
+
 /* The engine's {"message": "..."} as printable text (bounded). */
 static void dk_engine_message(const dk_resp *r, char *out, size_t cap)
 {
     snprintf(out, cap, "(no message)");
     if (r->body == NULL || r->len == 0) return;
     json_t *j = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, NULL);
-    const char *m = json_string_value(json_object_get(j, "message"));
-    if (m != NULL) {
-        size_t i = 0;
-        for (; m[i] != '\0' && i + 1 < cap && i < 300; i++)
-            out[i] = ((unsigned char)m[i] >= 0x20 && (unsigned char)m[i] < 0x7f) ? m[i] : '?';
-        out[i] = '\0';
-    }
+    dk_printable(json_string_value(json_object_get(j, "message")), "(no message)", out, cap);
     json_decref(j);
 }
 
@@ -202,6 +234,96 @@ static int dk_fail_status(const char *what, const dk_resp *r)
                           : r->status == 400 ? TSR_E_INPUT
                                              : TSR_E_IO;
     return TSR_FAIL(cat, "%s: the engine answered %ld: %s", what, r->status, msg);
+}
+
+/* ---- Engine API version ---------------------------------------------------------- */
+
+/* "1.<minor>", minor of 1..3 digits. */
+static int dk_api_parse(const char *v, unsigned *minor)
+{
+    if (v == NULL || strncmp(v, "1.", 2) != 0) return 0;
+    size_t n = strspn(v + 2, "0123456789");
+    if (n == 0 || n > 3 || v[2 + n] != '\0') return 0;
+    *minor = (unsigned)strtoul(v + 2, NULL, 10);
+    return 1;
+}
+
+/* As the Docker clients do: read the engine's version (GET /version, which
+ * every engine serves unversioned) and use the highest API version both
+ * sides speak; refuse an engine below DK_API_MIN_MINOR, or one whose oldest
+ * accepted version is newer than ours. */
+TSR_WUR static int dk_negotiate(dk_ctx *c)
+{
+    int rc = -1;
+    dk_resp r = {0};
+    json_t *j = NULL;
+    char ver[80], api[80], min[80];
+    unsigned engine_max = 0, engine_min = 0;
+    TSR_TRY(dk_request_at(c, "", "GET", "/version", NULL, NULL, 0, c->timeout_ms, &r));
+    if (r.status != 200) {
+        (void)dk_fail_status("read the engine's version (GET /version)", &r);
+        goto out;
+    }
+    json_error_t jerr;
+    j = json_loadb(r.body != NULL ? r.body : "", r.len, JSON_REJECT_DUPLICATES, &jerr);
+    TSR_TRY_ENSURE(json_is_object(j), TSR_E_PROTO,
+                   "the engine's GET /version answer is not a JSON object");
+    const char *api_s = json_string_value(json_object_get(j, "ApiVersion"));
+    const char *min_s = json_string_value(json_object_get(j, "MinAPIVersion"));
+    dk_printable(json_string_value(json_object_get(j, "Version")), "unknown", ver, sizeof ver);
+    dk_printable(api_s, "(none)", api, sizeof api);
+    dk_printable(min_s, "(none)", min, sizeof min);
+    TSR_TRY_ENSURE(dk_api_parse(api_s, &engine_max), TSR_E_PROTO,
+                   "the Docker engine at %s (version %s) answered GET /version without a usable "
+                   "ApiVersion (%s)",
+                   c->socket, ver, api);
+    unsigned use = engine_max < DK_API_MAX_MINOR ? engine_max : DK_API_MAX_MINOR;
+    TSR_TRY_ENSURE(use >= DK_API_MIN_MINOR, TSR_E_STATE,
+                   "the Docker engine at %s (version %s) speaks Engine API up to %s; this driver "
+                   "needs 1.%u or newer (it speaks 1.%u to 1.%u)",
+                   c->socket, ver, api, DK_API_MIN_MINOR, DK_API_MIN_MINOR, DK_API_MAX_MINOR);
+    if (min_s != NULL) {
+        TSR_TRY_ENSURE(dk_api_parse(min_s, &engine_min), TSR_E_PROTO,
+                       "the Docker engine at %s (version %s) answered GET /version with an "
+                       "unusable MinAPIVersion (%s)",
+                       c->socket, ver, min);
+        TSR_TRY_ENSURE(engine_min <= use, TSR_E_STATE,
+                       "the Docker engine at %s (version %s) accepts Engine API %s and newer; "
+                       "this driver speaks 1.%u to 1.%u",
+                       c->socket, ver, min, DK_API_MIN_MINOR, DK_API_MAX_MINOR);
+    }
+    c->api_minor = use;
+    drv_logf(&c->log, "Docker engine at %s: version %s, Engine API %s; using 1.%u", c->socket,
+             ver, api, use);
+    rc = 0;
+out:
+    json_decref(j);
+    dk_resp_free(&r);
+    return rc;
+}
+
+/* A request on the negotiated API version, negotiated on first use (and
+ * again after the engine could not be reached: it may come back as another
+ * version). */
+TSR_WUR static int dk_request(dk_ctx *c, const char *method, const char *path,
+                              const char *ctype, const void *body, size_t body_len,
+                              uint64_t timeout_ms, dk_resp *out)
+{
+    char api[16];
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&c->api_lock);
+    int rc = c->api_minor == 0 ? dk_negotiate(c) : 0;
+    unsigned minor = c->api_minor;
+    pthread_mutex_unlock(&c->api_lock);
+    TSR_GUARD(rc);
+    snprintf(api, sizeof api, "/v1.%u", minor);
+    if (dk_request_at(c, api, method, path, ctype, body, body_len, timeout_ms, out) != 0) {
+        pthread_mutex_lock(&c->api_lock);
+        c->api_minor = 0;
+        pthread_mutex_unlock(&c->api_lock);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- init / fini ------------------------------------------------------------------ */
@@ -258,10 +380,11 @@ TSR_WUR static int dk_setup(dk_ctx *c, const tsr_driver_env *env)
     TSR_ENSURE(drv_td_valid(env->trust_domain), TSR_E_INPUT, "bad trust domain");
     strcpy(c->td, env->trust_domain);
 
-    TSR_GUARD(drv_option_u64(env, "supervisor_uid", 1000, 0, 0x7fffffff, &c->uid));
+    TSR_GUARD(drv_option_u64(env, "supervisor_uid", 0, 0, 0x7fffffff, &c->uid));
     TSR_GUARD(drv_option_u64(env, "supervisor_gid", c->uid, 0, 0x7fffffff, &c->gid));
     TSR_GUARD(drv_option_u64(env, "stop_timeout_s", 10, 0, 3600, &c->stop_timeout_s));
     TSR_GUARD(drv_option_u64(env, "request_timeout_ms", 60000, 100, 3600000, &c->timeout_ms));
+    TSR_GUARD(drv_option_supervisor_args(env, c->extra_args, sizeof c->extra_args));
 
     pthread_once(&dk_curl_once, dk_curl_init);
     TSR_ENSURE(dk_curl_rc == CURLE_OK, TSR_E_INTERNAL, "curl_global_init: %s",
@@ -278,7 +401,12 @@ static int dk_init(const tsr_driver_env *env, void **ctx, char *err, size_t err_
     c->log.log = env->log;
     c->log.arg = env->log_arg;
     c->log.prefix = "docker";
+    if (pthread_mutex_init(&c->api_lock, NULL) != 0) {
+        free(c);
+        return drv_errf(err, err_cap, "docker: init: pthread_mutex_init failed");
+    }
     if (dk_setup(c, env) != 0) {
+        pthread_mutex_destroy(&c->api_lock);
         free(c);
         return drv_err_recorded(err, err_cap, "docker: init", NULL);
     }
@@ -289,33 +417,61 @@ static int dk_init(const tsr_driver_env *env, void **ctx, char *err, size_t err_
 /* Containers keep running; libcurl's global state stays (other users). */
 static void dk_fini(void *ctx)
 {
-    free(ctx);
+    dk_ctx *c = ctx;
+    if (c == NULL) return;
+    pthread_mutex_destroy(&c->api_lock);
+    free(c);
 }
 
 /* ---- create ------------------------------------------------------------------------ */
 
-/* The create body: no key material, only paths and names. */
+/* The create body: no key material, only paths and names.
+ *
+ * The supervisor runs as supervisor_uid (0 by default: root in the
+ * container's namespaces, with only CAP_SETUID and CAP_SETGID, to drop its
+ * workload to another uid, and CAP_KILL, to signal it) under
+ * no-new-privileges; the workload it starts has no capability at all and
+ * cannot read the identity (docs/drivers.md, "Inside the container"). */
 TSR_WUR static int dk_create_body(const dk_ctx *c, const tsr_driver_sandbox *sb, char **out)
 {
     int rc = -1;
     json_t *root = NULL, *hc = NULL;
-    root = json_pack("{s:s, s:[s], s:[s,s,s,s,s,s,s,s], s:{s:s, s:s, s:s}, s:{s:{}}}",
+    drv_argv *extra = NULL;
+    char user[48];
+    snprintf(user, sizeof user, "%llu:%llu", (unsigned long long)c->uid,
+             (unsigned long long)c->gid);
+    root = json_pack("{s:s, s:[s], s:[s,s,s,s,s,s,s,s,s,s,s,s], s:s, s:s, s:I, "
+                     "s:{s:s, s:s, s:s}, s:{s:{}}}",
                      "Image", c->image, "Entrypoint", c->supervisor, "Cmd", "--identity-dir",
                      "/run/tessera/identity", "--gateway", c->gateway, "--trust-domain", c->td,
-                     "--sandbox-id", sb->id, "Labels", "tessera.sandbox-id", sb->id,
+                     "--sandbox-id", sb->id, "--driver", "docker", "--enforced", DK_ENFORCED,
+                     "User", user, "StopSignal", "SIGTERM", "StopTimeout",
+                     (json_int_t)c->stop_timeout_s, "Labels", "tessera.sandbox-id", sb->id,
                      "tessera.spiffe-id", sb->spiffe_id, "tessera.managed-by",
                      "tessera-gateway", "Volumes", "/run/tessera");
     TSR_TRY_ENSURE(root != NULL, TSR_E_INTERNAL, "build the create request");
-    if (c->network[0] != '\0') {
-        hc = json_pack("{s:s}", "NetworkMode", c->network);
-        TSR_TRY_ENSURE(hc != NULL && json_object_set_new(root, "HostConfig", hc) == 0,
+    extra = drv_argv_new();
+    TSR_TRY_ENSURE(extra != NULL, TSR_E_INTERNAL, "out of memory");
+    TSR_TRY(drv_argv_add_split(extra, c->extra_args));
+    json_t *cmd = json_object_get(root, "Cmd");
+    for (size_t i = 0; i < extra->n; i++)
+        TSR_TRY_ENSURE(json_array_append_new(cmd, json_string(extra->v[i])) == 0,
                        TSR_E_INTERNAL, "build the create request");
-        hc = NULL;
-    }
+    hc = json_pack("{s:[s], s:[s,s,s], s:[s]}", "CapDrop", "ALL", "CapAdd", "CAP_SETUID",
+                   "CAP_SETGID", "CAP_KILL", "SecurityOpt", "no-new-privileges");
+    TSR_TRY_ENSURE(hc != NULL, TSR_E_INTERNAL, "build the create request");
+    if (c->network[0] != '\0')
+        TSR_TRY_ENSURE(json_object_set_new(hc, "NetworkMode", json_string(c->network)) == 0,
+                       TSR_E_INTERNAL, "build the create request");
+    TSR_TRY_ENSURE(json_object_set_new(root, "HostConfig", hc) == 0, TSR_E_INTERNAL,
+                   "build the create request");
+    hc = NULL;
     *out = json_dumps(root, JSON_COMPACT);
     TSR_TRY_ENSURE(*out != NULL, TSR_E_INTERNAL, "serialise the create request");
     rc = 0;
 out:
+    drv_argv_free(extra);
+    json_decref(hc);
     json_decref(root);
     return rc;
 }
@@ -329,7 +485,7 @@ static int dk_hex64(const char *s)
 }
 
 /* Remove a container that create could not finish. */
-static void dk_rollback(const dk_ctx *c, const char *ref)
+static void dk_rollback(dk_ctx *c, const char *ref)
 {
     char path[256];
     dk_resp r;
@@ -417,7 +573,7 @@ static int dk_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_i
 
 /* method on /containers/tessera-<id><suffix>; `ok1`/`ok2` are the statuses
  * that mean success. */
-TSR_WUR static int dk_simple(const dk_ctx *c, const char *what, const char *method,
+TSR_WUR static int dk_simple(dk_ctx *c, const char *what, const char *method,
                              const char *id, const char *suffix, long ok1, long ok2,
                              uint64_t timeout_ms, long *status)
 {
@@ -444,28 +600,38 @@ static int dk_start(void *ctx, const char *id, char *err, size_t err_cap)
     return 0;
 }
 
-static int dk_stop(void *ctx, const char *id, char *err, size_t err_cap)
+/* SIGTERM, then SIGKILL after stop_timeout_s (the engine does both). */
+TSR_WUR static int dk_stop_graceful(dk_ctx *c, const char *id, long *st)
 {
-    dk_ctx *c = ctx;
-    long st = 0;
     char suffix[48];
     snprintf(suffix, sizeof suffix, "/stop?t=%llu", (unsigned long long)c->stop_timeout_s);
     /* The engine waits up to t seconds before SIGKILL: allow for that. */
     uint64_t timeout = c->stop_timeout_s * 1000 + c->timeout_ms;
-    if (dk_simple(c, "stop the container", "POST", id, suffix, 204, 304, timeout, &st) != 0)
+    return dk_simple(c, "stop the container", "POST", id, suffix, 204, 304, timeout, st);
+}
+
+static int dk_stop(void *ctx, const char *id, char *err, size_t err_cap)
+{
+    dk_ctx *c = ctx;
+    long st = 0;
+    if (dk_stop_graceful(c, id, &st) != 0)
         return drv_err_recorded(err, err_cap, "docker: stop", id);
     drv_logf(&c->log, "%s tessera-%s", st == 304 ? "already stopped:" : "stopped", id);
     return 0;
 }
 
 /* The container and its anonymous volume (the identity) go; a container
- * that is already gone is success. */
+ * that is already gone is success. A running container is stopped
+ * gracefully first (SIGTERM, stop_timeout_s, then SIGKILL), so its
+ * supervisor can deliver its last log lines. */
 static int dk_destroy(void *ctx, const char *id, char *err, size_t err_cap)
 {
     dk_ctx *c = ctx;
     long st = 0;
+    if (dk_stop_graceful(c, id, &st) != 0 && tsr_errcat() != TSR_E_NOTFOUND)
+        drv_logf(&c->log, "tessera-%s: %s; removing it anyway", id, tsr_errmsg());
     if (dk_simple(c, "remove the container", "DELETE", id, "?force=true&v=true", 204, 404,
-                  c->timeout_ms + c->stop_timeout_s * 1000, &st) != 0)
+                  c->timeout_ms, &st) != 0)
         return drv_err_recorded(err, err_cap, "docker: destroy", id);
     if (st == 204) drv_logf(&c->log, "removed tessera-%s and its volume", id);
     return 0;

@@ -11,7 +11,14 @@ request:  method, path (without the query), query (dict, compared exactly),
 response: status, json (body), raw (body text), huge (N bytes of junk),
           delay (seconds before answering), headers (extra).
 
-Strings in a recording may hold {placeholders} filled in by the test.
+Strings in a recording may hold {placeholders} filled in by the test
+({api} is the negotiated version prefix, e.g. v1.43).
+
+The engine answers the unversioned `GET /version` itself, outside the
+recording, with `version` (default: Docker 24.0.7, API 1.43, oldest 1.12) and
+counts those requests in `version_requests`: the driver negotiates its API
+version there first.
+
 Independently of the recording, no byte string in `secrets` may appear in a
 request line, a header, or any body but the archive upload's."""
 import http.server
@@ -104,8 +111,16 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
 
+DOCKER_24 = {"Version": "24.0.7", "ApiVersion": "1.43", "MinAPIVersion": "1.12",
+             "Os": "linux", "Arch": "amd64"}
+
+
 class FakeEngine:
-    def __init__(self, sock_path, recording, subst, secrets=()):
+    def __init__(self, sock_path, recording, subst, secrets=(), version=None,
+                 version_status=200):
+        self.version = DOCKER_24 if version is None else version
+        self.version_status = version_status
+        self.version_requests = 0
         self.sock_path = sock_path
         self.exchanges = substitute(recording["exchanges"], subst)
         self.secrets = list(secrets)
@@ -180,7 +195,6 @@ class FakeEngine:
     # -- one request --
     def on_request(self, method, raw_path, version, headers, body):
         with self.lock:
-            self.requests.append((method, raw_path, body))
             url = urllib.parse.urlsplit(raw_path)
             where = "%s %s" % (method, url.path)
             if version != "HTTP/1.1":
@@ -193,6 +207,12 @@ class FakeEngine:
                     self.fail("%s: key material in a header" % where)
                 if not is_archive and s in body:
                     self.fail("%s: key material in the body" % where)
+            if method == "GET" and raw_path == "/version":
+                self.version_requests += 1
+                body = self.version if isinstance(self.version, bytes) else \
+                    json.dumps(self.version).encode()
+                return self.version_status, {"Content-Type": "application/json"}, body, 0
+            self.requests.append((method, raw_path, body))
             if self.index >= len(self.exchanges):
                 self.fail("unexpected request %s %s" % (method, raw_path))
                 return 500, {"Content-Type": "application/json"}, \

@@ -1,7 +1,8 @@
 """The docker driver (build/drivers/docker.so, loaded by tests/bin/drv_run)
-against a fake engine replaying recorded Engine API v1.43 exchanges
-(tests/data/docker/*.json). No real Docker engine runs here: these tests
-check the requests the driver sends and how it reads the answers."""
+against a fake engine replaying recorded Engine API exchanges
+(tests/data/docker/*.json): the requests the driver sends, how it reads the
+answers, and how it negotiates the API version. The fast half; the driver
+against live engines (podman, Docker) is test_docker_engines.py."""
 import os
 import secrets
 import tempfile
@@ -26,18 +27,20 @@ def env():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def subst(e, gateway="127.0.0.1:8443"):
+def subst(e, gateway="127.0.0.1:8443", api="v1.43"):
     i = e["ident"]
     return {"id": e["id"], "cid": e["cid"], "cid12": e["cid"][:12], "gateway": gateway, "td": TD,
+            "api": api,
             "spiffe": "spiffe://%s/sandbox/%s" % (TD, e["id"]), "cert": i.cert.decode(),
             "key": i.key.decode(), "bundle": i.bundle.decode()}
 
 
-def run(e, recording, ops, options=(), gateway="127.0.0.1:8443", **kw):
+def run(e, recording, ops, options=(), gateway="127.0.0.1:8443", api="v1.43", version=None,
+        **kw):
     """Run drv_run against the fake engine; the engine's checks must pass."""
-    rec = fake_docker.load(recording)
-    engine = fake_docker.FakeEngine(e["sock"], rec, subst(e, gateway),
-                                    secrets=e["ident"].key_fragments())
+    rec = fake_docker.load(recording) if recording else {"exchanges": []}
+    engine = fake_docker.FakeEngine(e["sock"], rec, subst(e, gateway, api),
+                                    secrets=e["ident"].key_fragments(), version=version)
     with engine:
         res = drvtest.run("docker", ops, options=[("socket", e["sock"])] + list(options),
                           identity=e["ident"], gateway=gateway, **kw)
@@ -57,7 +60,8 @@ def test_init_refuses_bad_options(env):
     bad = [("bogus", "1"), ("socket", "relative.sock"), ("socket", "/" + "x" * 200),
            ("image", "has space:latest"), ("image", ""), ("supervisor_path", "relative/sup"),
            ("network", "bad/name"), ("supervisor_uid", "-1"), ("supervisor_uid", "root"),
-           ("stop_timeout_s", "3601"), ("request_timeout_ms", "5"), ("gateway", "no-port")]
+           ("stop_timeout_s", "3601"), ("request_timeout_ms", "5"), ("gateway", "no-port"),
+           ("supervisor_args", " ".join(["-x"] * 33))]
     for k, v in bad:
         res = drvtest.run("docker", [op("status", env)], options=[(k, v)])
         assert res.rc == 1, (k, v, res)
@@ -205,6 +209,10 @@ def test_lifecycle(env):
     assert carried == [("PUT", "/v1.43/containers/%s/archive?path=%%2Frun%%2Ftessera"
                                "&noOverwriteDirNonDir=true" % env["cid"])]
     assert not any(f.decode() in res.err + res.out for f in frags)
+    # One version negotiation for the whole run, logged once.
+    assert engine.version_requests == 1
+    assert res.err.count("docker: Docker engine at %s: version 24.0.7, Engine API 1.43; using "
+                         "1.43" % env["sock"]) == 1, res.err
 
 
 def test_not_modified_and_already_gone(env):
@@ -214,6 +222,24 @@ def test_not_modified_and_already_gone(env):
     assert res.lines[-1] == "status %s: UNKNOWN" % env["id"]
     assert "already running: tessera-%s" % env["id"] in res.err
     assert "already stopped: tessera-%s" % env["id"] in res.err
+
+
+def test_supervisor_args_follow_the_driver_flags(env):
+    """supervisor_args (e.g. a workload after --) come last in Cmd."""
+    rec = fake_docker.load("lifecycle")
+    create = rec["exchanges"][0]
+    create["request"]["json"]["Cmd"] += ["--min-rotate-seconds", "1", "--", "/bin/sh", "-c",
+                                         "sleep"]
+    engine = fake_docker.FakeEngine(env["sock"], {"exchanges": rec["exchanges"][:2]}, subst(env),
+                                    secrets=env["ident"].key_fragments())
+    with engine:
+        res = drvtest.run("docker", [op("create", env)],
+                          options=[("socket", env["sock"]),
+                                   ("supervisor_args",
+                                    " --min-rotate-seconds 1  -- /bin/sh -c sleep ")],
+                          identity=env["ident"])
+    assert engine.check() == [], engine.check()
+    assert res.rc == 0, res
 
 
 def test_options(env):
@@ -231,6 +257,92 @@ def test_recordings_are_consistent():
         rec = fake_docker.load(name[:-5])
         assert rec["exchanges"], name
         for ex in rec["exchanges"]:
-            assert ex["request"]["path"].startswith("/v1.43/"), name
+            assert ex["request"]["path"].startswith("/{api}/"), name
             assert ex["request"]["method"] in ("GET", "POST", "PUT", "DELETE"), name
             assert 100 <= ex["response"]["status"] < 600, name
+
+
+# ---- Engine API version negotiation --------------------------------------------------------
+
+DEBIAN_DOCKER = {"Version": "20.10.24+dfsg1", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}
+
+
+def test_negotiates_down_to_an_older_engine(env):
+    """Debian 12's docker.io 20.10 speaks 1.41: every request goes to /v1.41/."""
+    ops = [op(o, env) for o in ("create", "start", "status", "stop", "status", "start", "status",
+                                "destroy", "status")]
+    res, engine = run(env, "lifecycle", ops, api="v1.41", version=DEBIAN_DOCKER)
+    assert res.rc == 0, res
+    assert all(p.startswith("/v1.41/") for _, p, _ in engine.requests), engine.requests
+    assert engine.version_requests == 1
+    assert "docker: Docker engine at %s: version 20.10.24+dfsg1, Engine API 1.41; using 1.41" % (
+        env["sock"]) in res.err
+
+
+def test_newer_engine_gets_our_newest_version(env):
+    ver = {"Version": "27.3.1", "ApiVersion": "1.47", "MinAPIVersion": "1.24"}
+    res, engine = run(env, "not_modified", [op(o, env) for o in ("start", "stop", "destroy",
+                                                                  "status")],
+                      api="v1.43", version=ver)
+    assert res.rc == 0, res
+    assert "Engine API 1.47; using 1.43" in res.err
+
+
+def refused(env, version, ops=("create", "start", "stop", "destroy", "status"), status=200):
+    """Every operation fails with the same reason; nothing but GET /version is asked."""
+    engine = fake_docker.FakeEngine(env["sock"], {"exchanges": []}, subst(env),
+                                    secrets=env["ident"].key_fragments(), version=version,
+                                    version_status=status)
+    with engine:
+        res = drvtest.run("docker", [op(o, env) for o in ops], options=[("socket", env["sock"])],
+                          identity=env["ident"])
+    assert engine.check() == [] and engine.requests == [], engine.requests
+    # Not cached: each call asks again (the engine may have been upgraded);
+    # destroy tries a graceful stop, then the removal.
+    assert engine.version_requests == len(ops) + ops.count("destroy")
+    assert res.rc == 1 and len(res.lines) == len(ops), res
+    reasons = set()
+    for o, line in zip(ops, res.lines):
+        prefix = "%s %s: error: docker: %s %s: " % (o, env["id"], o, env["id"])
+        assert line.startswith(prefix), line
+        reasons.add(line[len(prefix):])
+    assert len(reasons) == 1, reasons
+    return reasons.pop()
+
+
+def test_engine_too_old_is_refused(env):
+    reason = refused(env, {"Version": "19.03.15", "ApiVersion": "1.40", "MinAPIVersion": "1.12"})
+    assert reason == ("the Docker engine at %s (version 19.03.15) speaks Engine API up to 1.40; "
+                      "this driver needs 1.41 or newer (it speaks 1.41 to 1.43)" % env["sock"])
+
+
+def test_engine_that_dropped_our_versions_is_refused(env):
+    reason = refused(env, {"Version": "99.0.0", "ApiVersion": "1.60", "MinAPIVersion": "1.44"})
+    assert reason == ("the Docker engine at %s (version 99.0.0) accepts Engine API 1.44 and "
+                      "newer; this driver speaks 1.41 to 1.43" % env["sock"])
+
+
+def test_unusable_version_answers(env):
+    sock = env["sock"]
+    cases = [
+        ({"Version": "1.0"}, "the Docker engine at %s (version 1.0) answered GET /version "
+                             "without a usable ApiVersion ((none))" % sock),
+        ({"ApiVersion": "2.0"}, "the Docker engine at %s (version unknown) answered GET /version "
+                                "without a usable ApiVersion (2.0)" % sock),
+        ({"ApiVersion": "1.4x", "Version": "x\ny"},
+         "the Docker engine at %s (version x?y) answered GET /version without a usable "
+         "ApiVersion (1.4x)" % sock),
+        ({"ApiVersion": "1.1234"}, "without a usable ApiVersion (1.1234)"),
+        ({"ApiVersion": 1.43}, "without a usable ApiVersion ((none))"),
+        ({"ApiVersion": "1.43", "MinAPIVersion": "one"},
+         "answered GET /version with an unusable MinAPIVersion (one)"),
+        (b"not json", "the engine's GET /version answer is not a JSON object"),
+        (b'{"ApiVersion":"1.43","ApiVersion":"1.41"}',
+         "the engine's GET /version answer is not a JSON object"),
+    ]
+    for version, want in cases:
+        reason = refused(env, version, ops=("status",))
+        assert want in reason, (version, reason)
+    reason = refused(env, {"message": "page not found"}, ops=("status",), status=404)
+    assert reason == "read the engine's version (GET /version): the engine answered 404: " \
+                     "page not found"
