@@ -333,3 +333,13 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(PY_STUBS) bench-build
 	@TSR_BUILD_DIR=$(CURDIR)/$(O) TSR_ROOT=$(CURDIR) bench/run.sh
 # ---- end bench ----------------------------------------------------------------
+# ==== vm driver: host relay (docs/drivers.md, "vm") ===========================
+# tessera-vm-relay (drivers/vm/relay/) is the per-connection forward QEMU runs
+# for `network: gateway`; it is part of `all`.
+BIN_VM_RELAY := $(O)/bin/tessera-vm-relay
+all: $(BIN_VM_RELAY)
+
+$(BIN_VM_RELAY): $(call obj,drivers/vm/relay/vm_relay.c)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+# ---- end vm driver ----------------------------------------------------------------

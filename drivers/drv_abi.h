@@ -20,8 +20,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TSR_DRIVER_ABI_VERSION 1u
+#define TSR_DRIVER_ABI_VERSION 2u
 #define TSR_DRIVER_ENTRY_SYMBOL "tessera_driver_entry"
+
+typedef struct tsr_driver_identity {
+    const char *cert_pem;          /* leaf then issuing CA */
+    size_t cert_len;
+    const char *key_pem;           /* the sandbox's private key: secret */
+    size_t key_len;
+    const char *bundle_pem;        /* trust bundle (roots) */
+    size_t bundle_len;
+} tsr_driver_identity;
 
 /* What the gateway tells a driver once, at load. Strings live as long as
  * the driver is loaded. */
@@ -38,16 +47,19 @@ typedef struct tsr_driver_env {
     /* Log one line (never secrets); may be NULL. */
     void (*log)(void *log_arg, const char *line);
     void *log_arg;
+    /* Since ABI 2. A fresh identity for an existing sandbox, minted by the
+     * gateway (only the gateway mints), for a driver that cannot carry the
+     * sandbox's rotated identity across a restart (vm: the guest's copy dies
+     * with the VM). The certificate is recorded (listed, revocable) before this
+     * returns; a deleted or unknown sandbox gets none. On 0, *out holds
+     * in-memory buffers owned by the gateway: place them, then hand them back
+     * with release_identity, which wipes them. May be called from any thread.
+     * NULL when the loader cannot mint: a driver then refuses what needs it. */
+    int (*mint_identity)(void *mint_arg, const char *sandbox_id, tsr_driver_identity *out,
+                         char *err, size_t err_cap);
+    void (*release_identity)(void *mint_arg, tsr_driver_identity *identity);
+    void *mint_arg;
 } tsr_driver_env;
-
-typedef struct tsr_driver_identity {
-    const char *cert_pem;          /* leaf then issuing CA */
-    size_t cert_len;
-    const char *key_pem;           /* the sandbox's private key: secret */
-    size_t key_len;
-    const char *bundle_pem;        /* trust bundle (roots) */
-    size_t bundle_len;
-} tsr_driver_identity;
 
 typedef struct tsr_driver_sandbox {
     const char *id;                /* lowercase UUID */
