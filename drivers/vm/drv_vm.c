@@ -38,8 +38,8 @@
 /* How long QEMU may take to answer on QMP after its start (its start-up
  * reads the kernel, the initrd and the fw_cfg files). */
 #define VM_QMP_READY_MS 30000
-/* An identity placed at create with less left than this is not booted. */
-#define VM_MIN_VALIDITY_S 60
+/* How far before its issue the gateway dates a certificate's notBefore. */
+#define VM_BACKDATE_S 60
 
 typedef struct vm_ctx {
     drv_local local;
@@ -132,9 +132,10 @@ int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv
     TSR_GUARD(drv_argv_addf(a, "%llu", (unsigned long long)cfg->memory_mb));
     TSR_GUARD(drv_argv_add(a, "-smp"));
     TSR_GUARD(drv_argv_addf(a, "%llu", (unsigned long long)cfg->cpus));
-    static const char *const fixed[] = {"-nodefaults", "-no-user-config", "-nographic",
-                                        "-monitor",    "none",            "-serial",
-                                        "file:console.log", "-no-reboot"};
+    /* The console log is appended to: a boot's predecessors stay readable. */
+    static const char *const fixed[] = {
+        "-nodefaults", "-no-user-config", "-nographic", "-monitor", "none", "-chardev",
+        "file,id=console,path=console.log,append=on", "-serial", "chardev:console", "-no-reboot"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         TSR_GUARD(drv_argv_add(a, fixed[i]));
     if (cfg->qemu_sandbox) {
@@ -548,9 +549,12 @@ static void vm_identity_discard(int sbfd)
     }
 }
 
-/* 1 when identity/ holds the three files placed at create and the
- * certificate has VM_MIN_VALIDITY_S left: they have never been booted
- * (QEMU's start deletes them). */
+/* 1 when identity/ holds the three files placed at create (QEMU's start
+ * deletes them: they have never been booted) and the certificate is in the
+ * first half of its lifetime, counted from its issue (notBefore + 60 s: the
+ * gateway backdates notBefore by 60 s, docs/supervisor.md "Rotation") as
+ * the supervisor counts it: it rotates at about half, and an identity older
+ * than that gets a fresh one instead. */
 static int vm_identity_unused(vm_ctx *c, const char *id, int sbfd)
 {
     for (size_t i = 0; i < 3; i++) {
@@ -570,9 +574,12 @@ static int vm_identity_unused(vm_ctx *c, const char *id, int sbfd)
     }
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     X509 *cert = bio != NULL ? PEM_read_bio_X509(bio, NULL, drv_no_passphrase, NULL) : NULL;
-    if (cert != NULL) {
-        time_t soon = time(NULL) + VM_MIN_VALIDITY_S;
-        ok = X509_cmp_time(X509_get0_notAfter(cert), &soon) > 0;
+    int life_d = 0, life_s = 0, left_d = 0, left_s = 0;
+    if (cert != NULL &&
+        ASN1_TIME_diff(&life_d, &life_s, X509_get0_notBefore(cert), X509_get0_notAfter(cert)) &&
+        ASN1_TIME_diff(&left_d, &left_s, NULL, X509_get0_notAfter(cert))) {
+        int64_t life = (int64_t)life_d * 86400 + life_s, left = (int64_t)left_d * 86400 + left_s;
+        ok = left > 0 && left * 2 > life - VM_BACKDATE_S;
     }
     X509_free(cert);
     BIO_free(bio);
@@ -586,8 +593,8 @@ static int vm_identity_unused(vm_ctx *c, const char *id, int sbfd)
 TSR_WUR static int vm_identity_mint(vm_ctx *c, const char *id, int sbfd)
 {
     TSR_ENSURE(c->mint != NULL && c->release != NULL, TSR_E_STATE,
-               "this VM booted before (or its first identity expired): it needs a fresh "
-               "identity, and this caller cannot mint one");
+               "this VM booted before, or its first identity is past half of its lifetime: "
+               "it needs a fresh identity, and this caller cannot mint one");
     char spiffe[DRV_MAX_TD + 64], err[256] = "", path[DRV_PATH_MAX];
     snprintf(spiffe, sizeof spiffe, "spiffe://%s/sandbox/%s", c->cfg.td, id);
     tsr_driver_identity ident;

@@ -25,10 +25,10 @@ class SandboxIdentity:
     """Leaf (with the issuing CA) for spiffe://TD/sandbox/<id>, its key and
     the bundle, written to a directory for drv_run --identity."""
 
-    def __init__(self, sandbox_id, directory, td=TD, not_after=None):
+    def __init__(self, sandbox_id, directory, td=TD, not_before=None, not_after=None):
         ca, ca_key = gwtest.make_ca("Tessera Test CA")
         leaf, key = gwtest.make_leaf("spiffe://%s/sandbox/%s" % (td, sandbox_id), ca, ca_key,
-                                     not_after=not_after)
+                                     not_before=not_before, not_after=not_after)
         self.cert = gwtest.pem(leaf) + gwtest.pem(ca)
         self.key = gwtest.key_pem(key)
         self.bundle = gwtest.pem(ca)

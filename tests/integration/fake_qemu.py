@@ -74,9 +74,9 @@ def main(argv):
         else:
             print("fw_cfg %s string=%s" % (fields["name"], fields["string"]))
     open(opts["-pidfile"], "w").write("%d\n" % os.getpid())
-    serial = opts["-serial"]
-    assert serial.startswith("file:")
-    with open(serial[5:], "a") as f:
+    assert opts["-serial"] == "chardev:console", opts["-serial"]
+    assert opts["-chardev"] == "file,id=console,path=console.log,append=on", opts["-chardev"]
+    with open("console.log", "a") as f:
         f.write("fake guest: booting\n")
     qmp = opts["-qmp"]
     assert qmp.startswith("unix:") and qmp.endswith(",server=on,wait=off"), qmp

@@ -299,8 +299,9 @@ def test_lifecycle(env):
     # mint it does not start; the gateway's mint hands out a fresh one.
     res = run(env, ["start", "status"])
     assert res.lines == [
-        "start %s: error: vm: start %s: this VM booted before (or its first identity "
-        "expired): it needs a fresh identity, and this caller cannot mint one" % (sid, sid),
+        "start %s: error: vm: start %s: this VM booted before, or its first identity is "
+        "past half of its lifetime: it needs a fresh identity, and this caller cannot mint "
+        "one" % (sid, sid),
         "status %s: STOPPED" % sid], res
     wrong = drvtest.SandboxIdentity(drvtest.new_id(), os.path.join(env["dir"], "wrong"))
     fresh = drvtest.SandboxIdentity(sid, os.path.join(env["dir"], "fresh"))
@@ -343,19 +344,21 @@ def test_lifecycle(env):
     assert not any(fr.decode() in res.err for fr in frags)
 
 
-def test_expired_first_identity_is_not_booted(env):
-    """An identity placed at create that has (almost) run out is replaced by a
-    fresh one before the first boot, or the VM does not start."""
+def test_old_first_identity_is_not_booted(env):
+    """An identity placed at create past half of its lifetime (issued 9 min
+    ago, 1 min left) is replaced by a fresh one before the first boot, or the
+    VM does not start."""
     import datetime
     sid = env["id"]
+    now = gwtest_now()
     env["ident"] = drvtest.SandboxIdentity(
-        sid, os.path.join(env["dir"], "old"),
-        not_after=gwtest_now() + datetime.timedelta(seconds=30))
+        sid, os.path.join(env["dir"], "old"), not_before=now - datetime.timedelta(minutes=10),
+        not_after=now + datetime.timedelta(minutes=1))
     res = run(env, ["create", "start", "status"])
     assert res.lines == ["create %s: ok" % sid,
-                         "start %s: error: vm: start %s: this VM booted before (or its first "
-                         "identity expired): it needs a fresh identity, and this caller cannot "
-                         "mint one" % (sid, sid),
+                         "start %s: error: vm: start %s: this VM booted before, or its first "
+                         "identity is past half of its lifetime: it needs a fresh identity, and "
+                         "this caller cannot mint one" % (sid, sid),
                          "status %s: CREATED" % sid], res
     assert identity_files(env) == []
     fresh = drvtest.SandboxIdentity(sid, os.path.join(env["dir"], "fresh"))
