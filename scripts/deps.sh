@@ -21,6 +21,8 @@ PACKAGES=(
   libjansson-dev   # the docker driver's Engine API JSON
   # make fuzz: clang with libFuzzer (-fsanitize=fuzzer)
   clang libclang-rt-dev
+  # vm driver: QEMU, and busybox-static for the guest image (make vm-image)
+  qemu-system-x86 busybox-static
 )
 
 missing=()
