@@ -23,7 +23,9 @@
  * perhaps expired or revoked, one. A guest reboot ends QEMU (-no-reboot): the
  * same fw_cfg is never read twice.
  *
- * Options: see vm_options and docs/drivers.md. */
+ * Options: see vm_options and docs/drivers.md. Without options it boots the
+ * guest `make vm-image` builds (beside the gateway's bin/: ../vm/) with
+ * gateway networking through ../bin/tessera-vm-relay. */
 #include "drv_vm.h"
 
 #include <linux/kvm.h>
@@ -297,19 +299,28 @@ static int vm_chars_ok(const char *s, const char *extra)
     return 1;
 }
 
+/* <directory of the running program (the gateway's bin/)>/<rel> into out. */
+TSR_WUR static int vm_beside_self(const char *rel, char *out, size_t cap)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    TSR_ENSURE(n > 0, TSR_E_IO, "readlink /proc/self/exe: %s", strerror(errno));
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    TSR_ENSURE(slash != NULL, TSR_E_INTERNAL, "odd /proc/self/exe %s", self);
+    *slash = '\0';
+    int w = snprintf(out, cap, "%s/%s", self, rel);
+    TSR_ENSURE(w > 0 && (size_t)w < cap, TSR_E_LIMIT, "path too long beside %s", self);
+    return 0;
+}
+
 /* tessera-vm-relay: the option, or next to the running program (the
  * gateway's bin directory). */
 TSR_WUR static int vm_find_relay(const char *opt, char *out, size_t cap)
 {
-    char self[4096], cand[4096 + 32];
+    char cand[4096 + 32];
     if (opt == NULL) {
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        TSR_ENSURE(n > 0, TSR_E_IO, "readlink /proc/self/exe: %s", strerror(errno));
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        TSR_ENSURE(slash != NULL, TSR_E_INTERNAL, "odd /proc/self/exe %s", self);
-        *slash = '\0';
-        snprintf(cand, sizeof cand, "%s/tessera-vm-relay", self);
+        TSR_GUARD(vm_beside_self("tessera-vm-relay", cand, sizeof cand));
         opt = cand;
     }
     TSR_GUARD(vm_abs_file("relay", opt, out, cap, 1));
@@ -348,11 +359,24 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
     const char *v = drv_option(env, "qemu");
     TSR_GUARD(vm_find_qemu(v != NULL ? v : "qemu-system-x86_64", cfg->qemu, sizeof cfg->qemu));
     v = drv_option(env, "kernel");
-    TSR_ENSURE(v != NULL, TSR_E_INPUT,
-               "option kernel is required (the guest kernel image; `make vm-image` builds one)");
-    TSR_GUARD(vm_abs_file("kernel", v, cfg->kernel, sizeof cfg->kernel, 0));
-    v = drv_option(env, "initrd");
-    if (v != NULL) TSR_GUARD(vm_abs_file("initrd", v, cfg->initrd, sizeof cfg->initrd, 0));
+    if (v != NULL) {
+        TSR_GUARD(vm_abs_file("kernel", v, cfg->kernel, sizeof cfg->kernel, 0));
+        v = drv_option(env, "initrd");
+        if (v != NULL) TSR_GUARD(vm_abs_file("initrd", v, cfg->initrd, sizeof cfg->initrd, 0));
+    } else {
+        /* The guest `make vm-image` builds, beside the gateway's bin/. */
+        char k[4096], i[4096];
+        TSR_GUARD(vm_beside_self("../vm/vmlinuz", k, sizeof k));
+        TSR_GUARD(vm_beside_self("../vm/initrd.img", i, sizeof i));
+        TSR_ENSURE(drv_option(env, "initrd") == NULL && access(k, R_OK) == 0 &&
+                       access(i, R_OK) == 0,
+                   TSR_E_INPUT,
+                   "option kernel is required (the guest kernel; without it the vm driver "
+                   "boots the image `make vm-image` builds, %s and its initrd.img, which are "
+                   "not there)", k);
+        TSR_GUARD(vm_abs_file("kernel", k, cfg->kernel, sizeof cfg->kernel, 0));
+        TSR_GUARD(vm_abs_file("initrd", i, cfg->initrd, sizeof cfg->initrd, 0));
+    }
     v = drv_option(env, "append");
     if (v != NULL) {
         TSR_ENSURE(strlen(v) < 900, TSR_E_LIMIT, "option append is too long");
@@ -381,7 +405,9 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
     if (v != NULL) {
         if (strcmp(v, "user") == 0) cfg->network = DRV_VM_NET_USER;
         else if (strcmp(v, "none") == 0) cfg->network = DRV_VM_NET_NONE;
-        else TSR_ENSURE(strcmp(v, "gateway") == 0, TSR_E_INPUT, "option network: gateway, user or none");
+        else
+            TSR_ENSURE(strcmp(v, "gateway") == 0, TSR_E_INPUT,
+                       "option network: gateway, user or none");
     }
     v = drv_option(env, "qemu_sandbox");
     cfg->qemu_sandbox = 1;
@@ -411,9 +437,11 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
     c->mint_arg = env->mint_arg;
     TSR_GUARD(drv_local_init(&c->local, env->data_dir, "vm", &c->log));
     static const char *const nets[] = {"gateway", "user", "none"};
-    drv_logf(&c->log, "QEMU %s (%s), kernel %s, network %s, guest dials %s, sandboxes under %s",
-             cfg->qemu, cfg->accel, cfg->kernel, nets[cfg->network], cfg->guest_gateway,
-             c->local.root);
+    drv_logf(&c->log,
+             "QEMU %s (%s), kernel %s, network %s%s%s%s, guest dials %s, sandboxes under %s",
+             cfg->qemu, cfg->accel, cfg->kernel, nets[cfg->network],
+             cfg->relay[0] != '\0' ? " (relay " : "", cfg->relay,
+             cfg->relay[0] != '\0' ? ")" : "", cfg->guest_gateway, c->local.root);
     return 0;
 }
 

@@ -39,6 +39,7 @@ import drvtest
 import gwtest
 from gwtest import pb
 from test_cli import ok_json, run as cli
+from test_drv_vm import kvm_expected
 
 ROOT = drvtest.ROOT
 BUILD = drvtest.BUILD
@@ -246,6 +247,23 @@ class Listener:
         self.stopping = True
         self.thread.join(2)
         self.sock.close()
+
+
+def test_default_image_and_relay():
+    """Without options the vm driver boots the image `make vm-image` built beside
+    the gateway's bin/ and forwards through the relay there."""
+    require_host()
+    g = gwtest.Gateway()
+    try:
+        want = "driver vm: vm: QEMU %s (%s), kernel %s, network gateway (relay %s), guest " \
+               "dials 10.0.2.100:%d, sandboxes under " % (
+                   os.path.realpath(shutil.which("qemu-system-x86_64")),
+                   "kvm" if kvm_expected() else "tcg",
+                   os.path.realpath(os.path.join(IMAGE, "vmlinuz")), os.path.realpath(RELAY),
+                   g.port)
+        assert want in g.log_text(), g.log_text()
+    finally:
+        assert g.stop() == 0
 
 
 # ---- one VM through the gateway and the CLI ----------------------------------------------
