@@ -349,4 +349,27 @@ TSR_WUR static inline int drv_argv_add_split(drv_argv *a, const char *text)
     return 0;
 }
 
+/* Option supervisor_args (process and docker drivers): extra supervisor
+ * arguments, split on spaces, at most DRV_MAX_SUPERVISOR_ARGS of them,
+ * copied into buf (cap bytes) for drv_argv_add_split at create. Absent: "". */
+#define DRV_MAX_SUPERVISOR_ARGS 32
+TSR_WUR static inline int drv_option_supervisor_args(const tsr_driver_env *env, char *buf,
+                                                     size_t cap)
+{
+    const char *extra = drv_option(env, "supervisor_args");
+    buf[0] = '\0';
+    if (extra == NULL) return 0;
+    TSR_ENSURE(strlen(extra) < cap, TSR_E_LIMIT, "supervisor_args too long");
+    strcpy(buf, extra);
+    drv_argv *probe = drv_argv_new();
+    TSR_ENSURE(probe != NULL, TSR_E_INTERNAL, "out of memory");
+    int r = drv_argv_add_split(probe, extra);
+    size_t n = probe->n;
+    drv_argv_free(probe);
+    TSR_GUARD(r);
+    TSR_ENSURE(n <= DRV_MAX_SUPERVISOR_ARGS, TSR_E_LIMIT,
+               "supervisor_args: more than %d arguments", DRV_MAX_SUPERVISOR_ARGS);
+    return 0;
+}
+
 #endif

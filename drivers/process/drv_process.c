@@ -17,7 +17,6 @@
 
 #include "drv_local.h"
 
-#define PROC_MAX_EXTRA 32
 #define PROC_SUP_IN_SANDBOX "/run/tessera/bin/tessera-supervisor"
 #define PROC_ID_IN_SANDBOX "/run/tessera/identity"
 
@@ -176,19 +175,7 @@ TSR_WUR static int proc_setup(proc_ctx *c, const tsr_driver_env *env)
     TSR_GUARD(drv_option_u64(env, "stop_grace_ms", 10000, 0, 600000, &c->grace_ms));
     TSR_GUARD(drv_option_u64(env, "start_check_ms", 250, 0, 60000, &c->start_check_ms));
 
-    const char *extra = drv_option(env, "supervisor_args");
-    if (extra != NULL) {
-        TSR_ENSURE(strlen(extra) < sizeof c->extra_args, TSR_E_LIMIT, "supervisor_args too long");
-        strcpy(c->extra_args, extra);
-        drv_argv *probe = drv_argv_new();
-        TSR_ENSURE(probe != NULL, TSR_E_INTERNAL, "out of memory");
-        int r = drv_argv_add_split(probe, extra);
-        size_t n = probe->n;
-        drv_argv_free(probe);
-        TSR_GUARD(r);
-        TSR_ENSURE(n <= PROC_MAX_EXTRA, TSR_E_LIMIT, "supervisor_args: more than %d arguments",
-                   PROC_MAX_EXTRA);
-    }
+    TSR_GUARD(drv_option_supervisor_args(env, c->extra_args, sizeof c->extra_args));
 
     const char *mode_s = drv_option(env, "bubblewrap");
     enum proc_bwrap_mode mode = PROC_BWRAP_AUTO;

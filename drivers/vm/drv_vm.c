@@ -387,19 +387,8 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
                    TSR_E_INPUT, "option append must not name identity files");
         strcpy(cfg->append, v);
     }
-    v = drv_option(env, "supervisor_args");
-    if (v != NULL) {
-        TSR_ENSURE(strlen(v) < sizeof cfg->supervisor_args, TSR_E_LIMIT,
-                   "option supervisor_args is too long");
-        drv_argv *probe = drv_argv_new();
-        TSR_ENSURE(probe != NULL, TSR_E_INTERNAL, "out of memory");
-        int r = drv_argv_add_split(probe, v);
-        size_t n = probe->n;
-        drv_argv_free(probe);
-        TSR_GUARD(r);
-        TSR_ENSURE(n <= 32, TSR_E_LIMIT, "supervisor_args: more than 32 arguments");
-        strcpy(cfg->supervisor_args, v);
-    }
+    TSR_GUARD(drv_option_supervisor_args(env, cfg->supervisor_args,
+                                         sizeof cfg->supervisor_args));
     v = drv_option(env, "network");
     cfg->network = DRV_VM_NET_GATEWAY;
     if (v != NULL) {
