@@ -494,6 +494,17 @@ def metric(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def wait_for(what, fn, timeout=90.0, every=0.25):
+    """fn's first true value, polled every `every` s; fails after `timeout` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = fn()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def code_of(fn):
     """Run a call; return its grpc.StatusCode (OK when it succeeds) and details."""
     try:

@@ -4,6 +4,7 @@ its command line, reads the fw_cfg files, writes the pid file and answers
 QMP: the fast lifecycle tests. The driver is real. The argv itself is
 unit-tested in tests/unit/test_drv_vm.c; a real QEMU boots a real guest in
 test_vm_e2e.py."""
+import datetime
 import hashlib
 import os
 import shutil
@@ -13,6 +14,7 @@ import time
 import pytest
 
 import drvtest
+import gwtest
 
 FAKE_QEMU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_qemu.py")
 RELAY = os.path.join(drvtest.BUILD, "bin", "tessera-vm-relay")
@@ -348,9 +350,8 @@ def test_old_first_identity_is_not_booted(env):
     """An identity placed at create past half of its lifetime (issued 9 min
     ago, 1 min left) is replaced by a fresh one before the first boot, or the
     VM does not start."""
-    import datetime
     sid = env["id"]
-    now = gwtest_now()
+    now = gwtest.now()
     env["ident"] = drvtest.SandboxIdentity(
         sid, os.path.join(env["dir"], "old"), not_before=now - datetime.timedelta(minutes=10),
         not_after=now + datetime.timedelta(minutes=1))
@@ -366,11 +367,6 @@ def test_old_first_identity_is_not_booted(env):
     assert res.lines == ["start %s: ok" % sid, "destroy %s: ok" % sid], res
     log = res.err
     assert "a fresh identity from the gateway for this boot" in log
-
-
-def gwtest_now():
-    import gwtest
-    return gwtest.now()
 
 
 def test_stop_without_acpi_falls_back_to_sigterm(env):

@@ -4,26 +4,15 @@ own identity by CSR, cannot reach another sandbox, and is stopped when its
 sandbox is deleted. A gateway restart re-attaches without minting anything."""
 import os
 import stat
-import time
 
 import grpc
 import pytest
 
 import gwtest
-from gwtest import code_of, pb
+from gwtest import code_of, pb, wait_for
 
 S = grpc.StatusCode
 TTL = 30  # seconds: the supervisor rotates at about half of it
-
-
-def wait_for(what, fn, timeout=90.0, every=0.25):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = fn()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def certs_of(g, sid):

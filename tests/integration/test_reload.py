@@ -236,14 +236,8 @@ def test_sigterm_drains_open_stream(g):
 TTL = 20  # seconds: the supervisor renews at about half of it
 
 
-def wait_for(what, fn, timeout=60.0, every=0.25):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = fn()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting for " + what)
+def wait_for(what, fn, timeout=60.0):
+    return gwtest.wait_for(what, fn, timeout)
 
 
 def test_root_rotation_with_live_sandbox():

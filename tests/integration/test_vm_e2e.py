@@ -19,7 +19,6 @@ Both use the image of this build ($O/vm, made by `make vm-image`, which
 `make test` runs). A test overlay (a second cpio the kernel unpacks after the
 image) adds a workload script, cl_probe and a root probe run by busybox init
 next to the supervisor; the image's own init is unchanged."""
-import datetime
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ import pytest
 
 import drvtest
 import gwtest
-from gwtest import pb
+from gwtest import pb, wait_for
 from test_cli import ok_json, run as cli
 from test_drv_vm import kvm_expected
 
@@ -56,16 +55,6 @@ def require_host():
         pytest.skip("qemu-system-x86_64 is not installed (make deps installs qemu-system-x86)")
     assert os.path.exists(os.path.join(IMAGE, "initrd.img")), \
         "no guest image in %s: run make vm-image (make test does)" % IMAGE
-
-
-def wait_for(what, fn, timeout=120.0, every=0.25):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = fn()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def read(path):

@@ -9,11 +9,11 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 
 import pytest
 
 import drvtest
+from gwtest import wait_for
 
 RELAY = os.path.join(drvtest.BUILD, "bin", "tessera-vm-relay")
 SID = "3f1c2a9e-7b4d-4e8a-9c0f-1a2b3c4d5e6f"
@@ -89,15 +89,6 @@ def relay(env, addr=None):
     return p, mine
 
 
-def wait_for(what, fn, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if fn():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def test_refusals(env):
     d, echo, _ = env
     # Wrong arguments, and a gateway that does not answer: exit 1 at once,
@@ -127,13 +118,13 @@ def test_copies_both_ways_and_ends_with_either_side(env):
     assert echo.accepted == 1
     s.shutdown(socket.SHUT_WR)  # the guest closes: the relay ends and closes the gateway's side
     assert p.wait(10) == 0
-    wait_for("the gateway's side to close", lambda: echo.closed == 1)
+    wait_for("the gateway's side to close", lambda: echo.closed == 1, timeout=10, every=0.02)
 
     # The gateway closes first: the guest sees the end, the relay exits.
     p, s = relay(env)
     s.sendall(b"x")
     assert s.recv(1) == b"x"
-    wait_for("the connection", lambda: len(echo.conns) == 2)
+    wait_for("the connection", lambda: len(echo.conns) == 2, timeout=10, every=0.02)
     echo.conns[1].shutdown(socket.SHUT_RDWR)
     assert p.wait(10) == 0
     assert s.recv(10) == b""

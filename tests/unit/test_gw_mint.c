@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ca_issue.h"
-#include "ca_pem.h"
 #include "gw_app.h"
 #include "gw_audit.h"
 #include "gw_config.h"
@@ -28,6 +26,7 @@
 #include "tsr_time.h"
 #include "tu_drv.h"
 #include "tu_fs.h"
+#include "tu_suppki.h"
 
 #define TD "tessera.local"
 #define VM_SB "3f1c2a9e-7b4d-4e8a-9c0f-1a2b3c4d5e6f"
@@ -36,10 +35,9 @@
 #define NO_SB "00000000-0000-4000-8000-000000000003"
 
 typedef struct fixture {
-    char dir[64], audit[128];
+    char *dir, audit[128];
     gw_config cfg;
-    ca_issuer *root, *issuing;
-    char *root_pem;
+    tu_pki ca;
     gw_pki pki;
     gw_app app;
     gw_store *store;
@@ -62,19 +60,10 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/tsr-mint-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    f->dir = tu_scratch_dir("mint");
+    assert_non_null(f->dir);
     snprintf(f->audit, sizeof f->audit, "%s/audit.log", f->dir);
-    int64_t now = tsr_now_unix();
-    EVP_PKEY *key = NULL;
-    X509 *cert = NULL;
-    size_t len = 0;
-    assert_int_equal(ca_create_root(CA_KEY_P256, TD, 86400 * 30, now, &key, &cert), 0);
-    assert_int_equal(ca_cert_to_pem(cert, &f->root_pem, &len), 0);
-    assert_int_equal(ca_issuer_new(cert, key, &f->root), 0);
-    assert_int_equal(ca_create_issuing(f->root, CA_KEY_P256, TD, 86400 * 7, now, &key, &cert), 0);
-    assert_int_equal(ca_cert_to_pem(cert, &f->pki.chain_pem, &len), 0);
-    assert_int_equal(ca_issuer_new(cert, key, &f->issuing), 0);
+    assert_int_equal(tu_pki_init(&f->ca, TD, tsr_now_unix()), 0);
 
     snprintf(f->cfg.trust_domain, sizeof f->cfg.trust_domain, "%s", TD);
     snprintf(f->cfg.store_path, sizeof f->cfg.store_path, "%s/tessera.db", f->dir);
@@ -83,8 +72,9 @@ static int setup(void **state)
     f->cfg.renew_window = 3600;
     atomic_init(&f->pki.refs, 1); /* the fixture's own reference: never freed by a release */
     f->pki.cfg = &f->cfg;
-    f->pki.issuer = f->issuing;
-    f->pki.bundle_pem = f->root_pem;
+    f->pki.issuer = f->ca.issuing;
+    f->pki.chain_pem = f->ca.issuing_pem;
+    f->pki.bundle_pem = f->ca.bundle_pem;
     f->app.cfg = &f->cfg;
     f->app.pki = &f->pki;
     pthread_mutex_init(&f->app.pki_lock, NULL);
@@ -108,11 +98,9 @@ static int teardown(void **state)
     gw_audit_close(f->app.audit);
     gw_ratelimit_free(f->app.renew_limit);
     pthread_mutex_destroy(&f->app.pki_lock);
-    ca_issuer_free(f->root);
-    ca_issuer_free(f->issuing);
-    free(f->root_pem);
-    free(f->pki.chain_pem);
+    tu_pki_free(&f->ca);
     assert_int_equal(tu_rm_rf(f->dir), 0);
+    free(f->dir);
     free(f);
     return 0;
 }
@@ -160,8 +148,8 @@ static void expect_identity(fixture *f, const tsr_driver_identity *id, char *ser
     assert_int_equal(ASN1_STRING_length(gn->d.uniformResourceIdentifier), (int)strlen(want));
     assert_memory_equal(ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier), want,
                         strlen(want));
-    assert_int_equal(id->bundle_len, strlen(f->root_pem));
-    assert_memory_equal(id->bundle_pem, f->root_pem, id->bundle_len);
+    assert_int_equal(id->bundle_len, f->ca.bundle_len);
+    assert_memory_equal(id->bundle_pem, f->ca.bundle_pem, id->bundle_len);
     ASN1_INTEGER *sn = X509_get_serialNumber(leaf);
     BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
     char *hex = BN_bn2hex(bn);
