@@ -21,8 +21,9 @@ PACKAGES=(
   libjansson-dev   # the docker driver's Engine API JSON
   # make fuzz: clang with libFuzzer (-fsanitize=fuzzer)
   clang libclang-rt-dev
-  # vm driver: QEMU, and busybox-static for the guest image (make vm-image)
+  # ---- vm driver: QEMU, and the guest image's busybox (make vm-image) ----
   qemu-system-x86 busybox-static
+  # ---- end vm driver ----
 )
 
 missing=()
