@@ -1,4 +1,4 @@
-/* The driver plugin ABI (DESIGN §7).
+/* The driver plugin ABI (docs/drivers.md).
  *
  * A driver is one shared object, build/drivers/<name>.so, exporting exactly
  * one symbol, TSR_DRIVER_ENTRY_SYMBOL, a function returning a constant,
@@ -7,9 +7,12 @@
  * mismatch with a clear error at start.
  *
  * Identity material crosses the ABI only as in-memory buffers
- * (tsr_driver_identity); a driver places it inside the sandbox (files in a
- * supervisor-only directory, an archive upload, a secret disk) and never
- * puts it in environment values, argv, image layers or logs.
+ * (tsr_driver_identity): at create, and (ABI 2) from
+ * tsr_driver_env.mint_identity when a driver needs a fresh one to start a
+ * sandbox again; only the gateway mints. A driver places it inside the
+ * sandbox (files in a supervisor-only directory, an archive upload, fw_cfg
+ * files) and never puts it in environment values, argv, image layers or
+ * logs.
  *
  * Every operation returns 0 or -1; on -1 it writes a one-line reason into
  * err (err_cap bytes, always NUL-terminated). Operations may be called from
