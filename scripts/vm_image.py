@@ -61,11 +61,11 @@ def fail(msg):
     sys.exit(1)
 
 
-def run(args, **kw):
+def run(args, check=True, **kw):
     r = subprocess.run(args, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
+    if r.returncode != 0 and check:
         fail("%s: %s" % (" ".join(args), (r.stderr or r.stdout).strip()[-500:]))
-    return r.stdout
+    return r.stdout if r.returncode == 0 else None
 
 
 class Cpio:
@@ -152,21 +152,33 @@ def add_binary(cpio, src, dest):
 # ---- the kernel -------------------------------------------------------------------
 
 def kernel_package():
-    """The image package linux-image-amd64 depends on, and its candidate version."""
-    out = run(["apt-cache", "depends", "linux-image-amd64"])
+    """The image package linux-image-amd64 depends on, and its candidate
+    version; None (with the reason) when the package lists do not say."""
+    out = run(["apt-cache", "depends", "linux-image-amd64"], check=False) or ""
     m = re.search(r"Depends: (linux-image-[0-9][^\s]*)", out)
     if not m:
-        fail("apt-cache depends linux-image-amd64 names no kernel image "
-             "(run `apt-get update`?)")
+        return None, "apt-cache depends linux-image-amd64 names no kernel image"
     pkg = m.group(1)
-    m = re.search(r"Candidate: (\S+)", run(["apt-cache", "policy", pkg]))
+    m = re.search(r"Candidate: (\S+)", run(["apt-cache", "policy", pkg], check=False) or "")
     if not m or m.group(1) == "(none)":
-        fail("no candidate version of %s (run `apt-get update`?)" % pkg)
+        return None, "no candidate version of %s" % pkg
     return pkg, m.group(1)
+
+
+def cached_deb(cache, why):
+    """The kernel fetched last time, when apt cannot give this one."""
+    cached = sorted(glob.glob(os.path.join(cache, "linux-image-*.deb")), key=os.path.getmtime)
+    if not cached:
+        fail("%s (run `apt-get update`), and no kernel in %s" % (why, cache))
+    print("vm-image: %s (run `apt-get update`); using %s" % (why, os.path.basename(cached[-1])),
+          file=sys.stderr)
+    return cached[-1]
 
 
 def fetch_deb(cache):
     pkg, version = kernel_package()
+    if pkg is None:
+        return cached_deb(cache, version)
     safe = re.sub(r"[^A-Za-z0-9.+~-]", "_", version)
     deb = os.path.join(cache, "%s_%s.deb" % (pkg, safe))
     if os.path.exists(deb):
@@ -175,7 +187,12 @@ def fetch_deb(cache):
     try:
         os.chmod(tmp, 0o755)  # apt's unprivileged _apt user writes here when it can
         print("vm-image: apt-get download %s=%s" % (pkg, version), file=sys.stderr)
-        run(["apt-get", "download", "-q", "%s=%s" % (pkg, version)], cwd=tmp)
+        args = ["apt-get", "download", "-q", "%s=%s" % (pkg, version)]
+        if run(args, check=False, cwd=tmp) is None:
+            # Stale package lists name a version the archive no longer has.
+            if not glob.glob(os.path.join(cache, "linux-image-*.deb")):
+                run(args, cwd=tmp)  # fails with apt's own message
+            return cached_deb(cache, "apt-get download %s=%s failed" % (pkg, version))
         got = glob.glob(os.path.join(tmp, "*.deb"))
         if len(got) != 1:
             fail("apt-get download %s left %d files" % (pkg, len(got)))
