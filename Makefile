@@ -347,3 +347,25 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(PY_STUBS) bench-build
 	@TSR_BUILD_DIR=$(CURDIR)/$(O) TSR_ROOT=$(CURDIR) bench/run.sh
 # ---- end bench ----------------------------------------------------------------
+# ==== vm driver: host relay and guest image (docs/drivers.md, "vm") ==========
+#   make vm-image   $(O)/vm/vmlinuz and $(O)/vm/initrd.img: Debian's kernel
+#                   (apt-get download, unpacked into build/vm-cache/ once per
+#                   version) and an initramfs with busybox-static and this
+#                   build's supervisor (scripts/vm_image.py; rewritten only
+#                   when its bytes change). `make test` builds it for the vm tests.
+# tessera-vm-relay (drivers/vm/relay/) is the per-connection forward QEMU runs
+# for `network: gateway`; it is part of `all`.
+BIN_VM_RELAY := $(O)/bin/tessera-vm-relay
+all: $(BIN_VM_RELAY)
+
+$(BIN_VM_RELAY): $(call obj,drivers/vm/relay/vm_relay.c)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+.PHONY: vm-image
+vm-image: deps
+	@$(MAKE) --no-print-directory $(BIN_SUPERVISOR) $(BIN_VM_RELAY)
+	@$(PYTHON) scripts/vm_image.py --out $(O)/vm --cache build/vm-cache \
+	    --supervisor $(BIN_SUPERVISOR)
+test: vm-image
+# ---- end vm driver ----------------------------------------------------------------

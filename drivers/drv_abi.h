@@ -1,4 +1,4 @@
-/* The driver plugin ABI (DESIGN §7).
+/* The driver plugin ABI (docs/drivers.md).
  *
  * A driver is one shared object, build/drivers/<name>.so, exporting exactly
  * one symbol, TSR_DRIVER_ENTRY_SYMBOL, a function returning a constant,
@@ -7,9 +7,12 @@
  * mismatch with a clear error at start.
  *
  * Identity material crosses the ABI only as in-memory buffers
- * (tsr_driver_identity); a driver places it inside the sandbox (files in a
- * supervisor-only directory, an archive upload, a secret disk) and never
- * puts it in environment values, argv, image layers or logs.
+ * (tsr_driver_identity): at create, and (ABI 2) from
+ * tsr_driver_env.mint_identity when a driver needs a fresh one to start a
+ * sandbox again; only the gateway mints. A driver places it inside the
+ * sandbox (files in a supervisor-only directory, an archive upload, fw_cfg
+ * files) and never puts it in environment values, argv, image layers or
+ * logs.
  *
  * Every operation returns 0 or -1; on -1 it writes a one-line reason into
  * err (err_cap bytes, always NUL-terminated). Operations may be called from
@@ -20,8 +23,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TSR_DRIVER_ABI_VERSION 1u
+#define TSR_DRIVER_ABI_VERSION 2u
 #define TSR_DRIVER_ENTRY_SYMBOL "tessera_driver_entry"
+
+typedef struct tsr_driver_identity {
+    const char *cert_pem;          /* leaf then issuing CA */
+    size_t cert_len;
+    const char *key_pem;           /* the sandbox's private key: secret */
+    size_t key_len;
+    const char *bundle_pem;        /* trust bundle (roots) */
+    size_t bundle_len;
+} tsr_driver_identity;
 
 /* What the gateway tells a driver once, at load. Strings live as long as
  * the driver is loaded. */
@@ -38,16 +50,19 @@ typedef struct tsr_driver_env {
     /* Log one line (never secrets); may be NULL. */
     void (*log)(void *log_arg, const char *line);
     void *log_arg;
+    /* Since ABI 2. A fresh identity for an existing sandbox, minted by the
+     * gateway (only the gateway mints), for a driver that cannot carry the
+     * sandbox's rotated identity across a restart (vm: the guest's copy dies
+     * with the VM). The certificate is recorded (listed, revocable) before this
+     * returns; a deleted or unknown sandbox gets none. On 0, *out holds
+     * in-memory buffers owned by the gateway: place them, then hand them back
+     * with release_identity, which wipes them. May be called from any thread.
+     * NULL when the loader cannot mint: a driver then refuses what needs it. */
+    int (*mint_identity)(void *mint_arg, const char *sandbox_id, tsr_driver_identity *out,
+                         char *err, size_t err_cap);
+    void (*release_identity)(void *mint_arg, tsr_driver_identity *identity);
+    void *mint_arg;
 } tsr_driver_env;
-
-typedef struct tsr_driver_identity {
-    const char *cert_pem;          /* leaf then issuing CA */
-    size_t cert_len;
-    const char *key_pem;           /* the sandbox's private key: secret */
-    size_t key_len;
-    const char *bundle_pem;        /* trust bundle (roots) */
-    size_t bundle_len;
-} tsr_driver_identity;
 
 typedef struct tsr_driver_sandbox {
     const char *id;                /* lowercase UUID */

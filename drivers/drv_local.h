@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -617,6 +618,8 @@ typedef struct drv_spawn {
     const char *pid_path; /* written by the child before exec */
     const char *pid_tmp;
     const char *kind;
+    int no_new_privs;     /* PR_SET_NO_NEW_PRIVS before exec: nothing it execs
+                             (setuid binaries included) gains privileges */
 } drv_spawn;
 
 enum drv_spawn_step {
@@ -748,6 +751,7 @@ __attribute__((noreturn)) static inline void drv_spawn_child(const drv_spawn *sp
     }
 
     step = DRV_STEP_EXEC;
+    if (sp->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
     execve(sp->argv[0], sp->argv, sp->envp);
 fail:
     drv_spawn_report(errfd, 2, step, errno, 0);

@@ -13,6 +13,7 @@
 #include "gw_crl.h"
 #include "gw_ratelimit.h"
 #include "gw_revocation.h"
+#include "gw_rpcs.h"
 #include "gw_secretbox.h"
 #include "gw_commit.h"
 #include "gw_store.h"
@@ -243,6 +244,9 @@ int gw_app_attach_drivers(gw_app *app, const char *drivers_dir, const char *supe
         .default_driver = app->cfg->default_driver,
         .options = app->cfg->driver_options,
         .n_options = app->cfg->n_driver_options,
+        .mint = gw_sandbox_mint_for_driver,
+        .release = gw_sandbox_release_for_driver,
+        .mint_arg = app,
     };
     TSR_GUARD(gw_drivers_load(&env, &app->drivers));
     gw_store *store = NULL;

@@ -14,6 +14,7 @@
 
 struct gw_driver {
     char name[33];
+    struct gw_drivers *all;
     const char *option_keys[64];
     const char *option_values[64];
     size_t n_options;
@@ -32,11 +33,30 @@ struct gw_drivers {
     size_t n;
     char names[MAX_DRIVERS * 34];
     tsr_driver_env env;
+    int (*mint)(void *arg, const char *driver, const char *sandbox_id, tsr_driver_identity *out,
+                char *err, size_t err_cap);
+    void (*release)(void *arg, tsr_driver_identity *identity);
+    void *mint_arg;
 };
 
 static void driver_log(void *arg, const char *line)
 {
     fprintf(stderr, "tessera-gateway: driver %s: %s\n", (const char *)arg, line);
+}
+
+/* tsr_driver_env.mint_identity of one driver (arg): the gateway's mint,
+ * told which driver asks (it mints only for that driver's own sandboxes). */
+static int driver_mint(void *arg, const char *sandbox_id, tsr_driver_identity *out, char *err,
+                       size_t err_cap)
+{
+    struct gw_driver *d = arg;
+    return d->all->mint(d->all->mint_arg, d->name, sandbox_id, out, err, err_cap);
+}
+
+static void driver_release(void *arg, tsr_driver_identity *identity)
+{
+    struct gw_driver *d = arg;
+    d->all->release(d->all->mint_arg, identity);
 }
 
 static int load_one(gw_drivers *all, const char *dir, const char *file)
@@ -49,6 +69,7 @@ static int load_one(gw_drivers *all, const char *dir, const char *file)
     TSR_ENSURE(n > 0 && (size_t)n < sizeof path, TSR_E_INPUT, "driver path too long");
     memcpy(d->name, file, len - 3);
     d->name[len - 3] = '\0';
+    d->all = all;
 
     /* RTLD_NODELETE: a plugin's code stays mapped after dlclose. A driver may
      * have left a detached thread or an atexit handler behind, and
@@ -106,6 +127,9 @@ int gw_drivers_load(const gw_drivers_env *env, gw_drivers **out)
     all->env.gateway_addr = env->gateway_addr;
     all->env.trust_domain = env->trust_domain;
     all->env.log = driver_log;
+    all->mint = env->mint;
+    all->release = env->release;
+    all->mint_arg = env->mint_arg;
 
     dir = opendir(env->dir);
     TSR_TRY_ENSURE(dir != NULL, TSR_E_STATE, "driver directory %s: cannot open it", env->dir);
@@ -145,6 +169,11 @@ int gw_drivers_load(const gw_drivers_env *env, gw_drivers **out)
         denv.option_keys = d->option_keys;
         denv.option_values = d->option_values;
         denv.n_options = d->n_options;
+        if (all->mint != NULL && all->release != NULL) {
+            denv.mint_identity = driver_mint;
+            denv.release_identity = driver_release;
+            denv.mint_arg = d;
+        }
         char err[ERR_CAP] = "";
         if (d->ops->init(&denv, &d->ctx, err, sizeof err) == 0) {
             d->ready = 1;

@@ -19,6 +19,12 @@ typedef struct gw_drivers_env {
     const char *default_driver;   /* must load and initialise */
     const struct gw_driver_option *options; /* from the config, for every driver */
     size_t n_options;
+    /* What a driver's tsr_driver_env.mint_identity calls, with the driver's
+     * name (gw_sandbox_mint_for_driver); NULL: drivers get no minting. */
+    int (*mint)(void *arg, const char *driver, const char *sandbox_id, tsr_driver_identity *out,
+                char *err, size_t err_cap);
+    void (*release)(void *arg, tsr_driver_identity *identity);
+    void *mint_arg;
 } gw_drivers_env;
 
 /* Load every <name>.so in env->dir. A plugin with another ABI version, a

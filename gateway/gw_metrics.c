@@ -132,7 +132,7 @@ void gw_metrics_reset(void)
 
 /* ---- exposition ---------------------------------------------------------- */
 
-static const char *const ISSUE_KIND[GW_ISSUE_KIND_COUNT] = {"create", "renew"};
+static const char *const ISSUE_KIND[GW_ISSUE_KIND_COUNT] = {"create", "renew", "restart"};
 static const char *const FORWARD_RESULT[GW_FORWARD_RESULT_COUNT] = {"accepted", "rejected",
                                                                     "ignored"};
 static const char *const CODE_NAME[N_CODES] = {
@@ -206,7 +206,7 @@ int gw_metrics_render(char **out, size_t *len)
 
     header(f, "tessera_certificates_issued_total", "counter",
            "Certificates issued: create (a sandbox's first, at CreateSandbox), renew "
-           "(RenewCertificate).");
+           "(RenewCertificate), restart (for a driver booting a sandbox again).");
     for (size_t k = 0; k < GW_ISSUE_KIND_COUNT; k++)
         fprintf(f, "tessera_certificates_issued_total{kind=\"%s\"} %llu\n", ISSUE_KIND[k],
                 (unsigned long long)get(&M.issued[k]));

@@ -24,7 +24,12 @@
 #define GW_METRICS_MAX_METHODS 64
 
 /* tessera_certificates_issued_total{kind} */
-enum gw_issue_kind { GW_ISSUE_CREATE = 0, GW_ISSUE_RENEW, GW_ISSUE_KIND_COUNT };
+enum gw_issue_kind {
+    GW_ISSUE_CREATE = 0, /* a sandbox's first, at CreateSandbox */
+    GW_ISSUE_RENEW,      /* RenewCertificate */
+    GW_ISSUE_RESTART,    /* for a driver booting a sandbox again (tsr_driver_env.mint_identity) */
+    GW_ISSUE_KIND_COUNT
+};
 
 /* tessera_forwarded_certificates_total{result}: what became of a request
  * carrying the proxy header (gw_forward.h). */

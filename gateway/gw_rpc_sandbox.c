@@ -1,5 +1,6 @@
 /* Sandbox lifecycle: CreateSandbox, GetSandbox, ListSandboxes, DeleteSandbox. */
 #include <openssl/x509.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "gw_config.h"
 #include "gw_handler.h"
 #include "gw_policy.h"
+#include "gw_ratelimit.h"
 #include "gw_revocation.h"
 #include "gw_rpcs.h"
 #include "gw_driver.h"
@@ -121,6 +123,111 @@ out:
     free(leaf_pem);
     X509_free(cert);
     EVP_PKEY_free(key);
+    return rc;
+}
+
+/* ---- a fresh identity for a driver's restart (tsr_driver_env.mint_identity) ---- */
+
+/* The buffers handed to a driver are ours: const in the ABI, freed here. */
+static void *unconst(const char *p)
+{
+    return (void *)(uintptr_t)p;
+}
+
+void gw_sandbox_release_for_driver(void *arg, tsr_driver_identity *identity)
+{
+    (void)arg;
+    if (identity == NULL) return;
+    free(unconst(identity->cert_pem));
+    if (identity->key_pem != NULL) ca_secret_free(unconst(identity->key_pem), identity->key_len);
+    free(unconst(identity->bundle_pem));
+    memset(identity, 0, sizeof *identity);
+}
+
+int gw_sandbox_mint_for_driver(void *arg, const char *driver, const char *sandbox_id,
+                               tsr_driver_identity *out, char *err, size_t err_cap)
+{
+    gw_app *app = arg;
+    gw_store *store = NULL;
+    gw_pki *pki = NULL;
+    X509 *cert = NULL;
+    struct minted m = {0};
+    char spiffe[CA_SPIFFE_ID_MAX + 1], why[300] = "";
+    gw_sandbox_rec sb;
+    gw_cert_rec rec;
+    int rc = -1;
+    memset(out, 0, sizeof *out);
+
+    if (sandbox_id == NULL || ca_uuid_validate(sandbox_id, strlen(sandbox_id)) != 0) {
+        snprintf(why, sizeof why, "bad sandbox id");
+        goto out;
+    }
+    if (gw_store_open(app->cfg->store_path, app->keyring, &store) != 0 ||
+        gw_store_sandbox_get(store, sandbox_id, &sb) != 0) {
+        snprintf(why, sizeof why, "%s",
+                 tsr_errcat() == TSR_E_NOTFOUND ? "no such sandbox" : tsr_errmsg());
+        goto out;
+    }
+    /* Only the driver's own, live sandboxes; renewal's rate limit bounds a
+     * driver that restarts in a loop. */
+    if (sb.deleted_at != 0 || strcmp(sb.driver, driver) != 0) {
+        snprintf(why, sizeof why, "%s", sb.deleted_at != 0 ? "sandbox deleted"
+                                                           : "not a sandbox of this driver");
+        goto out;
+    }
+    if (!gw_ratelimit_take(app->renew_limit, sandbox_id, tsr_monotonic_ms())) {
+        snprintf(why, sizeof why, "renewal rate limit: at most %d per %llds",
+                 app->cfg->renew_limit, (long long)app->cfg->renew_window);
+        goto out;
+    }
+    pki = gw_app_pki(app);
+    /* Recorded (the store re-checks that the sandbox lives, in the same
+     * transaction) before anything leaves: a DeleteSandbox racing this
+     * revokes it with the others. */
+    if (ca_spiffe_format(CA_KIND_SANDBOX, app->cfg->trust_domain, sandbox_id, spiffe,
+                         sizeof spiffe) != 0 ||
+        mint_identity(pki, spiffe, &cert, &m) != 0 ||
+        gw_cert_rec_from_x509(cert, spiffe, sandbox_id, &rec) != 0 ||
+        gw_store_cert_insert(store, &rec) != 0) {
+        snprintf(why, sizeof why, "%s",
+                 tsr_errcat() == TSR_E_STATE ? "sandbox deleted" : tsr_errmsg());
+        goto out;
+    }
+    char *bundle = strdup(pki->bundle_pem);
+    if (bundle == NULL) {
+        snprintf(why, sizeof why, "out of memory");
+        goto out;
+    }
+    out->cert_pem = m.cert_pem;
+    out->cert_len = m.cert_len;
+    out->key_pem = m.key_pem;
+    out->key_len = m.key_len;
+    out->bundle_pem = bundle;
+    out->bundle_len = strlen(bundle);
+    memset(&m, 0, sizeof m);
+    rc = 0;
+out:;
+    /* The audit line names the gateway itself as the one who asked. */
+    gw_principal self;
+    memset(&self, 0, sizeof self);
+    if (ca_spiffe_format(CA_KIND_GATEWAY, app->cfg->trust_domain, NULL, self.spiffe_id,
+                         sizeof self.spiffe_id) != 0)
+        self.spiffe_id[0] = '\0';
+    char method[64];
+    snprintf(method, sizeof method, "driver %.32s: start", driver);
+    gw_call_ctx ctx = {.principal = &self, .method = method, .app = app, .peer_addr = ""};
+    if (rc == 0) {
+        gw_audit_event(&ctx, "issue", sandbox_id, "allow", "fresh identity for a restart",
+                       rec.serial);
+        gw_metrics_cert_issued(GW_ISSUE_RESTART);
+    } else {
+        gw_audit_event(&ctx, "issue", sandbox_id != NULL ? sandbox_id : "", "deny", why, NULL);
+        if (err != NULL && err_cap > 0) snprintf(err, err_cap, "%s", why);
+    }
+    minted_clear(&m);
+    X509_free(cert);
+    if (pki != NULL) gw_pki_release(pki);
+    gw_store_close(store);
     return rc;
 }
 

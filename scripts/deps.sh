@@ -26,6 +26,9 @@ PACKAGES=(
   # ---- end docker driver ----
   # make fuzz: clang with libFuzzer (-fsanitize=fuzzer)
   clang libclang-rt-dev
+  # ---- vm driver: QEMU, and the guest image's busybox (make vm-image) ----
+  qemu-system-x86 busybox-static
+  # ---- end vm driver ----
 )
 
 missing=()

@@ -1,34 +1,47 @@
 /* The vm driver: each sandbox is a QEMU virtual machine whose guest runs
- * tessera-supervisor.
+ * tessera-supervisor (docs/drivers.md, "vm").
  *
  *   <data_dir>/sandboxes/<id>/            0700, QEMU's working directory
- *       identity/  cert.pem key.pem bundle.pem   (0700 / 0600)
+ *       identity/  cert.pem key.pem bundle.pem   (0700 / 0600), only until
+ *                                         QEMU has read them (see below)
  *       console.log                       the guest's serial console
  *       qemu.log                          QEMU's own stdout and stderr
- *       qmp.sock                          QMP, for system_powerdown
+ *       qmp.sock                          QMP, for readiness and system_powerdown
  *       qemu.pid                          QEMU's pid file (locked by QEMU)
+ *       relay.lock                        tessera-vm-relay's connection slots
  *       pid                               "<pid> <starttime> qemu"
  *       driver                            "vm"
  *
  * Identity reaches the guest only through fw_cfg files
- * (opt/tessera/cert.pem, key.pem, bundle.pem; QEMU reads them from identity/
- * at start), never the kernel command line or an argument's content. The
- * gateway address, trust domain and sandbox id (not secret) are fw_cfg
- * strings too (opt/tessera/gateway, trust_domain, sandbox_id).
+ * (opt/tessera/cert.pem, key.pem, bundle.pem), never the kernel command line
+ * or an argument's content. QEMU reads the files once, at start; the driver
+ * deletes them as soon as QEMU answers on QMP (its start-up, fw_cfg included,
+ * is over by then). So the host keeps no key of a running VM, and an identity
+ * boots at most once: the guest rotates its own (fw_cfg is read-only and the
+ * guest's copy dies with it), and starting a VM again asks the gateway for a
+ * fresh one (tsr_driver_env.mint_identity) instead of booting the first,
+ * perhaps expired or revoked, one. A guest reboot ends QEMU (-no-reboot): the
+ * same fw_cfg is never read twice.
  *
- * Options: qemu (default qemu-system-x86_64, looked up in PATH), kernel
- * (required), initrd, append, memory_mb (512), cpus (1), accel (tcg),
- * network user|none (user), qemu_sandbox on|off (on), gateway (the address
- * the guest dials; with user networking the host is 10.0.2.2),
- * stop_grace_ms (30000), start_check_ms (250). See docs/drivers.md. */
+ * Options: see vm_options and docs/drivers.md. Without options it boots the
+ * guest `make vm-image` builds (beside the gateway's bin/: ../vm/) with
+ * gateway networking through ../bin/tessera-vm-relay. */
 #include "drv_vm.h"
 
+#include <linux/kvm.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
 #include "drv_local.h"
+
+/* How long QEMU may take to answer on QMP after its start (its start-up
+ * reads the kernel, the initrd and the fw_cfg files). */
+#define VM_QMP_READY_MS 30000
+/* How far before its issue the gateway dates a certificate's notBefore. */
+#define VM_BACKDATE_S 60
 
 typedef struct vm_ctx {
     drv_local local;
@@ -36,22 +49,76 @@ typedef struct vm_ctx {
     drv_vm_config cfg;
     uint64_t grace_ms;
     uint64_t start_check_ms;
+    int (*mint)(void *arg, const char *sandbox_id, tsr_driver_identity *out, char *err,
+                size_t err_cap);
+    void (*release)(void *arg, tsr_driver_identity *identity);
+    void *mint_arg;
 } vm_ctx;
 
-static const char *const vm_options[] = {"qemu",    "kernel",       "initrd",        "append",
-                                         "memory_mb", "cpus",       "accel",         "network",
-                                         "qemu_sandbox", "gateway", "stop_grace_ms",
-                                         "start_check_ms", NULL};
+static const char *const vm_options[] = {
+    "qemu",          "kernel",  "initrd",          "append",        "memory_mb",
+    "cpus",          "accel",   "network",         "qemu_sandbox",  "gateway",
+    "relay",         "supervisor_args", "stop_grace_ms", "start_check_ms", NULL};
+
+static const char *const vm_identity_files[] = {"cert.pem", "key.pem", "bundle.pem"};
 
 /* ---- argv ------------------------------------------------------------------------ */
+
+/* An fw_cfg string value: QEMU's option parser ends a value at a comma and
+ * reads ",," as one comma. */
+TSR_WUR static int vm_add_fw_string(drv_argv *a, const char *name, const char *value)
+{
+    char esc[2 * 1024 + 1];
+    size_t n = 0;
+    for (const char *p = value; *p != '\0'; p++) {
+        TSR_ENSURE(n + 2 < sizeof esc, TSR_E_LIMIT, "fw_cfg %s is too long", name);
+        esc[n++] = *p;
+        if (*p == ',') esc[n++] = ',';
+    }
+    esc[n] = '\0';
+    TSR_GUARD(drv_argv_add(a, "-fw_cfg"));
+    return drv_argv_addf(a, "name=opt/tessera/%s,string=%s", name, esc);
+}
+
+/* The port of "HOST:PORT" (validated by drv_addr_valid). */
+static const char *vm_addr_port(const char *addr)
+{
+    return strrchr(addr, ':') + 1;
+}
+
+int drv_vm_guest_gateway(enum drv_vm_network net, const char *host_gateway, char *out,
+                         size_t cap)
+{
+    TSR_ENSURE(drv_addr_valid(host_gateway), TSR_E_INPUT, "gateway address must be HOST:PORT");
+    const char *port = vm_addr_port(host_gateway);
+    size_t hl = (size_t)(port - 1 - host_gateway);
+    int n;
+    if (net == DRV_VM_NET_GATEWAY) {
+        n = snprintf(out, cap, "%s:%s", DRV_VM_GUEST_GATEWAY_IP, port);
+    } else {
+        static const char *const loopback[] = {"127.0.0.1", "localhost", "[::1]"};
+        int lo = 0;
+        for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++)
+            if (hl == strlen(loopback[i]) && memcmp(host_gateway, loopback[i], hl) == 0) lo = 1;
+        n = lo ? snprintf(out, cap, "%s:%s", DRV_VM_HOST_ALIAS_IP, port)
+               : snprintf(out, cap, "%s", host_gateway);
+    }
+    TSR_ENSURE(n > 0 && (size_t)n < cap, TSR_E_LIMIT, "gateway address too long");
+    return 0;
+}
 
 int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv *a)
 {
     TSR_ENSURE(drv_id_valid(sandbox_id), TSR_E_INPUT, "sandbox id is not a lowercase UUID");
     TSR_ENSURE(cfg->qemu[0] == '/' && cfg->kernel[0] == '/', TSR_E_INPUT,
                "qemu and kernel must be absolute paths");
-    TSR_ENSURE(drv_addr_valid(cfg->gateway) && drv_td_valid(cfg->td), TSR_E_INPUT,
+    TSR_ENSURE(drv_addr_valid(cfg->guest_gateway) && drv_td_valid(cfg->td), TSR_E_INPUT,
                "bad gateway address or trust domain");
+    int gw_net = cfg->network == DRV_VM_NET_GATEWAY;
+    TSR_ENSURE(!gw_net || (cfg->relay[0] == '/' && drv_addr_valid(cfg->host_gateway)),
+               TSR_E_INPUT, "gateway networking needs the relay and the gateway's address");
+    int kvm = strcmp(cfg->accel, "kvm") == 0;
+    TSR_ENSURE(kvm || strcmp(cfg->accel, "tcg") == 0, TSR_E_INPUT, "accel must be kvm or tcg");
     TSR_GUARD(drv_argv_add(a, cfg->qemu));
     TSR_GUARD(drv_argv_add(a, "-name"));
     TSR_GUARD(drv_argv_addf(a, "tessera-%s", sandbox_id));
@@ -59,19 +126,28 @@ int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv
     TSR_GUARD(drv_argv_add(a, "q35"));
     TSR_GUARD(drv_argv_add(a, "-accel"));
     TSR_GUARD(drv_argv_add(a, cfg->accel));
+    if (kvm) {
+        TSR_GUARD(drv_argv_add(a, "-cpu"));
+        TSR_GUARD(drv_argv_add(a, "host"));
+    }
     TSR_GUARD(drv_argv_add(a, "-m"));
     TSR_GUARD(drv_argv_addf(a, "%llu", (unsigned long long)cfg->memory_mb));
     TSR_GUARD(drv_argv_add(a, "-smp"));
     TSR_GUARD(drv_argv_addf(a, "%llu", (unsigned long long)cfg->cpus));
-    static const char *const fixed[] = {"-nodefaults", "-no-user-config", "-nographic",
-                                        "-monitor",    "none",            "-serial",
-                                        "file:console.log", "-no-reboot"};
+    /* The console log is appended to: a boot's predecessors stay readable. */
+    static const char *const fixed[] = {
+        "-nodefaults", "-no-user-config", "-nographic", "-monitor", "none", "-chardev",
+        "file,id=console,path=console.log,append=on", "-serial", "chardev:console", "-no-reboot"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         TSR_GUARD(drv_argv_add(a, fixed[i]));
     if (cfg->qemu_sandbox) {
+        /* The relay is started by QEMU (slirp forks, calls setsid, execs it):
+         * gateway networking needs spawn and set*id allowed. The driver runs
+         * QEMU with no_new_privs, so nothing it execs gains privileges. */
         TSR_GUARD(drv_argv_add(a, "-sandbox"));
-        TSR_GUARD(drv_argv_add(
-            a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
+        TSR_GUARD(drv_argv_addf(a, "on,obsolete=deny,elevateprivileges=%s,spawn=%s,"
+                                   "resourcecontrol=deny",
+                                gw_net ? "allow" : "deny", gw_net ? "allow" : "deny"));
     }
     TSR_GUARD(drv_argv_add(a, "-kernel"));
     TSR_GUARD(drv_argv_add(a, cfg->kernel));
@@ -82,25 +158,95 @@ int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv
     TSR_GUARD(drv_argv_add(a, "-append"));
     TSR_GUARD(drv_argv_addf(a, "console=ttyS0 panic=-1%s%s", cfg->append[0] != '\0' ? " " : "",
                             cfg->append));
-    static const char *const files[] = {"cert.pem", "key.pem", "bundle.pem"};
     for (size_t i = 0; i < 3; i++) {
         TSR_GUARD(drv_argv_add(a, "-fw_cfg"));
-        TSR_GUARD(drv_argv_addf(a, "name=opt/tessera/%s,file=identity/%s", files[i], files[i]));
+        TSR_GUARD(drv_argv_addf(a, "name=opt/tessera/%s,file=identity/%s", vm_identity_files[i],
+                                vm_identity_files[i]));
     }
-    /* Validated above: none of these holds a comma (QEMU's option separator). */
-    TSR_GUARD(drv_argv_add(a, "-fw_cfg"));
-    TSR_GUARD(drv_argv_addf(a, "name=opt/tessera/gateway,string=%s", cfg->gateway));
-    TSR_GUARD(drv_argv_add(a, "-fw_cfg"));
-    TSR_GUARD(drv_argv_addf(a, "name=opt/tessera/trust_domain,string=%s", cfg->td));
-    TSR_GUARD(drv_argv_add(a, "-fw_cfg"));
-    TSR_GUARD(drv_argv_addf(a, "name=opt/tessera/sandbox_id,string=%s", sandbox_id));
-    TSR_GUARD(drv_argv_add(a, "-nic"));
-    TSR_GUARD(drv_argv_add(a, cfg->network_user ? "user,model=virtio-net-pci" : "none"));
+    TSR_GUARD(vm_add_fw_string(a, "gateway", cfg->guest_gateway));
+    TSR_GUARD(vm_add_fw_string(a, "trust_domain", cfg->td));
+    TSR_GUARD(vm_add_fw_string(a, "sandbox_id", sandbox_id));
+    if (cfg->supervisor_args[0] != '\0')
+        TSR_GUARD(vm_add_fw_string(a, "supervisor_args", cfg->supervisor_args));
+    if (cfg->network == DRV_VM_NET_NONE) {
+        TSR_GUARD(drv_argv_add(a, "-nic"));
+        TSR_GUARD(drv_argv_add(a, "none"));
+    } else {
+        TSR_GUARD(drv_argv_add(a, "-netdev"));
+        if (gw_net)
+            /* Only the forward: a guest connection to 10.0.2.100:<port>
+             * starts one relay (QEMU splits the command on spaces; the
+             * paths and the address hold no comma, space or quote). */
+            TSR_GUARD(drv_argv_addf(a,
+                                    "user,id=net0,ipv6=off,restrict=on,guestfwd=tcp:%s-cmd:%s "
+                                    "%s %s",
+                                    cfg->guest_gateway, cfg->relay, cfg->host_gateway,
+                                    sandbox_id));
+        else
+            TSR_GUARD(drv_argv_add(a, "user,id=net0,ipv6=off"));
+        TSR_GUARD(drv_argv_add(a, "-device"));
+        TSR_GUARD(drv_argv_add(a, "virtio-net-pci,netdev=net0,romfile="));
+    }
+    /* Entropy for the keys the guest's supervisor makes. */
+    TSR_GUARD(drv_argv_add(a, "-device"));
+    TSR_GUARD(drv_argv_add(a, "virtio-rng-pci"));
     TSR_GUARD(drv_argv_add(a, "-qmp"));
     TSR_GUARD(drv_argv_add(a, "unix:qmp.sock,server=on,wait=off"));
     TSR_GUARD(drv_argv_add(a, "-pidfile"));
     TSR_GUARD(drv_argv_add(a, "qemu.pid"));
     return 0;
+}
+
+/* ---- accelerator ------------------------------------------------------------------- */
+
+int drv_vm_cpuinfo_has_virt(const char *text, size_t len)
+{
+    const char *end = text + len;
+    for (const char *line = text; line < end;) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        const char *le = nl != NULL ? nl : end;
+        if ((size_t)(le - line) > 5 && memcmp(line, "flags", 5) == 0) {
+            const char *p = memchr(line, ':', (size_t)(le - line));
+            while (p != NULL && p < le) {
+                while (p < le && (*p == ' ' || *p == '\t' || *p == ':')) p++;
+                const char *w = p;
+                while (p < le && *p != ' ' && *p != '\t') p++;
+                if (p - w == 3 && (memcmp(w, "vmx", 3) == 0 || memcmp(w, "svm", 3) == 0))
+                    return 1;
+            }
+        }
+        line = nl != NULL ? nl + 1 : end;
+    }
+    return 0;
+}
+
+/* 1 when KVM looks usable: /dev/kvm opens read-write, speaks API 12,
+ * creates a VM, and the CPU shows vmx or svm. A /dev/kvm without hardware
+ * virtualisation (e.g. a PVM host) creates VMs whose ordinary guest never
+ * boots, hence the flag check. 0 with the reason in why. */
+static int vm_kvm_usable(char *why, size_t cap)
+{
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, cap, "/dev/kvm: %s", strerror(errno));
+        return 0;
+    }
+    int ok = 0;
+    int api = ioctl(fd, KVM_GET_API_VERSION, 0);
+    int vm = api == KVM_API_VERSION ? ioctl(fd, KVM_CREATE_VM, 0) : -1;
+    if (api != KVM_API_VERSION) {
+        snprintf(why, cap, "/dev/kvm speaks API %d, not %d", api, KVM_API_VERSION);
+    } else if (vm < 0) {
+        snprintf(why, cap, "/dev/kvm cannot create a VM: %s", strerror(errno));
+    } else {
+        char buf[65536];
+        ssize_t n = drv_read_small("/proc/cpuinfo", buf, sizeof buf);
+        if (n > 0 && drv_vm_cpuinfo_has_virt(buf, (size_t)n)) ok = 1;
+        else snprintf(why, cap, "the CPU shows no vmx or svm flag in /proc/cpuinfo");
+    }
+    if (vm >= 0) close(vm);
+    close(fd);
+    return ok;
 }
 
 /* ---- init -------------------------------------------------------------------------- */
@@ -141,15 +287,69 @@ TSR_WUR static int vm_find_qemu(const char *name, char *out, size_t cap)
                     name);
 }
 
-static int vm_word_ok(const char *s, size_t max, const char *extra)
+/* Only [A-Za-z0-9] and `extra`: what QEMU's option parser and the relay's
+ * command line take literally. */
+static int vm_chars_ok(const char *s, const char *extra)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > max) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-              strchr(extra, s[i]) != NULL))
+    if (s[0] == '\0') return 0;
+    for (const char *p = s; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr(extra, *p) != NULL))
             return 0;
     return 1;
+}
+
+/* <directory of the running program (the gateway's bin/)>/<rel> into out. */
+TSR_WUR static int vm_beside_self(const char *rel, char *out, size_t cap)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    TSR_ENSURE(n > 0, TSR_E_IO, "readlink /proc/self/exe: %s", strerror(errno));
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    TSR_ENSURE(slash != NULL, TSR_E_INTERNAL, "odd /proc/self/exe %s", self);
+    *slash = '\0';
+    int w = snprintf(out, cap, "%s/%s", self, rel);
+    TSR_ENSURE(w > 0 && (size_t)w < cap, TSR_E_LIMIT, "path too long beside %s", self);
+    return 0;
+}
+
+/* tessera-vm-relay: the option, or next to the running program (the
+ * gateway's bin directory). */
+TSR_WUR static int vm_find_relay(const char *opt, char *out, size_t cap)
+{
+    char cand[4096 + 32];
+    if (opt == NULL) {
+        TSR_GUARD(vm_beside_self("tessera-vm-relay", cand, sizeof cand));
+        opt = cand;
+    }
+    TSR_GUARD(vm_abs_file("relay", opt, out, cap, 1));
+    TSR_ENSURE(vm_chars_ok(out, "/._+-"), TSR_E_INPUT,
+               "relay path %s: only letters, digits and / . _ + - (QEMU runs it by its "
+               "command line)", out);
+    return 0;
+}
+
+TSR_WUR static int vm_setup_accel(vm_ctx *c, const char *v)
+{
+    char why[256] = "";
+    if (v == NULL) v = "auto";
+    if (strcmp(v, "tcg") == 0) {
+        strcpy(c->cfg.accel, "tcg");
+    } else if (strcmp(v, "kvm") == 0) {
+        int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        TSR_ENSURE(fd >= 0, TSR_E_STATE, "accel kvm: /dev/kvm: %s", strerror(errno));
+        close(fd);
+        if (!vm_kvm_usable(why, sizeof why))
+            drv_logf(&c->log, "accel kvm as configured, although %s", why);
+        strcpy(c->cfg.accel, "kvm");
+    } else {
+        TSR_ENSURE(strcmp(v, "auto") == 0, TSR_E_INPUT, "option accel: auto, kvm or tcg");
+        int kvm = vm_kvm_usable(why, sizeof why);
+        strcpy(c->cfg.accel, kvm ? "kvm" : "tcg");
+        if (!kvm) drv_logf(&c->log, "KVM is not usable (%s): using TCG", why);
+    }
+    return 0;
 }
 
 TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
@@ -159,10 +359,24 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
     const char *v = drv_option(env, "qemu");
     TSR_GUARD(vm_find_qemu(v != NULL ? v : "qemu-system-x86_64", cfg->qemu, sizeof cfg->qemu));
     v = drv_option(env, "kernel");
-    TSR_ENSURE(v != NULL, TSR_E_INPUT, "option kernel is required (the guest kernel image)");
-    TSR_GUARD(vm_abs_file("kernel", v, cfg->kernel, sizeof cfg->kernel, 0));
-    v = drv_option(env, "initrd");
-    if (v != NULL) TSR_GUARD(vm_abs_file("initrd", v, cfg->initrd, sizeof cfg->initrd, 0));
+    if (v != NULL) {
+        TSR_GUARD(vm_abs_file("kernel", v, cfg->kernel, sizeof cfg->kernel, 0));
+        v = drv_option(env, "initrd");
+        if (v != NULL) TSR_GUARD(vm_abs_file("initrd", v, cfg->initrd, sizeof cfg->initrd, 0));
+    } else {
+        /* The guest `make vm-image` builds, beside the gateway's bin/. */
+        char k[4096], i[4096];
+        TSR_GUARD(vm_beside_self("../vm/vmlinuz", k, sizeof k));
+        TSR_GUARD(vm_beside_self("../vm/initrd.img", i, sizeof i));
+        TSR_ENSURE(drv_option(env, "initrd") == NULL && access(k, R_OK) == 0 &&
+                       access(i, R_OK) == 0,
+                   TSR_E_INPUT,
+                   "option kernel is required (the guest kernel; without it the vm driver "
+                   "boots the image `make vm-image` builds, %s and its initrd.img, which are "
+                   "not there)", k);
+        TSR_GUARD(vm_abs_file("kernel", k, cfg->kernel, sizeof cfg->kernel, 0));
+        TSR_GUARD(vm_abs_file("initrd", i, cfg->initrd, sizeof cfg->initrd, 0));
+    }
     v = drv_option(env, "append");
     if (v != NULL) {
         TSR_ENSURE(strlen(v) < 900, TSR_E_LIMIT, "option append is too long");
@@ -173,17 +387,16 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
                    TSR_E_INPUT, "option append must not name identity files");
         strcpy(cfg->append, v);
     }
-    v = drv_option(env, "accel");
-    if (v == NULL) v = "tcg";
-    TSR_ENSURE(vm_word_ok(v, sizeof cfg->accel - 1, ",=_-"), TSR_E_INPUT,
-               "option accel: \"%.32s\" is not an accelerator", v);
-    strcpy(cfg->accel, v);
+    TSR_GUARD(drv_option_supervisor_args(env, cfg->supervisor_args,
+                                         sizeof cfg->supervisor_args));
     v = drv_option(env, "network");
-    cfg->network_user = 1;
+    cfg->network = DRV_VM_NET_GATEWAY;
     if (v != NULL) {
-        TSR_ENSURE(strcmp(v, "user") == 0 || strcmp(v, "none") == 0, TSR_E_INPUT,
-                   "option network: user or none");
-        cfg->network_user = strcmp(v, "user") == 0;
+        if (strcmp(v, "user") == 0) cfg->network = DRV_VM_NET_USER;
+        else if (strcmp(v, "none") == 0) cfg->network = DRV_VM_NET_NONE;
+        else
+            TSR_ENSURE(strcmp(v, "gateway") == 0, TSR_E_INPUT,
+                       "option network: gateway, user or none");
     }
     v = drv_option(env, "qemu_sandbox");
     cfg->qemu_sandbox = 1;
@@ -194,17 +407,30 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
     }
     v = drv_option(env, "gateway");
     if (v == NULL) v = env->gateway_addr;
-    TSR_ENSURE(drv_addr_valid(v), TSR_E_INPUT, "gateway address must be HOST:PORT");
-    strcpy(cfg->gateway, v);
+    TSR_ENSURE(v != NULL && drv_addr_valid(v) && vm_chars_ok(v, ".:-_[]"), TSR_E_INPUT,
+               "gateway address must be HOST:PORT");
+    strcpy(cfg->host_gateway, v);
+    TSR_GUARD(drv_vm_guest_gateway(cfg->network, cfg->host_gateway, cfg->guest_gateway,
+                                   sizeof cfg->guest_gateway));
+    if (cfg->network == DRV_VM_NET_GATEWAY)
+        TSR_GUARD(vm_find_relay(drv_option(env, "relay"), cfg->relay, sizeof cfg->relay));
     TSR_ENSURE(drv_td_valid(env->trust_domain), TSR_E_INPUT, "bad trust domain");
     strcpy(cfg->td, env->trust_domain);
     TSR_GUARD(drv_option_u64(env, "memory_mb", 512, 64, 262144, &cfg->memory_mb));
     TSR_GUARD(drv_option_u64(env, "cpus", 1, 1, 64, &cfg->cpus));
     TSR_GUARD(drv_option_u64(env, "stop_grace_ms", 30000, 0, 600000, &c->grace_ms));
     TSR_GUARD(drv_option_u64(env, "start_check_ms", 250, 0, 60000, &c->start_check_ms));
+    TSR_GUARD(vm_setup_accel(c, drv_option(env, "accel")));
+    c->mint = env->mint_identity;
+    c->release = env->release_identity;
+    c->mint_arg = env->mint_arg;
     TSR_GUARD(drv_local_init(&c->local, env->data_dir, "vm", &c->log));
-    drv_logf(&c->log, "QEMU %s, kernel %s, sandboxes under %s", cfg->qemu, cfg->kernel,
-             c->local.root);
+    static const char *const nets[] = {"gateway", "user", "none"};
+    drv_logf(&c->log,
+             "QEMU %s (%s), kernel %s, network %s%s%s%s, guest dials %s, sandboxes under %s",
+             cfg->qemu, cfg->accel, cfg->kernel, nets[cfg->network],
+             cfg->relay[0] != '\0' ? " (relay " : "", cfg->relay,
+             cfg->relay[0] != '\0' ? ")" : "", cfg->guest_gateway, c->local.root);
     return 0;
 }
 
@@ -273,8 +499,9 @@ TSR_WUR static int vm_qmp_exec(int fd, const char *cmd)
     return TSR_FAIL(TSR_E_PROTO, "QMP: no answer to %.40s", cmd);
 }
 
-/* Ask the guest to power down (ACPI), as a power button press would. */
-TSR_WUR static int vm_qmp_powerdown(int sbfd)
+/* Connect to the sandbox's QMP socket, read the greeting, leave the
+ * capabilities negotiation; *out is the connection. */
+TSR_WUR static int vm_qmp_open(int sbfd, int *out)
 {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
@@ -293,10 +520,126 @@ TSR_WUR static int vm_qmp_powerdown(int sbfd)
     TSR_TRY_ENSURE(strstr(greet, "\"QMP\"") != NULL, TSR_E_PROTO, "QMP: no greeting");
     TSR_TRY_ENSURE(have == strlen(greet) + 1, TSR_E_PROTO, "QMP: data after the greeting");
     TSR_TRY(vm_qmp_exec(fd, "{\"execute\":\"qmp_capabilities\"}\n"));
-    TSR_TRY(vm_qmp_exec(fd, "{\"execute\":\"system_powerdown\"}\n"));
+    *out = fd;
+    fd = -1;
     rc = 0;
 out:
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+/* One QMP command on a new connection. */
+TSR_WUR static int vm_qmp_command(int sbfd, const char *cmd)
+{
+    int fd = -1;
+    TSR_GUARD(vm_qmp_open(sbfd, &fd));
+    int rc = vm_qmp_exec(fd, cmd);
     close(fd);
+    return rc;
+}
+
+/* Wait until the QEMU of rec answers a command on QMP: commands run in its
+ * main loop, which starts after its start-up (fw_cfg files read) is over. */
+TSR_WUR static int vm_qmp_ready(int sbfd, const drv_pidrec *rec, uint64_t timeout_ms)
+{
+    int64_t deadline = tsr_monotonic_ms() + (int64_t)timeout_ms;
+    for (;;) {
+        if (vm_qmp_command(sbfd, "{\"execute\":\"query-status\"}\n") == 0) return 0;
+        TSR_ENSURE(drv_proc_alive(rec->pid, rec->start), TSR_E_IO, "QEMU exited during start");
+        TSR_ENSURE(tsr_monotonic_ms() < deadline, TSR_E_IO,
+                   "QEMU did not answer on QMP within %llu ms: %s",
+                   (unsigned long long)timeout_ms, tsr_errmsg());
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- identity ------------------------------------------------------------------------ */
+
+/* Delete the identity files QEMU has read (or never will). */
+static void vm_identity_discard(int sbfd)
+{
+    for (size_t i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "identity/%s", vm_identity_files[i]);
+        (void)unlinkat(sbfd, name, 0);
+    }
+}
+
+/* 1 when identity/ holds the three files placed at create (QEMU's start
+ * deletes them: they have never been booted) and the certificate is in the
+ * first half of its lifetime, counted from its issue (notBefore + 60 s: the
+ * gateway backdates notBefore by 60 s, docs/supervisor.md "Rotation") as
+ * the supervisor counts it: it rotates at about half, and an identity older
+ * than that gets a fresh one instead. */
+static int vm_identity_unused(vm_ctx *c, const char *id, int sbfd)
+{
+    for (size_t i = 0; i < 3; i++) {
+        char name[32];
+        struct stat st;
+        snprintf(name, sizeof name, "identity/%s", vm_identity_files[i]);
+        if (fstatat(sbfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return 0;
+    }
+    char path[DRV_PATH_MAX];
+    uint8_t *pem = NULL;
+    size_t len = 0;
+    int ok = 0;
+    if (drv_local_path(&c->local, id, "identity/cert.pem", path, sizeof path) != 0 ||
+        tsr_read_file(path, DRV_MAX_PEM, &pem, &len) != 0) {
+        tsr_err_clear();
+        return 0;
+    }
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *cert = bio != NULL ? PEM_read_bio_X509(bio, NULL, drv_no_passphrase, NULL) : NULL;
+    int life_d = 0, life_s = 0, left_d = 0, left_s = 0;
+    if (cert != NULL &&
+        ASN1_TIME_diff(&life_d, &life_s, X509_get0_notBefore(cert), X509_get0_notAfter(cert)) &&
+        ASN1_TIME_diff(&left_d, &left_s, NULL, X509_get0_notAfter(cert))) {
+        int64_t life = (int64_t)life_d * 86400 + life_s, left = (int64_t)left_d * 86400 + left_s;
+        ok = left > 0 && left * 2 > life - VM_BACKDATE_S;
+    }
+    X509_free(cert);
+    BIO_free(bio);
+    ERR_clear_error();
+    free(pem);
+    return ok;
+}
+
+/* Put a fresh identity from the gateway into identity/ (for a VM that has
+ * booted before: its first identity is gone, and may be expired or revoked). */
+TSR_WUR static int vm_identity_mint(vm_ctx *c, const char *id, int sbfd)
+{
+    TSR_ENSURE(c->mint != NULL && c->release != NULL, TSR_E_STATE,
+               "this VM booted before, or its first identity is past half of its lifetime: "
+               "it needs a fresh identity, and this caller cannot mint one");
+    char spiffe[DRV_MAX_TD + 64], err[256] = "", path[DRV_PATH_MAX];
+    snprintf(spiffe, sizeof spiffe, "spiffe://%s/sandbox/%s", c->cfg.td, id);
+    tsr_driver_identity ident;
+    memset(&ident, 0, sizeof ident);
+    TSR_ENSURE(c->mint(c->mint_arg, id, &ident, err, sizeof err) == 0, TSR_E_STATE,
+               "the gateway minted no identity: %s", err[0] ? err : "no reason given");
+    int rc = -1;
+    tsr_driver_sandbox sb = {.id = id, .name = NULL, .spiffe_id = spiffe};
+    TSR_TRY(drv_identity_check(c->cfg.td, &sb, &ident));
+    /* identity/ was made at create; it is there unless someone removed it. */
+    if (mkdirat(sbfd, "identity", 0700) != 0)
+        TSR_TRY_ENSURE(errno == EEXIST, TSR_E_IO, "mkdir identity/: %s", strerror(errno));
+    const struct {
+        const char *name;
+        const char *buf;
+        size_t len;
+    } files[3] = {{"identity/key.pem", ident.key_pem, ident.key_len},
+                  {"identity/cert.pem", ident.cert_pem, ident.cert_len},
+                  {"identity/bundle.pem", ident.bundle_pem, ident.bundle_len}};
+    for (size_t i = 0; i < 3; i++) {
+        TSR_TRY(drv_local_path(&c->local, id, files[i].name, path, sizeof path));
+        TSR_TRY(tsr_write_file_atomic(path, files[i].buf, files[i].len, 0600, TSR_WRITE_REPLACE));
+    }
+    drv_logf(&c->log, "sandbox %s: a fresh identity from the gateway for this boot", id);
+    rc = 0;
+out:
+    c->release(c->mint_arg, &ident);
+    if (rc != 0) vm_identity_discard(sbfd);
     return rc;
 }
 
@@ -318,7 +661,7 @@ static int vm_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_i
 TSR_WUR static int vm_start_locked(void *ctx, const char *id, int sbfd)
 {
     vm_ctx *c = ctx;
-    int rc = -1, log_fd = -1;
+    int rc = -1, log_fd = -1, spawned = 0;
     drv_argv *a = NULL, *e = NULL;
     char sbdir[DRV_PATH_MAX], log_path[DRV_PATH_MAX], pid_path[DRV_PATH_MAX],
         pid_tmp[DRV_PATH_MAX];
@@ -332,15 +675,16 @@ TSR_WUR static int vm_start_locked(void *ctx, const char *id, int sbfd)
     TSR_TRY(drv_local_path(&c->local, id, "qemu.log", log_path, sizeof log_path));
     TSR_TRY(drv_local_path(&c->local, id, "pid", pid_path, sizeof pid_path));
     TSR_TRY(drv_local_path(&c->local, id, "pid.tmp", pid_tmp, sizeof pid_tmp));
-    struct stat kst;
-    TSR_TRY_ENSURE(fstatat(sbfd, "identity/key.pem", &kst, AT_SYMLINK_NOFOLLOW) == 0 &&
-                       S_ISREG(kst.st_mode),
-                   TSR_E_STATE, "identity/key.pem is missing");
     a = drv_argv_new();
     e = drv_argv_new();
     TSR_TRY_ENSURE(a != NULL && e != NULL, TSR_E_INTERNAL, "out of memory");
     TSR_TRY(drv_vm_build_argv(&c->cfg, id, a));
     TSR_TRY(drv_argv_add(e, "PATH=/usr/local/bin:/usr/bin:/bin"));
+    /* The identity placed at create boots once; any later boot gets a fresh one. */
+    if (!vm_identity_unused(c, id, sbfd)) {
+        vm_identity_discard(sbfd);
+        TSR_TRY(vm_identity_mint(c, id, sbfd));
+    }
     log_fd = openat(sbfd, "qemu.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     TSR_TRY_ENSURE(log_fd >= 0, TSR_E_IO, "open %s: %s", log_path, strerror(errno));
 
@@ -353,8 +697,10 @@ TSR_WUR static int vm_start_locked(void *ctx, const char *id, int sbfd)
         .pid_path = pid_path,
         .pid_tmp = pid_tmp,
         .kind = "qemu",
+        .no_new_privs = 1,
     };
     pid_t pid = 0;
+    spawned = 1; /* from here QEMU may have read the files: they go, whatever happens */
     TSR_TRY(drv_spawn_detached(&sp, &pid));
     /* QEMU refuses a bad kernel, accelerator or option at once. */
     int present = 0;
@@ -365,9 +711,20 @@ TSR_WUR static int vm_start_locked(void *ctx, const char *id, int sbfd)
         (void)TSR_FAIL(TSR_E_IO, "QEMU exited at once (see %s)", log_path);
         goto out;
     }
-    drv_logf(&c->log, "started sandbox %s (QEMU pid %ld)", id, (long)pid);
+    if (vm_qmp_ready(sbfd, &rec, VM_QMP_READY_MS) != 0) {
+        char why[300];
+        snprintf(why, sizeof why, "%s", tsr_errmsg());
+        int killed = 0;
+        if (drv_local_terminate(&rec, 2000, &killed) != 0)
+            drv_logf(&c->log, "sandbox %s: %s", id, tsr_errmsg());
+        (void)unlinkat(sbfd, "pid", 0);
+        (void)TSR_FAIL(TSR_E_IO, "%s (see %s)", why, log_path);
+        goto out;
+    }
+    drv_logf(&c->log, "started sandbox %s (QEMU pid %ld, %s)", id, (long)pid, c->cfg.accel);
     rc = 0;
 out:
+    if (spawned) vm_identity_discard(sbfd);
     if (log_fd >= 0) close(log_fd);
     drv_argv_free(a);
     drv_argv_free(e);
@@ -388,7 +745,7 @@ TSR_WUR static int vm_stop_locked(void *ctx, const char *id, int sbfd)
     drv_pidrec rec;
     if (drv_local_state(sbfd, &rec) != TSR_DRIVER_STATE_RUNNING) return 0;
     const char *how = "powered down";
-    if (vm_qmp_powerdown(sbfd) != 0) {
+    if (vm_qmp_command(sbfd, "{\"execute\":\"system_powerdown\"}\n") != 0) {
         drv_logf(&c->log, "sandbox %s: %s; terminating QEMU", id, tsr_errmsg());
         how = "terminated";
     } else if (!drv_proc_wait_gone(rec.pid, rec.start, c->grace_ms)) {

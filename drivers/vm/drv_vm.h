@@ -1,4 +1,4 @@
-/* The vm driver's argv builder, exposed for its unit test
+/* The vm driver's pure parts, exposed for its unit test
  * (tests/unit/test_drv_vm.c includes drv_vm.c); hidden inside vm.so. */
 #ifndef DRV_VM_H
 #define DRV_VM_H
@@ -8,16 +8,30 @@
 #include "drv_util.h"
 
 #define DRV_VM_PATH_MAX 1024
+/* Where the guest reaches the gateway with `network: gateway`: an address of
+ * QEMU's user-mode network that only the guestfwd relay answers. */
+#define DRV_VM_GUEST_GATEWAY_IP "10.0.2.100"
+/* QEMU's alias for the host's loopback with `network: user`. */
+#define DRV_VM_HOST_ALIAS_IP "10.0.2.2"
+
+enum drv_vm_network {
+    DRV_VM_NET_GATEWAY = 0, /* restrict=on, one forward to the gateway (the default) */
+    DRV_VM_NET_USER,        /* plain user-mode networking: all the host reaches */
+    DRV_VM_NET_NONE,
+};
 
 typedef struct drv_vm_config {
     char qemu[DRV_VM_PATH_MAX];   /* absolute path of the QEMU binary */
     char kernel[DRV_VM_PATH_MAX]; /* absolute path */
     char initrd[DRV_VM_PATH_MAX]; /* "" = none */
+    char relay[DRV_VM_PATH_MAX];  /* tessera-vm-relay, for DRV_VM_NET_GATEWAY */
     char append[1024];            /* extra kernel command line, "" = none */
-    char gateway[DRV_MAX_ADDR + 1];
+    char supervisor_args[1024];   /* extra supervisor arguments for the guest, "" = none */
+    char host_gateway[DRV_MAX_ADDR + 1];  /* the gateway as the host reaches it */
+    char guest_gateway[DRV_MAX_ADDR + 1]; /* ... and as the guest dials it */
     char td[DRV_MAX_TD + 1];
-    char accel[64];
-    int network_user;             /* 1: -nic user (the guest reaches the host at 10.0.2.2) */
+    char accel[8];                /* "kvm" or "tcg" (auto is resolved at init) */
+    enum drv_vm_network network;
     int qemu_sandbox;             /* 1: -sandbox on,... (QEMU's seccomp filter) */
     uint64_t memory_mb;
     uint64_t cpus;
@@ -30,5 +44,16 @@ typedef struct drv_vm_config {
  * identity/; the kernel command line never carries identity material or
  * its paths. */
 TSR_WUR int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv *out);
+
+/* 1 when the text of /proc/cpuinfo has a "flags" line with the word vmx or
+ * svm (hardware virtualisation that KVM can use). Pure. */
+int drv_vm_cpuinfo_has_virt(const char *text, size_t len);
+
+/* The address the guest dials for the gateway at `host_gateway` (as the
+ * host reaches it): with `gateway` networking 10.0.2.100:<its port>; with
+ * `user` networking the same address, a loopback host replaced by 10.0.2.2.
+ * Pure. */
+TSR_WUR int drv_vm_guest_gateway(enum drv_vm_network net, const char *host_gateway, char *out,
+                                 size_t cap);
 
 #endif

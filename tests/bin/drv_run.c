@@ -4,13 +4,17 @@
  *
  *   drv_run DRIVER.so [--data-dir DIR] [--supervisor PATH] [--gateway ADDR]
  *           [--trust-domain TD] [--opt KEY=VALUE]... [--identity DIR]
- *           [--spiffe-id URI] OP...
+ *           [--spiffe-id URI] [--mint DIR] OP...
  *
  *   OP: create:ID  start:ID  stop:ID  destroy:ID  status:ID  sleep:MS
  *
  * --identity DIR holds cert.pem, key.pem and bundle.pem for create (the
  * buffers a gateway would pass); --spiffe-id overrides the sandbox's SPIFFE
- * ID (default spiffe://TD/sandbox/ID).
+ * ID (default spiffe://TD/sandbox/ID). --mint DIR gives the driver a
+ * mint_identity (as the gateway does): its n-th call hands out DIR/<n>/
+ * (cert.pem, key.pem, bundle.pem), logged as "mint <id>: DIR/<n>"; once none
+ * is left it fails with "no identity left in DIR". Without --mint the driver
+ * gets no mint_identity.
  *
  * Prints one line per operation: "<op> <id>: ok", "status <id>: RUNNING",
  * or "<op> <id>: error: <reason>"; driver log lines go to stderr as
@@ -45,6 +49,43 @@ static char *slurp(const char *dir, const char *name, size_t *len)
     if (buf != NULL) buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+/* --mint: the test's stand-in for the gateway's mint. */
+static const char *mint_dir;
+static int mint_count;
+
+static int mint_identity(void *arg, const char *sandbox_id, tsr_driver_identity *out, char *err,
+                         size_t err_cap)
+{
+    (void)arg;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%d", mint_dir, ++mint_count);
+    size_t cl = 0, kl = 0, bl = 0;
+    char *cert = slurp(dir, "cert.pem", &cl), *key = slurp(dir, "key.pem", &kl),
+         *bundle = slurp(dir, "bundle.pem", &bl);
+    if (cert == NULL || key == NULL || bundle == NULL) {
+        free(cert);
+        free(key);
+        free(bundle);
+        snprintf(err, err_cap, "no identity left in %s", mint_dir);
+        fprintf(stderr, "log: mint %s: none left\n", sandbox_id);
+        return -1;
+    }
+    fprintf(stderr, "log: mint %s: %s\n", sandbox_id, dir);
+    *out = (tsr_driver_identity){cert, cl, key, kl, bundle, bl};
+    return 0;
+}
+
+static void release_identity(void *arg, tsr_driver_identity *id)
+{
+    (void)arg;
+    char *key = (char *)(uintptr_t)id->key_pem;
+    if (key != NULL) memset(key, 0, id->key_len);
+    free((void *)(uintptr_t)id->cert_pem);
+    free(key);
+    free((void *)(uintptr_t)id->bundle_pem);
+    memset(id, 0, sizeof *id);
 }
 
 static const char *state_name(enum tsr_driver_state s)
@@ -91,6 +132,11 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--trust-domain") == 0) env.trust_domain = v;
         else if (strcmp(a, "--identity") == 0) ident_dir = v;
         else if (strcmp(a, "--spiffe-id") == 0) spiffe_override = v;
+        else if (strcmp(a, "--mint") == 0) {
+            mint_dir = v;
+            env.mint_identity = mint_identity;
+            env.release_identity = release_identity;
+        }
         else if (strcmp(a, "--opt") == 0 && nopt < MAX_OPTS) {
             char *kv = strdup(v);
             char *eq = kv != NULL ? strchr(kv, '=') : NULL;

@@ -25,9 +25,10 @@ class SandboxIdentity:
     """Leaf (with the issuing CA) for spiffe://TD/sandbox/<id>, its key and
     the bundle, written to a directory for drv_run --identity."""
 
-    def __init__(self, sandbox_id, directory, td=TD):
+    def __init__(self, sandbox_id, directory, td=TD, not_before=None, not_after=None):
         ca, ca_key = gwtest.make_ca("Tessera Test CA")
-        leaf, key = gwtest.make_leaf("spiffe://%s/sandbox/%s" % (td, sandbox_id), ca, ca_key)
+        leaf, key = gwtest.make_leaf("spiffe://%s/sandbox/%s" % (td, sandbox_id), ca, ca_key,
+                                     not_before=not_before, not_after=not_after)
         self.cert = gwtest.pem(leaf) + gwtest.pem(ca)
         self.key = gwtest.key_pem(key)
         self.bundle = gwtest.pem(ca)
@@ -59,7 +60,7 @@ class Result:
 
 
 def run(driver, ops, options=(), identity=None, data_dir=None, supervisor=None,
-        gateway="127.0.0.1:8443", spiffe_id=None, timeout=60):
+        gateway="127.0.0.1:8443", spiffe_id=None, timeout=60, mint=None, env=None):
     args = [DRV_RUN, driver_so(driver), "--gateway", gateway, "--trust-domain", TD]
     if data_dir:
         args += ["--data-dir", data_dir]
@@ -69,10 +70,13 @@ def run(driver, ops, options=(), identity=None, data_dir=None, supervisor=None,
         args += ["--identity", identity.dir]
     if spiffe_id:
         args += ["--spiffe-id", spiffe_id]
+    if mint:
+        args += ["--mint", mint]
     for k, v in options:
         args += ["--opt", "%s=%s" % (k, v)]
     args += list(ops)
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **env) if env else None)
     return Result(proc)
 
 

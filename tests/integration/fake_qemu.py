@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """A TEST DOUBLE for qemu-system-x86_64, used only by test_drv_vm.py as the
-vm driver's `qemu` option (QEMU is not installed here). The driver under
-test is real; this program checks the command line it is given and plays
+vm driver's `qemu` option: the fast stand-in for the driver's lifecycle (the
+real QEMU boots a real guest in test_vm_e2e.py). The driver under test is
+real; this program checks the command line it is given and plays
 QEMU's part of the protocol: the pid file, the serial console file, and a
-QMP server that answers qmp_capabilities and system_powerdown.
+QMP server that answers qmp_capabilities, query-status and system_powerdown.
 
 It prints what it saw to stdout (the driver sends it to qemu.log), never
 file contents: for each fw_cfg file its mode, size and SHA-256. With
@@ -22,7 +23,7 @@ import time
 
 
 def main(argv):
-    opts = {"fw_cfg": []}
+    opts = {"fw_cfg": [], "-device": []}
     i = 1
     while i < len(argv):
         a = argv[i]
@@ -36,6 +37,8 @@ def main(argv):
         v = argv[i + 1]
         if a == "-fw_cfg":
             opts["fw_cfg"].append(v)
+        elif a == "-device":
+            opts["-device"].append(v)
         else:
             opts[a] = v
         i += 2
@@ -46,14 +49,21 @@ def main(argv):
         names = [kv.split(b"=", 1)[0].decode() for kv in f.read().split(b"\0") if kv]
     print("env=%s" % ",".join(sorted(names)))
     print("append=%s" % opts.get("-append", ""))
+    print("accel=%s sandbox=%s" % (opts.get("-accel"), opts.get("-sandbox")))
+    print("netdev=%s" % opts.get("-netdev", "") + ("" if "-nic" not in opts else
+                                                  " nic=%s" % opts["-nic"]))
+    print("devices=%s" % " ".join(opts["-device"]))
     if "fake.exit_at_once" in opts.get("-append", ""):
         print("qemu-system-x86_64: -accel kvm: failed to initialize kvm: No such file or directory")
         return 1
     if not os.path.isfile(opts.get("-kernel", "")):
         print("fake qemu: could not open kernel file '%s'" % opts.get("-kernel"))
         return 1
+    # QEMU reads every fw_cfg file during its start-up, before its main loop
+    # answers on QMP (the driver deletes them once it does).
     for entry in opts["fw_cfg"]:
-        fields = dict(kv.split("=", 1) for kv in entry.split(","))
+        fields = dict(kv.split("=", 1) for kv in entry.replace(",,", "\0").split(","))
+        fields = {k: v.replace("\0", ",") for k, v in fields.items()}
         if "file" in fields:
             st = os.stat(fields["file"])
             with open(fields["file"], "rb") as f:
@@ -64,9 +74,9 @@ def main(argv):
         else:
             print("fw_cfg %s string=%s" % (fields["name"], fields["string"]))
     open(opts["-pidfile"], "w").write("%d\n" % os.getpid())
-    serial = opts["-serial"]
-    assert serial.startswith("file:")
-    with open(serial[5:], "a") as f:
+    assert opts["-serial"] == "chardev:console", opts["-serial"]
+    assert opts["-chardev"] == "file,id=console,path=console.log,append=on", opts["-chardev"]
+    with open("console.log", "a") as f:
         f.write("fake guest: booting\n")
     qmp = opts["-qmp"]
     assert qmp.startswith("unix:") and qmp.endswith(",server=on,wait=off"), qmp
@@ -96,6 +106,9 @@ def main(argv):
             if cmd == "qmp_capabilities":
                 caps = True
                 f.write(b'{"return": {}}\r\n')
+            elif cmd == "query-status" and caps:
+                f.write(b'{"return": {"status": "running", "singlestep": false, '
+                        b'"running": true}}\r\n')
             elif cmd == "system_powerdown" and caps:
                 f.write(b'{"timestamp": {"seconds": 1700000000, "microseconds": 1}, '
                         b'"event": "POWERDOWN"}\r\n')

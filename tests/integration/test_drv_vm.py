@@ -1,8 +1,10 @@
-"""The vm driver (build/drivers/vm.so via tests/bin/drv_run). QEMU is not
-installed here: the lifecycle runs against tests/integration/fake_qemu.py, a
-test double for the QEMU binary that checks its command line, reads the
-fw_cfg files, writes the pid file and answers QMP. The driver is real. The
-argv itself is unit-tested in tests/unit/test_drv_vm.c."""
+"""The vm driver (build/drivers/vm.so via tests/bin/drv_run) against
+tests/integration/fake_qemu.py, a test double for the QEMU binary that checks
+its command line, reads the fw_cfg files, writes the pid file and answers
+QMP: the fast lifecycle tests. The driver is real. The argv itself is
+unit-tested in tests/unit/test_drv_vm.c; a real QEMU boots a real guest in
+test_vm_e2e.py."""
+import datetime
 import hashlib
 import os
 import shutil
@@ -12,8 +14,10 @@ import time
 import pytest
 
 import drvtest
+import gwtest
 
 FAKE_QEMU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_qemu.py")
+RELAY = os.path.join(drvtest.BUILD, "bin", "tessera-vm-relay")
 
 
 @pytest.fixture
@@ -38,12 +42,13 @@ def env():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def run(e, ops, extra=(), qemu=FAKE_QEMU):
-    opts = dict([("qemu", qemu), ("kernel", e["kernel"]), ("stop_grace_ms", "3000"),
-                 ("start_check_ms", "300")])
+def run(e, ops, extra=(), qemu=FAKE_QEMU, mint=None):
+    opts = dict([("qemu", qemu), ("kernel", e["kernel"]), ("relay", RELAY), ("accel", "tcg"),
+                 ("stop_grace_ms", "3000"), ("start_check_ms", "300")])
     opts.update(dict(extra))
     res = drvtest.run("vm", ["%s:%s" % (o, e["id"]) for o in ops], options=list(opts.items()),
-                      identity=e["ident"], data_dir=e["data"], gateway="10.0.2.2:8443")
+                      identity=e["ident"], data_dir=e["data"], gateway="127.0.0.1:8443",
+                      mint=mint)
     assert drvtest.sanitizer_clean(res), repr(res)
     return res
 
@@ -83,34 +88,114 @@ def live_pids(sid):
 
 # ---- failures first --------------------------------------------------------------------
 
+def identity_files(e):
+    try:
+        return sorted(os.listdir(sbpath(e, "identity")))
+    except FileNotFoundError:
+        return None
+
+
+def fw_cfg_lines(ident):
+    """What fake_qemu logs for the three identity files it read."""
+    return ["fw_cfg opt/tessera/%s file=identity/%s mode=0600 bytes=%d sha256=%s" % (
+        name, name, len(data), hashlib.sha256(data).hexdigest())
+        for name, data in (("cert.pem", ident.cert), ("key.pem", ident.key),
+                           ("bundle.pem", ident.bundle))]
+
+
+def mint_dir(e, *idents):
+    """drv_run --mint: the n-th mint hands out <dir>/<n>/."""
+    d = os.path.join(e["dir"], "mint-%s" % drvtest.new_id())
+    os.makedirs(d)
+    for n, ident in enumerate(idents, start=1):
+        os.rename(ident.dir, os.path.join(d, str(n)))
+        ident.dir = os.path.join(d, str(n))
+    return d
+
+
 def test_init_refuses(env):
-    k = ("kernel", env["kernel"])
+    """Each bad option stops init with its own reason."""
+    spaced = os.path.join(env["dir"], "my relay")
+    shutil.copy(RELAY, spaced)
+    k, r = ("kernel", env["kernel"]), ("relay", RELAY)
     bad = [
-        [],                                              # no kernel
-        [("kernel", "/nonexistent/vmlinuz")],
-        [("kernel", "relative/vmlinuz")],
-        [("kernel", env["dir"])],                        # a directory
-        [k, ("initrd", "/nonexistent/initrd.img")],
-        [k, ("memory_mb", "32")], [k, ("memory_mb", "lots")], [k, ("cpus", "0")],
-        [k, ("cpus", "65")], [k, ("accel", "kvm; rm")], [k, ("network", "bridge")],
-        [k, ("qemu_sandbox", "maybe")], [k, ("append", "tessera.key=/run/identity/key.pem")],
-        [k, ("append", "x" * 1000)], [k, ("gateway", "nohost")], [k, ("bogus", "1")],
-        [k, ("stop_grace_ms", "600001")],
+        ([], "option kernel is required"),
+        ([("kernel", "/nonexistent/vmlinuz")], "kernel /nonexistent/vmlinuz: No such file"),
+        ([("kernel", "relative/vmlinuz")], "kernel must be an absolute path"),
+        ([("kernel", env["dir"])], "is not a readable file"),
+        ([k, ("initrd", "/nonexistent/initrd.img")], "initrd /nonexistent/initrd.img: No such"),
+        ([k, r, ("memory_mb", "32")], "option memory_mb: 32 is outside [64, 262144]"),
+        ([k, r, ("memory_mb", "lots")], "option memory_mb: \"lots\" is not a number"),
+        ([k, r, ("cpus", "0")], "option cpus: 0 is outside [1, 64]"),
+        ([k, r, ("cpus", "65")], "option cpus: 65 is outside [1, 64]"),
+        ([k, r, ("accel", "kvm; rm")], "option accel: auto, kvm or tcg"),
+        ([k, r, ("accel", "hvf")], "option accel: auto, kvm or tcg"),
+        ([k, ("network", "bridge")], "option network: gateway, user or none"),
+        ([k, r, ("qemu_sandbox", "maybe")], "option qemu_sandbox: on or off"),
+        ([k, ("append", "tessera.key=/run/identity/key.pem")], "must not name identity files"),
+        ([k, ("append", "x" * 1000)], "option append is too long"),
+        ([k, r, ("gateway", "nohost")], "gateway address must be HOST:PORT"),
+        ([k, r, ("gateway", "gw\"x:8443")], "gateway address must be HOST:PORT"),
+        ([k, ("bogus", "1")], "unknown option \"bogus\""),
+        ([k, r, ("stop_grace_ms", "600001")], "option stop_grace_ms: 600001 is outside"),
+        ([k, ("relay", "/nonexistent/tessera-vm-relay")], "relay /nonexistent/tessera-vm-relay"),
+        ([k, ("relay", "bin/tessera-vm-relay")], "relay must be an absolute path"),
+        ([k, ("relay", spaced)], "only letters, digits and / . _ + -"),
+        # Next to the running program (drv_run) there is no relay.
+        ([k], "relay %s/tessera-vm-relay: No such file" % os.path.dirname(drvtest.DRV_RUN)),
+        ([k, r, ("supervisor_args", " ".join(["-x"] * 33))], "more than 32 arguments"),
     ]
-    for extra in bad:
+    for extra, why in bad:
         opts = [("qemu", FAKE_QEMU)] + extra
+        if not any(o == "accel" for o, _ in extra):
+            opts.append(("accel", "tcg"))
         res = drvtest.run("vm", ["status:" + env["id"]], options=opts, data_dir=env["data"])
-        assert res.rc == 1 and "init: error: vm: init:" in res.out, (extra, res)
+        assert res.rc == 1 and "init: error: vm: init: " in res.out, (extra, res)
+        assert why in res.out, (extra, why, res.out)
 
 
 def test_qemu_not_installed(env):
     """The default binary is looked up in PATH; without QEMU, init fails clearly."""
-    if shutil.which("qemu-system-x86_64"):
-        pytest.skip("qemu-system-x86_64 is installed")
-    res = drvtest.run("vm", ["status:" + env["id"]], options=[("kernel", env["kernel"])],
-                      data_dir=env["data"])
+    res = drvtest.run("vm", ["status:" + env["id"]],
+                      options=[("kernel", env["kernel"]), ("relay", RELAY)],
+                      data_dir=env["data"], env={"PATH": env["dir"]})
     assert res.rc == 1
-    assert "qemu-system-x86_64 not found in PATH" in res.out, res
+    assert "init: error: vm: init: qemu: qemu-system-x86_64 not found in PATH" in res.out, res
+
+
+def kvm_expected():
+    """What accel auto must choose here: kvm only when /dev/kvm opens, creates a
+    VM and the CPU shows vmx or svm (the driver's rule, docs/drivers.md)."""
+    import fcntl
+    try:
+        flags = [ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")][0].split()
+    except (OSError, IndexError):
+        return False
+    if "vmx" not in flags and "svm" not in flags:
+        return False
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        vm = fcntl.ioctl(fd, 0xAE01, 0)  # KVM_CREATE_VM
+        os.close(vm)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_accel_auto(env):
+    res = run(env, ["create", "start", "destroy"], [("accel", "auto")])
+    assert res.rc == 0, res
+    want = "kvm" if kvm_expected() else "tcg"
+    assert "QEMU %s (%s)" % (os.path.realpath(FAKE_QEMU), want) in res.err, res.err
+    if want == "tcg":
+        assert "KVM is not usable (" in res.err and "): using TCG" in res.err, res.err
+    assert "started sandbox %s (QEMU pid " % env["id"] in res.err
+    assert ", %s)" % want in res.err
 
 
 def test_qemu_that_cannot_run(env):
@@ -126,12 +211,15 @@ def test_qemu_that_cannot_run(env):
 
 
 def test_qemu_exits_at_once(env):
-    """QEMU refusing its configuration exits at start: reported, not RUNNING."""
-    res = run(env, ["create", "start", "status", "destroy"], [("append", "fake.exit_at_once")])
+    """QEMU refusing its configuration exits at start: reported, not RUNNING,
+    and the identity it may have read is gone from the host."""
+    res = run(env, ["create", "start", "status"], [("append", "fake.exit_at_once")])
     assert "start %s: error: vm: start %s: QEMU exited at once (see %s)" % (
         env["id"], env["id"], sbpath(env, "qemu.log")) in res.out, res
     assert "status %s: CREATED" % env["id"] in res.out
-    assert "destroy %s: ok" % env["id"] in res.out
+    assert identity_files(env) == []
+    res = run(env, ["destroy"])
+    assert res.lines == ["destroy %s: ok" % env["id"]], res
 
 
 # ---- lifecycle ----------------------------------------------------------------------------
@@ -154,19 +242,25 @@ def test_lifecycle(env):
     assert res.rc == 0, res
     assert res.lines == ["start %s: ok" % sid, "status %s: RUNNING" % sid]
     log = wait_for(sbpath(env, "qemu.log"), "ready")
-    # QEMU read the identity from the 0600 files, by relative path.
-    for name, data in (("cert.pem", ident.cert), ("key.pem", ident.key),
-                       ("bundle.pem", ident.bundle)):
-        assert ("fw_cfg opt/tessera/%s file=identity/%s mode=0600 bytes=%d sha256=%s" % (
-            name, name, len(data), hashlib.sha256(data).hexdigest())) in log, log
-    assert "fw_cfg opt/tessera/gateway string=10.0.2.2:8443" in log
+    # QEMU read the identity from the 0600 files, by relative path ...
+    for line in fw_cfg_lines(ident):
+        assert line + "\n" in log, log
+    # ... and the host keeps no copy once QEMU answered on QMP.
+    assert identity_files(env) == []
+    assert "qmp query-status" in log
+    assert "fw_cfg opt/tessera/gateway string=10.0.2.100:8443" in log
     assert "fw_cfg opt/tessera/trust_domain string=%s" % drvtest.TD in log
     assert "fw_cfg opt/tessera/sandbox_id string=%s" % sid in log
     assert "append=console=ttyS0 panic=-1\n" in log
+    assert "accel=tcg sandbox=on,obsolete=deny,elevateprivileges=allow,spawn=allow," \
+        "resourcecontrol=deny\n" in log
+    assert ("netdev=user,id=net0,ipv6=off,restrict=on,guestfwd=tcp:10.0.2.100:8443-cmd:"
+            "%s 127.0.0.1:8443 %s\n" % (os.path.realpath(RELAY), sid)) in log
+    assert "devices=virtio-net-pci,netdev=net0,romfile= virtio-rng-pci\n" in log
     assert "cwd=%s\n" % sbpath(env) in log
     assert "env=PATH\n" in log
     assert "fake guest: booting" in open(sbpath(env, "console.log")).read()
-    # No key bytes in the command line or environment of QEMU.
+    # No key bytes in the command line or environment of QEMU; no new privileges.
     pids = live_pids(sid)
     assert len(pids) == 1, pids
     frags = ident.key_fragments()
@@ -174,6 +268,8 @@ def test_lifecycle(env):
         with open("/proc/%d/%s" % (pids[0], what), "rb") as f:
             blob = f.read()
         assert not any(fr in blob for fr in frags), what
+    with open("/proc/%d/status" % pids[0]) as f:
+        assert "NoNewPrivs:\t1\n" in f.read()
     # The kernel command line names no identity file either.
     with open("/proc/%d/cmdline" % pids[0], "rb") as f:
         argv = f.read().split(b"\0")
@@ -201,16 +297,76 @@ def test_lifecycle(env):
     assert "powered down" in res.err
     assert live_pids(sid) == []
 
-    # Start again, then destroy the running VM: everything goes.
+    # Started again, the VM never gets its first identity back: without a
+    # mint it does not start; the gateway's mint hands out a fresh one.
     res = run(env, ["start", "status"])
+    assert res.lines == [
+        "start %s: error: vm: start %s: this VM booted before, or its first identity is "
+        "past half of its lifetime: it needs a fresh identity, and this caller cannot mint "
+        "one" % (sid, sid),
+        "status %s: STOPPED" % sid], res
+    wrong = drvtest.SandboxIdentity(drvtest.new_id(), os.path.join(env["dir"], "wrong"))
+    fresh = drvtest.SandboxIdentity(sid, os.path.join(env["dir"], "fresh"))
+    # A minted identity for another sandbox is refused and nothing of it stays.
+    mint = mint_dir(env, wrong)
+    res = run(env, ["start", "status"], mint=mint)
+    assert res.lines[0].startswith("start %s: error: vm: start %s: certificate's URI SAN is "
+                                   "not exactly spiffe://" % (sid, sid)), res
+    assert res.lines[1] == "status %s: STOPPED" % sid
+    assert identity_files(env) == []
+    assert "log: mint %s: %s/1" % (sid, mint) in res.err
+    mint = mint_dir(env, fresh)
+    res = run(env, ["start", "status"], mint=mint)
     assert res.lines == ["start %s: ok" % sid, "status %s: RUNNING" % sid], res
-    wait_for(sbpath(env, "qemu.log"), "ready", 2)
+    assert "log: mint %s: %s/1" % (sid, mint) in res.err
+    assert "a fresh identity from the gateway for this boot" in res.err
+    log = wait_for(sbpath(env, "qemu.log"), "ready", 2)
+    second_boot = log[log.rindex("argc="):]
+    for line in fw_cfg_lines(fresh):
+        assert line + "\n" in second_boot, second_boot
+    assert identity_files(env) == []
+    # The gateway refusing to mint (here: none left) stops the start.
+    mint = mint_dir(env)
+    res = run(env, ["stop", "start", "status"], mint=mint)
+    assert res.lines == ["stop %s: ok" % sid,
+                         "start %s: error: vm: start %s: the gateway minted no identity: no "
+                         "identity left in %s" % (sid, sid, mint),
+                         "status %s: STOPPED" % sid], res
+
+    # Start again, then destroy the running VM: everything goes.
+    fresh2 = drvtest.SandboxIdentity(sid, os.path.join(env["dir"], "fresh2"))
+    res = run(env, ["start", "status"], mint=mint_dir(env, fresh2))
+    assert res.lines == ["start %s: ok" % sid, "status %s: RUNNING" % sid], res
+    wait_for(sbpath(env, "qemu.log"), "ready", 3)
     res = run(env, ["destroy", "status", "destroy"])
     assert res.lines == ["destroy %s: ok" % sid, "status %s: UNKNOWN" % sid,
                          "destroy %s: ok" % sid], res
     assert not os.path.exists(sbpath(env))
     assert live_pids(sid) == []
     assert not any(fr.decode() in res.err for fr in frags)
+
+
+def test_old_first_identity_is_not_booted(env):
+    """An identity placed at create past half of its lifetime (issued 9 min
+    ago, 1 min left) is replaced by a fresh one before the first boot, or the
+    VM does not start."""
+    sid = env["id"]
+    now = gwtest.now()
+    env["ident"] = drvtest.SandboxIdentity(
+        sid, os.path.join(env["dir"], "old"), not_before=now - datetime.timedelta(minutes=10),
+        not_after=now + datetime.timedelta(minutes=1))
+    res = run(env, ["create", "start", "status"])
+    assert res.lines == ["create %s: ok" % sid,
+                         "start %s: error: vm: start %s: this VM booted before, or its first "
+                         "identity is past half of its lifetime: it needs a fresh identity, and "
+                         "this caller cannot mint one" % (sid, sid),
+                         "status %s: CREATED" % sid], res
+    assert identity_files(env) == []
+    fresh = drvtest.SandboxIdentity(sid, os.path.join(env["dir"], "fresh"))
+    res = run(env, ["start", "destroy"], mint=mint_dir(env, fresh))
+    assert res.lines == ["start %s: ok" % sid, "destroy %s: ok" % sid], res
+    log = res.err
+    assert "a fresh identity from the gateway for this boot" in log
 
 
 def test_stop_without_acpi_falls_back_to_sigterm(env):

@@ -21,10 +21,12 @@ static void base_cfg(drv_vm_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     strcpy(cfg->qemu, "/usr/bin/qemu-system-x86_64");
     strcpy(cfg->kernel, "/var/lib/tessera/vmlinuz");
-    strcpy(cfg->gateway, "10.0.2.2:8443");
+    strcpy(cfg->host_gateway, "127.0.0.1:8443");
+    strcpy(cfg->guest_gateway, "10.0.2.100:8443");
+    strcpy(cfg->relay, "/usr/lib/tessera/tessera-vm-relay");
     strcpy(cfg->td, "tessera.local");
     strcpy(cfg->accel, "tcg");
-    cfg->network_user = 1;
+    cfg->network = DRV_VM_NET_GATEWAY;
     cfg->qemu_sandbox = 1;
     cfg->memory_mb = 512;
     cfg->cpus = 1;
@@ -43,27 +45,38 @@ static void test_argv_refuses(void **state)
 {
     (void)state;
     struct {
-        const char *what, *id, *qemu, *kernel, *gateway, *td;
+        const char *what, *id, *qemu, *kernel, *gateway, *td, *relay, *host, *accel;
     } cases[] = {
-        {"id not a UUID", "not-a-uuid", NULL, NULL, NULL, NULL},
-        {"uppercase id", "3F1C2A9E-7B4D-4E8A-9C0F-1A2B3C4D5E6F", NULL, NULL, NULL, NULL},
-        {"id with a comma", "3f1c2a9e-7b4d-4e8a-9c0f-1a2b3c4d5e,f", NULL, NULL, NULL, NULL},
-        {"relative qemu", ID, "qemu-system-x86_64", NULL, NULL, NULL},
-        {"relative kernel", ID, NULL, "vmlinuz", NULL, NULL},
+        {"id not a UUID", "not-a-uuid", NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"uppercase id", "3F1C2A9E-7B4D-4E8A-9C0F-1A2B3C4D5E6F", NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL},
+        {"id with a comma", "3f1c2a9e-7b4d-4e8a-9c0f-1a2b3c4d5e,f", NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL},
+        {"relative qemu", ID, "qemu-system-x86_64", NULL, NULL, NULL, NULL, NULL, NULL},
+        {"relative kernel", ID, NULL, "vmlinuz", NULL, NULL, NULL, NULL, NULL},
         /* A comma would start a new QEMU sub-option (e.g. a second file=). */
-        {"comma in gateway", ID, NULL, NULL, "10.0.2.2:8443,file=identity/key.pem", NULL},
-        {"space in gateway", ID, NULL, NULL, "10.0.2.2 :8443", NULL},
-        {"gateway without port", ID, NULL, NULL, "10.0.2.2", NULL},
-        {"uppercase trust domain", ID, NULL, NULL, NULL, "Tessera.local"},
-        {"comma in trust domain", ID, NULL, NULL, NULL, "a,b"},
+        {"comma in gateway", ID, NULL, NULL, "10.0.2.2:8443,file=identity/key.pem", NULL, NULL,
+         NULL, NULL},
+        {"space in gateway", ID, NULL, NULL, "10.0.2.2 :8443", NULL, NULL, NULL, NULL},
+        {"gateway without port", ID, NULL, NULL, "10.0.2.2", NULL, NULL, NULL, NULL},
+        {"uppercase trust domain", ID, NULL, NULL, NULL, "Tessera.local", NULL, NULL, NULL},
+        {"comma in trust domain", ID, NULL, NULL, NULL, "a,b", NULL, NULL, NULL},
+        {"relative relay", ID, NULL, NULL, NULL, NULL, "tessera-vm-relay", NULL, NULL},
+        {"no relay", ID, NULL, NULL, NULL, NULL, "", NULL, NULL},
+        {"comma in the relay's gateway", ID, NULL, NULL, NULL, NULL, NULL,
+         "127.0.0.1:8443,guestfwd=tcp:10.0.2.101:22-cmd:/bin/sh", NULL},
+        {"accelerator not kvm or tcg", ID, NULL, NULL, NULL, NULL, NULL, NULL, "kvm,x=y"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         drv_vm_config cfg;
         base_cfg(&cfg);
         if (cases[i].qemu) strcpy(cfg.qemu, cases[i].qemu);
         if (cases[i].kernel) strcpy(cfg.kernel, cases[i].kernel);
-        if (cases[i].gateway) strcpy(cfg.gateway, cases[i].gateway);
+        if (cases[i].gateway) strcpy(cfg.guest_gateway, cases[i].gateway);
         if (cases[i].td) strcpy(cfg.td, cases[i].td);
+        if (cases[i].relay) strcpy(cfg.relay, cases[i].relay);
+        if (cases[i].host) strcpy(cfg.host_gateway, cases[i].host);
+        if (cases[i].accel) strcpy(cfg.accel, cases[i].accel);
         drv_argv *a = drv_argv_new();
         assert_non_null(a);
         tsr_err_clear();
@@ -118,6 +131,14 @@ static void test_qmp_reader(void **state)
 
 /* ---- the argv ------------------------------------------------------------------ */
 
+static void expect_argv(const drv_argv *a, const char *const *want, size_t nwant)
+{
+    for (size_t i = 0; i < nwant && i < a->n; i++) assert_string_equal(a->v[i], want[i]);
+    assert_int_equal(a->n, nwant);
+    assert_null(a->v[a->n]); /* execve's terminator */
+}
+
+/* The default: gateway networking (restrict=on, one forward to the relay). */
 static void test_argv_exact(void **state)
 {
     (void)state;
@@ -125,6 +146,7 @@ static void test_argv_exact(void **state)
     base_cfg(&cfg);
     strcpy(cfg.initrd, "/var/lib/tessera/initrd.img");
     strcpy(cfg.append, "quiet loglevel=3");
+    strcpy(cfg.supervisor_args, "--poll-seconds 5 -- /bin/sh -c a,b");
     cfg.memory_mb = 1024;
     cfg.cpus = 2;
     strcpy(cfg.accel, "kvm");
@@ -136,54 +158,150 @@ static void test_argv_exact(void **state)
         "-name", "tessera-" ID,
         "-machine", "q35",
         "-accel", "kvm",
+        "-cpu", "host",
         "-m", "1024",
         "-smp", "2",
         "-nodefaults", "-no-user-config", "-nographic",
         "-monitor", "none",
-        "-serial", "file:console.log",
+        "-chardev", "file,id=console,path=console.log,append=on",
+        "-serial", "chardev:console",
         "-no-reboot",
-        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+        "-sandbox", "on,obsolete=deny,elevateprivileges=allow,spawn=allow,resourcecontrol=deny",
         "-kernel", "/var/lib/tessera/vmlinuz",
         "-initrd", "/var/lib/tessera/initrd.img",
         "-append", "console=ttyS0 panic=-1 quiet loglevel=3",
         "-fw_cfg", "name=opt/tessera/cert.pem,file=identity/cert.pem",
         "-fw_cfg", "name=opt/tessera/key.pem,file=identity/key.pem",
         "-fw_cfg", "name=opt/tessera/bundle.pem,file=identity/bundle.pem",
-        "-fw_cfg", "name=opt/tessera/gateway,string=10.0.2.2:8443",
+        "-fw_cfg", "name=opt/tessera/gateway,string=10.0.2.100:8443",
         "-fw_cfg", "name=opt/tessera/trust_domain,string=tessera.local",
         "-fw_cfg", "name=opt/tessera/sandbox_id,string=" ID,
-        "-nic", "user,model=virtio-net-pci",
+        /* QEMU reads ",," as one comma inside a value. */
+        "-fw_cfg", "name=opt/tessera/supervisor_args,string=--poll-seconds 5 -- /bin/sh -c a,,b",
+        "-netdev", "user,id=net0,ipv6=off,restrict=on,guestfwd=tcp:10.0.2.100:8443-cmd:"
+                   "/usr/lib/tessera/tessera-vm-relay 127.0.0.1:8443 " ID,
+        "-device", "virtio-net-pci,netdev=net0,romfile=",
+        "-device", "virtio-rng-pci",
         "-qmp", "unix:qmp.sock,server=on,wait=off",
         "-pidfile", "qemu.pid",
     };
-    size_t nwant = sizeof want / sizeof want[0];
-    for (size_t i = 0; i < nwant && i < a->n; i++) assert_string_equal(a->v[i], want[i]);
-    assert_int_equal(a->n, nwant);
-    assert_null(a->v[a->n]); /* execve's terminator */
+    expect_argv(a, want, sizeof want / sizeof want[0]);
     drv_argv_free(a);
 }
 
-static void test_argv_variants(void **state)
+/* User networking (everything the host reaches), TCG, no seccomp filter. */
+static void test_argv_user_network(void **state)
 {
     (void)state;
     drv_vm_config cfg;
     base_cfg(&cfg);
-    cfg.network_user = 0;
+    cfg.network = DRV_VM_NET_USER;
+    cfg.relay[0] = '\0';
+    strcpy(cfg.guest_gateway, "10.0.2.2:8443");
     cfg.qemu_sandbox = 0;
     drv_argv *a = drv_argv_new();
     assert_non_null(a);
     assert_int_equal(drv_vm_build_argv(&cfg, ID, a), 0);
-    assert_int_equal(argv_index(a, "-initrd"), -1);
-    assert_int_equal(argv_index(a, "-sandbox"), -1);
+    const char *want[] = {
+        "/usr/bin/qemu-system-x86_64",
+        "-name", "tessera-" ID,
+        "-machine", "q35",
+        "-accel", "tcg",
+        "-m", "512",
+        "-smp", "1",
+        "-nodefaults", "-no-user-config", "-nographic",
+        "-monitor", "none",
+        "-chardev", "file,id=console,path=console.log,append=on",
+        "-serial", "chardev:console",
+        "-no-reboot",
+        "-kernel", "/var/lib/tessera/vmlinuz",
+        "-append", "console=ttyS0 panic=-1",
+        "-fw_cfg", "name=opt/tessera/cert.pem,file=identity/cert.pem",
+        "-fw_cfg", "name=opt/tessera/key.pem,file=identity/key.pem",
+        "-fw_cfg", "name=opt/tessera/bundle.pem,file=identity/bundle.pem",
+        "-fw_cfg", "name=opt/tessera/gateway,string=10.0.2.2:8443",
+        "-fw_cfg", "name=opt/tessera/trust_domain,string=tessera.local",
+        "-fw_cfg", "name=opt/tessera/sandbox_id,string=" ID,
+        "-netdev", "user,id=net0,ipv6=off",
+        "-device", "virtio-net-pci,netdev=net0,romfile=",
+        "-device", "virtio-rng-pci",
+        "-qmp", "unix:qmp.sock,server=on,wait=off",
+        "-pidfile", "qemu.pid",
+    };
+    expect_argv(a, want, sizeof want / sizeof want[0]);
+    drv_argv_free(a);
+}
+
+/* No network: no NIC, and QEMU may neither spawn nor change ids. */
+static void test_argv_no_network(void **state)
+{
+    (void)state;
+    drv_vm_config cfg;
+    base_cfg(&cfg);
+    cfg.network = DRV_VM_NET_NONE;
+    drv_argv *a = drv_argv_new();
+    assert_non_null(a);
+    assert_int_equal(drv_vm_build_argv(&cfg, ID, a), 0);
     int nic = argv_index(a, "-nic");
     assert_true(nic > 0);
     assert_string_equal(a->v[nic + 1], "none");
-    int app = argv_index(a, "-append");
-    assert_true(app > 0);
-    assert_string_equal(a->v[app + 1], "console=ttyS0 panic=-1");
-    assert_string_equal(a->v[argv_index(a, "-accel") + 1], "tcg");
-    assert_string_equal(a->v[argv_index(a, "-m") + 1], "512");
+    assert_int_equal(argv_index(a, "-netdev"), -1);
+    assert_string_equal(a->v[argv_index(a, "-sandbox") + 1],
+                        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    assert_int_equal(argv_index(a, "-cpu"), -1);
     drv_argv_free(a);
+}
+
+/* What the guest dials for the gateway, per network mode. */
+static void test_guest_gateway(void **state)
+{
+    (void)state;
+    char out[300];
+    /* Failures first. */
+    assert_int_not_equal(drv_vm_guest_gateway(DRV_VM_NET_GATEWAY, "127.0.0.1", out, sizeof out),
+                         0);
+    assert_int_not_equal(drv_vm_guest_gateway(DRV_VM_NET_USER, "a b:1", out, sizeof out), 0);
+    assert_int_not_equal(drv_vm_guest_gateway(DRV_VM_NET_USER, "gw.example:8443", out, 10), 0);
+    struct {
+        enum drv_vm_network net;
+        const char *host, *guest;
+    } cases[] = {
+        {DRV_VM_NET_GATEWAY, "127.0.0.1:8443", "10.0.2.100:8443"},
+        {DRV_VM_NET_GATEWAY, "gw.example:9443", "10.0.2.100:9443"},
+        {DRV_VM_NET_GATEWAY, "[::1]:8443", "10.0.2.100:8443"},
+        {DRV_VM_NET_USER, "127.0.0.1:8443", "10.0.2.2:8443"},
+        {DRV_VM_NET_USER, "localhost:8443", "10.0.2.2:8443"},
+        {DRV_VM_NET_USER, "[::1]:8443", "10.0.2.2:8443"},
+        {DRV_VM_NET_USER, "127.0.0.10:8443", "127.0.0.10:8443"},
+        {DRV_VM_NET_USER, "gw.example:8443", "gw.example:8443"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(drv_vm_guest_gateway(cases[i].net, cases[i].host, out, sizeof out), 0);
+        assert_string_equal(out, cases[i].guest);
+    }
+}
+
+/* KVM only where the CPU shows vmx or svm as a word of a flags line. */
+static void test_cpuinfo_flags(void **state)
+{
+    (void)state;
+    static const char *const no[] = {
+        "",
+        "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr hypervisor lahf_lm svm_lock\n",
+        "model name\t: Intel vmx-capable\nflags\t\t: fpu sse2\n", /* not a flags line */
+        "flags\t\t: fpu vmxe svmx\n",
+        "vmx flags\t: ept\n",
+    };
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_int_equal(drv_vm_cpuinfo_has_virt(no[i], strlen(no[i])), 0);
+    static const char *const yes[] = {
+        "processor\t: 0\nflags\t\t: fpu vme vmx ssse3\n",
+        "flags\t\t: fpu svm\n",
+        "flags\t\t:vmx",
+        "processor\t: 0\nflags\t\t: fpu\n\nprocessor\t: 1\nflags\t\t: fpu svm\n",
+    };
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        assert_int_equal(drv_vm_cpuinfo_has_virt(yes[i], strlen(yes[i])), 1);
 }
 
 /* Identity only through fw_cfg files: the kernel command line holds no key
@@ -254,12 +372,19 @@ static int teardown(void **state)
 
 static void *vm_new(struct fx *fx, char *err, size_t cap)
 {
-    static const char *keys[] = {"qemu", "kernel"};
-    static const char *vals[2];
+    static const char *keys[] = {"qemu", "kernel", "relay", "accel"};
+    static const char *vals[4];
     vals[0] = "/bin/true";
     vals[1] = fx->kernel;
-    tsr_driver_env env = {fx->data, "/bin/true", "10.0.2.2:8443", "tessera.local", keys, vals, 2,
-                          NULL, NULL};
+    vals[2] = "/bin/true";
+    vals[3] = "tcg";
+    tsr_driver_env env = {.data_dir = fx->data,
+                          .supervisor_path = "/bin/true",
+                          .gateway_addr = "127.0.0.1:8443",
+                          .trust_domain = "tessera.local",
+                          .option_keys = keys,
+                          .option_values = vals,
+                          .n_options = 4};
     void *ctx = NULL;
     if (tessera_driver_entry()->init(&env, &ctx, err, cap) != 0) return NULL;
     return ctx;
@@ -344,7 +469,10 @@ int main(void)
         cmocka_unit_test(test_argv_refuses),
         cmocka_unit_test(test_qmp_reader),
         cmocka_unit_test(test_argv_exact),
-        cmocka_unit_test(test_argv_variants),
+        cmocka_unit_test(test_argv_user_network),
+        cmocka_unit_test(test_argv_no_network),
+        cmocka_unit_test(test_guest_gateway),
+        cmocka_unit_test(test_cpuinfo_flags),
         cmocka_unit_test(test_argv_keeps_identity_off_the_command_line),
         cmocka_unit_test_setup_teardown(test_create_places_identity, setup, teardown),
     };

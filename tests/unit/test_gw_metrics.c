@@ -193,6 +193,7 @@ static void test_counters(void **state)
     /* Every bounded label value is there from the start, at 0. */
     assert_true(value_of(&P, "tessera_certificates_issued_total", "kind=\"create\"") == 0);
     assert_true(value_of(&P, "tessera_certificates_issued_total", "kind=\"renew\"") == 0);
+    assert_true(value_of(&P, "tessera_certificates_issued_total", "kind=\"restart\"") == 0);
     static const char *const denials[] = {"unauthenticated", "permission", "cross_sandbox",
                                           "rate_limit", "bad_request", "deleted_sandbox"};
     for (size_t i = 0; i < 6; i++) {
@@ -207,6 +208,7 @@ static void test_counters(void **state)
     gw_metrics_cert_issued(GW_ISSUE_CREATE);
     gw_metrics_cert_issued(GW_ISSUE_CREATE);
     gw_metrics_cert_issued(GW_ISSUE_RENEW);
+    gw_metrics_cert_issued(GW_ISSUE_RESTART);
     gw_metrics_cert_issued(GW_ISSUE_KIND_COUNT);   /* out of range: ignored */
     gw_metrics_certs_revoked(3);
     gw_metrics_certs_revoked(1);
@@ -228,6 +230,7 @@ static void test_counters(void **state)
     render_parse(&P);
     assert_true(value_of(&P, "tessera_certificates_issued_total", "kind=\"create\"") == 2);
     assert_true(value_of(&P, "tessera_certificates_issued_total", "kind=\"renew\"") == 1);
+    assert_true(value_of(&P, "tessera_certificates_issued_total", "kind=\"restart\"") == 1);
     assert_true(value_of(&P, "tessera_certificates_revoked_total", "") == 4);
     assert_true(value_of(&P, "tessera_denials_total", "reason=\"cross_sandbox\"") == 1);
     assert_true(value_of(&P, "tessera_denials_total", "reason=\"unauthenticated\"") == 2);
