@@ -237,8 +237,8 @@ def test_sigterm_drains_open_stream(g):
 TTL = 20  # seconds: the supervisor renews at about half of it
 
 
-def wait_for(what, fn, timeout=60.0):
-    return gwtest.wait_for(what, fn, timeout)
+def wait_for(what, fn, timeout=60.0, every=0.25):
+    return gwtest.wait_for(what, fn, timeout, every)
 
 
 def test_root_rotation_with_live_sandbox():
