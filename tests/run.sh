@@ -20,6 +20,41 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 passed=0 failed=0 skipped=0
 failures=()
 
+# Every scratch file of this run goes under one fresh TMPDIR (the C tests
+# through tu_temp_path, python's tempfile by itself); at the end it must be
+# empty and no process may still use it: a test leaves nothing behind.
+RUN_TMP=$(mktemp -d /tmp/tsr-run.XXXXXX)
+export TMPDIR="$RUN_TMP"
+leftovers() {
+  local bad=0 pids=() p
+  for p in /proc/[0-9]*; do
+    [[ ${p#/proc/} == "$$" ]] && continue
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$RUN_TMP"; then
+      pids+=("${p#/proc/}")
+    fi
+  done
+  if [[ ${#pids[@]} -gt 0 ]]; then
+    bad=1
+    echo "FAIL left behind: ${#pids[@]} process(es)"
+    for p in "${pids[@]}"; do echo "     $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"; done
+    kill -KILL "${pids[@]}" 2>/dev/null
+    sleep 0.5
+  fi
+  local mnt
+  while read -r mnt; do
+    bad=1
+    echo "FAIL left behind: mount $mnt"
+    umount -l "$mnt" 2>/dev/null
+  done < <(awk -v t="$RUN_TMP" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r)
+  if [[ -n $(ls -A "$RUN_TMP" 2>/dev/null) ]]; then
+    bad=1
+    echo "FAIL left behind in TMPDIR:"
+    (cd "$RUN_TMP" && ls -A | head -20 | sed 's/^/     /')
+  fi
+  rm -rf "$RUN_TMP"
+  return $bad
+}
+
 for t in "$O"/tests/test_*; do
   [[ -x "$t" ]] || continue
   name=$(basename "$t")
@@ -64,6 +99,10 @@ if compgen -G "tests/integration/test_*.py" >/dev/null; then
     echo "ok   python: $summary"
   fi
   grep -E '^SKIPPED' "$log" | sed 's/^/     /'   # each skip with its reason
+fi
+
+if ! leftovers; then
+  failed=$((failed + 1)); failures+=("the run left processes, mounts or files behind (above)")
 fi
 
 echo

@@ -184,12 +184,18 @@ def _descendants(root):
     return found
 
 
-def _kill_sandboxes():
+def _clean_up():
     """Sandboxes outlive their gateway by design (a restart re-attaches), so
-    whatever a test gateway started is stopped when the test process ends."""
+    whatever a test gateway started is stopped when the test process ends;
+    then the gateway's own directory (PKI, config, data, logs) is removed:
+    a test run leaves nothing behind."""
     import glob
+    import shutil
     import signal
     for g in _GATEWAYS:
+        if g.proc is not None and g.proc.poll() is None:
+            g.proc.kill()
+            g.proc.wait()
         for pidfile in glob.glob(os.path.join(g.data_dir, "sandboxes", "*", "pid")):
             try:
                 pid = int(open(pidfile).read().split()[0])
@@ -200,9 +206,10 @@ def _kill_sandboxes():
                     os.kill(victim, signal.SIGKILL)
                 except OSError:
                     pass
+        shutil.rmtree(g.dir, ignore_errors=True)
 
 
-atexit.register(_kill_sandboxes)
+atexit.register(_clean_up)
 
 
 class Gateway:

@@ -259,7 +259,7 @@ def test_default_image_and_relay():
 
 @pytest.fixture
 def tmp():
-    d = tempfile.mkdtemp(prefix="tsr-vm-", dir="/tmp")  # short: QMP's unix socket path
+    d = tempfile.mkdtemp(prefix="tsr-vm-")  # short: QMP's unix socket path
     yield pathlib.Path(d)
     shutil.rmtree(d, ignore_errors=True)
 
@@ -267,7 +267,7 @@ def tmp():
 @pytest.fixture(scope="module")
 def vm_gw():
     require_host()
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tsr-vm-", dir="/tmp"))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tsr-vm-"))
     initrd = str(tmp / "initrd-test.img")
     shutil.copy(os.path.join(IMAGE, "initrd.img"), initrd)  # the driver checks it at init
     g = gwtest.Gateway(
