@@ -24,19 +24,22 @@ failures=()
 # through tu_temp_path, python's tempfile by itself); at the end it must be
 # empty and no process may still use it: a test leaves nothing behind.
 RUN_TMP=$(mktemp -d /tmp/tsr-run.XXXXXX)
+chmod 1777 "$RUN_TMP"   # like /tmp: tests run workloads as nobody under it
 export TMPDIR="$RUN_TMP"
 leftovers() {
   local bad=0 pids=() p
   for p in /proc/[0-9]*; do
     [[ ${p#/proc/} == "$$" ]] && continue
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$RUN_TMP"; then
+    if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "$RUN_TMP"; then
       pids+=("${p#/proc/}")
     fi
   done
   if [[ ${#pids[@]} -gt 0 ]]; then
     bad=1
     echo "FAIL left behind: ${#pids[@]} process(es)"
-    for p in "${pids[@]}"; do echo "     $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"; done
+    for p in "${pids[@]}"; do
+      echo "     $p: $({ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -oE "[^ ]*$RUN_TMP[^ ]*" | head -3 | tr '\n' ' ')"
+    done
     kill -KILL "${pids[@]}" 2>/dev/null
     sleep 0.5
   fi
@@ -82,8 +85,10 @@ done
 
 if compgen -G "tests/integration/test_*.py" >/dev/null; then
   log="$LOGS/pytest.log"
-  timeout 900 /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/integration >"$log" 2>&1
+  timeout 900 /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider --basetemp="$RUN_TMP/pytest" \
+    tests/integration >"$log" 2>&1
   rc=$?
+  rm -rf "$RUN_TMP/pytest"   # pytest's own tmp_path tree
   summary=$(tail -1 "$log")
   p=$(grep -o '[0-9]* passed' <<<"$summary" | grep -o '[0-9]*' || true)
   f=$(grep -o '[0-9]* failed' <<<"$summary" | grep -o '[0-9]*' || true)

@@ -250,7 +250,9 @@ def test_default_image_and_relay():
                    "kvm" if kvm_expected() else "tcg",
                    os.path.realpath(os.path.join(IMAGE, "vmlinuz")), os.path.realpath(RELAY),
                    g.port)
-        assert want in g.log_text(), g.log_text()
+        # The gateway's stderr is read by a thread: wait for the line.
+        gwtest.wait_for("the vm driver's start line", lambda: want in g.log_text(), timeout=10,
+                        every=0.05)
     finally:
         assert g.stop() == 0
 
