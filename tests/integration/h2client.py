@@ -89,11 +89,14 @@ class H2:
         st = self.streams[sid]
         self.sock.settimeout(0.2)
         end = time.monotonic() + timeout
+        can_send = True
         while not st["ended"] and time.monotonic() < end:
             try:
                 d = self.sock.recv(65536)
             except socket.timeout:
                 continue
+            except OSError:
+                break   # reset: nothing more to read
             if not d:
                 break
             for ev in self._receive(d):
@@ -105,10 +108,12 @@ class H2:
                     self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
                     s["ended"] = True
-            try:
-                self.sock.sendall(self.conn.data_to_send())
-            except OSError:
-                break   # the server closed the connection (after its answers)
+            out = self.conn.data_to_send()
+            if out and can_send:
+                try:
+                    self.sock.sendall(out)
+                except OSError:
+                    can_send = False   # closed by the server: read what it sent first
         return st
 
     def close(self):
