@@ -4,10 +4,16 @@ root after `make`, under Debian's /usr/bin/python3: it needs
 python3-cryptography, python3-h2 and the generated protobuf modules in
 build/py). Keys are fresh on every run, so the seeds differ byte for byte
 between runs but not in what they exercise. Crash reproducers
-(fuzz/corpus/<name>/crash-*) are never touched."""
+(fuzz/corpus/<name>/crash-*) are never touched.
+
+    fuzz/mkcorpus.py [NAME...]   only the seeds of these harnesses (their old
+                                 seed-* files are removed first); all without"""
 import datetime
+import glob
 import os
+import re
 import struct
+import subprocess
 import sys
 
 sys.path.insert(0, os.environ.get("TSR_PY", "build/py"))
@@ -29,7 +35,15 @@ SANDBOX_ID = f"spiffe://{TD}/sandbox/{UUID}"
 NOW = datetime.datetime.fromtimestamp(1750000000, tz=datetime.timezone.utc)  # FUZZ_NOW
 
 
+ONLY = set(sys.argv[1:])
+for _name in ONLY:
+    for _old in glob.glob(os.path.join(OUT, _name, "seed-*")):
+        os.remove(_old)
+
+
 def write(name, label, data):
+    if ONLY and name not in ONLY:
+        return
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
     if isinstance(data, str):
@@ -164,8 +178,7 @@ write("pem_bundle", "key-rsa2048", rsa.generate_private_key(65537, 2048).private
     serialization.NoEncryption()))
 write("pem_bundle", "cert-then-key", pem(root) + root_key.private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-
-# csr: raw DER
+# csr: [flags][DER]; the fixed keys of fuzz/fuzz_keys.h
 def csr(key, uris=(), dns=(), algo=hashes.SHA256()):
     b = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sandbox")]))
@@ -174,14 +187,100 @@ def csr(key, uris=(), dns=(), algo=hashes.SHA256()):
         b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return b.sign(key, algo).public_bytes(serialization.Encoding.DER)
 
-write("csr", "p256", csr(p256()))
-write("csr", "p256-own-uri", csr(p256(), uris=[SANDBOX_ID]))
-write("csr", "p256-other-uri", csr(p256(), uris=[f"spiffe://{TD}/user/admin"]))
-write("csr", "p256-dns", csr(p256(), dns=["example.com"]))
-write("csr", "p384", csr(ec.generate_private_key(ec.SECP384R1())))
-write("csr", "ed25519", csr(ed25519.Ed25519PrivateKey.generate(), algo=None))
-write("csr", "rsa2048", csr(rsa.generate_private_key(65537, 2048)))
-write("csr", "rsa1024-refused", csr(rsa.generate_private_key(65537, 1024)))
+
+def fixed_keys():
+    text = open("fuzz/fuzz_keys.h").read()
+    keys = {}
+    for name, body in re.findall(r'FUZZ_KEY_(\w+)\[\] =((?:\s*"[^"]*")+);', text):
+        pem_text = "".join(re.findall(r'"([^"]*)"', body)).replace("\\n", "\n")
+        keys[name] = serialization.load_pem_private_key(pem_text.encode(), None)
+    return keys
+
+
+def tlv(tag, body):
+    n = len(body)
+    if n < 128:
+        return bytes([tag, n]) + body
+    ln = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(ln)]) + ln + body
+
+
+def seq(*parts):
+    return tlv(0x30, b"".join(parts))
+
+
+def oid(dotted):
+    a = [int(x) for x in dotted.split(".")]
+    out = bytes([40 * a[0] + a[1]])
+    for v in a[2:]:
+        enc = [v & 0x7F]
+        v >>= 7
+        while v:
+            enc.insert(0, 0x80 | (v & 0x7F))
+            v >>= 7
+        out += bytes(enc)
+    return tlv(0x06, out)
+
+
+def ext_request(uris, attr_oid="1.2.840.113549.1.9.14"):
+    san = seq(oid("2.5.29.17"), tlv(0x04, seq(*[tlv(0x86, u.encode()) for u in uris])))
+    return seq(oid(attr_oid), tlv(0x31, seq(san)))
+
+
+def raw_csr(spki, attrs=b""):
+    """A request whose signature is garbage: for flags that re-sign it."""
+    info = seq(tlv(0x02, b"\x00"), seq(), spki, tlv(0xA0, attrs))
+    return seq(info, seq(oid("1.2.840.10045.4.3.2")), tlv(0x03, b"\x00" + b"\x01" * 64))
+
+
+def spki_openssl(key, *args):
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return subprocess.run(["openssl", "ec", "-pubout", "-outform", "DER", *args],
+                          input=pem_key, capture_output=True, check=True).stdout
+
+
+def spki_of(key):
+    return key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+FK = fixed_keys()
+AS_IS, RESIGN, REPLACE = 0, 1, 2
+K256, K384, KED, KRSA = 0, 4, 8, 12
+SHA384, SHA512, SHA1 = 16, 32, 48
+UNPARSED = 64
+
+def csr_seed(label, flags, der_bytes):
+    write("csr", label, bytes([flags]) + der_bytes)
+
+csr_seed("p256", AS_IS, csr(FK["P256"]))
+csr_seed("p256-own-uri", AS_IS, csr(FK["P256"], uris=[SANDBOX_ID]))
+csr_seed("p256-other-uri", AS_IS, csr(FK["P256"], uris=[f"spiffe://{TD}/user/admin"]))
+csr_seed("p256-dns-unparsed", AS_IS | UNPARSED, csr(FK["P256"], dns=["example.com"]))
+csr_seed("p384", AS_IS, csr(FK["P384"], algo=hashes.SHA384()))
+csr_seed("ed25519", AS_IS, csr(FK["ED25519"], algo=None))
+csr_seed("rsa2048", AS_IS, csr(FK["RSA2048"]))
+csr_seed("rsa1024-refused", AS_IS, csr(rsa.generate_private_key(65537, 1024)))
+csr_seed("p256-resign", RESIGN, raw_csr(spki_of(FK["P256"])))
+csr_seed("p256-compressed-resign", RESIGN,
+         raw_csr(spki_openssl(FK["P256"], "-conv_form", "compressed")))
+csr_seed("p256-explicit-resign", RESIGN | SHA512,
+         raw_csr(spki_openssl(FK["P256"], "-param_enc", "explicit")))
+csr_seed("p384-resign-own-uri", RESIGN | SHA384, raw_csr(spki_of(FK["P384"]),
+                                                         ext_request([SANDBOX_ID])))
+csr_seed("p384-compressed-resign", RESIGN,
+         raw_csr(spki_openssl(FK["P384"], "-conv_form", "compressed")))
+csr_seed("ed25519-resign-unparsed", RESIGN | UNPARSED, raw_csr(spki_of(FK["ED25519"])))
+csr_seed("rsa-resign-sha1", RESIGN | SHA1, raw_csr(spki_of(FK["RSA2048"])))
+csr_seed("replace-p384", REPLACE | K384, raw_csr(spki_of(FK["P256"]), ext_request([SANDBOX_ID])))
+csr_seed("replace-ed25519-other-uri", REPLACE | KED,
+         raw_csr(spki_of(FK["P256"]), ext_request([SANDBOX_ID, f"spiffe://{TD}/gateway"])))
+csr_seed("replace-p256-ms-ext-req", REPLACE | K256,
+         raw_csr(spki_of(FK["P256"]), ext_request([SANDBOX_ID], "1.3.6.1.4.1.311.2.1.14")))
+csr_seed("replace-p256-two-ext-reqs", REPLACE | K256,
+         raw_csr(spki_of(FK["P256"]), ext_request([SANDBOX_ID]) + ext_request(["spiffe://x/y"])))
+csr_seed("resign-trailing-bytes", RESIGN, raw_csr(spki_of(FK["P256"])) + b"\x00\x00")
 
 # ---- protobuf: [request index][message] -----------------------------------
 REQUESTS = ["CreateSandboxRequest", "GetSandboxRequest", "ListSandboxesRequest",
