@@ -178,6 +178,22 @@ write("pem_bundle", "key-rsa2048", rsa.generate_private_key(65537, 2048).private
     serialization.NoEncryption()))
 write("pem_bundle", "cert-then-key", pem(root) + root_key.private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+# pem_bundle, wrapped DER: [0x00][flags] ([u16 len][DER])*
+def pem_der(label, flags, *ders):
+    write("pem_bundle", label, bytes([0, flags]) + b"".join(lp16(d) for d in ders))
+
+def key_der(key, fmt):
+    return key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
+
+pem_der("der-root", 0, der(root))
+pem_der("der-chain-76-crlf-blank", 4 | 8 | 16, der(sb), der(issuing))
+pem_der("der-key-pkcs8", 0, key_der(root_key, serialization.PrivateFormat.PKCS8))
+pem_der("der-key-sec1", 1, key_der(root_key, serialization.PrivateFormat.TraditionalOpenSSL))
+pem_der("der-key-rsa", 2, key_der(rsa.generate_private_key(65537, 2048),
+                                  serialization.PrivateFormat.TraditionalOpenSSL))
+pem_der("der-key-ed25519", 0, key_der(ed25519.Ed25519PrivateKey.generate(),
+                                      serialization.PrivateFormat.PKCS8))
+
 # csr: [flags][DER]; the fixed keys of fuzz/fuzz_keys.h
 def csr(key, uris=(), dns=(), algo=hashes.SHA256()):
     b = x509.CertificateSigningRequestBuilder().subject_name(
