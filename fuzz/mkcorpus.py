@@ -90,14 +90,17 @@ def ca_cert(key, subject, issuer, issuer_key, pathlen, constraint=None):
     return b.sign(issuer_key, hashes.SHA256())
 
 
-def leaf(uris, issuer, issuer_key, ca=False, ku=True, eku=True, extra_dns=None):
+def leaf(uris, issuer, issuer_key, ca=False, ku=True, eku=True, extra_dns=None, years=0):
+    """Valid for an hour around FUZZ_NOW, or `years` from then (for harnesses
+    that verify at the current time: the fixed PKI lasts until 2045)."""
     key = p256()
     sans = [x509.UniformResourceIdentifier(u) for u in uris]
     sans += [x509.DNSName(d) for d in (extra_dns or [])]
+    until = datetime.timedelta(days=365 * years) if years else datetime.timedelta(hours=1)
     b = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(issuer.subject)
          .public_key(key.public_key()).serial_number(x509.random_serial_number())
          .not_valid_before(NOW - datetime.timedelta(minutes=1))
-         .not_valid_after(NOW + datetime.timedelta(hours=1))
+         .not_valid_after(NOW + until)
          .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
     if sans:
         b = b.add_extension(x509.SubjectAlternativeName(sans), critical=True)
@@ -297,6 +300,46 @@ csr_seed("replace-p256-ms-ext-req", REPLACE | K256,
 csr_seed("replace-p256-two-ext-reqs", REPLACE | K256,
          raw_csr(spki_of(FK["P256"]), ext_request([SANDBOX_ID]) + ext_request(["spiffe://x/y"])))
 csr_seed("resign-trailing-bytes", RESIGN, raw_csr(spki_of(FK["P256"])) + b"\x00\x00")
+
+# ---- forward: [flags][header value] ------------------------------------------
+# The leaves are signed by this script's CA; flag 16 has the harness re-sign
+# them with its own issuing CA. Valid from FUZZ_NOW for 19 years: the
+# decision verifies at the current time.
+F_XFCC, F_LOCAL, F_OTHER, F_SANDBOX, F_TWICE, F_RESIGN, F_KEEP_AKI, F_ISSUING, F_CERT_ONLY = (
+    1, 2, 4, 6, 8, 16, 32, 64, 128)
+
+def esc(b):
+    return "".join(chr(c) if chr(c).isalnum() or chr(c) in "-._~" else "%%%02X" % c
+                   for c in b).encode()
+
+def fwd(label, flags, value):
+    write("forward", label, bytes([flags]) + value)
+
+fsb, _ = leaf([SANDBOX_ID], issuing, iss_key, years=19)
+fuser, _ = leaf([f"spiffe://{TD}/user/alice"], issuing, iss_key, years=19)
+fproxy, _ = leaf([f"spiffe://{TD}/proxy/egress"], issuing, iss_key, years=19)
+fforeign, _ = leaf(["spiffe://example.org/user/alice"], issuing, iss_key, years=19)
+fwd("pem-sandbox-resign", F_RESIGN, esc(pem(fsb)))
+fwd("pem-user-resign-issuing", F_RESIGN | F_ISSUING, esc(pem(fuser)))
+fwd("pem-sandbox-as-is", 0, esc(pem(fsb) + pem(issuing)))
+fwd("pem-proxy-leaf", F_RESIGN, esc(pem(fproxy)))
+fwd("pem-foreign", F_RESIGN, esc(pem(fforeign)))
+fwd("pem-local-proxy", F_LOCAL | F_RESIGN, esc(pem(fuser)))
+fwd("pem-untrusted-proxy", F_OTHER | F_RESIGN, esc(pem(fsb)))
+fwd("pem-sandbox-caller", F_SANDBOX | F_RESIGN, esc(pem(fsb)))
+fwd("pem-twice", F_TWICE | F_RESIGN, esc(pem(fsb)))
+fwd("pem-keep-aki", F_RESIGN | F_KEEP_AKI, esc(pem(fsb)))
+fwd("pem-lowercase-escapes", F_RESIGN, esc(pem(fsb)).replace(b"%0A", b"%0a"))
+fwd("xfcc-chain-resign", F_XFCC | F_RESIGN, b'By=spiffe://tessera.local/gateway;Hash=ab;Chain="'
+    + esc(pem(fsb) + pem(issuing)) + b'";Subject="";URI=')
+fwd("xfcc-cert-and-chain", F_XFCC | F_RESIGN | F_ISSUING,
+    b'Cert="' + esc(pem(fuser)) + b'";Chain="' + esc(pem(fuser) + pem(issuing)) + b'"')
+fwd("xfcc-cert-only", F_XFCC | F_RESIGN | F_CERT_ONLY, b"cert=" + esc(pem(fsb)))
+fwd("xfcc-quoted-escapes", F_XFCC | F_RESIGN,
+    b'By="spiffe://x\\"y";Subject="CN=a,b;c";Cert="' + esc(pem(fsb)) + b'"')
+fwd("xfcc-two-elements", F_XFCC | F_RESIGN, b"Cert=" + esc(pem(fsb)) + b",Cert=" + esc(pem(fuser)))
+fwd("xfcc-chain-not-starting-with-cert", F_XFCC,
+    b"Cert=" + esc(pem(fsb)) + b";Chain=" + esc(pem(fuser)))
 
 # ---- protobuf: [request index][message] -----------------------------------
 REQUESTS = ["CreateSandboxRequest", "GetSandboxRequest", "ListSandboxesRequest",
