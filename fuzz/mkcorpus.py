@@ -502,12 +502,13 @@ def call(c, sid, path, msgs, extra=(), end=True, method=b"POST",
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-def h2seed(label, c, flags=1, seed=0, raw=b""):
+def h2seed(label, c, flags=1, seed=0, raw=b"", fwd=None):
     data = c.data_to_send() + raw
     if flags & 1:
         assert data.startswith(PREFACE)
         data = data[len(PREFACE):]
-    write("h2_session", label, bytes([flags, seed]) + data)
+    write("h2_session", label, bytes([flags, seed]) + (bytes([fwd]) if fwd is not None else b"")
+          + data)
 
 HEALTH = b"/grpc.health.v1.Health/Check"
 c = conn()
@@ -560,6 +561,36 @@ h2seed("revoked", c, flags=1 | 8)
 c = conn()
 call(c, 1, b"/fuzz.Test/Stream", [frame(b"a")], end=False)
 h2seed("server-goaway", c, flags=1 | 16)
+# Forwarded certificates (flags bit 6; forward flags: 1 xfcc, 2 re-sign, 4 + issuing CA):
+# from the trusted proxy egress, from the proxy unix socket, from a caller
+# that is not a proxy; a forwarded call to a test method, to real methods
+# (the guard), the header twice, a value that does not decode.
+PROXY_EGRESS, LOCAL_PROXY, FORWARD = 4, 6, 64
+GET = b"/tessera.v1.Gateway/GetSandbox"
+def fwd_conn(hdr, values):
+    c = conn()
+    call(c, 1, b"/fuzz.Test/Echo", [frame(b"hello")], extra=[(hdr, values[0])])
+    call(c, 3, GET, [frame(b"\x0a\x03dev")], extra=[(hdr, values[1])])
+    call(c, 5, b"/tessera.v1.Gateway/RenewCertificate", [frame(b"")], extra=[(hdr, values[0])])
+    call(c, 7, b"/fuzz.Test/Stream", [frame(b"a"), frame(b"b")], extra=[(hdr, values[0])])
+    call(c, 9, b"/fuzz.Test/Echo", [frame(b"x")], extra=[(hdr, values[0]), (hdr, values[1])])
+    call(c, 11, b"/fuzz.Test/Echo", [frame(b"y")], extra=[(hdr, b"%zz")])
+    call(c, 13, b"/fuzz.Test/Echo", [frame(b"z")])
+    return c
+sb_pem, user_pem = esc(pem(fsb)), esc(pem(fuser))
+h2seed("forward-pem-egress", fwd_conn(b"x-client-cert", [sb_pem, user_pem]),
+       flags=1 | PROXY_EGRESS | FORWARD, fwd=2, seed=4)
+h2seed("forward-xfcc-egress", fwd_conn(b"x-forwarded-client-cert",
+                                       [b'Cert="' + user_pem + b'"', b"Chain=" + sb_pem]),
+       flags=1 | PROXY_EGRESS | FORWARD, fwd=1 | 2 | 4, seed=6)
+h2seed("forward-pem-local-proxy", fwd_conn(b"x-client-cert", [user_pem, sb_pem]),
+       flags=1 | LOCAL_PROXY | FORWARD, fwd=2, seed=8)
+h2seed("forward-pem-not-resigned", fwd_conn(b"x-client-cert", [sb_pem, user_pem]),
+       flags=1 | PROXY_EGRESS | FORWARD, fwd=0, seed=10)
+h2seed("forward-from-anonymous", fwd_conn(b"x-client-cert", [sb_pem, user_pem]),
+       flags=1 | FORWARD, fwd=2, seed=12)
+h2seed("forward-revoked-connection", fwd_conn(b"x-client-cert", [sb_pem, user_pem]),
+       flags=1 | PROXY_EGRESS | FORWARD | 8, fwd=2, seed=14)
 # Raw frames h2 would not send: CONTINUATION, a huge header block, a client GOAWAY.
 c = conn()
 raw = b""
