@@ -279,6 +279,14 @@ FUZZ_NAMES := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_JOBS ?= 2
+# A harness of code outside the libraries links its objects
+# (FUZZ_OBJS_<name>) and libraries (FUZZ_LDLIBS_<name>); a harness that
+# includes a driver's source compiles with that driver's flags.
+FUZZ_OBJS_client = $(call obj,$(filter-out supervisor/sup_main.c,$(SUPERVISOR_SRC)))
+FUZZ_OBJS_sup_logs = $(FUZZ_OBJS_client)
+FUZZ_OBJS_cli = $(call obj,$(filter-out cli/cli_main.c,$(CLI_SRC)))
+FUZZ_LDLIBS_docker = $(DRV_LIBS_docker)
+$(O)/obj/fuzz/fuzz_docker.o: ALL_CFLAGS += $(DRV_CFLAGS_docker)
 
 ifeq ($(BUILD),fuzz)
 CC := clang
@@ -287,9 +295,10 @@ MODE_CFLAGS  := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize
 MODE_LDFLAGS := -fsanitize=address,undefined -pie
 FUZZ_BINS := $(FUZZ_NAMES:%=$(O)/bin/fuzz_%)
 
-$(FUZZ_BINS): $(O)/bin/fuzz_%: $(O)/obj/fuzz/fuzz_%.o $(LIBS_ALL)
+$(FUZZ_BINS): $(O)/bin/fuzz_%: $(O)/obj/fuzz/fuzz_%.o $$(FUZZ_OBJS_$$*) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS_$*) $(LIBS_ALL) $(LDLIBS_ALL) \
+	    $(FUZZ_LDLIBS_$*)
 # fuzz_rpc loads the in-memory driver plugin (tests/drivers/mem). clang links
 # no sanitizer runtime into a shared object: the harness that dlopen()s it
 # provides one, so this plugin is linked without --no-undefined.
@@ -301,9 +310,10 @@ else
 FUZZ_REPLAY_BINS := $(FUZZ_NAMES:%=$(O)/tests/fuzzreplay_%)
 
 $(FUZZ_REPLAY_BINS): $(O)/tests/fuzzreplay_%: $(O)/obj/fuzz/fuzz_%.o $(O)/obj/fuzz/replay_main.o \
-                     $(LIBS_ALL)
+                     $$(FUZZ_OBJS_$$*) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/obj/fuzz/replay_main.o $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/obj/fuzz/replay_main.o $(FUZZ_OBJS_$*) $(LIBS_ALL) \
+	    $(LDLIBS_ALL) $(FUZZ_LDLIBS_$*)
 
 unit-tests: $(FUZZ_REPLAY_BINS)
 endif
