@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import h2.config
+import hpack
 import h2.connection
 import hyperframe.frame as hf
 
@@ -484,6 +485,103 @@ write("grpc_deframe", "compressed", b"\x06\x08\x03\x01" + frame(b"abc", 1))
 write("grpc_deframe", "truncated", b"\x04\x00\x04\x00" + frame(b"a" * 100)[:50])
 write("grpc_deframe", "timeout", b"99999999H")
 write("grpc_deframe", "percent", b"%41%zz%\xff\x00caf\xc3\xa9")
+
+# ---- client: [mode][options] then the server's HTTP/2 bytes ------------------
+GRPC_CT = (b"content-type", b"application/grpc")
+
+def answer(*events, sid=1, settings=True):
+    """Server frames for stream `sid`: ("h", [headers], end), ("d", bytes, end),
+    ("rst", code), ("goaway", code), ("raw", bytes)."""
+    enc = hpack.Encoder()
+    out = hf.SettingsFrame(0).serialize() if settings else b""
+    for ev in events:
+        if ev[0] == "h":
+            f = hf.HeadersFrame(sid)
+            f.data = enc.encode(ev[1])
+            f.flags.add("END_HEADERS")
+            if ev[2]:
+                f.flags.add("END_STREAM")
+        elif ev[0] == "d":
+            f = hf.DataFrame(sid)
+            f.data = ev[1]
+            if ev[2]:
+                f.flags.add("END_STREAM")
+        elif ev[0] == "rst":
+            f = hf.RstStreamFrame(sid)
+            f.error_code = ev[1]
+        elif ev[0] == "goaway":
+            f = hf.GoAwayFrame(0)
+            f.last_stream_id = 0
+            f.error_code = ev[1]
+        else:
+            out += ev[1]
+            continue
+        out += f.serialize()
+    return out
+
+def ok(msg, extra=(), status=b"0", message=None):
+    trailers = [(b"grpc-status", status)] + ([(b"grpc-message", message)] if message else [])
+    return [("h", [(b":status", b"200"), GRPC_CT] + list(extra), False), ("d", frame(msg), False),
+            ("h", trailers, True)]
+
+def only_status(code, message=b"", http=b"200"):
+    return [("h", [(b":status", http), GRPC_CT, (b"grpc-status", code),
+                   (b"grpc-message", message)], True)]
+
+def client_seed(label, mode, opts, data):
+    write("client", label, bytes([mode, opts]) + data)
+
+UNARY, CALL, STREAM, CONFIG, ENV, REPORT, RENEW, RENEWAL = range(8)
+client_seed("unary-ok", UNARY, 0, answer(*ok(b"pong")))
+client_seed("unary-denied-escapes", UNARY, 0,
+            answer(*only_status(b"7", b"denied%0A%1b%5B31m%E2%9C%93%zz")))
+client_seed("unary-http-503", UNARY, 0, answer(("h", [(b":status", b"503")], True)))
+client_seed("unary-two-messages", UNARY, 0, answer(
+    ("h", [(b":status", b"200"), GRPC_CT], False), ("d", frame(b"a") + frame(b"b"), False),
+    ("h", [(b"grpc-status", b"0")], True)))
+client_seed("unary-too-large", UNARY, 1, answer(*ok(b"x" * 100)))
+client_seed("unary-compressed", UNARY, 0, answer(
+    ("h", [(b":status", b"200"), GRPC_CT], False), ("d", frame(b"abc", 1), False),
+    ("h", [(b"grpc-status", b"0")], True)))
+client_seed("unary-refused-goaway", UNARY, 0, answer(("goaway", 0), ("rst", 7)))
+client_seed("unary-truncated", UNARY, 0, answer(
+    ("h", [(b":status", b"200"), GRPC_CT], False), ("d", frame(b"abcdef")[:7], False),
+    ("h", [(b"grpc-status", b"0")], True)))
+client_seed("unary-bad-status", UNARY, 0, answer(*only_status(b"1x")))
+client_seed("unary-text-plain", UNARY, 0, answer(
+    ("h", [(b":status", b"200"), (b"content-type", b"text/plain")], False),
+    ("d", b"hello", True)))
+sbx = pb.Sandbox(id=UUID, name="dev-1")
+client_seed("call-get-sandbox", CALL, 0, answer(*ok(pb.GetSandboxResponse(
+    sandbox=sbx).SerializeToString())))
+client_seed("call-garbage", CALL, 0, answer(*ok(b"\xff\xff\xff")))
+# The gateway resets a stream it answered while the client was still sending.
+client_seed("stream-early-denied", STREAM, 2 << 2, answer(*only_status(b"7", b"cross"), ("rst", 0)))
+client_seed("stream-ok", STREAM, 3 << 2, answer(*ok(pb.PushSandboxLogsResponse(
+    accepted_lines=3).SerializeToString()), ("rst", 0)))
+client_seed("stream-reset", STREAM, 1 << 2, answer(("rst", 8)))
+client_seed("config-own", CONFIG, 0, answer(*ok(pb.GetSandboxConfigResponse(
+    sandbox_id=UUID, name="dev-1", policy="version: 1\n", policy_version=2).SerializeToString())))
+client_seed("config-other-sandbox", CONFIG, 0, answer(*ok(pb.GetSandboxConfigResponse(
+    sandbox_id="00000000-0000-4000-8000-00000000000b", policy="").SerializeToString())))
+client_seed("env", ENV, 0, answer(*ok(pb.GetSandboxProviderEnvironmentResponse(environment={
+    "OPENAI_API_KEY": "sk-1", "HOME": "/h", "PATH": "/p", "BAD NAME": "x", "LD_PRELOAD": "/x.so",
+    "TESSERA_X": "y", "9LIVES": "", "": "empty"})
+    .SerializeToString())))
+client_seed("env-denied", ENV, 0, answer(*only_status(b"16", b"revoked")))
+client_seed("report-ok", REPORT, 0, answer(*ok(b"")))
+client_seed("renew-answer", RENEW, 0, answer(*ok(pb.RenewCertificateResponse(
+    certificate_pem=pem(sb).decode(), chain_pem=pem(issuing).decode(),
+    bundle_pem=pem(root).decode(), serial="0a").SerializeToString())))
+
+def renewal(label, opts, leaf_pem, chain_pem=b"", bundle_pem=b""):
+    client_seed(label, RENEWAL, opts, lp16(leaf_pem) + lp16(chain_pem) + lp16(bundle_pem))
+
+renewal("renewal-resigned", 1 | 2 | 4, pem(sb))
+renewal("renewal-resigned-keep-bundle", 1 | 4, pem(sb))
+renewal("renewal-user-leaf", 1 | 2 | 4, pem(u))
+renewal("renewal-as-is", 0, pem(sb), pem(issuing), pem(root))
+renewal("renewal-two-leaves", 1 | 2 | 4, pem(sb) + pem(sb))
 
 # ---- h2_session: [flags][chunk seed] HTTP/2 client bytes ---------------------
 def conn():
