@@ -583,6 +583,43 @@ renewal("renewal-user-leaf", 1 | 2 | 4, pem(u))
 renewal("renewal-as-is", 0, pem(sb), pem(issuing), pem(root))
 renewal("renewal-two-leaves", 1 | 2 | 4, pem(sb) + pem(sb))
 
+# ---- docker: [which][HTTP status u16] the engine's answer body ---------------
+import json
+def dk(label, which, status, body):
+    if not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    write("docker", label, bytes([which]) + struct.pack(">H", status) +
+          (body.encode() if isinstance(body, str) else body))
+
+VERSION, CREATE, INSPECT, ERROR = range(4)
+dk("version-podman", VERSION, 200, {"Version": "4.3.1", "ApiVersion": "1.41",
+                                    "MinAPIVersion": "1.24", "Os": "linux"})
+dk("version-docker", VERSION, 200, {"Version": "20.10.24+dfsg1", "ApiVersion": "1.41",
+                                    "MinAPIVersion": "1.12"})
+dk("version-newer", VERSION, 200, {"Version": "27.0", "ApiVersion": "1.46", "MinAPIVersion": "1.24"})
+dk("version-too-old", VERSION, 200, {"Version": "19.03", "ApiVersion": "1.40"})
+dk("version-min-too-new", VERSION, 200, {"ApiVersion": "1.50", "MinAPIVersion": "1.44"})
+dk("version-error", VERSION, 500, {"message": "server error\u001b[2J"})
+dk("create", CREATE, 201, {"Id": "ab" * 32, "Warnings": ["Your kernel does not support swap"]})
+dk("create-warnings-odd", CREATE, 201, {"Id": "0" * 64, "Warnings": [1, None, "a\nb", "x" * 300]})
+dk("create-no-id", CREATE, 201, {"Warnings": []})
+dk("create-id-upper", CREATE, 201, {"Id": "AB" * 32})
+dk("inspect-running", INSPECT, 200, {"Id": "ab" * 32, "Config": {"Labels": {
+    "tessera.sandbox-id": UUID, "tessera.managed-by": "tessera-gateway"}},
+    "State": {"Status": "running", "Running": True}})
+dk("inspect-exited", INSPECT, 200, {"Config": {"Labels": {"tessera.sandbox-id": UUID}},
+                                    "State": {"Status": "exited"}})
+dk("inspect-other-label", INSPECT, 200, {"Config": {"Labels": {"tessera.sandbox-id": "x"}},
+                                         "State": {"Status": "running"}})
+dk("inspect-not-json", INSPECT, 200, b"{\"State\": running}")
+dk("inspect-duplicate-keys", INSPECT, 200, b'{"Config":{"Labels":{"tessera.sandbox-id":"x"}},'
+   b'"Config":{"Labels":{"tessera.sandbox-id":"' + UUID.encode() + b'"}},'
+   b'"State":{"Status":"created"}}')
+dk("error-404", ERROR, 404, {"message": "No such container: tessera-" + UUID})
+dk("error-409", ERROR, 409, {"message": "Conflict. The container name is already in use"})
+dk("error-500-escapes", ERROR, 500, {"message": "\u001b]0;x\u0007boom\u00e9\u007f"})
+dk("error-empty", ERROR, 400, b"")
+
 # ---- h2_session: [flags][chunk seed] HTTP/2 client bytes ---------------------
 def conn():
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
