@@ -662,8 +662,11 @@ TSR_WUR static int dk_state_of(const dk_resp *r, const char *id, enum tsr_driver
     int rc = -1;
     json_error_t jerr;
     json_t *j = json_loadb(r->body != NULL ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
+    char why[320];
+    /* jansson's message quotes the offending input: engine text. */
+    dk_printable(j == NULL ? jerr.text : "not an object", "", why, sizeof why);
     TSR_TRY_ENSURE(json_is_object(j), TSR_E_PROTO, "the engine's inspect answer is not JSON: %s",
-                   j == NULL ? jerr.text : "not an object");
+                   why);
     const char *label = json_string_value(
         json_object_get(json_object_get(json_object_get(j, "Config"), "Labels"),
                         "tessera.sandbox-id"));
