@@ -510,7 +510,8 @@ static void dk_rollback(dk_ctx *c, const char *ref)
 }
 
 /* The engine's 201 answer to create: the container's Id (64 hex digits) into
- * cid; its warnings are logged (at most 8). */
+ * cid; its warnings are logged (at most 8), as printable text like every
+ * other engine string. */
 TSR_WUR static int dk_create_answer(const dk_ctx *c, const char *name, const dk_resp *r,
                                     char cid[65])
 {
@@ -525,7 +526,9 @@ TSR_WUR static int dk_create_answer(const dk_ctx *c, const char *name, const dk_
     json_t *warn = json_object_get(j, "Warnings");
     for (size_t i = 0; json_is_array(warn) && i < json_array_size(warn) && i < 8; i++) {
         const char *w = json_string_value(json_array_get(warn, i));
-        if (w != NULL) drv_logf(&c->log, "%s: engine warning: %.200s", name, w);
+        char shown[320];
+        dk_printable(w, "", shown, sizeof shown);
+        if (w != NULL) drv_logf(&c->log, "%s: engine warning: %.200s", name, shown);
     }
     json_decref(j);
     return 0;
