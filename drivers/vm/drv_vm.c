@@ -499,6 +499,18 @@ TSR_WUR static int vm_qmp_exec(int fd, const char *cmd)
     return TSR_FAIL(TSR_E_PROTO, "QMP: no answer to %.40s", cmd);
 }
 
+/* QEMU's greeting: one line naming QMP, and nothing after it (QEMU waits for
+ * qmp_capabilities). */
+TSR_WUR static int vm_qmp_greeting(int fd)
+{
+    char greet[4096];
+    size_t have = 0;
+    TSR_GUARD(vm_qmp_line(fd, greet, sizeof greet, &have));
+    TSR_ENSURE(strstr(greet, "\"QMP\"") != NULL, TSR_E_PROTO, "QMP: no greeting");
+    TSR_ENSURE(have == strlen(greet) + 1, TSR_E_PROTO, "QMP: data after the greeting");
+    return 0;
+}
+
 /* Connect to the sandbox's QMP socket, read the greeting, leave the
  * capabilities negotiation; *out is the connection. */
 TSR_WUR static int vm_qmp_open(int sbfd, int *out)
@@ -512,13 +524,9 @@ TSR_WUR static int vm_qmp_open(int sbfd, int *out)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     TSR_ENSURE(fd >= 0, TSR_E_IO, "socket: %s", strerror(errno));
     int rc = -1;
-    char greet[4096];
-    size_t have = 0;
     TSR_TRY_ENSURE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, TSR_E_IO,
                    "QMP: connect: %s", strerror(errno));
-    TSR_TRY(vm_qmp_line(fd, greet, sizeof greet, &have));
-    TSR_TRY_ENSURE(strstr(greet, "\"QMP\"") != NULL, TSR_E_PROTO, "QMP: no greeting");
-    TSR_TRY_ENSURE(have == strlen(greet) + 1, TSR_E_PROTO, "QMP: data after the greeting");
+    TSR_TRY(vm_qmp_greeting(fd));
     TSR_TRY(vm_qmp_exec(fd, "{\"execute\":\"qmp_capabilities\"}\n"));
     *out = fd;
     fd = -1;
