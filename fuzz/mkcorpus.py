@@ -620,6 +620,23 @@ dk("error-409", ERROR, 409, {"message": "Conflict. The container name is already
 dk("error-500-escapes", ERROR, 500, {"message": "\u001b]0;x\u0007boom\u00e9\u007f"})
 dk("error-empty", ERROR, 400, b"")
 
+# ---- qmp: [u16 len][greeting] then QEMU's answer ----------------------------
+QMP_GREETING = (b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, '
+                b'"package": "Debian 1:7.2+dfsg-7"}, "capabilities": ["oob"]}}\r\n')
+
+def qmp(label, answer, greeting=QMP_GREETING):
+    write("qmp", label, lp16(greeting) + answer)
+
+qmp("return", b'{"return": {}}\r\n')
+qmp("events-then-return", b'{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "POWERDOWN"}'
+    b'\r\n{"event": "RESET", "data": {"guest": true}}\r\n{"return": {}}\r\n')
+qmp("error", b'{"error": {"class": "CommandNotFound", "desc": "The command x has not been found"}}'
+    b'\r\n')
+qmp("status", b'{"return": {"status": "running", "singlestep": false, "running": true}}\n')
+qmp("truncated", b'{"return": {}')
+qmp("no-greeting", b'{"return": {}}\n', greeting=b'{"hello": 1}\n')
+qmp("data-after-greeting", b'{"return": {}}\n', greeting=QMP_GREETING + b'{"event": "X"}\n')
+
 # ---- h2_session: [flags][chunk seed] HTTP/2 client bytes ---------------------
 def conn():
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
