@@ -458,12 +458,16 @@ static void vm_fini(void *ctx)
 
 /* ---- QMP ---------------------------------------------------------------------------- */
 
-/* Read one line (without the newline) into buf; 0 on success. */
-TSR_WUR static int vm_qmp_line(int fd, char *buf, size_t cap, size_t *have)
+/* Read one line (without the newline) into buf, NUL-terminated, *len its
+ * length; 0 on success. QMP is JSON text: a NUL byte in a line is refused
+ * (the line would be read short, and where the next one starts lost). */
+TSR_WUR static int vm_qmp_line(int fd, char *buf, size_t cap, size_t *have, size_t *len)
 {
     for (;;) {
         char *nl = memchr(buf, '\n', *have);
         if (nl != NULL) {
+            *len = (size_t)(nl - buf);
+            TSR_ENSURE(memchr(buf, '\0', *len) == NULL, TSR_E_PROTO, "QMP: NUL byte in a line");
             *nl = '\0';
             return 0;
         }
@@ -488,8 +492,9 @@ TSR_WUR static int vm_qmp_exec(int fd, const char *cmd)
     size_t len = strlen(cmd);
     TSR_ENSURE(write(fd, cmd, len) == (ssize_t)len, TSR_E_IO, "QMP: write: %s", strerror(errno));
     for (int lines = 0; lines < 64; lines++) {
-        TSR_GUARD(vm_qmp_line(fd, buf, sizeof buf, &have));
-        size_t l = strlen(buf) + 1;
+        size_t l = 0;
+        TSR_GUARD(vm_qmp_line(fd, buf, sizeof buf, &have, &l));
+        l++; /* and its newline */
         int ret = strstr(buf, "\"return\"") != NULL, bad = strstr(buf, "\"error\"") != NULL;
         memmove(buf, buf + l, have - l);
         have -= l;
@@ -504,10 +509,10 @@ TSR_WUR static int vm_qmp_exec(int fd, const char *cmd)
 TSR_WUR static int vm_qmp_greeting(int fd)
 {
     char greet[4096];
-    size_t have = 0;
-    TSR_GUARD(vm_qmp_line(fd, greet, sizeof greet, &have));
+    size_t have = 0, len = 0;
+    TSR_GUARD(vm_qmp_line(fd, greet, sizeof greet, &have, &len));
     TSR_ENSURE(strstr(greet, "\"QMP\"") != NULL, TSR_E_PROTO, "QMP: no greeting");
-    TSR_ENSURE(have == strlen(greet) + 1, TSR_E_PROTO, "QMP: data after the greeting");
+    TSR_ENSURE(have == len + 1, TSR_E_PROTO, "QMP: data after the greeting");
     return 0;
 }
 
