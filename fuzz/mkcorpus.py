@@ -637,6 +637,21 @@ qmp("truncated", b'{"return": {}')
 qmp("no-greeting", b'{"return": {}}\n', greeting=b'{"hello": 1}\n')
 qmp("data-after-greeting", b'{"return": {}}\n', greeting=QMP_GREETING + b'{"event": "X"}\n')
 
+# ---- sup_logs: [queue lines][queue bytes] operations ------------------------
+OUT_, ERR_, END_OUT, END_ERR, TAKE, SUPLINE = range(6)
+def op_bytes(op, b):
+    return bytes([op]) + lp16(b)
+
+write("sup_logs", "lines", b"\x04\x00" + op_bytes(OUT_, b"hello\nworld\n\npartial")
+      + op_bytes(ERR_, b"oops\x00nul\r\n") + bytes([TAKE, 10, 40]) + bytes([END_OUT])
+      + op_bytes(SUPLINE, b"supervisor: started") + bytes([TAKE, 0, 0]))
+write("sup_logs", "long-line-split", b"\x08\x02" + op_bytes(OUT_, b"a" * 16383 + b"\x00b")
+      + op_bytes(OUT_, b"c" * 20000 + b"\n") + bytes([TAKE, 3, 255]))
+write("sup_logs", "overflow-drops-oldest", b"\x02\x00" + b"".join(
+    op_bytes(OUT_, b"line %d\n" % i) for i in range(6)) + bytes([TAKE, 1, 1, TAKE, 5, 9]))
+write("sup_logs", "bytes-bound", b"\x0f\x00" + op_bytes(ERR_, b"x" * 9000 + b"\n")
+      + op_bytes(ERR_, b"y" * 9000 + b"\n") + bytes([TAKE, 2, 40, END_ERR]))
+
 # ---- h2_session: [flags][chunk seed] HTTP/2 client bytes ---------------------
 def conn():
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
