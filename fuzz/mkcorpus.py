@@ -652,6 +652,13 @@ write("sup_logs", "overflow-drops-oldest", b"\x02\x00" + b"".join(
 write("sup_logs", "bytes-bound", b"\x0f\x00" + op_bytes(ERR_, b"x" * 9000 + b"\n")
       + op_bytes(ERR_, b"y" * 9000 + b"\n") + bytes([TAKE, 2, 40, END_ERR]))
 
+# ---- crl_number: the number file's bytes -------------------------------------
+write("crl_number", "clock-ms", b"1750000000123\n")
+write("crl_number", "no-newline", b"42")
+write("crl_number", "largest", b"18446744073709551614\n")
+write("crl_number", "leading-zeros", b"000000000000000000000000000007\n")
+write("crl_number", "garbage", b"12x\n")
+
 # ---- h2_session: [flags][chunk seed] HTTP/2 client bytes ---------------------
 def conn():
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
