@@ -43,16 +43,19 @@ void gw_crl_release(gw_crl *crl)
 
 int gw_crl_number_parse(const uint8_t *text, size_t len, uint64_t *out)
 {
-    char buf[GW_CRL_NUMBER_MAX + 1];
-    TSR_ENSURE(len <= GW_CRL_NUMBER_MAX, TSR_E_INPUT, "not a CRL number");
-    memcpy(buf, text, len);
-    buf[len] = '\0';
-    char *end = NULL;
-    unsigned long long v = strtoull(buf, &end, 10);
-    bool ok = len > 0 && buf[0] >= '0' && buf[0] <= '9' && end != NULL &&
-              (*end == '\0' || (*end == '\n' && end[1] == '\0'));
-    TSR_ENSURE(ok, TSR_E_INPUT, "not a CRL number");
-    *out = (uint64_t)v;
+    /* Digits, then at most one newline, nothing else (a NUL byte ends no
+     * number: the file is text); the value leaves room for the next number
+     * (last + 1 must not wrap to 0). */
+    size_t n = len > 0 && text[len - 1] == '\n' ? len - 1 : len;
+    TSR_ENSURE(len <= GW_CRL_NUMBER_MAX && n > 0, TSR_E_INPUT, "not a CRL number");
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        TSR_ENSURE(text[i] >= '0' && text[i] <= '9', TSR_E_INPUT, "not a CRL number");
+        unsigned d = (unsigned)(text[i] - '0');
+        TSR_ENSURE(v <= (UINT64_MAX - 1 - d) / 10, TSR_E_INPUT, "CRL number out of range");
+        v = v * 10 + d;
+    }
+    *out = v;
     return 0;
 }
 
