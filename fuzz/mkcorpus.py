@@ -652,6 +652,26 @@ write("sup_logs", "overflow-drops-oldest", b"\x02\x00" + b"".join(
 write("sup_logs", "bytes-bound", b"\x0f\x00" + op_bytes(ERR_, b"x" * 9000 + b"\n")
       + op_bytes(ERR_, b"y" * 9000 + b"\n") + bytes([TAKE, 2, 40, END_ERR]))
 
+# ---- cli: the arguments, NUL-separated ---------------------------------------
+def cli(label, *args):
+    write("cli", label, b"\0".join(a.encode() for a in args))
+
+cli("revoke-reason-then-json", "cert", "revoke", "--reason", "key compromise", "0A:1b", "--json")
+cli("create-env-driver", "--json", "sandbox", "create", "dev-1", "--env", "A=b", "--env",
+    "FUZZ_ENV_VALUE", "--driver", "mem", "--no-host-check")
+cli("create-driver-is-addr", "sandbox", "create", "dev-1", "--driver", "--addr",
+    "--addr", "127.0.0.1:9", "--timeout", "30s")
+cli("create-env-twice", "sandbox", "create", "dev", "--env", "A=1", "--env", "A=2")
+cli("create-policy-stdin", "sandbox", "create", "dev", "--policy", "-")
+cli("logs-limit-json", "logs", UUID, "--since", "5", "--limit", "--json")
+cli("logs-follow", "--trust-domain", "example.org", "logs", UUID, "--follow", "--json")
+cli("bundle-crl", "bundle", "--crl", "--user", "--user=bob")
+cli("get-by-id", "--timeout", "2m", "sandbox", "get", UUID, "--pki", "pki")
+cli("delete-after-dashes", "sandbox", "delete", "--", UUID, "--json")
+cli("list-options", "sandbox", "list", "--addr=unix:sock", "--cert", "c.pem", "--key", "k.pem")
+cli("health", "health", "--json=1")
+cli("help", "cert", "revoke", "-h")
+
 # ---- crl_number: the number file's bytes -------------------------------------
 write("crl_number", "clock-ms", b"1750000000123\n")
 write("crl_number", "no-newline", b"42")
