@@ -16,7 +16,7 @@
  * JSON text: the greeting is accepted exactly when it is one line naming
  * "QMP" with nothing after it; a command succeeds exactly when, among the
  * first 64 complete lines, a line with "return" comes before any line with
- * "error" (the same line: success), and no line before it holds a NUL byte
+ * "error" (the same line: success), and no line up to it holds a NUL byte
  * (not JSON: the answer is refused). */
 #include "drivers/vm/drv_vm.c"
 
