@@ -20,25 +20,6 @@
 #include "fuzz/fuzz.h"
 #include "gw_crl.h"
 
-static char dir[PATH_MAX];
-static char path[PATH_MAX];
-
-static void cleanup(void)
-{
-    if (path[0] != '\0') unlink(path);
-    if (dir[0] != '\0') rmdir(dir);
-}
-
-static void setup(void)
-{
-    if (dir[0] != '\0') return;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/tsr-fuzz-crl.XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
-    FUZZ_CHECK(mkdtemp(dir) != NULL);
-    FUZZ_CHECK(strlen(dir) + sizeof "/crl-number" <= sizeof path);
-    snprintf(path, sizeof path, "%s/crl-number", dir);
-    atexit(cleanup);
-}
 
 /* The reference: true with *v when the bytes say a usable number. */
 static bool reference(const uint8_t *p, size_t n, uint64_t *v)
@@ -58,7 +39,7 @@ static bool reference(const uint8_t *p, size_t n, uint64_t *v)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    setup();
+    const char *path = fuzz_private_path("crl-number");
     uint64_t want = 0, got = 0;
     bool ok = size <= GW_CRL_NUMBER_MAX && reference(data, size, &want);
     tsr_err_clear();

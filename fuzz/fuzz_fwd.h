@@ -11,28 +11,6 @@
 #include "fuzz/fuzz_pki.h"
 #include "gw_config.h"
 
-/* A growing byte buffer (aborts when memory runs out). */
-typedef struct fuzz_buf {
-    uint8_t *p;
-    size_t len, cap;
-} fuzz_buf;
-
-static inline void fuzz_buf_put(fuzz_buf *b, const void *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = 2 * (b->len + n + 1);
-        b->p = realloc(b->p, b->cap);
-        FUZZ_CHECK(b->p != NULL);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static inline void fuzz_buf_puts(fuzz_buf *b, const char *s)
-{
-    fuzz_buf_put(b, s, strlen(s));
-}
-
 /* Everything but [A-Za-z0-9-._~] as %XX, as nginx's $ssl_client_escaped_cert. */
 static inline void fuzz_buf_put_escaped(fuzz_buf *b, const char *s, size_t n)
 {

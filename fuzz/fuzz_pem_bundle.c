@@ -112,51 +112,28 @@ static void key(const uint8_t *data, size_t size)
     EVP_PKEY_free(k);
 }
 
-/* A growing text buffer (aborts when memory runs out). */
-typedef struct text {
-    char *p;
-    size_t len, cap;
-} text;
-
-static void put(text *t, const void *s, size_t n)
-{
-    if (t->len + n + 1 > t->cap) {
-        t->cap = 2 * (t->len + n + 1);
-        t->p = realloc(t->p, t->cap);
-        FUZZ_CHECK(t->p != NULL);
-    }
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-    t->p[t->len] = '\0';
-}
-
-static void puts_text(text *t, const char *s)
-{
-    put(t, s, strlen(s));
-}
-
 /* One PEM block of `label` around `der`, as flags say. */
-static void wrap(text *t, const char *label, fuzz_in der, uint8_t flags)
+static void wrap(fuzz_buf *t, const char *label, fuzz_in der, uint8_t flags)
 {
     const char *eol = (flags & 8) ? "\r\n" : "\n";
     size_t width = (flags & 4) ? 76 : 64;  /* base64 characters per line */
-    puts_text(t, "-----BEGIN ");
-    puts_text(t, label);
-    puts_text(t, "-----");
-    puts_text(t, eol);
+    fuzz_buf_puts(t, "-----BEGIN ");
+    fuzz_buf_puts(t, label);
+    fuzz_buf_puts(t, "-----");
+    fuzz_buf_puts(t, eol);
     unsigned char b64[4 * 57 / 3 + 1];       /* one 76-column line */
     for (size_t off = 0; off < der.len;) {
         size_t n = der.len - off < width / 4 * 3 ? der.len - off : width / 4 * 3;
         int w = EVP_EncodeBlock(b64, der.p + off, (int)n);
-        put(t, b64, (size_t)w);
-        puts_text(t, eol);
+        fuzz_buf_put(t, b64, (size_t)w);
+        fuzz_buf_puts(t, eol);
         off += n;
     }
-    puts_text(t, "-----END ");
-    puts_text(t, label);
-    puts_text(t, "-----");
-    puts_text(t, eol);
-    if (flags & 16) puts_text(t, eol);
+    fuzz_buf_puts(t, "-----END ");
+    fuzz_buf_puts(t, label);
+    fuzz_buf_puts(t, "-----");
+    fuzz_buf_puts(t, eol);
+    if (flags & 16) fuzz_buf_puts(t, eol);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -170,17 +147,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t flags = fuzz_u8(&in);
     der_list list = {.n = 0};
     while (in.len > 0 && list.n < MAX_BLOCKS) list.der[list.n++] = fuzz_lp16(&in);
-    text t = {NULL, 0, 0};
+    fuzz_buf t = {NULL, 0, 0};
     for (size_t i = 0; i < list.n; i++) wrap(&t, "CERTIFICATE", list.der[i], flags);
-    if (t.p != NULL) certs((const uint8_t *)t.p, t.len, &list);
+    if (t.p != NULL) certs(t.p, t.len, &list);
     free(t.p);
 
     static const char *const labels[] = {"PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY",
                                          "ENCRYPTED PRIVATE KEY"};
     if (list.n > 0) {
-        text k = {NULL, 0, 0};
+        fuzz_buf k = {NULL, 0, 0};
         wrap(&k, labels[flags & 3], list.der[0], flags);
-        key((const uint8_t *)k.p, k.len);
+        key(k.p, k.len);
         free(k.p);
     }
     return 0;
