@@ -247,7 +247,7 @@ sandbox-image: deps
 #      asserts rotations, denials, logs, RSS/fd growth, teardown; writes
 #      $(O)/soak/results.json (docs/security.md, "Soak"). Needs root.
 #   2. tests/integration/test_faults.py and test_hostile.py with TSR_SLOW=1
-#      (more SIGKILL rounds, 50k connections, the zero-window idle timeout).
+#      (more SIGKILL rounds, 50k connections).
 # `make soak-sandboxes` runs only 1.
 .PHONY: soak soak-sandboxes
 SOAK_ENV = TSR_BUILD_DIR=$(CURDIR)/$(O) TSR_BIN=$(CURDIR)/$(O)/bin \

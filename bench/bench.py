@@ -5,7 +5,6 @@ of Tessera / peer / ratio, and build/bench/results.json.
 Everything is started here and stopped here: a PKI from certgen, the real
 tessera-gateway (2 workers; the process driver runs a supervisor that only
 sleeps, so sandboxes add no load), the bare OpenSSL peer, `cfssl serve`."""
-import datetime
 import glob
 import json
 import os
@@ -22,9 +21,7 @@ import uuid
 
 import grpc
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import serialization
 
 from tessera.v1 import gateway_pb2 as pb
 from tessera.v1 import gateway_pb2_grpc as pb_grpc
@@ -127,44 +124,6 @@ def load(mode, addr, *args, timeout=None, pid=None):
     return res
 
 
-def mint(pki_dir, issuing_cert, issuing_key, sandbox_id, out_dir):
-    """A leaf for spiffe://TD/sandbox/<id> from the issuing CA, as a driver
-    places it in the sandbox (the same profile as gwtest.make_leaf)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([]))
-            .issuer_name(issuing_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier(f"spiffe://{TD}/sandbox/{sandbox_id}")]),
-                critical=True)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
-                                         False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                issuing_key.public_key()), critical=False)
-            .sign(issuing_key, hashes.SHA256()))
-    cpath = os.path.join(out_dir, sandbox_id + ".pem")
-    kpath = os.path.join(out_dir, sandbox_id + ".key")
-    with open(cpath, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM) +
-                issuing_cert.public_bytes(serialization.Encoding.PEM))
-    with open(kpath, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    os.chmod(kpath, 0o600)
-    return cpath, kpath
-
-
 def start(args, ready_re, env=None):
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                          env=env)
@@ -216,8 +175,6 @@ def main():
     bundle = os.path.join(pki, "bundle.pem")
     issuing_pem = open(os.path.join(pki, "issuing.pem"), "rb").read()
     issuing_cert = x509.load_pem_x509_certificate(issuing_pem)
-    issuing_key = serialization.load_pem_private_key(
-        open(os.path.join(pki, "issuing.key"), "rb").read(), None)
 
     # A supervisor that only sleeps: sandboxes exist, nothing calls the gateway.
     sleeper = os.path.join(work, "sleeper")
@@ -272,8 +229,6 @@ drivers:
     try:
         rss_start = rss_kib(gw.pid)
         # Sandboxes, created through the gateway as admin.
-        ids_dir = os.path.join(work, "ids")
-        os.makedirs(ids_dir)
         lines = []
         with grpc.secure_channel(f"localhost:{port}", creds) as ch:
             stub = pb_grpc.GatewayStub(ch)
@@ -282,8 +237,10 @@ drivers:
                     name=f"bench-{i}", policy=POLICY, provider_env={"K": "v"}), timeout=30)
                 sid = r.sandbox.id
                 sandbox_ids.append(sid)
-                c, k = mint(pki, issuing_cert, issuing_key, sid, ids_dir)
-                lines.append(f"{sid} {c} {k}\n")
+                # The identity the process driver placed: its first
+                # certificate, recorded (a renewal must start from one).
+                placed = os.path.join(data, "sandboxes", sid, "identity")
+                lines.append(f"{sid} {placed}/cert.pem {placed}/key.pem\n")
         ids_file = os.path.join(work, "ids.txt")
         with open(ids_file, "w") as f:
             f.writelines(lines)

@@ -20,6 +20,44 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 passed=0 failed=0 skipped=0
 failures=()
 
+# Every scratch file of this run goes under one fresh TMPDIR (the C tests
+# through tu_temp_path, python's tempfile by itself); at the end it must be
+# empty and no process may still use it: a test leaves nothing behind.
+RUN_TMP=$(mktemp -d /tmp/tsr-run.XXXXXX)
+chmod 1777 "$RUN_TMP"   # like /tmp: tests run workloads as nobody under it
+export TMPDIR="$RUN_TMP"
+leftovers() {
+  local bad=0 pids=() p
+  for p in /proc/[0-9]*; do
+    [[ ${p#/proc/} == "$$" ]] && continue
+    if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "$RUN_TMP"; then
+      pids+=("${p#/proc/}")
+    fi
+  done
+  if [[ ${#pids[@]} -gt 0 ]]; then
+    bad=1
+    echo "FAIL left behind: ${#pids[@]} process(es)"
+    for p in "${pids[@]}"; do
+      echo "     $p: $({ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -oE "[^ ]*$RUN_TMP[^ ]*" | head -3 | tr '\n' ' ')"
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null
+    sleep 0.5
+  fi
+  local mnt
+  while read -r mnt; do
+    bad=1
+    echo "FAIL left behind: mount $mnt"
+    umount -l "$mnt" 2>/dev/null
+  done < <(awk -v t="$RUN_TMP" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r)
+  if [[ -n $(ls -A "$RUN_TMP" 2>/dev/null) ]]; then
+    bad=1
+    echo "FAIL left behind in TMPDIR:"
+    (cd "$RUN_TMP" && ls -A | head -20 | sed 's/^/     /')
+  fi
+  rm -rf "$RUN_TMP"
+  return $bad
+}
+
 for t in "$O"/tests/test_*; do
   [[ -x "$t" ]] || continue
   name=$(basename "$t")
@@ -47,8 +85,10 @@ done
 
 if compgen -G "tests/integration/test_*.py" >/dev/null; then
   log="$LOGS/pytest.log"
-  timeout 900 /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/integration >"$log" 2>&1
+  timeout 900 /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider --basetemp="$RUN_TMP/pytest" \
+    tests/integration >"$log" 2>&1
   rc=$?
+  rm -rf "$RUN_TMP/pytest"   # pytest's own tmp_path tree
   summary=$(tail -1 "$log")
   p=$(grep -o '[0-9]* passed' <<<"$summary" | grep -o '[0-9]*' || true)
   f=$(grep -o '[0-9]* failed' <<<"$summary" | grep -o '[0-9]*' || true)
@@ -64,6 +104,10 @@ if compgen -G "tests/integration/test_*.py" >/dev/null; then
     echo "ok   python: $summary"
   fi
   grep -E '^SKIPPED' "$log" | sed 's/^/     /'   # each skip with its reason
+fi
+
+if ! leftovers; then
+  failed=$((failed + 1)); failures+=("the run left processes, mounts or files behind (above)")
 fi
 
 echo

@@ -151,7 +151,7 @@ class Engine:
                                                                              os.geteuid()))
         for p in HOST_LEFTOVERS:
             self._host_before[p] = os.path.lexists(p)
-        self.dir = tempfile.mkdtemp(prefix="tsr-%s-" % self.name, dir="/tmp")
+        self.dir = tempfile.mkdtemp(prefix="tsr-%s-" % self.name)
         os.chmod(self.dir, 0o711)
         self.sock = os.path.join(self.dir, "engine.sock")
         exe = _which(self.program)

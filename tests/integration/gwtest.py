@@ -184,25 +184,21 @@ def _descendants(root):
     return found
 
 
-def _kill_sandboxes():
+def _clean_up():
     """Sandboxes outlive their gateway by design (a restart re-attaches), so
-    whatever a test gateway started is stopped when the test process ends."""
-    import glob
-    import signal
+    whatever a test gateway started is stopped when the test process ends;
+    then the gateway's own directory (PKI, config, data, logs) is removed:
+    a test run leaves nothing behind."""
+    import shutil
     for g in _GATEWAYS:
-        for pidfile in glob.glob(os.path.join(g.data_dir, "sandboxes", "*", "pid")):
-            try:
-                pid = int(open(pidfile).read().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-            for victim in _descendants(pid):
-                try:
-                    os.kill(victim, signal.SIGKILL)
-                except OSError:
-                    pass
+        if g.proc is not None and g.proc.poll() is None:
+            g.proc.kill()
+            g.proc.wait()
+        g.kill_sandboxes()
+        shutil.rmtree(g.dir, ignore_errors=True)
 
 
-atexit.register(_kill_sandboxes)
+atexit.register(_clean_up)
 
 
 class Gateway:
@@ -323,6 +319,22 @@ limits:
             if at >= 0:
                 return text[max(0, at - 200):at + 4000]
         return "".join(self.stderr_lines[-20:])
+
+    def kill_sandboxes(self):
+        """SIGKILL every process of every sandbox the process driver started
+        in this gateway's data dir (before that dir goes away)."""
+        import glob
+        import signal
+        for pidfile in glob.glob(os.path.join(self.data_dir, "sandboxes", "*", "pid")):
+            try:
+                pid = int(open(pidfile).read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            for victim in _descendants(pid):
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

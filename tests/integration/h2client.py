@@ -105,7 +105,10 @@ class H2:
                     self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
                     s["ended"] = True
-            self.sock.sendall(self.conn.data_to_send())
+            try:
+                self.sock.sendall(self.conn.data_to_send())
+            except OSError:
+                break   # the server closed the connection (after its answers)
         return st
 
     def close(self):

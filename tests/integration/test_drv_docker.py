@@ -17,7 +17,7 @@ TD = drvtest.TD
 
 @pytest.fixture
 def env():
-    d = tempfile.mkdtemp(prefix="tsr-dk-", dir="/tmp")
+    d = tempfile.mkdtemp(prefix="tsr-dk-")
     sid = drvtest.new_id()
     ident = drvtest.SandboxIdentity(sid, os.path.join(d, "identity"))
     e = {"dir": d, "id": sid, "ident": ident, "sock": os.path.join(d, "docker.sock"),

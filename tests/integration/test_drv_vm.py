@@ -22,7 +22,7 @@ RELAY = os.path.join(drvtest.BUILD, "bin", "tessera-vm-relay")
 
 @pytest.fixture
 def env():
-    d = tempfile.mkdtemp(prefix="tsr-vm-", dir="/tmp")
+    d = tempfile.mkdtemp(prefix="tsr-vm-")
     sid = drvtest.new_id()
     kernel = os.path.join(d, "vmlinuz")
     with open(kernel, "wb") as f:

@@ -332,6 +332,7 @@ def test_storage_refusing_writes(fault):
             storage_refusal_scenario(gw, f)
         finally:
             rc = gw.stop()
+            gw.kill_sandboxes()   # their files are on the fault's file system
         assert rc == 0, gw.sanitizer_report()
     finally:
         f.teardown()

@@ -601,7 +601,6 @@ def test_client_that_never_reads(gw, big_logs):
             r.close()
 
 
-@pytest.mark.skipif(os.environ.get("TSR_SLOW") != "1", reason="slow (idle timeout 10 s): make soak")
 def test_zero_window_peer_closed_at_idle_timeout(gw, big_logs):
     """A peer that keeps its window at zero and stays silent is closed at the
     idle timeout ("write stalled"), like a peer whose TCP window is full,

@@ -250,7 +250,9 @@ def test_default_image_and_relay():
                    "kvm" if kvm_expected() else "tcg",
                    os.path.realpath(os.path.join(IMAGE, "vmlinuz")), os.path.realpath(RELAY),
                    g.port)
-        assert want in g.log_text(), g.log_text()
+        # The gateway's stderr is read by a thread: wait for the line.
+        gwtest.wait_for("the vm driver's start line", lambda: want in g.log_text(), timeout=10,
+                        every=0.05)
     finally:
         assert g.stop() == 0
 
@@ -259,7 +261,7 @@ def test_default_image_and_relay():
 
 @pytest.fixture
 def tmp():
-    d = tempfile.mkdtemp(prefix="tsr-vm-", dir="/tmp")  # short: QMP's unix socket path
+    d = tempfile.mkdtemp(prefix="tsr-vm-")  # short: QMP's unix socket path
     yield pathlib.Path(d)
     shutil.rmtree(d, ignore_errors=True)
 
@@ -267,7 +269,7 @@ def tmp():
 @pytest.fixture(scope="module")
 def vm_gw():
     require_host()
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tsr-vm-", dir="/tmp"))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tsr-vm-"))
     initrd = str(tmp / "initrd-test.img")
     shutil.copy(os.path.join(IMAGE, "initrd.img"), initrd)  # the driver checks it at init
     g = gwtest.Gateway(

@@ -65,7 +65,7 @@ class Echo:
 
 @pytest.fixture
 def env():
-    d = tempfile.mkdtemp(prefix="tsr-relay-", dir="/tmp")
+    d = tempfile.mkdtemp(prefix="tsr-relay-")
     echo = Echo()
     procs = []
     yield d, echo, procs

@@ -20,6 +20,7 @@
 #include "tsr_err.h"
 #include "tsr_fs.h"
 #include "tsr_time.h"
+#include "tu_fs.h"
 
 #define TD "tessera.local"
 /* One clock reading for the whole run, passed explicitly so validity can be
@@ -236,7 +237,7 @@ typedef struct scratch {
 
 static void scratch_make(scratch *s)
 {
-    snprintf(s->dir, sizeof s->dir, "/tmp/tsr-test-ca-XXXXXX");
+    assert_int_equal(tu_temp_path(s->dir, sizeof s->dir, "tsr-test-ca-XXXXXX"), 0);
     assert_non_null(mkdtemp(s->dir));
 }
 

@@ -18,6 +18,7 @@
 #include "ca_pem.h"
 #include "ca_verify.h"
 #include "tu_certforge.h"
+#include "tu_fs.h"
 
 #define NOW ((int64_t)1767225600) /* 2026-01-01T00:00:00Z */
 #define TD "tessera.local"
@@ -815,7 +816,8 @@ static void test_bundle_two_roots_and_file(void **state)
     char *pem = tu_pem_of(roots, 2, &len);
     assert_non_null(pem);
 
-    char path[] = "/tmp/tsr_bundle_XXXXXX";
+    char path[256];
+    assert_int_equal(tu_temp_path(path, sizeof path, "tsr_bundle_XXXXXX"), 0);
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, pem, len), (ssize_t)len);
@@ -854,7 +856,8 @@ static void test_bundle_two_roots_and_file(void **state)
     assert_int_equal(ca_trust_load("/nonexistent/tsr/bundle.pem", TD, &t), -1);
     assert_null(t);
     assert_contains(tsr_errmsg(), "/nonexistent/tsr/bundle.pem", "missing file");
-    char gpath[] = "/tmp/tsr_bundle_XXXXXX";
+    char gpath[256];
+    assert_int_equal(tu_temp_path(gpath, sizeof gpath, "tsr_bundle_XXXXXX"), 0);
     fd = mkstemp(gpath);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, "garbage\n", 8), 8);

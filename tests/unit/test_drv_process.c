@@ -22,6 +22,7 @@
 
 #include "drv_abi.h"
 #include "tu_drv.h"
+#include "tu_fs.h"
 
 #define TD "tessera.local"
 #define GW "127.0.0.1:1"
@@ -70,7 +71,7 @@ static int setup(void **state)
 {
     struct fx *fx = calloc(1, sizeof *fx);
     if (fx == NULL) return -1;
-    strcpy(fx->dir, "/tmp/tsr-drvp-XXXXXX");
+    if (tu_temp_path(fx->dir, sizeof fx->dir, "tsr-drvp-XXXXXX") != 0) return -1;
     if (mkdtemp(fx->dir) == NULL) return -1;
     snprintf(fx->data, sizeof fx->data, "%s/data", fx->dir);
     snprintf(fx->sup, sizeof fx->sup, "%s/tests/bin/fake_supervisor", g_build);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "tu_drv.h"
+#include "tu_fs.h"
 
 #define ID "3f1c2a9e-7b4d-4e8a-9c0f-1a2b3c4d5e6f"
 
@@ -362,7 +363,7 @@ static int setup(void **state)
 {
     struct fx *fx = calloc(1, sizeof *fx);
     if (fx == NULL) return -1;
-    strcpy(fx->dir, "/tmp/tsr-drvvm-XXXXXX");
+    if (tu_temp_path(fx->dir, sizeof fx->dir, "tsr-drvvm-XXXXXX") != 0) return -1;
     if (mkdtemp(fx->dir) == NULL) return -1;
     snprintf(fx->data, sizeof fx->data, "%s/data", fx->dir);
     snprintf(fx->kernel, sizeof fx->kernel, "%s/vmlinuz", fx->dir);

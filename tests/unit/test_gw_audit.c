@@ -19,6 +19,7 @@
 
 #include "gw_audit.h"
 #include "gw_metrics.h"
+#include "tu_fs.h"
 
 static const struct {
     const char *in;
@@ -188,7 +189,7 @@ static void test_partial_write_then_recovery(void **state)
 {
     (void)state;
     char path[64];
-    snprintf(path, sizeof path, "/tmp/tsr-audit-XXXXXX");
+    assert_int_equal(tu_temp_path(path, sizeof path, "tsr-audit-XXXXXX"), 0);
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);

@@ -16,6 +16,7 @@
 #include "gw_commit.h"
 #include "gw_store.h"
 #include "tsr_err.h"
+#include "tu_fs.h"
 
 #define SB1 "11111111-1111-4111-8111-111111111111"
 #define SB2 "22222222-2222-4222-8222-222222222222"
@@ -57,7 +58,7 @@ static int fx_setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    strcpy(f->dir, "/tmp/tsr-commit-XXXXXX");
+    assert_int_equal(tu_temp_path(f->dir, sizeof f->dir, "tsr-commit-XXXXXX"), 0);
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/data/gateway.db", f->dir);
     EXPECT_OK(gw_store_open(f->path, NULL, &f->s));

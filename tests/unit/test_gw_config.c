@@ -16,6 +16,7 @@
 
 #include "gw_config.h"
 #include "tsr_fs.h"
+#include "tu_fs.h"
 
 static char tmpdir[PATH_MAX];   /* realpath of a fresh directory */
 static char cfg_path[PATH_MAX + 16]; /* tmpdir/gw.yaml */
@@ -31,9 +32,8 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
     char tmpl[PATH_MAX];
-    snprintf(tmpl, sizeof tmpl, "%s/tsr-gwcfg-XXXXXX", base != NULL && base[0] ? base : "/tmp");
+    if (tu_temp_path(tmpl, sizeof tmpl, "tsr-gwcfg-XXXXXX") != 0) return -1;
     if (mkdtemp(tmpl) == NULL) return -1;
     if (realpath(tmpl, tmpdir) == NULL) return -1;
     snprintf(cfg_path, sizeof cfg_path, "%s/gw.yaml", tmpdir);

@@ -45,7 +45,7 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/tsr-crl-XXXXXX");
+    assert_int_equal(tu_temp_path(f->dir, sizeof f->dir, "tsr-crl-XXXXXX"), 0);
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->db, sizeof f->db, "%s/t.db", f->dir);
     snprintf(f->number, sizeof f->number, "%s/crl.number", f->dir);

@@ -96,6 +96,24 @@ static gw_pki *snapshot(X509 *const *roots, size_t n, enum gw_role alice, const 
     return pki;
 }
 
+/* An application on its first PKI snapshot (generation 1). */
+static void app_init(gw_app *app, gw_pki *pki)
+{
+    memset(app, 0, sizeof *app);
+    assert_int_equal(pthread_mutex_init(&app->pki_lock, NULL), 0);
+    assert_int_equal(gw_revocations_new(&app->revoked), 0);
+    app->pki = pki;
+    app->pki->generation = 1;
+    atomic_store(&app->pki_generation, 1);
+}
+
+static void app_fini(gw_app *app)
+{
+    gw_pki_release(app->pki);
+    gw_revocations_free(app->revoked);
+    pthread_mutex_destroy(&app->pki_lock);
+}
+
 static gw_principal principal_of(gw_app *app, X509 *cert, X509 *issuing)
 {
     STACK_OF(X509) *untrusted = sk_X509_new_null();
@@ -116,12 +134,7 @@ static void test_reevaluation_after_reload(void **state)
     X509 *only_b[] = {b.root->cert};
 
     gw_app app;
-    memset(&app, 0, sizeof app);
-    assert_int_equal(pthread_mutex_init(&app.pki_lock, NULL), 0);
-    assert_int_equal(gw_revocations_new(&app.revoked), 0);
-    app.pki = snapshot(both, 2, GW_ROLE_ADMIN, a.issuing);
-    app.pki->generation = 1;
-    atomic_store(&app.pki_generation, 1);
+    app_init(&app, snapshot(both, 2, GW_ROLE_ADMIN, a.issuing));
 
     X509 *alice_a = leaf(a.issuing, "spiffe://" TD "/user/alice");
     X509 *sb_a = leaf(a.issuing, "spiffe://" TD "/sandbox/0f8e6c4a-3b1d-4e2f-9a7c-5d6e7f809a1b");
@@ -179,9 +192,7 @@ static void test_reevaluation_after_reload(void **state)
     X509_free(alice_a);
     X509_free(sb_a);
     X509_free(sb_b);
-    gw_pki_release(app.pki);
-    gw_revocations_free(app.revoked);
-    pthread_mutex_destroy(&app.pki_lock);
+    app_fini(&app);
     ca_free(&a);
     ca_free(&b);
 }
@@ -202,12 +213,7 @@ static void test_anchor_is_the_verified_root(void **state)
     X509 *only_b[] = {b.root->cert};
 
     gw_app app;
-    memset(&app, 0, sizeof app);
-    assert_int_equal(pthread_mutex_init(&app.pki_lock, NULL), 0);
-    assert_int_equal(gw_revocations_new(&app.revoked), 0);
-    app.pki = snapshot(both, 2, GW_ROLE_ADMIN, b.issuing);
-    app.pki->generation = 1;
-    atomic_store(&app.pki_generation, 1);
+    app_init(&app, snapshot(both, 2, GW_ROLE_ADMIN, b.issuing));
 
     tu_cert_spec spec;
     tu_spec_issuing(&spec, g_now, TD);
@@ -242,9 +248,7 @@ static void test_anchor_is_the_verified_root(void **state)
     X509_free(sb_a);
     X509_free(forged);
     EVP_PKEY_free(forged_key);
-    gw_pki_release(app.pki);
-    gw_revocations_free(app.revoked);
-    pthread_mutex_destroy(&app.pki_lock);
+    app_fini(&app);
     ca_free(&a);
     ca_free(&b);
 }
@@ -257,18 +261,13 @@ static void test_forwarded_identity_follows_its_proxy(void **state)
     ca_pair a;
     ca_make(&a);
     X509 *roots[] = {a.root->cert};
-    gw_app app;
-    memset(&app, 0, sizeof app);
-    assert_int_equal(pthread_mutex_init(&app.pki_lock, NULL), 0);
-    assert_int_equal(gw_revocations_new(&app.revoked), 0);
     gw_pki *pki = snapshot(roots, 1, GW_ROLE_ADMIN, a.issuing);
     pki->owned_cfg->proxies = calloc(1, sizeof *pki->owned_cfg->proxies);
     assert_non_null(pki->owned_cfg->proxies);
     snprintf(pki->owned_cfg->proxies[0].name, sizeof pki->owned_cfg->proxies[0].name, "edge");
     pki->owned_cfg->n_proxies = 1;
-    app.pki = pki;
-    app.pki->generation = 1;
-    atomic_store(&app.pki_generation, 1);
+    gw_app app;
+    app_init(&app, pki);
 
     X509 *alice = leaf(a.issuing, "spiffe://" TD "/user/alice");
     gw_principal fwd = principal_of(&app, alice, a.issuing->cert);
@@ -286,9 +285,7 @@ static void test_forwarded_identity_follows_its_proxy(void **state)
     assert_int_equal(gw_identity_recheck(&app, &direct, now), GW_IDENTITY_CURRENT);
 
     X509_free(alice);
-    gw_pki_release(app.pki);
-    gw_revocations_free(app.revoked);
-    pthread_mutex_destroy(&app.pki_lock);
+    app_fini(&app);
     ca_free(&a);
 }
 

@@ -17,6 +17,7 @@
 
 #include "gw_secretbox.h"
 #include "tsr_err.h"
+#include "tu_fs.h"
 
 #define HEX_A "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define HEX_B "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
@@ -61,7 +62,7 @@ static int fx_setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    strcpy(f->dir, "/tmp/tsr-secretbox-XXXXXX");
+    assert_int_equal(tu_temp_path(f->dir, sizeof f->dir, "tsr-secretbox-XXXXXX"), 0);
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/keyring", f->dir);
     *state = f;

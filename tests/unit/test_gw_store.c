@@ -23,6 +23,7 @@
 #include "gw_store.h"
 #include "gw_store_schema.h"
 #include "tsr_err.h"
+#include "tu_fs.h"
 
 #define HEX_A "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define HEX_B "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
@@ -82,7 +83,7 @@ static int fx_setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    strcpy(f->dir, "/tmp/tsr-store-XXXXXX");
+    assert_int_equal(tu_temp_path(f->dir, sizeof f->dir, "tsr-store-XXXXXX"), 0);
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/data/gateway.db", f->dir);
     f->keys = keyring("1 " HEX_A "\n");

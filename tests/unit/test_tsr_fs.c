@@ -24,8 +24,7 @@ static char dir[256];
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/tsr-fs-XXXXXX", base != NULL && base[0] ? base : "/tmp");
+    if (tu_temp_path(dir, sizeof dir, "tsr-fs-XXXXXX") != 0) return -1;
     return mkdtemp(dir) != NULL ? 0 : -1;
 }
 

@@ -82,7 +82,9 @@ void tu_leaf_free(tu_leaf *l)
 char *tu_scratch_dir(const char *tag)
 {
     char tmpl[256];
-    snprintf(tmpl, sizeof tmpl, "/tmp/tsr-%s-XXXXXX", tag);
+    char name[128];
+    snprintf(name, sizeof name, "tsr-%s-XXXXXX", tag);
+    if (tu_temp_path(tmpl, sizeof tmpl, name) != 0) return NULL;
     if (mkdtemp(tmpl) == NULL) return NULL;
     if (chmod(tmpl, 0700) != 0) return NULL;
     return strdup(tmpl);
