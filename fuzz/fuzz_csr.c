@@ -30,7 +30,7 @@
  * verifies; its key equals the one OpenSSL's decoder builds from the same
  * SPKI. A request is signed exactly when it passes that check and every URI
  * SAN it asks for (in its one extension request) is the caller's ID; the
- * certificate carries the CSR's key (the CSR's SPKI byte for byte in the
+ * certificate carries the CSR's key (the CSR's key bits as they are in the
  * forms ca_issue.h copies, else that key's canonical encoding), an empty
  * subject, the issuer's usual extensions, and verifies as exactly the
  * caller's sandbox. */
@@ -207,9 +207,10 @@ static int reference_ext_count(const fuzz_pki *pki)
 }
 
 /* The SPKI a certificate for this request must carry: the request's own
- * bytes when they are one of the exact forms ca_issue.h copies as they are
- * (EC on a named curve with an uncompressed point, Ed25519 without
- * parameters), else the canonical encoding of the request's key. */
+ * key bits, algorithm and curve when they are one of the exact forms
+ * ca_issue.h copies (EC on a named curve with an uncompressed point,
+ * Ed25519 without parameters; the BIT STRING is written again, with no
+ * unused bits), else the canonical encoding of the request's key. */
 static bool spki_as_expected(X509 *cert, X509_REQ *req, EVP_PKEY *key)
 {
     X509_PUBKEY *spki = X509_REQ_get_X509_PUBKEY(req);
@@ -219,14 +220,29 @@ static bool spki_as_expected(X509 *cert, X509_REQ *req, EVP_PKEY *key)
     X509_ALGOR *algor = NULL;
     FUZZ_CHECK(X509_PUBKEY_get0_param(&alg, &pk, &pklen, &algor, spki) == 1);
     int ptype = V_ASN1_UNDEF;
-    X509_ALGOR_get0(NULL, &ptype, NULL, algor);
+    const void *pval = NULL;
+    X509_ALGOR_get0(NULL, &ptype, &pval, algor);
     int nid = OBJ_obj2nid(alg);
     bool exact = (nid == NID_X9_62_id_ecPublicKey && ptype == V_ASN1_OBJECT && pklen > 0 &&
                   pk[0] == 0x04) ||
                  (nid == NID_ED25519 && ptype == V_ASN1_UNDEF && pklen == 32);
+    if (exact) {
+        ASN1_OBJECT *calg = NULL;
+        const unsigned char *cpk = NULL;
+        int cpklen = 0;
+        X509_ALGOR *calgor = NULL;
+        FUZZ_CHECK(X509_PUBKEY_get0_param(&calg, &cpk, &cpklen, &calgor,
+                                          X509_get_X509_PUBKEY(cert)) == 1);
+        int cptype = V_ASN1_UNDEF;
+        const void *cpval = NULL;
+        X509_ALGOR_get0(NULL, &cptype, &cpval, calgor);
+        return OBJ_cmp(alg, calg) == 0 && ptype == cptype &&
+               (ptype != V_ASN1_OBJECT || OBJ_cmp(pval, cpval) == 0) && pklen == cpklen &&
+               memcmp(pk, cpk, (size_t)pklen) == 0;
+    }
     unsigned char *a = NULL, *b = NULL;
     int la = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &a);
-    int lb = exact ? i2d_X509_PUBKEY(spki, &b) : i2d_PUBKEY(key, &b);
+    int lb = i2d_PUBKEY(key, &b);
     bool same = la > 0 && la == lb && memcmp(a, b, (size_t)la) == 0;
     OPENSSL_free(a);
     OPENSSL_free(b);
