@@ -152,7 +152,7 @@ static int global_index(const char *a, char **argv, int argc, int *i, const char
     return CLI_IT_END;
 }
 
-static int apply_global(int k, const char *val)
+static void apply_global(int k, const char *val)
 {
     cli_ctx *c = g_opts.ctx;
     switch (k) {
@@ -167,7 +167,6 @@ static int apply_global(int k, const char *val)
     case G_JSON: c->json = true; break;
     case G_NOHOST: c->verify_host = false; break;
     }
-    return CLI_OK;
 }
 
 int cli_next(cli_iter *it, const cli_optdef *defs, const char **val)
@@ -193,7 +192,8 @@ int cli_next(cli_iter *it, const cli_optdef *defs, const char **val)
         if (k == CLI_IT_ERR) return CLI_IT_ERR;
         if (k >= 0) {
             it->i = i + 1;
-            if (apply_global(k, gval) != CLI_OK || setup(g_opts.ctx) != CLI_OK) return CLI_IT_ERR;
+            apply_global(k, gval);
+            if (setup(g_opts.ctx) != CLI_OK) return CLI_IT_ERR;
             return cli_next(it, defs, val);
         }
     }
@@ -482,7 +482,7 @@ static int take_globals(int *argc, char **argv)
         int k = global_index(a, argv, *argc, &i, &val);
         if (k == CLI_IT_ERR) return CLI_USAGE;
         if (k < 0) break; /* "--", -h, a command's option: the rest is the command's */
-        if (apply_global(k, val) != CLI_OK) return CLI_USAGE;
+        apply_global(k, val);
     }
     while (i < *argc) argv[out++] = argv[i++];
     *argc = out;
