@@ -46,8 +46,8 @@ MODE_LDFLAGS := -fsanitize=address,undefined -pie
 else ifeq ($(BUILD),debug)
 MODE_CFLAGS  := -O0 -g3 -fPIE
 MODE_LDFLAGS := -pie
-else ifneq ($(BUILD),fuzz)   # fuzz: flags in the fuzzing section at the end
-$(error unknown BUILD=$(BUILD): use release, asan, debug or fuzz)
+else ifeq ($(filter $(BUILD),fuzz fuzzcov),)   # fuzz, fuzzcov: flags in the fuzzing section
+$(error unknown BUILD=$(BUILD): use release, asan, debug, fuzz or fuzzcov)
 endif
 
 # pkg-config is queried lazily so `make deps` works before the -dev packages exist.
@@ -265,10 +265,14 @@ soak: soak-sandboxes
 # ---- end soak ---------------------------------------------------------------
 
 # ==== fuzzing (fuzz/, docs/fuzzing.md) ==================================
-#   make fuzz          every harness for FUZZ_SECONDS (default 60) each on its
-#                      corpus (new inputs: build/fuzz/corpus/<name>/, crashes:
-#                      build/fuzz/artifacts/)
+#   make fuzz          the campaign: every harness for FUZZ_SECONDS (default
+#                      150) each on its corpus (new inputs:
+#                      build/fuzz/corpus/<name>/, crashes: build/fuzz/artifacts/),
+#                      per harness exec/s, coverage and corpus growth
 #   make fuzz-smoke    CI: replay every committed corpus, then 10 s per harness
+#   make fuzz-cov      line coverage of the code each harness targets, from its
+#                      committed and grown corpus (clang source-based coverage,
+#                      BUILD=fuzzcov, build/fuzzcov/cov/)
 #   make BUILD=fuzz fuzz-bins   the variant itself: clang, libFuzzer + ASan +
 #                      UBSan, everything in build/fuzz/, harnesses in build/fuzz/bin/
 # fuzz/fuzz_<name>.c is one harness; fuzz/corpus/<name>/ its committed corpus.
@@ -276,10 +280,23 @@ soak: soak-sandboxes
 # main, fuzz/replay_main.c, with the build's own compiler and flags) and
 # tests/integration/fuzz_replay.sh replays every corpus through them.
 FUZZ_NAMES := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 150
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_JOBS ?= 2
+# A harness of code outside the libraries links its objects
+# (FUZZ_OBJS_<name>) and libraries (FUZZ_LDLIBS_<name>); a harness that
+# includes a driver's source compiles with that driver's flags.
+FUZZ_OBJS_client = $(call obj,$(filter-out supervisor/sup_main.c,$(SUPERVISOR_SRC)))
+FUZZ_OBJS_sup_logs = $(FUZZ_OBJS_client)
+FUZZ_OBJS_cli = $(call obj,$(filter-out cli/cli_main.c,$(CLI_SRC)))
+FUZZ_LDLIBS_docker = $(DRV_LIBS_docker)
+$(O)/obj/fuzz/fuzz_docker.o: ALL_CFLAGS += $(DRV_CFLAGS_docker)
 
+ifeq ($(BUILD),fuzzcov)
+CC := clang
+MODE_CFLAGS  := -g -O1 -fprofile-instr-generate -fcoverage-mapping -fPIE
+MODE_LDFLAGS := -fprofile-instr-generate -pie
+endif
 ifeq ($(BUILD),fuzz)
 CC := clang
 MODE_CFLAGS  := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
@@ -287,9 +304,10 @@ MODE_CFLAGS  := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize
 MODE_LDFLAGS := -fsanitize=address,undefined -pie
 FUZZ_BINS := $(FUZZ_NAMES:%=$(O)/bin/fuzz_%)
 
-$(FUZZ_BINS): $(O)/bin/fuzz_%: $(O)/obj/fuzz/fuzz_%.o $(LIBS_ALL)
+$(FUZZ_BINS): $(O)/bin/fuzz_%: $(O)/obj/fuzz/fuzz_%.o $$(FUZZ_OBJS_$$*) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS_$*) $(LIBS_ALL) $(LDLIBS_ALL) \
+	    $(FUZZ_LDLIBS_$*)
 # fuzz_rpc loads the in-memory driver plugin (tests/drivers/mem). clang links
 # no sanitizer runtime into a shared object: the harness that dlopen()s it
 # provides one, so this plugin is linked without --no-undefined.
@@ -301,14 +319,15 @@ else
 FUZZ_REPLAY_BINS := $(FUZZ_NAMES:%=$(O)/tests/fuzzreplay_%)
 
 $(FUZZ_REPLAY_BINS): $(O)/tests/fuzzreplay_%: $(O)/obj/fuzz/fuzz_%.o $(O)/obj/fuzz/replay_main.o \
-                     $(LIBS_ALL)
+                     $$(FUZZ_OBJS_$$*) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/obj/fuzz/replay_main.o $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/obj/fuzz/replay_main.o $(FUZZ_OBJS_$*) $(LIBS_ALL) \
+	    $(LDLIBS_ALL) $(FUZZ_LDLIBS_$*)
 
 unit-tests: $(FUZZ_REPLAY_BINS)
 endif
 
-.PHONY: fuzz-bins fuzz fuzz-smoke
+.PHONY: fuzz-bins fuzz fuzz-smoke fuzz-cov
 fuzz-bins: $(FUZZ_BINS)
 
 fuzz: deps
@@ -318,6 +337,11 @@ fuzz: deps
 fuzz-smoke: deps
 	@$(MAKE) --no-print-directory BUILD=fuzz fuzz-bins
 	@fuzz/run.sh --replay build/fuzz $(FUZZ_SMOKE_SECONDS) $(FUZZ_JOBS) $(FUZZ_NAMES)
+
+fuzz-cov: deps
+	@$(MAKE) --no-print-directory BUILD=fuzzcov $(FUZZ_NAMES:%=build/fuzzcov/tests/fuzzreplay_%) \
+	    build/fuzzcov/tests/drivers/mem.so
+	@fuzz/cov.sh build/fuzzcov $(FUZZ_NAMES)
 # ---- bench: Tessera side by side with real peers (docs/performance.md) -----
 # `make bench`: bench/run.sh install puts the Debian peer packages in place
 # (cfssl, gRPC C++) when missing, then bench/ is built into $(O)/bench/ (never

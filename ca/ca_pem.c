@@ -35,6 +35,9 @@ int ca_certs_from_pem(const uint8_t *pem, size_t len, STACK_OF(X509) **out)
     STACK_OF(X509) *certs = NULL;
     BIO *bio = NULL;
     X509 *cert = NULL;
+    char *name = NULL, *header = NULL;
+    unsigned char *der = NULL;
+    long der_len = 0;
 
     TSR_ENSURE(pem != NULL && len > 0, TSR_E_INPUT, "empty PEM input");
     TSR_ENSURE(len <= CA_PEM_MAX_BYTES, TSR_E_LIMIT, "PEM input of %zu bytes exceeds %d", len,
@@ -67,13 +70,27 @@ int ca_certs_from_pem(const uint8_t *pem, size_t len, STACK_OF(X509) **out)
                        "PEM: more than %d certificates", CA_PEM_MAX_CERTS);
         bio = BIO_new_mem_buf(p, (int)(stop - p));
         TSR_TRY_ENSURE(bio != NULL, TSR_E_INTERNAL, "out of memory");
-        cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-        TSR_TRY_ENSURE(cert != NULL, TSR_E_INPUT, "PEM: certificate %d does not parse",
-                       sk_X509_num(certs) + 1);
+        /* The block's bytes, then the one DER reader (ca_cert_from_der:
+         * bounded, consumed exactly), as for a certificate that comes as
+         * DER: PEM_read_bio_X509 would ignore bytes after the certificate
+         * inside the block. */
+        TSR_TRY_ENSURE(PEM_read_bio(bio, &name, &header, &der, &der_len) == 1 &&
+                           strcmp(name, "CERTIFICATE") == 0 && header[0] == '\0',
+                       TSR_E_INPUT, "PEM: certificate %d does not parse", sk_X509_num(certs) + 1);
         TSR_TRY_ENSURE(BIO_pending(bio) == 0, TSR_E_INPUT,
                        "PEM: certificate %d: bytes left over in its block", sk_X509_num(certs) + 1);
+        if (ca_cert_from_der(der, (size_t)der_len, &cert) != 0) {
+            (void)TSR_FAIL(tsr_errcat(), "PEM: certificate %d: %s", sk_X509_num(certs) + 1,
+                           tsr_errmsg());
+            goto out;
+        }
         BIO_free(bio);
         bio = NULL;
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(der);
+        name = header = NULL;
+        der = NULL;
         TSR_TRY_ENSURE(sk_X509_push(certs, cert) > 0, TSR_E_INTERNAL, "out of memory");
         cert = NULL;
         p = stop;
@@ -85,6 +102,9 @@ int ca_certs_from_pem(const uint8_t *pem, size_t len, STACK_OF(X509) **out)
 out:
     ERR_clear_error();
     BIO_free(bio);
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_free(der);
     X509_free(cert);
     sk_X509_pop_free(certs, X509_free);
     return rc;

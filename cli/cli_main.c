@@ -103,6 +103,72 @@ bool cli_parse_int(const char *s, int64_t max, int64_t *out)
     return true;
 }
 
+/* ---- global options ------------------------------------------------------- */
+
+enum { G_ADDR, G_PKI, G_USER, G_CERT, G_KEY, G_BUNDLE, G_TD, G_TIMEOUT, G_JSON, G_NOHOST };
+static const cli_optdef global_opts[] = {
+    {"addr", true},   {"pki", true},          {"user", true},    {"cert", true},
+    {"key", true},    {"bundle", true},       {"trust-domain", true}, {"timeout", true},
+    {"json", false},  {"no-host-check", false}, {NULL, false},
+};
+
+/* This invocation's global options: main takes those before the command's
+ * first option (take_globals), cli_next those after it, and each one is
+ * applied to the context here (setup() checks them all again). */
+static struct {
+    cli_ctx *ctx;
+    const char *cert, *key, *bundle, *timeout;
+} g_opts;
+
+static int setup(cli_ctx *c);
+
+/* argv[*i] as a global option: its index (*val its value, *i past it),
+ * CLI_IT_END when it is not one, CLI_IT_ERR (message printed) when it is
+ * one used wrongly. */
+static int global_index(const char *a, char **argv, int argc, int *i, const char **val)
+{
+    *val = NULL;
+    if (a[0] != '-' || a[1] != '-' || a[2] == '\0') return CLI_IT_END;
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+    for (int k = 0; global_opts[k].name != NULL; k++) {
+        if (strlen(global_opts[k].name) != nlen || strncmp(global_opts[k].name, name, nlen) != 0)
+            continue;
+        if (!global_opts[k].has_arg) {
+            if (eq == NULL) return k;
+            cli_usage_error(NULL, "option --%s takes no value", global_opts[k].name);
+            return CLI_IT_ERR;
+        }
+        if (eq != NULL) {
+            *val = eq + 1;
+        } else if (*i + 1 < argc) {
+            *val = argv[++*i];
+        } else {
+            cli_usage_error(NULL, "option --%s needs a value", global_opts[k].name);
+            return CLI_IT_ERR;
+        }
+        return k;
+    }
+    return CLI_IT_END;
+}
+
+static void apply_global(int k, const char *val)
+{
+    cli_ctx *c = g_opts.ctx;
+    switch (k) {
+    case G_ADDR: c->addr_text = val; break;
+    case G_PKI: c->pki = val; break;
+    case G_USER: c->user = val; break;
+    case G_CERT: g_opts.cert = val; break;
+    case G_KEY: g_opts.key = val; break;
+    case G_BUNDLE: g_opts.bundle = val; break;
+    case G_TD: c->trust_domain = val; break;
+    case G_TIMEOUT: g_opts.timeout = val; break;
+    case G_JSON: c->json = true; break;
+    case G_NOHOST: c->verify_host = false; break;
+    }
+}
+
 int cli_next(cli_iter *it, const cli_optdef *defs, const char **val)
 {
     *val = NULL;
@@ -117,6 +183,20 @@ int cli_next(cli_iter *it, const cli_optdef *defs, const char **val)
         return cli_next(it, defs, val);
     }
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return CLI_IT_HELP;
+    if (g_opts.ctx != NULL) {
+        /* A global option after the command's own: applied, and checked
+         * with the rest again (setup). Names are the global ones' first. */
+        int i = it->i - 1;
+        const char *gval = NULL;
+        int k = global_index(a, it->argv, it->argc, &i, &gval);
+        if (k == CLI_IT_ERR) return CLI_IT_ERR;
+        if (k >= 0) {
+            it->i = i + 1;
+            apply_global(k, gval);
+            if (setup(g_opts.ctx) != CLI_OK) return CLI_IT_ERR;
+            return cli_next(it, defs, val);
+        }
+    }
     if (a[1] != '-') {
         cli_usage_error(it->cmd, "unknown option %s", a);
         return CLI_IT_ERR;
@@ -383,60 +463,28 @@ int cli_resolve_sandbox(cli_ctx *c, const char *arg, char id[CA_UUID_LEN + 1])
 
 /* ---- main ------------------------------------------------------------------------ */
 
-enum { G_ADDR, G_PKI, G_USER, G_CERT, G_KEY, G_BUNDLE, G_TD, G_TIMEOUT, G_JSON, G_NOHOST };
-static const cli_optdef global_opts[] = {
-    {"addr", true},   {"pki", true},          {"user", true},    {"cert", true},
-    {"key", true},    {"bundle", true},       {"trust-domain", true}, {"timeout", true},
-    {"json", false},  {"no-host-check", false}, {NULL, false},
-};
-
-/* Take the global options out of argv (anywhere before "--"); the rest,
- * in order, stays for the command. Returns CLI_OK or CLI_USAGE. */
-static int take_globals(cli_ctx *c, int *argc, char **argv, const char **cert, const char **key,
-                        const char **bundle, const char **timeout)
+/* Take the global options out of argv, up to the first option that is not
+ * a global one (or "--"): before it nothing can be an option's value, so a
+ * token that names a global option is one. Everything from there on stays,
+ * in order, for the command, whose own option parsing (cli_next) knows which
+ * tokens are its options' values and applies the global options among the
+ * rest. Returns CLI_OK or CLI_USAGE. */
+static int take_globals(int *argc, char **argv)
 {
-    int out = 1;
-    for (int i = 1; i < *argc; i++) {
+    int out = 1, i = 1;
+    for (; i < *argc; i++) {
         char *a = argv[i];
-        if (strcmp(a, "--") == 0) {
-            while (i < *argc) argv[out++] = argv[i++];
-            break;
+        if (a[0] != '-' || a[1] == '\0') {
+            argv[out++] = a; /* a command word or argument */
+            continue;
         }
-        int found = -1;
         const char *val = NULL;
-        if (a[0] == '-' && a[1] == '-') {
-            const char *name = a + 2, *eq = strchr(name, '=');
-            size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
-            for (int k = 0; global_opts[k].name != NULL; k++) {
-                if (strlen(global_opts[k].name) == nlen &&
-                    strncmp(global_opts[k].name, name, nlen) == 0) {
-                    found = k;
-                    break;
-                }
-            }
-            if (found >= 0 && global_opts[found].has_arg) {
-                if (eq != NULL) val = eq + 1;
-                else if (i + 1 < *argc) val = argv[++i];
-                else return cli_usage_error(NULL, "option --%s needs a value",
-                                            global_opts[found].name);
-            } else if (found >= 0 && eq != NULL) {
-                return cli_usage_error(NULL, "option --%s takes no value", global_opts[found].name);
-            }
-        }
-        switch (found) {
-        case G_ADDR: c->addr_text = val; break;
-        case G_PKI: c->pki = val; break;
-        case G_USER: c->user = val; break;
-        case G_CERT: *cert = val; break;
-        case G_KEY: *key = val; break;
-        case G_BUNDLE: *bundle = val; break;
-        case G_TD: c->trust_domain = val; break;
-        case G_TIMEOUT: *timeout = val; break;
-        case G_JSON: c->json = true; break;
-        case G_NOHOST: c->verify_host = false; break;
-        default: argv[out++] = a;
-        }
+        int k = global_index(a, argv, *argc, &i, &val);
+        if (k == CLI_IT_ERR) return CLI_USAGE;
+        if (k < 0) break; /* "--", -h, a command's option: the rest is the command's */
+        apply_global(k, val);
     }
+    while (i < *argc) argv[out++] = argv[i++];
     *argc = out;
     argv[out] = NULL;
     return CLI_OK;
@@ -448,9 +496,10 @@ static const char *env_or(const char *name, const char *dflt)
     return v != NULL && *v != '\0' ? v : dflt;
 }
 
-static int setup(cli_ctx *c, const char *cert, const char *key, const char *bundle,
-                 const char *timeout)
+static int setup(cli_ctx *c)
 {
+    const char *cert = g_opts.cert, *key = g_opts.key, *bundle = g_opts.bundle,
+               *timeout = g_opts.timeout;
     if (c->addr_text == NULL) c->addr_text = env_or("TESSERA_ADDR", DEFAULT_ADDR);
     if (c->pki == NULL) c->pki = env_or("TESSERA_PKI", DEFAULT_PKI);
     if (c->user == NULL) c->user = env_or("TESSERA_USER", DEFAULT_USER);
@@ -495,12 +544,13 @@ int main(int argc, char **argv)
     cli_ctx c;
     memset(&c, 0, sizeof c);
     c.verify_host = true;
-    const char *cert = NULL, *key = NULL, *bundle = NULL, *timeout = NULL;
+    memset(&g_opts, 0, sizeof g_opts);
+    g_opts.ctx = &c;
 
     /* A closed stdout (tessera ... | head) must not kill us mid-write. */
     signal(SIGPIPE, SIG_IGN);
 
-    int rc = take_globals(&c, &argc, argv, &cert, &key, &bundle, &timeout);
+    int rc = take_globals(&argc, argv);
     if (rc != CLI_OK) return rc;
     if (argc < 2) {
         fputs(main_help, stderr);
@@ -511,7 +561,7 @@ int main(int argc, char **argv)
         fputs(main_help, stdout);
         return CLI_OK;
     }
-    rc = setup(&c, cert, key, bundle, timeout);
+    rc = setup(&c);
     if (rc != CLI_OK) return rc;
 
     static const struct {
@@ -526,6 +576,7 @@ int main(int argc, char **argv)
         if (strcmp(cmd, cmds[i].name) == 0) rc = cmds[i].fn(&c, argc - 1, argv + 1);
     if (rc == -1) rc = cli_usage_error(NULL, "unknown command '%s'", cmd);
     cli_close(&c);
+    g_opts.ctx = NULL;
     if (fflush(stdout) != 0 && rc == CLI_OK) rc = CLI_RPC;
     return rc;
 }

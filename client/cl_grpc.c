@@ -146,32 +146,90 @@ static int out_append(cl_conn *c, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* One write to the connection: > 0 bytes written, 0 when it would block
+ * (*events says for what), -1 when the connection died. TLS, or the plain
+ * socket of the test seam (cl_conn_open_plain). */
+static int conn_write(cl_conn *c, const uint8_t *data, size_t len, short *events)
+{
+    int chunk = len > INT_MAX ? INT_MAX : (int)len;
+    if (c->ssl == NULL) {
+        ssize_t n = send(c->fd, data, (size_t)chunk, MSG_NOSIGNAL);
+        if (n > 0) return (int)n;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            *events |= POLLOUT;
+            return 0;
+        }
+        conn_die(c, "write failed: %s", n < 0 ? strerror(errno) : "nothing written");
+        return -1;
+    }
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, data, chunk);
+    if (n > 0) return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_WRITE) {
+        *events |= POLLOUT;
+        return 0;
+    }
+    if (e == SSL_ERROR_WANT_READ) {
+        *events |= POLLIN;
+        return 0;
+    }
+    char why[256];
+    ssl_error_text(e, why, sizeof why);
+    conn_die(c, "write failed: %s", why);
+    return -1;
+}
+
+/* One read from the connection: > 0 bytes read, 0 when it would block
+ * (*events says for what), -1 when the connection died or ended. */
+static int conn_read(cl_conn *c, uint8_t *buf, size_t cap, short *events)
+{
+    if (c->ssl == NULL) {
+        ssize_t n = recv(c->fd, buf, cap, 0);
+        if (n > 0) return (int)n;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            *events |= POLLIN;
+            return 0;
+        }
+        if (n == 0)
+            conn_die(c, "the server closed the connection%s", c->goaway ? " (after GOAWAY)" : "");
+        else
+            conn_die(c, "read failed: %s", strerror(errno));
+        return -1;
+    }
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, buf, cap > INT_MAX ? INT_MAX : (int)cap);
+    if (n > 0) return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ) {
+        *events |= POLLIN;
+        return 0;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        *events |= POLLOUT;
+        return 0;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        conn_die(c, "the server closed the connection%s", c->goaway ? " (after GOAWAY)" : "");
+        return -1;
+    }
+    char why[256];
+    ssl_error_text(e, why, sizeof why);
+    conn_die(c, "read failed: %s", why);
+    return -1;
+}
+
 /* Write what nghttp2 has for us until the socket would block. *events gets
  * what to poll for. -1 when the connection died. */
 static int flush_out(cl_conn *c, short *events)
 {
     for (;;) {
         if (c->out_off < c->out_len) {
-            size_t left = c->out_len - c->out_off;
-            ERR_clear_error();
-            int n = SSL_write(c->ssl, c->out + c->out_off, left > INT_MAX ? INT_MAX : (int)left);
-            if (n > 0) {
-                c->out_off += (size_t)n;
-                continue;
-            }
-            int e = SSL_get_error(c->ssl, n);
-            if (e == SSL_ERROR_WANT_WRITE) {
-                *events |= POLLOUT;
-                return 0;
-            }
-            if (e == SSL_ERROR_WANT_READ) {
-                *events |= POLLIN;
-                return 0;
-            }
-            char why[256];
-            ssl_error_text(e, why, sizeof why);
-            conn_die(c, "write failed: %s", why);
-            return -1;
+            int n = conn_write(c, c->out + c->out_off, c->out_len - c->out_off, events);
+            if (n < 0) return -1;
+            if (n == 0) return 0;
+            c->out_off += (size_t)n;
+            continue;
         }
         c->out_off = c->out_len = 0;
         while (c->out_len < CL_OUT_CHUNK) {
@@ -197,35 +255,14 @@ static int read_in(cl_conn *c, short *events, bool *progress)
 {
     uint8_t buf[CL_READ_CHUNK];
     for (int round = 0; round < 64; round++) {
-        ERR_clear_error();
-        int n = SSL_read(c->ssl, buf, sizeof buf);
-        if (n > 0) {
-            *progress = true;
-            ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)n);
-            if (rv < 0) {
-                conn_die(c, "HTTP/2 protocol error: %s", nghttp2_strerror((int)rv));
-                return -1;
-            }
-            continue;
-        }
-        int e = SSL_get_error(c->ssl, n);
-        if (e == SSL_ERROR_WANT_READ) {
-            *events |= POLLIN;
-            return 0;
-        }
-        if (e == SSL_ERROR_WANT_WRITE) {
-            *events |= POLLOUT;
-            return 0;
-        }
-        if (e == SSL_ERROR_ZERO_RETURN) {
-            conn_die(c, "the server closed the connection%s",
-                     c->goaway ? " (after GOAWAY)" : "");
+        int n = conn_read(c, buf, sizeof buf, events);
+        if (n <= 0) return n;
+        *progress = true;
+        ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)n);
+        if (rv < 0) {
+            conn_die(c, "HTTP/2 protocol error: %s", nghttp2_strerror((int)rv));
             return -1;
         }
-        char why[256];
-        ssl_error_text(e, why, sizeof why);
-        conn_die(c, "read failed: %s", why);
-        return -1;
     }
     *progress = true; /* more may be buffered: come back without polling */
     return 0;
@@ -830,6 +867,34 @@ int cl_conn_open_addr(const cl_addr *a, cl_tls *tls, int64_t timeout_ms, cl_conn
         return -1;
     }
     c->hs.host = NULL; /* a->host is the caller's */
+    st->code = GW_STATUS_OK;
+    st->message[0] = '\0';
+    *out = c;
+    return 0;
+}
+
+int cl_conn_open_plain(int fd, int64_t timeout_ms, cl_conn **out, cl_status *st)
+{
+    cl_status scratch;
+    if (st == NULL) st = &scratch;
+    *out = NULL;
+    if (fd < 0 || timeout_ms <= 0)
+        return fail_status(st, GW_STATUS_INVALID_ARGUMENT,
+                           "cl_conn_open_plain: a socket and a positive timeout needed");
+    cl_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
+    }
+    c->fd = fd;
+    c->max_response = CL_DEFAULT_MAX_RESPONSE;
+    snprintf(c->target, sizeof c->target, "plain socket %d", fd);
+    snprintf(c->authority, sizeof c->authority, "localhost");
+    if (h2_setup(c, tsr_monotonic_ms() + timeout_ms, st) != 0) {
+        c->dead = true;
+        cl_conn_close(c);
+        return -1;
+    }
     st->code = GW_STATUS_OK;
     st->message[0] = '\0';
     *out = c;

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 
 #include "ca_verify.h"
+#include "cl_grpc.h"
 #include "cl_tls.h"
 
 /* Per-connection handshake facts, set with SSL_set_app_data before the
@@ -31,6 +32,12 @@ typedef struct cl_tls_gen {
     ca_trust *trust;
     bool verify_host;
 } cl_tls_gen;
+
+/* Test seam (fuzz/fuzz_client.c): an HTTP/2 connection over `fd`, a
+ * connected non-blocking stream socket it takes over, without TLS: what
+ * the peer writes is what the gateway's answers are after TLS. Every
+ * connection the library opens itself runs TLS (cl_conn_open*). */
+TSR_WUR int cl_conn_open_plain(int fd, int64_t timeout_ms, cl_conn **out, cl_status *st);
 
 /* A reference to the current generation; never NULL for a live cl_tls. */
 cl_tls_gen *cl_tls_acquire(cl_tls *tls);

@@ -9,10 +9,13 @@
 #ifndef TSR_FUZZ_H
 #define TSR_FUZZ_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -85,6 +88,54 @@ static inline char *fuzz_strdup(fuzz_in s)
     for (size_t i = 0; i < s.len; i++) out[i] = (char)s.p[i];
     out[s.len] = '\0';
     return out;
+}
+
+/* A growing byte buffer, NUL-terminated past its length (aborts when
+ * memory runs out). */
+typedef struct fuzz_buf {
+    uint8_t *p;
+    size_t len, cap;
+} fuzz_buf;
+
+static inline void fuzz_buf_put(fuzz_buf *b, const void *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = 2 * (b->len + n + 1);
+        b->p = realloc(b->p, b->cap);
+        FUZZ_CHECK(b->p != NULL);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static inline void fuzz_buf_puts(fuzz_buf *b, const char *s)
+{
+    fuzz_buf_put(b, s, strlen(s));
+}
+
+/* For code that reads only from a path: `name` in a private temporary
+ * directory (under TMPDIR), made at the first call and removed with the
+ * file at exit. One per harness. */
+static char fuzz_tmp_dir[PATH_MAX], fuzz_tmp_path[PATH_MAX];
+
+static inline void fuzz_tmp_cleanup(void)
+{
+    if (fuzz_tmp_path[0] != '\0') unlink(fuzz_tmp_path);
+    if (fuzz_tmp_dir[0] != '\0') rmdir(fuzz_tmp_dir);
+}
+
+static inline const char *fuzz_private_path(const char *name)
+{
+    if (fuzz_tmp_dir[0] != '\0') return fuzz_tmp_path;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(fuzz_tmp_dir, sizeof fuzz_tmp_dir, "%s/tsr-fuzz.XXXXXX",
+             tmp != NULL && tmp[0] ? tmp : "/tmp");
+    FUZZ_CHECK(mkdtemp(fuzz_tmp_dir) != NULL);
+    FUZZ_CHECK(snprintf(fuzz_tmp_path, sizeof fuzz_tmp_path, "%s/%s", fuzz_tmp_dir, name) <
+               (int)sizeof fuzz_tmp_path);
+    atexit(fuzz_tmp_cleanup);
+    return fuzz_tmp_path;
 }
 
 #endif

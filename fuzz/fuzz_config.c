@@ -13,27 +13,6 @@
 #include "fuzz/fuzz.h"
 #include "gw_config.h"
 
-static char dir[PATH_MAX];
-static char path[PATH_MAX];
-
-static void cleanup(void)
-{
-    if (path[0] != '\0') unlink(path);
-    if (dir[0] != '\0') rmdir(dir);
-}
-
-static void setup(void)
-{
-    if (dir[0] != '\0') return;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/tsr-fuzz-config.XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
-    FUZZ_CHECK(mkdtemp(dir) != NULL);
-    FUZZ_CHECK(strlen(dir) + sizeof "/gateway.yaml" <= sizeof path);
-    memcpy(path, dir, strlen(dir));
-    memcpy(path + strlen(dir), "/gateway.yaml", sizeof "/gateway.yaml");
-    unsetenv("TESSERA_SECRETS_KEY_FILE");
-    atexit(cleanup);
-}
 
 static void check_path(const char *p)
 {
@@ -81,7 +60,8 @@ static void check(const gw_config *c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    setup();
+    const char *path = fuzz_private_path("gateway.yaml");
+    unsetenv("TESSERA_SECRETS_KEY_FILE");
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     FUZZ_CHECK(fd >= 0);
     size_t off = 0;

@@ -1,13 +1,25 @@
 /* PEM as the gateway and certgen read it: a certificate list
  * (ca_certs_from_pem), a trust bundle (ca_trust_from_pem) and a private key
  * (ca_key_from_pem), all on the same bytes.
+ *
+ * Two input forms. PEM text as it is (any first byte but 0x00). Or, since
+ * mutated base64 rarely decodes, raw DER that the harness wraps:
+ *   [0x00][flags] ([u16 len][DER])*
+ * every DER becomes a CERTIFICATE block, in order; the first one is also
+ * wrapped as a key of the label flags bits 0-1 pick (PRIVATE KEY, EC PRIVATE
+ * KEY, RSA PRIVATE KEY, ENCRYPTED PRIVATE KEY). flags bit 2: 76-column base64
+ * lines (else 64); bit 3: CRLF line ends; bit 4: a blank line between blocks.
+ *
  * Invariants: a parsed list holds exactly the CERTIFICATE blocks of the
  * input and nothing was skipped (one BEGIN and one END line per
  * certificate); it survives a write/read round trip unchanged; a bundle
  * loads only if its certificates do; a parsed key round-trips to an equal
- * key. */
+ * key. For wrapped DER: the list loads exactly when every DER is a
+ * certificate ca_cert_from_der accepts (one DER reader, whatever the
+ * transport), and holds those certificates in order. */
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "ca_issue.h"
@@ -22,7 +34,15 @@ static size_t count(const uint8_t *p, size_t len, const char *needle)
     return c;
 }
 
-static void certs(const uint8_t *data, size_t size)
+#define MAX_BLOCKS (CA_PEM_MAX_CERTS + 2)
+
+/* The DER blocks a wrapped input carries. */
+typedef struct der_list {
+    fuzz_in der[MAX_BLOCKS];
+    size_t n;
+} der_list;
+
+static void certs(const uint8_t *data, size_t size, const der_list *wrapped)
 {
     STACK_OF(X509) *list = NULL;
     int rc = ca_certs_from_pem(data, size, &list);
@@ -33,6 +53,18 @@ static void certs(const uint8_t *data, size_t size)
         FUZZ_CHECK(strcmp(ca_trust_domain(trust), "tessera.local") == 0);
     }
     ca_trust_free(trust);
+    if (wrapped != NULL) {
+        /* The reference: each block through the DER reader on its own. */
+        bool all = wrapped->n >= 1 && wrapped->n <= CA_PEM_MAX_CERTS;
+        if (rc == 0) FUZZ_CHECK(sk_X509_num(list) == (int)wrapped->n);
+        for (size_t i = 0; all && i < wrapped->n; i++) {
+            X509 *c = NULL;
+            all = ca_cert_from_der(wrapped->der[i].p, wrapped->der[i].len, &c) == 0;
+            if (all && rc == 0) FUZZ_CHECK(X509_cmp(c, sk_X509_value(list, (int)i)) == 0);
+            X509_free(c);
+        }
+        FUZZ_CHECK((rc == 0) == all);
+    }
     if (rc != 0) return;
 
     int n = sk_X509_num(list);
@@ -80,9 +112,53 @@ static void key(const uint8_t *data, size_t size)
     EVP_PKEY_free(k);
 }
 
+/* One PEM block of `label` around `der`, as flags say. */
+static void wrap(fuzz_buf *t, const char *label, fuzz_in der, uint8_t flags)
+{
+    const char *eol = (flags & 8) ? "\r\n" : "\n";
+    size_t width = (flags & 4) ? 76 : 64;  /* base64 characters per line */
+    fuzz_buf_puts(t, "-----BEGIN ");
+    fuzz_buf_puts(t, label);
+    fuzz_buf_puts(t, "-----");
+    fuzz_buf_puts(t, eol);
+    unsigned char b64[4 * 57 / 3 + 1];       /* one 76-column line */
+    for (size_t off = 0; off < der.len;) {
+        size_t n = der.len - off < width / 4 * 3 ? der.len - off : width / 4 * 3;
+        int w = EVP_EncodeBlock(b64, der.p + off, (int)n);
+        fuzz_buf_put(t, b64, (size_t)w);
+        fuzz_buf_puts(t, eol);
+        off += n;
+    }
+    fuzz_buf_puts(t, "-----END ");
+    fuzz_buf_puts(t, label);
+    fuzz_buf_puts(t, "-----");
+    fuzz_buf_puts(t, eol);
+    if (flags & 16) fuzz_buf_puts(t, eol);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    certs(data, size);
-    key(data, size);
+    if (size == 0 || data[0] != 0x00) {
+        certs(data, size, NULL);
+        key(data, size);
+        return 0;
+    }
+    fuzz_in in = {data + 1, size - 1};
+    uint8_t flags = fuzz_u8(&in);
+    der_list list = {.n = 0};
+    while (in.len > 0 && list.n < MAX_BLOCKS) list.der[list.n++] = fuzz_lp16(&in);
+    fuzz_buf t = {NULL, 0, 0};
+    for (size_t i = 0; i < list.n; i++) wrap(&t, "CERTIFICATE", list.der[i], flags);
+    if (t.p != NULL) certs(t.p, t.len, &list);
+    free(t.p);
+
+    static const char *const labels[] = {"PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY",
+                                         "ENCRYPTED PRIVATE KEY"};
+    if (list.n > 0) {
+        fuzz_buf k = {NULL, 0, 0};
+        wrap(&k, labels[flags & 3], list.der[0], flags);
+        key(k.p, k.len);
+        free(k.p);
+    }
     return 0;
 }

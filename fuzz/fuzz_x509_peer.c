@@ -33,30 +33,6 @@
 
 #define MAX_INTERMEDIATES 4
 
-static gw_app *app_get(const fuzz_pki *pki)
-{
-    static gw_app app;
-    static gw_config *cfg;
-    if (cfg != NULL) return &app;
-    FUZZ_CHECK(gw_config_defaults(&cfg) == 0);
-    static gw_user_entry users[] = {{"alice", GW_ROLE_ADMIN}, {"bob", GW_ROLE_VIEWER}};
-    /* A static table: this configuration is never freed. */
-    cfg->users = users;
-    cfg->n_users = sizeof users / sizeof users[0];
-    app.cfg = cfg;
-    /* One PKI snapshot for the whole run (never released). */
-    static gw_pki snapshot;
-    atomic_init(&snapshot.refs, 1);
-    snapshot.cfg = cfg;
-    snapshot.trust = pki->trust;
-    snapshot.issuer = pki->issuing;
-    FUZZ_CHECK(pthread_mutex_init(&app.pki_lock, NULL) == 0);
-    app.pki = &snapshot;
-    FUZZ_CHECK(gw_revocations_new(&app.revoked) == 0);
-    FUZZ_CHECK(gw_revocations_add(app.revoked, "1234abcd", FUZZ_NOW + 86400) == 0);
-    return &app;
-}
-
 /* The leaf's URI SANs: how many, and a copy of the last one. */
 static int uri_sans(X509 *leaf, char *out, size_t cap, size_t *len)
 {
@@ -125,22 +101,6 @@ static void check_principal(gw_app *app, X509 *leaf, STACK_OF(X509) *untrusted, 
     if (ok != 0) FUZZ_CHECK(p.kind == GW_PRINCIPAL_UNAUTHENTICATED);
 }
 
-/* Replace cert's subject (issuer == NULL) or authority key identifier by
- * the one matching its own key / issuer's key, as a CA would write it. */
-static bool set_key_id(X509 *cert, X509 *issuer, int nid)
-{
-    int i;
-    while ((i = X509_get_ext_by_NID(cert, nid, -1)) >= 0)
-        X509_EXTENSION_free(X509_delete_ext(cert, i));
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer != NULL ? issuer : cert, cert, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid,
-                                              issuer != NULL ? "keyid:always" : "hash");
-    bool ok = ext != NULL && X509_add_ext(cert, ext, -1) == 1;
-    X509_EXTENSION_free(ext);
-    return ok;
-}
-
 static X509 *parse(fuzz_in der)
 {
     X509 *c = NULL;
@@ -151,7 +111,7 @@ static X509 *parse(fuzz_in der)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const fuzz_pki *pki = fuzz_pki_get();
-    gw_app *app = app_get(pki);
+    gw_app *app = fuzz_app_get();
     fuzz_in in = {data, size};
     uint8_t flags = fuzz_u8(&in);
     int64_t now = FUZZ_NOW + (int32_t)fuzz_u32(&in) / 2;  /* about +-34 years: always > 0 */
@@ -169,16 +129,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         X509 *ca = sk_X509_value(untrusted, 0);
         if (X509_set_pubkey(ca, pki->issuing->key) == 1 &&
             X509_set_issuer_name(ca, X509_get_subject_name(pki->root->cert)) == 1 &&
-            set_key_id(ca, NULL, NID_subject_key_identifier) &&
-            (keep_aki || set_key_id(ca, pki->root->cert, NID_authority_key_identifier)) &&
+            fuzz_set_key_id(ca, NULL, NID_subject_key_identifier) &&
+            (keep_aki || fuzz_set_key_id(ca, pki->root->cert, NID_authority_key_identifier)) &&
             X509_sign(ca, pki->root->key, EVP_sha256()) > 0 &&
             X509_set_issuer_name(leaf, X509_get_subject_name(ca)) == 1 &&
-            (keep_aki || set_key_id(leaf, ca, NID_authority_key_identifier)))
+            (keep_aki || fuzz_set_key_id(leaf, ca, NID_authority_key_identifier)))
             (void)X509_sign(leaf, pki->issuing->key, EVP_sha256());
     } else if (flags & 1) {
-        if (X509_set_issuer_name(leaf, X509_get_subject_name(pki->issuing->cert)) == 1 &&
-            (keep_aki || set_key_id(leaf, pki->issuing->cert, NID_authority_key_identifier)))
-            (void)X509_sign(leaf, pki->issuing->key, EVP_sha256());
+        (void)fuzz_resign_leaf(pki, leaf, keep_aki);
     }
     if (flags & (1 | 64)) {
         X509_up_ref(pki->issuing->cert);

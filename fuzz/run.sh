@@ -6,8 +6,11 @@
 # fuzzing, JOBS harnesses at a time. New inputs go to BUILD_DIR/corpus/NAME/
 # (the committed corpus is only read), crashes to BUILD_DIR/artifacts/,
 # logs to BUILD_DIR/logs/NAME.log; fuzz/dict/NAME.dict, if present, is passed
-# as a libFuzzer dictionary. Prints one line per harness with its
-# executions and speed; exits non-zero if any harness failed.
+# as a libFuzzer dictionary. Prints one line per harness: executions and
+# speed; coverage (edges, features) when the run started, from the corpora,
+# and when it ended; the corpus before and after; and the execution at which
+# the last new input was found, as a share of the run (early: a plateau).
+# Exits non-zero if any harness failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +29,8 @@ one() {
   local name=$1 bin="$B/bin/fuzz_$1" log="$B/logs/$1.log" seeds="fuzz/corpus/$1"
   local work="$B/corpus/$1" dict=()
   mkdir -p "$work"
+  local before
+  before=$(ls "$work" | wc -l)
   [[ -f fuzz/dict/$name.dict ]] && dict=(-dict="fuzz/dict/$name.dict")
   : >"$log"
   if [[ ! -x $bin ]]; then echo "FAIL $name: $bin not built"; return 1; fi
@@ -39,10 +44,18 @@ one() {
        "$work" "$seeds" >>"$log" 2>&1; then
     echo "FAIL $name: see $log and $B/artifacts/$name-*"; return 1
   fi
-  local execs speed
+  local execs speed start end last share
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  echo "ok   $name: ${execs:-?} execs in ${SECONDS_EACH}s (${speed:-?}/s), corpus $(ls "$work" | wc -l) new + $(ls "$seeds" | wc -l) committed"
+  # "#123 INITED cov: 300 ft: 400 ..." / "#99999 DONE cov: 350 ft: 470 ..."
+  start=$(sed -n 's/^#[0-9]*[[:space:]]*INITED cov: \([0-9]*\) ft: \([0-9]*\).*/\1\/\2/p' "$log" | tail -1)
+  end=$(sed -n 's/^#[0-9]*[[:space:]]*DONE *cov: \([0-9]*\) ft: \([0-9]*\).*/\1\/\2/p' "$log" | tail -1)
+  last=$(sed -n 's/^#\([0-9]*\)[[:space:]]*NEW .*/\1/p' "$log" | tail -1)
+  share="-"
+  [[ -n $last && -n $execs && $execs -gt 0 ]] && share="$((100 * last / execs))%"
+  echo "ok   $name: ${execs:-?} execs in ${SECONDS_EACH}s (${speed:-?}/s);" \
+       "cov/ft ${start:-?} -> ${end:-?}; corpus $before -> $(ls "$work" | wc -l) new" \
+       "+ $(ls "$seeds" | wc -l) committed; last new input at ${share} of the run"
 }
 
 names=() failed=0

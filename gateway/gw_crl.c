@@ -41,21 +41,35 @@ void gw_crl_release(gw_crl *crl)
     free(crl);
 }
 
+int gw_crl_number_parse(const uint8_t *text, size_t len, uint64_t *out)
+{
+    /* Digits, then at most one newline, nothing else (a NUL byte ends no
+     * number: the file is text); the value leaves room for the next number
+     * (last + 1 must not wrap to 0). */
+    size_t n = len > 0 && text[len - 1] == '\n' ? len - 1 : len;
+    TSR_ENSURE(len <= GW_CRL_NUMBER_MAX && n > 0, TSR_E_INPUT, "not a CRL number");
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        TSR_ENSURE(text[i] >= '0' && text[i] <= '9', TSR_E_INPUT, "not a CRL number");
+        unsigned d = (unsigned)(text[i] - '0');
+        TSR_ENSURE(v <= (UINT64_MAX - 1 - d) / 10, TSR_E_INPUT, "CRL number out of range");
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
 static int read_number(const char *path, uint64_t *out)
 {
     *out = 0;
     if (!tsr_path_exists(path)) return 0;
     uint8_t *buf = NULL;
     size_t len = 0;
-    TSR_GUARD(tsr_read_file(path, 64, &buf, &len));
-    char *end = NULL;
-    unsigned long long v = strtoull((const char *)buf, &end, 10);
-    bool ok = len > 0 && buf[0] >= '0' && buf[0] <= '9' && end != NULL &&
-              (*end == '\0' || (*end == '\n' && end[1] == '\0'));
+    TSR_GUARD(tsr_read_file(path, GW_CRL_NUMBER_MAX, &buf, &len));
+    int rc = gw_crl_number_parse(buf, len, out);
     free(buf);
-    TSR_ENSURE(ok, TSR_E_INPUT, "%s: not a CRL number (delete it: numbering restarts from the clock)",
-               path);
-    *out = (uint64_t)v;
+    TSR_ENSURE(rc == 0, TSR_E_INPUT,
+               "%s: not a CRL number (delete it: numbering restarts from the clock)", path);
     return 0;
 }
 

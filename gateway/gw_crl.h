@@ -41,6 +41,13 @@ typedef struct gw_crl {
 typedef struct gw_crl_cache gw_crl_cache;
 
 TSR_WUR int gw_crl_cache_new(const char *number_path, gw_crl_cache **out);
+
+/* The number file's contents (gw_crl_cache_new reads number_path with
+ * it): the last cRLNumber, in decimal digits only, with one newline after
+ * it or not, below UINT64_MAX (the next number must fit). Anything else is
+ * TSR_E_INPUT. */
+#define GW_CRL_NUMBER_MAX 64   /* bytes of the file */
+TSR_WUR int gw_crl_number_parse(const uint8_t *text, size_t len, uint64_t *out);
 void gw_crl_cache_free(gw_crl_cache *c);
 
 /* A reference to the current CRL for `pki` (rebuilt first if stale, see

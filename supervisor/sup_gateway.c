@@ -9,6 +9,7 @@
 
 #include "gw_policy.h"
 #include "tessera/v1/gateway.pb-c.h"
+#include "tsr_yaml.h"
 
 #define ENV_MAX_VARS 256
 #define ENV_MAX_VALUE (64u << 10)
@@ -57,9 +58,13 @@ int sup_get_config(cl_conn *conn, const char *sandbox_id, sup_config *out, cl_st
     const Tessera__V1__GetSandboxConfigResponse *r = (const Tessera__V1__GetSandboxConfigResponse *)m;
     int rc = -1;
     if (r == NULL || strcmp(r->sandbox_id, sandbox_id) != 0) {
-        /* An answer about another sandbox is a gateway bug; never act on it. */
+        /* An answer about another sandbox is a gateway bug; never act on it.
+         * The id is the answer's: quoted and escaped for the log. */
+        char shown[64 * 4 + 8];
+        tsr_yaml_quote_bytes(r ? r->sandbox_id : "", r ? strlen(r->sandbox_id) : 0, shown,
+                             sizeof shown);
         set_local(st, GW_STATUS_INTERNAL, "GetSandboxConfig answered for another sandbox (%s)",
-                  r ? r->sandbox_id : "");
+                  shown);
         goto out;
     }
     out->policy = strdup(r->policy);
@@ -120,8 +125,10 @@ int sup_get_provider_env(cl_conn *conn, const char *sandbox_id, sup_env_list *ou
         const Tessera__V1__GetSandboxProviderEnvironmentResponse__EnvironmentEntry *e =
             r->environment[i];
         if (strlen(e->value) > ENV_MAX_VALUE) {
-            set_local(st, GW_STATUS_RESOURCE_EXHAUSTED, "provider variable %.64s is too long",
-                      e->key);
+            char shown[64 * 4 + 8];
+            tsr_yaml_quote_bytes(e->key, strlen(e->key), shown, sizeof shown);
+            set_local(st, GW_STATUS_RESOURCE_EXHAUSTED, "provider variable %s is too long",
+                      shown);
             goto out;
         }
         out->vars[i].name = strdup(e->key);

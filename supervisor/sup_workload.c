@@ -134,8 +134,20 @@ static void note_rejected(char *out, size_t cap, const char *name)
 {
     if (out == NULL || cap == 0) return;
     size_t used = strlen(out);
-    /* Names only, truncated: never a value. */
-    snprintf(out + used, cap - used, "%s%.64s", used ? "," : "", name);
+    /* Names only, truncated: never a value. The list is logged, and a name
+     * comes from the gateway's answer: any byte that is not printable ASCII
+     * (a terminal escape, a line break), and the backslash, as \xNN. */
+    if (used > 0 && used + 1 < cap) out[used++] = ',';
+    for (size_t i = 0; name[i] != '\0' && i < 64; i++) {
+        unsigned char c = (unsigned char)name[i];
+        char shown[5];
+        int n = c >= 0x20 && c < 0x7f && c != '\\' ? snprintf(shown, sizeof shown, "%c", c)
+                                                   : snprintf(shown, sizeof shown, "\\x%02x", c);
+        if (used + (size_t)n >= cap) break;
+        memcpy(out + used, shown, (size_t)n);
+        used += (size_t)n;
+    }
+    out[used] = '\0';
 }
 
 int sup_env_build(char *const *parent, const sup_env_list *provider, const char *home,

@@ -252,20 +252,30 @@ static int dk_api_parse(const char *v, unsigned *minor)
  * every engine serves unversioned) and use the highest API version both
  * sides speak; refuse an engine below DK_API_MIN_MINOR, or one whose oldest
  * accepted version is newer than ours. */
+TSR_WUR static int dk_version_answer(dk_ctx *c, const dk_resp *r);
+
 TSR_WUR static int dk_negotiate(dk_ctx *c)
 {
-    int rc = -1;
     dk_resp r = {0};
+    TSR_GUARD(dk_request_at(c, "", "GET", "/version", NULL, NULL, 0, c->timeout_ms, &r));
+    int rc = dk_version_answer(c, &r);
+    dk_resp_free(&r);
+    return rc;
+}
+
+/* The engine's answer to GET /version: c->api_minor, or an error. */
+TSR_WUR static int dk_version_answer(dk_ctx *c, const dk_resp *r)
+{
+    int rc = -1;
     json_t *j = NULL;
     char ver[80], api[80], min[80];
     unsigned engine_max = 0, engine_min = 0;
-    TSR_TRY(dk_request_at(c, "", "GET", "/version", NULL, NULL, 0, c->timeout_ms, &r));
-    if (r.status != 200) {
-        (void)dk_fail_status("read the engine's version (GET /version)", &r);
+    if (r->status != 200) {
+        (void)dk_fail_status("read the engine's version (GET /version)", r);
         goto out;
     }
     json_error_t jerr;
-    j = json_loadb(r.body != NULL ? r.body : "", r.len, JSON_REJECT_DUPLICATES, &jerr);
+    j = json_loadb(r->body != NULL ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
     TSR_TRY_ENSURE(json_is_object(j), TSR_E_PROTO,
                    "the engine's GET /version answer is not a JSON object");
     const char *api_s = json_string_value(json_object_get(j, "ApiVersion"));
@@ -298,7 +308,6 @@ TSR_WUR static int dk_negotiate(dk_ctx *c)
     rc = 0;
 out:
     json_decref(j);
-    dk_resp_free(&r);
     return rc;
 }
 
@@ -500,6 +509,31 @@ static void dk_rollback(dk_ctx *c, const char *ref)
     dk_resp_free(&r);
 }
 
+/* The engine's 201 answer to create: the container's Id (64 hex digits) into
+ * cid; its warnings are logged (at most 8), as printable text like every
+ * other engine string. */
+TSR_WUR static int dk_create_answer(const dk_ctx *c, const char *name, const dk_resp *r,
+                                    char cid[65])
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(r->body != NULL ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *id = json_string_value(json_object_get(j, "Id"));
+    if (!dk_hex64(id)) {
+        json_decref(j);
+        return TSR_FAIL(TSR_E_PROTO, "the engine's create answer has no valid Id");
+    }
+    memcpy(cid, id, 65);
+    json_t *warn = json_object_get(j, "Warnings");
+    for (size_t i = 0; json_is_array(warn) && i < json_array_size(warn) && i < 8; i++) {
+        const char *w = json_string_value(json_array_get(warn, i));
+        char shown[320];
+        dk_printable(w, "", shown, sizeof shown);
+        if (w != NULL) drv_logf(&c->log, "%s: engine warning: %.200s", name, shown);
+    }
+    json_decref(j);
+    return 0;
+}
+
 TSR_WUR static int dk_create_sb(dk_ctx *c, const tsr_driver_sandbox *sb,
                                 const tsr_driver_identity *ident)
 {
@@ -507,7 +541,6 @@ TSR_WUR static int dk_create_sb(dk_ctx *c, const tsr_driver_sandbox *sb,
     char *body = NULL, path[256], name[64], cid[65] = "";
     dk_resp r = {0};
     dk_buf tar = {NULL, 0, 0};
-    json_t *j = NULL;
 
     TSR_TRY(drv_identity_check(c->td, sb, ident));
     snprintf(name, sizeof name, "tessera-%s", sb->id);
@@ -520,16 +553,7 @@ TSR_WUR static int dk_create_sb(dk_ctx *c, const tsr_driver_sandbox *sb,
         goto out;
     }
     created = 1;
-    json_error_t jerr;
-    j = json_loadb(r.body != NULL ? r.body : "", r.len, JSON_REJECT_DUPLICATES, &jerr);
-    const char *id = json_string_value(json_object_get(j, "Id"));
-    TSR_TRY_ENSURE(dk_hex64(id), TSR_E_PROTO, "the engine's create answer has no valid Id");
-    memcpy(cid, id, 65);
-    json_t *warn = json_object_get(j, "Warnings");
-    for (size_t i = 0; json_is_array(warn) && i < json_array_size(warn) && i < 8; i++) {
-        const char *w = json_string_value(json_array_get(warn, i));
-        if (w != NULL) drv_logf(&c->log, "%s: engine warning: %.200s", name, w);
-    }
+    TSR_TRY(dk_create_answer(c, name, &r, cid));
 
     /* The identity, before the supervisor can start. */
     TSR_TRY(dk_tar_identity(ident, (uint32_t)c->uid, (uint32_t)c->gid, tsr_now_unix(), &tar));
@@ -553,7 +577,6 @@ out:
         (void)TSR_FAIL(cat, "%s (container removed)", saved);
     }
     dk_buf_free_secret(&tar);
-    json_decref(j);
     dk_resp_free(&r);
     free(body);
     return rc;
@@ -642,8 +665,11 @@ TSR_WUR static int dk_state_of(const dk_resp *r, const char *id, enum tsr_driver
     int rc = -1;
     json_error_t jerr;
     json_t *j = json_loadb(r->body != NULL ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
+    char why[320];
+    /* jansson's message quotes the offending input: engine text. */
+    dk_printable(j == NULL ? jerr.text : "not an object", "", why, sizeof why);
     TSR_TRY_ENSURE(json_is_object(j), TSR_E_PROTO, "the engine's inspect answer is not JSON: %s",
-                   j == NULL ? jerr.text : "not an object");
+                   why);
     const char *label = json_string_value(
         json_object_get(json_object_get(json_object_get(j, "Config"), "Labels"),
                         "tessera.sandbox-id"));

@@ -458,12 +458,16 @@ static void vm_fini(void *ctx)
 
 /* ---- QMP ---------------------------------------------------------------------------- */
 
-/* Read one line (without the newline) into buf; 0 on success. */
-TSR_WUR static int vm_qmp_line(int fd, char *buf, size_t cap, size_t *have)
+/* Read one line (without the newline) into buf, NUL-terminated, *len its
+ * length; 0 on success. QMP is JSON text: a NUL byte in a line is refused
+ * (the line would be read short, and where the next one starts lost). */
+TSR_WUR static int vm_qmp_line(int fd, char *buf, size_t cap, size_t *have, size_t *len)
 {
     for (;;) {
         char *nl = memchr(buf, '\n', *have);
         if (nl != NULL) {
+            *len = (size_t)(nl - buf);
+            TSR_ENSURE(memchr(buf, '\0', *len) == NULL, TSR_E_PROTO, "QMP: NUL byte in a line");
             *nl = '\0';
             return 0;
         }
@@ -488,8 +492,9 @@ TSR_WUR static int vm_qmp_exec(int fd, const char *cmd)
     size_t len = strlen(cmd);
     TSR_ENSURE(write(fd, cmd, len) == (ssize_t)len, TSR_E_IO, "QMP: write: %s", strerror(errno));
     for (int lines = 0; lines < 64; lines++) {
-        TSR_GUARD(vm_qmp_line(fd, buf, sizeof buf, &have));
-        size_t l = strlen(buf) + 1;
+        size_t l = 0;
+        TSR_GUARD(vm_qmp_line(fd, buf, sizeof buf, &have, &l));
+        l++; /* and its newline */
         int ret = strstr(buf, "\"return\"") != NULL, bad = strstr(buf, "\"error\"") != NULL;
         memmove(buf, buf + l, have - l);
         have -= l;
@@ -497,6 +502,18 @@ TSR_WUR static int vm_qmp_exec(int fd, const char *cmd)
         TSR_ENSURE(!bad, TSR_E_IO, "QMP refused %.40s", cmd);
     }
     return TSR_FAIL(TSR_E_PROTO, "QMP: no answer to %.40s", cmd);
+}
+
+/* QEMU's greeting: one line naming QMP, and nothing after it (QEMU waits for
+ * qmp_capabilities). */
+TSR_WUR static int vm_qmp_greeting(int fd)
+{
+    char greet[4096];
+    size_t have = 0, len = 0;
+    TSR_GUARD(vm_qmp_line(fd, greet, sizeof greet, &have, &len));
+    TSR_ENSURE(strstr(greet, "\"QMP\"") != NULL, TSR_E_PROTO, "QMP: no greeting");
+    TSR_ENSURE(have == len + 1, TSR_E_PROTO, "QMP: data after the greeting");
+    return 0;
 }
 
 /* Connect to the sandbox's QMP socket, read the greeting, leave the
@@ -512,13 +529,9 @@ TSR_WUR static int vm_qmp_open(int sbfd, int *out)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     TSR_ENSURE(fd >= 0, TSR_E_IO, "socket: %s", strerror(errno));
     int rc = -1;
-    char greet[4096];
-    size_t have = 0;
     TSR_TRY_ENSURE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, TSR_E_IO,
                    "QMP: connect: %s", strerror(errno));
-    TSR_TRY(vm_qmp_line(fd, greet, sizeof greet, &have));
-    TSR_TRY_ENSURE(strstr(greet, "\"QMP\"") != NULL, TSR_E_PROTO, "QMP: no greeting");
-    TSR_TRY_ENSURE(have == strlen(greet) + 1, TSR_E_PROTO, "QMP: data after the greeting");
+    TSR_TRY(vm_qmp_greeting(fd));
     TSR_TRY(vm_qmp_exec(fd, "{\"execute\":\"qmp_capabilities\"}\n"));
     *out = fd;
     fd = -1;

@@ -728,6 +728,80 @@ static void test_bundle_refusals(void **state)
     EVP_PKEY_free(leaf_key);
 }
 
+/* A CERTIFICATE block is read as one DER certificate, by the reader DER
+ * takes (ca_cert_from_der): bytes after the certificate inside the block,
+ * or a block over the DER size limit, are refused, not ignored (found by
+ * fuzz/fuzz_pem_bundle.c's wrapped-DER mode: crash-der-bytes-after-
+ * certificate-in-block). */
+static char *pem_block(const unsigned char *der, long len, size_t *out_len)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_non_null(bio);
+    assert_true(PEM_write_bio(bio, "CERTIFICATE", "", der, len) > 0);
+    char *data = NULL;
+    long n = BIO_get_mem_data(bio, &data);
+    char *copy = malloc((size_t)n + 1);
+    assert_non_null(copy);
+    memcpy(copy, data, (size_t)n);
+    copy[n] = '\0';
+    *out_len = (size_t)n;
+    BIO_free(bio);
+    return copy;
+}
+
+static void test_pem_block_is_one_der_certificate(void **state)
+{
+    (void)state;
+    EVP_PKEY *key = tu_key_new();
+    assert_non_null(key);
+    tu_cert_spec spec;
+    tu_spec_root(&spec, NOW);
+    X509 *root = tu_forge(&spec, key, NULL, NULL);
+    assert_non_null(root);
+    unsigned char *der = NULL;
+    int der_len = i2d_X509(root, &der);
+    assert_true(der_len > 0);
+    unsigned char *big = calloc(CA_CERT_MAX_DER + 1, 1);
+    assert_non_null(big);
+    memcpy(big, der, (size_t)der_len);
+
+    static const struct {
+        const char *name;
+        long extra;        /* zero bytes after the DER, inside the block */
+        const char *err;   /* NULL: accepted */
+    } rows[] = {
+        {"trailing zero byte", 1, "PEM: certificate 1: trailing bytes after certificate DER"},
+        {"trailing kilobyte", 1024, "PEM: certificate 1: trailing bytes after certificate DER"},
+        {"over the DER limit", -1, "PEM: certificate 1: certificate of 16385 bytes exceeds 16384"},
+        {"exact", 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        long len = rows[i].extra < 0 ? CA_CERT_MAX_DER + 1 : der_len + rows[i].extra;
+        size_t pem_len = 0;
+        char *pem = pem_block(big, len, &pem_len);
+        STACK_OF(X509) *certs = NULL;
+        tsr_err_clear();
+        int rc = ca_certs_from_pem((const uint8_t *)pem, pem_len, &certs);
+        if (rows[i].err == NULL) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(sk_X509_num(certs), 1);
+            assert_int_equal(X509_cmp(sk_X509_value(certs, 0), root), 0);
+        } else {
+            if (rc != -1 || certs != NULL) {
+                print_error("%s: accepted\n", rows[i].name);
+                fail();
+            }
+            assert_string_equal(tsr_errmsg(), rows[i].err);
+        }
+        sk_X509_pop_free(certs, X509_free);
+        free(pem);
+    }
+    free(big);
+    OPENSSL_free(der);
+    X509_free(root);
+    EVP_PKEY_free(key);
+}
+
 /* Two roots in one bundle (rotation): chains under either verify; from a file too. */
 static void test_bundle_two_roots_and_file(void **state)
 {
@@ -872,6 +946,7 @@ int main(void)
         cmocka_unit_test(test_no_certificate),
         cmocka_unit_test(test_too_many_intermediates),
         cmocka_unit_test(test_bundle_refusals),
+        cmocka_unit_test(test_pem_block_is_one_der_certificate),
         cmocka_unit_test(test_acceptances),
         cmocka_unit_test(test_verification_time),
         cmocka_unit_test(test_bundle_two_roots_and_file),

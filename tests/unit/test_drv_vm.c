@@ -87,12 +87,12 @@ static void test_argv_refuses(void **state)
     }
 }
 
-/* A fake QMP peer on a socketpair. */
-static int qmp_run(const char *peer_says, const char *cmd)
+/* A fake QMP peer on a socketpair, saying n bytes (0: strlen). */
+static int qmp_run_n(const char *peer_says, size_t n, const char *cmd)
 {
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    size_t n = strlen(peer_says);
+    if (n == 0) n = strlen(peer_says);
     assert_int_equal(write(sv[1], peer_says, n), (ssize_t)n);
     shutdown(sv[1], SHUT_WR);
     tsr_err_clear();
@@ -100,6 +100,11 @@ static int qmp_run(const char *peer_says, const char *cmd)
     close(sv[0]);
     close(sv[1]);
     return rc;
+}
+
+static int qmp_run(const char *peer_says, const char *cmd)
+{
+    return qmp_run_n(peer_says, 0, cmd);
 }
 
 static void test_qmp_reader(void **state)
@@ -123,6 +128,13 @@ static void test_qmp_reader(void **state)
     for (int i = 0; i < 70; i++) strcat(events, "{\"event\": \"RTC_CHANGE\"}\r\n");
     assert_int_not_equal(qmp_run(events, cmd), 0);
     assert_int_equal(tsr_errcat(), TSR_E_PROTO);
+    /* A NUL byte is not QMP: refused, not read as the end of the line (which
+     * lost where the next line started and took the answer from a fragment:
+     * fuzz/fuzz_qmp.c, crash-nul-in-line-takes-answer-from-fragment). */
+    static const char nul[] = "{\"event\": \"X\"}\0{\"return\": {}}\r\n{\"event\": \"Y\"}\r\n";
+    assert_int_not_equal(qmp_run_n(nul, sizeof nul - 1, cmd), 0);
+    assert_int_equal(tsr_errcat(), TSR_E_PROTO);
+    assert_string_equal(tsr_errmsg(), "QMP: NUL byte in a line");
 
     /* Answers, with events before them, split or not. */
     assert_int_equal(qmp_run("{\"return\": {}}\r\n", cmd), 0);

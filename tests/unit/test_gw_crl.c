@@ -171,6 +171,30 @@ static void test_bad_number_file(void **state)
         assert_null(c);
         assert_non_null(strstr(tsr_errmsg(), "not a CRL number"));
     }
+    /* Past what the next number can follow (UINT64_MAX and more: strtoull
+     * read them as UINT64_MAX, and last + 1 wrapped to 0), and a number cut
+     * short by a NUL byte (strtoull stopped there and took the rest for the
+     * end): found by fuzz/fuzz_crl_number.c (crash-crl-number-overflows). */
+    static const struct {
+        const char *text;
+        size_t len;
+    } cut[] = {
+        {"18446744073709551615\n", 21}, {"18446744073709551616", 20},
+        {"99999999999999999999999\n", 24}, {"12\0junk\n", 8}, {"12\0", 3}, {"\n", 1},
+    };
+    for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+        assert_int_equal(tsr_write_file_atomic(f->number, cut[i].text, cut[i].len, 0600,
+                                               TSR_WRITE_REPLACE), 0);
+        gw_crl_cache *c = NULL;
+        assert_int_equal(gw_crl_cache_new(f->number, &c), -1);
+        assert_null(c);
+        assert_non_null(strstr(tsr_errmsg(), "not a CRL number"));
+    }
+    uint64_t v = 0;
+    assert_int_equal(gw_crl_number_parse((const uint8_t *)"18446744073709551614\n", 21, &v), 0);
+    assert_true(v == UINT64_MAX - 1);
+    assert_int_equal(gw_crl_number_parse((const uint8_t *)"18446744073709551615", 20, &v), -1);
+    assert_string_equal(tsr_errmsg(), "CRL number out of range");
     /* Too long to be a number. */
     char big[200];
     memset(big, '1', sizeof big);

@@ -142,6 +142,24 @@ static void test_env_build(void **state)
     assert_int_equal(n, 5);
     sup_env_free(env);
 
+    /* Rejected names are logged: from the gateway's answer, so anything but
+     * printable ASCII is shown escaped (found by fuzz/fuzz_client.c:
+     * crash-env-name-escapes-into-log). */
+    sup_env_var hostile[] = {
+        {(char *)(uintptr_t) "\x1b]0;owned\x07\x1b[2J", (char *)(uintptr_t) "x"},
+        {(char *)(uintptr_t) "A\nB\\C\xc3\xa9", (char *)(uintptr_t) "y"},
+    };
+    sup_env_list hostile_list = {hostile, 2};
+    assert_int_equal(sup_env_build(NULL, &hostile_list, NULL, &env, rejected, sizeof rejected),
+                     0);
+    assert_string_equal(rejected, "\\x1b]0;owned\\x07\\x1b[2J,A\\x0aB\\x5cC\\xc3\\xa9");
+    sup_env_free(env);
+    /* Truncated at the buffer, never inside an escape. */
+    char small[8];
+    assert_int_equal(sup_env_build(NULL, &hostile_list, NULL, &env, small, sizeof small), 0);
+    assert_string_equal(small, "\\x1b]0;");
+    sup_env_free(env);
+
     /* No provider, no home override: HOME inherited; PATH kept as is. */
     char *parent2[] = {(char *)(uintptr_t) "PATH=/bin", (char *)(uintptr_t) "HOME=/root", NULL};
     assert_int_equal(sup_env_build(parent2, NULL, NULL, &env, NULL, 0), 0);
