@@ -291,7 +291,7 @@ int gw_forward_authenticate(const gw_call_ctx *ctx, const uint8_t *value, size_t
         if (rc != 0) return -1;
         /* Trusted by name (not by position on the unix socket): the call
          * lives only as long as that proxy stays trusted. */
-        if (!conn->local_proxy)
+        if (!conn->local_proxy && out->kind != GW_PRINCIPAL_UNAUTHENTICATED)
             snprintf(out->via_proxy, sizeof out->via_proxy, "%s", conn->name);
     }
 
