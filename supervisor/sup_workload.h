@@ -10,9 +10,11 @@
  *     ("-----BEGIN") or "PRIVATE KEY". A heuristic: the workload's sanctioned
  *     credentials are the provider environment, not the supervisor's own,
  *   - entries without '=';
- * plus the provider environment from the gateway (validated names; these
- * override inherited ones), PATH when missing, and HOME set to the working
- * directory when the workload runs as another uid.
+ * plus the sandbox's plain env (CreateSandbox env, from GetSandboxConfig)
+ * and the provider environment from the gateway (validated names; the
+ * provider's override the plain ones, both override inherited ones), PATH
+ * when missing, and HOME set to the working directory when the workload
+ * runs as another uid.
  *
  * Start (fork + exec, no shell): new session (setsid: no controlling
  * terminal, its own process group, which receives forwarded signals),
@@ -51,6 +53,10 @@ bool sup_env_inherit_ok(const char *entry);
  * `rejected` (comma-separated, truncated to rejected_cap). */
 TSR_WUR int sup_env_build(char *const *parent, const sup_env_list *provider, const char *home,
                           char ***out, char *rejected, size_t rejected_cap);
+/* The same with the sandbox's plain env (may be NULL) under the provider's. */
+TSR_WUR int sup_env_build_with(char *const *parent, const sup_env_list *plain,
+                               const sup_env_list *provider, const char *home, char ***out,
+                               char *rejected, size_t rejected_cap);
 void sup_env_free(char **env);
 /* The value of NAME in env, or NULL. */
 const char *sup_env_get(char *const *env, const char *name);

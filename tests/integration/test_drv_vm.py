@@ -210,12 +210,17 @@ def test_qemu_that_cannot_run(env):
     assert "destroy %s: ok" % env["id"] in res.out
 
 
+# What fake_qemu.py prints when it exits at start (a QEMU refusing an option).
+FAKE_EXIT_AT_ONCE = ("qemu-system-x86_64: -accel kvm: failed to initialize kvm: No such file or "
+                     "directory")
+
+
 def test_qemu_exits_at_once(env):
     """QEMU refusing its configuration exits at start: reported, not RUNNING,
     and the identity it may have read is gone from the host."""
     res = run(env, ["create", "start", "status"], [("append", "fake.exit_at_once")])
-    assert "start %s: error: vm: start %s: QEMU exited at once (see %s)" % (
-        env["id"], env["id"], sbpath(env, "qemu.log")) in res.out, res
+    assert "start %s: error (precondition): vm: start %s: QEMU exited at once (%s: %s)\n" % (
+        env["id"], env["id"], sbpath(env, "qemu.log"), FAKE_EXIT_AT_ONCE) in res.out, res
     assert "status %s: CREATED" % env["id"] in res.out
     assert identity_files(env) == []
     res = run(env, ["destroy"])
@@ -301,7 +306,8 @@ def test_lifecycle(env):
     # mint it does not start; the gateway's mint hands out a fresh one.
     res = run(env, ["start", "status"])
     assert res.lines == [
-        "start %s: error: vm: start %s: this VM booted before, or its first identity is "
+        "start %s: error (precondition): vm: start %s: this VM booted before, or its first "
+        "identity is "
         "past half of its lifetime: it needs a fresh identity, and this caller cannot mint "
         "one" % (sid, sid),
         "status %s: STOPPED" % sid], res
@@ -329,7 +335,8 @@ def test_lifecycle(env):
     mint = mint_dir(env)
     res = run(env, ["stop", "start", "status"], mint=mint)
     assert res.lines == ["stop %s: ok" % sid,
-                         "start %s: error: vm: start %s: the gateway minted no identity: no "
+                         "start %s: error (precondition): vm: start %s: the gateway minted "
+                         "no identity: no "
                          "identity left in %s" % (sid, sid, mint),
                          "status %s: STOPPED" % sid], res
 
@@ -357,7 +364,7 @@ def test_old_first_identity_is_not_booted(env):
         not_after=now + datetime.timedelta(minutes=1))
     res = run(env, ["create", "start", "status"])
     assert res.lines == ["create %s: ok" % sid,
-                         "start %s: error: vm: start %s: this VM booted before, or its first "
+                         "start %s: error (precondition): vm: start %s: this VM booted before, or its first "
                          "identity is past half of its lifetime: it needs a fresh identity, and "
                          "this caller cannot mint one" % (sid, sid),
                          "status %s: CREATED" % sid], res

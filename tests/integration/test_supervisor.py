@@ -397,10 +397,10 @@ def test_log_flood_every_line_delivered_or_counted(gw):
     # drop-oldest drops and counts them like any other: a supervisor line
     # queued before the flood (e.g. "workload started" while the sender was
     # still connecting) is in `dropped` and not among the stdout lines. Every
-    # line it queued is on its stderr too (all but the undelivered count,
-    # written after the queue is detached).
+    # line it queued is on its stderr too (all but the undelivered count and
+    # the exit code, written after the queue is detached).
     sup_queued = [m for m in re.findall(r"^\S+Z tessera-supervisor: (.*)$", err, re.M)
-                  if "could not be delivered" not in m]
+                  if "could not be delivered" not in m and not m.startswith("exiting with code")]
     assert len(got) == len(set(got)), "a stdout line was stored twice"
     assert len(sup_got) <= len(sup_queued), (sup_got, sup_queued)
     # Every line either arrived exactly once or was counted as dropped.
@@ -437,7 +437,8 @@ def test_refusal_of_a_later_batch_never_drops_or_repeats_a_stored_one():
         assert len(short) == len(set(short)), "a stored batch was stored again"
         assert len(short) >= 1, s.text()
         sup_queued = [m for m in re.findall(r"^\S+Z tessera-supervisor: (.*)$", s.text(), re.M)
-                      if "could not be delivered" not in m]
+                      if "could not be delivered" not in m and
+                      not m.startswith("exiting with code")]
         assert len(short) + len(sup_got) + dropped_total(g, sid) == 1502 + len(sup_queued), (
             len(short), len(sup_got), dropped_total(g, sid), sup_queued)
         assert len(re.findall(r"refused a batch", s.text())) == 1, s.text()

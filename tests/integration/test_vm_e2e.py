@@ -465,7 +465,8 @@ def test_reboot_and_restart(tmp):
         # Started again: not without a fresh identity ...
         res = run(["start", "status"])
         assert res.lines == [
-            "start %s: error: vm: start %s: this VM booted before, or its first identity is "
+            "start %s: error (precondition): vm: start %s: this VM booted before, or its first "
+            "identity is "
             "past half of its lifetime: it needs a fresh identity, and this caller cannot mint "
             "one" % (sid, sid), "status %s: STOPPED" % sid], res
         # ... and with one (the gateway's mint, played by drv_run --mint).

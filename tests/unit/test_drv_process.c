@@ -154,11 +154,23 @@ static void must_init(struct inst *in, const struct fx *fx, const char *bwrap, c
     if (rc != 0) fail_msg("init: %s", err);
 }
 
+/* The driver's status as a state (NULL: the call with no status at all). */
+static int status_of(void *ctx, const char *id, enum tsr_driver_state *state, char *err,
+                     size_t cap)
+{
+    if (state == NULL) return g_ops->status(ctx, id, NULL, err, cap);
+    tsr_driver_status st;
+    memset(&st, 0, sizeof st);
+    int r = g_ops->status(ctx, id, &st, err, cap);
+    *state = st.state;
+    return r;
+}
+
 static enum tsr_driver_state state_of(struct inst *in, const char *id)
 {
     enum tsr_driver_state st = (enum tsr_driver_state)99;
     char err[512] = "";
-    if (g_ops->status(in->ctx, id, &st, err, sizeof err) != 0) fail_msg("status: %s", err);
+    if (status_of(in->ctx, id, &st, err, sizeof err) != 0) fail_msg("status: %s", err);
     return st;
 }
 
@@ -173,9 +185,11 @@ static enum tsr_driver_state state_of(struct inst *in, const char *id)
 static void sandbox_of(const char *id, char *spiffe, size_t cap, tsr_driver_sandbox *sb)
 {
     snprintf(spiffe, cap, "spiffe://%s/sandbox/%s", TD, id);
+    memset(sb, 0, sizeof *sb);
     sb->id = id;
     sb->name = "test";
     sb->spiffe_id = spiffe;
+    sb->image = "";
 }
 
 static tsr_driver_identity ident_of(const tu_ident *t)
@@ -533,12 +547,12 @@ static void test_status_unknown_and_bad_ids(void **state)
                          "11111111_1111-4111-8111-111111111111", NULL};
     for (size_t i = 0; bad[i] != NULL; i++) {
         enum tsr_driver_state st;
-        assert_int_not_equal(g_ops->status(in.ctx, bad[i], &st, err, sizeof err), 0);
+        assert_int_not_equal(status_of(in.ctx, bad[i], &st, err, sizeof err), 0);
         assert_int_not_equal(g_ops->start(in.ctx, bad[i], err, sizeof err), 0);
         assert_int_not_equal(g_ops->stop(in.ctx, bad[i], err, sizeof err), 0);
         assert_int_not_equal(g_ops->destroy(in.ctx, bad[i], err, sizeof err), 0);
     }
-    assert_int_not_equal(g_ops->status(in.ctx, NULL, NULL, err, sizeof err), 0);
+    assert_int_not_equal(status_of(in.ctx, NULL, NULL, err, sizeof err), 0);
     inst_fini(&in);
 }
 
@@ -713,7 +727,7 @@ static void test_create_layout(void **state)
     sb_path(fx, id, "driver", p, sizeof p);
     write_text(p, "vm\n");
     enum tsr_driver_state st;
-    assert_int_not_equal(g_ops->status(in.ctx, id, &st, err, sizeof err), 0);
+    assert_int_not_equal(status_of(in.ctx, id, &st, err, sizeof err), 0);
     assert_non_null(strstr(err, "is not a process sandbox (driver: vm)"));
     assert_int_not_equal(g_ops->start(in.ctx, id, err, sizeof err), 0);
     assert_int_not_equal(g_ops->stop(in.ctx, id, err, sizeof err), 0);
@@ -722,7 +736,7 @@ static void test_create_layout(void **state)
     expect_file(p, t.key, t.key_len);
     sb_path(fx, id, "driver", p, sizeof p);
     assert_int_equal(unlink(p), 0);
-    assert_int_not_equal(g_ops->status(in.ctx, id, &st, err, sizeof err), 0);
+    assert_int_not_equal(status_of(in.ctx, id, &st, err, sizeof err), 0);
     assert_non_null(strstr(err, "(driver: none)"));
     write_text(p, "process\n");
     assert_int_equal(state_of(&in, id), TSR_DRIVER_STATE_CREATED);
@@ -966,7 +980,7 @@ static void *worker_run(void *arg)
                 snprintf(w->why, sizeof w->why, "create: %s", err);
             }
             enum tsr_driver_state st;
-            if (g_ops->status(w->in->ctx, w->ids[i], &st, err, sizeof err) != 0 ||
+            if (status_of(w->in->ctx, w->ids[i], &st, err, sizeof err) != 0 ||
                 st != TSR_DRIVER_STATE_CREATED) {
                 w->failures++;
                 snprintf(w->why, sizeof w->why, "status after create: %d %s", (int)st, err);
@@ -978,7 +992,7 @@ static void *worker_run(void *arg)
                 w->failures++;
                 snprintf(w->why, sizeof w->why, "destroy: %s", err);
             }
-            if (g_ops->status(w->in->ctx, w->ids[i], &st, err, sizeof err) != 0 ||
+            if (status_of(w->in->ctx, w->ids[i], &st, err, sizeof err) != 0 ||
                 st != TSR_DRIVER_STATE_UNKNOWN) {
                 w->failures++;
                 snprintf(w->why, sizeof w->why, "status after destroy: %d", (int)st);
