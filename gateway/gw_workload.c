@@ -256,7 +256,10 @@ int gw_workload_wire_check(const uint8_t *msg, size_t len, gw_response *resp)
                     return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
                                             "env entry %zu: its %s contains a NUL byte", n_env,
                                             f == 1 ? "name" : "value");
-            if (er < 0) break;
+            if (er < 0) {
+                r = -1;
+                break;
+            }
             n_env++;
         }
     }

@@ -23,6 +23,9 @@
 #include "drv_abi.h"
 #include "tu_drv.h"
 
+/* The line each start writes into supervisor.log first (drv_local.h). */
+#define DRV_START_MARK "--- tessera: started by the driver ---"
+
 #define TD "tessera.local"
 #define GW "127.0.0.1:1"
 
@@ -915,6 +918,86 @@ static void test_stop_escalates_bwrap(void **state)
     stop_escalates(*state, "always");
 }
 
+/* The workload: check refuses an image; the command create keeps goes to the
+ * supervisor as its argv after "--" (each argument as it is), after its own
+ * flags, --driver process --enforced none and supervisor_args' flags; a
+ * sandbox without one gets supervisor_args' default. After it ended, status
+ * asked for detail gives this run's lines (after the driver's start mark). */
+static void test_workload_argv_and_detail(void **state)
+{
+    struct fx *fx = *state;
+    struct inst in;
+    must_init(&in, fx, "never", "1000", "--probe /tmp -- /default/workload x");
+    char id[37], id2[37], spiffe[128], err[512];
+    tu_uuid(id);
+    tu_uuid(id2);
+    tsr_driver_sandbox sb;
+    sandbox_of(id, spiffe, sizeof spiffe, &sb);
+    sb.image = "debian:12";
+    assert_int_equal(g_ops->check(in.ctx, &sb, err, sizeof err), TSR_DRIVER_INVALID);
+    assert_string_equal(err, "process: image: the process driver runs no images (a process "
+                             "sandbox runs this host's programs); leave image empty or use the "
+                             "docker or vm driver");
+    static const char *const cmd[] = {"/bin/sh", "-c", "echo \"a b\"; exit 3", "", "--", NULL};
+    sb.image = "";
+    sb.command = cmd;
+    sb.n_command = 5;
+    assert_int_equal(g_ops->check(in.ctx, &sb, err, sizeof err), TSR_DRIVER_OK);
+    tu_ident t, t2;
+    make_ident(&t, id);
+    tsr_driver_identity ident = ident_of(&t);
+    OK(g_ops->create(in.ctx, &sb, &ident, E));
+    char p[512];
+    sb_path(fx, id, "command", p, sizeof p);
+    size_t n = 0;
+    char *kept = tu_slurp(p, &n);
+    assert_non_null(kept);
+    assert_int_equal(n, 34);
+    assert_memory_equal(kept, "/bin/sh\0-c\0echo \"a b\"; exit 3\0\0--\0", 34);
+    free(kept);
+    OK(g_ops->start(in.ctx, id, E));
+    char *log = wait_ready(fx, id, 1);
+    expect_line(log, "driver=process");
+    expect_line(log, "enforced=none");
+    expect_line(log, "command[0]=/bin/sh");
+    expect_line(log, "command[1]=-c");
+    expect_line(log, "command[2]=echo \"a b\"; exit 3");
+    expect_line(log, "command[3]=");
+    expect_line(log, "command[4]=--");
+    assert_int_equal(count_lines(log, "command[5]=/default/workload"), 0);
+    assert_int_equal(count_lines(log, DRV_START_MARK), 1);
+    expect_line(log, "probe /tmp=1"); /* supervisor_args' flags, before the workload */
+    free(log);
+    OK(g_ops->stop(in.ctx, id, E));
+    tsr_driver_status st;
+    memset(&st, 0, sizeof st);
+    st.want_detail = 1;
+    OK(g_ops->status(in.ctx, id, &st, E));
+    assert_int_equal(st.state, TSR_DRIVER_STATE_STOPPED);
+    assert_int_equal(st.exited, 0); /* the double says nothing of its exit */
+    assert_non_null(strstr(st.detail, "ready\n"));
+    assert_true(strlen(st.detail) > 0 && st.detail[strlen(st.detail) - 1] != '\n');
+    assert_non_null(strstr(st.detail, "got SIGTERM"));
+    assert_null(strstr(st.detail, DRV_START_MARK));
+    /* Without want_detail, none. */
+    memset(&st, 0, sizeof st);
+    OK(g_ops->status(in.ctx, id, &st, E));
+    assert_string_equal(st.detail, "");
+    OK(g_ops->destroy(in.ctx, id, E));
+
+    /* No command: supervisor_args' default workload. */
+    create_ok(&in, id2, &t2);
+    OK(g_ops->start(in.ctx, id2, E));
+    log = wait_ready(fx, id2, 1);
+    expect_line(log, "command[0]=/default/workload");
+    expect_line(log, "command[1]=x");
+    free(log);
+    OK(g_ops->destroy(in.ctx, id2, E));
+    tu_ident_free(&t);
+    tu_ident_free(&t2);
+    inst_fini(&in);
+}
+
 static void test_destroy_does_not_follow_symlinks(void **state)
 {
     struct fx *fx = *state;
@@ -1127,6 +1210,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lifecycle_bwrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_escalates_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_escalates_bwrap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workload_argv_and_detail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_does_not_follow_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_create_destroy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_same_id, setup, teardown),

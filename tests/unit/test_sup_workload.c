@@ -155,6 +155,40 @@ static void test_env_build(void **state)
     sup_env_free(env);
 }
 
+/* The sandbox's plain env (CreateSandbox env): over what is inherited,
+ * under the provider's, its reserved names skipped and named. */
+static void test_env_build_with_plain(void **state)
+{
+    (void)state;
+    char *parent[] = {(char *)(uintptr_t) "PATH=/usr/bin", (char *)(uintptr_t) "LANG=C",
+                      (char *)(uintptr_t) "HOME=/root", NULL};
+    sup_env_var pv[] = {{(char *)(uintptr_t) "MODEL", (char *)(uintptr_t) "provider"}};
+    sup_env_var lv[] = {
+        {(char *)(uintptr_t) "LANG", (char *)(uintptr_t) "C.UTF-8"},
+        {(char *)(uintptr_t) "MODEL", (char *)(uintptr_t) "plain"},
+        {(char *)(uintptr_t) "GREETING", (char *)(uintptr_t) "hello world"},
+        {(char *)(uintptr_t) "LD_PRELOAD", (char *)(uintptr_t) "/x.so"},
+        {(char *)(uintptr_t) "HOME", (char *)(uintptr_t) "/srv"},
+    };
+    sup_env_list provider = {pv, 1}, plain = {lv, 5};
+    char **env = NULL;
+    char rejected[64];
+    assert_int_equal(sup_env_build_with(parent, &plain, &provider, "/workspace", &env, rejected,
+                                        sizeof rejected),
+                     0);
+    assert_string_equal(rejected, "LD_PRELOAD");
+    assert_string_equal(sup_env_get(env, "LANG"), "C.UTF-8");     /* plain over inherited */
+    assert_string_equal(sup_env_get(env, "MODEL"), "provider");   /* provider over plain */
+    assert_string_equal(sup_env_get(env, "GREETING"), "hello world");
+    assert_string_equal(sup_env_get(env, "HOME"), "/srv");        /* given, kept */
+    assert_string_equal(sup_env_get(env, "PATH"), "/usr/bin");
+    assert_null(sup_env_get(env, "LD_PRELOAD"));
+    size_t n = 0;
+    while (env[n] != NULL) n++;
+    assert_int_equal(n, 5); /* PATH, MODEL, LANG, GREETING, HOME: each once */
+    sup_env_free(env);
+}
+
 /* ---- command, exit code ------------------------------------------------------------- */
 
 static void test_resolve_command(void **state)
@@ -283,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_inherit_kept),
         cmocka_unit_test(test_provider_names),
         cmocka_unit_test(test_env_build),
+        cmocka_unit_test(test_env_build_with_plain),
         cmocka_unit_test(test_resolve_command),
         cmocka_unit_test(test_exit_code),
         cmocka_unit_test(test_spawn_refusals),
