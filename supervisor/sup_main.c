@@ -383,8 +383,8 @@ static int start_workload(const options *o, bool drop, const sup_env_list *plain
     const char *cwd = stat(SUP_WORKSPACE_DIR, &st) == 0 && S_ISDIR(st.st_mode) ? SUP_WORKSPACE_DIR
                                                                                : "/";
     char rejected[512];
-    if (sup_env_build_with(environ, plain, provider, drop ? cwd : NULL, &env, rejected,
-                           sizeof rejected) != 0) {
+    if (sup_env_build_with(environ, plain, provider, cwd, &env, rejected, sizeof rejected) !=
+        0) {
         sup_log("workload environment: %s", tsr_errmsg());
         goto out;
     }

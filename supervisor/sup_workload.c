@@ -121,10 +121,14 @@ int sup_env_build_with(char *const *parent, const sup_env_list *plain,
     char **env = calloc(np + nv + nl + 3, sizeof *env);
     TSR_ENSURE(env != NULL, TSR_E_INTERNAL, "out of memory");
     size_t n = 0;
-    for (size_t i = 0; i < np; i++) {
+    /* Of the supervisor's own environment only PATH: the workload's
+     * variables are the ones its sandbox was given, nothing else of ours or
+     * of whatever started us (an engine's HOSTNAME, TERM, container=...). */
+    for (size_t i = 0; i < np && n == 0; i++) {
         const char *e = parent[i];
-        if (!sup_env_inherit_ok(e) || list_has(provider, e) || list_has(plain, e)) continue;
-        if (home != NULL && name_is(e, "HOME")) continue;
+        if (!name_is(e, "PATH") || !sup_env_inherit_ok(e) || list_has(provider, e) ||
+            list_has(plain, e))
+            continue;
         char *copy = strdup(e);
         if (copy == NULL) goto oom;
         env[n++] = copy;

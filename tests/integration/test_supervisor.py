@@ -1,8 +1,9 @@
 """tessera-supervisor against the real gateway: refusals at start, rotation
 (half-life, files replaced atomically, the next rotation on the new
-certificate), the workload's view (other uid, scrubbed environment, no key,
-no inherited descriptors), its logs in GetSandboxLogs, exit codes, a deleted
-sandbox (exit 4), and a gateway that goes away and comes back."""
+certificate), the workload's view (other uid, nothing of the supervisor's
+environment but PATH, no key, no inherited descriptors), its logs in
+GetSandboxLogs, exit codes, a deleted sandbox (exit 4), and a gateway that
+goes away and comes back."""
 import datetime
 import os
 import re
@@ -228,7 +229,8 @@ def test_rotation_workload_and_logs(gw):
     stop_dir = scratch_dir("tsr-sup-stop-", 0o755)
     stop_file = os.path.join(stop_dir, "stop")
     script = ("id -u; echo groups=$(id -G); tr '\\0' '\\n' < /proc/self/environ; "
-              "cat \"$KEYPATH\" || echo no-key; ls /proc/self/fd | tr '\\n' ' '; echo; "
+              f"cat {os.path.join(d, 'key.pem')} || echo no-key; "
+              "ls /proc/self/fd | tr '\\n' ' '; echo; "
               "grep NoNewPrivs /proc/self/status; echo done; echo to-stderr >&2; "
               f"while [ ! -e {stop_file} ]; do sleep 0.1; done; exit 7")
     env = dict(os.environ)
@@ -278,7 +280,9 @@ def test_rotation_workload_and_logs(gw):
     assert "groups=65534" in out
     assert not [o for o in out if o.upper().startswith("TESSERA_")], out
     assert not [o for o in out if "BEGIN" in o or "PRIVATE KEY" in o], out
-    assert "HARMLESS=kept" in out
+    # Nothing of the supervisor's environment but PATH: not even a harmless
+    # variable, not a path to the key.
+    assert not [o for o in out if o.startswith(("HARMLESS=", "KEYPATH=", "PEM_BLOB="))], out
     assert "EXAMPLE_API_KEY=secret-" + created.sandbox.name in out  # provider env
     assert "no-key" in out and any("Permission denied" in e for e in err), (out, err)
     assert "0 1 2 3 " in out  # nothing inherited but stdin/stdout/stderr

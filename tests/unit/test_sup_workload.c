@@ -99,6 +99,8 @@ static void test_provider_names(void **state)
         if (!sup_env_name_valid(good[i])) fail_msg("refused \"%s\"", good[i]);
 }
 
+/* Nothing of the supervisor's environment but its PATH reaches the
+ * workload: the provider's variables (valid names only), HOME, PATH. */
 static void test_env_build(void **state)
 {
     (void)state;
@@ -108,8 +110,11 @@ static void test_env_build(void **state)
         (char *)(uintptr_t) "PEM=-----BEGIN CERTIFICATE-----",
         (char *)(uintptr_t) "SUPERVISOR_API_KEY=mine",
         (char *)(uintptr_t) "LANG=C.UTF-8",
+        (char *)(uintptr_t) "HOSTNAME=engine-given",
+        (char *)(uintptr_t) "container=podman",
         (char *)(uintptr_t) "HOME=/root",
         (char *)(uintptr_t) "MODEL=old",
+        (char *)(uintptr_t) "PATH=/opt/image/bin:/usr/bin",
         NULL,
     };
     sup_env_var vars[] = {
@@ -127,26 +132,22 @@ static void test_env_build(void **state)
                      0);
     assert_string_equal(rejected, "TESSERA_EVIL,LD_PRELOAD,BAD-NAME");
     size_t n = 0;
-    for (; env[n] != NULL; n++) {
-        if (strncasecmp(env[n], "TESSERA_", 8) == 0) fail_msg("leaked %s", env[n]);
-        if (strstr(env[n], "-----BEGIN") != NULL) fail_msg("leaked %s", env[n]);
-    }
-    assert_string_equal(sup_env_get(env, "LANG"), "C.UTF-8");
+    while (env[n] != NULL) n++;
+    /* PATH (the supervisor's), OPENAI_API_KEY, MODEL, HOME; nothing else. */
+    assert_int_equal(n, 4);
+    assert_string_equal(sup_env_get(env, "PATH"), "/opt/image/bin:/usr/bin");
     assert_string_equal(sup_env_get(env, "OPENAI_API_KEY"), "sk-provider");
-    assert_string_equal(sup_env_get(env, "MODEL"), "new"); /* provider overrides */
+    assert_string_equal(sup_env_get(env, "MODEL"), "new");
     assert_string_equal(sup_env_get(env, "HOME"), "/workspace");
-    assert_string_equal(sup_env_get(env, "PATH"), SUP_DEFAULT_PATH);
-    assert_null(sup_env_get(env, "SUPERVISOR_API_KEY"));
-    assert_null(sup_env_get(env, "LD_PRELOAD"));
-    /* LANG, OPENAI_API_KEY, MODEL, PATH, HOME; exactly one MODEL. */
-    assert_int_equal(n, 5);
     sup_env_free(env);
 
-    /* No provider, no home override: HOME inherited; PATH kept as is. */
-    char *parent2[] = {(char *)(uintptr_t) "PATH=/bin", (char *)(uintptr_t) "HOME=/root", NULL};
+    /* A PATH holding PEM is not taken: the default instead. No home: none. */
+    char *parent2[] = {(char *)(uintptr_t) "PATH=-----BEGIN PRIVATE KEY-----",
+                       (char *)(uintptr_t) "HOME=/root", NULL};
     assert_int_equal(sup_env_build(parent2, NULL, NULL, &env, NULL, 0), 0);
-    assert_string_equal(sup_env_get(env, "PATH"), "/bin");
-    assert_string_equal(sup_env_get(env, "HOME"), "/root");
+    assert_string_equal(sup_env_get(env, "PATH"), SUP_DEFAULT_PATH);
+    assert_null(sup_env_get(env, "HOME"));
+    assert_null(env[1]);
     sup_env_free(env);
     /* Nothing at all. */
     assert_int_equal(sup_env_build(NULL, NULL, NULL, &env, NULL, 0), 0);
@@ -161,7 +162,7 @@ static void test_env_build_with_plain(void **state)
 {
     (void)state;
     char *parent[] = {(char *)(uintptr_t) "PATH=/usr/bin", (char *)(uintptr_t) "LANG=C",
-                      (char *)(uintptr_t) "HOME=/root", NULL};
+                      (char *)(uintptr_t) "HOME=/root", (char *)(uintptr_t) "TERM=xterm", NULL};
     sup_env_var pv[] = {{(char *)(uintptr_t) "MODEL", (char *)(uintptr_t) "provider"}};
     sup_env_var lv[] = {
         {(char *)(uintptr_t) "LANG", (char *)(uintptr_t) "C.UTF-8"},
@@ -177,7 +178,8 @@ static void test_env_build_with_plain(void **state)
                                         sizeof rejected),
                      0);
     assert_string_equal(rejected, "LD_PRELOAD");
-    assert_string_equal(sup_env_get(env, "LANG"), "C.UTF-8");     /* plain over inherited */
+    assert_string_equal(sup_env_get(env, "LANG"), "C.UTF-8");     /* given, not inherited */
+    assert_null(sup_env_get(env, "TERM"));
     assert_string_equal(sup_env_get(env, "MODEL"), "provider");   /* provider over plain */
     assert_string_equal(sup_env_get(env, "GREETING"), "hello world");
     assert_string_equal(sup_env_get(env, "HOME"), "/srv");        /* given, kept */
