@@ -121,7 +121,8 @@ def test_process_sandbox_runs_its_command(g):
     assert got["exited"] is False, got  # it said nothing of its end
     assert "exit_code" not in got
     assert "workload started: pid" in got["state_detail"], got
-    assert any("sandbox %s: running -> stopped" % sid in ln for ln in g.stderr_lines)
+    wait_for("the gateway's log line", lambda: any(
+        "sandbox %s: running -> stopped" % sid in ln for ln in g.stderr_lines), timeout=5)
     ok_json(g, "sandbox", "delete", name)
 
 
