@@ -23,9 +23,16 @@ struct entry {
     int failing;         /* the last refresh failed (logged once) */
 };
 
+/* A driver that failed to answer, and when. */
+struct backoff {
+    char driver[33];
+    int64_t failed_ms;
+};
+
 struct gw_states {
     pthread_mutex_t lock;
     tsr_strmap *map;     /* sandbox id -> struct entry */
+    struct backoff backoff[16];
 };
 
 int gw_states_new(gw_states **out)
@@ -106,13 +113,31 @@ const char *gw_state_name(enum tsr_driver_state state)
     return "failed";
 }
 
+/* The backoff slot of a driver (caller holds the lock); NULL when full. */
+static struct backoff *backoff_of(gw_states *st, const char *driver)
+{
+    for (size_t i = 0; i < sizeof st->backoff / sizeof st->backoff[0]; i++) {
+        struct backoff *b = &st->backoff[i];
+        if (strcmp(b->driver, driver) == 0) return b;
+        if (b->driver[0] == '\0') {
+            snprintf(b->driver, sizeof b->driver, "%s", driver);
+            return b;
+        }
+    }
+    return NULL;
+}
+
 /* Claim a refresh of id: 1 when this caller should ask the driver. */
-static int claim(gw_states *st, const char *id, int64_t max_age_ms, int64_t now)
+static int claim(gw_states *st, const char *id, const char *driver, int64_t max_age_ms,
+                 int64_t now)
 {
     int go = 0;
     TSR_ASSERT(pthread_mutex_lock(&st->lock) == 0);
     struct entry *e = entry_of(st, id);
-    if (e != NULL && !e->creating &&
+    struct backoff *b = backoff_of(st, driver);
+    int resting = max_age_ms > 0 && b != NULL && b->failed_ms != 0 &&
+                  now - b->failed_ms < GW_STATE_DRIVER_BACKOFF_MS;
+    if (e != NULL && !e->creating && !resting &&
         (max_age_ms == 0 || e->checked_ms == 0 || now - e->checked_ms >= max_age_ms)) {
         e->checked_ms = now;
         go = 1;
@@ -121,8 +146,8 @@ static int claim(gw_states *st, const char *id, int64_t max_age_ms, int64_t now)
     return go;
 }
 
-/* Record whether the driver answered; 1 when that changed. */
-static int note_failing(gw_states *st, const char *id, int failing)
+/* Record whether the driver answered about id; 1 when that changed. */
+static int note_failing(gw_states *st, const char *id, const char *driver, int failing)
 {
     int changed = 0;
     TSR_ASSERT(pthread_mutex_lock(&st->lock) == 0);
@@ -131,6 +156,8 @@ static int note_failing(gw_states *st, const char *id, int failing)
         changed = e->failing != failing;
         e->failing = failing;
     }
+    struct backoff *b = backoff_of(st, driver);
+    if (b != NULL) b->failed_ms = failing ? tsr_monotonic_ms() : 0;
     (void)pthread_mutex_unlock(&st->lock);
     return changed;
 }
@@ -143,7 +170,7 @@ static int is_terminal(const char *state)
 int gw_state_refresh(gw_app *app, gw_store *store, gw_sandbox_rec *rec, int64_t max_age_ms)
 {
     if (rec->deleted_at != 0 || app->states == NULL || app->drivers == NULL) return 0;
-    if (!claim(app->states, rec->id, max_age_ms, tsr_monotonic_ms())) return 0;
+    if (!claim(app->states, rec->id, rec->driver, max_age_ms, tsr_monotonic_ms())) return 0;
 
     tsr_driver_status st;
     memset(&st, 0, sizeof st);
@@ -152,13 +179,13 @@ int gw_state_refresh(gw_app *app, gw_store *store, gw_sandbox_rec *rec, int64_t 
     st.want_detail = !is_terminal(rec->state);
     gw_driver *drv = gw_drivers_find(app->drivers, rec->driver);
     if (drv == NULL || gw_driver_status(drv, rec->id, &st) != 0) {
-        if (note_failing(app->states, rec->id, 1))
+        if (note_failing(app->states, rec->id, rec->driver, 1))
             fprintf(stderr, "tessera-gateway: sandbox %s: its state stays %s: %s\n", rec->id,
                     rec->state, tsr_errmsg());
         tsr_err_clear();
         return 1;
     }
-    (void)note_failing(app->states, rec->id, 0);
+    (void)note_failing(app->states, rec->id, rec->driver, 0);
     const char *name = gw_state_name(st.state);
     if (strcmp(name, rec->state) == 0) return 1;
 

@@ -21,6 +21,9 @@
 /* ListSandboxes asks the driver about at most this many sandboxes per page;
  * the others show their last reconciled state. */
 #define GW_STATE_LIST_REFRESH_MAX 100
+/* After a driver failed to answer, nobody asks it again this soon: an engine
+ * that hangs costs one timeout, not one per sandbox of a list. */
+#define GW_STATE_DRIVER_BACKOFF_MS 5000
 
 typedef struct gw_states gw_states;
 
