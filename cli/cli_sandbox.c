@@ -13,7 +13,8 @@
 
 static const char sandbox_help[] =
     "usage: tessera sandbox create NAME [--policy FILE] [--image IMAGE] [--env NAME=VALUE]...\n"
-    "                              [--secret NAME[=VALUE]]... [--driver NAME] [-- COMMAND [ARGS...]]\n"
+    "                              [--secret NAME[=VALUE]]... [--driver NAME]\n"
+    "                              [-- COMMAND [ARGS...]]\n"
     "       tessera sandbox list\n"
     "       tessera sandbox get NAME|ID\n"
     "       tessera sandbox delete NAME|ID\n"
@@ -21,7 +22,8 @@ static const char sandbox_help[] =
 
 static const char create_help[] =
     "usage: tessera sandbox create NAME [--policy FILE] [--image IMAGE] [--env NAME=VALUE]...\n"
-    "                              [--secret NAME[=VALUE]]... [--driver NAME] [-- COMMAND [ARGS...]]\n"
+    "                              [--secret NAME[=VALUE]]... [--driver NAME]\n"
+    "                              [-- COMMAND [ARGS...]]\n"
     "\n"
     "Create a sandbox; the gateway mints its identity (SPIFFE ID and first\n"
     "certificate) and starts it with the driver, running COMMAND.\n"
@@ -82,18 +84,6 @@ static void kv_free(kv_list *l)
     l->n = 0;
 }
 
-static bool env_key_ok(const char *k, size_t len)
-{
-    if (len == 0 || len > 128) return false;
-    for (size_t i = 0; i < len; i++) {
-        char ch = k[i];
-        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_' ||
-                  (i > 0 && ch >= '0' && ch <= '9');
-        if (!ok) return false;
-    }
-    return true;
-}
-
 static bool kv_has(const kv_list *l, const char *key, size_t klen)
 {
     for (size_t i = 0; i < l->n; i++)
@@ -109,7 +99,7 @@ static int kv_add(kv_list *l, const kv_list *other, const char *arg)
     if (l->n >= ENV_MAX) return cli_usage_error(cmd, "at most %d %s values", ENV_MAX, l->flag);
     const char *eq = strchr(arg, '=');
     size_t klen = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-    if (!env_key_ok(arg, klen))
+    if (!tsr_env_name_valid(arg, klen))
         return cli_usage_error(cmd, "%s needs NAME=VALUE with NAME like [A-Za-z_][A-Za-z0-9_]*",
                                l->flag);
     if (!l->secret && eq == NULL)

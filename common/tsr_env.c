@@ -12,6 +12,18 @@ static bool contains_ci(const char *s, size_t len, const char *needle)
     return false;
 }
 
+bool tsr_env_name_valid(const char *name, size_t len)
+{
+    if (name == NULL || len == 0 || len > TSR_ENV_NAME_MAX) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+                  (i > 0 && c >= '0' && c <= '9');
+        if (!ok) return false;
+    }
+    return true;
+}
+
 bool tsr_env_name_secretlike(const char *name, size_t len)
 {
     static const char *const words[] = {"KEY",  "KEYS",       "TOKEN",   "TOKENS", "AUTH",

@@ -65,6 +65,14 @@ static inline int drv_err_recorded(char *err, size_t cap, const char *what, cons
     return drv_errf(err, cap, "%s: %s", what, msg);
 }
 
+/* As drv_err_recorded, for a sandbox this driver cannot run (check, and
+ * create before it makes anything): TSR_DRIVER_INVALID. */
+static inline int drv_invalid_recorded(char *err, size_t cap, const char *what, const char *id)
+{
+    (void)drv_err_recorded(err, cap, what, id);
+    return TSR_DRIVER_INVALID;
+}
+
 /* As drv_err_recorded, for create and start: the ABI result is
  * TSR_DRIVER_PRECONDITION when the recorded error is TSR_E_STATE (what
  * retrying as is will not mend: an image missing in the engine, a sandbox

@@ -29,25 +29,8 @@
 /* Validate a provider environment taken from a request. */
 int gw_env_validate(const gw_env_var *env, size_t n, gw_response *resp)
 {
-    if (n > MAX_ENV_VARS)
-        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                "provider_env has %zu variables (maximum %d)", n, MAX_ENV_VARS);
-    for (size_t i = 0; i < n; i++) {
-        if (!gw_env_name_valid(env[i].name))
-            return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "provider_env name \"%.64s\" must match [A-Za-z_][A-Za-z0-9_]*",
-                                    env[i].name);
-        size_t vlen = strlen(env[i].value);
-        if (vlen > MAX_ENV_VALUE)
-            return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "provider_env value of %s exceeds %d bytes", env[i].name,
-                                    MAX_ENV_VALUE);
-        /* Served again as a proto3 string, which must be UTF-8. */
-        if (!tsr_utf8_valid(env[i].value, vlen))
-            return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "provider_env value of %s is not valid UTF-8", env[i].name);
-    }
-    return 0;
+    static const gw_env_bounds provider = {"provider_env", MAX_ENV_VARS, MAX_ENV_VALUE, 0};
+    return gw_env_check(env, n, &provider, resp);
 }
 
 int gw_policy_check(const char *policy, gw_response *resp)
@@ -333,7 +316,8 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     char spiffe[CA_SPIFFE_ID_MAX + 1];
     gw_cert_rec rec;
     if (ca_uuid_generate(sb.id) != 0 ||
-        ca_spiffe_format(CA_KIND_SANDBOX, app->cfg->trust_domain, sb.id, spiffe, sizeof spiffe) != 0) {
+        ca_spiffe_format(CA_KIND_SANDBOX, app->cfg->trust_domain, sb.id, spiffe,
+                         sizeof spiffe) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }

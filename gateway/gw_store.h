@@ -39,7 +39,8 @@ typedef struct gw_keyring gw_keyring;           /* gw_secretbox.h */
 #define GW_STORE_MAX_PAGE 10000
 #define GW_STORE_BUSY_TIMEOUT_MS 5000
 
-typedef struct gw_env_var { char *name; char *value; } gw_env_var;       /* provider_env: value is secret */
+/* A variable: a provider_env value is secret, a sandbox's plain env is not. */
+typedef struct gw_env_var { char *name; char *value; } gw_env_var;
 typedef struct gw_sandbox_rec {
     char id[37]; char name[129]; char driver[33]; char state[17];
     int64_t created_at; int64_t deleted_at;      /* 0 = live */

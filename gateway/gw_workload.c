@@ -3,21 +3,12 @@
 
 #include <string.h>
 
+#include "tsr_env.h"
 #include "tsr_utf8.h"
-
-#define ENV_NAME_MAX 128
 
 bool gw_env_name_valid(const char *s)
 {
-    size_t n = s != NULL ? strlen(s) : 0;
-    if (n == 0 || n > ENV_NAME_MAX) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-                  (i > 0 && c >= '0' && c <= '9');
-        if (!ok) return false;
-    }
-    return true;
+    return s != NULL && tsr_env_name_valid(s, strlen(s));
 }
 
 /* ---- image references (Docker's distribution/reference grammar) ---------------- */
@@ -304,35 +295,43 @@ int gw_workload_validate(const char *image, char *const *command, size_t n_comma
         return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
                                 "command[0] (the program) is empty");
 
-    if (n_env > GW_WORKLOAD_ENV_MAX_VARS)
+    static const gw_env_bounds plain = {"env", GW_WORKLOAD_ENV_MAX_VARS,
+                                        GW_WORKLOAD_ENV_MAX_VALUE, GW_WORKLOAD_ENV_MAX_BYTES};
+    return gw_env_check(env, n_env, &plain, resp);
+}
+
+int gw_env_check(const gw_env_var *env, size_t n, const gw_env_bounds *b, gw_response *resp)
+{
+    if (n > b->max_vars)
         return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                "env has %zu variables (maximum %d)", n_env,
-                                GW_WORKLOAD_ENV_MAX_VARS);
-    bytes = 0;
-    for (size_t i = 0; i < n_env; i++) {
+                                "%s has %zu variables (maximum %zu)", b->field, n, b->max_vars);
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
         if (!gw_env_name_valid(env[i].name))
             return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "env name \"%.64s\" must match [A-Za-z_][A-Za-z0-9_]*",
+                                    "%s name \"%.64s\" must match [A-Za-z_][A-Za-z0-9_]*",
+                                    b->field,
                                     tsr_utf8_valid(env[i].name, strlen(env[i].name))
                                         ? env[i].name
                                         : "(not UTF-8)");
         for (size_t k = 0; k < i; k++)
             if (strcmp(env[k].name, env[i].name) == 0)
                 return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                        "env name %s is given twice", env[i].name);
+                                        "%s name %s is given twice", b->field, env[i].name);
         size_t vlen = strlen(env[i].value);
-        if (vlen > GW_WORKLOAD_ENV_MAX_VALUE)
+        if (vlen > b->max_value)
             return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "env value of %s exceeds %d bytes", env[i].name,
-                                    GW_WORKLOAD_ENV_MAX_VALUE);
+                                    "%s value of %s exceeds %zu bytes", b->field, env[i].name,
+                                    b->max_value);
+        /* Served again as a proto3 string, which must be UTF-8. */
         if (!tsr_utf8_valid(env[i].value, vlen))
             return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "env value of %s is not valid UTF-8", env[i].name);
+                                    "%s value of %s is not valid UTF-8", b->field, env[i].name);
         bytes += strlen(env[i].name) + 1 + vlen + 1;
-        if (bytes > GW_WORKLOAD_ENV_MAX_BYTES)
+        if (b->max_bytes > 0 && bytes > b->max_bytes)
             return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "env exceeds %d bytes (NAME=VALUE with a NUL each)",
-                                    GW_WORKLOAD_ENV_MAX_BYTES);
+                                    "%s exceeds %zu bytes (NAME=VALUE with a NUL each)", b->field,
+                                    b->max_bytes);
     }
     return 0;
 }

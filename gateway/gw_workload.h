@@ -44,6 +44,19 @@ bool gw_image_ref_valid(const char *s, size_t len);
  * INVALID_ARGUMENT naming the field (and malformed framing refused). */
 int gw_workload_wire_check(const uint8_t *msg, size_t len, gw_response *resp);
 
+/* An environment's bounds: the field's name for messages, at most max_vars
+ * variables, values of at most max_value bytes, max_bytes in all (0: no
+ * total bound). */
+typedef struct gw_env_bounds {
+    const char *field;
+    size_t max_vars, max_value, max_bytes;
+} gw_env_bounds;
+
+/* Names as gw_env_name_valid, each once; values within the bounds and valid
+ * UTF-8 (they are served again as proto3 strings). 0, or -1 with
+ * INVALID_ARGUMENT naming the field. */
+int gw_env_check(const gw_env_var *env, size_t n, const gw_env_bounds *b, gw_response *resp);
+
 /* The unpacked fields: the image's syntax and size, the command's count,
  * bytes, a non-empty argv[0] and UTF-8, the env's count, names (as
  * provider_env), duplicate names, value sizes and UTF-8. 0, or -1 with

@@ -43,13 +43,7 @@ bool sup_env_name_valid(const char *name)
 {
     if (name == NULL) return false;
     size_t len = strlen(name);
-    if (len == 0 || len > SUP_ENV_NAME_MAX) return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-        bool digit = c >= '0' && c <= '9';
-        if (!(alpha || (i > 0 && digit))) return false;
-    }
+    if (!tsr_env_name_valid(name, len)) return false;
     if (has_prefix_ci(name, len, "TESSERA_")) return false;
     if (has_prefix_ci(name, len, "LD_")) return false;
     return true;

@@ -26,12 +26,13 @@
 #include <sys/types.h>
 
 #include "sup_gateway.h"
+#include "tsr_env.h"
 #include "tsr_err.h"
 
 #define SUP_NOBODY_ID 65534
 #define SUP_WORKSPACE_DIR "/workspace"
 #define SUP_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define SUP_ENV_NAME_MAX 128
+#define SUP_ENV_NAME_MAX TSR_ENV_NAME_MAX
 
 /* A provider variable name: [A-Za-z_][A-Za-z0-9_]{0,127}, not TESSERA_*
  * and not a dynamic-loader variable (LD_*). */

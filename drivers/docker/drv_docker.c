@@ -598,11 +598,8 @@ TSR_WUR static int dk_check_sb(const tsr_driver_sandbox *sb)
 static int dk_check(void *ctx, const tsr_driver_sandbox *sb, char *err, size_t err_cap)
 {
     (void)ctx;
-    if (dk_check_sb(sb) != 0) {
-        (void)drv_err_recorded(err, err_cap, "docker", NULL);
-        return TSR_DRIVER_INVALID;
-    }
-    return TSR_DRIVER_OK;
+    return dk_check_sb(sb) != 0 ? drv_invalid_recorded(err, err_cap, "docker", NULL)
+                                : TSR_DRIVER_OK;
 }
 
 static int dk_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *ident,
@@ -610,10 +607,7 @@ static int dk_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_i
 {
     const char *id = sb != NULL ? sb->id : NULL;
     if (!drv_id_valid(id)) return drv_errf(err, err_cap, "docker: create: bad sandbox id");
-    if (dk_check_sb(sb) != 0) {
-        (void)drv_err_recorded(err, err_cap, "docker: create", id);
-        return TSR_DRIVER_INVALID;
-    }
+    if (dk_check_sb(sb) != 0) return drv_invalid_recorded(err, err_cap, "docker: create", id);
     if (dk_create_sb(ctx, sb, ident) != 0)
         return drv_fail_recorded(err, err_cap, "docker: create", id);
     return TSR_DRIVER_OK;

@@ -253,11 +253,8 @@ TSR_WUR static int proc_check_sb(const tsr_driver_sandbox *sb)
 static int proc_check(void *ctx, const tsr_driver_sandbox *sb, char *err, size_t err_cap)
 {
     (void)ctx;
-    if (proc_check_sb(sb) != 0) {
-        (void)drv_err_recorded(err, err_cap, "process", NULL);
-        return TSR_DRIVER_INVALID;
-    }
-    return TSR_DRIVER_OK;
+    return proc_check_sb(sb) != 0 ? drv_invalid_recorded(err, err_cap, "process", NULL)
+                                  : TSR_DRIVER_OK;
 }
 
 static int proc_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *ident,
@@ -268,10 +265,7 @@ static int proc_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver
     char *blob = NULL;
     size_t blob_len = 0;
     if (!drv_id_valid(id)) return drv_errf(err, err_cap, "process: create: bad sandbox id");
-    if (proc_check_sb(sb) != 0) {
-        (void)drv_err_recorded(err, err_cap, "process: create", id);
-        return TSR_DRIVER_INVALID;
-    }
+    if (proc_check_sb(sb) != 0) return drv_invalid_recorded(err, err_cap, "process: create", id);
     int rc = drv_identity_check(c->td, sb, ident);
     if (rc == 0 && sb->n_command > 0) rc = drv_local_command_blob(sb, &blob, &blob_len);
     if (rc == 0) {

@@ -259,51 +259,59 @@ int drv_vm_encode_command(const char *const *argv, size_t n, char **out, size_t 
     return 0;
 }
 
+/* One NAME:KERNEL[:INITRD] entry of the images option into im. */
+TSR_WUR static int vm_parse_image(const char *p, drv_vm_image *im)
+{
+    const char *e = p + strlen(p);
+    memset(im, 0, sizeof *im);
+    const char *c1 = strchr(p, ':');
+    TSR_ENSURE(c1 != NULL, TSR_E_INPUT, "option images: \"%.80s\" is not NAME:KERNEL[:INITRD]",
+               p);
+    const char *c2 = strchr(c1 + 1, ':');
+    size_t nl = (size_t)(c1 - p);
+    int name_ok = nl > 0 && nl < sizeof im->name && ((*p >= 'a' && *p <= 'z') ||
+                                                   (*p >= '0' && *p <= '9'));
+    for (size_t i = 0; name_ok && i < nl; i++)
+        name_ok = (p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') ||
+                  p[i] == '.' || p[i] == '_' || p[i] == '-';
+    TSR_ENSURE(name_ok, TSR_E_INPUT,
+               "option images: the name \"%.*s\" is not [a-z0-9][a-z0-9._-]{0,63}",
+               (int)(nl > 64 ? 64 : nl), p);
+    memcpy(im->name, p, nl);
+    const char *k = c1 + 1, *ke = c2 != NULL ? c2 : e;
+    TSR_ENSURE(ke > k && (size_t)(ke - k) < sizeof im->kernel && *k == '/', TSR_E_INPUT,
+               "option images: image %s: the kernel must be an absolute path", im->name);
+    memcpy(im->kernel, k, (size_t)(ke - k));
+    if (c2 != NULL) {
+        TSR_ENSURE(e > c2 + 1 && (size_t)(e - c2 - 1) < sizeof im->initrd && c2[1] == '/' &&
+                       strchr(c2 + 1, ':') == NULL,
+                   TSR_E_INPUT, "option images: image %s: the initrd must be an absolute path",
+                   im->name);
+        memcpy(im->initrd, c2 + 1, (size_t)(e - c2 - 1));
+    }
+    return 0;
+}
+
 int drv_vm_parse_images(const char *text, drv_vm_image *out, size_t *n)
 {
     *n = 0;
-    const char *p = text;
-    while (*p != '\0') {
-        while (*p == ' ') p++;
-        if (*p == '\0') break;
-        const char *e = p;
-        while (*e != '\0' && *e != ' ') e++;
-        TSR_ENSURE(*n < DRV_VM_MAX_IMAGES, TSR_E_LIMIT, "option images: more than %d images",
+    drv_argv *a = drv_argv_new();
+    TSR_ENSURE(a != NULL, TSR_E_INTERNAL, "out of memory");
+    int rc = -1;
+    TSR_TRY(drv_argv_add_split(a, text));
+    TSR_TRY_ENSURE(a->n <= DRV_VM_MAX_IMAGES, TSR_E_LIMIT, "option images: more than %d images",
                    DRV_VM_MAX_IMAGES);
-        drv_vm_image *im = &out[*n];
-        memset(im, 0, sizeof *im);
-        const char *c1 = memchr(p, ':', (size_t)(e - p));
-        TSR_ENSURE(c1 != NULL, TSR_E_INPUT, "option images: \"%.*s\" is not NAME:KERNEL[:INITRD]",
-                   (int)(e - p > 80 ? 80 : e - p), p);
-        const char *c2 = memchr(c1 + 1, ':', (size_t)(e - c1 - 1));
-        size_t nl = (size_t)(c1 - p);
-        int name_ok = nl > 0 && nl < sizeof im->name && ((*p >= 'a' && *p <= 'z') ||
-                                                       (*p >= '0' && *p <= '9'));
-        for (size_t i = 0; name_ok && i < nl; i++)
-            name_ok = (p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') ||
-                      p[i] == '.' || p[i] == '_' || p[i] == '-';
-        TSR_ENSURE(name_ok, TSR_E_INPUT,
-                   "option images: the name \"%.*s\" is not [a-z0-9][a-z0-9._-]{0,63}",
-                   (int)(nl > 64 ? 64 : nl), p);
-        memcpy(im->name, p, nl);
-        const char *k = c1 + 1, *ke = c2 != NULL ? c2 : e;
-        TSR_ENSURE(ke > k && (size_t)(ke - k) < sizeof im->kernel && *k == '/', TSR_E_INPUT,
-                   "option images: image %s: the kernel must be an absolute path", im->name);
-        memcpy(im->kernel, k, (size_t)(ke - k));
-        if (c2 != NULL) {
-            TSR_ENSURE(e > c2 + 1 && (size_t)(e - c2 - 1) < sizeof im->initrd && c2[1] == '/' &&
-                           memchr(c2 + 1, ':', (size_t)(e - c2 - 1)) == NULL,
-                       TSR_E_INPUT, "option images: image %s: the initrd must be an absolute path",
-                       im->name);
-            memcpy(im->initrd, c2 + 1, (size_t)(e - c2 - 1));
-        }
-        for (size_t i = 0; i < *n; i++)
-            TSR_ENSURE(strcmp(out[i].name, im->name) != 0, TSR_E_INPUT,
-                       "option images: %s is named twice", im->name);
-        (*n)++;
-        p = e;
+    for (size_t i = 0; i < a->n; i++) {
+        TSR_TRY(vm_parse_image(a->v[i], &out[i]));
+        for (size_t k = 0; k < i; k++)
+            TSR_TRY_ENSURE(strcmp(out[k].name, out[i].name) != 0, TSR_E_INPUT,
+                           "option images: %s is named twice", out[i].name);
     }
-    return 0;
+    *n = a->n;
+    rc = 0;
+out:
+    drv_argv_free(a);
+    return rc;
 }
 
 /* ---- accelerator ------------------------------------------------------------------- */
@@ -830,11 +838,8 @@ TSR_WUR static int vm_check_sb(const vm_ctx *c, const tsr_driver_sandbox *sb)
 
 static int vm_check(void *ctx, const tsr_driver_sandbox *sb, char *err, size_t err_cap)
 {
-    if (vm_check_sb(ctx, sb) != 0) {
-        (void)drv_err_recorded(err, err_cap, "vm", NULL);
-        return TSR_DRIVER_INVALID;
-    }
-    return TSR_DRIVER_OK;
+    return vm_check_sb(ctx, sb) != 0 ? drv_invalid_recorded(err, err_cap, "vm", NULL)
+                                     : TSR_DRIVER_OK;
 }
 
 static int vm_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *ident,
@@ -845,10 +850,7 @@ static int vm_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_i
     char *blob = NULL;
     size_t blob_len = 0, n_files = 0;
     if (!drv_id_valid(id)) return drv_errf(err, err_cap, "vm: create: bad sandbox id");
-    if (vm_check_sb(c, sb) != 0) {
-        (void)drv_err_recorded(err, err_cap, "vm: create", id);
-        return TSR_DRIVER_INVALID;
-    }
+    if (vm_check_sb(c, sb) != 0) return drv_invalid_recorded(err, err_cap, "vm: create", id);
     drv_local_file files[2];
     int rc = drv_identity_check(c->cfg.td, sb, ident);
     if (rc == 0 && sb->n_command > 0) {

@@ -80,7 +80,8 @@ static void test_argv_refuses(void **state)
         drv_argv *a = drv_argv_new();
         assert_non_null(a);
         tsr_err_clear();
-        if (drv_vm_build_argv(&cfg, cases[i].id, NULL, a) == 0) fail_msg("accepted: %s", cases[i].what);
+        if (drv_vm_build_argv(&cfg, cases[i].id, NULL, a) == 0)
+            fail_msg("accepted: %s", cases[i].what);
         assert_int_equal(tsr_errcat(), TSR_E_INPUT);
         drv_argv_free(a);
     }

@@ -1235,7 +1235,8 @@ static void test_sandbox_spec_and_status(void **state)
     gw_sandbox_rec r = sb_rec(SB1, "spec");
     strcpy(r.image, "registry.example.com/tessera/sandbox:1.2");
     char *cmd[] = {S("/bin/sh"), S("-c"), S("id; echo \"a b\""), S("")};
-    gw_env_var plain[] = {{S("ZED"), S("last")}, {S("GREETING"), S("hello world")}, {S("E"), S("")}};
+    gw_env_var plain[] = {
+        {S("ZED"), S("last")}, {S("GREETING"), S("hello world")}, {S("E"), S("")}};
     gw_sandbox_spec spec = {.command = cmd, .n_command = 4, .env = plain, .n_env = 3};
     /* A name twice in the plain env: nothing of the sandbox is written. */
     gw_env_var twice[] = {{S("A"), S("1")}, {S("A"), S("2")}};

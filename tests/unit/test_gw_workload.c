@@ -37,7 +37,8 @@ static void test_image_refused(void **state)
         "", "UPPER", "ubuntu:", ":tag", "foo:bar:baz", "foo/", "/foo", "foo//bar", "-foo",
         "foo-", "foo..bar", "foo___bar", "foo_.bar", "foo bar", "foo\tbar", "foo\nbar",
         "foo@", "foo@sha256:abc", "foo@sha256", "foo@1sha:0123456789abcdef0123456789abcdef",
-        "foo@sha256:0123456789abcdef0123456789abcdeg", "foo@sha256:0123456789abcdef0123456789abcdef@x",
+        "foo@sha256:0123456789abcdef0123456789abcdeg",
+        "foo@sha256:0123456789abcdef0123456789abcdef@x",
         "[::1/foo", "[]/foo", "[::g]/foo", "host:p0rt/foo", "host:/foo", "-host.com/foo",
         "host-.com/foo", "host..com/foo", "foo:-tag", "foo:.tag", "foo:ta+g", "foo/Bar",
         "registry.example.com/Foo", "caf\xc3\xa9", "foo/bar:tag/x",
@@ -198,7 +199,8 @@ static void test_validate_refusals(void **state)
                    "env has 129 variables (maximum 128)");
     /* Five values of 4000 bytes: each fits, together they do not. */
     char *v4000 = repeat('v', 4000, "", "");
-    gw_env_var five[] = {{W("A"), v4000}, {W("B"), v4000}, {W("C"), v4000}, {W("D"), v4000}, {W("E"), v4000}};
+    gw_env_var five[] = {
+        {W("A"), v4000}, {W("B"), v4000}, {W("C"), v4000}, {W("D"), v4000}, {W("E"), v4000}};
     expect_invalid("", ok_cmd, 3, five, 5,
                    "env exceeds 16384 bytes (NAME=VALUE with a NUL each)");
     free(v4000);
