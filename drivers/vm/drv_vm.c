@@ -222,10 +222,14 @@ int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, const dr
     return 0;
 }
 
-static int vm_safe_byte(unsigned char c)
+/* Is the byte at p of the argument arg written as it is? [A-Za-z0-9_./-],
+ * but never a '-' that would start the line: no printf may take it for an
+ * option. */
+static int vm_plain_byte(const unsigned char *arg, const unsigned char *p)
 {
+    unsigned char c = *p;
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '/' || c == '-';
+           c == '_' || c == '.' || c == '/' || (c == '-' && p != arg);
 }
 
 int drv_vm_encode_command(const char *const *argv, size_t n, char **out, size_t *len)
@@ -233,16 +237,17 @@ int drv_vm_encode_command(const char *const *argv, size_t n, char **out, size_t 
     size_t need = 1;
     for (size_t i = 0; i < n; i++) {
         TSR_ENSURE(argv[i] != NULL, TSR_E_INPUT, "command[%zu] is missing", i);
-        for (const unsigned char *p = (const unsigned char *)argv[i]; *p != '\0'; p++)
-            need += vm_safe_byte(*p) ? 1 : 4;
+        const unsigned char *arg = (const unsigned char *)argv[i];
+        for (const unsigned char *p = arg; *p != '\0'; p++) need += vm_plain_byte(arg, p) ? 1 : 4;
         need += 1;
     }
     char *b = malloc(need);
     TSR_ENSURE(b != NULL, TSR_E_INTERNAL, "out of memory");
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        for (const unsigned char *p = (const unsigned char *)argv[i]; *p != '\0'; p++) {
-            if (vm_safe_byte(*p)) {
+        const unsigned char *arg = (const unsigned char *)argv[i];
+        for (const unsigned char *p = arg; *p != '\0'; p++) {
+            if (vm_plain_byte(arg, p)) {
                 b[o++] = (char)*p;
             } else {
                 b[o++] = '\\';
@@ -253,6 +258,7 @@ int drv_vm_encode_command(const char *const *argv, size_t n, char **out, size_t 
         }
         b[o++] = '\n';
     }
+    TSR_ASSERT(o + 1 == need); /* both passes take the same bytes as they are */
     b[o] = '\0';
     *out = b;
     *len = o;

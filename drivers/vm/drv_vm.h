@@ -67,9 +67,9 @@ TSR_WUR int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id,
 
 /* The workload's argv as the guest's tessera-init reads fw_cfg
  * opt/tessera/command: one line per argument, each byte outside
- * [A-Za-z0-9_./-] written as a backslash and three octal digits (the init
- * decodes a line with printf; no shell splits or evaluates it). *out is
- * malloc'd. Pure. */
+ * [A-Za-z0-9_./-], and a '-' that would start the line, written as a
+ * backslash and three octal digits (the init decodes a line with printf; no
+ * shell splits or evaluates it). *out is malloc'd. Pure. */
 TSR_WUR int drv_vm_encode_command(const char *const *argv, size_t n, char **out, size_t *len);
 
 /* The `images` option: space-separated NAME:KERNEL[:INITRD] entries, at

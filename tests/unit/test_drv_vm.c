@@ -299,7 +299,7 @@ static void test_encode_command(void **state)
     size_t len = 0;
     assert_int_equal(drv_vm_encode_command(argv, 6, &out, &len), 0);
     static const char want[] =
-        "/bin/sh\n-c\n"
+        "/bin/sh\n\\055c\n"
         "id\\073\\040echo\\040\\042a\\040b\\042\\040\\044HOME\\040\\052\\012\n"
         "\n"
         "x\\045s\\134n\\047\n"
