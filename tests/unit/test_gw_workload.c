@@ -163,8 +163,9 @@ static void test_validate_refusals(void **state)
                    "image \"(not UTF-8)\" is not an image reference "
                    "([HOST[:PORT]/]NAME[:TAG][@DIGEST], NAME in lowercase)");
 
+    static char x[] = "x"; /* (a compound literal in the loop would end with it) */
     char *many[GW_COMMAND_MAX_ARGS + 1];
-    for (size_t i = 0; i < GW_COMMAND_MAX_ARGS + 1; i++) many[i] = W("x");
+    for (size_t i = 0; i < GW_COMMAND_MAX_ARGS + 1; i++) many[i] = x;
     expect_invalid("", many, GW_COMMAND_MAX_ARGS + 1, NULL, 0,
                    "command has 257 arguments (maximum 256)");
     char *long_arg = repeat('y', GW_COMMAND_MAX_BYTES - 3, "", "");
@@ -188,12 +189,13 @@ static void test_validate_refusals(void **state)
     free(big_value);
     gw_env_var not_utf8[] = {{W("A"), W("\xe2\x82")}};
     expect_invalid("", ok_cmd, 3, not_utf8, 1, "env value of A is not valid UTF-8");
+    static char empty[] = "";
     gw_env_var vars[GW_WORKLOAD_ENV_MAX_VARS + 1];
     char names[GW_WORKLOAD_ENV_MAX_VARS + 1][8];
     for (size_t i = 0; i < GW_WORKLOAD_ENV_MAX_VARS + 1; i++) {
         snprintf(names[i], sizeof names[i], "V%zu", i);
         vars[i].name = names[i];
-        vars[i].value = W("");
+        vars[i].value = empty;
     }
     expect_invalid("", ok_cmd, 3, vars, GW_WORKLOAD_ENV_MAX_VARS + 1,
                    "env has 129 variables (maximum 128)");
@@ -217,8 +219,9 @@ static void test_validate_accepts(void **state)
                         {W("_x9"), W("\xe2\x82\xac")}};
     assert_int_equal(gw_workload_validate("tessera-sandbox:latest", cmd, 4, env, 3, &r), 0);
     /* The bounds themselves are allowed. */
+    static char x[] = "x";
     char *many[GW_COMMAND_MAX_ARGS];
-    for (size_t i = 0; i < GW_COMMAND_MAX_ARGS; i++) many[i] = W("x");
+    for (size_t i = 0; i < GW_COMMAND_MAX_ARGS; i++) many[i] = x;
     assert_int_equal(gw_workload_validate("", many, GW_COMMAND_MAX_ARGS, NULL, 0, &r), 0);
     char *long_arg = repeat('y', GW_COMMAND_MAX_BYTES - 4, "", "");
     char *exact[] = {W("sh"), long_arg};
