@@ -335,6 +335,7 @@ def sandbox_json(g, name):
 
 def run_workload_case(engine, g):
     """A sandbox's own image and command through the gateway and the CLI."""
+    t_start = time.monotonic()
     # `sh -c 'id; echo hello; sleep 600'`, as the workload uid, with its env:
     # the env given, the credential from provider_env, the image's PATH, HOME
     # set to the workspace; nothing else, and the given env is not the
@@ -402,6 +403,7 @@ def run_workload_case(engine, g):
         cli(g, "sandbox", "delete", n)
         wait_for("the container to go", lambda: engine.inspect("tessera-" + i) is None,
                  timeout=30)
+    print("\n%s workload: %.1f s" % (engine.name, time.monotonic() - t_start))
 
 
 def test_supervisor_that_refuses_to_start(engine):
