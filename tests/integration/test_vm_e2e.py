@@ -253,7 +253,8 @@ def test_default_image_and_relay():
                    "kvm" if kvm_expected() else "tcg",
                    os.path.realpath(os.path.join(IMAGE, "vmlinuz")), os.path.realpath(RELAY),
                    g.port)
-        assert want in g.log_text(), g.log_text()
+        # (stderr is read by a thread of its own: wait for the line.)
+        wait_for("the vm driver's line", lambda: want in g.log_text(), timeout=10, every=0.05)
     finally:
         assert g.stop() == 0
 
