@@ -96,7 +96,11 @@ TSR_WUR static int proc_bwrap_system(drv_argv *a)
  *
  * Run by root, bwrap needs no user namespace, and the supervisor keeps just
  * CAP_SETUID/CAP_SETGID so it can run its workload as another uid (inside a
- * user namespace only one uid is mapped and that separation is impossible).
+ * user namespace only one uid is mapped and that separation is impossible)
+ * and CAP_KILL to signal that uid: without it the kernel refuses the
+ * forwarded SIGTERM, the kill of what the workload leaves behind, and the
+ * workload's parent-death SIGKILL, so a workload outlived a killed
+ * supervisor (as in the docker driver, docs/drivers.md).
  * Run by anyone else, a user namespace is the only way in, with no caps. */
 TSR_WUR static int proc_bwrap_base(const proc_ctx *c, drv_argv *a)
 {
@@ -104,7 +108,8 @@ TSR_WUR static int proc_bwrap_base(const proc_ctx *c, drv_argv *a)
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--hostname", "tessera", "--new-session", "--cap-drop", "ALL",
         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"};
-    static const char *const as_root[] = {"--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"};
+    static const char *const as_root[] = {"--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                                          "--cap-add", "CAP_KILL"};
     TSR_GUARD(drv_argv_add(a, c->bwrap));
     if (geteuid() != 0) TSR_GUARD(drv_argv_add(a, "--unshare-user"));
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) TSR_GUARD(drv_argv_add(a, base[i]));

@@ -72,6 +72,15 @@ def supervisor_pid(g, sid):
     raise AssertionError("no supervisor under pid %d" % root)
 
 
+def alive(pid):
+    """pid is a process that has not ended (a zombie has)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def environ(pid):
     with open("/proc/%d/environ" % pid, "rb") as f:
         return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
@@ -112,9 +121,14 @@ def test_process_sandbox_runs_its_command(g):
     got = ok_json(g, "sandbox", "get", name)["sandbox"]
     assert got["state"] == "running" and got["exited"] is False and got["state_detail"] == ""
 
-    # Killed from outside: the gateway's state follows within seconds.
+    # Killed from outside: the gateway's state follows within seconds, and
+    # the workload dies with its supervisor (its parent-death signal: the
+    # supervisor in bubblewrap keeps CAP_KILL to send it to the workload uid).
     t0 = time.monotonic()
-    os.kill(supervisor_pid(g, sid), signal.SIGKILL)
+    sup = supervisor_pid(g, sid)
+    below = [p for p in gwtest._descendants(sup) if p != sup]
+    assert below, "no workload under the supervisor"
+    os.kill(sup, signal.SIGKILL)
     got = wait_for("stopped", lambda: (lambda s: s if s["state"] == "stopped" else None)(
         ok_json(g, "sandbox", "get", name)["sandbox"]), timeout=10, every=0.2)
     assert time.monotonic() - t0 < 5
@@ -123,6 +137,8 @@ def test_process_sandbox_runs_its_command(g):
     assert "workload started: pid" in got["state_detail"], got
     wait_for("the gateway's log line", lambda: any(
         "sandbox %s: running -> stopped" % sid in ln for ln in g.stderr_lines), timeout=5)
+    wait_for("the workload gone with its supervisor",
+             lambda: not any(alive(p) for p in below), timeout=5)
     ok_json(g, "sandbox", "delete", name)
 
 
