@@ -184,22 +184,27 @@ def _descendants(root):
     return found
 
 
+def kill_sandboxes(data_dir):
+    """SIGKILL every process sandbox of the data dir (its supervisor tree)."""
+    import glob
+    import signal
+    for pidfile in glob.glob(os.path.join(data_dir, "sandboxes", "*", "pid")):
+        try:
+            pid = int(open(pidfile).read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        for victim in _descendants(pid):
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def _kill_sandboxes():
     """Sandboxes outlive their gateway by design (a restart re-attaches), so
     whatever a test gateway started is stopped when the test process ends."""
-    import glob
-    import signal
     for g in _GATEWAYS:
-        for pidfile in glob.glob(os.path.join(g.data_dir, "sandboxes", "*", "pid")):
-            try:
-                pid = int(open(pidfile).read().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-            for victim in _descendants(pid):
-                try:
-                    os.kill(victim, signal.SIGKILL)
-                except OSError:
-                    pass
+        kill_sandboxes(g.data_dir)
 
 
 atexit.register(_kill_sandboxes)

@@ -269,6 +269,9 @@ class DiskFull:
 
     def teardown(self):
         if self.mnt:
+            # Its sandbox's pid file goes with the tmpfs: stopped now, not
+            # left to run forever (gwtest stops the others at exit).
+            gwtest.kill_sandboxes(os.path.join(self.mnt, "data"))
             subprocess.run(["umount", "-l", self.mnt], check=False)
             os.rmdir(self.mnt)
 
