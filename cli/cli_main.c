@@ -328,6 +328,9 @@ static const char *hint(cli_ctx *c, const char *method, const cl_status *st, cha
                      c->addr_text);
             return buf;
         }
+        /* CreateSandbox: the message says which driver failed and how. */
+        if (strcmp(m, "CreateSandbox") == 0 && strncmp(st->message, "driver ", 7) == 0)
+            return "the sandbox's driver failed (above) — retry once that is fixed";
         return "the gateway or its storage is unavailable — retry in a moment";
     case GW_STATUS_PERMISSION_DENIED:
         if (strstr(st->message, "no role") != NULL) {
@@ -357,7 +360,11 @@ static const char *hint(cli_ctx *c, const char *method, const cl_status *st, cha
     case GW_STATUS_RESOURCE_EXHAUSTED: return "a size or rate limit was hit — retry later";
     case GW_STATUS_UNIMPLEMENTED:
         return "the gateway does not know this method — is it an older version?";
-    case GW_STATUS_FAILED_PRECONDITION: return "the sandbox is not in a state that allows this";
+    case GW_STATUS_FAILED_PRECONDITION:
+        if (strcmp(m, "CreateSandbox") == 0)
+            return "fix what the message names (the driver's environment or the workload), "
+                   "then create it again";
+        return "the sandbox is not in a state that allows this";
     default: return NULL;
     }
 }

@@ -202,8 +202,43 @@ void cj_sandbox(cli_json *j, const char *key, const Tessera__V1__Sandbox *sb)
         cj_str(j, "state", sb->state);
         cj_int(j, "created_at", sb->created_at);
         cj_int(j, "policy_version", sb->policy_version);
+        cj_str(j, "image", sb->image);
+        cj_arr(j, "command");
+        for (size_t i = 0; i < sb->n_command; i++) cj_str(j, NULL, sb->command[i]);
+        cj_close_arr(j);
+        cj_obj(j, "env");
+        for (size_t i = 0; i < sb->n_env; i++) cj_str(j, sb->env[i]->key, sb->env[i]->value);
+        cj_close_obj(j);
+        cj_bool(j, "exited", sb->exited);
+        if (sb->exited) cj_int(j, "exit_code", sb->exit_code);
+        cj_str(j, "state_detail", sb->state_detail);
     }
     cj_close_obj(j);
+}
+
+/* An argument as a POSIX shell would need it to mean itself: as it is when
+ * it holds only safe characters, else in single quotes (' as '\''). */
+static void put_shell_word(FILE *f, const char *s)
+{
+    size_t n = strlen(s);
+    bool plain = n > 0;
+    for (size_t i = 0; i < n && plain; i++)
+        plain = strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-=:,+@%",
+                       s[i]) != NULL;
+    if (plain) {
+        fputs(s, f);
+        return;
+    }
+    putc('\'', f);
+    for (const char *p = s; *p != '\0';) {
+        const char *q = strchr(p, '\'');
+        size_t len = q != NULL ? (size_t)(q - p) : strlen(p);
+        cli_put_safe(f, p, len);
+        if (q == NULL) break;
+        fputs("'\\''", f);
+        p = q + 1;
+    }
+    putc('\'', f);
 }
 
 void cli_print_sandbox(const Tessera__V1__Sandbox *sb)
@@ -218,6 +253,32 @@ void cli_print_sandbox(const Tessera__V1__Sandbox *sb)
         cli_puts_safe(stdout, values[i]);
         putchar('\n');
     }
+    if (sb->exited) printf("%-15s %d\n", "exit status", (int)sb->exit_code);
+    printf("%-15s ", "image");
+    cli_puts_safe(stdout, sb->image[0] != '\0' ? sb->image : "(the driver's default)");
+    printf("\n%-15s ", "command");
+    if (sb->n_command == 0) fputs("(the driver's default)", stdout);
+    for (size_t i = 0; i < sb->n_command; i++) {
+        if (i > 0) putchar(' ');
+        put_shell_word(stdout, sb->command[i]);
+    }
+    putchar('\n');
+    for (size_t i = 0; i < sb->n_env; i++) {
+        printf("%-15s ", i == 0 ? "env" : "");
+        cli_puts_safe(stdout, sb->env[i]->key);
+        putchar('=');
+        cli_puts_safe(stdout, sb->env[i]->value);
+        putchar('\n');
+    }
     printf("%-15s %s\n", "created", when);
     printf("%-15s %lld\n", "policy version", (long long)sb->policy_version);
+    /* How it ended, in the supervisor's last lines (one per line). */
+    for (const char *p = sb->state_detail, *first = p; p != NULL && *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        printf("%-15s ", p == first ? "last lines" : "");
+        cli_put_safe(stdout, p, len);
+        putchar('\n');
+        p = nl != NULL ? nl + 1 : NULL;
+    }
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "tsr_env.h"
 #include "tsr_fs.h"
 
 #define POLICY_MAX (1024 * 1024)
@@ -11,107 +12,124 @@
 #define DEFAULT_POLICY "version: 1\n"   /* deny by default: nothing allowed */
 
 static const char sandbox_help[] =
-    "usage: tessera sandbox create NAME [--policy FILE] [--env KEY=VALUE]... [--driver NAME]\n"
+    "usage: tessera sandbox create NAME [--policy FILE] [--image IMAGE] [--env NAME=VALUE]...\n"
+    "                              [--secret NAME[=VALUE]]... [--driver NAME]\n"
+    "                              [-- COMMAND [ARGS...]]\n"
     "       tessera sandbox list\n"
     "       tessera sandbox get NAME|ID\n"
     "       tessera sandbox delete NAME|ID\n"
     "Run 'tessera sandbox COMMAND --help' for one command.\n";
 
 static const char create_help[] =
-    "usage: tessera sandbox create NAME [--policy FILE] [--env KEY=VALUE]... [--driver NAME]\n"
+    "usage: tessera sandbox create NAME [--policy FILE] [--image IMAGE] [--env NAME=VALUE]...\n"
+    "                              [--secret NAME[=VALUE]]... [--driver NAME]\n"
+    "                              [-- COMMAND [ARGS...]]\n"
     "\n"
     "Create a sandbox; the gateway mints its identity (SPIFFE ID and first\n"
-    "certificate) and starts it with the driver.\n"
+    "certificate) and starts it with the driver, running COMMAND.\n"
     "\n"
     "  --policy FILE      YAML policy (see docs/policy.md); '-' reads stdin.\n"
     "                     Default: 'version: 1' (deny by default).\n"
-    "  --env KEY=VALUE    provider environment, stored encrypted; repeatable.\n"
-    "  --env KEY          the same, with the value of $KEY in this shell\n"
+    "  --image IMAGE      what the sandbox runs from: an engine image (docker),\n"
+    "                     a guest image named in the driver's config (vm).\n"
+    "                     Default: the driver's. The process driver takes none.\n"
+    "  --env NAME=VALUE   a plain variable of the workload; repeatable. Not secret:\n"
+    "                     'sandbox get' shows it. Credential-like names are refused.\n"
+    "  --secret NAME=VALUE  a provider credential, stored encrypted and never\n"
+    "                     shown; repeatable.\n"
+    "  --secret NAME      the same, with the value of $NAME in this shell\n"
     "                     (keeps secrets off the command line).\n"
-    "  --driver NAME      process, docker or vm (default: the gateway's).\n";
+    "  --driver NAME      process, docker or vm (default: the gateway's).\n"
+    "  -- COMMAND [ARGS...]  the workload, run by the supervisor as another uid;\n"
+    "                     each argument as it is (no shell). Default: the driver's.\n";
 
 static const char list_help[] =
     "usage: tessera sandbox list\n\nList every sandbox (all pages).\n";
 static const char get_help[] =
-    "usage: tessera sandbox get NAME|ID\n\nShow one sandbox. A lowercase UUID is an id.\n";
+    "usage: tessera sandbox get NAME|ID\n\nShow one sandbox: what it runs, its state "
+    "as its driver reports it,\nand how it ended (exit status, the supervisor's last lines).\n"
+    "A lowercase UUID is an id.\n";
 static const char delete_help[] =
     "usage: tessera sandbox delete NAME|ID\n\n"
     "Delete a sandbox and revoke every certificate it holds.\n";
 
 /* ---- create ------------------------------------------------------------------ */
 
-typedef struct env_list {
-    Tessera__V1__CreateSandboxRequest__ProviderEnvEntry entries[ENV_MAX];
-    Tessera__V1__CreateSandboxRequest__ProviderEnvEntry *ptrs[ENV_MAX];
-    char *owned[ENV_MAX];    /* copies (values are secrets: cleansed) */
+/* NAME=VALUE pairs of one flag: owned copies "NAME\0VALUE". Secrets
+ * (--secret) are cleansed when freed. */
+typedef struct kv_list {
+    char *owned[ENV_MAX];
     size_t n;
-} env_list;
+    bool secret;
+    const char *flag;      /* "--env", "--secret" */
+} kv_list;
 
-static void env_free(env_list *e)
+static const char *kv_key(const kv_list *l, size_t i)
 {
-    for (size_t i = 0; i < e->n; i++) {
-        if (e->owned[i] != NULL) {
-            OPENSSL_cleanse(e->owned[i], strlen(e->owned[i]));
-            free(e->owned[i]);
-        }
-    }
-    e->n = 0;
+    return l->owned[i];
 }
 
-static bool env_key_ok(const char *k, size_t len)
+static const char *kv_value(const kv_list *l, size_t i)
 {
-    if (len == 0 || len > 256) return false;
-    for (size_t i = 0; i < len; i++) {
-        char ch = k[i];
-        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_' ||
-                  (i > 0 && ch >= '0' && ch <= '9');
-        if (!ok) return false;
-    }
-    return true;
+    return l->owned[i] + strlen(l->owned[i]) + 1;
 }
 
-static int env_add(env_list *e, const char *arg)
+static void kv_free(kv_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->secret)
+            OPENSSL_cleanse(l->owned[i], strlen(kv_key(l, i)) + 1 + strlen(kv_value(l, i)));
+        free(l->owned[i]);
+    }
+    l->n = 0;
+}
+
+static bool kv_has(const kv_list *l, const char *key, size_t klen)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strlen(kv_key(l, i)) == klen && strncmp(kv_key(l, i), key, klen) == 0) return true;
+    return false;
+}
+
+/* One --env or --secret argument into l; `other` is the other flag's list
+ * (a name in both is refused). */
+static int kv_add(kv_list *l, const kv_list *other, const char *arg)
 {
     const char *cmd = "sandbox create";
-    if (e->n >= ENV_MAX) return cli_usage_error(cmd, "at most %d --env values", ENV_MAX);
+    if (l->n >= ENV_MAX) return cli_usage_error(cmd, "at most %d %s values", ENV_MAX, l->flag);
     const char *eq = strchr(arg, '=');
     size_t klen = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-    if (!env_key_ok(arg, klen))
-        return cli_usage_error(cmd, "--env needs KEY=VALUE with KEY like [A-Za-z_][A-Za-z0-9_]*");
-    char *copy = NULL;
-    if (eq != NULL) {
-        copy = strdup(arg);
-    } else {
-        const char *v = getenv(arg);
-        if (v == NULL)
-            return cli_usage_error(cmd, "--env %s: no such variable in the environment", arg);
-        size_t vlen = strlen(v);
-        copy = malloc(klen + 1 + vlen + 1);
-        if (copy != NULL) {
-            memcpy(copy, arg, klen);
-            copy[klen] = '=';
-            memcpy(copy + klen + 1, v, vlen + 1);
-        }
-    }
+    if (!tsr_env_name_valid(arg, klen))
+        return cli_usage_error(cmd, "%s needs NAME=VALUE with NAME like [A-Za-z_][A-Za-z0-9_]*",
+                               l->flag);
+    if (!l->secret && eq == NULL)
+        return cli_usage_error(cmd,
+                               "--env %s: give NAME=VALUE (a secret from this shell's "
+                               "environment: --secret %s)",
+                               arg, arg);
+    /* A plain variable is shown by `sandbox get` and stored as it is: keep
+     * credentials where they are encrypted. */
+    if (!l->secret && tsr_env_name_secretlike(arg, klen))
+        return cli_usage_error(cmd,
+                               "--env %.*s: the name looks like a credential; pass it with "
+                               "--secret (stored encrypted, never shown), or rename it",
+                               (int)klen, arg);
+    if (kv_has(l, arg, klen) || kv_has(other, arg, klen))
+        return cli_usage_error(cmd, "%.*s is given twice (--env and --secret share names)",
+                               (int)klen, arg);
+    const char *v = eq != NULL ? eq + 1 : getenv(arg);
+    if (v == NULL)
+        return cli_usage_error(cmd, "--secret %s: no such variable in the environment", arg);
+    size_t vlen = strlen(v);
+    char *copy = malloc(klen + 1 + vlen + 1);
     if (copy == NULL) {
         fputs("tessera: out of memory\n", stderr);
         return CLI_RPC;
     }
+    memcpy(copy, arg, klen);
     copy[klen] = '\0';
-    for (size_t i = 0; i < e->n; i++) {
-        if (strcmp(e->entries[i].key, copy) == 0) {
-            OPENSSL_cleanse(copy + klen + 1, strlen(copy + klen + 1));
-            free(copy);
-            return cli_usage_error(cmd, "--env %.*s given twice", (int)klen, arg);
-        }
-    }
-    Tessera__V1__CreateSandboxRequest__ProviderEnvEntry *ent = &e->entries[e->n];
-    tessera__v1__create_sandbox_request__provider_env_entry__init(ent);
-    ent->key = copy;
-    ent->value = copy + klen + 1;
-    e->ptrs[e->n] = ent;
-    e->owned[e->n] = copy;
-    e->n++;
+    memcpy(copy + klen + 1, v, vlen + 1);
+    l->owned[l->n++] = copy;
     return CLI_OK;
 }
 
@@ -166,19 +184,55 @@ static int read_policy(cli_ctx *c, const char *file, char **out)
     return CLI_OK;
 }
 
+/* The request's map entries, pointing into the lists (freed by the caller). */
+typedef struct create_maps {
+    Tessera__V1__CreateSandboxRequest__ProviderEnvEntry secrets[ENV_MAX], *secret_ptrs[ENV_MAX];
+    Tessera__V1__CreateSandboxRequest__EnvEntry plain[ENV_MAX], *plain_ptrs[ENV_MAX];
+} create_maps;
+
+static void create_maps_fill(create_maps *m, const kv_list *secrets, const kv_list *plain,
+                             Tessera__V1__CreateSandboxRequest *req)
+{
+    for (size_t i = 0; i < secrets->n; i++) {
+        tessera__v1__create_sandbox_request__provider_env_entry__init(&m->secrets[i]);
+        m->secrets[i].key = (char *)(uintptr_t)kv_key(secrets, i);
+        m->secrets[i].value = (char *)(uintptr_t)kv_value(secrets, i);
+        m->secret_ptrs[i] = &m->secrets[i];
+    }
+    for (size_t i = 0; i < plain->n; i++) {
+        tessera__v1__create_sandbox_request__env_entry__init(&m->plain[i]);
+        m->plain[i].key = (char *)(uintptr_t)kv_key(plain, i);
+        m->plain[i].value = (char *)(uintptr_t)kv_value(plain, i);
+        m->plain_ptrs[i] = &m->plain[i];
+    }
+    req->n_provider_env = secrets->n;
+    req->provider_env = m->secret_ptrs;
+    req->n_env = plain->n;
+    req->env = m->plain_ptrs;
+}
+
 static int cmd_create(cli_ctx *c, int argc, char **argv)
 {
     static const char *cmd = "sandbox create";
-    enum { O_POLICY, O_ENV, O_DRIVER };
-    static const cli_optdef defs[] = {{"policy", true}, {"env", true}, {"driver", true},
-                                      {NULL, false}};
+    enum { O_POLICY, O_ENV, O_SECRET, O_DRIVER, O_IMAGE };
+    static const cli_optdef defs[] = {{"policy", true}, {"env", true},   {"secret", true},
+                                      {"driver", true}, {"image", true}, {NULL, false}};
     cli_iter it = {.argc = argc, .argv = argv, .i = 1, .cmd = cmd};
-    const char *name = NULL, *policy_file = NULL, *driver = NULL, *v = NULL;
-    env_list *env = calloc(1, sizeof *env);
+    const char *name = NULL, *policy_file = NULL, *driver = NULL, *image = NULL, *v = NULL;
+    kv_list *secrets = calloc(1, sizeof *secrets), *plain = calloc(1, sizeof *plain);
+    create_maps *maps = calloc(1, sizeof *maps);
+    char **command = calloc((size_t)argc + 1, sizeof *command);
+    size_t n_command = 0;
     char *policy = NULL;
     ProtobufCMessage *out = NULL;
     int rc = CLI_OK;
-    if (env == NULL) return cli_fail(c, "out of memory");
+    if (secrets == NULL || plain == NULL || maps == NULL || command == NULL) {
+        rc = cli_fail(c, "out of memory");
+        goto out;
+    }
+    secrets->secret = true;
+    secrets->flag = "--secret";
+    plain->flag = "--env";
     for (;;) {
         int r = cli_next(&it, defs, &v);
         if (r == CLI_IT_END) break;
@@ -190,9 +244,16 @@ static int cmd_create(cli_ctx *c, int argc, char **argv)
             rc = CLI_USAGE;
             goto out;
         }
-        if (r == CLI_IT_POS) {
+        if (r == CLI_IT_POS && it.no_more_opts) {
+            if (name == NULL) {
+                rc = cli_usage_error(cmd, "missing NAME (it comes before --)");
+                goto out;
+            }
+            command[n_command++] = (char *)(uintptr_t)v; /* after "--": the workload */
+        } else if (r == CLI_IT_POS) {
             if (name != NULL) {
-                rc = cli_usage_error(cmd, "unexpected argument '%s'", v);
+                rc = cli_usage_error(cmd, "unexpected argument '%s' (put the workload after --)",
+                                     v);
                 goto out;
             }
             name = v;
@@ -200,12 +261,20 @@ static int cmd_create(cli_ctx *c, int argc, char **argv)
             policy_file = v;
         } else if (r == O_DRIVER) {
             driver = v;
+        } else if (r == O_IMAGE) {
+            image = v;
         } else if (r == O_ENV) {
-            if ((rc = env_add(env, v)) != CLI_OK) goto out;
+            if ((rc = kv_add(plain, secrets, v)) != CLI_OK) goto out;
+        } else if (r == O_SECRET) {
+            if ((rc = kv_add(secrets, plain, v)) != CLI_OK) goto out;
         }
     }
     if (name == NULL || *name == '\0') {
         rc = cli_usage_error(cmd, "missing NAME");
+        goto out;
+    }
+    if (it.no_more_opts && n_command == 0) {
+        rc = cli_usage_error(cmd, "nothing after --: give the workload's COMMAND [ARGS...]");
         goto out;
     }
     if (policy_file != NULL && (rc = read_policy(c, policy_file, &policy)) != CLI_OK) goto out;
@@ -215,8 +284,10 @@ static int cmd_create(cli_ctx *c, int argc, char **argv)
     req.name = (char *)(uintptr_t)name;
     req.policy = policy != NULL ? policy : (char *)(uintptr_t)DEFAULT_POLICY;
     req.driver = (char *)(uintptr_t)(driver != NULL ? driver : "");
-    req.n_provider_env = env->n;
-    req.provider_env = env->ptrs;
+    req.image = (char *)(uintptr_t)(image != NULL ? image : "");
+    req.n_command = n_command;
+    req.command = command;
+    create_maps_fill(maps, secrets, plain, &req);
     if ((rc = cli_call(c, "CreateSandbox", &req.base,
                        &tessera__v1__create_sandbox_response__descriptor, &out)) != CLI_OK)
         goto out;
@@ -239,8 +310,12 @@ static int cmd_create(cli_ctx *c, int argc, char **argv)
 out:
     if (out != NULL) protobuf_c_message_free_unpacked(out, NULL);
     free(policy);
-    env_free(env);
-    free(env);
+    if (secrets != NULL) kv_free(secrets);
+    if (plain != NULL) kv_free(plain);
+    free(secrets);
+    free(plain);
+    free(maps);
+    free(command);
     return rc;
 }
 

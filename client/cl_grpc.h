@@ -39,7 +39,7 @@
 #define CL_DEFAULT_PORT 8443
 #define CL_DEFAULT_MAX_RESPONSE (4u << 20)    /* 4 MiB, as the gateway's default */
 #define CL_MAX_REQUEST (64u << 20)            /* largest message we send */
-#define CL_STATUS_MESSAGE_MAX 512
+#define CL_STATUS_MESSAGE_MAX 1024
 #define CL_USER_AGENT "tessera-client/0.1"
 
 typedef struct cl_status {

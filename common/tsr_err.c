@@ -10,7 +10,7 @@ struct tsr_error {
     enum tsr_errcat cat;
     const char *file;
     int line;
-    char msg[512];
+    char msg[1024]; /* room for a driver's reason with a supervisor's last lines */
     char loc[128];
 };
 

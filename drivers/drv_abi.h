@@ -14,16 +14,25 @@
  * files) and never puts it in environment values, argv, image layers or
  * logs.
  *
- * Every operation returns 0 or -1; on -1 it writes a one-line reason into
- * err (err_cap bytes, always NUL-terminated). Operations may be called from
- * several gateway threads at once: a driver synchronises its own state. */
+ * The workload (ABI 3): tsr_driver_sandbox says what the sandbox runs: an
+ * image (the driver's meaning: an engine image, a configured guest image)
+ * and the workload's argv. A driver hands the argv to the supervisor as its
+ * `-- COMMAND` argument vector, never through a shell. The workload's plain
+ * variables do not cross the ABI: the supervisor reads them from the
+ * gateway (GetSandboxConfig), so they never become the supervisor's own
+ * environment.
+ *
+ * Every operation returns 0 (TSR_DRIVER_OK) or a negative tsr_driver_result;
+ * on failure it writes a one-line reason into err (err_cap bytes, always
+ * NUL-terminated). Operations may be called from several gateway threads at
+ * once: a driver synchronises its own state. */
 #ifndef DRV_ABI_H
 #define DRV_ABI_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define TSR_DRIVER_ABI_VERSION 2u
+#define TSR_DRIVER_ABI_VERSION 3u
 #define TSR_DRIVER_ENTRY_SYMBOL "tessera_driver_entry"
 
 typedef struct tsr_driver_identity {
@@ -64,10 +73,33 @@ typedef struct tsr_driver_env {
     void *mint_arg;
 } tsr_driver_env;
 
+/* What an operation returns (docs/drivers.md, "Errors"). */
+enum tsr_driver_result {
+    TSR_DRIVER_OK = 0,
+    TSR_DRIVER_FAILED = -1,        /* the operation failed (the gateway answers UNAVAILABLE) */
+    TSR_DRIVER_INVALID = -2,       /* check: this driver cannot run what the request asks
+                                      (INVALID_ARGUMENT) */
+    TSR_DRIVER_PRECONDITION = -3,  /* create, start: something outside the request must be
+                                      fixed first, and retrying as is will not help: an image
+                                      missing in the engine, a sandbox that exits at once
+                                      (FAILED_PRECONDITION) */
+};
+
+/* Bounds a driver may rely on (the gateway enforces them before a call). */
+#define TSR_DRIVER_MAX_COMMAND_ARGS 256
+#define TSR_DRIVER_MAX_COMMAND_BYTES 16384 /* the arguments' bytes, a NUL each included */
+#define TSR_DRIVER_MAX_IMAGE 512          /* bytes of an image reference */
+
 typedef struct tsr_driver_sandbox {
     const char *id;                /* lowercase UUID */
     const char *name;
     const char *spiffe_id;         /* spiffe://<td>/sandbox/<id> */
+    /* Since ABI 3: the workload. */
+    const char *image;             /* "" (never NULL): the driver's default */
+    const char *const *command;    /* the workload's argv: n_command strings, each without NUL
+                                      (the first non-empty), then NULL. n_command 0: the
+                                      driver's default workload (none, or its supervisor_args) */
+    size_t n_command;
 } tsr_driver_sandbox;
 
 enum tsr_driver_state {
@@ -78,22 +110,51 @@ enum tsr_driver_state {
     TSR_DRIVER_STATE_FAILED,
 };
 
+#define TSR_DRIVER_DETAIL_MAX 1024
+
+/* A sandbox's state as status reports it (since ABI 3). */
+typedef struct tsr_driver_status {
+    int want_detail;               /* in: 1 = fill exited, exit_code and detail for a STOPPED or
+                                      FAILED sandbox (it may cost a log read) */
+    enum tsr_driver_state state;   /* out */
+    int exited;                    /* out: 1 when exit_code is the supervisor's exit status
+                                      (docker: the container's) */
+    int exit_code;
+    /* out: the supervisor's last lines (the engine's log, the VM's console,
+     * supervisor.log), newest last, '\n' between lines, printable UTF-8,
+     * NUL-terminated; "" when not asked for, running, or unknown. Never key
+     * material: the supervisor never prints any. */
+    char detail[TSR_DRIVER_DETAIL_MAX];
+} tsr_driver_status;
+
 typedef struct tsr_driver_ops {
     uint32_t abi_version;          /* TSR_DRIVER_ABI_VERSION */
     uint32_t struct_size;          /* sizeof(tsr_driver_ops) */
     const char *name;              /* "process", "docker", "vm" */
 
+    /* A failing init stops the gateway when the driver was configured
+     * (options given) or is the default; otherwise it is unavailable. */
     int (*init)(const tsr_driver_env *env, void **ctx, char *err, size_t err_cap);
     void (*fini)(void *ctx);
-    /* Create the sandbox and place its identity; not yet running. */
+    /* Since ABI 3. Could create run sb's workload (image, command)? Called
+     * before anything is minted or recorded; no side effects. 0, or
+     * TSR_DRIVER_INVALID with the reason. */
+    int (*check)(void *ctx, const tsr_driver_sandbox *sb, char *err, size_t err_cap);
+    /* Create the sandbox and place its identity; not yet running. Keeps what
+     * start needs of sb (the workload) with the sandbox. */
     int (*create)(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *identity,
                   char *err, size_t err_cap);
+    /* Start it; fails (TSR_DRIVER_PRECONDITION, with the supervisor's last
+     * lines in err) when it is gone again within the driver's
+     * start_check_ms. */
     int (*start)(void *ctx, const char *sandbox_id, char *err, size_t err_cap);
     int (*stop)(void *ctx, const char *sandbox_id, char *err, size_t err_cap);
     /* Stop if needed and remove everything, identity files included. */
     int (*destroy)(void *ctx, const char *sandbox_id, char *err, size_t err_cap);
-    /* Current state; used after a gateway restart to re-attach. */
-    int (*status)(void *ctx, const char *sandbox_id, enum tsr_driver_state *state, char *err,
+    /* Current state: after a gateway restart to re-attach, and whenever the
+     * gateway refreshes a sandbox's state (GetSandbox, ListSandboxes, its
+     * periodic reconcile). out->want_detail is set by the caller. */
+    int (*status)(void *ctx, const char *sandbox_id, tsr_driver_status *out, char *err,
                   size_t err_cap);
 } tsr_driver_ops;
 

@@ -149,10 +149,19 @@ TSR_WUR static inline int drv_local_init(drv_local *l, const char *data_dir, con
     return 0;
 }
 
-/* Create <root>/<id> with identity/ (and workspace/ when asked), all or
- * nothing. TSR_E_EXISTS when the sandbox exists. */
+/* A file a driver keeps with a sandbox (e.g. its workload's command). */
+typedef struct drv_local_file {
+    const char *name;
+    const void *buf;
+    size_t len;
+} drv_local_file;
+
+/* Create <root>/<id> with identity/ (and workspace/ when asked) and the
+ * driver's files (0600), all or nothing. TSR_E_EXISTS when the sandbox
+ * exists. */
 TSR_WUR static inline int drv_local_create(const drv_local *l, const char *id,
-                                           const tsr_driver_identity *ident, int workspace)
+                                           const tsr_driver_identity *ident, int workspace,
+                                           const drv_local_file *extra, size_t n_extra)
 {
     int rc = -1, staged = 0;
     char stage[DRV_PATH_MAX], final[DRV_PATH_MAX], p[DRV_PATH_MAX];
@@ -180,6 +189,10 @@ TSR_WUR static inline int drv_local_create(const drv_local *l, const char *id,
         n = snprintf(p, sizeof p, "%s/identity/%s", stage, files[i].name);
         TSR_TRY_ENSURE(n > 0 && (size_t)n < sizeof p, TSR_E_LIMIT, "path too long");
         TSR_TRY(tsr_write_file_atomic(p, files[i].buf, files[i].len, 0600, TSR_WRITE_NOREPLACE));
+    }
+    for (size_t i = 0; i < n_extra; i++) {
+        TSR_TRY(tsr_path_join(p, sizeof p, stage, extra[i].name));
+        TSR_TRY(tsr_write_file_atomic(p, extra[i].buf, extra[i].len, 0600, TSR_WRITE_NOREPLACE));
     }
     TSR_TRY(tsr_path_join(p, sizeof p, stage, "driver"));
     char owner[32];
@@ -210,6 +223,69 @@ TSR_WUR static inline int drv_local_create(const drv_local *l, const char *id,
 out:
     if (staged) (void)drv_rm_tree_at(AT_FDCWD, stage, 0);
     return rc;
+}
+
+/* ---- the workload ------------------------------------------------------------------ */
+
+/* The command as the `command` file keeps it: each argument and a NUL. */
+TSR_WUR static inline int drv_local_command_blob(const tsr_driver_sandbox *sb, char **out,
+                                                 size_t *len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sb->n_command; i++) n += strlen(sb->command[i]) + 1;
+    char *b = malloc(n > 0 ? n : 1);
+    TSR_ENSURE(b != NULL, TSR_E_INTERNAL, "out of memory");
+    size_t off = 0;
+    for (size_t i = 0; i < sb->n_command; i++) {
+        size_t l = strlen(sb->command[i]) + 1;
+        memcpy(b + off, sb->command[i], l);
+        off += l;
+    }
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+/* The workload create kept (the file `command`), as an argv borrowed from
+ * *blob (free it), NULL-terminated in argv (room for
+ * TSR_DRIVER_MAX_COMMAND_ARGS + 1): *n 0 when the sandbox has none.
+ * Bounded: a file larger than the gateway allows, or one not ending in a
+ * NUL, is refused. */
+TSR_WUR static inline int drv_local_command_read(int sbfd, char **blob, const char **argv,
+                                                 size_t *n)
+{
+    *blob = NULL;
+    *n = 0;
+    int fd = openat(sbfd, "command", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        TSR_ENSURE(errno == ENOENT, TSR_E_IO, "open command: %s", strerror(errno));
+        return 0;
+    }
+    char *b = malloc(TSR_DRIVER_MAX_COMMAND_BYTES + 1);
+    size_t got = 0;
+    ssize_t r = 0;
+    while (b != NULL && got <= TSR_DRIVER_MAX_COMMAND_BYTES) {
+        r = read(fd, b + got, TSR_DRIVER_MAX_COMMAND_BYTES + 1 - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (b == NULL) return TSR_FAIL(TSR_E_INTERNAL, "out of memory");
+    if (r < 0 || got == 0 || got > TSR_DRIVER_MAX_COMMAND_BYTES || b[got - 1] != '\0') {
+        free(b);
+        return TSR_FAIL(TSR_E_STATE, "the sandbox's command file is unreadable or corrupt");
+    }
+    for (size_t off = 0; off < got; off += strlen(b + off) + 1) {
+        if (*n == TSR_DRIVER_MAX_COMMAND_ARGS) {
+            free(b);
+            return TSR_FAIL(TSR_E_STATE, "the sandbox's command has too many arguments");
+        }
+        argv[(*n)++] = b + off;
+    }
+    argv[*n] = NULL;
+    *blob = b;
+    return 0;
 }
 
 /* Open and lock the sandbox's directory (exclusive flock; released by
@@ -567,7 +643,7 @@ static inline int drv_local_run(const drv_local *l, const char *what, const char
     if (fd < 0) return drv_errf(err, err_cap, "%s %s: no such sandbox", label, id);
     int r = op(ctx, id, fd);
     close(fd);
-    return r != 0 ? drv_err_recorded(err, err_cap, label, id) : 0;
+    return r != 0 ? drv_fail_recorded(err, err_cap, label, id) : TSR_DRIVER_OK;
 }
 
 /* Destroy: stop (the driver's stop op), then remove the files, under one
@@ -588,21 +664,114 @@ static inline int drv_local_destroy(const drv_local *l, const drv_logger *lg, co
     return 0;
 }
 
-/* Status under the lock: UNKNOWN when there is no such sandbox. */
-static inline int drv_local_status(const drv_local *l, const char *id,
-                                   enum tsr_driver_state *state, char *err, size_t err_cap)
+/* ---- the supervisor's last lines ---------------------------------------------------- */
+
+/* Where a local sandbox's supervisor speaks: a log file in its directory
+ * (process: supervisor.log, its stdout and stderr; vm: console.log, the
+ * guest's console), the lines to keep (NULL: all) and the text before the
+ * exit status in the line the supervisor's end leaves there. */
+typedef struct drv_local_log {
+    const char *file;
+    const char *only;
+    const char *exit_marker;
+} drv_local_log;
+
+/* Each start writes this line into the log first: what follows the last
+ * one is the current run's. */
+#define DRV_START_MARK "--- tessera: started by the driver ---"
+#define DRV_TAIL_BYTES 16384
+
+/* The start mark, written to the log (fd, appending) before a start. */
+static inline void drv_local_mark(int fd)
+{
+    static const char mark[] = DRV_START_MARK "\n";
+    ssize_t w;
+    do w = write(fd, mark, sizeof mark - 1);
+    while (w < 0 && errno == EINTR);
+}
+
+/* The last DRV_TAIL_BYTES of a file in the locked sandbox directory, after
+ * the last start mark, NUL-terminated (malloc'd; *out NULL when unreadable). */
+static inline void drv_local_tail(int sbfd, const char *name, char **out)
+{
+    *out = NULL;
+    int fd = openat(sbfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    char *buf = NULL;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        off_t from = st.st_size > DRV_TAIL_BYTES ? st.st_size - DRV_TAIL_BYTES : 0;
+        buf = malloc(DRV_TAIL_BYTES + 1);
+        size_t got = 0;
+        while (buf != NULL && got < DRV_TAIL_BYTES) {
+            ssize_t r = pread(fd, buf + got, DRV_TAIL_BYTES - got, from + (off_t)got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        if (buf != NULL) {
+            buf[got] = '\0';
+            for (size_t i = 0; i < got; i++)
+                if (buf[i] == '\0') buf[i] = '?';
+            const char *mark = NULL;
+            for (const char *p = strstr(buf, DRV_START_MARK); p != NULL;
+                 p = strstr(p + 1, DRV_START_MARK))
+                mark = p;
+            if (mark != NULL) {
+                const char *after = mark + strlen(DRV_START_MARK);
+                memmove(buf, after, strlen(after) + 1);
+            }
+        }
+    }
+    close(fd);
+    *out = buf;
+}
+
+/* The current run's last lines (at most 20) into detail and, when the
+ * supervisor said how it ended, its exit status. */
+static inline void drv_local_detail(int sbfd, const drv_local_log *log, char *detail,
+                                    size_t cap, int *exited, int *code)
+{
+    char *text = NULL;
+    detail[0] = '\0';
+    *exited = 0;
+    drv_local_tail(sbfd, log->file, &text);
+    if (text == NULL) return;
+    drv_tail_lines(text, strlen(text), 20, log->only, detail, cap);
+    if (log->exit_marker != NULL) *exited = drv_exit_after(text, log->exit_marker, code);
+    free(text);
+}
+
+/* The last lines as one line for an error message: " | " between them. */
+static inline void drv_local_last_words(int sbfd, const drv_local_log *log, char *out,
+                                        size_t cap)
+{
+    char detail[TSR_DRIVER_DETAIL_MAX];
+    int exited = 0, code = 0;
+    drv_local_detail(sbfd, log, detail, sizeof detail, &exited, &code);
+    drv_one_line(detail, out, cap);
+}
+
+/* Status under the lock: UNKNOWN when there is no such sandbox; with
+ * st->want_detail, a STOPPED or FAILED one's last lines and exit status
+ * from `log`. */
+static inline int drv_local_status(const drv_local *l, const char *id, tsr_driver_status *st,
+                                   const drv_local_log *log, char *err, size_t err_cap)
 {
     char label[48];
     snprintf(label, sizeof label, "%s: status", l->driver);
     int fd = -1;
-    if (state == NULL) return drv_errf(err, err_cap, "%s: no state pointer", label);
+    if (st == NULL) return drv_errf(err, err_cap, "%s: no status", label);
     if (drv_local_lock(l, id, &fd) != 0) return drv_err_recorded(err, err_cap, label, id);
     if (fd < 0) {
-        *state = TSR_DRIVER_STATE_UNKNOWN;
+        st->state = TSR_DRIVER_STATE_UNKNOWN;
         return 0;
     }
     drv_pidrec rec;
-    *state = drv_local_state(fd, &rec);
+    st->state = drv_local_state(fd, &rec);
+    if (st->want_detail &&
+        (st->state == TSR_DRIVER_STATE_STOPPED || st->state == TSR_DRIVER_STATE_FAILED))
+        drv_local_detail(fd, log, st->detail, sizeof st->detail, &st->exited, &st->exit_code);
     close(fd);
     return 0;
 }

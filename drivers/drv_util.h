@@ -65,6 +65,25 @@ static inline int drv_err_recorded(char *err, size_t cap, const char *what, cons
     return drv_errf(err, cap, "%s: %s", what, msg);
 }
 
+/* As drv_err_recorded, for a sandbox this driver cannot run (check, and
+ * create before it makes anything): TSR_DRIVER_INVALID. */
+static inline int drv_invalid_recorded(char *err, size_t cap, const char *what, const char *id)
+{
+    (void)drv_err_recorded(err, cap, what, id);
+    return TSR_DRIVER_INVALID;
+}
+
+/* As drv_err_recorded, for create and start: the ABI result is
+ * TSR_DRIVER_PRECONDITION when the recorded error is TSR_E_STATE (what
+ * retrying as is will not mend: an image missing in the engine, a sandbox
+ * gone at once), else TSR_DRIVER_FAILED. */
+static inline int drv_fail_recorded(char *err, size_t cap, const char *what, const char *id)
+{
+    int r = tsr_errcat() == TSR_E_STATE ? TSR_DRIVER_PRECONDITION : TSR_DRIVER_FAILED;
+    (void)drv_err_recorded(err, cap, what, id);
+    return r;
+}
+
 typedef struct drv_logger {
     void (*log)(void *arg, const char *line);
     void *arg;
@@ -287,8 +306,8 @@ out:
 
 /* A NUL-terminated vector of mutable strings (what execve wants) whose
  * bytes live in one arena freed with the vector. */
-#define DRV_ARGV_MAX 128
-#define DRV_ARGV_ARENA 32768
+#define DRV_ARGV_MAX 512   /* bwrap's ~80, the supervisor's, and a workload of up to 256 */
+#define DRV_ARGV_ARENA 65536
 
 typedef struct drv_argv {
     char *v[DRV_ARGV_MAX + 1];
@@ -349,9 +368,10 @@ TSR_WUR static inline int drv_argv_add_split(drv_argv *a, const char *text)
     return 0;
 }
 
-/* Option supervisor_args (process and docker drivers): extra supervisor
- * arguments, split on spaces, at most DRV_MAX_SUPERVISOR_ARGS of them,
- * copied into buf (cap bytes) for drv_argv_add_split at create. Absent: "". */
+/* Option supervisor_args (every driver): extra supervisor arguments, split
+ * on spaces, at most DRV_MAX_SUPERVISOR_ARGS of them, copied into buf (cap
+ * bytes). What follows a "--" among them is the default workload, for
+ * sandboxes created without a command (drv_argv_add_workload). Absent: "". */
 #define DRV_MAX_SUPERVISOR_ARGS 32
 TSR_WUR static inline int drv_option_supervisor_args(const tsr_driver_env *env, char *buf,
                                                      size_t cap)
@@ -370,6 +390,145 @@ TSR_WUR static inline int drv_option_supervisor_args(const tsr_driver_env *env, 
     TSR_ENSURE(n <= DRV_MAX_SUPERVISOR_ARGS, TSR_E_LIMIT,
                "supervisor_args: more than %d arguments", DRV_MAX_SUPERVISOR_ARGS);
     return 0;
+}
+
+/* The supervisor's arguments after its own flags: supervisor_args up to a
+ * "--" (the driver-wide flags), then "--" and the workload: the sandbox's
+ * own command when it has one, else what follows "--" in supervisor_args.
+ * Each argument of command is one argv entry, whatever its bytes (never a
+ * shell string). */
+TSR_WUR static inline int drv_argv_add_workload(drv_argv *a, const char *supervisor_args,
+                                                const char *const *command, size_t n_command)
+{
+    drv_argv *extra = drv_argv_new();
+    TSR_ENSURE(extra != NULL, TSR_E_INTERNAL, "out of memory");
+    int rc = -1;
+    size_t dash = 0;
+    TSR_TRY(drv_argv_add_split(extra, supervisor_args));
+    while (dash < extra->n && strcmp(extra->v[dash], "--") != 0) dash++;
+    for (size_t i = 0; i < dash; i++) TSR_TRY(drv_argv_add(a, extra->v[i]));
+    if (n_command > 0) {
+        TSR_TRY(drv_argv_add(a, "--"));
+        for (size_t i = 0; i < n_command; i++) {
+            TSR_TRY_ENSURE(command[i] != NULL, TSR_E_INPUT, "command[%zu] is missing", i);
+            TSR_TRY(drv_argv_add(a, command[i]));
+        }
+    } else if (dash + 1 < extra->n) {
+        for (size_t i = dash; i < extra->n; i++) TSR_TRY(drv_argv_add(a, extra->v[i]));
+    }
+    rc = 0;
+out:
+    drv_argv_free(extra);
+    return rc;
+}
+
+/* The workload a driver may be handed (the gateway checked it already):
+ * at most TSR_DRIVER_MAX_COMMAND_ARGS arguments of TSR_DRIVER_MAX_COMMAND_BYTES
+ * in all, none NULL, the first non-empty. */
+TSR_WUR static inline int drv_command_check(const tsr_driver_sandbox *sb)
+{
+    TSR_ENSURE(sb != NULL, TSR_E_INPUT, "no sandbox");
+    TSR_ENSURE(sb->image != NULL, TSR_E_INPUT, "no image (an empty one is the default)");
+    TSR_ENSURE(sb->n_command <= TSR_DRIVER_MAX_COMMAND_ARGS, TSR_E_INPUT,
+               "command has %zu arguments (at most %d)", sb->n_command,
+               TSR_DRIVER_MAX_COMMAND_ARGS);
+    TSR_ENSURE(sb->n_command == 0 || sb->command != NULL, TSR_E_INPUT, "no command");
+    size_t bytes = 0;
+    for (size_t i = 0; i < sb->n_command; i++) {
+        TSR_ENSURE(sb->command[i] != NULL, TSR_E_INPUT, "command[%zu] is missing", i);
+        bytes += strlen(sb->command[i]) + 1;
+    }
+    TSR_ENSURE(bytes <= TSR_DRIVER_MAX_COMMAND_BYTES, TSR_E_INPUT,
+               "command exceeds %d bytes", TSR_DRIVER_MAX_COMMAND_BYTES);
+    TSR_ENSURE(sb->n_command == 0 || sb->command[0][0] != '\0', TSR_E_INPUT,
+               "command[0] is empty");
+    return 0;
+}
+
+/* ---- the supervisor's last lines ---------------------------------------------------- */
+
+/* The last lines of text (len bytes) into out (cap bytes, NUL-terminated):
+ * newest last, '\n' between them, at most max_lines, as many whole lines
+ * as fit (the newest first). Only lines holding `only` when it is not NULL;
+ * empty lines skipped; '\r' dropped; other control bytes and bytes that are
+ * not ASCII shown as '?' (the gateway serves this as a proto3 string). */
+static inline void drv_tail_lines(const char *text, size_t len, size_t max_lines,
+                                  const char *only, char *out, size_t cap)
+{
+    if (cap == 0) return;
+    out[0] = '\0';
+    size_t lines = 0;
+    const char *end = text + len;
+    /* Walk back line by line, building the result from its end. */
+    char *tmp = malloc(cap);
+    if (tmp == NULL) return;
+    size_t tlen = 0;
+    while (end > text && lines < max_lines) {
+        const char *start = end;
+        while (start > text && start[-1] != '\n') start--;
+        size_t n = (size_t)(end - start);
+        const char *line = start;
+        end = start > text ? start - 1 : text;
+        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n')) n--;
+        if (n == 0) continue;
+        if (only != NULL) {
+            size_t on = strlen(only);
+            int hit = 0;
+            for (size_t i = 0; !hit && i + on <= n; i++) hit = memcmp(line + i, only, on) == 0;
+            if (!hit) continue;
+        }
+        size_t need = n + (tlen > 0 ? 1 : 0);
+        if (tlen + need + 1 > cap) break;
+        /* prepend: line, then '\n', before what is there */
+        memmove(tmp + need, tmp, tlen);
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)line[i];
+            tmp[i] = (c >= 0x20 && c < 0x7f) || c == '\t' ? (char)c : '?';
+        }
+        if (tlen > 0) tmp[n] = '\n';
+        tlen += need;
+        lines++;
+    }
+    memcpy(out, tmp, tlen);
+    out[tlen] = '\0';
+    free(tmp);
+}
+
+/* Lines (as drv_tail_lines gives them) as one line for an error message,
+ * " | " between them, into out (cap bytes). */
+static inline void drv_one_line(const char *lines, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (cap == 0) return;
+    for (const char *p = lines; *p != '\0' && n + 4 < cap; p++) {
+        if (*p == '\n') {
+            memcpy(out + n, " | ", 3);
+            n += 3;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* The exit status a line of text reports after its last `marker` (e.g.
+ * "tessera-supervisor: exiting with code "): 1 with *code set, 0 when no
+ * such line (or no number after it). */
+static inline int drv_exit_after(const char *text, const char *marker, int *code)
+{
+    const char *last = NULL;
+    size_t ml = strlen(marker);
+    for (const char *p = strstr(text, marker); p != NULL; p = strstr(p + 1, marker)) last = p;
+    if (last == NULL) return 0;
+    const char *p = last + ml;
+    int neg = *p == '-';
+    if (neg) p++;
+    long v = 0;
+    const char *d = p;
+    while (*p >= '0' && *p <= '9' && v < 100000) v = v * 10 + (*p++ - '0');
+    if (p == d || v >= 100000) return 0;
+    *code = (int)(neg ? -v : v);
+    return 1;
 }
 
 #endif

@@ -88,8 +88,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 2: {
-        enum tsr_driver_state state = TSR_DRIVER_STATE_UNKNOWN;
-        rc = dk_state_of(&r, SANDBOX_UUID, &state);
+        tsr_driver_status status;
+        memset(&status, 0, sizeof status);
+        rc = dk_state_of(&r, SANDBOX_UUID, &status);
+        enum tsr_driver_state state = status.state;
         if (rc == 0) {
             json_t *j = json_loadb(r.body, r.len, JSON_REJECT_DUPLICATES, NULL);
             const char *label = json_string_value(json_object_get(
@@ -98,6 +100,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_decref(j);
             FUZZ_CHECK(state == TSR_DRIVER_STATE_CREATED || state == TSR_DRIVER_STATE_RUNNING ||
                        state == TSR_DRIVER_STATE_STOPPED || state == TSR_DRIVER_STATE_FAILED);
+            /* An exit status only for a container that ended, within 8 bits. */
+            FUZZ_CHECK(!status.exited || ((state == TSR_DRIVER_STATE_STOPPED ||
+                                           state == TSR_DRIVER_STATE_FAILED) &&
+                                          status.exit_code >= -255 && status.exit_code <= 255));
         }
         break;
     }

@@ -466,6 +466,9 @@ static void check_strings(const ProtobufCMessage *m)
     const char *base = (const char *)m;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
+        /* Only pointers are read below: a scalar (an int32 or a bool at a
+         * 4-byte offset) is not one. */
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE && f->type != PROTOBUF_C_TYPE_STRING) continue;
         size_t n = 1;
         const void *const *vals;
         const void *single;

@@ -16,6 +16,7 @@
 #include "gw_rpcs.h"
 #include "gw_secretbox.h"
 #include "gw_commit.h"
+#include "gw_state.h"
 #include "gw_store.h"
 #include "gw_driver.h"
 #include "tsr_fs.h"
@@ -175,6 +176,7 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
     TSR_TRY(tsr_path_join(crl_number_path, sizeof crl_number_path, cfg->data_dir, "crl.number"));
     TSR_TRY(gw_crl_cache_new(crl_number_path, &app->crl));
     TSR_TRY(gw_ratelimit_new(cfg->renew_limit, cfg->renew_window * 1000, &app->renew_limit));
+    TSR_TRY(gw_states_new(&app->states));
 
     /* Open once here so migrations run before any worker starts, and load
      * every still-relevant revoked serial into memory. */
@@ -199,7 +201,9 @@ out:
 
 void gw_app_fini(gw_app *app)
 {
+    gw_reconciler_stop(app->reconciler);  /* before the drivers it calls go */
     gw_drivers_free(app->drivers);
+    gw_states_free(app->states);
     gw_committer_stop(app->committer);   /* after the server: held renewals are answered */
     gw_crl_cache_free(app->crl);
     gw_ratelimit_free(app->renew_limit);
@@ -211,31 +215,10 @@ void gw_app_fini(gw_app *app)
     memset(app, 0, sizeof *app);
 }
 
-static int reattach_page(gw_app *app, gw_store *store, const char *after, char *last,
-                         size_t *count)
+static void drivers_env(gw_app *app, const char *drivers_dir, const char *supervisor_path,
+                        const char *gateway_addr, gw_drivers_env *out)
 {
-    gw_sandbox_rec *rows = NULL;
-    size_t n = 0;
-    TSR_GUARD(gw_store_sandbox_list(store, after[0] ? after : NULL, 500, &rows, &n));
-    for (size_t i = 0; i < n; i++) {
-        enum tsr_driver_state state = TSR_DRIVER_STATE_UNKNOWN;
-        gw_driver *drv = gw_drivers_find(app->drivers, rows[i].driver);
-        if (drv == NULL || gw_driver_status(drv, rows[i].id, &state) != 0)
-            fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", rows[i].id, tsr_errmsg());
-        const char *name = gw_driver_state_name(state);
-        if (strcmp(name, rows[i].state) != 0 && gw_store_sandbox_set_state(store, rows[i].id, name) != 0)
-            fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", rows[i].id, tsr_errmsg());
-        snprintf(last, CA_UUID_LEN + 1, "%s", rows[i].id);
-    }
-    *count = n;
-    gw_store_free_sandboxes(rows, n);
-    return 0;
-}
-
-int gw_app_attach_drivers(gw_app *app, const char *drivers_dir, const char *supervisor_path,
-                          const char *gateway_addr)
-{
-    gw_drivers_env env = {
+    *out = (gw_drivers_env){
         .dir = drivers_dir,
         .data_dir = app->cfg->data_dir,
         .supervisor_path = supervisor_path,
@@ -248,21 +231,40 @@ int gw_app_attach_drivers(gw_app *app, const char *drivers_dir, const char *supe
         .release = gw_sandbox_release_for_driver,
         .mint_arg = app,
     };
+}
+
+int gw_app_attach_drivers(gw_app *app, const char *drivers_dir, const char *supervisor_path,
+                          const char *gateway_addr)
+{
+    gw_drivers_env env;
+    drivers_env(app, drivers_dir, supervisor_path, gateway_addr, &env);
     TSR_GUARD(gw_drivers_load(&env, &app->drivers));
     gw_store *store = NULL;
     TSR_GUARD(gw_store_open(app->cfg->store_path, app->keyring, &store));
-    char after[CA_UUID_LEN + 1] = "", last[CA_UUID_LEN + 1] = "";
-    size_t n = 0, total = 0;
-    int rc = 0;
-    do {
-        rc = reattach_page(app, store, after, last, &n);
-        memcpy(after, last, sizeof after);
-        total += n;
-    } while (rc == 0 && n == 500);
+    size_t total = 0;
+    int rc = gw_state_reconcile(app, store, 0, &total);
     gw_store_close(store);
     if (rc == 0 && total > 0)
         fprintf(stderr, "tessera-gateway: re-attached %zu sandboxes\n", total);
     return rc;
+}
+
+int gw_app_check_drivers(gw_app *app, const char *drivers_dir, const char *supervisor_path,
+                         const char *gateway_addr)
+{
+    gw_drivers_env env;
+    gw_drivers *drivers = NULL;
+    drivers_env(app, drivers_dir, supervisor_path, gateway_addr, &env);
+    env.mint = NULL; /* nothing runs: no driver will ask */
+    env.release = NULL;
+    TSR_GUARD(gw_drivers_load(&env, &drivers));
+    gw_drivers_free(drivers);
+    return 0;
+}
+
+int gw_app_start_reconcile(gw_app *app)
+{
+    return gw_reconciler_start(app, GW_STATE_RECONCILE_MS, &app->reconciler);
 }
 
 void *gw_app_worker_init(void *app_ptr, int index)

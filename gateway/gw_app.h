@@ -22,6 +22,8 @@ struct gw_ratelimit;
 struct gw_drivers;
 struct gw_crl_cache;
 struct gw_committer;
+struct gw_states;
+struct gw_reconciler;
 
 /* What a reload (SIGHUP) may replace, as one immutable, refcounted
  * snapshot: the PKI the gateway trusts and issues with, and the config
@@ -57,6 +59,8 @@ typedef struct gw_app {
     struct gw_crl_cache *crl;            /* the CRL GetTrustBundle serves (gw_crl.h) */
     atomic_uint_fast64_t pki_generation; /* generation of the current snapshot */
     struct gw_committer *committer;      /* group commit of renewed certificates (gw_commit.h) */
+    struct gw_states *states;            /* sandbox state refreshes (gw_state.h) */
+    struct gw_reconciler *reconciler;    /* its periodic thread; NULL until started */
     bool keyring_created;                /* gw_app_init made a new keyring file */
 } gw_app;
 
@@ -88,6 +92,13 @@ void gw_app_swap_pki(gw_app *app, gw_pki *pki);
  * refreshed from the driver, nothing is re-created or re-minted. */
 TSR_WUR int gw_app_attach_drivers(gw_app *app, const char *drivers_dir,
                                   const char *supervisor_path, const char *gateway_addr);
+/* `tessera-gateway --check`: load and initialise every driver plugin as a
+ * start would (a configured driver whose options are wrong is an error),
+ * then unload them; no sandbox is touched. */
+TSR_WUR int gw_app_check_drivers(gw_app *app, const char *drivers_dir,
+                                 const char *supervisor_path, const char *gateway_addr);
+/* Start the periodic state reconcile (gw_state.h); gw_app_fini stops it. */
+TSR_WUR int gw_app_start_reconcile(gw_app *app);
 
 /* gw_server_config.worker_init / worker_fini: each worker opens its own
  * store connection. NULL on failure (the error is logged). */

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define MAX_DRIVERS 16
-#define ERR_CAP 256
+#define ERR_CAP 1024 /* a reason with a supervisor's last lines (drv_abi.h) */
 
 struct gw_driver {
     char name[33];
@@ -95,8 +95,8 @@ static int load_one(gw_drivers *all, const char *dir, const char *file)
                         path, version, size, TSR_DRIVER_ABI_VERSION, sizeof(tsr_driver_ops));
     }
     if (ops->name == NULL || strcmp(ops->name, d->name) != 0 || ops->init == NULL ||
-        ops->fini == NULL || ops->create == NULL || ops->start == NULL || ops->stop == NULL ||
-        ops->destroy == NULL || ops->status == NULL) {
+        ops->fini == NULL || ops->check == NULL || ops->create == NULL || ops->start == NULL ||
+        ops->stop == NULL || ops->destroy == NULL || ops->status == NULL) {
         dlclose(d->handle);
         return TSR_FAIL(TSR_E_STATE, "driver %s: incomplete operations table or name mismatch",
                         path);
@@ -178,9 +178,16 @@ int gw_drivers_load(const gw_drivers_env *env, gw_drivers **out)
         if (d->ops->init(&denv, &d->ctx, err, sizeof err) == 0) {
             d->ready = 1;
         } else {
+            /* A driver the config names (options given) or the default one
+             * must start: a typo in its options stops the gateway here.
+             * Another may be missing what it needs on this host (QEMU, an
+             * engine's image): it is unavailable, and says why. */
             snprintf(d->unavailable, sizeof d->unavailable, "%s", err[0] ? err : "init failed");
             TSR_TRY_ENSURE(strcmp(d->name, env->default_driver) != 0, TSR_E_STATE,
                            "default driver %s failed to start: %s", d->name, d->unavailable);
+            TSR_TRY_ENSURE(d->n_options == 0, TSR_E_INPUT,
+                           "driver %s, configured under drivers.options, failed to start: %s",
+                           d->name, d->unavailable);
             fprintf(stderr, "tessera-gateway: driver %s unavailable: %s\n", d->name,
                     d->unavailable);
         }
@@ -246,16 +253,39 @@ const char *gw_drivers_names(const gw_drivers *all)
     return all->names;
 }
 
+const char *gw_driver_name(const gw_driver *d)
+{
+    return d->name;
+}
+
+int gw_driver_check(gw_driver *d, const tsr_driver_sandbox *sb)
+{
+    char err[ERR_CAP] = "";
+    int r = d->ops->check(d->ctx, sb, err, sizeof err);
+    if (r == TSR_DRIVER_OK) return 0;
+    return TSR_FAIL(r == TSR_DRIVER_INVALID ? TSR_E_INPUT : TSR_E_IO, "driver %s: %s", d->name,
+                    err[0] ? err : "refused the sandbox (no reason given)");
+}
+
+/* A failed create or start: FAILED_PRECONDITION for what retrying will not
+ * mend (drv_abi.h), UNAVAILABLE otherwise. */
+static enum tsr_errcat launch_category(int r)
+{
+    return r == TSR_DRIVER_PRECONDITION ? TSR_E_STATE : TSR_E_IO;
+}
+
 int gw_driver_launch(gw_driver *d, const tsr_driver_sandbox *sb,
                      const tsr_driver_identity *identity)
 {
     char err[ERR_CAP] = "";
-    if (d->ops->create(d->ctx, sb, identity, err, sizeof err) != 0)
-        return TSR_FAIL(TSR_E_IO, "driver %s: create failed: %s", d->name, err);
-    if (d->ops->start(d->ctx, sb->id, err, sizeof err) != 0) {
+    int r = d->ops->create(d->ctx, sb, identity, err, sizeof err);
+    if (r != TSR_DRIVER_OK)
+        return TSR_FAIL(launch_category(r), "driver %s: create failed: %s", d->name, err);
+    r = d->ops->start(d->ctx, sb->id, err, sizeof err);
+    if (r != TSR_DRIVER_OK) {
         char ignored[ERR_CAP];
         (void)d->ops->destroy(d->ctx, sb->id, ignored, sizeof ignored);
-        return TSR_FAIL(TSR_E_IO, "driver %s: start failed: %s", d->name, err);
+        return TSR_FAIL(launch_category(r), "driver %s: start failed: %s", d->name, err);
     }
     return 0;
 }
@@ -310,22 +340,14 @@ int gw_driver_destroy_async(gw_drivers *all, gw_driver *drv, const char *sandbox
     return 0;
 }
 
-int gw_driver_status(gw_driver *d, const char *sandbox_id, enum tsr_driver_state *state)
+int gw_driver_status(gw_driver *d, const char *sandbox_id, tsr_driver_status *st)
 {
     char err[ERR_CAP] = "";
-    TSR_ENSURE(d->ops->status(d->ctx, sandbox_id, state, err, sizeof err) == 0, TSR_E_IO,
+    int want = st->want_detail;
+    memset(st, 0, sizeof *st);
+    st->want_detail = want;
+    TSR_ENSURE(d->ops->status(d->ctx, sandbox_id, st, err, sizeof err) == 0, TSR_E_IO,
                "driver %s: status failed: %s", d->name, err);
+    st->detail[sizeof st->detail - 1] = '\0'; /* whatever the driver wrote */
     return 0;
-}
-
-const char *gw_driver_state_name(enum tsr_driver_state state)
-{
-    switch (state) {
-    case TSR_DRIVER_STATE_UNKNOWN: return "unknown";
-    case TSR_DRIVER_STATE_CREATED: return "created";
-    case TSR_DRIVER_STATE_RUNNING: return "running";
-    case TSR_DRIVER_STATE_STOPPED: return "stopped";
-    case TSR_DRIVER_STATE_FAILED: return "failed";
-    }
-    return "unknown";
 }

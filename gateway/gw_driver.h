@@ -29,8 +29,9 @@ typedef struct gw_drivers_env {
 
 /* Load every <name>.so in env->dir. A plugin with another ABI version, a
  * wrong table size or no entry point is an error (the gateway refuses to
- * start); a driver whose init fails is kept as unavailable with its reason,
- * unless it is the default driver. */
+ * start), and so is a failing init of the default driver or of one the
+ * config gives options for (docs/drivers.md); another driver whose init
+ * fails is kept as unavailable with its reason. */
 TSR_WUR int gw_drivers_load(const gw_drivers_env *env, gw_drivers **out);
 void gw_drivers_free(gw_drivers *d);
 
@@ -41,7 +42,14 @@ gw_driver *gw_drivers_find(gw_drivers *d, const char *name);
 /* Comma-separated names of the loaded drivers, for messages. */
 const char *gw_drivers_names(const gw_drivers *d);
 
-/* create + start; on failure the driver has cleaned up what it made. */
+const char *gw_driver_name(const gw_driver *drv);
+/* The driver's check of sb's workload (drv_abi.h, check), before anything is
+ * minted: TSR_E_INPUT with its reason when it cannot run it. */
+TSR_WUR int gw_driver_check(gw_driver *drv, const tsr_driver_sandbox *sb);
+/* create + start; on failure the driver has cleaned up what it made.
+ * TSR_E_STATE when retrying as is will not help (an image missing in the
+ * engine, a sandbox gone at once: the driver said TSR_DRIVER_PRECONDITION),
+ * TSR_E_IO otherwise. */
 TSR_WUR int gw_driver_launch(gw_driver *drv, const tsr_driver_sandbox *sb,
                              const tsr_driver_identity *identity);
 TSR_WUR int gw_driver_destroy(gw_driver *drv, const char *sandbox_id);
@@ -49,8 +57,7 @@ TSR_WUR int gw_driver_destroy(gw_driver *drv, const char *sandbox_id);
  * certificate, and a driver's stop may take its whole grace period, which
  * must not stall a gateway worker. gw_drivers_free waits for these. */
 TSR_WUR int gw_driver_destroy_async(gw_drivers *all, gw_driver *drv, const char *sandbox_id);
-TSR_WUR int gw_driver_status(gw_driver *drv, const char *sandbox_id,
-                             enum tsr_driver_state *state);
-const char *gw_driver_state_name(enum tsr_driver_state state);
+/* st->want_detail is the caller's; everything else is the driver's answer. */
+TSR_WUR int gw_driver_status(gw_driver *drv, const char *sandbox_id, tsr_driver_status *st);
 
 #endif

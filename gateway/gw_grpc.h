@@ -15,9 +15,11 @@
 #define GW_GRPC_PREFIX_LEN 5                     /* flag(1) + length(4, big-endian) */
 #define GW_GRPC_DEFAULT_MAX_MESSAGE (4u << 20)   /* DESIGN §5: 4 MiB */
 #define GW_GRPC_MAX_MESSAGE_LIMIT (64u << 20)    /* hard ceiling for any configuration */
-#define GW_GRPC_MESSAGE_MAX 256                  /* grpc-message text we send (gw_response) */
+#define GW_GRPC_MESSAGE_MAX 1024                 /* grpc-message text we send (gw_response) */
 /* Worst case of gw_grpc_percent_encode() for a gw_response message. */
 #define GW_GRPC_MESSAGE_ENCODED_MAX (3 * GW_GRPC_MESSAGE_MAX + 1)
+_Static_assert(sizeof(((gw_response *)0)->message) == GW_GRPC_MESSAGE_MAX,
+               "gw_response.message holds GW_GRPC_MESSAGE_MAX bytes");
 
 /* ---- deframer ----------------------------------------------------------- */
 

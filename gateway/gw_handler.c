@@ -241,6 +241,9 @@ void gw_sandbox_to_proto(gw_sandbox_rec *rec, char *spiffe, size_t spiffe_cap,
     out->state = rec->state;
     out->created_at = rec->created_at;
     out->policy_version = rec->policy_version;
+    out->image = rec->image;
+    out->exited = rec->exited;
+    out->exit_code = rec->exit_code;
 }
 
 int gw_cert_rec_from_x509(X509 *cert, const char *spiffe_id, const char *sandbox_id,

@@ -108,6 +108,36 @@ static int exe_dir(char *out, size_t cap)
     return 0;
 }
 
+/* Where the driver plugins and the supervisor are: the config's paths, or
+ * beside this executable (build/bin/../drivers, build/bin/tessera-supervisor). */
+static int plugin_paths(const gw_config *cfg, char *drivers_dir, size_t dcap, char *supervisor,
+                        size_t scap)
+{
+    char bin_dir[2048];
+    if (exe_dir(bin_dir, sizeof bin_dir) != 0) {
+        fprintf(stderr, "tessera-gateway: cannot find my own executable\n");
+        return -1;
+    }
+    if (cfg->drivers_dir[0] != '\0')
+        snprintf(drivers_dir, dcap, "%s", cfg->drivers_dir);
+    else
+        snprintf(drivers_dir, dcap, "%s/../drivers", bin_dir);
+    if (cfg->supervisor_path[0] != '\0')
+        snprintf(supervisor, scap, "%s", cfg->supervisor_path);
+    else
+        snprintf(supervisor, scap, "%s/tessera-supervisor", bin_dir);
+    return 0;
+}
+
+/* "HOST:PORT" a supervisor dials for a gateway listening on host:port. */
+static void dial_addr(const char *host, unsigned port, char *out, size_t cap)
+{
+    int v6 = strchr(host, ':') != NULL;
+    if (strcmp(host, "0.0.0.0") == 0) host = "127.0.0.1";
+    if (strcmp(host, "::") == 0) host = "::1";
+    snprintf(out, cap, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
 static void log_transport_event(void *app, const char *line)
 {
     (void)app;
@@ -124,7 +154,8 @@ static void usage(FILE *out)
             "\n"
             "  -c, --config FILE     gateway configuration (YAML), e.g. config/gateway.yaml\n"
             "  -l, --listen ADDR     override the listen address (127.0.0.1:8443, [::1]:0)\n"
-            "      --check           validate the configuration and the PKI it names, then exit\n"
+            "      --check           validate the configuration, the PKI it names and the\n"
+            "                        driver plugins with their options, then exit\n"
             "  -h, --help            this text\n");
 }
 
@@ -207,11 +238,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "tessera-gateway: TLS: %s\n", tsr_errmsg());
         goto out;
     }
+    char gateway_addr[300], drivers_dir[4096], supervisor[4096];
+    if (plugin_paths(cfg, drivers_dir, sizeof drivers_dir, supervisor, sizeof supervisor) != 0)
+        goto out;
     if (check_only) {
+        /* The drivers as a start would load them: a configured driver whose
+         * options are wrong is reported here. */
+        dial_addr(cfg->listen_host, cfg->listen_port, gateway_addr, sizeof gateway_addr);
+        if (gw_app_check_drivers(&app, drivers_dir, supervisor, gateway_addr) != 0) {
+            fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+            goto out;
+        }
         printf("configuration OK: %s (trust domain %s, %zu users, %zu trusted proxies, "
-               "%zu revoked serials)\n",
+               "%zu revoked serials, drivers in %s)\n",
                config_path, cfg->trust_domain, cfg->n_users, cfg->n_proxies,
-               gw_revocations_count(app.revoked));
+               gw_revocations_count(app.revoked), drivers_dir);
         rc = 0;
         goto out;
     }
@@ -257,26 +298,9 @@ int main(int argc, char **argv)
         goto out;
     }
     /* Supervisors dial the address we actually listen on. */
-    char gateway_addr[300], bin_dir[2048], drivers_dir[4096], supervisor[4096];
-    const char *host = cfg->listen_host;
-    int v6 = strchr(host, ':') != NULL;
-    if (strcmp(host, "0.0.0.0") == 0) host = "127.0.0.1";
-    if (strcmp(host, "::") == 0) host = "::1";
-    snprintf(gateway_addr, sizeof gateway_addr, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
-             gw_server_port(server));
-    if (exe_dir(bin_dir, sizeof bin_dir) != 0) {
-        fprintf(stderr, "tessera-gateway: cannot find my own executable\n");
-        goto out;
-    }
-    if (cfg->drivers_dir[0] != '\0')
-        snprintf(drivers_dir, sizeof drivers_dir, "%s", cfg->drivers_dir);
-    else
-        snprintf(drivers_dir, sizeof drivers_dir, "%s/../drivers", bin_dir);
-    if (cfg->supervisor_path[0] != '\0')
-        snprintf(supervisor, sizeof supervisor, "%s", cfg->supervisor_path);
-    else
-        snprintf(supervisor, sizeof supervisor, "%s/tessera-supervisor", bin_dir);
-    if (gw_app_attach_drivers(&app, drivers_dir, supervisor, gateway_addr) != 0) {
+    dial_addr(cfg->listen_host, gw_server_port(server), gateway_addr, sizeof gateway_addr);
+    if (gw_app_attach_drivers(&app, drivers_dir, supervisor, gateway_addr) != 0 ||
+        gw_app_start_reconcile(&app) != 0) {
         fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }

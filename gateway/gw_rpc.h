@@ -48,7 +48,7 @@ typedef struct gw_call_ctx {
  * sent only when status is GW_STATUS_OK. message is sent as grpc-message. */
 typedef struct gw_response {
     enum gw_status status;
-    char message[256];
+    char message[1024];            /* GW_GRPC_MESSAGE_MAX (gw_grpc.h) */
     uint8_t *body;
     size_t body_len;
     bool body_is_secret;   /* the transport cleanses body before freeing it */

@@ -24,11 +24,24 @@ static void get_sandbox_config(const gw_call_ctx *ctx, const uint8_t *msg, size_
     char *policy = NULL;
     int64_t version = 0;
     gw_sandbox_rec sb;
+    gw_sandbox_spec spec;
+    memset(&spec, 0, sizeof spec);
+    Tessera__V1__GetSandboxConfigResponse__EnvEntry **items = NULL;
     if (gw_resolve_sandbox_id(ctx, GW_RPC_GET_SANDBOX_CONFIG, req->sandbox_id, 0, &sb, resp) != 0)
         goto out;
-    if (gw_store_policy_get(gw_worker_of(ctx)->store, sb.id, &policy, &version) != 0) {
+    /* The policy and the workload's plain variables: the supervisor gives
+     * these to the workload (docs/supervisor.md, "The workload"). */
+    if (gw_store_policy_get(gw_worker_of(ctx)->store, sb.id, &policy, &version) != 0 ||
+        gw_store_sandbox_spec_get(gw_worker_of(ctx)->store, sb.id, &spec) != 0) {
         gw_fail_from_error(resp);
         goto out;
+    }
+    items = gw_repeated_new(&tessera__v1__get_sandbox_config_response__env_entry__descriptor,
+                            spec.n_env, resp);
+    if (items == NULL) goto out;
+    for (size_t i = 0; i < spec.n_env; i++) {
+        items[i]->key = spec.env[i].name;
+        items[i]->value = spec.env[i].value;
     }
     Tessera__V1__GetSandboxConfigResponse out_msg;
     tessera__v1__get_sandbox_config_response__init(&out_msg);
@@ -36,8 +49,12 @@ static void get_sandbox_config(const gw_call_ctx *ctx, const uint8_t *msg, size_
     out_msg.name = sb.name;
     out_msg.policy = policy;
     out_msg.policy_version = version;
+    out_msg.n_env = spec.n_env;
+    out_msg.env = items;
     gw_reply(resp, &out_msg);
 out:
+    free(items);
+    gw_store_free_spec(&spec);
     free(policy);
     gw_free_unpacked(req);
 }

@@ -17,48 +17,20 @@
 #include "gw_revocation.h"
 #include "gw_rpcs.h"
 #include "gw_driver.h"
+#include "gw_grpc.h"
+#include "gw_state.h"
+#include "gw_workload.h"
 #include "tsr_time.h"
 #include "tsr_utf8.h"
 
 #define MAX_ENV_VARS 256
-#define MAX_ENV_NAME 128
 #define MAX_ENV_VALUE (32 * 1024)
-
-static int valid_env_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > MAX_ENV_NAME) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-                 (i > 0 && c >= '0' && c <= '9');
-        if (!ok) return 0;
-    }
-    return 1;
-}
 
 /* Validate a provider environment taken from a request. */
 int gw_env_validate(const gw_env_var *env, size_t n, gw_response *resp)
 {
-    if (n > MAX_ENV_VARS)
-        return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                "provider_env has %zu variables (maximum %d)", n, MAX_ENV_VARS);
-    for (size_t i = 0; i < n; i++) {
-        if (!valid_env_name(env[i].name))
-            return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "provider_env name \"%.64s\" must match [A-Za-z_][A-Za-z0-9_]*",
-                                    env[i].name);
-        size_t vlen = strlen(env[i].value);
-        if (vlen > MAX_ENV_VALUE)
-            return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "provider_env value of %s exceeds %d bytes", env[i].name,
-                                    MAX_ENV_VALUE);
-        /* Served again as a proto3 string, which must be UTF-8. */
-        if (!tsr_utf8_valid(env[i].value, vlen))
-            return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                    "provider_env value of %s is not valid UTF-8", env[i].name);
-    }
-    return 0;
+    static const gw_env_bounds provider = {"provider_env", MAX_ENV_VARS, MAX_ENV_VALUE, 0};
+    return gw_env_check(env, n, &provider, resp);
 }
 
 int gw_policy_check(const char *policy, gw_response *resp)
@@ -231,6 +203,72 @@ out:;
     return rc;
 }
 
+/* ---- a Sandbox message with what it runs ------------------------------------ */
+
+/* The Sandbox message of rec, with the spec's command, env and state detail
+ * when spec is not NULL (borrowed: rec and spec outlive the message). */
+/* "" where the generated code wants a char * (it is never written). */
+static char no_detail[] = "";
+
+typedef struct sandbox_msg {
+    Tessera__V1__Sandbox msg;
+    char spiffe[CA_SPIFFE_ID_MAX + 1];
+    Tessera__V1__Sandbox__EnvEntry *entries;
+    Tessera__V1__Sandbox__EnvEntry **ptrs;
+} sandbox_msg;
+
+static int sandbox_msg_fill(sandbox_msg *m, gw_sandbox_rec *rec, const gw_sandbox_spec *spec,
+                            const char *trust_domain)
+{
+    memset(m, 0, sizeof *m);
+    gw_sandbox_to_proto(rec, m->spiffe, sizeof m->spiffe, trust_domain, &m->msg);
+    if (spec == NULL) return 0;
+    m->msg.n_command = spec->n_command;
+    m->msg.command = spec->command;
+    m->msg.state_detail = spec->state_detail != NULL ? spec->state_detail : no_detail;
+    if (spec->n_env == 0) return 0;
+    m->entries = calloc(spec->n_env, sizeof *m->entries);
+    m->ptrs = calloc(spec->n_env, sizeof *m->ptrs);
+    TSR_ENSURE(m->entries != NULL && m->ptrs != NULL, TSR_E_INTERNAL, "out of memory");
+    for (size_t i = 0; i < spec->n_env; i++) {
+        tessera__v1__sandbox__env_entry__init(&m->entries[i]);
+        m->entries[i].key = spec->env[i].name;
+        m->entries[i].value = spec->env[i].value;
+        m->ptrs[i] = &m->entries[i];
+    }
+    m->msg.n_env = spec->n_env;
+    m->msg.env = m->ptrs;
+    return 0;
+}
+
+static void sandbox_msg_clear(sandbox_msg *m)
+{
+    free(m->entries);
+    free(m->ptrs);
+    memset(m, 0, sizeof *m);
+}
+
+/* rec and its spec from the store, refreshed from its driver first. */
+static int sandbox_read_full(gw_app *app, gw_store *store, gw_sandbox_rec *rec,
+                             gw_sandbox_spec *spec, int refresh)
+{
+    if (refresh && gw_state_refresh(app, store, rec, GW_STATE_MAX_AGE_MS))
+        TSR_GUARD(gw_store_sandbox_get(store, rec->id, rec));
+    return gw_store_sandbox_spec_get(store, rec->id, spec);
+}
+
+/* ---- CreateSandbox ---------------------------------------------------------------- */
+
+/* The answer for a failed create: INVALID_ARGUMENT (the driver cannot run
+ * it), FAILED_PRECONDITION (retrying as is will not help), or UNAVAILABLE. */
+static void fail_driver(gw_response *resp, enum tsr_errcat cat, const char *why)
+{
+    gw_response_fail(resp, cat == TSR_E_INPUT   ? GW_STATUS_INVALID_ARGUMENT
+                           : cat == TSR_E_STATE ? GW_STATUS_FAILED_PRECONDITION
+                                                : GW_STATUS_UNAVAILABLE,
+                     "%s", why);
+}
+
 static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                            gw_response *resp)
 {
@@ -239,11 +277,15 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     Tessera__V1__CreateSandboxRequest *req =
         gw_unpack(&tessera__v1__create_sandbox_request__descriptor, msg, len, resp);
     if (req == NULL) return;
-    gw_env_var *env = NULL;
+    gw_env_var *env = NULL, *plain = NULL;
     X509 *cert = NULL;
     struct minted identity = {0};
     gw_driver *drv = NULL;
     gw_pki *pki = gw_app_pki(app);   /* issuer, chain and bundle of one reload */
+    int creating = 0;
+    gw_sandbox_rec sb = {0};
+    sandbox_msg out_sb;
+    memset(&out_sb, 0, sizeof out_sb);
 
     if (ca_name_validate(req->name, strlen(req->name)) != 0) {
         gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "name must match [a-z0-9._-]{1,64}");
@@ -251,11 +293,17 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     }
     if (gw_policy_check(req->policy, resp) != 0) goto out;
     GW_ENV_FROM_ENTRIES(req->provider_env, req->n_provider_env, env);
-    if (env == NULL) {
+    GW_ENV_FROM_ENTRIES(req->env, req->n_env, plain);
+    if (env == NULL || plain == NULL) {
         gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
     if (gw_env_validate(env, req->n_provider_env, resp) != 0) goto out;
+    /* What it runs: bounded and well-formed before any driver sees it. */
+    if (gw_workload_wire_check(msg, len, resp) != 0 ||
+        gw_workload_validate(req->image, req->command, req->n_command, plain, req->n_env,
+                             resp) != 0)
+        goto out;
     const char *driver = req->driver[0] ? req->driver : app->cfg->default_driver;
     drv = gw_drivers_find(app->drivers, driver);
     if (drv == NULL) {
@@ -265,12 +313,24 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         goto out;
     }
 
-    gw_sandbox_rec sb = {0};
     char spiffe[CA_SPIFFE_ID_MAX + 1];
     gw_cert_rec rec;
     if (ca_uuid_generate(sb.id) != 0 ||
-        ca_spiffe_format(CA_KIND_SANDBOX, app->cfg->trust_domain, sb.id, spiffe, sizeof spiffe) != 0 ||
-        mint_identity(pki, spiffe, &cert, &identity) != 0 ||
+        ca_spiffe_format(CA_KIND_SANDBOX, app->cfg->trust_domain, sb.id, spiffe,
+                         sizeof spiffe) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    tsr_driver_sandbox dsb = {
+        .id = sb.id, .name = req->name, .spiffe_id = spiffe, .image = req->image,
+        .command = (const char *const *)req->command, .n_command = req->n_command,
+    };
+    /* The driver's word on the workload, before anything is minted. */
+    if (gw_driver_check(drv, &dsb) != 0) {
+        fail_driver(resp, tsr_errcat(), tsr_errmsg());
+        goto out;
+    }
+    if (mint_identity(pki, spiffe, &cert, &identity) != 0 ||
         gw_cert_rec_from_x509(cert, spiffe, sb.id, &rec) != 0) {
         gw_fail_from_error(resp);
         goto out;
@@ -278,12 +338,24 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     snprintf(sb.name, sizeof sb.name, "%s", req->name);
     snprintf(sb.driver, sizeof sb.driver, "%s", driver);
     snprintf(sb.state, sizeof sb.state, "pending");
+    snprintf(sb.image, sizeof sb.image, "%s", req->image);
     sb.created_at = tsr_now_unix();
     sb.policy_version = 1;
+    gw_sandbox_spec spec = {
+        .command = req->command, .n_command = req->n_command,
+        .env = plain, .n_env = req->n_env, .state_detail = no_detail,
+    };
 
-    /* One transaction: the sandbox, its policy, its environment and its
-     * first certificate are recorded together or not at all. */
-    if (gw_store_sandbox_create(w->store, &sb, req->policy, env, req->n_provider_env, &rec) != 0) {
+    /* Refreshes leave it to us until it runs or is rolled back. */
+    if (gw_states_creating(app->states, sb.id) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    creating = 1;
+    /* One transaction: the sandbox, its policy, its environments, its
+     * command and its first certificate are recorded together or not at all. */
+    if (gw_store_sandbox_create_spec(w->store, &sb, req->policy, env, req->n_provider_env, &rec,
+                                     &spec) != 0) {
         if (tsr_errcat() == TSR_E_EXISTS)
             gw_response_fail(resp, GW_STATUS_ALREADY_EXISTS, "sandbox named %s already exists",
                              sb.name);
@@ -295,7 +367,6 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     gw_metrics_cert_issued(GW_ISSUE_CREATE);
 
     /* The driver places the identity (in memory until now) and starts it. */
-    tsr_driver_sandbox dsb = {.id = sb.id, .name = sb.name, .spiffe_id = spiffe};
     tsr_driver_identity did = {
         .cert_pem = identity.cert_pem, .cert_len = identity.cert_len,
         .key_pem = identity.key_pem, .key_len = identity.key_len,
@@ -303,7 +374,8 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     };
     if (gw_driver_launch(drv, &dsb, &did) != 0) {
         /* No half-made sandbox: delete it and revoke its certificate. */
-        char why[300];
+        char why[GW_GRPC_MESSAGE_MAX];
+        enum tsr_errcat cat = tsr_errcat();
         snprintf(why, sizeof why, "%s", tsr_errmsg());
         int revoked = 0;
         if (gw_store_sandbox_delete(w->store, sb.id, tsr_now_unix(), &revoked) != 0 ||
@@ -312,7 +384,7 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         gw_audit_event(ctx, "revoke", sb.id, "allow", "driver failed; sandbox rolled back",
                        rec.serial);
         gw_metrics_certs_revoked(1);
-        gw_response_fail(resp, GW_STATUS_UNAVAILABLE, "%s", why);
+        fail_driver(resp, cat, why);
         goto out;
     }
     snprintf(sb.state, sizeof sb.state, "running");
@@ -321,16 +393,20 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
 
     Tessera__V1__CreateSandboxResponse out_msg;
     tessera__v1__create_sandbox_response__init(&out_msg);
-    Tessera__V1__Sandbox sandbox;
-    char spiffe_copy[CA_SPIFFE_ID_MAX + 1];
-    gw_sandbox_to_proto(&sb, spiffe_copy, sizeof spiffe_copy, app->cfg->trust_domain, &sandbox);
-    out_msg.sandbox = &sandbox;
+    if (sandbox_msg_fill(&out_sb, &sb, &spec, app->cfg->trust_domain) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    out_msg.sandbox = &out_sb.msg;
     out_msg.certificate_serial = rec.serial;
     gw_reply(resp, &out_msg);
 out:
+    if (creating) gw_states_created(app->states, sb.id);
+    sandbox_msg_clear(&out_sb);
     minted_clear(&identity);
     X509_free(cert);
     free(env);
+    free(plain);
     gw_pki_release(pki);
     gw_free_unpacked(req);
 }
@@ -338,20 +414,31 @@ out:
 static void get_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                         gw_response *resp)
 {
+    gw_app *app = gw_app_of(ctx);
+    gw_worker *w = gw_worker_of(ctx);
     Tessera__V1__GetSandboxRequest *req =
         gw_unpack(&tessera__v1__get_sandbox_request__descriptor, msg, len, resp);
     if (req == NULL) return;
     gw_sandbox_rec sb;
-    if (gw_resolve_sandbox_ref(ctx, GW_RPC_GET_SANDBOX, req->id, req->name, &sb, resp) == 0) {
-        Tessera__V1__GetSandboxResponse out_msg;
-        tessera__v1__get_sandbox_response__init(&out_msg);
-        Tessera__V1__Sandbox sandbox;
-        char spiffe[CA_SPIFFE_ID_MAX + 1];
-        gw_sandbox_to_proto(&sb, spiffe, sizeof spiffe, gw_app_of(ctx)->cfg->trust_domain,
-                            &sandbox);
-        out_msg.sandbox = &sandbox;
-        gw_reply(resp, &out_msg);
+    gw_sandbox_spec spec;
+    sandbox_msg m;
+    memset(&spec, 0, sizeof spec);
+    memset(&m, 0, sizeof m);
+    if (gw_resolve_sandbox_ref(ctx, GW_RPC_GET_SANDBOX, req->id, req->name, &sb, resp) != 0)
+        goto out;
+    /* What its driver says now, not what was true at create. */
+    if (sandbox_read_full(app, w->store, &sb, &spec, 1) != 0 ||
+        sandbox_msg_fill(&m, &sb, &spec, app->cfg->trust_domain) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
     }
+    Tessera__V1__GetSandboxResponse out_msg;
+    tessera__v1__get_sandbox_response__init(&out_msg);
+    out_msg.sandbox = &m.msg;
+    gw_reply(resp, &out_msg);
+out:
+    sandbox_msg_clear(&m);
+    gw_store_free_spec(&spec);
     gw_free_unpacked(req);
 }
 
@@ -359,6 +446,7 @@ static void list_sandboxes(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
                            gw_response *resp)
 {
     gw_app *app = gw_app_of(ctx);
+    gw_worker *w = gw_worker_of(ctx);
     Tessera__V1__ListSandboxesRequest *req =
         gw_unpack(&tessera__v1__list_sandboxes_request__descriptor, msg, len, resp);
     if (req == NULL) return;
@@ -374,12 +462,16 @@ static void list_sandboxes(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         goto out;
     }
     /* One extra row tells whether another page follows. */
-    if (gw_store_sandbox_list(gw_worker_of(ctx)->store, req->page_token[0] ? req->page_token : NULL,
-                              page + 1, &rows, &n) != 0) {
+    if (gw_store_sandbox_list(w->store, req->page_token[0] ? req->page_token : NULL, page + 1,
+                              &rows, &n) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
     size_t shown = n > (size_t)page ? (size_t)page : n;
+    /* The states its drivers report now (the first ones of a long page;
+     * the others as last reconciled). */
+    for (size_t i = 0, asked = 0; i < shown && asked < GW_STATE_LIST_REFRESH_MAX; i++)
+        asked += (size_t)gw_state_refresh(app, w->store, &rows[i], GW_STATE_MAX_AGE_MS);
     items = gw_repeated_new(&tessera__v1__sandbox__descriptor, shown, resp);
     if (items == NULL) goto out;
     spiffe = calloc(shown + 1, sizeof *spiffe);
@@ -429,6 +521,10 @@ static void delete_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
         gw_unpack(&tessera__v1__delete_sandbox_request__descriptor, msg, len, resp);
     if (req == NULL) return;
     gw_sandbox_rec sb;
+    gw_sandbox_spec spec;
+    sandbox_msg m;
+    memset(&spec, 0, sizeof spec);
+    memset(&m, 0, sizeof m);
     int revoked = 0;
     if (gw_resolve_sandbox_ref(ctx, GW_RPC_DELETE_SANDBOX, req->id, req->name, &sb, resp) != 0)
         goto out;
@@ -442,24 +538,26 @@ static void delete_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     gw_driver *drv = gw_drivers_find(app->drivers, sb.driver);
     if (drv == NULL || gw_driver_destroy_async(app->drivers, drv, sb.id) != 0)
         fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", sb.id, tsr_errmsg());
+    gw_states_forget(app->states, sb.id);
     char why[64];
     snprintf(why, sizeof why, "sandbox deleted, %d certificates revoked", revoked);
     gw_audit_event(ctx, "delete", sb.id, "allow", why, NULL);
     if (revoked > 0) gw_metrics_certs_revoked((uint64_t)revoked);
 
-    if (gw_store_sandbox_get(w->store, sb.id, &sb) != 0) {
+    if (gw_store_sandbox_get(w->store, sb.id, &sb) != 0 ||
+        sandbox_read_full(app, w->store, &sb, &spec, 0) != 0 ||
+        sandbox_msg_fill(&m, &sb, &spec, app->cfg->trust_domain) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
     Tessera__V1__DeleteSandboxResponse out_msg;
     tessera__v1__delete_sandbox_response__init(&out_msg);
-    Tessera__V1__Sandbox sandbox;
-    char spiffe[CA_SPIFFE_ID_MAX + 1];
-    gw_sandbox_to_proto(&sb, spiffe, sizeof spiffe, app->cfg->trust_domain, &sandbox);
-    out_msg.sandbox = &sandbox;
+    out_msg.sandbox = &m.msg;
     out_msg.revoked_certificates = revoked;
     gw_reply(resp, &out_msg);
 out:
+    sandbox_msg_clear(&m);
+    gw_store_free_spec(&spec);
     gw_free_unpacked(req);
 }
 

@@ -79,10 +79,17 @@ enum stmt_id {
     ST_ENV_GET,
     ST_ENV_STALE,
     ST_ENV_UPDATE,
+    ST_SB_SET_STATUS,
+    ST_SB_SET_STATUS_KEEP,
+    ST_SB_DETAIL,
+    ST_CMD_INSERT,
+    ST_CMD_GET,
+    ST_SENV_INSERT,
+    ST_SENV_GET,
     ST__COUNT
 };
 
-#define SB_COLS "id, name, driver, state, created_at, deleted_at, policy_version"
+#define SB_COLS "id, name, driver, state, created_at, deleted_at, policy_version, image, exit_code"
 #define CERT_COLS                                                                              \
     "serial, spiffe_id, sandbox_id, not_before, not_after, issued_at, revoked_at, "            \
     "revocation_reason, renewed_from"
@@ -97,7 +104,7 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_SCHEMA_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
     [ST_MIGRATION_INSERT] = "INSERT INTO schema_migrations(version, applied_at) VALUES (?1, ?2)",
     [ST_SB_INSERT] = "INSERT INTO sandboxes(id, name, driver, state, created_at, deleted_at, "
-                     "policy_version) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+                     "policy_version, image) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
     [ST_SB_GET] = "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1",
     [ST_SB_FIND] = "SELECT " SB_COLS " FROM sandboxes WHERE name = ?1 AND deleted_at IS NULL",
     [ST_SB_LIST] = "SELECT " SB_COLS " FROM sandboxes WHERE deleted_at IS NULL AND id > ?1 "
@@ -168,6 +175,15 @@ static const char *const stmt_sql[ST__COUNT] = {
                      "FROM provider_env WHERE key_version <> ?1 ORDER BY sandbox_id, name",
     [ST_ENV_UPDATE] = "UPDATE provider_env SET key_version = ?3, nonce = ?4, ciphertext = ?5 "
                       "WHERE sandbox_id = ?1 AND name = ?2",
+    [ST_SB_SET_STATUS] = "UPDATE sandboxes SET state = ?2, exit_code = ?3, state_detail = ?4 "
+                         "WHERE id = ?1 AND deleted_at IS NULL",
+    [ST_SB_SET_STATUS_KEEP] = "UPDATE sandboxes SET state = ?2, exit_code = ?3 "
+                              "WHERE id = ?1 AND deleted_at IS NULL",
+    [ST_SB_DETAIL] = "SELECT state_detail FROM sandboxes WHERE id = ?1",
+    [ST_CMD_INSERT] = "INSERT INTO sandbox_command(sandbox_id, pos, arg) VALUES (?1, ?2, ?3)",
+    [ST_CMD_GET] = "SELECT arg FROM sandbox_command WHERE sandbox_id = ?1 ORDER BY pos",
+    [ST_SENV_INSERT] = "INSERT INTO sandbox_env(sandbox_id, name, value) VALUES (?1, ?2, ?3)",
+    [ST_SENV_GET] = "SELECT name, value FROM sandbox_env WHERE sandbox_id = ?1 ORDER BY name",
 };
 
 struct gw_store {
@@ -394,6 +410,12 @@ static int read_sandbox(sqlite3_stmt *st, gw_sandbox_rec *out)
     out->created_at = sqlite3_column_int64(st, 4);
     out->deleted_at = sqlite3_column_int64(st, 5); /* NULL reads as 0 = live */
     out->policy_version = sqlite3_column_int64(st, 6);
+    TSR_GUARD(col_text(st, 7, out->image, sizeof out->image, "sandbox image"));
+    out->exited = sqlite3_column_type(st, 8) != SQLITE_NULL; /* NULL: no exit known */
+    int64_t code = sqlite3_column_int64(st, 8);
+    TSR_ENSURE(code >= INT32_MIN && code <= INT32_MAX, TSR_E_IO,
+               "database is corrupt: sandbox %s has exit code %lld", out->id, (long long)code);
+    out->exit_code = (int)code;
     return 0;
 }
 
@@ -1023,16 +1045,65 @@ static int check_sandbox_rec(const gw_sandbox_rec *sb)
     TSR_GUARD(check_str(sb->name, sizeof sb->name, 0, "sandbox name"));
     TSR_GUARD(check_str(sb->driver, sizeof sb->driver, 0, "sandbox driver"));
     TSR_GUARD(check_str(sb->state, sizeof sb->state, 0, "sandbox state"));
+    TSR_GUARD(check_str(sb->image, sizeof sb->image, 1, "sandbox image"));
     TSR_ENSURE(sb->deleted_at == 0, TSR_E_INPUT, "a new sandbox cannot be deleted");
+    return 0;
+}
+
+static int check_spec(const gw_sandbox_spec *spec)
+{
+    if (spec == NULL) return 0;
+    TSR_ENSURE(spec->n_command == 0 || spec->command != NULL, TSR_E_INPUT, "command is missing");
+    for (size_t i = 0; i < spec->n_command; i++)
+        TSR_ENSURE(spec->command[i] != NULL, TSR_E_INPUT, "command[%zu] is missing", i);
+    TSR_ENSURE(spec->n_env == 0 || spec->env != NULL, TSR_E_INPUT, "env is missing");
+    for (size_t i = 0; i < spec->n_env; i++) {
+        TSR_GUARD(check_str(spec->env[i].name, ENV_NAME_MAX + 1, 0, "env name"));
+        TSR_ENSURE(spec->env[i].value != NULL, TSR_E_INPUT, "env %s has no value",
+                   spec->env[i].name);
+    }
+    return 0;
+}
+
+/* The command's arguments and the plain env, in the caller's transaction. */
+static int spec_insert_rows(gw_store *s, const char *sandbox_id, const gw_sandbox_spec *spec)
+{
+    struct query q;
+    for (size_t i = 0; spec != NULL && i < spec->n_command; i++) {
+        TSR_GUARD(q_open(s, ST_CMD_INSERT, "insert command", &q));
+        q_text(&q, sandbox_id);
+        q_i64(&q, (int64_t)i);
+        q_text(&q, spec->command[i]);
+        TSR_GUARD(q_exec(&q));
+    }
+    for (size_t i = 0; spec != NULL && i < spec->n_env; i++) {
+        TSR_GUARD(q_open(s, ST_SENV_INSERT, "insert env", &q));
+        q_text(&q, sandbox_id);
+        q_text(&q, spec->env[i].name);
+        q_text(&q, spec->env[i].value);
+        if (q_exec(&q) != 0) {
+            if (tsr_errcat() == TSR_E_EXISTS)
+                return TSR_FAIL(TSR_E_INPUT, "env name %s is given twice", spec->env[i].name);
+            return -1;
+        }
+    }
     return 0;
 }
 
 int gw_store_sandbox_create(gw_store *s, const gw_sandbox_rec *sb, const char *policy_yaml,
                             const gw_env_var *env, size_t n_env, const gw_cert_rec *first_cert)
 {
+    return gw_store_sandbox_create_spec(s, sb, policy_yaml, env, n_env, first_cert, NULL);
+}
+
+int gw_store_sandbox_create_spec(gw_store *s, const gw_sandbox_rec *sb, const char *policy_yaml,
+                                 const gw_env_var *env, size_t n_env,
+                                 const gw_cert_rec *first_cert, const gw_sandbox_spec *spec)
+{
     int rc = -1;
     TSR_TRY(check_sandbox_rec(sb));
     TSR_TRY(check_env(env, n_env));
+    TSR_TRY(check_spec(spec));
     TSR_TRY_ENSURE(n_env == 0 || s->keys != NULL, TSR_E_STATE,
                    "no keyring: provider env cannot be stored");
     if (first_cert != NULL) {
@@ -1052,6 +1123,7 @@ int gw_store_sandbox_create(gw_store *s, const gw_sandbox_rec *sb, const char *p
     q_text(&q, sb->state);
     q_i64(&q, sb->created_at);
     q_i64(&q, 0);
+    q_text(&q, sb->image);
     if (q_exec(&q) != 0) {
         /* The recorded detail carries sqlite's message, which names the
          * column whose UNIQUE constraint failed. */
@@ -1063,6 +1135,7 @@ int gw_store_sandbox_create(gw_store *s, const gw_sandbox_rec *sb, const char *p
     }
     if (policy_yaml != NULL) TSR_TRY(policy_insert_row(s, sb->id, 1, policy_yaml, now));
     TSR_TRY(env_insert_all(s, sb->id, env, n_env));
+    TSR_TRY(spec_insert_rows(s, sb->id, spec));
     if (first_cert != NULL) TSR_TRY(cert_insert_row(s, first_cert));
     TSR_TRY(tx_commit(s));
     rc = 0;
@@ -1132,6 +1205,91 @@ int gw_store_sandbox_set_state(gw_store *s, const char *id, const char *state)
     TSR_GUARD(q_exec(&q));
     TSR_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
     return 0;
+}
+
+int gw_store_sandbox_set_status(gw_store *s, const char *id, const char *state, bool exited,
+                                int exit_code, const char *detail)
+{
+    struct query q;
+    TSR_GUARD(check_sandbox_id(id));
+    TSR_GUARD(check_str(state, sizeof((gw_sandbox_rec *)0)->state, 0, "sandbox state"));
+    TSR_GUARD(q_open(s, detail != NULL ? ST_SB_SET_STATUS : ST_SB_SET_STATUS_KEEP,
+                     "update sandbox state", &q));
+    q_text(&q, id);
+    q_text(&q, state);
+    if (exited) q_i64(&q, exit_code);
+    else q_text(&q, NULL);
+    if (detail != NULL) q_text(&q, detail);
+    TSR_GUARD(q_exec(&q));
+    TSR_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_NOTFOUND, "no live sandbox %s", id);
+    return 0;
+}
+
+/* row_fn adapters for the spec: the state detail, an argument, a name and
+ * value pair (malloc'd strings). */
+static int row_detail(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    return col_text_dup(st, 0, elem, "state detail");
+}
+
+static int row_arg(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    return col_text_dup(st, 0, elem, "command argument");
+}
+
+static int row_plain_env(void *ctx, sqlite3_stmt *st, void *elem)
+{
+    (void)ctx;
+    gw_env_var *v = elem;
+    TSR_GUARD(col_text_dup(st, 0, &v->name, "env name"));
+    return col_text_dup(st, 1, &v->value, "env value");
+}
+
+int gw_store_sandbox_spec_get(gw_store *s, const char *id, gw_sandbox_spec *out)
+{
+    int rc = -1;
+    struct query q;
+    memset(out, 0, sizeof *out);
+    TSR_TRY(check_sandbox_id(id));
+    TSR_TRY(tx_begin(s, 0));
+    TSR_TRY(q_open(s, ST_SB_DETAIL, "read sandbox", &q));
+    q_text(&q, id);
+    char *detail = NULL;
+    int r = q_row(&q, row_detail, NULL, &detail);
+    if (r < 0) goto out;
+    TSR_TRY_ENSURE(r == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
+    out->state_detail = detail;
+    TSR_TRY(q_open(s, ST_CMD_GET, "read command", &q));
+    q_text(&q, id);
+    TSR_TRY(q_each(&q, row_arg, NULL, &out->command, &out->n_command,
+                   sizeof *out->command));
+    TSR_TRY(q_open(s, ST_SENV_GET, "read env", &q));
+    q_text(&q, id);
+    TSR_TRY(q_each(&q, row_plain_env, NULL, &out->env, &out->n_env, sizeof *out->env));
+    TSR_TRY(tx_commit(s));
+    rc = 0;
+out:
+    if (rc != 0) {
+        tx_abort(s);
+        gw_store_free_spec(out);
+    }
+    return rc;
+}
+
+void gw_store_free_spec(gw_sandbox_spec *spec)
+{
+    if (spec == NULL) return;
+    for (size_t i = 0; i < spec->n_command; i++) free(spec->command[i]);
+    free(spec->command);
+    for (size_t i = 0; i < spec->n_env; i++) {
+        free(spec->env[i].name);
+        free(spec->env[i].value);
+    }
+    free(spec->env);
+    free(spec->state_detail);
+    memset(spec, 0, sizeof *spec);
 }
 
 int gw_store_sandbox_delete(gw_store *s, const char *id, int64_t now, int *revoked_count)

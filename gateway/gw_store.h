@@ -34,16 +34,28 @@ typedef struct gw_store gw_store;
 typedef struct gw_keyring gw_keyring;           /* gw_secretbox.h */
 
 /* The newest schema this code knows (numbered migrations 1..N). */
-#define GW_STORE_SCHEMA_VERSION 3
+#define GW_STORE_SCHEMA_VERSION 4
 /* List calls return at most this many rows; a larger limit is clamped. */
 #define GW_STORE_MAX_PAGE 10000
 #define GW_STORE_BUSY_TIMEOUT_MS 5000
 
+/* A variable: a provider_env value is secret, a sandbox's plain env is not. */
+typedef struct gw_env_var { char *name; char *value; } gw_env_var;
 typedef struct gw_sandbox_rec {
     char id[37]; char name[129]; char driver[33]; char state[17];
     int64_t created_at; int64_t deleted_at;      /* 0 = live */
     int64_t policy_version;                      /* 0 = no policy */
+    char image[513];                             /* "" = the driver's default */
+    bool exited; int exit_code;                  /* exit_code is known when exited */
 } gw_sandbox_rec;
+/* The rest of what a sandbox runs and how it ended (GetSandbox): its
+ * command, its plain env (not secret: stored as is, by name) and its
+ * driver's last report (the supervisor's last lines). */
+typedef struct gw_sandbox_spec {
+    char **command; size_t n_command;
+    gw_env_var *env; size_t n_env;
+    char *state_detail;                          /* "" when none; never NULL after a get */
+} gw_sandbox_spec;
 typedef struct gw_cert_rec {
     char serial[41]; char spiffe_id[2049]; char sandbox_id[37];  /* "" = not a sandbox cert */
     int64_t not_before, not_after, issued_at, revoked_at;        /* revoked_at 0 = valid */
@@ -56,7 +68,6 @@ typedef struct gw_cert_rec {
 } gw_cert_rec;
 /* A revoked serial and its certificate's notAfter (for the in-memory set). */
 typedef struct gw_revoked_serial { char serial[41]; int64_t not_after; } gw_revoked_serial;
-typedef struct gw_env_var { char *name; char *value; } gw_env_var;       /* value is secret */
 typedef struct gw_log_line { int64_t seq; int64_t timestamp_ms; char *stream; char *text; } gw_log_line;
 typedef struct gw_policy_chunk { char *domain; char *content; } gw_policy_chunk;
 
@@ -82,12 +93,26 @@ TSR_WUR int gw_store_set_read_only(gw_store *s, bool on);
  * stored policy_version is 1 (or 0 without a policy) whatever sb says. */
 TSR_WUR int gw_store_sandbox_create(gw_store *s, const gw_sandbox_rec *sb, const char *policy_yaml,
         const gw_env_var *env, size_t n_env, const gw_cert_rec *first_cert);
+/* The same, with what it runs: sb->image and spec's command and env (spec
+ * may be NULL: none; its state_detail is ignored), in the same transaction. */
+TSR_WUR int gw_store_sandbox_create_spec(gw_store *s, const gw_sandbox_rec *sb,
+        const char *policy_yaml, const gw_env_var *env, size_t n_env,
+        const gw_cert_rec *first_cert, const gw_sandbox_spec *spec);
+/* A sandbox's command, plain env (by name) and state detail, deleted ones
+ * too; free with gw_store_free_spec. Unknown id -> TSR_E_NOTFOUND. */
+TSR_WUR int gw_store_sandbox_spec_get(gw_store *s, const char *id, gw_sandbox_spec *out);
+void gw_store_free_spec(gw_sandbox_spec *spec);
 TSR_WUR int gw_store_sandbox_get(gw_store *s, const char *id, gw_sandbox_rec *out);          /* also deleted ones */
 TSR_WUR int gw_store_sandbox_find_by_name(gw_store *s, const char *name, gw_sandbox_rec *out); /* live only */
 /* Live sandboxes with id > after_id (NULL or "" = from the start), by id,
  * at most `limit` (1.., clamped to GW_STORE_MAX_PAGE). *out is NULL when *n is 0. */
 TSR_WUR int gw_store_sandbox_list(gw_store *s, const char *after_id, int limit, gw_sandbox_rec **out, size_t *n); /* live, by id */
 TSR_WUR int gw_store_sandbox_set_state(gw_store *s, const char *id, const char *state);
+/* A live sandbox's state as its driver reported it: state, exit status
+ * (exited false: none) and detail (NULL: keep the stored one). A deleted or
+ * unknown sandbox -> TSR_E_NOTFOUND (nothing written). */
+TSR_WUR int gw_store_sandbox_set_status(gw_store *s, const char *id, const char *state,
+                                        bool exited, int exit_code, const char *detail);
 /* Marks deleted and revokes every unrevoked cert of the sandbox (reason
  * "sandbox deleted"), one transaction; also erases its provider env. An
  * already deleted sandbox -> TSR_E_NOTFOUND. now must be > 0. */

@@ -3,8 +3,9 @@
  *
  * Conventions: STRICT tables; NULL only where it means "absent"
  * (sandboxes.deleted_at = live, certificates.revoked_at = valid,
- * certificates.sandbox_id = not a sandbox cert). Rows are never deleted
- * except provider_env (secrets of a deleted sandbox). */
+ * certificates.sandbox_id = not a sandbox cert, sandboxes.exit_code = no
+ * exit known). Rows are never deleted except provider_env (secrets of a
+ * deleted sandbox). */
 #include "gw_store_schema.h"
 
 #include "gw_store.h"
@@ -108,10 +109,32 @@ static const char migration_3[] =
     "CREATE INDEX certificates_renewed_from ON certificates(renewed_from) "
     "WHERE renewed_from IS NOT NULL;";
 
+/* 4: what a sandbox runs and how it ended (docs/drivers.md, "The
+ * workload"): its image, its command (one row per argument, in order) and
+ * plain env (not secret, unlike provider_env), and its driver's last report
+ * of an exit: exit_code (NULL: none known) and the supervisor's last lines. */
+static const char migration_4[] =
+    "ALTER TABLE sandboxes ADD COLUMN image TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sandboxes ADD COLUMN exit_code INTEGER;"
+    "ALTER TABLE sandboxes ADD COLUMN state_detail TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE sandbox_command ("
+    "  sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
+    "  pos        INTEGER NOT NULL CHECK (pos >= 0),"
+    "  arg        TEXT NOT NULL,"
+    "  PRIMARY KEY (sandbox_id, pos)"
+    ") STRICT;"
+    "CREATE TABLE sandbox_env ("
+    "  sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
+    "  name       TEXT NOT NULL,"
+    "  value      TEXT NOT NULL,"
+    "  PRIMARY KEY (sandbox_id, name)"
+    ") STRICT;";
+
 static const gw_migration migrations[] = {
     {1, migration_1},
     {2, migration_2},
     {3, migration_3},
+    {4, migration_4},
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,

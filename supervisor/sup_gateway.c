@@ -42,6 +42,45 @@ void sup_config_free(sup_config *c)
     if (c == NULL) return;
     free(c->policy);
     c->policy = NULL;
+    sup_env_list_free(&c->env);
+}
+
+/* Room for n variables in out (empty), bounded; 0 or -1 with st set. */
+static int env_list_alloc(sup_env_list *out, size_t n, const char *what, cl_status *st)
+{
+    memset(out, 0, sizeof *out);
+    if (n > ENV_MAX_VARS) {
+        set_local(st, GW_STATUS_RESOURCE_EXHAUSTED, "%s of %zu variables (max %d)", what, n,
+                  ENV_MAX_VARS);
+        return -1;
+    }
+    out->vars = calloc(n + 1, sizeof *out->vars);
+    if (out->vars == NULL) {
+        set_local(st, GW_STATUS_INTERNAL, "%s", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Append a copy of key=value to out (room made by env_list_alloc). */
+static int env_list_add(sup_env_list *out, const char *key, const char *value, const char *what,
+                        cl_status *st)
+{
+    if (strlen(value) > ENV_MAX_VALUE) {
+        /* The name is the gateway's bytes: quoted, never raw in our log. */
+        char shown[64 * 4 + 8];
+        tsr_yaml_quote_bytes(key, strnlen(key, 64), shown, sizeof shown);
+        set_local(st, GW_STATUS_RESOURCE_EXHAUSTED, "%s: variable %s is too long", what, shown);
+        return -1;
+    }
+    sup_env_var *v = &out->vars[out->n++];
+    v->name = strdup(key);
+    v->value = strdup(value);
+    if (v->name == NULL || v->value == NULL) {
+        set_local(st, GW_STATUS_INTERNAL, "%s", "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 int sup_get_config(cl_conn *conn, const char *sandbox_id, sup_config *out, cl_status *st)
@@ -74,8 +113,13 @@ int sup_get_config(cl_conn *conn, const char *sandbox_id, sup_config *out, cl_st
     }
     out->policy_version = r->policy_version;
     snprintf(out->name, sizeof out->name, "%s", r->name);
+    if (env_list_alloc(&out->env, r->n_env, "sandbox env", st) != 0) goto out;
+    for (size_t i = 0; i < r->n_env; i++)
+        if (env_list_add(&out->env, r->env[i]->key, r->env[i]->value, "sandbox env", st) != 0)
+            goto out;
     rc = 0;
 out:
+    if (rc != 0) sup_config_free(out);
     protobuf_c_message_free_unpacked(m, NULL);
     return rc;
 }
@@ -110,35 +154,11 @@ int sup_get_provider_env(cl_conn *conn, const char *sandbox_id, sup_env_list *ou
         (Tessera__V1__GetSandboxProviderEnvironmentResponse *)m;
     int rc = -1;
     size_t n = r ? r->n_environment : 0;
-    if (n > ENV_MAX_VARS) {
-        st->code = GW_STATUS_RESOURCE_EXHAUSTED;
-        snprintf(st->message, sizeof st->message, "provider environment of %zu variables (max %d)",
-                 n, ENV_MAX_VARS);
-        goto out;
-    }
-    out->vars = calloc(n + 1, sizeof *out->vars);
-    if (out->vars == NULL) {
-        set_local(st, GW_STATUS_INTERNAL, "%s", "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const Tessera__V1__GetSandboxProviderEnvironmentResponse__EnvironmentEntry *e =
-            r->environment[i];
-        if (strlen(e->value) > ENV_MAX_VALUE) {
-            char shown[64 * 4 + 8];
-            tsr_yaml_quote_bytes(e->key, strlen(e->key), shown, sizeof shown);
-            set_local(st, GW_STATUS_RESOURCE_EXHAUSTED, "provider variable %s is too long",
-                      shown);
+    if (env_list_alloc(out, n, "provider environment", st) != 0) goto out;
+    for (size_t i = 0; i < n; i++)
+        if (env_list_add(out, r->environment[i]->key, r->environment[i]->value,
+                         "provider environment", st) != 0)
             goto out;
-        }
-        out->vars[i].name = strdup(e->key);
-        out->vars[i].value = strdup(e->value);
-        out->n = i + 1;
-        if (out->vars[i].name == NULL || out->vars[i].value == NULL) {
-            set_local(st, GW_STATUS_INTERNAL, "%s", "out of memory");
-            goto out;
-        }
-    }
     rc = 0;
 out:
     if (rc != 0) sup_env_list_free(out);

@@ -46,6 +46,7 @@ typedef struct sup_config {
     char *policy;             /* YAML text */
     int64_t policy_version;
     char name[80];
+    sup_env_list env;         /* the workload's plain variables (CreateSandbox env) */
 } sup_config;
 void sup_config_free(sup_config *c);
 

@@ -373,8 +373,8 @@ typedef struct workload {
     sup_reader *reader;
 } workload;
 
-static int start_workload(const options *o, bool drop, const sup_env_list *provider,
-                          sup_logq *q, workload *w)
+static int start_workload(const options *o, bool drop, const sup_env_list *plain,
+                          const sup_env_list *provider, sup_logq *q, workload *w)
 {
     int rc = SUP_EXIT_INTERNAL;
     char **env = NULL, *path = NULL;
@@ -383,13 +383,14 @@ static int start_workload(const options *o, bool drop, const sup_env_list *provi
     const char *cwd = stat(SUP_WORKSPACE_DIR, &st) == 0 && S_ISDIR(st.st_mode) ? SUP_WORKSPACE_DIR
                                                                                : "/";
     char rejected[512];
-    if (sup_env_build(environ, provider, drop ? cwd : NULL, &env, rejected, sizeof rejected) !=
+    if (sup_env_build_with(environ, plain, provider, cwd, &env, rejected, sizeof rejected) !=
         0) {
         sup_log("workload environment: %s", tsr_errmsg());
         goto out;
     }
     if (rejected[0] != '\0')
-        sup_log("provider environment: skipped invalid or reserved names: %s", rejected);
+        sup_log("sandbox or provider environment: skipped invalid or reserved names: %s",
+                rejected);
     if (sup_resolve_command(o->command[0], env, &path) != 0) {
         sup_log("cannot start the workload: %s", tsr_errmsg());
         rc = tsr_errcat() == TSR_E_NOTFOUND ? SUP_EXIT_NOTFOUND : SUP_EXIT_NOEXEC;
@@ -548,7 +549,10 @@ int main(int argc, char **argv)
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 #endif
     options o;
-    if (parse_options(argc, argv, &o) != 0) return SUP_EXIT_USAGE;
+    if (parse_options(argc, argv, &o) != 0) {
+        sup_log("exiting with code %d", SUP_EXIT_USAGE);
+        return SUP_EXIT_USAGE;
+    }
 
     /* Signals: block before any thread exists, read them from a signalfd. */
     sigset_t set;
@@ -574,7 +578,10 @@ int main(int argc, char **argv)
     memset(&w, 0, sizeof w);
     bool drop = false;
 
-    if (o.command != NULL && workload_ids(&o, &drop) != 0) return SUP_EXIT_USAGE;
+    if (o.command != NULL && workload_ids(&o, &drop) != 0) {
+        sup_log("exiting with code %d", SUP_EXIT_USAGE);
+        return SUP_EXIT_USAGE;
+    }
 
     /* Our own lines are queued from the start and reach the gateway once the
      * sender runs. */
@@ -661,7 +668,7 @@ int main(int argc, char **argv)
     }
 
     if (o.command != NULL) {
-        int wr = start_workload(&o, drop, &su.env, q, &w);
+        int wr = start_workload(&o, drop, &su.config.env, &su.env, q, &w);
         if (wr != 0) {
             rc = wr;
             goto out;
@@ -728,7 +735,7 @@ out:
     cl_tls_free(tls);
     if (sfd >= 0) close(sfd);
     if (fatal_efd >= 0) close(fatal_efd);
-    if (rc != 0 && (o.command == NULL || atomic_load(&fatal_code) != 0))
-        sup_log("exiting with code %d", rc);
+    /* Always the last line: drivers read how we ended from it (docs/drivers.md). */
+    sup_log("exiting with code %d", rc);
     return rc;
 }

@@ -17,47 +17,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tsr_env.h"
+
 /* ---- environment ------------------------------------------------------------ */
 
 static bool has_prefix_ci(const char *s, size_t len, const char *prefix)
 {
     size_t n = strlen(prefix);
     return len >= n && strncasecmp(s, prefix, n) == 0;
-}
-
-static bool contains_ci(const char *s, size_t len, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (size_t i = 0; i + n <= len; i++)
-        if (strncasecmp(s + i, needle, n) == 0) return true;
-    return false;
-}
-
-/* Is the variable name (len bytes) key-like? */
-static bool name_keylike(const char *name, size_t len)
-{
-    static const char *const words[] = {"KEY",  "KEYS",       "TOKEN",   "TOKENS", "AUTH",
-                                        "PASS", "PASSPHRASE", "PRIVATE", "CREDS"};
-    static const char *const parts[] = {"SECRET", "PASSWORD",  "PASSWD",    "CREDENTIAL",
-                                        "APIKEY", "ACCESSKEY", "PRIVATEKEY"};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-        if (contains_ci(name, len, parts[i])) return true;
-    size_t start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && name[i] != '_') continue;
-        size_t wl = i - start;
-        for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
-            if (wl == strlen(words[k]) && strncasecmp(name + start, words[k], wl) == 0)
-                return true;
-        start = i + 1;
-    }
-    return false;
-}
-
-static bool value_keylike(const char *value)
-{
-    size_t len = strlen(value);
-    return contains_ci(value, len, "-----BEGIN") || contains_ci(value, len, "PRIVATE KEY");
 }
 
 bool sup_env_inherit_ok(const char *entry)
@@ -67,8 +34,8 @@ bool sup_env_inherit_ok(const char *entry)
     if (eq == NULL || eq == entry) return false;
     size_t nlen = (size_t)(eq - entry);
     if (has_prefix_ci(entry, nlen, "TESSERA_")) return false;
-    if (name_keylike(entry, nlen)) return false;
-    if (value_keylike(eq + 1)) return false;
+    if (tsr_env_name_secretlike(entry, nlen)) return false;
+    if (tsr_env_value_secretlike(eq + 1)) return false;
     return true;
 }
 
@@ -76,13 +43,7 @@ bool sup_env_name_valid(const char *name)
 {
     if (name == NULL) return false;
     size_t len = strlen(name);
-    if (len == 0 || len > SUP_ENV_NAME_MAX) return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-        bool digit = c >= '0' && c <= '9';
-        if (!(alpha || (i > 0 && digit))) return false;
-    }
+    if (!tsr_env_name_valid(name, len)) return false;
     if (has_prefix_ci(name, len, "TESSERA_")) return false;
     if (has_prefix_ci(name, len, "LD_")) return false;
     return true;
@@ -112,11 +73,10 @@ static bool name_is(const char *entry, const char *name)
     return strncmp(entry, name, n) == 0 && entry[n] == '=';
 }
 
-static bool provider_has(const sup_env_list *provider, const char *entry)
+static bool list_has(const sup_env_list *l, const char *entry)
 {
-    for (size_t i = 0; provider != NULL && i < provider->n; i++)
-        if (sup_env_name_valid(provider->vars[i].name) && name_is(entry, provider->vars[i].name))
-            return true;
+    for (size_t i = 0; l != NULL && i < l->n; i++)
+        if (sup_env_name_valid(l->vars[i].name) && name_is(entry, l->vars[i].name)) return true;
     return false;
 }
 
@@ -153,38 +113,53 @@ static void note_rejected(char *out, size_t cap, const char *name)
 int sup_env_build(char *const *parent, const sup_env_list *provider, const char *home,
                   char ***out, char *rejected, size_t rejected_cap)
 {
+    return sup_env_build_with(parent, NULL, provider, home, out, rejected, rejected_cap);
+}
+
+int sup_env_build_with(char *const *parent, const sup_env_list *plain,
+                       const sup_env_list *provider, const char *home, char ***out,
+                       char *rejected, size_t rejected_cap)
+{
     if (rejected != NULL && rejected_cap > 0) rejected[0] = '\0';
-    size_t np = 0, nv = provider ? provider->n : 0;
+    size_t np = 0, nv = provider ? provider->n : 0, nl = plain ? plain->n : 0;
     while (parent != NULL && parent[np] != NULL) np++;
-    /* inherited + provider + PATH + HOME + NULL */
-    char **env = calloc(np + nv + 3, sizeof *env);
+    /* inherited + provider + plain + PATH + HOME + NULL */
+    char **env = calloc(np + nv + nl + 3, sizeof *env);
     TSR_ENSURE(env != NULL, TSR_E_INTERNAL, "out of memory");
     size_t n = 0;
-    for (size_t i = 0; i < np; i++) {
+    /* Of the supervisor's own environment only PATH: the workload's
+     * variables are the ones its sandbox was given, nothing else of ours or
+     * of whatever started us (an engine's HOSTNAME, TERM, container=...). */
+    for (size_t i = 0; i < np && n == 0; i++) {
         const char *e = parent[i];
-        if (!sup_env_inherit_ok(e) || provider_has(provider, e)) continue;
-        if (home != NULL && name_is(e, "HOME")) continue;
+        if (!name_is(e, "PATH") || !sup_env_inherit_ok(e) || list_has(provider, e) ||
+            list_has(plain, e))
+            continue;
         char *copy = strdup(e);
         if (copy == NULL) goto oom;
         env[n++] = copy;
     }
-    bool provider_home = false;
-    for (size_t i = 0; i < nv; i++) {
-        const sup_env_var *v = &provider->vars[i];
-        if (!sup_env_name_valid(v->name)) {
-            note_rejected(rejected, rejected_cap, v->name);
-            continue;
+    bool own_home = false;
+    /* The provider's first: a name in both lists keeps the provider's value. */
+    const sup_env_list *lists[2] = {provider, plain};
+    for (size_t l = 0; l < 2; l++) {
+        for (size_t i = 0; lists[l] != NULL && i < lists[l]->n; i++) {
+            const sup_env_var *v = &lists[l]->vars[i];
+            if (!sup_env_name_valid(v->name)) {
+                note_rejected(rejected, rejected_cap, v->name);
+                continue;
+            }
+            /* Duplicate names cannot come from a protobuf map; keep the first. */
+            bool dup = false;
+            for (size_t k = 0; k < n && !dup; k++) dup = name_is(env[k], v->name);
+            if (dup) continue;
+            if (strcmp(v->name, "HOME") == 0) own_home = true;
+            if (env_add(env, &n, v->name, v->value) != 0) goto oom;
         }
-        /* Duplicate names cannot come from a protobuf map; keep the first. */
-        bool dup = false;
-        for (size_t k = 0; k < n && !dup; k++) dup = name_is(env[k], v->name);
-        if (dup) continue;
-        if (strcmp(v->name, "HOME") == 0) provider_home = true;
-        if (env_add(env, &n, v->name, v->value) != 0) goto oom;
     }
     if (sup_env_get(env, "PATH") == NULL && env_add(env, &n, "PATH", SUP_DEFAULT_PATH) != 0)
         goto oom;
-    if (home != NULL && !provider_home && env_add(env, &n, "HOME", home) != 0) goto oom;
+    if (home != NULL && !own_home && env_add(env, &n, "HOME", home) != 0) goto oom;
     env[n] = NULL;
     *out = env;
     return 0;

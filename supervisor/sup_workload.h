@@ -1,18 +1,13 @@
 /* The workload: its environment, and starting it with fewer privileges.
  *
- * Environment: the supervisor's own environment minus
- *   - every TESSERA_* variable (any case),
- *   - anything key-like (any case): a name with a '_'-separated word KEY,
- *     KEYS, TOKEN, TOKENS, AUTH, PASS, PASSPHRASE, PRIVATE or CREDS, or
- *     containing SECRET, PASSWORD, PASSWD, CREDENTIAL, APIKEY, ACCESSKEY or
- *     PRIVATEKEY (so OPENAI_API_KEY, GITHUB_TOKEN, SSH_AUTH_SOCK, PGPASSWORD
- *     go, GIT_AUTHOR_NAME and KEYBOARD stay), or a value holding PEM
- *     ("-----BEGIN") or "PRIVATE KEY". A heuristic: the workload's sanctioned
- *     credentials are the provider environment, not the supervisor's own,
- *   - entries without '=';
- * plus the provider environment from the gateway (validated names; these
- * override inherited ones), PATH when missing, and HOME set to the working
- * directory when the workload runs as another uid.
+ * Environment (docs/supervisor.md, "The workload"): nothing of the
+ * supervisor's own but its PATH (as the command is looked up with it; not
+ * when sup_env_inherit_ok refuses it), then the sandbox's plain env
+ * (CreateSandbox env, from GetSandboxConfig) and the provider environment
+ * from the gateway (validated names; the provider's override the plain
+ * ones), PATH when still missing, and HOME set to the working directory
+ * unless the env gives one. An engine's or image's variables (HOSTNAME,
+ * TERM, container=...), a host's, and any TESSERA_* never reach it.
  *
  * Start (fork + exec, no shell): new session (setsid: no controlling
  * terminal, its own process group, which receives forwarded signals),
@@ -31,26 +26,35 @@
 #include <sys/types.h>
 
 #include "sup_gateway.h"
+#include "tsr_env.h"
 #include "tsr_err.h"
 
 #define SUP_NOBODY_ID 65534
 #define SUP_WORKSPACE_DIR "/workspace"
 #define SUP_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define SUP_ENV_NAME_MAX 128
+#define SUP_ENV_NAME_MAX TSR_ENV_NAME_MAX
 
 /* A provider variable name: [A-Za-z_][A-Za-z0-9_]{0,127}, not TESSERA_*
  * and not a dynamic-loader variable (LD_*). */
 bool sup_env_name_valid(const char *name);
 
-/* May this inherited "NAME=value" entry reach the workload? */
+/* Could this "NAME=value" of the supervisor's environment reach the
+ * workload at all? Not a TESSERA_* one (any case), not a key-like name
+ * (tsr_env_name_secretlike), not a value holding PEM or "PRIVATE KEY", not
+ * one without '='. (Only PATH is ever taken: sup_env_build.) */
 bool sup_env_inherit_ok(const char *entry);
 
 /* Build the workload's environment (a NULL-terminated array; free with
- * sup_env_free, which wipes the values). `home` may be NULL (keep the
- * inherited HOME). Invalid provider names are skipped and listed in
- * `rejected` (comma-separated, truncated to rejected_cap). */
+ * sup_env_free, which wipes the values) from the supervisor's environment
+ * `parent` (only its PATH is taken), the provider env and the home
+ * directory (may be NULL: no HOME unless given). Invalid names are skipped
+ * and listed in `rejected` (comma-separated, truncated to rejected_cap). */
 TSR_WUR int sup_env_build(char *const *parent, const sup_env_list *provider, const char *home,
                           char ***out, char *rejected, size_t rejected_cap);
+/* The same with the sandbox's plain env (may be NULL) under the provider's. */
+TSR_WUR int sup_env_build_with(char *const *parent, const sup_env_list *plain,
+                               const sup_env_list *provider, const char *home, char ***out,
+                               char *rejected, size_t rejected_cap);
 void sup_env_free(char **env);
 /* The value of NAME in env, or NULL. */
 const char *sup_env_get(char *const *env, const char *name);

@@ -15,11 +15,15 @@
  *                 the identity as an in-memory tar (identity/ 0700, three
  *                 files 0600, owned by supervisor_uid), before start;
  *                 on failure the container is removed again
- * start    POST   /containers/tessera-<id>/start        (204; 304 = running)
+ * start    POST   /containers/tessera-<id>/start        (204; 304 = running), then
+ *          after start_check_ms GET /containers/tessera-<id>/json: gone
+ *          already is a failed start, with the last lines of
+ *          GET /containers/tessera-<id>/logs in the reason
  * stop     POST   /containers/tessera-<id>/stop?t=N     (204; 304 = stopped)
  * destroy  POST   .../stop?t=N, then
  *          DELETE /containers/tessera-<id>?force=true&v=true  (404 = gone)
- * status   GET    /containers/tessera-<id>/json         State.Status
+ * status   GET    /containers/tessera-<id>/json         State.Status, State.ExitCode
+ *          (and the logs' last lines once it has ended)
  *
  * Why a volume and not a tmpfs at /run/tessera: the engine cannot copy into
  * a tmpfs mount (docker cp documents it; moby#22020). Before start the
@@ -61,6 +65,7 @@ typedef struct dk_ctx {
     uint64_t stop_timeout_s;
     uint64_t timeout_ms;
     char extra_args[4096]; /* supervisor_args */
+    uint64_t start_check_ms;
     /* The negotiated Engine API version, 1.<api_minor>; 0 until the first
      * request (init does not need the engine to be up). */
     pthread_mutex_t api_lock;
@@ -70,7 +75,12 @@ typedef struct dk_ctx {
 static const char *const dk_options[] = {
     "socket",         "image",          "supervisor_path", "network",
     "gateway",        "supervisor_uid", "supervisor_gid",  "stop_timeout_s",
-    "request_timeout_ms", "supervisor_args", NULL};
+    "request_timeout_ms", "supervisor_args", "start_check_ms", NULL};
+
+/* How many of the container's last log lines a reason or a status carries. */
+#define DK_LOG_LINES 20
+/* status asks with this timeout at most: GetSandbox waits for it. */
+#define DK_STATUS_TIMEOUT_MS 5000
 
 /* What this driver enforces of a sandbox policy's domains, told to the
  * supervisor for its ReportPolicyStatus message (docs/policy.md,
@@ -180,14 +190,20 @@ TSR_WUR static int dk_request_at(const dk_ctx *c, const char *api, const char *m
 
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
+        long os_errno = 0;
+        if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK) os_errno = 0;
         if (out->overflow)
             (void)TSR_FAIL(TSR_E_PROTO, "%s %s: the engine's answer is larger than %u bytes",
                            method, path, DK_MAX_BODY);
         else if (cc == CURLE_OPERATION_TIMEDOUT)
             (void)TSR_FAIL(TSR_E_IO, "%s %s: no answer from the Docker engine within %llu ms",
                            method, path, (unsigned long long)timeout_ms);
+        else if (cc == CURLE_COULDNT_CONNECT && os_errno != 0)
+            /* The socket's own errno (libcurl's text names a TCP port). */
+            (void)TSR_FAIL(TSR_E_IO, "cannot reach the engine at %s: %s", c->socket,
+                           strerror((int)os_errno));
         else
-            (void)TSR_FAIL(TSR_E_IO, "cannot reach the Docker engine at %s: %s", c->socket,
+            (void)TSR_FAIL(TSR_E_IO, "cannot reach the engine at %s: %s", c->socket,
                            errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
         goto out;
     }
@@ -394,6 +410,7 @@ TSR_WUR static int dk_setup(dk_ctx *c, const tsr_driver_env *env)
     TSR_GUARD(drv_option_u64(env, "stop_timeout_s", 10, 0, 3600, &c->stop_timeout_s));
     TSR_GUARD(drv_option_u64(env, "request_timeout_ms", 60000, 100, 3600000, &c->timeout_ms));
     TSR_GUARD(drv_option_supervisor_args(env, c->extra_args, sizeof c->extra_args));
+    TSR_GUARD(drv_option_u64(env, "start_check_ms", 500, 0, 60000, &c->start_check_ms));
 
     pthread_once(&dk_curl_once, dk_curl_init);
     TSR_ENSURE(dk_curl_rc == CURLE_OK, TSR_E_INTERNAL, "curl_global_init: %s",
@@ -446,12 +463,13 @@ TSR_WUR static int dk_create_body(const dk_ctx *c, const tsr_driver_sandbox *sb,
     int rc = -1;
     json_t *root = NULL, *hc = NULL;
     drv_argv *extra = NULL;
+    const char *image = sb->image[0] != '\0' ? sb->image : c->image;
     char user[48];
     snprintf(user, sizeof user, "%llu:%llu", (unsigned long long)c->uid,
              (unsigned long long)c->gid);
     root = json_pack("{s:s, s:[s], s:[s,s,s,s,s,s,s,s,s,s,s,s], s:s, s:s, s:I, "
                      "s:{s:s, s:s, s:s}, s:{s:{}}}",
-                     "Image", c->image, "Entrypoint", c->supervisor, "Cmd", "--identity-dir",
+                     "Image", image, "Entrypoint", c->supervisor, "Cmd", "--identity-dir",
                      "/run/tessera/identity", "--gateway", c->gateway, "--trust-domain", c->td,
                      "--sandbox-id", sb->id, "--driver", "docker", "--enforced", DK_ENFORCED,
                      "User", user, "StopSignal", "SIGTERM", "StopTimeout",
@@ -459,9 +477,11 @@ TSR_WUR static int dk_create_body(const dk_ctx *c, const tsr_driver_sandbox *sb,
                      "tessera.spiffe-id", sb->spiffe_id, "tessera.managed-by",
                      "tessera-gateway", "Volumes", "/run/tessera");
     TSR_TRY_ENSURE(root != NULL, TSR_E_INTERNAL, "build the create request");
+    /* supervisor_args, then the workload after "--": one Cmd entry per
+     * argument (the engine execs them; no shell). */
     extra = drv_argv_new();
     TSR_TRY_ENSURE(extra != NULL, TSR_E_INTERNAL, "out of memory");
-    TSR_TRY(drv_argv_add_split(extra, c->extra_args));
+    TSR_TRY(drv_argv_add_workload(extra, c->extra_args, sb->command, sb->n_command));
     json_t *cmd = json_object_get(root, "Cmd");
     for (size_t i = 0; i < extra->n; i++)
         TSR_TRY_ENSURE(json_array_append_new(cmd, json_string(extra->v[i])) == 0,
@@ -548,6 +568,13 @@ TSR_WUR static int dk_create_sb(dk_ctx *c, const tsr_driver_sandbox *sb,
     snprintf(path, sizeof path, "/containers/create?name=%s", name);
     TSR_TRY(dk_request(c, "POST", path, "application/json", body, strlen(body), c->timeout_ms,
                        &r));
+    if (r.status == 404) {
+        /* The only thing create looks up: the image. */
+        (void)TSR_FAIL(TSR_E_STATE,
+                       "image %s not found in the engine at %s (make sandbox-image, or pull it)",
+                       sb->image[0] != '\0' ? sb->image : c->image, c->socket);
+        goto out;
+    }
     if (r.status != 201) {
         (void)dk_fail_status("create the container", &r);
         goto out;
@@ -582,14 +609,31 @@ out:
     return rc;
 }
 
+/* Any image reference the gateway accepted (its grammar, docs/drivers.md)
+ * and a command the gateway bounded. */
+TSR_WUR static int dk_check_sb(const tsr_driver_sandbox *sb)
+{
+    TSR_GUARD(drv_command_check(sb));
+    TSR_ENSURE(strlen(sb->image) <= TSR_DRIVER_MAX_IMAGE, TSR_E_INPUT, "image is too long");
+    return 0;
+}
+
+static int dk_check(void *ctx, const tsr_driver_sandbox *sb, char *err, size_t err_cap)
+{
+    (void)ctx;
+    return dk_check_sb(sb) != 0 ? drv_invalid_recorded(err, err_cap, "docker", NULL)
+                                : TSR_DRIVER_OK;
+}
+
 static int dk_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *ident,
                      char *err, size_t err_cap)
 {
     const char *id = sb != NULL ? sb->id : NULL;
     if (!drv_id_valid(id)) return drv_errf(err, err_cap, "docker: create: bad sandbox id");
+    if (dk_check_sb(sb) != 0) return drv_invalid_recorded(err, err_cap, "docker: create", id);
     if (dk_create_sb(ctx, sb, ident) != 0)
-        return drv_err_recorded(err, err_cap, "docker: create", id);
-    return 0;
+        return drv_fail_recorded(err, err_cap, "docker: create", id);
+    return TSR_DRIVER_OK;
 }
 
 /* ---- start / stop / destroy / status --------------------------------------------- */
@@ -612,15 +656,96 @@ TSR_WUR static int dk_simple(dk_ctx *c, const char *what, const char *method,
     return rc;
 }
 
+/* The container's last log lines (its stdout and stderr: the supervisor's
+ * own lines and what it did not catch) into out, as drv_tail_lines gives
+ * them; "" when the engine has none or cannot say. The engine sends a
+ * container without a TTY as a multiplexed stream: frames of an 8-byte
+ * header (stream 0..2, three zero bytes, a big-endian length) and that
+ * many bytes. */
+static void dk_last_lines(dk_ctx *c, const char *id, char *out, size_t cap)
+{
+    char path[256];
+    dk_resp r;
+    out[0] = '\0';
+    snprintf(path, sizeof path, "/containers/tessera-%s/logs?stdout=true&stderr=true&tail=%d", id,
+             DK_LOG_LINES);
+    if (dk_request(c, "GET", path, NULL, NULL, 0, DK_STATUS_TIMEOUT_MS, &r) != 0) {
+        tsr_err_clear();
+        return;
+    }
+    char *text = r.status == 200 && r.len > 0 ? malloc(r.len) : NULL;
+    if (text != NULL) {
+        const unsigned char *b = (const unsigned char *)r.body;
+        size_t off = 0, tl = 0;
+        while (r.len - off >= 8 && b[off] <= 2 && b[off + 1] == 0 && b[off + 2] == 0 &&
+               b[off + 3] == 0) {
+            size_t n = (size_t)b[off + 4] << 24 | (size_t)b[off + 5] << 16 |
+                       (size_t)b[off + 6] << 8 | (size_t)b[off + 7];
+            if (n > r.len - off - 8) n = r.len - off - 8; /* cut short: what is there */
+            memcpy(text + tl, b + off + 8, n);
+            tl += n;
+            off += 8 + n;
+        }
+        if (off == 0) { /* not multiplexed (a TTY): the bytes as they are */
+            memcpy(text, r.body, r.len);
+            tl = r.len;
+        }
+        drv_tail_lines(text, tl, DK_LOG_LINES, NULL, out, cap);
+        free(text);
+    }
+    dk_resp_free(&r);
+}
+
+/* The inspect answer: state, and the exit status of a container that ran. */
+TSR_WUR static int dk_state_of(const dk_resp *r, const char *id, tsr_driver_status *st);
+
+/* GET /containers/tessera-<id>/json into st (UNKNOWN on 404). */
+TSR_WUR static int dk_inspect(dk_ctx *c, const char *id, uint64_t timeout_ms,
+                              tsr_driver_status *st)
+{
+    char path[256];
+    dk_resp r;
+    snprintf(path, sizeof path, "/containers/tessera-%s/json", id);
+    TSR_GUARD(dk_request(c, "GET", path, NULL, NULL, 0, timeout_ms, &r));
+    int rc = 0;
+    if (r.status == 404) st->state = TSR_DRIVER_STATE_UNKNOWN;
+    else if (r.status != 200) rc = dk_fail_status("inspect the container", &r);
+    else rc = dk_state_of(&r, id, st);
+    dk_resp_free(&r);
+    return rc;
+}
+
+/* A container gone again within start_check_ms did not start: its last
+ * lines (the supervisor's reason) go into the error. */
+TSR_WUR static int dk_start_check(dk_ctx *c, const char *id)
+{
+    struct timespec ts = {(time_t)(c->start_check_ms / 1000),
+                          (long)(c->start_check_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    tsr_driver_status st;
+    memset(&st, 0, sizeof st);
+    TSR_GUARD(dk_inspect(c, id, c->timeout_ms, &st));
+    if (st.state == TSR_DRIVER_STATE_RUNNING) return 0;
+    char lines[TSR_DRIVER_DETAIL_MAX], last[TSR_DRIVER_DETAIL_MAX], how[48] = "";
+    dk_last_lines(c, id, lines, sizeof lines);
+    drv_one_line(lines, last, sizeof last);
+    if (st.exited) snprintf(how, sizeof how, " (exit status %d)", st.exit_code);
+    return TSR_FAIL(TSR_E_STATE, "the container exited at once%s: %s", how,
+                    last[0] != '\0' ? last : "it logged nothing");
+}
+
 static int dk_start(void *ctx, const char *id, char *err, size_t err_cap)
 {
     dk_ctx *c = ctx;
     long st = 0;
     if (dk_simple(c, "start the container", "POST", id, "/start", 204, 304, c->timeout_ms, &st) !=
         0)
-        return drv_err_recorded(err, err_cap, "docker: start", id);
+        return drv_fail_recorded(err, err_cap, "docker: start", id);
+    if (st == 204 && c->start_check_ms > 0 && dk_start_check(c, id) != 0)
+        return drv_fail_recorded(err, err_cap, "docker: start", id);
     drv_logf(&c->log, "%s tessera-%s", st == 304 ? "already running:" : "started", id);
-    return 0;
+    return TSR_DRIVER_OK;
 }
 
 /* SIGTERM, then SIGKILL after stop_timeout_s (the engine does both). */
@@ -660,8 +785,9 @@ static int dk_destroy(void *ctx, const char *id, char *err, size_t err_cap)
     return 0;
 }
 
-TSR_WUR static int dk_state_of(const dk_resp *r, const char *id, enum tsr_driver_state *state)
+TSR_WUR static int dk_state_of(const dk_resp *r, const char *id, tsr_driver_status *out)
 {
+    enum tsr_driver_state *state = &out->state;
     int rc = -1;
     json_error_t jerr;
     json_t *j = json_loadb(r->body != NULL ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
@@ -686,29 +812,34 @@ TSR_WUR static int dk_state_of(const dk_resp *r, const char *id, enum tsr_driver
     else if (strcmp(st, "exited") == 0 || strcmp(st, "removing") == 0)
         *state = TSR_DRIVER_STATE_STOPPED;
     else *state = TSR_DRIVER_STATE_FAILED; /* "dead", or a status this driver does not know */
+    /* A container that ran and ended: the engine's exit status (the
+     * supervisor's, its first process). */
+    json_t *code = json_object_get(json_object_get(j, "State"), "ExitCode");
+    if ((*state == TSR_DRIVER_STATE_STOPPED || *state == TSR_DRIVER_STATE_FAILED) &&
+        json_is_integer(code) && json_integer_value(code) >= -255 &&
+        json_integer_value(code) <= 255) {
+        out->exited = 1;
+        out->exit_code = (int)json_integer_value(code);
+    }
     rc = 0;
 out:
     json_decref(j);
     return rc;
 }
 
-static int dk_status(void *ctx, const char *id, enum tsr_driver_state *state, char *err,
+static int dk_status(void *ctx, const char *id, tsr_driver_status *st, char *err,
                      size_t err_cap)
 {
     dk_ctx *c = ctx;
-    char path[256];
-    dk_resp r;
-    if (state == NULL) return drv_errf(err, err_cap, "docker: status: no state pointer");
+    if (st == NULL) return drv_errf(err, err_cap, "docker: status: no status");
     if (!drv_id_valid(id)) return drv_errf(err, err_cap, "docker: status: bad sandbox id");
-    snprintf(path, sizeof path, "/containers/tessera-%s/json", id);
-    if (dk_request(c, "GET", path, NULL, NULL, 0, c->timeout_ms, &r) != 0)
+    uint64_t timeout = c->timeout_ms < DK_STATUS_TIMEOUT_MS ? c->timeout_ms : DK_STATUS_TIMEOUT_MS;
+    if (dk_inspect(c, id, timeout, st) != 0)
         return drv_err_recorded(err, err_cap, "docker: status", id);
-    int rc = 0;
-    if (r.status == 404) *state = TSR_DRIVER_STATE_UNKNOWN;
-    else if (r.status != 200) rc = dk_fail_status("inspect the container", &r);
-    else rc = dk_state_of(&r, id, state);
-    dk_resp_free(&r);
-    return rc != 0 ? drv_err_recorded(err, err_cap, "docker: status", id) : 0;
+    if (st->want_detail &&
+        (st->state == TSR_DRIVER_STATE_STOPPED || st->state == TSR_DRIVER_STATE_FAILED))
+        dk_last_lines(c, id, st->detail, sizeof st->detail);
+    return 0;
 }
 
 static const tsr_driver_ops dk_ops = {
@@ -717,6 +848,7 @@ static const tsr_driver_ops dk_ops = {
     .name = "docker",
     .init = dk_init,
     .fini = dk_fini,
+    .check = dk_check,
     .create = dk_create,
     .start = dk_start,
     .stop = dk_stop,

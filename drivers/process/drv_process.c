@@ -7,6 +7,8 @@
  *       supervisor.log                    the supervisor's stdout and stderr
  *       pid                               "<pid> <starttime> plain|bwrap"
  *       driver                            "process"
+ *       command                           the workload's argv, NUL after each
+ *                                         argument (when the sandbox has one)
  *
  * Options: bubblewrap auto|always|never (default auto: used when a probe run
  * of bwrap works), stop_grace_ms (default 10000), start_check_ms (default
@@ -19,6 +21,16 @@
 
 #define PROC_SUP_IN_SANDBOX "/run/tessera/bin/tessera-supervisor"
 #define PROC_ID_IN_SANDBOX "/run/tessera/identity"
+/* What this driver enforces of a policy's domains, for the supervisor's
+ * report (docs/policy.md, "Enforcement"): none; they are recorded only. */
+#define PROC_ENFORCED "none"
+
+/* supervisor.log: every line is the supervisor's; its last says how it ended. */
+static const drv_local_log proc_log = {
+    .file = "supervisor.log",
+    .only = NULL,
+    .exit_marker = "tessera-supervisor: exiting with code ",
+};
 
 enum proc_bwrap_mode { PROC_BWRAP_AUTO, PROC_BWRAP_ALWAYS, PROC_BWRAP_NEVER };
 
@@ -84,7 +96,11 @@ TSR_WUR static int proc_bwrap_system(drv_argv *a)
  *
  * Run by root, bwrap needs no user namespace, and the supervisor keeps just
  * CAP_SETUID/CAP_SETGID so it can run its workload as another uid (inside a
- * user namespace only one uid is mapped and that separation is impossible).
+ * user namespace only one uid is mapped and that separation is impossible)
+ * and CAP_KILL to signal that uid: without it the kernel refuses the
+ * forwarded SIGTERM, the kill of what the workload leaves behind, and the
+ * workload's parent-death SIGKILL, so a workload outlived a killed
+ * supervisor (as in the docker driver, docs/drivers.md).
  * Run by anyone else, a user namespace is the only way in, with no caps. */
 TSR_WUR static int proc_bwrap_base(const proc_ctx *c, drv_argv *a)
 {
@@ -92,7 +108,8 @@ TSR_WUR static int proc_bwrap_base(const proc_ctx *c, drv_argv *a)
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--hostname", "tessera", "--new-session", "--cap-drop", "ALL",
         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"};
-    static const char *const as_root[] = {"--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"};
+    static const char *const as_root[] = {"--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                                          "--cap-add", "CAP_KILL"};
     TSR_GUARD(drv_argv_add(a, c->bwrap));
     if (geteuid() != 0) TSR_GUARD(drv_argv_add(a, "--unshare-user"));
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) TSR_GUARD(drv_argv_add(a, base[i]));
@@ -228,22 +245,50 @@ static void proc_fini(void *ctx)
 
 /* ---- operations ------------------------------------------------------------------- */
 
+/* No image: a process sandbox runs what this host has. */
+TSR_WUR static int proc_check_sb(const tsr_driver_sandbox *sb)
+{
+    TSR_GUARD(drv_command_check(sb));
+    TSR_ENSURE(sb->image[0] == '\0', TSR_E_INPUT,
+               "image: the process driver runs no images (a process sandbox runs this host's "
+               "programs); leave image empty or use the docker or vm driver");
+    return 0;
+}
+
+static int proc_check(void *ctx, const tsr_driver_sandbox *sb, char *err, size_t err_cap)
+{
+    (void)ctx;
+    return proc_check_sb(sb) != 0 ? drv_invalid_recorded(err, err_cap, "process", NULL)
+                                  : TSR_DRIVER_OK;
+}
+
 static int proc_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *ident,
                        char *err, size_t err_cap)
 {
     proc_ctx *c = ctx;
     const char *id = sb != NULL ? sb->id : NULL;
+    char *blob = NULL;
+    size_t blob_len = 0;
     if (!drv_id_valid(id)) return drv_errf(err, err_cap, "process: create: bad sandbox id");
-    if (drv_identity_check(c->td, sb, ident) != 0 ||
-        drv_local_create(&c->local, id, ident, 1) != 0)
-        return drv_err_recorded(err, err_cap, "process: create", id);
+    if (proc_check_sb(sb) != 0) return drv_invalid_recorded(err, err_cap, "process: create", id);
+    int rc = drv_identity_check(c->td, sb, ident);
+    if (rc == 0 && sb->n_command > 0) rc = drv_local_command_blob(sb, &blob, &blob_len);
+    if (rc == 0) {
+        drv_local_file cmd = {"command", blob, blob_len};
+        rc = drv_local_create(&c->local, id, ident, 1, &cmd, sb->n_command > 0 ? 1 : 0);
+    }
+    free(blob);
+    if (rc != 0) return drv_fail_recorded(err, err_cap, "process: create", id);
     drv_logf(&c->log, "created sandbox %s", id);
-    return 0;
+    return TSR_DRIVER_OK;
 }
 
-/* State from the pid file (caller holds the lock). */
+/* The supervisor's argv and environment (caller holds the lock): bwrap's
+ * arguments first when it is used, then the supervisor, its flags, the
+ * driver-wide supervisor_args and the workload after "--". */
 TSR_WUR static int proc_build_argv(const proc_ctx *c, const char *id, const char *sbdir,
-                                   drv_argv *a, drv_argv *e)
+                                   const char *const *command, size_t n_command, drv_argv *a,
+                                   drv_argv *e)
 {
     char path[DRV_PATH_MAX];
     const char *sup = c->supervisor, *iddir = PROC_ID_IN_SANDBOX;
@@ -281,7 +326,11 @@ TSR_WUR static int proc_build_argv(const proc_ctx *c, const char *id, const char
     TSR_GUARD(drv_argv_add(a, c->td));
     TSR_GUARD(drv_argv_add(a, "--sandbox-id"));
     TSR_GUARD(drv_argv_add(a, id));
-    TSR_GUARD(drv_argv_add_split(a, c->extra_args));
+    TSR_GUARD(drv_argv_add(a, "--driver"));
+    TSR_GUARD(drv_argv_add(a, "process"));
+    TSR_GUARD(drv_argv_add(a, "--enforced"));
+    TSR_GUARD(drv_argv_add(a, PROC_ENFORCED));
+    TSR_GUARD(drv_argv_add_workload(a, c->extra_args, command, n_command));
     return 0;
 }
 
@@ -318,6 +367,9 @@ TSR_WUR static int proc_start_locked(void *ctx, const char *id, int sbfd)
     proc_ctx *c = ctx;
     int rc = -1, log_fd = -1, info[2] = {-1, -1};
     drv_argv *a = NULL, *e = NULL;
+    char *cmd_blob = NULL;
+    const char *command[TSR_DRIVER_MAX_COMMAND_ARGS + 1];
+    size_t n_command = 0;
     char sbdir[DRV_PATH_MAX], log_path[DRV_PATH_MAX], pid_path[DRV_PATH_MAX],
         pid_tmp[DRV_PATH_MAX], ws[DRV_PATH_MAX];
     drv_pidrec rec;
@@ -340,11 +392,13 @@ TSR_WUR static int proc_start_locked(void *ctx, const char *id, int sbfd)
     a = drv_argv_new();
     e = drv_argv_new();
     TSR_TRY_ENSURE(a != NULL && e != NULL, TSR_E_INTERNAL, "out of memory");
-    TSR_TRY(proc_build_argv(c, id, sbdir, a, e));
+    TSR_TRY(drv_local_command_read(sbfd, &cmd_blob, command, &n_command));
+    TSR_TRY(proc_build_argv(c, id, sbdir, command, n_command, a, e));
 
     log_fd = openat(sbfd, "supervisor.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
                     0600);
     TSR_TRY_ENSURE(log_fd >= 0, TSR_E_IO, "open %s: %s", log_path, strerror(errno));
+    drv_local_mark(log_fd);
     if (c->bwrap[0] != '\0')
         TSR_TRY_ENSURE(pipe2(info, O_CLOEXEC) == 0, TSR_E_IO, "pipe: %s", strerror(errno));
 
@@ -381,13 +435,16 @@ TSR_WUR static int proc_start_locked(void *ctx, const char *id, int sbfd)
         if (drv_local_terminate(&started, 0, &killed) != 0)
             drv_logf(&c->log, "sandbox %s: %s", id, tsr_errmsg());
         (void)unlinkat(sbfd, "pid", 0);
+        char last[600];
+        drv_local_last_words(sbfd, &proc_log, last, sizeof last);
         if (c->bwrap[0] != '\0')
-            (void)TSR_FAIL(TSR_E_IO,
+            (void)TSR_FAIL(TSR_E_STATE,
                            "the sandbox exited at once: bubblewrap could not set it up or the "
-                           "supervisor failed (see %s)",
-                           log_path);
+                           "supervisor failed (%s: %s)",
+                           log_path, last[0] != '\0' ? last : "nothing in it");
         else
-            (void)TSR_FAIL(TSR_E_IO, "the supervisor exited at once (see %s)", log_path);
+            (void)TSR_FAIL(TSR_E_STATE, "the supervisor exited at once (%s: %s)", log_path,
+                           last[0] != '\0' ? last : "nothing in it");
         goto out;
     }
     drv_logf(&c->log, "started sandbox %s (pid %ld, %s)", id, (long)pid, sp.kind);
@@ -398,6 +455,7 @@ out:
     if (info[1] >= 0) close(info[1]);
     drv_argv_free(a);
     drv_argv_free(e);
+    free(cmd_blob);
     return rc;
 }
 
@@ -431,11 +489,11 @@ static int proc_destroy(void *ctx, const char *id, char *err, size_t err_cap)
     return drv_local_destroy(&c->local, &c->log, id, proc_stop_locked, c, err, err_cap);
 }
 
-static int proc_status(void *ctx, const char *id, enum tsr_driver_state *state, char *err,
+static int proc_status(void *ctx, const char *id, tsr_driver_status *st, char *err,
                        size_t err_cap)
 {
     proc_ctx *c = ctx;
-    return drv_local_status(&c->local, id, state, err, err_cap);
+    return drv_local_status(&c->local, id, st, &proc_log, err, err_cap);
 }
 
 static const tsr_driver_ops proc_ops = {
@@ -444,6 +502,7 @@ static const tsr_driver_ops proc_ops = {
     .name = "process",
     .init = proc_init,
     .fini = proc_fini,
+    .check = proc_check,
     .create = proc_create,
     .start = proc_start,
     .stop = proc_stop,

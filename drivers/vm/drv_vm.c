@@ -11,6 +11,9 @@
  *       relay.lock                        tessera-vm-relay's connection slots
  *       pid                               "<pid> <starttime> qemu"
  *       driver                            "vm"
+ *       image                             the guest image's name (when not the default)
+ *       command                           the sandbox's workload argv (NUL after each)
+ *       command.fw                        the workload for fw_cfg opt/tessera/command
  *
  * Identity reaches the guest only through fw_cfg files
  * (opt/tessera/cert.pem, key.pem, bundle.pem), never the kernel command line
@@ -47,6 +50,8 @@ typedef struct vm_ctx {
     drv_local local;
     drv_logger log;
     drv_vm_config cfg;
+    drv_vm_image images[DRV_VM_MAX_IMAGES];
+    size_t n_images;
     uint64_t grace_ms;
     uint64_t start_check_ms;
     int (*mint)(void *arg, const char *sandbox_id, tsr_driver_identity *out, char *err,
@@ -58,9 +63,19 @@ typedef struct vm_ctx {
 static const char *const vm_options[] = {
     "qemu",          "kernel",  "initrd",          "append",        "memory_mb",
     "cpus",          "accel",   "network",         "qemu_sandbox",  "gateway",
-    "relay",         "supervisor_args", "stop_grace_ms", "start_check_ms", NULL};
+    "relay",         "supervisor_args", "stop_grace_ms", "start_check_ms", "images", NULL};
+
+/* console.log: the supervisor's lines and tessera-init's (the kernel's are
+ * left out); tessera-init says how the supervisor ended. */
+static const drv_local_log vm_log = {
+    .file = "console.log",
+    .only = "tessera-",
+    .exit_marker = "tessera-init: tessera-supervisor exited with status ",
+};
 
 static const char *const vm_identity_files[] = {"cert.pem", "key.pem", "bundle.pem"};
+
+static int vm_chars_ok(const char *s, const char *extra);
 
 /* ---- argv ------------------------------------------------------------------------ */
 
@@ -107,11 +122,17 @@ int drv_vm_guest_gateway(enum drv_vm_network net, const char *host_gateway, char
     return 0;
 }
 
-int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv *a)
+int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, const drv_vm_boot *boot,
+                      drv_argv *a)
 {
+    const char *kernel = boot != NULL && boot->image != NULL ? boot->image->kernel : cfg->kernel;
+    const char *initrd = boot != NULL && boot->image != NULL ? boot->image->initrd : cfg->initrd;
+    const char *command_file = boot != NULL ? boot->command_file : NULL;
     TSR_ENSURE(drv_id_valid(sandbox_id), TSR_E_INPUT, "sandbox id is not a lowercase UUID");
-    TSR_ENSURE(cfg->qemu[0] == '/' && cfg->kernel[0] == '/', TSR_E_INPUT,
+    TSR_ENSURE(cfg->qemu[0] == '/' && kernel[0] == '/', TSR_E_INPUT,
                "qemu and kernel must be absolute paths");
+    TSR_ENSURE(command_file == NULL || vm_chars_ok(command_file, "._-"), TSR_E_INPUT,
+               "bad command file name");
     TSR_ENSURE(drv_addr_valid(cfg->guest_gateway) && drv_td_valid(cfg->td), TSR_E_INPUT,
                "bad gateway address or trust domain");
     int gw_net = cfg->network == DRV_VM_NET_GATEWAY;
@@ -150,10 +171,10 @@ int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv
                                 gw_net ? "allow" : "deny", gw_net ? "allow" : "deny"));
     }
     TSR_GUARD(drv_argv_add(a, "-kernel"));
-    TSR_GUARD(drv_argv_add(a, cfg->kernel));
-    if (cfg->initrd[0] != '\0') {
+    TSR_GUARD(drv_argv_add(a, kernel));
+    if (initrd[0] != '\0') {
         TSR_GUARD(drv_argv_add(a, "-initrd"));
-        TSR_GUARD(drv_argv_add(a, cfg->initrd));
+        TSR_GUARD(drv_argv_add(a, initrd));
     }
     TSR_GUARD(drv_argv_add(a, "-append"));
     TSR_GUARD(drv_argv_addf(a, "console=ttyS0 panic=-1%s%s", cfg->append[0] != '\0' ? " " : "",
@@ -168,6 +189,10 @@ int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv
     TSR_GUARD(vm_add_fw_string(a, "sandbox_id", sandbox_id));
     if (cfg->supervisor_args[0] != '\0')
         TSR_GUARD(vm_add_fw_string(a, "supervisor_args", cfg->supervisor_args));
+    if (command_file != NULL) {
+        TSR_GUARD(drv_argv_add(a, "-fw_cfg"));
+        TSR_GUARD(drv_argv_addf(a, "name=opt/tessera/command,file=%s", command_file));
+    }
     if (cfg->network == DRV_VM_NET_NONE) {
         TSR_GUARD(drv_argv_add(a, "-nic"));
         TSR_GUARD(drv_argv_add(a, "none"));
@@ -195,6 +220,104 @@ int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv
     TSR_GUARD(drv_argv_add(a, "-pidfile"));
     TSR_GUARD(drv_argv_add(a, "qemu.pid"));
     return 0;
+}
+
+/* Is the byte at p of the argument arg written as it is? [A-Za-z0-9_./-],
+ * but never a '-' that would start the line: no printf may take it for an
+ * option. */
+static int vm_plain_byte(const unsigned char *arg, const unsigned char *p)
+{
+    unsigned char c = *p;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == '/' || (c == '-' && p != arg);
+}
+
+int drv_vm_encode_command(const char *const *argv, size_t n, char **out, size_t *len)
+{
+    size_t need = 1;
+    for (size_t i = 0; i < n; i++) {
+        TSR_ENSURE(argv[i] != NULL, TSR_E_INPUT, "command[%zu] is missing", i);
+        const unsigned char *arg = (const unsigned char *)argv[i];
+        for (const unsigned char *p = arg; *p != '\0'; p++) need += vm_plain_byte(arg, p) ? 1 : 4;
+        need += 1;
+    }
+    char *b = malloc(need);
+    TSR_ENSURE(b != NULL, TSR_E_INTERNAL, "out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *arg = (const unsigned char *)argv[i];
+        for (const unsigned char *p = arg; *p != '\0'; p++) {
+            if (vm_plain_byte(arg, p)) {
+                b[o++] = (char)*p;
+            } else {
+                b[o++] = '\\';
+                b[o++] = (char)('0' + (*p >> 6));
+                b[o++] = (char)('0' + ((*p >> 3) & 7));
+                b[o++] = (char)('0' + (*p & 7));
+            }
+        }
+        b[o++] = '\n';
+    }
+    TSR_ASSERT(o + 1 == need); /* both passes take the same bytes as they are */
+    b[o] = '\0';
+    *out = b;
+    *len = o;
+    return 0;
+}
+
+/* One NAME:KERNEL[:INITRD] entry of the images option into im. */
+TSR_WUR static int vm_parse_image(const char *p, drv_vm_image *im)
+{
+    const char *e = p + strlen(p);
+    memset(im, 0, sizeof *im);
+    const char *c1 = strchr(p, ':');
+    TSR_ENSURE(c1 != NULL, TSR_E_INPUT, "option images: \"%.80s\" is not NAME:KERNEL[:INITRD]",
+               p);
+    const char *c2 = strchr(c1 + 1, ':');
+    size_t nl = (size_t)(c1 - p);
+    int name_ok = nl > 0 && nl < sizeof im->name && ((*p >= 'a' && *p <= 'z') ||
+                                                   (*p >= '0' && *p <= '9'));
+    for (size_t i = 0; name_ok && i < nl; i++)
+        name_ok = (p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') ||
+                  p[i] == '.' || p[i] == '_' || p[i] == '-';
+    TSR_ENSURE(name_ok, TSR_E_INPUT,
+               "option images: the name \"%.*s\" is not [a-z0-9][a-z0-9._-]{0,63}",
+               (int)(nl > 64 ? 64 : nl), p);
+    memcpy(im->name, p, nl);
+    const char *k = c1 + 1, *ke = c2 != NULL ? c2 : e;
+    TSR_ENSURE(ke > k && (size_t)(ke - k) < sizeof im->kernel && *k == '/', TSR_E_INPUT,
+               "option images: image %s: the kernel must be an absolute path", im->name);
+    memcpy(im->kernel, k, (size_t)(ke - k));
+    if (c2 != NULL) {
+        TSR_ENSURE(e > c2 + 1 && (size_t)(e - c2 - 1) < sizeof im->initrd && c2[1] == '/' &&
+                       strchr(c2 + 1, ':') == NULL,
+                   TSR_E_INPUT, "option images: image %s: the initrd must be an absolute path",
+                   im->name);
+        memcpy(im->initrd, c2 + 1, (size_t)(e - c2 - 1));
+    }
+    return 0;
+}
+
+int drv_vm_parse_images(const char *text, drv_vm_image *out, size_t *n)
+{
+    *n = 0;
+    drv_argv *a = drv_argv_new();
+    TSR_ENSURE(a != NULL, TSR_E_INTERNAL, "out of memory");
+    int rc = -1;
+    TSR_TRY(drv_argv_add_split(a, text));
+    TSR_TRY_ENSURE(a->n <= DRV_VM_MAX_IMAGES, TSR_E_LIMIT, "option images: more than %d images",
+                   DRV_VM_MAX_IMAGES);
+    for (size_t i = 0; i < a->n; i++) {
+        TSR_TRY(vm_parse_image(a->v[i], &out[i]));
+        for (size_t k = 0; k < i; k++)
+            TSR_TRY_ENSURE(strcmp(out[k].name, out[i].name) != 0, TSR_E_INPUT,
+                           "option images: %s is named twice", out[i].name);
+    }
+    *n = a->n;
+    rc = 0;
+out:
+    drv_argv_free(a);
+    return rc;
 }
 
 /* ---- accelerator ------------------------------------------------------------------- */
@@ -352,6 +475,36 @@ TSR_WUR static int vm_setup_accel(vm_ctx *c, const char *v)
     return 0;
 }
 
+/* supervisor_args: the flags go to the guest as fw_cfg supervisor_args,
+ * what follows "--" is the default workload (fw_cfg command). */
+TSR_WUR static int vm_setup_supervisor_args(drv_vm_config *cfg, const tsr_driver_env *env)
+{
+    char all[4096];
+    TSR_GUARD(drv_option_supervisor_args(env, all, sizeof all));
+    drv_argv *a = drv_argv_new();
+    TSR_ENSURE(a != NULL, TSR_E_INTERNAL, "out of memory");
+    int rc = -1;
+    TSR_TRY(drv_argv_add_split(a, all));
+    char *dst = cfg->supervisor_args;
+    size_t cap = sizeof cfg->supervisor_args, used = 0;
+    cfg->supervisor_args[0] = cfg->default_command[0] = '\0';
+    for (size_t i = 0; i < a->n; i++) {
+        if (dst == cfg->supervisor_args && strcmp(a->v[i], "--") == 0) {
+            dst = cfg->default_command;
+            cap = sizeof cfg->default_command;
+            used = 0;
+            continue;
+        }
+        int n = snprintf(dst + used, cap - used, "%s%s", used > 0 ? " " : "", a->v[i]);
+        TSR_TRY_ENSURE(n > 0 && (size_t)n < cap - used, TSR_E_LIMIT, "supervisor_args too long");
+        used += (size_t)n;
+    }
+    rc = 0;
+out:
+    drv_argv_free(a);
+    return rc;
+}
+
 TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
 {
     drv_vm_config *cfg = &c->cfg;
@@ -387,8 +540,23 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
                    TSR_E_INPUT, "option append must not name identity files");
         strcpy(cfg->append, v);
     }
-    TSR_GUARD(drv_option_supervisor_args(env, cfg->supervisor_args,
-                                         sizeof cfg->supervisor_args));
+    TSR_GUARD(vm_setup_supervisor_args(cfg, env));
+    v = drv_option(env, "images");
+    if (v != NULL) {
+        TSR_GUARD(drv_vm_parse_images(v, c->images, &c->n_images));
+        for (size_t i = 0; i < c->n_images; i++) {
+            drv_vm_image *im = &c->images[i];
+            char what[96], given[DRV_VM_PATH_MAX];
+            snprintf(what, sizeof what, "image %s: kernel", im->name);
+            memcpy(given, im->kernel, sizeof given);
+            TSR_GUARD(vm_abs_file(what, given, im->kernel, sizeof im->kernel, 0));
+            if (im->initrd[0] != '\0') {
+                snprintf(what, sizeof what, "image %s: initrd", im->name);
+                memcpy(given, im->initrd, sizeof given);
+                TSR_GUARD(vm_abs_file(what, given, im->initrd, sizeof im->initrd, 0));
+            }
+        }
+    }
     v = drv_option(env, "network");
     cfg->network = DRV_VM_NET_GATEWAY;
     if (v != NULL) {
@@ -658,17 +826,112 @@ out:
 
 /* ---- operations ------------------------------------------------------------------- */
 
+/* The guest image named `name` ("": the default, NULL). */
+TSR_WUR static int vm_image_find(const vm_ctx *c, const char *name, const drv_vm_image **out)
+{
+    *out = NULL;
+    if (name[0] == '\0') return 0;
+    for (size_t i = 0; i < c->n_images; i++) {
+        if (strcmp(c->images[i].name, name) == 0) {
+            *out = &c->images[i];
+            return 0;
+        }
+    }
+    char names[DRV_VM_MAX_IMAGES * 66] = "";
+    for (size_t i = 0; i < c->n_images; i++) {
+        size_t used = strlen(names);
+        snprintf(names + used, sizeof names - used, "%s%s", i > 0 ? ", " : "", c->images[i].name);
+    }
+    return TSR_FAIL(TSR_E_INPUT,
+                    "image: no guest image named \"%.64s\" in the vm driver's images option "
+                    "(%s%s)", name, c->n_images > 0 ? "configured: " : "none configured",
+                    names);
+}
+
+TSR_WUR static int vm_check_sb(const vm_ctx *c, const tsr_driver_sandbox *sb)
+{
+    const drv_vm_image *im = NULL;
+    TSR_GUARD(drv_command_check(sb));
+    return vm_image_find(c, sb->image, &im);
+}
+
+static int vm_check(void *ctx, const tsr_driver_sandbox *sb, char *err, size_t err_cap)
+{
+    return vm_check_sb(ctx, sb) != 0 ? drv_invalid_recorded(err, err_cap, "vm", NULL)
+                                     : TSR_DRIVER_OK;
+}
+
 static int vm_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *ident,
                      char *err, size_t err_cap)
 {
     vm_ctx *c = ctx;
     const char *id = sb != NULL ? sb->id : NULL;
+    char *blob = NULL;
+    size_t blob_len = 0, n_files = 0;
     if (!drv_id_valid(id)) return drv_errf(err, err_cap, "vm: create: bad sandbox id");
-    if (drv_identity_check(c->cfg.td, sb, ident) != 0 ||
-        drv_local_create(&c->local, id, ident, 0) != 0)
-        return drv_err_recorded(err, err_cap, "vm: create", id);
-    drv_logf(&c->log, "created sandbox %s", id);
-    return 0;
+    if (vm_check_sb(c, sb) != 0) return drv_invalid_recorded(err, err_cap, "vm: create", id);
+    drv_local_file files[2];
+    int rc = drv_identity_check(c->cfg.td, sb, ident);
+    if (rc == 0 && sb->n_command > 0) {
+        rc = drv_local_command_blob(sb, &blob, &blob_len);
+        files[n_files++] = (drv_local_file){"command", blob, blob_len};
+    }
+    if (sb->image[0] != '\0') files[n_files++] = (drv_local_file){"image", sb->image,
+                                                                  strlen(sb->image)};
+    if (rc == 0) rc = drv_local_create(&c->local, id, ident, 0, files, n_files);
+    free(blob);
+    if (rc != 0) return drv_fail_recorded(err, err_cap, "vm: create", id);
+    drv_logf(&c->log, "created sandbox %s%s%s", id, sb->image[0] != '\0' ? ", guest image " : "",
+             sb->image);
+    return TSR_DRIVER_OK;
+}
+
+/* What this boot runs: the guest image create recorded (or the default),
+ * and command.fw, the workload for fw_cfg opt/tessera/command: the
+ * sandbox's own command, else the default from supervisor_args (none: no
+ * file). Caller holds the lock. */
+TSR_WUR static int vm_boot_prepare(vm_ctx *c, const char *id, int sbfd, drv_vm_boot *boot)
+{
+    int rc = -1;
+    char *blob = NULL, *enc = NULL, name[TSR_DRIVER_MAX_IMAGE + 1] = "", path[DRV_PATH_MAX];
+    const char *argv[TSR_DRIVER_MAX_COMMAND_ARGS + 1];
+    size_t n = 0, enc_len = 0;
+    drv_argv *def = NULL;
+    memset(boot, 0, sizeof *boot);
+
+    int fd = openat(sbfd, "image", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, name, sizeof name - 1);
+        close(fd);
+        TSR_TRY_ENSURE(r > 0 && (size_t)r < sizeof name - 1, TSR_E_STATE,
+                       "the sandbox's image file is unreadable or corrupt");
+        name[r] = '\0';
+        TSR_TRY_ENSURE(vm_image_find(c, name, &boot->image) == 0, TSR_E_STATE,
+                       "this sandbox's guest image \"%s\" is no longer in the images option",
+                       name);
+    } else {
+        TSR_TRY_ENSURE(errno == ENOENT, TSR_E_IO, "open image: %s", strerror(errno));
+    }
+    TSR_TRY(drv_local_command_read(sbfd, &blob, argv, &n));
+    if (n == 0 && c->cfg.default_command[0] != '\0') {
+        def = drv_argv_new();
+        TSR_TRY_ENSURE(def != NULL, TSR_E_INTERNAL, "out of memory");
+        TSR_TRY(drv_argv_add_split(def, c->cfg.default_command));
+        for (n = 0; n < def->n && n < TSR_DRIVER_MAX_COMMAND_ARGS; n++) argv[n] = def->v[n];
+    }
+    (void)unlinkat(sbfd, "command.fw", 0);
+    if (n > 0) {
+        TSR_TRY(drv_vm_encode_command(argv, n, &enc, &enc_len));
+        TSR_TRY(drv_local_path(&c->local, id, "command.fw", path, sizeof path));
+        TSR_TRY(tsr_write_file_atomic(path, enc, enc_len, 0600, TSR_WRITE_REPLACE));
+        boot->command_file = "command.fw";
+    }
+    rc = 0;
+out:
+    free(blob);
+    free(enc);
+    drv_argv_free(def);
+    return rc;
 }
 
 TSR_WUR static int vm_start_locked(void *ctx, const char *id, int sbfd)
@@ -691,7 +954,9 @@ TSR_WUR static int vm_start_locked(void *ctx, const char *id, int sbfd)
     a = drv_argv_new();
     e = drv_argv_new();
     TSR_TRY_ENSURE(a != NULL && e != NULL, TSR_E_INTERNAL, "out of memory");
-    TSR_TRY(drv_vm_build_argv(&c->cfg, id, a));
+    drv_vm_boot boot;
+    TSR_TRY(vm_boot_prepare(c, id, sbfd, &boot));
+    TSR_TRY(drv_vm_build_argv(&c->cfg, id, &boot, a));
     TSR_TRY(drv_argv_add(e, "PATH=/usr/local/bin:/usr/bin:/bin"));
     /* The identity placed at create boots once; any later boot gets a fresh one. */
     if (!vm_identity_unused(c, id, sbfd)) {
@@ -700,6 +965,12 @@ TSR_WUR static int vm_start_locked(void *ctx, const char *id, int sbfd)
     }
     log_fd = openat(sbfd, "qemu.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     TSR_TRY_ENSURE(log_fd >= 0, TSR_E_IO, "open %s: %s", log_path, strerror(errno));
+    /* This boot's console lines follow the mark (status reads them). */
+    int con = openat(sbfd, "console.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                     0600);
+    TSR_TRY_ENSURE(con >= 0, TSR_E_IO, "open console.log: %s", strerror(errno));
+    drv_local_mark(con);
+    close(con);
 
     drv_spawn sp = {
         .argv = a->v,
@@ -721,7 +992,13 @@ TSR_WUR static int vm_start_locked(void *ctx, const char *id, int sbfd)
     TSR_TRY_ENSURE(present, TSR_E_INTERNAL, "QEMU wrote no pid file");
     if (drv_proc_wait_gone(rec.pid, rec.start, c->start_check_ms)) {
         (void)unlinkat(sbfd, "pid", 0);
-        (void)TSR_FAIL(TSR_E_IO, "QEMU exited at once (see %s)", log_path);
+        char *text = NULL, lines[600] = "", last[600];
+        drv_local_tail(sbfd, "qemu.log", &text);
+        if (text != NULL) drv_tail_lines(text, strlen(text), 1, NULL, lines, sizeof lines);
+        free(text);
+        drv_one_line(lines, last, sizeof last);
+        (void)TSR_FAIL(TSR_E_STATE, "QEMU exited at once (%s: %s)", log_path,
+                       last[0] != '\0' ? last : "nothing in it");
         goto out;
     }
     if (vm_qmp_ready(sbfd, &rec, VM_QMP_READY_MS) != 0) {
@@ -782,11 +1059,11 @@ static int vm_destroy(void *ctx, const char *id, char *err, size_t err_cap)
     return drv_local_destroy(&c->local, &c->log, id, vm_stop_locked, c, err, err_cap);
 }
 
-static int vm_status(void *ctx, const char *id, enum tsr_driver_state *state, char *err,
-                       size_t err_cap)
+static int vm_status(void *ctx, const char *id, tsr_driver_status *st, char *err,
+                     size_t err_cap)
 {
     vm_ctx *c = ctx;
-    return drv_local_status(&c->local, id, state, err, err_cap);
+    return drv_local_status(&c->local, id, st, &vm_log, err, err_cap);
 }
 
 static const tsr_driver_ops vm_ops = {
@@ -795,6 +1072,7 @@ static const tsr_driver_ops vm_ops = {
     .name = "vm",
     .init = vm_init,
     .fini = vm_fini,
+    .check = vm_check,
     .create = vm_create,
     .start = vm_start,
     .stop = vm_stop,

@@ -26,7 +26,10 @@ typedef struct drv_vm_config {
     char initrd[DRV_VM_PATH_MAX]; /* "" = none */
     char relay[DRV_VM_PATH_MAX];  /* tessera-vm-relay, for DRV_VM_NET_GATEWAY */
     char append[1024];            /* extra kernel command line, "" = none */
-    char supervisor_args[1024];   /* extra supervisor arguments for the guest, "" = none */
+    char supervisor_args[1024];   /* extra supervisor flags for the guest, "" = none (what
+                                     followed "--" in the option: default_command) */
+    char default_command[1024];   /* the workload of a sandbox without its own, split on
+                                     spaces; "" = none */
     char host_gateway[DRV_MAX_ADDR + 1];  /* the gateway as the host reaches it */
     char guest_gateway[DRV_MAX_ADDR + 1]; /* ... and as the guest dials it */
     char td[DRV_MAX_TD + 1];
@@ -37,13 +40,42 @@ typedef struct drv_vm_config {
     uint64_t cpus;
 } drv_vm_config;
 
+/* A guest image named in the `images` option. */
+#define DRV_VM_MAX_IMAGES 16
+typedef struct drv_vm_image {
+    char name[65];                /* [a-z0-9][a-z0-9._-]{0,63} */
+    char kernel[DRV_VM_PATH_MAX];
+    char initrd[DRV_VM_PATH_MAX]; /* "" = none */
+} drv_vm_image;
+
+/* What one boot runs: its guest image (NULL: cfg's kernel and initrd) and
+ * the file, relative to the sandbox directory, holding the workload's argv
+ * for fw_cfg opt/tessera/command (NULL: no workload). */
+typedef struct drv_vm_boot {
+    const drv_vm_image *image;
+    const char *command_file;
+} drv_vm_boot;
+
 /* The argv of one sandbox's QEMU. Pure (no I/O). QEMU runs with the
  * sandbox directory as its working directory, so every per-sandbox file is
  * named relative to it. The identity reaches the guest as fw_cfg files
  * (opt/tessera/cert.pem, key.pem, bundle.pem) that QEMU reads from
  * identity/; the kernel command line never carries identity material or
- * its paths. */
-TSR_WUR int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, drv_argv *out);
+ * its paths. boot may be NULL. */
+TSR_WUR int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id,
+                              const drv_vm_boot *boot, drv_argv *out);
+
+/* The workload's argv as the guest's tessera-init reads fw_cfg
+ * opt/tessera/command: one line per argument, each byte outside
+ * [A-Za-z0-9_./-], and a '-' that would start the line, written as a
+ * backslash and three octal digits (the init decodes a line with printf; no
+ * shell splits or evaluates it). *out is malloc'd. Pure. */
+TSR_WUR int drv_vm_encode_command(const char *const *argv, size_t n, char **out, size_t *len);
+
+/* The `images` option: space-separated NAME:KERNEL[:INITRD] entries, at
+ * most DRV_VM_MAX_IMAGES, names unique; the paths as given (the driver
+ * checks the files). Pure. */
+TSR_WUR int drv_vm_parse_images(const char *text, drv_vm_image *out, size_t *n);
 
 /* 1 when the text of /proc/cpuinfo has a "flags" line with the word vmx or
  * svm (hardware virtualisation that KVM can use). Pure. */

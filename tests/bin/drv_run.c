@@ -4,9 +4,10 @@
  *
  *   drv_run DRIVER.so [--data-dir DIR] [--supervisor PATH] [--gateway ADDR]
  *           [--trust-domain TD] [--opt KEY=VALUE]... [--identity DIR]
- *           [--spiffe-id URI] [--mint DIR] OP...
+ *           [--spiffe-id URI] [--mint DIR] [--image IMAGE] [--arg ARG]... OP...
  *
- *   OP: create:ID  start:ID  stop:ID  destroy:ID  status:ID  sleep:MS
+ *   OP: check:ID create:ID  start:ID  stop:ID  destroy:ID  status:ID  detail:ID
+ *       sleep:MS
  *
  * --identity DIR holds cert.pem, key.pem and bundle.pem for create (the
  * buffers a gateway would pass); --spiffe-id overrides the sandbox's SPIFFE
@@ -16,10 +17,16 @@
  * is left it fails with "no identity left in DIR". Without --mint the driver
  * gets no mint_identity.
  *
+ * --image and --arg (the workload's argv, one --arg per argument) are the
+ * sandbox's for check and create.
+ *
  * Prints one line per operation: "<op> <id>: ok", "status <id>: RUNNING",
- * or "<op> <id>: error: <reason>"; driver log lines go to stderr as
- * "log: ...". Exit 0 when every operation succeeded, 1 when one failed, 2
- * on a usage or loading error. */
+ * or "<op> <id>: error: <reason>" ("error (precondition)" or "error
+ * (invalid)" for those ABI results); detail asks status for the last lines:
+ * "detail <id>: STOPPED exit 3" (or "exit unknown"), then each line as
+ * "detail | <line>". Driver log lines go to stderr as "log: ...". Exit 0
+ * when every operation succeeded, 1 when one failed, 2 on a usage or
+ * loading error. */
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +37,7 @@
 #include "drv_abi.h"
 
 #define MAX_OPTS 32
+#define MAX_ARGS 300
 
 static void log_line(void *arg, const char *line)
 {
@@ -117,7 +125,9 @@ int main(int argc, char **argv)
     const char *keys[MAX_OPTS], *vals[MAX_OPTS];
     char *optbuf[MAX_OPTS];
     size_t nopt = 0;
-    const char *ident_dir = NULL, *spiffe_override = NULL;
+    const char *ident_dir = NULL, *spiffe_override = NULL, *image = "";
+    const char *cmd[MAX_ARGS + 1];
+    size_t n_cmd = 0;
     int i = 2;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         const char *a = argv[i];
@@ -132,6 +142,8 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--trust-domain") == 0) env.trust_domain = v;
         else if (strcmp(a, "--identity") == 0) ident_dir = v;
         else if (strcmp(a, "--spiffe-id") == 0) spiffe_override = v;
+        else if (strcmp(a, "--image") == 0) image = v;
+        else if (strcmp(a, "--arg") == 0 && n_cmd < MAX_ARGS) cmd[n_cmd++] = v;
         else if (strcmp(a, "--mint") == 0) {
             mint_dir = v;
             env.mint_identity = mint_identity;
@@ -196,14 +208,18 @@ int main(int argc, char **argv)
         const char *id = colon + 1;
         int rc = 0;
         err[0] = '\0';
-        if (strcmp(op, "create") == 0) {
+        cmd[n_cmd] = NULL;
+        char spiffe[512];
+        snprintf(spiffe, sizeof spiffe, "spiffe://%s/sandbox/%s", env.trust_domain, id);
+        tsr_driver_sandbox sb = {id, "drv-run", spiffe_override ? spiffe_override : spiffe,
+                                 image, cmd, n_cmd};
+        if (strcmp(op, "check") == 0) {
+            rc = ops->check(ctx, &sb, err, sizeof err);
+        } else if (strcmp(op, "create") == 0) {
             size_t cl = 0, kl = 0, bl = 0;
             char *cert = ident_dir ? slurp(ident_dir, "cert.pem", &cl) : NULL;
             char *key = ident_dir ? slurp(ident_dir, "key.pem", &kl) : NULL;
             char *bundle = ident_dir ? slurp(ident_dir, "bundle.pem", &bl) : NULL;
-            char spiffe[512];
-            snprintf(spiffe, sizeof spiffe, "spiffe://%s/sandbox/%s", env.trust_domain, id);
-            tsr_driver_sandbox sb = {id, "drv-run", spiffe_override ? spiffe_override : spiffe};
             tsr_driver_identity ident = {cert, cl, key, kl, bundle, bl};
             rc = ops->create(ctx, &sb, &ident, err, sizeof err);
             if (key != NULL) memset(key, 0, kl);
@@ -216,11 +232,25 @@ int main(int argc, char **argv)
             rc = ops->stop(ctx, id, err, sizeof err);
         } else if (strcmp(op, "destroy") == 0) {
             rc = ops->destroy(ctx, id, err, sizeof err);
-        } else if (strcmp(op, "status") == 0) {
-            enum tsr_driver_state st = TSR_DRIVER_STATE_UNKNOWN;
+        } else if (strcmp(op, "status") == 0 || strcmp(op, "detail") == 0) {
+            tsr_driver_status st;
+            memset(&st, 0, sizeof st);
+            st.want_detail = strcmp(op, "detail") == 0;
             rc = ops->status(ctx, id, &st, err, sizeof err);
+            if (rc == 0 && !st.want_detail) {
+                printf("status %s: %s\n", id, state_name(st.state));
+                fflush(stdout);
+                continue;
+            }
             if (rc == 0) {
-                printf("status %s: %s\n", id, state_name(st));
+                printf("detail %s: %s exit ", id, state_name(st.state));
+                if (st.exited) printf("%d\n", st.exit_code);
+                else printf("unknown\n");
+                for (char *line = st.detail; *line != '\0';) {
+                    char *nl = strchr(line, '\n');
+                    printf("detail | %.*s\n", (int)(nl ? nl - line : (long)strlen(line)), line);
+                    line = nl ? nl + 1 : line + strlen(line);
+                }
                 fflush(stdout);
                 continue;
             }
@@ -237,7 +267,11 @@ int main(int argc, char **argv)
         if (rc == 0) {
             printf("%s %s: ok\n", op, id);
         } else {
-            printf("%s %s: error: %s\n", op, id, err);
+            printf("%s %s: error%s: %s\n", op, id,
+                   rc == TSR_DRIVER_PRECONDITION ? " (precondition)"
+                   : rc == TSR_DRIVER_INVALID   ? " (invalid)"
+                                                : "",
+                   err);
             if (failed == 0) failed = 1;
         }
         fflush(stdout);

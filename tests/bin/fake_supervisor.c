@@ -3,8 +3,11 @@
  * test is real; this program reports what a supervisor started by it sees.
  *
  *   fake_supervisor --identity-dir DIR --gateway ADDR --trust-domain TD
- *                   [--sandbox-id ID] [--ignore-term] [--probe PATH]...
+ *                   [--sandbox-id ID] [--driver NAME] [--enforced DOMAINS]
+ *                   [--ignore-term] [--probe PATH]... [-- COMMAND [ARGS...]]
  *
+ * It runs no workload: it prints what it was given (driver=, enforced=,
+ * one "command[i]=" line per argument after --).
  * Prints "key=value" lines on stdout (the driver sends it to
  * supervisor.log), then "ready", then waits for SIGTERM ("got SIGTERM",
  * exit 0). --ignore-term makes it ignore SIGTERM (to test SIGKILL after the
@@ -91,14 +94,21 @@ static void print_mode(const char *label, const char *path)
 
 int main(int argc, char **argv)
 {
-    const char *iddir = NULL, *gateway = NULL, *td = NULL, *sid = "";
-    int ignore_term = 0;
+    const char *iddir = NULL, *gateway = NULL, *td = NULL, *sid = "", *driver = "",
+               *enforced = "";
+    int ignore_term = 0, command_at = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--identity-dir") == 0 && i + 1 < argc) iddir = argv[++i];
         else if (strcmp(argv[i], "--gateway") == 0 && i + 1 < argc) gateway = argv[++i];
         else if (strcmp(argv[i], "--trust-domain") == 0 && i + 1 < argc) td = argv[++i];
         else if (strcmp(argv[i], "--sandbox-id") == 0 && i + 1 < argc) sid = argv[++i];
+        else if (strcmp(argv[i], "--driver") == 0 && i + 1 < argc) driver = argv[++i];
+        else if (strcmp(argv[i], "--enforced") == 0 && i + 1 < argc) enforced = argv[++i];
+        else if (strcmp(argv[i], "--") == 0) {
+            command_at = i + 1;
+            break;
+        }
         else if (strcmp(argv[i], "--ignore-term") == 0) ignore_term = 1;
         else if (strcmp(argv[i], "--probe") == 0 && i + 1 < argc) {
             const char *p = argv[++i];
@@ -125,6 +135,9 @@ int main(int argc, char **argv)
 
     printf("gateway=%s\ntrust_domain=%s\nsandbox_id=%s\nidentity_dir=%s\n", gateway, td, sid,
            iddir);
+    printf("driver=%s\nenforced=%s\n", driver, enforced);
+    for (int k = command_at; command_at > 0 && k < argc; k++)
+        printf("command[%d]=%s\n", k - command_at, argv[k]);
     printf("uid=%u\npid=%ld\n", (unsigned)getuid(), (long)getpid());
     char host[256] = "";
     gethostname(host, sizeof host - 1);

@@ -60,8 +60,14 @@ class Result:
 
 
 def run(driver, ops, options=(), identity=None, data_dir=None, supervisor=None,
-        gateway="127.0.0.1:8443", spiffe_id=None, timeout=60, mint=None, env=None):
+        gateway="127.0.0.1:8443", spiffe_id=None, timeout=60, mint=None, env=None, image=None,
+        command=()):
+    """image and command: the sandbox's workload for check and create."""
     args = [DRV_RUN, driver_so(driver), "--gateway", gateway, "--trust-domain", TD]
+    if image is not None:
+        args += ["--image", image]
+    for arg in command:
+        args += ["--arg", arg]
     if data_dir:
         args += ["--data-dir", data_dir]
     if supervisor:

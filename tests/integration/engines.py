@@ -123,9 +123,10 @@ class Engine:
         return json.loads(data) if data else None
 
     def inspect(self, name):
-        """The container's inspect document, or None when it does not exist."""
+        """The container's inspect document, or None when it does not exist
+        (podman answers 500 "no such container" while it removes one)."""
         status, data = self.api("GET", "/containers/%s/json" % name)
-        if status == 404:
+        if status == 404 or (status == 500 and b"no such container" in data):
             return None
         assert status == 200, (status, data[:300])
         return json.loads(data)

@@ -8,8 +8,9 @@ request:  method, path (without the query), query (dict, compared exactly),
           key by key, lists and scalars exactly), json_absent (top-level keys
           that must not be there), tar (the archive's entries, in order),
           empty_body (true: nothing sent).
-response: status, json (body), raw (body text), huge (N bytes of junk),
-          delay (seconds before answering), headers (extra).
+response: status, json (body), raw (body text), raw_hex (body bytes, e.g. a
+          multiplexed log stream), huge (N bytes of junk), delay (seconds
+          before answering), headers (extra).
 
 Strings in a recording may hold {placeholders} filled in by the test
 ({api} is the negotiated version prefix, e.g. v1.43).
@@ -263,6 +264,9 @@ class FakeEngine:
         elif "raw" in resp:
             payload = resp["raw"].encode()
             headers["Content-Type"] = "application/json"
+        elif "raw_hex" in resp:
+            payload = bytes.fromhex(resp["raw_hex"])
+            headers["Content-Type"] = "application/vnd.docker.raw-stream"
         elif "huge" in resp:
             payload = b"[" + b"0," * (resp["huge"] // 2) + b"0]"
             headers["Content-Type"] = "application/json"

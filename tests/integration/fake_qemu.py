@@ -115,6 +115,12 @@ def main(argv):
                 f.write(b'{"return": {}}\r\n')
                 if not ignore_powerdown:
                     time.sleep(0.1)
+                    # What the guest's console shows at a power-off (the
+                    # kernel's line is not the driver's to report).
+                    with open("console.log", "a") as con:
+                        con.write("tessera-init: power-off: stopping tessera-supervisor\r\n"
+                                  "tessera-init: tessera-supervisor exited with status 143\r\n"
+                                  "[    9.876543] reboot: Power down\r\n")
                     print("fake guest: powered off", flush=True)
                     os._exit(0)
             else:

@@ -184,6 +184,22 @@ def _descendants(root):
     return found
 
 
+def kill_sandboxes(data_dir):
+    """SIGKILL every process sandbox of the data dir (its supervisor tree)."""
+    import glob
+    import signal
+    for pidfile in glob.glob(os.path.join(data_dir, "sandboxes", "*", "pid")):
+        try:
+            pid = int(open(pidfile).read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        for victim in _descendants(pid):
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def _clean_up():
     """Sandboxes outlive their gateway by design (a restart re-attaches), so
     whatever a test gateway started is stopped when the test process ends;
@@ -194,7 +210,7 @@ def _clean_up():
         if g.proc is not None and g.proc.poll() is None:
             g.proc.kill()
             g.proc.wait()
-        g.kill_sandboxes()
+        kill_sandboxes(g.data_dir)
         shutil.rmtree(g.dir, ignore_errors=True)
 
 
@@ -319,22 +335,6 @@ limits:
             if at >= 0:
                 return text[max(0, at - 200):at + 4000]
         return "".join(self.stderr_lines[-20:])
-
-    def kill_sandboxes(self):
-        """SIGKILL every process of every sandbox the process driver started
-        in this gateway's data dir (before that dir goes away)."""
-        import glob
-        import signal
-        for pidfile in glob.glob(os.path.join(self.data_dir, "sandboxes", "*", "pid")):
-            try:
-                pid = int(open(pidfile).read().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-            for victim in _descendants(pid):
-                try:
-                    os.kill(victim, signal.SIGKILL)
-                except OSError:
-                    pass
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -54,8 +54,8 @@ def test_sandbox_create_list_get_delete(gw, tmp_path):
     name = uniq()
     policy = tmp_path / "policy.yaml"
     policy.write_text(gwtest.POLICY)
-    r = run(gw, "sandbox", "create", name, "--policy", str(policy), "--env",
-            "EXAMPLE_API_KEY=s3cr=t", "--env", "FROM_SHELL", env={"FROM_SHELL": "shell-value"})
+    r = run(gw, "sandbox", "create", name, "--policy", str(policy), "--secret",
+            "EXAMPLE_API_KEY=s3cr=t", "--secret", "FROM_SHELL", env={"FROM_SHELL": "shell-value"})
     assert r.returncode == 0, r.stderr
     assert f"Created sandbox {name}" in r.stdout
     got = admin(gw).GetSandbox(pb.GetSandboxRequest(name=name), timeout=10).sandbox
@@ -88,6 +88,62 @@ def test_sandbox_create_list_get_delete(gw, tmp_path):
     assert doc["sandbox"]["id"] == got.id and doc["revoked_certificates"] >= 1
     r = run(gw, "sandbox", "get", name)
     assert r.returncode == 1 and "NOT_FOUND" in r.stderr
+
+
+def test_sandbox_create_with_a_workload(gw):
+    """--image, --env and -- COMMAND reach the gateway as they were typed:
+    the command as an argv (never one string), the env as plain variables
+    (GetSandboxConfig gives them to the supervisor), the secrets apart. get
+    shows what it runs; the process driver hands the supervisor its flags
+    and the workload after -- (the test double prints them)."""
+    name = uniq()
+    r = run(gw, "sandbox", "create", name, "--env", "GREETING=hello world", "--env", "EMPTY=",
+            "--secret", "EXAMPLE_API_KEY=k", "--", "/bin/echo", "a b", "it's", "--not-a-flag",
+            "")
+    assert r.returncode == 0, r.stderr
+    doc = ok_json(gw, "sandbox", "get", name)["sandbox"]
+    assert doc["command"] == ["/bin/echo", "a b", "it's", "--not-a-flag", ""]
+    assert doc["env"] == {"EMPTY": "", "GREETING": "hello world"}
+    assert doc["image"] == "" and doc["exited"] is False and doc["state_detail"] == ""
+    r = run(gw, "sandbox", "get", name)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "command         /bin/echo 'a b' 'it'\\''s' --not-a-flag ''\n" in out, out
+    assert "env             EMPTY=\n                GREETING=hello world\n" in out, out
+    assert "image           (the driver's default)\n" in out, out
+    sid = doc["id"]
+    cfg = admin(gw).GetSandboxConfig(pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10)
+    assert dict(cfg.env) == {"EMPTY": "", "GREETING": "hello world"}
+    envr = admin(gw).GetSandboxProviderEnvironment(
+        pb.GetSandboxProviderEnvironmentRequest(sandbox_id=sid), timeout=10)
+    assert dict(envr.environment) == {"EXAMPLE_API_KEY": "k"}
+    log = os.path.join(gw.data_dir, "sandboxes", sid, "supervisor.log")
+    text = gwtest.wait_for("the supervisor's report", lambda: (
+        lambda t: t if "ready\n" in t else None)(open(log).read()), timeout=10)
+    assert "driver=process\nenforced=none\n" in text, text
+    assert "command[0]=/bin/echo\ncommand[1]=a b\ncommand[2]=it's\n" \
+           "command[3]=--not-a-flag\ncommand[4]=\n" in text, text
+    assert "GREETING" not in text  # the env is not the supervisor's
+    # Not a credential in plain sight; not the same name twice; not NAME
+    # alone (that was the secret-from-the-shell form).
+    for args, why in ((["--env", "GITHUB_TOKEN=x"], "--env GITHUB_TOKEN: the name looks like a "
+                       "credential; pass it with --secret"),
+                      (["--env", "A=1", "--secret", "A=2"], "A is given twice"),
+                      (["--env", "HOME"], "--env HOME: give NAME=VALUE (a secret from this "
+                       "shell's environment: --secret HOME)"),
+                      (["--"], "nothing after --"),
+                      (["x"], "unexpected argument 'x' (put the workload after --)")):
+        r = run(gw, "sandbox", "create", uniq(), *args)
+        assert r.returncode == 2 and why in r.stderr, (args, r.stderr)
+    r = run(gw, "sandbox", "create", "--", "x")
+    assert r.returncode == 2 and "missing NAME (it comes before --)" in r.stderr, r.stderr
+    # The gateway's checks, with the field named.
+    r = run(gw, "sandbox", "create", uniq(), "--image", "Bad:Image")
+    assert r.returncode == 1 and "INVALID_ARGUMENT" in r.stderr and \
+        "image \"Bad:Image\" is not an image reference" in r.stderr, r.stderr
+    r = run(gw, "sandbox", "create", uniq(), "--image", "debian:12")
+    assert r.returncode == 1 and "INVALID_ARGUMENT" in r.stderr and \
+        "image: the process driver runs no images" in r.stderr, r.stderr
 
 
 def test_sandbox_create_defaults_and_json(gw):
@@ -336,8 +392,15 @@ def test_missing_pki(gw, tmp_path):
     ["sandbox", "create"],
     ["sandbox", "create", "x", "--env", "=v"],
     ["sandbox", "create", "x", "--env", "1BAD=v"],
-    ["sandbox", "create", "x", "--env", "NOT_IN_ENV_XYZ"],
+    ["sandbox", "create", "x", "--env", "PLAIN"],
     ["sandbox", "create", "x", "--env", "A=1", "--env", "A=2"],
+    ["sandbox", "create", "x", "--env", "DB_PASSWORD=x"],
+    ["sandbox", "create", "x", "--secret", "=v"],
+    ["sandbox", "create", "x", "--secret", "NOT_IN_ENV_XYZ"],
+    ["sandbox", "create", "x", "--secret", "A=1", "--secret", "A=2"],
+    ["sandbox", "create", "x", "--image"],
+    ["sandbox", "create", "x", "--"],
+    ["sandbox", "create", "--", "x"],
     ["sandbox", "create", "x", "--policy"],
     ["sandbox", "create", "x", "--bogus"],
     ["logs"],

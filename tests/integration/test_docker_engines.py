@@ -17,9 +17,14 @@ driver enforces) -> a hostile workload inside cannot read the key, the
 supervisor's /proc entries or ptrace it -> rotation by CSR with a new key ->
 a cross-sandbox call from inside the container is denied -> delete revokes
 and removes the container, its volume and identity -> a gateway restart
-re-attaches without minting."""
+re-attaches without minting. Then what a sandbox runs (docs/drivers.md, "The
+workload"): `sh -c 'id; echo hello; sleep 600'` as the workload uid with the
+env it was given and nothing of the supervisor's, a command exiting 3 shown
+`stopped` with exit 3 within 5 s, an image the engine does not have, and a
+supervisor that refuses to start (nothing left behind)."""
 import json
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -296,10 +301,140 @@ def test_sandbox_through_the_gateway(engine, tmp_path):
                                "/usr/local/bin/sandbox-probe --sleep"}})
     try:
         run_gateway_case(engine, g, tmp_path)
+        run_workload_case(engine, g)
     finally:
         g.stop()
         for c in engine.containers():
             engine.api("DELETE", "/containers/%s?force=true&v=true" % c["Id"])
+        shutil.rmtree(g.dir, ignore_errors=True)
+
+
+def workload_env(engine, container):
+    """The environment the supervisor gave its workload: the first process
+    the supervisor (the container's first) started, read on the host."""
+    sup = engine.inspect(container)["State"]["Pid"]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != sup:
+                continue
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                raw = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        return dict(kv.decode().split("=", 1) for kv in raw.split(b"\0") if b"=" in kv)
+    raise AssertionError("no workload under the supervisor (pid %d)" % sup)
+
+
+def sandbox_json(g, name):
+    return cli(g, "sandbox", "get", name)["sandbox"]
+
+
+def run_workload_case(engine, g):
+    """A sandbox's own image and command through the gateway and the CLI."""
+    t_start = time.monotonic()
+    # `sh -c 'id; echo hello; sleep 600'`, as the workload uid, with its env:
+    # the env given, the credential from provider_env, the image's PATH, HOME
+    # set to the workspace; nothing else, and the given env is not the
+    # supervisor's own (nor in the container's config).
+    doc = cli(g, "sandbox", "create", "dk-cmd", "--driver", "docker", "--env",
+              "GREETING=hello world", "--secret", "EXAMPLE_API_KEY=k", "--",
+              "sh", "-c", "id; echo hello; sleep 600")
+    sid = doc["sandbox"]["id"]
+    name = "tessera-" + sid
+    assert doc["sandbox"]["state"] == "running", doc
+    out = wait_for("the workload's output", lambda: (
+        lambda ls: ls if "hello" in ls else None)(log_texts(g, sid, "stdout")), timeout=60)
+    assert out[0] == "uid=65534(nobody) gid=65534(nogroup)", out  # no supplementary group
+    assert out[1:] == ["hello"], out
+    env = workload_env(engine, name)
+    # (sh runs its last command with exec: PWD and SHLVL are the shell's own.)
+    # Not the engine's HOSTNAME, TERM or container=podman: those are the
+    # supervisor's environment, and none of it but PATH reaches the workload.
+    assert sorted(set(env) - {"PWD", "SHLVL"}) == \
+        ["EXAMPLE_API_KEY", "GREETING", "HOME", "PATH"], env
+    assert (env["GREETING"], env["EXAMPLE_API_KEY"], env["HOME"]) == \
+        ("hello world", "k", "/workspace"), env
+    info = engine.inspect(name)
+    sup_env = open("/proc/%d/environ" % info["State"]["Pid"], "rb").read()
+    assert b"GREETING" not in sup_env and b"EXAMPLE_API_KEY" not in sup_env
+    assert not [e for e in info["Config"]["Env"] or [] if "GREETING" in e or "EXAMPLE" in e]
+    # The command is the supervisor's -- COMMAND, one Cmd entry per argument,
+    # replacing supervisor_args' default workload.
+    assert info["Config"]["Cmd"][-5:] == ["2", "--", "sh", "-c", "id; echo hello; sleep 600"]
+    assert info["Config"]["Image"] in (PROBE_IMAGE, "localhost/" + PROBE_IMAGE)  # podman's
+    got = sandbox_json(g, "dk-cmd")
+    assert (got["image"], got["command"], got["env"]) == (
+        "", ["sh", "-c", "id; echo hello; sleep 600"], {"GREETING": "hello world"}), got
+
+    # Its own image, and a command that exits 3: stopped, exit 3, the
+    # supervisor's last lines, within 5 s of its end.
+    doc = cli(g, "sandbox", "create", "dk-exit", "--driver", "docker", "--image",
+              "tessera-sandbox:latest", "--", "sh", "-c", "sleep 1; echo bye; exit 3")
+    t0 = time.monotonic()
+    eid = doc["sandbox"]["id"]
+    assert engine.inspect("tessera-" + eid)["Config"]["Image"] in (
+        "tessera-sandbox:latest", "localhost/tessera-sandbox:latest")
+    got = wait_for("stopped", lambda: (lambda s: s if s["state"] == "stopped" else None)(
+        sandbox_json(g, "dk-exit")), timeout=30, every=0.2)
+    assert time.monotonic() - t0 < 1 + 5
+    assert got["exited"] is True and got["exit_code"] == 3, got
+    assert got["state_detail"].split("\n")[-1].endswith(
+        " tessera-supervisor: exiting with code 3"), got
+    assert "bye" in log_texts(g, eid, "stdout")
+
+    # An image the engine does not have: what to do about it, nothing left.
+    before = [c["Id"] for c in engine.containers()]
+    r = subprocess.run([TESSERA, "--addr", "127.0.0.1:%d" % g.port, "--pki", g.pki, "sandbox",
+                        "create", "dk-noimage", "--driver", "docker", "--image",
+                        "tessera-nope:1", "--", "true"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1, r
+    assert re.search(r"^tessera: FAILED_PRECONDITION: driver docker: create failed: docker: "
+                     r"create [0-9a-f-]{36}: image tessera-nope:1 not found in the engine at "
+                     r"%s \(make sandbox-image, or pull it\) — fix what the message names"
+                     % re.escape(engine.sock), r.stderr), r.stderr
+    assert [c["Id"] for c in engine.containers()] == before
+
+    for n, i in (("dk-cmd", sid), ("dk-exit", eid)):
+        cli(g, "sandbox", "delete", n)
+        wait_for("the container to go", lambda: engine.inspect("tessera-" + i) is None,
+                 timeout=30)
+    print("\n%s workload: %.1f s" % (engine.name, time.monotonic() - t_start))
+
+
+def test_supervisor_that_refuses_to_start(engine):
+    """A supervisor that refuses (run as uid 1000, its workload would share
+    that uid): the create fails with its reason from the container's log, and
+    leaves no container, volume, live sandbox or valid certificate."""
+    g = gwtest.Gateway(real_supervisor=True, driver_options={"docker": {
+        "socket": engine.sock, "network": "host", "supervisor_uid": "1000",
+        "start_check_ms": "3000"}})
+    try:
+        code, msg = code_of(lambda: g.stub(g.user("admin")).CreateSandbox(
+            pb.CreateSandboxRequest(name="dk-refused", policy="version: 1\n", driver="docker",
+                                    command=["sleep", "600"]), timeout=120))
+        assert code == S.FAILED_PRECONDITION, (code, msg)
+        assert re.match(r"driver docker: start failed: docker: start [0-9a-f-]{36}: the "
+                        r"container exited at once \(exit status 2\): ", msg), msg
+        assert "tessera-supervisor: refusing to start: the workload would run as our own uid " \
+               "1000" in msg, msg
+        assert [c for c in engine.containers() if c["Names"][0].startswith("/tessera-")] == []
+        assert engine.volumes() == []
+        assert cli(g, "sandbox", "list")["sandboxes"] == []
+        db = sqlite3.connect("file:%s?mode=ro" % g.db_path, uri=True)
+        try:
+            rows = db.execute("SELECT s.deleted_at IS NOT NULL, c.revoked_at IS NOT NULL FROM "
+                              "sandboxes s JOIN certificates c ON c.sandbox_id = s.id WHERE "
+                              "s.name = 'dk-refused'").fetchall()
+        finally:
+            db.close()
+        assert rows == [(1, 1)], rows
+    finally:
+        g.stop()
         shutil.rmtree(g.dir, ignore_errors=True)
 
 
@@ -445,6 +580,6 @@ def run_gateway_case(engine, g, tmp_path):
     cli(g, "sandbox", "delete", bid)
     wait_for("B's container to go", lambda: engine.inspect("tessera-" + bid) is None,
              timeout=30)
-    assert not os.path.exists(bsrc)
+    wait_for("B's volume to go", lambda: not os.path.exists(bsrc), timeout=10)
     assert [c for c in engine.containers() if c["Names"][0].startswith("/tessera-")] == []
     assert engine.volumes() == []

@@ -37,12 +37,17 @@ def subst(e, gateway="127.0.0.1:8443", api="v1.43"):
 
 def run(e, recording, ops, options=(), gateway="127.0.0.1:8443", api="v1.43", version=None,
         **kw):
-    """Run drv_run against the fake engine; the engine's checks must pass."""
+    """Run drv_run against the fake engine; the engine's checks must pass.
+    The start check is off unless options set start_check_ms (the
+    recordings of the other operations hold no inspect after a start)."""
     rec = fake_docker.load(recording) if recording else {"exchanges": []}
     engine = fake_docker.FakeEngine(e["sock"], rec, subst(e, gateway, api),
                                     secrets=e["ident"].key_fragments(), version=version)
+    options = list(options)
+    if not any(k == "start_check_ms" for k, _ in options):
+        options.append(("start_check_ms", "0"))
     with engine:
-        res = drvtest.run("docker", ops, options=[("socket", e["sock"])] + list(options),
+        res = drvtest.run("docker", ops, options=[("socket", e["sock"])] + options,
                           identity=e["ident"], gateway=gateway, **kw)
     problems = engine.check()
     assert not problems, "\n".join(problems) + "\n" + repr(res)
@@ -77,8 +82,9 @@ def test_socket_missing(env):
     assert res.rc == 1
     assert len(res.lines) == 5, res
     for line in res.lines:
-        assert ": error: docker: " in line, line
-        assert "cannot reach the Docker engine at %s" % missing in line, line
+        assert ": error: docker: " in line or ": error (precondition): docker: " in line, line
+        assert line.endswith(": cannot reach the engine at %s: No such file or directory"
+                             % missing), line
 
 
 def test_bad_identity_never_reaches_the_engine(env):
@@ -112,9 +118,35 @@ def test_create_conflict(env):
 
 
 def test_create_no_image(env):
+    """An image the engine does not have: what to do, not "unavailable"."""
     res, _ = run(env, "create_no_image", [op("create", env)])
     assert res.rc == 1
-    assert "the engine answered 404: No such image: tessera-sandbox:latest" in res.lines[0]
+    assert res.lines == ["create %s: error (precondition): docker: create %s: image "
+                         "tessera-sandbox:latest not found in the engine at %s (make "
+                         "sandbox-image, or pull it)" % (env["id"], env["id"], env["sock"])]
+
+
+def test_start_check_status_and_last_lines(env):
+    """A container gone within start_check_ms fails its start with its last
+    log lines (the engine's multiplexed stream, a line split across frames);
+    one that runs passes; an ended one's status has its exit status and last
+    lines, read only when asked for."""
+    sid = env["id"]
+    ops = [op("start", env), op("start", env), op("detail", env), op("status", env)]
+    res, engine = run(env, "start_check", ops, options=[("start_check_ms", "50")])
+    assert res.rc == 1, res
+    assert res.lines == [
+        "start %s: error (precondition): docker: start %s: the container exited at once "
+        "(exit status 2): 2026-01-02T03:04:05.678Z tessera-supervisor: refusing to start: the "
+        "workload would run as our own uid 1000 | 2026-01-02T03:04:05.679Z tessera-supervisor: "
+        "exiting with code 2" % (sid, sid),
+        "start %s: ok" % sid,
+        "detail %s: STOPPED exit 3" % sid,
+        "detail | hello from the workload?[31m",
+        "detail | 2026-01-02T03:05:00.000Z tessera-supervisor: workload exited with status 3",
+        "detail | 2026-01-02T03:05:00.001Z tessera-supervisor: exiting with code 3",
+        "status %s: STOPPED" % sid,
+    ], res
 
 
 def test_archive_failure_removes_the_container(env):
@@ -303,7 +335,10 @@ def refused(env, version, ops=("create", "start", "stop", "destroy", "status"), 
     assert res.rc == 1 and len(res.lines) == len(ops), res
     reasons = set()
     for o, line in zip(ops, res.lines):
-        prefix = "%s %s: error: docker: %s %s: " % (o, env["id"], o, env["id"])
+        # create and start say when retrying as is will not help
+        kind = " (precondition)" if o in ("create", "start") and status == 200 and \
+            "Engine API" in line else ""
+        prefix = "%s %s: error%s: docker: %s %s: " % (o, env["id"], kind, o, env["id"])
         assert line.startswith(prefix), line
         reasons.add(line[len(prefix):])
     assert len(reasons) == 1, reasons

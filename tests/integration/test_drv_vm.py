@@ -42,13 +42,13 @@ def env():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def run(e, ops, extra=(), qemu=FAKE_QEMU, mint=None):
+def run(e, ops, extra=(), qemu=FAKE_QEMU, mint=None, command=()):
     opts = dict([("qemu", qemu), ("kernel", e["kernel"]), ("relay", RELAY), ("accel", "tcg"),
                  ("stop_grace_ms", "3000"), ("start_check_ms", "300")])
     opts.update(dict(extra))
     res = drvtest.run("vm", ["%s:%s" % (o, e["id"]) for o in ops], options=list(opts.items()),
                       identity=e["ident"], data_dir=e["data"], gateway="127.0.0.1:8443",
-                      mint=mint)
+                      mint=mint, command=command)
     assert drvtest.sanitizer_clean(res), repr(res)
     return res
 
@@ -210,12 +210,17 @@ def test_qemu_that_cannot_run(env):
     assert "destroy %s: ok" % env["id"] in res.out
 
 
+# What fake_qemu.py prints when it exits at start (a QEMU refusing an option).
+FAKE_EXIT_AT_ONCE = ("qemu-system-x86_64: -accel kvm: failed to initialize kvm: No such file or "
+                     "directory")
+
+
 def test_qemu_exits_at_once(env):
     """QEMU refusing its configuration exits at start: reported, not RUNNING,
     and the identity it may have read is gone from the host."""
     res = run(env, ["create", "start", "status"], [("append", "fake.exit_at_once")])
-    assert "start %s: error: vm: start %s: QEMU exited at once (see %s)" % (
-        env["id"], env["id"], sbpath(env, "qemu.log")) in res.out, res
+    assert "start %s: error (precondition): vm: start %s: QEMU exited at once (%s: %s)\n" % (
+        env["id"], env["id"], sbpath(env, "qemu.log"), FAKE_EXIT_AT_ONCE) in res.out, res
     assert "status %s: CREATED" % env["id"] in res.out
     assert identity_files(env) == []
     res = run(env, ["destroy"])
@@ -226,7 +231,7 @@ def test_qemu_exits_at_once(env):
 
 def test_lifecycle(env):
     sid, ident = env["id"], env["ident"]
-    res = run(env, ["create", "status"])
+    res = run(env, ["create", "status"], command=["/bin/sh", "-c", "echo 'a b'"])
     assert res.rc == 0, res
     assert res.lines == ["create %s: ok" % sid, "status %s: CREATED" % sid]
     assert os.stat(sbpath(env)).st_mode & 0o7777 == 0o700
@@ -251,6 +256,10 @@ def test_lifecycle(env):
     assert "fw_cfg opt/tessera/gateway string=10.0.2.100:8443" in log
     assert "fw_cfg opt/tessera/trust_domain string=%s" % drvtest.TD in log
     assert "fw_cfg opt/tessera/sandbox_id string=%s" % sid in log
+    # The workload, encoded for the guest's init (one line per argument).
+    workload = b"/bin/sh\n\\055c\necho\\040\\047a\\040b\\047\n"
+    assert ("fw_cfg opt/tessera/command file=command.fw mode=0600 bytes=%d sha256=%s\n" % (
+        len(workload), hashlib.sha256(workload).hexdigest())) in log, log
     assert "append=console=ttyS0 panic=-1\n" in log
     assert "accel=tcg sandbox=on,obsolete=deny,elevateprivileges=allow,spawn=allow," \
         "resourcecontrol=deny\n" in log
@@ -288,8 +297,13 @@ def test_lifecycle(env):
 
     # stop: ACPI power-down through QMP; the guest halts well within the grace.
     t0 = time.time()
-    res = run(env, ["stop", "status"])
-    assert res.lines == ["stop %s: ok" % sid, "status %s: STOPPED" % sid], res
+    res = run(env, ["stop", "status", "detail"])
+    assert res.lines == ["stop %s: ok" % sid, "status %s: STOPPED" % sid,
+                         # How it ended, from this boot's console: tessera-init's
+                         # lines only, the supervisor's status from its last.
+                         "detail %s: STOPPED exit 143" % sid,
+                         "detail | tessera-init: power-off: stopping tessera-supervisor",
+                         "detail | tessera-init: tessera-supervisor exited with status 143"], res
     assert time.time() - t0 < 2.5
     log = open(sbpath(env, "qemu.log")).read()
     assert "qmp qmp_capabilities" in log and "qmp system_powerdown" in log
@@ -301,7 +315,8 @@ def test_lifecycle(env):
     # mint it does not start; the gateway's mint hands out a fresh one.
     res = run(env, ["start", "status"])
     assert res.lines == [
-        "start %s: error: vm: start %s: this VM booted before, or its first identity is "
+        "start %s: error (precondition): vm: start %s: this VM booted before, or its first "
+        "identity is "
         "past half of its lifetime: it needs a fresh identity, and this caller cannot mint "
         "one" % (sid, sid),
         "status %s: STOPPED" % sid], res
@@ -329,7 +344,8 @@ def test_lifecycle(env):
     mint = mint_dir(env)
     res = run(env, ["stop", "start", "status"], mint=mint)
     assert res.lines == ["stop %s: ok" % sid,
-                         "start %s: error: vm: start %s: the gateway minted no identity: no "
+                         "start %s: error (precondition): vm: start %s: the gateway minted "
+                         "no identity: no "
                          "identity left in %s" % (sid, sid, mint),
                          "status %s: STOPPED" % sid], res
 
@@ -357,7 +373,7 @@ def test_old_first_identity_is_not_booted(env):
         not_after=now + datetime.timedelta(minutes=1))
     res = run(env, ["create", "start", "status"])
     assert res.lines == ["create %s: ok" % sid,
-                         "start %s: error: vm: start %s: this VM booted before, or its first "
+                         "start %s: error (precondition): vm: start %s: this VM booted before, or its first "
                          "identity is past half of its lifetime: it needs a fresh identity, and "
                          "this caller cannot mint one" % (sid, sid),
                          "status %s: CREATED" % sid], res

@@ -269,6 +269,9 @@ class DiskFull:
 
     def teardown(self):
         if self.mnt:
+            # Its sandbox's pid file goes with the tmpfs: stopped now, not
+            # left to run forever (gwtest stops the others at exit).
+            gwtest.kill_sandboxes(os.path.join(self.mnt, "data"))
             subprocess.run(["umount", "-l", self.mnt], check=False)
             os.rmdir(self.mnt)
 
@@ -332,7 +335,6 @@ def test_storage_refusing_writes(fault):
             storage_refusal_scenario(gw, f)
         finally:
             rc = gw.stop()
-            gw.kill_sandboxes()   # their files are on the fault's file system
         assert rc == 0, gw.sanitizer_report()
     finally:
         f.teardown()

@@ -18,8 +18,8 @@ def test_driver_abi_mismatch_refused_at_start(tmp_path):
     with pytest.raises(RuntimeError) as err:
         gwtest.Gateway(drivers_dir=str(drivers))
     msg = str(err.value)
-    assert "abi_v0.so: ABI version 3 (table of " in msg, msg
-    assert "but this gateway needs ABI version 2 (" in msg and "rebuild the driver" in msg
+    assert "abi_v0.so: ABI version 2 (table of " in msg, msg
+    assert "but this gateway needs ABI version 3 (" in msg and "rebuild the driver" in msg
 
 
 def test_missing_default_driver_refused_at_start(tmp_path):

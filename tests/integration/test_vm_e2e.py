@@ -137,6 +137,9 @@ def qmp(sock_path, command):
 WORKLOAD = r"""#!/bin/sh
 # The workload: uid 65534, started by the supervisor; its output is logs.
 echo "workload: hello from the guest as uid $(id -u)"
+echo "workload: $# arguments: [$1] [$2]"
+echo "workload: greeting=$GREETING"
+echo "workload: env names $(env | sed 's/=.*//' | sort | tr '\n' ' ')"
 cat /run/tessera/identity/key.pem > /dev/null 2>&1 && echo "workload: read key.pem" ||
     echo "workload: key.pem is not readable"
 ls /run/tessera/identity > /dev/null 2>&1 && echo "workload: listed the identity" ||
@@ -250,9 +253,8 @@ def test_default_image_and_relay():
                    "kvm" if kvm_expected() else "tcg",
                    os.path.realpath(os.path.join(IMAGE, "vmlinuz")), os.path.realpath(RELAY),
                    g.port)
-        # The gateway's stderr is read by a thread: wait for the line.
-        gwtest.wait_for("the vm driver's start line", lambda: want in g.log_text(), timeout=10,
-                        every=0.05)
+        # (stderr is read by a thread of its own: wait for the line.)
+        wait_for("the vm driver's line", lambda: want in g.log_text(), timeout=10, every=0.05)
     finally:
         assert g.stop() == 0
 
@@ -271,14 +273,18 @@ def vm_gw():
     require_host()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tsr-vm-"))
     initrd = str(tmp / "initrd-test.img")
-    shutil.copy(os.path.join(IMAGE, "initrd.img"), initrd)  # the driver checks it at init
+    # A named guest image (the images option): the sandbox below boots it.
+    named = str(tmp / "initrd-e2e.img")
+    for path in (initrd, named):
+        shutil.copy(os.path.join(IMAGE, "initrd.img"), path)  # the driver checks it at init
+    kernel = os.path.join(IMAGE, "vmlinuz")
     g = gwtest.Gateway(
         args=["--test-sandbox-ttl", "%ds" % TTL], real_supervisor=True, renew_limit=1000,
         driver_options={"vm": {
-            "kernel": os.path.join(IMAGE, "vmlinuz"), "initrd": initrd, "relay": RELAY,
-            "supervisor_args": "--min-rotate-seconds 1 --poll-seconds 2 -- "
-                               "/bin/sh /etc/tessera-test/workload.sh"}})
-    g.vm_initrd = initrd
+            "kernel": kernel, "initrd": initrd, "relay": RELAY,
+            "images": "e2e:%s:%s" % (kernel, named),
+            "supervisor_args": "--min-rotate-seconds 1 --poll-seconds 2"}})
+    g.vm_initrd = named
     g.vm_tmp = tmp
     yield g
     rc = g.stop()
@@ -298,18 +304,26 @@ def test_whole_loop(vm_gw):
         policy = g.vm_tmp / "policy.yaml"
         policy.write_text(gwtest.POLICY)
         t0 = time.monotonic()
-        doc = ok_json(g, "sandbox", "create", "vm-e2e", "--driver", "vm", "--policy", str(policy))
+        # Its own guest image and command (fw_cfg opt/tessera/command, argv
+        # as given: an argument with a space and quotes stays one), its env.
+        doc = ok_json(g, "sandbox", "create", "vm-e2e", "--driver", "vm", "--policy", str(policy),
+                      "--image", "e2e", "--env", "GREETING=hello vm", "--", "/bin/sh",
+                      "/etc/tessera-test/workload.sh", "one 'two' \"three\"", "$HOME;x")
         created = time.monotonic() - t0
         a = doc["sandbox"]
         sid, first_serial = a["id"], doc["certificate_serial"]
         assert a["state"] == "running" and a["driver"] == "vm", doc
+        assert a["image"] == "e2e" and a["env"] == {"GREETING": "hello vm"}, doc
         assert ok_json(g, "sandbox", "get", "vm-e2e")["sandbox"]["state"] == "running"
         sdir = os.path.join(g.data_dir, "sandboxes", sid)
         console = os.path.join(sdir, "console.log")
         # The host keeps no copy of the identity once QEMU has read it.
         assert os.listdir(os.path.join(sdir, "identity")) == []
         qemu_pid = int(read(os.path.join(sdir, "pid")).split()[0])
-        assert b"tessera-" + sid.encode() in read("/proc/%d/cmdline" % qemu_pid)
+        qemu_argv = read("/proc/%d/cmdline" % qemu_pid).split(b"\0")
+        assert b"tessera-" + sid.encode() in qemu_argv
+        assert qemu_argv[qemu_argv.index(b"-initrd") + 1] == g.vm_initrd.encode()
+        assert b"name=opt/tessera/command,file=command.fw" in qemu_argv
 
         # The supervisor inside validated its identity and reported its policy.
         def log_texts():
@@ -338,7 +352,12 @@ def test_whole_loop(vm_gw):
         wait_for("the workload's lines", lambda: any(
             "workload: no fw_cfg in sysfs" in t for t in log_texts()))
         texts = log_texts()
+        names = [t for t in texts if t.startswith("workload: env names ")]
+        assert len(names) == 1 and "GREETING" in names[0].split(), texts
+        assert "TESSERA" not in names[0], names
         for line in ("workload: hello from the guest as uid 65534",
+                     "workload: 2 arguments: [one 'two' \"three\"] [$HOME;x]",
+                     "workload: greeting=hello vm",
                      "workload: key.pem is not readable",
                      "workload: the identity directory is not readable",
                      "workload: the supervisor's environ is not readable",
@@ -467,7 +486,8 @@ def test_reboot_and_restart(tmp):
         # Started again: not without a fresh identity ...
         res = run(["start", "status"])
         assert res.lines == [
-            "start %s: error: vm: start %s: this VM booted before, or its first identity is "
+            "start %s: error (precondition): vm: start %s: this VM booted before, or its first "
+            "identity is "
             "past half of its lifetime: it needs a fresh identity, and this caller cannot mint "
             "one" % (sid, sid), "status %s: STOPPED" % sid], res
         # ... and with one (the gateway's mint, played by drv_run --mint).

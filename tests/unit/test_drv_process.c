@@ -24,6 +24,9 @@
 #include "tu_drv.h"
 #include "tu_fs.h"
 
+/* The line each start writes into supervisor.log first (drv_local.h). */
+#define DRV_START_MARK "--- tessera: started by the driver ---"
+
 #define TD "tessera.local"
 #define GW "127.0.0.1:1"
 
@@ -155,11 +158,23 @@ static void must_init(struct inst *in, const struct fx *fx, const char *bwrap, c
     if (rc != 0) fail_msg("init: %s", err);
 }
 
+/* The driver's status as a state (NULL: the call with no status at all). */
+static int status_of(void *ctx, const char *id, enum tsr_driver_state *state, char *err,
+                     size_t cap)
+{
+    if (state == NULL) return g_ops->status(ctx, id, NULL, err, cap);
+    tsr_driver_status st;
+    memset(&st, 0, sizeof st);
+    int r = g_ops->status(ctx, id, &st, err, cap);
+    *state = st.state;
+    return r;
+}
+
 static enum tsr_driver_state state_of(struct inst *in, const char *id)
 {
     enum tsr_driver_state st = (enum tsr_driver_state)99;
     char err[512] = "";
-    if (g_ops->status(in->ctx, id, &st, err, sizeof err) != 0) fail_msg("status: %s", err);
+    if (status_of(in->ctx, id, &st, err, sizeof err) != 0) fail_msg("status: %s", err);
     return st;
 }
 
@@ -174,9 +189,11 @@ static enum tsr_driver_state state_of(struct inst *in, const char *id)
 static void sandbox_of(const char *id, char *spiffe, size_t cap, tsr_driver_sandbox *sb)
 {
     snprintf(spiffe, cap, "spiffe://%s/sandbox/%s", TD, id);
+    memset(sb, 0, sizeof *sb);
     sb->id = id;
     sb->name = "test";
     sb->spiffe_id = spiffe;
+    sb->image = "";
 }
 
 static tsr_driver_identity ident_of(const tu_ident *t)
@@ -534,12 +551,12 @@ static void test_status_unknown_and_bad_ids(void **state)
                          "11111111_1111-4111-8111-111111111111", NULL};
     for (size_t i = 0; bad[i] != NULL; i++) {
         enum tsr_driver_state st;
-        assert_int_not_equal(g_ops->status(in.ctx, bad[i], &st, err, sizeof err), 0);
+        assert_int_not_equal(status_of(in.ctx, bad[i], &st, err, sizeof err), 0);
         assert_int_not_equal(g_ops->start(in.ctx, bad[i], err, sizeof err), 0);
         assert_int_not_equal(g_ops->stop(in.ctx, bad[i], err, sizeof err), 0);
         assert_int_not_equal(g_ops->destroy(in.ctx, bad[i], err, sizeof err), 0);
     }
-    assert_int_not_equal(g_ops->status(in.ctx, NULL, NULL, err, sizeof err), 0);
+    assert_int_not_equal(status_of(in.ctx, NULL, NULL, err, sizeof err), 0);
     inst_fini(&in);
 }
 
@@ -714,7 +731,7 @@ static void test_create_layout(void **state)
     sb_path(fx, id, "driver", p, sizeof p);
     write_text(p, "vm\n");
     enum tsr_driver_state st;
-    assert_int_not_equal(g_ops->status(in.ctx, id, &st, err, sizeof err), 0);
+    assert_int_not_equal(status_of(in.ctx, id, &st, err, sizeof err), 0);
     assert_non_null(strstr(err, "is not a process sandbox (driver: vm)"));
     assert_int_not_equal(g_ops->start(in.ctx, id, err, sizeof err), 0);
     assert_int_not_equal(g_ops->stop(in.ctx, id, err, sizeof err), 0);
@@ -723,7 +740,7 @@ static void test_create_layout(void **state)
     expect_file(p, t.key, t.key_len);
     sb_path(fx, id, "driver", p, sizeof p);
     assert_int_equal(unlink(p), 0);
-    assert_int_not_equal(g_ops->status(in.ctx, id, &st, err, sizeof err), 0);
+    assert_int_not_equal(status_of(in.ctx, id, &st, err, sizeof err), 0);
     assert_non_null(strstr(err, "(driver: none)"));
     write_text(p, "process\n");
     assert_int_equal(state_of(&in, id), TSR_DRIVER_STATE_CREATED);
@@ -902,6 +919,86 @@ static void test_stop_escalates_bwrap(void **state)
     stop_escalates(*state, "always");
 }
 
+/* The workload: check refuses an image; the command create keeps goes to the
+ * supervisor as its argv after "--" (each argument as it is), after its own
+ * flags, --driver process --enforced none and supervisor_args' flags; a
+ * sandbox without one gets supervisor_args' default. After it ended, status
+ * asked for detail gives this run's lines (after the driver's start mark). */
+static void test_workload_argv_and_detail(void **state)
+{
+    struct fx *fx = *state;
+    struct inst in;
+    must_init(&in, fx, "never", "1000", "--probe /tmp -- /default/workload x");
+    char id[37], id2[37], spiffe[128], err[512];
+    tu_uuid(id);
+    tu_uuid(id2);
+    tsr_driver_sandbox sb;
+    sandbox_of(id, spiffe, sizeof spiffe, &sb);
+    sb.image = "debian:12";
+    assert_int_equal(g_ops->check(in.ctx, &sb, err, sizeof err), TSR_DRIVER_INVALID);
+    assert_string_equal(err, "process: image: the process driver runs no images (a process "
+                             "sandbox runs this host's programs); leave image empty or use the "
+                             "docker or vm driver");
+    static const char *const cmd[] = {"/bin/sh", "-c", "echo \"a b\"; exit 3", "", "--", NULL};
+    sb.image = "";
+    sb.command = cmd;
+    sb.n_command = 5;
+    assert_int_equal(g_ops->check(in.ctx, &sb, err, sizeof err), TSR_DRIVER_OK);
+    tu_ident t, t2;
+    make_ident(&t, id);
+    tsr_driver_identity ident = ident_of(&t);
+    OK(g_ops->create(in.ctx, &sb, &ident, E));
+    char p[512];
+    sb_path(fx, id, "command", p, sizeof p);
+    size_t n = 0;
+    char *kept = tu_slurp(p, &n);
+    assert_non_null(kept);
+    assert_int_equal(n, 34);
+    assert_memory_equal(kept, "/bin/sh\0-c\0echo \"a b\"; exit 3\0\0--\0", 34);
+    free(kept);
+    OK(g_ops->start(in.ctx, id, E));
+    char *log = wait_ready(fx, id, 1);
+    expect_line(log, "driver=process");
+    expect_line(log, "enforced=none");
+    expect_line(log, "command[0]=/bin/sh");
+    expect_line(log, "command[1]=-c");
+    expect_line(log, "command[2]=echo \"a b\"; exit 3");
+    expect_line(log, "command[3]=");
+    expect_line(log, "command[4]=--");
+    assert_int_equal(count_lines(log, "command[5]=/default/workload"), 0);
+    assert_int_equal(count_lines(log, DRV_START_MARK), 1);
+    expect_line(log, "probe /tmp=1"); /* supervisor_args' flags, before the workload */
+    free(log);
+    OK(g_ops->stop(in.ctx, id, E));
+    tsr_driver_status st;
+    memset(&st, 0, sizeof st);
+    st.want_detail = 1;
+    OK(g_ops->status(in.ctx, id, &st, E));
+    assert_int_equal(st.state, TSR_DRIVER_STATE_STOPPED);
+    assert_int_equal(st.exited, 0); /* the double says nothing of its exit */
+    assert_non_null(strstr(st.detail, "ready\n"));
+    assert_true(strlen(st.detail) > 0 && st.detail[strlen(st.detail) - 1] != '\n');
+    assert_non_null(strstr(st.detail, "got SIGTERM"));
+    assert_null(strstr(st.detail, DRV_START_MARK));
+    /* Without want_detail, none. */
+    memset(&st, 0, sizeof st);
+    OK(g_ops->status(in.ctx, id, &st, E));
+    assert_string_equal(st.detail, "");
+    OK(g_ops->destroy(in.ctx, id, E));
+
+    /* No command: supervisor_args' default workload. */
+    create_ok(&in, id2, &t2);
+    OK(g_ops->start(in.ctx, id2, E));
+    log = wait_ready(fx, id2, 1);
+    expect_line(log, "command[0]=/default/workload");
+    expect_line(log, "command[1]=x");
+    free(log);
+    OK(g_ops->destroy(in.ctx, id2, E));
+    tu_ident_free(&t);
+    tu_ident_free(&t2);
+    inst_fini(&in);
+}
+
 static void test_destroy_does_not_follow_symlinks(void **state)
 {
     struct fx *fx = *state;
@@ -967,7 +1064,7 @@ static void *worker_run(void *arg)
                 snprintf(w->why, sizeof w->why, "create: %s", err);
             }
             enum tsr_driver_state st;
-            if (g_ops->status(w->in->ctx, w->ids[i], &st, err, sizeof err) != 0 ||
+            if (status_of(w->in->ctx, w->ids[i], &st, err, sizeof err) != 0 ||
                 st != TSR_DRIVER_STATE_CREATED) {
                 w->failures++;
                 snprintf(w->why, sizeof w->why, "status after create: %d %s", (int)st, err);
@@ -979,7 +1076,7 @@ static void *worker_run(void *arg)
                 w->failures++;
                 snprintf(w->why, sizeof w->why, "destroy: %s", err);
             }
-            if (g_ops->status(w->in->ctx, w->ids[i], &st, err, sizeof err) != 0 ||
+            if (status_of(w->in->ctx, w->ids[i], &st, err, sizeof err) != 0 ||
                 st != TSR_DRIVER_STATE_UNKNOWN) {
                 w->failures++;
                 snprintf(w->why, sizeof w->why, "status after destroy: %d", (int)st);
@@ -1114,6 +1211,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lifecycle_bwrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_escalates_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_escalates_bwrap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workload_argv_and_detail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_does_not_follow_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_create_destroy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_same_id, setup, teardown),

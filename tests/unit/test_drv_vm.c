@@ -81,7 +81,8 @@ static void test_argv_refuses(void **state)
         drv_argv *a = drv_argv_new();
         assert_non_null(a);
         tsr_err_clear();
-        if (drv_vm_build_argv(&cfg, cases[i].id, a) == 0) fail_msg("accepted: %s", cases[i].what);
+        if (drv_vm_build_argv(&cfg, cases[i].id, NULL, a) == 0)
+            fail_msg("accepted: %s", cases[i].what);
         assert_int_equal(tsr_errcat(), TSR_E_INPUT);
         drv_argv_free(a);
     }
@@ -159,13 +160,17 @@ static void test_argv_exact(void **state)
     base_cfg(&cfg);
     strcpy(cfg.initrd, "/var/lib/tessera/initrd.img");
     strcpy(cfg.append, "quiet loglevel=3");
-    strcpy(cfg.supervisor_args, "--poll-seconds 5 -- /bin/sh -c a,b");
+    strcpy(cfg.supervisor_args, "--poll-seconds 5,6");
     cfg.memory_mb = 1024;
     cfg.cpus = 2;
     strcpy(cfg.accel, "kvm");
     drv_argv *a = drv_argv_new();
     assert_non_null(a);
-    assert_int_equal(drv_vm_build_argv(&cfg, ID, a), 0);
+    /* A named guest image and a workload. */
+    drv_vm_image im = {"second", "/var/lib/tessera/second/vmlinuz",
+                       "/var/lib/tessera/second/initrd.img"};
+    drv_vm_boot boot = {&im, "command.fw"};
+    assert_int_equal(drv_vm_build_argv(&cfg, ID, &boot, a), 0);
     const char *want[] = {
         "/usr/bin/qemu-system-x86_64",
         "-name", "tessera-" ID,
@@ -180,8 +185,8 @@ static void test_argv_exact(void **state)
         "-serial", "chardev:console",
         "-no-reboot",
         "-sandbox", "on,obsolete=deny,elevateprivileges=allow,spawn=allow,resourcecontrol=deny",
-        "-kernel", "/var/lib/tessera/vmlinuz",
-        "-initrd", "/var/lib/tessera/initrd.img",
+        "-kernel", "/var/lib/tessera/second/vmlinuz",
+        "-initrd", "/var/lib/tessera/second/initrd.img",
         "-append", "console=ttyS0 panic=-1 quiet loglevel=3",
         "-fw_cfg", "name=opt/tessera/cert.pem,file=identity/cert.pem",
         "-fw_cfg", "name=opt/tessera/key.pem,file=identity/key.pem",
@@ -190,7 +195,8 @@ static void test_argv_exact(void **state)
         "-fw_cfg", "name=opt/tessera/trust_domain,string=tessera.local",
         "-fw_cfg", "name=opt/tessera/sandbox_id,string=" ID,
         /* QEMU reads ",," as one comma inside a value. */
-        "-fw_cfg", "name=opt/tessera/supervisor_args,string=--poll-seconds 5 -- /bin/sh -c a,,b",
+        "-fw_cfg", "name=opt/tessera/supervisor_args,string=--poll-seconds 5,,6",
+        "-fw_cfg", "name=opt/tessera/command,file=command.fw",
         "-netdev", "user,id=net0,ipv6=off,restrict=on,guestfwd=tcp:10.0.2.100:8443-cmd:"
                    "/usr/lib/tessera/tessera-vm-relay 127.0.0.1:8443 " ID,
         "-device", "virtio-net-pci,netdev=net0,romfile=",
@@ -214,7 +220,7 @@ static void test_argv_user_network(void **state)
     cfg.qemu_sandbox = 0;
     drv_argv *a = drv_argv_new();
     assert_non_null(a);
-    assert_int_equal(drv_vm_build_argv(&cfg, ID, a), 0);
+    assert_int_equal(drv_vm_build_argv(&cfg, ID, NULL, a), 0);
     const char *want[] = {
         "/usr/bin/qemu-system-x86_64",
         "-name", "tessera-" ID,
@@ -254,7 +260,7 @@ static void test_argv_no_network(void **state)
     cfg.network = DRV_VM_NET_NONE;
     drv_argv *a = drv_argv_new();
     assert_non_null(a);
-    assert_int_equal(drv_vm_build_argv(&cfg, ID, a), 0);
+    assert_int_equal(drv_vm_build_argv(&cfg, ID, NULL, a), 0);
     int nic = argv_index(a, "-nic");
     assert_true(nic > 0);
     assert_string_equal(a->v[nic + 1], "none");
@@ -294,6 +300,60 @@ static void test_guest_gateway(void **state)
     }
 }
 
+/* The workload for fw_cfg opt/tessera/command: one line per argument, only
+ * [A-Za-z0-9_./-] as it is, every other byte as \ooo (the guest's init
+ * decodes a line with printf: no '%', no other escape reaches it). */
+static void test_encode_command(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"/bin/sh", "-c", "id; echo \"a b\" $HOME *\n", "",
+                                       "x%s\\n'", "\xc3\xa9t\xc3\xa9", NULL};
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(drv_vm_encode_command(argv, 6, &out, &len), 0);
+    static const char want[] =
+        "/bin/sh\n\\055c\n"
+        "id\\073\\040echo\\040\\042a\\040b\\042\\040\\044HOME\\040\\052\\012\n"
+        "\n"
+        "x\\045s\\134n\\047\n"
+        "\\303\\251t\\303\\251\n";
+    assert_int_equal(len, sizeof want - 1);
+    assert_string_equal(out, want);
+    free(out);
+    /* A missing argument is refused. */
+    static const char *const holes[] = {"a", NULL, "b"};
+    assert_int_not_equal(drv_vm_encode_command(holes, 3, &out, &len), 0);
+}
+
+/* The images option: NAME:KERNEL[:INITRD], space separated. */
+static void test_parse_images(void **state)
+{
+    (void)state;
+    drv_vm_image im[DRV_VM_MAX_IMAGES];
+    size_t n = 99;
+    static const char *const bad[] = {
+        "nocolon", "Upper:/k", ":/k", "-x:/k", "a b:/k", "a:relative", "a:/k:relative",
+        "a:/k:/i:/x", "a:/k a:/k2", "a:", "a:/k:",
+        "x0:/k x1:/k x2:/k x3:/k x4:/k x5:/k x6:/k x7:/k x8:/k x9:/k x10:/k x11:/k x12:/k "
+        "x13:/k x14:/k x15:/k x16:/k",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tsr_err_clear();
+        if (drv_vm_parse_images(bad[i], im, &n) == 0) fail_msg("accepted: %s", bad[i]);
+        assert_true(tsr_errcat() == TSR_E_INPUT || tsr_errcat() == TSR_E_LIMIT);
+    }
+    assert_int_equal(drv_vm_parse_images("  second:/v/k:/v/i  third.x_1-y:/v/k2 ", im, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(im[0].name, "second");
+    assert_string_equal(im[0].kernel, "/v/k");
+    assert_string_equal(im[0].initrd, "/v/i");
+    assert_string_equal(im[1].name, "third.x_1-y");
+    assert_string_equal(im[1].kernel, "/v/k2");
+    assert_string_equal(im[1].initrd, "");
+    assert_int_equal(drv_vm_parse_images("", im, &n), 0);
+    assert_int_equal(n, 0);
+}
+
 /* KVM only where the CPU shows vmx or svm as a word of a flags line. */
 static void test_cpuinfo_flags(void **state)
 {
@@ -327,7 +387,7 @@ static void test_argv_keeps_identity_off_the_command_line(void **state)
     strcpy(cfg.append, "quiet");
     drv_argv *a = drv_argv_new();
     assert_non_null(a);
-    assert_int_equal(drv_vm_build_argv(&cfg, ID, a), 0);
+    assert_int_equal(drv_vm_build_argv(&cfg, ID, NULL, a), 0);
     int app = argv_index(a, "-append");
     assert_true(app > 0);
     const char *line = a->v[app + 1];
@@ -435,7 +495,9 @@ static void test_create_places_identity(void **state)
     assert_int_equal(tu_ident_make(&other, "spiffe://tessera.local/sandbox/"
                                            "00000000-0000-4000-8000-000000000000"),
                      0);
-    tsr_driver_sandbox sb = {ID, "vm-test", uri};
+    static const char *const cmd[] = {"/bin/sh", "-c", "echo a,b", NULL};
+    tsr_driver_sandbox sb = {ID, "vm-test", uri, "", cmd, 3};
+    assert_int_equal(ops->check(ctx, &sb, err, sizeof err), TSR_DRIVER_OK);
     /* Refused first: a certificate for another sandbox leaves nothing. */
     tsr_driver_identity bad = {other.cert, other.cert_len, other.key, other.key_len, other.bundle,
                                other.bundle_len};
@@ -463,14 +525,34 @@ static void test_create_places_identity(void **state)
     snprintf(p, sizeof p, "%s/sandboxes/%s/workspace", fx->data, ID);
     assert_int_not_equal(access(p, F_OK), 0);
 
-    enum tsr_driver_state s;
+    /* The workload create keeps: the argv, a NUL after each argument. */
+    snprintf(p, sizeof p, "%s/sandboxes/%s/command", fx->data, ID);
+    expect_file(p, 0600, "/bin/sh\0-c\0echo a,b\0", 20);
+    snprintf(p, sizeof p, "%s/sandboxes/%s/image", fx->data, ID);
+    assert_int_not_equal(access(p, F_OK), 0); /* the default image */
+
+    tsr_driver_status s;
+    memset(&s, 0, sizeof s);
+    s.want_detail = 1;
     assert_int_equal(ops->status(ctx, ID, &s, err, sizeof err), 0);
-    assert_int_equal(s, TSR_DRIVER_STATE_CREATED);
+    assert_int_equal(s.state, TSR_DRIVER_STATE_CREATED);
+    assert_int_equal(s.exited, 0);
+    assert_string_equal(s.detail, "");
     assert_int_equal(ops->destroy(ctx, ID, err, sizeof err), 0);
     snprintf(p, sizeof p, "%s/sandboxes/%s", fx->data, ID);
     assert_int_not_equal(access(p, F_OK), 0);
     assert_int_equal(ops->status(ctx, ID, &s, err, sizeof err), 0);
-    assert_int_equal(s, TSR_DRIVER_STATE_UNKNOWN);
+    assert_int_equal(s.state, TSR_DRIVER_STATE_UNKNOWN);
+
+    /* An image that is not in the images option: refused by check and by
+     * create, and nothing is made. */
+    sb.image = "nope";
+    assert_int_equal(ops->check(ctx, &sb, err, sizeof err), TSR_DRIVER_INVALID);
+    assert_string_equal(err, "vm: image: no guest image named \"nope\" in the vm driver's "
+                             "images option (none configured)");
+    assert_int_equal(ops->create(ctx, &sb, &ident, err, sizeof err), TSR_DRIVER_INVALID);
+    snprintf(p, sizeof p, "%s/sandboxes/%s", fx->data, ID);
+    assert_int_not_equal(access(p, F_OK), 0);
     ops->fini(ctx);
     tu_ident_free(&t);
     tu_ident_free(&other);
@@ -486,6 +568,8 @@ int main(void)
         cmocka_unit_test(test_argv_no_network),
         cmocka_unit_test(test_guest_gateway),
         cmocka_unit_test(test_cpuinfo_flags),
+        cmocka_unit_test(test_encode_command),
+        cmocka_unit_test(test_parse_images),
         cmocka_unit_test(test_argv_keeps_identity_off_the_command_line),
         cmocka_unit_test_setup_teardown(test_create_places_identity, setup, teardown),
     };

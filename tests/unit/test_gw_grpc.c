@@ -455,7 +455,7 @@ static void test_response_fail(void **state)
     assert_int_equal(gw_response_fail(&r, GW_STATUS_NOT_FOUND, "sandbox %s not found", "x"), -1);
     assert_int_equal(r.status, GW_STATUS_NOT_FOUND);
     assert_string_equal(r.message, "sandbox x not found");
-    char longer[400];
+    char longer[1500];
     memset(longer, 'a', sizeof longer - 1);
     longer[sizeof longer - 1] = '\0';
     assert_int_equal(gw_response_fail(&r, GW_STATUS_INTERNAL, "%s", longer), -1);

@@ -1228,6 +1228,82 @@ static void test_migrate_from_version_1(void **state)
     gw_store_close(s);
 }
 
+/* ---- what a sandbox runs, how it ended --------------------------------------------- */
+
+static void test_sandbox_spec_and_status(void **state)
+{
+    struct fx *f = *state;
+    gw_sandbox_rec r = sb_rec(SB1, "spec");
+    strcpy(r.image, "registry.example.com/tessera/sandbox:1.2");
+    char *cmd[] = {S("/bin/sh"), S("-c"), S("id; echo \"a b\""), S("")};
+    gw_env_var plain[] = {
+        {S("ZED"), S("last")}, {S("GREETING"), S("hello world")}, {S("E"), S("")}};
+    gw_sandbox_spec spec = {.command = cmd, .n_command = 4, .env = plain, .n_env = 3};
+    /* A name twice in the plain env: nothing of the sandbox is written. */
+    gw_env_var twice[] = {{S("A"), S("1")}, {S("A"), S("2")}};
+    gw_sandbox_spec bad = {.command = cmd, .n_command = 4, .env = twice, .n_env = 2};
+    EXPECT_FAIL(gw_store_sandbox_create_spec(f->s, &r, "version: 1\n", NULL, 0, NULL, &bad),
+                TSR_E_INPUT);
+    gw_sandbox_rec got;
+    EXPECT_FAIL(gw_store_sandbox_get(f->s, SB1, &got), TSR_E_NOTFOUND);
+    EXPECT_OK(gw_store_sandbox_create_spec(f->s, &r, "version: 1\n", NULL, 0, NULL, &spec));
+
+    EXPECT_OK(gw_store_sandbox_get(f->s, SB1, &got));
+    assert_string_equal(got.image, "registry.example.com/tessera/sandbox:1.2");
+    assert_false(got.exited);
+    gw_sandbox_spec out;
+    EXPECT_OK(gw_store_sandbox_spec_get(f->s, SB1, &out));
+    assert_int_equal(out.n_command, 4);
+    for (size_t i = 0; i < 4; i++) assert_string_equal(out.command[i], cmd[i]);
+    assert_int_equal(out.n_env, 3); /* by name */
+    assert_string_equal(out.env[0].name, "E");
+    assert_string_equal(out.env[0].value, "");
+    assert_string_equal(out.env[1].name, "GREETING");
+    assert_string_equal(out.env[1].value, "hello world");
+    assert_string_equal(out.env[2].name, "ZED");
+    assert_string_equal(out.state_detail, "");
+    gw_store_free_spec(&out);
+    EXPECT_FAIL(gw_store_sandbox_spec_get(f->s, SB2, &out), TSR_E_NOTFOUND);
+    assert_null(out.command);
+
+    /* It ended: state, exit status and last lines; then a state change
+     * that keeps the detail (NULL), then one that clears it. */
+    EXPECT_OK(gw_store_sandbox_set_status(f->s, SB1, "stopped", true, 3, "line 1\nline 2"));
+    EXPECT_OK(gw_store_sandbox_get(f->s, SB1, &got));
+    assert_string_equal(got.state, "stopped");
+    assert_true(got.exited);
+    assert_int_equal(got.exit_code, 3);
+    EXPECT_OK(gw_store_sandbox_spec_get(f->s, SB1, &out));
+    assert_string_equal(out.state_detail, "line 1\nline 2");
+    gw_store_free_spec(&out);
+    EXPECT_OK(gw_store_sandbox_set_status(f->s, SB1, "failed", true, 3, NULL));
+    EXPECT_OK(gw_store_sandbox_spec_get(f->s, SB1, &out));
+    assert_string_equal(out.state_detail, "line 1\nline 2");
+    gw_store_free_spec(&out);
+    EXPECT_OK(gw_store_sandbox_set_status(f->s, SB1, "running", false, 0, ""));
+    EXPECT_OK(gw_store_sandbox_get(f->s, SB1, &got));
+    assert_string_equal(got.state, "running");
+    assert_false(got.exited);
+    assert_int_equal(got.exit_code, 0);
+
+    /* A deleted sandbox's state is history: not written; what it ran stays. */
+    int revoked = 0;
+    EXPECT_OK(gw_store_sandbox_delete(f->s, SB1, 2000, &revoked));
+    EXPECT_FAIL(gw_store_sandbox_set_status(f->s, SB1, "stopped", true, 0, "x"), TSR_E_NOTFOUND);
+    EXPECT_FAIL(gw_store_sandbox_set_status(f->s, SB2, "stopped", true, 0, "x"), TSR_E_NOTFOUND);
+    EXPECT_OK(gw_store_sandbox_spec_get(f->s, SB1, &out));
+    assert_int_equal(out.n_command, 4);
+    gw_store_free_spec(&out);
+    /* A sandbox without a spec has an empty one; exit codes fit an int. */
+    create_sb(f->s, SB3, "plain");
+    EXPECT_OK(gw_store_sandbox_spec_get(f->s, SB3, &out));
+    assert_int_equal(out.n_command, 0);
+    assert_int_equal(out.n_env, 0);
+    gw_store_free_spec(&out);
+    raw_exec(f->path, "UPDATE sandboxes SET exit_code = 4294967296 WHERE id = '" SB3 "'");
+    EXPECT_FAIL(gw_store_sandbox_get(f->s, SB3, &got), TSR_E_IO);
+}
+
 /* ---- provider env ----------------------------------------------------------------------- */
 
 #define SECRET "sk-live-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
@@ -1682,6 +1758,7 @@ int main(void)
         T(test_sandbox_create_refusals),
         T(test_sandbox_half_written_create),
         T(test_sandbox_get_find_list),
+        T(test_sandbox_spec_and_status),
         T(test_cert_insert_refusals),
         T(test_cert_get_list),
         T(test_cert_revoke),

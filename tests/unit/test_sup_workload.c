@@ -99,6 +99,8 @@ static void test_provider_names(void **state)
         if (!sup_env_name_valid(good[i])) fail_msg("refused \"%s\"", good[i]);
 }
 
+/* Nothing of the supervisor's environment but its PATH reaches the
+ * workload: the provider's variables (valid names only), HOME, PATH. */
 static void test_env_build(void **state)
 {
     (void)state;
@@ -108,8 +110,11 @@ static void test_env_build(void **state)
         (char *)(uintptr_t) "PEM=-----BEGIN CERTIFICATE-----",
         (char *)(uintptr_t) "SUPERVISOR_API_KEY=mine",
         (char *)(uintptr_t) "LANG=C.UTF-8",
+        (char *)(uintptr_t) "HOSTNAME=engine-given",
+        (char *)(uintptr_t) "container=podman",
         (char *)(uintptr_t) "HOME=/root",
         (char *)(uintptr_t) "MODEL=old",
+        (char *)(uintptr_t) "PATH=/opt/image/bin:/usr/bin",
         NULL,
     };
     sup_env_var vars[] = {
@@ -127,19 +132,13 @@ static void test_env_build(void **state)
                      0);
     assert_string_equal(rejected, "TESSERA_EVIL,LD_PRELOAD,BAD-NAME");
     size_t n = 0;
-    for (; env[n] != NULL; n++) {
-        if (strncasecmp(env[n], "TESSERA_", 8) == 0) fail_msg("leaked %s", env[n]);
-        if (strstr(env[n], "-----BEGIN") != NULL) fail_msg("leaked %s", env[n]);
-    }
-    assert_string_equal(sup_env_get(env, "LANG"), "C.UTF-8");
+    while (env[n] != NULL) n++;
+    /* PATH (the supervisor's), OPENAI_API_KEY, MODEL, HOME; nothing else. */
+    assert_int_equal(n, 4);
+    assert_string_equal(sup_env_get(env, "PATH"), "/opt/image/bin:/usr/bin");
     assert_string_equal(sup_env_get(env, "OPENAI_API_KEY"), "sk-provider");
-    assert_string_equal(sup_env_get(env, "MODEL"), "new"); /* provider overrides */
+    assert_string_equal(sup_env_get(env, "MODEL"), "new");
     assert_string_equal(sup_env_get(env, "HOME"), "/workspace");
-    assert_string_equal(sup_env_get(env, "PATH"), SUP_DEFAULT_PATH);
-    assert_null(sup_env_get(env, "SUPERVISOR_API_KEY"));
-    assert_null(sup_env_get(env, "LD_PRELOAD"));
-    /* LANG, OPENAI_API_KEY, MODEL, PATH, HOME; exactly one MODEL. */
-    assert_int_equal(n, 5);
     sup_env_free(env);
 
     /* Rejected names are logged: from the gateway's answer, so anything but
@@ -160,16 +159,53 @@ static void test_env_build(void **state)
     assert_string_equal(small, "\\x1b]0;");
     sup_env_free(env);
 
-    /* No provider, no home override: HOME inherited; PATH kept as is. */
-    char *parent2[] = {(char *)(uintptr_t) "PATH=/bin", (char *)(uintptr_t) "HOME=/root", NULL};
+    /* A PATH holding PEM is not taken: the default instead. No home: none. */
+    char *parent2[] = {(char *)(uintptr_t) "PATH=-----BEGIN PRIVATE KEY-----",
+                       (char *)(uintptr_t) "HOME=/root", NULL};
     assert_int_equal(sup_env_build(parent2, NULL, NULL, &env, NULL, 0), 0);
-    assert_string_equal(sup_env_get(env, "PATH"), "/bin");
-    assert_string_equal(sup_env_get(env, "HOME"), "/root");
+    assert_string_equal(sup_env_get(env, "PATH"), SUP_DEFAULT_PATH);
+    assert_null(sup_env_get(env, "HOME"));
+    assert_null(env[1]);
     sup_env_free(env);
     /* Nothing at all. */
     assert_int_equal(sup_env_build(NULL, NULL, NULL, &env, NULL, 0), 0);
     assert_string_equal(sup_env_get(env, "PATH"), SUP_DEFAULT_PATH);
     assert_null(env[1]);
+    sup_env_free(env);
+}
+
+/* The sandbox's plain env (CreateSandbox env): over what is inherited,
+ * under the provider's, its reserved names skipped and named. */
+static void test_env_build_with_plain(void **state)
+{
+    (void)state;
+    char *parent[] = {(char *)(uintptr_t) "PATH=/usr/bin", (char *)(uintptr_t) "LANG=C",
+                      (char *)(uintptr_t) "HOME=/root", (char *)(uintptr_t) "TERM=xterm", NULL};
+    sup_env_var pv[] = {{(char *)(uintptr_t) "MODEL", (char *)(uintptr_t) "provider"}};
+    sup_env_var lv[] = {
+        {(char *)(uintptr_t) "LANG", (char *)(uintptr_t) "C.UTF-8"},
+        {(char *)(uintptr_t) "MODEL", (char *)(uintptr_t) "plain"},
+        {(char *)(uintptr_t) "GREETING", (char *)(uintptr_t) "hello world"},
+        {(char *)(uintptr_t) "LD_PRELOAD", (char *)(uintptr_t) "/x.so"},
+        {(char *)(uintptr_t) "HOME", (char *)(uintptr_t) "/srv"},
+    };
+    sup_env_list provider = {pv, 1}, plain = {lv, 5};
+    char **env = NULL;
+    char rejected[64];
+    assert_int_equal(sup_env_build_with(parent, &plain, &provider, "/workspace", &env, rejected,
+                                        sizeof rejected),
+                     0);
+    assert_string_equal(rejected, "LD_PRELOAD");
+    assert_string_equal(sup_env_get(env, "LANG"), "C.UTF-8");     /* given, not inherited */
+    assert_null(sup_env_get(env, "TERM"));
+    assert_string_equal(sup_env_get(env, "MODEL"), "provider");   /* provider over plain */
+    assert_string_equal(sup_env_get(env, "GREETING"), "hello world");
+    assert_string_equal(sup_env_get(env, "HOME"), "/srv");        /* given, kept */
+    assert_string_equal(sup_env_get(env, "PATH"), "/usr/bin");
+    assert_null(sup_env_get(env, "LD_PRELOAD"));
+    size_t n = 0;
+    while (env[n] != NULL) n++;
+    assert_int_equal(n, 5); /* PATH, MODEL, LANG, GREETING, HOME: each once */
     sup_env_free(env);
 }
 
@@ -301,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_inherit_kept),
         cmocka_unit_test(test_provider_names),
         cmocka_unit_test(test_env_build),
+        cmocka_unit_test(test_env_build_with_plain),
         cmocka_unit_test(test_resolve_command),
         cmocka_unit_test(test_exit_code),
         cmocka_unit_test(test_spawn_refusals),

@@ -12,7 +12,9 @@
  *
  * Injected failures, chosen by the sandbox name so that inputs reach them:
  * a name starting with "fail-create" fails create, one starting with
- * "fail-start" fails start (the gateway must then destroy and roll back).
+ * "fail-start" fails start (the gateway must then destroy and roll back),
+ * an image starting with "invalid" is refused by check (INVALID_ARGUMENT,
+ * before anything is minted).
  *
  * The ABI contract is checked on every call, as an error (a failing driver
  * call, which the harness then sees as a CreateSandbox that is not OK):
@@ -129,6 +131,20 @@ static void mem_fini(void *ctx)
     free(c);
 }
 
+static int mem_check(void *ctx, const tsr_driver_sandbox *sb, char *err, size_t cap)
+{
+    (void)ctx;
+    if (sb == NULL || sb->image == NULL || (sb->n_command > 0 && sb->command == NULL))
+        return fail(err, cap, "bad sandbox description");
+    for (size_t i = 0; i < sb->n_command; i++)
+        if (sb->command[i] == NULL) return fail(err, cap, "command argument missing");
+    if (strncmp(sb->image, "invalid", 7) == 0) {
+        fail(err, cap, "image: injected refusal");
+        return TSR_DRIVER_INVALID;
+    }
+    return TSR_DRIVER_OK;
+}
+
 static int mem_create(void *ctx, const tsr_driver_sandbox *sb, const tsr_driver_identity *id,
                       char *err, size_t cap)
 {
@@ -226,14 +242,14 @@ static int mem_destroy(void *ctx, const char *sandbox_id, char *err, size_t cap)
     return 0;
 }
 
-static int mem_status(void *ctx, const char *sandbox_id, enum tsr_driver_state *state, char *err,
+static int mem_status(void *ctx, const char *sandbox_id, tsr_driver_status *st, char *err,
                       size_t cap)
 {
     struct mem_ctx *c = ctx;
-    if (sandbox_id == NULL || state == NULL) return fail(err, cap, "bad arguments");
+    if (sandbox_id == NULL || st == NULL) return fail(err, cap, "bad arguments");
     pthread_mutex_lock(&c->lock);
     struct mem_sb *s = find(c, sandbox_id);
-    *state = s != NULL ? s->state : TSR_DRIVER_STATE_UNKNOWN;
+    st->state = s != NULL ? s->state : TSR_DRIVER_STATE_UNKNOWN;
     pthread_mutex_unlock(&c->lock);
     return 0;
 }
@@ -244,6 +260,7 @@ static const tsr_driver_ops ops = {
     .name = "mem",
     .init = mem_init,
     .fini = mem_fini,
+    .check = mem_check,
     .create = mem_create,
     .start = mem_start,
     .stop = mem_stop,
