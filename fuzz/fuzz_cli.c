@@ -17,8 +17,9 @@
  * as the value of an option; a command's options take the next argument as
  * their value whatever it looks like. When a command sends a request, the
  * global options in force are the reference's, and RevokeCertificate and
- * CreateSandbox carry the serial, reason, name, driver and --env values the
- * reference read; a well-formed cert revoke always sends its request. */
+ * CreateSandbox carry the serial, reason, name, driver, image, --env and
+ * --secret values and the workload command (after "--") the reference read;
+ * a well-formed cert revoke always sends its request. */
 #include <fcntl.h>
 #include <stdbool.h>
 #include <unistd.h>
@@ -91,7 +92,9 @@ static const optdef globals[] = {
 enum { R_ADDR, R_PKI, R_USER, R_CERT, R_KEY, R_BUNDLE, R_TD, R_TIMEOUT, R_JSON, R_NOHOST };
 
 /* docs/cli.md's commands and their options. */
-static const optdef create_opts[] = {{"policy", true}, {"env", true}, {"driver", true}, {NULL, 0}};
+static const optdef create_opts[] = {{"policy", true}, {"env", true},   {"secret", true},
+                                     {"driver", true}, {"image", true}, {NULL, 0}};
+enum { C_POLICY, C_ENV, C_SECRET, C_DRIVER, C_IMAGE };
 static const optdef logs_opts[] = {{"since", true}, {"limit", true}, {"follow", false}, {NULL, 0}};
 static const optdef revoke_opts[] = {{"reason", true}, {NULL, false}};
 static const optdef bundle_opts[] = {{"crl", true}, {NULL, false}};
@@ -104,9 +107,10 @@ typedef struct model {
     const char *words[2];      /* command, subcommand */
     const char *pos[MAX_ARGS];
     int n_pos;
-    const char *reason, *driver, *policy;
-    const char *env[MAX_ARGS];
-    int n_env;
+    int n_pos_before_dd;       /* positionals before "--" */
+    const char *reason, *driver, *policy, *image;
+    const char *env[MAX_ARGS], *secret[MAX_ARGS];
+    int n_env, n_secret;
 } model;
 
 static int find(const optdef *defs, const char *name, size_t len)
@@ -149,7 +153,10 @@ static void reference(int argc, char **argv, model *m)
                                                strcmp(m->words[0], "cert") == 0);
             if (m->words[0] == NULL) m->words[0] = a;
             else if (sub && m->words[1] == NULL) m->words[1] = a;
-            else m->pos[m->n_pos++] = a;
+            else {
+                m->pos[m->n_pos++] = a;
+                if (!no_more) m->n_pos_before_dd++;
+            }
             continue;
         }
         if (a[1] != '-') { /* -h or an unknown short option */
@@ -175,8 +182,10 @@ static void reference(int argc, char **argv, model *m)
             else if (k == R_NOHOST) m->nohost = true;
             else m->global[k] = val;
         } else if (defs == create_opts) {
-            if (k == 0) m->policy = val;
-            else if (k == 1) m->env[m->n_env++] = val;
+            if (k == C_POLICY) m->policy = val;
+            else if (k == C_ENV) m->env[m->n_env++] = val;
+            else if (k == C_SECRET) m->secret[m->n_secret++] = val;
+            else if (k == C_IMAGE) m->image = val;
             else m->driver = val;
         } else if (defs == revoke_opts) {
             m->reason = val;
@@ -237,12 +246,25 @@ static void check_sent(const model *m)
         FUZZ_CHECK(strcmp(r->reason, m->reason != NULL ? m->reason : "") == 0);
     } else if (strcmp(got.method, "CreateSandbox") == 0) {
         const Tessera__V1__CreateSandboxRequest *r = (const void *)got.req;
-        FUZZ_CHECK(m->n_pos == 1 && strcmp(r->name, m->pos[0]) == 0);
+        /* NAME before "--", the workload's argv after it. */
+        FUZZ_CHECK(m->n_pos_before_dd == 1 && strcmp(r->name, m->pos[0]) == 0);
+        FUZZ_CHECK((int)r->n_command == m->n_pos - 1);
+        for (size_t i = 0; i < r->n_command; i++)
+            FUZZ_CHECK(strcmp(r->command[i], m->pos[i + 1]) == 0);
         FUZZ_CHECK(strcmp(r->driver, m->driver != NULL ? m->driver : "") == 0);
-        FUZZ_CHECK((int)r->n_provider_env == m->n_env);
-        for (size_t i = 0; i < r->n_provider_env; i++) {
-            /* KEY=VALUE as given, or KEY's value from the environment. */
+        FUZZ_CHECK(strcmp(r->image, m->image != NULL ? m->image : "") == 0);
+        /* --env: NAME=VALUE as given. */
+        FUZZ_CHECK((int)r->n_env == m->n_env);
+        for (size_t i = 0; i < r->n_env; i++) {
             const char *e = m->env[i];
+            size_t klen = strlen(r->env[i]->key);
+            FUZZ_CHECK(strncmp(e, r->env[i]->key, klen) == 0 && e[klen] == '=');
+            FUZZ_CHECK(strcmp(r->env[i]->value, e + klen + 1) == 0);
+        }
+        /* --secret: NAME=VALUE as given, or NAME's value from the environment. */
+        FUZZ_CHECK((int)r->n_provider_env == m->n_secret);
+        for (size_t i = 0; i < r->n_provider_env; i++) {
+            const char *e = m->secret[i];
             size_t klen = strlen(r->provider_env[i]->key);
             FUZZ_CHECK(strncmp(e, r->provider_env[i]->key, klen) == 0);
             const char *v = e[klen] == '=' ? e + klen + 1 : getenv(e);
