@@ -20,6 +20,18 @@
  * socket buffers; its pending responses live in nghttp2 streams, bounded by
  * SETTINGS_MAX_CONCURRENT_STREAMS and by the HTTP/2 flow-control windows.
  *
+ * Output: nghttp2's frames are gathered into the worker's one output buffer
+ * and handed to SSL_write together. Only when SSL_write does not take all of
+ * it (TCP is full) is the rest copied into the connection's own c->out, kept
+ * until it is written and freed then: an idle connection holds no output
+ * buffer (docs/performance.md, "Idle connections").
+ *
+ * Idle connections: after GW_PARK_AFTER_MS without I/O and with no call in
+ * flight, the tick parks a connection: OpenSSL already released its record
+ * buffers (SSL_MODE_RELEASE_BUFFERS), and the HTTP/2 session gives back the
+ * pages it does not need while idle (gw_h2_park). The next byte in or out
+ * unparks it; nothing else changes.
+ *
  * Lifetime: a connection closed while handling an epoll batch is moved to the
  * worker's zombie list and freed after the batch, so a later event of the
  * same batch never touches freed memory. */
@@ -51,6 +63,10 @@
 #include "tsr_time.h"
 
 #define GW_OUT_HIGH_WATER (64 * 1024)   /* TLS plaintext we hold before SSL_write */
+/* The worker's output buffer: the high-water mark plus the largest piece
+ * nghttp2_session_mem_send returns at once (one frame buffer: 9 + 1 + 16384). */
+#define GW_OUT_BUF (GW_OUT_HIGH_WATER + 9 + 1 + 16384)
+#define GW_PARK_AFTER_MS 1000           /* idle this long: park at the next tick */
 #define GW_READ_CHUNK 16384             /* one TLS record of plaintext */
 #define GW_READS_PER_EVENT 64           /* fairness between connections of a worker */
 #define GW_ACCEPTS_PER_EVENT 64
@@ -166,6 +182,7 @@ static void conn_close(gw_conn *c, const char *why)
     (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
+    if (c->out != NULL) OPENSSL_cleanse(c->out, c->out_cap);
     free(c->out);
     c->out = NULL;
     c->out_len = c->out_off = c->out_cap = 0;
@@ -221,6 +238,7 @@ static int conn_recv(gw_conn *c, uint8_t *buf, int len, int *err)
     }
 }
 
+/* Append to the connection's own pending output (a blocked write's rest). */
 static int out_append(gw_conn *c, const uint8_t *data, size_t len)
 {
     if (c->out_off > 0 && c->out_off == c->out_len) c->out_off = c->out_len = 0;
@@ -233,8 +251,13 @@ static int out_append(gw_conn *c, const uint8_t *data, size_t len)
         if (c->out_len + len > c->out_cap) {
             size_t ncap = c->out_cap ? c->out_cap : 16384;
             while (ncap < c->out_len + len) ncap *= 2;
-            uint8_t *nb = realloc(c->out, ncap);
+            uint8_t *nb = malloc(ncap);
             if (nb == NULL) return -1;
+            if (c->out != NULL) {
+                memcpy(nb, c->out, c->out_len);
+                OPENSSL_cleanse(c->out, c->out_cap);
+                free(c->out);
+            }
             c->out = nb;
             c->out_cap = ncap;
         }
@@ -244,48 +267,104 @@ static int out_append(gw_conn *c, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* Move nghttp2 output into `out` and `out` into TLS until TLS would block.
- * Returns -1 if the connection was closed. A blocked write is retried with
- * the same (possibly longer) pending bytes, as OpenSSL requires. */
-static int conn_flush(gw_conn *c)
+/* The connection's pending output is all written: give the buffer back. */
+static void out_release(gw_conn *c)
 {
-    if (c->state != GW_CONN_OPEN) return -1;
-    if (c->write_blocked) return 0;
-    for (;;) {
-        while (c->h2 != NULL && c->out_len - c->out_off < GW_OUT_HIGH_WATER) {
-            const uint8_t *data = NULL;
-            ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-            if (n < 0) {
-                char why[160];
-                snprintf(why, sizeof why, "HTTP/2 send error: %s", nghttp2_strerror((int)n));
-                conn_close(c, why);
-                return -1;
-            }
-            if (n == 0) break;
-            if (out_append(c, data, (size_t)n) != 0) {
-                conn_close(c, "out of memory");
-                return -1;
-            }
-        }
-        size_t pending = c->out_len - c->out_off;
-        if (pending == 0) return 0;
-        if (pending > INT_MAX) pending = INT_MAX;
+    if (c->out == NULL) return;
+    OPENSSL_cleanse(c->out, c->out_cap);
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = c->out_cap = 0;
+}
+
+/* Write buf[0..len) to TLS until done or TLS would block. Returns the bytes
+ * written (all of them, or fewer with c->write_blocked set), or -1 if the
+ * connection was closed. */
+static ssize_t conn_write(gw_conn *c, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        size_t chunk = len - off > INT_MAX ? INT_MAX : len - off;
         int e = SSL_ERROR_NONE;
-        int n = conn_send(c, c->out + c->out_off, (int)pending, &e);
+        int n = conn_send(c, buf + off, (int)chunk, &e);
         if (n > 0) {
-            c->out_off += (size_t)n;
+            off += (size_t)n;
             c->last_io_ms = tsr_monotonic_ms();
             continue;
         }
         if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
             c->write_blocked = true;
             c->write_wants_read = e == SSL_ERROR_WANT_READ;
+            return (ssize_t)off;
+        }
+        char why[160];
+        c->ssl_fatal = true;
+        conn_close(c, e == SSL_ERROR_SYSCALL ? NULL : ossl_reason(why, sizeof why));
+        return -1;
+    }
+    return (ssize_t)off;
+}
+
+/* Move nghttp2 output through the worker's buffer into TLS until nghttp2
+ * has nothing more or TLS would block; what TLS did not take is kept in
+ * c->out. Returns -1 if the connection was closed. A blocked write is
+ * retried with the same pending bytes (from c->out), as OpenSSL requires. */
+static int conn_flush(gw_conn *c)
+{
+    if (c->state != GW_CONN_OPEN) return -1;
+    if (c->write_blocked) return 0;
+    uint8_t *buf = c->w->out;
+    for (;;) {
+        /* A blocked write's rest first. */
+        if (c->out_len > c->out_off) {
+            ssize_t n = conn_write(c, c->out + c->out_off, c->out_len - c->out_off);
+            if (n < 0) return -1;
+            c->out_off += (size_t)n;
+            if (c->write_blocked) return 0;
+            out_release(c);
+        }
+        /* Gather what nghttp2 has, up to the high-water mark. */
+        size_t len = 0;
+        while (c->h2 != NULL && len < GW_OUT_HIGH_WATER) {
+            const uint8_t *data = NULL;
+            ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+            if (n < 0) {
+                char why[160];
+                snprintf(why, sizeof why, "HTTP/2 send error: %s", nghttp2_strerror((int)n));
+                OPENSSL_cleanse(buf, len);
+                conn_close(c, why);
+                return -1;
+            }
+            if (n == 0) break;
+            if ((size_t)n > GW_OUT_BUF - len) {
+                /* Larger than the buffer has room for (nghttp2 returns at
+                 * most one frame buffer): keep it all in c->out instead. */
+                if (out_append(c, buf, len) != 0 || out_append(c, data, (size_t)n) != 0) {
+                    OPENSSL_cleanse(buf, len);
+                    conn_close(c, "out of memory");
+                    return -1;
+                }
+                OPENSSL_cleanse(buf, len);
+                len = 0;
+                break;
+            }
+            memcpy(buf + len, data, (size_t)n);
+            len += (size_t)n;
+        }
+        if (len == 0) {
+            if (c->out_len > c->out_off) continue;   /* spilled above */
             return 0;
         }
-        char buf[160];
-        c->ssl_fatal = true;
-        conn_close(c, e == SSL_ERROR_SYSCALL ? NULL : ossl_reason(buf, sizeof buf));
-        return -1;
+        c->parked = false;
+        ssize_t n = conn_write(c, buf, len);
+        if (n >= 0 && (size_t)n < len && out_append(c, buf + n, len - (size_t)n) != 0) {
+            OPENSSL_cleanse(buf, len);
+            conn_close(c, "out of memory");
+            return -1;
+        }
+        OPENSSL_cleanse(buf, len);   /* responses may carry secrets */
+        if (n < 0) return -1;
+        if (c->write_blocked) return 0;
     }
 }
 
@@ -340,6 +419,7 @@ static int conn_read(gw_conn *c)
         if (n > 0) {
             records++;
             c->last_io_ms = tsr_monotonic_ms();
+            c->parked = false;
             c->read_wants_write = false;
             int rc = gw_h2_recv(c, buf, (size_t)n);
             OPENSSL_cleanse(buf, (size_t)n);
@@ -414,6 +494,11 @@ static void conn_established(gw_conn *c)
         conn_close(c, "internal error during authentication");
         return;
     }
+    /* The principal is derived: the certificates the peer sent besides its
+     * leaf (parsed, with their keys: several KiB) are never read again. */
+    STACK_OF(X509) *sent = SSL_get_peer_cert_chain(c->ssl);
+    X509 *x;
+    while (sent != NULL && (x = sk_X509_pop(sent)) != NULL) X509_free(x);
     conn_start(c);
 }
 
@@ -699,9 +784,20 @@ static void worker_tick(gw_loop *w)
             conn_kill(c, stalled ? "write stalled (peer not reading)" : "idle timeout");
             continue;
         }
+        /* Parked: no stream (so no deadline, forwarded identity or
+         * deferred call) and nothing to send; the checks above are all. */
+        if (c->parked) continue;
         gw_h2_tick(c, now, now_unix);
-        if (c->kill) conn_kill(c, c->kill_reason);
-        else if (conn_flush(c) == 0) conn_settle(c);
+        if (c->kill) {
+            conn_kill(c, c->kill_reason);
+            continue;
+        }
+        if (conn_flush(c) != 0) continue;
+        conn_settle(c);
+        if (!c->parked && c->state == GW_CONN_OPEN && !c->draining && !c->write_blocked &&
+            c->out == NULL && now - c->last_io_ms >= GW_PARK_AFTER_MS &&
+            (c->ssl == NULL || !SSL_has_pending(c->ssl)) && gw_h2_park(c))
+            c->parked = true;
     }
 }
 
@@ -903,6 +999,7 @@ static int worker_setup(gw_server *s, gw_loop *w, const struct addrinfo *ai)
                    "epoll_ctl: %s", strerror(errno));
         w->unix_registered = true;
     }
+    TSR_ENSURE((w->out = malloc(GW_OUT_BUF)) != NULL, TSR_E_INTERNAL, "out of memory");
     TSR_ENSURE((w->held_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0, TSR_E_IO,
                "eventfd: %s", strerror(errno));
     TSR_GUARD(epoll_add(w->epfd, w->held_efd, TAG_HELD));
@@ -1150,6 +1247,7 @@ void gw_server_free(gw_server *s)
         if (w->tfd >= 0) close(w->tfd);
         if (w->epfd >= 0) close(w->epfd);
         if (w->held_efd >= 0) close(w->held_efd);
+        free(w->out);
         TSR_ASSERT(w->held_done == NULL);
         if (w->held_lock_ready) pthread_mutex_destroy(&w->held_lock);
     }
