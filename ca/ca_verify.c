@@ -34,13 +34,20 @@
 #define CA_VCACHE_SHARDS 16
 #define CA_VCACHE_MAX_KEY 16384    /* bytes of certificates; longer inputs are not cached */
 
+/* What a full verification gave, compactly: the ca_peer is rebuilt from it
+ * (the identity by the same parse and classification, from the SPIFFE ID's
+ * text), byte for byte what the full verification returned. */
 typedef struct vc_entry {
     uint64_t hash;             /* of key[0..key_len): the scan's first test */
     uint8_t *key;              /* purpose, kind, then each certificate's DER, length-prefixed */
     size_t key_len;
     uint64_t used;             /* shard clock at the last hit: the oldest is replaced */
     int64_t not_before_max;    /* latest notBefore over the verified chain */
-    ca_peer peer;              /* what the full verification gave (chain_not_after included) */
+    char *id_text;             /* the leaf's SPIFFE ID */
+    char serial_hex[41];
+    char fingerprint[96];
+    int64_t not_before, not_after, chain_not_after;
+    unsigned char anchor_sha256[32];
 } vc_entry;
 
 typedef struct vc_shard {
@@ -141,7 +148,10 @@ static void vcache_free(ca_trust *trust)
 {
     for (size_t i = 0; trust->cache != NULL && i < trust->cache_shards; i++) {
         vc_shard *sh = &trust->cache[i];
-        for (size_t j = 0; j < sh->used_slots; j++) free(sh->slots[j].key);
+        for (size_t j = 0; j < sh->used_slots; j++) {
+            free(sh->slots[j].key);
+            free(sh->slots[j].id_text);
+        }
         free(sh->slots);
         pthread_mutex_destroy(&sh->lock);
     }
@@ -597,9 +607,10 @@ static vc_shard *vc_shard_of(const ca_trust *trust, uint64_t hash)
     return &trust->cache[(hash >> 32) % trust->cache_shards];
 }
 
-/* A kept verification of exactly this input, still valid at `now`. */
+/* A kept verification of exactly this input, still valid at `now`: its
+ * SPIFFE ID text into id_text, the rest into *out (identity not set). */
 static int vc_lookup(const ca_trust *trust, const uint8_t *key, size_t len, uint64_t hash,
-                     int64_t now, ca_peer *out)
+                     int64_t now, char id_text[CA_SPIFFE_ID_MAX + 1], ca_peer *out)
 {
     vc_shard *sh = vc_shard_of(trust, hash);
     int found = 0;
@@ -607,8 +618,14 @@ static int vc_lookup(const ca_trust *trust, const uint8_t *key, size_t len, uint
     for (size_t i = 0; i < sh->used_slots; i++) {
         vc_entry *e = &sh->slots[i];
         if (e->hash != hash || e->key_len != len || memcmp(e->key, key, len) != 0) continue;
-        if (e->not_before_max <= now && now < e->peer.chain_not_after) {
-            *out = e->peer;
+        if (e->not_before_max <= now && now < e->chain_not_after) {
+            memcpy(id_text, e->id_text, strlen(e->id_text) + 1);
+            memcpy(out->serial_hex, e->serial_hex, sizeof out->serial_hex);
+            memcpy(out->fingerprint, e->fingerprint, sizeof out->fingerprint);
+            out->not_before = e->not_before;
+            out->not_after = e->not_after;
+            out->chain_not_after = e->chain_not_after;
+            memcpy(out->anchor_sha256, e->anchor_sha256, sizeof out->anchor_sha256);
             e->used = ++sh->clock;
             sh->hits++;
             found = 1;
@@ -623,6 +640,11 @@ static int vc_lookup(const ca_trust *trust, const uint8_t *key, size_t len, uint
 static void vc_insert(const ca_trust *trust, uint8_t *key, size_t len, uint64_t hash,
                       int64_t not_before_max, const ca_peer *peer)
 {
+    char *id_text = strdup(peer->identity.id.text);
+    if (id_text == NULL) {
+        free(key);
+        return;
+    }
     vc_shard *sh = vc_shard_of(trust, hash);
     TSR_ASSERT(pthread_mutex_lock(&sh->lock) == 0);
     vc_entry *e = NULL;
@@ -637,13 +659,41 @@ static void vc_insert(const ca_trust *trust, uint8_t *key, size_t len, uint64_t 
             if (sh->slots[i].used < e->used) e = &sh->slots[i];
     }
     free(e->key);
+    free(e->id_text);
     e->key = key;
     e->key_len = len;
     e->hash = hash;
     e->not_before_max = not_before_max;
-    e->peer = *peer;
+    e->id_text = id_text;
+    memcpy(e->serial_hex, peer->serial_hex, sizeof e->serial_hex);
+    memcpy(e->fingerprint, peer->fingerprint, sizeof e->fingerprint);
+    e->not_before = peer->not_before;
+    e->not_after = peer->not_after;
+    e->chain_not_after = peer->chain_not_after;
+    memcpy(e->anchor_sha256, peer->anchor_sha256, sizeof e->anchor_sha256);
     e->used = ++sh->clock;
     (void)pthread_mutex_unlock(&sh->lock);
+}
+
+/* A kept verification rebuilt into *peer (zeroed by the caller): the
+ * identity exactly as the full path makes it, by parsing the SPIFFE ID's
+ * text and classifying it for the expected kind. 1 on a hit. */
+static int vc_answer(const ca_trust *trust, const uint8_t *key, size_t len, uint64_t hash,
+                     int64_t now, enum ca_kind expected_kind, ca_peer *peer)
+{
+    char text[CA_SPIFFE_ID_MAX + 1];
+    ca_spiffe_id id;
+    enum ca_verify_reason reason = CA_VERIFY_OK;
+    if (!vc_lookup(trust, key, len, hash, now, text, peer)) return 0;
+    memset(&id, 0, sizeof id);
+    if (ca_spiffe_parse(text, strlen(text), &id) != 0 ||
+        identify(trust, &id, expected_kind, &reason, &peer->identity) != 0) {
+        /* Cannot happen (it passed before, on the same text); verify in full. */
+        tsr_err_clear();
+        memset(peer, 0, sizeof *peer);
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- the entry point ---------------------------------------------------------------- */
@@ -680,7 +730,7 @@ int ca_verify_peer(const ca_trust *trust, X509 *leaf, STACK_OF(X509) *untrusted,
         ERR_clear_error();
         if (key != NULL) {
             hash = vc_hash(key, key_len);
-            if (vc_lookup(trust, key, key_len, hash, now, &peer)) {
+            if (vc_answer(trust, key, key_len, hash, now, expected_kind, &peer)) {
                 *out = peer;
                 *reason = CA_VERIFY_OK;
                 rc = 0;
