@@ -833,11 +833,16 @@ void gw_held_call_complete(gw_held_call *h, gw_response *resp)
     resp->body = NULL;
     resp->body_len = 0;
     TSR_ASSERT(pthread_mutex_lock(&w->held_lock) == 0);
+    bool first = w->held_done == NULL;
     h->next = w->held_done;
     w->held_done = h;
     (void)pthread_mutex_unlock(&w->held_lock);
+    /* One wakeup per batch: a non-empty list was already signalled, and the
+     * worker takes the whole list after it read the eventfd (held_drain),
+     * so this call goes with the earlier one's. */
+    if (!first) return;
     uint64_t one = 1;
-    ssize_t r = write(w->held_efd, &one, sizeof one);  /* cannot overflow: one per call */
+    ssize_t r = write(w->held_efd, &one, sizeof one);  /* cannot overflow: one per batch */
     (void)r;
 }
 
