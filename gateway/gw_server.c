@@ -10,6 +10,15 @@
  * closes its socket (only at shutdown), and another process of the same uid
  * could join the port group (same-uid processes can do worse anyway).
  *
+ * Balancing: for a few connections the kernel's hash is a coin toss (4
+ * connections on 2 workers: all on one worker 1 time in 8, 3 and 1 half the
+ * time), and the busier worker's calls wait behind the others' on one core
+ * while the other core idles (docs/performance.md, "Unary tail"). So a
+ * worker that accepts a connection while another worker owns fewer hands it
+ * over before the handshake: the descriptor goes on that worker's inbox
+ * (under its held_lock, with a wakeup on its held_efd) and that worker owns
+ * it from then on. Loads are per-worker atomic counts of owned connections.
+ *
  * Event model: level-triggered epoll. EPOLLIN is registered only while we
  * want to read (backpressure), EPOLLOUT only while a TLS write is blocked.
  *
@@ -69,6 +78,7 @@
 #define GW_PARK_AFTER_MS 1000           /* idle this long: park at the next tick */
 #define GW_READ_CHUNK 16384             /* one TLS record of plaintext */
 #define GW_READS_PER_EVENT 64           /* fairness between connections of a worker */
+#define GW_READS_PER_FLUSH 16           /* answers of this many records go out together */
 #define GW_ACCEPTS_PER_EVENT 64
 #define GW_LISTEN_BACKLOG 1024
 #define GW_EVENTS 64
@@ -193,6 +203,7 @@ static void conn_close(gw_conn *c, const char *why)
     else w->conns = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
     w->n_conns--;
+    atomic_fetch_sub(&w->load, 1);
     c->prev = NULL;
     c->next = w->zombies;
     w->zombies = c;
@@ -397,11 +408,14 @@ static void conn_again(gw_conn *c)
     c->w->again = c;
 }
 
-/* Read TLS records into nghttp2 while backpressure allows. -1 if closed. */
+/* Read TLS records into nghttp2 while backpressure allows, and send the
+ * answers once what has arrived is handled (or every GW_READS_PER_FLUSH
+ * records): one SSL_write for the calls that came together, not one per
+ * record. -1 if closed. */
 static int conn_read(gw_conn *c)
 {
     uint8_t buf[GW_READ_CHUNK];
-    int records = 0;
+    int records = 0, unflushed = 0;
     while (conn_may_read(c)) {
         if (c->write_wants_read) {
             /* The blocked SSL_write waited for input: retry it first. */
@@ -427,7 +441,10 @@ static int conn_read(gw_conn *c)
                 conn_kill(c, c->kill_reason);
                 return -1;
             }
-            if (conn_flush(c) != 0) return -1;
+            if (++unflushed == GW_READS_PER_FLUSH) {
+                unflushed = 0;
+                if (conn_flush(c) != 0) return -1;
+            }
             continue;
         }
         if (e == SSL_ERROR_WANT_READ) break;
@@ -444,6 +461,7 @@ static int conn_read(gw_conn *c)
         }
         return -1;
     }
+    if (unflushed > 0 && conn_flush(c) != 0) return -1;
     return 0;
 }
 
@@ -605,6 +623,7 @@ static void conn_new(gw_loop *w, int fd, const struct sockaddr_storage *ss)
     if (w->conns != NULL) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
+    atomic_fetch_add(&w->load, 1);
     server_event(s, GW_EV_CONN_OPEN);
     return;
 fail:
@@ -644,6 +663,7 @@ static void conn_new_local(gw_loop *w, int fd)
     if (w->conns != NULL) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
+    atomic_fetch_add(&w->load, 1);
     server_event(s, GW_EV_CONN_OPEN);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -684,6 +704,64 @@ static void listen_pause(gw_loop *w, bool pause)
     w->listen_paused = pause;
 }
 
+/* See "Balancing" at the top. */
+static void conn_accepted(gw_loop *w, int fd, const struct sockaddr_storage *ss)
+{
+    gw_server *s = w->s;
+    gw_loop *t = w;
+    unsigned least = atomic_load(&w->load);
+    for (int i = 0; i < s->n_workers; i++) {
+        unsigned l = atomic_load(&s->workers[i].load);
+        if (l < least) {
+            least = l;
+            t = &s->workers[i];
+        }
+    }
+    gw_incoming *in = t != w && !atomic_load(&s->stop_requested) ? malloc(sizeof *in) : NULL;
+    if (in != NULL) {
+        in->fd = fd;
+        in->ss = *ss;
+        atomic_fetch_add(&t->load, 1);   /* counted as its own from now on */
+        TSR_ASSERT(pthread_mutex_lock(&t->held_lock) == 0);
+        bool open = !t->inbox_closed;
+        bool wake = open && t->inbox == NULL && t->held_done == NULL;
+        if (open) {
+            in->next = t->inbox;
+            t->inbox = in;
+        }
+        (void)pthread_mutex_unlock(&t->held_lock);
+        if (open) {
+            uint64_t one = 1;
+            if (wake) {
+                ssize_t r = write(t->held_efd, &one, sizeof one);
+                (void)r;
+            }
+            return;
+        }
+        atomic_fetch_sub(&t->load, 1);
+        free(in);
+    }
+    conn_new(w, fd, ss);
+}
+
+/* Connections handed to this worker: served here from now on, or closed if
+ * it is stopping. */
+static void inbox_adopt(gw_loop *w, gw_incoming *list)
+{
+    while (list != NULL) {
+        gw_incoming *in = list;
+        list = in->next;
+        atomic_fetch_sub(&w->load, 1);   /* conn_new counts it again */
+        if (w->stopping) {
+            close(in->fd);
+            atomic_fetch_sub(&w->s->n_conns, 1);
+        } else {
+            conn_new(w, in->fd, &in->ss);
+        }
+        free(in);
+    }
+}
+
 static void accept_ready(gw_loop *w, bool local)
 {
     gw_server *s = w->s;
@@ -713,7 +791,7 @@ static void accept_ready(gw_loop *w, bool local)
             continue;
         }
         if (local) conn_new_local(w, fd);
-        else conn_new(w, fd, &ss);
+        else conn_accepted(w, fd, &ss);
     }
 }
 
@@ -833,13 +911,13 @@ void gw_held_call_complete(gw_held_call *h, gw_response *resp)
     resp->body = NULL;
     resp->body_len = 0;
     TSR_ASSERT(pthread_mutex_lock(&w->held_lock) == 0);
-    bool first = w->held_done == NULL;
+    bool first = w->held_done == NULL && w->inbox == NULL;
     h->next = w->held_done;
     w->held_done = h;
     (void)pthread_mutex_unlock(&w->held_lock);
-    /* One wakeup per batch: a non-empty list was already signalled, and the
-     * worker takes the whole list after it read the eventfd (held_drain),
-     * so this call goes with the earlier one's. */
+    /* One wakeup per batch: a non-empty list (completions or handed-over
+     * connections) was already signalled, and the worker takes both lists
+     * after it read the eventfd (held_drain), so this goes with that one. */
     if (!first) return;
     uint64_t one = 1;
     ssize_t r = write(w->held_efd, &one, sizeof one);  /* cannot overflow: one per batch */
@@ -856,7 +934,10 @@ static void held_drain(gw_loop *w)
     TSR_ASSERT(pthread_mutex_lock(&w->held_lock) == 0);
     gw_held_call *list = w->held_done;
     w->held_done = NULL;
+    gw_incoming *incoming = w->inbox;
+    w->inbox = NULL;
     (void)pthread_mutex_unlock(&w->held_lock);
+    inbox_adopt(w, incoming);
     gw_held_call *fifo = NULL;   /* answer in completion order */
     while (list != NULL) {
         gw_held_call *h = list;
@@ -934,6 +1015,14 @@ static void *worker_main(void *arg)
     /* Leaving on error: close what is left. */
     while (w->conns != NULL) conn_close(w->conns, NULL);
     held_wait(w);
+    /* No more connections handed over: close any that were. */
+    TSR_ASSERT(pthread_mutex_lock(&w->held_lock) == 0);
+    w->inbox_closed = true;
+    gw_incoming *incoming = w->inbox;
+    w->inbox = NULL;
+    (void)pthread_mutex_unlock(&w->held_lock);
+    w->stopping = true;
+    inbox_adopt(w, incoming);
     free_zombies(w);
     if (s->cfg.worker_fini != NULL && w->state != NULL) s->cfg.worker_fini(w->state);
     w->state = NULL;

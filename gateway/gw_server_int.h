@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "gw_server.h"
@@ -72,6 +73,14 @@ struct gw_held_call {
     gw_held_call *next;
 };
 
+/* A connection accepted by another worker and handed to this one
+ * (gw_server.c, "Balancing"). */
+typedef struct gw_incoming {
+    int fd;
+    struct sockaddr_storage ss;
+    struct gw_incoming *next;
+} gw_incoming;
+
 /* One worker thread: its event loop and the connections it owns. */
 struct gw_loop {
     gw_server *s;
@@ -98,6 +107,12 @@ struct gw_loop {
     bool held_lock_ready;
     gw_held_call *held_done;
     size_t n_held;
+    /* Balancing: the connections this worker owns or was handed (read by
+     * the others), and the connections handed to it, under held_lock and
+     * signalled on held_efd; inbox_closed once the worker has exited. */
+    atomic_uint load;
+    gw_incoming *inbox;
+    bool inbox_closed;
 };
 
 struct gw_server {

@@ -166,6 +166,10 @@ int gw_tls_ctx_new(const gw_tls_config *cfg, SSL_CTX **out)
      * buffer; release buffers so idle connections stay small. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* Read what TCP has, not a record header and then its body: one read(2)
+     * for the records that arrived together instead of two per record (the
+     * transport handles all buffered input: SSL_has_pending). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_max_cert_list(ctx, GW_TLS_MAX_CERT_LIST);
 
     /* Server certificate chain and key, read with the bounded PEM loaders. */
