@@ -23,7 +23,7 @@
  *   so that every such certificate decodes and verifies exactly as before;
  *   of the 40 decoders, those that read a DER SubjectPublicKeyInfo of those
  *   types (the only thing decoded in a handshake); no encoder, no store
- *   loader: 30 algorithms and 9 decoders in all.
+ *   loader: 28 algorithms and 6 decoders in all.
  *
  * Nothing about what is checked changes: the same implementations verify
  * the same signatures; the peer's chain is verified by ca_verify_peer in the
@@ -44,8 +44,10 @@
 /* Per operation, the algorithms let through, by the first name of each
  * one's name list. Key types: the groups we configure (X25519, EC) and every
  * type a client certificate may carry and sign a CertificateVerify with
- * (EC, Ed25519, Ed448, RSA, RSA-PSS, DSA in TLS 1.2, and SM2, which shares
- * EC's OID). */
+ * (EC, Ed25519, Ed448, RSA, RSA-PSS, DSA in TLS 1.2). Not SM2: OpenSSL 3.0's
+ * TLS has no SM2 signature algorithm, and with an SM2 key manager present
+ * every EC key is decoded twice (SM2 shares EC's OID, so both decoders try
+ * it). */
 static const char *const digests[] = {"SHA1", "SHA2-224", "SHA2-256", "SHA2-384", "SHA2-512",
                                       NULL};
 static const char *const ciphers[] = {"AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305", NULL};
@@ -53,13 +55,15 @@ static const char *const macs[] = {"HMAC", NULL};
 static const char *const kdfs[] = {"HKDF", "TLS13-KDF", "TLS1-PRF", NULL};
 static const char *const rands[] = {"CTR-DRBG", "SEED-SRC", NULL};
 static const char *const keytypes[] = {"EC", "X25519", "ED25519", "ED448", "RSA", "RSA-PSS",
-                                       "DSA", "SM2", NULL};
+                                       "DSA", NULL};
 static const char *const kex[] = {"ECDH", "X25519", NULL};
-static const char *const sigs[] = {"ECDSA", "ED25519", "ED448", "RSA", "DSA", "SM2", NULL};
-/* Decoders: from a DER SubjectPublicKeyInfo only, to one of keytypes, or
- * "DER" (the step that reads the SubjectPublicKeyInfo's algorithm first). */
+static const char *const sigs[] = {"ECDSA", "ED25519", "ED448", "RSA", "DSA", NULL};
+/* Decoders: from a DER SubjectPublicKeyInfo straight to one of keytypes.
+ * Not the default provider's "DER" step that reads the algorithm first: it
+ * decodes the whole key only to name its type (which OpenSSL already passes
+ * in, from the certificate's algorithm OID), so every key was decoded twice. */
 static const char *const spki_decoders[] = {"EC", "ED25519", "ED448", "RSA", "RSA-PSS", "DSA",
-                                            "SM2", "DER", NULL};
+                                            NULL};
 
 struct op_rule {
     int op;
