@@ -14,10 +14,13 @@
  * connections on 2 workers: all on one worker 1 time in 8, 3 and 1 half the
  * time), and the busier worker's calls wait behind the others' on one core
  * while the other core idles (docs/performance.md, "Unary tail"). So a
- * worker that accepts a connection while another worker owns fewer hands it
- * over before the handshake: the descriptor goes on that worker's inbox
+ * worker that accepts a connection while another worker serves fewer hands
+ * it over before the handshake: the descriptor goes on that worker's inbox
  * (under its held_lock, with a wakeup on its held_efd) and that worker owns
- * it from then on. Loads are per-worker atomic counts of owned connections.
+ * it from then on. Loads are per-worker atomic counts of open connections
+ * (past the handshake; one handed over counts until it is adopted), so that
+ * short-lived connections, which come and go within a handshake, are
+ * rarely moved.
  *
  * Event model: level-triggered epoll. EPOLLIN is registered only while we
  * want to read (backpressure), EPOLLOUT only while a TLS write is blocked.
@@ -203,7 +206,7 @@ static void conn_close(gw_conn *c, const char *why)
     else w->conns = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
     w->n_conns--;
-    atomic_fetch_sub(&w->load, 1);
+    if (c->counted) atomic_fetch_sub(&w->load, 1);
     c->prev = NULL;
     c->next = w->zombies;
     w->zombies = c;
@@ -525,6 +528,8 @@ static void conn_start(gw_conn *c)
 {
     gw_server *s = c->w->s;
     c->state = GW_CONN_OPEN;
+    c->counted = true;
+    atomic_fetch_add(&c->w->load, 1);
     const char *why = NULL;
     if (!s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix(), &why)) {
         char who[200];
@@ -623,7 +628,6 @@ static void conn_new(gw_loop *w, int fd, const struct sockaddr_storage *ss)
     if (w->conns != NULL) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    atomic_fetch_add(&w->load, 1);
     server_event(s, GW_EV_CONN_OPEN);
     return;
 fail:
@@ -663,7 +667,6 @@ static void conn_new_local(gw_loop *w, int fd)
     if (w->conns != NULL) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    atomic_fetch_add(&w->load, 1);
     server_event(s, GW_EV_CONN_OPEN);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -721,7 +724,7 @@ static void conn_accepted(gw_loop *w, int fd, const struct sockaddr_storage *ss)
     if (in != NULL) {
         in->fd = fd;
         in->ss = *ss;
-        atomic_fetch_add(&t->load, 1);   /* counted as its own from now on */
+        atomic_fetch_add(&t->load, 1);   /* until it adopts it (inbox_adopt) */
         TSR_ASSERT(pthread_mutex_lock(&t->held_lock) == 0);
         bool open = !t->inbox_closed;
         bool wake = open && t->inbox == NULL && t->held_done == NULL;
@@ -751,7 +754,7 @@ static void inbox_adopt(gw_loop *w, gw_incoming *list)
     while (list != NULL) {
         gw_incoming *in = list;
         list = in->next;
-        atomic_fetch_sub(&w->load, 1);   /* conn_new counts it again */
+        atomic_fetch_sub(&w->load, 1);   /* counted again once it is open (conn_start) */
         if (w->stopping) {
             close(in->fd);
             atomic_fetch_sub(&w->s->n_conns, 1);

@@ -41,6 +41,7 @@ typedef struct gw_conn {
     bool h2_creating;              /* inside nghttp2_session_server_new3 (gw_h2.c) */
     void *h2_framebuf, *h2_map;    /* nghttp2's page-placed buffers (gw_h2_park) */
     bool parked;                   /* idle: gw_h2_park ran, out freed (gw_server.c) */
+    bool counted;                  /* in w->load (gw_server.c, "Balancing") */
     gw_stream *streams;            /* live streams (gw_h2.c) */
     size_t rx_budget;              /* bytes of partial request messages still allowed */
     size_t tx_pending;             /* bytes of answers submitted, not yet sent (gw_h2.c) */
@@ -107,9 +108,10 @@ struct gw_loop {
     bool held_lock_ready;
     gw_held_call *held_done;
     size_t n_held;
-    /* Balancing: the connections this worker owns or was handed (read by
-     * the others), and the connections handed to it, under held_lock and
-     * signalled on held_efd; inbox_closed once the worker has exited. */
+    /* Balancing: the open connections this worker serves, plus those handed
+     * to it and not yet adopted (read by the others); the connections handed
+     * to it, under held_lock and signalled on held_efd; inbox_closed once
+     * the worker has exited. */
     atomic_uint load;
     gw_incoming *inbox;
     bool inbox_closed;
