@@ -192,8 +192,7 @@ static void conn_close(gw_conn *c, const char *why)
         c->ssl = NULL;
     }
     ERR_clear_error();
-    (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    close(c->fd);   /* also leaves the epoll set: the descriptor is never duplicated */
     c->fd = -1;
     if (c->out != NULL) OPENSSL_cleanse(c->out, c->out_cap);
     free(c->out);
@@ -612,9 +611,7 @@ static void conn_new(gw_loop *w, int fd, const struct sockaddr_storage *ss)
     c->fd = fd;
     c->state = GW_CONN_HANDSHAKE;
     c->accepted_ms = c->last_io_ms = tsr_monotonic_ms();
-    peer_text(ss, c->peer, sizeof c->peer);
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    peer_text(ss, c->peer, sizeof c->peer);   /* TCP_NODELAY: from the listener */
     ERR_clear_error();
     TSR_ASSERT(pthread_mutex_lock(&s->ctx_lock) == 0);
     c->ssl = SSL_new(s->ssl_ctx);   /* takes its own reference to the context */
@@ -1043,8 +1040,11 @@ static int listen_socket(const struct addrinfo *ai, uint16_t port, int *out)
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     TSR_ENSURE(fd >= 0, TSR_E_IO, "socket: %s", strerror(errno));
     int one = 1;
+    /* TCP_NODELAY here: accepted sockets inherit it (one setsockopt per
+     * listener, not per connection). */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
         int e = errno;
         close(fd);
         return TSR_FAIL(TSR_E_IO, "setsockopt: %s", strerror(e));
