@@ -411,9 +411,10 @@ static void conn_again(gw_conn *c)
 }
 
 /* Read TLS records into nghttp2 while backpressure allows, and send the
- * answers once what has arrived is handled (or every GW_READS_PER_FLUSH
- * records): one SSL_write for the calls that came together, not one per
- * record. -1 if closed. */
+ * answers once the records that arrived together (those OpenSSL has already
+ * read ahead) are handled, or every GW_READS_PER_FLUSH records: one
+ * SSL_write for the calls that came together, not one per record, and no
+ * wait for a call that came alone. -1 if closed. */
 static int conn_read(gw_conn *c)
 {
     uint8_t buf[GW_READ_CHUNK];
@@ -443,7 +444,10 @@ static int conn_read(gw_conn *c)
                 conn_kill(c, c->kill_reason);
                 return -1;
             }
-            if (++unflushed == GW_READS_PER_FLUSH) {
+            /* More records already read (read-ahead): answer them together;
+             * else answer now, before trying TCP again. */
+            if (++unflushed == GW_READS_PER_FLUSH || c->ssl == NULL ||
+                !SSL_has_pending(c->ssl)) {
                 unflushed = 0;
                 if (conn_flush(c) != 0) return -1;
             }
