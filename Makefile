@@ -350,7 +350,7 @@ fuzz-cov: deps
 .PHONY: bench bench-build
 BENCH_LOAD := $(O)/bench/bn_load
 BENCH_BARE := $(O)/bench/bare_tls
-# The gRPC C++ peer only when libgrpc++-dev is present.
+# The gRPC C++ peer (and the gRPC C++ load client) only when libgrpc++-dev is present.
 BENCH_GRPC = $(if $(shell pkg-config --exists grpc++ && command -v grpc_cpp_plugin),$(O)/bench/grpc_ref)
 $(BENCH_LOAD): bench/bn_load.c $(LIBS_ALL)
 	@mkdir -p $(dir $@)
@@ -365,7 +365,11 @@ $(O)/bench/gen/tessera/v1/gateway.grpc.pb.cc: proto/tessera/v1/gateway.proto
 $(O)/bench/grpc_ref: bench/peers/grpc_ref.cc $(O)/bench/gen/tessera/v1/gateway.grpc.pb.cc
 	$(Q)$(CXX) -std=c++17 -O2 -g -I$(O)/bench/gen -o $@ $< $(O)/bench/gen/tessera/v1/gateway.pb.cc \
 	    $(O)/bench/gen/tessera/v1/gateway.grpc.pb.cc $$(pkg-config --cflags --libs grpc++ protobuf) -lpthread
-bench-build: $(BENCH_LOAD) $(BENCH_BARE) $(BENCH_GRPC)
+# The independent unary client (gRPC C++ async API) for the tail-latency row.
+$(O)/bench/grpc_load: bench/peers/grpc_load.cc $(O)/bench/gen/tessera/v1/gateway.grpc.pb.cc
+	$(Q)$(CXX) -std=c++17 -O2 -g -I$(O)/bench/gen -o $@ $< $(O)/bench/gen/tessera/v1/gateway.pb.cc \
+	    $(O)/bench/gen/tessera/v1/gateway.grpc.pb.cc $$(pkg-config --cflags --libs grpc++ protobuf) -lpthread
+bench-build: $(BENCH_LOAD) $(BENCH_BARE) $(BENCH_GRPC) $(if $(BENCH_GRPC),$(O)/bench/grpc_load)
 bench: deps
 	@bench/run.sh install
 	@$(MAKE) --no-print-directory all $(PY_STUBS) bench-build

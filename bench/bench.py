@@ -9,7 +9,9 @@ import glob
 import json
 import os
 import re
+import resource
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -41,8 +43,16 @@ RENEW_INFLIGHT = int(os.environ.get("BENCH_RENEW_INFLIGHT", "32"))
 # Handshake clients (each: connect, full handshake, wait for the server's
 # first bytes, close), the same for the gateway and the bare OpenSSL peer.
 HS_THREADS = int(os.environ.get("BENCH_HS_THREADS", "2"))
-# BENCH_ONLY=handshake,unary,renew,logs,conns,scale runs only those rows.
+# BENCH_ONLY=handshake,unary,tail,renew,logs,conns,scale runs only those rows.
 ONLY = set(os.environ.get("BENCH_ONLY", "").split(",")) - {""}
+# The idle-connection rows: RSS at these counts of open connections, then one
+# call on each of CONN_WAKE of them. BENCH_QUICK=1: 1000 only.
+CONN_COUNTS = [1000] if os.environ.get("BENCH_QUICK") else [
+    int(n) for n in os.environ.get("BENCH_CONNS", "10000,50000").split(",")]
+CONN_WAKE = int(os.environ.get("BENCH_CONN_WAKE", "200"))
+# The unary tail row: calls in flight, over this many connections (gRPC C++ client).
+TAIL_STREAMS = int(os.environ.get("BENCH_TAIL_STREAMS", "64"))
+TAIL_CONNS = int(os.environ.get("BENCH_TAIL_CONNS", "4"))
 # The "large store" row: this many (deleted) sandboxes and revoked serials.
 SCALE_N = int(os.environ.get("BENCH_SCALE_N", "100000"))
 
@@ -92,7 +102,7 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def load(mode, addr, *args, timeout=None, pid=None):
+def load(mode, addr, *args, timeout=None, pid=None, binary=None):
     """Run one bn_load measurement. BENCH_PERF=<mode> records the gateway
     with `perf record -g` during that mode (build/bench/perf-<mode>.data).
     With pid (default: the gateway's, when addr is its address), the result
@@ -100,7 +110,7 @@ def load(mode, addr, *args, timeout=None, pid=None):
     shared machine that is steadier than the rate."""
     if pid is None and addr == PROFILE["addr"]:
         pid = PROFILE["pid"]
-    cmd = [LOAD, mode, "--addr", addr] + [str(a) for a in args]
+    cmd = ([binary] if binary else [LOAD, mode]) + ["--addr", addr] + [str(a) for a in args]
     cpu0 = cpu_s(pid) if pid else None
     perf = None
     if os.environ.get("BENCH_PERF") == mode and PROFILE["pid"] and addr == PROFILE["addr"]:
@@ -108,8 +118,10 @@ def load(mode, addr, *args, timeout=None, pid=None):
                                  str(PROFILE["pid"]), "-o",
                                  os.path.join(OUT, f"perf-{mode}.data")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, capture_output=True, text=True,
                        timeout=timeout or SECONDS * 4 + 120)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if perf:
         perf.send_signal(signal.SIGINT)
         perf.wait()
@@ -120,6 +132,11 @@ def load(mode, addr, *args, timeout=None, pid=None):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     if cpu0 is not None and res.get("ops"):
         res["cpu_us_per_op"] = round((cpu_s(pid) - cpu0) / res["ops"] * 1e6, 1)
+    if res.get("ops") and not perf:
+        # The load generator's own CPU per operation: on 2 shared cores the
+        # rate is what is left of them after the client and the server.
+        client = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        res["client_cpu_us_per_op"] = round(client / res["ops"] * 1e6, 1)
     log(f"  {mode} {addr}: {json.dumps(res)}")
     return res
 
@@ -166,8 +183,21 @@ def openssl_speed():
     raise RuntimeError("no ecdsap256 line in openssl speed output:\n" + r.stdout)
 
 
+def raise_fd_limit():
+    """Open-file limit for the bench's processes (the gateway, bn_load):
+    enough for the largest connection count. Root may raise the hard limit
+    too; the product's own defaults are not touched."""
+    want = max(CONN_COUNTS) * 2 + 10000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    raise_fd_limit()
     work = tempfile.mkdtemp(prefix="tsr-bench-")
     pki = os.path.join(work, "pki")
     subprocess.run([os.path.join(BIN, "certgen"), "init", "--trust-domain", TD, "--out", pki,
@@ -201,8 +231,9 @@ certificates:
   renew_limit: 1000
   renew_window: 1h
 limits:
-  max_connections: 20000
+  max_connections: {max(CONN_COUNTS) + 10000}
   max_concurrent_streams: 100
+  idle_timeout: 1h
 users:
   admin: admin
 metrics:
@@ -256,6 +287,8 @@ drivers:
             handshakes(addr, pki, bundle, first_cert, first_key, row)
         if want("unary"):
             unary(addr, pki, bundle, ids_file, work, results, row)
+        if want("tail"):
+            tail(addr, pki, bundle, ids_file, work, results, row)
         if want("renew"):
             renew(addr, pki, bundle, ids_file, work, issuing_cert, results, row)
         if want("logs"):
@@ -268,6 +301,7 @@ drivers:
                              results, row)
     finally:
         cleanup(port, creds, sandbox_ids, data)
+        shutil.rmtree(work, ignore_errors=True)
     report(results, rows)
 
 
@@ -444,6 +478,41 @@ def unary(addr, pki, bundle, ids_file, work, results, row):
     return un
 
 
+def tail(addr, pki, bundle, ids_file, work, results, row):
+    """Unary tail latency under an independent client: Debian's gRPC C++
+    async client (bench/peers/grpc_load.cc), TAIL_STREAMS calls in flight
+    over TAIL_CONNS connections, the gateway and then the gRPC C++ server."""
+    gload = os.path.join(OUT, "grpc_load")
+    if not os.path.exists(gload):
+        log("tail: grpc_load not built (libgrpc++-dev missing); row skipped")
+        return
+    log(f"unary tail ({TAIL_STREAMS} streams over {TAIL_CONNS} connections, gRPC C++ client)")
+    args = ["--bundle", bundle, "--ids", ids_file, "--conns", TAIL_CONNS, "--streams",
+            TAIL_STREAMS, "--seconds", SECONDS]
+    tt = load("tail", addr, *args, binary=gload)
+    gt = None
+    gref = os.path.join(OUT, "grpc_ref")
+    if os.path.exists(gref):
+        policy_file = os.path.join(work, "policy.yaml")
+        with open(policy_file, "w") as f:
+            f.write(POLICY)
+        gp, gport = start([gref, os.path.join(pki, "gateway.pem"),
+                           os.path.join(pki, "gateway.key"), bundle, ids_file, policy_file,
+                           "2"], r"listening on .*:(\d+)")
+        gt = load("tail", f"127.0.0.1:{gport}", *args, binary=gload, pid=gp.pid)
+        stop(gp)
+    results["tail"] = {"tessera": tt, "grpc_cpp": gt}
+    row(f"unary p99 us, {TAIL_STREAMS} streams / {TAIL_CONNS} conns (lower is better)",
+        tt["p99_us"], gt["p99_us"] if gt else None, "us",
+        "gRPC C++ 1.51 server" if gt else "gRPC C++ (not built)",
+        f"gRPC C++ client; p50/p90/p99/p99.9 {tt['p50_us']}/{tt['p90_us']}/{tt['p99_us']}/"
+        f"{tt['p999_us']} us at {tt['rate']:.0f}/s" +
+        (f" vs {gt['p50_us']}/{gt['p90_us']}/{gt['p99_us']}/{gt['p999_us']} at "
+         f"{gt['rate']:.0f}/s" if gt else "") +
+        f"; server CPU us/call {tt.get('cpu_us_per_op')}" +
+        (f" vs {gt.get('cpu_us_per_op')}" if gt else ""))
+
+
 def renew(addr, pki, bundle, ids_file, work, issuing_cert, results, row):
     """RenewCertificate vs cfssl serve /api/v1/cfssl/sign, the same number
     of requests in flight (one per connection) for both."""
@@ -498,19 +567,44 @@ def logs(addr, bundle, ids_file, row):
 
 
 def conns(addr, bundle, ids_file, gw, results, row):
-    for n in (1000, 10000) if not os.environ.get("BENCH_QUICK") else (1000,):
-        log(f"gateway RSS with {n} open connections")
-        try:
-            cn = load("conns", addr, "--bundle", bundle, "--ids", ids_file, "--count", n,
-                      "--threads", 2, "--pid", gw.pid, timeout=600)
-        except RuntimeError as e:
-            log(str(e))
-            continue
-        results[f"conns_{n}"] = cn
-        row(f"RSS KiB per idle connection ({n})", cn["per_conn_kib"], 64.0, "KiB",
-            "target 64 KiB", f"{cn['open']} open, RSS {cn['rss_before_kib']} -> "
-            f"{cn['rss_open_kib']} KiB")
-        time.sleep(2)
+    """Gateway RSS per idle connection at CONN_COUNTS open connections (each
+    made one call, then idle; the RSS is read once the gateway parked them),
+    then the cost of waking CONN_WAKE of them for one call each."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    counts = [n for n in CONN_COUNTS if n + 1000 <= limit]
+    if len(counts) < len(CONN_COUNTS):
+        # Not allowed to raise the hard limit (no CAP_SYS_RESOURCE): the
+        # most this machine allows instead, and say so.
+        most = (limit - 2000) // 1000 * 1000
+        if most > (max(counts) if counts else 0):
+            counts.append(most)
+        log(f"conns: the open-file limit is {limit} and cannot be raised here; "
+            f"{', '.join(str(n) for n in CONN_COUNTS if n + 1000 > limit)} connections "
+            f"cannot be opened, measuring at {', '.join(map(str, counts))} instead")
+        results["conns_fd_limit"] = limit
+    if not counts:
+        return
+    log(f"gateway RSS with {', '.join(map(str, counts))} open connections, then waking "
+        f"{CONN_WAKE} of them")
+    try:
+        cn = load("conns", addr, "--bundle", bundle, "--ids", ids_file, "--count",
+                  ",".join(map(str, counts)), "--threads", 2, "--pid", gw.pid, "--wake",
+                  CONN_WAKE, timeout=3600)
+    except RuntimeError as e:
+        log(str(e))
+        return
+    results["conns"] = cn
+    for st in cn["stages"]:
+        row(f"RSS KiB per idle connection ({st['open']} open)", st["per_conn_kib"], 16.0, "KiB",
+            "target 16 KiB", f"RSS {cn['rss_before_kib']} -> {st['rss_kib']} KiB; "
+            f"{st['open']} set up in {st['setup_seconds']} s")
+    w = cn["wake"]
+    row("call on an idle connection, p50 us", w["idle_p50_us"], w["hot_p50_us"], "us",
+        "the same call again at once",
+        f"{w['n']} idle connections woken one after the other; p99 {w['idle_p99_us']} vs "
+        f"{w['hot_p99_us']} us; gateway CPU {w['idle_cpu_us_per_call']} vs "
+        f"{w['hot_cpu_us_per_call']} us/call (idle background subtracted); RSS after "
+        f"{w['rss_after_wake_kib']} KiB")
 
 
 def cleanup(port, creds, sandbox_ids, data):

@@ -4,7 +4,8 @@
  *   bn_load unary     --addr H:P --bundle F --ids F --conns C --seconds S [--rate R]
  *   bn_load renew     --addr H:P --bundle F --ids F --threads N --seconds S
  *   bn_load logs      --addr H:P --bundle F --ids F --threads N --seconds S [--batch B]
- *   bn_load conns     --addr H:P --bundle F --ids F --count N --pid GATEWAY_PID
+ *   bn_load conns     --addr H:P --bundle F --ids F --count N[,N...] --pid GATEWAY_PID
+ *                     [--wake K] [--hold S] (see "idle connections" below)
  *   bn_load cfssl     --addr H:P --threads N --seconds S --profile NAME
  *
  * --ids F: one identity per line, "<sandbox_id> <cert_chain.pem> <key.pem>".
@@ -21,9 +22,11 @@
  * renew and cfssl sign the same kind of pre-generated P-256 CSRs (made before
  * the clock starts). */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -61,12 +64,12 @@ static struct {
     const char *mode;
     char host[256];
     uint16_t port;
-    const char *bundle, *cert, *key, *ids_file, *profile;
-    int threads, conns, count, seconds, batch;
+    const char *bundle, *cert, *key, *ids_file, *profile, *counts;
+    int threads, conns, seconds, batch, wake, hold;
     double rate;
     long pid;
-} opt = {.threads = 2, .conns = 4, .count = 1000, .seconds = 5, .batch = 100,
-         .profile = "tessera"};
+} opt = {.threads = 2, .conns = 4, .seconds = 5, .batch = 100,
+         .profile = "tessera", .counts = "1000", .wake = 200};
 
 static bn_id ids[BN_MAX_IDS];
 static int nids;
@@ -477,7 +480,208 @@ static void *cfssl_thread(void *arg)
     return NULL;
 }
 
-/* ---- idle connections and gateway RSS ------------------------------------------ */
+/* ---- idle connections and gateway RSS ------------------------------------------ *
+ *
+ * conns --count 10000,50000 --wake K --pid GATEWAY_PID: K connections with
+ * the full client (cl_conn) first, then "raw" connections up to each count
+ * in turn: TCP, the full TLS handshake (client certificate, server identity
+ * check), HTTP/2 and one GetSandboxConfig call (checked: grpc-status 0),
+ * after which the client drops its HTTP/2 session and keeps only its TLS
+ * connection, so that 50k of them fit in the load generator. Every
+ * connection has made one call and is idle; the gateway's RSS is read once
+ * it had time to park them (GW_PARK_AFTER_MS + a tick, docs/performance.md).
+ * Beyond 20000 connections the source address moves on to the next
+ * 127.0.0.x (one address has ~28k ephemeral ports). Then the wake test: one
+ * call on each of the K idle connections (latency, and the gateway's CPU
+ * time with its idle background subtracted), and the same K calls again at
+ * once on the now awake connections. */
+
+#define BN_CONNS_PER_SRC 20000
+#define BN_MAX_STAGES 8
+
+typedef struct raw_conn {
+    int fd;
+    SSL *ssl;
+} raw_conn;
+
+typedef struct raw_call {
+    const uint8_t *body;
+    size_t body_len, sent;
+    int status;          /* grpc-status, -1 until seen */
+    bool closed;
+} raw_call;
+
+static int raw_on_header(nghttp2_session *session, const nghttp2_frame *frame,
+                         const uint8_t *name, size_t namelen, const uint8_t *value,
+                         size_t valuelen, uint8_t flags, void *user_data)
+{
+    (void)session;
+    (void)frame;
+    (void)flags;
+    raw_call *rc = user_data;
+    if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0 && valuelen > 0 && valuelen < 4) {
+        char v[4];
+        memcpy(v, value, valuelen);
+        v[valuelen] = '\0';
+        rc->status = atoi(v);
+    }
+    return 0;
+}
+
+static int raw_on_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                        void *user_data)
+{
+    (void)session;
+    (void)stream_id;
+    (void)error_code;
+    ((raw_call *)user_data)->closed = true;
+    return 0;
+}
+
+static ssize_t raw_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                        uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+    (void)session;
+    (void)stream_id;
+    (void)source;
+    raw_call *rc = user_data;
+    size_t n = rc->body_len - rc->sent;
+    if (n > length) n = length;
+    memcpy(buf, rc->body + rc->sent, n);
+    rc->sent += n;
+    if (rc->sent == rc->body_len) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static nghttp2_session_callbacks *raw_cbs;
+
+/* TCP from 127.0.0.<src>, TLS, one GetSandboxConfig, then only TLS is kept. */
+static int raw_open(int i, raw_conn *out)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(opt.port)};
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1) die("--addr must be IPv4 HOST:PORT");
+    src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(i / BN_CONNS_PER_SRC));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        note_err("socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    struct timeval tv = {10, 0};
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};   /* no TIME_WAIT at the end */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        note_err("connect: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    bn_id *d = &ids[i % nids];
+    cl_tls_gen *gen = cl_tls_acquire(d->tls);
+    SSL *ssl = SSL_new(gen->ctx);
+    cl_tls_gen_release(gen);   /* the SSL holds its own reference to the context */
+    cl_tls_hs *hs = calloc(1, sizeof *hs);
+    if (ssl == NULL || hs == NULL) die("out of memory");
+    hs->magic = CL_TLS_HS_MAGIC;
+    hs->host = opt.host;
+    SSL_set_app_data(ssl, hs);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    int ok = 0;
+    nghttp2_session *h2 = NULL;
+    if (SSL_connect(ssl) != 1) {
+        note_err("handshake: %s", hs->refused ? hs->reason
+                                               : ERR_reason_error_string(ERR_peek_error()));
+        goto out;
+    }
+    Tessera__V1__GetSandboxConfigRequest req;
+    tessera__v1__get_sandbox_config_request__init(&req);
+    req.sandbox_id = d->sandbox;
+    uint8_t body[160];
+    size_t plen = tessera__v1__get_sandbox_config_request__get_packed_size(&req);
+    if (plen + 5 > sizeof body) die("request too large");
+    body[0] = 0;
+    body[1] = (uint8_t)(plen >> 24);
+    body[2] = (uint8_t)(plen >> 16);
+    body[3] = (uint8_t)(plen >> 8);
+    body[4] = (uint8_t)plen;
+    tessera__v1__get_sandbox_config_request__pack(&req, body + 5);
+    raw_call rc = {.body = body, .body_len = plen + 5, .status = -1};
+    if (nghttp2_session_client_new(&h2, raw_cbs, &rc) != 0) die("out of memory");
+    static const char path[] = "/tessera.v1.Gateway/GetSandboxConfig";
+#define RNV(n, v) {(uint8_t *)(uintptr_t)(n), (uint8_t *)(uintptr_t)(v), sizeof(n) - 1, sizeof(v) - 1, 0}
+    nghttp2_nv nva[] = {RNV(":method", "POST"), RNV(":scheme", "https"), RNV(":path", path),
+                        RNV(":authority", "localhost"), RNV("content-type", "application/grpc"),
+                        RNV("te", "trailers")};
+#undef RNV
+    nghttp2_data_provider prd = {.read_callback = raw_body};
+    if (nghttp2_submit_settings(h2, NGHTTP2_FLAG_NONE, NULL, 0) != 0 ||
+        nghttp2_submit_request(h2, NULL, nva, sizeof nva / sizeof nva[0], &prd, NULL) < 0)
+        die("nghttp2 submit");
+    while (!rc.closed) {
+        const uint8_t *data = NULL;
+        ssize_t n;
+        while ((n = nghttp2_session_mem_send(h2, &data)) > 0)
+            if (SSL_write(ssl, data, (int)n) != (int)n) {
+                note_err("write: %s", ERR_reason_error_string(ERR_peek_error()));
+                goto out;
+            }
+        if (n < 0) die("nghttp2 send");
+        uint8_t buf[4096];
+        int r = SSL_read(ssl, buf, sizeof buf);
+        if (r <= 0) {
+            note_err("read: %s", r == 0 ? "closed" : strerror(errno));
+            goto out;
+        }
+        if (nghttp2_session_mem_recv(h2, buf, (size_t)r) < 0) {
+            note_err("%s", "HTTP/2 error from the server");
+            goto out;
+        }
+    }
+    if (rc.status != 0) {
+        note_err("GetSandboxConfig: grpc-status %d", rc.status);
+        goto out;
+    }
+    ok = 1;
+out:
+    nghttp2_session_del(h2);
+    ERR_clear_error();
+    SSL_set_app_data(ssl, NULL);
+    free(hs);
+    if (!ok) {
+        SSL_free(ssl);
+        close(fd);
+        return -1;
+    }
+    out->fd = fd;
+    out->ssl = ssl;
+    return 0;
+}
+
+static raw_conn *raw_conns;
+static atomic_int raw_next;
+static int raw_target;
+
+static void *raw_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int i = atomic_fetch_add(&raw_next, 1);
+        if (i >= raw_target) break;
+        if (raw_open(i, &raw_conns[i]) != 0) {
+            raw_conns[i].fd = -1;
+            raw_conns[i].ssl = NULL;
+            continue;
+        }
+        atomic_fetch_add(&total_ops, 1);
+    }
+    return NULL;
+}
 
 static long rss_kib(long pid)
 {
@@ -493,61 +697,146 @@ static long rss_kib(long pid)
     return v;
 }
 
-static cl_conn **idle_conns;
-static atomic_int idle_next;
-
-static void *conns_thread(void *arg)
+/* CPU seconds of a process, all its threads, to the nanosecond: the sum of
+ * the first field of /proc/PID/task/TID/schedstat (time on a CPU). The wake
+ * test's calls take a few ms of CPU in all, below /proc/PID/stat's ticks. */
+static double cpu_s(long pid)
 {
-    (void)arg;
-    for (;;) {
-        int i = atomic_fetch_add(&idle_next, 1);
-        if (i >= opt.count) break;
-        idle_conns[i] = open_conn(ids[i % nids].tls);
-        if (idle_conns[i] == NULL) break;
-        /* One call, so the connection is authenticated and fully set up. */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    DIR *d = opendir(path);
+    if (d == NULL) return -1;
+    unsigned long long total = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char file[320];
+        snprintf(file, sizeof file, "/proc/%ld/task/%s/schedstat", pid, e->d_name);
+        FILE *f = fopen(file, "r");
+        if (f == NULL) continue;
+        unsigned long long ns = 0;
+        if (fscanf(f, "%llu", &ns) == 1) total += ns;
+        fclose(f);
+    }
+    closedir(d);
+    return (double)total / 1e9;
+}
+
+/* One GetSandboxConfig on each of cs[first .. first+n), in turn (connection
+ * i speaks as identity i): latencies (µs), sorted. */
+static void wake_round(cl_conn **cs, int first, int n, uint32_t *lat)
+{
+    for (int i = first; i < first + n; i++) {
         Tessera__V1__GetSandboxConfigRequest req;
         tessera__v1__get_sandbox_config_request__init(&req);
         req.sandbox_id = ids[i % nids].sandbox;
         ProtobufCMessage *resp = NULL;
         cl_status st;
-        if (cl_call(idle_conns[i], "/tessera.v1.Gateway/GetSandboxConfig", &req.base,
+        double t0 = now_s();
+        if (cl_call(cs[i], "/tessera.v1.Gateway/GetSandboxConfig", &req.base,
                     &tessera__v1__get_sandbox_config_response__descriptor, 10000, &resp,
-                    &st) != 0) {
+                    &st) != 0)
             note_err("GetSandboxConfig: %s", st.message);
-            break;
-        }
-        protobuf_c_message_free_unpacked(resp, NULL);
-        atomic_fetch_add(&total_ops, 1);
+        lat[i - first] = (uint32_t)((now_s() - t0) * 1e6);
+        if (resp != NULL) protobuf_c_message_free_unpacked(resp, NULL);
     }
-    return NULL;
+    qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
 }
 
 static void run_conns(void)
 {
+    /* Root may raise the hard limit too (the bench, not the product). */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        rlim_t want = 200000;
+        struct rlimit more = {want, want};
+        if (setrlimit(RLIMIT_NOFILE, &more) != 0) {
+            rl.rlim_cur = rl.rlim_max;
+            (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
     }
-    long idle = rss_kib(opt.pid);
-    idle_conns = calloc((size_t)opt.count, sizeof *idle_conns);
-    if (idle_conns == NULL) die("out of memory");
+    int stages[BN_MAX_STAGES], n_stages = 0;
+    for (const char *p = opt.counts; *p != '\0' && n_stages < BN_MAX_STAGES;) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1000000 || (n_stages > 0 && v <= stages[n_stages - 1]))
+            die("--count: ascending numbers, comma-separated");
+        stages[n_stages++] = (int)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (n_stages == 0) die("--count is required");
+    int wake = opt.wake;
+    if (wake > stages[0]) wake = stages[0];
+    if (nghttp2_session_callbacks_new(&raw_cbs) != 0) die("out of memory");
+    nghttp2_session_callbacks_set_on_header_callback(raw_cbs, raw_on_header);
+    nghttp2_session_callbacks_set_on_stream_close_callback(raw_cbs, raw_on_close);
+
+    long rss0 = rss_kib(opt.pid);
     double t0 = now_s();
-    pthread_t th[BN_MAX_THREADS];
-    for (int i = 0; i < opt.threads; i++) pthread_create(&th[i], NULL, conns_thread, NULL);
-    for (int i = 0; i < opt.threads; i++) pthread_join(th[i], NULL);
-    double secs = now_s() - t0;
-    sleep(1); /* let the gateway settle (buffers released after the first call) */
-    long open_rss = rss_kib(opt.pid);
-    long n = atomic_load(&total_ops);
-    printf("{\"mode\":\"conns\",\"requested\":%d,\"open\":%ld,\"errors\":%ld,"
-           "\"rss_before_kib\":%ld,\"rss_open_kib\":%ld,\"per_conn_kib\":%.2f,"
-           "\"setup_seconds\":%.2f}\n",
-           opt.count, n, atomic_load(&total_err), idle, open_rss,
-           n > 0 ? (double)(open_rss - idle) / (double)n : 0.0, secs);
-    for (int i = 0; i < opt.count; i++)
-        if (idle_conns[i] != NULL) cl_conn_close(idle_conns[i]);
-    free(idle_conns);
+    cl_conn **full = calloc((size_t)(wake > 0 ? wake : 1), sizeof *full);
+    uint32_t *lat_idle = calloc((size_t)(wake > 0 ? wake : 1), sizeof *lat_idle);
+    uint32_t *lat_hot = calloc((size_t)(wake > 0 ? wake : 1), sizeof *lat_hot);
+    raw_conns = calloc((size_t)stages[n_stages - 1], sizeof *raw_conns);
+    if (full == NULL || raw_conns == NULL || lat_idle == NULL || lat_hot == NULL)
+        die("out of memory");
+    for (int i = 0; i < wake; i++) {
+        full[i] = open_conn(ids[i % nids].tls);
+        if (full[i] == NULL) die("cannot open a connection for the wake test");
+        uint32_t l;
+        wake_round(full, i, 1, &l);
+        atomic_fetch_add(&total_ops, 1);
+    }
+    printf("{\"mode\":\"conns\",\"rss_before_kib\":%ld,\"stages\":[", rss0);
+    for (int k = 0; k < n_stages; k++) {
+        /* From where the last stage ended (its threads overshot raw_next). */
+        atomic_store(&raw_next, k == 0 ? wake : stages[k - 1]);
+        raw_target = stages[k];
+        pthread_t th[BN_MAX_THREADS];
+        for (int i = 0; i < opt.threads; i++) pthread_create(&th[i], NULL, raw_thread, NULL);
+        for (int i = 0; i < opt.threads; i++) pthread_join(th[i], NULL);
+        double secs = now_s() - t0;
+        sleep(3);   /* GW_PARK_AFTER_MS + ticks: every connection idle and parked */
+        long rss = rss_kib(opt.pid);
+        long n = atomic_load(&total_ops);
+        printf("%s{\"requested\":%d,\"open\":%ld,\"rss_kib\":%ld,\"per_conn_kib\":%.2f,"
+               "\"setup_seconds\":%.1f}",
+               k ? "," : "", stages[k], n, rss, n > 0 ? (double)(rss - rss0) / (double)n : 0.0,
+               secs);
+        fflush(stdout);
+    }
+    /* Waking idle connections: the gateway's idle background first. */
+    double b0 = cpu_s(opt.pid), bt0 = now_s();
+    sleep(2);
+    double bg_per_s = (cpu_s(opt.pid) - b0) / (now_s() - bt0);
+    double c0 = cpu_s(opt.pid), w0 = now_s();
+    wake_round(full, 0, wake, lat_idle);
+    double c1 = cpu_s(opt.pid), w1 = now_s();
+    wake_round(full, 0, wake, lat_hot);
+    double c2 = cpu_s(opt.pid), w2 = now_s();
+    long rss_woken = rss_kib(opt.pid);
+    double idle_cpu = (c1 - c0 - bg_per_s * (w1 - w0)) / (wake > 0 ? wake : 1) * 1e6;
+    double hot_cpu = (c2 - c1 - bg_per_s * (w2 - w1)) / (wake > 0 ? wake : 1) * 1e6;
+    printf("],\"errors\":%ld,\"wake\":{\"n\":%d,\"idle_p50_us\":%u,\"idle_p99_us\":%u,"
+           "\"idle_max_us\":%u,\"hot_p50_us\":%u,\"hot_p99_us\":%u,\"hot_max_us\":%u,"
+           "\"idle_cpu_us_per_call\":%.1f,\"hot_cpu_us_per_call\":%.1f,"
+           "\"background_cpu_per_s\":%.4f,\"rss_after_wake_kib\":%ld}}\n",
+           atomic_load(&total_err), wake, wake ? lat_idle[wake / 2] : 0,
+           wake ? lat_idle[wake * 99 / 100] : 0, wake ? lat_idle[wake - 1] : 0,
+           wake ? lat_hot[wake / 2] : 0, wake ? lat_hot[wake * 99 / 100] : 0,
+           wake ? lat_hot[wake - 1] : 0, idle_cpu, hot_cpu, bg_per_s, rss_woken);
+    fflush(stdout);
+    if (opt.hold > 0) sleep((unsigned)opt.hold);   /* --hold S: time to inspect the gateway */
+    for (int i = 0; i < wake; i++) cl_conn_close(full[i]);
+    for (int i = wake; i < stages[n_stages - 1]; i++) {
+        if (raw_conns[i].ssl == NULL) continue;
+        SSL_free(raw_conns[i].ssl);   /* no close_notify: the RST below ends it */
+        close(raw_conns[i].fd);
+    }
+    free(raw_conns);
+    free(full);
+    free(lat_idle);
+    free(lat_hot);
+    nghttp2_session_callbacks_del(raw_cbs);
 }
 
 /* ---- main ---------------------------------------------------------------------- */
@@ -572,7 +861,9 @@ static void parse_args(int argc, char **argv)
         else if (strcmp(a, "--profile") == 0) opt.profile = v;
         else if (strcmp(a, "--threads") == 0) opt.threads = atoi(v);
         else if (strcmp(a, "--conns") == 0) opt.conns = atoi(v);
-        else if (strcmp(a, "--count") == 0) opt.count = atoi(v);
+        else if (strcmp(a, "--count") == 0) opt.counts = v;
+        else if (strcmp(a, "--wake") == 0) opt.wake = atoi(v);
+        else if (strcmp(a, "--hold") == 0) opt.hold = atoi(v);
         else if (strcmp(a, "--seconds") == 0) opt.seconds = atoi(v);
         else if (strcmp(a, "--batch") == 0) opt.batch = atoi(v);
         else if (strcmp(a, "--rate") == 0) opt.rate = atof(v);
@@ -581,7 +872,7 @@ static void parse_args(int argc, char **argv)
     }
     if (opt.threads < 1 || opt.threads > BN_MAX_THREADS || opt.conns < 1 ||
         opt.conns > BN_MAX_THREADS || opt.seconds < 1 || opt.batch < 1 || opt.batch > 1000 ||
-        opt.count < 1)
+        opt.wake < 0 || opt.wake > BN_MAX_IDS)
         die("option out of range");
     if (opt.port == 0) die("--addr is required");
 }

@@ -293,7 +293,7 @@ out:
 
 static int sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len,
                     const char *spiffe_id, int64_t ttl_seconds, int64_t now, bool unparsed,
-                    X509 **out)
+                    X509 **out, uint8_t **der_out, size_t *der_len)
 {
     int rc = -1;
     X509_REQ *req = NULL;
@@ -306,6 +306,8 @@ static int sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len,
         .public_key = key,
         .spki = X509_REQ_get_X509_PUBKEY(req),
         .unparsed = unparsed,
+        .der_out = der_out,
+        .der_len = der_len,
         .ttl_seconds = ttl_seconds,
         .now = now,
     };
@@ -320,11 +322,12 @@ out:
 int ca_sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len, const char *spiffe_id,
                 int64_t ttl_seconds, int64_t now, X509 **out)
 {
-    return sign_csr(issuer, der, len, spiffe_id, ttl_seconds, now, false, out);
+    return sign_csr(issuer, der, len, spiffe_id, ttl_seconds, now, false, out, NULL, NULL);
 }
 
 int ca_sign_csr_unparsed(const ca_issuer *issuer, const uint8_t *der, size_t len,
-                         const char *spiffe_id, int64_t ttl_seconds, int64_t now, X509 **out)
+                         const char *spiffe_id, int64_t ttl_seconds, int64_t now, X509 **out,
+                         uint8_t **der_out, size_t *der_len)
 {
-    return sign_csr(issuer, der, len, spiffe_id, ttl_seconds, now, true, out);
+    return sign_csr(issuer, der, len, spiffe_id, ttl_seconds, now, true, out, der_out, der_len);
 }

@@ -346,17 +346,97 @@ static int sign_and_reparse(X509 *cert, EVP_PKEY *signer_key, EVP_PKEY *verify_k
     return 0;
 }
 
-/* Sign, then check the signature with `verify_key` on the object as built:
- * no re-parse (see ca_leaf_request.unparsed). */
-static int sign_and_check(X509 *cert, EVP_PKEY *signer_key, const EVP_MD *md,
-                          EVP_PKEY *verify_key)
+/* The TBSCertificate inside a certificate's DER: the first element of the
+ * outer SEQUENCE, as encoded (tag and length included). */
+static int tbs_of(const uint8_t *der, size_t len, const uint8_t **tbs, size_t *tbs_len)
 {
+    const unsigned char *p = der, *q;
+    long n = 0, m = 0;
+    int tag = 0, xclass = 0;
+    int r = ASN1_get_object(&p, &n, &tag, &xclass, (long)len);
+    TSR_ENSURE(!(r & 0x80) && tag == V_ASN1_SEQUENCE && (r & V_ASN1_CONSTRUCTED) &&
+                   p + n == der + len,
+               TSR_E_INTERNAL, "issued certificate: not one DER SEQUENCE");
+    q = p;
+    r = ASN1_get_object(&q, &m, &tag, &xclass, n);
+    TSR_ENSURE(!(r & 0x80) && tag == V_ASN1_SEQUENCE && (r & V_ASN1_CONSTRUCTED) &&
+                   q + m <= p + n,
+               TSR_E_INTERNAL, "issued certificate: no TBSCertificate");
+    *tbs = p;
+    *tbs_len = (size_t)(q - p) + (size_t)m;
+    return 0;
+}
+
+/* Sign, encode once, and check the signature with `verify_key` over the
+ * TBSCertificate exactly as those bytes carry it, with the checks
+ * X509_verify makes (both algorithm fields equal; the algorithm's digest and
+ * key type are the ones signed with), but without encoding the certificate
+ * again for it (see ca_leaf_request.unparsed). *der_out: the DER. */
+static int sign_and_check(X509 *cert, EVP_PKEY *signer_key, const EVP_MD *md,
+                          EVP_PKEY *verify_key, uint8_t **der_out, size_t *der_len)
+{
+    int rc = -1;
+    unsigned char *der = NULL;
+    EVP_MD_CTX *ctx = NULL;
     if (X509_sign(cert, signer_key, md) <= 0)
         return TSR_FAIL_OSSL(TSR_E_INTERNAL, "sign certificate");
-    if (X509_verify(cert, verify_key) != 1)
-        return TSR_FAIL_OSSL(TSR_E_INTERNAL, "issued certificate does not verify with the "
-                                             "issuer's public key");
-    return 0;
+    int len = i2d_X509(cert, &der);
+    TSR_TRY_ENSURE(len > 0, TSR_E_INTERNAL, "encode certificate");
+    const uint8_t *tbs = NULL;
+    size_t tbs_len = 0;
+    TSR_TRY(tbs_of(der, (size_t)len, &tbs, &tbs_len));
+    const ASN1_BIT_STRING *sig = NULL;
+    const X509_ALGOR *alg = NULL;
+    X509_get0_signature(&sig, &alg, cert);
+    int mdnid = NID_undef, pknid = NID_undef;
+    TSR_TRY_ENSURE(sig != NULL && alg != NULL &&
+                       X509_ALGOR_cmp(alg, X509_get0_tbs_sigalg(cert)) == 0 &&
+                       OBJ_find_sigid_algs(OBJ_obj2nid(alg->algorithm), &mdnid, &pknid) == 1 &&
+                       mdnid == (md != NULL ? EVP_MD_get_type(md) : NID_undef) &&
+                       EVP_PKEY_is_a(verify_key, OBJ_nid2sn(pknid)),
+                   TSR_E_INTERNAL, "issued certificate: unexpected signature algorithm");
+    TSR_TRY_ENSURE((ctx = EVP_MD_CTX_new()) != NULL, TSR_E_INTERNAL, "out of memory");
+    if (EVP_DigestVerifyInit(ctx, NULL, md, NULL, verify_key) != 1 ||
+        EVP_DigestVerify(ctx, sig->data, (size_t)sig->length, tbs, tbs_len) != 1) {
+        (void)TSR_FAIL_OSSL(TSR_E_INTERNAL, "issued certificate does not verify with the "
+                                            "issuer's public key");
+        goto out;
+    }
+    *der_out = der;
+    *der_len = (size_t)len;
+    der = NULL;
+    rc = 0;
+out:
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_free(der);
+    return rc;
+}
+
+/* The issuer's name constraints (if any) must permit the leaf: never hand
+ * out a certificate that a verifier would refuse. The check reads the
+ * leaf's subject and subjectAltName only, so it runs on a probe made of
+ * exactly those (same empty subject, same SAN extension by add_san), before
+ * anything is signed: the constraints' verdict is the leaf's, without
+ * decoding the whole certificate's extensions and hashing it afterwards. */
+static int add_san(X509 *cert, const ca_leaf_request *req);
+static int check_issuer_constraints(const struct ca_issuer_prep *prep, X509 *leaf,
+                                    const char *spiffe_id);
+static int check_constraints_probe(const struct ca_issuer_prep *prep, const ca_leaf_request *req)
+{
+    if (!prep->nc_bad && prep->nc == NULL) return 0;
+    int rc = -1;
+    X509 *probe = X509_new();
+    X509_NAME *empty = X509_NAME_new();
+    TSR_TRY_ENSURE(probe != NULL && empty != NULL, TSR_E_INTERNAL, "out of memory");
+    TSR_TRY_OSSL(X509_set_version(probe, X509_VERSION_3), TSR_E_INTERNAL, "set version");
+    TSR_TRY_OSSL(X509_set_subject_name(probe, empty), TSR_E_INTERNAL, "set subject");
+    TSR_TRY(add_san(probe, req));
+    TSR_TRY(check_issuer_constraints(prep, probe, req->spiffe_id));
+    rc = 0;
+out:
+    X509_NAME_free(empty);
+    X509_free(probe);
+    return rc;
 }
 
 /* Issuer validity at `now`: usable, and its notAfter for clamping. */
@@ -691,6 +771,8 @@ int ca_issue_leaf(const ca_issuer *issuer, const ca_leaf_request *req, X509 **ou
 {
     int rc = -1;
     X509 *cert = NULL, *done = NULL;
+    uint8_t *der = NULL;
+    size_t der_len = 0;
     X509_NAME *empty = NULL;
     X509V3_CTX ctx;
     int64_t issuer_not_after = 0;
@@ -723,17 +805,26 @@ int ca_issue_leaf(const ca_issuer *issuer, const ca_leaf_request *req, X509 **ou
     }
     TSR_TRY(add_san(cert, req));
     if (req->unparsed) {
-        TSR_TRY(sign_and_check(cert, issuer->key, prep->sign_md, X509_get0_pubkey(issuer->cert)));
+        TSR_TRY(check_constraints_probe(prep, req));
+        TSR_TRY(sign_and_check(cert, issuer->key, prep->sign_md, X509_get0_pubkey(issuer->cert),
+                               &der, &der_len));
         done = cert;
         cert = NULL;
     } else {
         TSR_TRY(sign_and_reparse(cert, issuer->key, X509_get0_pubkey(issuer->cert), &done));
+        TSR_TRY(check_issuer_constraints(prep, done, req->spiffe_id));
     }
-    TSR_TRY(check_issuer_constraints(prep, done, req->spiffe_id));
+    if (req->unparsed && req->der_out != NULL) {
+        TSR_TRY_ENSURE(req->der_len != NULL, TSR_E_INPUT, "der_out without der_len");
+        *req->der_out = der;
+        *req->der_len = der_len;
+        der = NULL;
+    }
     *out = done;
     done = NULL;
     rc = 0;
 out:
+    OPENSSL_free(der);
     X509_NAME_free(empty);
     X509_free(cert);
     X509_free(done);

@@ -71,12 +71,15 @@ typedef struct ca_leaf_request {
     EVP_PKEY *public_key;               /* must pass ca_key_check_accepted */
     const X509_PUBKEY *spki;            /* optional: public_key as encoded in a CSR whose
                                            self-signature was checked; copied as is */
-    bool unparsed;                      /* return the certificate as built and signed (its
-                                           signature checked with the issuer's key), not
+    bool unparsed;                      /* return the certificate as built and signed, not
                                            re-parsed from its DER: one key decode less, but
                                            with spki set X509_get0_pubkey() on it is NULL.
-                                           For callers that only send it (encoding, serial,
-                                           validity). */
+                                           Its DER is encoded once, and the signature is
+                                           checked with the issuer's key over exactly those
+                                           bytes. For callers that only send it (encoding,
+                                           serial, validity). */
+    uint8_t **der_out;                  /* unparsed only, optional: that DER (OPENSSL_free) */
+    size_t *der_len;
     int64_t ttl_seconds;                /* > 0 */
     const char *const *dns_names;       /* gateway leaf only */
     size_t n_dns_names;
@@ -109,9 +112,11 @@ TSR_WUR int ca_csr_check(const uint8_t *der, size_t len, EVP_PKEY **pubkey_out);
 TSR_WUR int ca_sign_csr(const ca_issuer *issuer, const uint8_t *der, size_t len,
                         const char *spiffe_id, int64_t ttl_seconds, int64_t now, X509 **out);
 /* ca_sign_csr with ca_leaf_request.unparsed: for RenewCertificate, which
- * only sends the certificate back and records its serial and validity. */
+ * only sends the certificate back and records its serial and validity.
+ * der_out (optional, with der_len): the certificate's DER, the very bytes
+ * whose signature was checked (OPENSSL_free). */
 TSR_WUR int ca_sign_csr_unparsed(const ca_issuer *issuer, const uint8_t *der, size_t len,
                                  const char *spiffe_id, int64_t ttl_seconds, int64_t now,
-                                 X509 **out);
+                                 X509 **out, uint8_t **der_out, size_t *der_len);
 
 #endif

@@ -174,6 +174,33 @@ out:
     return rc;
 }
 
+int ca_cert_der_to_pem(const uint8_t *der, size_t der_len, char **out, size_t *len)
+{
+    static const char head[] = "-----BEGIN CERTIFICATE-----\n";
+    static const char tail[] = "-----END CERTIFICATE-----\n";
+    TSR_ENSURE(der != NULL && der_len > 0 && der_len <= CA_CERT_MAX_DER, TSR_E_INPUT,
+               "bad certificate DER size");
+    /* PEM_write_bio's layout: base64 in lines of 64 characters (48 bytes). */
+    size_t lines = (der_len + 47) / 48;
+    size_t cap = sizeof head - 1 + (der_len + 2) / 3 * 4 + lines + sizeof tail;
+    char *pem = malloc(cap);
+    TSR_ENSURE(pem != NULL, TSR_E_INTERNAL, "out of memory");
+    size_t o = 0;
+    memcpy(pem, head, sizeof head - 1);
+    o += sizeof head - 1;
+    for (size_t i = 0; i < der_len; i += 48) {
+        size_t n = der_len - i < 48 ? der_len - i : 48;
+        o += (size_t)EVP_EncodeBlock((unsigned char *)pem + o, der + i, (int)n);
+        pem[o++] = '\n';
+    }
+    memcpy(pem + o, tail, sizeof tail);   /* with its NUL */
+    o += sizeof tail - 1;
+    TSR_ASSERT(o < cap);
+    *out = pem;
+    *len = o;
+    return 0;
+}
+
 int ca_certs_to_pem(STACK_OF(X509) *certs, char **out, size_t *len)
 {
     BIO *bio = BIO_new(BIO_s_mem());

@@ -26,6 +26,9 @@ TSR_WUR int ca_key_load_file(const char *path, EVP_PKEY **out);
 /* PEM text into a fresh NUL-terminated malloc'd buffer. Key buffers hold
  * secrets: release them with ca_secret_free(). */
 TSR_WUR int ca_cert_to_pem(X509 *cert, char **out, size_t *len);
+/* The same text from a certificate's DER, byte for byte what ca_cert_to_pem
+ * writes for the certificate those bytes encode. */
+TSR_WUR int ca_cert_der_to_pem(const uint8_t *der, size_t der_len, char **out, size_t *len);
 TSR_WUR int ca_certs_to_pem(STACK_OF(X509) *certs, char **out, size_t *len);
 TSR_WUR int ca_key_to_pem(EVP_PKEY *key, char **out, size_t *len);   /* PKCS#8 */
 void ca_secret_free(void *buf, size_t len);                           /* cleanse + free */

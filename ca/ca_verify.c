@@ -12,9 +12,11 @@
  * still with -1 and *reason set (CA_VERIFY_BAD_CHAIN): fail closed. */
 #include "ca_verify.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,9 +29,40 @@
 #define CA_VERIFY_MAX_UNTRUSTED 8
 #define CA_VERIFY_MAX_DEPTH 4
 
+/* Verified chains (ca_trust_enable_cache): a successful verification,
+ * remembered under the exact bytes it was made from. */
+#define CA_VCACHE_SHARDS 16
+#define CA_VCACHE_MAX_KEY 16384    /* bytes of certificates; longer inputs are not cached */
+
+/* What a full verification gave, compactly: the ca_peer is rebuilt from it
+ * (the identity by the same parse and classification, from the SPIFFE ID's
+ * text), byte for byte what the full verification returned. */
+typedef struct vc_entry {
+    uint64_t hash;             /* of key[0..key_len): the scan's first test */
+    uint8_t *key;              /* purpose, kind, then each certificate's DER, length-prefixed */
+    size_t key_len;
+    uint64_t used;             /* shard clock at the last hit: the oldest is replaced */
+    int64_t not_before_max;    /* latest notBefore over the verified chain */
+    char *id_text;             /* the leaf's SPIFFE ID */
+    char serial_hex[41];
+    char fingerprint[96];
+    int64_t not_before, not_after, chain_not_after;
+    unsigned char anchor_sha256[32];
+} vc_entry;
+
+typedef struct vc_shard {
+    pthread_mutex_t lock;
+    vc_entry *slots;
+    size_t n_slots, used_slots;
+    uint64_t clock;
+    uint64_t hits;
+} vc_shard;
+
 struct ca_trust {
     X509_STORE *store;
     char trust_domain[CA_TRUST_DOMAIN_MAX + 1];
+    vc_shard *cache;           /* NULL: every call verifies in full */
+    size_t cache_shards;
 };
 
 /* ---- trust bundle ---------------------------------------------------------- */
@@ -111,16 +144,69 @@ int ca_trust_load(const char *bundle_path, const char *trust_domain, ca_trust **
     return 0;
 }
 
+static void vcache_free(ca_trust *trust)
+{
+    for (size_t i = 0; trust->cache != NULL && i < trust->cache_shards; i++) {
+        vc_shard *sh = &trust->cache[i];
+        for (size_t j = 0; j < sh->used_slots; j++) {
+            free(sh->slots[j].key);
+            free(sh->slots[j].id_text);
+        }
+        free(sh->slots);
+        pthread_mutex_destroy(&sh->lock);
+    }
+    free(trust->cache);
+    trust->cache = NULL;
+    trust->cache_shards = 0;
+}
+
 void ca_trust_free(ca_trust *trust)
 {
     if (trust == NULL) return;
+    vcache_free(trust);
     X509_STORE_free(trust->store);
     free(trust);
+}
+
+int ca_trust_enable_cache(ca_trust *trust, size_t entries)
+{
+    TSR_ENSURE(trust != NULL && trust->cache == NULL, TSR_E_INTERNAL,
+               "ca_trust_enable_cache: no trust, or a cache already");
+    if (entries == 0) return 0;
+    size_t per = (entries + CA_VCACHE_SHARDS - 1) / CA_VCACHE_SHARDS;
+    trust->cache = calloc(CA_VCACHE_SHARDS, sizeof *trust->cache);
+    TSR_ENSURE(trust->cache != NULL, TSR_E_INTERNAL, "out of memory");
+    for (size_t i = 0; i < CA_VCACHE_SHARDS; i++) {
+        vc_shard *sh = &trust->cache[i];
+        sh->slots = calloc(per, sizeof *sh->slots);
+        if (sh->slots == NULL || pthread_mutex_init(&sh->lock, NULL) != 0) {
+            free(sh->slots);
+            trust->cache_shards = i;
+            vcache_free(trust);
+            return TSR_FAIL(TSR_E_INTERNAL, "out of memory");
+        }
+        sh->n_slots = per;
+        trust->cache_shards = i + 1;
+    }
+    return 0;
 }
 
 const char *ca_trust_domain(const ca_trust *trust) { return trust->trust_domain; }
 
 X509_STORE *ca_trust_store(const ca_trust *trust) { return trust->store; }
+
+void ca_trust_cache_stats(const ca_trust *trust, size_t *entries, uint64_t *hits)
+{
+    *entries = 0;
+    *hits = 0;
+    for (size_t i = 0; trust->cache != NULL && i < trust->cache_shards; i++) {
+        vc_shard *sh = &trust->cache[i];
+        TSR_ASSERT(pthread_mutex_lock(&sh->lock) == 0);
+        *entries += sh->used_slots;
+        *hits += sh->hits;
+        (void)pthread_mutex_unlock(&sh->lock);
+    }
+}
 
 /* ---- reasons --------------------------------------------------------------- */
 
@@ -404,14 +490,14 @@ static int identify(const ca_trust *trust, const ca_spiffe_id *id, enum ca_kind 
 }
 
 static int fill_peer(STACK_OF(X509) *chain, int64_t now, enum ca_verify_reason *reason,
-                     ca_peer *peer)
+                     ca_peer *peer, int64_t *not_before_max)
 {
     X509 *leaf = sk_X509_value(chain, 0);
     if (ca_cert_serial_hex(leaf, peer->serial_hex) != 0)
         return REFUSE(CA_VERIFY_BAD_CHAIN, "leaf serial: %s", tsr_errmsg());
     if (ca_cert_fingerprint(leaf, peer->fingerprint) != 0)
         return REFUSE(CA_VERIFY_BAD_CHAIN, "leaf fingerprint: %s", tsr_errmsg());
-    int64_t min_after = INT64_MAX;
+    int64_t min_after = INT64_MAX, max_before = INT64_MIN;
     for (int i = 0; i < sk_X509_num(chain); i++) {
         int64_t nb = 0, na = 0;
         if (ca_cert_validity(sk_X509_value(chain, i), &nb, &na) != 0)
@@ -428,8 +514,10 @@ static int fill_peer(STACK_OF(X509) *chain, int64_t now, enum ca_verify_reason *
             peer->not_after = na;
         }
         if (na < min_after) min_after = na;
+        if (nb > max_before) max_before = nb;
     }
     peer->chain_not_after = min_after;
+    *not_before_max = max_before;
     /* The anchor is read from the chain that was verified, never from what
      * the peer sent: a listed certificate of another root proves nothing. */
     X509 *anchor = sk_X509_value(chain, sk_X509_num(chain) - 1);
@@ -443,6 +531,171 @@ static int fill_peer(STACK_OF(X509) *chain, int64_t now, enum ca_verify_reason *
     return 0;
 }
 
+/* ---- verified chains ------------------------------------------------------------------ *
+ *
+ * The chain check and the X509-SVID rules (steps 1-3) depend only on the
+ * trust (fixed for a ca_trust: its roots never change), the certificates,
+ * the purpose, the expected kind and the time. So once a chain verified,
+ * the outcome is kept under the exact bytes it came from: the purpose, the
+ * expected kind and the DER of the leaf and of every untrusted certificate,
+ * in the order given (chain building may depend on it), each prefixed by
+ * its length. A later call with byte-for-byte the same input (compared in
+ * full, not by hash alone) gets the same ca_peer, including the trust
+ * anchor of the chain that was verified, provided the time is still inside
+ * every certificate's validity: latest notBefore <= now < earliest
+ * notAfter. Outside it, or on any other input, the full verification runs
+ * (and refuses with its exact reason). Only successes are kept; a refusal
+ * is never cached. Revocation is not part of this function (the caller
+ * checks it on every call), and a new trust bundle is a new ca_trust with
+ * an empty cache. Bounded: a fixed number of entries, the least recently
+ * used one replaced (docs/performance.md, "Handshakes"). */
+
+/* The key: purpose, kind, then each certificate's DER with a 4-byte length.
+ * NULL when it cannot be built or is too long to keep (then no caching). */
+static uint8_t *vc_key(X509 *leaf, STACK_OF(X509) *untrusted, enum ca_purpose purpose,
+                       enum ca_kind kind, size_t *len_out)
+{
+    int n = untrusted != NULL ? sk_X509_num(untrusted) : 0;
+    if (n > CA_VERIFY_MAX_UNTRUSTED) return NULL;
+    size_t total = 2;
+    int lens[CA_VERIFY_MAX_UNTRUSTED + 1];
+    for (int i = 0; i <= n; i++) {
+        X509 *x = i == 0 ? leaf : sk_X509_value(untrusted, i - 1);
+        lens[i] = x != NULL ? i2d_X509(x, NULL) : -1;
+        if (lens[i] <= 0 || (size_t)lens[i] > CA_VCACHE_MAX_KEY) return NULL;
+        total += 4 + (size_t)lens[i];
+    }
+    if (total > CA_VCACHE_MAX_KEY) return NULL;
+    uint8_t *key = malloc(total);
+    if (key == NULL) return NULL;
+    key[0] = (uint8_t)purpose;
+    key[1] = (uint8_t)kind;
+    size_t off = 2;
+    for (int i = 0; i <= n; i++) {
+        X509 *x = i == 0 ? leaf : sk_X509_value(untrusted, i - 1);
+        uint32_t l = (uint32_t)lens[i];
+        key[off] = (uint8_t)(l >> 24);
+        key[off + 1] = (uint8_t)(l >> 16);
+        key[off + 2] = (uint8_t)(l >> 8);
+        key[off + 3] = (uint8_t)l;
+        off += 4;
+        unsigned char *p = key + off;
+        if (i2d_X509(x, &p) != lens[i]) {
+            free(key);
+            return NULL;
+        }
+        off += (size_t)lens[i];
+    }
+    *len_out = total;
+    return key;
+}
+
+/* FNV-1a, 64 bits: picks the shard and screens the entries; equality is
+ * decided by comparing the whole key. */
+static uint64_t vc_hash(const uint8_t *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= key[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static vc_shard *vc_shard_of(const ca_trust *trust, uint64_t hash)
+{
+    return &trust->cache[(hash >> 32) % trust->cache_shards];
+}
+
+/* A kept verification of exactly this input, still valid at `now`: its
+ * SPIFFE ID text into id_text, the rest into *out (identity not set). */
+static int vc_lookup(const ca_trust *trust, const uint8_t *key, size_t len, uint64_t hash,
+                     int64_t now, char id_text[CA_SPIFFE_ID_MAX + 1], ca_peer *out)
+{
+    vc_shard *sh = vc_shard_of(trust, hash);
+    int found = 0;
+    TSR_ASSERT(pthread_mutex_lock(&sh->lock) == 0);
+    for (size_t i = 0; i < sh->used_slots; i++) {
+        vc_entry *e = &sh->slots[i];
+        if (e->hash != hash || e->key_len != len || memcmp(e->key, key, len) != 0) continue;
+        if (e->not_before_max <= now && now < e->chain_not_after) {
+            memcpy(id_text, e->id_text, strlen(e->id_text) + 1);
+            memcpy(out->serial_hex, e->serial_hex, sizeof out->serial_hex);
+            memcpy(out->fingerprint, e->fingerprint, sizeof out->fingerprint);
+            out->not_before = e->not_before;
+            out->not_after = e->not_after;
+            out->chain_not_after = e->chain_not_after;
+            memcpy(out->anchor_sha256, e->anchor_sha256, sizeof out->anchor_sha256);
+            e->used = ++sh->clock;
+            sh->hits++;
+            found = 1;
+        }
+        break;
+    }
+    (void)pthread_mutex_unlock(&sh->lock);
+    return found;
+}
+
+/* Keep a successful verification (takes `key`). */
+static void vc_insert(const ca_trust *trust, uint8_t *key, size_t len, uint64_t hash,
+                      int64_t not_before_max, const ca_peer *peer)
+{
+    char *id_text = strdup(peer->identity.id.text);
+    if (id_text == NULL) {
+        free(key);
+        return;
+    }
+    vc_shard *sh = vc_shard_of(trust, hash);
+    TSR_ASSERT(pthread_mutex_lock(&sh->lock) == 0);
+    vc_entry *e = NULL;
+    for (size_t i = 0; i < sh->used_slots && e == NULL; i++)
+        if (sh->slots[i].hash == hash && sh->slots[i].key_len == len &&
+            memcmp(sh->slots[i].key, key, len) == 0)
+            e = &sh->slots[i];   /* the same input, verified again (e.g. at a later time) */
+    if (e == NULL && sh->used_slots < sh->n_slots) e = &sh->slots[sh->used_slots++];
+    if (e == NULL) {
+        e = &sh->slots[0];
+        for (size_t i = 1; i < sh->used_slots; i++)
+            if (sh->slots[i].used < e->used) e = &sh->slots[i];
+    }
+    free(e->key);
+    free(e->id_text);
+    e->key = key;
+    e->key_len = len;
+    e->hash = hash;
+    e->not_before_max = not_before_max;
+    e->id_text = id_text;
+    memcpy(e->serial_hex, peer->serial_hex, sizeof e->serial_hex);
+    memcpy(e->fingerprint, peer->fingerprint, sizeof e->fingerprint);
+    e->not_before = peer->not_before;
+    e->not_after = peer->not_after;
+    e->chain_not_after = peer->chain_not_after;
+    memcpy(e->anchor_sha256, peer->anchor_sha256, sizeof e->anchor_sha256);
+    e->used = ++sh->clock;
+    (void)pthread_mutex_unlock(&sh->lock);
+}
+
+/* A kept verification rebuilt into *peer (zeroed by the caller): the
+ * identity exactly as the full path makes it, by parsing the SPIFFE ID's
+ * text and classifying it for the expected kind. 1 on a hit. */
+static int vc_answer(const ca_trust *trust, const uint8_t *key, size_t len, uint64_t hash,
+                     int64_t now, enum ca_kind expected_kind, ca_peer *peer)
+{
+    char text[CA_SPIFFE_ID_MAX + 1];
+    ca_spiffe_id id;
+    enum ca_verify_reason reason = CA_VERIFY_OK;
+    if (!vc_lookup(trust, key, len, hash, now, text, peer)) return 0;
+    memset(&id, 0, sizeof id);
+    if (ca_spiffe_parse(text, strlen(text), &id) != 0 ||
+        identify(trust, &id, expected_kind, &reason, &peer->identity) != 0) {
+        /* Cannot happen (it passed before, on the same text); verify in full. */
+        tsr_err_clear();
+        memset(peer, 0, sizeof *peer);
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- the entry point ---------------------------------------------------------------- */
 
 int ca_verify_peer(const ca_trust *trust, X509 *leaf, STACK_OF(X509) *untrusted,
@@ -454,6 +707,10 @@ int ca_verify_peer(const ca_trust *trust, X509 *leaf, STACK_OF(X509) *untrusted,
     ca_spiffe_id id;
     ca_peer peer;
     enum ca_verify_reason scratch = CA_VERIFY_BAD_CHAIN;
+    uint8_t *key = NULL;
+    size_t key_len = 0;
+    uint64_t hash = 0;
+    int64_t not_before_max = 0;
 
     if (reason == NULL) reason = &scratch; /* still refuse below */
     *reason = CA_VERIFY_BAD_CHAIN;          /* until proven otherwise */
@@ -468,17 +725,35 @@ int ca_verify_peer(const ca_trust *trust, X509 *leaf, STACK_OF(X509) *untrusted,
     if (now == 0) now = (int64_t)time(NULL);
     TSR_TRY_ENSURE(now > 0, TSR_E_INTERNAL, "ca_verify_peer: bad time %lld", (long long)now);
 
+    if (trust->cache != NULL) {
+        key = vc_key(leaf, untrusted, purpose, expected_kind, &key_len);
+        ERR_clear_error();
+        if (key != NULL) {
+            hash = vc_hash(key, key_len);
+            if (vc_answer(trust, key, key_len, hash, now, expected_kind, &peer)) {
+                *out = peer;
+                *reason = CA_VERIFY_OK;
+                rc = 0;
+                goto out;
+            }
+        }
+    }
     ctx = X509_STORE_CTX_new();
     TSR_TRY_ENSURE(ctx != NULL, TSR_E_INTERNAL, "out of memory");
     TSR_TRY(verify_chain(trust, ctx, leaf, untrusted, purpose, now, reason));
     STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
     TSR_TRY(check_svid(chain, X509_STORE_CTX_get_num_untrusted(ctx), purpose, reason, &id));
     TSR_TRY(identify(trust, &id, expected_kind, reason, &peer.identity));
-    TSR_TRY(fill_peer(chain, now, reason, &peer));
+    TSR_TRY(fill_peer(chain, now, reason, &peer, &not_before_max));
+    if (key != NULL) {
+        vc_insert(trust, key, key_len, hash, not_before_max, &peer);
+        key = NULL;
+    }
     *out = peer;
     *reason = CA_VERIFY_OK;
     rc = 0;
 out:
+    free(key);
     X509_STORE_CTX_free(ctx);
     if (rc != 0 && *reason == CA_VERIFY_OK) *reason = CA_VERIFY_BAD_CHAIN;
     return rc;

@@ -19,6 +19,15 @@ void ca_trust_free(ca_trust *trust);
 const char *ca_trust_domain(const ca_trust *trust);
 /* The roots, for SSL_CTX_set1_verify_cert_store (borrowed). */
 X509_STORE *ca_trust_store(const ca_trust *trust);
+/* Keep up to `entries` successful verifications of this trust, so that
+ * ca_verify_peer with byte-for-byte the same certificates, purpose and
+ * expected kind, at a time inside every certificate's validity, returns
+ * the kept result without verifying again (see ca_verify.c, "verified
+ * chains"). Off unless enabled; call once, before the trust is shared
+ * between threads (ca_verify_peer stays thread-safe). 0 entries: off. */
+TSR_WUR int ca_trust_enable_cache(ca_trust *trust, size_t entries);
+/* Verifications kept now, and calls answered from them so far. */
+void ca_trust_cache_stats(const ca_trust *trust, size_t *entries, uint64_t *hits);
 
 enum ca_verify_reason {
     CA_VERIFY_OK = 0,

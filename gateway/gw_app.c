@@ -22,6 +22,10 @@
 #include "tsr_fs.h"
 #include "tsr_time.h"
 
+/* Verified client chains kept per PKI snapshot (ca_trust_enable_cache):
+ * a leaf and its issuing CA are ~1.3 KiB, so at most ~6 MiB. */
+#define GW_PKI_VERIFY_CACHE 4096
+
 static int load_revocations_cb(void *arg, const char *serial, int64_t not_after)
 {
     return gw_revocations_add(arg, serial, not_after);
@@ -99,6 +103,10 @@ int gw_pki_load(const gw_config *cfg, gw_pki **out)
     atomic_init(&pki->refs, 1);
     pki->cfg = cfg;
     TSR_TRY(ca_trust_load(cfg->bundle_path, cfg->trust_domain, &pki->trust));
+    /* Reconnections with the same certificates skip the chain's signature
+     * checks (ca_verify.c, "verified chains"); revocation, expiry and the
+     * root being in this bundle are still decided on every handshake. */
+    TSR_TRY(ca_trust_enable_cache(pki->trust, GW_PKI_VERIFY_CACHE));
     TSR_TRY(ca_issuer_load(cfg->issuing_cert_path, cfg->issuing_key_path, &pki->issuer));
     TSR_TRY(check_issuer_trusted(pki, cfg));
     TSR_TRY(tsr_read_file(cfg->bundle_path, CA_PEM_MAX_BYTES, &bundle, &bundle_len));

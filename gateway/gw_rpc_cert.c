@@ -124,6 +124,8 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
         gw_unpack(&tessera__v1__renew_certificate_request__descriptor, msg, len, resp);
     if (req == NULL) return;
     X509 *cert = NULL;
+    uint8_t *cert_der = NULL;
+    size_t cert_der_len = 0;
     gw_pki *pki = NULL;
     char *leaf_pem = NULL;
     size_t leaf_len = 0;
@@ -161,7 +163,8 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
     /* One snapshot for the signature and the chain and bundle sent back. */
     pki = gw_app_pki(app);
     if (ca_sign_csr_unparsed(pki->issuer, req->csr.data, req->csr.len, p->spiffe_id,
-                             pki->cfg->sandbox_cert_ttl, 0, &cert) != 0) {
+                             pki->cfg->sandbox_cert_ttl, 0, &cert, &cert_der,
+                             &cert_der_len) != 0) {
         char why[300];
         snprintf(why, sizeof why, "bad CSR: %s", tsr_errmsg());
         gw_audit_denial(ctx, GW_DENY_BAD_REQUEST, p->name, why);
@@ -172,8 +175,9 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
         goto out;
     }
     gw_cert_rec rec;
+    /* The PEM of the very DER whose signature was checked. */
     if (gw_cert_rec_from_x509(cert, p->spiffe_id, p->name, &rec) != 0 ||
-        ca_cert_to_pem(cert, &leaf_pem, &leaf_len) != 0) {
+        ca_cert_der_to_pem(cert_der, cert_der_len, &leaf_pem, &leaf_len) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
@@ -209,6 +213,7 @@ static void renew_certificate(const gw_call_ctx *ctx, const uint8_t *msg, size_t
 out:
     free(ok.body);
     free(leaf_pem);
+    OPENSSL_free(cert_der);
     X509_free(cert);
     gw_pki_release(pki);
     gw_free_unpacked(req);

@@ -10,6 +10,18 @@
  * closes its socket (only at shutdown), and another process of the same uid
  * could join the port group (same-uid processes can do worse anyway).
  *
+ * Balancing: for a few connections the kernel's hash is a coin toss (4
+ * connections on 2 workers: all on one worker 1 time in 8, 3 and 1 half the
+ * time), and the busier worker's calls wait behind the others' on one core
+ * while the other core idles (docs/performance.md, "Unary tail"). So a
+ * worker that accepts a connection while another worker serves fewer hands
+ * it over before the handshake: the descriptor goes on that worker's inbox
+ * (under its held_lock, with a wakeup on its held_efd) and that worker owns
+ * it from then on. Loads are per-worker atomic counts of open connections
+ * (past the handshake; one handed over counts until it is adopted), so that
+ * short-lived connections, which come and go within a handshake, are
+ * rarely moved.
+ *
  * Event model: level-triggered epoll. EPOLLIN is registered only while we
  * want to read (backpressure), EPOLLOUT only while a TLS write is blocked.
  *
@@ -19,6 +31,18 @@
  * therefore stops being read after ~one high-water mark plus the kernel's
  * socket buffers; its pending responses live in nghttp2 streams, bounded by
  * SETTINGS_MAX_CONCURRENT_STREAMS and by the HTTP/2 flow-control windows.
+ *
+ * Output: nghttp2's frames are gathered into the worker's one output buffer
+ * and handed to SSL_write together. Only when SSL_write does not take all of
+ * it (TCP is full) is the rest copied into the connection's own c->out, kept
+ * until it is written and freed then: an idle connection holds no output
+ * buffer (docs/performance.md, "Idle connections").
+ *
+ * Idle connections: after GW_PARK_AFTER_MS without I/O and with no call in
+ * flight, the tick parks a connection: OpenSSL already released its record
+ * buffers (SSL_MODE_RELEASE_BUFFERS), and the HTTP/2 session gives back the
+ * pages it does not need while idle (gw_h2_park). The next byte in or out
+ * unparks it; nothing else changes.
  *
  * Lifetime: a connection closed while handling an epoll batch is moved to the
  * worker's zombie list and freed after the batch, so a later event of the
@@ -51,8 +75,13 @@
 #include "tsr_time.h"
 
 #define GW_OUT_HIGH_WATER (64 * 1024)   /* TLS plaintext we hold before SSL_write */
+/* The worker's output buffer: the high-water mark plus the largest piece
+ * nghttp2_session_mem_send returns at once (one frame buffer: 9 + 1 + 16384). */
+#define GW_OUT_BUF (GW_OUT_HIGH_WATER + 9 + 1 + 16384)
+#define GW_PARK_AFTER_MS 1000           /* idle this long: park at the next tick */
 #define GW_READ_CHUNK 16384             /* one TLS record of plaintext */
 #define GW_READS_PER_EVENT 64           /* fairness between connections of a worker */
+#define GW_READS_PER_FLUSH 16           /* answers of this many records go out together */
 #define GW_ACCEPTS_PER_EVENT 64
 #define GW_LISTEN_BACKLOG 1024
 #define GW_EVENTS 64
@@ -163,9 +192,9 @@ static void conn_close(gw_conn *c, const char *why)
         c->ssl = NULL;
     }
     ERR_clear_error();
-    (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    close(c->fd);   /* also leaves the epoll set: the descriptor is never duplicated */
     c->fd = -1;
+    if (c->out != NULL) OPENSSL_cleanse(c->out, c->out_cap);
     free(c->out);
     c->out = NULL;
     c->out_len = c->out_off = c->out_cap = 0;
@@ -176,6 +205,7 @@ static void conn_close(gw_conn *c, const char *why)
     else w->conns = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
     w->n_conns--;
+    if (c->counted) atomic_fetch_sub(&w->load, 1);
     c->prev = NULL;
     c->next = w->zombies;
     w->zombies = c;
@@ -221,6 +251,7 @@ static int conn_recv(gw_conn *c, uint8_t *buf, int len, int *err)
     }
 }
 
+/* Append to the connection's own pending output (a blocked write's rest). */
 static int out_append(gw_conn *c, const uint8_t *data, size_t len)
 {
     if (c->out_off > 0 && c->out_off == c->out_len) c->out_off = c->out_len = 0;
@@ -233,8 +264,13 @@ static int out_append(gw_conn *c, const uint8_t *data, size_t len)
         if (c->out_len + len > c->out_cap) {
             size_t ncap = c->out_cap ? c->out_cap : 16384;
             while (ncap < c->out_len + len) ncap *= 2;
-            uint8_t *nb = realloc(c->out, ncap);
+            uint8_t *nb = malloc(ncap);
             if (nb == NULL) return -1;
+            if (c->out != NULL) {
+                memcpy(nb, c->out, c->out_len);
+                OPENSSL_cleanse(c->out, c->out_cap);
+                free(c->out);
+            }
             c->out = nb;
             c->out_cap = ncap;
         }
@@ -244,48 +280,104 @@ static int out_append(gw_conn *c, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* Move nghttp2 output into `out` and `out` into TLS until TLS would block.
- * Returns -1 if the connection was closed. A blocked write is retried with
- * the same (possibly longer) pending bytes, as OpenSSL requires. */
-static int conn_flush(gw_conn *c)
+/* The connection's pending output is all written: give the buffer back. */
+static void out_release(gw_conn *c)
 {
-    if (c->state != GW_CONN_OPEN) return -1;
-    if (c->write_blocked) return 0;
-    for (;;) {
-        while (c->h2 != NULL && c->out_len - c->out_off < GW_OUT_HIGH_WATER) {
-            const uint8_t *data = NULL;
-            ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-            if (n < 0) {
-                char why[160];
-                snprintf(why, sizeof why, "HTTP/2 send error: %s", nghttp2_strerror((int)n));
-                conn_close(c, why);
-                return -1;
-            }
-            if (n == 0) break;
-            if (out_append(c, data, (size_t)n) != 0) {
-                conn_close(c, "out of memory");
-                return -1;
-            }
-        }
-        size_t pending = c->out_len - c->out_off;
-        if (pending == 0) return 0;
-        if (pending > INT_MAX) pending = INT_MAX;
+    if (c->out == NULL) return;
+    OPENSSL_cleanse(c->out, c->out_cap);
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = c->out_cap = 0;
+}
+
+/* Write buf[0..len) to TLS until done or TLS would block. Returns the bytes
+ * written (all of them, or fewer with c->write_blocked set), or -1 if the
+ * connection was closed. */
+static ssize_t conn_write(gw_conn *c, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        size_t chunk = len - off > INT_MAX ? INT_MAX : len - off;
         int e = SSL_ERROR_NONE;
-        int n = conn_send(c, c->out + c->out_off, (int)pending, &e);
+        int n = conn_send(c, buf + off, (int)chunk, &e);
         if (n > 0) {
-            c->out_off += (size_t)n;
+            off += (size_t)n;
             c->last_io_ms = tsr_monotonic_ms();
             continue;
         }
         if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
             c->write_blocked = true;
             c->write_wants_read = e == SSL_ERROR_WANT_READ;
+            return (ssize_t)off;
+        }
+        char why[160];
+        c->ssl_fatal = true;
+        conn_close(c, e == SSL_ERROR_SYSCALL ? NULL : ossl_reason(why, sizeof why));
+        return -1;
+    }
+    return (ssize_t)off;
+}
+
+/* Move nghttp2 output through the worker's buffer into TLS until nghttp2
+ * has nothing more or TLS would block; what TLS did not take is kept in
+ * c->out. Returns -1 if the connection was closed. A blocked write is
+ * retried with the same pending bytes (from c->out), as OpenSSL requires. */
+static int conn_flush(gw_conn *c)
+{
+    if (c->state != GW_CONN_OPEN) return -1;
+    if (c->write_blocked) return 0;
+    uint8_t *buf = c->w->out;
+    for (;;) {
+        /* A blocked write's rest first. */
+        if (c->out_len > c->out_off) {
+            ssize_t n = conn_write(c, c->out + c->out_off, c->out_len - c->out_off);
+            if (n < 0) return -1;
+            c->out_off += (size_t)n;
+            if (c->write_blocked) return 0;
+            out_release(c);
+        }
+        /* Gather what nghttp2 has, up to the high-water mark. */
+        size_t len = 0;
+        while (c->h2 != NULL && len < GW_OUT_HIGH_WATER) {
+            const uint8_t *data = NULL;
+            ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+            if (n < 0) {
+                char why[160];
+                snprintf(why, sizeof why, "HTTP/2 send error: %s", nghttp2_strerror((int)n));
+                OPENSSL_cleanse(buf, len);
+                conn_close(c, why);
+                return -1;
+            }
+            if (n == 0) break;
+            if ((size_t)n > GW_OUT_BUF - len) {
+                /* Larger than the buffer has room for (nghttp2 returns at
+                 * most one frame buffer): keep it all in c->out instead. */
+                if (out_append(c, buf, len) != 0 || out_append(c, data, (size_t)n) != 0) {
+                    OPENSSL_cleanse(buf, len);
+                    conn_close(c, "out of memory");
+                    return -1;
+                }
+                OPENSSL_cleanse(buf, len);
+                len = 0;
+                break;
+            }
+            memcpy(buf + len, data, (size_t)n);
+            len += (size_t)n;
+        }
+        if (len == 0) {
+            if (c->out_len > c->out_off) continue;   /* spilled above */
             return 0;
         }
-        char buf[160];
-        c->ssl_fatal = true;
-        conn_close(c, e == SSL_ERROR_SYSCALL ? NULL : ossl_reason(buf, sizeof buf));
-        return -1;
+        c->parked = false;
+        ssize_t n = conn_write(c, buf, len);
+        if (n >= 0 && (size_t)n < len && out_append(c, buf + n, len - (size_t)n) != 0) {
+            OPENSSL_cleanse(buf, len);
+            conn_close(c, "out of memory");
+            return -1;
+        }
+        OPENSSL_cleanse(buf, len);   /* responses may carry secrets */
+        if (n < 0) return -1;
+        if (c->write_blocked) return 0;
     }
 }
 
@@ -318,11 +410,15 @@ static void conn_again(gw_conn *c)
     c->w->again = c;
 }
 
-/* Read TLS records into nghttp2 while backpressure allows. -1 if closed. */
+/* Read TLS records into nghttp2 while backpressure allows, and send the
+ * answers once the records that arrived together (those OpenSSL has already
+ * read ahead) are handled, or every GW_READS_PER_FLUSH records: one
+ * SSL_write for the calls that came together, not one per record, and no
+ * wait for a call that came alone. -1 if closed. */
 static int conn_read(gw_conn *c)
 {
     uint8_t buf[GW_READ_CHUNK];
-    int records = 0;
+    int records = 0, unflushed = 0;
     while (conn_may_read(c)) {
         if (c->write_wants_read) {
             /* The blocked SSL_write waited for input: retry it first. */
@@ -340,6 +436,7 @@ static int conn_read(gw_conn *c)
         if (n > 0) {
             records++;
             c->last_io_ms = tsr_monotonic_ms();
+            c->parked = false;
             c->read_wants_write = false;
             int rc = gw_h2_recv(c, buf, (size_t)n);
             OPENSSL_cleanse(buf, (size_t)n);
@@ -347,7 +444,13 @@ static int conn_read(gw_conn *c)
                 conn_kill(c, c->kill_reason);
                 return -1;
             }
-            if (conn_flush(c) != 0) return -1;
+            /* More records already read (read-ahead): answer them together;
+             * else answer now, before trying TCP again. */
+            if (++unflushed == GW_READS_PER_FLUSH || c->ssl == NULL ||
+                !SSL_has_pending(c->ssl)) {
+                unflushed = 0;
+                if (conn_flush(c) != 0) return -1;
+            }
             continue;
         }
         if (e == SSL_ERROR_WANT_READ) break;
@@ -364,6 +467,7 @@ static int conn_read(gw_conn *c)
         }
         return -1;
     }
+    if (unflushed > 0 && conn_flush(c) != 0) return -1;
     return 0;
 }
 
@@ -414,6 +518,11 @@ static void conn_established(gw_conn *c)
         conn_close(c, "internal error during authentication");
         return;
     }
+    /* The principal is derived: the certificates the peer sent besides its
+     * leaf (parsed, with their keys: several KiB) are never read again. */
+    STACK_OF(X509) *sent = SSL_get_peer_cert_chain(c->ssl);
+    X509 *x;
+    while (sent != NULL && (x = sk_X509_pop(sent)) != NULL) X509_free(x);
     conn_start(c);
 }
 
@@ -422,6 +531,8 @@ static void conn_start(gw_conn *c)
 {
     gw_server *s = c->w->s;
     c->state = GW_CONN_OPEN;
+    c->counted = true;
+    atomic_fetch_add(&c->w->load, 1);
     const char *why = NULL;
     if (!s->cfg.still_valid(s->cfg.app, &c->principal, tsr_now_unix(), &why)) {
         char who[200];
@@ -504,9 +615,7 @@ static void conn_new(gw_loop *w, int fd, const struct sockaddr_storage *ss)
     c->fd = fd;
     c->state = GW_CONN_HANDSHAKE;
     c->accepted_ms = c->last_io_ms = tsr_monotonic_ms();
-    peer_text(ss, c->peer, sizeof c->peer);
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    peer_text(ss, c->peer, sizeof c->peer);   /* TCP_NODELAY: from the listener */
     ERR_clear_error();
     TSR_ASSERT(pthread_mutex_lock(&s->ctx_lock) == 0);
     c->ssl = SSL_new(s->ssl_ctx);   /* takes its own reference to the context */
@@ -599,6 +708,64 @@ static void listen_pause(gw_loop *w, bool pause)
     w->listen_paused = pause;
 }
 
+/* See "Balancing" at the top. */
+static void conn_accepted(gw_loop *w, int fd, const struct sockaddr_storage *ss)
+{
+    gw_server *s = w->s;
+    gw_loop *t = w;
+    unsigned least = atomic_load(&w->load);
+    for (int i = 0; i < s->n_workers; i++) {
+        unsigned l = atomic_load(&s->workers[i].load);
+        if (l < least) {
+            least = l;
+            t = &s->workers[i];
+        }
+    }
+    gw_incoming *in = t != w && !atomic_load(&s->stop_requested) ? malloc(sizeof *in) : NULL;
+    if (in != NULL) {
+        in->fd = fd;
+        in->ss = *ss;
+        atomic_fetch_add(&t->load, 1);   /* until it adopts it (inbox_adopt) */
+        TSR_ASSERT(pthread_mutex_lock(&t->held_lock) == 0);
+        bool open = !t->inbox_closed;
+        bool wake = open && t->inbox == NULL && t->held_done == NULL;
+        if (open) {
+            in->next = t->inbox;
+            t->inbox = in;
+        }
+        (void)pthread_mutex_unlock(&t->held_lock);
+        if (open) {
+            uint64_t one = 1;
+            if (wake) {
+                ssize_t r = write(t->held_efd, &one, sizeof one);
+                (void)r;
+            }
+            return;
+        }
+        atomic_fetch_sub(&t->load, 1);
+        free(in);
+    }
+    conn_new(w, fd, ss);
+}
+
+/* Connections handed to this worker: served here from now on, or closed if
+ * it is stopping. */
+static void inbox_adopt(gw_loop *w, gw_incoming *list)
+{
+    while (list != NULL) {
+        gw_incoming *in = list;
+        list = in->next;
+        atomic_fetch_sub(&w->load, 1);   /* counted again once it is open (conn_start) */
+        if (w->stopping) {
+            close(in->fd);
+            atomic_fetch_sub(&w->s->n_conns, 1);
+        } else {
+            conn_new(w, in->fd, &in->ss);
+        }
+        free(in);
+    }
+}
+
 static void accept_ready(gw_loop *w, bool local)
 {
     gw_server *s = w->s;
@@ -628,7 +795,7 @@ static void accept_ready(gw_loop *w, bool local)
             continue;
         }
         if (local) conn_new_local(w, fd);
-        else conn_new(w, fd, &ss);
+        else conn_accepted(w, fd, &ss);
     }
 }
 
@@ -699,9 +866,20 @@ static void worker_tick(gw_loop *w)
             conn_kill(c, stalled ? "write stalled (peer not reading)" : "idle timeout");
             continue;
         }
+        /* Parked: no stream (so no deadline, forwarded identity or
+         * deferred call) and nothing to send; the checks above are all. */
+        if (c->parked) continue;
         gw_h2_tick(c, now, now_unix);
-        if (c->kill) conn_kill(c, c->kill_reason);
-        else if (conn_flush(c) == 0) conn_settle(c);
+        if (c->kill) {
+            conn_kill(c, c->kill_reason);
+            continue;
+        }
+        if (conn_flush(c) != 0) continue;
+        conn_settle(c);
+        if (!c->parked && c->state == GW_CONN_OPEN && !c->draining && !c->write_blocked &&
+            c->out == NULL && now - c->last_io_ms >= GW_PARK_AFTER_MS &&
+            (c->ssl == NULL || !SSL_has_pending(c->ssl)) && gw_h2_park(c))
+            c->parked = true;
     }
 }
 
@@ -737,11 +915,16 @@ void gw_held_call_complete(gw_held_call *h, gw_response *resp)
     resp->body = NULL;
     resp->body_len = 0;
     TSR_ASSERT(pthread_mutex_lock(&w->held_lock) == 0);
+    bool first = w->held_done == NULL && w->inbox == NULL;
     h->next = w->held_done;
     w->held_done = h;
     (void)pthread_mutex_unlock(&w->held_lock);
+    /* One wakeup per batch: a non-empty list (completions or handed-over
+     * connections) was already signalled, and the worker takes both lists
+     * after it read the eventfd (held_drain), so this goes with that one. */
+    if (!first) return;
     uint64_t one = 1;
-    ssize_t r = write(w->held_efd, &one, sizeof one);  /* cannot overflow: one per call */
+    ssize_t r = write(w->held_efd, &one, sizeof one);  /* cannot overflow: one per batch */
     (void)r;
 }
 
@@ -755,7 +938,10 @@ static void held_drain(gw_loop *w)
     TSR_ASSERT(pthread_mutex_lock(&w->held_lock) == 0);
     gw_held_call *list = w->held_done;
     w->held_done = NULL;
+    gw_incoming *incoming = w->inbox;
+    w->inbox = NULL;
     (void)pthread_mutex_unlock(&w->held_lock);
+    inbox_adopt(w, incoming);
     gw_held_call *fifo = NULL;   /* answer in completion order */
     while (list != NULL) {
         gw_held_call *h = list;
@@ -833,6 +1019,14 @@ static void *worker_main(void *arg)
     /* Leaving on error: close what is left. */
     while (w->conns != NULL) conn_close(w->conns, NULL);
     held_wait(w);
+    /* No more connections handed over: close any that were. */
+    TSR_ASSERT(pthread_mutex_lock(&w->held_lock) == 0);
+    w->inbox_closed = true;
+    gw_incoming *incoming = w->inbox;
+    w->inbox = NULL;
+    (void)pthread_mutex_unlock(&w->held_lock);
+    w->stopping = true;
+    inbox_adopt(w, incoming);
     free_zombies(w);
     if (s->cfg.worker_fini != NULL && w->state != NULL) s->cfg.worker_fini(w->state);
     w->state = NULL;
@@ -850,8 +1044,11 @@ static int listen_socket(const struct addrinfo *ai, uint16_t port, int *out)
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     TSR_ENSURE(fd >= 0, TSR_E_IO, "socket: %s", strerror(errno));
     int one = 1;
+    /* TCP_NODELAY here: accepted sockets inherit it (one setsockopt per
+     * listener, not per connection). */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
         int e = errno;
         close(fd);
         return TSR_FAIL(TSR_E_IO, "setsockopt: %s", strerror(e));
@@ -903,6 +1100,7 @@ static int worker_setup(gw_server *s, gw_loop *w, const struct addrinfo *ai)
                    "epoll_ctl: %s", strerror(errno));
         w->unix_registered = true;
     }
+    TSR_ENSURE((w->out = malloc(GW_OUT_BUF)) != NULL, TSR_E_INTERNAL, "out of memory");
     TSR_ENSURE((w->held_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0, TSR_E_IO,
                "eventfd: %s", strerror(errno));
     TSR_GUARD(epoll_add(w->epfd, w->held_efd, TAG_HELD));
@@ -1150,6 +1348,7 @@ void gw_server_free(gw_server *s)
         if (w->tfd >= 0) close(w->tfd);
         if (w->epfd >= 0) close(w->epfd);
         if (w->held_efd >= 0) close(w->held_efd);
+        free(w->out);
         TSR_ASSERT(w->held_done == NULL);
         if (w->held_lock_ready) pthread_mutex_destroy(&w->held_lock);
     }

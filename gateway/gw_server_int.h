@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "gw_server.h"
@@ -37,12 +38,17 @@ typedef struct gw_conn {
 
     /* HTTP/2 */
     nghttp2_session *h2;
+    bool h2_creating;              /* inside nghttp2_session_server_new3 (gw_h2.c) */
+    void *h2_framebuf, *h2_map;    /* nghttp2's page-placed buffers (gw_h2_park) */
+    bool parked;                   /* idle: gw_h2_park ran, out freed (gw_server.c) */
+    bool counted;                  /* in w->load (gw_server.c, "Balancing") */
     gw_stream *streams;            /* live streams (gw_h2.c) */
     size_t rx_budget;              /* bytes of partial request messages still allowed */
     size_t tx_pending;             /* bytes of answers submitted, not yet sent (gw_h2.c) */
     uint32_t goaway_error;         /* HTTP/2 error code of our GOAWAY (0 = NO_ERROR) */
 
-    /* TLS plaintext produced by nghttp2, not yet accepted by SSL_write.
+    /* TLS plaintext produced by nghttp2 that SSL_write did not take yet
+     * (TCP was full); NULL when nothing waits (gw_server.c, "Output").
      * Bounded: we pull from nghttp2 only while it holds < GW_OUT_HIGH_WATER. */
     uint8_t *out;
     size_t out_off, out_len, out_cap;
@@ -68,6 +74,14 @@ struct gw_held_call {
     gw_held_call *next;
 };
 
+/* A connection accepted by another worker and handed to this one
+ * (gw_server.c, "Balancing"). */
+typedef struct gw_incoming {
+    int fd;
+    struct sockaddr_storage ss;
+    struct gw_incoming *next;
+} gw_incoming;
+
 /* One worker thread: its event loop and the connections it owns. */
 struct gw_loop {
     gw_server *s;
@@ -82,6 +96,7 @@ struct gw_loop {
     size_t n_conns;
     gw_conn *zombies;              /* closed during this epoll batch, freed after it */
     gw_conn *again;
+    uint8_t *out;                  /* the output buffer of all its connections (gw_server.c) */
     bool stopping;
     int64_t drain_deadline_ms;
     int64_t last_limit_log_ms;
@@ -93,6 +108,13 @@ struct gw_loop {
     bool held_lock_ready;
     gw_held_call *held_done;
     size_t n_held;
+    /* Balancing: the open connections this worker serves, plus those handed
+     * to it and not yet adopted (read by the others); the connections handed
+     * to it, under held_lock and signalled on held_efd; inbox_closed once
+     * the worker has exited. */
+    atomic_uint load;
+    gw_incoming *inbox;
+    bool inbox_closed;
 };
 
 struct gw_server {
@@ -143,6 +165,10 @@ void gw_h2_credentials_ended(gw_conn *c, const char *why);
 void gw_h2_goaway(gw_conn *c, const char *why);  /* GOAWAY(c->goaway_error, last stream) */
 bool gw_h2_done(gw_conn *c);                      /* nghttp2 wants neither read nor write */
 bool gw_h2_idle(const gw_conn *c);                /* no live stream */
+/* An idle connection's session gives back the pages of its output frame
+ * buffer and (when empty) of its stream map; false when it is not idle
+ * (a stream is open or something is left to send). */
+bool gw_h2_park(gw_conn *c);
 void gw_h2_free(gw_conn *c);                      /* streams (close()), session */
 /* Worker thread: send a completed held call's answer if its stream still
  * waits, free h. Returns the connection to flush, or NULL. */

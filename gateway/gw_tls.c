@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ca_pem.h"
+#include "gw_tls_libctx.h"
 
 /* TLS 1.2: forward secrecy (ECDHE) and AEAD only. TLS 1.3 suites are all
  * AEAD; OpenSSL's default list is kept. */
@@ -138,8 +139,10 @@ int gw_tls_ctx_new(const gw_tls_config *cfg, SSL_CTX **out)
     TSR_TRY_ENSURE(cfg != NULL && cfg->cert_file != NULL && cfg->key_file != NULL &&
                        cfg->client_trust != NULL,
                    TSR_E_INPUT, "TLS config needs cert_file, key_file and client_trust");
-    TSR_TRY_ENSURE((ctx = SSL_CTX_new(TLS_server_method())) != NULL, TSR_E_INTERNAL,
-                   "SSL_CTX_new failed");
+    OSSL_LIB_CTX *libctx = NULL;
+    TSR_TRY(gw_tls_libctx(&libctx));
+    TSR_TRY_ENSURE((ctx = SSL_CTX_new_ex(libctx, NULL, TLS_server_method())) != NULL,
+                   TSR_E_INTERNAL, "SSL_CTX_new failed");
 
     TSR_TRY_OSSL(SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION), TSR_E_INTERNAL,
                  "cannot set the minimum TLS version");
@@ -163,6 +166,10 @@ int gw_tls_ctx_new(const gw_tls_config *cfg, SSL_CTX **out)
      * buffer; release buffers so idle connections stay small. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* Read what TCP has, not a record header and then its body: one read(2)
+     * for the records that arrived together instead of two per record (the
+     * transport handles all buffered input: SSL_has_pending). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_max_cert_list(ctx, GW_TLS_MAX_CERT_LIST);
 
     /* Server certificate chain and key, read with the bounded PEM loaders. */

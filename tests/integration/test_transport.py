@@ -392,6 +392,28 @@ def test_echo_shows_principal(server):
         assert unary(ch, ECHO, b"x").startswith(b"kind=anonymous name= serial=\n")
 
 
+# An idle connection is parked after GW_PARK_AFTER_MS (1 s) without I/O, at
+# the next 250 ms tick: its HTTP/2 session gives back the pages of its frame
+# buffer and stream map (gateway/gw_h2.c). Waking it must change nothing.
+PARKED_AFTER_S = 1.0 + 0.25 + 0.5
+
+
+def test_parked_connection_answers_exactly(server):
+    alice = server.pki.alice
+    head = f"kind=user name=alice serial={alice.serial_hex}\n".encode()
+    sizes = (0, 1, 4000, 16384 - len(head) - 5, 40000, MAX_MSG - len(head))
+    with channel(server, alice) as ch:
+        for cycle in range(3):
+            payloads = [os.urandom(n) for n in sizes]
+            # one after the other, then all at once on the same connection
+            for p in payloads:
+                assert unary(ch, ECHO, p) == head + p
+            calls = [ch.unary_unary(ECHO).future(p, timeout=10) for p in payloads]
+            assert [c.result() for c in calls] == [head + p for p in payloads]
+            time.sleep(PARKED_AFTER_S)
+        assert unary(ch, ECHO, b"last") == head + b"last"
+
+
 def test_foreign_ca_cert_completes_handshake_unauthenticated(server):
     m = server.pki.mallory
     with channel(server, m) as ch:

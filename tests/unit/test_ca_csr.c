@@ -9,6 +9,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
+#include <openssl/pem.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -414,7 +415,7 @@ static void test_key_built_without_decoder(void **state)
         assert_int_equal(EVP_PKEY_eq(got, key), 1);
         X509 *cert = NULL;
         assert_int_equal(ca_sign_csr_unparsed(g_issuing, d.data, d.len, SANDBOX_ID, 3600, 0,
-                                              &cert),
+                                              &cert, NULL, NULL),
                          0);
         unsigned char *a = NULL, *b = NULL;
         int la = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &a);
@@ -647,13 +648,30 @@ static void test_unparsed_issuance_matches(void **state)
         der d = make_csr(key, &o);
         int64_t now = tsr_now_unix();
         X509 *fast = NULL;
-        if (ca_sign_csr_unparsed(g_issuing, d.data, d.len, SANDBOX_ID, 3600, now, &fast) != 0)
+        uint8_t *fast_der = NULL;
+        size_t fast_len = 0;
+        if (ca_sign_csr_unparsed(g_issuing, d.data, d.len, SANDBOX_ID, 3600, now, &fast,
+                                 &fast_der, &fast_len) != 0)
             fail_msg("unparsed: %s", tsr_errmsg());
         unsigned char *enc = NULL;
         int n = i2d_X509(fast, &enc);
         assert_true(n > 0);
+        /* The DER handed back is the certificate's encoding, its signature
+         * verifies with the issuer's key, and its PEM is ca_cert_to_pem's. */
+        assert_int_equal(fast_len, (size_t)n);
+        assert_memory_equal(fast_der, enc, (size_t)n);
         X509 *cert = NULL;
-        assert_int_equal(ca_cert_from_der(enc, (size_t)n, &cert), 0);
+        assert_int_equal(ca_cert_from_der(fast_der, fast_len, &cert), 0);
+        assert_int_equal(X509_verify(cert, X509_get0_pubkey(g_issuing->cert)), 1);
+        char *pem_a = NULL, *pem_b = NULL;
+        size_t pem_la = 0, pem_lb = 0;
+        assert_int_equal(ca_cert_der_to_pem(fast_der, fast_len, &pem_a, &pem_la), 0);
+        assert_int_equal(ca_cert_to_pem(cert, &pem_b, &pem_lb), 0);
+        assert_int_equal(pem_la, pem_lb);
+        assert_string_equal(pem_a, pem_b);
+        free(pem_a);
+        free(pem_b);
+        OPENSSL_free(fast_der);
         assert_leaf_only_caller_identity(cert, SANDBOX_ID, key);
         /* The same SubjectPublicKeyInfo as the re-parsed path puts there. */
         X509 *slow = NULL;
@@ -698,6 +716,34 @@ static int teardown(void **state)
     return 0;
 }
 
+/* ca_cert_der_to_pem lays the text out exactly as PEM_write_bio does, for
+ * every length (lines of 64, the last one short, one newline each). */
+static void test_der_to_pem_layout(void **state)
+{
+    (void)state;
+    uint8_t data[300];
+    assert_int_equal(RAND_bytes(data, sizeof data), 1);
+    for (size_t n = 1; n <= sizeof data; n++) {
+        char *pem = NULL;
+        size_t len = 0;
+        assert_int_equal(ca_cert_der_to_pem(data, n, &pem, &len), 0);
+        BIO *b = BIO_new(BIO_s_mem());
+        assert_non_null(b);
+        assert_true(PEM_write_bio(b, "CERTIFICATE", "", data, (long)n) > 0);
+        char *want = NULL;
+        long wl = BIO_get_mem_data(b, &want);
+        assert_int_equal(len, (size_t)wl);
+        assert_memory_equal(pem, want, len);
+        assert_int_equal(pem[len], '\0');
+        BIO_free(b);
+        free(pem);
+    }
+    char *pem = NULL;
+    size_t len = 0;
+    assert_int_equal(ca_cert_der_to_pem(data, 0, &pem, &len), -1);
+    assert_int_equal(ca_cert_der_to_pem(data, CA_CERT_MAX_DER + 1, &pem, &len), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -714,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_csr_extensions_and_subject_never_copied),
         cmocka_unit_test(test_accepted_keys),
         cmocka_unit_test(test_unparsed_issuance_matches),
+        cmocka_unit_test(test_der_to_pem_layout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

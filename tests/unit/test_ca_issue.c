@@ -440,17 +440,35 @@ static void test_leaf_refusals(void **state)
     X509_free(cert);
     cert = NULL;
 
-    /* Another trust domain through the name-constrained issuing CA. */
-    req.spiffe_id = "spiffe://other.td/sandbox/0f8e6c4a-3b1d-4e2f-9a7c-5d6e7f809a1b";
-    assert_int_equal(ca_issue_leaf(p.issuing, &req, &cert), -1);
-    assert_int_equal(tsr_errcat(), TSR_E_INPUT);
-    assert_err_contains("outside the issuing CA's name constraints");
-    /* ... and a subdomain of it, or a suffix match, are also outside. */
-    req.spiffe_id = "spiffe://sub." TD "/user/x";
-    assert_int_equal(ca_issue_leaf(p.issuing, &req, &cert), -1);
-    req.spiffe_id = "spiffe://x" TD "/user/x";
-    assert_int_equal(ca_issue_leaf(p.issuing, &req, &cert), -1);
-    assert_null(cert);
+    /* Another trust domain through the name-constrained issuing CA, and a
+     * subdomain of it, or a suffix match: outside, with the same refusal
+     * whether the leaf is re-parsed or checked on a probe before signing
+     * (unparsed). */
+    static const char *const outside[] = {
+        "spiffe://other.td/sandbox/0f8e6c4a-3b1d-4e2f-9a7c-5d6e7f809a1b",
+        "spiffe://sub." TD "/user/x",
+        "spiffe://x" TD "/user/x",
+    };
+    for (int unparsed = 0; unparsed < 2; unparsed++) {
+        req.unparsed = unparsed;
+        for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+            req.spiffe_id = outside[i];
+            assert_int_equal(ca_issue_leaf(p.issuing, &req, &cert), -1);
+            assert_int_equal(tsr_errcat(), TSR_E_INPUT);
+            char want[300];
+            snprintf(want, sizeof want,
+                     "%s is outside the issuing CA's name constraints (permitted subtree "
+                     "violation)",
+                     outside[i]);
+            assert_string_equal(tsr_errmsg(), want);
+            assert_null(cert);
+        }
+        req.spiffe_id = USER_ID;   /* inside: issued on both paths */
+        assert_int_equal(ca_issue_leaf(p.issuing, &req, &cert), 0);
+        X509_free(cert);
+        cert = NULL;
+    }
+    req.unparsed = false;
 
     /* TTL, keys, DNS names, IPs. */
     req.spiffe_id = USER_ID;

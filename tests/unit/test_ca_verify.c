@@ -900,13 +900,13 @@ static void *verify_thread(void *p)
     return NULL;
 }
 
-static void test_shared_trust_threads(void **state)
+static void shared_trust_threads(size_t cache)
 {
-    (void)state;
     struct world w;
     struct built b;
     world_default(&w, NOW, SANDBOX_URI);
     build(&w, &b);
+    if (cache > 0) assert_int_equal(ca_trust_enable_cache(b.trust, cache), 0);
     pthread_t th[4];
     struct thread_arg args[4];
     for (int i = 0; i < 4; i++) {
@@ -917,6 +917,191 @@ static void test_shared_trust_threads(void **state)
         assert_int_equal(pthread_join(th[i], NULL), 0);
         assert_int_equal(args[i].ok, 1);
     }
+    if (cache > 0) {
+        size_t entries = 0;
+        uint64_t hits = 0;
+        ca_trust_cache_stats(b.trust, &entries, &hits);
+        /* 4 x 50 accepted calls; only those racing the first insert miss. */
+        assert_int_equal(entries, 1);
+        assert_true(hits >= 200 - 4 && hits <= 200 - 1);
+    }
+    built_free(&b);
+}
+
+static void test_shared_trust_threads(void **state)
+{
+    (void)state;
+    shared_trust_threads(0);
+}
+
+/* The same with kept verifications: the kind refusal is never answered
+ * from them. */
+static void test_shared_trust_threads_cached(void **state)
+{
+    (void)state;
+    shared_trust_threads(64);
+}
+
+/* ---- verified chains (ca_trust_enable_cache) ------------------------------------------ */
+
+static void enable_cache(struct built *b, size_t entries)
+{
+    int rc = ca_trust_enable_cache(b->trust, entries);
+    if (rc != 0) print_error("ca_trust_enable_cache: %s\n", tsr_errmsg());
+    assert_int_equal(rc, 0);
+}
+
+static uint64_t cache_hits(const struct built *b)
+{
+    size_t entries = 0;
+    uint64_t hits = 0;
+    ca_trust_cache_stats(b->trust, &entries, &hits);
+    return hits;
+}
+
+/* A copy of `x` parsed from its DER with one bit of its signature flipped. */
+static X509 *with_flipped_signature(X509 *x)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    assert_true(len > 10);
+    der[len - 1] ^= 0x01;   /* the last byte is the signature's */
+    const unsigned char *p = der;
+    X509 *y = d2i_X509(NULL, &p, len);
+    OPENSSL_free(der);
+    assert_non_null(y);
+    return y;
+}
+
+/* A kept verification answers only byte-for-byte the same question, inside
+ * the chain's validity; everything else is verified in full and refused or
+ * accepted with the same reason and result as without the cache. */
+static void test_verified_chain_cache(void **state)
+{
+    (void)state;
+    struct world w;
+    struct built b;
+    enum ca_verify_reason reason;
+    ca_peer first, again;
+
+    world_default(&w, NOW, SANDBOX_URI); /* leaf notBefore NOW-60, notAfter NOW+3600 */
+    build(&w, &b);
+    enable_cache(&b, 64);
+    assert_int_equal(verify(&w, &b, &reason, &first), 0);
+    assert_int_equal(cache_hits(&b), 0);
+    assert_int_equal(verify(&w, &b, &reason, &again), 0);
+    assert_int_equal(cache_hits(&b), 1);
+    assert_int_equal(reason, CA_VERIFY_OK);
+    assert_memory_equal(&first, &again, sizeof first);
+    int64_t chain_na = w.leaf.not_after;
+    if (w.issuing.not_after < chain_na) chain_na = w.issuing.not_after;
+    if (w.root.not_after < chain_na) chain_na = w.root.not_after;
+    check_peer(&b, &again, &w.leaf, chain_na);
+    /* The anchor is the root the chain was verified to. */
+    unsigned char root_sha[32];
+    unsigned int n = 0;
+    assert_int_equal(X509_digest(b.root, EVP_sha256(), root_sha, &n), 1);
+    assert_memory_equal(again.anchor_sha256, root_sha, sizeof root_sha);
+
+    /* The validity window, at its edges: the same refusals as without it. */
+    w.now = NOW + 3599;
+    assert_int_equal(verify(&w, &b, &reason, &again), 0);
+    assert_int_equal(cache_hits(&b), 2);
+    w.now = NOW + 3600;
+    assert_int_equal(verify(&w, &b, &reason, &again), -1);
+    assert_int_equal(reason, CA_VERIFY_EXPIRED);
+    assert_contains(tsr_errmsg(), "expired: leaf at depth 0 has expired", "expired, cached");
+    w.now = NOW - 61;
+    assert_int_equal(verify(&w, &b, &reason, &again), -1);
+    assert_int_equal(reason, CA_VERIFY_NOT_YET_VALID);
+    assert_int_equal(cache_hits(&b), 2);
+    w.now = NOW;
+
+    /* Another expected kind or purpose is another question. */
+    w.expect = CA_KIND_USER;
+    assert_int_equal(verify(&w, &b, &reason, &again), -1);
+    assert_int_equal(reason, CA_VERIFY_WRONG_KIND);
+    w.expect = CA_KIND_NONE;
+    w.purpose = CA_PURPOSE_SERVER;   /* the leaf has both EKUs: verified in full, kept apart */
+    assert_int_equal(verify(&w, &b, &reason, &again), 0);
+    assert_int_equal(cache_hits(&b), 2);
+    w.purpose = CA_PURPOSE_CLIENT;
+
+    /* The same leaf without its intermediate: no chain to the bundle. */
+    STACK_OF(X509) *sent = b.untrusted;
+    b.untrusted = NULL;
+    assert_int_equal(verify(&w, &b, &reason, &again), -1);
+    assert_int_equal(reason, CA_VERIFY_UNKNOWN_ISSUER);
+    b.untrusted = sent;
+
+    /* The same TBS with a changed signature: verified, and refused. */
+    X509 *good = b.leaf;
+    b.leaf = with_flipped_signature(good);
+    assert_int_equal(verify(&w, &b, &reason, &again), -1);
+    assert_int_equal(reason, CA_VERIFY_BAD_SIGNATURE);
+    X509_free(b.leaf);
+    /* ... and an intermediate with a changed signature, the leaf unchanged. */
+    b.leaf = good;
+    X509 *bad_issuing = with_flipped_signature(sk_X509_value(b.untrusted, 0));
+    STACK_OF(X509) *bad = sk_X509_new_null();
+    assert_non_null(bad);
+    assert_true(sk_X509_push(bad, bad_issuing) > 0);
+    b.untrusted = bad;
+    assert_int_equal(verify(&w, &b, &reason, &again), -1);
+    assert_int_equal(reason, CA_VERIFY_BAD_SIGNATURE);
+    b.untrusted = sent;
+    sk_X509_pop_free(bad, X509_free);
+    assert_int_equal(cache_hits(&b), 2);
+
+    /* Another trust (another bundle) has its own, empty cache: the same
+     * certificates against a bundle without their root are refused. */
+    struct world w2 = w;
+    w2.trust_other_root = 1;
+    ca_trust *kept = b.trust;
+    b.trust = trust_of(b.other_root, TD);
+    enable_cache(&b, 64);
+    assert_int_equal(verify(&w2, &b, &reason, &again), -1);
+    assert_int_equal(reason, CA_VERIFY_UNKNOWN_ISSUER);
+    ca_trust_free(b.trust);
+    b.trust = kept;
+
+    /* Still answered from the cache, unchanged. */
+    assert_int_equal(verify(&w, &b, &reason, &again), 0);
+    assert_memory_equal(&first, &again, sizeof first);
+    assert_int_equal(cache_hits(&b), 3);
+    built_free(&b);
+}
+
+/* Bounded: more distinct leaves than entries; the least recently used go. */
+static void test_verified_chain_cache_bounded(void **state)
+{
+    (void)state;
+    struct world w;
+    struct built b;
+    enum ca_verify_reason reason;
+    ca_peer peer;
+    world_default(&w, NOW, SANDBOX_URI);
+    build(&w, &b);
+    enable_cache(&b, 16);   /* one per shard */
+    X509 *first = b.leaf;
+    assert_int_equal(verify(&w, &b, &reason, &peer), 0);
+    for (int i = 0; i < 40; i++) {
+        EVP_PKEY *k = tu_key_new();
+        assert_non_null(k);
+        b.leaf = tu_forge(&w.leaf, k, b.issuing, b.issuing_key);
+        assert_non_null(b.leaf);
+        assert_int_equal(verify(&w, &b, &reason, &peer), 0);
+        assert_int_equal(verify(&w, &b, &reason, &peer), 0);
+        X509_free(b.leaf);
+        EVP_PKEY_free(k);
+    }
+    size_t entries = 0;
+    uint64_t hits = 0;
+    ca_trust_cache_stats(b.trust, &entries, &hits);
+    assert_true(entries <= 16);
+    assert_int_equal(hits, 40);
+    b.leaf = first;
+    assert_int_equal(verify(&w, &b, &reason, &peer), 0);
     built_free(&b);
 }
 
@@ -951,6 +1136,9 @@ int main(void)
         cmocka_unit_test(test_verification_time),
         cmocka_unit_test(test_bundle_two_roots_and_file),
         cmocka_unit_test(test_shared_trust_threads),
+        cmocka_unit_test(test_shared_trust_threads_cached),
+        cmocka_unit_test(test_verified_chain_cache),
+        cmocka_unit_test(test_verified_chain_cache_bounded),
         cmocka_unit_test(test_reason_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
