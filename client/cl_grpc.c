@@ -22,7 +22,7 @@
 
 #include "cl_internal.h"
 #include "cl_proto.h"
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 #include "tsr_time.h"
 
 #define CL_MAX_HEADER_BYTES (64 * 1024)  /* response header list, per stream */

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 
 #define CL_UNIX_PATH_MAX 107   /* sizeof(sun_path) - 1 */
 #define CL_HOST_NAME_MAX 253

@@ -20,23 +20,23 @@ shift
 # lies behind it).
 declare -A SOURCES=(
   [spiffe]="ca/ca_spiffe.c"
-  [x509_peer]="ca/ca_verify.c gateway/gw_principal.c"
+  [x509_peer]="ca/ca_verify.c gateway/identity/gw_principal.c"
   [csr]="ca/ca_csr.c ca/ca_issue.c"
-  [grpc_deframe]="gateway/gw_grpc.c"
-  [protobuf]="gateway/gw_policy.c"
-  [config]="gateway/gw_config.c"
-  [policy]="gateway/gw_policy.c"
+  [grpc_deframe]="grpc/grpc_frame.c"
+  [protobuf]="policy/pol_policy.c"
+  [config]="gateway/ops/gw_config.c"
+  [policy]="policy/pol_policy.c"
   [pem_bundle]="ca/ca_pem.c ca/ca_key.c"
-  [keyring]="gateway/gw_secretbox.c"
-  [h2_session]="gateway/gw_h2.c gateway/gw_forward.c"
-  [rpc]="gateway/gw_rpc_sandbox.c gateway/gw_rpc_cert.c gateway/gw_rpc_config.c gateway/gw_rpc_logs.c gateway/gw_authz.c"
-  [forward]="gateway/gw_forward.c"
+  [keyring]="gateway/store/gw_secretbox.c"
+  [h2_session]="gateway/transport/gw_h2.c gateway/identity/gw_forward.c"
+  [rpc]="gateway/rpc/gw_rpc_sandbox.c gateway/rpc/gw_rpc_cert.c gateway/rpc/gw_rpc_config.c gateway/rpc/gw_rpc_logs.c gateway/identity/gw_authz.c"
+  [forward]="gateway/identity/gw_forward.c"
   [client]="client/cl_grpc.c client/cl_proto.c supervisor/sup_gateway.c supervisor/sup_rotate.c supervisor/sup_workload.c"
   [docker]="drivers/docker/drv_docker.c"
   [qmp]="drivers/vm/drv_vm.c"
   [sup_logs]="supervisor/sup_logs.c"
   [cli]="cli/cli_main.c cli/cli_sandbox.c cli/cli_misc.c"
-  [crl_number]="gateway/gw_crl.c"
+  [crl_number]="gateway/identity/gw_crl.c"
 )
 
 # The functions each harness is about (static ones by name too).

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz.h"
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 
 static const uint32_t MAX_MESSAGE[] = {0, 1, 5, 100, 16384, 16385, 40000, 1u << 20};
 static const size_t BUDGET[] = {0, 10, 16384, 20000, 65536, 1u << 20, 4u << 20, 64u << 20};

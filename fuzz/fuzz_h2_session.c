@@ -41,7 +41,7 @@
 #include "gw_app.h"
 #include "gw_authz.h"
 #include "gw_forward.h"
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 #include "gw_health.h"
 #include "gw_rpcs.h"
 #include "gw_server_int.h"

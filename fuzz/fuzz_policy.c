@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz.h"
-#include "gw_policy.h"
+#include "pol_policy.h"
 
 static const char *const DOMAINS[] = {"filesystem", "network", "process", "inference",
                                       "Network", "", "network ", "filesystem\n"};

@@ -12,7 +12,7 @@
 #include "ca_spiffe.h"
 #include "fuzz/fuzz.h"
 #include "grpc/health/v1/health.pb-c.h"
-#include "gw_policy.h"
+#include "pol_policy.h"
 #include "gw_rpcs.h"
 #include "tessera/v1/gateway.pb-c.h"
 

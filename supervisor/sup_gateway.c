@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw_policy.h"
+#include "pol_policy.h"
 #include "tessera/v1/gateway.pb-c.h"
 #include "tsr_yaml.h"
 

@@ -11,7 +11,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "cl_proto.h"
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 
 /* ---- cl_addr_parse -------------------------------------------------------- */
 

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 
 #define MAXMSG 65536u
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "gw_policy.h"
+#include "pol_policy.h"
 #include "tsr_fs.h"
 
 static const char full_policy[] =

@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 #include "gw_server_int.h"
 #include "tsr_time.h"
 

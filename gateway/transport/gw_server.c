@@ -69,7 +69,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 #include "gw_server_int.h"
 #include "gw_tls.h"
 #include "tsr_time.h"

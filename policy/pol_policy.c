@@ -1,4 +1,4 @@
-#include "gw_policy.h"
+#include "pol_policy.h"
 
 #include <arpa/inet.h>
 #include <stdbool.h>

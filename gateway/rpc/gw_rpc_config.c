@@ -8,7 +8,7 @@
 #include "gw_audit.h"
 #include "gw_config.h"
 #include "gw_handler.h"
-#include "gw_policy.h"
+#include "pol_policy.h"
 #include "gw_rpcs.h"
 #include "tsr_time.h"
 

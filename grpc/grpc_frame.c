@@ -1,4 +1,4 @@
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 
 #include <stdarg.h>
 #include <stdio.h>
