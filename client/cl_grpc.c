@@ -46,7 +46,7 @@ struct cl_stream {
     bool eof_requested;      /* half-close once sbuf is drained */
     bool deferred;           /* the data provider is waiting for data */
     /* Response. */
-    gw_deframer df;
+    grpc_deframer df;
     uint8_t *msg;            /* the (first) complete response message */
     size_t msg_len;
     cl_resp resp;
@@ -402,7 +402,7 @@ static void stream_status(cl_stream *s, cl_status *st)
         *st = s->conn->dead ? s->conn->dead_st : (cl_status){GW_STATUS_INTERNAL, "stream not finished"};
         return;
     }
-    if (!gw_deframer_idle(&s->df)) s->resp.truncated = true;
+    if (!grpc_deframer_idle(&s->df)) s->resp.truncated = true;
     cl_resp_status(&s->resp, true, st);
     if (st->code == GW_STATUS_UNAVAILABLE && s->resp.reset &&
         s->resp.reset_code == NGHTTP2_REFUSED_STREAM && s->conn->goaway)
@@ -425,7 +425,7 @@ static void stream_free(cl_stream *s)
     flush_nonblocking(c);
     secret_free(s->sbuf, s->slen);
     free(s->msg);
-    gw_deframer_free(&s->df);
+    grpc_deframer_free(&s->df);
     c->open_streams--;
     s->magic = 0;
     free(s);
@@ -467,7 +467,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         if (code >= 200) s->resp.http_status = code;
     } else if (name_is(name, namelen, "content-type")) {
         s->resp.content_type_seen = true;
-        s->resp.content_type_ok = gw_grpc_content_type_ok(v, valuelen);
+        s->resp.content_type_ok = grpc_content_type_ok(v, valuelen);
     } else if (ends && name_is(name, namelen, "grpc-status")) {
         s->resp.have_grpc_status = true;
         int code = 0;
@@ -494,9 +494,9 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     while (off < len) {
         size_t used = 0, mlen = 0;
         const uint8_t *m = NULL;
-        enum gw_deframe_result r = gw_deframer_feed(&s->df, data + off, len - off, &used, &m, &mlen);
+        enum grpc_deframe_result r = grpc_deframer_feed(&s->df, data + off, len - off, &used, &m, &mlen);
         off += used;
-        if (r == GW_DEFRAME_ERROR) {
+        if (r == GRPC_DEFRAME_ERROR) {
             if (s->df.err == GW_STATUS_UNIMPLEMENTED)
                 stream_abort(s, GW_STATUS_INTERNAL, "compressed response (not supported)");
             else if (s->df.err == GW_STATUS_RESOURCE_EXHAUSTED)
@@ -506,14 +506,14 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
                 stream_abort(s, s->df.err, "bad response framing: %s", s->df.errmsg);
             return 0;
         }
-        if (r == GW_DEFRAME_MORE) break;
+        if (r == GRPC_DEFRAME_MORE) break;
         s->resp.messages++;
         if (s->resp.messages > 1) {
             stream_abort(s, GW_STATUS_INTERNAL, "more than one response message");
             return 0;
         }
         size_t charged = 0;
-        s->msg = gw_deframer_take(&s->df, &charged);
+        s->msg = grpc_deframer_take(&s->df, &charged);
         s->msg_len = mlen;
     }
     return 0;
@@ -957,8 +957,8 @@ const ca_peer *cl_conn_peer(const cl_conn *c)
 
 int cl_conn_set_max_response(cl_conn *c, uint32_t max_bytes)
 {
-    TSR_ENSURE(max_bytes >= 1 && max_bytes <= GW_GRPC_MAX_MESSAGE_LIMIT, TSR_E_INPUT,
-               "max response size must be 1..%u bytes", GW_GRPC_MAX_MESSAGE_LIMIT);
+    TSR_ENSURE(max_bytes >= 1 && max_bytes <= GRPC_MAX_MESSAGE_LIMIT, TSR_E_INPUT,
+               "max response size must be 1..%u bytes", GRPC_MAX_MESSAGE_LIMIT);
     c->max_response = max_bytes;
     return 0;
 }
@@ -1011,7 +1011,7 @@ static int stream_start(cl_conn *c, const char *path, int64_t timeout_ms, uint8_
     s->slen = slen;
     s->eof_requested = eof;
     s->timeout_ms = timeout_ms;
-    gw_deframer_init(&s->df, c->max_response, NULL);
+    grpc_deframer_init(&s->df, c->max_response, NULL);
     c->open_streams++;
 
     char tmo[16] = "";
@@ -1061,15 +1061,15 @@ int cl_unary(cl_conn *c, const char *path, const uint8_t *req, size_t req_len, i
         return fail_status(st, GW_STATUS_RESOURCE_EXHAUSTED,
                            "request message of %zu bytes is over the %u byte limit", req_len,
                            CL_MAX_REQUEST);
-    uint8_t *buf = malloc(GW_GRPC_PREFIX_LEN + req_len);
+    uint8_t *buf = malloc(GRPC_PREFIX_LEN + req_len);
     if (buf == NULL) return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
-    if (gw_grpc_frame_prefix(req_len, buf) != 0) {
+    if (grpc_frame_prefix(req_len, buf) != 0) {
         free(buf);
         return fail_status(st, GW_STATUS_INTERNAL, "%s", tsr_errmsg());
     }
-    if (req_len > 0) memcpy(buf + GW_GRPC_PREFIX_LEN, req, req_len);
+    if (req_len > 0) memcpy(buf + GRPC_PREFIX_LEN, req, req_len);
     cl_stream *s = NULL;
-    if (stream_start(c, path, timeout_ms, buf, GW_GRPC_PREFIX_LEN + req_len, true, &s, st) != 0)
+    if (stream_start(c, path, timeout_ms, buf, GRPC_PREFIX_LEN + req_len, true, &s, st) != 0)
         return -1;
     stream_pump(s, stream_done);
     stream_status(s, st);
@@ -1189,16 +1189,16 @@ int cl_stream_send(cl_stream *s, const uint8_t *msg, size_t len, cl_status *st)
         *st = s->local_st;
         return finish_status(st);
     }
-    uint8_t *buf = malloc(GW_GRPC_PREFIX_LEN + len);
+    uint8_t *buf = malloc(GRPC_PREFIX_LEN + len);
     if (buf == NULL) return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
-    if (gw_grpc_frame_prefix(len, buf) != 0) {
+    if (grpc_frame_prefix(len, buf) != 0) {
         free(buf);
         return fail_status(st, GW_STATUS_INTERNAL, "%s", tsr_errmsg());
     }
-    if (len > 0) memcpy(buf + GW_GRPC_PREFIX_LEN, msg, len);
+    if (len > 0) memcpy(buf + GRPC_PREFIX_LEN, msg, len);
     secret_free(s->sbuf, s->slen);
     s->sbuf = buf;
-    s->slen = GW_GRPC_PREFIX_LEN + len;
+    s->slen = GRPC_PREFIX_LEN + len;
     s->soff = 0;
     if (s->deferred) {
         s->deferred = false;

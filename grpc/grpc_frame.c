@@ -11,24 +11,14 @@
 
 static const uint8_t empty_message[1];
 
-int gw_response_fail(gw_response *resp, enum gw_status status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(resp->message, sizeof resp->message, fmt, ap);
-    va_end(ap);
-    resp->status = status;
-    return -1;
-}
-
 /* ---- deframer ----------------------------------------------------------- */
 
-void gw_deframer_refund(size_t *budget, size_t charged)
+void grpc_deframer_refund(size_t *budget, size_t charged)
 {
     if (budget != NULL) *budget += charged;
 }
 
-void gw_deframer_init(gw_deframer *d, uint32_t max_message, size_t *budget)
+void grpc_deframer_init(grpc_deframer *d, uint32_t max_message, size_t *budget)
 {
     memset(d, 0, sizeof *d);
     d->max_message = max_message;
@@ -36,15 +26,15 @@ void gw_deframer_init(gw_deframer *d, uint32_t max_message, size_t *budget)
     d->err = GW_STATUS_OK;
 }
 
-static void release_buffer(gw_deframer *d)
+static void release_buffer(grpc_deframer *d)
 {
     free(d->buf);
-    gw_deframer_refund(d->budget, d->cap);
+    grpc_deframer_refund(d->budget, d->cap);
     d->buf = NULL;
     d->cap = 0;
 }
 
-static void next_message(gw_deframer *d)
+static void next_message(grpc_deframer *d)
 {
     release_buffer(d);
     d->have = 0;
@@ -53,7 +43,7 @@ static void next_message(gw_deframer *d)
     d->ready = false;
 }
 
-void gw_deframer_free(gw_deframer *d)
+void grpc_deframer_free(grpc_deframer *d)
 {
     release_buffer(d);
     d->have = 0;
@@ -61,9 +51,9 @@ void gw_deframer_free(gw_deframer *d)
     d->ready = false;
 }
 
-static enum gw_deframe_result fail(gw_deframer *d, enum gw_status st, const char *fmt, ...)
+static enum grpc_deframe_result fail(grpc_deframer *d, enum gw_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static enum gw_deframe_result fail(gw_deframer *d, enum gw_status st, const char *fmt, ...)
+static enum grpc_deframe_result fail(grpc_deframer *d, enum gw_status st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -71,11 +61,11 @@ static enum gw_deframe_result fail(gw_deframer *d, enum gw_status st, const char
     va_end(ap);
     d->err = st;
     release_buffer(d);
-    return GW_DEFRAME_ERROR;
+    return GRPC_DEFRAME_ERROR;
 }
 
 /* Make room for `need` bytes (need <= msg_len <= max_message). */
-static int grow(gw_deframer *d, size_t need)
+static int grow(grpc_deframer *d, size_t need)
 {
     if (need <= d->cap) return 0;
     size_t ncap = d->cap != 0 ? d->cap : DEFRAMER_FIRST_CHUNK;
@@ -91,25 +81,25 @@ static int grow(gw_deframer *d, size_t need)
     return 0;
 }
 
-enum gw_deframe_result gw_deframer_feed(gw_deframer *d, const uint8_t *in, size_t len,
+enum grpc_deframe_result grpc_deframer_feed(grpc_deframer *d, const uint8_t *in, size_t len,
                                         size_t *consumed, const uint8_t **msg,
                                         size_t *msg_len)
 {
     *consumed = 0;
     *msg = NULL;
     *msg_len = 0;
-    if (d->err != GW_STATUS_OK) return GW_DEFRAME_ERROR;
+    if (d->err != GW_STATUS_OK) return GRPC_DEFRAME_ERROR;
     if (d->ready) next_message(d);
 
     size_t off = 0;
-    if (d->hdr_have < GW_GRPC_PREFIX_LEN) {
-        size_t n = GW_GRPC_PREFIX_LEN - d->hdr_have;
+    if (d->hdr_have < GRPC_PREFIX_LEN) {
+        size_t n = GRPC_PREFIX_LEN - d->hdr_have;
         if (n > len) n = len;
         if (n > 0) memcpy(d->hdr + d->hdr_have, in, n);
         d->hdr_have = (uint8_t)(d->hdr_have + n);
         off = n;
         *consumed = off;
-        if (d->hdr_have < GW_GRPC_PREFIX_LEN) return GW_DEFRAME_MORE;
+        if (d->hdr_have < GRPC_PREFIX_LEN) return GRPC_DEFRAME_MORE;
 
         uint8_t flag = d->hdr[0];
         uint32_t mlen = (uint32_t)d->hdr[1] << 24 | (uint32_t)d->hdr[2] << 16 |
@@ -144,14 +134,14 @@ enum gw_deframe_result gw_deframer_feed(gw_deframer *d, const uint8_t *in, size_
         off += n;
     }
     *consumed = off;
-    if (d->have < d->msg_len) return GW_DEFRAME_MORE;
+    if (d->have < d->msg_len) return GRPC_DEFRAME_MORE;
     d->ready = true;
     *msg = d->buf != NULL ? d->buf : empty_message;
     *msg_len = d->msg_len;
-    return GW_DEFRAME_MESSAGE;
+    return GRPC_DEFRAME_MESSAGE;
 }
 
-uint8_t *gw_deframer_take(gw_deframer *d, size_t *charged)
+uint8_t *grpc_deframer_take(grpc_deframer *d, size_t *charged)
 {
     *charged = 0;
     if (!d->ready) return NULL;
@@ -163,11 +153,11 @@ uint8_t *gw_deframer_take(gw_deframer *d, size_t *charged)
     return p;
 }
 
-enum gw_status gw_deframer_finish(gw_deframer *d)
+enum gw_status grpc_deframer_finish(grpc_deframer *d)
 {
     if (d->err != GW_STATUS_OK) return d->err;
-    if (gw_deframer_idle(d)) return GW_STATUS_OK;
-    if (d->hdr_have < GW_GRPC_PREFIX_LEN)
+    if (grpc_deframer_idle(d)) return GW_STATUS_OK;
+    if (d->hdr_have < GRPC_PREFIX_LEN)
         (void)fail(d, GW_STATUS_INTERNAL, "truncated message prefix at end of stream (%u of 5 bytes)",
                    (unsigned)d->hdr_have);
     else
@@ -176,14 +166,14 @@ enum gw_status gw_deframer_finish(gw_deframer *d)
     return d->err;
 }
 
-bool gw_deframer_idle(const gw_deframer *d)
+bool grpc_deframer_idle(const grpc_deframer *d)
 {
     return d->ready || d->hdr_have == 0;
 }
 
 /* ---- framing ------------------------------------------------------------ */
 
-int gw_grpc_frame_prefix(size_t len, uint8_t out[GW_GRPC_PREFIX_LEN])
+int grpc_frame_prefix(size_t len, uint8_t out[GRPC_PREFIX_LEN])
 {
     TSR_ENSURE(len <= UINT32_MAX, TSR_E_LIMIT, "response message of %zu bytes too large", len);
     out[0] = 0;
@@ -196,7 +186,7 @@ int gw_grpc_frame_prefix(size_t len, uint8_t out[GW_GRPC_PREFIX_LEN])
 
 /* ---- headers ------------------------------------------------------------ */
 
-int gw_grpc_timeout_parse(const char *v, size_t len, int64_t *ms)
+int grpc_timeout_parse(const char *v, size_t len, int64_t *ms)
 {
     /* TimeoutValue = 1*8 DIGIT, TimeoutUnit = H / M / S / m / u / n */
     TSR_ENSURE(len >= 2 && len <= 9, TSR_E_INPUT, "grpc-timeout must be 1-8 digits and a unit");
@@ -217,7 +207,7 @@ int gw_grpc_timeout_parse(const char *v, size_t len, int64_t *ms)
     return 0;
 }
 
-bool gw_grpc_content_type_ok(const char *v, size_t len)
+bool grpc_content_type_ok(const char *v, size_t len)
 {
     static const char base[] = "application/grpc";
     const size_t blen = sizeof base - 1;
@@ -233,7 +223,7 @@ bool gw_grpc_content_type_ok(const char *v, size_t len)
 
 static const char hexdig[] = "0123456789ABCDEF";
 
-size_t gw_grpc_percent_encode(const char *in, size_t len, char *out, size_t cap)
+size_t grpc_percent_encode(const char *in, size_t len, char *out, size_t cap)
 {
     size_t o = 0;
     if (cap == 0) return 0;
@@ -261,7 +251,7 @@ static int hexval(char c)
     return -1;
 }
 
-size_t gw_grpc_percent_decode(const char *in, size_t len, char *out, size_t cap)
+size_t grpc_percent_decode(const char *in, size_t len, char *out, size_t cap)
 {
     size_t o = 0;
     if (cap == 0) return 0;
@@ -303,14 +293,14 @@ static const char *const status_names[] = {
 static const char *const status_codes[] = {"0", "1", "2",  "3",  "4",  "5",  "6",  "7", "8",
                                            "9", "10", "11", "12", "13", "14", "15", "16"};
 
-const char *gw_grpc_status_name(int status)
+const char *grpc_status_name(int status)
 {
     if (status < 0 || (size_t)status >= sizeof status_names / sizeof status_names[0])
         return "UNKNOWN";
     return status_names[status];
 }
 
-const char *gw_grpc_status_code_text(int status)
+const char *grpc_status_code_text(int status)
 {
     if (status < 0 || (size_t)status >= sizeof status_codes / sizeof status_codes[0])
         return "2";

@@ -18,10 +18,10 @@
 #define MAX_NAME_BYTES 64
 
 static const tsr_yaml_limits policy_limits = {
-    .max_input = GW_POLICY_MAX_BYTES,
+    .max_input = POL_MAX_BYTES,
     .max_depth = TSR_YAML_MAX_DEPTH,
     .max_nodes = TSR_YAML_MAX_NODES,
-    .max_scalar = GW_POLICY_MAX_BYTES,
+    .max_scalar = POL_MAX_BYTES,
 };
 
 #define KEYS(...) ((const char *const[]){__VA_ARGS__}), \
@@ -449,7 +449,7 @@ static const struct {
 };
 #define N_DOMAINS (sizeof domains / sizeof domains[0])
 
-int gw_policy_is_domain(const char *name)
+int pol_is_domain(const char *name)
 {
     if (name == NULL) return 0;
     for (size_t i = 0; i < N_DOMAINS; i++)
@@ -494,7 +494,7 @@ static int check_policy(const tsr_yaml_node *root)
     return 0;
 }
 
-int gw_policy_validate(const char *yaml, size_t len)
+int pol_validate(const char *yaml, size_t len)
 {
     tsr_yaml_doc *doc = NULL;
     TSR_GUARD(parse(yaml, len, &doc));
@@ -503,7 +503,7 @@ int gw_policy_validate(const char *yaml, size_t len)
     return rc;
 }
 
-int gw_policy_validate_domain(const char *domain, const char *yaml, size_t len)
+int pol_validate_domain(const char *domain, const char *yaml, size_t len)
 {
     size_t d = 0;
     while (d < N_DOMAINS && (domain == NULL || strcmp(domain, domains[d].name) != 0)) d++;

@@ -7,24 +7,24 @@
  * lists over their caps are refused with TSR_E_INPUT "policy:<line>: reason"
  * (or "policy: reason" for the document as a whole, e.g. "policy: empty
  * document"). */
-#ifndef GW_POLICY_H
-#define GW_POLICY_H
+#ifndef POL_POLICY_H
+#define POL_POLICY_H
 
 #include <stddef.h>
 
 #include "tsr_err.h"
 
-#define GW_POLICY_MAX_BYTES (64 * 1024)
+#define POL_MAX_BYTES (64 * 1024)
 
 /* A whole policy document (CreateSandbox, UpdateConfig). */
-TSR_WUR int gw_policy_validate(const char *yaml, size_t len);
+TSR_WUR int pol_validate(const char *yaml, size_t len);
 
 /* One chunk (SubmitPolicyAnalysis): the body of domain `domain`, i.e. what
  * would follow "network:" in a whole policy, e.g. "default: deny\nallow: []".
  * An unknown domain or an empty chunk is TSR_E_INPUT. */
-TSR_WUR int gw_policy_validate_domain(const char *domain, const char *yaml, size_t len);
+TSR_WUR int pol_validate_domain(const char *domain, const char *yaml, size_t len);
 
 /* 1 if `name` is one of filesystem, network, process, inference. */
-int gw_policy_is_domain(const char *name);
+int pol_is_domain(const char *name);
 
 #endif

@@ -154,14 +154,14 @@ static void submit_policy_analysis(const gw_call_ctx *ctx, const uint8_t *msg, s
     }
     for (size_t i = 0; i < req->n_chunks; i++) {
         Tessera__V1__PolicyChunk *c = req->chunks[i];
-        if (!gw_policy_is_domain(c->domain)) {
+        if (!pol_is_domain(c->domain)) {
             gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
                              "chunk %zu: unknown domain \"%.32s\" (filesystem, network, process, "
                              "inference)",
                              i, c->domain);
             goto out;
         }
-        if (gw_policy_validate_domain(c->domain, c->content, strlen(c->content)) != 0) {
+        if (pol_validate_domain(c->domain, c->content, strlen(c->content)) != 0) {
             gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "chunk %zu: %s", i, tsr_errmsg());
             goto out;
         }

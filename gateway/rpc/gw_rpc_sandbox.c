@@ -38,10 +38,10 @@ int gw_policy_check(const char *policy, gw_response *resp)
     if (policy == NULL || policy[0] == '\0')
         return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "policy is required");
     size_t len = strlen(policy);
-    if (len > GW_POLICY_MAX_BYTES)
+    if (len > POL_MAX_BYTES)
         return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                                "policy of %zu bytes exceeds %d", len, GW_POLICY_MAX_BYTES);
-    if (gw_policy_validate(policy, len) != 0)
+                                "policy of %zu bytes exceeds %d", len, POL_MAX_BYTES);
+    if (pol_validate(policy, len) != 0)
         return gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "%s", tsr_errmsg());
     return 0;
 }
@@ -374,7 +374,7 @@ static void create_sandbox(const gw_call_ctx *ctx, const uint8_t *msg, size_t le
     };
     if (gw_driver_launch(drv, &dsb, &did) != 0) {
         /* No half-made sandbox: delete it and revoke its certificate. */
-        char why[GW_GRPC_MESSAGE_MAX];
+        char why[GRPC_MESSAGE_MAX];
         enum tsr_errcat cat = tsr_errcat();
         snprintf(why, sizeof why, "%s", tsr_errmsg());
         int revoked = 0;

@@ -86,7 +86,7 @@ struct gw_stream {
     /* the call */
     const gw_method *m;
     gw_call_ctx ctx;
-    gw_deframer df;
+    grpc_deframer df;
     uint8_t *unary_msg;        /* the one request message of a unary call */
     size_t unary_len, unary_charge;
     unsigned n_msgs;
@@ -103,7 +103,7 @@ struct gw_stream {
     gw_held_call *held;        /* the handler answers later (gw_call_hold) */
 
     /* the response body: 5-byte prefix + body, then trailers */
-    uint8_t prefix[GW_GRPC_PREFIX_LEN];
+    uint8_t prefix[GRPC_PREFIX_LEN];
     uint8_t *body;
     size_t body_len, sent;
     bool body_secret;          /* cleanse before free (provider credentials) */
@@ -178,8 +178,8 @@ static void stream_free(gw_conn *c, gw_stream *st)
         free(st->fwd_principal);
     }
     free(st->unary_msg);
-    gw_deframer_refund(&c->rx_budget, st->unary_charge);
-    gw_deframer_free(&st->df);
+    grpc_deframer_refund(&c->rx_budget, st->unary_charge);
+    grpc_deframer_free(&st->df);
     TSR_ASSERT(c->tx_pending >= st->tx_charge);
     c->tx_pending -= st->tx_charge;
     free_body(st->body, st->body_len, st->body_secret);
@@ -205,12 +205,12 @@ static void respond_error(gw_conn *c, gw_stream *st, const char *http_status, in
     st->phase = GW_PHASE_RESPONDED;
     if (status <= GW_STATUS_OK || status > GW_STATUS_UNAUTHENTICATED) status = GW_STATUS_UNKNOWN;
     call_record(c, st, status);
-    char enc[GW_GRPC_MESSAGE_ENCODED_MAX];
-    size_t enclen = gw_grpc_percent_encode(msg, strnlen(msg, GW_GRPC_MESSAGE_MAX), enc, sizeof enc);
+    char enc[GRPC_MESSAGE_ENCODED_MAX];
+    size_t enclen = grpc_percent_encode(msg, strnlen(msg, GRPC_MESSAGE_MAX), enc, sizeof enc);
     nghttp2_nv nva[5] = {
         NV(":status", http_status),
         NV("content-type", "application/grpc"),
-        NV("grpc-status", gw_grpc_status_code_text(status)),
+        NV("grpc-status", grpc_status_code_text(status)),
     };
     size_t n = 3;
     if (enclen > 0) nva[n++] = (nghttp2_nv)NV("grpc-message", enc);
@@ -232,16 +232,16 @@ static ssize_t body_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     (void)user_data;
     gw_stream *st = source->ptr;
     TSR_ASSERT(st != NULL && st->id == stream_id);
-    size_t total = GW_GRPC_PREFIX_LEN + st->body_len;
+    size_t total = GRPC_PREFIX_LEN + st->body_len;
     size_t n = 0;
     while (n < length && st->sent < total) {
         size_t chunk;
-        if (st->sent < GW_GRPC_PREFIX_LEN) {
-            chunk = GW_GRPC_PREFIX_LEN - st->sent;
+        if (st->sent < GRPC_PREFIX_LEN) {
+            chunk = GRPC_PREFIX_LEN - st->sent;
             if (chunk > length - n) chunk = length - n;
             memcpy(buf + n, st->prefix + st->sent, chunk);
         } else {
-            size_t at = st->sent - GW_GRPC_PREFIX_LEN;
+            size_t at = st->sent - GRPC_PREFIX_LEN;
             chunk = st->body_len - at;
             if (chunk > length - n) chunk = length - n;
             memcpy(buf + n, st->body + at, chunk);
@@ -261,7 +261,7 @@ static ssize_t body_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 /* OK answer: takes ownership of body. */
 static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len, bool secret)
 {
-    if (gw_grpc_frame_prefix(len, st->prefix) != 0) {
+    if (grpc_frame_prefix(len, st->prefix) != 0) {
         free_body(body, len, secret);
         respond_status(c, st, GW_STATUS_INTERNAL, "response message too large");
         return;
@@ -272,7 +272,7 @@ static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len, boo
     st->body_len = len;
     st->body_secret = secret;
     st->sent = 0;
-    st->tx_charge = GW_GRPC_PREFIX_LEN + len;
+    st->tx_charge = GRPC_PREFIX_LEN + len;
     c->tx_pending += st->tx_charge;
     nghttp2_nv nva[] = {
         NV(":status", "200"),
@@ -440,7 +440,7 @@ static void dispatch(gw_conn *c, gw_stream *st)
     }
     const gw_method *m = lookup(s, st);
     if (m == NULL) {
-        char msg[GW_GRPC_MESSAGE_MAX];
+        char msg[GRPC_MESSAGE_MAX];
         snprintf(msg, sizeof msg, "unknown method %.*s%s", (int)st->path_len, st->path,
                  st->path_long ? "..." : "");
         respond_status(c, st, GW_STATUS_UNIMPLEMENTED, msg);
@@ -488,7 +488,7 @@ static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
         }
         st->n_msgs = 1;
         st->unary_len = len;
-        st->unary_msg = gw_deframer_take(&st->df, &st->unary_charge);
+        st->unary_msg = grpc_deframer_take(&st->df, &st->unary_charge);
         return;
     }
     st->n_msgs++;
@@ -522,7 +522,7 @@ static void run_unary(gw_conn *c, gw_stream *st)
     handler_time(st, t0);
     free(st->unary_msg);
     st->unary_msg = NULL;
-    gw_deframer_refund(&c->rx_budget, st->unary_charge);
+    grpc_deframer_refund(&c->rx_budget, st->unary_charge);
     st->unary_charge = 0;
     if (st->held != NULL) {    /* the answer comes through gw_held_call_complete */
         free_body(r.body, r.body_len, r.body_is_secret);
@@ -579,7 +579,7 @@ static void end_of_request(gw_conn *c, gw_stream *st)
 {
     st->remote_closed = true;
     if (st->phase != GW_PHASE_ACTIVE || c->kill) return;
-    if (gw_deframer_finish(&st->df) != GW_STATUS_OK) {
+    if (grpc_deframer_finish(&st->df) != GW_STATUS_OK) {
         respond_status(c, st, (int)st->df.err, st->df.errmsg);
         return;
     }
@@ -646,7 +646,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     if (st == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     st->conn = c;
     st->id = frame->hd.stream_id;
-    gw_deframer_init(&st->df, c->w->s->cfg.max_message_bytes, &c->rx_budget);
+    grpc_deframer_init(&st->df, c->w->s->cfg.max_message_bytes, &c->rx_budget);
     if (nghttp2_session_set_stream_user_data(c->h2, st->id, st) != 0) {
         free(st);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -691,7 +691,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         if (memchr(value, '\0', valuelen) != NULL) st->path_long = true; /* matches nothing */
     } else if (name_is(name, namelen, "content-type")) {
         /* A repeated content-type is not a gRPC request. */
-        st->ct_ok = !st->ct_seen && gw_grpc_content_type_ok((const char *)value, valuelen);
+        st->ct_ok = !st->ct_seen && grpc_content_type_ok((const char *)value, valuelen);
         st->ct_seen = true;
     } else if (name_is(name, namelen, "grpc-encoding")) {
         if (!(valuelen == 8 && memcmp(value, "identity", 8) == 0)) st->enc_bad = true;
@@ -706,7 +706,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         }
     } else if (name_is(name, namelen, "grpc-timeout")) {
         if (st->timeout_seen ||
-            gw_grpc_timeout_parse((const char *)value, valuelen, &st->timeout_ms) != 0)
+            grpc_timeout_parse((const char *)value, valuelen, &st->timeout_ms) != 0)
             st->timeout_bad = true;
         st->timeout_seen = true;
     }
@@ -750,11 +750,11 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     while (off < len && st->phase == GW_PHASE_ACTIVE && !c->kill) {
         size_t used = 0, mlen = 0;
         const uint8_t *msg = NULL;
-        enum gw_deframe_result r = gw_deframer_feed(&st->df, data + off, len - off, &used, &msg,
+        enum grpc_deframe_result r = grpc_deframer_feed(&st->df, data + off, len - off, &used, &msg,
                                                     &mlen);
         off += used;
-        if (r == GW_DEFRAME_MORE) break;
-        if (r == GW_DEFRAME_ERROR) {
+        if (r == GRPC_DEFRAME_MORE) break;
+        if (r == GRPC_DEFRAME_ERROR) {
             respond_error(c, st, "200", (int)st->df.err, st->df.errmsg,
                           st->df.err == GW_STATUS_UNIMPLEMENTED);
             break;
@@ -987,7 +987,7 @@ void gw_h2_tick(gw_conn *c, int64_t now_ms, int64_t now_unix)
             respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
         else if (st->fwd_principal != NULL &&
                  !s->cfg.still_valid(s->cfg.app, st->fwd_principal, now_unix, &why)) {
-            char msg[GW_GRPC_MESSAGE_MAX];
+            char msg[GRPC_MESSAGE_MAX];
             snprintf(msg, sizeof msg, "forwarded credentials no longer valid: %s",
                      why != NULL ? why : "expired");
             respond_status(c, st, GW_STATUS_UNAUTHENTICATED, msg);
@@ -1039,7 +1039,7 @@ int gw_h2_pipe_new(const gw_server_config *cfg, const gw_principal *principal, g
     TSR_ENSURE(cfg->still_valid != NULL && cfg->authorize != NULL &&
                    (cfg->methods != NULL || cfg->n_methods == 0) &&
                    cfg->max_message_bytes > 0 &&
-                   cfg->max_message_bytes <= GW_GRPC_MAX_MESSAGE_LIMIT &&
+                   cfg->max_message_bytes <= GRPC_MAX_MESSAGE_LIMIT &&
                    cfg->max_concurrent_streams > 0,
                TSR_E_INPUT, "h2 pipe: incomplete server config");
     gw_h2_pipe *p = calloc(1, sizeof *p);

@@ -12,26 +12,8 @@
 
 #include "gw_principal.h"
 
-/* gRPC status codes (grpc/doc/statuscodes.md). */
-enum gw_status {
-    GW_STATUS_OK = 0,
-    GW_STATUS_CANCELLED = 1,
-    GW_STATUS_UNKNOWN = 2,
-    GW_STATUS_INVALID_ARGUMENT = 3,
-    GW_STATUS_DEADLINE_EXCEEDED = 4,
-    GW_STATUS_NOT_FOUND = 5,
-    GW_STATUS_ALREADY_EXISTS = 6,
-    GW_STATUS_PERMISSION_DENIED = 7,
-    GW_STATUS_RESOURCE_EXHAUSTED = 8,
-    GW_STATUS_FAILED_PRECONDITION = 9,
-    GW_STATUS_ABORTED = 10,
-    GW_STATUS_OUT_OF_RANGE = 11,
-    GW_STATUS_UNIMPLEMENTED = 12,
-    GW_STATUS_INTERNAL = 13,
-    GW_STATUS_UNAVAILABLE = 14,
-    GW_STATUS_DATA_LOSS = 15,
-    GW_STATUS_UNAUTHENTICATED = 16,
-};
+#include "grpc_frame.h"   /* enum gw_status, GRPC_MESSAGE_MAX */
+
 
 /* What a handler knows about its call. Valid for the duration of the call. */
 typedef struct gw_call_ctx {
@@ -48,11 +30,13 @@ typedef struct gw_call_ctx {
  * sent only when status is GW_STATUS_OK. message is sent as grpc-message. */
 typedef struct gw_response {
     enum gw_status status;
-    char message[1024];            /* GW_GRPC_MESSAGE_MAX (gw_grpc.h) */
+    char message[GRPC_MESSAGE_MAX];  /* sent as grpc-message */
     uint8_t *body;
     size_t body_len;
     bool body_is_secret;   /* the transport cleanses body before freeing it */
 } gw_response;
+_Static_assert(sizeof(((gw_response *)0)->message) == GRPC_MESSAGE_MAX,
+               "gw_response.message holds GRPC_MESSAGE_MAX bytes");
 
 /* Set status and a printf-style message; returns -1 for tail calls. */
 int gw_response_fail(gw_response *resp, enum gw_status status, const char *fmt, ...)

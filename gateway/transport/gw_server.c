@@ -1224,9 +1224,9 @@ static int config_fill(gw_server_config *c)
         c->workers = n > 0 ? (int)n : 1;
     }
     if (c->workers > GW_SERVER_MAX_WORKERS) c->workers = GW_SERVER_MAX_WORKERS;
-    if (c->max_message_bytes == 0) c->max_message_bytes = GW_GRPC_DEFAULT_MAX_MESSAGE;
-    TSR_ENSURE(c->max_message_bytes <= GW_GRPC_MAX_MESSAGE_LIMIT, TSR_E_INPUT,
-               "max_message_bytes above %u", GW_GRPC_MAX_MESSAGE_LIMIT);
+    if (c->max_message_bytes == 0) c->max_message_bytes = GRPC_DEFAULT_MAX_MESSAGE;
+    TSR_ENSURE(c->max_message_bytes <= GRPC_MAX_MESSAGE_LIMIT, TSR_E_INPUT,
+               "max_message_bytes above %u", GRPC_MAX_MESSAGE_LIMIT);
     if (c->max_concurrent_streams == 0) c->max_concurrent_streams = GW_SERVER_DEFAULT_MAX_STREAMS;
     if (c->max_connections == 0) c->max_connections = GW_SERVER_DEFAULT_MAX_CONNECTIONS;
     if (c->handshake_timeout_ms <= 0) c->handshake_timeout_ms = GW_SERVER_DEFAULT_HANDSHAKE_TIMEOUT_MS;

@@ -139,7 +139,7 @@ static void test_timeout_format(void **state)
         assert_string_equal(out, cases[i].want);
         /* The gateway's parser reads it back as at least the deadline. */
         int64_t back = 0;
-        assert_int_equal(gw_grpc_timeout_parse(out, strlen(out), &back), 0);
+        assert_int_equal(grpc_timeout_parse(out, strlen(out), &back), 0);
         assert_true(back >= cases[i].ms);
     }
     /* Beyond 99999999 hours: refused rather than shortened. */

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "grpc_frame.h"
+#include "gw_rpc.h" /* gw_response_fail */
 
 #define MAXMSG 65536u
 
@@ -20,11 +21,11 @@ typedef struct collected {
     uint8_t data[16][64];
 } collected;
 
-static enum gw_deframe_result feed_all(gw_deframer *d, const uint8_t *in, size_t len,
+static enum grpc_deframe_result feed_all(grpc_deframer *d, const uint8_t *in, size_t len,
                                        const size_t *chunks, collected *out)
 {
     size_t off = 0, ci = 0;
-    enum gw_deframe_result r = GW_DEFRAME_MORE;
+    enum grpc_deframe_result r = GRPC_DEFRAME_MORE;
     while (off < len) {
         size_t step = chunks[ci];
         if (chunks[ci + 1] != 0) ci++;
@@ -33,10 +34,10 @@ static enum gw_deframe_result feed_all(gw_deframer *d, const uint8_t *in, size_t
         while (pos < step) {
             size_t used = 0, mlen = 0;
             const uint8_t *msg = NULL;
-            r = gw_deframer_feed(d, in + off + pos, step - pos, &used, &msg, &mlen);
+            r = grpc_deframer_feed(d, in + off + pos, step - pos, &used, &msg, &mlen);
             pos += used;
-            if (r == GW_DEFRAME_ERROR) return r;
-            if (r == GW_DEFRAME_MESSAGE) {
+            if (r == GRPC_DEFRAME_ERROR) return r;
+            if (r == GRPC_DEFRAME_MESSAGE) {
                 assert_true(out->n < 16);
                 out->lens[out->n] = mlen;
                 memcpy(out->data[out->n], msg, mlen < 64 ? mlen : 64);
@@ -83,38 +84,38 @@ static void test_deframer_bad_prefixes(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t budget = 1 << 20;
-        gw_deframer d;
-        gw_deframer_init(&d, MAXMSG, &budget);
+        grpc_deframer d;
+        grpc_deframer_init(&d, MAXMSG, &budget);
         uint8_t buf[5];
         put_msg(buf, cases[i].flag, cases[i].len, NULL);
         size_t used = 0, mlen = 0;
         const uint8_t *msg = NULL;
-        assert_int_equal(gw_deframer_feed(&d, buf, 5, &used, &msg, &mlen), GW_DEFRAME_ERROR);
+        assert_int_equal(grpc_deframer_feed(&d, buf, 5, &used, &msg, &mlen), GRPC_DEFRAME_ERROR);
         assert_int_equal(d.err, cases[i].want);
         assert_true(d.errmsg[0] != '\0');
         /* Refused before allocating anything. */
         assert_null(d.buf);
         assert_int_equal(budget, 1 << 20);
         /* Sticky. */
-        assert_int_equal(gw_deframer_feed(&d, buf, 5, &used, &msg, &mlen), GW_DEFRAME_ERROR);
-        assert_int_equal(gw_deframer_finish(&d), cases[i].want);
-        gw_deframer_free(&d);
+        assert_int_equal(grpc_deframer_feed(&d, buf, 5, &used, &msg, &mlen), GRPC_DEFRAME_ERROR);
+        assert_int_equal(grpc_deframer_finish(&d), cases[i].want);
+        grpc_deframer_free(&d);
     }
 }
 
 static void test_deframer_max_plus_one_message(void **state)
 {
     (void)state;
-    gw_deframer d;
-    gw_deframer_init(&d, MAXMSG, NULL);
+    grpc_deframer d;
+    grpc_deframer_init(&d, MAXMSG, NULL);
     uint8_t hdr[5];
     put_msg(hdr, 0, MAXMSG + 1, NULL);
     size_t used, mlen;
     const uint8_t *msg;
-    assert_int_equal(gw_deframer_feed(&d, hdr, 5, &used, &msg, &mlen), GW_DEFRAME_ERROR);
+    assert_int_equal(grpc_deframer_feed(&d, hdr, 5, &used, &msg, &mlen), GRPC_DEFRAME_ERROR);
     assert_int_equal(d.err, GW_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(d.errmsg, "65537"));
-    gw_deframer_free(&d);
+    grpc_deframer_free(&d);
 }
 
 static void test_deframer_truncated_at_end(void **state)
@@ -124,16 +125,16 @@ static void test_deframer_truncated_at_end(void **state)
     size_t n = put_msg(buf, 0, 10, "0123456789");
     /* Every cut inside the message, including inside the prefix. */
     for (size_t cut = 1; cut < n; cut++) {
-        gw_deframer d;
-        gw_deframer_init(&d, MAXMSG, NULL);
+        grpc_deframer d;
+        grpc_deframer_init(&d, MAXMSG, NULL);
         size_t used, mlen;
         const uint8_t *msg;
-        assert_int_equal(gw_deframer_feed(&d, buf, cut, &used, &msg, &mlen), GW_DEFRAME_MORE);
+        assert_int_equal(grpc_deframer_feed(&d, buf, cut, &used, &msg, &mlen), GRPC_DEFRAME_MORE);
         assert_int_equal(used, cut);
-        assert_false(gw_deframer_idle(&d));
-        assert_int_equal(gw_deframer_finish(&d), GW_STATUS_INTERNAL);
+        assert_false(grpc_deframer_idle(&d));
+        assert_int_equal(grpc_deframer_finish(&d), GW_STATUS_INTERNAL);
         assert_non_null(strstr(d.errmsg, "truncated"));
-        gw_deframer_free(&d);
+        grpc_deframer_free(&d);
     }
 }
 
@@ -141,17 +142,17 @@ static void test_deframer_budget_exhausted(void **state)
 {
     (void)state;
     size_t budget = 1000;  /* less than one first chunk */
-    gw_deframer d;
-    gw_deframer_init(&d, MAXMSG, &budget);
+    grpc_deframer d;
+    grpc_deframer_init(&d, MAXMSG, &budget);
     uint8_t buf[5 + 2000];
     memset(buf, 'x', sizeof buf);
     put_msg(buf, 0, 2000, NULL);
     size_t used, mlen;
     const uint8_t *msg;
-    assert_int_equal(gw_deframer_feed(&d, buf, sizeof buf, &used, &msg, &mlen), GW_DEFRAME_ERROR);
+    assert_int_equal(grpc_deframer_feed(&d, buf, sizeof buf, &used, &msg, &mlen), GRPC_DEFRAME_ERROR);
     assert_int_equal(d.err, GW_STATUS_RESOURCE_EXHAUSTED);
     assert_int_equal(budget, 1000);
-    gw_deframer_free(&d);
+    grpc_deframer_free(&d);
     assert_int_equal(budget, 1000);
 }
 
@@ -169,8 +170,8 @@ static void test_deframer_split_everywhere(void **state)
     };
     for (size_t i = 0; i < sizeof chunkings / sizeof chunkings[0]; i++) {
         size_t budget = 1 << 20;
-        gw_deframer d;
-        gw_deframer_init(&d, MAXMSG, &budget);
+        grpc_deframer d;
+        grpc_deframer_init(&d, MAXMSG, &budget);
         collected got = {0};
         feed_all(&d, buf, n, chunkings[i], &got);
         assert_int_equal(got.n, 3);
@@ -179,9 +180,9 @@ static void test_deframer_split_everywhere(void **state)
         assert_int_equal(got.lens[1], 0);
         assert_int_equal(got.lens[2], 3);
         assert_memory_equal(got.data[2], "abc", 3);
-        assert_true(gw_deframer_idle(&d));
-        assert_int_equal(gw_deframer_finish(&d), GW_STATUS_OK);
-        gw_deframer_free(&d);
+        assert_true(grpc_deframer_idle(&d));
+        assert_int_equal(grpc_deframer_finish(&d), GW_STATUS_OK);
+        grpc_deframer_free(&d);
         assert_int_equal(budget, 1 << 20);
     }
 }
@@ -193,18 +194,18 @@ static void test_deframer_several_in_one_chunk(void **state)
     size_t n = 0;
     const char *bodies[] = {"a", "bb", "ccc", "", "eeeee", "ffffff"};
     for (size_t i = 0; i < 6; i++) n += put_msg(buf + n, 0, (uint32_t)strlen(bodies[i]), bodies[i]);
-    gw_deframer d;
-    gw_deframer_init(&d, MAXMSG, NULL);
+    grpc_deframer d;
+    grpc_deframer_init(&d, MAXMSG, NULL);
     collected got = {0};
     static const size_t one_chunk[] = {256, 0};
-    assert_int_equal(feed_all(&d, buf, n, one_chunk, &got), GW_DEFRAME_MESSAGE);
+    assert_int_equal(feed_all(&d, buf, n, one_chunk, &got), GRPC_DEFRAME_MESSAGE);
     assert_int_equal(got.n, 6);
     for (size_t i = 0; i < 6; i++) {
         assert_int_equal(got.lens[i], strlen(bodies[i]));
         assert_memory_equal(got.data[i], bodies[i], got.lens[i]);
     }
-    assert_int_equal(gw_deframer_finish(&d), GW_STATUS_OK);
-    gw_deframer_free(&d);
+    assert_int_equal(grpc_deframer_finish(&d), GW_STATUS_OK);
+    grpc_deframer_free(&d);
 }
 
 static void test_deframer_exact_max(void **state)
@@ -216,35 +217,35 @@ static void test_deframer_exact_max(void **state)
     memset(buf, 'm', total);
     put_msg(buf, 0, MAXMSG, NULL);
     size_t budget = 4 * MAXMSG;
-    gw_deframer d;
-    gw_deframer_init(&d, MAXMSG, &budget);
+    grpc_deframer d;
+    grpc_deframer_init(&d, MAXMSG, &budget);
     /* In 1000-byte pieces: the buffer grows with the data, never past MAXMSG. */
     size_t off = 0, used, mlen = 0;
     const uint8_t *msg = NULL;
-    enum gw_deframe_result r = GW_DEFRAME_MORE;
+    enum grpc_deframe_result r = GRPC_DEFRAME_MORE;
     while (off < total) {
         size_t step = total - off < 1000 ? total - off : 1000;
-        r = gw_deframer_feed(&d, buf + off, step, &used, &msg, &mlen);
+        r = grpc_deframer_feed(&d, buf + off, step, &used, &msg, &mlen);
         assert_int_equal(used, step);
         off += used;
         assert_true(d.cap <= MAXMSG);
-        if (off < total) assert_int_equal(r, GW_DEFRAME_MORE);
+        if (off < total) assert_int_equal(r, GRPC_DEFRAME_MORE);
     }
-    assert_int_equal(r, GW_DEFRAME_MESSAGE);
+    assert_int_equal(r, GRPC_DEFRAME_MESSAGE);
     assert_int_equal(mlen, MAXMSG);
     assert_int_equal(msg[0], 'm');
     assert_int_equal(msg[MAXMSG - 1], 'm');
     assert_int_equal(budget, 4 * MAXMSG - d.cap);
     /* Taking the message moves its charge to the caller. */
     size_t charged = 0;
-    uint8_t *taken = gw_deframer_take(&d, &charged);
+    uint8_t *taken = grpc_deframer_take(&d, &charged);
     assert_non_null(taken);
     assert_int_equal(charged, MAXMSG);
-    assert_true(gw_deframer_idle(&d));
+    assert_true(grpc_deframer_idle(&d));
     free(taken);
-    gw_deframer_refund(&budget, charged);
+    grpc_deframer_refund(&budget, charged);
     assert_int_equal(budget, 4 * MAXMSG);
-    gw_deframer_free(&d);
+    grpc_deframer_free(&d);
     free(buf);
 }
 
@@ -253,17 +254,17 @@ static void test_deframer_grows_with_data(void **state)
     (void)state;
     /* A peer declaring the maximum but sending 5 bytes costs ~nothing. */
     size_t budget = 1 << 20;
-    gw_deframer d;
-    gw_deframer_init(&d, MAXMSG, &budget);
+    grpc_deframer d;
+    grpc_deframer_init(&d, MAXMSG, &budget);
     uint8_t buf[10];
     put_msg(buf, 0, MAXMSG, NULL);
     memcpy(buf + 5, "abcde", 5);
     size_t used, mlen;
     const uint8_t *msg;
-    assert_int_equal(gw_deframer_feed(&d, buf, 10, &used, &msg, &mlen), GW_DEFRAME_MORE);
+    assert_int_equal(grpc_deframer_feed(&d, buf, 10, &used, &msg, &mlen), GRPC_DEFRAME_MORE);
     assert_true(d.cap < MAXMSG);
     assert_int_equal(budget, (1 << 20) - d.cap);
-    gw_deframer_free(&d);
+    grpc_deframer_free(&d);
     assert_int_equal(budget, 1 << 20);
 }
 
@@ -271,13 +272,13 @@ static void test_frame_prefix(void **state)
 {
     (void)state;
     uint8_t p[5];
-    assert_int_equal(gw_grpc_frame_prefix(0x01020304u, p), 0);
+    assert_int_equal(grpc_frame_prefix(0x01020304u, p), 0);
     static const uint8_t want[5] = {0, 1, 2, 3, 4};
     assert_memory_equal(p, want, 5);
-    assert_int_equal(gw_grpc_frame_prefix(0, p), 0);
+    assert_int_equal(grpc_frame_prefix(0, p), 0);
     assert_int_equal(p[4], 0);
 #if SIZE_MAX > UINT32_MAX
-    assert_int_equal(gw_grpc_frame_prefix((size_t)UINT32_MAX + 1, p), -1);
+    assert_int_equal(grpc_frame_prefix((size_t)UINT32_MAX + 1, p), -1);
 #endif
 }
 
@@ -333,7 +334,7 @@ static void test_timeout_table(void **state)
         const struct timeout_case *t = &cases[i];
         size_t len = t->len ? t->len : strlen(t->in);
         int64_t ms = -7;
-        int rc = gw_grpc_timeout_parse(t->in, len, &ms);
+        int rc = grpc_timeout_parse(t->in, len, &ms);
         if (rc != t->rc) fail_msg("case %zu (%s): rc %d, want %d", i, t->in, rc, t->rc);
         if (rc == 0 && ms != t->ms)
             fail_msg("case %zu (%s): %lld ms, want %lld", i, t->in, (long long)ms, (long long)t->ms);
@@ -361,11 +362,11 @@ static void test_percent_encode_table(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char enc[64], dec[64];
-        size_t n = gw_grpc_percent_encode(cases[i].in, cases[i].len, enc, sizeof enc);
+        size_t n = grpc_percent_encode(cases[i].in, cases[i].len, enc, sizeof enc);
         assert_string_equal(enc, cases[i].out);
         assert_int_equal(n, strlen(cases[i].out));
         /* Round trip. */
-        size_t m = gw_grpc_percent_decode(enc, n, dec, sizeof dec);
+        size_t m = grpc_percent_decode(enc, n, dec, sizeof dec);
         assert_int_equal(m, cases[i].len);
         assert_memory_equal(dec, cases[i].in, m);
     }
@@ -376,14 +377,14 @@ static void test_percent_encode_truncates_whole_escapes(void **state)
     (void)state;
     char out[6];
     /* "ab%25" needs 5 + NUL: fits; "ab\n" + more: never a partial escape. */
-    assert_int_equal(gw_grpc_percent_encode("ab%", 3, out, sizeof out), 5);
+    assert_int_equal(grpc_percent_encode("ab%", 3, out, sizeof out), 5);
     assert_string_equal(out, "ab%25");
-    assert_int_equal(gw_grpc_percent_encode("abc\n", 4, out, sizeof out), 3);
+    assert_int_equal(grpc_percent_encode("abc\n", 4, out, sizeof out), 3);
     assert_string_equal(out, "abc");
     /* Worst case for a gw_response message fits the documented bound. */
-    char msg[GW_GRPC_MESSAGE_MAX], big[GW_GRPC_MESSAGE_ENCODED_MAX];
+    char msg[GRPC_MESSAGE_MAX], big[GRPC_MESSAGE_ENCODED_MAX];
     memset(msg, '\xff', sizeof msg);
-    assert_int_equal(gw_grpc_percent_encode(msg, sizeof msg, big, sizeof big), 3 * sizeof msg);
+    assert_int_equal(grpc_percent_encode(msg, sizeof msg, big, sizeof big), 3 * sizeof msg);
 }
 
 static void test_percent_decode_lenient(void **state)
@@ -397,7 +398,7 @@ static void test_percent_decode_lenient(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char dec[32];
-        gw_grpc_percent_decode(cases[i].in, strlen(cases[i].in), dec, sizeof dec);
+        grpc_percent_decode(cases[i].in, strlen(cases[i].in), dec, sizeof dec);
         assert_string_equal(dec, cases[i].out);
     }
 }
@@ -429,7 +430,7 @@ static void test_content_type_table(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t len = cases[i].len ? cases[i].len : strlen(cases[i].v);
-        if (gw_grpc_content_type_ok(cases[i].v, len) != cases[i].ok)
+        if (grpc_content_type_ok(cases[i].v, len) != cases[i].ok)
             fail_msg("case %zu (%s): want %d", i, cases[i].v, cases[i].ok);
     }
 }
@@ -437,14 +438,14 @@ static void test_content_type_table(void **state)
 static void test_status_names(void **state)
 {
     (void)state;
-    assert_string_equal(gw_grpc_status_name(GW_STATUS_OK), "OK");
-    assert_string_equal(gw_grpc_status_name(GW_STATUS_RESOURCE_EXHAUSTED), "RESOURCE_EXHAUSTED");
-    assert_string_equal(gw_grpc_status_name(GW_STATUS_UNAUTHENTICATED), "UNAUTHENTICATED");
-    assert_string_equal(gw_grpc_status_name(17), "UNKNOWN");
-    assert_string_equal(gw_grpc_status_name(-1), "UNKNOWN");
-    assert_string_equal(gw_grpc_status_code_text(16), "16");
-    assert_string_equal(gw_grpc_status_code_text(0), "0");
-    assert_string_equal(gw_grpc_status_code_text(99), "2");
+    assert_string_equal(grpc_status_name(GW_STATUS_OK), "OK");
+    assert_string_equal(grpc_status_name(GW_STATUS_RESOURCE_EXHAUSTED), "RESOURCE_EXHAUSTED");
+    assert_string_equal(grpc_status_name(GW_STATUS_UNAUTHENTICATED), "UNAUTHENTICATED");
+    assert_string_equal(grpc_status_name(17), "UNKNOWN");
+    assert_string_equal(grpc_status_name(-1), "UNKNOWN");
+    assert_string_equal(grpc_status_code_text(16), "16");
+    assert_string_equal(grpc_status_code_text(0), "0");
+    assert_string_equal(grpc_status_code_text(99), "2");
 }
 
 static void test_response_fail(void **state)

@@ -47,7 +47,7 @@ static const char full_policy[] =
 static int validate(const char *text)
 {
     tsr_err_clear();
-    return gw_policy_validate(text, strlen(text));
+    return pol_validate(text, strlen(text));
 }
 
 static void expect_msg(const char *text, int rc, const char *want)
@@ -122,12 +122,12 @@ static void test_document_refusals(void **state)
     /* NUL bytes, raw and escaped. */
     static const char nul[] = "version: 1\nfilesystem: {read_only: [/us\0r]}\n";
     tsr_err_clear();
-    expect_msg("(NUL)", gw_policy_validate(nul, sizeof nul - 1), "policy:2: NUL byte in input");
+    expect_msg("(NUL)", pol_validate(nul, sizeof nul - 1), "policy:2: NUL byte in input");
     expect_msg("(NUL)", validate("version: 1\nfilesystem: {read_only: [\"/us\\0r\"]}\n"),
                "policy:2: NUL character in a scalar");
 
     /* Over 64 KiB. */
-    size_t len = GW_POLICY_MAX_BYTES + 1;
+    size_t len = POL_MAX_BYTES + 1;
     char *big = malloc(len + 1);
     assert_non_null(big);
     memcpy(big, "version: 1\n", 11);
@@ -431,14 +431,14 @@ static void test_valid_policies(void **state)
     /* Truncated copies of a valid policy never crash and are judged consistently. */
     size_t len = strlen(full_policy);
     for (size_t cut = 0; cut < len; cut++) {
-        int rc = gw_policy_validate(full_policy, cut);
+        int rc = pol_validate(full_policy, cut);
         if (rc != 0) assert_int_equal(tsr_errcat(), TSR_E_INPUT);
     }
     /* Not NUL-terminated input: validate sees exactly len bytes. */
     char buf[16];
     memcpy(buf, "version: 1\nxxxx", 16);
-    assert_int_equal(gw_policy_validate(buf, 11), 0);
-    assert_int_equal(gw_policy_validate(buf, 16), -1);
+    assert_int_equal(pol_validate(buf, 11), 0);
+    assert_int_equal(pol_validate(buf, 16), -1);
 }
 
 /* The example in docs/policy.md is valid. */
@@ -459,7 +459,7 @@ static void test_docs_example(void **state)
     start += strlen("```yaml\n");
     const char *end = strstr(start, "```");
     assert_non_null(end);
-    int rc = gw_policy_validate(start, (size_t)(end - start));
+    int rc = pol_validate(start, (size_t)(end - start));
     if (rc != 0) print_error("%s\n", tsr_errmsg());
     assert_int_equal(rc, 0);
     /* The chunk example too (the second yaml block). */
@@ -468,7 +468,7 @@ static void test_docs_example(void **state)
     start += strlen("```yaml\n");
     end = strstr(start, "```");
     assert_non_null(end);
-    rc = gw_policy_validate_domain("network", start, (size_t)(end - start));
+    rc = pol_validate_domain("network", start, (size_t)(end - start));
     if (rc != 0) print_error("%s\n", tsr_errmsg());
     assert_int_equal(rc, 0);
     free(doc);
@@ -520,7 +520,7 @@ static void test_domain_chunks(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tsr_err_clear();
-        int rc = gw_policy_validate_domain(cases[i].domain, cases[i].text,
+        int rc = pol_validate_domain(cases[i].domain, cases[i].text,
                                            strlen(cases[i].text));
         if (cases[i].want == NULL) {
             if (rc != 0) {
@@ -533,16 +533,16 @@ static void test_domain_chunks(void **state)
         expect_msg(cases[i].text, rc, cases[i].want);
     }
     tsr_err_clear();
-    expect_msg("(NULL domain)", gw_policy_validate_domain(NULL, "x: 1", 4),
+    expect_msg("(NULL domain)", pol_validate_domain(NULL, "x: 1", 4),
                "policy: unknown domain");
     static const char nul[] = "read_only: [/usr]\0\n";
-    expect_msg("(NUL chunk)", gw_policy_validate_domain("filesystem", nul, sizeof nul - 1),
+    expect_msg("(NUL chunk)", pol_validate_domain("filesystem", nul, sizeof nul - 1),
                "policy:1: NUL byte in input");
-    char *big = malloc(GW_POLICY_MAX_BYTES + 2);
+    char *big = malloc(POL_MAX_BYTES + 2);
     assert_non_null(big);
-    memset(big, '#', GW_POLICY_MAX_BYTES + 1);
-    big[GW_POLICY_MAX_BYTES + 1] = '\0';
-    expect_msg("(big chunk)", gw_policy_validate_domain("process", big, strlen(big)),
+    memset(big, '#', POL_MAX_BYTES + 1);
+    big[POL_MAX_BYTES + 1] = '\0';
+    expect_msg("(big chunk)", pol_validate_domain("process", big, strlen(big)),
                "policy: input is 65537 bytes");
     free(big);
 }
@@ -550,15 +550,15 @@ static void test_domain_chunks(void **state)
 static void test_is_domain(void **state)
 {
     (void)state;
-    assert_true(gw_policy_is_domain("filesystem"));
-    assert_true(gw_policy_is_domain("network"));
-    assert_true(gw_policy_is_domain("process"));
-    assert_true(gw_policy_is_domain("inference"));
-    assert_false(gw_policy_is_domain("version"));
-    assert_false(gw_policy_is_domain("Network"));
-    assert_false(gw_policy_is_domain("network "));
-    assert_false(gw_policy_is_domain(""));
-    assert_false(gw_policy_is_domain(NULL));
+    assert_true(pol_is_domain("filesystem"));
+    assert_true(pol_is_domain("network"));
+    assert_true(pol_is_domain("process"));
+    assert_true(pol_is_domain("inference"));
+    assert_false(pol_is_domain("version"));
+    assert_false(pol_is_domain("Network"));
+    assert_false(pol_is_domain("network "));
+    assert_false(pol_is_domain(""));
+    assert_false(pol_is_domain(NULL));
 }
 
 int main(void)
