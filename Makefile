@@ -37,8 +37,11 @@ WARN := -std=c17 -Wall -Wextra -Wpedantic -Wformat=2 -Wshadow -Wcast-qual \
         -Wimplicit-fallthrough -Wnull-dereference -Werror
 DEFS := -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED
 GW_LAYERS := transport identity rpc service store ops
-INCS := -I. -Icommon -Ica -Igrpc -Ipolicy -Iclient $(GW_LAYERS:%=-Igateway/%) \
-        -Idrivers/abi -Idrivers/lib -isystem $(O)/gen
+# Include paths follow the layers too: a folder sees the headers of the
+# layers below it only (tests, fuzz harnesses and bench see all of them).
+inc = -I. $(foreach d,$(1),-I$(d)) -isystem $(O)/gen
+INCS_GW := common ca grpc policy $(GW_LAYERS:%=gateway/%) drivers/abi
+INCS := $(call inc,common ca grpc policy client $(GW_LAYERS:%=gateway/%) drivers/abi drivers/lib)
 
 ifeq ($(BUILD),release)
 MODE_CFLAGS  := -O2 -g -D_FORTIFY_SOURCE=3 -fstack-protector-strong \
@@ -154,6 +157,17 @@ $(O)/.flags: FORCE
 	@mkdir -p $(O)
 	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
 FORCE:
+
+$(O)/obj/common/%.o:     INCS = $(call inc,common)
+$(O)/obj/ca/%.o:         INCS = $(call inc,common ca)
+$(O)/obj/grpc/%.o:       INCS = $(call inc,common grpc)
+$(O)/obj/policy/%.o:     INCS = $(call inc,common policy)
+$(O)/obj/client/%.o:     INCS = $(call inc,common ca grpc client)
+$(O)/obj/supervisor/%.o: INCS = $(call inc,common ca grpc policy client)
+$(O)/obj/cli/%.o:        INCS = $(call inc,common ca grpc client)
+$(O)/obj/certgen/%.o:    INCS = $(call inc,common ca)
+$(O)/obj/gateway/%.o:    INCS = $(call inc,$(INCS_GW))
+$(O)/pic/drivers/%.o:    INCS = $(call inc,common drivers/abi drivers/lib)
 
 $(O)/obj/%.o: %.c $(O)/.flags | $(PROTO_H)
 	@mkdir -p $(dir $@)
