@@ -116,8 +116,10 @@ LIBDIR_ca     := ca
 LIBDIR_grpc   := grpc
 LIBDIR_policy := policy
 LIBDIR_client := client
+LIBDIR_drvlib := drivers/lib
+PKGS_drvlib   := openssl
 $(foreach l,$(GW_LAYERS),$(eval LIBDIR_gw_$(l) := gateway/$(l))$(eval PKGS_gw_$(l) := $(PKGS_gw)))
-FOLDER_LIBS := common ca grpc policy client $(GW_LAYERS:%=gw_%)
+FOLDER_LIBS := common ca grpc policy client drvlib $(GW_LAYERS:%=gw_%)
 $(foreach l,$(FOLDER_LIBS),$(eval $(call lib,$(l)): $(call obj,$(wildcard $(LIBDIR_$(l))/*.c))))
 $(call lib,proto): $(PROTO_OBJ)
 LIB_TESTUTIL := $(O)/lib/libtsr_testutil.a
@@ -132,7 +134,7 @@ LINK_supervisor := client policy grpc ca proto common
 LINK_cli        := client grpc ca proto common
 LINK_certgen    := ca common
 # Tests, fuzz harnesses and bench tools reach into every layer.
-LINK_tests      := client $(GW_LAYERS:%=gw_%) policy grpc ca proto common
+LINK_tests      := client $(GW_LAYERS:%=gw_%) policy grpc drvlib ca proto common
 link_args = $(if $(filter gw_%,$(1)),$(GW_GROUP)) $(call lib,$(filter-out gw_%,$(1))) \
             $(call pkg_libs,$(1)) -lpthread
 LIBS_ALL   := $(call lib,$(LINK_tests))
@@ -212,7 +214,12 @@ $(O)/pic/%.o: %.c $(O)/.flags | $(PROTO_H)
 .SECONDEXPANSION:
 DRIVER_LINK = $(Q)$(CC) $(filter-out -pie,$(ALL_LDFLAGS)) -shared -fPIC -Wl,--no-undefined \
 	-o $@ $^ $(DRV_LIBS_$*) $(shell pkg-config --libs openssl) -lpthread
-$(O)/drivers/%.so: $$(call pic,$$(wildcard drivers/%/*.c)) $(call pic,$(DRIVER_COMMON_SRC))
+# drivers/lib built PIC into an archive: a plugin takes the modules it calls.
+DRVLIB_PIC := $(O)/pic/libtsr_drvlib.a
+$(DRVLIB_PIC): $(call pic,$(wildcard drivers/lib/*.c))
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+$(O)/drivers/%.so: $$(call pic,$$(wildcard drivers/%/*.c)) $(call pic,$(DRIVER_COMMON_SRC)) $(DRVLIB_PIC)
 	@mkdir -p $(dir $@)
 	$(DRIVER_LINK)
 $(O)/tests/drivers/%.so: $$(call pic,$$(wildcard tests/drivers/%/*.c)) $(call pic,$(DRIVER_COMMON_SRC))

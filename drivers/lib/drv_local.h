@@ -1,5 +1,5 @@
-/* Local sandboxes, shared by the process and vm drivers (header-only, see
- * drv_util.h).
+/* Local sandboxes, shared by the process and vm drivers (drv_local.c; built
+ * into their plugins as drv_util.h says).
  *
  * Layout: <data_dir>/sandboxes/<id>/ (0700) with identity/ (0700; cert.pem,
  * key.pem, bundle.pem 0600), `driver` (the name of the driver that owns it:
@@ -51,103 +51,22 @@ typedef struct drv_local {
 /* ---- paths and directories -------------------------------------------------- */
 
 /* <root>/<id> or <root>/<id>/<sub>. */
-TSR_WUR static inline int drv_local_path(const drv_local *l, const char *id, const char *sub,
-                                         char *out, size_t cap)
-{
-    TSR_ENSURE(drv_id_valid(id), TSR_E_INPUT, "sandbox id is not a lowercase UUID");
-    int n = sub != NULL ? snprintf(out, cap, "%s/%s/%s", l->root, id, sub)
-                        : snprintf(out, cap, "%s/%s", l->root, id);
-    TSR_ENSURE(n > 0 && (size_t)n < cap, TSR_E_LIMIT, "path too long under %s", l->root);
-    return 0;
-}
+TSR_WUR int drv_local_path(const drv_local *l, const char *id, const char *sub,
+                           char *out, size_t cap);
 
 /* Remove `name` under `parent` recursively without following symlinks
  * (a workload may have planted some). Records nothing: returns 0 or an errno
  * so cleanup paths keep the error that made them clean up. */
-static inline int drv_rm_tree_at(int parent, const char *name, int depth)
-{
-    if (depth > 256) return ELOOP;
-    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == EACCES && fchmodat(parent, name, 0700, 0) == 0)
-        fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ENOENT) return 0;
-        if (e == ENOTDIR || e == ELOOP)
-            return (unlinkat(parent, name, 0) == 0 || errno == ENOENT) ? 0 : errno;
-        return e;
-    }
-    (void)fchmod(fd, 0700); /* entries of a 0500 directory could not be unlinked */
-    DIR *d = fdopendir(fd);
-    if (d == NULL) {
-        int e = errno;
-        close(fd);
-        return e;
-    }
-    int rc = 0;
-    const struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        int r;
-        if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN)
-            r = drv_rm_tree_at(dirfd(d), de->d_name, depth + 1);
-        else
-            r = (unlinkat(dirfd(d), de->d_name, 0) == 0 || errno == ENOENT) ? 0 : errno;
-        if (r != 0 && rc == 0) rc = r;
-    }
-    closedir(d);
-    if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT && rc == 0) rc = errno;
-    return rc;
-}
+int drv_rm_tree_at(int parent, const char *name, int depth);
 
-static inline int drv_fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return TSR_FAIL(TSR_E_IO, "open %s: %s", path, strerror(errno));
-    int r = fsync(fd), e = errno;
-    close(fd);
-    TSR_ENSURE(r == 0, TSR_E_IO, "fsync %s: %s", path, strerror(e));
-    return 0;
-}
+int drv_fsync_dir(const char *path);
 
 /* Staging and tombstone directories older than DRV_STALE_SECONDS are left
  * over by a crash: remove them (younger ones may belong to a live call). */
-static inline void drv_local_sweep(const drv_local *l, const drv_logger *lg)
-{
-    DIR *d = opendir(l->root);
-    if (d == NULL) return;
-    const struct dirent *de;
-    time_t now = time(NULL);
-    while ((de = readdir(d)) != NULL) {
-        const char *n = de->d_name;
-        if (n[0] != '.' || strlen(n) < 38 || !(strstr(n, ".new.") || strstr(n, ".gone.")))
-            continue;
-        char id[37];
-        memcpy(id, n + 1, 36);
-        id[36] = '\0';
-        if (!drv_id_valid(id)) continue;
-        struct stat st;
-        if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) continue;
-        if (now - st.st_mtime < DRV_STALE_SECONDS) continue;
-        int r = drv_rm_tree_at(dirfd(d), n, 0);
-        drv_logf(lg, "removed stale %s%s%s", n, r != 0 ? ": " : "", r != 0 ? strerror(r) : "");
-    }
-    closedir(d);
-}
+void drv_local_sweep(const drv_local *l, const drv_logger *lg);
 
-TSR_WUR static inline int drv_local_init(drv_local *l, const char *data_dir, const char *driver,
-                                         const drv_logger *lg)
-{
-    TSR_ENSURE(strlen(driver) < sizeof l->driver, TSR_E_INTERNAL, "driver name too long");
-    strcpy(l->driver, driver);
-    TSR_ENSURE(data_dir != NULL && data_dir[0] == '/', TSR_E_INPUT,
-               "data_dir must be an absolute path");
-    TSR_ENSURE(strlen(data_dir) < DRV_ROOT_MAX, TSR_E_LIMIT, "data_dir is too long");
-    TSR_GUARD(tsr_path_join(l->root, sizeof l->root, data_dir, "sandboxes"));
-    TSR_GUARD(tsr_mkdir_p(l->root, 0700));
-    drv_local_sweep(l, lg);
-    return 0;
-}
+TSR_WUR int drv_local_init(drv_local *l, const char *data_dir, const char *driver,
+                           const drv_logger *lg);
 
 /* A file a driver keeps with a sandbox (e.g. its workload's command). */
 typedef struct drv_local_file {
@@ -159,231 +78,33 @@ typedef struct drv_local_file {
 /* Create <root>/<id> with identity/ (and workspace/ when asked) and the
  * driver's files (0600), all or nothing. TSR_E_EXISTS when the sandbox
  * exists. */
-TSR_WUR static inline int drv_local_create(const drv_local *l, const char *id,
-                                           const tsr_driver_identity *ident, int workspace,
-                                           const drv_local_file *extra, size_t n_extra)
-{
-    int rc = -1, staged = 0;
-    char stage[DRV_PATH_MAX], final[DRV_PATH_MAX], p[DRV_PATH_MAX];
-
-    TSR_TRY(drv_local_path(l, id, NULL, final, sizeof final));
-    int n = snprintf(stage, sizeof stage, "%s/.%s.new.XXXXXX", l->root, id);
-    TSR_TRY_ENSURE(n > 0 && (size_t)n < sizeof stage, TSR_E_LIMIT, "path too long");
-    TSR_TRY_ENSURE(!tsr_path_exists(final), TSR_E_EXISTS, "sandbox %s already exists", id);
-    TSR_TRY_ENSURE(mkdtemp(stage) != NULL, TSR_E_IO, "create a directory in %s: %s", l->root,
-                   strerror(errno));
-    staged = 1;
-    TSR_TRY_ENSURE(chmod(stage, 0700) == 0, TSR_E_IO, "chmod %s: %s", stage, strerror(errno));
-
-    TSR_TRY(tsr_path_join(p, sizeof p, stage, "identity"));
-    TSR_TRY_ENSURE(mkdir(p, 0700) == 0 && chmod(p, 0700) == 0, TSR_E_IO, "mkdir %s: %s", p,
-                   strerror(errno));
-    const struct {
-        const char *name;
-        const char *buf;
-        size_t len;
-    } files[3] = {{"key.pem", ident->key_pem, ident->key_len},
-                  {"cert.pem", ident->cert_pem, ident->cert_len},
-                  {"bundle.pem", ident->bundle_pem, ident->bundle_len}};
-    for (size_t i = 0; i < 3; i++) {
-        n = snprintf(p, sizeof p, "%s/identity/%s", stage, files[i].name);
-        TSR_TRY_ENSURE(n > 0 && (size_t)n < sizeof p, TSR_E_LIMIT, "path too long");
-        TSR_TRY(tsr_write_file_atomic(p, files[i].buf, files[i].len, 0600, TSR_WRITE_NOREPLACE));
-    }
-    for (size_t i = 0; i < n_extra; i++) {
-        TSR_TRY(tsr_path_join(p, sizeof p, stage, extra[i].name));
-        TSR_TRY(tsr_write_file_atomic(p, extra[i].buf, extra[i].len, 0600, TSR_WRITE_NOREPLACE));
-    }
-    TSR_TRY(tsr_path_join(p, sizeof p, stage, "driver"));
-    char owner[32];
-    n = snprintf(owner, sizeof owner, "%s\n", l->driver);
-    TSR_TRY(tsr_write_file_atomic(p, owner, (size_t)n, 0600, TSR_WRITE_NOREPLACE));
-    if (workspace) {
-        /* 1777 like /tmp: the workload runs as another uid than the
-         * supervisor and must write here; only this sandbox mounts it. */
-        TSR_TRY(tsr_path_join(p, sizeof p, stage, "workspace"));
-        TSR_TRY_ENSURE(mkdir(p, 0700) == 0 && chmod(p, 01777) == 0, TSR_E_IO, "mkdir %s: %s",
-                       p, strerror(errno));
-    }
-
-    /* The sandbox appears complete or not at all. A sandbox directory is
-     * never empty (identity/ is made first), so where RENAME_NOREPLACE is not
-     * supported a plain rename cannot replace one either. */
-    int r = renameat2(AT_FDCWD, stage, AT_FDCWD, final, RENAME_NOREPLACE);
-    if (r != 0 && (errno == EINVAL || errno == ENOSYS)) r = rename(stage, final);
-    if (r != 0) {
-        int e = errno;
-        (void)TSR_FAIL(e == EEXIST || e == ENOTEMPTY ? TSR_E_EXISTS : TSR_E_IO, "sandbox %s: %s",
-                       id, e == EEXIST || e == ENOTEMPTY ? "already exists" : strerror(e));
-        goto out;
-    }
-    staged = 0;
-    TSR_TRY(drv_fsync_dir(l->root));
-    rc = 0;
-out:
-    if (staged) (void)drv_rm_tree_at(AT_FDCWD, stage, 0);
-    return rc;
-}
+TSR_WUR int drv_local_create(const drv_local *l, const char *id,
+                             const tsr_driver_identity *ident, int workspace,
+                             const drv_local_file *extra, size_t n_extra);
 
 /* ---- the workload ------------------------------------------------------------------ */
 
 /* The command as the `command` file keeps it: each argument and a NUL. */
-TSR_WUR static inline int drv_local_command_blob(const tsr_driver_sandbox *sb, char **out,
-                                                 size_t *len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < sb->n_command; i++) n += strlen(sb->command[i]) + 1;
-    char *b = malloc(n > 0 ? n : 1);
-    TSR_ENSURE(b != NULL, TSR_E_INTERNAL, "out of memory");
-    size_t off = 0;
-    for (size_t i = 0; i < sb->n_command; i++) {
-        size_t l = strlen(sb->command[i]) + 1;
-        memcpy(b + off, sb->command[i], l);
-        off += l;
-    }
-    *out = b;
-    *len = n;
-    return 0;
-}
+TSR_WUR int drv_local_command_blob(const tsr_driver_sandbox *sb, char **out,
+                                   size_t *len);
 
 /* The workload create kept (the file `command`), as an argv borrowed from
  * *blob (free it), NULL-terminated in argv (room for
  * TSR_DRIVER_MAX_COMMAND_ARGS + 1): *n 0 when the sandbox has none.
  * Bounded: a file larger than the gateway allows, or one not ending in a
  * NUL, is refused. */
-TSR_WUR static inline int drv_local_command_read(int sbfd, char **blob, const char **argv,
-                                                 size_t *n)
-{
-    *blob = NULL;
-    *n = 0;
-    int fd = openat(sbfd, "command", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        TSR_ENSURE(errno == ENOENT, TSR_E_IO, "open command: %s", strerror(errno));
-        return 0;
-    }
-    char *b = malloc(TSR_DRIVER_MAX_COMMAND_BYTES + 1);
-    size_t got = 0;
-    ssize_t r = 0;
-    while (b != NULL && got <= TSR_DRIVER_MAX_COMMAND_BYTES) {
-        r = read(fd, b + got, TSR_DRIVER_MAX_COMMAND_BYTES + 1 - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (b == NULL) return TSR_FAIL(TSR_E_INTERNAL, "out of memory");
-    if (r < 0 || got == 0 || got > TSR_DRIVER_MAX_COMMAND_BYTES || b[got - 1] != '\0') {
-        free(b);
-        return TSR_FAIL(TSR_E_STATE, "the sandbox's command file is unreadable or corrupt");
-    }
-    for (size_t off = 0; off < got; off += strlen(b + off) + 1) {
-        if (*n == TSR_DRIVER_MAX_COMMAND_ARGS) {
-            free(b);
-            return TSR_FAIL(TSR_E_STATE, "the sandbox's command has too many arguments");
-        }
-        argv[(*n)++] = b + off;
-    }
-    argv[*n] = NULL;
-    *blob = b;
-    return 0;
-}
+TSR_WUR int drv_local_command_read(int sbfd, char **blob, const char **argv,
+                                   size_t *n);
 
 /* Open and lock the sandbox's directory (exclusive flock; released by
  * closing *out). *out = -1, returning 0, when there is no such sandbox. */
-TSR_WUR static inline int drv_local_lock(const drv_local *l, const char *id, int *out)
-{
-    char path[DRV_PATH_MAX];
-    *out = -1;
-    TSR_GUARD(drv_local_path(l, id, NULL, path, sizeof path));
-    for (int tries = 0; tries < 1000; tries++) {
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-            if (errno == ENOENT) return 0;
-            return TSR_FAIL(TSR_E_IO, "open %s: %s", path, strerror(errno));
-        }
-        int r;
-        do r = flock(fd, LOCK_EX);
-        while (r != 0 && errno == EINTR);
-        struct stat a, b;
-        if (r != 0 || fstat(fd, &a) != 0) {
-            int e = errno;
-            close(fd);
-            return TSR_FAIL(TSR_E_IO, "lock %s: %s", path, strerror(e));
-        }
-        if (lstat(path, &b) != 0) {
-            int e = errno;
-            close(fd);
-            if (e == ENOENT) return 0; /* destroyed while we waited */
-            return TSR_FAIL(TSR_E_IO, "stat %s: %s", path, strerror(e));
-        }
-        if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-            /* Only this driver's sandboxes. */
-            char owner[32], want[32];
-            int n = snprintf(want, sizeof want, "%s\n", l->driver);
-            int dfd = openat(fd, "driver", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            ssize_t got = -1;
-            if (dfd >= 0) {
-                got = read(dfd, owner, sizeof owner - 1);
-                close(dfd);
-            }
-            if (n <= 0 || (size_t)n >= sizeof want || got != (ssize_t)n ||
-                memcmp(owner, want, (size_t)n) != 0) {
-                close(fd);
-                if (got > 0 && (size_t)got < sizeof owner) owner[got] = '\0';
-                else strcpy(owner, "?\n");
-                owner[strcspn(owner, "\n")] = '\0';
-                return TSR_FAIL(TSR_E_STATE, "sandbox %s is not a %s sandbox (driver: %.16s)", id,
-                                l->driver, got > 0 ? owner : "none");
-            }
-            *out = fd;
-            return 0;
-        }
-        close(fd); /* destroyed and created again while we waited: lock the new one */
-    }
-    return TSR_FAIL(TSR_E_INTERNAL, "could not lock %s", path);
-}
+TSR_WUR int drv_local_lock(const drv_local *l, const char *id, int *out);
 
 /* Unlink the identity files (key first), then rename the directory to a
  * tombstone (the id is gone at once) and delete it. Files are unlinked, not
  * overwritten: on journaling, copy-on-write and flash storage an overwrite
  * does not reach the old blocks anyway. Caller holds the lock (sbfd). */
-TSR_WUR static inline int drv_local_remove(const drv_local *l, const char *id, int sbfd)
-{
-    char path[DRV_PATH_MAX], tomb[DRV_PATH_MAX];
-    int idfd = openat(sbfd, "identity", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (idfd >= 0) {
-        const char *names[3] = {"key.pem", "cert.pem", "bundle.pem"};
-        for (size_t i = 0; i < 3; i++) {
-            if (unlinkat(idfd, names[i], 0) != 0 && errno != ENOENT) {
-                int e = errno;
-                close(idfd);
-                return TSR_FAIL(TSR_E_IO, "unlink identity/%s: %s", names[i], strerror(e));
-            }
-        }
-        close(idfd);
-    } else {
-        TSR_ENSURE(errno == ENOENT, TSR_E_IO, "open identity/: %s", strerror(errno));
-    }
-    int r = drv_rm_tree_at(sbfd, "identity", 0);
-    TSR_ENSURE(r == 0, TSR_E_IO, "remove identity/: %s", strerror(r));
-
-    TSR_GUARD(drv_local_path(l, id, NULL, path, sizeof path));
-    int n = snprintf(tomb, sizeof tomb, "%s/.%s.gone.XXXXXX", l->root, id);
-    TSR_ENSURE(n > 0 && (size_t)n < sizeof tomb, TSR_E_LIMIT, "path too long");
-    TSR_ENSURE(mkdtemp(tomb) != NULL, TSR_E_IO, "create a directory in %s: %s", l->root,
-               strerror(errno));
-    /* rename(2) replaces the empty placeholder atomically. */
-    if (rename(path, tomb) != 0) {
-        int e = errno;
-        (void)rmdir(tomb);
-        return TSR_FAIL(TSR_E_IO, "rename %s: %s", path, strerror(e));
-    }
-    TSR_GUARD(drv_fsync_dir(l->root));
-    r = drv_rm_tree_at(AT_FDCWD, tomb, 0);
-    TSR_ENSURE(r == 0, TSR_E_IO, "identity removed, but files are left in %s: %s", tomb,
-               strerror(r));
-    return 0;
-}
+TSR_WUR int drv_local_remove(const drv_local *l, const char *id, int sbfd);
 
 /* ---- processes -------------------------------------------------------------------- */
 
@@ -396,133 +117,28 @@ typedef struct drv_procinfo {
 
 /* Parse the text of /proc/<pid>/stat. Pure and async-signal-safe (used
  * between fork and exec): 0 ok, -1 malformed. */
-static inline int drv_stat_parse(const char *buf, size_t len, drv_procinfo *pi)
-{
-    const char *rp = NULL;
-    for (size_t i = len; i > 0; i--) {
-        if (buf[i - 1] == ')') {
-            rp = buf + i - 1;
-            break;
-        }
-    }
-    if (rp == NULL) return -1;
-    const char *p = rp + 1, *end = buf + len;
-    int field = 2; /* comm */
-    int have = 0;
-    while (p < end && field < 22) {
-        if (*p != ' ') return -1;
-        p++;
-        field++;
-        const char *t = p;
-        while (p < end && *p != ' ' && *p != '\n') p++;
-        size_t tl = (size_t)(p - t);
-        if (tl == 0) return -1;
-        if (field == 3) {
-            if (tl != 1) return -1;
-            pi->state = t[0];
-            have++;
-            continue;
-        }
-        if (field != 4 && field != 5 && field != 22) continue;
-        unsigned long long v = 0;
-        for (size_t i = 0; i < tl; i++) {
-            if (t[i] < '0' || t[i] > '9' || v > 1000000000000000000ull) return -1;
-            v = v * 10 + (unsigned long long)(t[i] - '0');
-        }
-        if (field == 4) pi->ppid = (long)v;
-        if (field == 5) pi->pgrp = (long)v;
-        if (field == 22) pi->start = v;
-        have++;
-    }
-    return have == 4 ? 0 : -1;
-}
+int drv_stat_parse(const char *buf, size_t len, drv_procinfo *pi);
 
 /* Digits of v into buf (no NUL); returns the count. Async-signal-safe. */
-static inline size_t drv_utoa(unsigned long long v, char *buf)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-    return n;
-}
+size_t drv_utoa(unsigned long long v, char *buf);
 
 /* Read a small file whole into buf (async-signal-safe); bytes read or -1. */
-static inline ssize_t drv_read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return -1;
-    size_t got = 0;
-    while (got < cap) {
-        ssize_t r = read(fd, buf + got, cap - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    return (ssize_t)got;
-}
+ssize_t drv_read_small(const char *path, char *buf, size_t cap);
 
 /* 1 and *pi filled when /proc/<pid>/stat is readable, 0 otherwise. */
-static inline int drv_proc_read(pid_t pid, drv_procinfo *pi)
-{
-    char path[64], buf[2048];
-    if (pid <= 0) return 0;
-    (void)snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    ssize_t n = drv_read_small(path, buf, sizeof buf);
-    if (n <= 0 || (size_t)n >= sizeof buf) return 0;
-    return drv_stat_parse(buf, (size_t)n, pi) == 0 ? 1 : 0;
-}
+int drv_proc_read(pid_t pid, drv_procinfo *pi);
 
 /* The recorded process still runs: same start time (not a reused PID) and
  * not a zombie. */
-static inline int drv_proc_alive(pid_t pid, unsigned long long start)
-{
-    drv_procinfo pi;
-    memset(&pi, 0, sizeof pi);
-    if (!drv_proc_read(pid, &pi)) return 0;
-    return pi.start == start && pi.state != 'Z' && pi.state != 'X' && pi.state != 'x';
-}
+int drv_proc_alive(pid_t pid, unsigned long long start);
 
 /* 1 once the process is gone, 0 if it still runs after timeout_ms. */
-static inline int drv_proc_wait_gone(pid_t pid, unsigned long long start, uint64_t timeout_ms)
-{
-    int64_t deadline = tsr_monotonic_ms() + (int64_t)timeout_ms;
-    for (;;) {
-        if (!drv_proc_alive(pid, start)) return 1;
-        if (tsr_monotonic_ms() >= deadline) return 0;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-}
+int drv_proc_wait_gone(pid_t pid, unsigned long long start, uint64_t timeout_ms);
 
 /* A live child of `ppid` (bubblewrap's namespace init is the only child of
  * the outer bwrap process); 0 when there is none. /proc/<pid>/task/<tid>/
  * children needs CONFIG_PROC_CHILDREN, so scan. */
-static inline pid_t drv_proc_child_of(pid_t ppid, drv_procinfo *out)
-{
-    DIR *d = opendir("/proc");
-    if (d == NULL) return 0;
-    pid_t found = 0;
-    const struct dirent *de;
-    while (found == 0 && (de = readdir(d)) != NULL) {
-        long v = 0;
-        const char *p = de->d_name;
-        if (*p == '\0') continue;
-        for (; *p >= '0' && *p <= '9' && v < 100000000; p++) v = v * 10 + (*p - '0');
-        if (*p != '\0') continue;
-        drv_procinfo pi;
-        if (drv_proc_read((pid_t)v, &pi) && pi.ppid == (long)ppid && pi.state != 'Z') {
-            found = (pid_t)v;
-            *out = pi;
-        }
-    }
-    closedir(d);
-    return found;
-}
+pid_t drv_proc_child_of(pid_t ppid, drv_procinfo *out);
 
 /* The pid file: "<pid> <starttime> <kind>\n". */
 typedef struct drv_pidrec {
@@ -532,41 +148,8 @@ typedef struct drv_pidrec {
 } drv_pidrec;
 
 /* *present = 0 when there is no pid file; TSR_E_INPUT when it is corrupt. */
-TSR_WUR static inline int drv_pidfile_read(int sbfd, const char *name, drv_pidrec *rec,
-                                           int *present)
-{
-    char buf[128];
-    *present = 0;
-    int fd = openat(sbfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        TSR_ENSURE(errno == ENOENT, TSR_E_IO, "open %s: %s", name, strerror(errno));
-        return 0;
-    }
-    ssize_t n;
-    do n = read(fd, buf, sizeof buf - 1);
-    while (n < 0 && errno == EINTR);
-    close(fd);
-    TSR_ENSURE(n > 0 && (size_t)n < sizeof buf - 1, TSR_E_INPUT, "%s is empty or too long", name);
-    buf[n] = '\0';
-    *present = 1;
-    unsigned long long v[2] = {0, 0};
-    const char *p = buf;
-    for (int f = 0; f < 2; f++) {
-        const char *s = p;
-        while (*p >= '0' && *p <= '9' && p - s < 20) v[f] = v[f] * 10 + (unsigned)(*p++ - '0');
-        TSR_ENSURE(p > s && *p == ' ', TSR_E_INPUT, "%s is corrupt", name);
-        p++;
-    }
-    const char *k = p;
-    while ((*p >= 'a' && *p <= 'z') && p - k < (ptrdiff_t)sizeof rec->kind - 1) p++;
-    TSR_ENSURE(p > k && p[0] == '\n' && p[1] == '\0', TSR_E_INPUT, "%s is corrupt", name);
-    TSR_ENSURE(v[0] > 1 && v[0] < 0x40000000ull, TSR_E_INPUT, "%s has a bad pid", name);
-    rec->pid = (pid_t)v[0];
-    rec->start = v[1];
-    memcpy(rec->kind, k, (size_t)(p - k));
-    rec->kind[p - k] = '\0';
-    return 0;
-}
+TSR_WUR int drv_pidfile_read(int sbfd, const char *name, drv_pidrec *rec,
+                             int *present);
 
 /* Signal what a pid file records. "bwrap": the outer bwrap process does not
  * forward signals and its namespace init ignores SIGTERM, so SIGTERM goes to
@@ -575,55 +158,16 @@ TSR_WUR static inline int drv_pidfile_read(int sbfd, const char *name, drv_pidre
  * ends the whole pid namespace). Otherwise the process group the
  * recorded process leads (it called setsid), or the process alone. Nothing is
  * sent unless the recorded process is still the one that was started. */
-static inline void drv_local_signal(const drv_pidrec *rec, int sig)
-{
-    drv_procinfo pi;
-    if (!drv_proc_alive(rec->pid, rec->start)) return;
-    if (strcmp(rec->kind, "bwrap") == 0) {
-        pid_t init = drv_proc_child_of(rec->pid, &pi);
-        if (init > 0) {
-            drv_procinfo si;
-            pid_t sup = sig == SIGKILL ? 0 : drv_proc_child_of(init, &si);
-            if (sig == SIGKILL) (void)kill(init, SIGKILL);
-            else if (sup > 0) (void)kill(si.pgrp == (long)sup ? -sup : sup, sig);
-            else (void)kill(pi.pgrp == (long)init ? -init : init, sig);
-            return;
-        }
-        (void)kill(rec->pid, sig);
-        return;
-    }
-    if (drv_proc_read(rec->pid, &pi) && pi.pgrp == (long)rec->pid)
-        (void)kill(-rec->pid, sig);
-    else
-        (void)kill(rec->pid, sig);
-}
+void drv_local_signal(const drv_pidrec *rec, int sig);
 
 /* SIGTERM, up to grace_ms, then SIGKILL. 0 once gone; *killed = 1 if it took
  * SIGKILL. */
-TSR_WUR static inline int drv_local_terminate(const drv_pidrec *rec, uint64_t grace_ms,
-                                              int *killed)
-{
-    *killed = 0;
-    drv_local_signal(rec, SIGTERM);
-    if (drv_proc_wait_gone(rec->pid, rec->start, grace_ms)) return 0;
-    *killed = 1;
-    drv_local_signal(rec, SIGKILL);
-    if (drv_proc_wait_gone(rec->pid, rec->start, 5000)) return 0;
-    if (drv_proc_alive(rec->pid, rec->start)) (void)kill(rec->pid, SIGKILL);
-    if (drv_proc_wait_gone(rec->pid, rec->start, 2000)) return 0;
-    return TSR_FAIL(TSR_E_IO, "process %ld is still there after SIGKILL", (long)rec->pid);
-}
+TSR_WUR int drv_local_terminate(const drv_pidrec *rec, uint64_t grace_ms,
+                                int *killed);
 
 /* The state a locked sandbox's pid file tells: CREATED (never started),
  * RUNNING, STOPPED, or FAILED (unreadable pid file). */
-static inline enum tsr_driver_state drv_local_state(int sbfd, drv_pidrec *rec)
-{
-    int present = 0;
-    if (drv_pidfile_read(sbfd, "pid", rec, &present) != 0) return TSR_DRIVER_STATE_FAILED;
-    if (!present) return TSR_DRIVER_STATE_CREATED;
-    return drv_proc_alive(rec->pid, rec->start) ? TSR_DRIVER_STATE_RUNNING
-                                                 : TSR_DRIVER_STATE_STOPPED;
-}
+enum tsr_driver_state drv_local_state(int sbfd, drv_pidrec *rec);
 
 /* ---- the ops layer: one operation on one locked sandbox ------------------------- */
 
@@ -633,36 +177,13 @@ typedef int (*drv_locked_op)(void *ctx, const char *id, int sbfd);
 
 /* Lock <id>, run op, unlock: an ops-table answer, 0 or -1 with err set to
  * "<driver>: <what> <id>: <detail>". A missing sandbox is an error. */
-static inline int drv_local_run(const drv_local *l, const char *what, const char *id,
-                                drv_locked_op op, void *ctx, char *err, size_t err_cap)
-{
-    char label[48];
-    snprintf(label, sizeof label, "%s: %s", l->driver, what);
-    int fd = -1;
-    if (drv_local_lock(l, id, &fd) != 0) return drv_err_recorded(err, err_cap, label, id);
-    if (fd < 0) return drv_errf(err, err_cap, "%s %s: no such sandbox", label, id);
-    int r = op(ctx, id, fd);
-    close(fd);
-    return r != 0 ? drv_fail_recorded(err, err_cap, label, id) : TSR_DRIVER_OK;
-}
+int drv_local_run(const drv_local *l, const char *what, const char *id,
+                  drv_locked_op op, void *ctx, char *err, size_t err_cap);
 
 /* Destroy: stop (the driver's stop op), then remove the files, under one
  * lock. A sandbox that does not exist is destroyed already: success. */
-static inline int drv_local_destroy(const drv_local *l, const drv_logger *lg, const char *id,
-                                    drv_locked_op stop, void *ctx, char *err, size_t err_cap)
-{
-    char label[48];
-    snprintf(label, sizeof label, "%s: destroy", l->driver);
-    int fd = -1;
-    if (drv_local_lock(l, id, &fd) != 0) return drv_err_recorded(err, err_cap, label, id);
-    if (fd < 0) return 0;
-    int r = stop(ctx, id, fd);
-    if (r == 0) r = drv_local_remove(l, id, fd);
-    close(fd);
-    if (r != 0) return drv_err_recorded(err, err_cap, label, id);
-    drv_logf(lg, "destroyed sandbox %s", id);
-    return 0;
-}
+int drv_local_destroy(const drv_local *l, const drv_logger *lg, const char *id,
+                      drv_locked_op stop, void *ctx, char *err, size_t err_cap);
 
 /* ---- the supervisor's last lines ---------------------------------------------------- */
 
@@ -682,99 +203,26 @@ typedef struct drv_local_log {
 #define DRV_TAIL_BYTES 16384
 
 /* The start mark, written to the log (fd, appending) before a start. */
-static inline void drv_local_mark(int fd)
-{
-    static const char mark[] = DRV_START_MARK "\n";
-    ssize_t w;
-    do w = write(fd, mark, sizeof mark - 1);
-    while (w < 0 && errno == EINTR);
-}
+void drv_local_mark(int fd);
 
 /* The last DRV_TAIL_BYTES of a file in the locked sandbox directory, after
  * the last start mark, NUL-terminated (malloc'd; *out NULL when unreadable). */
-static inline void drv_local_tail(int sbfd, const char *name, char **out)
-{
-    *out = NULL;
-    int fd = openat(sbfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return;
-    struct stat st;
-    char *buf = NULL;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-        off_t from = st.st_size > DRV_TAIL_BYTES ? st.st_size - DRV_TAIL_BYTES : 0;
-        buf = malloc(DRV_TAIL_BYTES + 1);
-        size_t got = 0;
-        while (buf != NULL && got < DRV_TAIL_BYTES) {
-            ssize_t r = pread(fd, buf + got, DRV_TAIL_BYTES - got, from + (off_t)got);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) break;
-            got += (size_t)r;
-        }
-        if (buf != NULL) {
-            buf[got] = '\0';
-            for (size_t i = 0; i < got; i++)
-                if (buf[i] == '\0') buf[i] = '?';
-            const char *mark = NULL;
-            for (const char *p = strstr(buf, DRV_START_MARK); p != NULL;
-                 p = strstr(p + 1, DRV_START_MARK))
-                mark = p;
-            if (mark != NULL) {
-                const char *after = mark + strlen(DRV_START_MARK);
-                memmove(buf, after, strlen(after) + 1);
-            }
-        }
-    }
-    close(fd);
-    *out = buf;
-}
+void drv_local_tail(int sbfd, const char *name, char **out);
 
 /* The current run's last lines (at most 20) into detail and, when the
  * supervisor said how it ended, its exit status. */
-static inline void drv_local_detail(int sbfd, const drv_local_log *log, char *detail,
-                                    size_t cap, int *exited, int *code)
-{
-    char *text = NULL;
-    detail[0] = '\0';
-    *exited = 0;
-    drv_local_tail(sbfd, log->file, &text);
-    if (text == NULL) return;
-    drv_tail_lines(text, strlen(text), 20, log->only, detail, cap);
-    if (log->exit_marker != NULL) *exited = drv_exit_after(text, log->exit_marker, code);
-    free(text);
-}
+void drv_local_detail(int sbfd, const drv_local_log *log, char *detail,
+                      size_t cap, int *exited, int *code);
 
 /* The last lines as one line for an error message: " | " between them. */
-static inline void drv_local_last_words(int sbfd, const drv_local_log *log, char *out,
-                                        size_t cap)
-{
-    char detail[TSR_DRIVER_DETAIL_MAX];
-    int exited = 0, code = 0;
-    drv_local_detail(sbfd, log, detail, sizeof detail, &exited, &code);
-    drv_one_line(detail, out, cap);
-}
+void drv_local_last_words(int sbfd, const drv_local_log *log, char *out,
+                          size_t cap);
 
 /* Status under the lock: UNKNOWN when there is no such sandbox; with
  * st->want_detail, a STOPPED or FAILED one's last lines and exit status
  * from `log`. */
-static inline int drv_local_status(const drv_local *l, const char *id, tsr_driver_status *st,
-                                   const drv_local_log *log, char *err, size_t err_cap)
-{
-    char label[48];
-    snprintf(label, sizeof label, "%s: status", l->driver);
-    int fd = -1;
-    if (st == NULL) return drv_errf(err, err_cap, "%s: no status", label);
-    if (drv_local_lock(l, id, &fd) != 0) return drv_err_recorded(err, err_cap, label, id);
-    if (fd < 0) {
-        st->state = TSR_DRIVER_STATE_UNKNOWN;
-        return 0;
-    }
-    drv_pidrec rec;
-    st->state = drv_local_state(fd, &rec);
-    if (st->want_detail &&
-        (st->state == TSR_DRIVER_STATE_STOPPED || st->state == TSR_DRIVER_STATE_FAILED))
-        drv_local_detail(fd, log, st->detail, sizeof st->detail, &st->exited, &st->exit_code);
-    close(fd);
-    return 0;
-}
+int drv_local_status(const drv_local *l, const char *id, tsr_driver_status *st,
+                     const drv_local_log *log, char *err, size_t err_cap);
 
 /* ---- detached spawn ------------------------------------------------------------- */
 
@@ -800,18 +248,7 @@ enum drv_spawn_step {
     DRV_STEP_EXEC,
 };
 
-static inline const char *drv_spawn_step_name(int step)
-{
-    switch (step) {
-    case DRV_STEP_FORK: return "fork";
-    case DRV_STEP_SETSID: return "setsid";
-    case DRV_STEP_FDS: return "set up descriptors";
-    case DRV_STEP_CHDIR: return "chdir";
-    case DRV_STEP_PIDFILE: return "write the pid file";
-    case DRV_STEP_EXEC: return "exec";
-    default: return "spawn";
-    }
-}
+const char *drv_spawn_step_name(int step);
 
 typedef struct drv_spawn_msg {
     int32_t what; /* 1: pid of the detached process, 2: failure */
@@ -820,164 +257,18 @@ typedef struct drv_spawn_msg {
     int32_t pid;
 } drv_spawn_msg;
 
-static inline void drv_spawn_report(int fd, int32_t what, int32_t step, int32_t err, int32_t pid)
-{
-    drv_spawn_msg m = {what, step, err, pid};
-    ssize_t r;
-    do r = write(fd, &m, sizeof m);
-    while (r < 0 && errno == EINTR);
-}
+void drv_spawn_report(int fd, int32_t what, int32_t step, int32_t err, int32_t pid);
 
 /* The pid file, written by the started process itself (async-signal-safe). */
-static inline int drv_spawn_write_pidfile(const drv_spawn *sp)
-{
-    char st[2048], line[96];
-    ssize_t n = drv_read_small("/proc/self/stat", st, sizeof st);
-    drv_procinfo pi;
-    if (n <= 0 || (size_t)n >= sizeof st || drv_stat_parse(st, (size_t)n, &pi) != 0)
-        return EINVAL;
-    size_t len = drv_utoa((unsigned long long)getpid(), line);
-    line[len++] = ' ';
-    len += drv_utoa(pi.start, line + len);
-    line[len++] = ' ';
-    for (const char *k = sp->kind; *k != '\0' && len < sizeof line - 2; k++) line[len++] = *k;
-    line[len++] = '\n';
-    (void)unlink(sp->pid_tmp);
-    int fd = open(sp->pid_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return errno;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, line + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            return e != 0 ? e : EIO;
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) return errno;
-    if (rename(sp->pid_tmp, sp->pid_path) != 0) return errno;
-    return 0;
-}
+int drv_spawn_write_pidfile(const drv_spawn *sp);
 
 /* The detached process, between fork and exec: only async-signal-safe calls
  * (the gateway is multithreaded). */
-__attribute__((noreturn)) static inline void drv_spawn_child(const drv_spawn *sp, int errfd)
-{
-    int step = DRV_STEP_SETSID;
-    if (setsid() < 0) goto fail;
-
-    /* Default dispositions and an empty mask: the gateway may ignore SIGPIPE
-     * or block signals in its threads; a supervisor must not inherit that. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) (void)sigaction(sig, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    (void)sigprocmask(SIG_SETMASK, &none, NULL);
-    umask(077);
-
-    step = DRV_STEP_FDS;
-    /* Move what we keep above every target slot first, then place it. */
-    int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (nul < 0) goto fail;
-    int keep_nul = fcntl(nul, F_DUPFD_CLOEXEC, 10);
-    int keep_log = fcntl(sp->log_fd, F_DUPFD_CLOEXEC, 10);
-    int keep_extra = sp->extra_fd >= 0 ? fcntl(sp->extra_fd, F_DUPFD_CLOEXEC, 10) : -1;
-    int keep_err = fcntl(errfd, F_DUPFD_CLOEXEC, 10);
-    if (keep_nul < 0 || keep_log < 0 || keep_err < 0 || (sp->extra_fd >= 0 && keep_extra < 0))
-        goto fail;
-    errfd = keep_err;
-    if (dup2(keep_nul, 0) < 0 || dup2(keep_log, 1) < 0 || dup2(keep_log, 2) < 0) goto fail;
-    int first_free = 3;
-    if (keep_extra >= 0) {
-        if (dup2(keep_extra, 3) < 0) goto fail;
-        first_free = 4;
-    }
-    /* Close every other inherited descriptor, keeping only the error pipe
-     * (close-on-exec) until exec. */
-    if ((errfd > first_free && close_range((unsigned)first_free, (unsigned)errfd - 1, 0) != 0) ||
-        close_range((unsigned)errfd + 1, ~0u, 0) != 0) {
-        /* Kernels before 5.9: one by one up to the descriptor limit. */
-        struct rlimit rl;
-        rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
-                         ? rl.rlim_cur
-                         : 65536;
-        for (rlim_t fd = (rlim_t)first_free; fd < max && fd < 1048576; fd++)
-            if ((int)fd != errfd) (void)close((int)fd);
-    }
-
-    step = DRV_STEP_CHDIR;
-    if (sp->cwd != NULL && chdir(sp->cwd) != 0) goto fail;
-
-    step = DRV_STEP_PIDFILE;
-    int e = drv_spawn_write_pidfile(sp);
-    if (e != 0) {
-        errno = e;
-        goto fail;
-    }
-
-    step = DRV_STEP_EXEC;
-    if (sp->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
-    execve(sp->argv[0], sp->argv, sp->envp);
-fail:
-    drv_spawn_report(errfd, 2, step, errno, 0);
-    _exit(127);
-}
+__attribute__((noreturn)) void drv_spawn_child(const drv_spawn *sp, int errfd);
 
 /* Start sp->argv detached from the gateway: it is not our child (no zombie
  * for the gateway to reap; init adopts it) and it survives a gateway restart.
  * Returns once it has exec'd (or failed to), with its pid. */
-TSR_WUR static inline int drv_spawn_detached(const drv_spawn *sp, pid_t *out_pid)
-{
-    int p[2];
-    TSR_ENSURE(pipe2(p, O_CLOEXEC) == 0, TSR_E_IO, "pipe: %s", strerror(errno));
-    pid_t a = fork();
-    if (a < 0) {
-        int e = errno;
-        close(p[0]);
-        close(p[1]);
-        return TSR_FAIL(TSR_E_IO, "fork: %s", strerror(e));
-    }
-    if (a == 0) {
-        close(p[0]);
-        pid_t b = fork();
-        if (b < 0) {
-            drv_spawn_report(p[1], 2, DRV_STEP_FORK, errno, 0);
-            _exit(1);
-        }
-        if (b == 0) drv_spawn_child(sp, p[1]);
-        drv_spawn_report(p[1], 1, 0, 0, (int32_t)b);
-        _exit(0);
-    }
-    close(p[1]);
-    pid_t b = 0;
-    int fail_step = 0, fail_err = 0;
-    for (;;) {
-        drv_spawn_msg m;
-        ssize_t r = read(p[0], &m, sizeof m);
-        if (r < 0 && errno == EINTR) continue;
-        if (r != (ssize_t)sizeof m) break; /* EOF: exec'd (close-on-exec) or died */
-        if (m.what == 1) b = (pid_t)m.pid;
-        if (m.what == 2 && fail_step == 0) {
-            fail_step = m.step;
-            fail_err = m.err;
-        }
-    }
-    close(p[0]);
-    int st;
-    while (waitpid(a, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (fail_step != 0) {
-        if (fail_step > DRV_STEP_PIDFILE) (void)unlink(sp->pid_path);
-        return TSR_FAIL(TSR_E_IO, "%s %s: %s", drv_spawn_step_name(fail_step), sp->argv[0],
-                        strerror(fail_err));
-    }
-    TSR_ENSURE(b > 0, TSR_E_IO, "spawn %s: the intermediate process died", sp->argv[0]);
-    *out_pid = b;
-    return 0;
-}
+TSR_WUR int drv_spawn_detached(const drv_spawn *sp, pid_t *out_pid);
 
 #endif
