@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tsr_name.h"
 #include "tsr_yaml.h"
 
 #define POLICY_NAME "policy"
@@ -117,18 +118,10 @@ static int path_list(const tsr_yaml_node *map, const char *key, const char *labe
     return 0;
 }
 
-/* [a-z0-9._-]{1,64}, not "." or "..". */
+/* [a-z0-9._-]{1,64}, not "." or ".." (tsr_name.h). */
 static bool valid_name(const char *s, size_t len)
 {
-    if (len == 0 || len > MAX_NAME_BYTES) return false;
-    if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.')) return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-'))
-            return false;
-    }
-    return true;
+    return tsr_name_valid(s, len, MAX_NAME_BYTES);
 }
 
 /* ---- filesystem --------------------------------------------------------- */
@@ -167,30 +160,7 @@ static int check_filesystem(const tsr_yaml_node *fs)
  * a last label that is not all digits (so "1.2.3" is not taken for a name). */
 static bool valid_dns_name(const char *s, size_t len)
 {
-    if (len >= 2 && s[0] == '*' && s[1] == '.') {
-        s += 2;
-        len -= 2;
-    }
-    if (len == 0 || len > 253) return false;
-    size_t label = 0;
-    bool label_digits = true;
-    for (size_t i = 0; i <= len; i++) {
-        char c = i < len ? s[i] : '.';
-        if (c == '.') {
-            if (label == 0 || s[i - 1] == '-') return false;
-            if (i == len && label_digits) return false;
-            label = 0;
-            label_digits = true;
-            continue;
-        }
-        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        bool digit = c >= '0' && c <= '9';
-        if (!alpha && !digit && c != '-') return false;
-        if (c == '-' && label == 0) return false;
-        if (!digit) label_digits = false;
-        if (++label > 63) return false;
-    }
-    return true;
+    return tsr_dns_name_valid(s, len, TSR_DNS_WILDCARD | TSR_DNS_LAST_NOT_DIGITS);
 }
 
 /* IPv4/IPv6 literal, or a CIDR "addr/prefix" whose host bits are zero. */

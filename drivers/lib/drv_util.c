@@ -1,6 +1,7 @@
 /* drv_util.h: errors, logging, options, names, identity checks, argv and
  * output tails for the driver plugins (built into each .so, hidden). */
 #include "drv_util.h"
+#include "tsr_name.h"
 
 __attribute__((format(printf, 3, 4))) int drv_errf(char *err, size_t cap,
                                                    const char *fmt, ...)
@@ -127,14 +128,7 @@ int drv_id_valid(const char *id)
 int drv_td_valid(const char *td)
 {
     size_t n = td != NULL ? strlen(td) : 0;
-    if (n == 0 || n > DRV_MAX_TD) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = td[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-              c == '_'))
-            return 0;
-    }
-    return 1;
+    return n > 0 && n <= DRV_MAX_TD && tsr_name_chars(td, n);
 }
 
 int drv_addr_valid(const char *addr)

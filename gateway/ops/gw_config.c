@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include "tsr_fs.h"
+#include "tsr_name.h"
 #include "tsr_yaml.h"
 
 #define SECRETS_ENV "TESSERA_SECRETS_KEY_FILE"
@@ -17,22 +18,6 @@
 #define HOUR 3600
 
 /* ---- small validators --------------------------------------------------- */
-
-static bool is_name_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
-/* [a-z0-9._-]{1,max}; "." and ".." are not names (they are not valid
- * SPIFFE path segments either). */
-static bool valid_name(const char *s, size_t len, size_t max)
-{
-    if (len == 0 || len > max) return false;
-    if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.')) return false;
-    for (size_t i = 0; i < len; i++)
-        if (!is_name_char(s[i])) return false;
-    return true;
-}
 
 static bool valid_driver_name(const char *s, size_t len)
 {
@@ -44,28 +29,10 @@ static bool valid_driver_name(const char *s, size_t len)
     return true;
 }
 
-/* A DNS host name: dot-separated labels [A-Za-z0-9-]{1,63}, no hyphen at
- * either end of a label, at most 253 bytes, not all digits and dots. */
+/* A DNS host name (tsr_name.h), not all digits and dots. */
 static bool valid_dns_name(const char *s, size_t len)
 {
-    if (len == 0 || len > 253) return false;
-    size_t label = 0;
-    bool all_digits = true;
-    for (size_t i = 0; i <= len; i++) {
-        char c = i < len ? s[i] : '.';
-        if (c == '.') {
-            if (label == 0 || s[i - 1] == '-') return false;
-            label = 0;
-            continue;
-        }
-        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        bool digit = c >= '0' && c <= '9';
-        if (!alpha && !digit && c != '-') return false;
-        if (c == '-' && label == 0) return false;
-        if (!digit) all_digits = false;
-        if (++label > 63) return false;
-    }
-    return !all_digits;
+    return tsr_dns_name_valid(s, len, TSR_DNS_NOT_DIGITS);
 }
 
 /* "HOST:PORT" with HOST an IPv4 literal, [IPv6 literal] or DNS name. */
@@ -323,7 +290,7 @@ static int load_users(gw_config *c, const tsr_yaml_node *users)
         const char *name = tsr_yaml_scalar(k, &klen);
         char q[96];
         tsr_yaml_quote_bytes(name, klen, q, sizeof q);
-        if (!valid_name(name, klen, sizeof c->users[i].name - 1))
+        if (!tsr_name_valid(name, klen, sizeof c->users[i].name - 1))
             return tsr_yaml_fail(k, "bad user name %s (expected [a-z0-9._-]{1,64})", q);
         const char *role;
         size_t rlen;
@@ -544,7 +511,7 @@ static int load_proxy(gw_config *c, const tsr_yaml_node *m, const char *base)
         TSR_GUARD(tsr_yaml_to_str(item, "trusted", &name, &len));
         char q[96];
         tsr_yaml_quote_bytes(name, len, q, sizeof q);
-        if (!valid_name(name, len, sizeof c->proxies[i].name - 1))
+        if (!tsr_name_valid(name, len, sizeof c->proxies[i].name - 1))
             return tsr_yaml_fail(item, "bad proxy name %s (expected [a-z0-9._-]{1,64}, the "
                                        "<name> of spiffe://<trust_domain>/proxy/<name>)", q);
         if (gw_config_proxy_trusted(c, name))
@@ -657,8 +624,7 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
         const char *s;
         size_t len;
         TSR_GUARD(tsr_yaml_to_str(n, "trust_domain", &s, &len));
-        bool ok = len > 0 && len < sizeof c->trust_domain;
-        for (size_t i = 0; ok && i < len; i++) ok = is_name_char(s[i]);
+        bool ok = len > 0 && len < sizeof c->trust_domain && tsr_name_chars(s, len);
         if (!ok) {
             char q[96];
             tsr_yaml_quote_bytes(s, len, q, sizeof q);
