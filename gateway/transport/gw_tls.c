@@ -5,22 +5,8 @@
 #include <string.h>
 
 #include "ca_pem.h"
+#include "ca_tls.h"
 #include "gw_tls_libctx.h"
-
-/* TLS 1.2: forward secrecy (ECDHE) and AEAD only. TLS 1.3 suites are all
- * AEAD; OpenSSL's default list is kept. */
-static const char tls12_ciphers[] =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-static const char tls13_suites[] =
-    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
-/* Not const: OpenSSL 3.0's SSL_CTX_set1_groups_list macro casts to char *. */
-static char groups[] = "X25519:P-256:P-384";
-
-/* Largest certificate chain a client may send (OpenSSL's default is 100 KiB;
- * a leaf + issuing CA is ~2 KiB). */
-#define GW_TLS_MAX_CERT_LIST (64 * 1024)
 
 static const unsigned char session_id_ctx[] = "tessera-gateway";
 
@@ -144,21 +130,13 @@ int gw_tls_ctx_new(const gw_tls_config *cfg, SSL_CTX **out)
     TSR_TRY_ENSURE((ctx = SSL_CTX_new_ex(libctx, NULL, TLS_server_method())) != NULL,
                    TSR_E_INTERNAL, "SSL_CTX_new failed");
 
-    TSR_TRY_OSSL(SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION), TSR_E_INTERNAL,
-                 "cannot set the minimum TLS version");
-    TSR_TRY_OSSL(SSL_CTX_set_cipher_list(ctx, tls12_ciphers), TSR_E_INTERNAL,
-                 "cannot set TLS 1.2 ciphers");
-    TSR_TRY_OSSL(SSL_CTX_set_ciphersuites(ctx, tls13_suites), TSR_E_INTERNAL,
-                 "cannot set TLS 1.3 suites");
-    TSR_TRY_OSSL(SSL_CTX_set1_groups_list(ctx, groups), TSR_E_INTERNAL,
-                 "cannot set key exchange groups");
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_NO_QUERY_MTU | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* The policy both ends share (ca_tls.h), then what only a server sets. */
+    TSR_TRY(ca_tls_policy_apply(ctx));
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_QUERY_MTU |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     /* No resumption of any kind: no stateless tickets (TLS 1.2 and 1.3), no
      * server-side cache, no TLS 1.3 tickets issued after the handshake. */
     TSR_TRY_OSSL(SSL_CTX_set_num_tickets(ctx, 0), TSR_E_INTERNAL, "cannot disable tickets");
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     TSR_TRY_OSSL(SSL_CTX_set_session_id_context(ctx, session_id_ctx, sizeof session_id_ctx - 1),
                  TSR_E_INTERNAL, "cannot set the session id context");
     SSL_CTX_set_max_early_data(ctx, 0);
@@ -170,7 +148,6 @@ int gw_tls_ctx_new(const gw_tls_config *cfg, SSL_CTX **out)
      * for the records that arrived together instead of two per record (the
      * transport handles all buffered input: SSL_has_pending). */
     SSL_CTX_set_read_ahead(ctx, 1);
-    SSL_CTX_set_max_cert_list(ctx, GW_TLS_MAX_CERT_LIST);
 
     /* Server certificate chain and key, read with the bounded PEM loaders. */
     TSR_TRY(ca_certs_load_file(cfg->cert_file, &chain));
