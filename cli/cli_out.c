@@ -3,32 +3,7 @@
 #include <time.h>
 
 #include "cli.h"
-
-/* Length of the valid UTF-8 sequence (2..4 bytes) at s, or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) lo = 0xa0;        /* overlong */
-        if (c == 0xed) hi = 0x9f;        /* surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) lo = 0x90;        /* overlong */
-        if (c == 0xf4) hi = 0x8f;        /* > U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
-    return len;
-}
+#include "tsr_utf8.h"
 
 void cli_put_safe(FILE *f, const char *s, size_t len)
 {
@@ -40,7 +15,7 @@ void cli_put_safe(FILE *f, const char *s, size_t len)
             i++;
             continue;
         }
-        size_t n = c >= 0x80 ? utf8_seq(p + i, len - i) : 0;
+        size_t n = c >= 0x80 ? tsr_utf8_seq_len(p + i, len - i) : 0;
         if (n > 0) {
             fwrite(p + i, 1, n, f);
             i += n;
@@ -96,7 +71,7 @@ static void json_string(FILE *f, const char *s, size_t len)
             fputc(c, f);
             i++;
         } else {
-            size_t n = utf8_seq(p + i, len - i);
+            size_t n = tsr_utf8_seq_len(p + i, len - i);
             if (n > 0) {
                 fwrite(p + i, 1, n, f);
                 i += n;
