@@ -1,5 +1,5 @@
 /* Certificate issuance: the root, the issuing CA and leaves, exactly per the
- * X509-SVID profile of DESIGN §4. Every certificate is signed, re-parsed from
+ * X509-SVID profile of docs/identity.md. Every certificate is signed, re-parsed from
  * its DER, and its signature checked with the issuer's public key before it
  * is returned, so what callers see is exactly what goes on the wire. */
 #include "ca_issue.h"

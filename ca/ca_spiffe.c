@@ -1,5 +1,5 @@
 /* SPIFFE IDs per the SPIFFE-ID standard (spiffe/spiffe standards/SPIFFE-ID.md)
- * and Tessera's principal kinds (DESIGN §2).
+ * and Tessera's principal kinds (docs/identity.md, "Identities").
  *
  * Everything here treats its input as untrusted bytes: (ptr, len), checked
  * against a hard maximum first, every byte classified, nothing folded or

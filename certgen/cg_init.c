@@ -1,4 +1,4 @@
-/* certgen init: a new PKI in DIR (DESIGN §3). Everything is generated and
+/* certgen init: a new PKI in DIR (docs/certgen.md). Everything is generated and
  * checked in memory first; nothing is written if any file already exists
  * (unless --force), so a PKI is never completed with keys that do not match. */
 #include <dirent.h>

@@ -2,7 +2,7 @@
  * nghttp2_session_mem_recv/mem_send) over TLS (cl_tls) over a non-blocking
  * socket with poll() and deadlines. The gRPC wire pieces (deframer with a
  * maximum message size, frame prefix, grpc-message percent-decoding, status
- * names) are the gateway's, from gateway/gw_grpc.h.
+ * names) are the gateway's, from grpc/grpc_frame.h.
  *
  * Threads: a cl_conn (and its streams) belongs to one thread at a time; use
  * one connection per thread. Calls on one connection may run one after the

@@ -1,4 +1,4 @@
-/* gRPC wire pieces of gw_grpc.h on untrusted bytes: the length-prefixed
+/* gRPC wire pieces of grpc/grpc_frame.h on untrusted bytes: the length-prefixed
  * message deframer fed in chunk sizes drawn from the input (as DATA frames
  * split a stream arbitrarily), the grpc-timeout header and grpc-message
  * percent-decoding.

@@ -13,7 +13,7 @@
 #include "tsr_err.h"
 
 #define GRPC_PREFIX_LEN 5                     /* flag(1) + length(4, big-endian) */
-#define GRPC_DEFAULT_MAX_MESSAGE (4u << 20)   /* DESIGN §5: 4 MiB */
+#define GRPC_DEFAULT_MAX_MESSAGE (4u << 20)   /* docs/identity.md: 4 MiB */
 #define GRPC_MAX_MESSAGE_LIMIT (64u << 20)    /* hard ceiling for any configuration */
 #define GRPC_MESSAGE_MAX 1024                 /* grpc-message text we send */
 /* Worst case of grpc_percent_encode() for a message of GRPC_MESSAGE_MAX. */

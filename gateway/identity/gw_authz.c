@@ -27,7 +27,7 @@ struct rule {
     int anonymous;           /* callable without an identity */
 };
 
-/* DESIGN §5, row by row. */
+/* docs/identity.md, "Who may call what", row by row. */
 static const struct rule RULES[GW_RPC_COUNT] = {
     [GW_RPC_CREATE_SANDBOX] = {"CreateSandbox", SANDBOX_DENIED, ADMIN | OPERATOR, 0},
     [GW_RPC_GET_SANDBOX] = {"GetSandbox", SANDBOX_DENIED, ANY_ROLE, 0},

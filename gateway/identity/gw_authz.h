@@ -1,4 +1,5 @@
-/* The guard: the single place that decides who may call what (DESIGN §5).
+/* The guard: the single place that decides who may call what
+ * (docs/identity.md, "Who may call what").
  *
  * The dispatcher (the transport, gw_h2.c) calls gw_authz_dispatch right
  * before it runs any callback of a method: a unary handler, a client

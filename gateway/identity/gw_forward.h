@@ -1,5 +1,5 @@
 /* Forwarded client certificates: the gateway behind a TLS terminator
- * (DESIGN §6).
+ * (docs/operations.md, "Behind nginx").
  *
  * A trusted proxy (a caller whose principal is spiffe://TD/proxy/<name>
  * with <name> in the config's proxy.trusted, or any caller on the

@@ -44,7 +44,7 @@ typedef struct gw_proxy_entry {
 
 #define GW_CONFIG_MAX_DRIVER_OPTIONS 256
 
-/* One option handed to a driver plugin at load (see drivers/drv_abi.h). */
+/* One option handed to a driver plugin at load (see drivers/abi/drv_abi.h). */
 typedef struct gw_driver_option {
     char driver[33];
     char key[65];
@@ -82,7 +82,7 @@ typedef struct gw_config {
     char supervisor_path[4096];      /* "" = tessera-supervisor beside tessera-gateway */
     gw_driver_option *driver_options; /* drivers.options.<driver>.<key>: value */
     size_t n_driver_options;
-    /* proxy: TLS terminators allowed to forward client certificates (DESIGN §6) */
+    /* proxy: TLS terminators allowed to forward client certificates (docs/operations.md) */
     gw_proxy_entry *proxies;         /* proxy.trusted, at most 64, no duplicates */
     size_t n_proxies;
     char proxy_header[GW_CONFIG_HEADER_MAX + 1]; /* lowercase [a-z0-9-]; default x-client-cert */

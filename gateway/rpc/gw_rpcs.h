@@ -27,7 +27,7 @@ int gw_policy_check(const char *policy, gw_response *resp);
 /* INVALID_ARGUMENT unless names and sizes of a provider environment are valid. */
 int gw_env_validate(const gw_env_var *env, size_t n, gw_response *resp);
 
-/* gw_drivers_env.mint / release (drivers/drv_abi.h, mint_identity): a fresh
+/* gw_drivers_env.mint / release (drivers/abi/drv_abi.h, mint_identity): a fresh
  * key and certificate for a live sandbox of `driver`, recorded in the store
  * (the store re-checks liveness in the same transaction) before it is
  * returned, audited ("issue", the gateway as the caller) and counted

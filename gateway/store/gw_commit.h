@@ -1,5 +1,6 @@
-/* Group commit of certificate records (DESIGN §8: every issued certificate
- * is durably recorded before it is returned).
+/* Group commit of certificate records (docs/architecture.md, "Storage and
+ * durability": every issued certificate is durably recorded before it is
+ * returned).
  *
  * One committer thread owns one store connection. Callers queue records and
  * go on serving; the thread takes everything queued, writes it in ONE

@@ -1,8 +1,8 @@
-/* The seam between the gRPC transport (gw_server/gw_h2/gw_grpc) and the RPC
- * handlers. The transport owns sockets, TLS, HTTP/2 and gRPC framing; the
- * handlers own authorization and the store. A handler sees one complete,
- * size-checked, uncompressed message at a time and answers with a status
- * and (on OK) a serialized response. */
+/* The seam between the gRPC transport (gw_server, gw_h2; framing from grpc/)
+ * and the RPC handlers. The transport owns sockets, TLS, HTTP/2 and gRPC
+ * framing; the handlers own authorization and the store. A handler sees one
+ * complete, size-checked, uncompressed message at a time and answers with a
+ * status and (on OK) a serialized response. */
 #ifndef GW_RPC_H
 #define GW_RPC_H
 

@@ -1,5 +1,5 @@
 /* The gateway's gRPC server transport: TCP + TLS (gw_tls) + HTTP/2
- * (nghttp2) + gRPC framing (gw_grpc), on N worker threads.
+ * (nghttp2) + gRPC framing (grpc/grpc_frame), on N worker threads.
  *
  * Threads: every worker has its own epoll loop, its own SO_REUSEPORT
  * listening socket and a 250 ms timerfd; a connection lives and dies on the
@@ -107,7 +107,7 @@ typedef struct gw_server_config {
     void (*call_done)(void *app, size_t method, enum gw_status status, int64_t handler_ns,
                       bool handler_ran);
 
-    /* Forwarded client certificates (DESIGN §6). forward_header: a lowercase
+    /* Forwarded client certificates (docs/operations.md). forward_header: a lowercase
      * request header name, or NULL to look at none. For every call whose
      * request carries it, authenticate_forwarded runs before the method,
      * with ctx->principal the connection's principal, the header's first
@@ -122,7 +122,7 @@ typedef struct gw_server_config {
     int (*authenticate_forwarded)(const gw_call_ctx *ctx, const uint8_t *value, size_t value_len,
                                   unsigned count, gw_principal *out);
 
-    /* Optional: a unix-socket listener for a local trusted proxy (DESIGN §6),
+    /* Optional: a unix-socket listener for a local trusted proxy (docs/operations.md),
      * e.g. nginx `grpc_pass unix:PATH`: plaintext HTTP/2 with prior
      * knowledge (h2c), no TLS. NULL = none. The socket file is created with
      * unix_mode (0 = 0600) and, when unix_set_group, group unix_gid, both

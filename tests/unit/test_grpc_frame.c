@@ -1,4 +1,4 @@
-/* gw_grpc: deframer, framing, grpc-timeout, percent-encoding, content-type. */
+/* grpc_frame: deframer, framing, grpc-timeout, percent-encoding, content-type. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
