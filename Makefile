@@ -61,14 +61,14 @@ endif
 # pkg-config is queried lazily so `make deps` works before the -dev packages
 # exist. Each library names the packages it uses; a binary links the packages
 # of the libraries on its link list, nothing else.
-PKGS_common  := yaml-0.1
+PKGS_common  := yaml-0.1 jansson
 PKGS_ca      := openssl
 PKGS_proto   := libprotobuf-c
 PKGS_grpc    :=
 PKGS_policy  :=
 PKGS_client  := openssl libnghttp2
 PKGS_gw      := openssl libnghttp2 sqlite3
-PKGS_ALL     := openssl libnghttp2 libprotobuf-c yaml-0.1 sqlite3
+PKGS_ALL     := openssl libnghttp2 libprotobuf-c yaml-0.1 sqlite3 jansson
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS_ALL))
 pkg_libs = $(shell pkg-config --libs $(sort $(foreach l,$(1),$(PKGS_$(l)))))
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
@@ -135,8 +135,10 @@ LINK_cli        := client grpc ca proto common
 LINK_certgen    := ca common
 # Tests, fuzz harnesses and bench tools reach into every layer.
 LINK_tests      := client $(GW_LAYERS:%=gw_%) policy grpc drvlib ca proto common
-link_args = $(if $(filter gw_%,$(1)),$(GW_GROUP)) $(call lib,$(filter-out gw_%,$(1))) \
-            $(call pkg_libs,$(1)) -lpthread
+# --as-needed: a binary names only the shared libraries it really calls
+# (common/ holds tsr_json, but only binaries that write JSON need jansson).
+link_args = -Wl,--as-needed $(if $(filter gw_%,$(1)),$(GW_GROUP)) \
+            $(call lib,$(filter-out gw_%,$(1))) $(call pkg_libs,$(1)) -lpthread
 LIBS_ALL   := $(call lib,$(LINK_tests))
 LDLIBS_ALL  = $(call link_args,$(LINK_tests)) -ldl
 

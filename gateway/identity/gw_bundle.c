@@ -9,21 +9,29 @@
 #include <string.h>
 
 #include "ca_pem.h"
+#include "tsr_json.h"
 
 #define KEY_BYTES_MAX 1024   /* RSA moduli up to 8192 bits */
 
 /* Standard base64 (url = false) or base64url without padding (url = true)
- * of `len` bytes, appended to f. */
-static int put_base64(FILE *f, const uint8_t *data, size_t len, bool url)
+ * of `len` bytes, as a JSON string. */
+static json_t *base64_json(const uint8_t *data, size_t len, bool url)
 {
-    TSR_ENSURE(len > 0 && len <= 64 * 1024, TSR_E_INTERNAL, "base64: %zu bytes", len);
+    if (len == 0 || len > 64 * 1024) {
+        (void)TSR_FAIL(TSR_E_INTERNAL, "base64: %zu bytes", len);
+        return NULL;
+    }
     size_t cap = 4 * ((len + 2) / 3) + 1;
     unsigned char *b = malloc(cap);
-    TSR_ENSURE(b != NULL, TSR_E_INTERNAL, "out of memory");
+    if (b == NULL) {
+        (void)TSR_FAIL(TSR_E_INTERNAL, "out of memory");
+        return NULL;
+    }
     int n = EVP_EncodeBlock(b, data, (int)len);
     if (n <= 0) {
         free(b);
-        return TSR_FAIL(TSR_E_INTERNAL, "base64 encoding failed");
+        (void)TSR_FAIL(TSR_E_INTERNAL, "base64 encoding failed");
+        return NULL;
     }
     if (url) {
         while (n > 0 && b[n - 1] == '=') n--;
@@ -32,13 +40,21 @@ static int put_base64(FILE *f, const uint8_t *data, size_t len, bool url)
             else if (b[i] == '/') b[i] = '_';
         }
     }
-    fwrite(b, 1, (size_t)n, f);
+    json_t *v = json_stringn_nocheck((const char *)b, (size_t)n);
     free(b);
-    return 0;
+    if (v == NULL) (void)TSR_FAIL(TSR_E_INTERNAL, "out of memory");
+    return v;
+}
+
+static int set_base64(json_t *jwk, const char *member, const uint8_t *data, size_t len, bool url)
+{
+    json_t *v = base64_json(data, len, url);
+    if (v == NULL) return -1;
+    return tsr_json_set_new(jwk, member, v);
 }
 
 /* A big number parameter as base64url: `pad` bytes (0 = minimal). */
-static int put_bn(FILE *f, const char *member, const EVP_PKEY *pkey, const char *param,
+static int set_bn(json_t *jwk, const char *member, const EVP_PKEY *pkey, const char *param,
                   size_t pad)
 {
     BIGNUM *bn = NULL;
@@ -49,10 +65,7 @@ static int put_bn(FILE *f, const char *member, const EVP_PKEY *pkey, const char 
     int ok = n > 0 && n <= sizeof buf && BN_bn2binpad(bn, buf, (int)n) == (int)n;
     BN_free(bn);
     TSR_ENSURE(ok, TSR_E_INPUT, "bundle: key parameter %s does not fit %zu bytes", param, n);
-    fprintf(f, ",\"%s\":\"", member);
-    TSR_GUARD(put_base64(f, buf, n, true));
-    fputc('"', f);
-    return 0;
+    return set_base64(jwk, member, buf, n, true);
 }
 
 static const char *jwk_curve(const char *group)
@@ -64,7 +77,7 @@ static const char *jwk_curve(const char *group)
 }
 
 /* The key members of one JWK (after "use"). */
-static int put_key(FILE *f, const EVP_PKEY *pkey)
+static int set_key(json_t *jwk, const EVP_PKEY *pkey)
 {
     if (EVP_PKEY_is_a(pkey, "EC")) {
         char group[64];
@@ -75,14 +88,15 @@ static int put_key(FILE *f, const EVP_PKEY *pkey)
         const char *crv = jwk_curve(group);
         TSR_ENSURE(crv != NULL, TSR_E_INPUT, "bundle: EC curve %s has no JWK name", group);
         size_t field = ((size_t)EVP_PKEY_get_bits(pkey) + 7) / 8;
-        fprintf(f, ",\"kty\":\"EC\",\"crv\":\"%s\"", crv);
-        TSR_GUARD(put_bn(f, "x", pkey, OSSL_PKEY_PARAM_EC_PUB_X, field));
-        return put_bn(f, "y", pkey, OSSL_PKEY_PARAM_EC_PUB_Y, field);
+        TSR_GUARD(tsr_json_set_str(jwk, "kty", "EC", 2));
+        TSR_GUARD(tsr_json_set_str(jwk, "crv", crv, strlen(crv)));
+        TSR_GUARD(set_bn(jwk, "x", pkey, OSSL_PKEY_PARAM_EC_PUB_X, field));
+        return set_bn(jwk, "y", pkey, OSSL_PKEY_PARAM_EC_PUB_Y, field);
     }
     if (EVP_PKEY_is_a(pkey, "RSA")) {
-        fputs(",\"kty\":\"RSA\"", f);
-        TSR_GUARD(put_bn(f, "n", pkey, OSSL_PKEY_PARAM_RSA_N, 0));
-        return put_bn(f, "e", pkey, OSSL_PKEY_PARAM_RSA_E, 0);
+        TSR_GUARD(tsr_json_set_str(jwk, "kty", "RSA", 3));
+        TSR_GUARD(set_bn(jwk, "n", pkey, OSSL_PKEY_PARAM_RSA_N, 0));
+        return set_bn(jwk, "e", pkey, OSSL_PKEY_PARAM_RSA_E, 0);
     }
     const char *crv = EVP_PKEY_is_a(pkey, "ED25519") ? "Ed25519"
                       : EVP_PKEY_is_a(pkey, "ED448") ? "Ed448"
@@ -94,27 +108,37 @@ static int put_key(FILE *f, const EVP_PKEY *pkey)
     TSR_GUARD_OSSL(EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof pub,
                                                    &plen),
                    TSR_E_INPUT, "bundle: %s public key", crv);
-    fprintf(f, ",\"kty\":\"OKP\",\"crv\":\"%s\",\"x\":\"", crv);
-    TSR_GUARD(put_base64(f, pub, plen, true));
-    fputc('"', f);
-    return 0;
+    TSR_GUARD(tsr_json_set_str(jwk, "kty", "OKP", 3));
+    TSR_GUARD(tsr_json_set_str(jwk, "crv", crv, strlen(crv)));
+    return set_base64(jwk, "x", pub, plen, true);
 }
 
-static int put_root(FILE *f, X509 *cert)
+static int add_root(json_t *keys, X509 *cert)
 {
     EVP_PKEY *pkey = X509_get0_pubkey(cert);
     TSR_ENSURE(pkey != NULL, TSR_E_INPUT, "bundle: root without a usable public key");
-    fputs("{\"use\":\"x509-svid\"", f);
-    TSR_GUARD(put_key(f, pkey));
+    json_t *jwk = json_object();
+    TSR_ENSURE(jwk != NULL, TSR_E_INTERNAL, "out of memory");
+    int rc = -1;
     unsigned char *der = NULL;
+    json_t *x5c = NULL;
+    TSR_TRY(tsr_json_set_str(jwk, "use", "x509-svid", 9));
+    TSR_TRY(set_key(jwk, pkey));
     int n = i2d_X509(cert, &der);
-    TSR_ENSURE(n > 0 && n <= CA_CERT_MAX_DER, TSR_E_INPUT, "bundle: root DER encoding");
-    fputs(",\"x5c\":[\"", f);
-    int rc = put_base64(f, der, (size_t)n, false);
+    TSR_TRY_ENSURE(n > 0 && n <= CA_CERT_MAX_DER, TSR_E_INPUT, "bundle: root DER encoding");
+    TSR_TRY_ENSURE((x5c = json_array()) != NULL, TSR_E_INTERNAL, "out of memory");
+    TSR_TRY(tsr_json_append_new(x5c, base64_json(der, (size_t)n, false)));
+    rc = tsr_json_set_new(jwk, "x5c", x5c);
+    x5c = NULL;
+    if (rc == 0) {
+        rc = tsr_json_append_new(keys, jwk);
+        jwk = NULL;
+    }
+out:
     OPENSSL_free(der);
-    TSR_GUARD(rc);
-    fputs("\"]}", f);
-    return 0;
+    json_decref(x5c);
+    json_decref(jwk);
+    return rc;
 }
 
 int gw_spiffe_bundle_json(STACK_OF(X509) *roots, int64_t sequence, int64_t refresh_hint,
@@ -125,28 +149,17 @@ int gw_spiffe_bundle_json(STACK_OF(X509) *roots, int64_t sequence, int64_t refre
     TSR_ENSURE(roots != NULL && sk_X509_num(roots) > 0, TSR_E_INPUT, "bundle: no roots");
     TSR_ENSURE(sequence >= 0 && refresh_hint > 0, TSR_E_INPUT,
                "bundle: bad sequence or refresh hint");
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    TSR_ENSURE(f != NULL, TSR_E_INTERNAL, "out of memory");
-    int rc = 0;
-    fputs("{\"keys\":[", f);
-    for (int i = 0; i < sk_X509_num(roots) && rc == 0; i++) {
-        if (i > 0) fputc(',', f);
-        rc = put_root(f, sk_X509_value(roots, i));
-    }
-    fprintf(f, "],\"spiffe_sequence\":%lld,\"spiffe_refresh_hint\":%lld}", (long long)sequence,
-            (long long)refresh_hint);
-    int failed = ferror(f);
-    if (fclose(f) != 0 || failed || buf == NULL) {
-        free(buf);
-        return rc != 0 ? -1 : TSR_FAIL(TSR_E_INTERNAL, "bundle: out of memory");
-    }
-    if (rc != 0) {
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    *len = size;
-    return 0;
+    int rc = -1;
+    json_t *doc = json_object(), *keys = json_array();
+    TSR_TRY_ENSURE(doc != NULL && keys != NULL, TSR_E_INTERNAL, "out of memory");
+    for (int i = 0; i < sk_X509_num(roots); i++) TSR_TRY(add_root(keys, sk_X509_value(roots, i)));
+    TSR_TRY(tsr_json_set_new(doc, "keys", json_incref(keys)));
+    TSR_TRY(tsr_json_set_new(doc, "spiffe_sequence", json_integer((json_int_t)sequence)));
+    TSR_TRY(tsr_json_set_new(doc, "spiffe_refresh_hint", json_integer((json_int_t)refresh_hint)));
+    TSR_TRY_ENSURE((*out = tsr_json_dump(doc, len)) != NULL, TSR_E_INTERNAL, "out of memory");
+    rc = 0;
+out:
+    json_decref(keys);
+    json_decref(doc);
+    return rc;
 }

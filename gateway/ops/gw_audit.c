@@ -11,8 +11,8 @@
 
 #include "gw_app.h"
 #include "gw_metrics.h"
+#include "tsr_json.h"
 #include "tsr_time.h"
-#include "tsr_utf8.h"
 
 struct gw_audit {
     int fd;
@@ -55,46 +55,10 @@ void gw_audit_close(gw_audit *a)
     free(a);
 }
 
-void gw_json_escape(const char *in, char *out, size_t cap)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    if (cap == 0) return;
-    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p; p++) {
-        char esc[7];
-        size_t n;
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*p;
-            n = 2;
-        } else if (*p < 0x20 || *p == 0x7f) {
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[*p >> 4];
-            esc[5] = hex[*p & 15];
-            n = 6;
-        } else if (*p >= 0x80) {
-            /* Request strings are not checked for UTF-8 (protobuf-c passes
-             * any bytes): a valid sequence is kept whole, any other byte
-             * becomes U+FFFD, so every line stays valid JSON (RFC 8259 §8.1)
-             * that log readers cannot choke on. */
-            n = tsr_utf8_seq_len(p, strnlen((const char *)p, 4));
-            if (n > 0) {
-                memcpy(esc, p, n);
-                p += n - 1;
-            } else {
-                memcpy(esc, "\\ufffd", 6);
-                n = 6;
-            }
-        } else {
-            esc[0] = (char)*p;
-            n = 1;
-        }
-        if (o + n + 1 > cap) break; /* truncate rather than overflow */
-        memcpy(out + o, esc, n);
-        o += n;
-    }
-    out[o] = '\0';
-}
+/* The longest a field of an audit line gets, in bytes of its (untrusted)
+ * input: a line stays bounded whatever a request carried. */
+#define FIELD_MAX 511
+#define SHORT_MAX 95
 
 void gw_audit_event(const gw_call_ctx *ctx, const char *event, const char *sandbox,
                     const char *decision, const char *reason, const char *serial)
@@ -112,26 +76,38 @@ void gw_audit_event(const gw_call_ctx *ctx, const char *event, const char *sandb
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 
     /* Attacker-controlled strings (a requested sandbox id, a peer's URI)
-     * are escaped and bounded. */
-    char peer[512], method[256], target[256], why[512], ser[64], addr[96];
-    gw_json_escape(p->spiffe_id[0] ? p->spiffe_id : gw_principal_kind_name(p->kind), peer,
-                   sizeof peer);
-    gw_json_escape(ctx->method, method, sizeof method);
-    gw_json_escape(sandbox, target, sizeof target);
-    gw_json_escape(reason, why, sizeof why);
-    gw_json_escape(serial, ser, sizeof ser);
-    gw_json_escape(ctx->peer_addr, addr, sizeof addr);
-
-    char line[2400];
-    int n = snprintf(line, sizeof line,
-                     "{\"time\":\"%s\",\"event\":\"%s\",\"peer\":\"%s\",\"peer_addr\":\"%s\","
-                     "\"method\":\"%s\",\"sandbox\":\"%s\",\"decision\":\"%s\",\"reason\":\"%s\""
-                     "%s%s%s}\n",
-                     when, event, peer, addr, method, target, decision, why,
-                     ser[0] ? ",\"serial\":\"" : "", ser, ser[0] ? "\"" : "");
-    if (n <= 0) return;
-    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    gw_audit_write(app->audit, line, len);
+     * enter as bounded, sanitized JSON strings (tsr_json.h). */
+    json_t *o = json_object();
+    char *text = NULL;
+    size_t len = 0;
+    if (o == NULL || tsr_json_set_str(o, "time", when, sizeof when) != 0 ||
+        tsr_json_set_str(o, "event", event, FIELD_MAX) != 0 ||
+        tsr_json_set_str(o, "peer",
+                         p->spiffe_id[0] ? p->spiffe_id : gw_principal_kind_name(p->kind),
+                         FIELD_MAX) != 0 ||
+        tsr_json_set_str(o, "peer_addr", ctx->peer_addr, SHORT_MAX) != 0 ||
+        tsr_json_set_str(o, "method", ctx->method, 255) != 0 ||
+        tsr_json_set_str(o, "sandbox", sandbox, 255) != 0 ||
+        tsr_json_set_str(o, "decision", decision, FIELD_MAX) != 0 ||
+        tsr_json_set_str(o, "reason", reason, FIELD_MAX) != 0 ||
+        (serial != NULL && serial[0] != '\0' &&
+         tsr_json_set_str(o, "serial", serial, 63) != 0) ||
+        (text = tsr_json_dump(o, &len)) == NULL) {
+        json_decref(o);
+        gw_audit_write_failed(app->audit, ENOMEM);
+        return;
+    }
+    json_decref(o);
+    /* One line: the JSON text and its newline, in one write. */
+    char *line = realloc(text, len + 1);
+    if (line == NULL) {
+        free(text);
+        gw_audit_write_failed(app->audit, ENOMEM);
+        return;
+    }
+    line[len] = '\n';
+    gw_audit_write(app->audit, line, len + 1);
+    free(line);
 }
 
 /* Write all of buf: 0, or an errno value (ENOSPC for a write of 0 bytes).
@@ -148,6 +124,26 @@ static int write_all(int fd, const char *buf, size_t len, size_t *done)
         *done += (size_t)w;
     }
     return 0;
+}
+
+/* Under a->lock: one line lost or cut short. */
+static void count_failure(gw_audit *a, int err)
+{
+    a->failures++;
+    gw_metrics_audit_write_failure();
+    if (a->burst++ == 0)
+        fprintf(stderr,
+                "tessera-gateway: audit log write failed: %s (lines are being lost; "
+                "counted in tessera_audit_write_failures_total)\n",
+                strerror(err));
+}
+
+void gw_audit_write_failed(gw_audit *a, int err)
+{
+    if (a == NULL) return;
+    pthread_mutex_lock(&a->lock);
+    count_failure(a, err);
+    pthread_mutex_unlock(&a->lock);
 }
 
 void gw_audit_write(gw_audit *a, const char *line, size_t len)
@@ -167,13 +163,7 @@ void gw_audit_write(gw_audit *a, const char *line, size_t len)
         if (err != 0 && done > 0) a->line_open = 1;
     }
     if (err != 0) {
-        a->failures++;
-        gw_metrics_audit_write_failure();
-        if (a->burst++ == 0)
-            fprintf(stderr,
-                    "tessera-gateway: audit log write failed: %s (lines are being lost; "
-                    "counted in tessera_audit_write_failures_total)\n",
-                    strerror(err));
+        count_failure(a, err);
     } else if (a->burst > 0) {
         fprintf(stderr, "tessera-gateway: audit log writes resumed after %llu lost lines\n",
                 (unsigned long long)a->burst);

@@ -46,7 +46,8 @@ const char *gw_denial_name(enum gw_denial d);   /* "cross_sandbox", ... */
 void gw_audit_denial(const gw_call_ctx *ctx, enum gw_denial kind, const char *sandbox,
                      const char *reason);
 
-/* JSON string escaping into a bounded buffer (also used by tests). */
-void gw_json_escape(const char *in, char *out, size_t cap);
+/* A line that could not even be built (out of memory): counted and
+ * reported like a failed write. */
+void gw_audit_write_failed(gw_audit *a, int err);
 
 #endif
