@@ -23,6 +23,7 @@
 #include "cl_internal.h"
 #include "cl_proto.h"
 #include "grpc_frame.h"
+#include "tsr_buf.h"
 #include "tsr_time.h"
 
 #define CL_MAX_HEADER_BYTES (64 * 1024)  /* response header list, per stream */
@@ -69,8 +70,7 @@ struct cl_conn {
     cl_status dead_st;
     bool goaway;
     uint32_t goaway_code;
-    uint8_t *out;            /* HTTP/2 output waiting for SSL_write */
-    size_t out_len, out_off, out_cap;
+    tsr_buf out;             /* HTTP/2 output waiting for SSL_write */
     int open_streams;
 };
 
@@ -133,17 +133,7 @@ static void ssl_error_text(int sslerr, char *out, size_t cap)
 
 static int out_append(cl_conn *c, const uint8_t *data, size_t len)
 {
-    if (c->out_cap - c->out_len < len) {
-        size_t ncap = c->out_cap != 0 ? c->out_cap : CL_OUT_CHUNK * 2;
-        while (ncap - c->out_len < len) ncap *= 2;
-        uint8_t *nb = realloc(c->out, ncap);
-        if (nb == NULL) return -1;
-        c->out = nb;
-        c->out_cap = ncap;
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
-    return 0;
+    return tsr_buf_append(&c->out, data, len, CL_OUT_CHUNK * 2);
 }
 
 /* One write to the connection: > 0 bytes written, 0 when it would block
@@ -224,15 +214,15 @@ static int conn_read(cl_conn *c, uint8_t *buf, size_t cap, short *events)
 static int flush_out(cl_conn *c, short *events)
 {
     for (;;) {
-        if (c->out_off < c->out_len) {
-            int n = conn_write(c, c->out + c->out_off, c->out_len - c->out_off, events);
+        if (tsr_buf_pending(&c->out) > 0) {
+            int n = conn_write(c, c->out.p + c->out.off, tsr_buf_pending(&c->out), events);
             if (n < 0) return -1;
             if (n == 0) return 0;
-            c->out_off += (size_t)n;
+            c->out.off += (size_t)n;
             continue;
         }
-        c->out_off = c->out_len = 0;
-        while (c->out_len < CL_OUT_CHUNK) {
+        c->out.off = c->out.len = 0;
+        while (c->out.len < CL_OUT_CHUNK) {
             const uint8_t *data = NULL;
             ssize_t n = nghttp2_session_mem_send(c->h2, &data);
             if (n < 0) {
@@ -245,7 +235,7 @@ static int flush_out(cl_conn *c, short *events)
                 return -1;
             }
         }
-        if (c->out_len == 0) return 0;
+        if (c->out.len == 0) return 0;
     }
 }
 
@@ -361,13 +351,13 @@ static bool stream_sent(const void *arg)
 {
     const cl_stream *s = arg;
     const cl_conn *c = s->conn;
-    return s->closed || s->local || (s->soff == s->slen && c->out_off == c->out_len);
+    return s->closed || s->local || (s->soff == s->slen && tsr_buf_pending(&c->out) == 0);
 }
 
 static bool conn_drained(const void *arg)
 {
     const cl_conn *c = arg;
-    return c->out_off == c->out_len && !nghttp2_session_want_write(c->h2);
+    return tsr_buf_pending(&c->out) == 0 && !nghttp2_session_want_write(c->h2);
 }
 
 /* Pump for one stream and turn the outcome into the stream's state. */
@@ -941,7 +931,7 @@ void cl_conn_close(cl_conn *c)
     if (c->fd >= 0) close(c->fd);
     nghttp2_session_del(c->h2);
     cl_tls_gen_release(c->gen);
-    free(c->out);
+    tsr_buf_free(&c->out);
     free(c);
 }
 

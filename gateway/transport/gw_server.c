@@ -194,10 +194,7 @@ static void conn_close(gw_conn *c, const char *why)
     ERR_clear_error();
     close(c->fd);   /* also leaves the epoll set: the descriptor is never duplicated */
     c->fd = -1;
-    if (c->out != NULL) OPENSSL_cleanse(c->out, c->out_cap);
-    free(c->out);
-    c->out = NULL;
-    c->out_len = c->out_off = c->out_cap = 0;
+    tsr_buf_free(&c->out);
     c->state = GW_CONN_CLOSED;
     OPENSSL_cleanse(&c->principal, sizeof c->principal);
 
@@ -251,43 +248,17 @@ static int conn_recv(gw_conn *c, uint8_t *buf, int len, int *err)
     }
 }
 
-/* Append to the connection's own pending output (a blocked write's rest). */
+/* Append to the connection's own pending output (a blocked write's rest;
+ * the buffer may move: ACCEPT_MOVING_WRITE_BUFFER). */
 static int out_append(gw_conn *c, const uint8_t *data, size_t len)
 {
-    if (c->out_off > 0 && c->out_off == c->out_len) c->out_off = c->out_len = 0;
-    if (c->out_len + len > c->out_cap) {
-        if (c->out_off > 0) {  /* compact (the buffer may move: ACCEPT_MOVING_WRITE_BUFFER) */
-            memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-            c->out_len -= c->out_off;
-            c->out_off = 0;
-        }
-        if (c->out_len + len > c->out_cap) {
-            size_t ncap = c->out_cap ? c->out_cap : 16384;
-            while (ncap < c->out_len + len) ncap *= 2;
-            uint8_t *nb = malloc(ncap);
-            if (nb == NULL) return -1;
-            if (c->out != NULL) {
-                memcpy(nb, c->out, c->out_len);
-                OPENSSL_cleanse(c->out, c->out_cap);
-                free(c->out);
-            }
-            c->out = nb;
-            c->out_cap = ncap;
-        }
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
-    return 0;
+    return tsr_buf_append(&c->out, data, len, 16384);
 }
 
 /* The connection's pending output is all written: give the buffer back. */
 static void out_release(gw_conn *c)
 {
-    if (c->out == NULL) return;
-    OPENSSL_cleanse(c->out, c->out_cap);
-    free(c->out);
-    c->out = NULL;
-    c->out_len = c->out_off = c->out_cap = 0;
+    tsr_buf_free(&c->out);
 }
 
 /* Write buf[0..len) to TLS until done or TLS would block. Returns the bytes
@@ -329,10 +300,10 @@ static int conn_flush(gw_conn *c)
     uint8_t *buf = c->w->out;
     for (;;) {
         /* A blocked write's rest first. */
-        if (c->out_len > c->out_off) {
-            ssize_t n = conn_write(c, c->out + c->out_off, c->out_len - c->out_off);
+        if (tsr_buf_pending(&c->out) > 0) {
+            ssize_t n = conn_write(c, c->out.p + c->out.off, tsr_buf_pending(&c->out));
             if (n < 0) return -1;
-            c->out_off += (size_t)n;
+            c->out.off += (size_t)n;
             if (c->write_blocked) return 0;
             out_release(c);
         }
@@ -365,7 +336,7 @@ static int conn_flush(gw_conn *c)
             len += (size_t)n;
         }
         if (len == 0) {
-            if (c->out_len > c->out_off) continue;   /* spilled above */
+            if (tsr_buf_pending(&c->out) > 0) continue;   /* spilled above */
             return 0;
         }
         c->parked = false;
@@ -398,7 +369,7 @@ static bool conn_may_read(const gw_conn *c)
 {
     return c->state == GW_CONN_OPEN && !c->kill && !c->read_wants_write &&
            (!c->write_blocked || c->write_wants_read) &&
-           c->out_len - c->out_off < GW_OUT_HIGH_WATER &&
+           tsr_buf_pending(&c->out) < GW_OUT_HIGH_WATER &&
            nghttp2_session_want_read(c->h2);
 }
 
@@ -475,7 +446,7 @@ static int conn_read(gw_conn *c)
 static void conn_settle(gw_conn *c)
 {
     if (c->state != GW_CONN_OPEN) return;
-    if (c->out_len == c->out_off && gw_h2_done(c)) {
+    if (tsr_buf_pending(&c->out) == 0 && gw_h2_done(c)) {
         conn_close(c, NULL);
         return;
     }
@@ -877,7 +848,7 @@ static void worker_tick(gw_loop *w)
         if (conn_flush(c) != 0) continue;
         conn_settle(c);
         if (!c->parked && c->state == GW_CONN_OPEN && !c->draining && !c->write_blocked &&
-            c->out == NULL && now - c->last_io_ms >= GW_PARK_AFTER_MS &&
+            c->out.p == NULL && now - c->last_io_ms >= GW_PARK_AFTER_MS &&
             (c->ssl == NULL || !SSL_has_pending(c->ssl)) && gw_h2_park(c))
             c->parked = true;
     }

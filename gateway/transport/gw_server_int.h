@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "gw_server.h"
+#include "tsr_buf.h"
 
 typedef struct gw_loop gw_loop;
 typedef struct gw_stream gw_stream;
@@ -50,8 +51,7 @@ typedef struct gw_conn {
     /* TLS plaintext produced by nghttp2 that SSL_write did not take yet
      * (TCP was full); NULL when nothing waits (gw_server.c, "Output").
      * Bounded: we pull from nghttp2 only while it holds < GW_OUT_HIGH_WATER. */
-    uint8_t *out;
-    size_t out_off, out_len, out_cap;
+    tsr_buf out;
     bool write_blocked;            /* SSL_write needs EPOLLOUT (or EPOLLIN) first */
     bool write_wants_read;
     bool read_wants_write;
