@@ -102,7 +102,8 @@ DRIVER_NAMES := $(filter-out abi lib,$(notdir $(patsubst %/,%,$(dir $(wildcard d
 DRIVER_SOS   := $(sort $(foreach d,$(DRIVER_NAMES),$(O)/drivers/$(d).so))
 # The few common modules a driver links, built position-independent and
 # hidden inside each .so (only the ABI entry is exported).
-DRIVER_COMMON_SRC := common/tsr_err.c common/tsr_fs.c common/tsr_name.c common/tsr_time.c
+DRIVER_COMMON_SRC := common/tsr_err.c common/tsr_fs.c common/tsr_name.c common/tsr_spawn.c \
+                     common/tsr_time.c
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 TESTUTIL_SRC := $(wildcard tests/unit/tu_*.c)
 TESTBIN_SRC := $(wildcard tests/bin/*.c)

@@ -2,6 +2,8 @@
  * spawner and pid files, shared by the process and vm drivers. */
 #include "drv_local.h"
 
+#include "tsr_spawn.h"
+
 TSR_WUR int drv_local_path(const drv_local *l, const char *id, const char *sub,
                            char *out, size_t cap)
 {
@@ -623,29 +625,9 @@ int drv_local_status(const drv_local *l, const char *id, tsr_driver_status *st,
     return 0;
 }
 
-const char *drv_spawn_step_name(int step)
+int drv_spawn_write_pidfile(void *arg)
 {
-    switch (step) {
-    case DRV_STEP_FORK: return "fork";
-    case DRV_STEP_SETSID: return "setsid";
-    case DRV_STEP_FDS: return "set up descriptors";
-    case DRV_STEP_CHDIR: return "chdir";
-    case DRV_STEP_PIDFILE: return "write the pid file";
-    case DRV_STEP_EXEC: return "exec";
-    default: return "spawn";
-    }
-}
-
-void drv_spawn_report(int fd, int32_t what, int32_t step, int32_t err, int32_t pid)
-{
-    drv_spawn_msg m = {what, step, err, pid};
-    ssize_t r;
-    do r = write(fd, &m, sizeof m);
-    while (r < 0 && errno == EINTR);
-}
-
-int drv_spawn_write_pidfile(const drv_spawn *sp)
-{
+    const drv_spawn *sp = arg;
     char st[2048], line[96];
     ssize_t n = drv_read_small("/proc/self/stat", st, sizeof st);
     drv_procinfo pi;
@@ -676,116 +658,27 @@ int drv_spawn_write_pidfile(const drv_spawn *sp)
     return 0;
 }
 
-__attribute__((noreturn)) void drv_spawn_child(const drv_spawn *sp, int errfd)
+int drv_spawn_detached(const drv_spawn *sp, pid_t *out_pid)
 {
-    int step = DRV_STEP_SETSID;
-    if (setsid() < 0) goto fail;
-
-    /* Default dispositions and an empty mask: the gateway may ignore SIGPIPE
-     * or block signals in its threads; a supervisor must not inherit that. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) (void)sigaction(sig, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    (void)sigprocmask(SIG_SETMASK, &none, NULL);
-    umask(077);
-
-    step = DRV_STEP_FDS;
-    /* Move what we keep above every target slot first, then place it. */
-    int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (nul < 0) goto fail;
-    int keep_nul = fcntl(nul, F_DUPFD_CLOEXEC, 10);
-    int keep_log = fcntl(sp->log_fd, F_DUPFD_CLOEXEC, 10);
-    int keep_extra = sp->extra_fd >= 0 ? fcntl(sp->extra_fd, F_DUPFD_CLOEXEC, 10) : -1;
-    int keep_err = fcntl(errfd, F_DUPFD_CLOEXEC, 10);
-    if (keep_nul < 0 || keep_log < 0 || keep_err < 0 || (sp->extra_fd >= 0 && keep_extra < 0))
-        goto fail;
-    errfd = keep_err;
-    if (dup2(keep_nul, 0) < 0 || dup2(keep_log, 1) < 0 || dup2(keep_log, 2) < 0) goto fail;
-    int first_free = 3;
-    if (keep_extra >= 0) {
-        if (dup2(keep_extra, 3) < 0) goto fail;
-        first_free = 4;
-    }
-    /* Close every other inherited descriptor, keeping only the error pipe
-     * (close-on-exec) until exec. */
-    if ((errfd > first_free && close_range((unsigned)first_free, (unsigned)errfd - 1, 0) != 0) ||
-        close_range((unsigned)errfd + 1, ~0u, 0) != 0) {
-        /* Kernels before 5.9: one by one up to the descriptor limit. */
-        struct rlimit rl;
-        rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
-                         ? rl.rlim_cur
-                         : 65536;
-        for (rlim_t fd = (rlim_t)first_free; fd < max && fd < 1048576; fd++)
-            if ((int)fd != errfd) (void)close((int)fd);
-    }
-
-    step = DRV_STEP_CHDIR;
-    if (sp->cwd != NULL && chdir(sp->cwd) != 0) goto fail;
-
-    step = DRV_STEP_PIDFILE;
-    int e = drv_spawn_write_pidfile(sp);
-    if (e != 0) {
-        errno = e;
-        goto fail;
-    }
-
-    step = DRV_STEP_EXEC;
-    if (sp->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
-    execve(sp->argv[0], sp->argv, sp->envp);
-fail:
-    drv_spawn_report(errfd, 2, step, errno, 0);
-    _exit(127);
-}
-
-TSR_WUR int drv_spawn_detached(const drv_spawn *sp, pid_t *out_pid)
-{
-    int p[2];
-    TSR_ENSURE(pipe2(p, O_CLOEXEC) == 0, TSR_E_IO, "pipe: %s", strerror(errno));
-    pid_t a = fork();
-    if (a < 0) {
-        int e = errno;
-        close(p[0]);
-        close(p[1]);
-        return TSR_FAIL(TSR_E_IO, "fork: %s", strerror(e));
-    }
-    if (a == 0) {
-        close(p[0]);
-        pid_t b = fork();
-        if (b < 0) {
-            drv_spawn_report(p[1], 2, DRV_STEP_FORK, errno, 0);
-            _exit(1);
-        }
-        if (b == 0) drv_spawn_child(sp, p[1]);
-        drv_spawn_report(p[1], 1, 0, 0, (int32_t)b);
-        _exit(0);
-    }
-    close(p[1]);
-    pid_t b = 0;
-    int fail_step = 0, fail_err = 0;
-    for (;;) {
-        drv_spawn_msg m;
-        ssize_t r = read(p[0], &m, sizeof m);
-        if (r < 0 && errno == EINTR) continue;
-        if (r != (ssize_t)sizeof m) break; /* EOF: exec'd (close-on-exec) or died */
-        if (m.what == 1) b = (pid_t)m.pid;
-        if (m.what == 2 && fail_step == 0) {
-            fail_step = m.step;
-            fail_err = m.err;
-        }
-    }
-    close(p[0]);
-    int st;
-    while (waitpid(a, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (fail_step != 0) {
-        if (fail_step > DRV_STEP_PIDFILE) (void)unlink(sp->pid_path);
-        return TSR_FAIL(TSR_E_IO, "%s %s: %s", drv_spawn_step_name(fail_step), sp->argv[0],
-                        strerror(fail_err));
-    }
-    TSR_ENSURE(b > 0, TSR_E_IO, "spawn %s: the intermediate process died", sp->argv[0]);
-    *out_pid = b;
-    return 0;
+    tsr_spawn ts = {
+        .argv = sp->argv,
+        .envp = sp->envp,
+        .stdout_fd = sp->log_fd,
+        .stderr_fd = sp->log_fd,
+        .extra_fd = sp->extra_fd,
+        .cwd = sp->cwd,
+        .umask = 077,
+        .detach = true,
+        .no_new_privs = sp->no_new_privs != 0,
+        .before_exec = drv_spawn_write_pidfile,
+        .before_exec_arg = (void *)(uintptr_t)sp,
+        .before_exec_what = "write the pid file",
+    };
+    tsr_spawn_failure fail;
+    if (tsr_spawn_run(&ts, out_pid, &fail) == 0) return 0;
+    if (fail.step == 0) return -1;
+    /* The pid file was written just before the exec that failed. */
+    if (fail.step == TSR_SPAWN_EXEC) (void)unlink(sp->pid_path);
+    return TSR_FAIL(TSR_E_IO, "%s %s: %s", tsr_spawn_step_name(&ts, fail.step), sp->argv[0],
+                    strerror(fail.err));
 }

@@ -239,36 +239,14 @@ typedef struct drv_spawn {
                              (setuid binaries included) gains privileges */
 } drv_spawn;
 
-enum drv_spawn_step {
-    DRV_STEP_FORK = 1,
-    DRV_STEP_SETSID,
-    DRV_STEP_FDS,
-    DRV_STEP_CHDIR,
-    DRV_STEP_PIDFILE,
-    DRV_STEP_EXEC,
-};
+/* The pid file, written by the started process itself right before exec
+ * (async-signal-safe; arg is the drv_spawn): 0 or an errno value. */
+int drv_spawn_write_pidfile(void *arg);
 
-const char *drv_spawn_step_name(int step);
-
-typedef struct drv_spawn_msg {
-    int32_t what; /* 1: pid of the detached process, 2: failure */
-    int32_t step;
-    int32_t err;
-    int32_t pid;
-} drv_spawn_msg;
-
-void drv_spawn_report(int fd, int32_t what, int32_t step, int32_t err, int32_t pid);
-
-/* The pid file, written by the started process itself (async-signal-safe). */
-int drv_spawn_write_pidfile(const drv_spawn *sp);
-
-/* The detached process, between fork and exec: only async-signal-safe calls
- * (the gateway is multithreaded). */
-__attribute__((noreturn)) void drv_spawn_child(const drv_spawn *sp, int errfd);
-
-/* Start sp->argv detached from the gateway: it is not our child (no zombie
- * for the gateway to reap; init adopts it) and it survives a gateway restart.
- * Returns once it has exec'd (or failed to), with its pid. */
+/* Start sp->argv detached from the gateway (common/tsr_spawn.h, detach): it
+ * is not our child (no zombie for the gateway to reap; init adopts it) and it
+ * survives a gateway restart. Returns once it has exec'd (or failed to),
+ * with its pid. */
 TSR_WUR int drv_spawn_detached(const drv_spawn *sp, pid_t *out_pid);
 
 #endif
