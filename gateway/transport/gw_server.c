@@ -125,23 +125,11 @@ static void server_event(const gw_server *s, enum gw_server_event ev)
     if (s->cfg.event != NULL) s->cfg.event(s->cfg.app, ev);
 }
 
-static const char *kind_text(enum gw_principal_kind k)
-{
-    switch (k) {
-    case GW_PRINCIPAL_ANONYMOUS: return "anonymous";
-    case GW_PRINCIPAL_UNAUTHENTICATED: return "unauthenticated";
-    case GW_PRINCIPAL_SANDBOX: return "sandbox";
-    case GW_PRINCIPAL_USER: return "user";
-    case GW_PRINCIPAL_PROXY: return "proxy";
-    }
-    return "?";
-}
-
 const char *gw_conn_principal_text(const gw_conn *c, char *buf, size_t cap)
 {
     const gw_principal *p = &c->principal;
-    snprintf(buf, cap, "%s%s%.64s serial %.40s", kind_text(p->kind), p->name[0] ? " " : "",
-             p->name, p->serial_hex[0] ? p->serial_hex : "-");
+    snprintf(buf, cap, "%s%s%.64s serial %.40s", gw_principal_kind_name(p->kind),
+             p->name[0] ? " " : "", p->name, p->serial_hex[0] ? p->serial_hex : "-");
     return buf;
 }
 
