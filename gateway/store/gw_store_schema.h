@@ -1,4 +1,4 @@
-/* The store's numbered schema migrations (internal to gw_store.c). */
+/* The store's numbered schema migrations (internal to the sqlite backend, gw_sqlite.c). */
 #ifndef GW_STORE_SCHEMA_H
 #define GW_STORE_SCHEMA_H
 
