@@ -40,6 +40,9 @@ GW_LAYERS := transport identity rpc service store ops
 # Include paths follow the layers too: a folder sees the headers of the
 # layers below it only (tests, fuzz harnesses and bench see all of them).
 inc = -I. $(foreach d,$(1),-I$(d)) -isystem $(O)/gen
+# gateway/service and gateway/store never see the generated protobuf code:
+# the service layer takes and returns plain C structs.
+inc_noproto = -I. $(foreach d,$(1),-I$(d))
 INCS_GW := common ca grpc policy $(GW_LAYERS:%=gateway/%) drivers/abi
 INCS := $(call inc,common ca grpc policy client $(GW_LAYERS:%=gateway/%) drivers/abi drivers/lib)
 
@@ -172,6 +175,8 @@ $(O)/obj/supervisor/%.o: INCS = $(call inc,common ca grpc policy client)
 $(O)/obj/cli/%.o:        INCS = $(call inc,common ca grpc client)
 $(O)/obj/certgen/%.o:    INCS = $(call inc,common ca)
 $(O)/obj/gateway/%.o:    INCS = $(call inc,$(INCS_GW))
+$(O)/obj/gateway/service/%.o: INCS = $(call inc_noproto,$(filter-out gateway/rpc,$(INCS_GW)))
+$(O)/obj/gateway/store/%.o:   INCS = $(call inc_noproto,$(filter-out gateway/rpc,$(INCS_GW)))
 $(O)/pic/drivers/%.o:    INCS = $(call inc,common drivers/abi drivers/lib)
 
 $(O)/obj/%.o: %.c $(O)/.flags | $(PROTO_H)

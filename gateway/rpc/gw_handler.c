@@ -146,29 +146,6 @@ void gw_page_token_format(char out[GW_PAGE_TOKEN_MAX + 1], const char *sandbox_i
         snprintf(out, GW_PAGE_TOKEN_MAX + 1, "v1.%s.%lld", sandbox_id, (long long)n);
 }
 
-void gw_fail_from_error(gw_response *resp)
-{
-    enum gw_status status;
-    switch (tsr_errcat()) {
-    case TSR_E_INPUT: status = GW_STATUS_INVALID_ARGUMENT; break;
-    case TSR_E_UNAUTH: status = GW_STATUS_UNAUTHENTICATED; break;
-    case TSR_E_DENIED: status = GW_STATUS_PERMISSION_DENIED; break;
-    case TSR_E_NOTFOUND: status = GW_STATUS_NOT_FOUND; break;
-    case TSR_E_EXISTS: status = GW_STATUS_ALREADY_EXISTS; break;
-    case TSR_E_LIMIT: status = GW_STATUS_RESOURCE_EXHAUSTED; break;
-    case TSR_E_STATE: status = GW_STATUS_FAILED_PRECONDITION; break;
-    case TSR_E_IO: status = GW_STATUS_UNAVAILABLE; break;
-    case TSR_E_PROTO:
-    case TSR_E_INTERNAL:
-    case TSR_E_NONE:
-    default: status = GW_STATUS_INTERNAL; break;
-    }
-    if (status == GW_STATUS_UNAVAILABLE)
-        gw_response_fail(resp, status, "storage unavailable: %s", tsr_errmsg());
-    else
-        gw_response_fail(resp, status, "%s", tsr_errmsg());
-}
-
 static int load_sandbox(const gw_call_ctx *ctx, const char *id, int include_deleted,
                         gw_sandbox_rec *sb, gw_response *resp)
 {
@@ -244,17 +221,4 @@ void gw_sandbox_to_proto(gw_sandbox_rec *rec, char *spiffe, size_t spiffe_cap,
     out->image = rec->image;
     out->exited = rec->exited;
     out->exit_code = rec->exit_code;
-}
-
-int gw_cert_rec_from_x509(X509 *cert, const char *spiffe_id, const char *sandbox_id,
-                          gw_cert_rec *out)
-{
-    memset(out, 0, sizeof *out);
-    TSR_GUARD(ca_cert_serial_hex(cert, out->serial));
-    TSR_GUARD(ca_cert_validity(cert, &out->not_before, &out->not_after));
-    TSR_ENSURE(strlen(spiffe_id) < sizeof out->spiffe_id, TSR_E_INTERNAL, "SPIFFE ID too long");
-    strcpy(out->spiffe_id, spiffe_id);
-    snprintf(out->sandbox_id, sizeof out->sandbox_id, "%s", sandbox_id ? sandbox_id : "");
-    out->issued_at = tsr_now_unix();
-    return 0;
 }

@@ -9,6 +9,7 @@
 #include "gw_authz.h"
 #include "gw_rpc.h"
 #include "gw_store.h"
+#include "gw_svc_cert.h"
 #include "tessera/v1/gateway.pb-c.h"
 
 /* Decode a request; NULL (with INVALID_ARGUMENT in resp) if malformed. */
@@ -53,8 +54,6 @@ int gw_page_token_parse(const char *token, const char *sandbox_id, int with_key,
 void gw_page_token_format(char out[GW_PAGE_TOKEN_MAX + 1], const char *sandbox_id, int64_t n,
                           const char *key);
 
-/* Map the thread's recorded error (tsr_errcat) to a status and message. */
-void gw_fail_from_error(gw_response *resp);
 
 /* Id-keyed RPCs: the guard on the raw id first (before any store read), then
  * the id's format, then the store. Deleted sandboxes are NOT_FOUND unless
@@ -73,8 +72,4 @@ int gw_resolve_sandbox_ref(const gw_call_ctx *ctx, enum gw_rpc_id rpc, const cha
 /* Fill a Sandbox message from a record (strings point into rec and spiffe). */
 void gw_sandbox_to_proto(gw_sandbox_rec *rec, char *spiffe, size_t spiffe_cap,
                          const char *trust_domain, Tessera__V1__Sandbox *out);
-
-/* A certificate record for the store, from an issued certificate. */
-TSR_WUR int gw_cert_rec_from_x509(X509 *cert, const char *spiffe_id, const char *sandbox_id,
-                                  gw_cert_rec *out);
 #endif

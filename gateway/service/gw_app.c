@@ -13,7 +13,7 @@
 #include "gw_crl.h"
 #include "gw_ratelimit.h"
 #include "gw_revocation.h"
-#include "gw_rpcs.h"
+#include "gw_svc_sandbox.h"
 #include "gw_secretbox.h"
 #include "gw_commit.h"
 #include "gw_state.h"

@@ -42,6 +42,13 @@ _Static_assert(sizeof(((gw_response *)0)->message) == GRPC_MESSAGE_MAX,
 int gw_response_fail(gw_response *resp, enum gw_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The one mapping of an error category (the thread's tsr_errcat) to a
+ * status: TSR_E_INPUT INVALID_ARGUMENT, _UNAUTH UNAUTHENTICATED, _DENIED
+ * PERMISSION_DENIED, _NOTFOUND NOT_FOUND, _EXISTS ALREADY_EXISTS, _LIMIT
+ * RESOURCE_EXHAUSTED, _STATE FAILED_PRECONDITION, _IO UNAVAILABLE ("storage
+ * unavailable: ..."), anything else INTERNAL; the message is tsr_errmsg(). */
+void gw_fail_from_error(gw_response *resp);
+
 typedef void (*gw_unary_fn)(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                             gw_response *resp);
 

@@ -1,0 +1,245 @@
+/* The sandbox lifecycle service (gateway/service/gw_svc_sandbox.c) driven
+ * with plain C structs, no protobuf: what CreateSandbox and DeleteSandbox
+ * decide, record, hand to the driver (the in-memory test plugin,
+ * tests/drivers/mem) and answer. Refusals first, with their exact status
+ * and message; then a create, a rollback after a driver failure, a delete. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gw_app.h"
+#include "gw_audit.h"
+#include "gw_config.h"
+#include "gw_driver.h"
+#include "gw_ratelimit.h"
+#include "gw_revocation.h"
+#include "gw_state.h"
+#include "gw_store.h"
+#include "gw_svc_sandbox.h"
+#include "tsr_time.h"
+#include "tu_fs.h"
+#include "tu_suppki.h"
+
+#define TD "tessera.local"
+#define POLICY "version: 1\n"
+
+typedef struct fixture {
+    char *dir, audit[PATH_MAX];
+    gw_config cfg;
+    tu_pki ca;
+    gw_pki pki;
+    gw_app app;
+    gw_worker worker;
+    gw_principal admin;
+    gw_call_ctx ctx;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = tu_scratch_dir("svc");
+    assert_non_null(f->dir);
+    char drivers[PATH_MAX], so[PATH_MAX], link[PATH_MAX + 16], data[PATH_MAX], real[PATH_MAX];
+    const char *build = getenv("TSR_BUILD_DIR");
+    snprintf(so, sizeof so, "%s/tests/drivers/mem.so", build != NULL ? build : "build");
+    snprintf(drivers, sizeof drivers, "%s/drivers", f->dir);
+    snprintf(data, sizeof data, "%s/data", f->dir);
+    assert_int_equal(mkdir(drivers, 0700), 0);
+    assert_int_equal(mkdir(data, 0700), 0);
+    assert_non_null(realpath(so, real));
+    snprintf(link, sizeof link, "%s/mem.so", drivers);
+    assert_int_equal(symlink(real, link), 0);
+    snprintf(f->audit, sizeof f->audit, "%s/audit.log", f->dir);
+    assert_int_equal(tu_pki_init(&f->ca, TD, tsr_now_unix()), 0);
+
+    snprintf(f->cfg.trust_domain, sizeof f->cfg.trust_domain, "%s", TD);
+    snprintf(f->cfg.store_path, sizeof f->cfg.store_path, "%s/tessera.db", f->dir);
+    snprintf(f->cfg.default_driver, sizeof f->cfg.default_driver, "mem");
+    f->cfg.sandbox_cert_ttl = 3600;
+    f->cfg.renew_limit = 3;
+    f->cfg.renew_window = 3600;
+    atomic_init(&f->pki.refs, 1); /* the fixture's own reference: never freed by a release */
+    f->pki.cfg = &f->cfg;
+    f->pki.issuer = f->ca.issuing;
+    f->pki.chain_pem = f->ca.issuing_pem;
+    f->pki.bundle_pem = f->ca.bundle_pem;
+    f->app.cfg = &f->cfg;
+    f->app.pki = &f->pki;
+    pthread_mutex_init(&f->app.pki_lock, NULL);
+    assert_int_equal(gw_ratelimit_new(3, 3600 * 1000, &f->app.renew_limit), 0);
+    assert_int_equal(gw_audit_open(f->audit, &f->app.audit), 0);
+    assert_int_equal(gw_revocations_new(&f->app.revoked), 0);
+    assert_int_equal(gw_states_new(&f->app.states), 0);
+    gw_drivers_env env = {
+        .dir = drivers, .data_dir = data, .supervisor_path = "/nonexistent",
+        .gateway_addr = "127.0.0.1:1", .trust_domain = TD, .default_driver = "mem",
+    };
+    assert_int_equal(gw_drivers_load(&env, &f->app.drivers), 0);
+    assert_int_equal(gw_store_open(f->cfg.store_path, NULL, &f->worker.store), 0);
+    f->worker.app = &f->app;
+
+    f->admin.kind = GW_PRINCIPAL_USER;
+    f->admin.role = GW_ROLE_ADMIN;
+    snprintf(f->admin.name, sizeof f->admin.name, "alice");
+    snprintf(f->admin.spiffe_id, sizeof f->admin.spiffe_id, "spiffe://%s/user/alice", TD);
+    f->ctx = (gw_call_ctx){.principal = &f->admin, .method = "/tessera.v1.Gateway/CreateSandbox",
+                           .app = &f->app, .worker = &f->worker, .peer_addr = "127.0.0.1:1"};
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    gw_drivers_free(f->app.drivers);   /* waits for background destroys */
+    gw_store_close(f->worker.store);
+    gw_states_free(f->app.states);
+    gw_revocations_free(f->app.revoked);
+    gw_audit_close(f->app.audit);
+    gw_ratelimit_free(f->app.renew_limit);
+    pthread_mutex_destroy(&f->app.pki_lock);
+    tu_pki_free(&f->ca);
+    assert_int_equal(tu_rm_rf(f->dir), 0);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static gw_svc_create_req request(const char *name)
+{
+    return (gw_svc_create_req){.name = name, .policy = POLICY, .driver = "", .image = ""};
+}
+
+static void expect_refused(fixture *f, const gw_svc_create_req *req, enum gw_status status,
+                           const char *message)
+{
+    gw_response resp;
+    memset(&resp, 0, sizeof resp);
+    gw_svc_created made;
+    assert_int_equal(gw_svc_sandbox_create(&f->ctx, req, &made, &resp), -1);
+    assert_int_equal(resp.status, status);
+    assert_string_equal(resp.message, message);
+    assert_null(resp.body);
+    /* Nothing recorded: no live sandbox of that name. */
+    gw_sandbox_rec sb;
+    assert_int_equal(gw_store_sandbox_find_by_name(f->worker.store, req->name, &sb), -1);
+    assert_int_equal(tsr_errcat(), TSR_E_NOTFOUND);
+}
+
+static void test_refusals(void **state)
+{
+    fixture *f = *state;
+    gw_svc_create_req r = request("Bad-Name");
+    expect_refused(f, &r, GW_STATUS_INVALID_ARGUMENT, "name must match [a-z0-9._-]{1,64}");
+    r = request("no-policy");
+    r.policy = "";
+    expect_refused(f, &r, GW_STATUS_INVALID_ARGUMENT, "policy is required");
+    r = request("bad-driver");
+    r.driver = "nope";
+    expect_refused(f, &r, GW_STATUS_INVALID_ARGUMENT,
+                   "no driver named \"nope\" (available: mem)");
+    gw_env_var bad_env[] = {{(char *)(uintptr_t)"1BAD", (char *)(uintptr_t)"x"}};
+    r = request("bad-env");
+    r.provider_env = bad_env;
+    r.n_provider_env = 1;
+    gw_response resp;
+    memset(&resp, 0, sizeof resp);
+    gw_svc_created made;
+    assert_int_equal(gw_svc_sandbox_create(&f->ctx, &r, &made, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(resp.message, "provider_env"));
+    assert_int_equal(gw_revocations_count(f->app.revoked), 0);
+}
+
+static void test_create_then_delete(void **state)
+{
+    fixture *f = *state;
+    gw_svc_create_req r = request("web-1");
+    gw_response resp;
+    memset(&resp, 0, sizeof resp);
+    gw_svc_created made;
+    assert_int_equal(gw_svc_sandbox_create(&f->ctx, &r, &made, &resp), 0);
+    assert_string_equal(made.sb.name, "web-1");
+    assert_string_equal(made.sb.driver, "mem");
+    assert_string_equal(made.sb.state, "running");
+    assert_int_equal(made.sb.policy_version, 1);
+    assert_int_equal(strlen(made.serial) > 0, 1);
+
+    /* Recorded: the sandbox, running, and its first certificate. */
+    gw_sandbox_rec sb;
+    assert_int_equal(gw_store_sandbox_find_by_name(f->worker.store, "web-1", &sb), 0);
+    assert_string_equal(sb.id, made.sb.id);
+    assert_string_equal(sb.state, "running");
+    gw_cert_rec cert;
+    assert_int_equal(gw_store_cert_get(f->worker.store, made.serial, &cert), 0);
+    assert_string_equal(cert.sandbox_id, made.sb.id);
+    char want_id[128];
+    snprintf(want_id, sizeof want_id, "spiffe://%s/sandbox/%s", TD, made.sb.id);
+    assert_string_equal(cert.spiffe_id, want_id);
+    assert_int_equal(cert.revoked_at, 0);
+
+    /* The same name again: ALREADY_EXISTS, nothing else recorded. */
+    memset(&resp, 0, sizeof resp);
+    gw_svc_created again;
+    assert_int_equal(gw_svc_sandbox_create(&f->ctx, &r, &again, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_ALREADY_EXISTS);
+    assert_string_equal(resp.message, "sandbox named web-1 already exists");
+
+    /* Delete: every certificate revoked, in the store and in memory. */
+    gw_svc_deleted gone;
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_sandbox_delete(&f->ctx, &sb, &gone, &resp), 0);
+    assert_int_equal(gone.revoked, 1);
+    assert_string_equal(gone.sb.id, made.sb.id);
+    assert_true(gone.sb.deleted_at != 0);
+    gw_store_free_spec(&gone.spec);
+    assert_int_equal(gw_store_cert_get(f->worker.store, made.serial, &cert), 0);
+    assert_true(cert.revoked_at != 0);
+    assert_string_equal(cert.revocation_reason, "sandbox deleted");
+    assert_true(gw_revocations_contains(f->app.revoked, made.serial));
+    assert_int_equal(gw_store_sandbox_find_by_name(f->worker.store, "web-1", &sb), -1);
+}
+
+/* A driver that fails to start: the sandbox is rolled back, its
+ * certificate revoked in the store and in memory. */
+static void test_driver_failure_rolls_back(void **state)
+{
+    fixture *f = *state;
+    gw_svc_create_req r = request("fail-start-1");
+    gw_response resp;
+    memset(&resp, 0, sizeof resp);
+    gw_svc_created made;
+    assert_int_equal(gw_svc_sandbox_create(&f->ctx, &r, &made, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_UNAVAILABLE);
+    assert_non_null(strstr(resp.message, "injected start failure"));
+    gw_sandbox_rec sb;
+    assert_int_equal(gw_store_sandbox_find_by_name(f->worker.store, "fail-start-1", &sb), -1);
+    gw_cert_rec *certs = NULL;
+    size_t n = 0;
+    assert_int_equal(gw_store_cert_list(f->worker.store, NULL, &certs, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(certs[0].revoked_at != 0);
+    assert_true(gw_revocations_contains(f->app.revoked, certs[0].serial));
+    gw_store_free_certs(certs, n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_then_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_driver_failure_rolls_back, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
