@@ -1,8 +1,9 @@
-/* The sandbox lifecycle service (gateway/service/gw_svc_sandbox.c) driven
- * with plain C structs, no protobuf: what CreateSandbox and DeleteSandbox
- * decide, record, hand to the driver (the in-memory test plugin,
- * tests/drivers/mem) and answer. Refusals first, with their exact status
- * and message; then a create, a rollback after a driver failure, a delete. */
+/* The service layer (gateway/service/gw_svc_sandbox.c, gw_svc_cert.c)
+ * driven with plain C structs, no protobuf: what CreateSandbox,
+ * DeleteSandbox, RenewCertificate and RevokeCertificate decide, record, hand
+ * to the driver (the in-memory test plugin, tests/drivers/mem) and answer.
+ * Refusals first, with their exact status and message; then a create, a
+ * rollback after a driver failure, a delete, a renewal, a revocation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,8 @@
 #include <cmocka.h>
 
 #include <limits.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +28,9 @@
 #include "gw_revocation.h"
 #include "gw_state.h"
 #include "gw_store.h"
+#include "gw_svc_cert.h"
 #include "gw_svc_sandbox.h"
+#include "ca_issue.h"
 #include "tsr_time.h"
 #include "tu_fs.h"
 #include "tu_suppki.h"
@@ -234,12 +239,150 @@ static void test_driver_failure_rolls_back(void **state)
     gw_store_free_certs(certs, n);
 }
 
+/* A CSR (DER) for a fresh P-256 key, with no identity in it. */
+static uint8_t *make_csr(size_t *len)
+{
+    EVP_PKEY *key = NULL;
+    assert_int_equal(ca_key_generate(CA_KEY_P256, &key), 0);
+    X509_REQ *req = X509_REQ_new();
+    assert_non_null(req);
+    assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
+    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+    uint8_t *der = NULL;
+    int n = i2d_X509_REQ(req, &der);
+    assert_true(n > 0);
+    *len = (size_t)n;
+    X509_REQ_free(req);
+    EVP_PKEY_free(key);
+    return der;
+}
+
+static gw_svc_created create_ok(fixture *f, const char *name)
+{
+    gw_svc_create_req r = request(name);
+    gw_response resp;
+    memset(&resp, 0, sizeof resp);
+    gw_svc_created made;
+    assert_int_equal(gw_svc_sandbox_create(&f->ctx, &r, &made, &resp), 0);
+    return made;
+}
+
+/* The sandbox renews as itself: the identity is its principal's, the new
+ * certificate records its lineage; a deleted sandbox gets none. */
+static void test_renew(void **state)
+{
+    fixture *f = *state;
+    gw_svc_created made = create_ok(f, "renew-1");
+    gw_principal sbp;
+    memset(&sbp, 0, sizeof sbp);
+    sbp.kind = GW_PRINCIPAL_SANDBOX;
+    snprintf(sbp.name, sizeof sbp.name, "%s", made.sb.id);
+    snprintf(sbp.spiffe_id, sizeof sbp.spiffe_id, "spiffe://%s/sandbox/%s", TD, made.sb.id);
+    snprintf(sbp.serial_hex, sizeof sbp.serial_hex, "%s", made.serial);
+    gw_call_ctx ctx = f->ctx;
+    ctx.principal = &sbp;
+    ctx.method = "/tessera.v1.Gateway/RenewCertificate";
+
+    gw_response resp;
+    gw_svc_renewal r;
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_cert_renew_sign(&ctx, (const uint8_t *)"", 0, &r, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_INVALID_ARGUMENT);
+    assert_string_equal(resp.message, "csr must be 1..16384 bytes of DER");
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_cert_renew_sign(&ctx, (const uint8_t *)"junk", 4, &r, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(resp.message, "bad CSR: "));
+
+    size_t csr_len = 0;
+    uint8_t *csr = make_csr(&csr_len);
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_cert_renew_sign(&ctx, csr, csr_len, &r, &resp), 0);
+    assert_string_equal(r.rec.spiffe_id, sbp.spiffe_id);
+    assert_string_equal(r.rec.sandbox_id, made.sb.id);
+    assert_string_equal(r.rec.renewed_from, made.serial);
+    assert_non_null(strstr(r.leaf_pem, "BEGIN CERTIFICATE"));
+    /* No transport holds the call here: recorded at once, ok answered. */
+    gw_response ok;
+    memset(&ok, 0, sizeof ok);
+    ok.body = malloc(3);
+    assert_non_null(ok.body);
+    memcpy(ok.body, "abc", 3);
+    ok.body_len = 3;
+    memset(&resp, 0, sizeof resp);
+    gw_svc_cert_renew_record(&ctx, &r.rec, &ok, &resp);
+    assert_int_equal(resp.status, GW_STATUS_OK);
+    assert_int_equal(resp.body_len, 3);
+    assert_null(ok.body);
+    free(resp.body);
+    gw_cert_rec stored;
+    assert_int_equal(gw_store_cert_get(f->worker.store, r.rec.serial, &stored), 0);
+    assert_string_equal(stored.renewed_from, made.serial);
+    gw_svc_renewal_clear(&r);
+
+    /* Deleted: UNAUTHENTICATED, nothing signed. */
+    gw_sandbox_rec sb;
+    assert_int_equal(gw_store_sandbox_get(f->worker.store, made.sb.id, &sb), 0);
+    gw_svc_deleted gone;
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_sandbox_delete(&f->ctx, &sb, &gone, &resp), 0);
+    assert_int_equal(gone.revoked, 2);
+    gw_store_free_spec(&gone.spec);
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_cert_renew_sign(&ctx, csr, csr_len, &r, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_UNAUTHENTICATED);
+    assert_string_equal(resp.message, "sandbox deleted");
+    OPENSSL_free(csr);
+}
+
+static void test_revoke(void **state)
+{
+    fixture *f = *state;
+    gw_svc_created made = create_ok(f, "revoke-1");
+    gw_cert_rec rec;
+    gw_response resp;
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_cert_revoke(&f->ctx, "xyz", "", &rec, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_INVALID_ARGUMENT);
+    assert_string_equal(resp.message, "serial must be 1..40 hex digits");
+    char long_reason[200];
+    memset(long_reason, 'r', sizeof long_reason - 1);
+    long_reason[sizeof long_reason - 1] = '\0';
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_cert_revoke(&f->ctx, made.serial, long_reason, &rec, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_INVALID_ARGUMENT);
+    assert_string_equal(resp.message, "reason exceeds 128 bytes");
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_cert_revoke(&f->ctx, made.serial, "bad \xff", &rec, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_INVALID_ARGUMENT);
+    assert_string_equal(resp.message, "reason is not valid UTF-8");
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_cert_revoke(&f->ctx, "abcdef", "", &rec, &resp), -1);
+    assert_int_equal(resp.status, GW_STATUS_NOT_FOUND);
+    assert_string_equal(resp.message, "certificate abcdef not found");
+    assert_false(gw_revocations_contains(f->app.revoked, made.serial));
+
+    /* Upper case is folded; an empty reason names the caller. */
+    char upper[41];
+    for (size_t i = 0; i <= strlen(made.serial); i++)
+        upper[i] = (char)(made.serial[i] >= 'a' && made.serial[i] <= 'f' ? made.serial[i] - 32
+                                                                          : made.serial[i]);
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(gw_svc_cert_revoke(&f->ctx, upper, "", &rec, &resp), 0);
+    assert_string_equal(rec.serial, made.serial);
+    assert_true(rec.revoked_at != 0);
+    assert_string_equal(rec.revocation_reason, "revoked by alice");
+    assert_true(gw_revocations_contains(f->app.revoked, made.serial));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_then_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_driver_failure_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
