@@ -8,6 +8,7 @@
 #include "gw_config.h"
 #include "gw_handler.h"
 #include "gw_rpcs.h"
+#include "gw_svc_logs.h"
 #include "tsr_time.h"
 
 #define LOGS_DEFAULT_LIMIT 1000
@@ -26,20 +27,13 @@ static void *push_open(const gw_call_ctx *ctx)
     return calloc(1, sizeof(struct push_state));
 }
 
-static int valid_stream_name(const char *s)
-{
-    return s[0] == '\0' || strcmp(s, "stdout") == 0 || strcmp(s, "stderr") == 0 ||
-           strcmp(s, "supervisor") == 0;
-}
-
 static int push_message(void *state, const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                         gw_response *resp)
 {
     struct push_state *st = state;
     if (st == NULL) return gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-    const gw_app *app = gw_app_of(ctx);
     int rc = -1;
-    gw_log_line *lines = NULL;
+    gw_svc_log_line *lines = NULL;
     Tessera__V1__PushSandboxLogsRequest *req =
         gw_unpack(&tessera__v1__push_sandbox_logs_request__descriptor, msg, len, resp);
     if (req == NULL) return -1;
@@ -55,65 +49,24 @@ static int push_message(void *state, const gw_call_ctx *ctx, const uint8_t *msg,
         gw_response_fail(resp, GW_STATUS_PERMISSION_DENIED, GW_CROSS_SANDBOX_MESSAGE);
         goto out;
     }
-    if (req->n_lines > app->cfg->log_lines_per_batch) {
-        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "batch of %zu lines exceeds %u",
-                         req->n_lines, app->cfg->log_lines_per_batch);
-        goto out;
-    }
-    if (req->dropped_lines < 0) {
-        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "dropped_lines must not be negative");
-        goto out;
-    }
     lines = calloc(req->n_lines + 1, sizeof *lines);
     if (lines == NULL) {
         gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    /* Check the whole batch before storing any of it. */
     for (size_t i = 0; i < req->n_lines; i++) {
         const Tessera__V1__LogLine *l = req->lines[i];
-        if (l->text.len > app->cfg->log_line_bytes) {
-            gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "line %zu of %zu bytes exceeds %u",
-                             i, l->text.len, app->cfg->log_line_bytes);
-            goto out;
-        }
-        /* An empty bytes field has data == NULL: memchr(NULL, ...) is undefined. */
-        if (l->text.len > 0 && memchr(l->text.data, '\0', l->text.len) != NULL) {
-            gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "line %zu contains a NUL byte", i);
-            goto out;
-        }
-        if (!valid_stream_name(l->stream)) {
-            gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                             "line %zu: stream must be stdout, stderr or supervisor", i);
-            goto out;
-        }
-        lines[i].timestamp_ms = l->timestamp_ms;
-        static char default_stream[] = "stdout";
-        lines[i].stream = l->stream[0] ? l->stream : default_stream;
-        /* protobuf-c bytes are not NUL-terminated: copy with their length. */
-        lines[i].text = malloc(l->text.len + 1);
-        if (lines[i].text != NULL) {
-            if (l->text.len > 0) memcpy(lines[i].text, l->text.data, l->text.len);
-            lines[i].text[l->text.len] = '\0';
-        }
-        if (lines[i].text == NULL) {
-            gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
+        lines[i] = (gw_svc_log_line){.timestamp_ms = l->timestamp_ms, .stream = l->stream,
+                                     .text = l->text.data, .text_len = l->text.len};
     }
-    int duplicate = 0;
-    if (gw_store_logs_append_batch(gw_worker_of(ctx)->store, st->pinned, req->session,
-                                   req->batch_seq, lines, req->n_lines, req->dropped_lines,
-                                   tsr_now_unix(), &duplicate) != 0) {
-        gw_fail_from_error(resp);
-        goto out;
-    }
-    (void)duplicate; /* stored before: acknowledged all the same */
+    gw_svc_log_batch batch = {
+        .sandbox_id = st->pinned, .session = req->session, .batch_seq = req->batch_seq,
+        .lines = lines, .n_lines = req->n_lines, .dropped = req->dropped_lines,
+    };
+    if (gw_svc_logs_push(ctx, &batch, resp) != 0) goto out;
     st->accepted += (int64_t)req->n_lines;
     rc = 0;
 out:
-    if (lines != NULL)
-        for (size_t i = 0; i < req->n_lines; i++) free(lines[i].text);
     free(lines);
     gw_free_unpacked(req);
     return rc;

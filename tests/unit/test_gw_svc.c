@@ -1,6 +1,6 @@
 /* The service layer (gateway/service/gw_svc_sandbox.c, gw_svc_cert.c)
  * driven with plain C structs, no protobuf: what CreateSandbox,
- * DeleteSandbox, RenewCertificate and RevokeCertificate decide, record, hand
+ * DeleteSandbox, RenewCertificate, RevokeCertificate and PushSandboxLogs decide, record, hand
  * to the driver (the in-memory test plugin, tests/drivers/mem) and answer.
  * Refusals first, with their exact status and message; then a create, a
  * rollback after a driver failure, a delete, a renewal, a revocation. */
@@ -29,6 +29,7 @@
 #include "gw_state.h"
 #include "gw_store.h"
 #include "gw_svc_cert.h"
+#include "gw_svc_logs.h"
 #include "gw_svc_sandbox.h"
 #include "ca_issue.h"
 #include "tsr_time.h"
@@ -74,6 +75,8 @@ static int setup(void **state)
     f->cfg.sandbox_cert_ttl = 3600;
     f->cfg.renew_limit = 3;
     f->cfg.renew_window = 3600;
+    f->cfg.log_lines_per_batch = 4;
+    f->cfg.log_line_bytes = 16;
     atomic_init(&f->pki.refs, 1); /* the fixture's own reference: never freed by a release */
     f->pki.cfg = &f->cfg;
     f->pki.issuer = f->ca.issuing;
@@ -375,6 +378,67 @@ static void test_revoke(void **state)
     assert_true(gw_revocations_contains(f->app.revoked, made.serial));
 }
 
+/* A batch is checked whole (nothing stored of a refused one) and stored
+ * exactly once per (session, batch). */
+static void test_logs(void **state)
+{
+    fixture *f = *state;
+    gw_svc_created made = create_ok(f, "logs-1");
+    const uint8_t nul[] = {'a', 0, 'b'};
+    gw_svc_log_line ok_lines[] = {
+        {1, "", (const uint8_t *)"hello", 5},
+        {2, "stderr", (const uint8_t *)"oops", 4},
+        {3, "supervisor", NULL, 0},
+    };
+    gw_svc_log_line too_long[] = {{1, "stdout", (const uint8_t *)"0123456789abcdefX", 17}};
+    gw_svc_log_line with_nul[] = {{1, "stdout", nul, sizeof nul}};
+    gw_svc_log_line bad_stream[] = {{1, "stdin", (const uint8_t *)"x", 1}};
+    gw_svc_log_line many[5] = {{0}};
+    const struct {
+        const gw_svc_log_line *lines;
+        size_t n;
+        int64_t dropped;
+        enum gw_status status;
+        const char *message;
+    } refused[] = {
+        {many, 5, 0, GW_STATUS_RESOURCE_EXHAUSTED, "batch of 5 lines exceeds 4"},
+        {ok_lines, 3, -1, GW_STATUS_INVALID_ARGUMENT, "dropped_lines must not be negative"},
+        {too_long, 1, 0, GW_STATUS_RESOURCE_EXHAUSTED, "line 0 of 17 bytes exceeds 16"},
+        {with_nul, 1, 0, GW_STATUS_INVALID_ARGUMENT, "line 0 contains a NUL byte"},
+        {bad_stream, 1, 0, GW_STATUS_INVALID_ARGUMENT,
+         "line 0: stream must be stdout, stderr or supervisor"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        gw_svc_log_batch b = {.sandbox_id = made.sb.id, .session = "ab", .batch_seq = 1,
+                              .lines = refused[i].lines, .n_lines = refused[i].n,
+                              .dropped = refused[i].dropped};
+        gw_response resp;
+        memset(&resp, 0, sizeof resp);
+        assert_int_equal(gw_svc_logs_push(&f->ctx, &b, &resp), -1);
+        assert_int_equal(resp.status, refused[i].status);
+        assert_string_equal(resp.message, refused[i].message);
+    }
+    gw_svc_log_batch b = {.sandbox_id = made.sb.id, .session = "ab", .batch_seq = 1,
+                          .lines = ok_lines, .n_lines = 3, .dropped = 2};
+    for (int round = 0; round < 2; round++) {   /* the second is a resend: not stored again */
+        gw_response resp;
+        memset(&resp, 0, sizeof resp);
+        assert_int_equal(gw_svc_logs_push(&f->ctx, &b, &resp), 0);
+    }
+    gw_log_line *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(gw_store_logs_get(f->worker.store, made.sb.id, 0, 100, &rows, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(rows[0].stream, "stdout");
+    assert_string_equal(rows[0].text, "hello");
+    assert_string_equal(rows[1].stream, "stderr");
+    assert_string_equal(rows[2].text, "");
+    gw_store_free_logs(rows, n);
+    int64_t dropped = 0;
+    assert_int_equal(gw_store_logs_dropped(f->worker.store, made.sb.id, &dropped), 0);
+    assert_int_equal(dropped, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +447,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_driver_failure_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renew, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
