@@ -10,10 +10,13 @@
 #include "gw_handler.h"
 #include "pol_policy.h"
 #include "gw_rpcs.h"
+#include "gw_svc_policy.h"
 #include "tsr_time.h"
 
-#define MAX_STATUS_MESSAGE 4096
-#define MAX_DRAFT_CHUNKS 64
+/* The service's policy status values are the wire's. */
+_Static_assert((int)GW_POLICY_APPLIED == (int)TESSERA__V1__POLICY_STATUS__POLICY_STATUS_APPLIED &&
+                   (int)GW_POLICY_FAILED == (int)TESSERA__V1__POLICY_STATUS__POLICY_STATUS_FAILED,
+               "gw_svc_policy.h status values");
 
 static void get_sandbox_config(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                                gw_response *resp)
@@ -105,26 +108,8 @@ static void report_policy_status(const gw_call_ctx *ctx, const uint8_t *msg, siz
     gw_sandbox_rec sb;
     if (gw_resolve_sandbox_id(ctx, GW_RPC_REPORT_POLICY_STATUS, req->sandbox_id, 0, &sb, resp) != 0)
         goto out;
-    if (req->status != TESSERA__V1__POLICY_STATUS__POLICY_STATUS_APPLIED &&
-        req->status != TESSERA__V1__POLICY_STATUS__POLICY_STATUS_FAILED) {
-        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "status must be APPLIED or FAILED");
+    if (gw_svc_policy_report(ctx, &sb, (int)req->status, req->version, req->message, resp) != 0)
         goto out;
-    }
-    if (req->version < 1 || req->version > sb.policy_version) {
-        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "no policy version %lld",
-                         (long long)req->version);
-        goto out;
-    }
-    if (strlen(req->message) > MAX_STATUS_MESSAGE) {
-        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "message exceeds %d bytes",
-                         MAX_STATUS_MESSAGE);
-        goto out;
-    }
-    if (gw_store_policy_status_add(gw_worker_of(ctx)->store, sb.id, req->version,
-                                   (int)req->status, req->message, tsr_now_unix()) != 0) {
-        gw_fail_from_error(resp);
-        goto out;
-    }
     Tessera__V1__ReportPolicyStatusResponse out_msg;
     tessera__v1__report_policy_status_response__init(&out_msg);
     gw_reply(resp, &out_msg);
@@ -142,37 +127,16 @@ static void submit_policy_analysis(const gw_call_ctx *ctx, const uint8_t *msg, s
     gw_sandbox_rec sb;
     if (gw_resolve_sandbox_name(ctx, GW_RPC_SUBMIT_POLICY_ANALYSIS, req->sandbox_name, &sb, resp) != 0)
         goto out;
-    if (req->n_chunks == 0 || req->n_chunks > MAX_DRAFT_CHUNKS) {
-        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "chunks must number 1..%d",
-                         MAX_DRAFT_CHUNKS);
-        goto out;
-    }
-    chunks = calloc(req->n_chunks, sizeof *chunks);
+    chunks = calloc(req->n_chunks + 1, sizeof *chunks);
     if (chunks == NULL) {
         gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < req->n_chunks; i++) {
-        Tessera__V1__PolicyChunk *c = req->chunks[i];
-        if (!pol_is_domain(c->domain)) {
-            gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT,
-                             "chunk %zu: unknown domain \"%.32s\" (filesystem, network, process, "
-                             "inference)",
-                             i, c->domain);
-            goto out;
-        }
-        if (pol_validate_domain(c->domain, c->content, strlen(c->content)) != 0) {
-            gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "chunk %zu: %s", i, tsr_errmsg());
-            goto out;
-        }
-        chunks[i].domain = c->domain;
-        chunks[i].content = c->content;
+        chunks[i].domain = req->chunks[i]->domain;
+        chunks[i].content = req->chunks[i]->content;
     }
-    if (gw_store_draft_add(gw_worker_of(ctx)->store, sb.id, chunks, req->n_chunks,
-                           tsr_now_unix()) != 0) {
-        gw_fail_from_error(resp);
-        goto out;
-    }
+    if (gw_svc_policy_submit(ctx, &sb, chunks, req->n_chunks, resp) != 0) goto out;
     Tessera__V1__SubmitPolicyAnalysisResponse out_msg;
     tessera__v1__submit_policy_analysis_response__init(&out_msg);
     out_msg.accepted_chunks = (int32_t)req->n_chunks;
@@ -232,47 +196,20 @@ out:
 static void update_config(const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
                           gw_response *resp)
 {
-    gw_worker *w = gw_worker_of(ctx);
     Tessera__V1__UpdateConfigRequest *req =
         gw_unpack(&tessera__v1__update_config_request__descriptor, msg, len, resp);
     if (req == NULL) return;
     gw_env_var *env = NULL;
     gw_sandbox_rec sb;
     if (gw_resolve_sandbox_name(ctx, GW_RPC_UPDATE_CONFIG, req->name, &sb, resp) != 0) goto out;
-    /* A sandbox may change its own policy and nothing else. */
-    if (gw_authz_is_sandbox(ctx) && req->n_provider_env > 0) {
-        gw_audit_denial(ctx, GW_DENY_PERMISSION, sb.id,
-                        "sandbox tried to change its provider environment");
-        gw_response_fail(resp, GW_STATUS_PERMISSION_DENIED,
-                         "a sandbox may only change its own policy");
+    GW_ENV_FROM_ENTRIES(req->provider_env, req->n_provider_env, env);
+    if (env == NULL) {
+        gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    if (req->policy[0] == '\0' && req->n_provider_env == 0) {
-        gw_response_fail(resp, GW_STATUS_INVALID_ARGUMENT, "nothing to update");
+    int64_t version = 0;
+    if (gw_svc_policy_update(ctx, &sb, req->policy, env, req->n_provider_env, &version, resp) != 0)
         goto out;
-    }
-    if (req->policy[0] != '\0' && gw_policy_check(req->policy, resp) != 0) goto out;
-    if (req->n_provider_env > 0) {
-        GW_ENV_FROM_ENTRIES(req->provider_env, req->n_provider_env, env);
-        if (env == NULL) {
-            gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
-        if (gw_env_validate(env, req->n_provider_env, resp) != 0) goto out;
-    }
-    int64_t version = sb.policy_version;
-    if (req->policy[0] != '\0' &&
-        gw_store_policy_set(w->store, sb.id, req->policy, tsr_now_unix(), &version) != 0) {
-        gw_fail_from_error(resp);
-        goto out;
-    }
-    if (env != NULL && gw_store_env_set(w->store, sb.id, env, req->n_provider_env) != 0) {
-        gw_fail_from_error(resp);
-        goto out;
-    }
-    gw_audit_event(ctx, "update-config", sb.id, "allow",
-                   env != NULL ? "policy and provider environment updated" : "policy updated",
-                   NULL);
     Tessera__V1__UpdateConfigResponse out_msg;
     tessera__v1__update_config_response__init(&out_msg);
     out_msg.policy_version = version;

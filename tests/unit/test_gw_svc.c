@@ -1,6 +1,6 @@
 /* The service layer (gateway/service/gw_svc_sandbox.c, gw_svc_cert.c)
  * driven with plain C structs, no protobuf: what CreateSandbox,
- * DeleteSandbox, RenewCertificate, RevokeCertificate and PushSandboxLogs decide, record, hand
+ * DeleteSandbox, RenewCertificate, RevokeCertificate, PushSandboxLogs and the policy RPCs decide, record, hand
  * to the driver (the in-memory test plugin, tests/drivers/mem) and answer.
  * Refusals first, with their exact status and message; then a create, a
  * rollback after a driver failure, a delete, a renewal, a revocation. */
@@ -30,6 +30,7 @@
 #include "gw_store.h"
 #include "gw_svc_cert.h"
 #include "gw_svc_logs.h"
+#include "gw_svc_policy.h"
 #include "gw_svc_sandbox.h"
 #include "ca_issue.h"
 #include "tsr_time.h"
@@ -439,6 +440,78 @@ static void test_logs(void **state)
     assert_int_equal(dropped, 2);
 }
 
+static void expect_fail(int rc, const gw_response *resp, enum gw_status status, const char *msg)
+{
+    assert_int_equal(rc, -1);
+    assert_int_equal(resp->status, status);
+    assert_string_equal(resp->message, msg);
+}
+
+static void test_policy(void **state)
+{
+    fixture *f = *state;
+    gw_svc_created made = create_ok(f, "policy-1");
+    gw_sandbox_rec sb;
+    assert_int_equal(gw_store_sandbox_get(f->worker.store, made.sb.id, &sb), 0);
+    gw_response r;
+
+    /* ReportPolicyStatus */
+    memset(&r, 0, sizeof r);
+    expect_fail(gw_svc_policy_report(&f->ctx, &sb, 0, 1, "", &r), &r,
+                GW_STATUS_INVALID_ARGUMENT, "status must be APPLIED or FAILED");
+    memset(&r, 0, sizeof r);
+    expect_fail(gw_svc_policy_report(&f->ctx, &sb, GW_POLICY_APPLIED, 2, "", &r), &r,
+                GW_STATUS_INVALID_ARGUMENT, "no policy version 2");
+    memset(&r, 0, sizeof r);
+    assert_int_equal(gw_svc_policy_report(&f->ctx, &sb, GW_POLICY_FAILED, 1, "no net", &r), 0);
+    int status = 0;
+    char *message = NULL;
+    assert_int_equal(
+        gw_store_policy_status_latest(f->worker.store, sb.id, 1, &status, &message, NULL), 0);
+    assert_int_equal(status, GW_POLICY_FAILED);
+    assert_string_equal(message, "no net");
+    free(message);
+
+    /* SubmitPolicyAnalysis */
+    gw_policy_chunk bad_domain[] = {{(char *)(uintptr_t)"disk", (char *)(uintptr_t)"x: 1\n"}};
+    memset(&r, 0, sizeof r);
+    expect_fail(gw_svc_policy_submit(&f->ctx, &sb, bad_domain, 0, &r), &r,
+                GW_STATUS_INVALID_ARGUMENT, "chunks must number 1..64");
+    memset(&r, 0, sizeof r);
+    expect_fail(gw_svc_policy_submit(&f->ctx, &sb, bad_domain, 1, &r), &r,
+                GW_STATUS_INVALID_ARGUMENT,
+                "chunk 0: unknown domain \"disk\" (filesystem, network, process, inference)");
+    gw_policy_chunk good[] = {
+        {(char *)(uintptr_t)"network", (char *)(uintptr_t)"default: deny\n"}};
+    memset(&r, 0, sizeof r);
+    assert_int_equal(gw_svc_policy_submit(&f->ctx, &sb, good, 1, &r), 0);
+    gw_policy_chunk *draft = NULL;
+    size_t n = 0;
+    assert_int_equal(gw_store_draft_get(f->worker.store, sb.id, &draft, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(draft[0].domain, "network");
+    gw_store_free_chunks(draft, n);
+
+    /* UpdateConfig: a sandbox changes its own policy, and nothing else. */
+    gw_principal sbp;
+    memset(&sbp, 0, sizeof sbp);
+    sbp.kind = GW_PRINCIPAL_SANDBOX;
+    snprintf(sbp.name, sizeof sbp.name, "%s", sb.id);
+    gw_call_ctx as_sandbox = f->ctx;
+    as_sandbox.principal = &sbp;
+    gw_env_var env[] = {{(char *)(uintptr_t)"TOKEN", (char *)(uintptr_t)"s3cret"}};
+    int64_t version = 0;
+    memset(&r, 0, sizeof r);
+    expect_fail(gw_svc_policy_update(&as_sandbox, &sb, "", env, 1, &version, &r), &r,
+                GW_STATUS_PERMISSION_DENIED, "a sandbox may only change its own policy");
+    memset(&r, 0, sizeof r);
+    expect_fail(gw_svc_policy_update(&f->ctx, &sb, "", NULL, 0, &version, &r), &r,
+                GW_STATUS_INVALID_ARGUMENT, "nothing to update");
+    memset(&r, 0, sizeof r);
+    assert_int_equal(gw_svc_policy_update(&as_sandbox, &sb, POLICY, NULL, 0, &version, &r), 0);
+    assert_int_equal(version, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +521,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_renew, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
