@@ -180,7 +180,14 @@ static void conn_close(gw_conn *c, const char *why)
         c->ssl = NULL;
     }
     ERR_clear_error();
-    close(c->fd);   /* also leaves the epoll set: the descriptor is never duplicated */
+    /* Leave the epoll set before the close: closing leaves it only when no
+     * other descriptor refers to the socket, and a driver's fork (the
+     * process and vm drivers start their sandboxes from gateway threads)
+     * holds copies of every descriptor until its child closes them. A
+     * registration that outlived the close would deliver events for this
+     * freed connection, or for another one at the same address. */
+    (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
     c->fd = -1;
     tsr_buf_free(&c->out);
     c->state = GW_CONN_CLOSED;
