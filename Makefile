@@ -5,10 +5,14 @@
 #   make run        install deps, build, bootstrap the PKI, start the gateway
 #   make BUILD=asan test   the same suite under ASan+UBSan (output in build/asan/)
 #
-# Sources are discovered by directory, so adding a file needs no edit here:
-#   common/*.c ca/*.c        -> static libraries linked by every binary
-#   gateway/gw_*.c           -> libtsr_gw.a, gateway/gw_main.c -> tessera-gateway
-#   certgen/*.c              -> certgen
+# Every folder is one layer and one static library (docs/architecture.md);
+# a folder's sources are discovered, so adding a file there needs no edit:
+#   common/ ca/ grpc/ policy/ client/   libtsr_<folder>.a
+#   gateway/<layer>/                    libtsr_gw_<layer>.a, gateway/main.c -> tessera-gateway
+#   drivers/lib/                        built PIC into every driver plugin
+# Each binary names the libraries it links (LINK_<binary> below) and the
+# pkg-config packages they need (PKGS_<library>); tests/integration/
+# link_check.sh fails when a binary carries a layer it must not.
 #   tests/unit/test_*.c      -> one cmocka binary each
 
 BUILD ?= release
@@ -26,14 +30,21 @@ O ?= build/$(BUILD)
 endif
 
 CC ?= cc
-PKGS := openssl libnghttp2 libprotobuf-c yaml-0.1 sqlite3
 PYTHON := /usr/bin/python3
 
 WARN := -std=c17 -Wall -Wextra -Wpedantic -Wformat=2 -Wshadow -Wcast-qual \
         -Wwrite-strings -Wstrict-prototypes -Wmissing-prototypes -Wvla \
         -Wimplicit-fallthrough -Wnull-dereference -Werror
 DEFS := -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED
-INCS := -I. -Icommon -Ica -Igateway -Iclient -Idrivers -isystem $(O)/gen
+GW_LAYERS := transport identity rpc service store ops
+# Include paths follow the layers too: a folder sees the headers of the
+# layers below it only (tests, fuzz harnesses and bench see all of them).
+inc = -I. $(foreach d,$(1),-I$(d)) -isystem $(O)/gen
+# gateway/service and gateway/store never see the generated protobuf code:
+# the service layer takes and returns plain C structs.
+inc_noproto = -I. $(foreach d,$(1),-I$(d))
+INCS_GW := common ca grpc policy $(GW_LAYERS:%=gateway/%) drivers/abi
+INCS := $(call inc,common ca grpc policy client $(GW_LAYERS:%=gateway/%) drivers/abi drivers/lib)
 
 ifeq ($(BUILD),release)
 MODE_CFLAGS  := -O2 -g -D_FORTIFY_SOURCE=3 -fstack-protector-strong \
@@ -50,15 +61,24 @@ else ifeq ($(filter $(BUILD),fuzz fuzzcov),)   # fuzz, fuzzcov: flags in the fuz
 $(error unknown BUILD=$(BUILD): use release, asan, debug, fuzz or fuzzcov)
 endif
 
-# pkg-config is queried lazily so `make deps` works before the -dev packages exist.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+# pkg-config is queried lazily so `make deps` works before the -dev packages
+# exist. Each library names the packages it uses; a binary links the packages
+# of the libraries on its link list, nothing else.
+PKGS_common  := yaml-0.1 jansson
+PKGS_ca      := openssl
+PKGS_proto   := libprotobuf-c
+PKGS_grpc    :=
+PKGS_policy  :=
+PKGS_client  := openssl libnghttp2
+PKGS_gw      := openssl libnghttp2 sqlite3
+PKGS_ALL     := openssl libnghttp2 libprotobuf-c yaml-0.1 sqlite3 jansson
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS_ALL))
+pkg_libs = $(shell pkg-config --libs $(sort $(foreach l,$(1),$(PKGS_$(l)))))
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 
 ALL_CFLAGS  = $(WARN) $(DEFS) $(INCS) $(MODE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(MODE_LDFLAGS) $(LDFLAGS)
-LDLIBS_ALL  = $(PKG_LIBS) -lpthread -ldl
 
 # ---- generated protobuf-c code -------------------------------------------
 PROTOS    := proto/tessera/v1/gateway.proto proto/grpc/health/v1/health.proto
@@ -75,39 +95,61 @@ $(O)/gen/%.pb-c.c $(O)/gen/%.pb-c.h: proto/%.proto
 $(PROTO_OBJ): %.o: %.c $(O)/.flags
 	$(Q)$(CC) -std=c17 -O2 -g -fPIE $(DEFS) -isystem $(O)/gen $(MODE_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
-# ---- sources ----------------------------------------------------------------
-COMMON_SRC  := $(wildcard common/*.c)
-CA_SRC      := $(wildcard ca/*.c)
-GW_LIB_SRC  := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))
+# ---- sources and libraries --------------------------------------------------
 CERTGEN_SRC := $(wildcard certgen/*.c)
-CLIENT_SRC  := $(wildcard client/*.c)
 SUPERVISOR_SRC := $(wildcard supervisor/*.c)
 CLI_SRC     := $(wildcard cli/*.c)
 # One shared object per driver directory: drivers/<name>/*.c -> build/drivers/<name>.so
-DRIVER_NAMES := $(notdir $(patsubst %/,%,$(dir $(wildcard drivers/*/*.c))))
+# (drivers/abi is the plugin interface, drivers/lib the code the plugins share).
+DRIVER_NAMES := $(filter-out abi lib,$(notdir $(patsubst %/,%,$(dir $(wildcard drivers/*/*.c)))))
 DRIVER_SOS   := $(sort $(foreach d,$(DRIVER_NAMES),$(O)/drivers/$(d).so))
 # The few common modules a driver links, built position-independent and
 # hidden inside each .so (only the ABI entry is exported).
-DRIVER_COMMON_SRC := common/tsr_err.c common/tsr_fs.c common/tsr_time.c
+DRIVER_COMMON_SRC := common/tsr_err.c common/tsr_fs.c common/tsr_name.c common/tsr_spawn.c \
+                     common/tsr_time.c
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 TESTUTIL_SRC := $(wildcard tests/unit/tu_*.c)
 TESTBIN_SRC := $(wildcard tests/bin/*.c)
 
 obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
+lib = $(foreach l,$(1),$(O)/lib/libtsr_$(l).a)
 
-LIB_COMMON := $(O)/lib/libtsr_common.a
-LIB_CA     := $(O)/lib/libtsr_ca.a
-LIB_PROTO  := $(O)/lib/libtsr_proto.a
-LIB_GW     := $(O)/lib/libtsr_gw.a
-LIB_CLIENT := $(O)/lib/libtsr_client.a
+# One static library per folder: name -> folder.
+LIBDIR_common := common
+LIBDIR_ca     := ca
+LIBDIR_grpc   := grpc
+LIBDIR_policy := policy
+LIBDIR_client := client
+LIBDIR_drvlib := drivers/lib
+PKGS_drvlib   := openssl
+$(foreach l,$(GW_LAYERS),$(eval LIBDIR_gw_$(l) := gateway/$(l))$(eval PKGS_gw_$(l) := $(PKGS_gw)))
+FOLDER_LIBS := common ca grpc policy client drvlib $(GW_LAYERS:%=gw_%)
+$(foreach l,$(FOLDER_LIBS),$(eval $(call lib,$(l)): $(call obj,$(wildcard $(LIBDIR_$(l))/*.c))))
+$(call lib,proto): $(PROTO_OBJ)
 LIB_TESTUTIL := $(O)/lib/libtsr_testutil.a
-# Link order: dependants first.
-LIBS_ALL := $(LIB_CLIENT) $(LIB_GW) $(LIB_CA) $(LIB_PROTO) $(LIB_COMMON)
+$(LIB_TESTUTIL): $(call obj,$(TESTUTIL_SRC))
+
+# Link lists, dependants first. The gateway's layers call each other both ways
+# (e.g. the transport calls the authorization of identity/, identity/ reads
+# the app state of service/), so they are linked as one group.
+GW_GROUP := -Wl,--start-group $(call lib,$(GW_LAYERS:%=gw_%)) -Wl,--end-group
+LINK_gateway    := $(GW_LAYERS:%=gw_%) policy grpc ca proto common
+LINK_supervisor := client policy grpc ca proto common
+LINK_cli        := client grpc ca proto common
+LINK_certgen    := ca common
+# Tests, fuzz harnesses and bench tools reach into every layer.
+LINK_tests      := client $(GW_LAYERS:%=gw_%) policy grpc drvlib ca proto common
+# --as-needed: a binary names only the shared libraries it really calls
+# (common/ holds tsr_json, but only binaries that write JSON need jansson).
+link_args = -Wl,--as-needed $(if $(filter gw_%,$(1)),$(GW_GROUP)) \
+            $(call lib,$(filter-out gw_%,$(1))) $(call pkg_libs,$(1)) -lpthread
+LIBS_ALL   := $(call lib,$(LINK_tests))
+LDLIBS_ALL  = $(call link_args,$(LINK_tests)) -ldl
 
 BIN_CERTGEN := $(O)/bin/certgen
-BIN_GATEWAY := $(if $(wildcard gateway/gw_main.c),$(O)/bin/tessera-gateway)
-BIN_SUPERVISOR := $(if $(SUPERVISOR_SRC),$(O)/bin/tessera-supervisor)
-BIN_CLI := $(if $(CLI_SRC),$(O)/bin/tessera)
+BIN_GATEWAY := $(O)/bin/tessera-gateway
+BIN_SUPERVISOR := $(O)/bin/tessera-supervisor
+BIN_CLI := $(O)/bin/tessera
 BINS := $(BIN_CERTGEN) $(BIN_GATEWAY) $(BIN_SUPERVISOR) $(BIN_CLI) $(DRIVER_SOS)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
 # Test-only plugins (e.g. a driver with the wrong ABI): tests/drivers/<name>/*.c
@@ -124,36 +166,47 @@ $(O)/.flags: FORCE
 	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
 FORCE:
 
+$(O)/obj/common/%.o:     INCS = $(call inc,common)
+$(O)/obj/ca/%.o:         INCS = $(call inc,common ca)
+$(O)/obj/grpc/%.o:       INCS = $(call inc,common grpc)
+$(O)/obj/policy/%.o:     INCS = $(call inc,common policy)
+$(O)/obj/client/%.o:     INCS = $(call inc,common ca grpc client)
+$(O)/obj/supervisor/%.o: INCS = $(call inc,common ca grpc policy client)
+$(O)/obj/cli/%.o:        INCS = $(call inc,common ca grpc client)
+$(O)/obj/certgen/%.o:    INCS = $(call inc,common ca)
+$(O)/obj/gateway/%.o:    INCS = $(call inc,$(INCS_GW))
+$(O)/obj/gateway/service/%.o: INCS = $(call inc_noproto,$(filter-out gateway/rpc,$(INCS_GW)))
+$(O)/obj/gateway/store/%.o:   INCS = $(call inc_noproto,$(filter-out gateway/rpc,$(INCS_GW)))
+$(O)/pic/drivers/%.o:    INCS = $(call inc,common drivers/abi drivers/lib)
+
 $(O)/obj/%.o: %.c $(O)/.flags | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(LIB_COMMON): $(call obj,$(COMMON_SRC))
-$(LIB_CA):     $(call obj,$(CA_SRC))
-$(LIB_PROTO):  $(PROTO_OBJ)
-$(LIB_GW):     $(call obj,$(GW_LIB_SRC))
-$(LIB_CLIENT): $(call obj,$(CLIENT_SRC))
-$(LIB_TESTUTIL): $(call obj,$(TESTUTIL_SRC))
 $(O)/lib/%.a:
 	@mkdir -p $(dir $@)
 	@rm -f $@
 	$(Q)$(if $^,ar rcs $@ $^,printf '!<arch>\n' > $@)
 
-$(BIN_CERTGEN): $(call obj,$(CERTGEN_SRC)) $(LIBS_ALL)
+# tessera-gateway: every layer of gateway/, the sandbox policy, gRPC framing, the CA.
+$(BIN_GATEWAY): $(call obj,gateway/main.c) $(call lib,$(LINK_gateway))
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CERTGEN_SRC)) $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,gateway/main.c) $(call link_args,$(LINK_gateway)) -ldl
 
-$(O)/bin/tessera-gateway: $(call obj,gateway/gw_main.c) $(LIBS_ALL)
+# tessera-supervisor: the client and what it shares with the gateway; no gateway code, no sqlite.
+$(BIN_SUPERVISOR): $(call obj,$(SUPERVISOR_SRC)) $(call lib,$(LINK_supervisor))
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,gateway/gw_main.c) $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(SUPERVISOR_SRC)) $(call link_args,$(LINK_supervisor))
 
-$(O)/bin/tessera-supervisor: $(call obj,$(SUPERVISOR_SRC)) $(LIBS_ALL)
+# tessera (the CLI): the client only.
+$(BIN_CLI): $(call obj,$(CLI_SRC)) $(call lib,$(LINK_cli))
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(SUPERVISOR_SRC)) $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CLI_SRC)) $(call link_args,$(LINK_cli))
 
-$(O)/bin/tessera: $(call obj,$(CLI_SRC)) $(LIBS_ALL)
+# certgen: the CA only.
+$(BIN_CERTGEN): $(call obj,$(CERTGEN_SRC)) $(call lib,$(LINK_certgen))
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CLI_SRC)) $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CERTGEN_SRC)) $(call link_args,$(LINK_certgen))
 
 # ---- driver plugins -----------------------------------------------------------
 # Per-driver extra libraries, e.g. DRV_LIBS_docker (libcurl for the Engine API).
@@ -169,7 +222,12 @@ $(O)/pic/%.o: %.c $(O)/.flags | $(PROTO_H)
 .SECONDEXPANSION:
 DRIVER_LINK = $(Q)$(CC) $(filter-out -pie,$(ALL_LDFLAGS)) -shared -fPIC -Wl,--no-undefined \
 	-o $@ $^ $(DRV_LIBS_$*) $(shell pkg-config --libs openssl) -lpthread
-$(O)/drivers/%.so: $$(call pic,$$(wildcard drivers/%/*.c)) $(call pic,$(DRIVER_COMMON_SRC))
+# drivers/lib built PIC into an archive: a plugin takes the modules it calls.
+DRVLIB_PIC := $(O)/pic/libtsr_drvlib.a
+$(DRVLIB_PIC): $(call pic,$(wildcard drivers/lib/*.c))
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+$(O)/drivers/%.so: $$(call pic,$$(wildcard drivers/%/*.c)) $(call pic,$(DRIVER_COMMON_SRC)) $(DRVLIB_PIC)
 	@mkdir -p $(dir $@)
 	$(DRIVER_LINK)
 $(O)/tests/drivers/%.so: $$(call pic,$$(wildcard tests/drivers/%/*.c)) $(call pic,$(DRIVER_COMMON_SRC))
@@ -179,13 +237,13 @@ $(O)/tests/drivers/%.so: $$(call pic,$$(wildcard tests/drivers/%/*.c)) $(call pi
 # Unit tests link the test utilities (tests/unit/tu_*.c) first.
 $(O)/tests/%: $(O)/obj/tests/unit/%.o $(LIB_TESTUTIL) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_TESTUTIL) $(LIBS_ALL) $(LDLIBS_ALL) $(CMOCKA_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_TESTUTIL) $(LDLIBS_ALL) $(CMOCKA_LIBS)
 
 $(O)/obj/tests/unit/%.o: ALL_CFLAGS += $(CMOCKA_CFLAGS) -Itests/unit
 
 $(O)/tests/bin/%: $(O)/obj/tests/bin/%.o $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS_ALL)
 
 # Python stubs for the integration tests (stock grpcio client).
 PY_STUBS := $(O)/py/tessera/v1/gateway_pb2_grpc.py
@@ -306,7 +364,7 @@ FUZZ_BINS := $(FUZZ_NAMES:%=$(O)/bin/fuzz_%)
 
 $(FUZZ_BINS): $(O)/bin/fuzz_%: $(O)/obj/fuzz/fuzz_%.o $$(FUZZ_OBJS_$$*) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS_$*) $(LIBS_ALL) $(LDLIBS_ALL) \
+	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS_$*) $(LDLIBS_ALL) \
 	    $(FUZZ_LDLIBS_$*)
 # fuzz_rpc loads the in-memory driver plugin (tests/drivers/mem). clang links
 # no sanitizer runtime into a shared object: the harness that dlopen()s it
@@ -321,7 +379,7 @@ FUZZ_REPLAY_BINS := $(FUZZ_NAMES:%=$(O)/tests/fuzzreplay_%)
 $(FUZZ_REPLAY_BINS): $(O)/tests/fuzzreplay_%: $(O)/obj/fuzz/fuzz_%.o $(O)/obj/fuzz/replay_main.o \
                      $$(FUZZ_OBJS_$$*) $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/obj/fuzz/replay_main.o $(FUZZ_OBJS_$*) $(LIBS_ALL) \
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/obj/fuzz/replay_main.o $(FUZZ_OBJS_$*) \
 	    $(LDLIBS_ALL) $(FUZZ_LDLIBS_$*)
 
 unit-tests: $(FUZZ_REPLAY_BINS)
@@ -354,7 +412,7 @@ BENCH_BARE := $(O)/bench/bare_tls
 BENCH_GRPC = $(if $(shell pkg-config --exists grpc++ && command -v grpc_cpp_plugin),$(O)/bench/grpc_ref)
 $(BENCH_LOAD): bench/bn_load.c $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_CFLAGS) -MF $@.d $(ALL_LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_CFLAGS) -MF $@.d $(ALL_LDFLAGS) -o $@ $< $(LDLIBS_ALL)
 $(BENCH_BARE): bench/peers/bare_tls.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -MF $@.d $(ALL_LDFLAGS) -o $@ $< $(shell pkg-config --libs openssl) -lpthread

@@ -1,5 +1,5 @@
 /* Certificate issuance: the root, the issuing CA and leaves, exactly per the
- * X509-SVID profile of DESIGN §4. Every certificate is signed, re-parsed from
+ * X509-SVID profile of docs/identity.md. Every certificate is signed, re-parsed from
  * its DER, and its signature checked with the issuer's public key before it
  * is returned, so what callers see is exactly what goes on the wire. */
 #include "ca_issue.h"
@@ -19,6 +19,7 @@
 
 #include "ca_pem.h"
 #include "ca_spiffe.h"
+#include "tsr_name.h"
 #include "tsr_time.h"
 
 #define BACKDATE_SECONDS 60
@@ -26,7 +27,7 @@
 #define SERIAL_BYTES 16
 #define LEAF_MAX_DNS 32
 #define LEAF_MAX_IP 32
-#define DNS_NAME_MAX 253
+#define DNS_NAME_MAX TSR_DNS_NAME_MAX
 #define CN_MAX 64 /* ub-common-name (RFC 5280) */
 
 /* What every leaf from one issuer shares, built once in ca_issuer_new (see
@@ -60,11 +61,6 @@ static int check_ttl(int64_t ttl_seconds)
     return 0;
 }
 
-static int is_td_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
 static int check_trust_domain(const char *td)
 {
     TSR_ENSURE(td != NULL, TSR_E_INPUT, "empty trust domain");
@@ -89,25 +85,10 @@ static int check_dns_name(const char *name)
     TSR_ENSURE(name != NULL && name[0] != '\0', TSR_E_INPUT, "empty DNS name");
     size_t len = strnlen(name, DNS_NAME_MAX + 1);
     TSR_ENSURE(len <= DNS_NAME_MAX, TSR_E_INPUT, "DNS name longer than %d bytes", DNS_NAME_MAX);
-    size_t label = 0;
-    for (size_t i = 0; i <= len; i++) {
-        char c = name[i];
-        if (c == '.' || c == '\0') {
-            TSR_ENSURE(label > 0, TSR_E_INPUT, "DNS name \"%s\" has an empty label", name);
-            TSR_ENSURE(name[i - 1] != '-', TSR_E_INPUT,
-                       "DNS name \"%s\": a label ends with '-'", name);
-            label = 0;
-            continue;
-        }
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 (c == '-' && label > 0);
-        TSR_ENSURE(ok, TSR_E_INPUT,
-                   "DNS name \"%.*s\": bad character 0x%02x at byte %zu (allowed: letters, "
-                   "digits, '-' inside labels, '.')",
-                   (int)i, name, (unsigned char)c, i);
-        TSR_ENSURE(++label <= 63, TSR_E_INPUT, "DNS name \"%s\": label longer than 63 bytes",
-                   name);
-    }
+    TSR_ENSURE(tsr_dns_name_valid(name, len, 0), TSR_E_INPUT,
+               "bad DNS name \"%s\" (letters, digits and '-' inside dot-separated labels of "
+               "1-63 bytes)",
+               name);
     return 0;
 }
 
@@ -604,9 +585,8 @@ int ca_issuing_trust_domain(const X509 *cert, char *out, size_t cap)
     const unsigned char *data = ASN1_STRING_get0_data(uri);
     TSR_TRY_ENSURE(len > 0 && len <= CA_TRUST_DOMAIN_MAX && (size_t)len < cap, TSR_E_INPUT,
                    "the CA certificate's trust-domain constraint has a bad length");
-    for (int i = 0; i < len; i++)
-        TSR_TRY_ENSURE(is_td_char((char)data[i]), TSR_E_INPUT,
-                       "the CA certificate's trust-domain constraint is not a trust domain");
+    TSR_TRY_ENSURE(tsr_name_chars((const char *)data, (size_t)len), TSR_E_INPUT,
+                   "the CA certificate's trust-domain constraint is not a trust domain");
     memcpy(out, data, (size_t)len);
     out[len] = '\0';
     rc = 0;

@@ -1,4 +1,4 @@
-/* Key generation and certificate issuance per DESIGN §4 (X509-SVID profile). */
+/* Key generation and certificate issuance per docs/identity.md (X509-SVID profile). */
 #ifndef CA_ISSUE_H
 #define CA_ISSUE_H
 
@@ -88,7 +88,7 @@ typedef struct ca_leaf_request {
     int64_t now;                        /* Unix seconds; 0 = current time */
 } ca_leaf_request;
 
-/* Leaf per DESIGN §4: one URI SAN (+ DNS/IP if given), CA:FALSE critical,
+/* Leaf per docs/identity.md: one URI SAN (+ DNS/IP if given), CA:FALSE critical,
  * keyUsage critical digitalSignature (+ keyEncipherment for RSA keys is NOT
  * added), EKU serverAuth+clientAuth, SKI+AKI, 128-bit random positive serial,
  * notBefore = now - 60 s, notAfter = min(now + ttl, issuer notAfter), empty

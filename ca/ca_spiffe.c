@@ -1,5 +1,5 @@
 /* SPIFFE IDs per the SPIFFE-ID standard (spiffe/spiffe standards/SPIFFE-ID.md)
- * and Tessera's principal kinds (DESIGN §2).
+ * and Tessera's principal kinds (docs/identity.md, "Identities").
  *
  * Everything here treats its input as untrusted bytes: (ptr, len), checked
  * against a hard maximum first, every byte classified, nothing folded or
@@ -11,13 +11,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tsr_name.h"
+
 static const char SCHEME[] = "spiffe://";
 #define SCHEME_LEN (sizeof SCHEME - 1)
 
-static int is_lower(char c) { return c >= 'a' && c <= 'z'; }
 static int is_upper(char c) { return c >= 'A' && c <= 'Z'; }
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
-static int is_punct(char c) { return c == '.' || c == '_' || c == '-'; }
 
 /* A character that is not allowed where it stands: say why, as precisely as
  * the character allows. `where` is "trust domain" or "path". */
@@ -46,7 +46,7 @@ static int check_trust_domain(const char *td, size_t len)
     TSR_ENSURE(memchr(td, '@', len) == NULL, TSR_E_INPUT, "userinfo not allowed");
     for (size_t i = 0; i < len; i++) {
         char c = td[i];
-        if (is_lower(c) || is_digit(c) || is_punct(c)) continue;
+        if (tsr_name_char(c)) continue;
         if (is_upper(c)) return TSR_FAIL(TSR_E_INPUT, "uppercase letter in trust domain");
         if (c == ':') return TSR_FAIL(TSR_E_INPUT, "port not allowed");
         return bad_char(c, "trust domain");
@@ -69,7 +69,7 @@ static int check_path(const char *path, size_t len)
         size_t start = ++i;
         while (i < len && path[i] != '/') {
             char c = path[i];
-            if (!(is_lower(c) || is_upper(c) || is_digit(c) || is_punct(c)))
+            if (!(tsr_name_char(c) || is_upper(c)))  /* [A-Za-z0-9._-] */
                 return bad_char(c, "path");
             i++;
         }
@@ -173,7 +173,7 @@ int ca_name_validate(const char *s, size_t len)
     TSR_ENSURE(len <= CA_NAME_MAX, TSR_E_INPUT, "name longer than %d bytes", CA_NAME_MAX);
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        if (is_lower(c) || is_digit(c) || is_punct(c)) continue;
+        if (tsr_name_char(c)) continue;
         if (is_upper(c)) return TSR_FAIL(TSR_E_INPUT, "uppercase letter in name");
         return bad_char(c, "name");
     }

@@ -1,5 +1,5 @@
 /* SPIFFE IDs: parsing exactly per the SPIFFE-ID standard, and the mapping of
- * an ID to one of Tessera's principal kinds (DESIGN §2). */
+ * an ID to one of Tessera's principal kinds (docs/identity.md). */
 #ifndef CA_SPIFFE_H
 #define CA_SPIFFE_H
 

@@ -1,4 +1,4 @@
-/* Peer verification (DESIGN §2, §4).
+/* Peer verification (docs/identity.md).
  *
  * Order: (1) OpenSSL builds and checks the chain against the bundle roots
  * only (strict, purpose, explicit time, no partial chains, name constraints);

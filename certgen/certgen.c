@@ -1,4 +1,4 @@
-/* certgen: bootstrap and maintain a Tessera PKI (DESIGN §3). */
+/* certgen: bootstrap and maintain a Tessera PKI (docs/certgen.md). */
 #include <stdio.h>
 #include <string.h>
 

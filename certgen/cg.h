@@ -1,4 +1,4 @@
-/* certgen: the PKI bootstrap CLI (DESIGN §3). One file per command, shared
+/* certgen: the PKI bootstrap CLI (docs/certgen.md). One file per command, shared
  * helpers in cg_common.c. Exit codes: 0 ok, 1 failure, 2 usage. */
 #ifndef CG_H
 #define CG_H

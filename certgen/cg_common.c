@@ -17,6 +17,7 @@
 
 #include "ca_pem.h"
 #include "tsr_fs.h"
+#include "tsr_name.h"
 #include "tsr_time.h"
 
 void cg_error(const char *cmd, const char *fmt, ...)
@@ -59,21 +60,15 @@ int cg_bad_option(const char *cmd, int argc, char **argv, int opt)
     return cg_usage_error(cmd, "unknown option '%s'", arg);
 }
 
-static int is_lower_name_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
 int cg_check_trust_domain(const char *cmd, const char *td)
 {
     size_t len = strlen(td);
     if (len == 0) return cg_usage_error(cmd, "--trust-domain is empty");
-    for (size_t i = 0; i < len; i++)
-        if (!is_lower_name_char(td[i]))
-            return cg_usage_error(cmd,
-                                  "bad trust domain \"%s\": only lowercase letters, digits, '.', "
-                                  "'_' and '-' are allowed (e.g. tessera.local)",
-                                  td);
+    if (!tsr_name_chars(td, len))
+        return cg_usage_error(cmd,
+                              "bad trust domain \"%s\": only lowercase letters, digits, '.', "
+                              "'_' and '-' are allowed (e.g. tessera.local)",
+                              td);
     if (len > CG_TD_MAX)
         return cg_usage_error(cmd,
                               "trust domain \"%s\" is %zu bytes; at most %d fit the CA names",
@@ -84,9 +79,7 @@ int cg_check_trust_domain(const char *cmd, const char *td)
 int cg_check_user_name(const char *cmd, const char *name)
 {
     size_t len = strlen(name);
-    int ok = len >= 1 && len <= 64 && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
-    for (size_t i = 0; ok && i < len; i++) ok = is_lower_name_char(name[i]);
-    if (!ok)
+    if (!tsr_name_valid(name, len, 64))
         return cg_usage_error(cmd,
                               "bad user name \"%s\": use 1-64 lowercase letters, digits, '.', "
                               "'_' or '-' (not \".\" or \"..\")",
@@ -96,20 +89,7 @@ int cg_check_user_name(const char *cmd, const char *name)
 
 int cg_check_dns_name(const char *cmd, const char *name)
 {
-    size_t len = strlen(name), label = 0;
-    int ok = len >= 1 && len <= 253;
-    for (size_t i = 0; ok && i <= len; i++) {
-        char c = name[i];
-        if (c == '.' || c == '\0') {
-            ok = label > 0 && name[i - 1] != '-';
-            label = 0;
-        } else {
-            ok = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  (c == '-' && label > 0)) &&
-                 ++label <= 63;
-        }
-    }
-    if (!ok)
+    if (!tsr_dns_name_valid(name, strlen(name), 0))
         return cg_usage_error(cmd,
                               "bad DNS name \"%s\": use letters, digits and '-' in dot-separated "
                               "labels (no wildcards, no trailing dot)",

@@ -1,4 +1,4 @@
-/* certgen init: a new PKI in DIR (DESIGN §3). Everything is generated and
+/* certgen init: a new PKI in DIR (docs/certgen.md). Everything is generated and
  * checked in memory first; nothing is written if any file already exists
  * (unless --force), so a PKI is never completed with keys that do not match. */
 #include <dirent.h>
@@ -216,209 +216,251 @@ static void print_inline(FILE *out, const listing *l)
 
 enum { F_ROOT_KEY, F_ROOT, F_ISSUING_KEY, F_ISSUING, F_BUNDLE, F_GW_KEY, F_GW, F_CORE };
 
-int cg_cmd_init(int argc, char **argv)
-{
+/* One init, step by step. A step returns STEP_OK to go on, STEP_STOP
+ * when it has said why not (nothing more to add), STEP_FAIL for "init"
+ * failures that only the recorded error explains. */
+enum { STEP_OK = 0, STEP_STOP = 1, STEP_FAIL = -1 };
+
+typedef struct init_run {
     init_opts o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc == -1) return CG_OK; /* --help */
-    if (rc != CG_OK) return rc;
+    cg_file *files;
+    size_t n_files;
+    listing wanted, present, missing, other;
+    ca_issuer *root, *issuing;
+    STACK_OF(X509) *bundle;
+} init_run;
 
-    int status = CG_FAIL;
-    size_t n_files = F_CORE + 2 * o.n_users, written = 0;
-    cg_file *files = calloc(n_files, sizeof *files);
-    listing wanted = {0}, present = {0}, missing = {0}, other = {0};
-    EVP_PKEY *root_key = NULL, *issuing_key = NULL, *gw_key = NULL;
-    X509 *root_cert = NULL, *issuing_cert = NULL, *gw_cert = NULL;
-    ca_issuer *root = NULL, *issuing = NULL;
-    STACK_OF(X509) *bundle = sk_X509_new_null();
-    char id[CG_PATH_MAX];
-    if (files == NULL || bundle == NULL) {
-        cg_error(CMD, "out of memory");
-        goto out;
-    }
+static const char *const core_files[F_CORE] = {"root.key",  "root.pem",    "issuing.key",
+                                               "issuing.pem", "bundle.pem", "gateway.key",
+                                               "gateway.pem"};
 
-    /* 1. Which files would be written, and which of them exist. */
-    static const char *const core[F_CORE] = {"root.key",  "root.pem",    "issuing.key",
-                                              "issuing.pem", "bundle.pem", "gateway.key",
-                                              "gateway.pem"};
+/* 1. Which files would be written, and which of them exist: without
+ * --force, any of them (or another user's) stops here, nothing written. */
+static int plan_files(init_run *r)
+{
+    const init_opts *o = &r->o;
     for (size_t i = 0; i < F_CORE; i++)
-        if (listing_add(&wanted, core[i]) != 0) goto fail;
-    for (size_t i = 0; i < o.n_users; i++) {
+        if (listing_add(&r->wanted, core_files[i]) != 0) return STEP_FAIL;
+    for (size_t i = 0; i < o->n_users; i++) {
         char rel[CG_PATH_MAX];
-        snprintf(rel, sizeof rel, "users/%s.key", o.users[i]);
-        if (listing_add(&wanted, rel) != 0) goto fail;
-        snprintf(rel, sizeof rel, "users/%s.pem", o.users[i]);
-        if (listing_add(&wanted, rel) != 0) goto fail;
+        snprintf(rel, sizeof rel, "users/%s.key", o->users[i]);
+        if (listing_add(&r->wanted, rel) != 0) return STEP_FAIL;
+        snprintf(rel, sizeof rel, "users/%s.pem", o->users[i]);
+        if (listing_add(&r->wanted, rel) != 0) return STEP_FAIL;
     }
-    for (size_t i = 0; i < wanted.n; i++) {
+    for (size_t i = 0; i < r->wanted.n; i++) {
         char path[CG_PATH_MAX];
-        if (cg_path(path, o.out, wanted.names[i]) != 0) goto fail;
-        if (listing_add(tsr_path_exists(path) ? &present : &missing, wanted.names[i]) != 0)
-            goto fail;
+        if (cg_path(path, o->out, r->wanted.names[i]) != 0) return STEP_FAIL;
+        if (listing_add(tsr_path_exists(path) ? &r->present : &r->missing,
+                        r->wanted.names[i]) != 0)
+            return STEP_FAIL;
     }
-    if (other_user_files(o.out, &wanted, &other) != 0) goto fail;
-    if (!o.force && (present.n > 0 || other.n > 0)) {
-        int all_core = 1;
-        for (size_t i = 0; i < F_CORE; i++) all_core &= listing_has(&present, core[i]);
-        if (all_core) {
-            cg_error(CMD, "%s already holds a PKI; these files exist:", o.out);
-        } else {
-            fprintf(stderr, "certgen %s: partial PKI in %s: present ", CMD, o.out);
-            print_inline(stderr, &present);
-            if (other.n > 0) fprintf(stderr, "%s", present.n ? ", " : "");
-            print_inline(stderr, &other);
-            fprintf(stderr, "; missing ");
-            print_inline(stderr, &missing);
-            fprintf(stderr, "\n");
-        }
-        if (all_core) {
-            print_names(stderr, o.out, &present);
-            print_names(stderr, o.out, &other);
-        }
-        fprintf(stderr,
-                "Nothing was written. A PKI is never completed or overwritten silently (its keys "
-                "would not match).\n"
-                "To add a user to an existing PKI: certgen issue-user NAME --pki %s\n"
-                "To replace everything with a new root CA: certgen init --out %s --force\n",
-                o.out, o.out);
-        goto out;
+    if (other_user_files(o->out, &r->wanted, &r->other) != 0) return STEP_FAIL;
+    if (o->force || (r->present.n == 0 && r->other.n == 0)) return STEP_OK;
+    int all_core = 1;
+    for (size_t i = 0; i < F_CORE; i++) all_core &= listing_has(&r->present, core_files[i]);
+    if (all_core) {
+        cg_error(CMD, "%s already holds a PKI; these files exist:", o->out);
+    } else {
+        fprintf(stderr, "certgen %s: partial PKI in %s: present ", CMD, o->out);
+        print_inline(stderr, &r->present);
+        if (r->other.n > 0) fprintf(stderr, "%s", r->present.n ? ", " : "");
+        print_inline(stderr, &r->other);
+        fprintf(stderr, "; missing ");
+        print_inline(stderr, &r->missing);
+        fprintf(stderr, "\n");
     }
+    if (all_core) {
+        print_names(stderr, o->out, &r->present);
+        print_names(stderr, o->out, &r->other);
+    }
+    fprintf(stderr,
+            "Nothing was written. A PKI is never completed or overwritten silently (its keys "
+            "would not match).\n"
+            "To add a user to an existing PKI: certgen issue-user NAME --pki %s\n"
+            "To replace everything with a new root CA: certgen init --out %s --force\n",
+            o->out, o->out);
+    return STEP_STOP;
+}
 
-    /* 2. Generate and check everything in memory. */
-    if (ca_create_root(o.key_type, o.td, o.root_ttl, 0, &root_key, &root_cert) != 0) {
+/* 2a. The root and the issuing CA, in memory; the bundle holds the root. */
+static int make_cas(init_run *r)
+{
+    const init_opts *o = &r->o;
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    if (ca_create_root(o->key_type, o->td, o->root_ttl, 0, &key, &cert) != 0) {
+        EVP_PKEY_free(key);
+        X509_free(cert);
         cg_fail(CMD, "create the root CA");
-        goto out;
+        return STEP_STOP;
     }
-    if (ca_issuer_new(root_cert, root_key, &root) != 0) { /* takes ownership */
-        root_cert = NULL;
-        root_key = NULL;
-        goto fail;
+    if (ca_issuer_new(cert, key, &r->root) != 0) return STEP_FAIL; /* takes ownership */
+    X509_up_ref(r->root->cert); /* the bundle's reference */
+    if (sk_X509_push(r->bundle, r->root->cert) <= 0) {
+        X509_free(r->root->cert);
+        return STEP_FAIL;
     }
-    root_cert = NULL;
-    root_key = NULL;
-    X509_up_ref(root->cert); /* the bundle's reference */
-    if (sk_X509_push(bundle, root->cert) <= 0) {
-        X509_free(root->cert);
-        goto fail;
-    }
-    if (ca_create_issuing(root, o.key_type, o.td, o.issuing_ttl, 0, &issuing_key,
-                          &issuing_cert) != 0) {
+    key = NULL;
+    cert = NULL;
+    if (ca_create_issuing(r->root, o->key_type, o->td, o->issuing_ttl, 0, &key, &cert) != 0) {
+        EVP_PKEY_free(key);
+        X509_free(cert);
         cg_fail(CMD, "create the issuing CA");
-        goto out;
+        return STEP_STOP;
     }
-    if (ca_issuer_new(issuing_cert, issuing_key, &issuing) != 0) {
-        issuing_cert = NULL;
-        issuing_key = NULL;
-        goto fail;
-    }
-    issuing_cert = NULL;
-    issuing_key = NULL;
+    if (ca_issuer_new(cert, key, &r->issuing) != 0) return STEP_FAIL;
+    return STEP_OK;
+}
 
-    snprintf(id, sizeof id, "spiffe://%s/gateway", o.td);
-    if (cg_issue_leaf(issuing, o.key_type, id, o.leaf_ttl, o.dns, o.n_dns, o.ips, o.n_ips,
+/* 2b. The gateway's and each user's certificate, each checked against the
+ * bundle, and every file's bytes (keys, certificates, the bundle). */
+static int make_leaves(init_run *r)
+{
+    const init_opts *o = &r->o;
+    ca_issuer *root = r->root, *issuing = r->issuing;
+    cg_file *files = r->files;
+    EVP_PKEY *gw_key = NULL;
+    X509 *gw_cert = NULL;
+    char id[CG_PATH_MAX];
+    int step = STEP_FAIL;
+    snprintf(id, sizeof id, "spiffe://%s/gateway", o->td);
+    if (cg_issue_leaf(issuing, o->key_type, id, o->leaf_ttl, o->dns, o->n_dns, o->ips, o->n_ips,
                       &gw_key, &gw_cert) != 0 ||
-        cg_self_verify(bundle, issuing->cert, gw_cert, 1) != 0) {
+        cg_self_verify(r->bundle, issuing->cert, gw_cert, 1) != 0) {
         cg_fail(CMD, "issue the gateway certificate");
+        step = STEP_STOP;
         goto out;
     }
-    if (cg_file_key(&files[F_ROOT_KEY], o.out, "root.key", root->key) != 0 ||
-        cg_file_certs(&files[F_ROOT], o.out, "root.pem", root->cert, NULL) != 0 ||
-        cg_file_key(&files[F_ISSUING_KEY], o.out, "issuing.key", issuing->key) != 0 ||
-        cg_file_certs(&files[F_ISSUING], o.out, "issuing.pem", issuing->cert, NULL) != 0 ||
-        cg_file_certs(&files[F_BUNDLE], o.out, "bundle.pem", root->cert, NULL) != 0 ||
-        cg_file_key(&files[F_GW_KEY], o.out, "gateway.key", gw_key) != 0 ||
-        cg_file_certs(&files[F_GW], o.out, "gateway.pem", gw_cert, issuing->cert) != 0)
-        goto fail;
-    for (size_t i = 0; i < o.n_users; i++) {
+    if (cg_file_key(&files[F_ROOT_KEY], o->out, "root.key", root->key) != 0 ||
+        cg_file_certs(&files[F_ROOT], o->out, "root.pem", root->cert, NULL) != 0 ||
+        cg_file_key(&files[F_ISSUING_KEY], o->out, "issuing.key", issuing->key) != 0 ||
+        cg_file_certs(&files[F_ISSUING], o->out, "issuing.pem", issuing->cert, NULL) != 0 ||
+        cg_file_certs(&files[F_BUNDLE], o->out, "bundle.pem", root->cert, NULL) != 0 ||
+        cg_file_key(&files[F_GW_KEY], o->out, "gateway.key", gw_key) != 0 ||
+        cg_file_certs(&files[F_GW], o->out, "gateway.pem", gw_cert, issuing->cert) != 0)
+        goto out;
+    for (size_t i = 0; i < o->n_users; i++) {
         EVP_PKEY *key = NULL;
         X509 *cert = NULL;
-        snprintf(id, sizeof id, "spiffe://%s/user/%s", o.td, o.users[i]);
-        if (cg_issue_leaf(issuing, o.key_type, id, o.leaf_ttl, NULL, 0, NULL, 0, &key, &cert) !=
-                0 ||
-            cg_self_verify(bundle, issuing->cert, cert, 0) != 0) {
+        snprintf(id, sizeof id, "spiffe://%s/user/%s", o->td, o->users[i]);
+        if (cg_issue_leaf(issuing, o->key_type, id, o->leaf_ttl, NULL, 0, NULL, 0, &key,
+                          &cert) != 0 ||
+            cg_self_verify(r->bundle, issuing->cert, cert, 0) != 0) {
             EVP_PKEY_free(key);
             X509_free(cert);
             cg_fail(CMD, "issue a user certificate");
+            step = STEP_STOP;
             goto out;
         }
         char rel[CG_PATH_MAX];
-        snprintf(rel, sizeof rel, "users/%s.key", o.users[i]);
-        int bad = cg_file_key(&files[F_CORE + 2 * i], o.out, rel, key);
-        snprintf(rel, sizeof rel, "users/%s.pem", o.users[i]);
-        bad = bad || cg_file_certs(&files[F_CORE + 2 * i + 1], o.out, rel, cert, issuing->cert);
+        snprintf(rel, sizeof rel, "users/%s.key", o->users[i]);
+        int bad = cg_file_key(&files[F_CORE + 2 * i], o->out, rel, key);
+        snprintf(rel, sizeof rel, "users/%s.pem", o->users[i]);
+        bad = bad || cg_file_certs(&files[F_CORE + 2 * i + 1], o->out, rel, cert, issuing->cert);
         EVP_PKEY_free(key);
         X509_free(cert);
-        if (bad) goto fail;
+        if (bad) goto out;
     }
+    step = STEP_OK;
+out:
+    EVP_PKEY_free(gw_key);
+    X509_free(gw_cert);
+    return step;
+}
 
-    /* 3. Write: keys before their certificates. */
+/* 3. Write: keys before their certificates. */
+static int write_files(init_run *r)
+{
+    const init_opts *o = &r->o;
     char users_dir[CG_PATH_MAX];
-    if (cg_private_dir(CMD, o.out) != 0 || cg_path(users_dir, o.out, "users") != 0 ||
+    size_t written = 0;
+    if (cg_private_dir(CMD, o->out) != 0 || cg_path(users_dir, o->out, "users") != 0 ||
         cg_private_dir(CMD, users_dir) != 0) {
         cg_fail(CMD, "create the PKI directory");
-        goto out;
+        return STEP_STOP;
     }
-    if (cg_files_write(files, n_files, o.force, &written) != 0) {
+    if (cg_files_write(r->files, r->n_files, o->force, &written) != 0) {
         cg_error(CMD, "%s", tsr_errmsg());
         if (written > 0) {
-            fprintf(stderr, "The PKI in %s is incomplete; these files were written:\n", o.out);
-            for (size_t i = 0; i < written; i++) fprintf(stderr, "  %s\n", files[i].path);
+            fprintf(stderr, "The PKI in %s is incomplete; these files were written:\n", o->out);
+            for (size_t i = 0; i < written; i++) fprintf(stderr, "  %s\n", r->files[i].path);
             fprintf(stderr, "Remove them (or rerun with --force) to start over.\n");
         }
-        goto out;
+        return STEP_STOP;
     }
+    return STEP_OK;
+}
 
-    /* 4. Report. */
+/* 4. Report. */
+static void report(const init_run *r)
+{
+    const init_opts *o = &r->o;
     char fp[96], serial[41], until[32];
     int64_t nb = 0, na = 0;
-    printf("Created a Tessera PKI in %s (trust domain %s, %s keys)\n", o.out, o.td,
-           ca_key_type_name(o.key_type));
-    if (ca_cert_fingerprint(root->cert, fp) == 0 && ca_cert_validity(root->cert, &nb, &na) == 0) {
+    printf("Created a Tessera PKI in %s (trust domain %s, %s keys)\n", o->out, o->td,
+           ca_key_type_name(o->key_type));
+    if (ca_cert_fingerprint(r->root->cert, fp) == 0 &&
+        ca_cert_validity(r->root->cert, &nb, &na) == 0) {
         cg_format_time(na, until);
         printf("  root CA       %s/root.pem  valid until %s\n                SHA-256 %s\n",
-               o.out, until, fp);
+               o->out, until, fp);
     }
-    if (ca_cert_serial_hex(issuing->cert, serial) == 0 &&
-        ca_cert_validity(issuing->cert, &nb, &na) == 0) {
+    if (ca_cert_serial_hex(r->issuing->cert, serial) == 0 &&
+        ca_cert_validity(r->issuing->cert, &nb, &na) == 0) {
         cg_format_time(na, until);
-        printf("  issuing CA    %s/issuing.pem  serial %s, valid until %s\n", o.out, serial,
+        printf("  issuing CA    %s/issuing.pem  serial %s, valid until %s\n", o->out, serial,
                until);
     }
-    printf("  trust bundle  %s/bundle.pem\n", o.out);
-    printf("  gateway       %s/gateway.pem  spiffe://%s/gateway  DNS ", o.out, o.td);
-    for (size_t i = 0; i < o.n_dns; i++) printf("%s%s", i ? "," : "", o.dns[i]);
+    printf("  trust bundle  %s/bundle.pem\n", o->out);
+    printf("  gateway       %s/gateway.pem  spiffe://%s/gateway  DNS ", o->out, o->td);
+    for (size_t i = 0; i < o->n_dns; i++) printf("%s%s", i ? "," : "", o->dns[i]);
     printf("  IP ");
-    for (size_t i = 0; i < o.n_ips; i++) printf("%s%s", i ? "," : "", o.ips[i]);
+    for (size_t i = 0; i < o->n_ips; i++) printf("%s%s", i ? "," : "", o->ips[i]);
     printf("\n");
-    for (size_t i = 0; i < o.n_users; i++)
-        printf("  user          %s/users/%s.pem  spiffe://%s/user/%s\n", o.out, o.users[i], o.td,
-               o.users[i]);
+    for (size_t i = 0; i < o->n_users; i++)
+        printf("  user          %s/users/%s.pem  spiffe://%s/user/%s\n", o->out, o->users[i],
+               o->td, o->users[i]);
     printf("root.key is only needed to rotate the issuing CA (certgen rotate-issuing): keep it "
            "offline.\n");
-    for (size_t i = 0; i < other.n; i++)
+    for (size_t i = 0; i < r->other.n; i++)
         fprintf(stderr,
                 "certgen %s: warning: %s/%s belongs to the replaced PKI and no longer "
                 "verifies; re-issue that user with certgen issue-user --force, or remove it\n",
-                CMD, o.out, other.names[i]);
+                CMD, o->out, r->other.names[i]);
+}
+
+int cg_cmd_init(int argc, char **argv)
+{
+    init_run r;
+    memset(&r, 0, sizeof r);
+    int rc = parse_args(argc, argv, &r.o);
+    if (rc == -1) return CG_OK; /* --help */
+    if (rc != CG_OK) return rc;
+
+    int status = CG_FAIL, step = STEP_FAIL;
+    r.n_files = F_CORE + 2 * r.o.n_users;
+    r.files = calloc(r.n_files, sizeof *r.files);
+    r.bundle = sk_X509_new_null();
+    if (r.files == NULL || r.bundle == NULL) {
+        cg_error(CMD, "out of memory");
+        goto out;
+    }
+    if ((step = plan_files(&r)) != STEP_OK || (step = make_cas(&r)) != STEP_OK ||
+        (step = make_leaves(&r)) != STEP_OK || (step = write_files(&r)) != STEP_OK)
+        goto out;
+    report(&r);
     status = CG_OK;
-    goto out;
-fail:
-    cg_fail(CMD, "init");
 out:
-    for (size_t i = 0; files != NULL && i < n_files; i++) cg_file_release(&files[i]);
-    free(files);
-    listing_free(&wanted);
-    listing_free(&present);
-    listing_free(&missing);
-    listing_free(&other);
-    EVP_PKEY_free(root_key);
-    EVP_PKEY_free(issuing_key);
-    EVP_PKEY_free(gw_key);
-    X509_free(root_cert);
-    X509_free(issuing_cert);
-    X509_free(gw_cert);
-    ca_issuer_free(root);
-    ca_issuer_free(issuing);
-    sk_X509_pop_free(bundle, X509_free);
+    if (step == STEP_FAIL && r.files != NULL && r.bundle != NULL) cg_fail(CMD, "init");
+    for (size_t i = 0; r.files != NULL && i < r.n_files; i++) cg_file_release(&r.files[i]);
+    free(r.files);
+    listing_free(&r.wanted);
+    listing_free(&r.present);
+    listing_free(&r.missing);
+    listing_free(&r.other);
+    ca_issuer_free(r.root);
+    ca_issuer_free(r.issuing);
+    sk_X509_pop_free(r.bundle, X509_free);
     return status;
 }

@@ -102,7 +102,31 @@ int cg_archive_copy(const char *src, const char *dst, unsigned mode)
     return rc;
 }
 
-int cg_cmd_rotate_issuing(int argc, char **argv)
+/* One rotation, step by step. A step returns STEP_OK to go on, STEP_STOP
+ * when it has said why not, STEP_FAIL for "rotate-issuing" failures that
+ * only the recorded error explains. */
+enum { STEP_OK = 0, STEP_STOP = 1, STEP_FAIL = -1 };
+
+typedef struct rotate_run {
+    const char *pki;
+    int64_t issuing_ttl, leaf_ttl;
+    enum ca_key_type type;
+    int have_type, have_gateway;
+    ca_issuer *root, *old, *fresh;
+    STACK_OF(X509) *bundle, *gw_chain;
+    EVP_PKEY *gw_key;
+    X509 *gw_cert;
+    cg_file files[3];
+    size_t n_files;
+    gw_names names;
+    char root_pem[CG_PATH_MAX], root_key[CG_PATH_MAX], iss_pem[CG_PATH_MAX],
+        iss_key[CG_PATH_MAX], bundle_path[CG_PATH_MAX], gw_pem[CG_PATH_MAX],
+        gw_key_path[CG_PATH_MAX], archive[CG_PATH_MAX], arch_pem[CG_PATH_MAX],
+        arch_key[CG_PATH_MAX], td[CA_TRUST_DOMAIN_MAX + 1], old_serial[41], new_serial[41];
+} rotate_run;
+
+/* CG_OK, -1 after --help, or a usage error's status. */
+static int parse_rotate_args(int argc, char **argv, rotate_run *r)
 {
     static const struct option longopts[] = {
         {"pki", required_argument, NULL, 'p'},
@@ -112,197 +136,226 @@ int cg_cmd_rotate_issuing(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *pki = NULL;
-    int64_t issuing_ttl = CG_ISSUING_TTL, leaf_ttl = CG_LEAF_TTL;
-    enum ca_key_type type = CA_KEY_P256;
-    int have_type = 0, c, rc;
+    r->issuing_ttl = CG_ISSUING_TTL;
+    r->leaf_ttl = CG_LEAF_TTL;
+    r->type = CA_KEY_P256;
+    int c, rc;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'p': pki = optarg; break;
+        case 'p': r->pki = optarg; break;
         case 'k':
-            if ((rc = cg_parse_key_type(CMD, optarg, &type)) != CG_OK) return rc;
-            have_type = 1;
+            if ((rc = cg_parse_key_type(CMD, optarg, &r->type)) != CG_OK) return rc;
+            r->have_type = 1;
             break;
         case 'I':
-            if ((rc = cg_parse_ttl(CMD, "--issuing-ttl", optarg, &issuing_ttl)) != CG_OK)
+            if ((rc = cg_parse_ttl(CMD, "--issuing-ttl", optarg, &r->issuing_ttl)) != CG_OK)
                 return rc;
             break;
         case 'L':
-            if ((rc = cg_parse_ttl(CMD, "--leaf-ttl", optarg, &leaf_ttl)) != CG_OK) return rc;
+            if ((rc = cg_parse_ttl(CMD, "--leaf-ttl", optarg, &r->leaf_ttl)) != CG_OK) return rc;
             break;
-        case 'h': fputs(help, stdout); return CG_OK;
+        case 'h': fputs(help, stdout); return -1;
         default: return cg_bad_option(CMD, argc, argv, c);
         }
     }
     if (optind < argc) return cg_usage_error(CMD, "unexpected argument \"%s\"", argv[optind]);
-    if (pki == NULL || pki[0] == '\0')
+    if (r->pki == NULL || r->pki[0] == '\0')
         return cg_usage_error(CMD, "--pki DIR is required (the directory of certgen init)");
+    return CG_OK;
+}
 
-    int status = CG_FAIL;
-    ca_issuer *root = NULL, *old = NULL, *fresh = NULL;
-    STACK_OF(X509) *bundle = NULL, *gw_chain = NULL;
-    EVP_PKEY *new_key = NULL, *gw_key = NULL;
-    X509 *new_cert = NULL, *gw_cert = NULL;
-    cg_file files[3] = {0};
-    size_t n_files = 0, written = 0;
-    gw_names names = {0};
-    char root_pem[CG_PATH_MAX], root_key[CG_PATH_MAX], iss_pem[CG_PATH_MAX],
-        iss_key[CG_PATH_MAX], bundle_path[CG_PATH_MAX], gw_pem[CG_PATH_MAX],
-        gw_key_path[CG_PATH_MAX], archive[CG_PATH_MAX], arch_pem[CG_PATH_MAX],
-        arch_key[CG_PATH_MAX], rel[CG_PATH_MAX], td[CA_TRUST_DOMAIN_MAX + 1],
-        old_serial[41], new_serial[41], id[CG_PATH_MAX], until[32];
-    if (cg_path(root_pem, pki, "root.pem") != 0 || cg_path(root_key, pki, "root.key") != 0 ||
-        cg_path(iss_pem, pki, "issuing.pem") != 0 || cg_path(iss_key, pki, "issuing.key") != 0 ||
-        cg_path(bundle_path, pki, "bundle.pem") != 0 || cg_path(gw_pem, pki, "gateway.pem") != 0 ||
-        cg_path(gw_key_path, pki, "gateway.key") != 0 || cg_path(archive, pki, "archive") != 0)
-        goto fail;
-
-    /* 1. The root, with its key. */
-    if (!tsr_path_exists(root_pem)) {
-        cg_error(CMD, "%s not found: is %s a PKI directory made by certgen init?", root_pem, pki);
-        goto out;
+/* 1. The root, with its key, and the trust bundle. */
+static int load_root(rotate_run *r)
+{
+    const char *pki = r->pki;
+    if (cg_path(r->root_pem, pki, "root.pem") != 0 || cg_path(r->root_key, pki, "root.key") != 0 ||
+        cg_path(r->iss_pem, pki, "issuing.pem") != 0 ||
+        cg_path(r->iss_key, pki, "issuing.key") != 0 ||
+        cg_path(r->bundle_path, pki, "bundle.pem") != 0 ||
+        cg_path(r->gw_pem, pki, "gateway.pem") != 0 ||
+        cg_path(r->gw_key_path, pki, "gateway.key") != 0 ||
+        cg_path(r->archive, pki, "archive") != 0)
+        return STEP_FAIL;
+    if (!tsr_path_exists(r->root_pem)) {
+        cg_error(CMD, "%s not found: is %s a PKI directory made by certgen init?", r->root_pem,
+                 pki);
+        return STEP_STOP;
     }
-    if (!tsr_path_exists(root_key)) {
-        cg_error(CMD, "%s not found: signing a new issuing CA needs the root key.", root_key);
+    if (!tsr_path_exists(r->root_key)) {
+        cg_error(CMD, "%s not found: signing a new issuing CA needs the root key.", r->root_key);
         fprintf(stderr,
                 "If you moved the root key offline, copy it back to %s (mode 0600) for the\n"
                 "rotation, run this command again, then move it offline again.\n",
-                root_key);
-        goto out;
+                r->root_key);
+        return STEP_STOP;
     }
-    if (ca_issuer_load(root_pem, root_key, &root) != 0) {
+    if (ca_issuer_load(r->root_pem, r->root_key, &r->root) != 0) {
         cg_fail(CMD, "load the root CA");
-        goto out;
+        return STEP_STOP;
     }
-    if (ca_certs_load_file(bundle_path, &bundle) != 0) {
+    if (ca_certs_load_file(r->bundle_path, &r->bundle) != 0) {
         cg_fail(CMD, "load the trust bundle");
-        goto out;
+        return STEP_STOP;
     }
+    return STEP_OK;
+}
 
-    /* 2. The current issuing CA: it must load, match its key and chain to the root. */
-    if (ca_issuer_load(iss_pem, iss_key, &old) != 0) {
+/* 2. The current issuing CA: it must load, match its key and chain to the root. */
+static int check_current(rotate_run *r)
+{
+    if (ca_issuer_load(r->iss_pem, r->iss_key, &r->old) != 0) {
         cg_error(CMD, "cannot load the current issuing CA: %s", tsr_errmsg());
         fprintf(stderr, "Restore %s and %s (an earlier rotation archived them in %s) and try "
                         "again.\n",
-                iss_pem, iss_key, archive);
-        goto out;
+                r->iss_pem, r->iss_key, r->archive);
+        return STEP_STOP;
     }
-    if (X509_check_issued(root->cert, old->cert) != X509_V_OK) {
+    if (X509_check_issued(r->root->cert, r->old->cert) != X509_V_OK) {
         cg_error(CMD, "%s was not issued by %s; refusing to rotate a PKI whose files do not "
                       "belong together",
-                 iss_pem, root_pem);
-        goto out;
+                 r->iss_pem, r->root_pem);
+        return STEP_STOP;
     }
-    if (ca_issuing_trust_domain(old->cert, td, sizeof td) != 0 ||
-        ca_cert_serial_hex(old->cert, old_serial) != 0) {
-        cg_fail(CMD, iss_pem);
-        goto out;
+    if (ca_issuing_trust_domain(r->old->cert, r->td, sizeof r->td) != 0 ||
+        ca_cert_serial_hex(r->old->cert, r->old_serial) != 0) {
+        cg_fail(CMD, r->iss_pem);
+        return STEP_STOP;
     }
-    if (!have_type && cg_key_type_of(old->key, &type) != 0) type = CA_KEY_P256;
+    if (!r->have_type && cg_key_type_of(r->old->key, &r->type) != 0) r->type = CA_KEY_P256;
+    return STEP_OK;
+}
 
-    /* 3. The new issuing CA. */
-    if (ca_create_issuing(root, type, td, issuing_ttl, 0, &new_key, &new_cert) != 0) {
+/* 3. The new issuing CA, and its files' bytes. */
+static int make_issuing(rotate_run *r)
+{
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    if (ca_create_issuing(r->root, r->type, r->td, r->issuing_ttl, 0, &key, &cert) != 0) {
+        EVP_PKEY_free(key);
+        X509_free(cert);
         cg_fail(CMD, "create the new issuing CA");
-        goto out;
+        return STEP_STOP;
     }
-    if (ca_issuer_new(new_cert, new_key, &fresh) != 0) {
-        new_cert = NULL;
-        new_key = NULL;
-        goto fail;
-    }
-    new_cert = NULL;
-    new_key = NULL;
-    if (ca_cert_serial_hex(fresh->cert, new_serial) != 0) goto fail;
-    if (cg_file_key(&files[n_files++], pki, "issuing.key", fresh->key) != 0 ||
-        cg_file_certs(&files[n_files++], pki, "issuing.pem", fresh->cert, NULL) != 0)
-        goto fail;
+    if (ca_issuer_new(cert, key, &r->fresh) != 0) return STEP_FAIL; /* takes ownership */
+    if (ca_cert_serial_hex(r->fresh->cert, r->new_serial) != 0) return STEP_FAIL;
+    if (cg_file_key(&r->files[r->n_files++], r->pki, "issuing.key", r->fresh->key) != 0 ||
+        cg_file_certs(&r->files[r->n_files++], r->pki, "issuing.pem", r->fresh->cert, NULL) != 0)
+        return STEP_FAIL;
+    return STEP_OK;
+}
 
-    /* 4. The gateway certificate, same key and names, under the new CA. */
-    int have_gateway = tsr_path_exists(gw_pem);
-    if (have_gateway) {
-        if (ca_certs_load_file(gw_pem, &gw_chain) != 0 ||
-            ca_key_load_file(gw_key_path, &gw_key) != 0) {
-            cg_fail(CMD, "load the gateway certificate and key");
-            goto out;
-        }
-        if (X509_check_private_key(sk_X509_value(gw_chain, 0), gw_key) != 1) {
-            cg_error(CMD, "%s does not match %s; fix the gateway files first", gw_key_path,
-                     gw_pem);
-            goto out;
-        }
-        if (gw_names_from(sk_X509_value(gw_chain, 0), &names) != 0) {
-            cg_fail(CMD, gw_pem);
-            goto out;
-        }
-        snprintf(id, sizeof id, "spiffe://%s/gateway", td);
-        ca_leaf_request req = {
-            .spiffe_id = id,
-            .public_key = gw_key,
-            .ttl_seconds = leaf_ttl,
-            .dns_names = (const char *const *)names.dns,
-            .n_dns_names = names.n_dns,
-            .ip_addresses = names.ip_ptrs,
-            .n_ip_addresses = names.n_ips,
-        };
-        if (ca_issue_leaf(fresh, &req, &gw_cert) != 0 ||
-            cg_self_verify(bundle, fresh->cert, gw_cert, 1) != 0) {
-            cg_fail(CMD, "re-issue the gateway certificate");
-            goto out;
-        }
-        if (cg_file_certs(&files[n_files++], pki, "gateway.pem", gw_cert, fresh->cert) != 0)
-            goto fail;
+/* 4. The gateway certificate, same key and names, under the new CA. */
+static int reissue_gateway(rotate_run *r)
+{
+    r->have_gateway = tsr_path_exists(r->gw_pem);
+    if (!r->have_gateway) return STEP_OK;
+    if (ca_certs_load_file(r->gw_pem, &r->gw_chain) != 0 ||
+        ca_key_load_file(r->gw_key_path, &r->gw_key) != 0) {
+        cg_fail(CMD, "load the gateway certificate and key");
+        return STEP_STOP;
     }
+    if (X509_check_private_key(sk_X509_value(r->gw_chain, 0), r->gw_key) != 1) {
+        cg_error(CMD, "%s does not match %s; fix the gateway files first", r->gw_key_path,
+                 r->gw_pem);
+        return STEP_STOP;
+    }
+    if (gw_names_from(sk_X509_value(r->gw_chain, 0), &r->names) != 0) {
+        cg_fail(CMD, r->gw_pem);
+        return STEP_STOP;
+    }
+    char id[CG_PATH_MAX];
+    snprintf(id, sizeof id, "spiffe://%s/gateway", r->td);
+    ca_leaf_request req = {
+        .spiffe_id = id,
+        .public_key = r->gw_key,
+        .ttl_seconds = r->leaf_ttl,
+        .dns_names = (const char *const *)r->names.dns,
+        .n_dns_names = r->names.n_dns,
+        .ip_addresses = r->names.ip_ptrs,
+        .n_ip_addresses = r->names.n_ips,
+    };
+    if (ca_issue_leaf(r->fresh, &req, &r->gw_cert) != 0 ||
+        cg_self_verify(r->bundle, r->fresh->cert, r->gw_cert, 1) != 0) {
+        cg_fail(CMD, "re-issue the gateway certificate");
+        return STEP_STOP;
+    }
+    if (cg_file_certs(&r->files[r->n_files++], r->pki, "gateway.pem", r->gw_cert,
+                      r->fresh->cert) != 0)
+        return STEP_FAIL;
+    return STEP_OK;
+}
 
-    /* 5. Archive the old issuing CA, then replace: key before certificate. */
-    snprintf(rel, sizeof rel, "issuing-%s.pem", old_serial);
-    if (cg_path(arch_pem, archive, rel) != 0) goto fail;
-    snprintf(rel, sizeof rel, "issuing-%s.key", old_serial);
-    if (cg_path(arch_key, archive, rel) != 0) goto fail;
-    if (cg_private_dir(CMD, archive) != 0 || cg_archive_copy(iss_key, arch_key, 0600) != 0 ||
-        cg_archive_copy(iss_pem, arch_pem, 0644) != 0) {
+/* 5. Archive the old issuing CA, then replace: key before certificate. */
+static int archive_and_write(rotate_run *r)
+{
+    char rel[CG_PATH_MAX];
+    size_t written = 0;
+    snprintf(rel, sizeof rel, "issuing-%s.pem", r->old_serial);
+    if (cg_path(r->arch_pem, r->archive, rel) != 0) return STEP_FAIL;
+    snprintf(rel, sizeof rel, "issuing-%s.key", r->old_serial);
+    if (cg_path(r->arch_key, r->archive, rel) != 0) return STEP_FAIL;
+    if (cg_private_dir(CMD, r->archive) != 0 ||
+        cg_archive_copy(r->iss_key, r->arch_key, 0600) != 0 ||
+        cg_archive_copy(r->iss_pem, r->arch_pem, 0644) != 0) {
         cg_fail(CMD, "archive the old issuing CA");
-        goto out;
+        return STEP_STOP;
     }
-    if (cg_files_write(files, n_files, 1, &written) != 0) {
+    if (cg_files_write(r->files, r->n_files, 1, &written) != 0) {
         cg_error(CMD, "%s", tsr_errmsg());
-        fprintf(stderr, "The old issuing CA is archived in %s and %s.\n", arch_pem, arch_key);
-        for (size_t i = 0; i < written; i++) fprintf(stderr, "  written: %s\n", files[i].path);
-        goto out;
+        fprintf(stderr, "The old issuing CA is archived in %s and %s.\n", r->arch_pem,
+                r->arch_key);
+        for (size_t i = 0; i < written; i++) fprintf(stderr, "  written: %s\n", r->files[i].path);
+        return STEP_STOP;
     }
+    return STEP_OK;
+}
 
+static int report_rotation(const rotate_run *r)
+{
+    char until[32];
     int64_t nb = 0, na = 0;
-    if (ca_cert_validity(fresh->cert, &nb, &na) != 0) goto fail;
+    if (ca_cert_validity(r->fresh->cert, &nb, &na) != 0) return STEP_FAIL;
     cg_format_time(na, until);
-    printf("Rotated the issuing CA of %s (trust domain %s)\n", pki, td);
-    printf("  new issuing CA   %s  serial %s, %s key, valid until %s\n", iss_pem, new_serial,
-           ca_key_type_name(type), until);
-    printf("  old issuing CA   archived as %s and %s\n", arch_pem, arch_key);
-    if (have_gateway)
-        printf("  gateway          %s re-issued under the new issuing CA (same key)\n", gw_pem);
+    printf("Rotated the issuing CA of %s (trust domain %s)\n", r->pki, r->td);
+    printf("  new issuing CA   %s  serial %s, %s key, valid until %s\n", r->iss_pem,
+           r->new_serial, ca_key_type_name(r->type), until);
+    printf("  old issuing CA   archived as %s and %s\n", r->arch_pem, r->arch_key);
+    if (r->have_gateway)
+        printf("  gateway          %s re-issued under the new issuing CA (same key)\n", r->gw_pem);
     else
-        printf("  gateway          no %s: nothing re-issued\n", gw_pem);
+        printf("  gateway          no %s: nothing re-issued\n", r->gw_pem);
     printf("Certificates issued by the old issuing CA keep verifying until they expire (their "
            "chain\nfiles carry it). Re-issue users with: certgen issue-user NAME --pki %s "
            "--force\n",
-           pki);
-    status = CG_OK;
-    goto out;
-fail:
-    cg_fail(CMD, "rotate-issuing");
-out:
-    for (size_t i = 0; i < n_files; i++) cg_file_release(&files[i]);
-    gw_names_free(&names);
-    EVP_PKEY_free(new_key);
-    EVP_PKEY_free(gw_key);
-    X509_free(new_cert);
-    X509_free(gw_cert);
-    ca_issuer_free(root);
-    ca_issuer_free(old);
-    ca_issuer_free(fresh);
-    sk_X509_pop_free(bundle, X509_free);
-    sk_X509_pop_free(gw_chain, X509_free);
-    return status;
+           r->pki);
+    return STEP_OK;
+}
+
+int cg_cmd_rotate_issuing(int argc, char **argv)
+{
+    rotate_run r;
+    memset(&r, 0, sizeof r);
+    int rc = parse_rotate_args(argc, argv, &r);
+    if (rc == -1) return CG_OK; /* --help */
+    if (rc != CG_OK) return rc;
+
+    int step;
+    if ((step = load_root(&r)) == STEP_OK && (step = check_current(&r)) == STEP_OK &&
+        (step = make_issuing(&r)) == STEP_OK && (step = reissue_gateway(&r)) == STEP_OK &&
+        (step = archive_and_write(&r)) == STEP_OK)
+        step = report_rotation(&r);
+    if (step == STEP_FAIL) cg_fail(CMD, "rotate-issuing");
+    for (size_t i = 0; i < r.n_files; i++) cg_file_release(&r.files[i]);
+    gw_names_free(&r.names);
+    EVP_PKEY_free(r.gw_key);
+    X509_free(r.gw_cert);
+    ca_issuer_free(r.root);
+    ca_issuer_free(r.old);
+    ca_issuer_free(r.fresh);
+    sk_X509_pop_free(r.bundle, X509_free);
+    sk_X509_pop_free(r.gw_chain, X509_free);
+    return step == STEP_OK ? CG_OK : CG_FAIL;
 }
 
 int cg_gateway_reissue(const char *gw_pem, const char *gw_key_path, const ca_issuer *issuer,

@@ -99,12 +99,14 @@ int cli_resolve_sandbox(cli_ctx *c, const char *arg, char id[CA_UUID_LEN + 1]);
 
 /* ---- output --------------------------------------------------------------------- */
 
-/* Compact JSON on stdout: keys and strings escaped (control characters,
- * quotes, invalid UTF-8 as U+FFFD). key NULL inside arrays. */
+/* Compact JSON on stdout, built with jansson (tsr_json.h) and written at
+ * cj_end: keys and strings escaped (control characters, quotes; invalid
+ * UTF-8 as U+FFFD). key NULL inside arrays. */
 typedef struct cli_json {
     FILE *f;
     int depth;
-    bool first[32];
+    int overflow;          /* containers opened past the stack: ignored */
+    struct json_t *stack[32];
 } cli_json;
 
 void cj_begin(cli_json *j, FILE *f);           /* top-level object */

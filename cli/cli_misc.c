@@ -89,44 +89,104 @@ static void human_line(const Tessera__V1__LogLine *l)
     putchar('\n');
 }
 
-int cli_cmd_logs(cli_ctx *c, int argc, char **argv)
+typedef struct logs_opts {
+    const char *sandbox;
+    int64_t since, limit;
+    bool follow;
+} logs_opts;
+
+/* CLI_OK, CLI_IT_HELP after --help, or CLI_USAGE. */
+static int logs_args(int argc, char **argv, logs_opts *o)
 {
     static const char *cmd = "logs";
     enum { O_SINCE, O_LIMIT, O_FOLLOW };
     static const cli_optdef defs[] = {{"since", true}, {"limit", true}, {"follow", false},
                                       {NULL, false}};
     cli_iter it = {.argc = argc, .argv = argv, .i = 1, .cmd = cmd};
-    const char *sandbox = NULL, *v = NULL;
-    int64_t since = 0, limit = 0;
-    bool follow = false;
+    const char *v = NULL;
+    memset(o, 0, sizeof *o);
     for (;;) {
         int r = cli_next(&it, defs, &v);
         if (r == CLI_IT_END) break;
         if (r == CLI_IT_HELP) {
             fputs(logs_help, stdout);
-            return CLI_OK;
+            return CLI_IT_HELP;
         }
         if (r == CLI_IT_ERR) return CLI_USAGE;
         if (r == CLI_IT_POS) {
-            if (sandbox != NULL) return cli_usage_error(cmd, "unexpected argument '%s'", v);
-            sandbox = v;
+            if (o->sandbox != NULL) return cli_usage_error(cmd, "unexpected argument '%s'", v);
+            o->sandbox = v;
         } else if (r == O_SINCE) {
-            if (!cli_parse_int(v, INT64_MAX, &since))
+            if (!cli_parse_int(v, INT64_MAX, &o->since))
                 return cli_usage_error(cmd, "--since needs a sequence number, not '%s'", v);
         } else if (r == O_LIMIT) {
-            if (!cli_parse_int(v, INT32_MAX, &limit) || limit == 0)
+            if (!cli_parse_int(v, INT32_MAX, &o->limit) || o->limit == 0)
                 return cli_usage_error(cmd, "--limit needs a positive number, not '%s'", v);
         } else if (r == O_FOLLOW) {
-            follow = true;
+            o->follow = true;
         }
     }
-    if (sandbox == NULL || *sandbox == '\0') return cli_usage_error(cmd, "missing SANDBOX");
+    if (o->sandbox == NULL || *o->sandbox == '\0') return cli_usage_error(cmd, "missing SANDBOX");
+    return CLI_OK;
+}
 
-    char id[CA_UUID_LEN + 1];
-    int rc = cli_resolve_sandbox(c, sandbox, id);
+/* The lines of one page after *since (never a line twice), printed at once
+ * unless they are kept for one document; *since and *printed advance. */
+static void logs_page(const cli_ctx *c, const Tessera__V1__GetSandboxLogsResponse *r,
+                      bool whole_doc, int64_t *since, int64_t *printed)
+{
+    for (size_t i = 0; i < r->n_lines; i++) {
+        const Tessera__V1__LogLine *l = r->lines[i];
+        if (l->seq <= *since) continue;
+        *since = l->seq;
+        (*printed)++;
+        if (whole_doc) continue;
+        if (c->json) {
+            cli_json one;
+            cj_begin(&one, stdout);
+            json_line(&one, "line", l);
+            cj_end(&one);
+        } else {
+            human_line(l);
+        }
+    }
+}
+
+/* --json without --follow: the kept pages as one document. */
+static void logs_document(const char *id, ProtobufCMessage *const *kept, size_t n_kept,
+                          int64_t start, int64_t since)
+{
+    cli_json j;
+    cj_begin(&j, stdout);
+    cj_str(&j, "sandbox_id", id);
+    cj_arr(&j, "lines");
+    int64_t last = start;
+    for (size_t p = 0; p < n_kept; p++) {
+        const Tessera__V1__GetSandboxLogsResponse *r =
+            (const Tessera__V1__GetSandboxLogsResponse *)kept[p];
+        for (size_t i = 0; i < r->n_lines; i++) {
+            if (r->lines[i]->seq <= last) continue;
+            last = r->lines[i]->seq;
+            json_line(&j, NULL, r->lines[i]);
+        }
+    }
+    cj_close_arr(&j);
+    cj_int(&j, "next_since", since);
+    cj_end(&j);
+}
+
+int cli_cmd_logs(cli_ctx *c, int argc, char **argv)
+{
+    logs_opts o;
+    int rc = logs_args(argc, argv, &o);
+    if (rc == CLI_IT_HELP) return CLI_OK;
     if (rc != CLI_OK) return rc;
 
-    if (follow) {
+    char id[CA_UUID_LEN + 1];
+    rc = cli_resolve_sandbox(c, o.sandbox, id);
+    if (rc != CLI_OK) return rc;
+
+    if (o.follow) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_interrupt;
@@ -136,14 +196,14 @@ int cli_cmd_logs(cli_ctx *c, int argc, char **argv)
     }
     /* --json without --follow is one document: pages are kept and printed at
      * the end, so that a failure midway leaves only the error document. */
-    bool whole_doc = c->json && !follow;
+    bool whole_doc = c->json && !o.follow;
     ProtobufCMessage **kept = NULL;
     size_t n_kept = 0, cap_kept = 0;
-    int64_t printed = 0, start = since;
+    int64_t printed = 0, since = o.since;
     rc = CLI_OK;
     while (!g_interrupted) {
         int64_t page = LOGS_PAGE;
-        if (limit > 0 && limit - printed < page) page = limit - printed;
+        if (o.limit > 0 && o.limit - printed < page) page = o.limit - printed;
         Tessera__V1__GetSandboxLogsRequest req;
         tessera__v1__get_sandbox_logs_request__init(&req);
         req.sandbox_id = id;
@@ -153,23 +213,9 @@ int cli_cmd_logs(cli_ctx *c, int argc, char **argv)
         rc = cli_call(c, "GetSandboxLogs", &req.base,
                       &tessera__v1__get_sandbox_logs_response__descriptor, &out);
         if (rc != CLI_OK) break;
-        Tessera__V1__GetSandboxLogsResponse *r = (Tessera__V1__GetSandboxLogsResponse *)out;
+        const Tessera__V1__GetSandboxLogsResponse *r = (Tessera__V1__GetSandboxLogsResponse *)out;
         size_t got = r->n_lines;
-        for (size_t i = 0; i < r->n_lines; i++) {
-            const Tessera__V1__LogLine *l = r->lines[i];
-            if (l->seq <= since) continue; /* never a line twice */
-            since = l->seq;
-            printed++;
-            if (whole_doc) continue;
-            if (c->json) {
-                cli_json one;
-                cj_begin(&one, stdout);
-                json_line(&one, "line", l);
-                cj_end(&one);
-            } else {
-                human_line(l);
-            }
-        }
+        logs_page(c, r, whole_doc, &since, &printed);
         if (whole_doc) {
             if (n_kept == cap_kept) {
                 size_t ncap = cap_kept != 0 ? cap_kept * 2 : 16;
@@ -187,30 +233,13 @@ int cli_cmd_logs(cli_ctx *c, int argc, char **argv)
             protobuf_c_message_free_unpacked(out, NULL);
         }
         fflush(stdout);
-        if (limit > 0 && printed >= limit) break;
+        if (o.limit > 0 && printed >= o.limit) break;
         if ((int64_t)got < page) {
-            if (!follow) break;
+            if (!o.follow) break;
             sleep_ms(FOLLOW_INTERVAL_MS);
         }
     }
-    if (whole_doc && rc == CLI_OK) {
-        cli_json j;
-        cj_begin(&j, stdout);
-        cj_str(&j, "sandbox_id", id);
-        cj_arr(&j, "lines");
-        int64_t last = start;
-        for (size_t p = 0; p < n_kept; p++) {
-            Tessera__V1__GetSandboxLogsResponse *r = (Tessera__V1__GetSandboxLogsResponse *)kept[p];
-            for (size_t i = 0; i < r->n_lines; i++) {
-                if (r->lines[i]->seq <= last) continue;
-                last = r->lines[i]->seq;
-                json_line(&j, NULL, r->lines[i]);
-            }
-        }
-        cj_close_arr(&j);
-        cj_int(&j, "next_since", since);
-        cj_end(&j);
-    }
+    if (whole_doc && rc == CLI_OK) logs_document(id, kept, n_kept, o.since, since);
     for (size_t p = 0; p < n_kept; p++) protobuf_c_message_free_unpacked(kept[p], NULL);
     free(kept);
     return rc;

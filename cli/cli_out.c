@@ -1,34 +1,12 @@
 /* Output of the CLI: JSON writer, terminal-safe text, times. */
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli.h"
-
-/* Length of the valid UTF-8 sequence (2..4 bytes) at s, or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) lo = 0xa0;        /* overlong */
-        if (c == 0xed) hi = 0x9f;        /* surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) lo = 0x90;        /* overlong */
-        if (c == 0xf4) hi = 0x8f;        /* > U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
-    return len;
-}
+#include "tsr_json.h"
+#include "tsr_utf8.h"
 
 void cli_put_safe(FILE *f, const char *s, size_t len)
 {
@@ -40,7 +18,7 @@ void cli_put_safe(FILE *f, const char *s, size_t len)
             i++;
             continue;
         }
-        size_t n = c >= 0x80 ? utf8_seq(p + i, len - i) : 0;
+        size_t n = c >= 0x80 ? tsr_utf8_seq_len(p + i, len - i) : 0;
         if (n > 0) {
             fwrite(p + i, 1, n, f);
             i += n;
@@ -68,108 +46,68 @@ void cli_time(int64_t t, char out[32])
         snprintf(out, 32, "%lld", (long long)t);
 }
 
-/* ---- JSON ----------------------------------------------------------------- */
+/* ---- JSON (jansson, tsr_json.h) ------------------------------------------- */
 
-static void json_string(FILE *f, const char *s, size_t len)
+/* Add v (a new reference) under key to the open container; out of memory
+ * drops the value (the document stays valid JSON). */
+static void add(cli_json *j, const char *key, json_t *v)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', f);
-    for (size_t i = 0; i < len;) {
-        unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc(c, f);
-            i++;
-        } else if (c == '\n') {
-            fputs("\\n", f);
-            i++;
-        } else if (c == '\t') {
-            fputs("\\t", f);
-            i++;
-        } else if (c == '\r') {
-            fputs("\\r", f);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            fprintf(f, "\\u%04x", c);
-            i++;
-        } else if (c < 0x80) {
-            fputc(c, f);
-            i++;
-        } else {
-            size_t n = utf8_seq(p + i, len - i);
-            if (n > 0) {
-                fwrite(p + i, 1, n, f);
-                i += n;
-            } else {
-                fputs("\\ufffd", f);
-                i++;
-            }
-        }
-    }
-    fputc('"', f);
+    json_t *parent = j->stack[j->depth];
+    int rc = key != NULL && json_is_object(parent) ? tsr_json_set_new(parent, key, v)
+                                                   : tsr_json_append_new(parent, v);
+    (void)rc;
 }
 
-static void sep(cli_json *j, const char *key)
+static void push(cli_json *j, const char *key, json_t *v)
 {
-    if (!j->first[j->depth]) fputc(',', j->f);
-    j->first[j->depth] = false;
-    if (key != NULL) {
-        json_string(j->f, key, strlen(key));
-        fputc(':', j->f);
+    if (v != NULL) json_incref(v);
+    add(j, key, v);
+    if (v != NULL && j->depth + 1 < (int)(sizeof j->stack / sizeof j->stack[0])) {
+        j->stack[++j->depth] = v;
+        return;
     }
+    json_decref(v);
+    j->overflow++;
 }
 
-static void push(cli_json *j)
+static void pop(cli_json *j)
 {
-    if (j->depth + 1 < (int)(sizeof j->first / sizeof j->first[0])) j->depth++;
-    j->first[j->depth] = true;
+    if (j->overflow > 0) {
+        j->overflow--;
+        return;
+    }
+    if (j->depth > 0) json_decref(j->stack[j->depth--]);
 }
 
 void cj_begin(cli_json *j, FILE *f)
 {
     memset(j, 0, sizeof *j);
     j->f = f;
-    j->first[0] = true;
-    fputc('{', f);
-    push(j);
+    j->stack[0] = json_object();
 }
 
 void cj_end(cli_json *j)
 {
-    fputs("}\n", j->f);
+    while (j->depth > 0) pop(j);
+    size_t len = 0;
+    char *text = j->stack[0] != NULL ? tsr_json_dump(j->stack[0], &len) : NULL;
+    if (text != NULL) fwrite(text, 1, len, j->f);
+    else fputs("{}", j->f);
+    fputc('\n', j->f);
     fflush(j->f);
+    free(text);
+    json_decref(j->stack[0]);
+    j->stack[0] = NULL;
 }
 
-void cj_obj(cli_json *j, const char *key)
-{
-    sep(j, key);
-    fputc('{', j->f);
-    push(j);
-}
-
-void cj_arr(cli_json *j, const char *key)
-{
-    sep(j, key);
-    fputc('[', j->f);
-    push(j);
-}
-
-void cj_close_obj(cli_json *j)
-{
-    fputc('}', j->f);
-    if (j->depth > 0) j->depth--;
-}
-
-void cj_close_arr(cli_json *j)
-{
-    fputc(']', j->f);
-    if (j->depth > 0) j->depth--;
-}
+void cj_obj(cli_json *j, const char *key) { push(j, key, json_object()); }
+void cj_arr(cli_json *j, const char *key) { push(j, key, json_array()); }
+void cj_close_obj(cli_json *j) { pop(j); }
+void cj_close_arr(cli_json *j) { pop(j); }
 
 void cj_strn(cli_json *j, const char *key, const char *v, size_t len)
 {
-    sep(j, key);
-    json_string(j->f, v != NULL ? v : "", v != NULL ? len : 0);
+    add(j, key, tsr_json_bytes(v, v != NULL ? len : 0, SIZE_MAX));
 }
 
 void cj_str(cli_json *j, const char *key, const char *v)
@@ -177,17 +115,8 @@ void cj_str(cli_json *j, const char *key, const char *v)
     cj_strn(j, key, v, v != NULL ? strlen(v) : 0);
 }
 
-void cj_int(cli_json *j, const char *key, int64_t v)
-{
-    sep(j, key);
-    fprintf(j->f, "%lld", (long long)v);
-}
-
-void cj_bool(cli_json *j, const char *key, bool v)
-{
-    sep(j, key);
-    fputs(v ? "true" : "false", j->f);
-}
+void cj_int(cli_json *j, const char *key, int64_t v) { add(j, key, json_integer((json_int_t)v)); }
+void cj_bool(cli_json *j, const char *key, bool v) { add(j, key, json_boolean(v)); }
 
 /* ---- sandboxes -------------------------------------------------------------- */
 

@@ -22,57 +22,9 @@
 
 #include "cl_internal.h"
 #include "cl_proto.h"
-#include "gw_grpc.h"
+#include "grpc_frame.h"
+#include "tsr_buf.h"
 #include "tsr_time.h"
-
-#define CL_MAX_HEADER_BYTES (64 * 1024)  /* response header list, per stream */
-#define CL_STREAM_WINDOW (1 << 20)       /* HTTP/2 receive window per stream */
-#define CL_CONN_WINDOW (16 << 20)        /* ... and per connection */
-#define CL_OUT_CHUNK 16384               /* HTTP/2 bytes gathered per SSL_write */
-#define CL_READ_CHUNK 16384
-#define CL_PATH_MAX 1024
-#define CL_STREAM_MAGIC 0x434c5354u
-
-struct cl_stream {
-    uint32_t magic;
-    cl_conn *conn;
-    int32_t id;              /* 0 until submitted */
-    int64_t deadline;        /* tsr_monotonic_ms(); 0 = none */
-    int64_t timeout_ms;
-    /* Request bytes not yet handed to nghttp2 (one framed message). They
-     * may be secret (provider credentials): cleansed before free. */
-    uint8_t *sbuf;
-    size_t slen, soff;
-    bool eof_requested;      /* half-close once sbuf is drained */
-    bool deferred;           /* the data provider is waiting for data */
-    /* Response. */
-    gw_deframer df;
-    uint8_t *msg;            /* the (first) complete response message */
-    size_t msg_len;
-    cl_resp resp;
-    size_t hdr_bytes;
-    bool closed;             /* nghttp2 closed the stream, or we detached it */
-    bool local;              /* a local status (deadline, limit, I/O) decides */
-    cl_status local_st;
-};
-
-struct cl_conn {
-    int fd;
-    SSL *ssl;
-    cl_tls_gen *gen;
-    cl_tls_hs hs;
-    nghttp2_session *h2;
-    char authority[300];
-    char target[300];        /* "127.0.0.1:8443" / "unix:/path", for messages */
-    uint32_t max_response;
-    bool dead;
-    cl_status dead_st;
-    bool goaway;
-    uint32_t goaway_code;
-    uint8_t *out;            /* HTTP/2 output waiting for SSL_write */
-    size_t out_len, out_off, out_cap;
-    int open_streams;
-};
 
 enum pump_result { PUMP_DONE, PUMP_DEAD, PUMP_DEADLINE };
 
@@ -85,9 +37,7 @@ static int finish_status(const cl_status *st)
     return TSR_FAIL(cl_status_errcat(st->code), "%s: %s", cl_status_name(st->code), st->message);
 }
 
-static int fail_status(cl_status *st, enum gw_status code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail_status(cl_status *st, enum gw_status code, const char *fmt, ...)
+int cl_fail_status(cl_status *st, enum gw_status code, const char *fmt, ...)
 {
     st->code = code;
     va_list ap;
@@ -113,7 +63,7 @@ static void conn_die(cl_conn *c, const char *fmt, ...)
 }
 
 /* The newest OpenSSL error, or the errno text, for a failed SSL call. */
-static void ssl_error_text(int sslerr, char *out, size_t cap)
+void cl_ssl_error_text(int sslerr, char *out, size_t cap)
 {
     unsigned long e = ERR_peek_last_error();
     if (e != 0) {
@@ -133,17 +83,7 @@ static void ssl_error_text(int sslerr, char *out, size_t cap)
 
 static int out_append(cl_conn *c, const uint8_t *data, size_t len)
 {
-    if (c->out_cap - c->out_len < len) {
-        size_t ncap = c->out_cap != 0 ? c->out_cap : CL_OUT_CHUNK * 2;
-        while (ncap - c->out_len < len) ncap *= 2;
-        uint8_t *nb = realloc(c->out, ncap);
-        if (nb == NULL) return -1;
-        c->out = nb;
-        c->out_cap = ncap;
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
-    return 0;
+    return tsr_buf_append(&c->out, data, len, CL_OUT_CHUNK * 2);
 }
 
 /* One write to the connection: > 0 bytes written, 0 when it would block
@@ -175,7 +115,7 @@ static int conn_write(cl_conn *c, const uint8_t *data, size_t len, short *events
         return 0;
     }
     char why[256];
-    ssl_error_text(e, why, sizeof why);
+    cl_ssl_error_text(e, why, sizeof why);
     conn_die(c, "write failed: %s", why);
     return -1;
 }
@@ -214,7 +154,7 @@ static int conn_read(cl_conn *c, uint8_t *buf, size_t cap, short *events)
         return -1;
     }
     char why[256];
-    ssl_error_text(e, why, sizeof why);
+    cl_ssl_error_text(e, why, sizeof why);
     conn_die(c, "read failed: %s", why);
     return -1;
 }
@@ -224,15 +164,15 @@ static int conn_read(cl_conn *c, uint8_t *buf, size_t cap, short *events)
 static int flush_out(cl_conn *c, short *events)
 {
     for (;;) {
-        if (c->out_off < c->out_len) {
-            int n = conn_write(c, c->out + c->out_off, c->out_len - c->out_off, events);
+        if (tsr_buf_pending(&c->out) > 0) {
+            int n = conn_write(c, c->out.p + c->out.off, tsr_buf_pending(&c->out), events);
             if (n < 0) return -1;
             if (n == 0) return 0;
-            c->out_off += (size_t)n;
+            c->out.off += (size_t)n;
             continue;
         }
-        c->out_off = c->out_len = 0;
-        while (c->out_len < CL_OUT_CHUNK) {
+        c->out.off = c->out.len = 0;
+        while (c->out.len < CL_OUT_CHUNK) {
             const uint8_t *data = NULL;
             ssize_t n = nghttp2_session_mem_send(c->h2, &data);
             if (n < 0) {
@@ -245,7 +185,7 @@ static int flush_out(cl_conn *c, short *events)
                 return -1;
             }
         }
-        if (c->out_len == 0) return 0;
+        if (c->out.len == 0) return 0;
     }
 }
 
@@ -361,13 +301,13 @@ static bool stream_sent(const void *arg)
 {
     const cl_stream *s = arg;
     const cl_conn *c = s->conn;
-    return s->closed || s->local || (s->soff == s->slen && c->out_off == c->out_len);
+    return s->closed || s->local || (s->soff == s->slen && tsr_buf_pending(&c->out) == 0);
 }
 
 static bool conn_drained(const void *arg)
 {
     const cl_conn *c = arg;
-    return c->out_off == c->out_len && !nghttp2_session_want_write(c->h2);
+    return tsr_buf_pending(&c->out) == 0 && !nghttp2_session_want_write(c->h2);
 }
 
 /* Pump for one stream and turn the outcome into the stream's state. */
@@ -402,7 +342,7 @@ static void stream_status(cl_stream *s, cl_status *st)
         *st = s->conn->dead ? s->conn->dead_st : (cl_status){GW_STATUS_INTERNAL, "stream not finished"};
         return;
     }
-    if (!gw_deframer_idle(&s->df)) s->resp.truncated = true;
+    if (!grpc_deframer_idle(&s->df)) s->resp.truncated = true;
     cl_resp_status(&s->resp, true, st);
     if (st->code == GW_STATUS_UNAVAILABLE && s->resp.reset &&
         s->resp.reset_code == NGHTTP2_REFUSED_STREAM && s->conn->goaway)
@@ -425,7 +365,7 @@ static void stream_free(cl_stream *s)
     flush_nonblocking(c);
     secret_free(s->sbuf, s->slen);
     free(s->msg);
-    gw_deframer_free(&s->df);
+    grpc_deframer_free(&s->df);
     c->open_streams--;
     s->magic = 0;
     free(s);
@@ -467,7 +407,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         if (code >= 200) s->resp.http_status = code;
     } else if (name_is(name, namelen, "content-type")) {
         s->resp.content_type_seen = true;
-        s->resp.content_type_ok = gw_grpc_content_type_ok(v, valuelen);
+        s->resp.content_type_ok = grpc_content_type_ok(v, valuelen);
     } else if (ends && name_is(name, namelen, "grpc-status")) {
         s->resp.have_grpc_status = true;
         int code = 0;
@@ -494,9 +434,9 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     while (off < len) {
         size_t used = 0, mlen = 0;
         const uint8_t *m = NULL;
-        enum gw_deframe_result r = gw_deframer_feed(&s->df, data + off, len - off, &used, &m, &mlen);
+        enum grpc_deframe_result r = grpc_deframer_feed(&s->df, data + off, len - off, &used, &m, &mlen);
         off += used;
-        if (r == GW_DEFRAME_ERROR) {
+        if (r == GRPC_DEFRAME_ERROR) {
             if (s->df.err == GW_STATUS_UNIMPLEMENTED)
                 stream_abort(s, GW_STATUS_INTERNAL, "compressed response (not supported)");
             else if (s->df.err == GW_STATUS_RESOURCE_EXHAUSTED)
@@ -506,14 +446,14 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
                 stream_abort(s, s->df.err, "bad response framing: %s", s->df.errmsg);
             return 0;
         }
-        if (r == GW_DEFRAME_MORE) break;
+        if (r == GRPC_DEFRAME_MORE) break;
         s->resp.messages++;
         if (s->resp.messages > 1) {
             stream_abort(s, GW_STATUS_INTERNAL, "more than one response message");
             return 0;
         }
         size_t charged = 0;
-        s->msg = gw_deframer_take(&s->df, &charged);
+        s->msg = grpc_deframer_take(&s->df, &charged);
         s->msg_len = mlen;
     }
     return 0;
@@ -569,229 +509,6 @@ static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
 
 /* ---- connections ---------------------------------------------------------------- */
 
-static void set_nonblock_opts(int fd, bool tcp)
-{
-    if (tcp) {
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-}
-
-/* Wait for a non-blocking connect; 0 connected, else errno. */
-static int wait_connect(int fd, int64_t deadline)
-{
-    for (;;) {
-        int64_t left = deadline - tsr_monotonic_ms();
-        if (left <= 0) return ETIMEDOUT;
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return errno;
-        if (r == 0) return ETIMEDOUT;
-        int err = 0;
-        socklen_t el = sizeof err;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) return errno;
-        return err;
-    }
-}
-
-static int connect_one(int family, const struct sockaddr *sa, socklen_t salen, int64_t deadline,
-                       int *fd_out)
-{
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return errno;
-    int err = 0;
-    if (connect(fd, sa, salen) != 0) {
-        err = errno;
-        if (err == EINPROGRESS || err == EAGAIN || err == EINTR) err = wait_connect(fd, deadline);
-    }
-    if (err != 0) {
-        close(fd);
-        return err;
-    }
-    set_nonblock_opts(fd, family != AF_UNIX);
-    *fd_out = fd;
-    return 0;
-}
-
-static int dial(cl_conn *c, const cl_addr *a, int64_t deadline, cl_status *st)
-{
-    int err = 0;
-    if (a->is_unix) {
-        struct sockaddr_un sun;
-        memset(&sun, 0, sizeof sun);
-        sun.sun_family = AF_UNIX;
-        size_t pl = strlen(a->host);
-        if (pl >= sizeof sun.sun_path)
-            return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "unix socket path too long");
-        memcpy(sun.sun_path, a->host, pl + 1);
-        err = connect_one(AF_UNIX, (const struct sockaddr *)&sun, sizeof sun, deadline, &c->fd);
-    } else {
-        struct addrinfo hints, *res = NULL;
-        memset(&hints, 0, sizeof hints);
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-        char port[8];
-        snprintf(port, sizeof port, "%u", (unsigned)a->port);
-        int gai = getaddrinfo(a->host, port, &hints, &res);
-        if (gai != 0)
-            return fail_status(st, GW_STATUS_UNAVAILABLE, "cannot resolve %s: %s", a->host,
-                               gai_strerror(gai));
-        err = ENOENT;
-        for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-            err = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline, &c->fd);
-            if (err == 0 || err == ETIMEDOUT) break;
-        }
-        freeaddrinfo(res);
-    }
-    if (err == ETIMEDOUT)
-        return fail_status(st, GW_STATUS_UNAVAILABLE, "cannot connect to %s: timed out",
-                           c->target);
-    if (err != 0)
-        return fail_status(st, GW_STATUS_UNAVAILABLE, "cannot connect to %s: %s", c->target,
-                           strerror(err));
-    return 0;
-}
-
-/* A socket BIO that never raises SIGPIPE (send with MSG_NOSIGNAL): a
- * library must not kill its process when the server closes first. */
-static BIO_METHOD *g_bio_method;
-static pthread_once_t g_bio_once = PTHREAD_ONCE_INIT;
-
-static int bio_fd(BIO *b)
-{
-    return (int)(intptr_t)BIO_get_data(b);
-}
-
-static int bio_write(BIO *b, const char *buf, int len)
-{
-    BIO_clear_retry_flags(b);
-    ssize_t n = send(bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_write(b);
-        return -1;
-    }
-    return (int)n;
-}
-
-static int bio_read(BIO *b, char *buf, int len)
-{
-    BIO_clear_retry_flags(b);
-    ssize_t n = recv(bio_fd(b), buf, (size_t)len, 0);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_read(b);
-        return -1;
-    }
-    if (n == 0) BIO_set_flags(b, BIO_FLAGS_IN_EOF);
-    return (int)n;
-}
-
-static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    (void)num;
-    (void)ptr;
-    switch (cmd) {
-    case BIO_CTRL_FLUSH: return 1;
-    case BIO_CTRL_EOF: return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
-    default: return 0;
-    }
-}
-
-static int bio_create(BIO *b)
-{
-    BIO_set_init(b, 1);
-    return 1;
-}
-
-static void bio_method_init(void)
-{
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tessera-socket");
-    if (m == NULL) return;
-    if (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
-        BIO_meth_set_ctrl(m, bio_ctrl) != 1 || BIO_meth_set_create(m, bio_create) != 1) {
-        BIO_meth_free(m);
-        return;
-    }
-    g_bio_method = m; /* lives for the process */
-}
-
-static BIO *socket_bio(int fd)
-{
-    (void)pthread_once(&g_bio_once, bio_method_init);
-    if (g_bio_method == NULL) return NULL;
-    BIO *b = BIO_new(g_bio_method);
-    if (b != NULL) BIO_set_data(b, (void *)(intptr_t)fd);
-    return b;
-}
-
-static bool host_is_ip(const char *host)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
-static int tls_handshake(cl_conn *c, const cl_addr *a, cl_tls *tls, int64_t deadline,
-                         cl_status *st)
-{
-    c->gen = cl_tls_acquire(tls);
-    c->ssl = SSL_new(c->gen->ctx);
-    if (c->ssl == NULL) return fail_status(st, GW_STATUS_INTERNAL, "SSL_new failed");
-    c->hs.magic = CL_TLS_HS_MAGIC;
-    c->hs.host = a->host;
-    c->hs.check_host = c->gen->verify_host && !a->is_unix;
-    SSL_set_app_data(c->ssl, &c->hs);
-    BIO *bio = socket_bio(c->fd);
-    if (bio == NULL) return fail_status(st, GW_STATUS_INTERNAL, "cannot make the socket BIO");
-    SSL_set_bio(c->ssl, bio, bio); /* the SSL owns it */
-    /* OpenSSL 3.0's SSL_set_tlsext_host_name macro casts away const: hand it
-     * a copy (clang -Wcast-qual). */
-    char sni[sizeof a->host];
-    memcpy(sni, a->host, sizeof sni);
-    if (!a->is_unix && !host_is_ip(a->host) && SSL_set_tlsext_host_name(c->ssl, sni) != 1)
-        return fail_status(st, GW_STATUS_INTERNAL, "cannot set SNI");
-    SSL_set_options(c->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    for (;;) {
-        ERR_clear_error();
-        int r = SSL_connect(c->ssl);
-        if (r == 1) break;
-        int e = SSL_get_error(c->ssl, r);
-        short ev = 0;
-        if (e == SSL_ERROR_WANT_READ) ev = POLLIN;
-        else if (e == SSL_ERROR_WANT_WRITE) ev = POLLOUT;
-        if (ev == 0) {
-            if (c->hs.refused) {
-                ERR_clear_error();
-                return fail_status(st, GW_STATUS_UNAUTHENTICATED, "%s: %s", c->target,
-                                   c->hs.reason);
-            }
-            char why[256];
-            ssl_error_text(e, why, sizeof why);
-            return fail_status(st, GW_STATUS_UNAVAILABLE, "TLS handshake with %s failed: %s",
-                               c->target, why);
-        }
-        int64_t left = deadline - tsr_monotonic_ms();
-        if (left <= 0)
-            return fail_status(st, GW_STATUS_UNAVAILABLE, "TLS handshake with %s timed out",
-                               c->target);
-        struct pollfd p = {.fd = c->fd, .events = ev};
-        int pr = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (pr < 0 && errno != EINTR)
-            return fail_status(st, GW_STATUS_UNAVAILABLE, "poll: %s", strerror(errno));
-    }
-    /* Fail closed: the identity callback must have accepted this server. */
-    if (!c->hs.verified || SSL_get0_peer_certificate(c->ssl) == NULL)
-        return fail_status(st, GW_STATUS_UNAUTHENTICATED,
-                           "%s: server identity not verified (no certificate)", c->target);
-    const unsigned char *proto = NULL;
-    unsigned int plen = 0;
-    SSL_get0_alpn_selected(c->ssl, &proto, &plen);
-    if (proto == NULL || plen != 2 || memcmp(proto, "h2", 2) != 0)
-        return fail_status(st, GW_STATUS_UNAVAILABLE, "%s did not negotiate HTTP/2 (ALPN h2)",
-                           c->target);
-    return 0;
-}
-
 static int h2_setup(cl_conn *c, int64_t deadline, cl_status *st)
 {
     nghttp2_session_callbacks *cbs = NULL;
@@ -800,7 +517,7 @@ static int h2_setup(cl_conn *c, int64_t deadline, cl_status *st)
     if (rv == 0) rv = nghttp2_option_new(&opt);
     if (rv != 0) {
         nghttp2_session_callbacks_del(cbs);
-        return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
+        return cl_fail_status(st, GW_STATUS_INTERNAL, "out of memory");
     }
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
@@ -813,7 +530,7 @@ static int h2_setup(cl_conn *c, int64_t deadline, cl_status *st)
     rv = nghttp2_session_client_new2(&c->h2, cbs, c, opt);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
-    if (rv != 0) return fail_status(st, GW_STATUS_INTERNAL, "nghttp2: %s", nghttp2_strerror(rv));
+    if (rv != 0) return cl_fail_status(st, GW_STATUS_INTERNAL, "nghttp2: %s", nghttp2_strerror(rv));
 
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
@@ -823,11 +540,11 @@ static int h2_setup(cl_conn *c, int64_t deadline, cl_status *st)
     rv = nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     if (rv == 0) rv = nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
                                                             CL_CONN_WINDOW);
-    if (rv != 0) return fail_status(st, GW_STATUS_INTERNAL, "nghttp2: %s", nghttp2_strerror(rv));
+    if (rv != 0) return cl_fail_status(st, GW_STATUS_INTERNAL, "nghttp2: %s", nghttp2_strerror(rv));
     switch (pump(c, deadline, conn_drained, c)) {
     case PUMP_DONE: return 0;
     case PUMP_DEADLINE:
-        return fail_status(st, GW_STATUS_UNAVAILABLE, "HTTP/2 setup with %s timed out",
+        return cl_fail_status(st, GW_STATUS_UNAVAILABLE, "HTTP/2 setup with %s timed out",
                            c->target);
     case PUMP_DEAD: break;
     }
@@ -842,12 +559,12 @@ int cl_conn_open_addr(const cl_addr *a, cl_tls *tls, int64_t timeout_ms, cl_conn
     if (st == NULL) st = &scratch;
     memset(st, 0, sizeof *st);
     if (out == NULL || a == NULL || tls == NULL || timeout_ms <= 0)
-        return fail_status(st, GW_STATUS_INVALID_ARGUMENT,
+        return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT,
                            "cl_conn_open: address, TLS context and a positive timeout needed");
     *out = NULL;
     int64_t deadline = tsr_monotonic_ms() + timeout_ms;
     cl_conn *c = calloc(1, sizeof *c);
-    if (c == NULL) return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
+    if (c == NULL) return cl_fail_status(st, GW_STATUS_INTERNAL, "out of memory");
     c->fd = -1;
     c->max_response = CL_DEFAULT_MAX_RESPONSE;
     if (a->is_unix) {
@@ -860,7 +577,7 @@ int cl_conn_open_addr(const cl_addr *a, cl_tls *tls, int64_t timeout_ms, cl_conn
         snprintf(c->target, sizeof c->target, "%s:%u", a->host, (unsigned)a->port);
         snprintf(c->authority, sizeof c->authority, "%s", c->target);
     }
-    if (dial(c, a, deadline, st) != 0 || tls_handshake(c, a, tls, deadline, st) != 0 ||
+    if (cl_dial(c, a, deadline, st) != 0 || cl_tls_handshake(c, a, tls, deadline, st) != 0 ||
         h2_setup(c, deadline, st) != 0) {
         c->dead = true; /* nothing polite to send */
         cl_conn_close(c);
@@ -879,12 +596,12 @@ int cl_conn_open_plain(int fd, int64_t timeout_ms, cl_conn **out, cl_status *st)
     if (st == NULL) st = &scratch;
     *out = NULL;
     if (fd < 0 || timeout_ms <= 0)
-        return fail_status(st, GW_STATUS_INVALID_ARGUMENT,
+        return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT,
                            "cl_conn_open_plain: a socket and a positive timeout needed");
     cl_conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
         close(fd);
-        return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
+        return cl_fail_status(st, GW_STATUS_INTERNAL, "out of memory");
     }
     c->fd = fd;
     c->max_response = CL_DEFAULT_MAX_RESPONSE;
@@ -908,14 +625,14 @@ int cl_conn_open(const char *host, uint16_t port, cl_tls *tls, int64_t timeout_m
     if (st == NULL) st = &scratch;
     cl_addr a;
     memset(&a, 0, sizeof a);
-    if (host == NULL) return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "no host");
+    if (host == NULL) return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "no host");
     if (strncmp(host, "unix:", 5) == 0) {
         if (cl_addr_parse(host, 0, &a) != 0)
-            return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "bad address: %s", tsr_errmsg());
+            return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "bad address: %s", tsr_errmsg());
     } else {
         size_t hl = strlen(host);
         if (hl == 0 || hl >= sizeof a.host || port == 0)
-            return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "bad host or port");
+            return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "bad host or port");
         memcpy(a.host, host, hl + 1);
         a.port = port;
     }
@@ -941,7 +658,7 @@ void cl_conn_close(cl_conn *c)
     if (c->fd >= 0) close(c->fd);
     nghttp2_session_del(c->h2);
     cl_tls_gen_release(c->gen);
-    free(c->out);
+    tsr_buf_free(&c->out);
     free(c);
 }
 
@@ -957,8 +674,8 @@ const ca_peer *cl_conn_peer(const cl_conn *c)
 
 int cl_conn_set_max_response(cl_conn *c, uint32_t max_bytes)
 {
-    TSR_ENSURE(max_bytes >= 1 && max_bytes <= GW_GRPC_MAX_MESSAGE_LIMIT, TSR_E_INPUT,
-               "max response size must be 1..%u bytes", GW_GRPC_MAX_MESSAGE_LIMIT);
+    TSR_ENSURE(max_bytes >= 1 && max_bytes <= GRPC_MAX_MESSAGE_LIMIT, TSR_E_INPUT,
+               "max response size must be 1..%u bytes", GRPC_MAX_MESSAGE_LIMIT);
     c->max_response = max_bytes;
     return 0;
 }
@@ -989,7 +706,7 @@ static int stream_start(cl_conn *c, const char *path, int64_t timeout_ms, uint8_
     *out = NULL;
     if (c == NULL || path == NULL || !path_ok(path)) {
         secret_free(sbuf, slen);
-        return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "bad method path");
+        return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "bad method path");
     }
     if (c->dead || c->goaway) {
         secret_free(sbuf, slen);
@@ -997,13 +714,13 @@ static int stream_start(cl_conn *c, const char *path, int64_t timeout_ms, uint8_
             *st = c->dead_st;
             return finish_status(st);
         }
-        return fail_status(st, GW_STATUS_UNAVAILABLE,
+        return cl_fail_status(st, GW_STATUS_UNAVAILABLE,
                            "the gateway is closing the connection (GOAWAY); open a new one");
     }
     cl_stream *s = calloc(1, sizeof *s);
     if (s == NULL) {
         secret_free(sbuf, slen);
-        return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
+        return cl_fail_status(st, GW_STATUS_INTERNAL, "out of memory");
     }
     s->magic = CL_STREAM_MAGIC;
     s->conn = c;
@@ -1011,7 +728,7 @@ static int stream_start(cl_conn *c, const char *path, int64_t timeout_ms, uint8_
     s->slen = slen;
     s->eof_requested = eof;
     s->timeout_ms = timeout_ms;
-    gw_deframer_init(&s->df, c->max_response, NULL);
+    grpc_deframer_init(&s->df, c->max_response, NULL);
     c->open_streams++;
 
     char tmo[16] = "";
@@ -1037,7 +754,7 @@ static int stream_start(cl_conn *c, const char *path, int64_t timeout_ms, uint8_
     if (id < 0) {
         s->closed = true;
         if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) c->goaway = true;
-        fail_status(st, GW_STATUS_UNAVAILABLE, "cannot start a call on %s: %s", c->target,
+        cl_fail_status(st, GW_STATUS_UNAVAILABLE, "cannot start a call on %s: %s", c->target,
                     nghttp2_strerror(id));
         stream_free(s);
         return -1;
@@ -1054,22 +771,22 @@ int cl_unary(cl_conn *c, const char *path, const uint8_t *req, size_t req_len, i
     if (st == NULL) st = &scratch;
     memset(st, 0, sizeof *st);
     if (resp == NULL || resp_len == NULL || (req == NULL && req_len > 0))
-        return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_unary: missing argument");
+        return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_unary: missing argument");
     *resp = NULL;
     *resp_len = 0;
     if (req_len > CL_MAX_REQUEST)
-        return fail_status(st, GW_STATUS_RESOURCE_EXHAUSTED,
+        return cl_fail_status(st, GW_STATUS_RESOURCE_EXHAUSTED,
                            "request message of %zu bytes is over the %u byte limit", req_len,
                            CL_MAX_REQUEST);
-    uint8_t *buf = malloc(GW_GRPC_PREFIX_LEN + req_len);
-    if (buf == NULL) return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
-    if (gw_grpc_frame_prefix(req_len, buf) != 0) {
+    uint8_t *buf = malloc(GRPC_PREFIX_LEN + req_len);
+    if (buf == NULL) return cl_fail_status(st, GW_STATUS_INTERNAL, "out of memory");
+    if (grpc_frame_prefix(req_len, buf) != 0) {
         free(buf);
-        return fail_status(st, GW_STATUS_INTERNAL, "%s", tsr_errmsg());
+        return cl_fail_status(st, GW_STATUS_INTERNAL, "%s", tsr_errmsg());
     }
-    if (req_len > 0) memcpy(buf + GW_GRPC_PREFIX_LEN, req, req_len);
+    if (req_len > 0) memcpy(buf + GRPC_PREFIX_LEN, req, req_len);
     cl_stream *s = NULL;
-    if (stream_start(c, path, timeout_ms, buf, GW_GRPC_PREFIX_LEN + req_len, true, &s, st) != 0)
+    if (stream_start(c, path, timeout_ms, buf, GRPC_PREFIX_LEN + req_len, true, &s, st) != 0)
         return -1;
     stream_pump(s, stream_done);
     stream_status(s, st);
@@ -1090,7 +807,7 @@ static int unpack(const ProtobufCMessageDescriptor *desc, uint8_t *bytes, size_t
     *out = protobuf_c_message_unpack(desc, NULL, len, bytes != NULL ? bytes : empty_bytes);
     secret_free(bytes, len);
     if (*out == NULL)
-        return fail_status(st, GW_STATUS_INTERNAL, "cannot parse the %s response", desc->name);
+        return cl_fail_status(st, GW_STATUS_INTERNAL, "cannot parse the %s response", desc->name);
     return 0;
 }
 
@@ -1099,17 +816,17 @@ static int pack(const ProtobufCMessage *msg, uint8_t **out, size_t *len, cl_stat
 {
     *out = NULL;
     *len = 0;
-    if (msg == NULL) return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "no request message");
+    if (msg == NULL) return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "no request message");
     size_t n = protobuf_c_message_get_packed_size(msg);
     if (n > CL_MAX_REQUEST)
-        return fail_status(st, GW_STATUS_RESOURCE_EXHAUSTED,
+        return cl_fail_status(st, GW_STATUS_RESOURCE_EXHAUSTED,
                            "request message of %zu bytes is over the %u byte limit", n,
                            CL_MAX_REQUEST);
     uint8_t *buf = malloc(n > 0 ? n : 1);
-    if (buf == NULL) return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
+    if (buf == NULL) return cl_fail_status(st, GW_STATUS_INTERNAL, "out of memory");
     if (protobuf_c_message_pack(msg, buf) != n) {
         free(buf);
-        return fail_status(st, GW_STATUS_INTERNAL, "protobuf pack size mismatch");
+        return cl_fail_status(st, GW_STATUS_INTERNAL, "protobuf pack size mismatch");
     }
     *out = buf;
     *len = n;
@@ -1124,7 +841,7 @@ int cl_call(cl_conn *c, const char *path, const ProtobufCMessage *req,
     if (st == NULL) st = &scratch;
     memset(st, 0, sizeof *st);
     if (resp == NULL || resp_desc == NULL)
-        return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_call: missing argument");
+        return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_call: missing argument");
     *resp = NULL;
     uint8_t *buf = NULL, *rbuf = NULL;
     size_t len = 0, rlen = 0;
@@ -1143,7 +860,7 @@ int cl_stream_open(cl_conn *c, const char *path, int64_t timeout_ms, cl_stream *
     cl_status scratch;
     if (st == NULL) st = &scratch;
     memset(st, 0, sizeof *st);
-    if (out == NULL) return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "no stream pointer");
+    if (out == NULL) return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "no stream pointer");
     *out = NULL;
     cl_stream *s = NULL;
     if (stream_start(c, path, timeout_ms, NULL, 0, false, &s, st) != 0) return -1;
@@ -1164,12 +881,12 @@ int cl_stream_send(cl_stream *s, const uint8_t *msg, size_t len, cl_status *st)
     if (st == NULL) st = &scratch;
     memset(st, 0, sizeof *st);
     if (s == NULL || (msg == NULL && len > 0))
-        return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_stream_send: missing argument");
+        return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_stream_send: missing argument");
     TSR_ASSERT(s->magic == CL_STREAM_MAGIC);
     if (s->eof_requested)
-        return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "the stream is already half-closed");
+        return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "the stream is already half-closed");
     if (len > CL_MAX_REQUEST)
-        return fail_status(st, GW_STATUS_RESOURCE_EXHAUSTED,
+        return cl_fail_status(st, GW_STATUS_RESOURCE_EXHAUSTED,
                            "request message of %zu bytes is over the %u byte limit", len,
                            CL_MAX_REQUEST);
     /* Anything the server already said (an early status) comes first. */
@@ -1177,7 +894,7 @@ int cl_stream_send(cl_stream *s, const uint8_t *msg, size_t len, cl_status *st)
     if (s->closed || s->local) {
         stream_status(s, st);
         if (st->code == GW_STATUS_OK)
-            return fail_status(st, GW_STATUS_ABORTED,
+            return cl_fail_status(st, GW_STATUS_ABORTED,
                                "the server ended the call (status OK) before the message was "
                                "sent");
         return finish_status(st);
@@ -1189,16 +906,16 @@ int cl_stream_send(cl_stream *s, const uint8_t *msg, size_t len, cl_status *st)
         *st = s->local_st;
         return finish_status(st);
     }
-    uint8_t *buf = malloc(GW_GRPC_PREFIX_LEN + len);
-    if (buf == NULL) return fail_status(st, GW_STATUS_INTERNAL, "out of memory");
-    if (gw_grpc_frame_prefix(len, buf) != 0) {
+    uint8_t *buf = malloc(GRPC_PREFIX_LEN + len);
+    if (buf == NULL) return cl_fail_status(st, GW_STATUS_INTERNAL, "out of memory");
+    if (grpc_frame_prefix(len, buf) != 0) {
         free(buf);
-        return fail_status(st, GW_STATUS_INTERNAL, "%s", tsr_errmsg());
+        return cl_fail_status(st, GW_STATUS_INTERNAL, "%s", tsr_errmsg());
     }
-    if (len > 0) memcpy(buf + GW_GRPC_PREFIX_LEN, msg, len);
+    if (len > 0) memcpy(buf + GRPC_PREFIX_LEN, msg, len);
     secret_free(s->sbuf, s->slen);
     s->sbuf = buf;
-    s->slen = GW_GRPC_PREFIX_LEN + len;
+    s->slen = GRPC_PREFIX_LEN + len;
     s->soff = 0;
     if (s->deferred) {
         s->deferred = false;
@@ -1212,7 +929,7 @@ int cl_stream_send(cl_stream *s, const uint8_t *msg, size_t len, cl_status *st)
     if (s->local || (s->closed && !sent)) {
         stream_status(s, st);
         if (st->code == GW_STATUS_OK)
-            return fail_status(st, GW_STATUS_ABORTED,
+            return cl_fail_status(st, GW_STATUS_ABORTED,
                                "the server ended the call (status OK) before the message was "
                                "sent");
         return finish_status(st);
@@ -1240,7 +957,7 @@ int cl_stream_finish(cl_stream *s, uint8_t **resp, size_t *resp_len, cl_status *
     memset(st, 0, sizeof *st);
     if (s == NULL || resp == NULL || resp_len == NULL) {
         cl_stream_cancel(s);
-        return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_stream_finish: missing argument");
+        return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_stream_finish: missing argument");
     }
     TSR_ASSERT(s->magic == CL_STREAM_MAGIC);
     *resp = NULL;
@@ -1270,7 +987,7 @@ int cl_stream_finish_pb(cl_stream *s, const ProtobufCMessageDescriptor *resp_des
     if (st == NULL) st = &scratch;
     if (resp == NULL || resp_desc == NULL) {
         cl_stream_cancel(s);
-        return fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_stream_finish_pb: missing argument");
+        return cl_fail_status(st, GW_STATUS_INVALID_ARGUMENT, "cl_stream_finish_pb: missing argument");
     }
     *resp = NULL;
     uint8_t *rbuf = NULL;

@@ -2,7 +2,7 @@
  * nghttp2_session_mem_recv/mem_send) over TLS (cl_tls) over a non-blocking
  * socket with poll() and deadlines. The gRPC wire pieces (deframer with a
  * maximum message size, frame prefix, grpc-message percent-decoding, status
- * names) are the gateway's, from gateway/gw_grpc.h.
+ * names) are the gateway's, from grpc/grpc_frame.h.
  *
  * Threads: a cl_conn (and its streams) belongs to one thread at a time; use
  * one connection per thread. Calls on one connection may run one after the
@@ -33,7 +33,7 @@
 
 #include "ca_verify.h"
 #include "cl_tls.h"
-#include "gw_rpc.h" /* enum gw_status: the gRPC status codes */
+#include "grpc_status.h"
 #include "tsr_err.h"
 
 #define CL_DEFAULT_PORT 8443
@@ -47,7 +47,7 @@ typedef struct cl_status {
     char message[CL_STATUS_MESSAGE_MAX];     /* decoded grpc-message or local reason */
 } cl_status;
 
-/* "OK", "PERMISSION_DENIED", ... (gw_grpc_status_name). */
+/* "OK", "PERMISSION_DENIED", ... (grpc_status_name). */
 const char *cl_status_name(enum gw_status code);
 /* The tsr category recorded for a failed call with this code. */
 enum tsr_errcat cl_status_errcat(enum gw_status code);

@@ -6,14 +6,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 
 #define CL_UNIX_PATH_MAX 107   /* sizeof(sun_path) - 1 */
 #define CL_HOST_NAME_MAX 253
 
 const char *cl_status_name(enum gw_status code)
 {
-    return gw_grpc_status_name((int)code);
+    return grpc_status_name((int)code);
 }
 
 enum tsr_errcat cl_status_errcat(enum gw_status code)
@@ -194,7 +194,7 @@ int cl_grpc_timeout_format(int64_t ms, char out[16])
 void cl_message_decode(const char *v, size_t len, char *out, size_t cap)
 {
     if (cap == 0) return;
-    size_t n = gw_grpc_percent_decode(v, len, out, cap);
+    size_t n = grpc_percent_decode(v, len, out, cap);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)out[i];
         if (c < 0x20 || c == 0x7f) out[i] = '?';

@@ -9,21 +9,12 @@
 #include <string.h>
 
 #include "ca_pem.h"
+#include "ca_tls.h"
 #include "cl_internal.h"
 #include "tsr_fs.h"
 
-/* The gateway's TLS policy (gw_tls.c), seen from the client. */
-static const char tls12_ciphers[] =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-static const char tls13_suites[] =
-    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
-/* Not const: OpenSSL 3.0's SSL_CTX_set1_groups_list macro casts it (clang -Wcast-qual). */
-static char groups[] = "X25519:P-256:P-384";
 static const unsigned char alpn_h2[] = {2, 'h', '2'};
 
-#define CL_TLS_MAX_CERT_LIST (64 * 1024)
 #define CL_TLS_VERIFY_DEPTH 8
 
 struct cl_tls {
@@ -126,19 +117,9 @@ static int gen_new(cl_tls *tls, X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key
     TSR_TRY_ENSURE((g->ctx = SSL_CTX_new(TLS_client_method())) != NULL, TSR_E_INTERNAL,
                    "SSL_CTX_new failed");
     SSL_CTX *ctx = g->ctx;
-    TSR_TRY_OSSL(SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION), TSR_E_INTERNAL,
-                 "cannot set the minimum TLS version");
-    TSR_TRY_OSSL(SSL_CTX_set_cipher_list(ctx, tls12_ciphers), TSR_E_INTERNAL,
-                 "cannot set TLS 1.2 ciphers");
-    TSR_TRY_OSSL(SSL_CTX_set_ciphersuites(ctx, tls13_suites), TSR_E_INTERNAL,
-                 "cannot set TLS 1.3 suites");
-    TSR_TRY_OSSL(SSL_CTX_set1_groups_list(ctx, groups), TSR_E_INTERNAL,
-                 "cannot set key exchange groups");
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    TSR_TRY(ca_tls_policy_apply(ctx)); /* the gateway's own policy (ca_tls.h) */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_max_cert_list(ctx, CL_TLS_MAX_CERT_LIST);
     /* set_alpn_protos returns 0 on success. */
     TSR_TRY_ENSURE(SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof alpn_h2) == 0, TSR_E_INTERNAL,
                    "cannot set ALPN");

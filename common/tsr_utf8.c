@@ -1,6 +1,7 @@
 #include "tsr_utf8.h"
 
 #include <stdint.h>
+#include <string.h>
 
 size_t tsr_utf8_seq_len(const unsigned char *s, size_t n)
 {
@@ -31,4 +32,24 @@ bool tsr_utf8_valid(const char *s, size_t len)
         i += n;
     }
     return true;
+}
+
+size_t tsr_utf8_sanitize(const char *s, size_t len, size_t max, char *out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < len) {
+        size_t n = tsr_utf8_seq_len(p + i, len - i);
+        if (i + (n > 0 ? n : 1) > max) break;
+        if (n > 0) {
+            memcpy(out + o, p + i, n);
+            o += n;
+            i += n;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    return o;
 }

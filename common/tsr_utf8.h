@@ -18,4 +18,10 @@ size_t tsr_utf8_seq_len(const unsigned char *s, size_t n);
  * callers that refuse them check separately). */
 bool tsr_utf8_valid(const char *s, size_t len);
 
+/* Copy at most `max` bytes of s[0..len) into out as valid UTF-8: a valid
+ * sequence is kept whole (never split at `max`), any other byte becomes
+ * U+FFFD (3 bytes). out must hold 3 * min(len, max) bytes; returns the bytes
+ * written (out is not NUL-terminated). */
+size_t tsr_utf8_sanitize(const char *s, size_t len, size_t max, char *out);
+
 #endif

@@ -1,4 +1,4 @@
-/* The CRL number file (gateway/gw_crl.h): the last cRLNumber the gateway
+/* The CRL number file (gateway/identity/gw_crl.h): the last cRLNumber the gateway
  * signed, read back at start so numbers keep growing across restarts. A
  * damaged or planted file must not make the next number smaller, wrap, or
  * be read as something it does not say. gw_crl_number_parse on the bytes,

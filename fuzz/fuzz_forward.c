@@ -1,4 +1,4 @@
-/* The forwarded client certificate (gateway/gw_forward.h), on the identity
+/* The forwarded client certificate (gateway/identity/gw_forward.h), on the identity
  * path of every call a trusted proxy forwards: the header value through
  * gw_forward_unescape, gw_forward_parse_xfcc, gw_forward_decode (both
  * formats) and the decision, gw_forward_authenticate, with a gateway

@@ -1,4 +1,4 @@
-/* gRPC wire pieces of gw_grpc.h on untrusted bytes: the length-prefixed
+/* gRPC wire pieces of grpc/grpc_frame.h on untrusted bytes: the length-prefixed
  * message deframer fed in chunk sizes drawn from the input (as DATA frames
  * split a stream arbitrarily), the grpc-timeout header and grpc-message
  * percent-decoding.
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz.h"
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 
 static const uint32_t MAX_MESSAGE[] = {0, 1, 5, 100, 16384, 16385, 40000, 1u << 20};
 static const size_t BUDGET[] = {0, 10, 16384, 20000, 65536, 1u << 20, 4u << 20, 64u << 20};
@@ -32,7 +32,7 @@ static size_t reference(const uint8_t *s, size_t len, uint32_t max, ref_msg *msg
             *end = REF_CLEAN;
             return n;
         }
-        if (len - i < GW_GRPC_PREFIX_LEN) {
+        if (len - i < GRPC_PREFIX_LEN) {
             *end = REF_TRUNCATED;
             return n;
         }
@@ -50,7 +50,7 @@ static size_t reference(const uint8_t *s, size_t len, uint32_t max, ref_msg *msg
             *end = REF_TOO_BIG;
             return n;
         }
-        i += GW_GRPC_PREFIX_LEN;
+        i += GRPC_PREFIX_LEN;
         if (len - i < mlen) {
             *end = REF_TRUNCATED;
             return n;
@@ -82,14 +82,14 @@ static void deframe(fuzz_in hdr, fuzz_in stream)
     size_t budget = budget_start;
     size_t *budget_p = (bsel & 8) ? &budget : NULL;
 
-    size_t ref_cap = stream.len / GW_GRPC_PREFIX_LEN + 1;
+    size_t ref_cap = stream.len / GRPC_PREFIX_LEN + 1;
     ref_msg *ref = malloc(ref_cap * sizeof *ref);
     FUZZ_CHECK(ref != NULL);
     enum ref_end end;
     size_t n_ref = reference(stream.p, stream.len, max, ref, ref_cap, &end);
 
-    gw_deframer d;
-    gw_deframer_init(&d, max, budget_p);
+    grpc_deframer d;
+    grpc_deframer_init(&d, max, budget_p);
     size_t got = 0, off = 0;
     bool error = false;
     uint8_t *taken[4] = {NULL, NULL, NULL, NULL};
@@ -103,16 +103,16 @@ static void deframe(fuzz_in hdr, fuzz_in stream)
         do {
             size_t used = 0, mlen = 0;
             const uint8_t *msg = NULL;
-            enum gw_deframe_result r =
-                gw_deframer_feed(&d, stream.p + off + coff, chunk - coff, &used, &msg, &mlen);
+            enum grpc_deframe_result r =
+                grpc_deframer_feed(&d, stream.p + off + coff, chunk - coff, &used, &msg, &mlen);
             FUZZ_CHECK(used <= chunk - coff);
             coff += used;
             if (budget_p != NULL) FUZZ_CHECK(budget <= budget_start);
-            if (r == GW_DEFRAME_MORE) {
+            if (r == GRPC_DEFRAME_MORE) {
                 FUZZ_CHECK(coff == chunk);
                 break;
             }
-            if (r == GW_DEFRAME_ERROR) {
+            if (r == GRPC_DEFRAME_ERROR) {
                 FUZZ_CHECK(d.err != GW_STATUS_OK && d.errmsg[0] != '\0');
                 error = true;
                 break;
@@ -124,8 +124,8 @@ static void deframe(fuzz_in hdr, fuzz_in stream)
                 /* As a unary call does: the message leaves the deframer. */
                 size_t slot = got % 4;
                 free(taken[slot]);
-                gw_deframer_refund(budget_p, taken_charge[slot]);
-                taken[slot] = gw_deframer_take(&d, &taken_charge[slot]);
+                grpc_deframer_refund(budget_p, taken_charge[slot]);
+                taken[slot] = grpc_deframer_take(&d, &taken_charge[slot]);
                 FUZZ_CHECK(taken[slot] != NULL || mlen == 0);
                 if (taken[slot] != NULL) FUZZ_CHECK(memcmp(taken[slot], msg, mlen) == 0);
             }
@@ -134,7 +134,7 @@ static void deframe(fuzz_in hdr, fuzz_in stream)
         off += chunk;
     }
     if (!error) {
-        enum gw_status st = gw_deframer_finish(&d);
+        enum gw_status st = grpc_deframer_finish(&d);
         FUZZ_CHECK(got == n_ref);
         FUZZ_CHECK((st == GW_STATUS_OK) == (end == REF_CLEAN));
     } else {
@@ -148,12 +148,12 @@ static void deframe(fuzz_in hdr, fuzz_in stream)
             break;
         default: FUZZ_CHECK(0);
         }
-        FUZZ_CHECK(gw_deframer_finish(&d) == d.err);  /* sticky */
+        FUZZ_CHECK(grpc_deframer_finish(&d) == d.err);  /* sticky */
     }
-    gw_deframer_free(&d);
+    grpc_deframer_free(&d);
     for (size_t i = 0; i < 4; i++) {
         free(taken[i]);
-        gw_deframer_refund(budget_p, taken_charge[i]);
+        grpc_deframer_refund(budget_p, taken_charge[i]);
     }
     if (budget_p != NULL) FUZZ_CHECK(budget == budget_start);
     free(ref);
@@ -162,7 +162,7 @@ static void deframe(fuzz_in hdr, fuzz_in stream)
 static void timeout(fuzz_in in)
 {
     int64_t ms = -1;
-    int rc = gw_grpc_timeout_parse((const char *)in.p, in.len, &ms);
+    int rc = grpc_timeout_parse((const char *)in.p, in.len, &ms);
     /* Reference: 1..8 digits, one unit. */
     bool ok = in.len >= 2 && in.len <= 9;
     int64_t v = 0;
@@ -190,19 +190,19 @@ static void percent(fuzz_in in)
 {
     char dec[512], enc[3 * 256 + 1], back[512];
     size_t n = in.len > 256 ? 256 : in.len;
-    size_t dlen = gw_grpc_percent_decode((const char *)in.p, in.len, dec, sizeof dec);
+    size_t dlen = grpc_percent_decode((const char *)in.p, in.len, dec, sizeof dec);
     FUZZ_CHECK(dlen < sizeof dec && dec[dlen] == '\0');
-    size_t elen = gw_grpc_percent_encode((const char *)in.p, n, enc, sizeof enc);
+    size_t elen = grpc_percent_encode((const char *)in.p, n, enc, sizeof enc);
     FUZZ_CHECK(elen < sizeof enc && enc[elen] == '\0' && strlen(enc) == elen);
     for (size_t i = 0; i < elen; i++)
         FUZZ_CHECK(enc[i] >= 0x20 && enc[i] <= 0x7e);
-    size_t blen = gw_grpc_percent_decode(enc, elen, back, sizeof back);
+    size_t blen = grpc_percent_decode(enc, elen, back, sizeof back);
     FUZZ_CHECK(blen == n && memcmp(back, in.p, n) == 0);
     /* A small buffer truncates, never mid-escape, always terminated. */
     char small[8];
-    size_t slen = gw_grpc_percent_encode((const char *)in.p, n, small, sizeof small);
+    size_t slen = grpc_percent_encode((const char *)in.p, n, small, sizeof small);
     FUZZ_CHECK(slen < sizeof small && small[slen] == '\0' && memcmp(small, enc, slen) == 0);
-    (void)gw_grpc_content_type_ok((const char *)in.p, in.len);
+    (void)grpc_content_type_ok((const char *)in.p, in.len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

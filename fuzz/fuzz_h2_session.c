@@ -41,7 +41,7 @@
 #include "gw_app.h"
 #include "gw_authz.h"
 #include "gw_forward.h"
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 #include "gw_health.h"
 #include "gw_rpcs.h"
 #include "gw_server_int.h"
@@ -268,7 +268,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gw_server_config cfg = {
         .methods = methods,
         .n_methods = n_methods,
-        .max_message_bytes = (flags & 32) ? 64 : GW_GRPC_DEFAULT_MAX_MESSAGE,
+        .max_message_bytes = (flags & 32) ? 64 : GRPC_DEFAULT_MAX_MESSAGE,
         .max_concurrent_streams = 100,
         .app = app,
         .still_valid = still_valid,

@@ -1,6 +1,6 @@
 /* Sandbox policy documents (CreateSandbox / UpdateConfig) and per-domain
- * chunks (SubmitPolicyAnalysis): gw_policy_validate and
- * gw_policy_validate_domain on untrusted YAML.
+ * chunks (SubmitPolicyAnalysis): pol_validate and
+ * pol_validate_domain on untrusted YAML.
  * Input: [domain selector] yaml... The same bytes go to the whole-document
  * validator and to the chunk validator of the selected domain (an unknown
  * domain name for selector values past the four domains).
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz.h"
-#include "gw_policy.h"
+#include "pol_policy.h"
 
 static const char *const DOMAINS[] = {"filesystem", "network", "process", "inference",
                                       "Network", "", "network ", "filesystem\n"};
@@ -23,21 +23,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *yaml = (const char *)in.p;
     bool has_nul = memchr(in.p, '\0', in.len) != NULL;
 
-    int whole = gw_policy_validate(yaml, in.len);
+    int whole = pol_validate(yaml, in.len);
     if (whole != 0) FUZZ_CHECK(tsr_errcat() != TSR_E_NONE && tsr_errmsg()[0] != '\0');
-    if (has_nul || in.len > GW_POLICY_MAX_BYTES) FUZZ_CHECK(whole != 0);
-    if (whole == 0 && in.len + 32 <= GW_POLICY_MAX_BYTES) {
+    if (has_nul || in.len > POL_MAX_BYTES) FUZZ_CHECK(whole != 0);
+    if (whole == 0 && in.len + 32 <= POL_MAX_BYTES) {
         /* As a handler would pass it on: NUL-terminated, then with a harmless tail. */
         char *copy = malloc(in.len + 32);
         FUZZ_CHECK(copy != NULL);
         memcpy(copy, in.p, in.len);
         strcpy(copy + in.len, "\n# trailing comment\n");
-        FUZZ_CHECK(gw_policy_validate(copy, strlen(copy)) == 0);
+        FUZZ_CHECK(pol_validate(copy, strlen(copy)) == 0);
         free(copy);
     }
 
-    int chunk = gw_policy_validate_domain(domain, yaml, in.len);
-    if (!gw_policy_is_domain(domain) || has_nul) FUZZ_CHECK(chunk != 0);
+    int chunk = pol_validate_domain(domain, yaml, in.len);
+    if (!pol_is_domain(domain) || has_nul) FUZZ_CHECK(chunk != 0);
     if (chunk != 0) FUZZ_CHECK(tsr_errmsg()[0] != '\0');
     return 0;
 }

@@ -3,7 +3,7 @@
  * protobuf_c_message_unpack exactly as gw_unpack does, then pack and unpack
  * again (a repack must reproduce itself byte for byte), then the request
  * checks the handlers run before any store access: policy documents and
- * chunks (gw_policy_check, gw_policy_validate_domain), provider
+ * chunks (gw_policy_check, pol_validate_domain), provider
  * environments (gw_env_validate), CSRs (ca_csr_check), ids and names. */
 #include <stdbool.h>
 #include <string.h>
@@ -12,7 +12,7 @@
 #include "ca_spiffe.h"
 #include "fuzz/fuzz.h"
 #include "grpc/health/v1/health.pb-c.h"
-#include "gw_policy.h"
+#include "pol_policy.h"
 #include "gw_rpcs.h"
 #include "tessera/v1/gateway.pb-c.h"
 
@@ -64,10 +64,10 @@ static void check_chunks(Tessera__V1__PolicyChunk **chunks, size_t n)
     for (size_t i = 0; i < n; i++) {
         const Tessera__V1__PolicyChunk *c = chunks[i];
         FUZZ_CHECK(c != NULL && c->domain != NULL && c->content != NULL);
-        if (gw_policy_is_domain(c->domain))
-            FUZZ_IGNORE(gw_policy_validate_domain(c->domain, c->content, strlen(c->content)));
+        if (pol_is_domain(c->domain))
+            FUZZ_IGNORE(pol_validate_domain(c->domain, c->content, strlen(c->content)));
         else
-            FUZZ_CHECK(gw_policy_validate_domain(c->domain, c->content, strlen(c->content)) != 0);
+            FUZZ_CHECK(pol_validate_domain(c->domain, c->content, strlen(c->content)) != 0);
     }
 }
 

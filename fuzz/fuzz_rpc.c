@@ -14,7 +14,8 @@
  * is the message; for PushSandboxLogs (client stream) a sequence of
  * [u16 length][message].
  *
- * Invariants (DESIGN §5, written out here independently of gw_authz.c):
+ * Invariants (docs/identity.md, "Who may call what", written out here
+ * independently of gw_authz.c):
  * an OK answer only for a principal the table allows; a sandbox gets an OK
  * only about itself (ids and names in the request, checked against the
  * store after the call), and a sandbox naming anything else gets
@@ -64,7 +65,7 @@
 #define NAME_A "sb-a"
 #define NAME_B "sb-b"
 
-/* ---- the DESIGN §5 table ------------------------------------------------ */
+/* ---- the table of docs/identity.md ------------------------------------- */
 
 enum sb_rule { SB_DENIED, SB_OWN, SB_SELF };
 #define R(x) (1u << (x))

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw_policy.h"
+#include "pol_policy.h"
 #include "tessera/v1/gateway.pb-c.h"
 #include "tsr_yaml.h"
 
@@ -231,7 +231,7 @@ int sup_report_policy(cl_conn *conn, const char *sandbox_id, const sup_config *c
                       cl_status *st)
 {
     tsr_err_clear();
-    *applied = gw_policy_validate(cfg->policy, strlen(cfg->policy)) == 0;
+    *applied = pol_validate(cfg->policy, strlen(cfg->policy)) == 0;
     snprintf(why, why_cap, "%s", *applied ? "" : tsr_errmsg());
     char applied_msg[256];
     snprintf(applied_msg, sizeof applied_msg, "validated by tessera-supervisor; %s", enforcement);

@@ -70,7 +70,7 @@ TSR_WUR int sup_enforced_parse(const char *list, unsigned *out);
  * enforced: <domains|none>" (driver NULL: "by the driver"). */
 void sup_enforced_describe(const char *driver, unsigned enforced, char *out, size_t cap);
 
-/* Validate the policy (gw_policy_validate, the supervisor's own check) and
+/* Validate the policy (pol_validate, the supervisor's own check) and
  * report APPLIED with "validated by tessera-supervisor; <enforcement>"
  * (sup_enforced_describe), or FAILED with the reason. *applied says which;
  * the return value is the call's. */

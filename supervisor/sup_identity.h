@@ -1,5 +1,6 @@
-/* The supervisor's identity files (DESIGN §7): cert.pem (leaf + chain),
- * key.pem and bundle.pem in a directory only the supervisor's uid can enter.
+/* The supervisor's identity files (docs/supervisor.md, "The identity
+ * directory"): cert.pem (leaf + chain), key.pem and bundle.pem in a
+ * directory only the supervisor's uid can enter.
  *
  * Loading refuses, with a message naming the file and the fix, a directory
  * that is not a real directory owned by us with mode 0700 (no group/other
@@ -64,10 +65,11 @@ TSR_WUR int sup_identity_check_dir(const char *dir);
 TSR_WUR int sup_identity_recover(const char *dir, char *note, size_t note_cap);
 
 /* Clock skew (docs/security.md "Clock skew"). The gateway backdates a
- * leaf's notBefore by SUP_GATEWAY_BACKDATE_S (DESIGN §4); a supervisor whose
- * clock is up to SUP_MAX_CLOCK_SKEW_S behind the gateway's still takes a
- * certificate the gateway has just issued: it is judged at its notBefore
- * instead of at `now` when that lies at most SUP_MAX_CLOCK_SKEW_S ahead. */
+ * leaf's notBefore by SUP_GATEWAY_BACKDATE_S (docs/identity.md,
+ * "Certificate profile"); a supervisor whose clock is up to
+ * SUP_MAX_CLOCK_SKEW_S behind the gateway's still takes a certificate the
+ * gateway has just issued: it is judged at its notBefore instead of at `now`
+ * when that lies at most SUP_MAX_CLOCK_SKEW_S ahead. */
 #define SUP_GATEWAY_BACKDATE_S 60
 #define SUP_MAX_CLOCK_SKEW_S 300
 /* The time to verify `leaf` at: `now` (0 = current time), or its notBefore

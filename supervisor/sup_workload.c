@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "tsr_env.h"
+#include "tsr_spawn.h"
 
 /* ---- environment ------------------------------------------------------------ */
 
@@ -212,147 +213,33 @@ int sup_resolve_command(const char *argv0, char *const *env, char **out)
 
 /* ---- starting ------------------------------------------------------------------- */
 
-enum spawn_step {
-    STEP_SIGNALS = 1,
-    STEP_SESSION,
-    STEP_STDIO,
-    STEP_FDS,
-    STEP_GROUPS,
-    STEP_GID,
-    STEP_UID,
-    STEP_VERIFY,
-    STEP_NO_NEW_PRIVS,
-    STEP_PDEATHSIG,
-    STEP_CWD,
-    STEP_EXEC,
-};
-
-static const char *step_name(int step)
-{
-    switch (step) {
-    case STEP_SIGNALS: return "reset signals";
-    case STEP_SESSION: return "setsid";
-    case STEP_STDIO: return "set up stdin/stdout/stderr";
-    case STEP_FDS: return "close inherited descriptors";
-    case STEP_GROUPS: return "setgroups([])";
-    case STEP_GID: return "setgid";
-    case STEP_UID: return "setuid";
-    case STEP_VERIFY: return "verify the dropped ids";
-    case STEP_NO_NEW_PRIVS: return "PR_SET_NO_NEW_PRIVS";
-    case STEP_PDEATHSIG: return "PR_SET_PDEATHSIG";
-    case STEP_CWD: return "chdir";
-    case STEP_EXEC: return "exec";
-    }
-    return "start";
-}
-
-/* Child side, between fork and exec: async-signal-safe calls only. */
-static _Noreturn void child_fail(int errfd, int step)
-{
-    int msg[2] = {step, errno};
-    ssize_t w = write(errfd, msg, sizeof msg);
-    (void)w;
-    _exit(127);
-}
-
-static int close_from(unsigned int lo, unsigned int hi)
-{
-    if (lo > hi) return 0;
-    if (close_range(lo, hi, 0) == 0) return 0;
-    if (errno != ENOSYS && errno != EINVAL) return -1;
-    /* Old kernel: close one by one (bounded by the descriptor limit). */
-    long max = sysconf(_SC_OPEN_MAX);
-    if (max < 0 || max > 1 << 20) max = 1 << 20;
-    for (long fd = lo; fd < max && (unsigned long)fd <= hi; fd++) (void)close((int)fd);
-    return 0;
-}
-
-static _Noreturn void child_main(const sup_spawn *sp, int devnull, int errfd, pid_t parent)
-{
-    sigset_t all;
-    sigemptyset(&all);
-    if (sigprocmask(SIG_SETMASK, &all, NULL) != 0) child_fail(errfd, STEP_SIGNALS);
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP) (void)sigaction(sig, &dfl, NULL);
-
-    if (setsid() < 0) child_fail(errfd, STEP_SESSION);
-    if (dup2(devnull, 0) < 0 || dup2(sp->stdout_fd, 1) < 0 || dup2(sp->stderr_fd, 2) < 0)
-        child_fail(errfd, STEP_STDIO);
-    /* Nothing but 0-2 and the error pipe (close-on-exec) survives. */
-    if (close_from(3, (unsigned)errfd - 1) != 0 || close_from((unsigned)errfd + 1, ~0U) != 0)
-        child_fail(errfd, STEP_FDS);
-
-    if (sp->drop) {
-        if (setgroups(0, NULL) != 0) child_fail(errfd, STEP_GROUPS);
-        if (setresgid(sp->gid, sp->gid, sp->gid) != 0) child_fail(errfd, STEP_GID);
-        if (setresuid(sp->uid, sp->uid, sp->uid) != 0) child_fail(errfd, STEP_UID);
-        uid_t r, e, s;
-        gid_t rg, eg, sg;
-        if (getresuid(&r, &e, &s) != 0 || r != sp->uid || e != sp->uid || s != sp->uid ||
-            getresgid(&rg, &eg, &sg) != 0 || rg != sp->gid || eg != sp->gid || sg != sp->gid ||
-            getgroups(0, NULL) != 0) {
-            errno = EPERM;
-            child_fail(errfd, STEP_VERIFY);
-        }
-        if (sp->uid != 0 && setuid(0) == 0) {
-            errno = EPERM;
-            child_fail(errfd, STEP_VERIFY);
-        }
-    }
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(errfd, STEP_NO_NEW_PRIVS);
-    /* After the id change (which clears it), and then check the parent did
-     * not die in between. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(errfd, STEP_PDEATHSIG);
-    if (getppid() != parent) _exit(127);
-    if (chdir(sp->cwd != NULL ? sp->cwd : "/") != 0) child_fail(errfd, STEP_CWD);
-    execve(sp->path, sp->argv, sp->envp);
-    child_fail(errfd, STEP_EXEC);
-}
-
 int sup_workload_spawn(const sup_spawn *sp, pid_t *pid_out, int *exec_errno)
 {
     *exec_errno = 0;
     TSR_ENSURE(sp->path != NULL && sp->argv != NULL && sp->argv[0] != NULL && sp->envp != NULL,
                TSR_E_INTERNAL, "spawn: missing argument");
     TSR_ENSURE(!sp->drop || sp->uid != 0, TSR_E_INPUT, "refusing to run the workload as root");
-    int pipefd[2] = {-1, -1};
-    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    TSR_ENSURE(devnull >= 0, TSR_E_IO, "open /dev/null: %s", strerror(errno));
-    if (pipe2(pipefd, O_CLOEXEC) != 0) {
-        int e = errno;
-        close(devnull);
-        return TSR_FAIL(TSR_E_IO, "pipe: %s", strerror(e));
-    }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) child_main(sp, devnull, pipefd[1], parent);
-    int fork_errno = errno;
-    close(pipefd[1]);
-    close(devnull);
-    if (pid < 0) {
-        close(pipefd[0]);
-        return TSR_FAIL(TSR_E_IO, "fork: %s", strerror(fork_errno));
-    }
-    int msg[2] = {0, 0};
-    ssize_t got;
-    do {
-        got = read(pipefd[0], msg, sizeof msg);
-    } while (got < 0 && errno == EINTR);
-    close(pipefd[0]);
-    if (got == 0) {
-        *pid_out = pid; /* exec succeeded: the pipe closed with it */
-        return 0;
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (got != (ssize_t)sizeof msg) return TSR_FAIL(TSR_E_IO, "workload start: short report");
-    *exec_errno = msg[1];
-    return TSR_FAIL(msg[0] == STEP_EXEC ? TSR_E_NOTFOUND : TSR_E_IO, "workload %s: %s: %s",
-                    sp->path, step_name(msg[0]), strerror(msg[1]));
+    tsr_spawn ts = {
+        .path = sp->path,
+        .argv = sp->argv,
+        .envp = sp->envp,
+        .stdout_fd = sp->stdout_fd,
+        .stderr_fd = sp->stderr_fd,
+        .extra_fd = -1,
+        .cwd = sp->cwd != NULL ? sp->cwd : "/",
+        .umask = -1,
+        .drop = sp->drop,
+        .uid = sp->uid,
+        .gid = sp->gid,
+        .no_new_privs = true,
+        .die_with_parent = true,
+    };
+    tsr_spawn_failure fail;
+    if (tsr_spawn_run(&ts, pid_out, &fail) == 0) return 0;
+    if (fail.step == 0) return -1;
+    *exec_errno = fail.err;
+    return TSR_FAIL(fail.step == TSR_SPAWN_EXEC ? TSR_E_NOTFOUND : TSR_E_IO, "workload %s: %s: %s",
+                    sp->path, tsr_spawn_step_name(&ts, fail.step), strerror(fail.err));
 }
 
 int sup_exit_code(int wstatus)

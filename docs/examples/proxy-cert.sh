@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue a proxy identity (spiffe://<trust domain>/proxy/<name>) from the
 # gateway's issuing CA with the openssl CLI, following the X509-SVID leaf
-# profile of DESIGN §4. certgen issues gateway and user certificates only.
+# profile of docs/identity.md. certgen issues gateway and user certificates only.
 #
 #   docs/examples/proxy-cert.sh PKI_DIR NAME [TRUST_DOMAIN] [DAYS]
 #

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "drv_local.h"
+#include "tsr_spawn.h"
 
 #define PROC_SUP_IN_SANDBOX "/run/tessera/bin/tessera-supervisor"
 #define PROC_ID_IN_SANDBOX "/run/tessera/identity"
@@ -124,26 +125,20 @@ TSR_WUR static int proc_bwrap_base(const proc_ctx *c, drv_argv *a)
  * create namespaces (a container without user namespaces, a seccomp filter). */
 TSR_WUR static int proc_bwrap_probe(const proc_ctx *c)
 {
-    int rc = -1;
+    int rc = -1, nul = -1;
     drv_argv *a = drv_argv_new(), *e = drv_argv_new();
     TSR_TRY_ENSURE(a != NULL && e != NULL, TSR_E_INTERNAL, "out of memory");
     TSR_TRY(proc_bwrap_base(c, a));
     TSR_TRY(drv_argv_add(a, "--"));
     TSR_TRY(drv_argv_add(a, "true"));
     TSR_TRY(drv_argv_add(e, "PATH=/usr/bin:/bin"));
-    pid_t pid = fork();
-    TSR_TRY_ENSURE(pid >= 0, TSR_E_IO, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int nul = open("/dev/null", O_RDWR);
-        if (nul >= 0) {
-            (void)dup2(nul, 0);
-            (void)dup2(nul, 1);
-            (void)dup2(nul, 2);
-        }
-        (void)close_range(3, ~0u, 0);
-        execve(a->v[0], a->v, e->v);
-        _exit(127);
-    }
+    TSR_TRY_ENSURE((nul = open("/dev/null", O_WRONLY | O_CLOEXEC)) >= 0, TSR_E_IO,
+                   "open /dev/null: %s", strerror(errno));
+    tsr_spawn ts = {.argv = a->v, .envp = e->v, .stdout_fd = nul, .stderr_fd = nul,
+                    .extra_fd = -1, .umask = -1};
+    tsr_spawn_failure fail;
+    pid_t pid = 0;
+    TSR_TRY(tsr_spawn_run(&ts, &pid, &fail));
     int st = 0;
     pid_t w;
     do w = waitpid(pid, &st, 0);
@@ -155,6 +150,7 @@ TSR_WUR static int proc_bwrap_probe(const proc_ctx *c)
                    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
     rc = 0;
 out:
+    if (nul >= 0) close(nul);
     drv_argv_free(a);
     drv_argv_free(e);
     return rc;

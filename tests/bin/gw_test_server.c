@@ -56,18 +56,6 @@ static void log_line(void *a, const char *line)
     fflush(stderr);
 }
 
-static const char *kind_str(enum gw_principal_kind k)
-{
-    switch (k) {
-    case GW_PRINCIPAL_ANONYMOUS: return "anonymous";
-    case GW_PRINCIPAL_UNAUTHENTICATED: return "unauthenticated";
-    case GW_PRINCIPAL_SANDBOX: return "sandbox";
-    case GW_PRINCIPAL_USER: return "user";
-    case GW_PRINCIPAL_PROXY: return "proxy";
-    }
-    return "?";
-}
-
 /* ---- authenticate / still_valid ------------------------------------------ */
 
 /* X509_V_OK or OpenSSL's verdict on the peer's chain. */
@@ -177,8 +165,8 @@ static void echo_unary(const gw_call_ctx *ctx, const uint8_t *msg, size_t len, g
 {
     const gw_principal *p = ctx->principal;
     char head[512];
-    int n = snprintf(head, sizeof head, "kind=%s name=%s serial=%s\n", kind_str(p->kind), p->name,
-                     p->serial_hex);
+    int n = snprintf(head, sizeof head, "kind=%s name=%s serial=%s\n",
+                     gw_principal_kind_name(p->kind), p->name, p->serial_hex);
     if (n < 0 || (size_t)n >= sizeof head) {
         (void)gw_response_fail(resp, GW_STATUS_INTERNAL, "principal text too long");
         return;

@@ -1,4 +1,4 @@
-"""The authorization matrix of DESIGN §5: every RPC x every kind of caller,
+"""The authorization matrix of docs/identity.md: every RPC x every kind of caller,
 exact status codes, through the stock grpcio client against the real gateway."""
 import datetime
 import uuid

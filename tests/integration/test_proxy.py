@@ -1,4 +1,4 @@
-"""The gateway behind a TLS terminator (DESIGN §6), with a real nginx running
+"""The gateway behind a TLS terminator (docs/operations.md), with a real nginx running
 docs/examples/nginx-tessera.conf: the client's certificate is forwarded per
 request and re-verified by the gateway, so authorization through the proxy
 matches authorization direct. Then the header from callers that may not

@@ -1,4 +1,4 @@
-"""RenewCertificate through the group commit (gateway/gw_commit.c) and the
+"""RenewCertificate through the group commit (gateway/store/gw_commit.c) and the
 transport's held calls (gw_call_hold): many renewals in flight on one
 connection and on many, calls that give up while their record is being
 written, a sandbox deleted while its renewals wait, and a shutdown with

@@ -1,5 +1,5 @@
-"""The gateway's gRPC transport (gateway/gw_server.c, gw_h2.c, gw_tls.c,
-gw_grpc.c) driven through tests/bin/gw_test_server with a stock grpcio
+"""The gateway's gRPC transport (gateway/transport/gw_server.c, gw_h2.c, gw_tls.c,
+grpc/grpc_frame.c) driven through tests/bin/gw_test_server with a stock grpcio
 client and with hand-made TLS / HTTP/2 (python3-h2) for hostile peers.
 
 After every hostile case the test checks that the server is still up and
@@ -394,7 +394,7 @@ def test_echo_shows_principal(server):
 
 # An idle connection is parked after GW_PARK_AFTER_MS (1 s) without I/O, at
 # the next 250 ms tick: its HTTP/2 session gives back the pages of its frame
-# buffer and stream map (gateway/gw_h2.c). Waking it must change nothing.
+# buffer and stream map (gateway/transport/gw_h2.c). Waking it must change nothing.
 PARKED_AFTER_S = 1.0 + 0.25 + 0.5
 
 

@@ -26,7 +26,7 @@ the leftover-process check. Asserted:
   rotated at least ROTATION_FLOOR of what its lifetime allows;
 * denials: every denial the gateway counted (tessera_denials_total by
   reason) is one the client loop provoked, and every client call got
-  exactly the status DESIGN §5 gives;
+  exactly the status docs/identity.md gives;
 * logs: per sandbox the stored workload lines are 1..max without a gap,
   nothing was counted as dropped, and the pipeline caught up: a line
   written after the end of the soak is stored (so every line written

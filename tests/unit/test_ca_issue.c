@@ -1,4 +1,4 @@
-/* Issuance per DESIGN §4: every profile field parsed back with OpenSSL, and
+/* Issuance per docs/identity.md: every profile field parsed back with OpenSSL, and
  * an independent check with the `openssl verify` command line. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* Clock skew between the issuer and a verifier: what the 60 s notBefore
- * backdate of DESIGN §4 covers and what it does not.
+ * backdate of docs/identity.md covers and what it does not.
  *
  * Every leaf is issued with an explicit `now` (the issuer's clock, offset
  * from a fixed true time T) through both issuance paths (ca_issue_leaf, as at

@@ -11,7 +11,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "cl_proto.h"
-#include "gw_grpc.h"
+#include "grpc_frame.h"
 
 /* ---- cl_addr_parse -------------------------------------------------------- */
 
@@ -139,7 +139,7 @@ static void test_timeout_format(void **state)
         assert_string_equal(out, cases[i].want);
         /* The gateway's parser reads it back as at least the deadline. */
         int64_t back = 0;
-        assert_int_equal(gw_grpc_timeout_parse(out, strlen(out), &back), 0);
+        assert_int_equal(grpc_timeout_parse(out, strlen(out), &back), 0);
         assert_true(back >= cases[i].ms);
     }
     /* Beyond 99999999 hours: refused rather than shortened. */

@@ -34,7 +34,7 @@ static const struct who WHO[] = {
     {"proxy", GW_PRINCIPAL_PROXY, GW_ROLE_NONE},
 };
 
-/* Expected status per RPC, columns in WHO order (DESIGN §5). */
+/* Expected status per RPC, columns in WHO order (docs/identity.md). */
 static const int EXPECT[GW_RPC_COUNT][8] = {
     /* No rule: nobody's to call, not even anonymous health checkers. */
     [GW_RPC_NONE] = {DENIED, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED},

@@ -1,4 +1,4 @@
-/* gw_forward: forwarded client certificates (DESIGN §6). The decoders first
+/* gw_forward: forwarded client certificates (docs/operations.md). The decoders first
  * (refusals, then acceptances), then the decision with a real trust bundle,
  * revocation set and configuration: who may forward, and what the forwarded
  * certificate becomes. Certificates are forged with raw OpenSSL

@@ -1,5 +1,5 @@
 /* The gateway's mint for a driver's restart (gw_sandbox_mint_for_driver,
- * drivers/drv_abi.h mint_identity): only a live sandbox of the asking
+ * drivers/abi/drv_abi.h mint_identity): only a live sandbox of the asking
  * driver gets one, under renewal's rate limit; the certificate is recorded
  * before it is handed out, audited with the gateway as the caller, and
  * revoked with the others when the sandbox is deleted. Refusals first. */

@@ -1,4 +1,4 @@
-/* A sandbox's state follows its driver (gateway/gw_state.c), against the
+/* A sandbox's state follows its driver (gateway/service/gw_state.c), against the
  * in-memory driver plugin (tests/drivers/mem) loaded as the gateway loads
  * drivers: a change is recorded, an unchanged state is not rewritten, the
  * cache, a create in flight and a deleted sandbox are left alone, an

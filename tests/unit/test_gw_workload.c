@@ -1,5 +1,5 @@
 /* What a sandbox runs, as the gateway checks it before anything is minted
- * (gateway/gw_workload.c): image references by Docker's grammar, a
+ * (gateway/service/gw_workload.c): image references by Docker's grammar, a
  * command's and an env's bounds, NUL bytes found on the wire. Every refusal
  * is INVALID_ARGUMENT naming the field. Refusals first. */
 #include <setjmp.h>

@@ -1,7 +1,7 @@
 /* Test-only certificate forge: raw OpenSSL EVP/X509 calls, no Tessera CA code,
  * so tests of the verifier never depend on the issuer they are checking.
  *
- * A spec starts from a profile (root, issuing CA, leaf per DESIGN §4) and a
+ * A spec starts from a profile (root, issuing CA, leaf per docs/identity.md) and a
  * test tweaks one field: validity, SANs, basicConstraints, keyUsage, EKU,
  * nameConstraints; the signer is chosen at tu_forge time. */
 #ifndef TU_CERTFORGE_H
@@ -38,7 +38,7 @@ typedef struct tu_cert_spec {
     char nc_buf[300];              /* storage for name_constraints built by tu_spec_issuing */
 } tu_cert_spec;
 
-/* Profiles of DESIGN §4, valid around `now`. */
+/* Profiles of docs/identity.md, valid around `now`. */
 void tu_spec_root(tu_cert_spec *spec, int64_t now);
 void tu_spec_issuing(tu_cert_spec *spec, int64_t now, const char *trust_domain);
 void tu_spec_leaf(tu_cert_spec *spec, int64_t now, const char *uri);
