@@ -303,7 +303,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool unparsed = (flags & 64) != 0;
     X509 *cert = NULL;
     int sign = unparsed ? ca_sign_csr_unparsed(pki->issuing, der, len, SANDBOX_ID, 3600,
-                                               FUZZ_NOW, &cert)
+                                               FUZZ_NOW, &cert, NULL, NULL)
                         : ca_sign_csr(pki->issuing, der, len, SANDBOX_ID, 3600, FUZZ_NOW, &cert);
     bool want = ref_key != NULL && reference_identity_ok(ref_req);
     FUZZ_CHECK((sign == 0) == want);
