@@ -75,6 +75,18 @@ $(O)/gen/%.pb-c.c $(O)/gen/%.pb-c.h: proto/%.proto
 $(PROTO_OBJ): %.o: %.c $(O)/.flags
 	$(Q)$(CC) -std=c17 -O2 -g -fPIE $(DEFS) -isystem $(O)/gen $(MODE_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
+# ---- version (common/tsr_version.c, `--version` of every binary) -------------
+# $(O)/gen/tsr_build.h is rewritten only when the release or `git describe`
+# changes, so that a commit rebuilds one object.
+TSR_VERSION := 0.1.0
+TSR_GIT_DESCRIBE := $(shell git describe --always --dirty --tags 2>/dev/null || echo unknown)
+TSR_BUILD_H = printf '\#define TSR_VERSION "%s"\n\#define TSR_GIT_DESCRIBE "%s"\n' \
+	'$(TSR_VERSION)' '$(TSR_GIT_DESCRIBE)'
+$(O)/gen/tsr_build.h: FORCE
+	@mkdir -p $(O)/gen
+	@$(TSR_BUILD_H) | cmp -s - $@ || $(TSR_BUILD_H) > $@
+$(O)/obj/common/tsr_version.o: $(O)/gen/tsr_build.h
+
 # ---- sources ----------------------------------------------------------------
 COMMON_SRC  := $(wildcard common/*.c)
 CA_SRC      := $(wildcard ca/*.c)
@@ -386,9 +398,9 @@ bench: deps
 BIN_VM_RELAY := $(O)/bin/tessera-vm-relay
 all: $(BIN_VM_RELAY)
 
-$(BIN_VM_RELAY): $(call obj,drivers/vm/relay/vm_relay.c)
+$(BIN_VM_RELAY): $(call obj,drivers/vm/relay/vm_relay.c) $(call obj,common/tsr_version.c)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs openssl)
 
 .PHONY: vm-image
 vm-image: deps

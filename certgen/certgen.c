@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cg.h"
+#include "tsr_version.h"
 
 static const struct {
     const char *name;
@@ -25,12 +26,14 @@ static void usage(FILE *out)
                  "Bootstrap and maintain the PKI of a Tessera gateway.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-15s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nRun 'certgen COMMAND --help' for the options of a command.\n"
+    fprintf(out, "\nRun 'certgen COMMAND --help' for the options of a command;\n"
+                 "'certgen --version' for the version.\n"
                  "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
 int main(int argc, char **argv)
 {
+    if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "certgen");
     if (argc < 2) {
         usage(stderr);
         return CG_USAGE;

@@ -10,6 +10,7 @@
 #include "ca_spiffe.h"
 #include "cli.h"
 #include "tsr_time.h"
+#include "tsr_version.h"
 
 #define DEFAULT_ADDR "127.0.0.1:8443"
 #define DEFAULT_PKI "var/pki"
@@ -50,6 +51,7 @@ static const char main_help[] =
     "                         for the address (its SPIFFE ID is still checked)\n"
     "  --json                 one JSON document on stdout instead of tables\n"
     "  -h, --help             this help; COMMAND --help for a command's\n"
+    "  -V, --version          version, git describe and OpenSSL version\n"
     "\n"
     "Exit status: 0 success, 1 the call failed (the gRPC status is printed),\n"
     "2 usage error.\n";
@@ -548,6 +550,7 @@ static int setup(cli_ctx *c)
 
 int main(int argc, char **argv)
 {
+    if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "tessera");
     cli_ctx c;
     memset(&c, 0, sizeof c);
     c.verify_host = true;

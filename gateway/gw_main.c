@@ -16,13 +16,17 @@
 #include "gw_config.h"
 #include "gw_forward.h"
 #include "gw_identity.h"
+#include "gw_lock.h"
 #include "gw_metrics.h"
 #include "gw_metrics_server.h"
 #include "gw_rpcs.h"
 #include "gw_reload.h"
 #include "gw_server.h"
 #include "gw_tls.h"
+#include "tsr_fs.h"
+#include "tsr_log.h"
 #include "tsr_time.h"
+#include "tsr_version.h"
 #include "gw_revocation.h"
 
 static gw_server *running_server;
@@ -59,8 +63,11 @@ static void *reload_thread(void *arg)
         if (sigwait(&hup, &sig) != 0) continue;
         if (atomic_load(&r->quit)) break;
         fprintf(stderr, "tessera-gateway: SIGHUP: reloading %s\n", r->opts.config_path);
+        /* logrotate moved the audit log away: write to a new file. */
+        if (gw_audit_reopen(r->app->audit) != 0)
+            fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         if (gw_reload(r->app, r->server, &r->opts) != 0) {
-            fprintf(stderr, "tessera-gateway: reload refused, still serving with the previous "
+            fprintf(stderr, "<4>tessera-gateway: reload refused, still serving with the previous "
                             "PKI and config: %s\n",
                     tsr_errmsg());
             continue;
@@ -156,6 +163,7 @@ static void usage(FILE *out)
             "  -l, --listen ADDR     override the listen address (127.0.0.1:8443, [::1]:0)\n"
             "      --check           validate the configuration, the PKI it names and the\n"
             "                        driver plugins with their options, then exit\n"
+            "  -V, --version         version, git describe and OpenSSL version\n"
             "  -h, --help            this text\n");
 }
 
@@ -163,6 +171,7 @@ int main(int argc, char **argv)
 {
     const char *config_path = NULL, *listen = NULL, *test_ttl = NULL;
     int check_only = 0;
+    if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "tessera-gateway");
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
@@ -187,6 +196,10 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* Every stderr line gets a time and a level (journald priorities under
+     * systemd): tsr_log.h. */
+    (void)tsr_log_stderr_init();
+
     /* Before any thread exists, so that every thread inherits it. */
     sigset_t hup;
     sigemptyset(&hup);
@@ -200,12 +213,13 @@ int main(int argc, char **argv)
     gw_config *cfg = NULL;
     gw_app app = {0};
     int app_ready = 0;
+    int lock_fd = -1;
     SSL_CTX *ssl_ctx = NULL;
     gw_server *server = NULL;
     gw_metrics_server *metrics = NULL;
 
     if (gw_config_load(config_path, &cfg) != 0) {
-        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
     if (listen != NULL && gw_config_set_listen(cfg, listen) != 0) {
@@ -225,8 +239,15 @@ int main(int argc, char **argv)
                         "(--test-sandbox-ttl); never use this in production\n",
                 (long long)ttl);
     }
+    /* One gateway per data directory (--check reads, it may run beside the
+     * gateway it checks). */
+    if (!check_only && (tsr_mkdir_p(cfg->data_dir, 0700) != 0 ||
+                        gw_datadir_lock(cfg->data_dir, &lock_fd) != 0)) {
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
     if (gw_app_init(&app, cfg) != 0) {
-        fprintf(stderr, "tessera-gateway: %s\n(run `make run` or `certgen init --out var/pki` to "
+        fprintf(stderr, "<3>tessera-gateway: %s\n(run `make run` or `certgen init --out var/pki` to "
                         "create the PKI)\n",
                 tsr_errmsg());
         goto out;
@@ -246,7 +267,7 @@ int main(int argc, char **argv)
          * options are wrong is reported here. */
         dial_addr(cfg->listen_host, cfg->listen_port, gateway_addr, sizeof gateway_addr);
         if (gw_app_check_drivers(&app, drivers_dir, supervisor, gateway_addr) != 0) {
-            fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+            fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
             goto out;
         }
         printf("configuration OK: %s (trust domain %s, %zu users, %zu trusted proxies, "
@@ -261,7 +282,7 @@ int main(int argc, char **argv)
     size_t n_methods = 0;
     const gw_method *methods = gw_methods(&n_methods);
     if (gw_metrics_set_methods(methods, n_methods) != 0) {
-        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
     gw_server_config scfg = {
@@ -293,15 +314,16 @@ int main(int argc, char **argv)
         .unix_gid = cfg->proxy_socket_gid,
         .authenticate_local = gw_identity_authenticate_local,
     };
-    if (gw_server_new(&scfg, &server) != 0) {
-        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+    if (gw_listen_probe(cfg->listen_host, cfg->listen_port) != 0 ||
+        gw_server_new(&scfg, &server) != 0) {
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
     /* Supervisors dial the address we actually listen on. */
     dial_addr(cfg->listen_host, gw_server_port(server), gateway_addr, sizeof gateway_addr);
     if (gw_app_attach_drivers(&app, drivers_dir, supervisor, gateway_addr) != 0 ||
         gw_app_start_reconcile(&app) != 0) {
-        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
 
@@ -327,7 +349,7 @@ int main(int argc, char **argv)
 
     if (cfg->metrics_host[0] != '\0' &&
         gw_metrics_server_start(cfg->metrics_host, cfg->metrics_port, &metrics) != 0) {
-        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
     printf("tessera-gateway listening on %s (trust domain %s)\n", gateway_addr,
@@ -341,7 +363,7 @@ int main(int argc, char **argv)
         printf("tessera-gateway proxy socket on unix:%s\n", cfg->proxy_socket_path);
     fflush(stdout);
     if (gw_server_run(server) != 0) {
-        fprintf(stderr, "tessera-gateway: %s\n", tsr_errmsg());
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
     fprintf(stderr, "tessera-gateway: stopped\n");
@@ -359,5 +381,6 @@ out:
     SSL_CTX_free(ssl_ctx);
     if (app_ready) gw_app_fini(&app);
     gw_config_free(cfg);
+    if (lock_fd >= 0) close(lock_fd);
     return rc;
 }

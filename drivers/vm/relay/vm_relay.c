@@ -31,6 +31,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tsr_version.h"
+
 #define RELAY_MAX_CONNS 64
 #define RELAY_CONNECT_MS 10000
 #define RELAY_IDLE_MS (15 * 60 * 1000)
@@ -131,6 +133,7 @@ static int relay_write_all(int fd, const char *buf, size_t len)
 
 int main(int argc, char **argv)
 {
+    if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "tessera-vm-relay");
     if (argc != 3) return 1;
     signal(SIGPIPE, SIG_IGN);
     if (relay_take_slot() < 0) return 1;
