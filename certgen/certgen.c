@@ -12,6 +12,11 @@ static const struct {
 } commands[] = {
     {"init", cg_cmd_init, "create root CA, issuing CA, gateway and user certificates"},
     {"issue-user", cg_cmd_issue_user, "issue (or re-issue) an operator client certificate"},
+    {"issue-proxy", cg_cmd_issue_proxy,
+     "issue a proxy client certificate, recorded in the gateway's database"},
+    {"renew-gateway", cg_cmd_renew_gateway,
+     "renew the gateway certificate (new key, same names) offline"},
+    {"list", cg_cmd_list, "list the recorded gateway and proxy certificates"},
     {"inspect", cg_cmd_inspect, "show what a certificate file holds"},
     {"rotate-issuing", cg_cmd_rotate_issuing,
      "replace the issuing CA under the same root and re-issue the gateway"},

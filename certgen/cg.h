@@ -29,6 +29,13 @@ int cg_cmd_inspect(int argc, char **argv);
 int cg_cmd_rotate_issuing(int argc, char **argv);
 int cg_cmd_rotate_root(int argc, char **argv);
 int cg_cmd_retire_root(int argc, char **argv);
+int cg_cmd_renew_gateway(int argc, char **argv);
+int cg_cmd_issue_proxy(int argc, char **argv);
+int cg_cmd_list(int argc, char **argv);
+
+/* Record `cert` (SPIFFE ID spiffe_id, no sandbox) in the gateway's database
+ * at store_path, which must exist (cg_proxy.c). */
+TSR_WUR int cg_record(const char *store_path, X509 *cert, const char *spiffe_id);
 
 /* Messages: "certgen <cmd>: ..." on stderr. */
 void cg_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
@@ -21,6 +22,7 @@
 #include "gw_metrics_server.h"
 #include "gw_rpcs.h"
 #include "gw_reload.h"
+#include "gw_selfrenew.h"
 #include "gw_server.h"
 #include "gw_tls.h"
 #include "tsr_fs.h"
@@ -45,6 +47,7 @@ typedef struct reloader {
     gw_app *app;
     gw_server *server;
     gw_reload_opts opts;
+    gw_selfrenew *renew;   /* ticked once a second on this thread */
 } reloader;
 
 static void log_line(const char *line)
@@ -59,9 +62,15 @@ static void *reload_thread(void *arg)
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
     for (;;) {
-        int sig = 0;
-        if (sigwait(&hup, &sig) != 0) continue;
+        /* Once a second: the gateway's own certificate and the expiry
+         * gauges (gw_selfrenew.h), on this thread so never during a reload. */
+        struct timespec tick = {.tv_sec = 1, .tv_nsec = 0};
+        int sig = sigtimedwait(&hup, NULL, &tick);
         if (atomic_load(&r->quit)) break;
+        if (sig != SIGHUP) {
+            gw_selfrenew_tick(r->renew, 0);
+            continue;
+        }
         fprintf(stderr, "tessera-gateway: SIGHUP: reloading %s\n", r->opts.config_path);
         /* logrotate moved the audit log away: write to a new file. */
         if (gw_audit_reopen(r->app->audit) != 0)
@@ -80,6 +89,7 @@ static void *reload_thread(void *arg)
                         "sandbox certificates %llds; open connections kept\n",
                 serial, pki->cfg->n_users, (long long)pki->cfg->sandbox_cert_ttl);
         gw_pki_release(pki);
+        gw_selfrenew_tick(r->renew, 0);
     }
     return NULL;
 }
@@ -246,6 +256,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
+    /* A renewal of the gateway's certificate interrupted by a crash is
+     * finished (or undone) before the PKI is loaded (gw_selfrenew.h). */
+    int recovered = 0;
+    if (!check_only &&
+        gw_gwcert_recover(cfg->server_cert_path, cfg->server_key_path, &recovered) != 0) {
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
+    if (recovered)
+        fprintf(stderr, "tessera-gateway: finished installing the renewed gateway certificate "
+                        "%s.new\n", cfg->server_cert_path);
     if (gw_app_init(&app, cfg) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n(run `make run` or `certgen init --out var/pki` to "
                         "create the PKI)\n",
@@ -337,6 +358,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     rl.app = &app;
     rl.server = server;
+    if (gw_selfrenew_new(&app, server, &rl.renew) != 0) {
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
+    gw_selfrenew_tick(rl.renew, 0);
     rl.opts = (gw_reload_opts){.config_path = config_path,
                                .sandbox_ttl_override = ttl_override,
                                .listen_overridden = listen != NULL,
@@ -376,6 +402,7 @@ out:
         pthread_kill(rl.thread, SIGHUP);
         pthread_join(rl.thread, NULL);
     }
+    gw_selfrenew_free(rl.renew);
     gw_metrics_server_stop(metrics);
     gw_server_free(server);
     SSL_CTX_free(ssl_ctx);

@@ -7,6 +7,7 @@
  * are relaxed atomics: a scrape sees each value whole, not a consistent
  * cross-metric instant (Prometheus clients give no more). */
 #include "gw_metrics.h"
+#include "gw_selfrenew.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -254,6 +255,7 @@ int gw_metrics_render(char **out, size_t *len)
            "Audit lines not (fully) written: disk full, I/O error, closed descriptor.");
     fprintf(f, "tessera_audit_write_failures_total %llu\n",
             (unsigned long long)get(&M.audit_write_failures));
+    gw_expiry_render(f);
     render_methods(f, atomic_load_explicit(&M.n_methods, memory_order_acquire));
 
     int failed = ferror(f);
