@@ -14,6 +14,7 @@
 #include "ca_pem.h"
 #include "gw_app.h"
 #include "gw_authz.h"
+#include "gw_bundle_endpoint.h"
 #include "gw_config.h"
 #include "gw_forward.h"
 #include "gw_identity.h"
@@ -227,6 +228,7 @@ int main(int argc, char **argv)
     SSL_CTX *ssl_ctx = NULL;
     gw_server *server = NULL;
     gw_metrics_server *metrics = NULL;
+    gw_bundle_endpoint *bundle_ep = NULL;
 
     if (gw_config_load(config_path, &cfg) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
@@ -378,6 +380,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
+    if (cfg->bundle_host[0] != '\0' && gw_bundle_endpoint_start(&app, &bundle_ep) != 0) {
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
+        goto out;
+    }
     printf("tessera-gateway listening on %s (trust domain %s)\n", gateway_addr,
            cfg->trust_domain);
     if (metrics != NULL) {
@@ -387,6 +393,13 @@ int main(int argc, char **argv)
     }
     if (cfg->proxy_socket_path[0] != '\0')
         printf("tessera-gateway proxy socket on unix:%s\n", cfg->proxy_socket_path);
+    if (bundle_ep != NULL) {
+        int bv6 = strchr(cfg->bundle_host, ':') != NULL;
+        printf("tessera-gateway SPIFFE bundle endpoint on https://%s%s%s:%u/ (%s)\n",
+               bv6 ? "[" : "", cfg->bundle_host, bv6 ? "]" : "",
+               gw_bundle_endpoint_port(bundle_ep),
+               cfg->bundle_cert_path[0] ? "https_web" : "https_spiffe");
+    }
     fflush(stdout);
     if (gw_server_run(server) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
@@ -404,6 +417,7 @@ out:
     }
     gw_selfrenew_free(rl.renew);
     gw_metrics_server_stop(metrics);
+    gw_bundle_endpoint_stop(bundle_ep);
     gw_server_free(server);
     SSL_CTX_free(ssl_ctx);
     if (app_ready) gw_app_fini(&app);
