@@ -26,7 +26,7 @@ O ?= build/$(BUILD)
 endif
 
 CC ?= cc
-PKGS := openssl libnghttp2 libprotobuf-c yaml-0.1 sqlite3
+PKGS := openssl libnghttp2 libprotobuf-c yaml-0.1 sqlite3 zlib libsystemd
 PYTHON := /usr/bin/python3
 
 WARN := -std=c17 -Wall -Wextra -Wpedantic -Wformat=2 -Wshadow -Wcast-qual \
@@ -61,7 +61,8 @@ ALL_LDFLAGS = $(MODE_LDFLAGS) $(LDFLAGS)
 LDLIBS_ALL  = $(PKG_LIBS) -lpthread -ldl
 
 # ---- generated protobuf-c code -------------------------------------------
-PROTOS    := proto/tessera/v1/gateway.proto proto/grpc/health/v1/health.proto
+PROTOS    := proto/tessera/v1/gateway.proto proto/grpc/health/v1/health.proto \
+             proto/grpc/reflection/v1/reflection.proto proto/grpc/reflection/v1alpha/reflection.proto
 PROTO_C   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.c)
 PROTO_H   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.h)
 PROTO_OBJ := $(PROTO_C:%.c=%.o)
@@ -74,6 +75,21 @@ $(O)/gen/%.pb-c.c $(O)/gen/%.pb-c.h: proto/%.proto
 # Generated code is compiled without -Werror-level pedantry it was not written for.
 $(PROTO_OBJ): %.o: %.c $(O)/.flags
 	$(Q)$(CC) -std=c17 -O2 -g -fPIE $(DEFS) -isystem $(O)/gen $(MODE_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# ---- gRPC server reflection data (gateway/gw_reflection.c) -------------------
+# The descriptor set of $(PROTOS) with their imports, as C data
+# (scripts/gen_reflection.py): embedded at build time, served as is.
+REFL_SET := $(O)/gen/descriptors.pb
+REFL_C   := $(O)/gen/gw_reflection_data.c
+REFL_OBJ := $(O)/gen/gw_reflection_data.o
+$(REFL_SET): $(PROTOS)
+	@mkdir -p $(O)/gen
+	@echo "  PROTOC $@"; $(PYTHON) -m grpc_tools.protoc -Iproto --include_imports \
+	    --descriptor_set_out=$@ $(PROTOS)
+$(REFL_C): $(REFL_SET) scripts/gen_reflection.py
+	@echo "  GEN $@"; $(PYTHON) scripts/gen_reflection.py $< $@
+$(REFL_OBJ): $(REFL_C) gateway/gw_reflection_data.h $(O)/.flags
+	$(Q)$(CC) -std=c17 -O2 -g -fPIE $(DEFS) -Igateway $(MODE_CFLAGS) -c $< -o $@
 
 # ---- version (common/tsr_version.c, `--version` of every binary) -------------
 # $(O)/gen/tsr_build.h is rewritten only when the release or `git describe`
@@ -142,7 +158,7 @@ $(O)/obj/%.o: %.c $(O)/.flags | $(PROTO_H)
 
 $(LIB_COMMON): $(call obj,$(COMMON_SRC))
 $(LIB_CA):     $(call obj,$(CA_SRC))
-$(LIB_PROTO):  $(PROTO_OBJ)
+$(LIB_PROTO):  $(PROTO_OBJ) $(REFL_OBJ)
 $(LIB_GW):     $(call obj,$(GW_LIB_SRC))
 $(LIB_CLIENT): $(call obj,$(CLIENT_SRC))
 $(LIB_TESTUTIL): $(call obj,$(TESTUTIL_SRC))

@@ -119,7 +119,8 @@ enum gw_deframe_result gw_deframer_feed(gw_deframer *d, const uint8_t *in, size_
          * "compressed by an algorithm the server does not support", which
          * compression.md answers with UNIMPLEMENTED (+ grpc-accept-encoding,
          * added by the transport). Any other flag value is a broken frame. */
-        if (flag == 1)
+        d->compressed = flag == 1 && d->allow_compressed;
+        if (flag == 1 && !d->allow_compressed)
             return fail(d, GW_STATUS_UNIMPLEMENTED,
                         "compressed messages are not supported (grpc-accept-encoding: identity)");
         if (flag > 1)

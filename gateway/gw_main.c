@@ -17,6 +17,8 @@
 #include "gw_bundle_endpoint.h"
 #include "gw_config.h"
 #include "gw_forward.h"
+#include "gw_health.h"
+#include "gw_metrics_grpc.h"
 #include "gw_identity.h"
 #include "gw_lock.h"
 #include "gw_metrics.h"
@@ -37,6 +39,9 @@ static gw_server *running_server;
 static void on_signal(int sig)
 {
     (void)sig;
+    /* Health says NOT_SERVING from now on (Check, and Watch streams at
+     * their next tick), while the drain runs. */
+    gw_health_set_draining();
     if (running_server != NULL) gw_server_stop(running_server);
 }
 
@@ -329,6 +334,8 @@ int main(int argc, char **argv)
         .log = log_transport_event,
         .event = gw_metrics_server_event,
         .call_done = gw_metrics_call_done,
+        .call_started = gw_metrics_grpc_started,
+        .call_finished = gw_metrics_grpc_finished,
         .forward_header = cfg->proxy_header,
         .authenticate_forwarded = gw_forward_authenticate,
         .unix_path = cfg->proxy_socket_path[0] != '\0' ? cfg->proxy_socket_path : NULL,

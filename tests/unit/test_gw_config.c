@@ -92,7 +92,7 @@ static void test_refusals(void **state)
         /* unknown keys */
         {"trust_domain: a.b\nbogus: 1\n",
          ":2: unknown key \"bogus\" (expected one of: trust_domain, listen, workers, data_dir, "
-         "pki, store, secrets, audit, certificates, limits, users, drivers, proxy, metrics)"},
+         "pki, store, secrets, audit, certificates, limits, users, drivers, proxy, metrics, bundle_endpoint)"},
         {"limits:\n  max_message_bytes: 2048\n  max_msg: 5\n",
          ":3: unknown key \"max_msg\" (expected one of: max_message_bytes, "
          "max_concurrent_streams, max_connections, handshake_timeout, idle_timeout, "
