@@ -425,3 +425,47 @@ vm-image: deps
 	    --supervisor $(BIN_SUPERVISOR)
 test: vm-image
 # ---- end vm driver ----------------------------------------------------------------
+# ---- install (docs/operations.md, "Installing") -------------------------------
+#   make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]
+# binaries in $(PREFIX)/bin, driver plugins in $(PREFIX)/lib/tessera/drivers
+# (where tessera-gateway looks by default), the systemd unit in
+# $(PREFIX)/lib/systemd/system, the tessera user in $(SYSCONFDIR)/sysusers.d,
+# an example configuration $(SYSCONFDIR)/tessera/gateway.yaml.example (a real
+# gateway.yaml is never touched) and the docs in $(PREFIX)/share/doc/tessera.
+# The unit and the example name the paths of this install (INSTALL_SUBST
+# rewrites the default layout's).
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+INSTALL_BINDIR := $(PREFIX)/bin
+INSTALL_LIBDIR := $(PREFIX)/lib/tessera
+INSTALL_UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL_SYSUSERSDIR ?= $(SYSCONFDIR)/sysusers.d
+INSTALL_DOCDIR ?= $(PREFIX)/share/doc/tessera
+INSTALL_BINS := certgen tessera tessera-gateway tessera-supervisor tessera-vm-relay
+INSTALL_SUBST = sed -e 's|/usr/local/bin/|$(INSTALL_BINDIR)/|g' \
+	-e 's|/usr/local/lib/tessera/|$(INSTALL_LIBDIR)/|g' \
+	-e 's|/usr/local/share/doc/tessera/|$(INSTALL_DOCDIR)/|g' \
+	-e 's|/etc/tessera|$(SYSCONFDIR)/tessera|g'
+.PHONY: install
+install: all
+	install -d -m 0755 $(DESTDIR)$(INSTALL_BINDIR) $(DESTDIR)$(INSTALL_LIBDIR)/drivers \
+	    $(DESTDIR)$(INSTALL_UNITDIR) $(DESTDIR)$(INSTALL_SYSUSERSDIR) $(DESTDIR)$(INSTALL_DOCDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/tessera
+	install -m 0755 $(addprefix $(O)/bin/,$(INSTALL_BINS)) $(DESTDIR)$(INSTALL_BINDIR)/
+	install -m 0644 $(DRIVER_SOS) $(DESTDIR)$(INSTALL_LIBDIR)/drivers/
+	$(INSTALL_SUBST) config/tessera-gateway.service > $(DESTDIR)$(INSTALL_UNITDIR)/tessera-gateway.service
+	chmod 0644 $(DESTDIR)$(INSTALL_UNITDIR)/tessera-gateway.service
+	install -m 0644 config/tessera.sysusers $(DESTDIR)$(INSTALL_SYSUSERSDIR)/tessera.conf
+	$(INSTALL_SUBST) config/production/gateway.yaml > $(DESTDIR)$(SYSCONFDIR)/tessera/gateway.yaml.example
+	chmod 0640 $(DESTDIR)$(SYSCONFDIR)/tessera/gateway.yaml.example
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(INSTALL_DOCDIR)/
+# ---- end install --------------------------------------------------------------
+# ---- container (Containerfile, docs/operations.md "Containers") ---------------
+# `make container`: build/container/rootfs from this build, then
+# `podman build -t tessera-gateway:$(TSR_VERSION) $(O)/container`.
+.PHONY: container
+container: all
+	@scripts/container_rootfs.sh $(O) $(O)/container
+	podman build -t tessera-gateway:$(TSR_VERSION) $(O)/container
+# ---- end container ------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include "gw_lock.h"
 #include "gw_metrics.h"
 #include "gw_metrics_server.h"
+#include "gw_notify.h"
 #include "gw_rpcs.h"
 #include "gw_reload.h"
 #include "gw_selfrenew.h"
@@ -35,6 +36,8 @@
 #include "gw_revocation.h"
 
 static gw_server *running_server;
+static atomic_int stop_seen;   /* SIGTERM/SIGINT arrived: the reload thread notifies */
+static char ready_status[600];
 
 static void on_signal(int sig)
 {
@@ -42,6 +45,7 @@ static void on_signal(int sig)
     /* Health says NOT_SERVING from now on (Check, and Watch streams at
      * their next tick), while the drain runs. */
     gw_health_set_draining();
+    atomic_store(&stop_seen, 1);
     if (running_server != NULL) gw_server_stop(running_server);
 }
 
@@ -73,11 +77,13 @@ static void *reload_thread(void *arg)
         struct timespec tick = {.tv_sec = 1, .tv_nsec = 0};
         int sig = sigtimedwait(&hup, NULL, &tick);
         if (atomic_load(&r->quit)) break;
+        if (atomic_load(&stop_seen)) gw_notify_stopping();
         if (sig != SIGHUP) {
             gw_selfrenew_tick(r->renew, 0);
             continue;
         }
         fprintf(stderr, "tessera-gateway: SIGHUP: reloading %s\n", r->opts.config_path);
+        gw_notify_reloading();
         /* logrotate moved the audit log away: write to a new file. */
         if (gw_audit_reopen(r->app->audit) != 0)
             fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
@@ -85,6 +91,7 @@ static void *reload_thread(void *arg)
             fprintf(stderr, "<4>tessera-gateway: reload refused, still serving with the previous "
                             "PKI and config: %s\n",
                     tsr_errmsg());
+            gw_notify_ready(ready_status);
             continue;
         }
         gw_pki *pki = gw_app_pki(r->app);
@@ -95,6 +102,7 @@ static void *reload_thread(void *arg)
                         "sandbox certificates %llds; open connections kept\n",
                 serial, pki->cfg->n_users, (long long)pki->cfg->sandbox_cert_ttl);
         gw_pki_release(pki);
+        gw_notify_ready(ready_status);
         gw_selfrenew_tick(r->renew, 0);
     }
     return NULL;
@@ -141,10 +149,15 @@ static int plugin_paths(const gw_config *cfg, char *drivers_dir, size_t dcap, ch
         fprintf(stderr, "tessera-gateway: cannot find my own executable\n");
         return -1;
     }
-    if (cfg->drivers_dir[0] != '\0')
+    if (cfg->drivers_dir[0] != '\0') {
         snprintf(drivers_dir, dcap, "%s", cfg->drivers_dir);
-    else
+    } else {
+        /* The build tree (build/bin/../drivers), else an installed layout
+         * (PREFIX/bin/../lib/tessera/drivers, `make install`). */
         snprintf(drivers_dir, dcap, "%s/../drivers", bin_dir);
+        if (!tsr_path_exists(drivers_dir))
+            snprintf(drivers_dir, dcap, "%s/../lib/tessera/drivers", bin_dir);
+    }
     if (cfg->supervisor_path[0] != '\0')
         snprintf(supervisor, scap, "%s", cfg->supervisor_path);
     else
@@ -408,10 +421,14 @@ int main(int argc, char **argv)
                cfg->bundle_cert_path[0] ? "https_web" : "https_spiffe");
     }
     fflush(stdout);
+    snprintf(ready_status, sizeof ready_status, "serving on %s (trust domain %s)", gateway_addr,
+             cfg->trust_domain);
+    gw_notify_ready(ready_status);
     if (gw_server_run(server) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         goto out;
     }
+    gw_notify_stopping();
     fprintf(stderr, "tessera-gateway: stopped\n");
     rc = 0;
 out:
