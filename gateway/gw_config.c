@@ -794,7 +794,10 @@ int gw_config_load(const char *path, gw_config **out)
                            GW_CONFIG_MAX_BYTES);
         goto out;
     }
-    TSR_TRY(tsr_yaml_parse(path, buf, len, &tsr_yaml_limits_config, &doc));
+    /* The configuration's errors point at file:line:column. */
+    tsr_yaml_limits lim = tsr_yaml_limits_config;
+    lim.columns = true;
+    TSR_TRY(tsr_yaml_parse(path, buf, len, &lim, &doc));
     TSR_TRY(config_dir(path, base));
 
     c = calloc(1, sizeof *c);
