@@ -180,6 +180,30 @@ static void log_transport_event(void *app, const char *line)
     fprintf(stderr, "tessera-gateway: %s\n", line);
 }
 
+/* A PKI file the configuration names is missing: say how to make one.
+ * `make run` only for the checkout's own layout (var/pki beside
+ * config/gateway.yaml); a production configuration gets certgen. */
+static void pki_hint(const gw_config *cfg)
+{
+    const char *files[] = {cfg->bundle_path, cfg->issuing_cert_path, cfg->issuing_key_path,
+                           cfg->server_cert_path, cfg->server_key_path};
+    const char *missing = NULL;
+    for (size_t i = 0; i < sizeof files / sizeof files[0] && missing == NULL; i++)
+        if (!tsr_path_exists(files[i])) missing = files[i];
+    if (missing == NULL) return;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", cfg->bundle_path);
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL) *slash = '\0';
+    static const char dev_bundle[] = "/var/pki/bundle.pem";
+    size_t n = strlen(cfg->bundle_path), k = sizeof dev_bundle - 1;
+    int dev = n >= k && strcmp(cfg->bundle_path + n - k, dev_bundle) == 0;
+    fprintf(stderr,
+            "<3>tessera-gateway: %s does not exist: create the PKI with `certgen init --out %s` "
+            "(docs/certgen.md)%s\n",
+            missing, dir, dev ? ", or run `make run` in the source tree" : "");
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -288,9 +312,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tessera-gateway: finished installing the renewed gateway certificate "
                         "%s.new\n", cfg->server_cert_path);
     if (gw_app_init(&app, cfg) != 0) {
-        fprintf(stderr, "<3>tessera-gateway: %s\n(run `make run` or `certgen init --out var/pki` to "
-                        "create the PKI)\n",
-                tsr_errmsg());
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
+        pki_hint(cfg);
         goto out;
     }
     app_ready = 1;
