@@ -291,10 +291,10 @@ static ssize_t stream_read_cb(nghttp2_session *session, int32_t stream_id, uint8
     return n > 0 ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
 }
 
-/* The response HEADERS of a streaming answer, once. */
-static int stream_start(gw_conn *c, gw_stream *st)
+/* The response HEADERS of an answer with messages, read by `read` (0 or
+ * nghttp2's error). */
+static int submit_with_body(gw_conn *c, gw_stream *st, nghttp2_data_source_read_callback read)
 {
-    if (st->bs_headers) return 0;
     nghttp2_nv nva[] = {
         NV(":status", "200"),
         NV("content-type", "application/grpc"),
@@ -302,9 +302,15 @@ static int stream_start(gw_conn *c, gw_stream *st)
     };
     nghttp2_data_provider prd;
     prd.source.ptr = st;
-    prd.read_callback = stream_read_cb;
-    if (nghttp2_submit_response(c->h2, st->id, nva, sizeof nva / sizeof nva[0], &prd) != 0)
-        return -1;
+    prd.read_callback = read;
+    return nghttp2_submit_response(c->h2, st->id, nva, sizeof nva / sizeof nva[0], &prd);
+}
+
+/* The response HEADERS of a streaming answer, once. */
+static int stream_start(gw_conn *c, gw_stream *st)
+{
+    if (st->bs_headers) return 0;
+    if (submit_with_body(c, st, stream_read_cb) != 0) return -1;
     st->bs_headers = true;
     return 0;
 }
@@ -439,15 +445,7 @@ static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len, boo
     st->sent = 0;
     st->tx_charge = GW_GRPC_PREFIX_LEN + len;
     c->tx_pending += st->tx_charge;
-    nghttp2_nv nva[] = {
-        NV(":status", "200"),
-        NV("content-type", "application/grpc"),
-        NV("grpc-accept-encoding", GW_ACCEPT_ENCODING),
-    };
-    nghttp2_data_provider prd;
-    prd.source.ptr = st;
-    prd.read_callback = body_read_cb;
-    if (nghttp2_submit_response(c->h2, st->id, nva, sizeof nva / sizeof nva[0], &prd) != 0)
+    if (submit_with_body(c, st, body_read_cb) != 0)
         (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
 

@@ -20,15 +20,6 @@ ROOT = os.environ.get("TSR_ROOT", os.path.join(os.path.dirname(__file__), "../..
 BUILD = os.environ.get("TSR_BUILD_DIR", os.path.join(ROOT, "build"))
 
 
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_container_image(tmp_path):
     e = engines.Podman()
     try:
@@ -64,7 +55,7 @@ def test_container_image(tmp_path):
         data = tmp_path / "data"
         data.mkdir()
         os.chown(data, 10001, 10001)
-        port = free_port()
+        port = gwtest.free_port()
         (etc / "gateway.yaml").write_text(f"""trust_domain: {TD}
 listen: 127.0.0.1:{port}
 data_dir: /var/lib/tessera

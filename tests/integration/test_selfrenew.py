@@ -7,7 +7,6 @@ tessera_certificate_expiry_timestamp_seconds and warnings at 1/6 of a
 lifetime; `certgen issue-proxy` certificates are recorded, listed and
 revoked like any other."""
 import datetime
-import ipaddress
 import os
 import re
 import shutil
@@ -52,28 +51,8 @@ def reload(g):
 def gateway_cert(issuer_cert, issuer_key, nb, na, key=None):
     """A gateway certificate as certgen makes it: spiffe://TD/gateway, DNS localhost,
     IPs 127.0.0.1 and ::1."""
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    san = x509.SubjectAlternativeName([
-        x509.UniformResourceIdentifier(f"spiffe://{TD}/gateway"), x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1"))])
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([]))
-            .issuer_name(issuer_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(nb).not_valid_after(na)
-            .add_extension(san, critical=True)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
-                                         False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                issuer_key.public_key()), critical=False)
-            .sign(issuer_key, hashes.SHA256()))
-    return cert, key
+    return gwtest.make_leaf(f"spiffe://{TD}/gateway", issuer_cert, issuer_key, not_before=nb,
+                            not_after=na, key=key, dns=["localhost"], ips=["127.0.0.1", "::1"])
 
 
 def install_gateway_cert(g, cert, key, issuing):
