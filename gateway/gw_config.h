@@ -1,7 +1,7 @@
 /* The gateway's configuration file (config/gateway.yaml), loaded strictly:
  * every key is optional and has a default, but an unknown key, a wrong type,
  * an out-of-range value, a bad user name or role or a bad listen address is
- * refused at load with TSR_E_INPUT "<file>:<line>: reason".
+ * refused at load with TSR_E_INPUT "<file>:<line>:<column>: reason".
  *
  * Relative paths in the file resolve against the directory of the file
  * (made absolute with realpath(3)); absolute paths stay as written. Path
