@@ -99,7 +99,7 @@ def test_gateway_renews_its_own_certificate():
         h2 = h2client.H2(g)
         assert x509.load_der_x509_certificate(h2.sock.getpeercert(True)) == original
         start = reload(g)
-        old_serial = format(old.serial_number, "x")
+        old_serial = gwtest.serial_hex(old)
         warn = wait_log(g, f"the gateway certificate (serial {old_serial}) expires at", start)
         assert " warning tessera-gateway: warning: " in warn, warn
         assert "less than 1/6 of its lifetime is left" in warn
@@ -110,7 +110,7 @@ def test_gateway_renews_its_own_certificate():
         new_serial = m.group(1)
 
         new = served_cert(g)
-        assert format(new.serial_number, "x") == new_serial
+        assert gwtest.serial_hex(new) == new_serial
         assert names(new) == names(old)
         assert new.public_key().public_bytes(serialization.Encoding.DER,
                                              serialization.PublicFormat.SubjectPublicKeyInfo) != \
@@ -193,7 +193,7 @@ def test_issuing_ca_short_of_life_warns():
         start = reload(g)
         line = wait_log(g, "the issuing CA certificate (serial", start)
         assert re.search(r"warning tessera-gateway: warning: the issuing CA certificate \(serial "
-                         + format(issuing.serial_number, "x") + r"\) expires at \S+, in 1m\d+s: "
+                         + gwtest.serial_hex(issuing) + r"\) expires at \S+, in 1m\d+s: "
                          r"less than 1/6 of its lifetime is left; rotate it with certgen "
                          r"rotate-issuing", line), line
         # Once an hour, not once a tick; nothing about the 10-year root.
@@ -216,12 +216,12 @@ def test_certgen_renew_gateway_and_crash_recovery():
         r = certgen("renew-gateway", "--pki", g.pki, "--store", g.db_path)
         assert r.returncode == 0, r.stderr
         m = re.search(r"serial ([0-9a-f]+) \(was ([0-9a-f]+)\)", r.stdout)
-        assert m and m.group(2) == format(before.serial_number, "x"), r.stdout
+        assert m and m.group(2) == gwtest.serial_hex(before), r.stdout
         assert "Reload the gateway (SIGHUP, systemctl reload tessera-gateway) to serve it." \
             in r.stdout
         new = gwtest.load_chain(gw_pem)[0]
         assert names(new) == names(before) and lifetime(new) == lifetime(before)
-        assert format(new.serial_number, "x") == m.group(1)
+        assert gwtest.serial_hex(new) == m.group(1)
         reload(g)
         assert served_cert(g) == new
         out = certgen("list", "--store", g.db_path).stdout
@@ -271,7 +271,7 @@ def test_issue_proxy_recorded_listed_revoked():
         key = open(os.path.join(g.pki, "proxies", "edge.key"), "rb").read()
         assert os.stat(os.path.join(g.pki, "proxies", "edge.key")).st_mode & 0o777 == 0o600
         leaf = x509.load_pem_x509_certificate(chain)
-        assert format(leaf.serial_number, "x") == serial
+        assert gwtest.serial_hex(leaf) == serial
         assert names(leaf)[0] == [f"spiffe://{TD}/proxy/edge"]
         out = certgen("list", "--store", g.db_path).stdout
         assert re.search(rf"^{serial} +\S+ +valid +spiffe://{TD}/proxy/edge$", out, re.M), out
