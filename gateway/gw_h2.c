@@ -670,6 +670,8 @@ static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len, u
          * is UNIMPLEMENTED (the method is not a streaming one), a missing one
          * (see end_of_request) is INTERNAL. */
         if (st->n_msgs > 0) {
+            free(owned);
+            gw_deframer_refund(&c->rx_budget, charge);
             respond_status(c, st, GW_STATUS_UNIMPLEMENTED,
                            "more than one request message for a unary method");
             return;

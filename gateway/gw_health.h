@@ -14,7 +14,7 @@
 void gw_health_check(const gw_call_ctx *ctx, const uint8_t *msg, size_t len, gw_response *resp);
 
 /* From SIGTERM on (async-signal-safe): every service is NOT_SERVING, for
- * Check and Watch (docs/operations.md, "Stopping"). */
+ * Check and Watch (docs/operations.md, "Running under systemd"). */
 void gw_health_set_draining(void);
 
 /* grpc.health.v1.Health/Watch: a server stream. The current status at
