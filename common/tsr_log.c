@@ -116,8 +116,13 @@ static int cookie_close(void *cookie)
     return 0;
 }
 
+/* The stream's cookie lives as long as the process (the stream is never
+ * closed); kept here too, so that leak checkers see it reachable. */
+static log_cookie *the_cookie;
+
 int tsr_log_stderr_init(void)
 {
+    if (the_cookie != NULL) return 0;
     log_cookie *c = calloc(1, sizeof *c);
     if (c == NULL) return -1;
     c->mode = tsr_log_detect();
@@ -136,5 +141,6 @@ int tsr_log_stderr_init(void)
     }
     fflush(stderr);
     stderr = f;
+    the_cookie = c;
     return 0;
 }
