@@ -153,6 +153,24 @@ static EVP_PKEY *key_from_spki(const X509_PUBKEY *spki)
     return ec_key_from_point(curve == NID_X9_62_prime256v1 ? 0 : 1, group, pk, (size_t)pklen);
 }
 
+/* The subjectPublicKey BIT STRING holds whole bytes (its unused-bits
+ * octet is 0), as every key form we accept encodes it (RFC 5480 section 2.2,
+ * RFC 8410 section 4). X509_PUBKEY_get0_param hides that octet (and the
+ * parse clears the bits it names, so a point may or may not survive), and
+ * the SubjectPublicKeyInfo is copied into the certificate as it came: read
+ * it from the encoding, where it sits just before the key's bytes. */
+static bool spki_whole_bytes(const X509_PUBKEY *spki)
+{
+    const unsigned char *pk = NULL;
+    int pklen = 0;
+    if (X509_PUBKEY_get0_param(NULL, &pk, &pklen, NULL, spki) != 1 || pklen < 0) return false;
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(spki, &der);
+    bool ok = n > pklen && der[n - pklen - 1] == 0x00;
+    OPENSSL_free(der);
+    return ok;
+}
+
 /* d2i_X509_REQ, and the request's public key (a new reference; NULL when
  * it does not decode). Tries the keyless parse first (see above). */
 static X509_REQ *csr_d2i(const uint8_t *der, size_t len, const unsigned char **end,
@@ -211,6 +229,8 @@ static int csr_parse(const uint8_t *der, size_t len, X509_REQ **out, EVP_PKEY **
     int n_exts = exts != NULL ? sk_X509_EXTENSION_num(exts) : 0;
     TSR_TRY_ENSURE(n_exts <= CA_CSR_MAX_EXTENSIONS, TSR_E_INPUT,
                    "CSR requests %d extensions (at most %d)", n_exts, CA_CSR_MAX_EXTENSIONS);
+    TSR_TRY_ENSURE(spki_whole_bytes(X509_REQ_get_X509_PUBKEY(req)), TSR_E_INPUT,
+                   "the CSR's public key BIT STRING has unused bits");
     TSR_TRY_ENSURE(key != NULL, TSR_E_INPUT, "the CSR's public key does not parse");
     /* Key first: refusing an unaccepted key is cheaper than verifying with it. */
     TSR_TRY(ca_key_check_accepted(key));

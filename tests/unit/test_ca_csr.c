@@ -447,6 +447,43 @@ static void test_key_built_without_decoder(void **state)
     }
 }
 
+/* A key whose BIT STRING says some bits of its last byte are unused: the
+ * key's bytes are those of a good key, but the encoding is not one any
+ * accepted key form has, and the SubjectPublicKeyInfo would go into the
+ * certificate as it came. Re-signed, so that the refusal is not the
+ * signature's. */
+static void test_spki_unused_bits_refused(void **state)
+{
+    (void)state;
+    static const struct { const char *alg, *curve; unsigned char head[4]; } keys[] = {
+        {"EC", "P-256", {0x03, 0x42, 0x00, 0x04}},
+        {"EC", "P-384", {0x03, 0x62, 0x00, 0x04}},
+        {"ED25519", NULL, {0x03, 0x21, 0x00, 0x00}},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        EVP_PKEY *key = keygen(keys[i].alg, keys[i].curve, 0);
+        der d = make_csr(key, NULL);
+        /* The BIT STRING header: tag, length, unused bits (then 0x04 for EC). */
+        size_t hl = keys[i].curve != NULL ? 4 : 3;
+        unsigned char bad[4];
+        memcpy(bad, keys[i].head, hl);
+        bad[2] = 0x01;
+        der_patch(&d, keys[i].head, bad, hl);
+        const unsigned char *p = d.data;
+        X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)d.len);
+        assert_non_null(req);
+        assert_true(X509_REQ_sign(req, key, md_for(key)) > 0);
+        unsigned char *buf = NULL;
+        int n = i2d_X509_REQ(req, &buf);
+        assert_true(n > 0);
+        assert_check_refused(buf, (size_t)n, "BIT STRING has unused bits");
+        OPENSSL_free(buf);
+        X509_REQ_free(req);
+        der_free(&d);
+        EVP_PKEY_free(key);
+    }
+}
+
 static void test_explicit_curve_parameters_refused(void **state)
 {
     (void)state;
@@ -754,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_refused_keys),
         cmocka_unit_test(test_rsa_exponent_refused),
         cmocka_unit_test(test_explicit_curve_parameters_refused),
+        cmocka_unit_test(test_spki_unused_bits_refused),
         cmocka_unit_test(test_key_built_without_decoder),
         cmocka_unit_test(test_bad_version_refused),
         cmocka_unit_test(test_identity_in_csr_refused),
