@@ -155,10 +155,10 @@ static EVP_PKEY *key_from_spki(const X509_PUBKEY *spki)
 
 /* The subjectPublicKey BIT STRING holds whole bytes (its unused-bits
  * octet is 0), as every key form we accept encodes it (RFC 5480 section 2.2,
- * RFC 8410 section 4). X509_PUBKEY_get0_param hides that octet (and the
- * parse clears the bits it names, so a point may or may not survive), and
- * the SubjectPublicKeyInfo is copied into the certificate as it came: read
- * it from the encoding, where it sits just before the key's bytes. */
+ * RFC 8410 section 4). X509_PUBKEY_get0_param hides that octet, and the
+ * parse clears the bits it names, so without this check such a request was
+ * accepted or refused by the chance of its key's last bits. Read from the
+ * encoding, where the octet sits just before the key's bytes. */
 static bool spki_whole_bytes(const X509_PUBKEY *spki)
 {
     const unsigned char *pk = NULL;

@@ -26,8 +26,8 @@
  *
  * Invariants (a reference written independently with OpenSSL's ordinary
  * decoders): ca_csr_check accepts exactly the requests that parse whole, are
- * version 1, within the count caps, with an accepted key whose signature
- * verifies; its key equals the one OpenSSL's decoder builds from the same
+ * version 1, within the count caps, with an accepted key (its BIT STRING
+ * without unused bits) whose signature verifies; its key equals the one OpenSSL's decoder builds from the same
  * SPKI. A request is signed exactly when it passes that check and every URI
  * SAN it asks for (in its one extension request) is the caller's ID; the
  * certificate carries the CSR's key (the CSR's key bits as they are in the
@@ -125,6 +125,28 @@ static uint8_t *resign(uint8_t flags, const uint8_t *der, size_t len, size_t *ou
     return out;
 }
 
+/* The SubjectPublicKeyInfo's BIT STRING has no unused bits: walked TLV by
+ * TLV (SEQUENCE { AlgorithmIdentifier, BIT STRING }). */
+static bool reference_spki_whole_bytes(X509_REQ *req)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(req), &der);
+    const unsigned char *p = der;
+    long len = 0;
+    int tag = 0, cls = 0;
+    bool ok = n > 0 && !(ASN1_get_object(&p, &len, &tag, &cls, n) & 0x80) &&
+              tag == V_ASN1_SEQUENCE;
+    if (ok) { /* skip the AlgorithmIdentifier */
+        const unsigned char *q = p;
+        ok = !(ASN1_get_object(&q, &len, &tag, &cls, n - (p - der)) & 0x80);
+        p = q + len;
+    }
+    ok = ok && !(ASN1_get_object(&p, &len, &tag, &cls, n - (p - der)) & 0x80) &&
+         tag == V_ASN1_BIT_STRING && len >= 1 && p[0] == 0;
+    OPENSSL_free(der);
+    return ok;
+}
+
 /* The reference check, with OpenSSL's ordinary parse and key decoder: the
  * request's key (a new reference) if it passes, else NULL. */
 static EVP_PKEY *reference_check(const uint8_t *der, size_t len, X509_REQ **req_out)
@@ -143,6 +165,7 @@ static EVP_PKEY *reference_check(const uint8_t *der, size_t len, X509_REQ **req_
         ok = exts == NULL || sk_X509_EXTENSION_num(exts) <= CA_CSR_MAX_EXTENSIONS;
         sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     }
+    ok = ok && reference_spki_whole_bytes(req);
     if (ok) key = X509_REQ_get_pubkey(req);
     ok = ok && key != NULL && ca_key_check_accepted(key) == 0 && X509_REQ_verify(req, key) == 1;
     ERR_clear_error();
@@ -302,13 +325,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     bool unparsed = (flags & 64) != 0;
     X509 *cert = NULL;
+    uint8_t *cert_der = NULL;
+    size_t cert_der_len = 0;
     int sign = unparsed ? ca_sign_csr_unparsed(pki->issuing, der, len, SANDBOX_ID, 3600,
-                                               FUZZ_NOW, &cert, NULL, NULL)
+                                               FUZZ_NOW, &cert, &cert_der, &cert_der_len)
                         : ca_sign_csr(pki->issuing, der, len, SANDBOX_ID, 3600, FUZZ_NOW, &cert);
     bool want = ref_key != NULL && reference_identity_ok(ref_req);
     FUZZ_CHECK((sign == 0) == want);
     if (sign == 0) {
         FUZZ_CHECK(cert != NULL);
+        if (unparsed) {
+            /* The DER returned is the certificate's own encoding. */
+            unsigned char *enc = NULL;
+            int n = i2d_X509(cert, &enc);
+            FUZZ_CHECK(n > 0 && (size_t)n == cert_der_len && memcmp(enc, cert_der, (size_t)n) == 0);
+            OPENSSL_free(enc);
+            OPENSSL_free(cert_der);
+        }
         if (!unparsed) FUZZ_CHECK(EVP_PKEY_eq(X509_get0_pubkey(cert), ref_key) == 1);
         check_signed(pki, cert, ref_req, ref_key);
         X509_free(cert);
