@@ -192,7 +192,12 @@ static void conn_close(gw_conn *c, const char *why)
         c->ssl = NULL;
     }
     ERR_clear_error();
-    close(c->fd);   /* also leaves the epoll set: the descriptor is never duplicated */
+    /* Leave the epoll set explicitly: close() alone does not while another
+     * reference to the socket exists, and one does while a driver forks
+     * (the child holds our descriptors until its exec closes them); an
+     * event would then come for a freed connection. */
+    (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
     c->fd = -1;
     if (c->out != NULL) OPENSSL_cleanse(c->out, c->out_cap);
     free(c->out);
