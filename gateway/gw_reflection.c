@@ -68,15 +68,17 @@ int gw_reflection_answer(const uint8_t *msg, size_t len, uint8_t **out, size_t *
         grpc__reflection__v1__server_reflection_request__unpack(NULL, len, msg);
     TSR_ENSURE(req != NULL, TSR_E_INPUT, "malformed ServerReflectionRequest");
 
-    Grpc__Reflection__V1__ServerReflectionResponse resp =
-        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;
-    Grpc__Reflection__V1__FileDescriptorResponse fdr =
-        GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT;
-    Grpc__Reflection__V1__ListServiceResponse lsr =
-        GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT;
-    Grpc__Reflection__V1__ExtensionNumberResponse enr =
-        GRPC__REFLECTION__V1__EXTENSION_NUMBER_RESPONSE__INIT;
-    Grpc__Reflection__V1__ErrorResponse err = GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT;
+    /* The _init functions, not the INIT macros (their casts drop const). */
+    Grpc__Reflection__V1__ServerReflectionResponse resp;
+    Grpc__Reflection__V1__FileDescriptorResponse fdr;
+    Grpc__Reflection__V1__ListServiceResponse lsr;
+    Grpc__Reflection__V1__ExtensionNumberResponse enr;
+    Grpc__Reflection__V1__ErrorResponse err;
+    grpc__reflection__v1__server_reflection_response__init(&resp);
+    grpc__reflection__v1__file_descriptor_response__init(&fdr);
+    grpc__reflection__v1__list_service_response__init(&lsr);
+    grpc__reflection__v1__extension_number_response__init(&enr);
+    grpc__reflection__v1__error_response__init(&err);
     Grpc__Reflection__V1__ServiceResponse services[REFL_MAX_FILES * 4];
     Grpc__Reflection__V1__ServiceResponse *service_ptrs[REFL_MAX_FILES * 4];
     ProtobufCBinaryData files[REFL_MAX_FILES];
@@ -86,8 +88,41 @@ int gw_reflection_answer(const uint8_t *msg, size_t len, uint8_t **out, size_t *
     int file = -1;
     int rc = -1;
 
+    /* The request as we understood it (known fields only: protobuf-c keeps
+     * unknown ones, which need not survive a repack). */
+    Grpc__Reflection__V1__ServerReflectionRequest orig;
+    Grpc__Reflection__V1__ExtensionRequest ext;
+    grpc__reflection__v1__server_reflection_request__init(&orig);
+    grpc__reflection__v1__extension_request__init(&ext);
+    orig.host = req->host;
+    orig.message_request_case = req->message_request_case;
+    switch (req->message_request_case) {
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
+        orig.file_by_filename = req->file_by_filename;
+        break;
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
+        orig.file_containing_symbol = req->file_containing_symbol;
+        break;
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
+        if (req->file_containing_extension != NULL) {
+            ext.containing_type = req->file_containing_extension->containing_type;
+            ext.extension_number = req->file_containing_extension->extension_number;
+        }
+        orig.file_containing_extension = &ext;
+        break;
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
+        orig.all_extension_numbers_of_type = req->all_extension_numbers_of_type;
+        break;
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
+        orig.list_services = req->list_services;
+        break;
+    default:
+        orig.message_request_case =
+            GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST__NOT_SET;
+        break;
+    }
     resp.valid_host = req->host;
-    resp.original_request = req;
+    resp.original_request = &orig;
     switch (req->message_request_case) {
     case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
         TSR_TRY_ENSURE(gw_refl_n_services <= sizeof services / sizeof services[0],
