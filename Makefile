@@ -70,8 +70,8 @@ PKGS_proto   := libprotobuf-c
 PKGS_grpc    :=
 PKGS_policy  :=
 PKGS_client  := openssl libnghttp2
-PKGS_gw      := openssl libnghttp2 sqlite3
-PKGS_ALL     := openssl libnghttp2 libprotobuf-c yaml-0.1 sqlite3 jansson
+PKGS_gw      := openssl libnghttp2 sqlite3 zlib libsystemd
+PKGS_ALL     := openssl libnghttp2 libprotobuf-c yaml-0.1 sqlite3 jansson zlib libsystemd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS_ALL))
 pkg_libs = $(shell pkg-config --libs $(sort $(foreach l,$(1),$(PKGS_$(l)))))
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
@@ -81,7 +81,8 @@ ALL_CFLAGS  = $(WARN) $(DEFS) $(INCS) $(MODE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MM
 ALL_LDFLAGS = $(MODE_LDFLAGS) $(LDFLAGS)
 
 # ---- generated protobuf-c code -------------------------------------------
-PROTOS    := proto/tessera/v1/gateway.proto proto/grpc/health/v1/health.proto
+PROTOS    := proto/tessera/v1/gateway.proto proto/grpc/health/v1/health.proto \
+             proto/grpc/reflection/v1/reflection.proto proto/grpc/reflection/v1alpha/reflection.proto
 PROTO_C   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.c)
 PROTO_H   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.h)
 PROTO_OBJ := $(PROTO_C:%.c=%.o)
@@ -94,6 +95,33 @@ $(O)/gen/%.pb-c.c $(O)/gen/%.pb-c.h: proto/%.proto
 # Generated code is compiled without -Werror-level pedantry it was not written for.
 $(PROTO_OBJ): %.o: %.c $(O)/.flags
 	$(Q)$(CC) -std=c17 -O2 -g -fPIE $(DEFS) -isystem $(O)/gen $(MODE_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# ---- gRPC server reflection data (gateway/rpc/gw_reflection.c) -------------------
+# The descriptor set of $(PROTOS) with their imports, as C data
+# (scripts/gen_reflection.py): embedded at build time, served as is.
+REFL_SET := $(O)/gen/descriptors.pb
+REFL_C   := $(O)/gen/gw_reflection_data.c
+REFL_OBJ := $(O)/gen/gw_reflection_data.o
+$(REFL_SET): $(PROTOS)
+	@mkdir -p $(O)/gen
+	@echo "  PROTOC $@"; $(PYTHON) -m grpc_tools.protoc -Iproto --include_imports \
+	    --descriptor_set_out=$@ $(PROTOS)
+$(REFL_C): $(REFL_SET) scripts/gen_reflection.py
+	@echo "  GEN $@"; $(PYTHON) scripts/gen_reflection.py $< $@
+$(REFL_OBJ): $(REFL_C) gateway/rpc/gw_reflection_data.h $(O)/.flags
+	$(Q)$(CC) -std=c17 -O2 -g -fPIE $(DEFS) -Igateway/rpc $(MODE_CFLAGS) -c $< -o $@
+
+# ---- version (common/tsr_version.c, `--version` of every binary) -------------
+# $(O)/gen/tsr_build.h is rewritten only when the release or `git describe`
+# changes, so that a commit rebuilds one object.
+TSR_VERSION := 0.1.0
+TSR_GIT_DESCRIBE := $(shell git describe --always --dirty --tags 2>/dev/null || echo unknown)
+TSR_BUILD_H = printf '\#define TSR_VERSION "%s"\n\#define TSR_GIT_DESCRIBE "%s"\n' \
+	'$(TSR_VERSION)' '$(TSR_GIT_DESCRIBE)'
+$(O)/gen/tsr_build.h: FORCE
+	@mkdir -p $(O)/gen
+	@$(TSR_BUILD_H) | cmp -s - $@ || $(TSR_BUILD_H) > $@
+$(O)/obj/common/tsr_version.o: $(O)/gen/tsr_build.h
 
 # ---- sources and libraries --------------------------------------------------
 CERTGEN_SRC := $(wildcard certgen/*.c)
@@ -125,23 +153,24 @@ PKGS_drvlib   := openssl
 $(foreach l,$(GW_LAYERS),$(eval LIBDIR_gw_$(l) := gateway/$(l))$(eval PKGS_gw_$(l) := $(PKGS_gw)))
 FOLDER_LIBS := common ca grpc policy client drvlib $(GW_LAYERS:%=gw_%)
 $(foreach l,$(FOLDER_LIBS),$(eval $(call lib,$(l)): $(call obj,$(wildcard $(LIBDIR_$(l))/*.c))))
-$(call lib,proto): $(PROTO_OBJ)
+$(call lib,proto): $(PROTO_OBJ) $(REFL_OBJ)
 LIB_TESTUTIL := $(O)/lib/libtsr_testutil.a
 $(LIB_TESTUTIL): $(call obj,$(TESTUTIL_SRC))
 
 # Link lists, dependants first. The gateway's layers call each other both ways
 # (e.g. the transport calls the authorization of identity/, identity/ reads
 # the app state of service/), so they are linked as one group.
-GW_GROUP := -Wl,--start-group $(call lib,$(GW_LAYERS:%=gw_%)) -Wl,--end-group
 LINK_gateway    := $(GW_LAYERS:%=gw_%) policy grpc ca proto common
 LINK_supervisor := client policy grpc ca proto common
 LINK_cli        := client grpc ca proto common
-LINK_certgen    := ca common
+LINK_certgen    := gw_store ca common
 # Tests, fuzz harnesses and bench tools reach into every layer.
 LINK_tests      := client $(GW_LAYERS:%=gw_%) policy grpc drvlib ca proto common
 # --as-needed: a binary names only the shared libraries it really calls
 # (common/ holds tsr_json, but only binaries that write JSON need jansson).
-link_args = -Wl,--as-needed $(if $(filter gw_%,$(1)),$(GW_GROUP)) \
+# The gateway layers a binary links, as one group (they call each other both ways).
+gw_group = -Wl,--start-group $(call lib,$(filter gw_%,$(1))) -Wl,--end-group
+link_args = -Wl,--as-needed $(if $(filter gw_%,$(1)),$(call gw_group,$(1))) \
             $(call lib,$(filter-out gw_%,$(1))) $(call pkg_libs,$(1)) -lpthread
 LIBS_ALL   := $(call lib,$(LINK_tests))
 LDLIBS_ALL  = $(call link_args,$(LINK_tests)) -ldl
@@ -173,7 +202,7 @@ $(O)/obj/policy/%.o:     INCS = $(call inc,common policy)
 $(O)/obj/client/%.o:     INCS = $(call inc,common ca grpc client)
 $(O)/obj/supervisor/%.o: INCS = $(call inc,common ca grpc policy client)
 $(O)/obj/cli/%.o:        INCS = $(call inc,common ca grpc client)
-$(O)/obj/certgen/%.o:    INCS = $(call inc,common ca)
+$(O)/obj/certgen/%.o:    INCS = $(call inc,common ca gateway/store)
 $(O)/obj/gateway/%.o:    INCS = $(call inc,$(INCS_GW))
 $(O)/obj/gateway/service/%.o: INCS = $(call inc_noproto,$(filter-out gateway/rpc,$(INCS_GW)))
 $(O)/obj/gateway/store/%.o:   INCS = $(call inc_noproto,$(filter-out gateway/rpc,$(INCS_GW)))
@@ -203,7 +232,7 @@ $(BIN_CLI): $(call obj,$(CLI_SRC)) $(call lib,$(LINK_cli))
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CLI_SRC)) $(call link_args,$(LINK_cli))
 
-# certgen: the CA only.
+# certgen: the CA, and the store where it records the certificates it issues.
 $(BIN_CERTGEN): $(call obj,$(CERTGEN_SRC)) $(call lib,$(LINK_certgen))
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CERTGEN_SRC)) $(call link_args,$(LINK_certgen))
@@ -444,6 +473,7 @@ bench: deps
 BIN_VM_RELAY := $(O)/bin/tessera-vm-relay
 all: $(BIN_VM_RELAY)
 
+$(call obj,drivers/vm/relay/vm_relay.c): $(O)/gen/tsr_build.h
 $(BIN_VM_RELAY): $(call obj,drivers/vm/relay/vm_relay.c)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
@@ -455,3 +485,47 @@ vm-image: deps
 	    --supervisor $(BIN_SUPERVISOR)
 test: vm-image
 # ---- end vm driver ----------------------------------------------------------------
+# ---- install (docs/operations.md, "Installing") -------------------------------
+#   make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]
+# binaries in $(PREFIX)/bin, driver plugins in $(PREFIX)/lib/tessera/drivers
+# (where tessera-gateway looks by default), the systemd unit in
+# $(PREFIX)/lib/systemd/system, the tessera user in $(SYSCONFDIR)/sysusers.d,
+# an example configuration $(SYSCONFDIR)/tessera/gateway.yaml.example (a real
+# gateway.yaml is never touched) and the docs in $(PREFIX)/share/doc/tessera.
+# The unit and the example name the paths of this install (INSTALL_SUBST
+# rewrites the default layout's).
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+INSTALL_BINDIR := $(PREFIX)/bin
+INSTALL_LIBDIR := $(PREFIX)/lib/tessera
+INSTALL_UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL_SYSUSERSDIR ?= $(SYSCONFDIR)/sysusers.d
+INSTALL_DOCDIR ?= $(PREFIX)/share/doc/tessera
+INSTALL_BINS := certgen tessera tessera-gateway tessera-supervisor tessera-vm-relay
+INSTALL_SUBST = sed -e 's|/usr/local/bin/|$(INSTALL_BINDIR)/|g' \
+	-e 's|/usr/local/lib/tessera/|$(INSTALL_LIBDIR)/|g' \
+	-e 's|/usr/local/share/doc/tessera/|$(INSTALL_DOCDIR)/|g' \
+	-e 's|/etc/tessera|$(SYSCONFDIR)/tessera|g'
+.PHONY: install
+install: all
+	install -d -m 0755 $(DESTDIR)$(INSTALL_BINDIR) $(DESTDIR)$(INSTALL_LIBDIR)/drivers \
+	    $(DESTDIR)$(INSTALL_UNITDIR) $(DESTDIR)$(INSTALL_SYSUSERSDIR) $(DESTDIR)$(INSTALL_DOCDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/tessera
+	install -m 0755 $(addprefix $(O)/bin/,$(INSTALL_BINS)) $(DESTDIR)$(INSTALL_BINDIR)/
+	install -m 0644 $(DRIVER_SOS) $(DESTDIR)$(INSTALL_LIBDIR)/drivers/
+	$(INSTALL_SUBST) config/tessera-gateway.service > $(DESTDIR)$(INSTALL_UNITDIR)/tessera-gateway.service
+	chmod 0644 $(DESTDIR)$(INSTALL_UNITDIR)/tessera-gateway.service
+	install -m 0644 config/tessera.sysusers $(DESTDIR)$(INSTALL_SYSUSERSDIR)/tessera.conf
+	$(INSTALL_SUBST) config/production/gateway.yaml > $(DESTDIR)$(SYSCONFDIR)/tessera/gateway.yaml.example
+	chmod 0640 $(DESTDIR)$(SYSCONFDIR)/tessera/gateway.yaml.example
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(INSTALL_DOCDIR)/
+# ---- end install --------------------------------------------------------------
+# ---- container (Containerfile, docs/operations.md "Containers") ---------------
+# `make container`: build/container/rootfs from this build, then
+# `podman build -t tessera-gateway:$(TSR_VERSION) $(O)/container`.
+.PHONY: container
+container: all
+	@scripts/container_rootfs.sh $(O) $(O)/container
+	podman build -t tessera-gateway:$(TSR_VERSION) $(O)/container
+# ---- end container ------------------------------------------------------------

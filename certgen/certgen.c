@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cg.h"
+#include "tsr_version.h"
 
 static const struct {
     const char *name;
@@ -11,6 +12,11 @@ static const struct {
 } commands[] = {
     {"init", cg_cmd_init, "create root CA, issuing CA, gateway and user certificates"},
     {"issue-user", cg_cmd_issue_user, "issue (or re-issue) an operator client certificate"},
+    {"issue-proxy", cg_cmd_issue_proxy,
+     "issue a proxy client certificate, recorded in the gateway's database"},
+    {"renew-gateway", cg_cmd_renew_gateway,
+     "renew the gateway certificate (new key, same names) offline"},
+    {"list", cg_cmd_list, "list the recorded gateway and proxy certificates"},
     {"inspect", cg_cmd_inspect, "show what a certificate file holds"},
     {"rotate-issuing", cg_cmd_rotate_issuing,
      "replace the issuing CA under the same root and re-issue the gateway"},
@@ -25,12 +31,14 @@ static void usage(FILE *out)
                  "Bootstrap and maintain the PKI of a Tessera gateway.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-15s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nRun 'certgen COMMAND --help' for the options of a command.\n"
+    fprintf(out, "\nRun 'certgen COMMAND --help' for the options of a command;\n"
+                 "'certgen --version' for the version.\n"
                  "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
 int main(int argc, char **argv)
 {
+    if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "certgen");
     if (argc < 2) {
         usage(stderr);
         return CG_USAGE;

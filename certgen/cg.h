@@ -29,6 +29,27 @@ int cg_cmd_inspect(int argc, char **argv);
 int cg_cmd_rotate_issuing(int argc, char **argv);
 int cg_cmd_rotate_root(int argc, char **argv);
 int cg_cmd_retire_root(int argc, char **argv);
+int cg_cmd_renew_gateway(int argc, char **argv);
+int cg_cmd_issue_proxy(int argc, char **argv);
+int cg_cmd_list(int argc, char **argv);
+
+/* issue-user / issue-proxy: a certificate for spiffe://TD/<kind>/<name>
+ * into DIR/<subdir>/<name>.pem (chain: leaf, issuing) and .key, recorded in
+ * `store` first when it is not NULL. Prints what it did; CG_OK or CG_FAIL. */
+typedef struct cg_named_leaf {
+    const char *cmd;      /* "issue-user", for messages */
+    const char *kind;     /* "user" | "proxy" */
+    const char *subdir;   /* "users" | "proxies" */
+    const char *pki, *name, *store;
+    int64_t ttl;
+    enum ca_key_type type;
+    int have_type, force;
+} cg_named_leaf;
+int cg_issue_named(const cg_named_leaf *o);
+
+/* Record `cert` (SPIFFE ID spiffe_id, no sandbox) in the gateway's database
+ * at store_path, which must exist (cg_proxy.c). */
+TSR_WUR int cg_record(const char *store_path, X509 *cert, const char *spiffe_id);
 
 /* Messages: "certgen <cmd>: ..." on stderr. */
 void cg_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

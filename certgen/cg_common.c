@@ -1,5 +1,6 @@
 /* Helpers shared by the certgen commands: messages, argument checks, files
  * with the right modes, and the self-check of every issued chain. */
+#include "ca_gwcert.h"
 #include "cg.h"
 
 #include <arpa/inet.h>
@@ -120,17 +121,7 @@ int cg_parse_key_type(const char *cmd, const char *text, enum ca_key_type *out)
 
 int cg_key_type_of(const EVP_PKEY *key, enum ca_key_type *out)
 {
-    char desc[128];
-    ca_key_describe(key, desc, sizeof desc);
-    if (strcmp(desc, "ECDSA P-256") == 0)
-        *out = CA_KEY_P256;
-    else if (strcmp(desc, "ECDSA P-384") == 0)
-        *out = CA_KEY_P384;
-    else if (strcmp(desc, "Ed25519") == 0)
-        *out = CA_KEY_ED25519;
-    else
-        return TSR_FAIL(TSR_E_INPUT, "key type %s is not one certgen generates", desc);
-    return 0;
+    return ca_key_type_of(key, out);
 }
 
 int cg_path(char out[CG_PATH_MAX], const char *dir, const char *name)

@@ -11,6 +11,7 @@
 
 #include "ca_pem.h"
 #include "ca_spiffe.h"
+#include "ca_gwcert.h"
 #include "cg.h"
 #include "tsr_fs.h"
 
@@ -32,55 +33,6 @@ static const char help[] =
     "  --issuing-ttl D      new issuing CA lifetime (default 365d; never past the root)\n"
     "  --leaf-ttl D         new gateway certificate lifetime (default 90d)\n"
     "  -h, --help           show this help\n";
-
-/* The gateway's DNS and IP SANs, as text, from its current certificate. */
-typedef struct gw_names {
-    char *dns[CG_MAX_NAMES];
-    size_t n_dns;
-    char ips[CG_MAX_NAMES][INET6_ADDRSTRLEN];
-    const char *ip_ptrs[CG_MAX_NAMES];
-    size_t n_ips;
-} gw_names;
-
-static void gw_names_free(gw_names *g)
-{
-    for (size_t i = 0; i < g->n_dns; i++) free(g->dns[i]);
-    g->n_dns = 0;
-}
-
-static int gw_names_from(const X509 *cert, gw_names *g)
-{
-    int rc = -1;
-    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-    TSR_TRY_ENSURE(names != NULL, TSR_E_INPUT, "the gateway certificate has no subjectAltName");
-    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
-        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
-        if (gn->type == GEN_DNS) {
-            TSR_TRY_ENSURE(g->n_dns < CG_MAX_NAMES, TSR_E_LIMIT, "too many DNS names");
-            int len = ASN1_STRING_length(gn->d.dNSName);
-            const unsigned char *data = ASN1_STRING_get0_data(gn->d.dNSName);
-            TSR_TRY_ENSURE(len > 0 && memchr(data, '\0', (size_t)len) == NULL, TSR_E_INPUT,
-                           "bad DNS name in the gateway certificate");
-            g->dns[g->n_dns] = strndup((const char *)data, (size_t)len);
-            TSR_TRY_ENSURE(g->dns[g->n_dns] != NULL, TSR_E_INTERNAL, "out of memory");
-            g->n_dns++;
-        } else if (gn->type == GEN_IPADD) {
-            TSR_TRY_ENSURE(g->n_ips < CG_MAX_NAMES, TSR_E_LIMIT, "too many IP addresses");
-            int len = ASN1_STRING_length(gn->d.iPAddress);
-            const unsigned char *data = ASN1_STRING_get0_data(gn->d.iPAddress);
-            int af = len == 4 ? AF_INET : len == 16 ? AF_INET6 : -1;
-            TSR_TRY_ENSURE(af != -1 && inet_ntop(af, data, g->ips[g->n_ips],
-                                                 sizeof g->ips[g->n_ips]) != NULL,
-                           TSR_E_INPUT, "bad IP address in the gateway certificate");
-            g->ip_ptrs[g->n_ips] = g->ips[g->n_ips];
-            g->n_ips++;
-        }
-    }
-    rc = 0;
-out:
-    GENERAL_NAMES_free(names);
-    return rc;
-}
 
 /* Copy `src` byte for byte to `dst` (mode from the start); an identical
  * `dst` left by an interrupted earlier run is fine, a different one is not. */
@@ -118,7 +70,7 @@ typedef struct rotate_run {
     X509 *gw_cert;
     cg_file files[3];
     size_t n_files;
-    gw_names names;
+    ca_leaf_names names;
     char root_pem[CG_PATH_MAX], root_key[CG_PATH_MAX], iss_pem[CG_PATH_MAX],
         iss_key[CG_PATH_MAX], bundle_path[CG_PATH_MAX], gw_pem[CG_PATH_MAX],
         gw_key_path[CG_PATH_MAX], archive[CG_PATH_MAX], arch_pem[CG_PATH_MAX],
@@ -260,7 +212,7 @@ static int reissue_gateway(rotate_run *r)
                  r->gw_pem);
         return STEP_STOP;
     }
-    if (gw_names_from(sk_X509_value(r->gw_chain, 0), &r->names) != 0) {
+    if (ca_leaf_names_from(sk_X509_value(r->gw_chain, 0), &r->names) != 0) {
         cg_fail(CMD, r->gw_pem);
         return STEP_STOP;
     }
@@ -347,7 +299,7 @@ int cg_cmd_rotate_issuing(int argc, char **argv)
         step = report_rotation(&r);
     if (step == STEP_FAIL) cg_fail(CMD, "rotate-issuing");
     for (size_t i = 0; i < r.n_files; i++) cg_file_release(&r.files[i]);
-    gw_names_free(&r.names);
+    ca_leaf_names_free(&r.names);
     EVP_PKEY_free(r.gw_key);
     X509_free(r.gw_cert);
     ca_issuer_free(r.root);
@@ -364,13 +316,13 @@ int cg_gateway_reissue(const char *gw_pem, const char *gw_key_path, const ca_iss
     int rc = -1;
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;
-    gw_names names = {0};
+    ca_leaf_names names = {0};
     char id[CG_PATH_MAX];
     TSR_TRY(ca_certs_load_file(gw_pem, &chain));
     TSR_TRY(ca_key_load_file(gw_key_path, &key));
     TSR_TRY_ENSURE(X509_check_private_key(sk_X509_value(chain, 0), key) == 1, TSR_E_INPUT,
                    "%s does not match %s", gw_key_path, gw_pem);
-    TSR_TRY(gw_names_from(sk_X509_value(chain, 0), &names));
+    TSR_TRY(ca_leaf_names_from(sk_X509_value(chain, 0), &names));
     snprintf(id, sizeof id, "spiffe://%s/gateway", td);
     ca_leaf_request req = {
         .spiffe_id = id,
@@ -384,7 +336,7 @@ int cg_gateway_reissue(const char *gw_pem, const char *gw_key_path, const ca_iss
     TSR_TRY(ca_issue_leaf(issuer, &req, out));
     rc = 0;
 out:
-    gw_names_free(&names);
+    ca_leaf_names_free(&names);
     EVP_PKEY_free(key);
     sk_X509_pop_free(chain, X509_free);
     return rc;

@@ -10,6 +10,7 @@
 #include "ca_spiffe.h"
 #include "cli.h"
 #include "tsr_time.h"
+#include "tsr_version.h"
 
 #define DEFAULT_ADDR "127.0.0.1:8443"
 #define DEFAULT_PKI "var/pki"
@@ -50,6 +51,7 @@ static const char main_help[] =
     "                         for the address (its SPIFFE ID is still checked)\n"
     "  --json                 one JSON document on stdout instead of tables\n"
     "  -h, --help             this help; COMMAND --help for a command's\n"
+    "  -V, --version          version, git describe and OpenSSL version\n"
     "\n"
     "Exit status: 0 success, 1 the call failed (the gRPC status is printed),\n"
     "2 usage error.\n";
@@ -261,14 +263,29 @@ static int path_join(char *out, const char *dir, const char *a, const char *b, c
     return n > 0 && n < CLI_PATH_MAX ? 0 : -1;
 }
 
+/* The checkout's layout (`make run` makes var/pki): only then do hints
+ * name make targets; an installed CLI gets the certgen command instead. */
+static bool dev_layout(const cli_ctx *c)
+{
+    return strcmp(c->pki, DEFAULT_PKI) == 0;
+}
+
 static int check_readable(cli_ctx *c, const char *path, const char *what)
 {
     if (access(path, R_OK) == 0) return CLI_OK;
     int e = errno;
+    if (strcmp(what, "trust bundle") == 0)
+        return cli_fail(c, "cannot read the trust bundle %s: %s — %s", path, strerror(e),
+                        dev_layout(c) ? "run 'make run' once to create the PKI, or pass --pki DIR"
+                                      : "pass --pki DIR (the directory of certgen init) or "
+                                        "--bundle FILE");
+    if (g_opts.cert != NULL)   /* --cert/--key given: the user named the files */
+        return cli_fail(c, "cannot read the %s %s: %s", what, path, strerror(e));
     return cli_fail(c,
-                    "cannot read the %s %s: %s — run 'make run' once to create the PKI, or "
-                    "pass --pki DIR%s",
-                    what, path, strerror(e), strcmp(what, "trust bundle") == 0 ? "" : " / --user NAME");
+                    "cannot read the %s %s: %s — no certificate for user %s in %s: issue one "
+                    "with `certgen issue-user %s --pki %s` (and give %s a role in the "
+                    "gateway's users:), or pass --user NAME or --cert FILE --key FILE",
+                    what, path, strerror(e), c->user, c->pki, c->user, c->pki, c->user);
 }
 
 int cli_connect(cli_ctx *c, bool anonymous)
@@ -324,8 +341,9 @@ static const char *hint(cli_ctx *c, const char *method, const cl_status *st, cha
     switch (st->code) {
     case GW_STATUS_UNAVAILABLE:
         if (method == NULL) {
-            snprintf(buf, cap, "cannot reach the gateway at %s — is it running? (make run)",
-                     c->addr_text);
+            snprintf(buf, cap, "cannot reach the gateway at %s — is it running%s",
+                     c->addr_text,
+                     dev_layout(c) ? "? (make run)" : " and listening there? (--addr HOST:PORT)");
             return buf;
         }
         /* CreateSandbox: the message says which driver failed and how. */
@@ -548,6 +566,7 @@ static int setup(cli_ctx *c)
 
 int main(int argc, char **argv)
 {
+    if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "tessera");
     cli_ctx c;
     memset(&c, 0, sizeof c);
     c.verify_host = true;

@@ -449,9 +449,12 @@ int cli_cmd_cert(cli_ctx *c, int argc, char **argv)
 /* ---- bundle / health -------------------------------------------------------------- */
 
 static const char bundle_help[] =
-    "usage: tessera bundle [--crl FILE]\n\n"
+    "usage: tessera bundle [--format pem|spiffe] [--crl FILE]\n\n"
     "Print the gateway's current trust bundle (PEM), e.g. to refresh\n"
     "DIR/bundle.pem after a CA rotation: tessera bundle > bundle.pem\n\n"
+    "  --format F   pem (default): the roots as PEM; spiffe: the SPIFFE bundle\n"
+    "               (JWK Set with spiffe_sequence and spiffe_refresh_hint), the\n"
+    "               document the bundle endpoint serves (docs/operations.md)\n"
     "  --crl FILE   also write the gateway's CRL (PEM, one per issuing CA) to\n"
     "               FILE (replaced atomically, mode 0644), e.g. for\n"
     "               openssl verify -crl_check -CRLfile FILE\n";
@@ -469,9 +472,10 @@ static bool pem_text(const char *p)
 int cli_cmd_bundle(cli_ctx *c, int argc, char **argv)
 {
     static const char *cmd = "bundle";
-    static const cli_optdef defs[] = {{"crl", true}, {NULL, false}};
+    static const cli_optdef defs[] = {{"crl", true}, {"format", true}, {NULL, false}};
     cli_iter it = {.argc = argc, .argv = argv, .i = 1, .cmd = cmd};
     const char *crl_path = NULL, *v = NULL;
+    bool spiffe = false;
     for (;;) {
         int r = cli_next(&it, defs, &v);
         if (r == CLI_IT_END) break;
@@ -481,6 +485,12 @@ int cli_cmd_bundle(cli_ctx *c, int argc, char **argv)
         }
         if (r == CLI_IT_ERR) return CLI_USAGE;
         if (r == CLI_IT_POS) return cli_usage_error(cmd, "unexpected argument '%s'", v);
+        if (r == 1) {
+            if (v == NULL || (strcmp(v, "pem") != 0 && strcmp(v, "spiffe") != 0))
+                return cli_usage_error(cmd, "--format is pem or spiffe");
+            spiffe = strcmp(v, "spiffe") == 0;
+            continue;
+        }
         if (v == NULL || *v == '\0') return cli_usage_error(cmd, "--crl needs a file name");
         crl_path = v;
     }
@@ -512,7 +522,15 @@ int cli_cmd_bundle(cli_ctx *c, int argc, char **argv)
         cj_str(&j, "trust_domain", r->trust_domain);
         cj_str(&j, "bundle_pem", r->bundle_pem);
         cj_str(&j, "crl_pem", r->crl_pem);
+        cj_str(&j, "spiffe_bundle_json", r->spiffe_bundle_json);
         cj_end(&j);
+    } else if (spiffe) {
+        if (!pem_text(r->spiffe_bundle_json) || r->spiffe_bundle_json[0] != '{') {
+            protobuf_c_message_free_unpacked(out, NULL);
+            return cli_fail(c, "the gateway sent no SPIFFE bundle");
+        }
+        fputs(r->spiffe_bundle_json, stdout);
+        fputc('\n', stdout);
     } else {
         fputs(r->bundle_pem, stdout);
     }

@@ -163,3 +163,9 @@ int tsr_path_join(char *out, size_t cap, const char *dir, const char *name)
     TSR_ENSURE(n > 0 && (size_t)n < cap, TSR_E_LIMIT, "path too long: %s/%s", dir, name);
     return 0;
 }
+
+int tsr_rename_durable(const char *from, const char *to)
+{
+    TSR_ENSURE(rename(from, to) == 0, TSR_E_IO, "rename %s to %s: %s", from, to, strerror(errno));
+    return fsync_parent_dir(to);
+}

@@ -30,6 +30,9 @@ TSR_WUR int tsr_write_file_atomic(const char *path, const void *data, size_t len
  * a FIFO waits for its writer, as open(2) does. */
 TSR_WUR int tsr_read_file(const char *path, size_t max_len, uint8_t **out, size_t *len);
 
+/* rename(2), then fsync of the target's directory. */
+TSR_WUR int tsr_rename_durable(const char *from, const char *to);
+
 /* Create `path` and missing parents with `mode`; existing dirs are left alone. */
 TSR_WUR int tsr_mkdir_p(const char *path, mode_t mode);
 

@@ -41,6 +41,8 @@ struct tsr_yaml_doc {
     tsr_yaml_node *root;
     tsr_yaml_node **all;             /* every node, for freeing and the node cap */
     size_t n_all, cap_all;
+    bool columns;                    /* messages carry the column (tsr_yaml_limits) */
+    size_t last_col;                 /* the column just past the last line's end */
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -82,22 +84,29 @@ void tsr_yaml_quote_bytes(const char *s, size_t len, char *out, size_t cap)
     out[o] = '\0';
 }
 
-__attribute__((format(printf, 3, 0)))
-static int fail_line(const char *name, size_t line, const char *fmt, va_list ap)
+/* "<name>:<line>:<column>: reason" when the document's limits ask for
+ * columns and one is known, else "<name>:<line>: reason" or "<name>: reason". */
+__attribute__((format(printf, 5, 0)))
+static int fail_line(const char *name, size_t line, size_t col, bool columns, const char *fmt,
+                     va_list ap)
 {
     char reason[400];
     vsnprintf(reason, sizeof reason, fmt, ap);
     if (line == 0) return TSR_FAIL(TSR_E_INPUT, "%s: %s", name, reason);
+    if (columns && col > 0) return TSR_FAIL(TSR_E_INPUT, "%s:%zu:%zu: %s", name, line, col, reason);
     return TSR_FAIL(TSR_E_INPUT, "%s:%zu: %s", name, line, reason);
 }
 
-__attribute__((format(printf, 3, 4))) static int doc_fail(const tsr_yaml_doc *d, size_t line,
-                                                          const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int doc_fail(const tsr_yaml_doc *d, size_t line,
+                                                          size_t col, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (line > d->last_line) line = d->last_line;
-    int rc = fail_line(d->name, line, fmt, ap);
+    if (line > d->last_line) {   /* libyaml's end of input: the last line's end */
+        line = d->last_line;
+        col = d->last_col;
+    }
+    int rc = fail_line(d->name, line, col, d->columns, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -106,8 +115,8 @@ int tsr_yaml_fail(const tsr_yaml_node *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int rc = fail_line(n != NULL ? n->doc->name : "yaml", n != NULL ? (size_t)n->line : 0, fmt,
-                       ap);
+    int rc = fail_line(n != NULL ? n->doc->name : "yaml", n != NULL ? (size_t)n->line : 0,
+                       n != NULL ? (size_t)n->column : 0, n != NULL && n->doc->columns, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -138,7 +147,7 @@ static int new_node(tsr_yaml_doc *d, const tsr_yaml_limits *lim, enum tsr_yaml_k
     /* libyaml puts the end of an unterminated last line one line further. */
     if (line > d->last_line) line = d->last_line;
     if (d->n_all >= lim->max_nodes)
-        return doc_fail(d, line, "more than %zu nodes", lim->max_nodes);
+        return doc_fail(d, line, mark->column + 1, "more than %zu nodes", lim->max_nodes);
     if (d->n_all == d->cap_all) {
         size_t cap = d->cap_all ? d->cap_all * 2 : 64;
         if (cap > lim->max_nodes) cap = lim->max_nodes;
@@ -219,6 +228,18 @@ static int check_duplicates(const tsr_yaml_node *map)
 
 /* ---- parsing ------------------------------------------------------------ */
 
+/* The 1-based column of a byte offset (bytes since the line's start). */
+static size_t col_of_offset(const unsigned char *data, size_t len, size_t offset)
+{
+    if (offset > len) offset = len;
+    size_t col = 1;
+    while (offset > 0 && data[offset - 1] != '\n') {
+        offset--;
+        col++;
+    }
+    return col;
+}
+
 static size_t line_of_offset(const unsigned char *data, size_t len, size_t offset)
 {
     size_t line = 1;
@@ -238,19 +259,22 @@ static int parser_error(tsr_yaml_doc *d, const yaml_parser_t *p, const unsigned 
     case YAML_READER_ERROR:
         /* Invalid UTF-8 and control characters: libyaml gives a byte offset. */
         if (p->problem_value >= 0)
-            return doc_fail(d, line_of_offset(data, len, p->problem_offset), "%s (byte 0x%02x)",
+            return doc_fail(d, line_of_offset(data, len, p->problem_offset),
+                            col_of_offset(data, len, p->problem_offset), "%s (byte 0x%02x)",
                             problem, (unsigned)(p->problem_value & 0xff));
-        return doc_fail(d, line_of_offset(data, len, p->problem_offset), "%s", problem);
+        return doc_fail(d, line_of_offset(data, len, p->problem_offset),
+                        col_of_offset(data, len, p->problem_offset), "%s", problem);
     default:
         if (p->context != NULL)
-            return doc_fail(d, p->problem_mark.line + 1, "%s (%s)", problem, p->context);
-        return doc_fail(d, p->problem_mark.line + 1, "%s", problem);
+            return doc_fail(d, p->problem_mark.line + 1, p->problem_mark.column + 1, "%s (%s)",
+                            problem, p->context);
+        return doc_fail(d, p->problem_mark.line + 1, p->problem_mark.column + 1, "%s", problem);
     }
 }
 
 /* Resolve an event's tag: NULL (none) or one of the standard ones. */
 static int check_tag(tsr_yaml_doc *d, const yaml_char_t *tag, enum tsr_yaml_kind kind,
-                     size_t line, enum scalar_tag *out)
+                     size_t line, size_t col, enum scalar_tag *out)
 {
     *out = TAG_NONE;
     if (tag == NULL) return 0;
@@ -271,14 +295,14 @@ static int check_tag(tsr_yaml_doc *d, const yaml_char_t *tag, enum tsr_yaml_kind
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
         if (strcmp(t, known[i].name) != 0) continue;
         if (known[i].kind != kind)
-            return doc_fail(d, line, "tag !!%s does not fit this node",
+            return doc_fail(d, line, col, "tag !!%s does not fit this node",
                             t + strlen(YAML_TAG_PREFIX));
         *out = known[i].tag;
         return 0;
     }
     char q[96];
     tsr_yaml_quote_bytes(t, strlen(t), q, sizeof q);
-    return doc_fail(d, line, "tag %s is not allowed (only the standard !!str, !!int, !!bool, "
+    return doc_fail(d, line, col, "tag %s is not allowed (only the standard !!str, !!int, !!bool, "
                              "!!null, !!float, !!seq, !!map)", q);
 }
 
@@ -309,7 +333,7 @@ static int on_event(struct parse_state *st, const yaml_event_t *ev)
 {
     tsr_yaml_doc *d = st->doc;
     const tsr_yaml_limits *lim = st->lim;
-    size_t line = ev->start_mark.line + 1;
+    size_t line = ev->start_mark.line + 1, col = ev->start_mark.column + 1;
     tsr_yaml_node *n = NULL;
     enum scalar_tag tag;
 
@@ -319,21 +343,22 @@ static int on_event(struct parse_state *st, const yaml_event_t *ev)
     case YAML_NO_EVENT:
         return 0;
     case YAML_DOCUMENT_START_EVENT:
-        if (st->seen_document) return doc_fail(d, line, "more than one document");
+        if (st->seen_document) return doc_fail(d, line, col, "more than one document");
         st->seen_document = true;
         return 0;
     case YAML_DOCUMENT_END_EVENT:
         return 0;
     case YAML_ALIAS_EVENT:
-        return doc_fail(d, line, "aliases are not allowed");
+        return doc_fail(d, line, col, "aliases are not allowed");
     case YAML_SCALAR_EVENT:
-        if (ev->data.scalar.anchor != NULL) return doc_fail(d, line, "anchors are not allowed");
-        TSR_GUARD(check_tag(d, ev->data.scalar.tag, TSR_YAML_SCALAR, line, &tag));
+        if (ev->data.scalar.anchor != NULL)
+            return doc_fail(d, line, col, "anchors are not allowed");
+        TSR_GUARD(check_tag(d, ev->data.scalar.tag, TSR_YAML_SCALAR, line, col, &tag));
         if (ev->data.scalar.length > lim->max_scalar)
-            return doc_fail(d, line, "scalar of %zu bytes, more than the %zu allowed",
+            return doc_fail(d, line, col, "scalar of %zu bytes, more than the %zu allowed",
                             ev->data.scalar.length, lim->max_scalar);
         if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length) != NULL)
-            return doc_fail(d, line, "NUL character in a scalar");
+            return doc_fail(d, line, col, "NUL character in a scalar");
         TSR_GUARD(new_node(d, lim, TSR_YAML_SCALAR, &ev->start_mark, &n));
         n->value = malloc(ev->data.scalar.length + 1);
         TSR_ENSURE(n->value != NULL, TSR_E_INTERNAL, "out of memory");
@@ -350,10 +375,10 @@ static int on_event(struct parse_state *st, const yaml_event_t *ev)
             is_seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
         const yaml_char_t *t = is_seq ? ev->data.sequence_start.tag : ev->data.mapping_start.tag;
         enum tsr_yaml_kind kind = is_seq ? TSR_YAML_SEQUENCE : TSR_YAML_MAPPING;
-        if (anchor != NULL) return doc_fail(d, line, "anchors are not allowed");
-        TSR_GUARD(check_tag(d, t, kind, line, &tag));
+        if (anchor != NULL) return doc_fail(d, line, col, "anchors are not allowed");
+        TSR_GUARD(check_tag(d, t, kind, line, col, &tag));
         if (st->depth + 1 > lim->max_depth || st->depth + 1 > TSR_YAML_MAX_DEPTH)
-            return doc_fail(d, line, "nested deeper than %zu levels",
+            return doc_fail(d, line, col, "nested deeper than %zu levels",
                             lim->max_depth < TSR_YAML_MAX_DEPTH ? lim->max_depth
                                                                 : (size_t)TSR_YAML_MAX_DEPTH);
         TSR_GUARD(new_node(d, lim, kind, &ev->start_mark, &n));
@@ -368,7 +393,7 @@ static int on_event(struct parse_state *st, const yaml_event_t *ev)
         if (n->kind == TSR_YAML_MAPPING) return check_duplicates(n);
         return 0;
     }
-    return doc_fail(d, line, "unexpected YAML event");
+    return doc_fail(d, line, col, "unexpected YAML event");
 }
 
 int tsr_yaml_parse(const char *name, const void *data, size_t len, const tsr_yaml_limits *limits,
@@ -392,20 +417,22 @@ int tsr_yaml_parse(const char *name, const void *data, size_t len, const tsr_yam
     TSR_TRY_ENSURE(d != NULL, TSR_E_INTERNAL, "out of memory");
     d->name = strdup(name);
     TSR_TRY_ENSURE(d->name != NULL, TSR_E_INTERNAL, "out of memory");
+    d->columns = limits->columns;
 
     d->last_line = 1;
     if (len > limits->max_input) {
-        (void)doc_fail(d, 0, "input is %zu bytes, more than the %zu allowed", len,
+        (void)doc_fail(d, 0, 0, "input is %zu bytes, more than the %zu allowed", len,
                        limits->max_input);
         goto out;
     }
     d->last_line = line_of_offset(bytes, len, len);
     if (len > 0 && bytes[len - 1] == '\n' && d->last_line > 1) d->last_line--;
+    d->last_col = col_of_offset(bytes, len, len > 0 && bytes[len - 1] == '\n' ? len - 1 : len);
 
     const unsigned char *nul = len > 0 ? memchr(bytes, '\0', len) : NULL;
     if (nul != NULL) {
         (void)doc_fail(d, line_of_offset(bytes, len, (size_t)(nul - bytes)),
-                       "NUL byte in input");
+                       col_of_offset(bytes, len, (size_t)(nul - bytes)), "NUL byte in input");
         goto out;
     }
 

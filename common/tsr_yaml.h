@@ -30,6 +30,7 @@ typedef struct tsr_yaml_limits {
                            at most TSR_YAML_MAX_DEPTH */
     size_t max_nodes;   /* scalars (keys included), sequences and mappings */
     size_t max_scalar;  /* bytes of one scalar, after unescaping */
+    bool columns;       /* messages say "<name>:<line>:<column>: reason" */
 } tsr_yaml_limits;
 
 #define TSR_YAML_MAX_INPUT_CONFIG (1024u * 1024u)

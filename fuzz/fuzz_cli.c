@@ -97,7 +97,7 @@ static const optdef create_opts[] = {{"policy", true}, {"env", true},   {"secret
 enum { C_POLICY, C_ENV, C_SECRET, C_DRIVER, C_IMAGE };
 static const optdef logs_opts[] = {{"since", true}, {"limit", true}, {"follow", false}, {NULL, 0}};
 static const optdef revoke_opts[] = {{"reason", true}, {NULL, false}};
-static const optdef bundle_opts[] = {{"crl", true}, {NULL, false}};
+static const optdef bundle_opts[] = {{"crl", true}, {"format", true}, {NULL, false}};
 static const optdef no_opts[] = {{NULL, false}};
 
 typedef struct model {

@@ -109,7 +109,8 @@ enum grpc_deframe_result grpc_deframer_feed(grpc_deframer *d, const uint8_t *in,
          * "compressed by an algorithm the server does not support", which
          * compression.md answers with UNIMPLEMENTED (+ grpc-accept-encoding,
          * added by the transport). Any other flag value is a broken frame. */
-        if (flag == 1)
+        d->compressed = flag == 1 && d->allow_compressed;
+        if (flag == 1 && !d->allow_compressed)
             return fail(d, GW_STATUS_UNIMPLEMENTED,
                         "compressed messages are not supported (grpc-accept-encoding: identity)");
         if (flag > 1)

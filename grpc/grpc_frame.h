@@ -37,6 +37,8 @@ typedef struct grpc_deframer {
     uint8_t *buf;
     size_t cap, have;
     bool ready;                /* a complete message sits in buf (returned last call) */
+    bool allow_compressed;     /* the call's grpc-encoding is gzip: flag 1 is accepted */
+    bool compressed;           /* the message returned last has flag 1 (gw_gzip.h) */
     enum gw_status err;        /* OK until the first error */
     char errmsg[128];
 } grpc_deframer;

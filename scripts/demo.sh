@@ -9,13 +9,43 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BIN="$ROOT/$O/bin"
 DIR=$(mktemp -d /tmp/tessera-demo.XXXXXX)
-GW_PID=""
-cleanup() {
-  [[ -n "$GW_PID" ]] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true
-  # Sandboxes outlive a gateway by design; the demo's go with it.
-  for f in "$DIR"/data/sandboxes/*/pid; do
-    [[ -f "$f" ]] && kill -9 -- "-$(cut -d' ' -f1 "$f")" "$(cut -d' ' -f1 "$f")" 2>/dev/null || true
+GW_PID="" ADDR=""
+# Processes started for this demo: their command line names $DIR (the
+# sandboxes' bubblewrap), and everything below them.
+demo_procs() {
+  local p pids=()
+  for p in /proc/[0-9]*; do
+    [[ ${p#/proc/} == "$$" ]] && continue
+    { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "$DIR" && pids+=("${p#/proc/}")
   done
+  [[ ${#pids[@]} -gt 0 ]] || return 0
+  # and their descendants
+  ps -eo pid=,ppid= | awk -v roots="${pids[*]}" '
+    BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1 }
+    { parent[$1] = $2 }
+    END { do { changed = 0; for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } } while (changed)
+          for (p in keep) print p }'
+}
+cleanup() {
+  # Sandboxes outlive a gateway by design; the demo's are deleted through
+  # it first (the driver stops them and waits), then the gateway stops
+  # (waiting for those teardowns), then anything left is killed.
+  if [[ -n "$GW_PID" ]] && kill -0 "$GW_PID" 2>/dev/null && [[ -n "$ADDR" ]]; then
+    for id in $("$BIN/tessera" --addr "$ADDR" --pki "$DIR/pki" --json sandbox list 2>/dev/null |
+                /usr/bin/python3 -c 'import json,sys; [print(s["id"]) for s in json.load(sys.stdin).get("sandboxes", [])]' 2>/dev/null); do
+      "$BIN/tessera" --addr "$ADDR" --pki "$DIR/pki" sandbox delete "$id" >/dev/null 2>&1 || true
+    done
+  fi
+  [[ -n "$GW_PID" ]] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true
+  local left
+  for _ in $(seq 50); do
+    left=$(demo_procs)
+    [[ -z "$left" ]] && break
+    kill -9 $left 2>/dev/null || true
+    sleep 0.1
+  done
+  left=$(demo_procs)
+  [[ -z "$left" ]] || echo "demo: processes left behind: $left" >&2
   rm -rf "$DIR"
 }
 trap cleanup EXIT

@@ -11,6 +11,8 @@ PACKAGES=(
   libyaml-dev
   libsqlite3-dev sqlite3
   libcmocka-dev
+  zlib1g-dev       # gzip message compression (grpc-encoding: gzip)
+  libsystemd-dev   # sd_notify: Type=notify under systemd
   # integration tests: stock gRPC client, pytest, certificate tooling
   python3 python3-grpcio python3-grpc-tools python3-pytest python3-cryptography
   python3-h2   # raw HTTP/2 frames for the transport's hostile-client tests

@@ -38,6 +38,7 @@
 #include "sup_rotate.h"
 #include "sup_workload.h"
 #include "tsr_time.h"
+#include "tsr_version.h"
 
 #define TERM_GRACE_MS 10000     /* SIGTERM -> SIGKILL for the workload on a fatal end */
 #define DRAIN_GRACE_MS 2000     /* reading the pipes after the workload exited */
@@ -98,6 +99,7 @@ static void usage(FILE *f)
             "           [--workload-uid UID] [--workload-gid GID] [--allow-same-uid]\n"
             "           [--min-rotate-seconds N] [--poll-seconds N] [--driver NAME]\n"
             "           [--enforced DOMAINS] [-- COMMAND [ARGS...]]\n"
+            "       tessera-supervisor --version\n"
             "  --identity-dir DIR        cert.pem, key.pem, bundle.pem (default %s)\n"
             "  --gateway HOST:PORT       the gateway (must be spiffe://TD/gateway)\n"
             "  --trust-domain TD         default %s\n"
@@ -542,6 +544,7 @@ static void ensure_std_fds(void)
 int main(int argc, char **argv)
 {
     ensure_std_fds();
+    if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "tessera-supervisor");
     umask(077);
 #ifndef __SANITIZE_ADDRESS__
     /* No core dumps or ptrace of the process holding the key. (LeakSanitizer

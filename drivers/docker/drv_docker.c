@@ -39,6 +39,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sys/stat.h>
 
 #include "drv_docker.h"
 #include "drv_util.h"
@@ -411,6 +412,20 @@ TSR_WUR static int dk_setup(dk_ctx *c, const tsr_driver_env *env)
     TSR_GUARD(drv_option_u64(env, "request_timeout_ms", 60000, 100, 3600000, &c->timeout_ms));
     TSR_GUARD(drv_option_supervisor_args(env, c->extra_args, sizeof c->extra_args));
     TSR_GUARD(drv_option_u64(env, "start_check_ms", 500, 0, 60000, &c->start_check_ms));
+
+    /* No socket at all: nothing this driver does can work, so it is not
+     * ready (the gateway reports it unavailable with this, or refuses to
+     * start when its options name it). An engine that is only down (the
+     * socket is there, nobody answers) is asked again at each operation. */
+    struct stat st;
+    if (stat(c->socket, &st) != 0)
+        return TSR_FAIL(TSR_E_STATE,
+                        "no Docker engine socket at %s: %s (start the engine, or set "
+                        "drivers.options.docker.socket to its socket)",
+                        c->socket, strerror(errno));
+    TSR_ENSURE(S_ISSOCK(st.st_mode), TSR_E_STATE,
+               "%s is not a socket (set drivers.options.docker.socket to the engine's socket)",
+               c->socket);
 
     pthread_once(&dk_curl_once, dk_curl_init);
     TSR_ENSURE(dk_curl_rc == CURLE_OK, TSR_E_INTERNAL, "curl_global_init: %s",

@@ -46,6 +46,10 @@ static const struct rule RULES[GW_RPC_COUNT] = {
     [GW_RPC_RENEW_CERTIFICATE] = {"RenewCertificate", SANDBOX_SELF, 0, 0},
     [GW_RPC_GET_TRUST_BUNDLE] = {"GetTrustBundle", SANDBOX_SELF, ANY_ROLE, 0},
     [GW_RPC_HEALTH_CHECK] = {"Check", SANDBOX_SELF, ANY_ROLE, 1},
+    [GW_RPC_HEALTH_WATCH] = {"Watch", SANDBOX_SELF, ANY_ROLE, 1},
+    /* Server reflection: any authenticated caller (docs/security.md). */
+    [GW_RPC_REFLECTION_V1] = {"ServerReflectionInfo", SANDBOX_SELF, ANY_ROLE, 0},
+    [GW_RPC_REFLECTION_V1ALPHA] = {"ServerReflectionInfo", SANDBOX_SELF, ANY_ROLE, 0},
 };
 
 static const struct rule *rule_of(enum gw_rpc_id rpc)

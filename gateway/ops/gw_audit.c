@@ -22,6 +22,7 @@ struct gw_audit {
     uint64_t failures;       /* lines lost or cut short */
     uint64_t burst;          /* failures since the last successful line */
     int line_open;           /* the file ends inside a cut line */
+    char *path;              /* NULL for stderr; gw_audit_reopen opens it again */
 };
 
 /* EINTR retries per line: a signal storm must not hold the request path. */
@@ -41,6 +42,11 @@ int gw_audit_open(const char *path, gw_audit **out)
             return TSR_FAIL(TSR_E_IO, "open audit log %s: %s", path, strerror(saved));
         }
         a->owns_fd = 1;
+        if ((a->path = strdup(path)) == NULL) {
+            close(a->fd);
+            free(a);
+            return TSR_FAIL(TSR_E_INTERNAL, "out of memory");
+        }
     }
     pthread_mutex_init(&a->lock, NULL);
     *out = a;
@@ -52,7 +58,27 @@ void gw_audit_close(gw_audit *a)
     if (a == NULL) return;
     if (a->owns_fd) close(a->fd);
     pthread_mutex_destroy(&a->lock);
+    free(a->path);
     free(a);
+}
+
+int gw_audit_reopen(gw_audit *a)
+{
+    if (a == NULL || a->path == NULL) return 0;
+    /* Open first: a failure keeps the old file (lines go on being written
+     * there rather than lost). dup2 swaps the file under the same
+     * descriptor number, under the lock every writer takes. */
+    int fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    TSR_ENSURE(fd >= 0, TSR_E_IO, "reopen audit log %s: %s (still writing to the previous file)",
+               a->path, strerror(errno));
+    pthread_mutex_lock(&a->lock);
+    int rc = dup3(fd, a->fd, O_CLOEXEC);
+    int e = errno;
+    if (rc >= 0) a->line_open = 0;   /* a new file starts on a line of its own */
+    pthread_mutex_unlock(&a->lock);
+    close(fd);
+    TSR_ENSURE(rc >= 0, TSR_E_IO, "reopen audit log %s: %s", a->path, strerror(e));
+    return 0;
 }
 
 /* The longest a field of an audit line gets, in bytes of its (untrusted)

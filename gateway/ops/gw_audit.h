@@ -14,6 +14,10 @@ typedef struct gw_audit gw_audit;
 /* "-" writes to stderr; a path is opened O_APPEND, 0600. */
 TSR_WUR int gw_audit_open(const char *path, gw_audit **out);
 void gw_audit_close(gw_audit *audit);
+/* Open the path again (after logrotate moved the file away): later lines go
+ * to the new file. The old file stays in use if the open fails. A no-op for
+ * "-". Called on SIGHUP (docs/operations.md, "Rotating the audit log"). */
+TSR_WUR int gw_audit_reopen(gw_audit *audit);
 
 /* Append one formatted line (ending in '\n') under the audit lock. A
  * failed or short write never blocks or fails the caller: partial writes and

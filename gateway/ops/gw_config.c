@@ -598,6 +598,31 @@ static int load_metrics(gw_config *c, const tsr_yaml_node *m)
     return 0;
 }
 
+/* bundle_endpoint: {listen: HOST:PORT, cert: FILE, key: FILE}; off unless
+ * listen is given. cert and key go together (https_web); without them the
+ * gateway's own certificate serves it (https_spiffe). */
+static int load_bundle_endpoint(gw_config *c, const tsr_yaml_node *m, const char *base)
+{
+    if (m == NULL) return 0;
+    TSR_GUARD(tsr_yaml_check_keys(m, KEYS("listen", "cert", "key")));
+    const tsr_yaml_node *n = tsr_yaml_get(m, "listen");
+    if (n == NULL) return tsr_yaml_fail(m, "bundle_endpoint: \"listen\" is required");
+    const char *s;
+    TSR_GUARD(tsr_yaml_to_str(n, "listen", &s, NULL));
+    if (parse_listen(s, c->bundle_host, sizeof c->bundle_host, &c->bundle_port) != 0) {
+        char reason[400];
+        snprintf(reason, sizeof reason, "bundle_endpoint: %s", tsr_errmsg());
+        c->bundle_host[0] = '\0';
+        return tsr_yaml_fail(n, "%s", reason);
+    }
+    bool has_cert = false, has_key = false;
+    TSR_GUARD(get_path(m, "cert", base, false, false, c->bundle_cert_path, &has_cert));
+    TSR_GUARD(get_path(m, "key", base, false, false, c->bundle_key_path, &has_key));
+    if (has_cert != has_key)
+        return tsr_yaml_fail(m, "bundle_endpoint: \"cert\" and \"key\" go together");
+    return 0;
+}
+
 static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
 {
     int64_t v;
@@ -617,7 +642,8 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
         TSR_GUARD(tsr_yaml_check_keys(root, KEYS("trust_domain", "listen", "workers", "data_dir",
                                                  "pki", "store", "secrets", "audit",
                                                  "certificates", "limits", "users",
-                                                 "drivers", "proxy", "metrics")));
+                                                 "drivers", "proxy", "metrics",
+                                                 "bundle_endpoint")));
     }
 
     if ((n = tsr_yaml_get(root, "trust_domain")) != NULL) {
@@ -711,6 +737,8 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
     TSR_GUARD(load_proxy(c, m, base));
     TSR_GUARD(tsr_yaml_get_map(root, "metrics", &m));
     TSR_GUARD(load_metrics(c, m));
+    TSR_GUARD(tsr_yaml_get_map(root, "bundle_endpoint", &m));
+    TSR_GUARD(load_bundle_endpoint(c, m, base));
     return apply_secrets_env(c);
 }
 
@@ -732,7 +760,10 @@ int gw_config_load(const char *path, gw_config **out)
                            GW_CONFIG_MAX_BYTES);
         goto out;
     }
-    TSR_TRY(tsr_yaml_parse(path, buf, len, &tsr_yaml_limits_config, &doc));
+    /* The configuration's errors point at file:line:column. */
+    tsr_yaml_limits lim = tsr_yaml_limits_config;
+    lim.columns = true;
+    TSR_TRY(tsr_yaml_parse(path, buf, len, &lim, &doc));
     TSR_TRY(config_dir(path, base));
 
     c = calloc(1, sizeof *c);

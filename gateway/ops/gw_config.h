@@ -1,7 +1,7 @@
 /* The gateway's configuration file (config/gateway.yaml), loaded strictly:
  * every key is optional and has a default, but an unknown key, a wrong type,
  * an out-of-range value, a bad user name or role or a bad listen address is
- * refused at load with TSR_E_INPUT "<file>:<line>: reason".
+ * refused at load with TSR_E_INPUT "<file>:<line>:<column>: reason".
  *
  * Relative paths in the file resolve against the directory of the file
  * (made absolute with realpath(3)); absolute paths stay as written. Path
@@ -97,6 +97,11 @@ typedef struct gw_config {
     /* metrics: Prometheus text over plain HTTP, loopback only */
     char metrics_host[256];          /* "" = disabled (the default) */
     uint16_t metrics_port;           /* 0 = ephemeral (tests) */
+    /* bundle_endpoint: the SPIFFE bundle over HTTPS (gw_bundle_endpoint.h) */
+    char bundle_host[256];           /* "" = disabled (the default) */
+    uint16_t bundle_port;
+    char bundle_cert_path[GW_CONFIG_PATH_MAX]; /* "" = pki.server_cert (https_spiffe) */
+    char bundle_key_path[GW_CONFIG_PATH_MAX];  /* with bundle_cert_path (https_web) */
 } gw_config;
 
 /* Load and validate `path` (at most 1 MiB). */

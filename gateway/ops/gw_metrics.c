@@ -7,6 +7,8 @@
  * are relaxed atomics: a scrape sees each value whole, not a consistent
  * cross-metric instant (Prometheus clients give no more). */
 #include "gw_metrics.h"
+#include "gw_metrics_grpc.h"
+#include "gw_selfrenew.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -107,6 +109,7 @@ int gw_metrics_set_methods(const gw_method *methods, size_t n)
         M.method_paths[i] = methods[i].path;
     }
     atomic_store(&M.n_methods, n);   /* publishes the paths (seq_cst) */
+    gw_metrics_grpc_set_methods(methods, n);
     return 0;
 }
 
@@ -128,6 +131,7 @@ void gw_metrics_call_done(void *app, size_t method, enum gw_status status, int64
 void gw_metrics_reset(void)
 {
     memset(&M, 0, sizeof M);
+    gw_metrics_grpc_reset();
 }
 
 /* ---- exposition ---------------------------------------------------------- */
@@ -254,6 +258,8 @@ int gw_metrics_render(char **out, size_t *len)
            "Audit lines not (fully) written: disk full, I/O error, closed descriptor.");
     fprintf(f, "tessera_audit_write_failures_total %llu\n",
             (unsigned long long)get(&M.audit_write_failures));
+    gw_expiry_render(f);
+    gw_metrics_grpc_render(f);
     render_methods(f, atomic_load_explicit(&M.n_methods, memory_order_acquire));
 
     int failed = ferror(f);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gw_bundle_endpoint.h"
 #include "gw_config.h"
 #include "gw_tls.h"
 
@@ -44,6 +45,10 @@ static void check_restart_only(const gw_config *old, const gw_config *nw, const 
     NUM_FIELD(proxy_socket_set_group, "proxy.unix_socket");
     NUM_FIELD(proxy_socket_gid, "proxy.unix_socket");
     NUM_FIELD(metrics_port, "metrics");
+    STR_FIELD(bundle_host, "bundle_endpoint");
+    NUM_FIELD(bundle_port, "bundle_endpoint");
+    STR_FIELD(bundle_cert_path, "bundle_endpoint");
+    STR_FIELD(bundle_key_path, "bundle_endpoint");
     NUM_FIELD(workers, "workers");
     NUM_FIELD(renew_limit, "renew_limit");
     NUM_FIELD(renew_window, "renew_window");
@@ -88,6 +93,12 @@ int gw_reload(gw_app *app, gw_server *server, const gw_reload_opts *opts)
     pki->owned_cfg = cfg;
     cfg = NULL;
     TSR_TRY(gw_reload_ssl_ctx(pki, &ctx));
+    {
+        gw_pki *prev = gw_app_pki(app);
+        int seq_rc = gw_bundle_sequence_follow(prev, pki);
+        gw_pki_release(prev);
+        TSR_TRY(seq_rc);
+    }
 
     /* Everything is loaded and checked: swap. The transport first, so that
      * a failure there (an up-ref) leaves both halves as they were. */

@@ -19,6 +19,9 @@ extern const gw_method gw_rpc_get_sandbox_config, gw_rpc_get_provider_env,
     gw_rpc_update_config;
 extern const gw_method gw_rpc_get_sandbox_logs, gw_rpc_push_sandbox_logs;
 extern const gw_method gw_rpc_health_check;
+extern const gw_method gw_rpc_health_watch;
+extern const gw_method gw_rpc_reflection_v1;
+extern const gw_method gw_rpc_reflection_v1alpha;
 
 /* Every method the gateway serves. */
 const gw_method *gw_methods(size_t *count);

@@ -67,8 +67,9 @@ static int load_roots(gw_pki *pki, const gw_config *cfg)
                                &dlen) == 1 && dlen == 32,
                    TSR_E_INTERNAL, "X509_digest failed");
     }
-    return gw_spiffe_bundle_json(pki->roots, st.st_mtime > 0 ? (int64_t)st.st_mtime : 0,
-                                 GW_BUNDLE_REFRESH_HINT, &pki->spiffe_bundle_json, &len);
+    pki->spiffe_sequence = st.st_mtime > 0 ? (int64_t)st.st_mtime : 0;
+    return gw_spiffe_bundle_json(pki->roots, pki->spiffe_sequence, GW_BUNDLE_REFRESH_HINT,
+                                 &pki->spiffe_bundle_json, &len);
 }
 
 /* The issuing CA must chain to a root of the bundle now: otherwise every

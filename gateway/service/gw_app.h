@@ -41,6 +41,7 @@ typedef struct gw_pki {
     char *chain_pem;                     /* the issuing CA cert, for leaf chains */
     char *bundle_pem;                    /* the trust bundle as served */
     char *spiffe_bundle_json;            /* the same roots as a SPIFFE bundle (JWKS) */
+    int64_t spiffe_sequence;             /* its spiffe_sequence (gw_bundle_endpoint.h) */
     STACK_OF(X509) *intermediates;       /* the issuing CA chain: untrusted path hints
                                             for forwarded leaves (gw_forward.h) */
     STACK_OF(X509) *roots;               /* the bundle's roots, in file order */

@@ -188,7 +188,7 @@ int gw_drivers_load(const gw_drivers_env *env, gw_drivers **out)
             TSR_TRY_ENSURE(d->n_options == 0, TSR_E_INPUT,
                            "driver %s, configured under drivers.options, failed to start: %s",
                            d->name, d->unavailable);
-            fprintf(stderr, "tessera-gateway: driver %s unavailable: %s\n", d->name,
+            fprintf(stderr, "<4>tessera-gateway: driver %s unavailable: %s\n", d->name,
                     d->unavailable);
         }
         size_t used = strlen(all->names);

@@ -28,7 +28,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gw_metrics.h"
 #include "gw_secretbox.h"
 #include "gw_store_schema.h"
 #include "tsr_fs.h"
@@ -152,7 +151,7 @@ static enum tsr_errcat category_of(int rc)
 
 int gw_sql_fail_at(gw_sqlite *s, int rc, const char *file, int line, const char *what)
 {
-    if (category_of(rc) == TSR_E_IO) gw_metrics_store_error();
+    if (category_of(rc) == TSR_E_IO) gw_store_io_error();
     return tsr_fail_at(category_of(rc), file, line, "database: %s: %s (%s)", what,
                        sqlite3_errmsg(s->db), sqlite3_errstr(rc));
 }

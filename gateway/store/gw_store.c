@@ -3,6 +3,7 @@
 #include "gw_store.h"
 
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,19 @@
 int gw_store_open(const char *path, const gw_keyring *keys, gw_store **out)
 {
     return gw_sqlite_open(path, keys, out);
+}
+
+static _Atomic(void (*)(void)) g_io_error_hook;
+
+void gw_store_on_io_error(void (*hook)(void))
+{
+    atomic_store(&g_io_error_hook, hook);
+}
+
+void gw_store_io_error(void)
+{
+    void (*hook)(void) = atomic_load(&g_io_error_hook);
+    if (hook != NULL) hook();
 }
 
 void gw_store_close(gw_store *s)

@@ -82,6 +82,13 @@ typedef struct gw_policy_chunk { char *domain; char *content; } gw_policy_chunk;
  * and must outlive the store. A database whose schema is newer than
  * GW_STORE_SCHEMA_VERSION -> TSR_E_STATE "database schema version N is newer
  * than this gateway (M)". Several threads may open the same file at once. */
+/* Called on every database error of category TSR_E_IO (the database is
+ * unavailable), by any backend: the gateway counts them in its metrics.
+ * Process-wide; set once before the first store is opened (NULL: none). The
+ * store itself knows nothing of metrics (docs/architecture.md). */
+void gw_store_on_io_error(void (*hook)(void));
+void gw_store_io_error(void);
+
 TSR_WUR int gw_store_open(const char *path, const gw_keyring *keys, gw_store **out);
 void gw_store_close(gw_store *s);                                       /* NULL is fine */
 /* Swap the borrowed keyring (e.g. after loading a rotated one). */

@@ -15,6 +15,21 @@
  * applies the method's rule then, so a call whose credentials ended between
  * its headers and its last byte (or while it was held) runs nothing.
  *
+ * Streaming calls (gw_method.stream: server streaming and bidirectional)
+ * answer with HEADERS once their first message is queued (gw_stream_send),
+ * then one DATA message per queued message, then trailers when the method
+ * ends the call. The method's callbacks run on the worker: open, each
+ * request message, the client's half-close, and a poll every tick while
+ * the call stays open; each is admitted by cfg.authorize first, so a server
+ * stream's sends stop (UNAUTHENTICATED trailers) the tick its caller's
+ * credentials end. An error status after messages went out is sent in the
+ * trailers.
+ *
+ * Compression: requests with grpc-encoding: gzip may carry compressed
+ * messages (flag 1); each is inflated with the message limit applied to the
+ * decompressed size as it grows (gw_gzip.h), and the inflated bytes are
+ * charged to the connection's receive budget. Answers are not compressed.
+ *
  * Forwarded identities (docs/operations.md): when the request headers carry
  * cfg.forward_header, the application's authenticate_forwarded hook decides,
  * just before the method runs, whether this call runs as the connection's
@@ -32,6 +47,7 @@
 #include <string.h>
 
 #include "grpc_frame.h"
+#include "gw_gzip.h"
 #include "gw_server_int.h"
 #include "tsr_time.h"
 
@@ -74,6 +90,7 @@ struct gw_stream {
     bool method_post;
     bool ct_seen, ct_ok;
     bool enc_bad;
+    bool enc_gzip;             /* grpc-encoding: gzip */
     bool timeout_seen, timeout_bad;
     int64_t timeout_ms;
     uint8_t *fwd_value;        /* first value of cfg.forward_header (a certificate: public) */
@@ -95,7 +112,8 @@ struct gw_stream {
     bool remote_closed;        /* client sent END_STREAM */
     gw_principal *fwd_principal;   /* this call's forwarded identity, or NULL */
 
-    /* for cfg.call_done */
+    /* for cfg.call_done / call_finished */
+    int64_t started_ns;        /* dispatched (mono_ns) */
     int64_t handler_ns;        /* time inside the method's callbacks */
     bool handler_ran;
     bool call_recorded;
@@ -108,7 +126,22 @@ struct gw_stream {
     size_t body_len, sent;
     bool body_secret;          /* cleanse before free (provider credentials) */
     size_t tx_charge;          /* what this answer adds to conn->tx_pending */
+
+    /* streaming calls (m->stream) */
+    void *bs_state;
+    bool bs_opened;
+    bool bs_headers;           /* response HEADERS submitted: messages follow */
+    bool bs_end;               /* trailers follow the queued messages */
+    int bs_status;
+    char *bs_msg;              /* their grpc-message (malloc'd), or NULL */
+    struct gw_out_msg *oq_head, *oq_tail;   /* queued messages, prefix included */
 };
+
+typedef struct gw_out_msg {
+    struct gw_out_msg *next;
+    size_t len, off;
+    uint8_t data[];
+} gw_out_msg;
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -151,7 +184,12 @@ static void call_record(gw_conn *c, gw_stream *st, int status)
     if (s->cfg.call_done != NULL)
         s->cfg.call_done(s->cfg.app, (size_t)(st->m - s->cfg.methods), (enum gw_status)status,
                          st->handler_ns, st->handler_ran);
+    if (s->cfg.call_finished != NULL)
+        s->cfg.call_finished(s->cfg.app, (size_t)(st->m - s->cfg.methods), (enum gw_status)status,
+                             mono_ns() - st->started_ns);
 }
+
+static void stream_end(gw_conn *c, gw_stream *st, int status, const char *msg);
 
 static gw_stream *stream_of(gw_conn *c, int32_t id)
 {
@@ -160,12 +198,22 @@ static gw_stream *stream_of(gw_conn *c, int32_t id)
     return st;
 }
 
+static void deliver_stream(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len);
+
 static void stream_free(gw_conn *c, gw_stream *st)
 {
     if (st->cs_opened && st->m != NULL && st->m->client_stream != NULL &&
         st->m->client_stream->close != NULL)
         st->m->client_stream->close(st->cs_state);
     st->cs_opened = false;
+    if (st->bs_opened && st->m->stream->close != NULL) st->m->stream->close(st->bs_state);
+    st->bs_opened = false;
+    while (st->oq_head != NULL) {
+        gw_out_msg *q = st->oq_head;
+        st->oq_head = q->next;
+        free(q);
+    }
+    free(st->bs_msg);
     call_record(c, st, GW_STATUS_CANCELLED);
     if (st->held != NULL) {    /* its answer, when it comes, is dropped */
         TSR_ASSERT(st->held->st == st);
@@ -196,14 +244,137 @@ static void set_kill(gw_conn *c, const char *why)
     snprintf(c->kill_reason, sizeof c->kill_reason, "%s", why);
 }
 
+/* What our answers say we accept (grpc-accept-encoding). */
+#define GW_ACCEPT_ENCODING "identity,gzip"
+
+/* ---- streaming answers (gw_method.stream) --------------------------------- */
+
+/* DATA of a streaming answer: the queued messages in order; then, once the
+ * call has ended, the trailers. Deferred while the queue is empty. */
+static ssize_t stream_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                              size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                              void *user_data)
+{
+    (void)user_data;
+    gw_stream *st = source->ptr;
+    TSR_ASSERT(st != NULL && st->id == stream_id);
+    gw_conn *c = st->conn;
+    size_t n = 0;
+    while (n < length && st->oq_head != NULL) {
+        gw_out_msg *q = st->oq_head;
+        size_t chunk = q->len - q->off;
+        if (chunk > length - n) chunk = length - n;
+        memcpy(buf + n, q->data + q->off, chunk);
+        q->off += chunk;
+        n += chunk;
+        TSR_ASSERT(st->tx_charge >= chunk && c->tx_pending >= chunk);
+        st->tx_charge -= chunk;
+        c->tx_pending -= chunk;
+        if (q->off == q->len) {
+            st->oq_head = q->next;
+            if (st->oq_head == NULL) st->oq_tail = NULL;
+            free(q);
+        }
+    }
+    if (st->oq_head == NULL && st->bs_end) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        char enc[GRPC_MESSAGE_ENCODED_MAX];
+        const char *m = st->bs_msg != NULL ? st->bs_msg : "";
+        size_t enclen = grpc_percent_encode(m, strnlen(m, GRPC_MESSAGE_MAX), enc, sizeof enc);
+        nghttp2_nv trailers[2] = {NV("grpc-status", grpc_status_code_text(st->bs_status))};
+        size_t nt = 1;
+        if (enclen > 0) trailers[nt++] = (nghttp2_nv)NV("grpc-message", enc);
+        if (nghttp2_submit_trailer(session, stream_id, trailers, nt) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return (ssize_t)n;
+    }
+    return n > 0 ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+/* The response HEADERS of an answer with messages, read by `read` (0 or
+ * nghttp2's error). */
+static int submit_with_body(gw_conn *c, gw_stream *st, nghttp2_data_source_read_callback read)
+{
+    nghttp2_nv nva[] = {
+        NV(":status", "200"),
+        NV("content-type", "application/grpc"),
+        NV("grpc-accept-encoding", GW_ACCEPT_ENCODING),
+    };
+    nghttp2_data_provider prd;
+    prd.source.ptr = st;
+    prd.read_callback = read;
+    return nghttp2_submit_response(c->h2, st->id, nva, sizeof nva / sizeof nva[0], &prd);
+}
+
+/* The response HEADERS of a streaming answer, once. */
+static int stream_start(gw_conn *c, gw_stream *st)
+{
+    if (st->bs_headers) return 0;
+    if (submit_with_body(c, st, stream_read_cb) != 0) return -1;
+    st->bs_headers = true;
+    return 0;
+}
+
+/* End a streaming answer: its trailers follow what is queued. */
+static void stream_end(gw_conn *c, gw_stream *st, int status, const char *msg)
+{
+    if (st->phase == GW_PHASE_RESPONDED) return;
+    st->phase = GW_PHASE_RESPONDED;
+    call_record(c, st, status);
+    st->bs_end = true;
+    st->bs_status = status;
+    st->bs_msg = msg != NULL && msg[0] != '\0' ? strndup(msg, GRPC_MESSAGE_MAX - 1) : NULL;
+    if (!st->bs_headers && stream_start(c, st) != 0) {
+        (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    (void)nghttp2_session_resume_data(c->h2, st->id);
+}
+
+int gw_stream_send(const gw_call_ctx *ctx, uint8_t *body, size_t len)
+{
+    gw_stream *st = ctx != NULL ? ctx->transport : NULL;
+    int rc = -1;
+    gw_out_msg *q = NULL;
+    if (st == NULL || st->m == NULL || st->m->stream == NULL || st->phase != GW_PHASE_ACTIVE)
+        goto out;
+    gw_conn *c = st->conn;
+    /* At most one budget of unsent messages per call: a caller that does
+     * not read is not queued for without bound. */
+    if (st->tx_charge + GRPC_PREFIX_LEN + len > GW_TX_BUDGET(c->w->s)) goto out;
+    q = malloc(sizeof *q + GRPC_PREFIX_LEN + len);
+    if (q == NULL || grpc_frame_prefix(len, q->data) != 0) goto out;
+    if (len > 0) memcpy(q->data + GRPC_PREFIX_LEN, body, len);
+    q->len = GRPC_PREFIX_LEN + len;
+    q->off = 0;
+    q->next = NULL;
+    if (stream_start(c, st) != 0) goto out;
+    if (st->oq_tail != NULL) st->oq_tail->next = q;
+    else st->oq_head = q;
+    st->oq_tail = q;
+    st->tx_charge += q->len;
+    c->tx_pending += q->len;
+    q = NULL;
+    (void)nghttp2_session_resume_data(c->h2, st->id);
+    rc = 0;
+out:
+    free(q);
+    free(body);
+    return rc;
+}
+
 /* Trailers-only answer (HEADERS + END_STREAM). http_status is "200" for
  * every gRPC-level error. */
 static void respond_error(gw_conn *c, gw_stream *st, const char *http_status, int status,
                           const char *msg, bool accept_identity)
 {
     if (st->phase == GW_PHASE_RESPONDED) return;
-    st->phase = GW_PHASE_RESPONDED;
     if (status <= GW_STATUS_OK || status > GW_STATUS_UNAUTHENTICATED) status = GW_STATUS_UNKNOWN;
+    if (st->bs_headers) {   /* messages went out: the status goes in the trailers */
+        stream_end(c, st, status, msg);
+        return;
+    }
+    st->phase = GW_PHASE_RESPONDED;
     call_record(c, st, status);
     char enc[GRPC_MESSAGE_ENCODED_MAX];
     size_t enclen = grpc_percent_encode(msg, strnlen(msg, GRPC_MESSAGE_MAX), enc, sizeof enc);
@@ -214,7 +385,7 @@ static void respond_error(gw_conn *c, gw_stream *st, const char *http_status, in
     };
     size_t n = 3;
     if (enclen > 0) nva[n++] = (nghttp2_nv)NV("grpc-message", enc);
-    if (accept_identity) nva[n++] = (nghttp2_nv)NV("grpc-accept-encoding", "identity");
+    if (accept_identity) nva[n++] = (nghttp2_nv)NV("grpc-accept-encoding", GW_ACCEPT_ENCODING);
     int rv = nghttp2_submit_response(c->h2, st->id, nva, n, NULL);
     if (rv != 0) (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, st->id,
                                                  NGHTTP2_INTERNAL_ERROR);
@@ -274,15 +445,7 @@ static void respond_ok(gw_conn *c, gw_stream *st, uint8_t *body, size_t len, boo
     st->sent = 0;
     st->tx_charge = GRPC_PREFIX_LEN + len;
     c->tx_pending += st->tx_charge;
-    nghttp2_nv nva[] = {
-        NV(":status", "200"),
-        NV("content-type", "application/grpc"),
-        NV("grpc-accept-encoding", "identity"),
-    };
-    nghttp2_data_provider prd;
-    prd.source.ptr = st;
-    prd.read_callback = body_read_cb;
-    if (nghttp2_submit_response(c->h2, st->id, nva, sizeof nva / sizeof nva[0], &prd) != 0)
+    if (submit_with_body(c, st, body_read_cb) != 0)
         (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -447,9 +610,11 @@ static void dispatch(gw_conn *c, gw_stream *st)
         return;
     }
     if (st->enc_bad) {
-        respond_error(c, st, "200", GW_STATUS_UNIMPLEMENTED, "compression not supported", true);
+        respond_error(c, st, "200", GW_STATUS_UNIMPLEMENTED,
+                      "compression not supported (grpc-accept-encoding: identity,gzip)", true);
         return;
     }
+    st->df.allow_compressed = st->enc_gzip;
     if (st->timeout_bad) {
         respond_status(c, st, GW_STATUS_INTERNAL, "invalid grpc-timeout");
         return;
@@ -464,6 +629,8 @@ static void dispatch(gw_conn *c, gw_stream *st)
     }
     st->m = m;
     st->ctx.method = m->path;
+    st->started_ns = mono_ns();
+    if (s->cfg.call_started != NULL) s->cfg.call_started(s->cfg.app, (size_t)(m - s->cfg.methods));
     if (st->fwd_count > 0 && !forward(c, st)) return;
     st->phase = GW_PHASE_ACTIVE;
     if (m->client_stream != NULL) {
@@ -473,24 +640,60 @@ static void dispatch(gw_conn *c, gw_stream *st)
         handler_time(st, t0);
         st->cs_opened = true;
     }
+    if (m->stream != NULL) {
+        if (!call_admitted(c, st)) return;
+        int64_t t0 = mono_ns();
+        st->bs_state = m->stream->open != NULL ? m->stream->open(&st->ctx) : NULL;
+        handler_time(st, t0);
+        st->bs_opened = true;
+    }
 }
 
-static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
+/* A streaming call's callback result: -1 ends the call with resp's status. */
+static void stream_result(gw_conn *c, gw_stream *st, int rc, gw_response *r)
+{
+    free_body(r->body, r->body_len, r->body_is_secret);
+    r->body = NULL;
+    if (rc == 0 || st->phase != GW_PHASE_ACTIVE) return;
+    r->message[sizeof r->message - 1] = '\0';
+    if (r->status == GW_STATUS_OK) stream_end(c, st, GW_STATUS_OK, r->message);
+    else respond_status(c, st, (int)r->status, r->message);
+}
+
+/* One request message. `owned` (with `charge` on the receive budget) is an
+ * inflated message this takes over; NULL: msg is the deframer's. */
+static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len, uint8_t *owned,
+                    size_t charge)
 {
     if (st->m->unary != NULL) {
         /* Unary: exactly one request message. Like grpc-core: a second message
          * is UNIMPLEMENTED (the method is not a streaming one), a missing one
          * (see end_of_request) is INTERNAL. */
         if (st->n_msgs > 0) {
+            free(owned);
+            grpc_deframer_refund(&c->rx_budget, charge);
             respond_status(c, st, GW_STATUS_UNIMPLEMENTED,
                            "more than one request message for a unary method");
             return;
         }
         st->n_msgs = 1;
         st->unary_len = len;
-        st->unary_msg = grpc_deframer_take(&st->df, &st->unary_charge);
+        if (owned != NULL) {
+            st->unary_msg = owned;
+            st->unary_charge = charge;
+        } else {
+            st->unary_msg = grpc_deframer_take(&st->df, &st->unary_charge);
+        }
         return;
     }
+    /* Streams: the callback reads the message in place. */
+    deliver_stream(c, st, msg, len);
+    free(owned);
+    grpc_deframer_refund(&c->rx_budget, charge);
+}
+
+static void deliver_stream(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
+{
     st->n_msgs++;
     if (deadline_passed(st, tsr_monotonic_ms())) {
         respond_status(c, st, GW_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
@@ -500,6 +703,12 @@ static void deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
     gw_response r;
     response_init(&r);
     int64_t t0 = mono_ns();
+    if (st->m->stream != NULL) {
+        int src = st->m->stream->message(st->bs_state, &st->ctx, msg, len, &r);
+        handler_time(st, t0);
+        stream_result(c, st, src, &r);
+        return;
+    }
     int rc = st->m->client_stream->message(st->cs_state, &st->ctx, msg, len, &r);
     handler_time(st, t0);
     free_body(r.body, r.body_len, r.body_is_secret);
@@ -604,6 +813,14 @@ static void end_of_request(gw_conn *c, gw_stream *st)
     gw_response r;
     response_init(&r);
     int64_t t0 = mono_ns();
+    if (st->m->stream != NULL) {
+        /* 1: the call stays open (a server stream goes on sending). */
+        int rc = st->m->stream->finish != NULL ? st->m->stream->finish(st->bs_state, &st->ctx, &r)
+                                               : 0;
+        handler_time(st, t0);
+        stream_result(c, st, rc == 1 ? 0 : -1, &r);
+        return;
+    }
     st->m->client_stream->finish(st->cs_state, &st->ctx, &r);
     handler_time(st, t0);
     finish_call(c, st, &r);
@@ -694,7 +911,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         st->ct_ok = !st->ct_seen && grpc_content_type_ok((const char *)value, valuelen);
         st->ct_seen = true;
     } else if (name_is(name, namelen, "grpc-encoding")) {
-        if (!(valuelen == 8 && memcmp(value, "identity", 8) == 0)) st->enc_bad = true;
+        if (valuelen == 4 && memcmp(value, "gzip", 4) == 0) st->enc_gzip = true;
+        else if (!(valuelen == 8 && memcmp(value, "identity", 8) == 0)) st->enc_bad = true;
     } else if (c->w->s->cfg.forward_header != NULL &&
                name_is(name, namelen, c->w->s->cfg.forward_header)) {
         /* Kept whole (bounded by the header-list limit above) for dispatch. */
@@ -737,6 +955,35 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     return 0;
 }
 
+/* A gzip message: inflated within the message limit, the result charged
+ * to the connection's receive budget, then delivered. False when the
+ * stream has been answered instead. */
+static bool inflate_and_deliver(gw_conn *c, gw_stream *st, const uint8_t *msg, size_t len)
+{
+    uint8_t *plain = NULL;
+    size_t plen = 0;
+    char why[160];
+    enum gw_status e = gw_gzip_inflate(msg, len, st->df.max_message, &plain, &plen, why,
+                                       sizeof why);
+    if (e != GW_STATUS_OK) {
+        respond_status(c, st, (int)e, why);
+        return false;
+    }
+    if (plen > c->rx_budget) {
+        free(plain);
+        respond_status(c, st, GW_STATUS_RESOURCE_EXHAUSTED,
+                       "too many decompressed request bytes buffered on this connection");
+        return false;
+    }
+    if (plain == NULL && (plain = malloc(1)) == NULL) {   /* an empty message */
+        respond_status(c, st, GW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return false;
+    }
+    c->rx_budget -= plen;
+    deliver(c, st, plain, plen, plain, plen);
+    return st->phase == GW_PHASE_ACTIVE;
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
                          const uint8_t *data, size_t len, void *user_data)
 {
@@ -759,7 +1006,11 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
                           st->df.err == GW_STATUS_UNIMPLEMENTED);
             break;
         }
-        deliver(c, st, msg, mlen);
+        if (st->df.compressed) {
+            if (!inflate_and_deliver(c, st, msg, mlen)) break;
+            continue;
+        }
+        deliver(c, st, msg, mlen, NULL, 0);
     }
     return 0;
 }
@@ -991,6 +1242,15 @@ void gw_h2_tick(gw_conn *c, int64_t now_ms, int64_t now_unix)
             snprintf(msg, sizeof msg, "forwarded credentials no longer valid: %s",
                      why != NULL ? why : "expired");
             respond_status(c, st, GW_STATUS_UNAUTHENTICATED, msg);
+        } else if (st->bs_opened && st->m->stream->poll != NULL && !c->kill &&
+                   call_admitted(c, st)) {
+            /* A server stream's next messages, as its caller is now. */
+            gw_response r;
+            response_init(&r);
+            int64_t t0 = mono_ns();
+            int rc = st->m->stream->poll(st->bs_state, &st->ctx, &r);
+            handler_time(st, t0);
+            stream_result(c, st, rc, &r);
         }
     }
     run_deferred(c);

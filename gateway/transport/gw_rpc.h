@@ -78,6 +78,31 @@ typedef struct gw_client_stream_ops {
     void (*close)(void *state);
 } gw_client_stream_ops;
 
+/* Streaming call, server streaming or bidirectional (the transport, gw_h2.c,
+ * "Streaming calls"). open once; message() per request message; finish()
+ * at the client's half-close: 0 ends the call with resp's status, 1 keeps it
+ * open; poll() (may be NULL) every tick while it is open. message() and
+ * poll() return 0 to go on or -1 to end the call with resp's status (OK
+ * included). Any callback may queue response messages with gw_stream_send.
+ * close() always last (frees state, also when the stream is reset or the
+ * connection dies). Each callback runs only after the dispatcher admitted
+ * the call again (cfg.authorize): sends stop when the caller's credentials
+ * end. */
+typedef struct gw_stream_ops {
+    bool client_streams;   /* bidirectional (else server streaming: one request) */
+    void *(*open)(const gw_call_ctx *ctx);
+    int (*message)(void *state, const gw_call_ctx *ctx, const uint8_t *msg, size_t len,
+                   gw_response *resp);
+    int (*finish)(void *state, const gw_call_ctx *ctx, gw_response *resp);
+    int (*poll)(void *state, const gw_call_ctx *ctx, gw_response *resp);
+    void (*close)(void *state);
+} gw_stream_ops;
+
+/* From a gw_stream_ops callback: queue one response message (body, malloc'd
+ * or NULL when len is 0, is always taken). -1 when the call cannot take it
+ * (ended, or more than the connection's answer budget unsent). */
+int gw_stream_send(const gw_call_ctx *ctx, uint8_t *body, size_t len);
+
 typedef struct gw_method {
     const char *path;                            /* "/pkg.Service/Method" */
     /* Who may call it: the application's rule for this method (the
@@ -88,6 +113,7 @@ typedef struct gw_method {
     int rule;
     gw_unary_fn unary;                           /* exactly one of these */
     const gw_client_stream_ops *client_stream;
+    const gw_stream_ops *stream;
 } gw_method;
 
 #endif

@@ -1179,8 +1179,12 @@ static int config_fill(gw_server_config *c)
         const gw_method *m = &c->methods[i];
         TSR_ENSURE(m->path != NULL && m->path[0] == '/', TSR_E_INPUT,
                    "method %zu: path must start with '/'", i);
-        TSR_ENSURE((m->unary != NULL) != (m->client_stream != NULL), TSR_E_INPUT,
-                   "method %s: exactly one of unary and client_stream", m->path);
+        TSR_ENSURE((m->unary != NULL) + (m->client_stream != NULL) + (m->stream != NULL) == 1,
+                   TSR_E_INPUT, "method %s: exactly one of unary, client_stream and stream",
+                   m->path);
+        if (m->stream != NULL)
+            TSR_ENSURE(m->stream->message != NULL, TSR_E_INPUT,
+                       "method %s: stream needs message", m->path);
         if (m->client_stream != NULL)
             TSR_ENSURE(m->client_stream->message != NULL && m->client_stream->finish != NULL,
                        TSR_E_INPUT, "method %s: client_stream needs message and finish", m->path);

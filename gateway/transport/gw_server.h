@@ -106,6 +106,11 @@ typedef struct gw_server_config {
      * when none ran, e.g. a deadline that passed before the request ended). */
     void (*call_done)(void *app, size_t method, enum gw_status status, int64_t handler_ns,
                       bool handler_ran);
+    /* Optional: a call reached methods[method] (its headers named it), and
+     * the same call ended with `status` elapsed_ns after that (for the
+     * standard grpc_server_* metrics, gw_metrics_grpc.h). */
+    void (*call_started)(void *app, size_t method);
+    void (*call_finished)(void *app, size_t method, enum gw_status status, int64_t elapsed_ns);
 
     /* Forwarded client certificates (docs/operations.md). forward_header: a lowercase
      * request header name, or NULL to look at none. For every call whose

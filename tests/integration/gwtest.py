@@ -103,13 +103,16 @@ class Identity:
 
 
 def make_leaf(spiffe_id, issuer_cert, issuer_key, not_before=None, not_after=None, key=None,
-              extra_uris=()):
-    """A leaf following the X509-SVID profile (what the gateway's CA issues)."""
+              extra_uris=(), dns=(), ips=()):
+    """A leaf following the X509-SVID profile (what the gateway's CA issues);
+    dns and ips: the DNS and IP SANs of a gateway certificate."""
+    import ipaddress
     key = key or ec.generate_private_key(ec.SECP256R1())
     nb = not_before or now() - datetime.timedelta(minutes=1)
     na = not_after or now() + datetime.timedelta(hours=1)
     uris = [x509.UniformResourceIdentifier(spiffe_id)] + [
-        x509.UniformResourceIdentifier(u) for u in extra_uris]
+        x509.UniformResourceIdentifier(u) for u in extra_uris] + [
+        x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([]))
                .issuer_name(issuer_cert.subject)
@@ -540,6 +543,16 @@ def parse_metrics(text):
 
 def metric(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def free_port():
+    """A loopback TCP port nobody listens on (now)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def wait_for(what, fn, timeout=90.0, every=0.25):

@@ -63,9 +63,12 @@ forbid_libs "$SUP" libsqlite3
 # The CLI: common, ca, grpc, client; no policy validator, no libyaml.
 forbid_syms "$CLI" gw_ pol_ sup_ sqlite3_ cg_ drv_ yaml_
 forbid_libs "$CLI" libsqlite3 libyaml
-# certgen: common and ca only.
-forbid_syms "$CG" gw_ cl_ grpc_ pol_ sup_ sqlite3_ nghttp2_ protobuf_c_ drv_
-forbid_libs "$CG" libsqlite3 libnghttp2 libprotobuf-c
+# certgen: common, ca and the gateway's store (it records the proxy and
+# gateway certificates it issues, docs/operations.md); no other gateway layer.
+require_syms "$CG" gw_store_
+forbid_syms "$CG" gw_h2 gw_server gw_authz gw_principal gw_metrics gw_app gw_svc_ gw_config \
+  cl_ grpc_ pol_ sup_ nghttp2_ protobuf_c_ drv_
+forbid_libs "$CG" libnghttp2 libprotobuf-c
 # The vm relay: its own file and libc.
 forbid_syms "$RELAY" gw_ cl_ ca_ tsr_ sqlite3_ SSL_
 forbid_libs "$RELAY" libsqlite3 libssl libcrypto

@@ -361,8 +361,8 @@ def test_unreachable_gateway(gw):
     s.close()
     r = run(gw, "sandbox", "list", addr=f"127.0.0.1:{port}")
     assert r.returncode == 1
-    assert (f"UNAVAILABLE: cannot reach the gateway at 127.0.0.1:{port} — is it running? "
-            "(make run)") in r.stderr
+    assert (f"UNAVAILABLE: cannot reach the gateway at 127.0.0.1:{port} — is it running and "
+            "listening there? (--addr HOST:PORT)") in r.stderr
     assert "refused" in r.stderr.lower()
     r = run(gw, "--json", "health", addr=f"127.0.0.1:{port}")
     assert r.returncode == 1 and json.loads(r.stdout)["error"]["code"] == 14
@@ -377,8 +377,21 @@ def test_gateway_identity_checked(gw):
 
 def test_missing_pki(gw, tmp_path):
     r = run(gw, "sandbox", "list", pki=str(tmp_path))
-    assert r.returncode == 1 and "cannot read the trust bundle" in r.stderr
-    assert "make run" in r.stderr
+    assert r.returncode == 1
+    assert (f"cannot read the trust bundle {tmp_path}/bundle.pem: No such file or directory — "
+            "pass --pki DIR (the directory of certgen init) or --bundle FILE") in r.stderr
+    assert "make run" not in r.stderr
+
+
+def test_missing_user_certificate(gw):
+    """A user without a certificate is told the certgen command that makes one."""
+    r = run(gw, "sandbox", "list", user="carol")
+    assert r.returncode == 1
+    assert (f"cannot read the certificate {gw.pki}/users/carol.pem: No such file or directory — "
+            f"no certificate for user carol in {gw.pki}: issue one with `certgen issue-user "
+            f"carol --pki {gw.pki}` (and give carol a role in the gateway's users:), or pass "
+            "--user NAME or --cert FILE --key FILE") in r.stderr, r.stderr
+    assert "make run" not in r.stderr
 
 
 @pytest.mark.parametrize("args", [

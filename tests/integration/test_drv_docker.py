@@ -75,16 +75,42 @@ def test_init_refuses_bad_options(env):
 
 
 def test_socket_missing(env):
+    """No socket at all: the driver cannot work, so its init fails with the
+    fix (the gateway then reports it unavailable, docs/drivers.md)."""
     missing = os.path.join(env["dir"], "no-such.sock")
-    res = drvtest.run("docker", [op(o, env) for o in ("create", "start", "stop", "status",
-                                                       "destroy")],
+    res = drvtest.run("docker", [op(o, env) for o in ("create", "status")],
                       options=[("socket", missing)], identity=env["ident"])
+    assert res.rc == 1
+    assert ("init: error: docker: init: no Docker engine socket at %s: No such file or "
+            "directory (start the engine, or set drivers.options.docker.socket to its socket)"
+            % missing) in res.out, res
+    assert res.lines == [], res
+    not_sock = os.path.join(env["dir"], "plain-file")
+    open(not_sock, "w").close()
+    res = drvtest.run("docker", [op("status", env)], options=[("socket", not_sock)])
+    assert res.rc == 1
+    assert ("init: error: docker: init: %s is not a socket (set drivers.options.docker.socket "
+            "to the engine's socket)" % not_sock) in res.out, res
+
+
+def test_engine_down(env):
+    """A socket nobody answers on (the engine stopped): each operation says
+    so with the socket's errno; the driver stays ready for when it is back."""
+    import socket as so
+    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    s.bind(env["sock"])   # bound, never listening: connect() is refused
+    try:
+        res = drvtest.run("docker", [op(o, env) for o in ("create", "start", "stop", "status",
+                                                           "destroy")],
+                          options=[("socket", env["sock"])], identity=env["ident"])
+    finally:
+        s.close()
     assert res.rc == 1
     assert len(res.lines) == 5, res
     for line in res.lines:
         assert ": error: docker: " in line or ": error (precondition): docker: " in line, line
-        assert line.endswith(": cannot reach the engine at %s: No such file or directory"
-                             % missing), line
+        assert line.endswith(": cannot reach the engine at %s: Connection refused"
+                             % env["sock"]), line
 
 
 def test_bad_identity_never_reaches_the_engine(env):

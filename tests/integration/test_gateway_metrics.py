@@ -52,7 +52,7 @@ def test_format_and_families(mgw):
     # One histogram per method of the service, with the health check.
     methods = {dict(l)["method"] for n, l in m if n == "tessera_rpc_duration_seconds_count"}
     assert CREATE in methods and "/grpc.health.v1.Health/Check" in methods
-    assert len(methods) == 17
+    assert len(methods) == 20   # the 17 RPCs, health Watch, reflection v1 and v1alpha
 
 
 def test_issuance_revocation_and_durations(mgw):

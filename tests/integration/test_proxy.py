@@ -37,12 +37,7 @@ def nginx_build():
     return subprocess.run([NGINX, "-V"], capture_output=True, text=True).stderr
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = gwtest.free_port
 
 
 class Nginx:
@@ -686,6 +681,11 @@ def test_unix_socket_stale_live_and_foreign_files(tmp_path):
         gw2 = gwtest.Gateway.__new__(gwtest.Gateway)
         gw2.__dict__.update({k: v for k, v in gw.__dict__.items() if k != "proc"})
         gw2.args = ["--listen", "127.0.0.1:0"]
+        # Its own data dir (one gateway per data dir: test_ops.py), the same socket.
+        gw2.config = str(tmp_path / "gw2.yaml")
+        with open(gw.config) as f, open(gw2.config, "w") as out:
+            out.write(f.read().replace(f"data_dir: {gw.data_dir}\n",
+                                       f"data_dir: {tmp_path / 'data2'}\n"))
         assert "in use by another process" in start_fails(gw2)
         assert os.path.exists(path)
         assert gw.stop() == 0

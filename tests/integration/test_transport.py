@@ -670,8 +670,10 @@ def test_raw_4gib_length_prefix(server):
 @pytest.mark.parametrize("case, chunks, extra, status, msg", [
     ("compressed flag", [grpc_frame(b"abc", flag=1)], (), "12", "compressed"),
     ("flag 2", [grpc_frame(b"abc", flag=2)], (), "13", "flags"),
-    ("gzip encoding", [grpc_frame(b"abc")], (("grpc-encoding", "gzip"),), "12",
+    ("deflate encoding", [grpc_frame(b"abc")], (("grpc-encoding", "deflate"),), "12",
      "compression not supported"),
+    ("gzip flag, not gzip", [grpc_frame(b"abc", flag=1)], (("grpc-encoding", "gzip"),), "13",
+     "invalid gzip message"),
     ("no message", [], (), "13", "missing request message"),
     ("two messages", [grpc_frame(b"a") + grpc_frame(b"b")], (), "12", "more than one"),
     ("truncated", [grpc_frame(b"abcdef")[:7]], (), "13", "truncated"),
@@ -689,8 +691,8 @@ def test_raw_grpc_errors(server, case, chunks, extra, status, msg):
         assert hdr(st, ":status") == "200", case
         assert hdr(st, "grpc-status") == status, (case, st)
         assert msg in (hdr(st, "grpc-message") or ""), (case, st)
-        if case in ("compressed flag", "gzip encoding"):
-            assert hdr(st, "grpc-accept-encoding") == "identity"
+        if case in ("compressed flag", "deflate encoding"):
+            assert hdr(st, "grpc-accept-encoding") == "identity,gzip"
         assert st["data"] == b""
     finally:
         c.close()

@@ -39,9 +39,24 @@ MISSING_SOCKET = "/nonexistent/tessera-test/docker.sock"
 
 
 @pytest.fixture(scope="module")
-def g():
+def down_socket():
+    """A unix socket file nobody listens on: an engine that is down."""
+    import socket as so
+    import tempfile
+    d = tempfile.mkdtemp(prefix="tsr-down-")
+    path = os.path.join(d, "docker.sock")
+    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    s.bind(path)
+    yield path
+    s.close()
+    import shutil
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def g(down_socket):
     gw = gwtest.Gateway(real_supervisor=True,
-                        driver_options={"docker": {"socket": MISSING_SOCKET}})
+                        driver_options={"docker": {"socket": down_socket}})
     yield gw
     rc = gw.stop()
     assert rc == 0, "gateway exited with %s:\n%s" % (rc, gw.sanitizer_report())
@@ -241,7 +256,7 @@ def test_malformed_workload_is_invalid_argument(g):
                    env={"V%d" % i: "" for i in range(129)})
 
 
-def test_engine_that_is_not_there(g):
+def test_engine_that_is_not_there(g, down_socket):
     """The docker driver configured with a socket where no engine listens:
     the reason names the socket and the errno, and the create leaves no live
     sandbox and no valid certificate."""
@@ -251,8 +266,8 @@ def test_engine_that_is_not_there(g):
                                 command=["sh", "-c", "true"]), timeout=30))
     assert code == S.UNAVAILABLE, (code, msg)
     assert re.fullmatch(r"driver docker: create failed: docker: create [0-9a-f-]{36}: cannot "
-                        r"reach the engine at %s: No such file or directory"
-                        % re.escape(MISSING_SOCKET), msg), msg
+                        r"reach the engine at %s: Connection refused"
+                        % re.escape(down_socket), msg), msg
     sid, deleted_at = sandbox_row(g, name)
     assert deleted_at is not None
     certs = g.stub(g.user("admin")).ListCertificates(
@@ -260,8 +275,8 @@ def test_engine_that_is_not_there(g):
     assert [c.revoked_at > 0 for c in certs] == [True]
 
 
-def test_wrong_driver_options_stop_the_gateway(tmp_path):
-    gw = gwtest.Gateway(driver_options={"docker": {"socket": MISSING_SOCKET}})
+def test_wrong_driver_options_stop_the_gateway(tmp_path, down_socket):
+    gw = gwtest.Gateway(driver_options={"docker": {"socket": down_socket}})
     assert gw.stop() == 0
     check = [os.path.join(gwtest.BIN, "tessera-gateway"), "--config", gw.config, "--check"]
     r = subprocess.run(check, capture_output=True, text=True, timeout=60)
@@ -269,8 +284,8 @@ def test_wrong_driver_options_stop_the_gateway(tmp_path):
     with open(gw.config) as f:
         text = f.read()
     with open(gw.config, "w") as f:
-        f.write(text.replace('      socket: "%s"\n' % MISSING_SOCKET,
-                             '      socket: "%s"\n      bogus: "1"\n' % MISSING_SOCKET))
+        f.write(text.replace('      socket: "%s"\n' % down_socket,
+                             '      socket: "%s"\n      bogus: "1"\n' % down_socket))
     want = ("tessera-gateway: driver docker, configured under drivers.options, failed to start: "
             "docker: init: unknown option \"bogus\"\n")
     r = subprocess.run(check, capture_output=True, text=True, timeout=60)
@@ -278,3 +293,36 @@ def test_wrong_driver_options_stop_the_gateway(tmp_path):
     with pytest.raises(RuntimeError) as err:
         gw.start()
     assert want in str(err.value)
+
+
+def test_docker_socket_missing_is_reported(tmp_path):
+    """A docker driver that cannot work is never reported ready: configured
+    (options name it), the gateway refuses to start and says the fix; not
+    configured, it is unavailable in the log at start and a CreateSandbox
+    for it names the driver and the fix."""
+    with pytest.raises(RuntimeError) as err:
+        gwtest.Gateway(driver_options={"docker": {"socket": MISSING_SOCKET}})
+    assert ("tessera-gateway: driver docker, configured under drivers.options, failed to start: "
+            "docker: init: no Docker engine socket at %s: No such file or directory (start the "
+            "engine, or set drivers.options.docker.socket to its socket)" % MISSING_SOCKET) \
+        in str(err.value)
+    if os.path.exists("/var/run/docker.sock"):
+        pytest.skip("this host has /var/run/docker.sock: the unconfigured case needs its absence")
+    gw = gwtest.Gateway()
+    try:
+        want = ("driver docker unavailable: docker: init: no Docker engine socket at "
+                "/var/run/docker.sock: No such file or directory (start the engine, or set "
+                "drivers.options.docker.socket to its socket)")
+        wait_for("the unavailable line", lambda: any(want in l for l in gw.stderr_lines),
+                 timeout=10)
+        line = [l for l in gw.stderr_lines if want in l][0]
+        assert " warning tessera-gateway: " in line, line
+        assert not any("Docker engine at /var/run/docker.sock, image" in l
+                       for l in gw.stderr_lines)
+        code, msg = code_of(lambda: gw.stub(gw.user("admin")).CreateSandbox(
+            pb.CreateSandboxRequest(name=uniq(), policy="version: 1\n", driver="docker"),
+            timeout=30))
+        assert code == S.FAILED_PRECONDITION, (code, msg)
+        assert msg == "driver docker is unavailable: " + want[len("driver docker unavailable: "):]
+    finally:
+        gw.stop()

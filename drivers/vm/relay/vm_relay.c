@@ -31,6 +31,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tsr_build.h"   /* generated: TSR_VERSION, TSR_GIT_DESCRIBE */
+
 #define RELAY_MAX_CONNS 64
 #define RELAY_CONNECT_MS 10000
 #define RELAY_IDLE_MS (15 * 60 * 1000)
@@ -131,6 +133,11 @@ static int relay_write_all(int fd, const char *buf, size_t len)
 
 int main(int argc, char **argv)
 {
+    /* The relay links libc only (no OpenSSL to name): release and tree. */
+    if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
+        printf("tessera-vm-relay %s (git %s; links no OpenSSL)\n", TSR_VERSION, TSR_GIT_DESCRIBE);
+        return 0;
+    }
     if (argc != 3) return 1;
     signal(SIGPIPE, SIG_IGN);
     if (relay_take_slot() < 0) return 1;

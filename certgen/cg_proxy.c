@@ -1,0 +1,175 @@
+/* certgen issue-proxy and list: proxy certificates recorded in the
+ * gateway's store, so that they are listed and revoked like every
+ * certificate the gateway issues (docs/certgen.md, "Recorded certificates").
+ *
+ * Where the record lives: the gateway's own database (--store, normally
+ * <data_dir>/tessera.db), written through the same store code the gateway
+ * uses (gateway/gw_store.c: sqlite WAL, so a running gateway and certgen may
+ * both write). The certificate is recorded before its files are written:
+ * a certificate that exists is always known to the gateway. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca_pem.h"
+#include "ca_spiffe.h"
+#include "cg.h"
+#include "gw_store.h"
+#include "tsr_fs.h"
+#include "tsr_time.h"
+
+int cg_record(const char *store_path, X509 *cert, const char *spiffe_id)
+{
+    /* gw_store_open would create a missing file: a mistyped path must not
+     * become a second, empty database. */
+    TSR_ENSURE(tsr_path_exists(store_path), TSR_E_NOTFOUND,
+               "%s does not exist: --store is the gateway's database (<data_dir>/tessera.db; "
+               "start the gateway once to create it)",
+               store_path);
+    gw_store *s = NULL;
+    gw_cert_rec rec;
+    memset(&rec, 0, sizeof rec);
+    TSR_GUARD(ca_cert_serial_hex(cert, rec.serial));
+    TSR_GUARD(ca_cert_validity(cert, &rec.not_before, &rec.not_after));
+    snprintf(rec.spiffe_id, sizeof rec.spiffe_id, "%s", spiffe_id);
+    rec.issued_at = rec.not_before + 60;   /* notBefore is backdated 60 s */
+    TSR_GUARD(gw_store_open(store_path, NULL, &s));
+    int rc = gw_store_cert_insert(s, &rec);
+    gw_store_close(s);
+    return rc;
+}
+
+#define CMD "issue-proxy"
+
+static const char help[] =
+    "Usage: certgen issue-proxy NAME --pki DIR --store DB [OPTIONS]\n"
+    "\n"
+    "Issue a client certificate for the TLS-terminating proxy NAME (SPIFFE ID\n"
+    "spiffe://TD/proxy/NAME), signed by the issuing CA in DIR, into\n"
+    "DIR/proxies/NAME.pem (chain: leaf, issuing) and DIR/proxies/NAME.key, and\n"
+    "record it in the gateway's database DB first, so that `certgen list` lists\n"
+    "it and `tessera cert revoke SERIAL` revokes it. The gateway trusts it once\n"
+    "NAME is in proxy.trusted of its config (docs/operations.md).\n"
+    "\n"
+    "Options:\n"
+    "  --pki DIR          the PKI directory made by certgen init (required)\n"
+    "  --store DB         the gateway's database, <data_dir>/tessera.db (required);\n"
+    "                     run certgen as the gateway's user\n"
+    "  --ttl D            certificate lifetime (default 90d; never past the issuing CA)\n"
+    "  --key-type TYPE    p256, p384 or ed25519 (default: the issuing CA's key type)\n"
+    "  --force            replace an existing certificate and key of NAME (the old\n"
+    "                     certificate stays valid until revoked)\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "NAME: 1-64 of a-z 0-9 . _ -.\n";
+
+int cg_cmd_issue_proxy(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"pki", required_argument, NULL, 'p'},      {"ttl", required_argument, NULL, 't'},
+        {"key-type", required_argument, NULL, 'k'}, {"force", no_argument, NULL, 'f'},
+        {"store", required_argument, NULL, 's'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *pki = NULL, *store = NULL;
+    int64_t ttl = CG_LEAF_TTL;
+    enum ca_key_type type = CA_KEY_P256;
+    int have_type = 0, force = 0, c, rc;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p': pki = optarg; break;
+        case 's': store = optarg; break;
+        case 't':
+            if ((rc = cg_parse_ttl(CMD, "--ttl", optarg, &ttl)) != CG_OK) return rc;
+            break;
+        case 'k':
+            if ((rc = cg_parse_key_type(CMD, optarg, &type)) != CG_OK) return rc;
+            have_type = 1;
+            break;
+        case 'f': force = 1; break;
+        case 'h': fputs(help, stdout); return CG_OK;
+        default: return cg_bad_option(CMD, argc, argv, c);
+        }
+    }
+    if (optind >= argc) return cg_usage_error(CMD, "missing the proxy NAME");
+    if (argc - optind > 1) return cg_usage_error(CMD, "unexpected argument \"%s\"", argv[optind + 1]);
+    const char *name = argv[optind];
+    if ((rc = cg_check_user_name(CMD, name)) != CG_OK) return rc;
+    if (pki == NULL || pki[0] == '\0')
+        return cg_usage_error(CMD, "--pki DIR is required (the directory of certgen init)");
+    if (store == NULL || store[0] == '\0')
+        return cg_usage_error(CMD, "--store DB is required: the certificate is recorded in the "
+                                   "gateway's database (<data_dir>/tessera.db) so that it can be "
+                                   "listed and revoked");
+
+    cg_named_leaf o = {.cmd = CMD, .kind = "proxy", .subdir = "proxies", .pki = pki,
+                       .name = name, .store = store, .ttl = ttl, .type = type,
+                       .have_type = have_type, .force = force};
+    int status = cg_issue_named(&o);
+    if (status == CG_OK) printf("Trust it in the gateway config: proxy: {trusted: [%s]}\n", name);
+    return status;
+}
+
+#undef CMD
+#define CMD "list"
+
+static const char list_help[] =
+    "Usage: certgen list --store DB\n"
+    "\n"
+    "List the recorded certificates that belong to no sandbox: the gateway's own\n"
+    "(certgen renew-gateway, and the gateway's self-renewals) and proxies'\n"
+    "(certgen issue-proxy), oldest first: serial, SPIFFE ID, notAfter and state.\n"
+    "Sandbox certificates are listed by `tessera cert list SANDBOX`. Revoke any of\n"
+    "them with `tessera cert revoke SERIAL`.\n"
+    "\n"
+    "Options:\n"
+    "  --store DB         the gateway's database, <data_dir>/tessera.db (required)\n"
+    "  -h, --help         show this help\n";
+
+int cg_cmd_list(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *store = NULL;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': store = optarg; break;
+        case 'h': fputs(list_help, stdout); return CG_OK;
+        default: return cg_bad_option(CMD, argc, argv, c);
+        }
+    }
+    if (optind < argc) return cg_usage_error(CMD, "unexpected argument \"%s\"", argv[optind]);
+    if (store == NULL || store[0] == '\0')
+        return cg_usage_error(CMD, "--store DB is required (<data_dir>/tessera.db)");
+    if (!tsr_path_exists(store)) {
+        cg_error(CMD, "%s does not exist: --store is the gateway's database", store);
+        return CG_FAIL;
+    }
+    gw_store *s = NULL;
+    gw_cert_rec *certs = NULL;
+    size_t n = 0;
+    if (gw_store_open(store, NULL, &s) != 0 || gw_store_cert_list(s, NULL, &certs, &n) != 0) {
+        gw_store_close(s);
+        return cg_fail(CMD, store);
+    }
+    gw_store_close(s);
+    int64_t now = tsr_now_unix();
+    printf("%-32s  %-20s  %-8s  %s\n", "SERIAL", "NOT AFTER", "STATE", "SPIFFE ID");
+    for (size_t i = 0; i < n; i++) {
+        if (certs[i].sandbox_id[0] != '\0') continue;
+        char until[32];
+        cg_format_time(certs[i].not_after, until);
+        printf("%-32s  %-20s  %-8s  %s\n", certs[i].serial, until,
+               certs[i].revoked_at != 0 ? "revoked" : certs[i].not_after <= now ? "expired" : "valid",
+               certs[i].spiffe_id);
+    }
+    gw_store_free_certs(certs, n);
+    return fflush(stdout) == 0 ? CG_OK : CG_FAIL;
+}
