@@ -46,6 +46,11 @@ typedef struct cg_named_leaf {
     int have_type, force;
 } cg_named_leaf;
 int cg_issue_named(const cg_named_leaf *o);
+/* `certgen <o->cmd> NAME --pki DIR [--ttl D] [--key-type T] [--force]`, and
+ * `--store DB` (required) when o->kind is "proxy", into o (cmd, kind and
+ * subdir set by the caller). CG_OK with *done = 0: issue; *done = 1: help
+ * printed; else the usage error's status. */
+int cg_parse_named(int argc, char **argv, const char *help, cg_named_leaf *o, int *done);
 
 /* Record `cert` (SPIFFE ID spiffe_id, no sandbox) in the gateway's database
  * at store_path, which must exist (cg_proxy.c). */

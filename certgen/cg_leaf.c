@@ -1,5 +1,6 @@
 /* A named client certificate under the issuing CA of a PKI directory: the
  * one flow behind issue-user and issue-proxy (cg.h, cg_issue_named). */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -95,4 +96,53 @@ out:
     ca_issuer_free(issuing);
     sk_X509_pop_free(bundle, X509_free);
     return status;
+}
+
+int cg_parse_named(int argc, char **argv, const char *help, cg_named_leaf *o, int *done)
+{
+    static const struct option longopts[] = {
+        {"pki", required_argument, NULL, 'p'},      {"ttl", required_argument, NULL, 't'},
+        {"key-type", required_argument, NULL, 'k'}, {"force", no_argument, NULL, 'f'},
+        {"store", required_argument, NULL, 's'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = o->cmd;
+    int with_store = strcmp(o->kind, "proxy") == 0, c, rc;
+    *done = 0;
+    o->ttl = CG_LEAF_TTL;
+    o->type = CA_KEY_P256;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p': o->pki = optarg; break;
+        case 's':
+            if (!with_store) return cg_usage_error(cmd, "unknown option '--store'");
+            o->store = optarg;
+            break;
+        case 't':
+            if ((rc = cg_parse_ttl(cmd, "--ttl", optarg, &o->ttl)) != CG_OK) return rc;
+            break;
+        case 'k':
+            if ((rc = cg_parse_key_type(cmd, optarg, &o->type)) != CG_OK) return rc;
+            o->have_type = 1;
+            break;
+        case 'f': o->force = 1; break;
+        case 'h':
+            fputs(help, stdout);
+            *done = 1;
+            return CG_OK;
+        default: return cg_bad_option(cmd, argc, argv, c);
+        }
+    }
+    if (optind >= argc) return cg_usage_error(cmd, "missing the %s NAME", o->kind);
+    if (argc - optind > 1) return cg_usage_error(cmd, "unexpected argument \"%s\"", argv[optind + 1]);
+    o->name = argv[optind];
+    if ((rc = cg_check_user_name(cmd, o->name)) != CG_OK) return rc;
+    if (o->pki == NULL || o->pki[0] == '\0')
+        return cg_usage_error(cmd, "--pki DIR is required (the directory of certgen init)");
+    if (with_store && (o->store == NULL || o->store[0] == '\0'))
+        return cg_usage_error(cmd, "--store DB is required: the certificate is recorded in the "
+                                   "gateway's database (<data_dir>/tessera.db) so that it can be "
+                                   "listed and revoked");
+    return CG_OK;
 }
