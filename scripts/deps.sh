@@ -10,6 +10,8 @@ PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler
   libyaml-dev
   libsqlite3-dev sqlite3
+  libpq-dev        # the PostgreSQL store backend (gateway only)
+  postgresql       # its server, for the tests' own clusters (tests/pg/cluster.sh)
   libcmocka-dev
   # integration tests: stock gRPC client, pytest, certificate tooling
   python3 python3-grpcio python3-grpc-tools python3-pytest python3-cryptography

@@ -41,14 +41,19 @@ int gw_sqlite_cert_insert_batch(gw_store *base, const gw_cert_rec *const *certs,
     TSR_TRY(gw_sql_tx_begin(s, 1));
     for (size_t i = 0; i < n; i++) {
         const gw_cert_rec *c = certs[i];
+        TSR_TRY(gw_sql_savepoint(s));
         if (gw_sql_check_cert(c) == 0 &&
             (c->sandbox_id[0] == '\0' || gw_sql_sb_meta_live(s, c->sandbox_id, &m) == 0) &&
-            gw_sql_cert_insert_row(s, c) == 0)
+            gw_sql_cert_insert_row(s, c) == 0) {
+            TSR_TRY(gw_sql_savepoint_release(s));
             continue;
+        }
         enum tsr_errcat cat = tsr_errcat();
         if (cat != TSR_E_INPUT && cat != TSR_E_NOTFOUND && cat != TSR_E_STATE &&
             cat != TSR_E_EXISTS && cat != TSR_E_UNAUTH)
             goto out;
+        /* Undo this record alone (PostgreSQL would end the transaction). */
+        if (gw_sql_savepoint_undo(s) != 0 && tsr_errcat() != cat) goto out;
         results[i] = cat;
     }
     TSR_TRY(gw_sql_tx_commit(s));
@@ -130,12 +135,12 @@ int gw_sqlite_cert_page(gw_store *base, const char *sandbox_id, int64_t after_ro
     return 0;
 }
 
-static int row_revoked_serial(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_revoked_serial(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     gw_revoked_serial *e = elem;
     TSR_GUARD(gw_sql_col_text(st, 0, e->serial, sizeof e->serial, "certificate serial"));
-    e->not_after = sqlite3_column_int64(st, 1);
+    e->not_after = gw_col_i64(st, 1);
     return 0;
 }
 

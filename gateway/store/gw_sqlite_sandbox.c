@@ -99,7 +99,8 @@ int gw_sqlite_sandbox_create_spec(gw_store *base, const gw_sandbox_rec *sb, cons
     if (gw_q_exec(&q) != 0) {
         /* The recorded detail carries sqlite's message, which names the
          * column whose UNIQUE constraint failed. */
-        if (tsr_errcat() == TSR_E_EXISTS && strstr(tsr_errmsg(), "sandboxes.name") != NULL)
+        if (tsr_errcat() == TSR_E_EXISTS && (strstr(tsr_errmsg(), "sandboxes.name") != NULL ||
+                                                  strstr(tsr_errmsg(), "sandboxes_live_name") != NULL))
             (void)TSR_FAIL(TSR_E_EXISTS, "a sandbox named %s already exists", sb->name);
         else if (tsr_errcat() == TSR_E_EXISTS)
             (void)TSR_FAIL(TSR_E_EXISTS, "sandbox id %s already exists", sb->id);
@@ -179,7 +180,7 @@ int gw_sqlite_sandbox_set_state(gw_store *base, const char *id, const char *stat
     gw_q_text(&q, id);
     gw_q_text(&q, state);
     TSR_GUARD(gw_q_exec(&q));
-    TSR_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
+    TSR_ENSURE(gw_sql_changes(s) == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
     return 0;
 }
 
@@ -198,25 +199,25 @@ int gw_sqlite_sandbox_set_status(gw_store *base, const char *id, const char *sta
     else gw_q_text(&q, NULL);
     if (detail != NULL) gw_q_text(&q, detail);
     TSR_GUARD(gw_q_exec(&q));
-    TSR_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_NOTFOUND, "no live sandbox %s", id);
+    TSR_ENSURE(gw_sql_changes(s) == 1, TSR_E_NOTFOUND, "no live sandbox %s", id);
     return 0;
 }
 
 /* row_fn adapters for the spec: the state detail, an argument, a name and
  * value pair (malloc'd strings). */
-static int row_detail(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_detail(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     return gw_sql_col_text_dup(st, 0, elem, "state detail");
 }
 
-static int row_arg(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_arg(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     return gw_sql_col_text_dup(st, 0, elem, "command argument");
 }
 
-static int row_plain_env(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_plain_env(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     gw_env_var *v = elem;
@@ -283,14 +284,14 @@ int gw_sqlite_sandbox_delete(gw_store *base, const char *id, int64_t now, int *r
     TSR_TRY(gw_sql_sb_meta(s, id, &m));
     TSR_TRY_ENSURE(m.live, TSR_E_NOTFOUND, "sandbox %s is already deleted", id);
     TSR_TRY(gw_sql_set_counter(s, ST_SB_MARK_DELETED, id, now, "mark sandbox deleted"));
-    TSR_TRY_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_INTERNAL, "sandbox %s vanished", id);
+    TSR_TRY_ENSURE(gw_sql_changes(s) == 1, TSR_E_INTERNAL, "sandbox %s vanished", id);
 
     TSR_TRY(gw_q_open(s, ST_CERT_REVOKE_SB, "revoke sandbox certificates", &q));
     gw_q_text(&q, id);
     gw_q_i64(&q, now);
     gw_q_text(&q, REVOKED_BY_DELETE);
     TSR_TRY(gw_q_exec(&q));
-    int revoked = sqlite3_changes(s->db);
+    int revoked = gw_sql_changes(s);
     TSR_TRY(gw_sql_env_delete_all(s, id));
     TSR_TRY(gw_sql_tx_commit(s));
     if (revoked_count != NULL) *revoked_count = revoked;

@@ -10,6 +10,8 @@
 
 int gw_store_open(const char *path, const gw_keyring *keys, gw_store **out)
 {
+    if (strncmp(path, GW_STORE_PG_PREFIX, strlen(GW_STORE_PG_PREFIX)) == 0)
+        return gw_pg_open(path + strlen(GW_STORE_PG_PREFIX), keys, out);
     return gw_sqlite_open(path, keys, out);
 }
 

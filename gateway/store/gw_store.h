@@ -77,7 +77,13 @@ typedef struct gw_revoked_serial { char serial[41]; int64_t not_after; } gw_revo
 typedef struct gw_log_line { int64_t seq; int64_t timestamp_ms; char *stream; char *text; } gw_log_line;
 typedef struct gw_policy_chunk { char *domain; char *content; } gw_policy_chunk;
 
+/* Where the store is: a sqlite file path, or GW_STORE_PG_PREFIX followed by
+ * a libpq connection string (PostgreSQL; the configuration's `store:
+ * {backend: postgres, dsn: ...}` makes it). */
+#define GW_STORE_PG_PREFIX "postgres:"
 /* Open (creating if missing: the file 0600, its parent dir 0700) and migrate.
+ * PostgreSQL: connect, refuse a read-only standby, and migrate under the
+ * store's advisory lock (several gateways may start at once).
  * `keys` may be NULL (then env calls fail with TSR_E_STATE); it is borrowed
  * and must outlive the store. A database whose schema is newer than
  * GW_STORE_SCHEMA_VERSION -> TSR_E_STATE "database schema version N is newer

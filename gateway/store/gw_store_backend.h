@@ -1,9 +1,10 @@
 /* The seam of the store (gw_store.h): what a backend implements. Each
  * backend's handle starts with a struct gw_store whose ops point at its
  * implementation of every operation; gw_store.c dispatches through them.
- * The sqlite backend (gw_sqlite*.c) is the one there is; a second one (a
- * shared database for several gateways) implements the same table with the
- * same contract, per operation, as gw_store.h states it:
+ * Two backends implement it: sqlite (gw_sqlite*.c, the embedded default)
+ * and PostgreSQL (gw_pg.c: several gateways on one database), sharing the
+ * operations' code (gw_sqlite_internal.h), with the same contract, per
+ * operation, as gw_store.h states it:
  *
  *  - every operation is one transaction inside the backend: when a write
  *    returns 0 it is durable, when it fails nothing of it was written;
@@ -83,5 +84,7 @@ struct gw_store {
 /* The sqlite backend (gw_sqlite.c). */
 extern const gw_store_ops gw_sqlite_ops;
 TSR_WUR int gw_sqlite_open(const char *path, const gw_keyring *keys, gw_store **out);
+/* The PostgreSQL backend (gw_pg.c): dsn is a libpq connection string. */
+TSR_WUR int gw_pg_open(const char *dsn, const gw_keyring *keys, gw_store **out);
 
 #endif

@@ -1,0 +1,108 @@
+/* gw_store on PostgreSQL: the contract tests of test_gw_store.c (every one
+ * that is not about sqlite's file) against a real server, and what only a
+ * server has: its connection errors. The binary starts its own cluster
+ * (tests/pg/cluster.sh) under TMPDIR and removes it at the end. */
+#define STORE_PG 1
+#include "test_gw_store.c"
+
+static char pg_dir[128];
+
+static const char *cluster_script(char *buf, size_t cap)
+{
+    const char *root = getenv("TSR_ROOT");
+    snprintf(buf, cap, "%s/tests/pg/cluster.sh", root != NULL ? root : ".");
+    return buf;
+}
+
+static int cluster_start(void)
+{
+    char script[512], cmd[1024];
+    if (tu_temp_path(pg_dir, sizeof pg_dir, "tsr-pg-XXXXXX") != 0 || mkdtemp(pg_dir) == NULL)
+        return -1;
+    snprintf(cmd, sizeof cmd, "%s start %s", cluster_script(script, sizeof script), pg_dir);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL) return -1;
+    if (fgets(pg_dsn, sizeof pg_dsn, p) == NULL) pg_dsn[0] = '\0';
+    int rc = pclose(p);
+    pg_dsn[strcspn(pg_dsn, "\n")] = '\0';
+    return rc == 0 && pg_dsn[0] != '\0' ? 0 : -1;
+}
+
+static void cluster_stop(void)
+{
+    char script[512], cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s stop %s", cluster_script(script, sizeof script), pg_dir);
+    if (system(cmd) != 0) fprintf(stderr, "cluster stop failed: %s\n", cmd);
+}
+
+/* What the gateway says at start when the database is not usable. */
+static void test_pg_open_refusals(void **state)
+{
+    struct fx *f = *state;
+    gw_store *s = (gw_store *)1;
+    EXPECT_FAIL(gw_store_open(GW_STORE_PG_PREFIX "postgresql://[::1", f->keys, &s), TSR_E_INPUT);
+    EXPECT_FAIL(gw_store_open(GW_STORE_PG_PREFIX "nonsense", f->keys, &s), TSR_E_INPUT);
+    assert_non_null(strstr(tsr_errmsg(), "invalid database DSN"));
+    assert_null(s);
+    /* refused: no server on that socket */
+    char loc[700];
+    snprintf(loc, sizeof loc, GW_STORE_PG_PREFIX "host=%s/nowhere user=tessera dbname=postgres",
+             pg_dir);
+    EXPECT_FAIL(gw_store_open(loc, f->keys, &s), TSR_E_IO);
+    assert_non_null(strstr(tsr_errmsg(), "cannot connect to the database"));
+    /* a database that does not exist */
+    snprintf(loc, sizeof loc, "%s dbname=missing", f->path);
+    EXPECT_FAIL(gw_store_open(loc, f->keys, &s), TSR_E_IO);
+    assert_non_null(strstr(tsr_errmsg(), "database \"missing\" does not exist"));
+    /* a database that refuses writes, as a standby does */
+    raw_exec(f->path, "DROP DATABASE IF EXISTS ro");
+    raw_exec(f->path, "CREATE DATABASE ro");
+    raw_exec(f->path, "ALTER DATABASE ro SET default_transaction_read_only = on");
+    snprintf(loc, sizeof loc, "%s dbname=ro", f->path);
+    EXPECT_FAIL(gw_store_open(loc, f->keys, &s), TSR_E_STATE);
+    assert_string_equal(tsr_errmsg(), "database refuses writes (default_transaction_read_only "
+                                      "is on)");
+    assert_null(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_pg_open_refusals),
+        T(test_open_newer_schema),
+        T(test_reopen_idempotent),
+        T(test_concurrent_first_open),
+        T(test_sandbox_create_refusals),
+        T(test_sandbox_half_written_create),
+        T(test_sandbox_get_find_list),
+        T(test_sandbox_spec_and_status),
+        T(test_cert_insert_refusals),
+        T(test_cert_get_list),
+        T(test_cert_revoke),
+        T(test_cert_lineage_revoked_whole),
+        T(test_cert_renewal_of_revoked_refused),
+        T(test_sandbox_delete_revokes),
+        T(test_revoked_each),
+        T(test_policy_versions),
+        T(test_drafts),
+        T(test_cert_pages),
+        T(test_draft_pages),
+        T(test_logs),
+        T(test_log_batches_exactly_once),
+        T(test_env_round_trip),
+        T(test_env_moved_ciphertext),
+        T(test_env_no_keyring),
+        T(test_env_reencrypt),
+        T(test_read_only_connection),
+        T(test_corrupt_rows_fail_closed),
+        T(test_two_writers),
+    };
+    if (cluster_start() != 0) {
+        fprintf(stderr, "cannot start a PostgreSQL cluster (make deps installs it)\n");
+        cluster_stop();
+        return 1;
+    }
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    cluster_stop();
+    return rc;
+}
