@@ -17,6 +17,7 @@
 #include "gw_secretbox.h"
 #include "gw_commit.h"
 #include "gw_state.h"
+#include "gw_revfeed.h"
 #include "gw_store.h"
 #include "gw_driver.h"
 #include "tsr_fs.h"
@@ -190,6 +191,8 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
      * every still-relevant revoked serial into memory. */
     TSR_TRY(gw_store_open(cfg->store_path, app->keyring, &store));
     TSR_TRY(gw_store_revoked_each(store, tsr_now_unix(), load_revocations_cb, app->revoked));
+    /* On a shared database, what other gateways revoke from now on. */
+    TSR_TRY(gw_revfeed_start(cfg->store_path, load_revocations_cb, app->revoked, &app->revfeed));
     /* The committer's own connection: renewals are recorded in batches. */
     TSR_TRY(gw_committer_start(store, &app->committer));
     store = NULL;
@@ -215,6 +218,7 @@ void gw_app_fini(gw_app *app)
     gw_committer_stop(app->committer);   /* after the server: held renewals are answered */
     gw_crl_cache_free(app->crl);
     gw_ratelimit_free(app->renew_limit);
+    gw_revfeed_stop(app->revfeed);       /* before the set it adds to */
     gw_revocations_free(app->revoked);
     gw_audit_close(app->audit);
     gw_keyring_free(app->keyring);

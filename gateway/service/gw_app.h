@@ -54,6 +54,7 @@ typedef struct gw_app {
     struct gw_keyring *keyring;          /* provider-env encryption keys */
     struct gw_audit *audit;
     struct gw_revocations *revoked;      /* in-memory set, loaded from the store */
+    struct gw_revfeed *revfeed;          /* other replicas' revocations (PostgreSQL); or NULL */
     struct gw_ratelimit *renew_limit;    /* per-sandbox renewals */
     struct gw_drivers *drivers;          /* loaded plugins; set once serving starts */
     struct gw_crl_cache *crl;            /* the CRL GetTrustBundle serves (gw_crl.h) */

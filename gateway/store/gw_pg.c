@@ -154,9 +154,10 @@ static int check_writable(gw_sqlite *s)
     return rc;
 }
 
-int gw_pg_connect(gw_sqlite *s, const char *dsn)
+int gw_pg_conn_open(const char *dsn, PGconn **out)
 {
     char *err = NULL;
+    *out = NULL;
     PQconninfoOption *opts = PQconninfoParse(dsn, &err);
     if (opts == NULL) {
         char text[512];
@@ -168,13 +169,19 @@ int gw_pg_connect(gw_sqlite *s, const char *dsn)
     /* Defaults first: what the DSN says (the last dbname, expanded) wins. */
     const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
     const char *const vals[] = {"5", "tessera-gateway", dsn, NULL};
-    s->pg = PQconnectdbParams(keys, vals, 1);
-    TSR_ENSURE(s->pg != NULL, TSR_E_INTERNAL, "out of memory");
-    if (PQstatus(s->pg) != CONNECTION_OK) {
+    *out = PQconnectdbParams(keys, vals, 1);
+    TSR_ENSURE(*out != NULL, TSR_E_INTERNAL, "out of memory");
+    if (PQstatus(*out) != CONNECTION_OK) {
         char text[512];
-        one_line(PQerrorMessage(s->pg), text, sizeof text);
+        one_line(PQerrorMessage(*out), text, sizeof text);
         return TSR_FAIL(TSR_E_IO, "cannot connect to the database: %s", text);
     }
+    return 0;
+}
+
+int gw_pg_connect(gw_sqlite *s, const char *dsn)
+{
+    TSR_GUARD(gw_pg_conn_open(dsn, &s->pg));
     TSR_GUARD(session_setup(s));
     return check_writable(s);
 }

@@ -121,6 +121,9 @@ struct query;
 /* ---- the PostgreSQL engine (gw_pg.c) ---- */
 extern const gw_store_ops gw_pg_ops;
 const char *gw_pg_sql(enum stmt_id id, const char *sqlite_sql);
+/* A new connection with the store's defaults (connect timeout, application
+ * name); *out is set (and must be PQfinish'ed) even when this fails. */
+int gw_pg_conn_open(const char *dsn, PGconn **out);
 int gw_pg_connect(gw_sqlite *s, const char *dsn);
 void gw_pg_disconnect(gw_sqlite *s);
 int gw_pg_ready(gw_sqlite *s);

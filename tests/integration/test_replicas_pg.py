@@ -1,0 +1,150 @@
+"""Several gateways, one PostgreSQL (docs/operations.md, "Replicas on
+PostgreSQL"): the test starts its own cluster (tests/pg/cluster.sh: initdb +
+pg_ctl under TMPDIR, a unix socket) and two gateways A and B on it, with
+one PKI and one keyring.
+
+- what A writes, B reads;
+- a revocation on A is refused at B's next handshake, and B closes its open
+  connection of that certificate within 1 s (LISTEN/NOTIFY + catch-up);
+- live sandbox names are unique across A and B under concurrent creates;
+- a log batch resent to the other replica is acknowledged, not stored twice;
+- while the database is away every call answers UNAVAILABLE (no revoked
+  certificate can be accepted meanwhile), and both recover by themselves."""
+import os
+import subprocess
+import tempfile
+import threading
+import time
+
+import grpc
+import pytest
+
+import gwtest
+from gwtest import code_of, pb
+from h2client import H2, grpc_frame
+
+S = grpc.StatusCode
+STALE = "revocation status unknown: the database is unreachable"
+CLUSTER = os.path.join(os.environ.get("TSR_ROOT", os.path.join(os.path.dirname(__file__),
+                                                              "..", "..")),
+                       "tests", "pg", "cluster.sh")
+
+
+@pytest.fixture(scope="module")
+def pg():
+    d = tempfile.mkdtemp(prefix="tsr-pg-")
+    try:
+        dsn = subprocess.run([CLUSTER, "start", d], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        yield d, dsn
+    finally:
+        subprocess.run([CLUSTER, "stop", d], check=True)
+
+
+@pytest.fixture(scope="module")
+def pair(pg):
+    a = gwtest.Gateway(renew_limit=1000, store_dsn=pg[1])
+    b = gwtest.Gateway(renew_limit=1000, store_dsn=pg[1], replica_of=a)
+    yield a, b
+    rcs = (a.stop(), b.stop())
+    assert rcs == (0, 0), a.sanitizer_report() + b.sanitizer_report()
+
+
+def admin(g):
+    return g.stub(g.user("admin"))
+
+
+def test_create_on_a_read_on_b(pair):
+    a, b = pair
+    sb = a.create_sandbox().sandbox
+    got = admin(b).GetSandbox(pb.GetSandboxRequest(id=sb.id), timeout=10).sandbox
+    assert (got.id, got.name) == (sb.id, sb.name)
+    # A certificate A minted is recorded for B: B renews from it.
+    ident = a.placed_identity(sb.id)
+    renewed = b.renewed_identity(ident)
+    certs = admin(a).ListCertificates(pb.ListCertificatesRequest(sandbox_id=sb.id),
+                                      timeout=10).certificates
+    assert {c.serial: c.renewed_from for c in certs}[renewed.serial] == ident.serial
+
+
+def test_revocation_on_a_closes_b_connection(pair):
+    """B holds an open call of a sandbox's certificate; A revokes it: B
+    answers that call UNAUTHENTICATED "certificate revoked" within 1 s, and
+    a new connection to B with it is refused."""
+    a, b = pair
+    sid = a.create_sandbox().sandbox.id
+    ident = b.renewed_identity(a.placed_identity(sid))
+    c = H2(b, ident)
+    try:
+        stream = c.call("/tessera.v1.Gateway/PushSandboxLogs", [grpc_frame(
+            pb.PushSandboxLogsRequest(sandbox_id=sid, lines=[pb.LogLine(text=b"x")])
+            .SerializeToString())], end_stream=False)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        admin(a).RevokeCertificate(pb.RevokeCertificateRequest(serial=ident.serial),
+                                   timeout=10)
+        got = c.wait(stream, timeout=5)
+        elapsed = time.monotonic() - t0
+    finally:
+        c.close()
+    assert (got["headers"].get("grpc-status"), got["headers"].get("grpc-message")) == \
+        ("16", "certificate revoked"), got
+    assert elapsed <= 1.0, elapsed
+    code = code_of(lambda: b.stub(ident).GetSandboxConfig(
+        pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=10))
+    assert code == (S.UNAUTHENTICATED, "certificate revoked")
+
+
+def test_names_unique_across_replicas(pair):
+    """The same name created at once on A and on B: one sandbox, one
+    ALREADY_EXISTS, every time."""
+    a, b = pair
+    for i in range(10):
+        name = f"same-{i}-{os.getpid()}"
+        results = {}
+
+        def create(g, key):
+            results[key] = code_of(lambda: g.create_sandbox(name=name))
+
+        ts = [threading.Thread(target=create, args=(g, k)) for g, k in ((a, "a"), (b, "b"))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        codes = sorted(results[k][0].name for k in ("a", "b"))
+        assert codes == ["ALREADY_EXISTS", "OK"], results
+
+
+def test_log_batch_resent_to_other_replica_is_stored_once(pair):
+    a, b = pair
+    sid = a.create_sandbox().sandbox.id
+    ident = a.placed_identity(sid)
+    req = pb.PushSandboxLogsRequest(sandbox_id=sid, session="ab12", batch_seq=1,
+                                    lines=[pb.LogLine(text=b"one"), pb.LogLine(text=b"two")])
+    a.stub(ident).PushSandboxLogs(iter([req]), timeout=10)
+    b.stub(ident).PushSandboxLogs(iter([req]), timeout=10)   # the resend after a failover
+    lines = admin(b).GetSandboxLogs(pb.GetSandboxLogsRequest(sandbox_id=sid), timeout=10).lines
+    assert [l.text for l in lines] == [b"one", b"two"]
+
+
+def test_database_outage_fails_closed_then_recovers(pg, pair):
+    """PostgreSQL stopped: within the feed's freshness bound every call on
+    both replicas answers UNAVAILABLE with the reason; started again: both
+    serve without a restart."""
+    a, b = pair
+    sid = a.create_sandbox().sandbox.id
+    subprocess.run([CLUSTER, "restart-stop", pg[0]], check=True)
+    try:
+        for g in (a, b):
+            gwtest.wait_for("UNAVAILABLE while the database is away",
+                            lambda g=g: code_of(lambda: admin(g).GetSandbox(
+                                pb.GetSandboxRequest(id=sid), timeout=5))
+                            == (S.UNAVAILABLE, STALE), timeout=10)
+    finally:
+        subprocess.run([CLUSTER, "restart-start", pg[0]], check=True)
+    for g in (a, b):
+        gwtest.wait_for("serving again", lambda g=g: code_of(lambda: admin(g).GetSandbox(
+            pb.GetSandboxRequest(id=sid), timeout=5))[0] == S.OK, timeout=20)
+    # and writes go through again on both
+    a.create_sandbox()
+    b.create_sandbox()
