@@ -49,6 +49,14 @@ static const char *const pg_override[ST__COUNT] = {
     /* row_id is PostgreSQL's rowid: given under the write lock, so in commit
      * order, and a certificate issued while a client pages sorts after its
      * cursor. */
+    /* The renewal rate limit across replicas: a sliding window of the
+     * renewals taken, by the database's clock, under the write lock. */
+#define PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    [ST_RENEW_PRUNE] = "DELETE FROM renew_events WHERE sandbox_id = ?1 "
+                       "AND at_ms <= " PG_NOW_MS " - ?2::bigint",
+    [ST_RENEW_TAKE] = "INSERT INTO renew_events(sandbox_id, at_ms) SELECT ?1, " PG_NOW_MS " "
+                      "WHERE (SELECT count(*) FROM renew_events WHERE sandbox_id = ?1) < "
+                      "?2::bigint",
     [ST_CERT_PAGE] = "SELECT serial, spiffe_id, sandbox_id, not_before, not_after, issued_at, "
                      "revoked_at, revocation_reason, renewed_from, row_id FROM certificates "
                      "WHERE sandbox_id = ?1 AND row_id > ?2 ORDER BY row_id LIMIT ?3",
@@ -328,6 +336,12 @@ static const char pg_migration_1[] =
     "CREATE TRIGGER certificates_revoked AFTER UPDATE OF revoked_at ON certificates "
     "  FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL) "
     "  EXECUTE FUNCTION tessera_revoked();"
+    /* The renewals each sandbox took, for the rate limit across replicas
+     * (gw_store_renew_take); pruned as they leave the window. */
+    "CREATE TABLE renew_events ("
+    "  sandbox_id TEXT NOT NULL,"
+    "  at_ms      BIGINT NOT NULL);"
+    "CREATE INDEX renew_events_sandbox ON renew_events(sandbox_id, at_ms);"
     "CREATE TABLE policies ("
     "  sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
     "  version    BIGINT NOT NULL CHECK (version > 0),"

@@ -213,3 +213,32 @@ out:
     free(v);
     return rc;
 }
+
+int gw_sqlite_renew_take(gw_store *base, const char *sandbox_id, int limit, int64_t window_ms,
+                         bool *shared, bool *allowed)
+{
+    gw_sqlite *s = gw_sqlite_of(base);
+    int rc = -1;
+    struct query q;
+    *shared = s->pg != NULL;
+    *allowed = false;
+    if (!*shared) return 0;
+    TSR_TRY(gw_sql_check_sandbox_id(sandbox_id));
+    TSR_TRY_ENSURE(limit > 0 && window_ms > 0, TSR_E_INPUT, "bad rate limit");
+    TSR_TRY(gw_sql_tx_begin(s, 1));
+    TSR_TRY(gw_q_open(s, ST_RENEW_PRUNE, "prune renewal window", &q));
+    gw_q_text(&q, sandbox_id);
+    gw_q_i64(&q, window_ms);
+    TSR_TRY(gw_q_exec(&q));
+    TSR_TRY(gw_q_open(s, ST_RENEW_TAKE, "take a renewal", &q));
+    gw_q_text(&q, sandbox_id);
+    gw_q_i64(&q, limit);
+    TSR_TRY(gw_q_exec(&q));
+    bool took = gw_sql_changes(s) == 1;
+    TSR_TRY(gw_sql_tx_commit(s));
+    *allowed = took;
+    rc = 0;
+out:
+    if (rc != 0) gw_sql_tx_abort(s);
+    return rc;
+}

@@ -199,6 +199,12 @@ int gw_store_env_set(gw_store *s, const char *sandbox_id, const gw_env_var *env,
     return s->ops->env_set(s, sandbox_id, env, n);
 }
 
+int gw_store_renew_take(gw_store *s, const char *sandbox_id, int limit, int64_t window_ms,
+                        bool *shared, bool *allowed)
+{
+    return s->ops->renew_take(s, sandbox_id, limit, window_ms, shared, allowed);
+}
+
 int gw_store_env_reencrypt(gw_store *s, size_t *count)
 {
     return s->ops->env_reencrypt(s, count);

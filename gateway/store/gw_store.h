@@ -225,6 +225,16 @@ TSR_WUR int gw_store_env_set(gw_store *s, const char *sandbox_id, const gw_env_v
  * (key rotation), one transaction. *count (may be NULL) = values moved. */
 TSR_WUR int gw_store_env_reencrypt(gw_store *s, size_t *count);
 
+/* ---- renewal rate limit, counted across gateways -------------------------- */
+/* On a store several gateways share (PostgreSQL): take one renewal of
+ * sandbox_id if fewer than `limit` were taken in the last window_ms (by the
+ * database's clock), in one transaction under the store's write lock, so
+ * the count is exact across replicas: *shared = true, *allowed. On sqlite
+ * (one gateway) there is nothing to share: *shared = false, and the caller
+ * counts with its own limiter (gw_ratelimit.h). */
+TSR_WUR int gw_store_renew_take(gw_store *s, const char *sandbox_id, int limit,
+                                int64_t window_ms, bool *shared, bool *allowed);
+
 /* Free what list/get calls return. NULL / 0 is fine. */
 void gw_store_free_sandboxes(gw_sandbox_rec *v, size_t n);
 void gw_store_free_certs(gw_cert_rec *v, size_t n);

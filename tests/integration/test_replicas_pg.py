@@ -148,3 +148,23 @@ def test_database_outage_fails_closed_then_recovers(pg, pair):
     # and writes go through again on both
     a.create_sandbox()
     b.create_sandbox()
+
+
+def test_renewal_rate_limit_counted_across_replicas(pg):
+    """renew_limit 3 on both: renewals alternating A, B, A are taken, the
+    4th is refused on either replica."""
+    a = gwtest.Gateway(renew_limit=3, store_dsn=pg[1])
+    b = gwtest.Gateway(renew_limit=3, store_dsn=pg[1], replica_of=a)
+    try:
+        sid = a.create_sandbox().sandbox.id
+        ident = a.placed_identity(sid)
+        for g in (a, b, a):
+            ident = g.renewed_identity(ident)
+        for g in (b, a):
+            der, _ = gwtest.csr_der()
+            code = code_of(lambda g=g: g.stub(ident).RenewCertificate(
+                pb.RenewCertificateRequest(csr=der), timeout=10))
+            assert code == (S.RESOURCE_EXHAUSTED, "renewal rate limit: at most 3 per 3600s")
+    finally:
+        rcs = (a.stop(), b.stop())
+        assert rcs == (0, 0), a.sanitizer_report() + b.sanitizer_report()

@@ -1822,6 +1822,17 @@ SQLITE_ONLY static void test_second_open_keeps_the_wal(void **state)
     gw_store_close(again);
 }
 
+/* One gateway per sqlite file: no shared renewal count (the gateway's own
+ * limiter counts). */
+SQLITE_ONLY static void test_renew_take_not_shared(void **state)
+{
+    struct fx *f = *state;
+    bool shared = true, allowed = true;
+    EXPECT_OK(gw_store_renew_take(f->s, SB1, 3, 60000, &shared, &allowed));
+    assert_false(shared);
+    assert_false(allowed);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 #ifndef STORE_PG
@@ -1861,6 +1872,7 @@ int main(void)
         T(test_corrupt_rows_fail_closed),
         T(test_two_writers),
         T(test_second_open_keeps_the_wal),
+        T(test_renew_take_not_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

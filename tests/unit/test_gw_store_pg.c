@@ -65,10 +65,38 @@ static void test_pg_open_refusals(void **state)
     assert_null(s);
 }
 
+/* The renewal rate limit is counted by the database: every handle (every
+ * gateway) takes from one window. */
+static void test_pg_renew_take_shared(void **state)
+{
+    struct fx *f = *state;
+    gw_store *other = NULL;
+    bool shared = false, allowed = false;
+    EXPECT_OK(gw_store_open(f->path, f->keys, &other));
+    EXPECT_OK(gw_store_renew_take(f->s, SB1, 3, 60000, &shared, &allowed));
+    assert_true(shared && allowed);
+    EXPECT_OK(gw_store_renew_take(other, SB1, 3, 60000, &shared, &allowed));
+    assert_true(allowed);
+    EXPECT_OK(gw_store_renew_take(f->s, SB1, 3, 60000, &shared, &allowed));
+    assert_true(allowed);
+    EXPECT_OK(gw_store_renew_take(other, SB1, 3, 60000, &shared, &allowed));
+    assert_false(allowed);                         /* the 4th, whichever gateway */
+    EXPECT_OK(gw_store_renew_take(other, SB2, 3, 60000, &shared, &allowed));
+    assert_true(allowed);                          /* per sandbox */
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM renew_events"), 4);
+    /* a window that has passed: pruned, and taken again */
+    usleep(5000);
+    EXPECT_OK(gw_store_renew_take(f->s, SB1, 3, 1, &shared, &allowed));
+    assert_true(allowed);
+    EXPECT_FAIL(gw_store_renew_take(f->s, SB1, 0, 1000, &shared, &allowed), TSR_E_INPUT);
+    gw_store_close(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_pg_open_refusals),
+        T(test_pg_renew_take_shared),
         T(test_open_newer_schema),
         T(test_reopen_idempotent),
         T(test_concurrent_first_open),
