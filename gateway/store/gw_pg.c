@@ -57,6 +57,8 @@ static const char *const pg_override[ST__COUNT] = {
     [ST_RENEW_TAKE] = "INSERT INTO renew_events(sandbox_id, at_ms) SELECT ?1, " PG_NOW_MS " "
                       "WHERE (SELECT count(*) FROM renew_events WHERE sandbox_id = ?1) < "
                       "?2::bigint",
+    [ST_CRL_NUMBER] = "UPDATE crl_state SET number = GREATEST(number + 1, ?1::bigint) "
+                      "WHERE id = 1 RETURNING number",
     [ST_CERT_PAGE] = "SELECT serial, spiffe_id, sandbox_id, not_before, not_after, issued_at, "
                      "revoked_at, revocation_reason, renewed_from, row_id FROM certificates "
                      "WHERE sandbox_id = ?1 AND row_id > ?2 ORDER BY row_id LIMIT ?3",
@@ -342,6 +344,11 @@ static const char pg_migration_1[] =
     "  sandbox_id TEXT NOT NULL,"
     "  at_ms      BIGINT NOT NULL);"
     "CREATE INDEX renew_events_sandbox ON renew_events(sandbox_id, at_ms);"
+    /* The last cRLNumber any replica took (gw_store_crl_number_next). */
+    "CREATE TABLE crl_state ("
+    "  id     BIGINT PRIMARY KEY CHECK (id = 1),"
+    "  number BIGINT NOT NULL);"
+    "INSERT INTO crl_state(id, number) VALUES (1, 0);"
     "CREATE TABLE policies ("
     "  sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
     "  version    BIGINT NOT NULL CHECK (version > 0),"

@@ -1241,6 +1241,7 @@ int gw_sqlite_set_read_only(gw_store *base, bool on)
     .env_set = gw_sqlite_env_set, \
     .env_reencrypt = gw_sqlite_env_reencrypt, \
     .renew_take = gw_sqlite_renew_take, \
+    .crl_number_next = gw_sqlite_crl_number_next, \
 }
 
 const gw_store_ops gw_sqlite_ops = SQL_STORE_OPS;

@@ -242,3 +242,27 @@ out:
     if (rc != 0) gw_sql_tx_abort(s);
     return rc;
 }
+
+int gw_sqlite_crl_number_next(gw_store *base, uint64_t floor, uint64_t *number, bool *shared)
+{
+    gw_sqlite *s = gw_sqlite_of(base);
+    int rc = -1;
+    struct query q;
+    int64_t v = 0;
+    *shared = s->pg != NULL;
+    *number = 0;
+    if (!*shared) return 0;
+    TSR_TRY_ENSURE(floor < INT64_MAX, TSR_E_INPUT, "CRL number out of range");
+    TSR_TRY(gw_sql_tx_begin(s, 1));
+    TSR_TRY(gw_q_open(s, ST_CRL_NUMBER, "take a CRL number", &q));
+    gw_q_i64(&q, (int64_t)floor);
+    int r = gw_q_row(&q, gw_sql_row_i64, NULL, &v);
+    if (r < 0) goto out;
+    TSR_TRY_ENSURE(r == 1 && v > 0, TSR_E_IO, "database is corrupt: no CRL number row");
+    TSR_TRY(gw_sql_tx_commit(s));
+    *number = (uint64_t)v;
+    rc = 0;
+out:
+    if (rc != 0) gw_sql_tx_abort(s);
+    return rc;
+}

@@ -79,6 +79,7 @@ enum stmt_id {
     ST_SENV_GET,
     ST_RENEW_PRUNE,   /* PostgreSQL only (gw_pg.c) */
     ST_RENEW_TAKE,
+    ST_CRL_NUMBER,
     ST__COUNT
 };
 
@@ -279,6 +280,7 @@ int gw_sqlite_logs_dropped(gw_store *base, const char *sandbox_id, int64_t *tota
 int gw_sqlite_env_get(gw_store *base, const char *sandbox_id, gw_env_var **out, size_t *n);
 int gw_sqlite_env_set(gw_store *base, const char *sandbox_id, const gw_env_var *env, size_t n);
 int gw_sqlite_env_reencrypt(gw_store *base, size_t *count);
+int gw_sqlite_crl_number_next(gw_store *base, uint64_t floor, uint64_t *number, bool *shared);
 int gw_sqlite_renew_take(gw_store *base, const char *sandbox_id, int limit, int64_t window_ms,
                          bool *shared, bool *allowed);
 

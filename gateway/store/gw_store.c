@@ -199,6 +199,11 @@ int gw_store_env_set(gw_store *s, const char *sandbox_id, const gw_env_var *env,
     return s->ops->env_set(s, sandbox_id, env, n);
 }
 
+int gw_store_crl_number_next(gw_store *s, uint64_t floor, uint64_t *number, bool *shared)
+{
+    return s->ops->crl_number_next(s, floor, number, shared);
+}
+
 int gw_store_renew_take(gw_store *s, const char *sandbox_id, int limit, int64_t window_ms,
                         bool *shared, bool *allowed)
 {

@@ -235,6 +235,14 @@ TSR_WUR int gw_store_env_reencrypt(gw_store *s, size_t *count);
 TSR_WUR int gw_store_renew_take(gw_store *s, const char *sandbox_id, int limit,
                                 int64_t window_ms, bool *shared, bool *allowed);
 
+/* The next cRLNumber of gateways sharing the store (PostgreSQL): max(the
+ * last one any of them took + 1, floor), in one transaction under the write
+ * lock, so the CRLs of every replica are numbered in one increasing
+ * sequence: *shared = true. On sqlite: *shared = false (the gateway numbers
+ * its CRLs itself, gw_crl.h). */
+TSR_WUR int gw_store_crl_number_next(gw_store *s, uint64_t floor, uint64_t *number,
+                                     bool *shared);
+
 /* Free what list/get calls return. NULL / 0 is fine. */
 void gw_store_free_sandboxes(gw_sandbox_rec *v, size_t n);
 void gw_store_free_certs(gw_cert_rec *v, size_t n);

@@ -75,6 +75,7 @@ typedef struct gw_store_ops {
     int (*env_get)(gw_store *s, const char *sandbox_id, gw_env_var **out, size_t *n);
     int (*env_set)(gw_store *s, const char *sandbox_id, const gw_env_var *env, size_t n);
     int (*env_reencrypt)(gw_store *s, size_t *count);
+    int (*crl_number_next)(gw_store *s, uint64_t floor, uint64_t *number, bool *shared);
     int (*renew_take)(gw_store *s, const char *sandbox_id, int limit, int64_t window_ms,
                       bool *shared, bool *allowed);
 } gw_store_ops;

@@ -95,6 +95,32 @@ def test_revocation_on_a_closes_b_connection(pair):
     assert code == (S.UNAUTHENTICATED, "certificate revoked")
 
 
+def crl_of(g):
+    from cryptography import x509
+    pem = admin(g).GetTrustBundle(pb.GetTrustBundleRequest(), timeout=10).crl_pem
+    crl = x509.load_pem_x509_crl(pem.encode())
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    return number, {format(r.serial_number, "x") for r in crl}
+
+
+def test_crl_numbered_in_one_sequence_and_complete_on_both(pair):
+    """A revocation on one replica shows in the other's CRL, and the CRLs
+    A and B sign in turn have increasing numbers (one sequence in the
+    database), however their clocks read."""
+    a, b = pair
+    numbers = []
+    for g, other in ((a, b), (b, a), (a, b), (b, a)):
+        sid = g.create_sandbox().sandbox.id
+        ident = g.placed_identity(sid)
+        admin(g).RevokeCertificate(pb.RevokeCertificateRequest(serial=ident.serial), timeout=10)
+        gwtest.wait_for("the revocation in the other replica's CRL",
+                        lambda: ident.serial in crl_of(other)[1], timeout=5)
+        # in the order they were signed: the other's (while waiting), then g's
+        numbers.append(crl_of(other)[0])
+        numbers.append(crl_of(g)[0])
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), numbers
+
+
 def test_names_unique_across_replicas(pair):
     """The same name created at once on A and on B: one sandbox, one
     ALREADY_EXISTS, every time."""

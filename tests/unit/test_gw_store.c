@@ -1831,6 +1831,11 @@ SQLITE_ONLY static void test_renew_take_not_shared(void **state)
     EXPECT_OK(gw_store_renew_take(f->s, SB1, 3, 60000, &shared, &allowed));
     assert_false(shared);
     assert_false(allowed);
+    uint64_t number = 7;
+    shared = true;
+    EXPECT_OK(gw_store_crl_number_next(f->s, 1000, &number, &shared));
+    assert_false(shared);
+    assert_int_equal(number, 0);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)

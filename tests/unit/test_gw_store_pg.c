@@ -92,11 +92,30 @@ static void test_pg_renew_take_shared(void **state)
     gw_store_close(other);
 }
 
+/* CRL numbers come from one sequence in the database, above the floor. */
+static void test_pg_crl_number_shared(void **state)
+{
+    struct fx *f = *state;
+    gw_store *other = NULL;
+    bool shared = false;
+    uint64_t n1 = 0, n2 = 0, n3 = 0;
+    EXPECT_OK(gw_store_open(f->path, f->keys, &other));
+    EXPECT_OK(gw_store_crl_number_next(f->s, 1000, &n1, &shared));
+    assert_true(shared);
+    assert_int_equal(n1, 1000);
+    EXPECT_OK(gw_store_crl_number_next(other, 5, &n2, &shared));
+    assert_int_equal(n2, 1001);                    /* above every number taken */
+    EXPECT_OK(gw_store_crl_number_next(f->s, 2000, &n3, &shared));
+    assert_int_equal(n3, 2000);                    /* the floor when it is ahead */
+    gw_store_close(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_pg_open_refusals),
         T(test_pg_renew_take_shared),
+        T(test_pg_crl_number_shared),
         T(test_open_newer_schema),
         T(test_reopen_idempotent),
         T(test_concurrent_first_open),
