@@ -63,6 +63,9 @@ typedef struct gw_app {
     struct gw_states *states;            /* sandbox state refreshes (gw_state.h) */
     struct gw_reconciler *reconciler;    /* its periodic thread; NULL until started */
     bool keyring_created;                /* gw_app_init made a new keyring file */
+    /* This replica's name on a shared store: "<host>:<data_dir>" (or the
+     * host and a hash of a long data_dir); "" on sqlite (one gateway). */
+    char replica[129];
 } gw_app;
 
 typedef struct gw_worker {

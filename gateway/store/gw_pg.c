@@ -207,6 +207,14 @@ void gw_pg_disconnect(gw_sqlite *s)
  * transaction cut by a lost connection was rolled back by the server). */
 int gw_pg_ready(gw_sqlite *s)
 {
+    /* A server that ended the session while it was idle (a restart, an
+     * administrator) left its goodbye on the socket: read it now, so that
+     * this call reconnects instead of failing on a dead connection. */
+    if (PQstatus(s->pg) == CONNECTION_OK && !s->pg_in_tx) {
+        (void)PQconsumeInput(s->pg);
+        PGnotify *n;
+        while ((n = PQnotifies(s->pg)) != NULL) PQfreemem(n);
+    }
     if (PQstatus(s->pg) == CONNECTION_OK) return 0;
     TSR_ENSURE(!s->pg_in_tx, TSR_E_IO, "database unavailable: connection lost");
     int64_t now = tsr_monotonic_ms();
@@ -233,11 +241,32 @@ int gw_pg_prepare(gw_sqlite *s, enum stmt_id id, const char *sql)
     snprintf(name, sizeof name, "gw%d", (int)id);
     TSR_GUARD(to_pg_params(sql, text, sizeof text));
     PGresult *res = PQprepare(s->pg, name, text, 0, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && !s->pg_in_tx &&
+        PQstatus(s->pg) != CONNECTION_OK) {
+        /* closed by the server while idle: preparing changed nothing */
+        PQclear(res);
+        s->pg_retry_after_ms = 0;
+        TSR_GUARD(gw_pg_ready(s));
+        res = PQprepare(s->pg, name, text, 0, NULL);
+    }
     int rc = 0;
     if (PQresultStatus(res) != PGRES_COMMAND_OK) rc = PG_FAIL(s, res, "prepare");
     else s->pg_prepared[id] = true;
     PQclear(res);
     return rc;
+}
+
+/* A read outside a transaction that failed because the server had closed
+ * an idle connection (a restart): nothing was done, so connect again and
+ * run it once more. Writes are never run twice. */
+static bool retry_read(gw_sqlite *s, const struct query *q)
+{
+    if (s->pg_in_tx || PQstatus(s->pg) == CONNECTION_OK || q->sql == NULL ||
+        strncmp(q->sql, "SELECT ", 7) != 0)
+        return false;
+    s->pg_retry_after_ms = 0;
+    if (gw_pg_ready(s) != 0 || gw_pg_prepare(s, q->id, q->sql) != 0) return false;
+    return true;
 }
 
 int gw_pg_run(struct query *q, PGresult **out)
@@ -249,6 +278,11 @@ int gw_pg_run(struct query *q, PGresult **out)
     snprintf(name, sizeof name, "gw%d", (int)q->id);
     PGresult *res = PQexecPrepared(s->pg, name, q->next - 1, q->pv, q->pl, q->pf, 0);
     ExecStatusType st = PQresultStatus(res);
+    if ((res == NULL || (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)) && retry_read(s, q)) {
+        PQclear(res);
+        res = PQexecPrepared(s->pg, name, q->next - 1, q->pv, q->pl, q->pf, 0);
+        st = PQresultStatus(res);
+    }
     if (res == NULL || (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)) {
         int rc = PG_FAIL(s, res, q->what);
         PQclear(res);
@@ -262,14 +296,22 @@ int gw_pg_run(struct query *q, PGresult **out)
 
 int gw_pg_tx_begin(gw_sqlite *s, int write)
 {
+    const char *sql = write ? "BEGIN ISOLATION LEVEL READ COMMITTED;"
+                              "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")"
+                            : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     TSR_GUARD(gw_pg_ready(s));
     s->pg_in_tx = true;
-    int rc = gw_pg_simple(s,
-                          write ? "BEGIN ISOLATION LEVEL READ COMMITTED;"
-                                  "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")"
-                                : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                          "begin transaction");
+    int rc = gw_pg_simple(s, sql, "begin transaction");
     if (rc != 0) gw_pg_tx_abort(s);
+    /* A connection the server closed while idle: nothing began; once more
+     * on a new one. */
+    if (rc != 0 && PQstatus(s->pg) != CONNECTION_OK) {
+        s->pg_retry_after_ms = 0;
+        TSR_GUARD(gw_pg_ready(s));
+        s->pg_in_tx = true;
+        rc = gw_pg_simple(s, sql, "begin transaction");
+        if (rc != 0) gw_pg_tx_abort(s);
+    }
     return rc;
 }
 
@@ -417,8 +459,13 @@ static const char pg_migration_4[] =
     "  value      TEXT NOT NULL,"
     "  PRIMARY KEY (sandbox_id, name));";
 
+static const char pg_migration_5[] =
+    "ALTER TABLE sandboxes ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sandboxes ADD COLUMN teardown BIGINT NOT NULL DEFAULT 0;"
+    "CREATE INDEX sandboxes_teardown ON sandboxes(owner) WHERE teardown = 1;";
+
 static const char *const pg_migrations[] = {pg_migration_1, pg_migration_2, pg_migration_3,
-                                            pg_migration_4};
+                                            pg_migration_4, pg_migration_5};
 
 _Static_assert(sizeof pg_migrations / sizeof pg_migrations[0] == GW_STORE_SCHEMA_VERSION,
                "every migration has its PostgreSQL text");

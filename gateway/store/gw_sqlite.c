@@ -36,7 +36,8 @@
 
 
 
-#define SB_COLS "id, name, driver, state, created_at, deleted_at, policy_version, image, exit_code"
+#define SB_COLS                                                                                \
+    "id, name, driver, state, created_at, deleted_at, policy_version, image, exit_code, owner"
 #define CERT_COLS                                                                              \
     "serial, spiffe_id, sandbox_id, not_before, not_after, issued_at, revoked_at, "            \
     "revocation_reason, renewed_from"
@@ -51,7 +52,10 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_SCHEMA_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
     [ST_MIGRATION_INSERT] = "INSERT INTO schema_migrations(version, applied_at) VALUES (?1, ?2)",
     [ST_SB_INSERT] = "INSERT INTO sandboxes(id, name, driver, state, created_at, deleted_at, "
-                     "policy_version, image) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
+                     "policy_version, image, owner) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8)",
+    [ST_SB_TEARDOWNS] = "SELECT " SB_COLS " FROM sandboxes WHERE teardown = 1 AND owner = ?1 "
+                        "ORDER BY id LIMIT ?2",
+    [ST_SB_TEARDOWN_DONE] = "UPDATE sandboxes SET teardown = 0 WHERE id = ?1",
     [ST_SB_GET] = "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1",
     [ST_SB_FIND] = "SELECT " SB_COLS " FROM sandboxes WHERE name = ?1 AND deleted_at IS NULL",
     [ST_SB_LIST] = "SELECT " SB_COLS " FROM sandboxes WHERE deleted_at IS NULL AND id > ?1 "
@@ -59,8 +63,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_SB_META] = "SELECT deleted_at IS NULL, policy_version, log_seq, draft_seq "
                    "FROM sandboxes WHERE id = ?1",
     [ST_SB_SET_STATE] = "UPDATE sandboxes SET state = ?2 WHERE id = ?1",
-    [ST_SB_MARK_DELETED] =
-        "UPDATE sandboxes SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+    [ST_SB_MARK_DELETED] = "UPDATE sandboxes SET deleted_at = ?2, teardown = 1 "
+                           "WHERE id = ?1 AND deleted_at IS NULL",
     [ST_SB_SET_POLICY_VERSION] = "UPDATE sandboxes SET policy_version = ?2 WHERE id = ?1",
     [ST_SB_SET_LOG_SEQ] = "UPDATE sandboxes SET log_seq = ?2 WHERE id = ?1",
     [ST_SB_SET_DRAFT_SEQ] = "UPDATE sandboxes SET draft_seq = ?2 WHERE id = ?1",
@@ -240,7 +244,10 @@ int gw_q_open(gw_sqlite *s, enum stmt_id id, const char *what, struct query *q)
 {
     *q = (struct query){.s = s, .st = NULL, .bound = SQLITE_OK, .next = 1, .what = what,
                         .id = id};
-    if (s->pg != NULL) return gw_pg_prepare(s, id, gw_pg_sql(id, stmt_sql[id]));
+    if (s->pg != NULL) {
+        q->sql = gw_pg_sql(id, stmt_sql[id]);
+        return gw_pg_prepare(s, id, q->sql);
+    }
     return stmt(s, id, &q->st);
 }
 
@@ -497,6 +504,7 @@ static int read_sandbox(gw_row *st, gw_sandbox_rec *out)
     out->deleted_at = gw_col_i64(st, 5); /* NULL reads as 0 = live */
     out->policy_version = gw_col_i64(st, 6);
     TSR_GUARD(gw_sql_col_text(st, 7, out->image, sizeof out->image, "sandbox image"));
+    TSR_GUARD(gw_sql_col_text(st, 9, out->owner, sizeof out->owner, "sandbox owner"));
     out->exited = !gw_col_null(st, 8); /* NULL: no exit known */
     int64_t code = gw_col_i64(st, 8);
     TSR_ENSURE(code >= INT32_MIN && code <= INT32_MAX, TSR_E_IO,
@@ -1219,6 +1227,8 @@ int gw_sqlite_set_read_only(gw_store *base, bool on)
     .sandbox_set_state = gw_sqlite_sandbox_set_state, \
     .sandbox_set_status = gw_sqlite_sandbox_set_status, \
     .sandbox_delete = gw_sqlite_sandbox_delete, \
+    .teardowns = gw_sqlite_teardowns, \
+    .teardown_done = gw_sqlite_teardown_done, \
     .cert_insert = gw_sqlite_cert_insert, \
     .cert_insert_batch = gw_sqlite_cert_insert_batch, \
     .cert_get = gw_sqlite_cert_get, \

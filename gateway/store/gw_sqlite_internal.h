@@ -77,6 +77,8 @@ enum stmt_id {
     ST_CMD_GET,
     ST_SENV_INSERT,
     ST_SENV_GET,
+    ST_SB_TEARDOWNS,
+    ST_SB_TEARDOWN_DONE,
     ST_RENEW_PRUNE,   /* PostgreSQL only (gw_pg.c) */
     ST_RENEW_TAKE,
     ST_CRL_NUMBER,
@@ -159,6 +161,7 @@ struct query {
     const char *what; /* names the statement in error messages */
     /* PostgreSQL: the statement and its parameters (text, or binary blobs) */
     enum stmt_id id;
+    const char *sql;  /* its text (to prepare again on a new connection) */
     const char *pv[GW_Q_MAX_PARAMS];
     int pl[GW_Q_MAX_PARAMS], pf[GW_Q_MAX_PARAMS];
     char num[GW_Q_MAX_PARAMS][24];
@@ -245,6 +248,9 @@ int gw_sqlite_sandbox_list(gw_store *base, const char *after_id, int limit, gw_s
 int gw_sqlite_sandbox_set_state(gw_store *base, const char *id, const char *state);
 int gw_sqlite_sandbox_set_status(gw_store *base, const char *id, const char *state, bool exited,
                                  int exit_code, const char *detail);
+int gw_sqlite_teardowns(gw_store *base, const char *owner, int limit, gw_sandbox_rec **out,
+                        size_t *n);
+int gw_sqlite_teardown_done(gw_store *base, const char *id);
 int gw_sqlite_sandbox_delete(gw_store *base, const char *id, int64_t now, int *revoked_count);
 int gw_sqlite_cert_insert(gw_store *base, const gw_cert_rec *c);
 int gw_sqlite_cert_insert_batch(gw_store *base, const gw_cert_rec *const *certs, size_t n,

@@ -16,6 +16,7 @@ static int check_sandbox_rec(const gw_sandbox_rec *sb)
     TSR_GUARD(gw_sql_check_str(sb->driver, sizeof sb->driver, 0, "sandbox driver"));
     TSR_GUARD(gw_sql_check_str(sb->state, sizeof sb->state, 0, "sandbox state"));
     TSR_GUARD(gw_sql_check_str(sb->image, sizeof sb->image, 1, "sandbox image"));
+    TSR_GUARD(gw_sql_check_str(sb->owner, sizeof sb->owner, 1, "sandbox owner"));
     TSR_ENSURE(sb->deleted_at == 0, TSR_E_INPUT, "a new sandbox cannot be deleted");
     return 0;
 }
@@ -96,6 +97,7 @@ int gw_sqlite_sandbox_create_spec(gw_store *base, const gw_sandbox_rec *sb, cons
     gw_q_i64(&q, sb->created_at);
     gw_q_i64(&q, 0);
     gw_q_text(&q, sb->image);
+    gw_q_text(&q, sb->owner);
     if (gw_q_exec(&q) != 0) {
         /* The recorded detail carries sqlite's message, which names the
          * column whose UNIQUE constraint failed. */
@@ -299,4 +301,42 @@ int gw_sqlite_sandbox_delete(gw_store *base, const char *id, int64_t now, int *r
 out:
     if (rc != 0) gw_sql_tx_abort(s);
     return rc;
+}
+
+int gw_sqlite_teardowns(gw_store *base, const char *owner, int limit, gw_sandbox_rec **out,
+                        size_t *n)
+{
+    gw_sqlite *s = gw_sqlite_of(base);
+    int rc = -1;
+    int64_t lim = 0;
+    gw_sandbox_rec *v = NULL;
+    size_t cnt = 0;
+    struct query q;
+    *out = NULL;
+    *n = 0;
+    TSR_TRY(gw_sql_check_str(owner, sizeof v->owner, 1, "sandbox owner"));
+    TSR_TRY(gw_sql_clamp_limit(limit, &lim));
+    TSR_TRY(gw_q_open(s, ST_SB_TEARDOWNS, "list teardowns", &q));
+    gw_q_text(&q, owner);
+    gw_q_i64(&q, lim);
+    TSR_TRY(gw_q_each(&q, gw_sql_row_sandbox, NULL, &v, &cnt, sizeof *v));
+    *out = v;
+    *n = cnt;
+    v = NULL;
+    rc = 0;
+out:
+    free(v);
+    return rc;
+}
+
+int gw_sqlite_teardown_done(gw_store *base, const char *id)
+{
+    gw_sqlite *s = gw_sqlite_of(base);
+    struct query q;
+    TSR_GUARD(gw_sql_check_sandbox_id(id));
+    TSR_GUARD(gw_q_open(s, ST_SB_TEARDOWN_DONE, "teardown done", &q));
+    gw_q_text(&q, id);
+    TSR_GUARD(gw_q_exec(&q));
+    TSR_ENSURE(gw_sql_changes(s) == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
+    return 0;
 }

@@ -80,6 +80,17 @@ int gw_store_sandbox_set_status(gw_store *s, const char *id, const char *state, 
     return s->ops->sandbox_set_status(s, id, state, exited, exit_code, detail);
 }
 
+int gw_store_teardowns(gw_store *s, const char *owner, int limit, gw_sandbox_rec **out,
+                       size_t *n)
+{
+    return s->ops->teardowns(s, owner, limit, out, n);
+}
+
+int gw_store_teardown_done(gw_store *s, const char *id)
+{
+    return s->ops->teardown_done(s, id);
+}
+
 int gw_store_sandbox_delete(gw_store *s, const char *id, int64_t now, int *revoked_count)
 {
     return s->ops->sandbox_delete(s, id, now, revoked_count);

@@ -40,7 +40,7 @@ typedef struct gw_store gw_store;
 typedef struct gw_keyring gw_keyring;           /* gw_secretbox.h */
 
 /* The newest schema this code knows (numbered migrations 1..N). */
-#define GW_STORE_SCHEMA_VERSION 4
+#define GW_STORE_SCHEMA_VERSION 5
 /* List calls return at most this many rows; a larger limit is clamped. */
 #define GW_STORE_MAX_PAGE 10000
 #define GW_STORE_BUSY_TIMEOUT_MS 5000
@@ -53,6 +53,9 @@ typedef struct gw_sandbox_rec {
     int64_t policy_version;                      /* 0 = no policy */
     char image[513];                             /* "" = the driver's default */
     bool exited; int exit_code;                  /* exit_code is known when exited */
+    /* The replica whose driver runs it ("" = not recorded: a store of one
+     * gateway); docs/operations.md, "The owner replica". */
+    char owner[129];
 } gw_sandbox_rec;
 /* The rest of what a sandbox runs and how it ended (GetSandbox): its
  * command, its plain env (not secret: stored as is, by name) and its
@@ -127,8 +130,17 @@ TSR_WUR int gw_store_sandbox_set_status(gw_store *s, const char *id, const char 
                                         bool exited, int exit_code, const char *detail);
 /* Marks deleted and revokes every unrevoked cert of the sandbox (reason
  * "sandbox deleted"), one transaction; also erases its provider env. An
- * already deleted sandbox -> TSR_E_NOTFOUND. now must be > 0. */
+ * already deleted sandbox -> TSR_E_NOTFOUND. now must be > 0. The sandbox
+ * is then due for teardown by its owner (gw_store_teardowns). */
 TSR_WUR int gw_store_sandbox_delete(gw_store *s, const char *id, int64_t now, int *revoked_count);
+
+/* Deleted sandboxes of `owner` whose processes its driver has not removed
+ * yet (deleted on another replica, or the owner stopped before it could),
+ * at most `limit`, by id; *out NULL when *n is 0. */
+TSR_WUR int gw_store_teardowns(gw_store *s, const char *owner, int limit, gw_sandbox_rec **out,
+                               size_t *n);
+/* The owner's driver removed the sandbox (or was told to): no longer due. */
+TSR_WUR int gw_store_teardown_done(gw_store *s, const char *id);
 
 /* ---- certificates ------------------------------------------------------- */
 /* Durable when it returns 0. revoked_at must be 0. A sandbox cert needs its

@@ -40,6 +40,9 @@ typedef struct gw_store_ops {
     int (*sandbox_set_state)(gw_store *s, const char *id, const char *state);
     int (*sandbox_set_status)(gw_store *s, const char *id, const char *state, bool exited,
                               int exit_code, const char *detail);
+    int (*teardowns)(gw_store *s, const char *owner, int limit, gw_sandbox_rec **out,
+                     size_t *n);
+    int (*teardown_done)(gw_store *s, const char *id);
     int (*sandbox_delete)(gw_store *s, const char *id, int64_t now, int *revoked_count);
     int (*cert_insert)(gw_store *s, const gw_cert_rec *c);
     int (*cert_insert_batch)(gw_store *s, const gw_cert_rec *const *certs, size_t n,

@@ -100,7 +100,7 @@ def crl_of(g):
     pem = admin(g).GetTrustBundle(pb.GetTrustBundleRequest(), timeout=10).crl_pem
     crl = x509.load_pem_x509_crl(pem.encode())
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    return number, {format(r.serial_number, "x") for r in crl}
+    return number, {r.serial_number for r in crl}
 
 
 def test_crl_numbered_in_one_sequence_and_complete_on_both(pair):
@@ -114,7 +114,7 @@ def test_crl_numbered_in_one_sequence_and_complete_on_both(pair):
         ident = g.placed_identity(sid)
         admin(g).RevokeCertificate(pb.RevokeCertificateRequest(serial=ident.serial), timeout=10)
         gwtest.wait_for("the revocation in the other replica's CRL",
-                        lambda: ident.serial in crl_of(other)[1], timeout=5)
+                        lambda: int(ident.serial, 16) in crl_of(other)[1], timeout=5)
         # in the order they were signed: the other's (while waiting), then g's
         numbers.append(crl_of(other)[0])
         numbers.append(crl_of(g)[0])
@@ -171,9 +171,11 @@ def test_database_outage_fails_closed_then_recovers(pg, pair):
     for g in (a, b):
         gwtest.wait_for("serving again", lambda g=g: code_of(lambda: admin(g).GetSandbox(
             pb.GetSandboxRequest(id=sid), timeout=5))[0] == S.OK, timeout=20)
-    # and writes go through again on both
-    a.create_sandbox()
-    b.create_sandbox()
+    # and writes go through again on both (a store connection whose last
+    # reconnect failed waits up to 1 s before it tries again)
+    for g in (a, b):
+        gwtest.wait_for("writes again", lambda g=g: code_of(g.create_sandbox)[0] == S.OK,
+                        timeout=10)
 
 
 def test_renewal_rate_limit_counted_across_replicas(pg):
@@ -237,11 +239,19 @@ class Renewer:
 
 
 def recorded(g, sids):
+    """serial -> Certificate of every certificate of the sandboxes (every page)."""
     out = {}
     for sid in sids:
-        for c in admin(g).ListCertificates(pb.ListCertificatesRequest(sandbox_id=sid),
-                                           timeout=10).certificates:
-            out[c.serial] = c
+        token = ""
+        while True:
+            r = admin(g).ListCertificates(pb.ListCertificatesRequest(
+                sandbox_id=sid, page_size=1000, page_token=token), timeout=10)
+            for c in r.certificates:
+                assert c.serial not in out, c.serial
+                out[c.serial] = c
+            token = r.next_page_token
+            if not token:
+                break
     return out
 
 
@@ -313,3 +323,26 @@ def test_database_stopped_10s_under_load(pg):
     finally:
         rcs = (a.stop(), b.stop())
         assert rcs == (0, 0), a.sanitizer_report() + b.sanitizer_report()
+
+
+def test_owner_replica_drives_its_sandboxes(pair):
+    """A sandbox started by A is A's: B neither asks its own driver about it
+    (its state stays A's report) nor tears it down; DeleteSandbox on B
+    revokes at once, everywhere, and A's reconciler tears it down."""
+    a, b = pair
+    sid = a.create_sandbox().sandbox.id
+    ident = a.placed_identity(sid)
+    sb_dir = os.path.join(a.data_dir, "sandboxes", sid)
+    assert os.path.isdir(sb_dir)
+    for _ in range(3):   # B's GetSandbox refreshes only what B runs
+        got = admin(b).GetSandbox(pb.GetSandboxRequest(id=sid), timeout=10).sandbox
+        assert got.state == "running", got
+        time.sleep(0.4)
+    assert "has no such sandbox" not in b.log_text()
+    d = admin(b).DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=10)
+    assert d.revoked_certificates == 1
+    gwtest.wait_for("revoked on A", lambda: code_of(lambda: a.stub(ident).GetSandboxConfig(
+        pb.GetSandboxConfigRequest(sandbox_id=sid), timeout=5))
+        == (S.UNAUTHENTICATED, "certificate revoked"), timeout=2)
+    # A's reconciler (every 5 s) finds it due and its driver removes it
+    gwtest.wait_for("torn down by its owner", lambda: not os.path.exists(sb_dir), timeout=20)
