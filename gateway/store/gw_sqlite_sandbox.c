@@ -145,22 +145,18 @@ int gw_sqlite_sandbox_find_by_name(gw_store *base, const char *name, gw_sandbox_
     return sandbox_read_one(s, ST_SB_FIND, name, out, "sandbox named");
 }
 
-int gw_sqlite_sandbox_list(gw_store *base, const char *after_id, int limit, gw_sandbox_rec **out,
-                           size_t *n)
+/* The sandboxes `id` (a statement of one text key and a limit) returns. */
+static int sandbox_rows(gw_sqlite *s, enum stmt_id id, const char *what, const char *key,
+                        int limit, gw_sandbox_rec **out, size_t *n)
 {
-    gw_sqlite *s = gw_sqlite_of(base);
     int rc = -1;
     int64_t lim = 0;
     gw_sandbox_rec *v = NULL;
     size_t cnt = 0;
     struct query q;
-    *out = NULL;
-    *n = 0;
-    if (after_id == NULL) after_id = "";
-    TSR_TRY(gw_sql_check_str(after_id, SB_ID_CAP, 1, "page token"));
     TSR_TRY(gw_sql_clamp_limit(limit, &lim));
-    TSR_TRY(gw_q_open(s, ST_SB_LIST, "list sandboxes", &q));
-    gw_q_text(&q, after_id);
+    TSR_TRY(gw_q_open(s, id, what, &q));
+    gw_q_text(&q, key);
     gw_q_i64(&q, lim);
     TSR_TRY(gw_q_each(&q, gw_sql_row_sandbox, NULL, &v, &cnt, sizeof *v));
     *out = v;
@@ -170,6 +166,17 @@ int gw_sqlite_sandbox_list(gw_store *base, const char *after_id, int limit, gw_s
 out:
     free(v);
     return rc;
+}
+
+int gw_sqlite_sandbox_list(gw_store *base, const char *after_id, int limit, gw_sandbox_rec **out,
+                           size_t *n)
+{
+    if (after_id == NULL) after_id = "";
+    *out = NULL;
+    *n = 0;
+    TSR_GUARD(gw_sql_check_str(after_id, SB_ID_CAP, 1, "page token"));
+    return sandbox_rows(gw_sqlite_of(base), ST_SB_LIST, "list sandboxes", after_id, limit, out,
+                        n);
 }
 
 int gw_sqlite_sandbox_set_state(gw_store *base, const char *id, const char *state)
@@ -306,27 +313,11 @@ out:
 int gw_sqlite_teardowns(gw_store *base, const char *owner, int limit, gw_sandbox_rec **out,
                         size_t *n)
 {
-    gw_sqlite *s = gw_sqlite_of(base);
-    int rc = -1;
-    int64_t lim = 0;
-    gw_sandbox_rec *v = NULL;
-    size_t cnt = 0;
-    struct query q;
     *out = NULL;
     *n = 0;
-    TSR_TRY(gw_sql_check_str(owner, sizeof v->owner, 1, "sandbox owner"));
-    TSR_TRY(gw_sql_clamp_limit(limit, &lim));
-    TSR_TRY(gw_q_open(s, ST_SB_TEARDOWNS, "list teardowns", &q));
-    gw_q_text(&q, owner);
-    gw_q_i64(&q, lim);
-    TSR_TRY(gw_q_each(&q, gw_sql_row_sandbox, NULL, &v, &cnt, sizeof *v));
-    *out = v;
-    *n = cnt;
-    v = NULL;
-    rc = 0;
-out:
-    free(v);
-    return rc;
+    TSR_GUARD(gw_sql_check_str(owner, sizeof(*out)->owner, 1, "sandbox owner"));
+    return sandbox_rows(gw_sqlite_of(base), ST_SB_TEARDOWNS, "list teardowns", owner, limit, out,
+                        n);
 }
 
 int gw_sqlite_teardown_done(gw_store *base, const char *id)

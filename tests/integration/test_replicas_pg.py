@@ -255,17 +255,27 @@ def recorded(g, sids):
     return out
 
 
+def replicas(pg, renew_limit=1000):
+    a = gwtest.Gateway(renew_limit=renew_limit, store_dsn=pg[1])
+    return a, gwtest.Gateway(renew_limit=renew_limit, store_dsn=pg[1], replica_of=a)
+
+
+def placed(g, n):
+    """n new sandboxes of g: (id, the identity g's driver placed)."""
+    out = []
+    for _ in range(n):
+        sid = g.create_sandbox().sandbox.id
+        out.append((sid, g.placed_identity(sid)))
+    return out
+
+
 def test_kill9_of_a_replica_during_renewals(pg):
     """Renewals through A and B; A is killed with SIGKILL mid-way: every
     certificate a client received is recorded (once: serials are keys), and
     renewals carry on through B."""
-    a = gwtest.Gateway(renew_limit=1000, store_dsn=pg[1])
-    b = gwtest.Gateway(renew_limit=1000, store_dsn=pg[1], replica_of=a)
+    a, b = replicas(pg)
     try:
-        sbs = []
-        for _ in range(4):
-            sid = a.create_sandbox().sandbox.id
-            sbs.append((sid, a.placed_identity(sid)))
+        sbs = placed(a, 4)
         with Renewer([a, b], sbs) as r:
             time.sleep(1.5)
             a.kill9()
@@ -289,13 +299,9 @@ def test_database_stopped_10s_under_load(pg):
     only UNAVAILABLE meanwhile; afterwards renewals succeed again on both,
     every certificate received is recorded, and a certificate revoked on A
     after the outage is refused by B."""
-    a = gwtest.Gateway(renew_limit=1000, store_dsn=pg[1])
-    b = gwtest.Gateway(renew_limit=1000, store_dsn=pg[1], replica_of=a)
+    a, b = replicas(pg)
     try:
-        sbs = []
-        for _ in range(3):
-            sid = a.create_sandbox().sandbox.id
-            sbs.append((sid, a.placed_identity(sid)))
+        sbs = placed(a, 3)
         with Renewer([a, b], sbs) as r:
             time.sleep(1)
             subprocess.run([CLUSTER, "restart-stop", pg[0]], check=True)

@@ -1840,44 +1840,48 @@ SQLITE_ONLY static void test_renew_take_not_shared(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
+/* The contract every backend keeps (test_gw_store_pg.c runs these too). */
+#define CONTRACT_TESTS \
+    T(test_open_newer_schema), \
+    T(test_reopen_idempotent), \
+    T(test_concurrent_first_open), \
+    T(test_sandbox_create_refusals), \
+    T(test_sandbox_half_written_create), \
+    T(test_sandbox_get_find_list), \
+    T(test_sandbox_spec_and_status), \
+    T(test_cert_insert_refusals), \
+    T(test_cert_get_list), \
+    T(test_cert_revoke), \
+    T(test_cert_lineage_revoked_whole), \
+    T(test_cert_renewal_of_revoked_refused), \
+    T(test_sandbox_delete_revokes), \
+    T(test_revoked_each), \
+    T(test_policy_versions), \
+    T(test_drafts), \
+    T(test_cert_pages), \
+    T(test_draft_pages), \
+    T(test_logs), \
+    T(test_log_batches_exactly_once), \
+    T(test_env_round_trip), \
+    T(test_env_moved_ciphertext), \
+    T(test_env_no_keyring), \
+    T(test_env_reencrypt), \
+    T(test_read_only_connection), \
+    T(test_corrupt_rows_fail_closed), \
+    T(test_two_writers),
+
 #ifndef STORE_PG
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_open_refusals),
-        T(test_open_newer_schema),
         T(test_open_creates_private_files),
-        T(test_reopen_idempotent),
-        T(test_concurrent_first_open),
-        T(test_sandbox_create_refusals),
-        T(test_sandbox_half_written_create),
-        T(test_sandbox_get_find_list),
-        T(test_sandbox_spec_and_status),
-        T(test_cert_insert_refusals),
-        T(test_cert_get_list),
-        T(test_cert_revoke),
-        T(test_cert_lineage_revoked_whole),
-        T(test_cert_renewal_of_revoked_refused),
-        T(test_sandbox_delete_revokes),
-        T(test_revoked_each),
-        T(test_policy_versions),
-        T(test_drafts),
-        T(test_cert_pages),
-        T(test_draft_pages),
-        T(test_logs),
-        T(test_log_batches_exactly_once),
         T(test_migrate_from_version_1),
-        T(test_env_round_trip),
-        T(test_env_moved_ciphertext),
-        T(test_env_no_keyring),
-        T(test_env_reencrypt),
-        T(test_read_only_connection),
         T(test_read_only_file),
         T(test_busy_times_out),
-        T(test_corrupt_rows_fail_closed),
-        T(test_two_writers),
         T(test_second_open_keeps_the_wal),
         T(test_renew_take_not_shared),
+        CONTRACT_TESTS
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
