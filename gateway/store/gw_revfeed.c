@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -182,6 +183,7 @@ void gw_revfeed_stop(gw_revfeed *f)
     disconnect(f);
     if (f->wake[0] >= 0) close(f->wake[0]);
     if (f->wake[1] >= 0) close(f->wake[1]);
+    if (f->dsn != NULL) OPENSSL_cleanse(f->dsn, strlen(f->dsn)); /* may hold a password */
     free(f->dsn);
     free(f);
 }
