@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -43,7 +44,7 @@ RENEW_INFLIGHT = int(os.environ.get("BENCH_RENEW_INFLIGHT", "32"))
 # Handshake clients (each: connect, full handshake, wait for the server's
 # first bytes, close), the same for the gateway and the bare OpenSSL peer.
 HS_THREADS = int(os.environ.get("BENCH_HS_THREADS", "2"))
-# BENCH_ONLY=handshake,unary,tail,renew,logs,conns,scale runs only those rows.
+# BENCH_ONLY=handshake,unary,tail,renew,logs,conns,scale,postgres runs only those rows.
 ONLY = set(os.environ.get("BENCH_ONLY", "").split(",")) - {""}
 # The idle-connection rows: RSS at these counts of open connections, then one
 # call on each of CONN_WAKE of them. BENCH_QUICK=1: 1000 only.
@@ -296,6 +297,8 @@ drivers:
         if want("conns"):
             conns(addr, bundle, ids_file, gw, results, row)
         results["gateway_rss_end_kib"] = rss_kib(gw.pid)
+        if want("postgres"):
+            postgres(config, work, bundle, results, row)
         if want("scale"):
             gw, port = scale(gw, config, data, bundle, first_cert, first_key, ids_file,
                              results, row)
@@ -605,6 +608,108 @@ def conns(addr, bundle, ids_file, gw, results, row):
         f"{w['hot_p99_us']} us; gateway CPU {w['idle_cpu_us_per_call']} vs "
         f"{w['hot_cpu_us_per_call']} us/call (idle background subtracted); RSS after "
         f"{w['rss_after_wake_kib']} KiB")
+
+
+def postgres(config, work, bundle, results, row):
+    """The store on PostgreSQL (docs/operations.md, "Replicas on PostgreSQL"):
+    issuance/s and unary RPC/s with one gateway, then with two replicas on
+    the same database (the load split between them), beside the sqlite
+    rows of this run; server CPU per operation summed over the replicas. A
+    cluster of its own (tests/pg/cluster.sh), removed at the end."""
+    cluster = os.path.join(os.environ.get("TSR_ROOT", "."), "tests", "pg", "cluster.sh")
+    # Not under `work` (0700, root's): the server runs as the postgres user.
+    pgdir = tempfile.mkdtemp(prefix="tsr-bench-pg-")
+    dsn = subprocess.run([cluster, "start", pgdir], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    gws, sids = [], []
+    try:
+        base = open(config).read()
+        for i in range(2):
+            d = os.path.join(work, f"pgdata{i}")
+            text = base.replace(f"data_dir: {os.path.join(work, 'data')}", f"data_dir: {d}")
+            text += f'store:\n  backend: postgres\n  dsn: "{dsn}"\n'
+            if i == 1:
+                text += f"secrets:\n  key_file: {os.path.join(work, 'pgdata0', 'secrets.key')}\n"
+            cfg = os.path.join(work, f"gateway-pg{i}.yaml")
+            with open(cfg, "w") as fh:
+                fh.write(text)
+            p, port = start([os.path.join(BIN, "tessera-gateway"), "--config", cfg],
+                            r"listening on .*:(\d+)")
+            gws.append((p, f"127.0.0.1:{port}", d))
+        pki = os.path.dirname(bundle)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=open(bundle, "rb").read(),
+            private_key=open(os.path.join(pki, "users", "admin.key"), "rb").read(),
+            certificate_chain=open(os.path.join(pki, "users", "admin.pem"), "rb").read())
+        lines = []
+        with grpc.secure_channel(f"localhost:{gws[0][1].split(':')[1]}", creds) as ch:
+            stub = pb_grpc.GatewayStub(ch)
+            for i in range(N_SANDBOXES):
+                sid = stub.CreateSandbox(pb.CreateSandboxRequest(
+                    name=f"bench-pg-{i}", policy=POLICY), timeout=30).sandbox.id
+                sids.append(sid)
+                placed = os.path.join(gws[0][2], "sandboxes", sid, "identity")
+                lines.append(f"{sid} {placed}/cert.pem {placed}/key.pem\n")
+        ids_file = os.path.join(work, "ids-pg.txt")
+        with open(ids_file, "w") as fh:
+            fh.writelines(lines)
+
+        def run(mode, replicas, extra):
+            """One measurement split over the replicas, all at once."""
+            out = [None] * replicas
+            cpu0 = [cpu_s(gws[i][0].pid) for i in range(replicas)]
+
+            def one(i):
+                out[i] = load(mode, gws[i][1], "--bundle", bundle, "--ids", ids_file, *extra)
+            ts = [threading.Thread(target=one, args=(i,)) for i in range(replicas)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            ops = sum(r["ops"] for r in out)
+            cpu = sum(cpu_s(gws[i][0].pid) - cpu0[i] for i in range(replicas))
+            return {"rate": sum(r["rate"] for r in out), "ops": ops,
+                    "errors": sum(r.get("errors", 0) for r in out),
+                    "cpu_us_per_op": round(cpu / ops * 1e6, 1) if ops else None}
+
+        res = {}
+        for n in (1, 2):
+            log(f"postgres, {n} replica(s): issuance/s ({RENEW_INFLIGHT} in flight in all)")
+            res[f"renew_{n}"] = run("renew", n, ["--threads", RENEW_INFLIGHT // n,
+                                                 "--seconds", SECONDS])
+            log(f"postgres, {n} replica(s): unary GetSandboxConfig (4 connections each)")
+            res[f"unary_{n}"] = run("unary", n, ["--conns", 4, "--seconds", SECONDS])
+        results["postgres"] = res
+        sq_renew = results.get("renew", {}).get("rate")
+        sq_unary = results.get("unary_peak", {}).get("rate")
+        for n in (1, 2):
+            rn, un = res[f"renew_{n}"], res[f"unary_{n}"]
+            row(f"issuance/s, PostgreSQL store, {n} replica(s)", rn["rate"], sq_renew, "1/s",
+                "sqlite store, 1 gateway (this run)",
+                f"errors {rn['errors']}; server CPU us/issuance {rn['cpu_us_per_op']} "
+                f"(all replicas)")
+            row(f"unary RPC/s, PostgreSQL store, {n} replica(s)", un["rate"], sq_unary, "1/s",
+                "sqlite store, 1 gateway (this run)",
+                f"errors {un['errors']}; server CPU us/call {un['cpu_us_per_op']} "
+                f"(all replicas)")
+    finally:
+        if gws:
+            try:
+                pki = os.path.dirname(bundle)
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=open(bundle, "rb").read(),
+                    private_key=open(os.path.join(pki, "users", "admin.key"), "rb").read(),
+                    certificate_chain=open(os.path.join(pki, "users", "admin.pem"),
+                                           "rb").read())
+                with grpc.secure_channel(f"localhost:{gws[0][1].split(':')[1]}", creds) as ch:
+                    stub = pb_grpc.GatewayStub(ch)
+                    for sid in sids:
+                        stub.DeleteSandbox(pb.DeleteSandboxRequest(id=sid), timeout=30)
+            except grpc.RpcError as e:
+                log(f"postgres cleanup: {e.code()}")
+        for p, _, _ in gws:
+            stop(p)
+        subprocess.run([cluster, "stop", pgdir], check=False)
 
 
 def cleanup(port, creds, sandbox_ids, data):

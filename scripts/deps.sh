@@ -10,6 +10,8 @@ PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler
   libyaml-dev
   libsqlite3-dev sqlite3
+  libpq-dev        # the PostgreSQL store backend (gateway only)
+  postgresql       # its server, for the tests' own clusters (tests/pg/cluster.sh)
   libcmocka-dev
   zlib1g-dev       # gzip message compression (grpc-encoding: gzip)
   libsystemd-dev   # sd_notify: Type=notify under systemd

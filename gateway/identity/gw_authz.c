@@ -3,7 +3,9 @@
 #include <string.h>
 
 #include "gw_audit.h"
+#include "gw_app.h"
 #include "gw_identity.h"
+#include "gw_revfeed.h"
 #include "tsr_err.h"
 #include "tsr_time.h"
 
@@ -119,6 +121,12 @@ int gw_authz_dispatch(const gw_call_ctx *ctx, const gw_method *m, gw_response *r
     /* The identity as of now, not as of the handshake or the request
      * headers: a call admitted then may run after a revocation. */
     enum gw_identity_verdict v = gw_identity_recheck(ctx->app, ctx->principal, tsr_now_unix());
+    /* Replicas on one database (gw_revfeed.h): without a current feed a
+     * certificate may have been revoked by another gateway; refuse every
+     * call until the feed has caught up (docs/operations.md). Not a
+     * denial of the caller: nothing is audited, clients retry elsewhere. */
+    if (!gw_revfeed_current(((gw_app *)ctx->app)->revfeed))
+        return gw_response_fail(resp, GW_STATUS_UNAVAILABLE, "%s", GW_REVFEED_STALE_MESSAGE);
     if (v != GW_IDENTITY_CURRENT)
         return deny(ctx, resp, GW_STATUS_UNAUTHENTICATED, "", gw_identity_verdict_text(v));
     return gw_authz_call(ctx, (enum gw_rpc_id)m->rule, resp);

@@ -201,6 +201,11 @@ static int rebuild(gw_crl_cache *c, const gw_pki *pki, gw_revocations *rev, gw_s
     uint64_t number = c->last_number + 1;
     uint64_t floor_ms = (uint64_t)tsr_now_unix_ms();
     if (number < floor_ms) number = floor_ms;
+    /* Replicas on one database number their CRLs in one sequence there. */
+    bool shared = false;
+    uint64_t shared_number = 0;
+    if (store != NULL) TSR_TRY(gw_store_crl_number_next(store, number, &shared_number, &shared));
+    if (shared) number = shared_number;
     int64_t validity = pki->cfg->crl_validity;
     ca_crl_params prm = {.number = number, .this_update = now - CRL_BACKDATE,
                          .next_update = now + validity};

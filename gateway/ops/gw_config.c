@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "gw_store.h"
 #include "tsr_fs.h"
 #include "tsr_name.h"
 #include "tsr_yaml.h"
@@ -366,6 +367,43 @@ static int load_data_file(const tsr_yaml_node *root, const char *section, const 
     return TSR_FAIL(TSR_E_INPUT, "data_dir is too long");
 }
 
+/* store: {path: FILE} (sqlite, the default backend) or {backend: postgres,
+ * dsn: "libpq connection string"} (docs/operations.md, "Replicas on
+ * PostgreSQL"); store_path is then GW_STORE_PG_PREFIX + the DSN. */
+static int load_store(const tsr_yaml_node *root, const char *base, gw_config *c)
+{
+    const tsr_yaml_node *m, *n;
+    char backend[16] = "sqlite";
+    TSR_GUARD(tsr_yaml_get_map(root, "store", &m));
+    if (m != NULL) {
+        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("backend", "path", "dsn")));
+        TSR_GUARD(tsr_yaml_get_strbuf(m, "backend", backend, sizeof backend));
+    }
+    if (strcmp(backend, "postgres") == 0) {
+        if (tsr_yaml_get(m, "path") != NULL)
+            return tsr_yaml_fail(tsr_yaml_get(m, "path"), "store.path is for backend sqlite");
+        if ((n = tsr_yaml_get(m, "dsn")) == NULL)
+            return tsr_yaml_fail(m, "store backend postgres needs a dsn");
+        const char *dsn;
+        size_t len;
+        TSR_GUARD(tsr_yaml_to_str(n, "dsn", &dsn, &len));
+        if (len == 0 || strlen(GW_STORE_PG_PREFIX) + len >= sizeof c->store_path)
+            return tsr_yaml_fail(n, "store.dsn is empty or too long");
+        snprintf(c->store_path, sizeof c->store_path, "%s%s", GW_STORE_PG_PREFIX, dsn);
+        return 0;
+    }
+    if (strcmp(backend, "sqlite") != 0)
+        return tsr_yaml_fail(tsr_yaml_get(m, "backend"),
+                             "store.backend must be sqlite or postgres");
+    if (m != NULL && tsr_yaml_get(m, "dsn") != NULL)
+        return tsr_yaml_fail(tsr_yaml_get(m, "dsn"), "store.dsn is for backend postgres");
+    const tsr_yaml_node *path = m != NULL ? tsr_yaml_get(m, "path") : NULL;
+    if (path != NULL) return get_path(m, "path", base, false, false, c->store_path, NULL);
+    if (tsr_path_join(c->store_path, GW_CONFIG_PATH_MAX, c->data_dir, "tessera.db") == 0)
+        return 0;
+    return TSR_FAIL(TSR_E_INPUT, "data_dir is too long");
+}
+
 /* Header names that already mean something to HTTP/2 or gRPC: a proxy
  * header must not alias one of them. */
 static bool reserved_header(const char *s, size_t len)
@@ -684,8 +722,7 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
                                field(c, pki_files[i].offset), NULL));
     }
 
-    TSR_GUARD(load_data_file(root, "store", "path", base, c->data_dir, "tessera.db", false,
-                             c->store_path));
+    TSR_GUARD(load_store(root, base, c));
     TSR_GUARD(load_data_file(root, "secrets", "key_file", base, c->data_dir, "secrets.key",
                              false, c->secrets_key_path));
     TSR_GUARD(load_data_file(root, "audit", "path", base, c->data_dir, "audit.log", true,

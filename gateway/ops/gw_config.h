@@ -60,7 +60,8 @@ typedef struct gw_config {
     char data_dir[4096];
     char bundle_path[4096], issuing_cert_path[4096], issuing_key_path[4096];
     char server_cert_path[4096], server_key_path[4096];
-    char store_path[4096];           /* sqlite file; default <data_dir>/tessera.db */
+    char store_path[4096];           /* sqlite file (default <data_dir>/tessera.db), or
+                                        GW_STORE_PG_PREFIX + a libpq DSN */
     char secrets_key_path[4096];     /* keyring; default <data_dir>/secrets.key;
                                         env TESSERA_SECRETS_KEY_FILE overrides */
     char audit_path[4096];           /* "-" = stderr; default <data_dir>/audit.log */

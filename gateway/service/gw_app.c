@@ -1,9 +1,12 @@
 #include "gw_app.h"
 
+#include <errno.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ca_pem.h"
 #include "ca_spiffe.h"
@@ -17,6 +20,7 @@
 #include "gw_secretbox.h"
 #include "gw_commit.h"
 #include "gw_state.h"
+#include "gw_revfeed.h"
 #include "gw_store.h"
 #include "gw_driver.h"
 #include "tsr_fs.h"
@@ -29,6 +33,26 @@
 static int load_revocations_cb(void *arg, const char *serial, int64_t not_after)
 {
     return gw_revocations_add(arg, serial, not_after);
+}
+
+/* docs/operations.md, "The owner replica". */
+static int replica_name(gw_app *app, const gw_config *cfg)
+{
+    char host[65] = "";
+    if (strncmp(cfg->store_path, GW_STORE_PG_PREFIX, strlen(GW_STORE_PG_PREFIX)) != 0) return 0;
+    TSR_ENSURE(gethostname(host, sizeof host - 1) == 0, TSR_E_IO, "gethostname: %s",
+               strerror(errno));
+    int n = snprintf(app->replica, sizeof app->replica, "%s:%s", host, cfg->data_dir);
+    if (n < 0 || (size_t)n >= sizeof app->replica) {
+        unsigned char md[32];
+        TSR_ENSURE(SHA256((const unsigned char *)cfg->data_dir, strlen(cfg->data_dir), md) != NULL,
+                   TSR_E_INTERNAL, "sha256");
+        snprintf(app->replica, sizeof app->replica, "%s:", host);
+        size_t at = strlen(app->replica);
+        for (size_t i = 0; i < 16 && at + 2 < sizeof app->replica; i++, at += 2)
+            snprintf(app->replica + at, 3, "%02x", md[i]);
+    }
+    return 0;
 }
 
 static int open_keyring(gw_app *app, const gw_config *cfg)
@@ -191,6 +215,9 @@ int gw_app_init(gw_app *app, const gw_config *cfg)
      * every still-relevant revoked serial into memory. */
     TSR_TRY(gw_store_open(cfg->store_path, app->keyring, &store));
     TSR_TRY(gw_store_revoked_each(store, tsr_now_unix(), load_revocations_cb, app->revoked));
+    TSR_TRY(replica_name(app, cfg));
+    /* On a shared database, what other gateways revoke from now on. */
+    TSR_TRY(gw_revfeed_start(cfg->store_path, load_revocations_cb, app->revoked, &app->revfeed));
     /* The committer's own connection: renewals are recorded in batches. */
     TSR_TRY(gw_committer_start(store, &app->committer));
     store = NULL;
@@ -216,6 +243,7 @@ void gw_app_fini(gw_app *app)
     gw_committer_stop(app->committer);   /* after the server: held renewals are answered */
     gw_crl_cache_free(app->crl);
     gw_ratelimit_free(app->renew_limit);
+    gw_revfeed_stop(app->revfeed);       /* before the set it adds to */
     gw_revocations_free(app->revoked);
     gw_audit_close(app->audit);
     gw_keyring_free(app->keyring);

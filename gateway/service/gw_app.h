@@ -55,6 +55,7 @@ typedef struct gw_app {
     struct gw_keyring *keyring;          /* provider-env encryption keys */
     struct gw_audit *audit;
     struct gw_revocations *revoked;      /* in-memory set, loaded from the store */
+    struct gw_revfeed *revfeed;          /* other replicas' revocations (PostgreSQL); or NULL */
     struct gw_ratelimit *renew_limit;    /* per-sandbox renewals */
     struct gw_drivers *drivers;          /* loaded plugins; set once serving starts */
     struct gw_crl_cache *crl;            /* the CRL GetTrustBundle serves (gw_crl.h) */
@@ -63,6 +64,9 @@ typedef struct gw_app {
     struct gw_states *states;            /* sandbox state refreshes (gw_state.h) */
     struct gw_reconciler *reconciler;    /* its periodic thread; NULL until started */
     bool keyring_created;                /* gw_app_init made a new keyring file */
+    /* This replica's name on a shared store: "<host>:<data_dir>" (or the
+     * host and a hash of a long data_dir); "" on sqlite (one gateway). */
+    char replica[129];
 } gw_app;
 
 typedef struct gw_worker {

@@ -167,9 +167,48 @@ static int is_terminal(const char *state)
     return strcmp(state, "stopped") == 0 || strcmp(state, "failed") == 0;
 }
 
+bool gw_sandbox_owned(const gw_app *app, const gw_sandbox_rec *rec)
+{
+    return strcmp(rec->owner, app->replica) == 0;
+}
+
+void gw_sandbox_teardown(gw_app *app, gw_store *store, const gw_sandbox_rec *rec)
+{
+    gw_driver *drv = app->drivers != NULL ? gw_drivers_find(app->drivers, rec->driver) : NULL;
+    if (drv == NULL || gw_driver_destroy_async(app->drivers, drv, rec->id) != 0) {
+        fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", rec->id,
+                drv == NULL ? "its driver is not loaded" : tsr_errmsg());
+        tsr_err_clear();
+        return; /* still due: the reconciler tries again */
+    }
+    if (gw_store_teardown_done(store, rec->id) != 0) {
+        fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", rec->id, tsr_errmsg());
+        tsr_err_clear();
+    }
+}
+
+/* Deleted sandboxes of this replica not torn down yet (deleted on another
+ * replica, or before a crash): replicas on one database only; a store of
+ * one gateway tears down at the delete. */
+static int teardown_pass(gw_app *app, gw_store *store)
+{
+    if (app->replica[0] == '\0' || app->drivers == NULL) return 0;
+    gw_sandbox_rec *rows = NULL;
+    size_t n = 0;
+    TSR_GUARD(gw_store_teardowns(store, app->replica, PAGE, &rows, &n));
+    for (size_t i = 0; i < n; i++) {
+        gw_states_forget(app->states, rows[i].id);
+        gw_sandbox_teardown(app, store, &rows[i]);
+    }
+    gw_store_free_sandboxes(rows, n);
+    return 0;
+}
+
 int gw_state_refresh(gw_app *app, gw_store *store, gw_sandbox_rec *rec, int64_t max_age_ms)
 {
     if (rec->deleted_at != 0 || app->states == NULL || app->drivers == NULL) return 0;
+    /* Only the replica whose driver runs it can ask that driver. */
+    if (!gw_sandbox_owned(app, rec)) return 0;
     if (!claim(app->states, rec->id, rec->driver, max_age_ms, tsr_monotonic_ms())) return 0;
 
     tsr_driver_status st;
@@ -246,6 +285,7 @@ int gw_state_reconcile(gw_app *app, gw_store *store, int64_t max_age_ms, size_t 
         total += n;
         gw_store_free_sandboxes(rows, n);
     } while (n == PAGE);
+    TSR_GUARD(teardown_pass(app, store));
     int64_t now = tsr_monotonic_ms();
     TSR_ASSERT(pthread_mutex_lock(&app->states->lock) == 0);
     tsr_strmap_filter(app->states->map, prune_old, &now);

@@ -7,6 +7,7 @@
 #ifndef GW_STATE_H
 #define GW_STATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "drv_abi.h"
@@ -43,6 +44,12 @@ void gw_states_forget(gw_states *st, const char *sandbox_id);
  * answer is logged (once, until it answers again) and the stored state
  * stays. Returns 1 when the driver was asked, 0 when not. */
 int gw_state_refresh(gw_app *app, gw_store *store, gw_sandbox_rec *rec, int64_t max_age_ms);
+
+/* Is rec run by this replica's driver? (Always on a store of one gateway.) */
+bool gw_sandbox_owned(const gw_app *app, const gw_sandbox_rec *rec);
+/* Tell rec's driver to remove it and record that it is no longer due (a
+ * failure is logged; it stays due for the reconciler). */
+void gw_sandbox_teardown(gw_app *app, gw_store *store, const gw_sandbox_rec *rec);
 
 /* The gateway state name of a driver state ("pending", "running",
  * "stopped", "failed"; UNKNOWN: "failed"). */

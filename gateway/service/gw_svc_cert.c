@@ -157,8 +157,16 @@ int gw_svc_cert_renew_sign(const gw_call_ctx *ctx, const uint8_t *csr, size_t cs
         gw_response_fail(resp, GW_STATUS_UNAUTHENTICATED, "sandbox deleted");
         goto out;
     }
-    /* Rate limit before any signature work, so CSRs cannot burn CPU. */
-    if (!gw_ratelimit_take(app->renew_limit, p->name, tsr_monotonic_ms())) {
+    /* Rate limit before any signature work, so CSRs cannot burn CPU;
+     * counted by the database when gateways share it (gw_store.h). */
+    bool shared = false, allowed = false;
+    if (gw_store_renew_take(w->store, p->name, app->cfg->renew_limit,
+                            (int64_t)app->cfg->renew_window * 1000, &shared, &allowed) != 0) {
+        gw_fail_from_error(resp);
+        goto out;
+    }
+    if (!shared) allowed = gw_ratelimit_take(app->renew_limit, p->name, tsr_monotonic_ms());
+    if (!allowed) {
         gw_audit_denial(ctx, GW_DENY_RATE_LIMIT, p->name, "renewal rate limit");
         gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED,
                          "renewal rate limit: at most %d per %llds", app->cfg->renew_limit,

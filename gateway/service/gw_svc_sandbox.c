@@ -278,6 +278,7 @@ int gw_svc_sandbox_create(const gw_call_ctx *ctx, const gw_svc_create_req *req,
     snprintf(sb.driver, sizeof sb.driver, "%s", driver);
     snprintf(sb.state, sizeof sb.state, "pending");
     snprintf(sb.image, sizeof sb.image, "%s", req->image);
+    snprintf(sb.owner, sizeof sb.owner, "%s", app->replica);
     sb.created_at = tsr_now_unix();
     sb.policy_version = 1;
     char no_detail[] = "";
@@ -372,11 +373,11 @@ int gw_svc_sandbox_delete(const gw_call_ctx *ctx, const gw_sandbox_rec *target,
         gw_fail_from_error(resp);
         return -1;
     }
-    /* The certificates are revoked already; the driver removes the rest in
-     * the background (its stop may take a grace period). */
-    gw_driver *drv = gw_drivers_find(app->drivers, sb.driver);
-    if (drv == NULL || gw_driver_destroy_async(app->drivers, drv, sb.id) != 0)
-        fprintf(stderr, "tessera-gateway: sandbox %s: %s\n", sb.id, tsr_errmsg());
+    /* The certificates are revoked already (on every replica: the store's
+     * revocation feed); the driver removes the rest in the background (its
+     * stop may take a grace period). A sandbox another replica runs is left
+     * to that replica, whose reconciler finds it due for teardown. */
+    if (gw_sandbox_owned(app, &sb)) gw_sandbox_teardown(app, w->store, &sb);
     gw_states_forget(app->states, sb.id);
     char why[64];
     snprintf(why, sizeof why, "sandbox deleted, %d certificates revoked", revoked);

@@ -35,7 +35,8 @@
 
 
 
-#define SB_COLS "id, name, driver, state, created_at, deleted_at, policy_version, image, exit_code"
+#define SB_COLS                                                                                \
+    "id, name, driver, state, created_at, deleted_at, policy_version, image, exit_code, owner"
 #define CERT_COLS                                                                              \
     "serial, spiffe_id, sandbox_id, not_before, not_after, issued_at, revoked_at, "            \
     "revocation_reason, renewed_from"
@@ -50,7 +51,10 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_SCHEMA_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
     [ST_MIGRATION_INSERT] = "INSERT INTO schema_migrations(version, applied_at) VALUES (?1, ?2)",
     [ST_SB_INSERT] = "INSERT INTO sandboxes(id, name, driver, state, created_at, deleted_at, "
-                     "policy_version, image) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
+                     "policy_version, image, owner) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8)",
+    [ST_SB_TEARDOWNS] = "SELECT " SB_COLS " FROM sandboxes WHERE teardown = 1 AND owner = ?1 "
+                        "ORDER BY id LIMIT ?2",
+    [ST_SB_TEARDOWN_DONE] = "UPDATE sandboxes SET teardown = 0 WHERE id = ?1",
     [ST_SB_GET] = "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1",
     [ST_SB_FIND] = "SELECT " SB_COLS " FROM sandboxes WHERE name = ?1 AND deleted_at IS NULL",
     [ST_SB_LIST] = "SELECT " SB_COLS " FROM sandboxes WHERE deleted_at IS NULL AND id > ?1 "
@@ -58,8 +62,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_SB_META] = "SELECT deleted_at IS NULL, policy_version, log_seq, draft_seq "
                    "FROM sandboxes WHERE id = ?1",
     [ST_SB_SET_STATE] = "UPDATE sandboxes SET state = ?2 WHERE id = ?1",
-    [ST_SB_MARK_DELETED] =
-        "UPDATE sandboxes SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+    [ST_SB_MARK_DELETED] = "UPDATE sandboxes SET deleted_at = ?2, teardown = 1 "
+                           "WHERE id = ?1 AND deleted_at IS NULL",
     [ST_SB_SET_POLICY_VERSION] = "UPDATE sandboxes SET policy_version = ?2 WHERE id = ?1",
     [ST_SB_SET_LOG_SEQ] = "UPDATE sandboxes SET log_seq = ?2 WHERE id = ?1",
     [ST_SB_SET_DRAFT_SEQ] = "UPDATE sandboxes SET draft_seq = ?2 WHERE id = ?1",
@@ -237,29 +241,130 @@ static int grow(void *v, size_t *cap, size_t n, size_t size);
 
 int gw_q_open(gw_sqlite *s, enum stmt_id id, const char *what, struct query *q)
 {
-    *q = (struct query){.s = s, .st = NULL, .bound = SQLITE_OK, .next = 1, .what = what};
+    *q = (struct query){.s = s, .st = NULL, .bound = SQLITE_OK, .next = 1, .what = what,
+                        .id = id};
+    if (s->pg != NULL) {
+        q->sql = gw_pg_sql(id, stmt_sql[id]);
+        return gw_pg_prepare(s, id, q->sql);
+    }
     return stmt(s, id, &q->st);
 }
 
-void gw_q_text(struct query *q, const char *v) { bind_text(q->st, q->next++, v, &q->bound); }
+/* A PostgreSQL parameter: text (len -1) or binary; NULL is SQL NULL. The
+ * data is borrowed, as sqlite's SQLITE_STATIC, until the query ends. */
+static void pg_param(struct query *q, const char *v, int len, int binary)
+{
+    if (q->next > GW_Q_MAX_PARAMS) {
+        q->bound = SQLITE_RANGE;
+        return;
+    }
+    q->pv[q->next - 1] = v;
+    q->pl[q->next - 1] = len;
+    q->pf[q->next - 1] = binary;
+    q->next++;
+}
 
-void gw_q_i64(struct query *q, int64_t v) { bind_i64(q->st, q->next++, v, &q->bound); }
+void gw_q_text(struct query *q, const char *v)
+{
+    if (q->s->pg != NULL) pg_param(q, v, -1, 0);
+    else bind_text(q->st, q->next++, v, &q->bound);
+}
+
+void gw_q_i64(struct query *q, int64_t v)
+{
+    if (q->s->pg == NULL) {
+        bind_i64(q->st, q->next++, v, &q->bound);
+        return;
+    }
+    if (q->next > GW_Q_MAX_PARAMS) {
+        q->bound = SQLITE_RANGE;
+        return;
+    }
+    char *buf = q->num[q->next - 1];
+    snprintf(buf, sizeof q->num[0], "%lld", (long long)v);
+    pg_param(q, buf, -1, 0);
+}
 
 static void q_blob(struct query *q, const void *v, size_t len)
 {
-    bind_blob(q->st, q->next++, v, len, &q->bound);
+    if (q->s->pg == NULL) {
+        bind_blob(q->st, q->next++, v, len, &q->bound);
+        return;
+    }
+    if (len > INT32_MAX) q->bound = SQLITE_TOOBIG;
+    else pg_param(q, v, (int)len, 1);
 }
 
-int gw_q_exec(struct query *q) { return exec_done(q->s, q->st, q->bound, q->what); }
+static void row_done(gw_row *r)
+{
+    for (size_t i = 0; i < GW_ROW_BLOBS; i++) {
+        if (r->blob[i] != NULL) PQfreemem(r->blob[i]);
+        r->blob[i] = NULL;
+        r->blob_len[i] = 0;
+    }
+}
+
+/* PostgreSQL: run q, then hand each row (up to `max`, 0 = all) to `each`.
+ * Returns the row count seen, or -1 (recorded). */
+static int pg_rows(struct query *q, int max, int (*each)(void *arg, gw_row *r), void *arg)
+{
+    PGresult *res = NULL;
+    if (gw_pg_run(q, &res) != 0) return -1;
+    int n = PQntuples(res), rc = 0;
+    if (max > 0 && n > max) n = max;
+    for (int i = 0; i < n && rc == 0; i++) {
+        gw_row r = {.res = res, .i = i};
+        rc = each(arg, &r);
+        row_done(&r);
+    }
+    PQclear(res);
+    return rc != 0 ? -1 : n;
+}
+
+int gw_q_exec(struct query *q)
+{
+    if (q->s->pg == NULL) return exec_done(q->s, q->st, q->bound, q->what);
+    PGresult *res = NULL;
+    if (gw_pg_run(q, &res) != 0) return -1;
+    int rows = PQntuples(res);
+    PQclear(res);
+    TSR_ENSURE(rows == 0, TSR_E_INTERNAL, "database: %s returned rows", q->what);
+    return 0;
+}
+
+struct one_row { row_fn read; void *ctx; void *elem; };
+
+static int pg_one_row(void *arg, gw_row *r)
+{
+    struct one_row *o = arg;
+    return o->read != NULL ? o->read(o->ctx, r, o->elem) : 0;
+}
 
 /* The first row, read by `read` when not NULL: 1 = a row, 0 = none,
  * -1 = failure (recorded). */
 int gw_q_row(struct query *q, row_fn read, void *ctx, void *elem)
 {
+    if (q->s->pg != NULL) {
+        struct one_row o = {read, ctx, elem};
+        int n = pg_rows(q, 1, pg_one_row, &o);
+        return n < 0 ? -1 : n > 0;
+    }
+    gw_row row = {.st = q->st};
     int r = step(q->s, q->st, q->bound, q->what);
-    if (r == 1 && read != NULL && read(ctx, q->st, elem) != 0) r = -1;
+    if (r == 1 && read != NULL && read(ctx, &row, elem) != 0) r = -1;
     done(q->st);
     return r;
+}
+
+struct each_rows { row_fn read; void *ctx; void *v; size_t *cnt; size_t size; size_t cap; };
+
+static int pg_each_row(void *arg, gw_row *r)
+{
+    struct each_rows *e = arg;
+    TSR_GUARD(grow(e->v, &e->cap, *e->cnt, e->size));
+    char *elem = (char *)*(void **)e->v + *e->cnt * e->size;
+    (*e->cnt)++;
+    return e->read(e->ctx, r, elem);
 }
 
 /* Every row, appended to the array *v (a T **, NULL and *cnt 0 at first) of
@@ -271,6 +376,10 @@ int gw_q_each(struct query *q, row_fn read, void *ctx, void *v, size_t *cnt, siz
     size_t cap = 0;
     TSR_TRY_ENSURE(*(void **)v == NULL && *cnt == 0, TSR_E_INTERNAL,
                    "gw_q_each: array not empty");
+    if (q->s->pg != NULL) {
+        struct each_rows e = {read, ctx, v, cnt, size, 0};
+        return pg_rows(q, 0, pg_each_row, &e) < 0 ? -1 : 0;
+    }
     for (;;) {
         int r = step(q->s, q->st, q->bound, q->what);
         if (r < 0) goto out; /* recorded by step() */
@@ -278,7 +387,8 @@ int gw_q_each(struct query *q, row_fn read, void *ctx, void *v, size_t *cnt, siz
         TSR_TRY(grow(v, &cap, *cnt, size));
         char *elem = (char *)*(void **)v + *cnt * size;
         (*cnt)++;
-        TSR_TRY(read(ctx, q->st, elem));
+        gw_row row = {.st = q->st};
+        TSR_TRY(read(ctx, &row, elem));
     }
     rc = 0;
 out:
@@ -290,12 +400,71 @@ out:
 
 /* Copy a TEXT column into a fixed buffer; NULL reads as "". Anything that
  * does not fit, or holds a NUL, is corruption: fail closed. */
-int gw_sql_col_text(sqlite3_stmt *st, int i, char *buf, size_t cap, const char *what)
+/* A text column, whichever engine: *v NULL for SQL NULL (or sqlite out of
+ * memory: *oom set). */
+static void col_text(gw_row *r, int i, const unsigned char **v, size_t *n, int *oom)
 {
-    const unsigned char *v = sqlite3_column_text(st, i);
-    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    *oom = 0;
+    if (r->res != NULL) {
+        bool null = PQgetisnull(r->res, r->i, i) != 0;
+        *v = null ? NULL : (const unsigned char *)PQgetvalue(r->res, r->i, i);
+        *n = null ? 0 : (size_t)PQgetlength(r->res, r->i, i);
+        return;
+    }
+    *v = sqlite3_column_text(r->st, i);
+    *n = (size_t)sqlite3_column_bytes(r->st, i);
+    *oom = *v == NULL && sqlite3_column_type(r->st, i) != SQLITE_NULL;
+}
+
+int64_t gw_col_i64(gw_row *r, int i)
+{
+    if (r->res == NULL) return sqlite3_column_int64(r->st, i);
+    if (PQgetisnull(r->res, r->i, i)) return 0;
+    return strtoll(PQgetvalue(r->res, r->i, i), NULL, 10);
+}
+
+bool gw_col_null(gw_row *r, int i)
+{
+    if (r->res == NULL) return sqlite3_column_type(r->st, i) == SQLITE_NULL;
+    return PQgetisnull(r->res, r->i, i) != 0;
+}
+
+/* PostgreSQL sends bytea as hex text; decoded once per row and column. */
+static void pg_blob(gw_row *r, int i)
+{
+    if (i < 0 || i >= GW_ROW_BLOBS || r->blob[i] != NULL || PQgetisnull(r->res, r->i, i)) return;
+    size_t len = 0;
+    r->blob[i] = PQunescapeBytea((const unsigned char *)PQgetvalue(r->res, r->i, i), &len);
+    r->blob_len[i] = r->blob[i] != NULL ? len : 0;
+}
+
+const void *gw_col_blob(gw_row *r, int i)
+{
+    if (r->res == NULL) return sqlite3_column_blob(r->st, i);
+    pg_blob(r, i);
+    return i >= 0 && i < GW_ROW_BLOBS ? r->blob[i] : NULL;
+}
+
+size_t gw_col_bytes(gw_row *r, int i)
+{
+    if (r->res == NULL) return (size_t)sqlite3_column_bytes(r->st, i);
+    pg_blob(r, i);
+    return i >= 0 && i < GW_ROW_BLOBS ? r->blob_len[i] : 0;
+}
+
+int64_t gw_sql_changes(gw_sqlite *s)
+{
+    return s->pg != NULL ? s->changes : sqlite3_changes(s->db);
+}
+
+int gw_sql_col_text(gw_row *st, int i, char *buf, size_t cap, const char *what)
+{
+    const unsigned char *v = NULL;
+    size_t n = 0;
+    int oom = 0;
+    col_text(st, i, &v, &n, &oom);
     if (v == NULL) {
-        TSR_ENSURE(sqlite3_column_type(st, i) == SQLITE_NULL, TSR_E_INTERNAL, "out of memory");
+        TSR_ENSURE(!oom, TSR_E_INTERNAL, "out of memory");
         buf[0] = '\0';
         return 0;
     }
@@ -305,13 +474,14 @@ int gw_sql_col_text(sqlite3_stmt *st, int i, char *buf, size_t cap, const char *
     return 0;
 }
 
-int gw_sql_col_text_dup(sqlite3_stmt *st, int i, char **out, const char *what)
+int gw_sql_col_text_dup(gw_row *st, int i, char **out, const char *what)
 {
     *out = NULL;
-    const unsigned char *v = sqlite3_column_text(st, i);
-    size_t n = (size_t)sqlite3_column_bytes(st, i);
-    if (v == NULL) TSR_ENSURE(sqlite3_column_type(st, i) == SQLITE_NULL, TSR_E_INTERNAL,
-                              "out of memory");
+    const unsigned char *v = NULL;
+    size_t n = 0;
+    int oom = 0;
+    col_text(st, i, &v, &n, &oom);
+    TSR_ENSURE(!oom, TSR_E_INTERNAL, "out of memory");
     TSR_ENSURE(v == NULL || strlen((const char *)v) == n, TSR_E_IO,
                "database is corrupt: %s holds a NUL byte", what);
     char *p = malloc(n + 1);
@@ -322,26 +492,27 @@ int gw_sql_col_text_dup(sqlite3_stmt *st, int i, char **out, const char *what)
     return 0;
 }
 
-static int read_sandbox(sqlite3_stmt *st, gw_sandbox_rec *out)
+static int read_sandbox(gw_row *st, gw_sandbox_rec *out)
 {
     memset(out, 0, sizeof *out);
     TSR_GUARD(gw_sql_col_text(st, 0, out->id, sizeof out->id, "sandbox id"));
     TSR_GUARD(gw_sql_col_text(st, 1, out->name, sizeof out->name, "sandbox name"));
     TSR_GUARD(gw_sql_col_text(st, 2, out->driver, sizeof out->driver, "sandbox driver"));
     TSR_GUARD(gw_sql_col_text(st, 3, out->state, sizeof out->state, "sandbox state"));
-    out->created_at = sqlite3_column_int64(st, 4);
-    out->deleted_at = sqlite3_column_int64(st, 5); /* NULL reads as 0 = live */
-    out->policy_version = sqlite3_column_int64(st, 6);
+    out->created_at = gw_col_i64(st, 4);
+    out->deleted_at = gw_col_i64(st, 5); /* NULL reads as 0 = live */
+    out->policy_version = gw_col_i64(st, 6);
     TSR_GUARD(gw_sql_col_text(st, 7, out->image, sizeof out->image, "sandbox image"));
-    out->exited = sqlite3_column_type(st, 8) != SQLITE_NULL; /* NULL: no exit known */
-    int64_t code = sqlite3_column_int64(st, 8);
+    TSR_GUARD(gw_sql_col_text(st, 9, out->owner, sizeof out->owner, "sandbox owner"));
+    out->exited = !gw_col_null(st, 8); /* NULL: no exit known */
+    int64_t code = gw_col_i64(st, 8);
     TSR_ENSURE(code >= INT32_MIN && code <= INT32_MAX, TSR_E_IO,
                "database is corrupt: sandbox %s has exit code %lld", out->id, (long long)code);
     out->exit_code = (int)code;
     return 0;
 }
 
-static int read_cert(sqlite3_stmt *st, gw_cert_rec *out)
+static int read_cert(gw_row *st, gw_cert_rec *out)
 {
     memset(out, 0, sizeof *out);
     TSR_GUARD(gw_sql_col_text(st, 0, out->serial, sizeof out->serial, "certificate serial"));
@@ -349,47 +520,47 @@ static int read_cert(sqlite3_stmt *st, gw_cert_rec *out)
                               "certificate SPIFFE ID"));
     TSR_GUARD(gw_sql_col_text(st, 2, out->sandbox_id, sizeof out->sandbox_id,
                               "certificate sandbox"));
-    out->not_before = sqlite3_column_int64(st, 3);
-    out->not_after = sqlite3_column_int64(st, 4);
-    out->issued_at = sqlite3_column_int64(st, 5);
-    out->revoked_at = sqlite3_column_int64(st, 6);
+    out->not_before = gw_col_i64(st, 3);
+    out->not_after = gw_col_i64(st, 4);
+    out->issued_at = gw_col_i64(st, 5);
+    out->revoked_at = gw_col_i64(st, 6);
     TSR_GUARD(gw_sql_col_text(st, 7, out->revocation_reason, sizeof out->revocation_reason,
                        "revocation reason"));
     TSR_GUARD(gw_sql_col_text(st, 8, out->renewed_from, sizeof out->renewed_from, "renewed_from"));
     /* A revoked row must never read as valid. */
-    TSR_ENSURE(sqlite3_column_type(st, 6) == SQLITE_NULL || out->revoked_at > 0, TSR_E_IO,
+    TSR_ENSURE(gw_col_null(st, 6) || out->revoked_at > 0, TSR_E_IO,
                "database is corrupt: certificate %s has revoked_at %lld", out->serial,
                (long long)out->revoked_at);
     return 0;
 }
 /* row_fn adapters */
-int gw_sql_row_sandbox(void *ctx, sqlite3_stmt *st, void *elem)
+int gw_sql_row_sandbox(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     return read_sandbox(st, elem);
 }
 
-int gw_sql_row_cert(void *ctx, sqlite3_stmt *st, void *elem)
+int gw_sql_row_cert(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     return read_cert(st, elem);
 }
 
 /* A certificate followed by its rowid (column 9). */
-int gw_sql_row_cert_pos(void *ctx, sqlite3_stmt *st, void *elem)
+int gw_sql_row_cert_pos(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     gw_cert_rec *c = elem;
     TSR_GUARD(read_cert(st, c));
-    c->row = sqlite3_column_int64(st, 9);
+    c->row = gw_col_i64(st, 9);
     return 0;
 }
 
 /* Column 0 as an int64_t. */
-int gw_sql_row_i64(void *ctx, sqlite3_stmt *st, void *elem)
+int gw_sql_row_i64(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
-    *(int64_t *)elem = sqlite3_column_int64(st, 0);
+    *(int64_t *)elem = gw_col_i64(st, 0);
     return 0;
 }
 
@@ -466,14 +637,45 @@ int gw_sql_clamp_limit(int limit, int64_t *out)
 
 int gw_sql_tx_begin(gw_sqlite *s, int write)
 {
+    if (s->pg != NULL) return gw_pg_tx_begin(s, write);
     return exec_plain(s, write ? ST_BEGIN_WRITE : ST_BEGIN_READ, "begin transaction");
 }
 
-int gw_sql_tx_commit(gw_sqlite *s) { return exec_plain(s, ST_COMMIT, "commit"); }
+int gw_sql_tx_commit(gw_sqlite *s)
+{
+    if (s->pg != NULL) return gw_pg_tx_commit(s);
+    return exec_plain(s, ST_COMMIT, "commit");
+}
+
+int gw_sql_savepoint(gw_sqlite *s)
+{
+    return s->pg != NULL ? gw_pg_simple(s, "SAVEPOINT gw_record", "savepoint") : 0;
+}
+
+int gw_sql_savepoint_release(gw_sqlite *s)
+{
+    return s->pg != NULL ? gw_pg_simple(s, "RELEASE SAVEPOINT gw_record", "release savepoint")
+                         : 0;
+}
+
+/* Keeps the recorded error: it is the caller's. */
+int gw_sql_savepoint_undo(gw_sqlite *s)
+{
+    if (s->pg == NULL) return 0;
+    char msg[512];
+    enum tsr_errcat cat = tsr_errcat();
+    snprintf(msg, sizeof msg, "%s", tsr_errmsg());
+    TSR_GUARD(gw_pg_simple(s, "ROLLBACK TO SAVEPOINT gw_record", "undo savepoint"));
+    return TSR_FAIL(cat, "%s", msg);
+}
 
 /* Roll back whatever is open. Keeps the recorded error: it is the caller's. */
 void gw_sql_tx_abort(gw_sqlite *s)
 {
+    if (s != NULL && s->pg != NULL) {
+        gw_pg_tx_abort(s);
+        return;
+    }
     if (s == NULL || s->db == NULL || sqlite3_get_autocommit(s->db)) return;
     sqlite3_stmt *st = NULL;
     if (s->stmts[ST_ROLLBACK] != NULL) {
@@ -487,14 +689,14 @@ void gw_sql_tx_abort(gw_sqlite *s)
 
 /* ---- shared row helpers --------------------------------------------------------------- */
 
-static int row_sb_meta(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_sb_meta(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     struct gw_sql_sb_meta *m = elem;
-    m->live = sqlite3_column_int(st, 0);
-    m->policy_version = sqlite3_column_int64(st, 1);
-    m->log_seq = sqlite3_column_int64(st, 2);
-    m->draft_seq = sqlite3_column_int64(st, 3);
+    m->live = (int)gw_col_i64(st, 0);
+    m->policy_version = gw_col_i64(st, 1);
+    m->log_seq = gw_col_i64(st, 2);
+    m->draft_seq = gw_col_i64(st, 3);
     return 0;
 }
 
@@ -551,12 +753,12 @@ struct cert_parent {
     int live;
 };
 
-static int row_parent(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_parent(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     struct cert_parent *p = elem;
     TSR_GUARD(gw_sql_col_text(st, 0, p->sandbox_id, sizeof p->sandbox_id, "certificate sandbox"));
-    p->live = sqlite3_column_int(st, 1) != 0;
+    p->live = (int)gw_col_i64(st, 1) != 0;
     return 0;
 }
 
@@ -654,7 +856,7 @@ int gw_sql_env_write_row(gw_sqlite *s, enum stmt_id id, const char *sandbox_id,
             (void)TSR_FAIL(TSR_E_EXISTS, "provider env %s is given twice", name);
         goto out; /* recorded by gw_q_exec() */
     }
-    TSR_TRY_ENSURE(id != ST_ENV_UPDATE || sqlite3_changes(s->db) == 1, TSR_E_INTERNAL,
+    TSR_TRY_ENSURE(id != ST_ENV_UPDATE || gw_sql_changes(s) == 1, TSR_E_INTERNAL,
                    "provider env %s of sandbox %s vanished", name, sandbox_id);
     rc = 0;
 out:
@@ -833,17 +1035,22 @@ static int migrate_one(gw_sqlite *s, int64_t *version)
     int rc = -1;
     char *errmsg = NULL;
     size_t n = 0;
+    int erc = SQLITE_OK;
     const gw_migration *m = gw_store_migrations(&n);
 
     TSR_TRY(gw_sql_tx_begin(s, 1));
-    int erc = sqlite3_exec(s->db,
-                           "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                           "  version    INTEGER PRIMARY KEY NOT NULL,"
-                           "  applied_at INTEGER NOT NULL) STRICT",
-                           NULL, NULL, NULL);
-    if (erc != SQLITE_OK) {
-        (void)DB_FAIL(s, erc, "create schema_migrations");
-        goto out;
+    if (s->pg != NULL) {
+        TSR_TRY(gw_pg_migrations_table(s));
+    } else {
+        erc = sqlite3_exec(s->db,
+                               "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                               "  version    INTEGER PRIMARY KEY NOT NULL,"
+                               "  applied_at INTEGER NOT NULL) STRICT",
+                               NULL, NULL, NULL);
+        if (erc != SQLITE_OK) {
+            (void)DB_FAIL(s, erc, "create schema_migrations");
+            goto out;
+        }
     }
     TSR_TRY(read_schema_version(s, version));
     TSR_TRY(check_not_newer(*version));
@@ -851,8 +1058,9 @@ static int migrate_one(gw_sqlite *s, int64_t *version)
         const gw_migration *next = &m[*version];
         TSR_TRY_ENSURE(next->version == *version + 1, TSR_E_INTERNAL,
                        "migration table out of order at %lld", (long long)*version);
-        erc = sqlite3_exec(s->db, next->sql, NULL, NULL, &errmsg);
-        if (erc != SQLITE_OK) {
+        if (s->pg != NULL) {
+            TSR_TRY(gw_pg_migration_run(s, next->version, "migration"));
+        } else if ((erc = sqlite3_exec(s->db, next->sql, NULL, NULL, &errmsg)) != SQLITE_OK) {
             (void)TSR_FAIL(TSR_E_IO, "database: migration %d failed: %s", next->version,
                            errmsg ? errmsg : sqlite3_errstr(erc));
             goto out;
@@ -910,7 +1118,7 @@ static int configure(gw_sqlite *s)
 gw_sqlite *gw_sqlite_of(gw_store *base)
 {
     /* The head of every handle gw_sqlite_open made (NULL stays NULL). */
-    TSR_ASSERT(base == NULL || base->ops == &gw_sqlite_ops);
+    TSR_ASSERT(base == NULL || base->ops == &gw_sqlite_ops || base->ops == &gw_pg_ops);
     return (gw_sqlite *)base;
 }
 
@@ -946,6 +1154,26 @@ out:
     return rc;
 }
 
+int gw_pg_open(const char *dsn, const gw_keyring *keys, gw_store **out)
+{
+    int rc = -1;
+    gw_sqlite *s = NULL;
+    *out = NULL;
+    TSR_TRY(gw_sql_check_str(dsn, 4096, 0, "database DSN"));
+    s = calloc(1, sizeof *s);
+    TSR_TRY_ENSURE(s != NULL, TSR_E_INTERNAL, "out of memory");
+    s->base.ops = &gw_pg_ops;
+    s->keys = keys;
+    TSR_TRY(gw_pg_connect(s, dsn));
+    TSR_TRY(migrate(s));
+    *out = &s->base;
+    s = NULL;
+    rc = 0;
+out:
+    if (s != NULL) gw_sqlite_close(&s->base);
+    return rc;
+}
+
 void gw_sqlite_close(gw_store *base)
 {
     gw_sqlite *s = gw_sqlite_of(base);
@@ -953,6 +1181,7 @@ void gw_sqlite_close(gw_store *base)
     gw_sql_tx_abort(s);
     for (size_t i = 0; i < ST__COUNT; i++) sqlite3_finalize(s->stmts[i]);
     sqlite3_close(s->db);
+    gw_pg_disconnect(s);
     free(s);
 }
 
@@ -969,45 +1198,60 @@ int gw_sqlite_schema_version(gw_store *base, int64_t *version)
 int gw_sqlite_set_read_only(gw_store *base, bool on)
 {
     gw_sqlite *s = gw_sqlite_of(base);
+    if (s->pg != NULL) {
+        s->pg_read_only = on;
+        return gw_pg_simple(s, on ? "SET default_transaction_read_only = on"
+                                  : "SET default_transaction_read_only = off",
+                            "set read-only");
+    }
     int rc = sqlite3_exec(s->db, on ? "PRAGMA query_only=1" : "PRAGMA query_only=0", NULL,
                           NULL, NULL);
     if (rc != SQLITE_OK) return DB_FAIL(s, rc, "PRAGMA query_only");
     return 0;
 }
 
-const gw_store_ops gw_sqlite_ops = {
-    .close = gw_sqlite_close,
-    .set_keyring = gw_sqlite_set_keyring,
-    .schema_version = gw_sqlite_schema_version,
-    .set_read_only = gw_sqlite_set_read_only,
-    .sandbox_create = gw_sqlite_sandbox_create,
-    .sandbox_create_spec = gw_sqlite_sandbox_create_spec,
-    .sandbox_spec_get = gw_sqlite_sandbox_spec_get,
-    .sandbox_get = gw_sqlite_sandbox_get,
-    .sandbox_find_by_name = gw_sqlite_sandbox_find_by_name,
-    .sandbox_list = gw_sqlite_sandbox_list,
-    .sandbox_set_state = gw_sqlite_sandbox_set_state,
-    .sandbox_set_status = gw_sqlite_sandbox_set_status,
-    .sandbox_delete = gw_sqlite_sandbox_delete,
-    .cert_insert = gw_sqlite_cert_insert,
-    .cert_insert_batch = gw_sqlite_cert_insert_batch,
-    .cert_get = gw_sqlite_cert_get,
-    .cert_list = gw_sqlite_cert_list,
-    .cert_page = gw_sqlite_cert_page,
-    .cert_revoke = gw_sqlite_cert_revoke,
-    .revoked_each = gw_sqlite_revoked_each,
-    .policy_get = gw_sqlite_policy_get,
-    .policy_set = gw_sqlite_policy_set,
-    .policy_status_add = gw_sqlite_policy_status_add,
-    .policy_status_latest = gw_sqlite_policy_status_latest,
-    .draft_add = gw_sqlite_draft_add,
-    .draft_get = gw_sqlite_draft_get,
-    .draft_page = gw_sqlite_draft_page,
-    .logs_append = gw_sqlite_logs_append,
-    .logs_append_batch = gw_sqlite_logs_append_batch,
-    .logs_get = gw_sqlite_logs_get,
-    .logs_dropped = gw_sqlite_logs_dropped,
-    .env_get = gw_sqlite_env_get,
-    .env_set = gw_sqlite_env_set,
-    .env_reencrypt = gw_sqlite_env_reencrypt,
-};
+/* One table, two engines: the operations branch on the handle's engine
+ * where they must (gw_sqlite_internal.h). */
+#define SQL_STORE_OPS { \
+    .close = gw_sqlite_close, \
+    .set_keyring = gw_sqlite_set_keyring, \
+    .schema_version = gw_sqlite_schema_version, \
+    .set_read_only = gw_sqlite_set_read_only, \
+    .sandbox_create = gw_sqlite_sandbox_create, \
+    .sandbox_create_spec = gw_sqlite_sandbox_create_spec, \
+    .sandbox_spec_get = gw_sqlite_sandbox_spec_get, \
+    .sandbox_get = gw_sqlite_sandbox_get, \
+    .sandbox_find_by_name = gw_sqlite_sandbox_find_by_name, \
+    .sandbox_list = gw_sqlite_sandbox_list, \
+    .sandbox_set_state = gw_sqlite_sandbox_set_state, \
+    .sandbox_set_status = gw_sqlite_sandbox_set_status, \
+    .sandbox_delete = gw_sqlite_sandbox_delete, \
+    .teardowns = gw_sqlite_teardowns, \
+    .teardown_done = gw_sqlite_teardown_done, \
+    .cert_insert = gw_sqlite_cert_insert, \
+    .cert_insert_batch = gw_sqlite_cert_insert_batch, \
+    .cert_get = gw_sqlite_cert_get, \
+    .cert_list = gw_sqlite_cert_list, \
+    .cert_page = gw_sqlite_cert_page, \
+    .cert_revoke = gw_sqlite_cert_revoke, \
+    .revoked_each = gw_sqlite_revoked_each, \
+    .policy_get = gw_sqlite_policy_get, \
+    .policy_set = gw_sqlite_policy_set, \
+    .policy_status_add = gw_sqlite_policy_status_add, \
+    .policy_status_latest = gw_sqlite_policy_status_latest, \
+    .draft_add = gw_sqlite_draft_add, \
+    .draft_get = gw_sqlite_draft_get, \
+    .draft_page = gw_sqlite_draft_page, \
+    .logs_append = gw_sqlite_logs_append, \
+    .logs_append_batch = gw_sqlite_logs_append_batch, \
+    .logs_get = gw_sqlite_logs_get, \
+    .logs_dropped = gw_sqlite_logs_dropped, \
+    .env_get = gw_sqlite_env_get, \
+    .env_set = gw_sqlite_env_set, \
+    .env_reencrypt = gw_sqlite_env_reencrypt, \
+    .renew_take = gw_sqlite_renew_take, \
+    .crl_number_next = gw_sqlite_crl_number_next, \
+}
+
+const gw_store_ops gw_sqlite_ops = SQL_STORE_OPS;
+const gw_store_ops gw_pg_ops = SQL_STORE_OPS;

@@ -41,14 +41,19 @@ int gw_sqlite_cert_insert_batch(gw_store *base, const gw_cert_rec *const *certs,
     TSR_TRY(gw_sql_tx_begin(s, 1));
     for (size_t i = 0; i < n; i++) {
         const gw_cert_rec *c = certs[i];
+        TSR_TRY(gw_sql_savepoint(s));
         if (gw_sql_check_cert(c) == 0 &&
             (c->sandbox_id[0] == '\0' || gw_sql_sb_meta_live(s, c->sandbox_id, &m) == 0) &&
-            gw_sql_cert_insert_row(s, c) == 0)
+            gw_sql_cert_insert_row(s, c) == 0) {
+            TSR_TRY(gw_sql_savepoint_release(s));
             continue;
+        }
         enum tsr_errcat cat = tsr_errcat();
         if (cat != TSR_E_INPUT && cat != TSR_E_NOTFOUND && cat != TSR_E_STATE &&
             cat != TSR_E_EXISTS && cat != TSR_E_UNAUTH)
             goto out;
+        /* Undo this record alone (PostgreSQL would end the transaction). */
+        if (gw_sql_savepoint_undo(s) != 0 && tsr_errcat() != cat) goto out;
         results[i] = cat;
     }
     TSR_TRY(gw_sql_tx_commit(s));
@@ -130,12 +135,12 @@ int gw_sqlite_cert_page(gw_store *base, const char *sandbox_id, int64_t after_ro
     return 0;
 }
 
-static int row_revoked_serial(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_revoked_serial(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     gw_revoked_serial *e = elem;
     TSR_GUARD(gw_sql_col_text(st, 0, e->serial, sizeof e->serial, "certificate serial"));
-    e->not_after = sqlite3_column_int64(st, 1);
+    e->not_after = gw_col_i64(st, 1);
     return 0;
 }
 
@@ -206,5 +211,61 @@ int gw_sqlite_revoked_each(gw_store *base, int64_t now,
     rc = 0;
 out:
     free(v);
+    return rc;
+}
+
+int gw_sqlite_renew_take(gw_store *base, const char *sandbox_id, int limit, int64_t window_ms,
+                         bool *shared, bool *allowed)
+{
+    gw_sqlite *s = gw_sqlite_of(base);
+    int rc = -1;
+    struct query q;
+    *shared = s->pg != NULL;
+    *allowed = false;
+    if (!*shared) return 0;
+    TSR_TRY(gw_sql_check_sandbox_id(sandbox_id));
+    TSR_TRY_ENSURE(limit > 0 && window_ms > 0, TSR_E_INPUT, "bad rate limit");
+    TSR_TRY(gw_sql_tx_begin(s, 1));
+    /* A count lost in a crash of the server only lets a few more renewals
+     * through: not worth a disk flush per renewal under the write lock. */
+    TSR_TRY(gw_pg_simple(s, "SET LOCAL synchronous_commit = off", "renewal count"));
+    TSR_TRY(gw_q_open(s, ST_RENEW_PRUNE, "prune renewal window", &q));
+    gw_q_text(&q, sandbox_id);
+    gw_q_i64(&q, window_ms);
+    TSR_TRY(gw_q_exec(&q));
+    TSR_TRY(gw_q_open(s, ST_RENEW_TAKE, "take a renewal", &q));
+    gw_q_text(&q, sandbox_id);
+    gw_q_i64(&q, limit);
+    TSR_TRY(gw_q_exec(&q));
+    bool took = gw_sql_changes(s) == 1;
+    TSR_TRY(gw_sql_tx_commit(s));
+    *allowed = took;
+    rc = 0;
+out:
+    if (rc != 0) gw_sql_tx_abort(s);
+    return rc;
+}
+
+int gw_sqlite_crl_number_next(gw_store *base, uint64_t floor, uint64_t *number, bool *shared)
+{
+    gw_sqlite *s = gw_sqlite_of(base);
+    int rc = -1;
+    struct query q;
+    int64_t v = 0;
+    *shared = s->pg != NULL;
+    *number = 0;
+    if (!*shared) return 0;
+    TSR_TRY_ENSURE(floor < INT64_MAX, TSR_E_INPUT, "CRL number out of range");
+    TSR_TRY(gw_sql_tx_begin(s, 1));
+    TSR_TRY(gw_q_open(s, ST_CRL_NUMBER, "take a CRL number", &q));
+    gw_q_i64(&q, (int64_t)floor);
+    int r = gw_q_row(&q, gw_sql_row_i64, NULL, &v);
+    if (r < 0) goto out;
+    TSR_TRY_ENSURE(r == 1 && v > 0, TSR_E_IO, "database is corrupt: no CRL number row");
+    TSR_TRY(gw_sql_tx_commit(s));
+    *number = (uint64_t)v;
+    rc = 0;
+out:
+    if (rc != 0) gw_sql_tx_abort(s);
     return rc;
 }

@@ -14,16 +14,16 @@ struct env_read_ctx {
 };
 
 /* Decrypts as it reads: the value never exists in the clear in the store. */
-static int row_env(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_env(void *ctx, gw_row *st, void *elem)
 {
     const struct env_read_ctx *c = ctx;
     gw_env_var *e = elem;
     uint8_t *value = NULL;
     size_t len = 0;
     TSR_GUARD(gw_sql_col_text_dup(st, 0, &e->name, "provider env name"));
-    TSR_GUARD(gw_sql_env_open_value(c->s, c->sandbox_id, e->name, sqlite3_column_int64(st, 1),
-                             sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
-                             sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),
+    TSR_GUARD(gw_sql_env_open_value(c->s, c->sandbox_id, e->name, gw_col_i64(st, 1),
+                             gw_col_blob(st, 2), gw_col_bytes(st, 2),
+                             gw_col_blob(st, 3), gw_col_bytes(st, 3),
                              &value, &len));
     if (strlen((const char *)value) != len) {
         OPENSSL_cleanse(value, len);
@@ -95,21 +95,21 @@ static void free_stale(struct stale_env *v, size_t n)
     free(v);
 }
 
-static int row_stale(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_stale(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     struct stale_env *e = elem;
     TSR_GUARD(gw_sql_col_text_dup(st, 0, &e->sandbox_id, "provider env sandbox"));
     TSR_GUARD(gw_sql_col_text_dup(st, 1, &e->name, "provider env name"));
-    e->version = sqlite3_column_int64(st, 2);
-    e->nonce_len = (size_t)sqlite3_column_bytes(st, 3);
+    e->version = gw_col_i64(st, 2);
+    e->nonce_len = gw_col_bytes(st, 3);
     TSR_ENSURE(e->nonce_len == sizeof e->nonce, TSR_E_STATE,
                "provider env %s of sandbox %s is corrupt", e->name, e->sandbox_id);
-    memcpy(e->nonce, sqlite3_column_blob(st, 3), sizeof e->nonce);
-    e->ct_len = (size_t)sqlite3_column_bytes(st, 4);
+    memcpy(e->nonce, gw_col_blob(st, 3), sizeof e->nonce);
+    e->ct_len = gw_col_bytes(st, 4);
     e->ct = malloc(e->ct_len + 1);
     TSR_ENSURE(e->ct != NULL, TSR_E_INTERNAL, "out of memory");
-    if (e->ct_len > 0) memcpy(e->ct, sqlite3_column_blob(st, 4), e->ct_len);
+    if (e->ct_len > 0) memcpy(e->ct, gw_col_blob(st, 4), e->ct_len);
     return 0;
 }
 

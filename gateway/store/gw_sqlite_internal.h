@@ -1,9 +1,16 @@
-/* Internal to the sqlite backend of the store (gw_sqlite*.c): its handle,
- * its statements and the helpers its files share. Nothing outside
+/* Internal to the SQL backends of the store (gw_sqlite*.c, gw_pg.c): their
+ * handle, their statements and the helpers their files share. One handle
+ * type serves two engines: sqlite (the embedded default) and PostgreSQL
+ * (several gateways on one database, docs/operations.md); the operations in
+ * gw_sqlite_sandbox.c, _cert.c, _policy.c, _log.c and _env.c are the same
+ * code on both, so the contract of gw_store.h is implemented once. What
+ * differs per engine is here: statements (a few rewritten for PostgreSQL in
+ * gw_pg.c), parameters, rows, transactions and errors. Nothing outside
  * gateway/store/ includes this; the rest of the gateway sees gw_store.h. */
 #ifndef GW_SQLITE_INTERNAL_H
 #define GW_SQLITE_INTERNAL_H
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -70,18 +77,69 @@ enum stmt_id {
     ST_CMD_GET,
     ST_SENV_INSERT,
     ST_SENV_GET,
+    ST_SB_TEARDOWNS,
+    ST_SB_TEARDOWN_DONE,
+    ST_RENEW_PRUNE,   /* PostgreSQL only (gw_pg.c) */
+    ST_RENEW_TAKE,
+    ST_CRL_NUMBER,
     ST__COUNT
 };
 
-/* A sqlite store: the backend-independent head first (gw_store_backend.h). */
+/* A SQL store: the backend-independent head first (gw_store_backend.h).
+ * Exactly one of db (sqlite) and pg (PostgreSQL) is set. */
 typedef struct gw_sqlite {
     gw_store base;
     sqlite3 *db;
     const gw_keyring *keys;
     sqlite3_stmt *stmts[ST__COUNT];
+    /* PostgreSQL (gw_pg.c) */
+    PGconn *pg;
+    bool pg_prepared[ST__COUNT];      /* per connection: reset on reconnect */
+    bool pg_in_tx;
+    bool pg_read_only;
+    int64_t pg_retry_after_ms;        /* no reconnect attempt before (monotonic) */
+    int64_t changes;                  /* rows the last statement changed */
 } gw_sqlite;
 
+/* One result row, whichever engine read it. Blobs PostgreSQL sends as text
+ * are decoded on first use and freed when the row is done. */
+#define GW_ROW_BLOBS 8
+typedef struct gw_row {
+    sqlite3_stmt *st;
+    const PGresult *res;
+    int i;
+    unsigned char *blob[GW_ROW_BLOBS];
+    size_t blob_len[GW_ROW_BLOBS];
+} gw_row;
+
+int64_t gw_col_i64(gw_row *r, int i);
+bool gw_col_null(gw_row *r, int i);
+const void *gw_col_blob(gw_row *r, int i);
+size_t gw_col_bytes(gw_row *r, int i);
+/* Rows changed by the last statement run on s. */
+int64_t gw_sql_changes(gw_sqlite *s);
+
 gw_sqlite *gw_sqlite_of(gw_store *base);
+
+struct query;
+
+/* ---- the PostgreSQL engine (gw_pg.c) ---- */
+extern const gw_store_ops gw_pg_ops;
+const char *gw_pg_sql(enum stmt_id id, const char *sqlite_sql);
+/* A new connection with the store's defaults (connect timeout, application
+ * name); *out is set (and must be PQfinish'ed) even when this fails. */
+int gw_pg_conn_open(const char *dsn, PGconn **out);
+int gw_pg_connect(gw_sqlite *s, const char *dsn);
+void gw_pg_disconnect(gw_sqlite *s);
+int gw_pg_ready(gw_sqlite *s);
+int gw_pg_prepare(gw_sqlite *s, enum stmt_id id, const char *sql);
+int gw_pg_run(struct query *q, PGresult **out);
+int gw_pg_simple(gw_sqlite *s, const char *sql, const char *what);
+int gw_pg_tx_begin(gw_sqlite *s, int write);
+int gw_pg_tx_commit(gw_sqlite *s);
+void gw_pg_tx_abort(gw_sqlite *s);
+int gw_pg_migrations_table(gw_sqlite *s);
+int gw_pg_migration_run(gw_sqlite *s, int version, const char *what);
 
 /* What the other tables need to know about a sandbox. */
 struct gw_sql_sb_meta {
@@ -94,16 +152,23 @@ struct gw_sql_sb_meta {
  * failures accumulate and surface at the step, so call sites check nothing
  * in between; the last call always ends the use (reset, bindings cleared),
  * so SQLITE_STATIC data need only live until it returns. */
+#define GW_Q_MAX_PARAMS 12
 struct query {
     gw_sqlite *s;
     sqlite3_stmt *st;
     int bound;        /* the first bind failure; SQLITE_OK while all is well */
     int next;         /* the next parameter index */
     const char *what; /* names the statement in error messages */
+    /* PostgreSQL: the statement and its parameters (text, or binary blobs) */
+    enum stmt_id id;
+    const char *sql;  /* its text (to prepare again on a new connection) */
+    const char *pv[GW_Q_MAX_PARAMS];
+    int pl[GW_Q_MAX_PARAMS], pf[GW_Q_MAX_PARAMS];
+    char num[GW_Q_MAX_PARAMS][24];
 };
 
 /* Reads the current row into elem; ctx is the caller's. */
-typedef int (*row_fn)(void *ctx, sqlite3_stmt *st, void *elem);
+typedef int (*row_fn)(void *ctx, gw_row *st, void *elem);
 
 int gw_sql_fail_at(gw_sqlite *s, int rc, const char *file, int line, const char *what);
 #define DB_FAIL(s, rc, what) gw_sql_fail_at((s), (rc), __FILE__, __LINE__, (what))
@@ -118,12 +183,12 @@ int gw_q_row(struct query *q, row_fn read, void *ctx, void *elem);
 void gw_q_text(struct query *q, const char *v);
 
 /* Columns and row readers. */
-int gw_sql_col_text(sqlite3_stmt *st, int i, char *buf, size_t cap, const char *what);
-int gw_sql_col_text_dup(sqlite3_stmt *st, int i, char **out, const char *what);
-int gw_sql_row_cert(void *ctx, sqlite3_stmt *st, void *elem);
-int gw_sql_row_cert_pos(void *ctx, sqlite3_stmt *st, void *elem);
-int gw_sql_row_i64(void *ctx, sqlite3_stmt *st, void *elem);
-int gw_sql_row_sandbox(void *ctx, sqlite3_stmt *st, void *elem);
+int gw_sql_col_text(gw_row *st, int i, char *buf, size_t cap, const char *what);
+int gw_sql_col_text_dup(gw_row *st, int i, char **out, const char *what);
+int gw_sql_row_cert(void *ctx, gw_row *st, void *elem);
+int gw_sql_row_cert_pos(void *ctx, gw_row *st, void *elem);
+int gw_sql_row_i64(void *ctx, gw_row *st, void *elem);
+int gw_sql_row_sandbox(void *ctx, gw_row *st, void *elem);
 
 /* Input checks (TSR_E_INPUT). */
 int gw_sql_check_cert(const gw_cert_rec *c);
@@ -132,7 +197,16 @@ int gw_sql_check_sandbox_id(const char *id);
 int gw_sql_check_str(const char *v, size_t cap, int may_be_empty, const char *what);
 int gw_sql_clamp_limit(int limit, int64_t *out);
 
-/* Transactions: BEGIN IMMEDIATE for writes, DEFERRED for reads. */
+/* Transactions: BEGIN IMMEDIATE for writes, DEFERRED for reads (sqlite);
+ * on PostgreSQL a write transaction first takes the store's transaction
+ * advisory lock, so writers from every gateway queue on it as sqlite's
+ * writers queue on the file (gw_pg.c says why). A savepoint marks where a
+ * refused statement is undone without ending the transaction (PostgreSQL
+ * ends it otherwise; on sqlite the failed statement alone is undone, so the
+ * savepoint calls do nothing there). */
+int gw_sql_savepoint(gw_sqlite *s);
+int gw_sql_savepoint_release(gw_sqlite *s);
+int gw_sql_savepoint_undo(gw_sqlite *s);
 void gw_sql_tx_abort(gw_sqlite *s);
 int gw_sql_tx_begin(gw_sqlite *s, int write);
 int gw_sql_tx_commit(gw_sqlite *s);
@@ -174,6 +248,9 @@ int gw_sqlite_sandbox_list(gw_store *base, const char *after_id, int limit, gw_s
 int gw_sqlite_sandbox_set_state(gw_store *base, const char *id, const char *state);
 int gw_sqlite_sandbox_set_status(gw_store *base, const char *id, const char *state, bool exited,
                                  int exit_code, const char *detail);
+int gw_sqlite_teardowns(gw_store *base, const char *owner, int limit, gw_sandbox_rec **out,
+                        size_t *n);
+int gw_sqlite_teardown_done(gw_store *base, const char *id);
 int gw_sqlite_sandbox_delete(gw_store *base, const char *id, int64_t now, int *revoked_count);
 int gw_sqlite_cert_insert(gw_store *base, const gw_cert_rec *c);
 int gw_sqlite_cert_insert_batch(gw_store *base, const gw_cert_rec *const *certs, size_t n,
@@ -209,5 +286,8 @@ int gw_sqlite_logs_dropped(gw_store *base, const char *sandbox_id, int64_t *tota
 int gw_sqlite_env_get(gw_store *base, const char *sandbox_id, gw_env_var **out, size_t *n);
 int gw_sqlite_env_set(gw_store *base, const char *sandbox_id, const gw_env_var *env, size_t n);
 int gw_sqlite_env_reencrypt(gw_store *base, size_t *count);
+int gw_sqlite_crl_number_next(gw_store *base, uint64_t floor, uint64_t *number, bool *shared);
+int gw_sqlite_renew_take(gw_store *base, const char *sandbox_id, int limit, int64_t window_ms,
+                         bool *shared, bool *allowed);
 
 #endif

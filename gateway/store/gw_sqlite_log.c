@@ -13,12 +13,12 @@ struct log_batch_mark {
     int64_t batch;
 };
 
-static int row_log_batch(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_log_batch(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     struct log_batch_mark *m = elem;
     TSR_GUARD(gw_sql_col_text(st, 0, m->session, sizeof m->session, "log session"));
-    m->batch = sqlite3_column_int64(st, 1);
+    m->batch = gw_col_i64(st, 1);
     return 0;
 }
 
@@ -115,12 +115,12 @@ int gw_sqlite_logs_append(gw_store *base, const char *sandbox_id, const gw_log_l
     return gw_sqlite_logs_append_batch(&s->base, sandbox_id, NULL, 0, lines, n, dropped, now, NULL);
 }
 
-static int row_log(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_log(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     gw_log_line *l = elem;
-    l->seq = sqlite3_column_int64(st, 0);
-    l->timestamp_ms = sqlite3_column_int64(st, 1);
+    l->seq = gw_col_i64(st, 0);
+    l->timestamp_ms = gw_col_i64(st, 1);
     TSR_GUARD(gw_sql_col_text_dup(st, 2, &l->stream, "log stream"));
     return gw_sql_col_text_dup(st, 3, &l->text, "log text");
 }

@@ -8,7 +8,7 @@
 
 /* ---- policies ------------------------------------------------------------------------- */
 
-static int row_policy(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_policy(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     return gw_sql_col_text_dup(st, 0, elem, "policy");
@@ -105,12 +105,12 @@ struct pstatus {
     int64_t reported_at;
 };
 
-static int row_pstatus(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_pstatus(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     struct pstatus *p = elem;
-    p->status = sqlite3_column_int(st, 0);
-    p->reported_at = sqlite3_column_int64(st, 2);
+    p->status = (int)gw_col_i64(st, 0);
+    p->reported_at = gw_col_i64(st, 2);
     return gw_sql_col_text_dup(st, 1, &p->message, "policy status message");
 }
 
@@ -172,7 +172,7 @@ out:
     return rc;
 }
 
-static int row_chunk(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_chunk(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     gw_policy_chunk *c = elem;
@@ -206,11 +206,11 @@ struct draft_page {
     size_t seen, cap;
 };
 
-static int row_chunk_page(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_chunk_page(void *ctx, gw_row *st, void *elem)
 {
     struct draft_page *p = ctx;
     TSR_ENSURE(p->seen < p->cap, TSR_E_INTERNAL, "draft page: more rows than its limit");
-    p->seqs[p->seen++] = sqlite3_column_int64(st, 2);
+    p->seqs[p->seen++] = gw_col_i64(st, 2);
     return row_chunk(NULL, st, elem);
 }
 

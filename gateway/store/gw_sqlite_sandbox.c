@@ -16,6 +16,7 @@ static int check_sandbox_rec(const gw_sandbox_rec *sb)
     TSR_GUARD(gw_sql_check_str(sb->driver, sizeof sb->driver, 0, "sandbox driver"));
     TSR_GUARD(gw_sql_check_str(sb->state, sizeof sb->state, 0, "sandbox state"));
     TSR_GUARD(gw_sql_check_str(sb->image, sizeof sb->image, 1, "sandbox image"));
+    TSR_GUARD(gw_sql_check_str(sb->owner, sizeof sb->owner, 1, "sandbox owner"));
     TSR_ENSURE(sb->deleted_at == 0, TSR_E_INPUT, "a new sandbox cannot be deleted");
     return 0;
 }
@@ -96,10 +97,12 @@ int gw_sqlite_sandbox_create_spec(gw_store *base, const gw_sandbox_rec *sb, cons
     gw_q_i64(&q, sb->created_at);
     gw_q_i64(&q, 0);
     gw_q_text(&q, sb->image);
+    gw_q_text(&q, sb->owner);
     if (gw_q_exec(&q) != 0) {
         /* The recorded detail carries sqlite's message, which names the
          * column whose UNIQUE constraint failed. */
-        if (tsr_errcat() == TSR_E_EXISTS && strstr(tsr_errmsg(), "sandboxes.name") != NULL)
+        if (tsr_errcat() == TSR_E_EXISTS && (strstr(tsr_errmsg(), "sandboxes.name") != NULL ||
+                                                  strstr(tsr_errmsg(), "sandboxes_live_name") != NULL))
             (void)TSR_FAIL(TSR_E_EXISTS, "a sandbox named %s already exists", sb->name);
         else if (tsr_errcat() == TSR_E_EXISTS)
             (void)TSR_FAIL(TSR_E_EXISTS, "sandbox id %s already exists", sb->id);
@@ -142,22 +145,18 @@ int gw_sqlite_sandbox_find_by_name(gw_store *base, const char *name, gw_sandbox_
     return sandbox_read_one(s, ST_SB_FIND, name, out, "sandbox named");
 }
 
-int gw_sqlite_sandbox_list(gw_store *base, const char *after_id, int limit, gw_sandbox_rec **out,
-                           size_t *n)
+/* The sandboxes `id` (a statement of one text key and a limit) returns. */
+static int sandbox_rows(gw_sqlite *s, enum stmt_id id, const char *what, const char *key,
+                        int limit, gw_sandbox_rec **out, size_t *n)
 {
-    gw_sqlite *s = gw_sqlite_of(base);
     int rc = -1;
     int64_t lim = 0;
     gw_sandbox_rec *v = NULL;
     size_t cnt = 0;
     struct query q;
-    *out = NULL;
-    *n = 0;
-    if (after_id == NULL) after_id = "";
-    TSR_TRY(gw_sql_check_str(after_id, SB_ID_CAP, 1, "page token"));
     TSR_TRY(gw_sql_clamp_limit(limit, &lim));
-    TSR_TRY(gw_q_open(s, ST_SB_LIST, "list sandboxes", &q));
-    gw_q_text(&q, after_id);
+    TSR_TRY(gw_q_open(s, id, what, &q));
+    gw_q_text(&q, key);
     gw_q_i64(&q, lim);
     TSR_TRY(gw_q_each(&q, gw_sql_row_sandbox, NULL, &v, &cnt, sizeof *v));
     *out = v;
@@ -167,6 +166,17 @@ int gw_sqlite_sandbox_list(gw_store *base, const char *after_id, int limit, gw_s
 out:
     free(v);
     return rc;
+}
+
+int gw_sqlite_sandbox_list(gw_store *base, const char *after_id, int limit, gw_sandbox_rec **out,
+                           size_t *n)
+{
+    if (after_id == NULL) after_id = "";
+    *out = NULL;
+    *n = 0;
+    TSR_GUARD(gw_sql_check_str(after_id, SB_ID_CAP, 1, "page token"));
+    return sandbox_rows(gw_sqlite_of(base), ST_SB_LIST, "list sandboxes", after_id, limit, out,
+                        n);
 }
 
 int gw_sqlite_sandbox_set_state(gw_store *base, const char *id, const char *state)
@@ -179,7 +189,7 @@ int gw_sqlite_sandbox_set_state(gw_store *base, const char *id, const char *stat
     gw_q_text(&q, id);
     gw_q_text(&q, state);
     TSR_GUARD(gw_q_exec(&q));
-    TSR_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
+    TSR_ENSURE(gw_sql_changes(s) == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
     return 0;
 }
 
@@ -198,25 +208,25 @@ int gw_sqlite_sandbox_set_status(gw_store *base, const char *id, const char *sta
     else gw_q_text(&q, NULL);
     if (detail != NULL) gw_q_text(&q, detail);
     TSR_GUARD(gw_q_exec(&q));
-    TSR_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_NOTFOUND, "no live sandbox %s", id);
+    TSR_ENSURE(gw_sql_changes(s) == 1, TSR_E_NOTFOUND, "no live sandbox %s", id);
     return 0;
 }
 
 /* row_fn adapters for the spec: the state detail, an argument, a name and
  * value pair (malloc'd strings). */
-static int row_detail(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_detail(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     return gw_sql_col_text_dup(st, 0, elem, "state detail");
 }
 
-static int row_arg(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_arg(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     return gw_sql_col_text_dup(st, 0, elem, "command argument");
 }
 
-static int row_plain_env(void *ctx, sqlite3_stmt *st, void *elem)
+static int row_plain_env(void *ctx, gw_row *st, void *elem)
 {
     (void)ctx;
     gw_env_var *v = elem;
@@ -283,14 +293,14 @@ int gw_sqlite_sandbox_delete(gw_store *base, const char *id, int64_t now, int *r
     TSR_TRY(gw_sql_sb_meta(s, id, &m));
     TSR_TRY_ENSURE(m.live, TSR_E_NOTFOUND, "sandbox %s is already deleted", id);
     TSR_TRY(gw_sql_set_counter(s, ST_SB_MARK_DELETED, id, now, "mark sandbox deleted"));
-    TSR_TRY_ENSURE(sqlite3_changes(s->db) == 1, TSR_E_INTERNAL, "sandbox %s vanished", id);
+    TSR_TRY_ENSURE(gw_sql_changes(s) == 1, TSR_E_INTERNAL, "sandbox %s vanished", id);
 
     TSR_TRY(gw_q_open(s, ST_CERT_REVOKE_SB, "revoke sandbox certificates", &q));
     gw_q_text(&q, id);
     gw_q_i64(&q, now);
     gw_q_text(&q, REVOKED_BY_DELETE);
     TSR_TRY(gw_q_exec(&q));
-    int revoked = sqlite3_changes(s->db);
+    int revoked = gw_sql_changes(s);
     TSR_TRY(gw_sql_env_delete_all(s, id));
     TSR_TRY(gw_sql_tx_commit(s));
     if (revoked_count != NULL) *revoked_count = revoked;
@@ -298,4 +308,26 @@ int gw_sqlite_sandbox_delete(gw_store *base, const char *id, int64_t now, int *r
 out:
     if (rc != 0) gw_sql_tx_abort(s);
     return rc;
+}
+
+int gw_sqlite_teardowns(gw_store *base, const char *owner, int limit, gw_sandbox_rec **out,
+                        size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    TSR_GUARD(gw_sql_check_str(owner, sizeof(*out)->owner, 1, "sandbox owner"));
+    return sandbox_rows(gw_sqlite_of(base), ST_SB_TEARDOWNS, "list teardowns", owner, limit, out,
+                        n);
+}
+
+int gw_sqlite_teardown_done(gw_store *base, const char *id)
+{
+    gw_sqlite *s = gw_sqlite_of(base);
+    struct query q;
+    TSR_GUARD(gw_sql_check_sandbox_id(id));
+    TSR_GUARD(gw_q_open(s, ST_SB_TEARDOWN_DONE, "teardown done", &q));
+    gw_q_text(&q, id);
+    TSR_GUARD(gw_q_exec(&q));
+    TSR_ENSURE(gw_sql_changes(s) == 1, TSR_E_NOTFOUND, "sandbox %s not found", id);
+    return 0;
 }

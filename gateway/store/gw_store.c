@@ -11,6 +11,8 @@
 
 int gw_store_open(const char *path, const gw_keyring *keys, gw_store **out)
 {
+    if (strncmp(path, GW_STORE_PG_PREFIX, strlen(GW_STORE_PG_PREFIX)) == 0)
+        return gw_pg_open(path + strlen(GW_STORE_PG_PREFIX), keys, out);
     return gw_sqlite_open(path, keys, out);
 }
 
@@ -90,6 +92,17 @@ int gw_store_sandbox_set_status(gw_store *s, const char *id, const char *state, 
                                 int exit_code, const char *detail)
 {
     return s->ops->sandbox_set_status(s, id, state, exited, exit_code, detail);
+}
+
+int gw_store_teardowns(gw_store *s, const char *owner, int limit, gw_sandbox_rec **out,
+                       size_t *n)
+{
+    return s->ops->teardowns(s, owner, limit, out, n);
+}
+
+int gw_store_teardown_done(gw_store *s, const char *id)
+{
+    return s->ops->teardown_done(s, id);
 }
 
 int gw_store_sandbox_delete(gw_store *s, const char *id, int64_t now, int *revoked_count)
@@ -209,6 +222,17 @@ int gw_store_env_get(gw_store *s, const char *sandbox_id, gw_env_var **out, size
 int gw_store_env_set(gw_store *s, const char *sandbox_id, const gw_env_var *env, size_t n)
 {
     return s->ops->env_set(s, sandbox_id, env, n);
+}
+
+int gw_store_crl_number_next(gw_store *s, uint64_t floor, uint64_t *number, bool *shared)
+{
+    return s->ops->crl_number_next(s, floor, number, shared);
+}
+
+int gw_store_renew_take(gw_store *s, const char *sandbox_id, int limit, int64_t window_ms,
+                        bool *shared, bool *allowed)
+{
+    return s->ops->renew_take(s, sandbox_id, limit, window_ms, shared, allowed);
 }
 
 int gw_store_env_reencrypt(gw_store *s, size_t *count)

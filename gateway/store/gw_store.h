@@ -40,7 +40,7 @@ typedef struct gw_store gw_store;
 typedef struct gw_keyring gw_keyring;           /* gw_secretbox.h */
 
 /* The newest schema this code knows (numbered migrations 1..N). */
-#define GW_STORE_SCHEMA_VERSION 4
+#define GW_STORE_SCHEMA_VERSION 5
 /* List calls return at most this many rows; a larger limit is clamped. */
 #define GW_STORE_MAX_PAGE 10000
 #define GW_STORE_BUSY_TIMEOUT_MS 5000
@@ -53,6 +53,9 @@ typedef struct gw_sandbox_rec {
     int64_t policy_version;                      /* 0 = no policy */
     char image[513];                             /* "" = the driver's default */
     bool exited; int exit_code;                  /* exit_code is known when exited */
+    /* The replica whose driver runs it ("" = not recorded: a store of one
+     * gateway); docs/operations.md, "The owner replica". */
+    char owner[129];
 } gw_sandbox_rec;
 /* The rest of what a sandbox runs and how it ended (GetSandbox): its
  * command, its plain env (not secret: stored as is, by name) and its
@@ -77,7 +80,13 @@ typedef struct gw_revoked_serial { char serial[41]; int64_t not_after; } gw_revo
 typedef struct gw_log_line { int64_t seq; int64_t timestamp_ms; char *stream; char *text; } gw_log_line;
 typedef struct gw_policy_chunk { char *domain; char *content; } gw_policy_chunk;
 
+/* Where the store is: a sqlite file path, or GW_STORE_PG_PREFIX followed by
+ * a libpq connection string (PostgreSQL; the configuration's `store:
+ * {backend: postgres, dsn: ...}` makes it). */
+#define GW_STORE_PG_PREFIX "postgres:"
 /* Open (creating if missing: the file 0600, its parent dir 0700) and migrate.
+ * PostgreSQL: connect, refuse a read-only standby, and migrate under the
+ * store's advisory lock (several gateways may start at once).
  * `keys` may be NULL (then env calls fail with TSR_E_STATE); it is borrowed
  * and must outlive the store. A database whose schema is newer than
  * GW_STORE_SCHEMA_VERSION -> TSR_E_STATE "database schema version N is newer
@@ -128,8 +137,17 @@ TSR_WUR int gw_store_sandbox_set_status(gw_store *s, const char *id, const char 
                                         bool exited, int exit_code, const char *detail);
 /* Marks deleted and revokes every unrevoked cert of the sandbox (reason
  * "sandbox deleted"), one transaction; also erases its provider env. An
- * already deleted sandbox -> TSR_E_NOTFOUND. now must be > 0. */
+ * already deleted sandbox -> TSR_E_NOTFOUND. now must be > 0. The sandbox
+ * is then due for teardown by its owner (gw_store_teardowns). */
 TSR_WUR int gw_store_sandbox_delete(gw_store *s, const char *id, int64_t now, int *revoked_count);
+
+/* Deleted sandboxes of `owner` whose processes its driver has not removed
+ * yet (deleted on another replica, or the owner stopped before it could),
+ * at most `limit`, by id; *out NULL when *n is 0. */
+TSR_WUR int gw_store_teardowns(gw_store *s, const char *owner, int limit, gw_sandbox_rec **out,
+                               size_t *n);
+/* The owner's driver removed the sandbox (or was told to): no longer due. */
+TSR_WUR int gw_store_teardown_done(gw_store *s, const char *id);
 
 /* ---- certificates ------------------------------------------------------- */
 /* Durable when it returns 0. revoked_at must be 0. A sandbox cert needs its
@@ -225,6 +243,24 @@ TSR_WUR int gw_store_env_set(gw_store *s, const char *sandbox_id, const gw_env_v
 /* Re-encrypt every stored value not already under the keyring's current key
  * (key rotation), one transaction. *count (may be NULL) = values moved. */
 TSR_WUR int gw_store_env_reencrypt(gw_store *s, size_t *count);
+
+/* ---- renewal rate limit, counted across gateways -------------------------- */
+/* On a store several gateways share (PostgreSQL): take one renewal of
+ * sandbox_id if fewer than `limit` were taken in the last window_ms (by the
+ * database's clock), in one transaction under the store's write lock, so
+ * the count is exact across replicas: *shared = true, *allowed. On sqlite
+ * (one gateway) there is nothing to share: *shared = false, and the caller
+ * counts with its own limiter (gw_ratelimit.h). */
+TSR_WUR int gw_store_renew_take(gw_store *s, const char *sandbox_id, int limit,
+                                int64_t window_ms, bool *shared, bool *allowed);
+
+/* The next cRLNumber of gateways sharing the store (PostgreSQL): max(the
+ * last one any of them took + 1, floor), in one transaction under the write
+ * lock, so the CRLs of every replica are numbered in one increasing
+ * sequence: *shared = true. On sqlite: *shared = false (the gateway numbers
+ * its CRLs itself, gw_crl.h). */
+TSR_WUR int gw_store_crl_number_next(gw_store *s, uint64_t floor, uint64_t *number,
+                                     bool *shared);
 
 /* Free what list/get calls return. NULL / 0 is fine. */
 void gw_store_free_sandboxes(gw_sandbox_rec *v, size_t n);

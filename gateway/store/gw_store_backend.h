@@ -1,9 +1,10 @@
 /* The seam of the store (gw_store.h): what a backend implements. Each
  * backend's handle starts with a struct gw_store whose ops point at its
  * implementation of every operation; gw_store.c dispatches through them.
- * The sqlite backend (gw_sqlite*.c) is the one there is; a second one (a
- * shared database for several gateways) implements the same table with the
- * same contract, per operation, as gw_store.h states it:
+ * Two backends implement it: sqlite (gw_sqlite*.c, the embedded default)
+ * and PostgreSQL (gw_pg.c: several gateways on one database), sharing the
+ * operations' code (gw_sqlite_internal.h), with the same contract, per
+ * operation, as gw_store.h states it:
  *
  *  - every operation is one transaction inside the backend: when a write
  *    returns 0 it is durable, when it fails nothing of it was written;
@@ -39,6 +40,9 @@ typedef struct gw_store_ops {
     int (*sandbox_set_state)(gw_store *s, const char *id, const char *state);
     int (*sandbox_set_status)(gw_store *s, const char *id, const char *state, bool exited,
                               int exit_code, const char *detail);
+    int (*teardowns)(gw_store *s, const char *owner, int limit, gw_sandbox_rec **out,
+                     size_t *n);
+    int (*teardown_done)(gw_store *s, const char *id);
     int (*sandbox_delete)(gw_store *s, const char *id, int64_t now, int *revoked_count);
     int (*cert_insert)(gw_store *s, const gw_cert_rec *c);
     int (*cert_insert_batch)(gw_store *s, const gw_cert_rec *const *certs, size_t n,
@@ -74,6 +78,9 @@ typedef struct gw_store_ops {
     int (*env_get)(gw_store *s, const char *sandbox_id, gw_env_var **out, size_t *n);
     int (*env_set)(gw_store *s, const char *sandbox_id, const gw_env_var *env, size_t n);
     int (*env_reencrypt)(gw_store *s, size_t *count);
+    int (*crl_number_next)(gw_store *s, uint64_t floor, uint64_t *number, bool *shared);
+    int (*renew_take)(gw_store *s, const char *sandbox_id, int limit, int64_t window_ms,
+                      bool *shared, bool *allowed);
 } gw_store_ops;
 
 struct gw_store {
@@ -83,5 +90,7 @@ struct gw_store {
 /* The sqlite backend (gw_sqlite.c). */
 extern const gw_store_ops gw_sqlite_ops;
 TSR_WUR int gw_sqlite_open(const char *path, const gw_keyring *keys, gw_store **out);
+/* The PostgreSQL backend (gw_pg.c): dsn is a libpq connection string. */
+TSR_WUR int gw_pg_open(const char *dsn, const gw_keyring *keys, gw_store **out);
 
 #endif

@@ -130,11 +130,21 @@ static const char migration_4[] =
     "  PRIMARY KEY (sandbox_id, name)"
     ") STRICT;";
 
+/* 5: replicas on one database (docs/operations.md, "The owner replica"):
+ * the replica whose driver runs a sandbox ('' = not recorded: a store of
+ * one gateway), and teardown = 1 from its deletion until that driver has
+ * removed it. */
+static const char migration_5[] =
+    "ALTER TABLE sandboxes ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sandboxes ADD COLUMN teardown INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX sandboxes_teardown ON sandboxes(owner) WHERE teardown = 1;";
+
 static const gw_migration migrations[] = {
     {1, migration_1},
     {2, migration_2},
     {3, migration_3},
     {4, migration_4},
+    {5, migration_5},
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,

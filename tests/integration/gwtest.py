@@ -226,14 +226,16 @@ class Gateway:
 
     def __init__(self, renew_limit=5, extra_config="", metrics=False, args=(), data_dir=None,
                  limits="", env=None, real_supervisor=False, drivers_dir=None,
-                 driver_options=None, workers=2):
+                 driver_options=None, workers=2, store_dsn=None, replica_of=None):
         """args: extra tessera-gateway arguments; data_dir: where the database
         and keyring live (default <dir>/data); limits: extra YAML lines for the
         limits: section, e.g. "max_concurrent_streams: 10"; env: extra
         environment variables of the gateway process; real_supervisor: run
         tessera-supervisor in each sandbox (the end-to-end tests) instead of
         the quiet stand-in that API tests use so that no sandbox calls the
-        gateway behind their back."""
+        gateway behind their back. store_dsn: the PostgreSQL store (libpq DSN)
+        instead of sqlite; replica_of: another Gateway whose PKI and keyring
+        this one serves with (a replica on the same database)."""
         self.args = list(args)
         self.metrics = metrics
         if metrics:
@@ -244,11 +246,18 @@ class Gateway:
         self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.db_path = os.path.join(self.data_dir, "tessera.db")
         self.pki = os.path.join(self.dir, "pki")
-        users = ["admin", "alice", "bob", "mallory"]
-        args = [os.path.join(BIN, "certgen"), "init", "--trust-domain", TD, "--out", self.pki]
-        for u in users:
-            args += ["--user", u]
-        subprocess.run(args, check=True, capture_output=True)
+        if replica_of is not None:
+            self.pki = replica_of.pki
+            extra_config += f"\nsecrets:\n  key_file: {replica_of.data_dir}/secrets.key\n"
+        else:
+            users = ["admin", "alice", "bob", "mallory"]
+            args = [os.path.join(BIN, "certgen"), "init", "--trust-domain", TD, "--out",
+                    self.pki]
+            for u in users:
+                args += ["--user", u]
+            subprocess.run(args, check=True, capture_output=True)
+        if store_dsn is not None:
+            extra_config += f'\nstore:\n  backend: postgres\n  dsn: "{store_dsn}"\n'
         self.bundle = open(os.path.join(self.pki, "bundle.pem"), "rb").read()
         issuing = load_chain(os.path.join(self.pki, "issuing.pem"))[0]
         self.issuing_cert = issuing

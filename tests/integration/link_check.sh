@@ -50,6 +50,8 @@ GW=$B/bin/tessera-gateway SUP=$B/bin/tessera-supervisor CLI=$B/bin/tessera
 CG=$B/bin/certgen RELAY=$B/bin/tessera-vm-relay
 
 require_syms "$GW" gw_
+# Positive control: the gateway is the one binary that needs libpq (its store).
+grep -q '^libpq' <<<"$(needed "$GW")" || fail "tessera-gateway does not need libpq (control)"
 require_syms "$SUP" cl_
 require_syms "$SUP" pol_
 require_syms "$CLI" cl_
@@ -59,10 +61,10 @@ require_syms "$CG" ca_
 forbid_syms "$GW" cl_ sup_ cli_ cg_
 # The supervisor: common, ca, grpc, policy, client; no gateway, no sqlite.
 forbid_syms "$SUP" gw_ sqlite3_ cli_ cg_ drv_
-forbid_libs "$SUP" libsqlite3
+forbid_libs "$SUP" libsqlite3 libpq
 # The CLI: common, ca, grpc, client; no policy validator, no libyaml.
 forbid_syms "$CLI" gw_ pol_ sup_ sqlite3_ cg_ drv_ yaml_
-forbid_libs "$CLI" libsqlite3 libyaml
+forbid_libs "$CLI" libsqlite3 libpq libyaml
 # certgen: common, ca and the gateway's store (it records the proxy and
 # gateway certificates it issues, docs/operations.md); no other gateway layer.
 require_syms "$CG" gw_store_
@@ -71,7 +73,7 @@ forbid_syms "$CG" gw_h2 gw_server gw_authz gw_principal gw_metrics gw_app gw_svc
 forbid_libs "$CG" libnghttp2 libprotobuf-c
 # The vm relay: its own file and libc.
 forbid_syms "$RELAY" gw_ cl_ ca_ tsr_ sqlite3_ SSL_
-forbid_libs "$RELAY" libsqlite3 libssl libcrypto
+forbid_libs "$RELAY" libsqlite3 libpq libssl libcrypto
 
 # Driver plugins: drivers/lib and a few common modules, hidden; one export.
 n=0
@@ -82,7 +84,7 @@ for so in "$B"/drivers/*.so; do
   [[ $exports == "tessera_driver_entry " ]] ||
     fail "$(basename "$so") exports more than tessera_driver_entry: $exports"
   forbid_syms "$so" gw_ cl_ grpc_ pol_ sup_ cli_ cg_ sqlite3_ nghttp2_ protobuf_c_
-  forbid_libs "$so" libsqlite3 libnghttp2 libprotobuf-c libyaml
+  forbid_libs "$so" libsqlite3 libpq libnghttp2 libprotobuf-c libyaml
 done
 [[ $n -ge 3 ]] || fail "found $n driver plugins in $B/drivers, want process, docker and vm"
 

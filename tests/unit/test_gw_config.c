@@ -145,7 +145,12 @@ static void test_refusals(void **state)
          "max_concurrent_streams, max_connections, handshake_timeout, idle_timeout, "
          "log_lines_per_batch, log_line_bytes)"},
         {"pki:\n  bundle: b.pem\n  root_key: r.key\n", ":3: unknown key \"root_key\""},
-        {"store: {path: x.db, wal: true}\n", ":1: unknown key \"wal\" (expected one of: path)"},
+        {"store: {path: x.db, wal: true}\n",
+         ":1: unknown key \"wal\" (expected one of: backend, path, dsn)"},
+        {"store: {backend: mysql}\n", ":1: store.backend must be sqlite or postgres"},
+        {"store: {backend: postgres}\n", ":1: store backend postgres needs a dsn"},
+        {"store: {backend: postgres, dsn: x, path: y}\n", ":1: store.path is for backend sqlite"},
+        {"store: {dsn: \"host=/x\"}\n", ":1: store.dsn is for backend postgres"},
         {"certificates:\n  ttl: 1h\n", ":2: unknown key \"ttl\""},
         {"drivers:\n  default: process\n  docker: {}\n", ":3: unknown key \"docker\""},
         {"proxy:\n  trusted: [nginx]\n  unix: /run/x\n",
@@ -635,6 +640,23 @@ static void test_empty_file_is_defaults(void **state)
     }
 }
 
+/* store: {backend: postgres, dsn: ...} names the database, not a file. */
+static void test_store_postgres(void **state)
+{
+    (void)state;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/pg.yaml", tmpdir);
+    const char *text = "store: {backend: postgres, dsn: \"host=/run/pg dbname=tessera\"}\n";
+    write_file(path, text, strlen(text));
+    gw_config *c;
+    if (gw_config_load(path, &c) != 0) {
+        print_error("%s\n", tsr_errmsg());
+        fail();
+    }
+    assert_string_equal(c->store_path, "postgres:host=/run/pg dbname=tessera");
+    gw_config_free(c);
+}
+
 static void test_relative_paths(void **state)
 {
     (void)state;
@@ -823,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_empty_file_is_defaults),
         cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_store_postgres),
         cmocka_unit_test(test_secrets_env),
         cmocka_unit_test(test_defaults),
     };

@@ -1,9 +1,16 @@
-/* gw_store: sqlite storage. Failure cases first. Each test gets a fresh
- * temp dir under /tmp (removed afterwards) and its own database file. */
+/* gw_store: the store's contract. Failure cases first. Each test gets a
+ * fresh temp dir under /tmp (removed afterwards) and its own database file.
+ *
+ * The same tests run against PostgreSQL (test_gw_store_pg.c includes this
+ * file with STORE_PG defined): the binary starts its own cluster
+ * (tests/pg/cluster.sh: initdb + pg_ctl under TMPDIR, a unix socket), each
+ * test gets an empty schema, and the raw access goes through libpq. The
+ * tests of sqlite's file (its modes, WAL, locks) run on sqlite only. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -57,11 +64,25 @@ static void check_fail(int rc, enum tsr_errcat cat, const char *expr, const char
 /* The records take char *; literals are const under -Wwrite-strings. */
 #define S(lit) ((char *)(uintptr_t)(lit))
 
+/* PostgreSQL: the cluster's DSN (main() starts it). */
+static char pg_dsn[512];
+
+static bool is_pg(const char *path) { return strncmp(path, GW_STORE_PG_PREFIX, strlen(GW_STORE_PG_PREFIX)) == 0; }
+
+static void raw_exec(const char *path, const char *sql);
+
+/* Tests of sqlite's file, left out of the PostgreSQL run. */
+#ifdef STORE_PG
+#define SQLITE_ONLY __attribute__((unused))
+#else
+#define SQLITE_ONLY
+#endif
+
 /* ---- fixture ------------------------------------------------------------------- */
 
 struct fx {
     char dir[64];
-    char path[128];     /* <dir>/data/gateway.db */
+    char path[640];     /* <dir>/data/gateway.db, or postgres:<dsn> */
     gw_keyring *keys;   /* versions 1 (A) */
     gw_store *s;        /* opened on path */
 };
@@ -79,6 +100,13 @@ static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *
     return remove(p);
 }
 
+/* PostgreSQL: an empty schema, and its locator in path. */
+static void fresh_pg(char *path, size_t cap)
+{
+    snprintf(path, cap, GW_STORE_PG_PREFIX "%s", pg_dsn);
+    raw_exec(path, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
+}
+
 static int fx_setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
@@ -86,6 +114,7 @@ static int fx_setup(void **state)
     assert_int_equal(tu_temp_path(f->dir, sizeof f->dir, "tsr-store-XXXXXX"), 0);
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/data/gateway.db", f->dir);
+    if (pg_dsn[0] != '\0') fresh_pg(f->path, sizeof f->path);
     f->keys = keyring("1 " HEX_A "\n");
     EXPECT_OK(gw_store_open(f->path, f->keys, &f->s));
     *state = f;
@@ -138,6 +167,31 @@ static void create_sb(gw_store *s, const char *id, const char *name)
 
 /* ---- raw access (a second, plain sqlite connection) ---------------------------- */
 
+
+static PGconn *pg_raw(const char *path)
+{
+    PGconn *c = PQconnectdb(path + strlen(GW_STORE_PG_PREFIX));
+    if (PQstatus(c) != CONNECTION_OK) {
+        print_error("raw connect: %s\n", PQerrorMessage(c));
+        fail();
+    }
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
+    return c;
+}
+
+static PGresult *pg_raw_run(const char *path, const char *sql)
+{
+    PGconn *c = pg_raw(path);
+    PGresult *res = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        print_error("%s: %s\n", sql, PQerrorMessage(c));
+        fail();
+    }
+    PQfinish(c);
+    return res;
+}
+
 static sqlite3 *raw_open(const char *path)
 {
     sqlite3 *db = NULL;
@@ -148,6 +202,13 @@ static sqlite3 *raw_open(const char *path)
 
 static int64_t raw_int(const char *path, const char *sql)
 {
+    if (is_pg(path)) {
+        PGresult *res = pg_raw_run(path, sql);
+        assert_int_equal(PQntuples(res), 1);
+        int64_t v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        return v;
+    }
     sqlite3 *db = raw_open(path);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -163,6 +224,10 @@ static int64_t raw_int(const char *path, const char *sql)
 
 static void raw_exec(const char *path, const char *sql)
 {
+    if (is_pg(path)) {
+        PQclear(pg_raw_run(path, sql));
+        return;
+    }
     sqlite3 *db = raw_open(path);
     char *err = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
@@ -182,7 +247,7 @@ static mode_t file_mode(const char *path)
 
 /* ---- open and migrations ------------------------------------------------------- */
 
-static void test_open_refusals(void **state)
+SQLITE_ONLY static void test_open_refusals(void **state)
 {
     struct fx *f = *state;
     gw_store *s = (gw_store *)1;
@@ -224,14 +289,14 @@ static void test_open_newer_schema(void **state)
                      GW_STORE_SCHEMA_VERSION + 1);
 }
 
-static void test_open_creates_private_files(void **state)
+SQLITE_ONLY static void test_open_creates_private_files(void **state)
 {
     struct fx *f = *state;
     char dir[128];
     snprintf(dir, sizeof dir, "%s/data", f->dir);
     assert_int_equal(file_mode(dir), 0700);
     assert_int_equal(file_mode(f->path), 0600);
-    char wal[160];
+    char wal[700];
     snprintf(wal, sizeof wal, "%s-wal", f->path);
     create_sb(f->s, SB1, "one"); /* something in the WAL */
     assert_int_equal(file_mode(wal), 0600);
@@ -302,8 +367,9 @@ static void test_concurrent_first_open(void **state)
     struct fx *f = *state;
     enum { N = 6 };
     for (int round = 0; round < 3; round++) {
-        char path[160];
+        char path[640];
         snprintf(path, sizeof path, "%s/fresh%d/g.db", f->dir, round);
+        if (is_pg(f->path)) fresh_pg(path, sizeof path);
         pthread_t t[N];
         struct open_arg a[N];
         pthread_barrier_t b;
@@ -1168,7 +1234,7 @@ static void test_log_batches_exactly_once(void **state)
 
 /* A database at schema version 1 (as a session-1 gateway left it) migrates
  * to the current version on open, keeps its rows, and takes numbered batches. */
-static void test_migrate_from_version_1(void **state)
+SQLITE_ONLY static void test_migrate_from_version_1(void **state)
 {
     struct fx *f = *state;
     char old[160];
@@ -1353,17 +1419,23 @@ static void test_env_round_trip(void **state)
     gw_store_free_env(v, n);
 
     /* the stored column is ciphertext: the raw bytes never hold the secret */
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM provider_env WHERE "
-                                      "instr(ciphertext, CAST('" SECRET "' AS BLOB)) > 0"), 0);
+    assert_int_equal(raw_int(f->path, is_pg(f->path)
+                                          ? "SELECT count(*) FROM provider_env WHERE position("
+                                            "convert_to('" SECRET "', 'UTF8') in ciphertext) > 0"
+                                          : "SELECT count(*) FROM provider_env WHERE "
+                                            "instr(ciphertext, CAST('" SECRET "' AS BLOB)) > 0"),
+                     0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM provider_env WHERE "
                                       "length(ciphertext) = length('" SECRET "') + 16 "
                                       "AND length(nonce) = 12 AND key_version = 1"), 1);
-    /* nor do the database files */
-    char wal[160];
+    /* nor do the database files (sqlite's: the server's are not ours to read) */
+    char wal[700];
     snprintf(wal, sizeof wal, "%s-wal", f->path);
-    assert_int_equal(file_contains(f->path, "4f9a8b7c6d5e"), 0);
-    assert_int_equal(file_contains(wal, "4f9a8b7c6d5e"), 0);
-    assert_int_equal(file_contains(wal, "OPENAI_API_KEY"), 1); /* the scan can see text */
+    if (!is_pg(f->path)) {
+        assert_int_equal(file_contains(f->path, "4f9a8b7c6d5e"), 0);
+        assert_int_equal(file_contains(wal, "4f9a8b7c6d5e"), 0);
+        assert_int_equal(file_contains(wal, "OPENAI_API_KEY"), 1); /* the scan can see text */
+    }
 
     /* replace all; a failing replacement (duplicate name) keeps the old set */
     gw_env_var dup[] = {{S("A"), S("1")}, {S("A"), S("2")}};
@@ -1413,9 +1485,13 @@ static void test_env_moved_ciphertext(void **state)
     EXPECT_FAIL(gw_store_env_get(f->s, SB1, &v, &n), TSR_E_STATE);
     assert_null(v);
     /* a flipped ciphertext byte */
-    raw_exec(f->path, "UPDATE provider_env SET ciphertext = "
-                      "CAST(('x' || substr(ciphertext, 2)) AS BLOB) "
-                      "WHERE sandbox_id = '" SB1 "' AND name = 'OTHER'");
+    raw_exec(f->path, is_pg(f->path)
+                          ? "UPDATE provider_env SET ciphertext = "
+                            "set_byte(ciphertext, 0, get_byte(ciphertext, 0) # 1) "
+                            "WHERE sandbox_id = '" SB1 "' AND name = 'OTHER'"
+                          : "UPDATE provider_env SET ciphertext = "
+                            "CAST(('x' || substr(ciphertext, 2)) AS BLOB) "
+                            "WHERE sandbox_id = '" SB1 "' AND name = 'OTHER'");
     EXPECT_FAIL(gw_store_env_get(f->s, SB1, &v, &n), TSR_E_STATE);
     /* an unknown key version */
     raw_exec(f->path, "UPDATE provider_env SET key_version = 9 WHERE sandbox_id = '" SB2 "'");
@@ -1560,14 +1636,14 @@ static void run_read_only_child(struct fx *f, int root, int dir_writable)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-static void test_read_only_file(void **state)
+SQLITE_ONLY static void test_read_only_file(void **state)
 {
     struct fx *f = *state;
     create_sb(f->s, SB1, "one");
     gw_store_close(f->s);
     f->s = NULL;
     int root = geteuid() == 0;
-    char data[128], p[200];
+    char data[128], p[700];
     snprintf(data, sizeof data, "%s/data", f->dir);
     const char *suffix[] = {"", "-wal", "-shm"};
     for (int i = 0; i < 3; i++) {
@@ -1597,7 +1673,7 @@ static void test_read_only_file(void **state)
                      1);
 }
 
-static void test_busy_times_out(void **state)
+SQLITE_ONLY static void test_busy_times_out(void **state)
 {
     struct fx *f = *state;
     create_sb(f->s, SB1, "one");
@@ -1629,7 +1705,8 @@ static void test_corrupt_rows_fail_closed(void **state)
     /* text too long for the record */
     raw_exec(f->path, "UPDATE sandboxes SET state = 'a-state-that-is-far-too-long'");
     EXPECT_FAIL(gw_store_sandbox_get(f->s, SB1, &sb), TSR_E_IO);
-    /* an embedded NUL */
+    /* an embedded NUL (PostgreSQL's text cannot hold one) */
+    if (is_pg(f->path)) return;
     raw_exec(f->path, "UPDATE sandboxes SET state = 'ru' || char(0) || 'n'");
     EXPECT_FAIL(gw_store_sandbox_get(f->s, SB1, &sb), TSR_E_IO);
 }
@@ -1717,7 +1794,7 @@ static void test_two_writers(void **state)
  * first connection holds: else another process that opens and closes the
  * file believes it was the last user, checkpoints and deletes the WAL, and
  * every later commit of ours goes into the deleted file (lost at restart). */
-static void test_second_open_keeps_the_wal(void **state)
+SQLITE_ONLY static void test_second_open_keeps_the_wal(void **state)
 {
     struct fx *f = *state;
     create_sb(f->s, SB1, "one");
@@ -1745,44 +1822,67 @@ static void test_second_open_keeps_the_wal(void **state)
     gw_store_close(again);
 }
 
+/* One gateway per sqlite file: no shared renewal count (the gateway's own
+ * limiter counts). */
+SQLITE_ONLY static void test_renew_take_not_shared(void **state)
+{
+    struct fx *f = *state;
+    bool shared = true, allowed = true;
+    EXPECT_OK(gw_store_renew_take(f->s, SB1, 3, 60000, &shared, &allowed));
+    assert_false(shared);
+    assert_false(allowed);
+    uint64_t number = 7;
+    shared = true;
+    EXPECT_OK(gw_store_crl_number_next(f->s, 1000, &number, &shared));
+    assert_false(shared);
+    assert_int_equal(number, 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
+/* The contract every backend keeps (test_gw_store_pg.c runs these too). */
+#define CONTRACT_TESTS \
+    T(test_open_newer_schema), \
+    T(test_reopen_idempotent), \
+    T(test_concurrent_first_open), \
+    T(test_sandbox_create_refusals), \
+    T(test_sandbox_half_written_create), \
+    T(test_sandbox_get_find_list), \
+    T(test_sandbox_spec_and_status), \
+    T(test_cert_insert_refusals), \
+    T(test_cert_get_list), \
+    T(test_cert_revoke), \
+    T(test_cert_lineage_revoked_whole), \
+    T(test_cert_renewal_of_revoked_refused), \
+    T(test_sandbox_delete_revokes), \
+    T(test_revoked_each), \
+    T(test_policy_versions), \
+    T(test_drafts), \
+    T(test_cert_pages), \
+    T(test_draft_pages), \
+    T(test_logs), \
+    T(test_log_batches_exactly_once), \
+    T(test_env_round_trip), \
+    T(test_env_moved_ciphertext), \
+    T(test_env_no_keyring), \
+    T(test_env_reencrypt), \
+    T(test_read_only_connection), \
+    T(test_corrupt_rows_fail_closed), \
+    T(test_two_writers),
+
+#ifndef STORE_PG
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_open_refusals),
-        T(test_open_newer_schema),
         T(test_open_creates_private_files),
-        T(test_reopen_idempotent),
-        T(test_concurrent_first_open),
-        T(test_sandbox_create_refusals),
-        T(test_sandbox_half_written_create),
-        T(test_sandbox_get_find_list),
-        T(test_sandbox_spec_and_status),
-        T(test_cert_insert_refusals),
-        T(test_cert_get_list),
-        T(test_cert_revoke),
-        T(test_cert_lineage_revoked_whole),
-        T(test_cert_renewal_of_revoked_refused),
-        T(test_sandbox_delete_revokes),
-        T(test_revoked_each),
-        T(test_policy_versions),
-        T(test_drafts),
-        T(test_cert_pages),
-        T(test_draft_pages),
-        T(test_logs),
-        T(test_log_batches_exactly_once),
         T(test_migrate_from_version_1),
-        T(test_env_round_trip),
-        T(test_env_moved_ciphertext),
-        T(test_env_no_keyring),
-        T(test_env_reencrypt),
-        T(test_read_only_connection),
         T(test_read_only_file),
         T(test_busy_times_out),
-        T(test_corrupt_rows_fail_closed),
-        T(test_two_writers),
         T(test_second_open_keeps_the_wal),
+        T(test_renew_take_not_shared),
+        CONTRACT_TESTS
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
+#endif
