@@ -55,6 +55,10 @@ int cg_parse_named(int argc, char **argv, const char *help, cg_named_leaf *o, in
 /* Record `cert` (SPIFFE ID spiffe_id, no sandbox) in the gateway's database
  * at store_path, which must exist (cg_proxy.c). */
 TSR_WUR int cg_record(const char *store_path, X509 *cert, const char *spiffe_id);
+/* --store: a sqlite file that must exist, or a postgres:// / postgresql://
+ * URI (the replicas' database). */
+typedef struct gw_store gw_store;
+TSR_WUR int cg_store_open(const char *store, gw_store **out);
 
 /* Messages: "certgen <cmd>: ..." on stderr. */
 void cg_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -8,6 +8,7 @@
  * both write). The certificate is recorded before its files are written:
  * a certificate that exists is always known to the gateway. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +17,32 @@
 #include "ca_spiffe.h"
 #include "cg.h"
 #include "gw_store.h"
+#include "gw_store_backend.h"   /* gw_pg_open */
 #include "tsr_fs.h"
 #include "tsr_time.h"
 
-int cg_record(const char *store_path, X509 *cert, const char *spiffe_id)
+/* --store: the gateway's sqlite file, or its PostgreSQL database as a
+ * postgres:// or postgresql:// URI (the replicas' store: docs/operations.md). */
+static bool store_is_dsn(const char *store)
 {
+    return strncmp(store, "postgres://", 11) == 0 || strncmp(store, "postgresql://", 13) == 0;
+}
+
+int cg_store_open(const char *store, gw_store **out)
+{
+    *out = NULL;
+    if (store_is_dsn(store)) return gw_pg_open(store, NULL, out);
     /* gw_store_open would create a missing file: a mistyped path must not
      * become a second, empty database. */
-    TSR_ENSURE(tsr_path_exists(store_path), TSR_E_NOTFOUND,
-               "%s does not exist: --store is the gateway's database (<data_dir>/tessera.db; "
-               "start the gateway once to create it)",
-               store_path);
+    TSR_ENSURE(tsr_path_exists(store), TSR_E_NOTFOUND,
+               "%s does not exist: --store is the gateway's database (<data_dir>/tessera.db, "
+               "or a postgresql:// URI; start the gateway once to create it)",
+               store);
+    return gw_store_open(store, NULL, out);
+}
+
+int cg_record(const char *store_path, X509 *cert, const char *spiffe_id)
+{
     gw_store *s = NULL;
     gw_cert_rec rec;
     memset(&rec, 0, sizeof rec);
@@ -34,7 +50,7 @@ int cg_record(const char *store_path, X509 *cert, const char *spiffe_id)
     TSR_GUARD(ca_cert_validity(cert, &rec.not_before, &rec.not_after));
     snprintf(rec.spiffe_id, sizeof rec.spiffe_id, "%s", spiffe_id);
     rec.issued_at = rec.not_before + 60;   /* notBefore is backdated 60 s */
-    TSR_GUARD(gw_store_open(store_path, NULL, &s));
+    TSR_GUARD(cg_store_open(store_path, &s));
     int rc = gw_store_cert_insert(s, &rec);
     gw_store_close(s);
     return rc;
@@ -54,8 +70,9 @@ static const char help[] =
     "\n"
     "Options:\n"
     "  --pki DIR          the PKI directory made by certgen init (required)\n"
-    "  --store DB         the gateway's database, <data_dir>/tessera.db (required);\n"
-    "                     run certgen as the gateway's user\n"
+    "  --store DB         the gateway's database, <data_dir>/tessera.db, or the\n"
+    "                     replicas' postgresql://... URI (required); run certgen\n"
+    "                     as the gateway's user\n"
     "  --ttl D            certificate lifetime (default 90d; never past the issuing CA)\n"
     "  --key-type TYPE    p256, p384 or ed25519 (default: the issuing CA's key type)\n"
     "  --force            replace an existing certificate and key of NAME (the old\n"
@@ -87,7 +104,8 @@ static const char list_help[] =
     "them with `tessera cert revoke SERIAL`.\n"
     "\n"
     "Options:\n"
-    "  --store DB         the gateway's database, <data_dir>/tessera.db (required)\n"
+    "  --store DB         the gateway's database, <data_dir>/tessera.db, or the\n"
+    "                     replicas' postgresql://... URI (required)\n"
     "  -h, --help         show this help\n";
 
 int cg_cmd_list(int argc, char **argv)
@@ -110,14 +128,10 @@ int cg_cmd_list(int argc, char **argv)
     if (optind < argc) return cg_usage_error(CMD, "unexpected argument \"%s\"", argv[optind]);
     if (store == NULL || store[0] == '\0')
         return cg_usage_error(CMD, "--store DB is required (<data_dir>/tessera.db)");
-    if (!tsr_path_exists(store)) {
-        cg_error(CMD, "%s does not exist: --store is the gateway's database", store);
-        return CG_FAIL;
-    }
     gw_store *s = NULL;
     gw_cert_rec *certs = NULL;
     size_t n = 0;
-    if (gw_store_open(store, NULL, &s) != 0 || gw_store_cert_list(s, NULL, &certs, &n) != 0) {
+    if (cg_store_open(store, &s) != 0 || gw_store_cert_list(s, NULL, &certs, &n) != 0) {
         gw_store_close(s);
         return cg_fail(CMD, store);
     }

@@ -30,7 +30,8 @@ static const char help[] =
     "Options:\n"
     "  --pki DIR          the PKI directory made by certgen init (required)\n"
     "  --store DB         also record the certificate in the gateway's database\n"
-    "                     (<data_dir>/tessera.db), as the gateway records its own\n"
+    "                     (<data_dir>/tessera.db, or the replicas' postgresql://... URI),\n"
+    "                     as the gateway records its own\n"
     "                     renewals; `certgen list --store DB` lists them\n"
     "  -h, --help         show this help\n";
 

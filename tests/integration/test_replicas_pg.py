@@ -352,3 +352,26 @@ def test_owner_replica_drives_its_sandboxes(pair):
         == (S.UNAUTHENTICATED, "certificate revoked"), timeout=2)
     # A's reconciler (every 5 s) finds it due and its driver removes it
     gwtest.wait_for("torn down by its owner", lambda: not os.path.exists(sb_dir), timeout=20)
+
+
+def test_certgen_records_a_proxy_in_postgres(pg, pair):
+    """certgen issue-proxy --store postgresql://...: recorded in the replicas'
+    database, listed by certgen list, revocable through any replica."""
+    import re
+    a, b = pair
+    host = re.search(r"host=(\S+)", pg[1]).group(1)
+    user = re.search(r"user=(\S+)", pg[1]).group(1)
+    uri = f"postgresql://{user}@/postgres?host={host}"
+    cg = os.path.join(gwtest.BIN, "certgen")
+    r = subprocess.run([cg, "issue-proxy", "pgedge", "--pki", a.pki, "--store", uri],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    serial = re.search(r"serial ([0-9a-f]+), valid until \S+, recorded in", r.stdout).group(1)
+    out = subprocess.run([cg, "list", "--store", uri], capture_output=True, text=True,
+                         timeout=30).stdout
+    assert re.search(rf"^{serial} +\S+ +valid +spiffe://{gwtest.TD}/proxy/pgedge$", out, re.M), out
+    # Recorded: a replica revokes it like any certificate.
+    admin(b).RevokeCertificate(pb.RevokeCertificateRequest(serial=serial), timeout=10)
+    out = subprocess.run([cg, "list", "--store", uri], capture_output=True, text=True,
+                         timeout=30).stdout
+    assert re.search(rf"^{serial} +\S+ +revoked +spiffe://{gwtest.TD}/proxy/pgedge$", out, re.M), out
