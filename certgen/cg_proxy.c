@@ -17,7 +17,6 @@
 #include "ca_spiffe.h"
 #include "cg.h"
 #include "gw_store.h"
-#include "gw_store_backend.h"   /* gw_pg_open */
 #include "tsr_fs.h"
 #include "tsr_time.h"
 
@@ -31,7 +30,14 @@ static bool store_is_dsn(const char *store)
 int cg_store_open(const char *store, gw_store **out)
 {
     *out = NULL;
-    if (store_is_dsn(store)) return gw_pg_open(store, NULL, out);
+    if (store_is_dsn(store)) {
+        /* The store's own locator for a database (gw_store.h). */
+        char locator[4096];
+        TSR_ENSURE((size_t)snprintf(locator, sizeof locator, "%s%s", GW_STORE_PG_PREFIX, store) <
+                       sizeof locator,
+                   TSR_E_LIMIT, "--store: the URI is too long");
+        return gw_store_open(locator, NULL, out);
+    }
     /* gw_store_open would create a missing file: a mistyped path must not
      * become a second, empty database. */
     TSR_ENSURE(tsr_path_exists(store), TSR_E_NOTFOUND,
