@@ -37,6 +37,8 @@ import subprocess
 import sys
 import tarfile
 
+import image_libs
+
 SUPERVISOR = "/usr/local/bin/tessera-supervisor"
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 # The image's own layout is Debian's merged /usr: these are links.
@@ -111,22 +113,10 @@ class Layer:
 
 
 def libraries(binary):
-    """The shared objects `binary` loads (the loader included), by the path
-    the loader uses; [] for a static binary."""
-    r = subprocess.run(["ldd", binary], capture_output=True, text=True)
-    if r.returncode != 0:
-        if "not a dynamic executable" in r.stdout + r.stderr:
-            return []
-        fail("ldd %s: %s" % (binary, (r.stderr or r.stdout).strip()))
-    libs = []
-    for line in r.stdout.splitlines():
-        m = re.match(r"\s*\S+ => (/\S+) \(0x[0-9a-f]+\)$", line) or \
-            re.match(r"\s*(/\S+) \(0x[0-9a-f]+\)$", line)
-        if m:
-            libs.append(m.group(1))
-        elif "=>" in line and "not found" in line:
-            fail("ldd %s: %s" % (binary, line.strip()))
-    return libs
+    try:
+        return image_libs.libraries(binary)
+    except image_libs.LibsError as e:
+        fail(str(e))
 
 
 def add_binary(layer, src, dest, have=()):

@@ -38,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 
+import image_libs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INIT_SCRIPT = os.path.join(ROOT, "drivers", "vm", "guest", "tessera-init")
 SUPERVISOR = "/usr/local/bin/tessera-supervisor"
@@ -123,22 +125,10 @@ class Cpio:
 
 
 def libraries(binary):
-    """The shared objects `binary` loads (the loader included), as the paths
-    the loader asks for; [] for a static binary."""
-    r = subprocess.run(["ldd", binary], capture_output=True, text=True)
-    if r.returncode != 0:
-        if "not a dynamic executable" in r.stdout + r.stderr:
-            return []
-        fail("ldd %s: %s" % (binary, (r.stderr or r.stdout).strip()))
-    libs = []
-    for line in r.stdout.splitlines():
-        m = re.match(r"\s*\S+ => (/\S+) \(0x[0-9a-f]+\)$", line) or \
-            re.match(r"\s*(/\S+) \(0x[0-9a-f]+\)$", line)
-        if m:
-            libs.append(m.group(1))
-        elif "not found" in line:
-            fail("ldd %s: %s" % (binary, line.strip()))
-    return libs
+    try:
+        return image_libs.libraries(binary)
+    except image_libs.LibsError as e:
+        fail(str(e))
 
 
 def add_binary(cpio, src, dest):
