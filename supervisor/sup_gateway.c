@@ -14,12 +14,6 @@
 #define ENV_MAX_VARS 256
 #define ENV_MAX_VALUE (64u << 10)
 
-int sup_gateway_connect(const cl_addr *addr, cl_tls *tls, int64_t timeout_ms, cl_conn **out,
-                        cl_status *st)
-{
-    return cl_conn_open_addr(addr, tls, timeout_ms, out, st);
-}
-
 bool sup_status_is_fatal(enum gw_status code)
 {
     return code == GW_STATUS_UNAUTHENTICATED || code == GW_STATUS_PERMISSION_DENIED ||
