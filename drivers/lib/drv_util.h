@@ -95,6 +95,9 @@ int drv_addr_valid(const char *addr);
  * bytes. A single address is a list of one. */
 #define DRV_MAX_GATEWAYS 16
 int drv_addr_list_valid(const char *list);
+/* The i-th entry (from 0) of a comma-separated list into out: 1, or 0 past
+ * the end (or when it does not fit in cap). */
+int drv_addr_list_item(const char *list, size_t i, char *out, size_t cap);
 
 /* ---- identity --------------------------------------------------------------------- */
 
