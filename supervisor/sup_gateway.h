@@ -28,7 +28,8 @@ bool sup_status_is_fatal(enum gw_status code);
 
 typedef struct sup_env_var {
     char *name;
-    char *value;      /* secret: cleansed on free */
+    char *value;      /* secret: cleansed on free, by value_len */
+    size_t value_len; /* strlen(value): the copy holds no NUL (it ends at the first) */
 } sup_env_var;
 
 typedef struct sup_env_list {
