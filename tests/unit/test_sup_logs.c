@@ -399,11 +399,8 @@ static void test_sender_unreachable_keeps_count(void **state)
     (void)state;
     tu_pki pki;
     assert_int_equal(tu_pki_init(&pki, "tessera.local", tsr_now_unix()), 0);
-    cl_tls_config tc = {.bundle_pem = (const uint8_t *)pki.bundle_pem,
-                        .bundle_pem_len = pki.bundle_len,
-                        .trust_domain = "tessera.local"};
     cl_tls *tls = NULL;
-    if (cl_tls_new(&tc, &tls) != 0) fail_msg("tls: %s", tsr_errmsg());
+    if (tu_pki_client_tls(&pki, &tls) != 0) fail_msg("tls: %s", tsr_errmsg());
     sup_logq *q = NULL;
     assert_int_equal(sup_logq_new(100, SUP_LOGQ_DEFAULT_BYTES, &q), 0);
     sup_gateways gws;
