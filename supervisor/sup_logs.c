@@ -640,8 +640,9 @@ static void *sender_main(void *arg)
 
 int sup_sender_start(const sup_sender_config *cfg, sup_sender **out)
 {
-    TSR_ENSURE(cfg->q != NULL && cfg->tls != NULL && cfg->gateways != NULL && cfg->sandbox_id[0] != '\0', TSR_E_INTERNAL,
-               "sender: missing configuration");
+    TSR_ENSURE(cfg->q != NULL && cfg->tls != NULL && cfg->gateways != NULL &&
+                   cfg->sandbox_id[0] != '\0',
+               TSR_E_INTERNAL, "sender: missing configuration");
     sup_sender *s = calloc(1, sizeof *s);
     TSR_ENSURE(s != NULL, TSR_E_INTERNAL, "out of memory");
     s->cfg = *cfg;
