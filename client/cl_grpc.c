@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -801,10 +802,44 @@ int cl_unary(cl_conn *c, const char *path, const uint8_t *req, size_t req_len, i
 
 static const uint8_t empty_bytes[1];
 
-static int unpack(const ProtobufCMessageDescriptor *desc, uint8_t *bytes, size_t len,
-                  ProtobufCMessage **out, cl_status *st)
+/* The secret allocator: each block is preceded by its size (in a header
+ * aligned like malloc's), so its free wipes the whole block. */
+typedef union secret_hdr {
+    size_t size;
+    max_align_t align;
+} secret_hdr;
+
+static void *secret_block_alloc(void *data, size_t size)
 {
-    *out = protobuf_c_message_unpack(desc, NULL, len, bytes != NULL ? bytes : empty_bytes);
+    (void)data;
+    if (size > SIZE_MAX - sizeof(secret_hdr)) return NULL;
+    secret_hdr *h = malloc(sizeof *h + size);
+    if (h == NULL) return NULL;
+    h->size = size;
+    return h + 1;
+}
+
+static void secret_block_free(void *data, void *p)
+{
+    (void)data;
+    if (p == NULL) return;
+    secret_hdr *h = (secret_hdr *)p - 1;
+    OPENSSL_cleanse(h, sizeof *h + h->size);
+    free(h);
+}
+
+static ProtobufCAllocator secret_allocator = {
+    .alloc = secret_block_alloc, .free = secret_block_free, .allocator_data = NULL};
+
+void cl_secret_free(ProtobufCMessage *resp)
+{
+    if (resp != NULL) protobuf_c_message_free_unpacked(resp, &secret_allocator);
+}
+
+static int unpack(const ProtobufCMessageDescriptor *desc, ProtobufCAllocator *alloc,
+                  uint8_t *bytes, size_t len, ProtobufCMessage **out, cl_status *st)
+{
+    *out = protobuf_c_message_unpack(desc, alloc, len, bytes != NULL ? bytes : empty_bytes);
     secret_free(bytes, len);
     if (*out == NULL)
         return cl_fail_status(st, GW_STATUS_INTERNAL, "cannot parse the %s response", desc->name);
@@ -833,9 +868,9 @@ static int pack(const ProtobufCMessage *msg, uint8_t **out, size_t *len, cl_stat
     return 0;
 }
 
-int cl_call(cl_conn *c, const char *path, const ProtobufCMessage *req,
-            const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
-            ProtobufCMessage **resp, cl_status *st)
+static int call_with(cl_conn *c, const char *path, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
+                     ProtobufCAllocator *alloc, ProtobufCMessage **resp, cl_status *st)
 {
     cl_status scratch;
     if (st == NULL) st = &scratch;
@@ -849,7 +884,21 @@ int cl_call(cl_conn *c, const char *path, const ProtobufCMessage *req,
     int rc = cl_unary(c, path, buf, len, timeout_ms, &rbuf, &rlen, st);
     secret_free(buf, len);
     if (rc != 0) return -1;
-    return unpack(resp_desc, rbuf, rlen, resp, st);
+    return unpack(resp_desc, alloc, rbuf, rlen, resp, st);
+}
+
+int cl_call(cl_conn *c, const char *path, const ProtobufCMessage *req,
+            const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
+            ProtobufCMessage **resp, cl_status *st)
+{
+    return call_with(c, path, req, resp_desc, timeout_ms, NULL, resp, st);
+}
+
+int cl_call_secret(cl_conn *c, const char *path, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
+                   ProtobufCMessage **resp, cl_status *st)
+{
+    return call_with(c, path, req, resp_desc, timeout_ms, &secret_allocator, resp, st);
 }
 
 /* ---- client streams ------------------------------------------------------------------- */
@@ -993,7 +1042,7 @@ int cl_stream_finish_pb(cl_stream *s, const ProtobufCMessageDescriptor *resp_des
     uint8_t *rbuf = NULL;
     size_t rlen = 0;
     if (cl_stream_finish(s, &rbuf, &rlen, st) != 0) return -1;
-    return unpack(resp_desc, rbuf, rlen, resp, st);
+    return unpack(resp_desc, NULL, rbuf, rlen, resp, st);
 }
 
 void cl_stream_cancel(cl_stream *s)

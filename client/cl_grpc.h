@@ -107,6 +107,16 @@ TSR_WUR int cl_call(cl_conn *conn, const char *path, const ProtobufCMessage *req
                     const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
                     ProtobufCMessage **resp, cl_status *st);
 
+/* cl_call for a response that carries secrets (credentials): unpacked with
+ * an allocator that keeps each block's size, so that cl_secret_free wipes
+ * every byte the decoder wrote before it frees them — a string field with a
+ * NUL inside too, which a wipe by strlen would leave half behind. Free the
+ * response only with cl_secret_free. */
+TSR_WUR int cl_call_secret(cl_conn *conn, const char *path, const ProtobufCMessage *req,
+                           const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
+                           ProtobufCMessage **resp, cl_status *st);
+void cl_secret_free(ProtobufCMessage *resp);   /* NULL is fine */
+
 /* ---- client streams -------------------------------------------------------- */
 
 typedef struct cl_stream cl_stream;

@@ -24,6 +24,7 @@ struct sup_control {
     /* Control thread only. */
     sup_identity *id;
     cl_conn *conn;
+    char conn_key[SUP_TARGET_KEY_MAX];   /* the gateway address conn reached */
     uint64_t conn_gen;
     bool fatal;
     int64_t unreachable_since;   /* Unix seconds of the first failure of an outage; 0 = reachable */
@@ -102,12 +103,21 @@ static void drop_conn(sup_control *c)
     c->conn = NULL;
 }
 
+/* The gateway of our connection could not be reached or is going away:
+ * the next connection tries another one first. */
+static void drop_unreachable(sup_control *c)
+{
+    if (c->conn != NULL) sup_gateways_failed(c->cfg.gateways, c->conn_key);
+    drop_conn(c);
+}
+
 static int ensure_conn(sup_control *c, cl_status *st)
 {
     uint64_t gen = cl_tls_generation(c->cfg.tls);
     if (c->conn != NULL && (!cl_conn_alive(c->conn) || gen != c->conn_gen)) drop_conn(c);
     if (c->conn != NULL) return 0;
-    if (sup_gateway_connect(&c->cfg.addr, c->cfg.tls, SUP_CONNECT_TIMEOUT_MS, &c->conn, st) != 0) {
+    if (sup_gateways_connect(c->cfg.gateways, c->cfg.tls, SUP_CONNECT_TIMEOUT_MS, &c->conn,
+                             c->conn_key, st) != 0) {
         if (c->unreachable_since == 0) c->unreachable_since = tsr_now_unix();
         return -1;
     }
@@ -184,8 +194,7 @@ static void rotate(sup_control *c)
             rc = sup_rotate_renew(c->conn, c->id, c->cfg.trust_domain, SUP_CALL_TIMEOUT_MS, &next,
                                   &st);
         }
-        if (from_server && (rc == 0 || (st.code != GW_STATUS_UNAVAILABLE &&
-                                        st.code != GW_STATUS_DEADLINE_EXCEEDED)))
+        if (from_server && (rc == 0 || !sup_status_is_unreachable(st.code)))
             reachable(c);
         if (rc == 0) {
             rc = install(c, next);
@@ -203,10 +212,9 @@ static void rotate(sup_control *c)
                   cl_status_name(st.code), st.message);
             return;
         }
-        if (st.code == GW_STATUS_UNAVAILABLE || st.code == GW_STATUS_DEADLINE_EXCEEDED ||
-            !from_server) {
+        if (sup_status_is_unreachable(st.code) || !from_server) {
             unreachable_now(c);
-            drop_conn(c);
+            drop_unreachable(c);
         }
         int64_t d = sup_backoff_ms(attempt, sup_rand_unit());
         if (attempt < 16) attempt++;
@@ -232,10 +240,9 @@ static void poll_config(sup_control *c)
                   cl_status_name(st.code), st.message);
             return;
         }
-        if (!connected || st.code == GW_STATUS_UNAVAILABLE ||
-            st.code == GW_STATUS_DEADLINE_EXCEEDED) {
+        if (!connected || sup_status_is_unreachable(st.code)) {
             unreachable_now(c);
-            drop_conn(c);
+            drop_unreachable(c);
         }
         /* Once per outage; the next success says it is over. */
         if (!c->poll_failing)

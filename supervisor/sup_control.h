@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "cl_grpc.h"
+#include "sup_gwlist.h"
 #include "sup_identity.h"
 #include "tsr_err.h"
 
@@ -34,7 +35,7 @@ typedef struct sup_control sup_control;
 typedef struct sup_control_config {
     const char *identity_dir;
     const char *trust_domain;
-    cl_addr addr;
+    sup_gateways *gateways;      /* shared with the start-up calls and the log sender */
     cl_tls *tls;                 /* shared with the log sender; reloaded here */
     int64_t min_rotate_s;
     int64_t poll_s;              /* 0 = no config poll */

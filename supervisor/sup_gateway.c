@@ -14,12 +14,6 @@
 #define ENV_MAX_VARS 256
 #define ENV_MAX_VALUE (64u << 10)
 
-int sup_gateway_connect(const cl_addr *addr, cl_tls *tls, int64_t timeout_ms, cl_conn **out,
-                        cl_status *st)
-{
-    return cl_conn_open_addr(addr, tls, timeout_ms, out, st);
-}
-
 bool sup_status_is_fatal(enum gw_status code)
 {
     return code == GW_STATUS_UNAUTHENTICATED || code == GW_STATUS_PERMISSION_DENIED ||
@@ -76,6 +70,7 @@ static int env_list_add(sup_env_list *out, const char *key, const char *value, c
     sup_env_var *v = &out->vars[out->n++];
     v->name = strdup(key);
     v->value = strdup(value);
+    v->value_len = v->value != NULL ? strlen(v->value) : 0;
     if (v->name == NULL || v->value == NULL) {
         set_local(st, GW_STATUS_INTERNAL, "%s", "out of memory");
         return -1;
@@ -130,7 +125,7 @@ void sup_env_list_free(sup_env_list *l)
     for (size_t i = 0; i < l->n; i++) {
         free(l->vars[i].name);
         if (l->vars[i].value != NULL) {
-            OPENSSL_cleanse(l->vars[i].value, strlen(l->vars[i].value));
+            OPENSSL_cleanse(l->vars[i].value, l->vars[i].value_len);
             free(l->vars[i].value);
         }
     }
@@ -146,9 +141,13 @@ int sup_get_provider_env(cl_conn *conn, const char *sandbox_id, sup_env_list *ou
     tessera__v1__get_sandbox_provider_environment_request__init(&req);
     req.sandbox_id = (char *)(uintptr_t)sandbox_id;
     ProtobufCMessage *m = NULL;
-    if (cl_call(conn, "/tessera.v1.Gateway/GetSandboxProviderEnvironment", &req.base,
-                &tessera__v1__get_sandbox_provider_environment_response__descriptor,
-                SUP_CALL_TIMEOUT_MS, &m, st) != 0)
+    /* The values are credentials: the response is decoded with the client's
+     * secret allocator, which wipes every decoded byte when it is freed (a
+     * value with a NUL inside too: protobuf-c keeps it whole, a wipe by
+     * strlen would stop at the NUL). */
+    if (cl_call_secret(conn, "/tessera.v1.Gateway/GetSandboxProviderEnvironment", &req.base,
+                       &tessera__v1__get_sandbox_provider_environment_response__descriptor,
+                       SUP_CALL_TIMEOUT_MS, &m, st) != 0)
         return -1;
     Tessera__V1__GetSandboxProviderEnvironmentResponse *r =
         (Tessera__V1__GetSandboxProviderEnvironmentResponse *)m;
@@ -162,11 +161,7 @@ int sup_get_provider_env(cl_conn *conn, const char *sandbox_id, sup_env_list *ou
     rc = 0;
 out:
     if (rc != 0) sup_env_list_free(out);
-    /* The unpacked values are credentials: wipe them before they are freed. */
-    for (size_t i = 0; r != NULL && i < r->n_environment; i++)
-        if (r->environment[i]->value != NULL)
-            OPENSSL_cleanse(r->environment[i]->value, strlen(r->environment[i]->value));
-    protobuf_c_message_free_unpacked(m, NULL);
+    cl_secret_free(m);
     return rc;
 }
 

@@ -15,11 +15,6 @@
 #define SUP_CONNECT_TIMEOUT_MS 10000
 #define SUP_CALL_TIMEOUT_MS 15000
 
-/* Open a connection (mTLS with our current identity; the server must be
- * spiffe://<td>/gateway — checked by the client library). */
-TSR_WUR int sup_gateway_connect(const cl_addr *addr, cl_tls *tls, int64_t timeout_ms,
-                                cl_conn **out, cl_status *st);
-
 /* A status the gateway returned for a call about our own sandbox that means
  * we no longer have an identity there: UNAUTHENTICATED (revoked, expired,
  * deleted), PERMISSION_DENIED, NOT_FOUND (our sandbox is gone). Everything
@@ -33,7 +28,8 @@ bool sup_status_is_fatal(enum gw_status code);
 
 typedef struct sup_env_var {
     char *name;
-    char *value;      /* secret: cleansed on free */
+    char *value;      /* secret: cleansed on free, by value_len */
+    size_t value_len; /* strlen(value): the copy holds no NUL (it ends at the first) */
 } sup_env_var;
 
 typedef struct sup_env_list {

@@ -364,6 +364,7 @@ struct sup_sender {
     int64_t undelivered;
     /* Sender thread only. */
     cl_conn *conn;
+    char conn_key[SUP_TARGET_KEY_MAX];   /* the gateway address conn reached */
     uint64_t conn_gen;
     cl_stream *stream;
     int64_t stream_opened_ms, last_send_ms;
@@ -412,6 +413,12 @@ static void drop_connection(sup_sender *s)
 static void sender_failed(sup_sender *s, const cl_status *st, bool from_server)
 {
     size_t carried = s->n_sent; /* batches on the failed stream */
+    /* Unreachable or going away (GOAWAY of a draining replica): the batches
+     * of the failed stream go again, with their session and numbers, to the
+     * next gateway that answers, which acknowledges without storing what
+     * this one stored already. */
+    if (s->conn != NULL && sup_status_is_unreachable(st->code))
+        sup_gateways_failed(s->cfg.gateways, s->conn_key);
     drop_connection(s);
     if (from_server && sup_status_is_fatal(st->code)) {
         s->fatal = true;
@@ -476,8 +483,8 @@ static int ensure_stream(sup_sender *s, cl_status *st, bool *from_server)
         s->conn = NULL;
     }
     if (s->conn == NULL) {
-        if (sup_gateway_connect(&s->cfg.addr, s->cfg.tls, s->cfg.connect_timeout_ms, &s->conn,
-                                st) != 0)
+        if (sup_gateways_connect(s->cfg.gateways, s->cfg.tls, s->cfg.connect_timeout_ms,
+                                 &s->conn, s->conn_key, st) != 0)
             return -1;
         s->conn_gen = gen;
     }
@@ -633,8 +640,9 @@ static void *sender_main(void *arg)
 
 int sup_sender_start(const sup_sender_config *cfg, sup_sender **out)
 {
-    TSR_ENSURE(cfg->q != NULL && cfg->tls != NULL && cfg->sandbox_id[0] != '\0', TSR_E_INTERNAL,
-               "sender: missing configuration");
+    TSR_ENSURE(cfg->q != NULL && cfg->tls != NULL && cfg->gateways != NULL &&
+                   cfg->sandbox_id[0] != '\0',
+               TSR_E_INTERNAL, "sender: missing configuration");
     sup_sender *s = calloc(1, sizeof *s);
     TSR_ENSURE(s != NULL, TSR_E_INTERNAL, "out of memory");
     s->cfg = *cfg;

@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "cl_grpc.h"
+#include "sup_gwlist.h"
 #include "tsr_err.h"
 
 #define SUP_LOG_LINE_MAX 16384            /* the gateway's default log_line_bytes */
@@ -128,7 +129,7 @@ typedef struct sup_sender sup_sender;
 
 typedef struct sup_sender_config {
     sup_logq *q;
-    cl_addr addr;
+    sup_gateways *gateways;       /* shared with the control thread */
     cl_tls *tls;                  /* shared; the sender reconnects after a reload */
     char sandbox_id[CA_NAME_MAX + 1];
     int64_t connect_timeout_ms;

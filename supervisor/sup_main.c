@@ -1,7 +1,7 @@
 /* tessera-supervisor: runs inside a sandbox, keeps its identity fresh, runs
  * the workload with fewer privileges, and ships its logs (docs/supervisor.md).
  *
- *   tessera-supervisor --identity-dir DIR --gateway HOST:PORT --trust-domain TD
+ *   tessera-supervisor --identity-dir DIR --gateway HOST:PORT [--gateway ...] --trust-domain TD
  *       [--sandbox-id ID] [--workload-uid UID --workload-gid GID]
  *       [--allow-same-uid] [--min-rotate-seconds N] [--poll-seconds N]
  *       [--driver NAME] [--enforced DOMAINS] [-- COMMAND [ARGS...]]
@@ -49,7 +49,7 @@ extern char **environ;
 
 typedef struct options {
     const char *identity_dir;
-    const char *gateway;
+    sup_gateways *gateways;  /* every --gateway, in order */
     const char *trust_domain;
     const char *sandbox_id;
     bool uid_given, gid_given, allow_same_uid;
@@ -94,14 +94,16 @@ static void on_sender_fatal(void *arg, const cl_status *st)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: tessera-supervisor --gateway HOST:PORT [--identity-dir DIR]\n"
+            "usage: tessera-supervisor --gateway HOST:PORT [--gateway ...] [--identity-dir DIR]\n"
             "           [--trust-domain TD] [--sandbox-id ID]\n"
             "           [--workload-uid UID] [--workload-gid GID] [--allow-same-uid]\n"
             "           [--min-rotate-seconds N] [--poll-seconds N] [--driver NAME]\n"
             "           [--enforced DOMAINS] [-- COMMAND [ARGS...]]\n"
             "       tessera-supervisor --version\n"
             "  --identity-dir DIR        cert.pem, key.pem, bundle.pem (default %s)\n"
-            "  --gateway HOST:PORT       the gateway (must be spiffe://TD/gateway)\n"
+            "  --gateway HOST:PORT       a gateway (must be spiffe://TD/gateway); repeat it for\n"
+            "                            replicas: tried in order, a name resolving to several\n"
+            "                            addresses each of them, the last that answered first\n"
             "  --trust-domain TD         default %s\n"
             "  --sandbox-id ID           refuse to start unless the certificate is for ID\n"
             "  --workload-uid/-gid       ids of the workload (default %d when run as root)\n"
@@ -134,7 +136,7 @@ static int parse_int(const char *flag, const char *text, int64_t lo, int64_t hi,
     return 0;
 }
 
-static int parse_options(int argc, char **argv, options *o)
+static int parse_options(int argc, char **argv, sup_gateways *gateways, options *o)
 {
     enum { O_DIR = 1, O_GW, O_TD, O_SID, O_UID, O_GID, O_SAME, O_MINROT, O_POLL, O_DRIVER,
            O_ENFORCED, O_HELP };
@@ -154,6 +156,7 @@ static int parse_options(int argc, char **argv, options *o)
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
+    o->gateways = gateways;
     o->identity_dir = SUP_IDENTITY_DEFAULT_DIR;
     o->trust_domain = CL_TLS_DEFAULT_TRUST_DOMAIN;
     o->min_rotate_s = SUP_MIN_ROTATE_DEFAULT_S;
@@ -164,7 +167,12 @@ static int parse_options(int argc, char **argv, options *o)
     while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
         switch (c) {
         case O_DIR: o->identity_dir = optarg; break;
-        case O_GW: o->gateway = optarg; break;
+        case O_GW:
+            if (sup_gateways_add(o->gateways, optarg) != 0) {
+                fprintf(stderr, "tessera-supervisor: --gateway: %s\n", tsr_errmsg());
+                return -1;
+            }
+            break;
         case O_TD: o->trust_domain = optarg; break;
         case O_SID: o->sandbox_id = optarg; break;
         case O_UID:
@@ -216,7 +224,7 @@ static int parse_options(int argc, char **argv, options *o)
         }
         o->command = &argv[optind];
     }
-    if (o->gateway == NULL) {
+    if (o->gateways->n == 0) {
         fprintf(stderr, "tessera-supervisor: --gateway HOST:PORT is required\n");
         usage(stderr);
         return -1;
@@ -295,7 +303,7 @@ typedef struct startup {
 /* GetSandboxConfig, ReportPolicyStatus, GetSandboxProviderEnvironment (only
  * with a workload), retried with backoff while the certificate is valid.
  * Returns 0, or the exit code. */
-static int startup_calls(const cl_addr *addr, cl_tls *tls, const sup_identity *id,
+static int startup_calls(sup_gateways *gateways, cl_tls *tls, const sup_identity *id,
                          bool want_env, const char *enforcement, startup *out)
 {
     const char *sid = id->peer.identity.name;
@@ -316,7 +324,8 @@ static int startup_calls(const cl_addr *addr, cl_tls *tls, const sup_identity *i
         bool from_server = false, applied = false;
         char why[300] = "";
         const char *step = "connect";
-        int rc = sup_gateway_connect(addr, tls, SUP_CONNECT_TIMEOUT_MS, &conn, &st);
+        char key[SUP_TARGET_KEY_MAX];
+        int rc = sup_gateways_connect(gateways, tls, SUP_CONNECT_TIMEOUT_MS, &conn, key, &st);
         if (rc == 0) {
             from_server = true;
             step = "GetSandboxConfig";
@@ -346,6 +355,7 @@ static int startup_calls(const cl_addr *addr, cl_tls *tls, const sup_identity *i
         }
         sup_config_free(&out->config);
         sup_env_list_free(&out->env);
+        if (from_server && sup_status_is_unreachable(st.code)) sup_gateways_failed(gateways, key);
         if (from_server && sup_status_is_fatal(st.code)) {
             sup_log("gateway refused our identity on %s: %s: %s", step, cl_status_name(st.code),
                     st.message);
@@ -552,7 +562,9 @@ int main(int argc, char **argv)
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 #endif
     options o;
-    if (parse_options(argc, argv, &o) != 0) {
+    static sup_gateways gateways;   /* shared by every thread until exit */
+    sup_gateways_init(&gateways);
+    if (parse_options(argc, argv, &gateways, &o) != 0) {
         sup_log("exiting with code %d", SUP_EXIT_USAGE);
         return SUP_EXIT_USAGE;
     }
@@ -622,12 +634,6 @@ int main(int argc, char **argv)
     sup_log("identity %s (serial %s, valid until %s)", id->peer.identity.id.text,
             id->peer.serial_hex, until);
 
-    cl_addr addr;
-    if (cl_addr_parse(o.gateway, CL_DEFAULT_PORT, &addr) != 0) {
-        sup_log("--gateway: %s", tsr_errmsg());
-        rc = SUP_EXIT_USAGE;
-        goto out;
-    }
     cl_tls_config tc = {
         .cert_pem = id->cert_pem,
         .cert_pem_len = id->cert_pem_len,
@@ -651,7 +657,7 @@ int main(int argc, char **argv)
 
     char enforcement[200];
     sup_enforced_describe(o.driver, o.enforced, enforcement, sizeof enforcement);
-    int sc = startup_calls(&addr, tls, id, o.command != NULL, enforcement, &su);
+    int sc = startup_calls(o.gateways, tls, id, o.command != NULL, enforcement, &su);
     if (sc != 0) {
         rc = sc;
         goto out;
@@ -659,7 +665,7 @@ int main(int argc, char **argv)
 
     sup_sender_config scfg = {
         .q = q,
-        .addr = addr,
+        .gateways = o.gateways,
         .tls = tls,
         .connect_timeout_ms = SUP_CONNECT_TIMEOUT_MS,
         .on_fatal = on_sender_fatal,
@@ -684,7 +690,7 @@ int main(int argc, char **argv)
     sup_control_config ccfg = {
         .identity_dir = o.identity_dir,
         .trust_domain = o.trust_domain,
-        .addr = addr,
+        .gateways = o.gateways,
         .tls = tls,
         .min_rotate_s = o.min_rotate_s,
         .poll_s = o.poll_s,
@@ -738,6 +744,7 @@ out:
     cl_tls_free(tls);
     if (sfd >= 0) close(sfd);
     if (fatal_efd >= 0) close(fatal_efd);
+    sup_gateways_fini(&gateways);
     /* Always the last line: drivers read how we ended from it (docs/drivers.md). */
     sup_log("exiting with code %d", rc);
     return rc;

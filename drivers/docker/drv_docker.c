@@ -401,7 +401,8 @@ TSR_WUR static int dk_setup(dk_ctx *c, const tsr_driver_env *env)
      * container is the container itself). */
     v = drv_option(env, "gateway");
     if (v == NULL) v = env->gateway_addr;
-    TSR_ENSURE(drv_addr_valid(v), TSR_E_INPUT, "gateway address must be HOST:PORT");
+    TSR_ENSURE(drv_addr_list_valid(v), TSR_E_INPUT,
+               "gateway address must be HOST:PORT[,HOST:PORT...]");
     strcpy(c->gateway, v);
     TSR_ENSURE(drv_td_valid(env->trust_domain), TSR_E_INPUT, "bad trust domain");
     strcpy(c->td, env->trust_domain);
@@ -482,20 +483,27 @@ TSR_WUR static int dk_create_body(const dk_ctx *c, const tsr_driver_sandbox *sb,
     char user[48];
     snprintf(user, sizeof user, "%llu:%llu", (unsigned long long)c->uid,
              (unsigned long long)c->gid);
-    root = json_pack("{s:s, s:[s], s:[s,s,s,s,s,s,s,s,s,s,s,s], s:s, s:s, s:I, "
+    root = json_pack("{s:s, s:[s], s:[], s:s, s:s, s:I, "
                      "s:{s:s, s:s, s:s}, s:{s:{}}}",
-                     "Image", image, "Entrypoint", c->supervisor, "Cmd", "--identity-dir",
-                     "/run/tessera/identity", "--gateway", c->gateway, "--trust-domain", c->td,
-                     "--sandbox-id", sb->id, "--driver", "docker", "--enforced", DK_ENFORCED,
+                     "Image", image, "Entrypoint", c->supervisor, "Cmd",
                      "User", user, "StopSignal", "SIGTERM", "StopTimeout",
                      (json_int_t)c->stop_timeout_s, "Labels", "tessera.sandbox-id", sb->id,
                      "tessera.spiffe-id", sb->spiffe_id, "tessera.managed-by",
                      "tessera-gateway", "Volumes", "/run/tessera");
     TSR_TRY_ENSURE(root != NULL, TSR_E_INTERNAL, "build the create request");
-    /* supervisor_args, then the workload after "--": one Cmd entry per
-     * argument (the engine execs them; no shell). */
+    /* The supervisor's flags (one --gateway per address), supervisor_args,
+     * then the workload after "--": one Cmd entry per argument (the engine
+     * execs them; no shell). */
     extra = drv_argv_new();
     TSR_TRY_ENSURE(extra != NULL, TSR_E_INTERNAL, "out of memory");
+    static const char *const head[] = {"--identity-dir", "/run/tessera/identity"};
+    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+        TSR_TRY(drv_argv_add(extra, head[i]));
+    TSR_TRY(drv_argv_add_gateways(extra, c->gateway));
+    const char *const tail[] = {"--trust-domain", c->td,     "--sandbox-id", sb->id,
+                                "--driver",       "docker",  "--enforced",   DK_ENFORCED};
+    for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++)
+        TSR_TRY(drv_argv_add(extra, tail[i]));
     TSR_TRY(drv_argv_add_workload(extra, c->extra_args, sb->command, sb->n_command));
     json_t *cmd = json_object_get(root, "Cmd");
     for (size_t i = 0; i < extra->n; i++)

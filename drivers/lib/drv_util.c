@@ -144,6 +144,31 @@ int drv_addr_valid(const char *addr)
     return 1;
 }
 
+int drv_addr_list_item(const char *list, size_t i, char *out, size_t cap)
+{
+    const char *p = list;
+    for (size_t k = 0; k < i; k++) {
+        p = strchr(p, ',');
+        if (p == NULL) return 0;
+        p++;
+    }
+    size_t len = strcspn(p, ",");
+    if (len >= cap) return 0;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return 1;
+}
+
+int drv_addr_list_valid(const char *list)
+{
+    if (list == NULL || strlen(list) > DRV_MAX_ADDR) return 0;
+    char one[DRV_MAX_ADDR + 1];
+    size_t n = 0;
+    for (; drv_addr_list_item(list, n, one, sizeof one); n++)
+        if (n >= DRV_MAX_GATEWAYS || !drv_addr_valid(one)) return 0;
+    return n > 0;
+}
+
 int drv_no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
@@ -274,6 +299,17 @@ TSR_WUR int drv_argv_add_split(drv_argv *a, const char *text)
         TSR_ENSURE(e - p <= 1024, TSR_E_LIMIT, "argument too long");
         TSR_GUARD(drv_argv_addf(a, "%.*s", (int)(e - p), p));
         p = e;
+    }
+    return 0;
+}
+
+TSR_WUR int drv_argv_add_gateways(drv_argv *a, const char *list)
+{
+    TSR_ENSURE(drv_addr_list_valid(list), TSR_E_INPUT, "bad gateway address list");
+    char one[DRV_MAX_ADDR + 1];
+    for (size_t i = 0; drv_addr_list_item(list, i, one, sizeof one); i++) {
+        TSR_GUARD(drv_argv_add(a, "--gateway"));
+        TSR_GUARD(drv_argv_add(a, one));
     }
     return 0;
 }

@@ -89,6 +89,16 @@ int drv_td_valid(const char *td);
 /* "HOST:PORT" as handed to a supervisor: printable, no spaces, has a port. */
 int drv_addr_valid(const char *addr);
 
+/* The gateway addresses a supervisor is given (replicas of one gateway,
+ * docs/drivers.md "Gateway addresses"): "HOST:PORT[,HOST:PORT...]", each
+ * drv_addr_valid, at most DRV_MAX_GATEWAYS, the whole at most DRV_MAX_ADDR
+ * bytes. A single address is a list of one. */
+#define DRV_MAX_GATEWAYS 16
+int drv_addr_list_valid(const char *list);
+/* The i-th entry (from 0) of a comma-separated list into out: 1, or 0 past
+ * the end (or when it does not fit in cap). */
+int drv_addr_list_item(const char *list, size_t i, char *out, size_t cap);
+
 /* ---- identity --------------------------------------------------------------------- */
 
 int drv_no_passphrase(char *buf, int size, int rwflag, void *u);
@@ -128,6 +138,9 @@ TSR_WUR int drv_argv_add(drv_argv *a, const char *s);
 
 /* Split `text` on spaces into separate arguments (empty pieces skipped). */
 TSR_WUR int drv_argv_add_split(drv_argv *a, const char *text);
+
+/* "--gateway ADDR" for each address of a list (drv_addr_list_valid). */
+TSR_WUR int drv_argv_add_gateways(drv_argv *a, const char *list);
 
 /* Option supervisor_args (every driver): extra supervisor arguments, split
  * on spaces, at most DRV_MAX_SUPERVISOR_ARGS of them, copied into buf (cap

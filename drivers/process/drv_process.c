@@ -48,7 +48,7 @@ typedef struct proc_ctx {
 } proc_ctx;
 
 static const char *const proc_options[] = {"bubblewrap", "stop_grace_ms", "start_check_ms",
-                                           "supervisor_args", NULL};
+                                           "supervisor_args", "gateway", NULL};
 
 /* ---- bubblewrap -------------------------------------------------------------------- */
 
@@ -180,10 +180,14 @@ TSR_WUR static int proc_setup(proc_ctx *c, const tsr_driver_env *env)
     TSR_ENSURE(stat(c->supervisor, &st) == 0 && S_ISREG(st.st_mode) &&
                    access(c->supervisor, X_OK) == 0,
                TSR_E_INPUT, "supervisor %s is not an executable file", c->supervisor);
-    TSR_ENSURE(drv_addr_valid(env->gateway_addr), TSR_E_INPUT,
-               "gateway_addr must be HOST:PORT without spaces");
+    /* The addresses supervisors dial: the option (replicas behind several
+     * addresses, docs/drivers.md "Gateway addresses"), else the gateway's own. */
+    const char *gw = drv_option(env, "gateway");
+    if (gw == NULL) gw = env->gateway_addr;
+    TSR_ENSURE(drv_addr_list_valid(gw), TSR_E_INPUT,
+               "gateway address must be HOST:PORT[,HOST:PORT...] without spaces");
     TSR_ENSURE(drv_td_valid(env->trust_domain), TSR_E_INPUT, "bad trust domain");
-    strcpy(c->gateway, env->gateway_addr);
+    strcpy(c->gateway, gw);
     strcpy(c->td, env->trust_domain);
     TSR_GUARD(drv_option_u64(env, "stop_grace_ms", 10000, 0, 600000, &c->grace_ms));
     TSR_GUARD(drv_option_u64(env, "start_check_ms", 250, 0, 60000, &c->start_check_ms));
@@ -316,8 +320,7 @@ TSR_WUR static int proc_build_argv(const proc_ctx *c, const char *id, const char
     TSR_GUARD(drv_argv_add(a, sup));
     TSR_GUARD(drv_argv_add(a, "--identity-dir"));
     TSR_GUARD(drv_argv_add(a, iddir));
-    TSR_GUARD(drv_argv_add(a, "--gateway"));
-    TSR_GUARD(drv_argv_add(a, c->gateway));
+    TSR_GUARD(drv_argv_add_gateways(a, c->gateway));
     TSR_GUARD(drv_argv_add(a, "--trust-domain"));
     TSR_GUARD(drv_argv_add(a, c->td));
     TSR_GUARD(drv_argv_add(a, "--sandbox-id"));

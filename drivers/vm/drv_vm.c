@@ -101,25 +101,62 @@ static const char *vm_addr_port(const char *addr)
     return strrchr(addr, ':') + 1;
 }
 
+/* The guest's address of the i-th forward to the relay: 10.0.2.(100+i). */
+static void vm_guest_forward_ip(size_t i, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%zu", DRV_VM_GUEST_GATEWAY_NET, DRV_VM_GUEST_GATEWAY_HOST + i);
+}
+
 int drv_vm_guest_gateway(enum drv_vm_network net, const char *host_gateway, char *out,
                          size_t cap)
 {
-    TSR_ENSURE(drv_addr_valid(host_gateway), TSR_E_INPUT, "gateway address must be HOST:PORT");
-    const char *port = vm_addr_port(host_gateway);
-    size_t hl = (size_t)(port - 1 - host_gateway);
-    int n;
-    if (net == DRV_VM_NET_GATEWAY) {
-        n = snprintf(out, cap, "%s:%s", DRV_VM_GUEST_GATEWAY_IP, port);
-    } else {
-        static const char *const loopback[] = {"127.0.0.1", "localhost", "[::1]"};
-        int lo = 0;
-        for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++)
-            if (hl == strlen(loopback[i]) && memcmp(host_gateway, loopback[i], hl) == 0) lo = 1;
-        n = lo ? snprintf(out, cap, "%s:%s", DRV_VM_HOST_ALIAS_IP, port)
-               : snprintf(out, cap, "%s", host_gateway);
+    TSR_ENSURE(drv_addr_list_valid(host_gateway), TSR_E_INPUT,
+               "gateway address must be HOST:PORT[,HOST:PORT...]");
+    TSR_ENSURE(cap > 0, TSR_E_LIMIT, "gateway address too long");
+    out[0] = '\0';
+    size_t used = 0;
+    char one[DRV_MAX_ADDR + 1];
+    for (size_t i = 0; drv_addr_list_item(host_gateway, i, one, sizeof one); i++) {
+        const char *port = vm_addr_port(one);
+        size_t hl = (size_t)(port - 1 - one);
+        const char *sep = i > 0 ? "," : "";
+        int n;
+        if (net == DRV_VM_NET_GATEWAY) {
+            char ip[32];
+            vm_guest_forward_ip(i, ip, sizeof ip);
+            n = snprintf(out + used, cap - used, "%s%s:%s", sep, ip, port);
+        } else {
+            static const char *const loopback[] = {"127.0.0.1", "localhost", "[::1]"};
+            int lo = 0;
+            for (size_t k = 0; k < sizeof loopback / sizeof loopback[0]; k++)
+                if (hl == strlen(loopback[k]) && memcmp(one, loopback[k], hl) == 0) lo = 1;
+            n = lo ? snprintf(out + used, cap - used, "%s%s:%s", sep, DRV_VM_HOST_ALIAS_IP, port)
+                   : snprintf(out + used, cap - used, "%s%s", sep, one);
+        }
+        TSR_ENSURE(n > 0 && (size_t)n < cap - used, TSR_E_LIMIT, "gateway address too long");
+        used += (size_t)n;
     }
-    TSR_ENSURE(n > 0 && (size_t)n < cap, TSR_E_LIMIT, "gateway address too long");
     return 0;
+}
+
+/* Only the forwards, one per gateway address: a guest connection to
+ * 10.0.2.(100+i):<port> starts one relay to the i-th (QEMU splits the command
+ * on spaces; the paths and the addresses hold no comma, space or quote). */
+TSR_WUR static int vm_add_netdev_forwards(drv_argv *a, const drv_vm_config *cfg,
+                                          const char *sandbox_id)
+{
+    char netdev[4096] = "user,id=net0,ipv6=off,restrict=on";
+    size_t used = strlen(netdev);
+    char guest[DRV_MAX_ADDR + 1], host[DRV_MAX_ADDR + 1];
+    for (size_t i = 0; drv_addr_list_item(cfg->host_gateway, i, host, sizeof host); i++) {
+        TSR_ENSURE(drv_addr_list_item(cfg->guest_gateway, i, guest, sizeof guest), TSR_E_INPUT,
+                   "fewer guest than host gateway addresses");
+        int n = snprintf(netdev + used, sizeof netdev - used, ",guestfwd=tcp:%s-cmd:%s %s %s",
+                         guest, cfg->relay, host, sandbox_id);
+        TSR_ENSURE(n > 0 && (size_t)n < sizeof netdev - used, TSR_E_LIMIT, "netdev too long");
+        used += (size_t)n;
+    }
+    return drv_argv_add(a, netdev);
 }
 
 int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, const drv_vm_boot *boot,
@@ -133,10 +170,10 @@ int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, const dr
                "qemu and kernel must be absolute paths");
     TSR_ENSURE(command_file == NULL || vm_chars_ok(command_file, "._-"), TSR_E_INPUT,
                "bad command file name");
-    TSR_ENSURE(drv_addr_valid(cfg->guest_gateway) && drv_td_valid(cfg->td), TSR_E_INPUT,
+    TSR_ENSURE(drv_addr_list_valid(cfg->guest_gateway) && drv_td_valid(cfg->td), TSR_E_INPUT,
                "bad gateway address or trust domain");
     int gw_net = cfg->network == DRV_VM_NET_GATEWAY;
-    TSR_ENSURE(!gw_net || (cfg->relay[0] == '/' && drv_addr_valid(cfg->host_gateway)),
+    TSR_ENSURE(!gw_net || (cfg->relay[0] == '/' && drv_addr_list_valid(cfg->host_gateway)),
                TSR_E_INPUT, "gateway networking needs the relay and the gateway's address");
     int kvm = strcmp(cfg->accel, "kvm") == 0;
     TSR_ENSURE(kvm || strcmp(cfg->accel, "tcg") == 0, TSR_E_INPUT, "accel must be kvm or tcg");
@@ -199,14 +236,7 @@ int drv_vm_build_argv(const drv_vm_config *cfg, const char *sandbox_id, const dr
     } else {
         TSR_GUARD(drv_argv_add(a, "-netdev"));
         if (gw_net)
-            /* Only the forward: a guest connection to 10.0.2.100:<port>
-             * starts one relay (QEMU splits the command on spaces; the
-             * paths and the address hold no comma, space or quote). */
-            TSR_GUARD(drv_argv_addf(a,
-                                    "user,id=net0,ipv6=off,restrict=on,guestfwd=tcp:%s-cmd:%s "
-                                    "%s %s",
-                                    cfg->guest_gateway, cfg->relay, cfg->host_gateway,
-                                    sandbox_id));
+            TSR_GUARD(vm_add_netdev_forwards(a, cfg, sandbox_id));
         else
             TSR_GUARD(drv_argv_add(a, "user,id=net0,ipv6=off"));
         TSR_GUARD(drv_argv_add(a, "-device"));
@@ -575,8 +605,8 @@ TSR_WUR static int vm_setup(vm_ctx *c, const tsr_driver_env *env)
     }
     v = drv_option(env, "gateway");
     if (v == NULL) v = env->gateway_addr;
-    TSR_ENSURE(v != NULL && drv_addr_valid(v) && vm_chars_ok(v, ".:-_[]"), TSR_E_INPUT,
-               "gateway address must be HOST:PORT");
+    TSR_ENSURE(v != NULL && drv_addr_list_valid(v) && vm_chars_ok(v, ".:-_[],"), TSR_E_INPUT,
+               "gateway address must be HOST:PORT[,HOST:PORT...]");
     strcpy(cfg->host_gateway, v);
     TSR_GUARD(drv_vm_guest_gateway(cfg->network, cfg->host_gateway, cfg->guest_gateway,
                                    sizeof cfg->guest_gateway));

@@ -8,9 +8,11 @@
 #include "drv_util.h"
 
 #define DRV_VM_PATH_MAX 1024
-/* Where the guest reaches the gateway with `network: gateway`: an address of
- * QEMU's user-mode network that only the guestfwd relay answers. */
-#define DRV_VM_GUEST_GATEWAY_IP "10.0.2.100"
+/* Where the guest reaches the gateway with `network: gateway`: addresses of
+ * QEMU's user-mode network that only the guestfwd relay answers, the i-th
+ * gateway address at 10.0.2.(100+i). */
+#define DRV_VM_GUEST_GATEWAY_NET "10.0.2."
+#define DRV_VM_GUEST_GATEWAY_HOST 100u
 /* QEMU's alias for the host's loopback with `network: user`. */
 #define DRV_VM_HOST_ALIAS_IP "10.0.2.2"
 
@@ -81,10 +83,11 @@ TSR_WUR int drv_vm_parse_images(const char *text, drv_vm_image *out, size_t *n);
  * svm (hardware virtualisation that KVM can use). Pure. */
 int drv_vm_cpuinfo_has_virt(const char *text, size_t len);
 
-/* The address the guest dials for the gateway at `host_gateway` (as the
- * host reaches it): with `gateway` networking 10.0.2.100:<its port>; with
- * `user` networking the same address, a loopback host replaced by 10.0.2.2.
- * Pure. */
+/* The addresses the guest dials for the gateway addresses `host_gateway`
+ * (a drv_addr_list_valid list, as the host reaches them), in the same order:
+ * with `gateway` networking the i-th is 10.0.2.(100+i):<its port> (each a
+ * forward of its own to the relay); with `user` networking the same
+ * address, a loopback host replaced by 10.0.2.2. Pure. */
 TSR_WUR int drv_vm_guest_gateway(enum drv_vm_network net, const char *host_gateway, char *out,
                                  size_t cap);
 

@@ -39,7 +39,7 @@ static int load_revocations_cb(void *arg, const char *serial, int64_t not_after)
 static int replica_name(gw_app *app, const gw_config *cfg)
 {
     char host[65] = "";
-    if (strncmp(cfg->store_path, GW_STORE_PG_PREFIX, strlen(GW_STORE_PG_PREFIX)) != 0) return 0;
+    if (!gw_store_is_pg(cfg->store_path)) return 0;
     TSR_ENSURE(gethostname(host, sizeof host - 1) == 0, TSR_E_IO, "gethostname: %s",
                strerror(errno));
     int n = snprintf(app->replica, sizeof app->replica, "%s:%s", host, cfg->data_dir);

@@ -122,6 +122,16 @@ static int renew_defer(const gw_call_ctx *ctx, gw_app *app, const gw_cert_rec *r
     return 0;
 }
 
+int gw_svc_renew_allowed(gw_app *app, gw_store *store, const char *sandbox_id, bool *allowed)
+{
+    bool shared = false;
+    *allowed = false;
+    TSR_GUARD(gw_store_renew_take(store, sandbox_id, app->cfg->renew_limit,
+                                  (int64_t)app->cfg->renew_window * 1000, &shared, allowed));
+    if (!shared) *allowed = gw_ratelimit_take(app->renew_limit, sandbox_id, tsr_monotonic_ms());
+    return 0;
+}
+
 int gw_svc_cert_renew_sign(const gw_call_ctx *ctx, const uint8_t *csr, size_t csr_len,
                            gw_svc_renewal *out, gw_response *resp)
 {
@@ -159,13 +169,11 @@ int gw_svc_cert_renew_sign(const gw_call_ctx *ctx, const uint8_t *csr, size_t cs
     }
     /* Rate limit before any signature work, so CSRs cannot burn CPU;
      * counted by the database when gateways share it (gw_store.h). */
-    bool shared = false, allowed = false;
-    if (gw_store_renew_take(w->store, p->name, app->cfg->renew_limit,
-                            (int64_t)app->cfg->renew_window * 1000, &shared, &allowed) != 0) {
+    bool allowed = false;
+    if (gw_svc_renew_allowed(app, w->store, p->name, &allowed) != 0) {
         gw_fail_from_error(resp);
         goto out;
     }
-    if (!shared) allowed = gw_ratelimit_take(app->renew_limit, p->name, tsr_monotonic_ms());
     if (!allowed) {
         gw_audit_denial(ctx, GW_DENY_RATE_LIMIT, p->name, "renewal rate limit");
         gw_response_fail(resp, GW_STATUS_RESOURCE_EXHAUSTED,

@@ -13,6 +13,14 @@
 TSR_WUR int gw_cert_rec_from_x509(X509 *cert, const char *spiffe_id, const char *sandbox_id,
                                   gw_cert_rec *out);
 
+/* One new certificate of the sandbox against its rate limit
+ * (certificates.renew_limit per renew_window), shared by renewals and a
+ * driver's restart mints: counted by the database when replicas share it
+ * (gw_store_renew_take: exact across replicas), else by this gateway's own
+ * limiter. 0 with *allowed, or -1 when the store failed (tsr error set). */
+TSR_WUR int gw_svc_renew_allowed(gw_app *app, gw_store *store, const char *sandbox_id,
+                                 bool *allowed);
+
 /* RenewCertificate, in two steps around the encoding of the answer (the
  * RPC layer's): sign, then record. Only a sandbox principal reaches it
  * (the guard's rule); the identity is ctx->principal's, never the CSR's. */

@@ -15,7 +15,6 @@
 #include "gw_config.h"
 #include "gw_driver.h"
 #include "gw_metrics.h"
-#include "gw_ratelimit.h"
 #include "gw_revocation.h"
 #include "gw_state.h"
 #include "gw_svc_cert.h"
@@ -143,13 +142,19 @@ int gw_sandbox_mint_for_driver(void *arg, const char *driver, const char *sandbo
         goto out;
     }
     /* Only the driver's own, live sandboxes; renewal's rate limit bounds a
-     * driver that restarts in a loop. */
+     * driver that restarts in a loop (counted across replicas by the
+     * database they share, as renewals are). */
     if (sb.deleted_at != 0 || strcmp(sb.driver, driver) != 0) {
         snprintf(why, sizeof why, "%s", sb.deleted_at != 0 ? "sandbox deleted"
                                                            : "not a sandbox of this driver");
         goto out;
     }
-    if (!gw_ratelimit_take(app->renew_limit, sandbox_id, tsr_monotonic_ms())) {
+    bool allowed = false;
+    if (gw_svc_renew_allowed(app, store, sandbox_id, &allowed) != 0) {
+        snprintf(why, sizeof why, "%s", tsr_errmsg());
+        goto out;
+    }
+    if (!allowed) {
         snprintf(why, sizeof why, "renewal rate limit: at most %d per %llds",
                  app->cfg->renew_limit, (long long)app->cfg->renew_window);
         goto out;

@@ -146,14 +146,14 @@ int gw_revfeed_start(const char *locator,
                      gw_revfeed **out)
 {
     *out = NULL;
-    size_t plen = strlen(GW_STORE_PG_PREFIX);
-    if (strncmp(locator, GW_STORE_PG_PREFIX, plen) != 0) return 0;
+    const char *dsn = gw_store_pg_dsn(locator);
+    if (dsn == NULL) return 0;
     gw_revfeed *f = calloc(1, sizeof *f);
     TSR_ENSURE(f != NULL, TSR_E_INTERNAL, "out of memory");
     f->wake[0] = f->wake[1] = -1;
     f->add = add;
     f->arg = arg;
-    f->dsn = strdup(locator + plen);
+    f->dsn = strdup(dsn);
     if (f->dsn == NULL || pipe2(f->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         gw_revfeed_stop(f);
         return TSR_FAIL(TSR_E_INTERNAL, "revocation feed: out of resources");

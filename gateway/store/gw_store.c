@@ -9,10 +9,21 @@
 
 #include "gw_store_backend.h"
 
+const char *gw_store_pg_dsn(const char *locator)
+{
+    size_t plen = strlen(GW_STORE_PG_PREFIX);
+    return strncmp(locator, GW_STORE_PG_PREFIX, plen) == 0 ? locator + plen : NULL;
+}
+
+bool gw_store_is_pg(const char *locator)
+{
+    return gw_store_pg_dsn(locator) != NULL;
+}
+
 int gw_store_open(const char *path, const gw_keyring *keys, gw_store **out)
 {
-    if (strncmp(path, GW_STORE_PG_PREFIX, strlen(GW_STORE_PG_PREFIX)) == 0)
-        return gw_pg_open(path + strlen(GW_STORE_PG_PREFIX), keys, out);
+    const char *dsn = gw_store_pg_dsn(path);
+    if (dsn != NULL) return gw_pg_open(dsn, keys, out);
     return gw_sqlite_open(path, keys, out);
 }
 

@@ -84,6 +84,11 @@ typedef struct gw_policy_chunk { char *domain; char *content; } gw_policy_chunk;
  * a libpq connection string (PostgreSQL; the configuration's `store:
  * {backend: postgres, dsn: ...}` makes it). */
 #define GW_STORE_PG_PREFIX "postgres:"
+/* The libpq connection string of a PostgreSQL locator, or NULL for a sqlite
+ * path: the one test of the prefix, for every caller. */
+const char *gw_store_pg_dsn(const char *locator);
+/* Whether the locator names PostgreSQL (gateways that may share the store). */
+bool gw_store_is_pg(const char *locator);
 /* Open (creating if missing: the file 0600, its parent dir 0700) and migrate.
  * PostgreSQL: connect, refuse a read-only standby, and migrate under the
  * store's advisory lock (several gateways may start at once).

@@ -2,7 +2,7 @@
  * by the process driver's tests (passed as supervisor_path). The driver under
  * test is real; this program reports what a supervisor started by it sees.
  *
- *   fake_supervisor --identity-dir DIR --gateway ADDR --trust-domain TD
+ *   fake_supervisor --identity-dir DIR --gateway ADDR [--gateway ADDR]... --trust-domain TD
  *                   [--sandbox-id ID] [--driver NAME] [--enforced DOMAINS]
  *                   [--ignore-term] [--probe PATH]... [-- COMMAND [ARGS...]]
  *
@@ -94,13 +94,14 @@ static void print_mode(const char *label, const char *path)
 
 int main(int argc, char **argv)
 {
-    const char *iddir = NULL, *gateway = NULL, *td = NULL, *sid = "", *driver = "",
+    const char *iddir = NULL, *gateways[16], *td = NULL, *sid = "", *driver = "",
                *enforced = "";
-    int ignore_term = 0, command_at = 0;
+    int ignore_term = 0, command_at = 0, n_gateways = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--identity-dir") == 0 && i + 1 < argc) iddir = argv[++i];
-        else if (strcmp(argv[i], "--gateway") == 0 && i + 1 < argc) gateway = argv[++i];
+        else if (strcmp(argv[i], "--gateway") == 0 && i + 1 < argc && n_gateways < 16)
+            gateways[n_gateways++] = argv[++i];
         else if (strcmp(argv[i], "--trust-domain") == 0 && i + 1 < argc) td = argv[++i];
         else if (strcmp(argv[i], "--sandbox-id") == 0 && i + 1 < argc) sid = argv[++i];
         else if (strcmp(argv[i], "--driver") == 0 && i + 1 < argc) driver = argv[++i];
@@ -118,7 +119,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (iddir == NULL || gateway == NULL || td == NULL) {
+    if (iddir == NULL || n_gateways == 0 || td == NULL) {
         printf("missing --identity-dir, --gateway or --trust-domain\n");
         return 2;
     }
@@ -133,8 +134,8 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &block, &waitmask);
     sigdelset(&waitmask, SIGTERM);
 
-    printf("gateway=%s\ntrust_domain=%s\nsandbox_id=%s\nidentity_dir=%s\n", gateway, td, sid,
-           iddir);
+    for (int k = 0; k < n_gateways; k++) printf("gateway=%s\n", gateways[k]);
+    printf("trust_domain=%s\nsandbox_id=%s\nidentity_dir=%s\n", td, sid, iddir);
     printf("driver=%s\nenforced=%s\n", driver, enforced);
     for (int k = command_at; command_at > 0 && k < argc; k++)
         printf("command[%d]=%s\n", k - command_at, argv[k]);

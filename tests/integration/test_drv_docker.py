@@ -282,6 +282,26 @@ def test_not_modified_and_already_gone(env):
     assert "already stopped: tessera-%s" % env["id"] in res.err
 
 
+def test_gateway_option_lists_replicas(env):
+    """gateway: "A,B" (replicas): one --gateway per address, in order, where
+    the single one was."""
+    rec = fake_docker.load("lifecycle")
+    create = rec["exchanges"][0]
+    cmd = create["request"]["json"]["Cmd"]
+    at = cmd.index("--gateway")
+    assert cmd[at + 1] == "{gateway}"
+    cmd[at:at + 2] = ["--gateway", "10.0.0.1:8443", "--gateway", "gw-b.example:9443"]
+    engine = fake_docker.FakeEngine(env["sock"], {"exchanges": rec["exchanges"][:2]}, subst(env),
+                                    secrets=env["ident"].key_fragments())
+    with engine:
+        res = drvtest.run("docker", [op("create", env)],
+                          options=[("socket", env["sock"]),
+                                   ("gateway", "10.0.0.1:8443,gw-b.example:9443")],
+                          identity=env["ident"])
+    assert engine.check() == [], engine.check()
+    assert res.rc == 0, res
+
+
 def test_supervisor_args_follow_the_driver_flags(env):
     """supervisor_args (e.g. a workload after --) come last in Cmd."""
     rec = fake_docker.load("lifecycle")

@@ -11,6 +11,9 @@ one PKI and one keyring.
 - while the database is away every call answers UNAVAILABLE (no revoked
   certificate can be accepted meanwhile), and both recover by themselves."""
 import os
+import re
+import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -375,3 +378,165 @@ def test_certgen_records_a_proxy_in_postgres(pg, pair):
     out = subprocess.run([cg, "list", "--store", uri], capture_output=True, text=True,
                          timeout=30).stdout
     assert re.search(rf"^{serial} +\S+ +revoked +spiffe://{gwtest.TD}/proxy/pgedge$", out, re.M), out
+
+
+# ---- a real supervisor given both replicas ------------------------------------------
+
+SUP = os.path.join(gwtest.BIN, "tessera-supervisor")
+ROTATED = re.compile(r"rotated certificate: serial (\w+) -> (\w+)")
+
+
+class Supervisor:
+    """tessera-supervisor with --gateway A --gateway B, the identity A's
+    driver placed (copied to a 0700 directory of its own), and a workload
+    that prints n numbered lines, one every `every` s, then "finished"."""
+
+    def __init__(self, gateways, ident, n, every):
+        self.dir = tempfile.mkdtemp(prefix="tsr-sup-id-")
+        os.chmod(self.dir, 0o700)
+        for name, data in (("cert.pem", ident.chain_pem), ("key.pem", ident.key_pem),
+                           ("bundle.pem", gateways[0].bundle)):
+            fd = os.open(os.path.join(self.dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                         0o600)
+            os.write(fd, data)
+            os.close(fd)
+        script = (f"i=0; while [ $i -lt {n} ]; do echo line-$i; i=$((i+1)); sleep {every}; "
+                  "done; echo finished; exec sleep 600")
+        args = [SUP, "--identity-dir", self.dir, "--trust-domain", gwtest.TD,
+                "--min-rotate-seconds", "1", "--poll-seconds", "1"]
+        for g in gateways:
+            args += ["--gateway", f"127.0.0.1:{g.port}"]
+        self.lines = []
+        self.proc = subprocess.Popen(args + ["--", "sh", "-c", script], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def text(self):
+        return "".join(self.lines)
+
+    def wait_line(self, pattern, timeout=30):
+        return gwtest.wait_for(f"{pattern!r} in the supervisor's log:\n{self.text()}",
+                               lambda: next((m for m in map(re.compile(pattern).search,
+                                                            list(self.lines)) if m), None),
+                               timeout=timeout, every=0.05)
+
+    def rotations(self):
+        """(old serial, new serial) of every rotation so far, in order."""
+        return [m.groups() for m in map(ROTATED.search, list(self.lines)) if m]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Rotator:
+    """SIGUSR1 to the supervisor every `every` s: rotations, by CSR, all along."""
+
+    def __init__(self, sup, every=0.7):
+        self.sup, self.every, self.stop = sup, every, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.wait(self.every):
+            if self.sup.proc.poll() is None:
+                self.sup.proc.send_signal(signal.SIGUSR1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def stdout_lines(g, sid):
+    out, since = [], 0
+    while True:
+        lines = admin(g).GetSandboxLogs(pb.GetSandboxLogsRequest(
+            sandbox_id=sid, since=since, limit=10000), timeout=10).lines
+        if not lines:
+            return out
+        out += [l.text.decode() for l in lines if l.stream == "stdout"]
+        since = lines[-1].seq
+
+
+def failover_run(pg, move_off_a):
+    """A supervisor on A (first of its two addresses) with numbered lines
+    and rotations all along; move_off_a(a) takes A away mid-way. Then: the
+    supervisor carried on through B, every line is stored exactly once, and
+    every certificate of the sandbox descends from the one A's driver placed
+    (no new identity minted), the rotations a chain through the failover."""
+    a, b = replicas(pg)
+    sup = None
+    n = 500
+    try:
+        sid = a.create_sandbox().sandbox.id
+        placed_ident = a.placed_identity(sid)
+        sup = Supervisor([a, b], placed_ident, n=n, every=0.012)
+        sup.wait_line(rf"gateway: using 127\.0\.0\.1:{a.port}$")
+        sup.wait_line(r"workload started")
+        with Rotator(sup):
+            gwtest.wait_for("lines and a rotation through A",
+                            lambda: len(stdout_lines(b, sid)) >= 100 and sup.rotations(),
+                            timeout=30)
+            serial_at_move = sup.rotations()[-1][1]
+            rotations_before = len(sup.rotations())
+            move_off_a(a)
+            sup.wait_line(rf"gateway: using 127\.0\.0\.1:{b.port} \(failed over from "
+                          rf"127\.0\.0\.1:{a.port}\)")
+            gwtest.wait_for("rotations through B",
+                            lambda: len(sup.rotations()) >= rotations_before + 2, timeout=30)
+        want = [f"line-{i}" for i in range(n)] + ["finished"]
+        gwtest.wait_for("every line stored", lambda: "finished" in stdout_lines(b, sid),
+                        timeout=60)
+        got = stdout_lines(b, sid)
+        assert got == want, ([x for x in got if got.count(x) > 1][:5],
+                             sorted(set(want) - set(got))[:5])
+        assert sup.proc.poll() is None, sup.text()
+        # The rotations: one chain from the placed certificate, through the
+        # failover (the first after it renews the certificate in use before).
+        rot = sup.rotations()
+        assert rot[0][0] == placed_ident.serial
+        assert all(rot[i][1] == rot[i + 1][0] for i in range(len(rot) - 1)), rot
+        serials = [placed_ident.serial] + [new for _, new in rot]
+        assert serial_at_move in serials and serials.index(serial_at_move) == rotations_before
+        # The certificates the database holds: the placed one is the only
+        # one not renewed from another (no identity was minted); every other
+        # one renews one the supervisor held (a renewal A answered as it went
+        # away may be recorded without the supervisor having received it).
+        certs = recorded(b, [sid])
+        assert set(serials) <= set(certs)
+        assert [s for s, c in certs.items() if c.renewed_from == ""] == [placed_ident.serial]
+        assert all(c.renewed_from in serials for s, c in certs.items()
+                   if s != placed_ident.serial), certs
+        assert len(certs) - len(serials) <= 1, (len(certs), len(serials))
+        return sup.text()
+    finally:
+        if sup is not None:
+            sup.close()
+        b.stop()
+        a.stop()
+
+
+def test_supervisor_fails_over_on_kill9(pg):
+    """kill -9 of the replica the supervisor uses, during sustained log lines
+    and rotations."""
+    failover_run(pg, lambda a: a.kill9())
+
+
+def test_supervisor_leaves_a_draining_replica(pg):
+    """SIGTERM to the replica the supervisor uses: its GOAWAY and closed
+    listener move the supervisor to the other one."""
+    def drain(a):
+        a.proc.terminate()
+        assert a.proc.wait(timeout=15) == 0, a.sanitizer_report()
+    failover_run(pg, drain)

@@ -391,6 +391,12 @@ static void test_init_refuses(void **state)
         {"gateway without port", NULL, NULL, NULL, NULL, "localhost", NULL},
         {"gateway with space", NULL, NULL, NULL, NULL, "local host:1", NULL},
         {"gateway port not numeric", NULL, NULL, NULL, NULL, "localhost:http", NULL},
+        {"gateway list with an empty entry", NULL, NULL, NULL, NULL, "a:1,,b:2", NULL},
+        {"gateway list ending in a comma", NULL, NULL, NULL, NULL, "a:1,", NULL},
+        {"gateway option without port", "gateway", "a:1,b", NULL, NULL, NULL, NULL},
+        {"gateway option of 17", "gateway",
+         "h:1,h:2,h:3,h:4,h:5,h:6,h:7,h:8,h:9,h:10,h:11,h:12,h:13,h:14,h:15,h:16,h:17", NULL, NULL,
+         NULL, NULL},
         {"uppercase trust domain", NULL, NULL, NULL, NULL, NULL, "Tessera.local"},
         {"empty trust domain", NULL, NULL, NULL, NULL, NULL, ""},
     };
@@ -924,6 +930,32 @@ static void test_stop_escalates_bwrap(void **state)
  * flags, --driver process --enforced none and supervisor_args' flags; a
  * sandbox without one gets supervisor_args' default. After it ended, status
  * asked for detail gives this run's lines (after the driver's start mark). */
+/* The gateway option (replicas): one --gateway per address, in order. */
+static void test_gateway_list(void **state)
+{
+    struct fx *fx = *state;
+    struct inst in;
+    char err[512];
+    if (inst_init(&in, fx, err, sizeof err, "bubblewrap", "never", "gateway",
+                  "127.0.0.1:9001,gw-b.example:9002,[::1]:9003", (const char *)NULL) != 0)
+        fail_msg("init: %s", err);
+    char id[37];
+    tu_uuid(id);
+    tu_ident t;
+    create_ok(&in, id, &t);
+    OK(g_ops->start(in.ctx, id, E));
+    char *log = wait_ready(fx, id, 1);
+    expect_line(log, "gateway=127.0.0.1:9001");
+    expect_line(log, "gateway=gw-b.example:9002");
+    expect_line(log, "gateway=[::1]:9003");
+    assert_int_equal(count_lines(log, "gateway=" GW), 0);   /* the option, not the default */
+    free(log);
+    OK(g_ops->stop(in.ctx, id, E));
+    OK(g_ops->destroy(in.ctx, id, E));
+    tu_ident_free(&t);
+    inst_fini(&in);
+}
+
 static void test_workload_argv_and_detail(void **state)
 {
     struct fx *fx = *state;
@@ -1212,6 +1244,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_escalates_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_escalates_bwrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workload_argv_and_detail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gateway_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_does_not_follow_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_create_destroy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_same_id, setup, teardown),

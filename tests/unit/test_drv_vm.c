@@ -67,6 +67,8 @@ static void test_argv_refuses(void **state)
         {"comma in the relay's gateway", ID, NULL, NULL, NULL, NULL, NULL,
          "127.0.0.1:8443,guestfwd=tcp:10.0.2.101:22-cmd:/bin/sh", NULL},
         {"accelerator not kvm or tcg", ID, NULL, NULL, NULL, NULL, NULL, NULL, "kvm,x=y"},
+        {"fewer guest than host addresses", ID, NULL, NULL, NULL, NULL, NULL,
+         "127.0.0.1:8443,127.0.0.1:9443", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         drv_vm_config cfg;
@@ -208,6 +210,34 @@ static void test_argv_exact(void **state)
     drv_argv_free(a);
 }
 
+/* Two gateway addresses (replicas): a forward each, both in fw_cfg. */
+static void test_argv_two_gateways(void **state)
+{
+    (void)state;
+    drv_vm_config cfg;
+    base_cfg(&cfg);
+    strcpy(cfg.host_gateway, "127.0.0.1:8443,gw-b.example:9443");
+    assert_int_equal(drv_vm_guest_gateway(cfg.network, cfg.host_gateway, cfg.guest_gateway,
+                                          sizeof cfg.guest_gateway), 0);
+    drv_argv *a = drv_argv_new();
+    assert_non_null(a);
+    assert_int_equal(drv_vm_build_argv(&cfg, ID, NULL, a), 0);
+    const char *fw = NULL, *netdev = NULL;
+    for (size_t i = 0; i + 1 < a->n; i++) {
+        if (strcmp(a->v[i], "-netdev") == 0) netdev = a->v[i + 1];
+        if (strncmp(a->v[i + 1], "name=opt/tessera/gateway,", 25) == 0) fw = a->v[i + 1];
+    }
+    assert_non_null(fw);
+    assert_non_null(netdev);
+    assert_string_equal(fw, "name=opt/tessera/gateway,string=10.0.2.100:8443,,10.0.2.101:9443");
+    assert_string_equal(netdev, "user,id=net0,ipv6=off,restrict=on,"
+                                "guestfwd=tcp:10.0.2.100:8443-cmd:/usr/lib/tessera/tessera-vm-relay "
+                                "127.0.0.1:8443 " ID ","
+                                "guestfwd=tcp:10.0.2.101:9443-cmd:/usr/lib/tessera/tessera-vm-relay "
+                                "gw-b.example:9443 " ID);
+    drv_argv_free(a);
+}
+
 /* User networking (everything the host reaches), TCG, no seccomp filter. */
 static void test_argv_user_network(void **state)
 {
@@ -281,6 +311,8 @@ static void test_guest_gateway(void **state)
                          0);
     assert_int_not_equal(drv_vm_guest_gateway(DRV_VM_NET_USER, "a b:1", out, sizeof out), 0);
     assert_int_not_equal(drv_vm_guest_gateway(DRV_VM_NET_USER, "gw.example:8443", out, 10), 0);
+    assert_int_not_equal(drv_vm_guest_gateway(DRV_VM_NET_USER, "a:1,,b:2", out, sizeof out), 0);
+    assert_int_not_equal(drv_vm_guest_gateway(DRV_VM_NET_GATEWAY, "a:1,b:2", out, 16), 0);
     struct {
         enum drv_vm_network net;
         const char *host, *guest;
@@ -293,6 +325,10 @@ static void test_guest_gateway(void **state)
         {DRV_VM_NET_USER, "[::1]:8443", "10.0.2.2:8443"},
         {DRV_VM_NET_USER, "127.0.0.10:8443", "127.0.0.10:8443"},
         {DRV_VM_NET_USER, "gw.example:8443", "gw.example:8443"},
+        /* Replicas: one guest address per gateway address, in order. */
+        {DRV_VM_NET_GATEWAY, "127.0.0.1:8443,gw.example:9443,[::1]:7443",
+         "10.0.2.100:8443,10.0.2.101:9443,10.0.2.102:7443"},
+        {DRV_VM_NET_USER, "127.0.0.1:8443,gw.example:9443", "10.0.2.2:8443,gw.example:9443"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_int_equal(drv_vm_guest_gateway(cases[i].net, cases[i].host, out, sizeof out), 0);
@@ -567,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_argv_user_network),
         cmocka_unit_test(test_argv_no_network),
         cmocka_unit_test(test_guest_gateway),
+        cmocka_unit_test(test_argv_two_gateways),
         cmocka_unit_test(test_cpuinfo_flags),
         cmocka_unit_test(test_encode_command),
         cmocka_unit_test(test_parse_images),

@@ -2,7 +2,9 @@
  * drivers/abi/drv_abi.h mint_identity): only a live sandbox of the asking
  * driver gets one, under renewal's rate limit; the certificate is recorded
  * before it is handed out, audited with the gateway as the caller, and
- * revoked with the others when the sandbox is deleted. Refusals first. */
+ * revoked with the others when the sandbox is deleted. Refusals first.
+ * Replicas on one PostgreSQL count a sandbox's mints together: the limit is
+ * decided by the database, not by each gateway's own limiter. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +28,7 @@
 #include "tsr_time.h"
 #include "tu_drv.h"
 #include "tu_fs.h"
+#include "tu_pg.h"
 #include "tu_suppki.h"
 
 #define TD "tessera.local"
@@ -40,7 +43,9 @@ typedef struct fixture {
     tu_pki ca;
     gw_pki pki;
     gw_app app;
+    gw_app replica;     /* PostgreSQL: a second gateway on the same database */
     gw_store *store;
+    tu_pg pg;
 } fixture;
 
 static void create_sb(gw_store *s, const char *id, const char *name, const char *driver)
@@ -56,7 +61,24 @@ static void create_sb(gw_store *s, const char *id, const char *name, const char 
     assert_int_equal(gw_store_sandbox_create(s, &r, "version: 1\n", NULL, 0, NULL), 0);
 }
 
-static int setup(void **state)
+static void app_init(fixture *f, gw_app *app)
+{
+    app->cfg = &f->cfg;
+    app->pki = &f->pki;
+    pthread_mutex_init(&app->pki_lock, NULL);
+    assert_int_equal(gw_ratelimit_new(3, 3600 * 1000, &app->renew_limit), 0);
+    assert_int_equal(gw_audit_open(f->audit, &app->audit), 0);
+}
+
+static void app_fini(gw_app *app)
+{
+    if (app->cfg == NULL) return;
+    gw_audit_close(app->audit);
+    gw_ratelimit_free(app->renew_limit);
+    pthread_mutex_destroy(&app->pki_lock);
+}
+
+static int setup_on(void **state, bool pg)
 {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
@@ -67,6 +89,12 @@ static int setup(void **state)
 
     snprintf(f->cfg.trust_domain, sizeof f->cfg.trust_domain, "%s", TD);
     snprintf(f->cfg.store_path, sizeof f->cfg.store_path, "%s/tessera.db", f->dir);
+    if (pg) {
+        if (tu_pg_start(&f->pg) != 0) fail_msg("cannot start a PostgreSQL cluster (make deps)");
+        int n = snprintf(f->cfg.store_path, sizeof f->cfg.store_path, GW_STORE_PG_PREFIX "%s",
+                         f->pg.dsn);
+        assert_true(n > 0 && (size_t)n < sizeof f->cfg.store_path);
+    }
     f->cfg.sandbox_cert_ttl = 3600;
     f->cfg.renew_limit = 3;
     f->cfg.renew_window = 3600;
@@ -75,11 +103,8 @@ static int setup(void **state)
     f->pki.issuer = f->ca.issuing;
     f->pki.chain_pem = f->ca.issuing_pem;
     f->pki.bundle_pem = f->ca.bundle_pem;
-    f->app.cfg = &f->cfg;
-    f->app.pki = &f->pki;
-    pthread_mutex_init(&f->app.pki_lock, NULL);
-    assert_int_equal(gw_ratelimit_new(3, 3600 * 1000, &f->app.renew_limit), 0);
-    assert_int_equal(gw_audit_open(f->audit, &f->app.audit), 0);
+    app_init(f, &f->app);
+    if (pg) app_init(f, &f->replica);
 
     assert_int_equal(gw_store_open(f->cfg.store_path, NULL, &f->store), 0);
     create_sb(f->store, VM_SB, "a-vm", "vm");
@@ -91,13 +116,23 @@ static int setup(void **state)
     return 0;
 }
 
+static int setup(void **state)
+{
+    return setup_on(state, false);
+}
+
+static int setup_pg(void **state)
+{
+    return setup_on(state, true);
+}
+
 static int teardown(void **state)
 {
     fixture *f = *state;
     gw_store_close(f->store);
-    gw_audit_close(f->app.audit);
-    gw_ratelimit_free(f->app.renew_limit);
-    pthread_mutex_destroy(&f->app.pki_lock);
+    app_fini(&f->app);
+    app_fini(&f->replica);
+    tu_pg_stop(&f->pg);
     tu_pki_free(&f->ca);
     assert_int_equal(tu_rm_rf(f->dir), 0);
     free(f->dir);
@@ -105,16 +140,21 @@ static int teardown(void **state)
     return 0;
 }
 
-static void expect_refused(fixture *f, const char *driver, const char *id, const char *why)
+static void expect_refused_by(gw_app *app, const char *driver, const char *id, const char *why)
 {
     tsr_driver_identity out;
     char err[256] = "";
     memset(&out, 0xff, sizeof out);
-    assert_int_equal(gw_sandbox_mint_for_driver(&f->app, driver, id, &out, err, sizeof err), -1);
+    assert_int_equal(gw_sandbox_mint_for_driver(app, driver, id, &out, err, sizeof err), -1);
     assert_string_equal(err, why);
     assert_null(out.cert_pem);
     assert_null(out.key_pem);
     assert_null(out.bundle_pem);
+}
+
+static void expect_refused(fixture *f, const char *driver, const char *id, const char *why)
+{
+    expect_refused_by(&f->app, driver, id, why);
 }
 
 static size_t certs_of(fixture *f, const char *id, gw_cert_rec **certs)
@@ -234,11 +274,42 @@ static void test_mint_records_then_hands_out(void **state)
     expect_refused(f, "vm", VM_SB, "sandbox deleted");
 }
 
+/* Two gateways on one PostgreSQL, each with its own limiter that would
+ * allow 3: mints on A, B, A are taken, the 4th is refused on either — the
+ * database counted them together. A renewal by CSR counts against the same
+ * limit (one certificate count per sandbox). */
+static void test_mint_limit_across_replicas(void **state)
+{
+    fixture *f = *state;
+    gw_app *on[] = {&f->app, &f->replica, &f->app};
+    for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
+        tsr_driver_identity out;
+        char err[256] = "";
+        if (gw_sandbox_mint_for_driver(on[i], "vm", VM_SB, &out, err, sizeof err) != 0)
+            fail_msg("mint %zu: %s", i, err);
+        gw_sandbox_release_for_driver(on[i], &out);
+    }
+    expect_refused_by(&f->replica, "vm", VM_SB, "renewal rate limit: at most 3 per 3600s");
+    expect_refused_by(&f->app, "vm", VM_SB, "renewal rate limit: at most 3 per 3600s");
+    gw_cert_rec *certs = NULL;
+    size_t n = certs_of(f, VM_SB, &certs);
+    assert_int_equal(n, 3);
+    gw_store_free_certs(certs, n);
+    /* The limit is per sandbox: another one of the driver still gets one. */
+    create_sb(f->store, NO_SB, "another-vm", "vm");
+    tsr_driver_identity out;
+    char err[256] = "";
+    assert_int_equal(gw_sandbox_mint_for_driver(&f->replica, "vm", NO_SB, &out, err, sizeof err),
+                     0);
+    gw_sandbox_release_for_driver(&f->replica, &out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mint_records_then_hands_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mint_limit_across_replicas, setup_pg, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

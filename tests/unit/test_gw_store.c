@@ -67,8 +67,6 @@ static void check_fail(int rc, enum tsr_errcat cat, const char *expr, const char
 /* PostgreSQL: the cluster's DSN (main() starts it). */
 static char pg_dsn[512];
 
-static bool is_pg(const char *path) { return strncmp(path, GW_STORE_PG_PREFIX, strlen(GW_STORE_PG_PREFIX)) == 0; }
-
 static void raw_exec(const char *path, const char *sql);
 
 /* Tests of sqlite's file, left out of the PostgreSQL run. */
@@ -170,7 +168,7 @@ static void create_sb(gw_store *s, const char *id, const char *name)
 
 static PGconn *pg_raw(const char *path)
 {
-    PGconn *c = PQconnectdb(path + strlen(GW_STORE_PG_PREFIX));
+    PGconn *c = PQconnectdb(gw_store_pg_dsn(path));
     if (PQstatus(c) != CONNECTION_OK) {
         print_error("raw connect: %s\n", PQerrorMessage(c));
         fail();
@@ -202,7 +200,7 @@ static sqlite3 *raw_open(const char *path)
 
 static int64_t raw_int(const char *path, const char *sql)
 {
-    if (is_pg(path)) {
+    if (gw_store_is_pg(path)) {
         PGresult *res = pg_raw_run(path, sql);
         assert_int_equal(PQntuples(res), 1);
         int64_t v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -224,7 +222,7 @@ static int64_t raw_int(const char *path, const char *sql)
 
 static void raw_exec(const char *path, const char *sql)
 {
-    if (is_pg(path)) {
+    if (gw_store_is_pg(path)) {
         PQclear(pg_raw_run(path, sql));
         return;
     }
@@ -369,7 +367,7 @@ static void test_concurrent_first_open(void **state)
     for (int round = 0; round < 3; round++) {
         char path[640];
         snprintf(path, sizeof path, "%s/fresh%d/g.db", f->dir, round);
-        if (is_pg(f->path)) fresh_pg(path, sizeof path);
+        if (gw_store_is_pg(f->path)) fresh_pg(path, sizeof path);
         pthread_t t[N];
         struct open_arg a[N];
         pthread_barrier_t b;
@@ -1419,7 +1417,7 @@ static void test_env_round_trip(void **state)
     gw_store_free_env(v, n);
 
     /* the stored column is ciphertext: the raw bytes never hold the secret */
-    assert_int_equal(raw_int(f->path, is_pg(f->path)
+    assert_int_equal(raw_int(f->path, gw_store_is_pg(f->path)
                                           ? "SELECT count(*) FROM provider_env WHERE position("
                                             "convert_to('" SECRET "', 'UTF8') in ciphertext) > 0"
                                           : "SELECT count(*) FROM provider_env WHERE "
@@ -1431,7 +1429,7 @@ static void test_env_round_trip(void **state)
     /* nor do the database files (sqlite's: the server's are not ours to read) */
     char wal[700];
     snprintf(wal, sizeof wal, "%s-wal", f->path);
-    if (!is_pg(f->path)) {
+    if (!gw_store_is_pg(f->path)) {
         assert_int_equal(file_contains(f->path, "4f9a8b7c6d5e"), 0);
         assert_int_equal(file_contains(wal, "4f9a8b7c6d5e"), 0);
         assert_int_equal(file_contains(wal, "OPENAI_API_KEY"), 1); /* the scan can see text */
@@ -1485,7 +1483,7 @@ static void test_env_moved_ciphertext(void **state)
     EXPECT_FAIL(gw_store_env_get(f->s, SB1, &v, &n), TSR_E_STATE);
     assert_null(v);
     /* a flipped ciphertext byte */
-    raw_exec(f->path, is_pg(f->path)
+    raw_exec(f->path, gw_store_is_pg(f->path)
                           ? "UPDATE provider_env SET ciphertext = "
                             "set_byte(ciphertext, 0, get_byte(ciphertext, 0) # 1) "
                             "WHERE sandbox_id = '" SB1 "' AND name = 'OTHER'"
@@ -1706,7 +1704,7 @@ static void test_corrupt_rows_fail_closed(void **state)
     raw_exec(f->path, "UPDATE sandboxes SET state = 'a-state-that-is-far-too-long'");
     EXPECT_FAIL(gw_store_sandbox_get(f->s, SB1, &sb), TSR_E_IO);
     /* an embedded NUL (PostgreSQL's text cannot hold one) */
-    if (is_pg(f->path)) return;
+    if (gw_store_is_pg(f->path)) return;
     raw_exec(f->path, "UPDATE sandboxes SET state = 'ru' || char(0) || 'n'");
     EXPECT_FAIL(gw_store_sandbox_get(f->s, SB1, &sb), TSR_E_IO);
 }

@@ -4,36 +4,9 @@
  * (tests/pg/cluster.sh) under TMPDIR and removes it at the end. */
 #define STORE_PG 1
 #include "test_gw_store.c"
+#include "tu_pg.h"
 
-static char pg_dir[128];
-
-static const char *cluster_script(char *buf, size_t cap)
-{
-    const char *root = getenv("TSR_ROOT");
-    snprintf(buf, cap, "%s/tests/pg/cluster.sh", root != NULL ? root : ".");
-    return buf;
-}
-
-static int cluster_start(void)
-{
-    char script[512], cmd[1024];
-    if (tu_temp_path(pg_dir, sizeof pg_dir, "tsr-pg-XXXXXX") != 0 || mkdtemp(pg_dir) == NULL)
-        return -1;
-    snprintf(cmd, sizeof cmd, "%s start %s", cluster_script(script, sizeof script), pg_dir);
-    FILE *p = popen(cmd, "r");
-    if (p == NULL) return -1;
-    if (fgets(pg_dsn, sizeof pg_dsn, p) == NULL) pg_dsn[0] = '\0';
-    int rc = pclose(p);
-    pg_dsn[strcspn(pg_dsn, "\n")] = '\0';
-    return rc == 0 && pg_dsn[0] != '\0' ? 0 : -1;
-}
-
-static void cluster_stop(void)
-{
-    char script[512], cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s stop %s", cluster_script(script, sizeof script), pg_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cluster stop failed: %s\n", cmd);
-}
+static tu_pg cluster;
 
 /* What the gateway says at start when the database is not usable. */
 static void test_pg_open_refusals(void **state)
@@ -47,7 +20,7 @@ static void test_pg_open_refusals(void **state)
     /* refused: no server on that socket */
     char loc[700];
     snprintf(loc, sizeof loc, GW_STORE_PG_PREFIX "host=%s/nowhere user=tessera dbname=postgres",
-             pg_dir);
+             cluster.dir);
     EXPECT_FAIL(gw_store_open(loc, f->keys, &s), TSR_E_IO);
     assert_non_null(strstr(tsr_errmsg(), "cannot connect to the database"));
     /* a database that does not exist */
@@ -118,12 +91,13 @@ int main(void)
         T(test_pg_crl_number_shared),
         CONTRACT_TESTS
     };
-    if (cluster_start() != 0) {
+    if (tu_pg_start(&cluster) != 0) {
         fprintf(stderr, "cannot start a PostgreSQL cluster (make deps installs it)\n");
-        cluster_stop();
+        tu_pg_stop(&cluster);
         return 1;
     }
+    snprintf(pg_dsn, sizeof pg_dsn, "%s", cluster.dsn);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    cluster_stop();
+    tu_pg_stop(&cluster);
     return rc;
 }

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "../../supervisor/sup_gateway.c"
+#include "../../supervisor/sup_gwlist.c"
 #include "../../supervisor/sup_identity.c"
 #include "../../supervisor/sup_logs.c"
 #include "../../supervisor/sup_rotate.c"
@@ -398,17 +399,17 @@ static void test_sender_unreachable_keeps_count(void **state)
     (void)state;
     tu_pki pki;
     assert_int_equal(tu_pki_init(&pki, "tessera.local", tsr_now_unix()), 0);
-    cl_tls_config tc = {.bundle_pem = (const uint8_t *)pki.bundle_pem,
-                        .bundle_pem_len = pki.bundle_len,
-                        .trust_domain = "tessera.local"};
     cl_tls *tls = NULL;
-    if (cl_tls_new(&tc, &tls) != 0) fail_msg("tls: %s", tsr_errmsg());
+    if (tu_pki_client_tls(&pki, &tls) != 0) fail_msg("tls: %s", tsr_errmsg());
     sup_logq *q = NULL;
     assert_int_equal(sup_logq_new(100, SUP_LOGQ_DEFAULT_BYTES, &q), 0);
-    sup_sender_config cfg = {.q = q, .tls = tls, .connect_timeout_ms = 500};
+    sup_gateways gws;
+    sup_gateways_init(&gws);
+    sup_sender_config cfg = {.q = q, .tls = tls, .gateways = &gws, .connect_timeout_ms = 500};
     snprintf(cfg.sandbox_id, sizeof cfg.sandbox_id, "0f8e6c4a-3b1d-4e2f-9a7c-5d6e7f809a1b");
-    /* Port 1 on loopback: connection refused, so the sender backs off. */
-    assert_int_equal(cl_addr_parse("127.0.0.1:1", 8443, &cfg.addr), 0);
+    /* Ports 1 and 2 on loopback: both refuse, so the sender backs off. */
+    assert_int_equal(sup_gateways_add(&gws, "127.0.0.1:1"), 0);
+    assert_int_equal(sup_gateways_add(&gws, "127.0.0.1:2"), 0);
     sup_sender *s = NULL;
     assert_int_equal(sup_sender_start(&cfg, &s), 0);
     for (int i = 0; i < 30; i++) push_num(q, "line ", i);
@@ -418,6 +419,7 @@ static void test_sender_unreachable_keeps_count(void **state)
     assert_true(tsr_monotonic_ms() - t0 < 3000);
     /* Nothing delivered, nothing silently gone: all 30 are reported. */
     assert_int_equal(lost, 30);
+    sup_gateways_fini(&gws);
     sup_logq_free(q);
     cl_tls_free(tls);
     tu_pki_free(&pki);

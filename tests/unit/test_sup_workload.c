@@ -19,6 +19,9 @@
 
 /* ---- environment ------------------------------------------------------------------ */
 
+/* A sup_env_var of two literals (its value's length as the supervisor keeps it). */
+#define V(name, value) {(char *)(uintptr_t)(name), (char *)(uintptr_t)(value), sizeof(value) - 1}
+
 static void test_inherit_refusals(void **state)
 {
     (void)state;
@@ -118,11 +121,11 @@ static void test_env_build(void **state)
         NULL,
     };
     sup_env_var vars[] = {
-        {(char *)(uintptr_t) "OPENAI_API_KEY", (char *)(uintptr_t) "sk-provider"},
-        {(char *)(uintptr_t) "MODEL", (char *)(uintptr_t) "new"},
-        {(char *)(uintptr_t) "TESSERA_EVIL", (char *)(uintptr_t) "x"},
-        {(char *)(uintptr_t) "LD_PRELOAD", (char *)(uintptr_t) "/tmp/x.so"},
-        {(char *)(uintptr_t) "BAD-NAME", (char *)(uintptr_t) "x"},
+        V("OPENAI_API_KEY", "sk-provider"),
+        V("MODEL", "new"),
+        V("TESSERA_EVIL", "x"),
+        V("LD_PRELOAD", "/tmp/x.so"),
+        V("BAD-NAME", "x"),
     };
     sup_env_list provider = {vars, 5};
     char **env = NULL;
@@ -145,8 +148,8 @@ static void test_env_build(void **state)
      * printable ASCII is shown escaped (found by fuzz/fuzz_client.c:
      * crash-env-name-escapes-into-log). */
     sup_env_var hostile[] = {
-        {(char *)(uintptr_t) "\x1b]0;owned\x07\x1b[2J", (char *)(uintptr_t) "x"},
-        {(char *)(uintptr_t) "A\nB\\C\xc3\xa9", (char *)(uintptr_t) "y"},
+        V("\x1b]0;owned\x07\x1b[2J", "x"),
+        V("A\nB\\C\xc3\xa9", "y"),
     };
     sup_env_list hostile_list = {hostile, 2};
     assert_int_equal(sup_env_build(NULL, &hostile_list, NULL, &env, rejected, sizeof rejected),
@@ -181,13 +184,13 @@ static void test_env_build_with_plain(void **state)
     (void)state;
     char *parent[] = {(char *)(uintptr_t) "PATH=/usr/bin", (char *)(uintptr_t) "LANG=C",
                       (char *)(uintptr_t) "HOME=/root", (char *)(uintptr_t) "TERM=xterm", NULL};
-    sup_env_var pv[] = {{(char *)(uintptr_t) "MODEL", (char *)(uintptr_t) "provider"}};
+    sup_env_var pv[] = {V("MODEL", "provider")};
     sup_env_var lv[] = {
-        {(char *)(uintptr_t) "LANG", (char *)(uintptr_t) "C.UTF-8"},
-        {(char *)(uintptr_t) "MODEL", (char *)(uintptr_t) "plain"},
-        {(char *)(uintptr_t) "GREETING", (char *)(uintptr_t) "hello world"},
-        {(char *)(uintptr_t) "LD_PRELOAD", (char *)(uintptr_t) "/x.so"},
-        {(char *)(uintptr_t) "HOME", (char *)(uintptr_t) "/srv"},
+        V("LANG", "C.UTF-8"),
+        V("MODEL", "plain"),
+        V("GREETING", "hello world"),
+        V("LD_PRELOAD", "/x.so"),
+        V("HOME", "/srv"),
     };
     sup_env_list provider = {pv, 1}, plain = {lv, 5};
     char **env = NULL;

@@ -15,6 +15,14 @@
 
 #define DAY (24 * 3600)
 
+int tu_pki_client_tls(const tu_pki *p, cl_tls **out)
+{
+    cl_tls_config tc = {.bundle_pem = (const uint8_t *)p->bundle_pem,
+                        .bundle_pem_len = p->bundle_len,
+                        .trust_domain = p->trust_domain};
+    return cl_tls_new(&tc, out);
+}
+
 int tu_pki_init(tu_pki *p, const char *trust_domain, int64_t now)
 {
     memset(p, 0, sizeof *p);

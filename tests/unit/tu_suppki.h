@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "ca_issue.h"
+#include "cl_tls.h"
 
 typedef struct tu_pki {
     char trust_domain[64];
@@ -27,6 +28,8 @@ typedef struct tu_pki {
 
 int tu_pki_init(tu_pki *p, const char *trust_domain, int64_t now);
 void tu_pki_free(tu_pki *p);
+/* A TLS client that trusts the pki's bundle (and has no identity). */
+int tu_pki_client_tls(const tu_pki *p, cl_tls **out);
 
 typedef struct tu_leaf {
     char *chain_pem;       /* leaf + issuing CA */
