@@ -191,13 +191,16 @@ bool gw_h2_idle(const gw_conn *c);                /* no live stream */
  * buffer and (when empty) of its stream map; false when it is not idle
  * (a stream is open or something is left to send). */
 bool gw_h2_park(gw_conn *c);
+/* gw_h2_idle_mem.c: nghttp2's allocator for c's session, which places the
+ * two buffers gw_h2_park gives back on whole pages (c->h2_framebuf, h2_map). */
+nghttp2_mem gw_h2_mem(gw_conn *c);
 void gw_h2_free(gw_conn *c);                      /* streams (close()), session */
 /* Worker thread: send a completed held call's answer if its stream still
  * waits, free h. Returns the connection to flush, or NULL. */
 gw_conn *gw_h2_held_finish(gw_held_call *h);
 
-/* Test seam (fuzz/fuzz_h2_session.c): one server-side connection with no
- * socket and no TLS, driven exactly as gw_server.c drives a connection once
+/* gw_h2_pipe.c. Test seam (fuzz/fuzz_h2_session.c): one server-side connection with no
+ * socket and no TLS, driven exactly as gw_conn.c drives a connection once
  * its handshake is done: session setup, then per read gw_h2_recv, a kill
  * becomes GOAWAY, and all output nghttp2 wants to send is pulled. The
  * principal is fixed; cfg must give methods, still_valid,
