@@ -3,8 +3,8 @@
  *
  *   tessera-supervisor --identity-dir DIR --gateway HOST:PORT --trust-domain TD
  *       [--sandbox-id ID] [--workload-uid UID --workload-gid GID]
- *       [--allow-same-uid] [--min-rotate-seconds N] [--poll-seconds N]
- *       [--driver NAME] [--enforced DOMAINS] [-- COMMAND [ARGS...]]
+ *       [--allow-same-uid] [--min-rotate-seconds N] [--renew-before DURATION]
+ *       [--poll-seconds N] [--driver NAME] [--enforced DOMAINS] [-- COMMAND [ARGS...]]
  *
  * Threads: main (signals, the workload's life, exit), control (rotation and
  * config poll, sup_control), log reader and log sender (sup_logs). Every
@@ -56,6 +56,7 @@ typedef struct options {
     uid_t uid;
     gid_t gid;
     int64_t min_rotate_s;
+    int64_t renew_before_s;   /* 0: not given */
     int64_t poll_s;
     const char *driver;   /* the driver that started us (NULL: not told) */
     unsigned enforced;    /* SUP_ENF_* the driver enforces */
@@ -97,7 +98,8 @@ static void usage(FILE *f)
             "usage: tessera-supervisor --gateway HOST:PORT [--identity-dir DIR]\n"
             "           [--trust-domain TD] [--sandbox-id ID]\n"
             "           [--workload-uid UID] [--workload-gid GID] [--allow-same-uid]\n"
-            "           [--min-rotate-seconds N] [--poll-seconds N] [--driver NAME]\n"
+            "           [--min-rotate-seconds N] [--renew-before DURATION] [--poll-seconds N]\n"
+            "           [--driver NAME]\n"
             "           [--enforced DOMAINS] [-- COMMAND [ARGS...]]\n"
             "       tessera-supervisor --version\n"
             "  --identity-dir DIR        cert.pem, key.pem, bundle.pem (default %s)\n"
@@ -108,6 +110,8 @@ static void usage(FILE *f)
             "  --allow-same-uid          run the workload as our own uid (it can then read\n"
             "                            the identity key: only when no other uid exists)\n"
             "  --min-rotate-seconds N    never rotate sooner than N s after the last (default %d)\n"
+            "  --renew-before DURATION   rotate at the latest when DURATION of the certificate's\n"
+            "                            lifetime is left (1s..24h, e.g. 20m; default: at half)\n"
             "  --poll-seconds N          check the sandbox config every N s (default %d, 0 off)\n"
             "  --driver NAME             the driver that started us (named in policy reports)\n"
             "  --enforced DOMAINS        policy domains that driver enforces: none (default)\n"
@@ -136,8 +140,8 @@ static int parse_int(const char *flag, const char *text, int64_t lo, int64_t hi,
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    enum { O_DIR = 1, O_GW, O_TD, O_SID, O_UID, O_GID, O_SAME, O_MINROT, O_POLL, O_DRIVER,
-           O_ENFORCED, O_HELP };
+    enum { O_DIR = 1, O_GW, O_TD, O_SID, O_UID, O_GID, O_SAME, O_MINROT, O_BEFORE, O_POLL,
+           O_DRIVER, O_ENFORCED, O_HELP };
     static const struct option longopts[] = {
         {"identity-dir", required_argument, NULL, O_DIR},
         {"gateway", required_argument, NULL, O_GW},
@@ -147,6 +151,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"workload-gid", required_argument, NULL, O_GID},
         {"allow-same-uid", no_argument, NULL, O_SAME},
         {"min-rotate-seconds", required_argument, NULL, O_MINROT},
+        {"renew-before", required_argument, NULL, O_BEFORE},
         {"poll-seconds", required_argument, NULL, O_POLL},
         {"driver", required_argument, NULL, O_DRIVER},
         {"enforced", required_argument, NULL, O_ENFORCED},
@@ -181,6 +186,14 @@ static int parse_options(int argc, char **argv, options *o)
         case O_MINROT:
             if (parse_int("--min-rotate-seconds", optarg, 1, 86400, &o->min_rotate_s) != 0)
                 return -1;
+            break;
+        case O_BEFORE:
+            if (tsr_duration_parse(optarg, &o->renew_before_s) != 0 || o->renew_before_s < 1 ||
+                o->renew_before_s > SUP_RENEW_BEFORE_MAX_S) {
+                fprintf(stderr, "tessera-supervisor: --renew-before: expected a duration "
+                                "1s..24h, got '%.40s'\n", optarg);
+                return -1;
+            }
             break;
         case O_POLL:
             if (parse_int("--poll-seconds", optarg, 0, 86400, &o->poll_s) != 0) return -1;
@@ -687,6 +700,7 @@ int main(int argc, char **argv)
         .addr = addr,
         .tls = tls,
         .min_rotate_s = o.min_rotate_s,
+        .renew_before_s = o.renew_before_s,
         .poll_s = o.poll_s,
         .policy_version = su.config.policy_version,
         .enforcement = enforcement,
