@@ -224,7 +224,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    const char *config_path = NULL, *listen = NULL, *test_ttl = NULL;
+    const char *config_path = NULL, *listen = NULL;
     int check_only = 0;
     if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "tessera-gateway");
     gw_store_on_io_error(gw_metrics_store_error);   /* counted in the metrics */
@@ -232,7 +232,6 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
         {"check", no_argument, NULL, 'k'},
-        {"test-sandbox-ttl", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -242,7 +241,6 @@ int main(int argc, char **argv)
         case 'c': config_path = optarg; break;
         case 'l': listen = optarg; break;
         case 'k': check_only = 1; break;
-        case 'T': test_ttl = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -265,7 +263,6 @@ int main(int argc, char **argv)
     int rc = 1;
     reloader rl = {0};
     int rl_started = 0;
-    int64_t ttl_override = 0;
     gw_config *cfg = NULL;
     gw_app app = {0};
     int app_ready = 0;
@@ -282,19 +279,6 @@ int main(int argc, char **argv)
     if (listen != NULL && gw_config_set_listen(cfg, listen) != 0) {
         fprintf(stderr, "tessera-gateway: --listen: %s\n", tsr_errmsg());
         goto out;
-    }
-    if (test_ttl != NULL) {
-        /* Tests need rotations within seconds; production keeps 5 min-24 h. */
-        int64_t ttl = 0;
-        if (tsr_duration_parse(test_ttl, &ttl) != 0 || ttl < 10 || ttl > 300) {
-            fprintf(stderr, "tessera-gateway: --test-sandbox-ttl must be 10s..5m\n");
-            goto out;
-        }
-        cfg->sandbox_cert_ttl = ttl;
-        ttl_override = ttl;
-        fprintf(stderr, "tessera-gateway: WARNING: test mode: sandbox certificates live %llds "
-                        "(--test-sandbox-ttl); never use this in production\n",
-                (long long)ttl);
     }
     /* One gateway per data directory (--check reads, it may run beside the
      * gateway it checks). */
@@ -412,7 +396,6 @@ int main(int argc, char **argv)
     }
     gw_selfrenew_tick(rl.renew, 0);
     rl.opts = (gw_reload_opts){.config_path = config_path,
-                               .sandbox_ttl_override = ttl_override,
                                .listen_overridden = listen != NULL,
                                .note = log_line};
     if (pthread_create(&rl.thread, NULL, reload_thread, &rl) != 0) {
