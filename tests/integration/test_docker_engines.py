@@ -297,9 +297,8 @@ def test_sandbox_through_the_gateway(engine, tmp_path):
         sandbox_ttl=gwtest.SHORT_TTL, real_supervisor=True, renew_limit=1000,
         driver_options={"docker": {
             "socket": engine.sock, "network": "host", "image": PROBE_IMAGE, "stop_timeout_s": "5",
-            "supervisor_args": "--min-rotate-seconds 1 --poll-seconds 2 "
-                               + gwtest.renew_before(ROTATE) + " -- "
-                               "/usr/local/bin/sandbox-probe --sleep"}})
+            "supervisor_args": "--min-rotate-seconds 1 " + gwtest.renew_before(ROTATE) +
+                               " --poll-seconds 2 -- /usr/local/bin/sandbox-probe --sleep"}})
     try:
         run_gateway_case(engine, g, tmp_path)
         run_workload_case(engine, g)
