@@ -241,6 +241,9 @@ $(BIN_CERTGEN): $(call obj,$(CERTGEN_SRC)) $(call lib,$(LINK_certgen))
 # Per-driver extra libraries, e.g. DRV_LIBS_docker (libcurl for the Engine API).
 DRV_LIBS_docker = $(shell pkg-config --libs libcurl jansson)
 DRV_CFLAGS_docker = $(shell pkg-config --cflags libcurl jansson)
+# jansson for the vm driver's QMP (one JSON object per line); its relay stays libc-only.
+DRV_LIBS_vm = $(shell pkg-config --libs jansson)
+DRV_CFLAGS_vm = $(shell pkg-config --cflags jansson)
 pic = $(patsubst %.c,$(O)/pic/%.o,$(1))
 
 $(O)/pic/%.o: %.c $(O)/.flags | $(PROTO_H)
