@@ -241,6 +241,9 @@ $(BIN_CERTGEN): $(call obj,$(CERTGEN_SRC)) $(call lib,$(LINK_certgen))
 # Per-driver extra libraries, e.g. DRV_LIBS_docker (libcurl for the Engine API).
 DRV_LIBS_docker = $(shell pkg-config --libs libcurl jansson)
 DRV_CFLAGS_docker = $(shell pkg-config --cflags libcurl jansson)
+# jansson for the vm driver's QMP (one JSON object per line); its relay stays libc-only.
+DRV_LIBS_vm = $(shell pkg-config --libs jansson)
+DRV_CFLAGS_vm = $(shell pkg-config --cflags jansson)
 pic = $(patsubst %.c,$(O)/pic/%.o,$(1))
 
 $(O)/pic/%.o: %.c $(O)/.flags | $(PROTO_H)
@@ -329,8 +332,8 @@ sandbox-image: deps
 # ---- soak: the bounded sandbox soak, then the slow fault and hostile tests ----
 # `make soak` (also BUILD=asan), never part of `make test`:
 #   1. tests/soak/soak.py: SOAK_SANDBOXES (200) sandboxes through the real
-#      gateway, process driver in bubblewrap, the real supervisor, TTL
-#      SOAK_TTL (60 s), SOAK_SECONDS (600) after SOAK_WARMUP (one TTL);
+#      gateway, process driver in bubblewrap, the real supervisor, a rotation
+#      every SOAK_ROTATE (30 s), SOAK_SECONDS (600) after SOAK_WARMUP (60 s);
 #      asserts rotations, denials, logs, RSS/fd growth, teardown; writes
 #      $(O)/soak/results.json (docs/security.md, "Soak"). Needs root.
 #   2. tests/integration/test_faults.py and test_hostile.py with TSR_SLOW=1

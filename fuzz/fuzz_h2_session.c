@@ -1,6 +1,6 @@
 /* The whole server side of a connection after TLS: raw client bytes into
  * the gateway's HTTP/2 session (gw_h2.c through its test seam gw_h2_pipe,
- * the same code path as a TLS read in gw_server.c), split into reads of
+ * the same code path as a TLS read in gw_conn.c), split into reads of
  * sizes drawn from the input, with every response pulled out as a fast
  * client would. Methods: every real gateway method (the principal is one
  * the guard refuses before any store access, so they answer without a

@@ -13,33 +13,50 @@
  * of the stream.
  *
  * Invariants, against a reference that reads the bytes as QMP's lines of
- * JSON text: the greeting is accepted exactly when it is one line naming
- * "QMP" with nothing after it; a command succeeds exactly when, among the
- * first 64 complete lines, a line with "return" comes before any line with
- * "error" (the same line: success), and no line up to it holds a NUL byte
- * (not JSON: the answer is refused). */
+ * JSON text, each line one JSON object (read with jansson here too: what is
+ * checked is the framing and the classification, not JSON itself) with
+ * exactly one of the members QMP, return, error, event: the greeting is
+ * accepted exactly when it is one such line with QMP and nothing after it;
+ * a command succeeds exactly when, among the first 64 complete lines, a
+ * return line comes after nothing but event lines (a line with a NUL byte,
+ * a line that is not such an object, an error or a greeting first: the
+ * answer is refused). */
 #include "drivers/vm/drv_vm.c"
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "fuzz/fuzz.h"
 
 #define MAX_ANSWER 65000
 
-static bool has(const uint8_t *p, size_t n, const char *needle)
+enum ref_kind { REF_BAD, REF_GREETING, REF_RETURN, REF_ERROR, REF_EVENT };
+
+/* One line (without its newline) as QMP: REF_BAD unless it is one JSON
+ * object with exactly one of the four members. */
+static enum ref_kind ref_line(const uint8_t *p, size_t n)
 {
-    size_t k = strlen(needle);
-    for (size_t i = 0; i + k <= n; i++)
-        if (memcmp(p + i, needle, k) == 0) return true;
-    return false;
+    static const char *const keys[] = {"QMP", "return", "error", "event"};
+    static const enum ref_kind kinds[] = {REF_GREETING, REF_RETURN, REF_ERROR, REF_EVENT};
+    if (memchr(p, '\0', n) != NULL) return REF_BAD;
+    json_t *j = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, NULL);
+    enum ref_kind kind = REF_BAD;
+    int found = 0;
+    for (size_t i = 0; json_is_object(j) && i < 4; i++) {
+        if (json_object_get(j, keys[i]) != NULL) {
+            kind = kinds[i];
+            found++;
+        }
+    }
+    json_decref(j);
+    return found == 1 ? kind : REF_BAD;
 }
 
 static bool ref_greeting(fuzz_in g)
 {
     const uint8_t *nl = memchr(g.p, '\n', g.len);
     if (nl == NULL || (size_t)(nl - g.p) + 1 != g.len || g.len > 4095) return false;
-    size_t n = (size_t)(nl - g.p);
-    return memchr(g.p, '\0', n) == NULL && has(g.p, n, "\"QMP\"");
+    return ref_line(g.p, (size_t)(nl - g.p)) == REF_GREETING;
 }
 
 static bool ref_answer(fuzz_in a)
@@ -48,10 +65,9 @@ static bool ref_answer(fuzz_in a)
     for (int lines = 0; lines < 64; lines++) {
         const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
         if (nl == NULL) return false;
-        size_t n = (size_t)(nl - p);
-        if (memchr(p, '\0', n) != NULL) return false;
-        if (has(p, n, "\"return\"")) return true;
-        if (has(p, n, "\"error\"")) return false;
+        enum ref_kind k = ref_line(p, (size_t)(nl - p));
+        if (k == REF_RETURN) return true;
+        if (k != REF_EVENT) return false;
         p = nl + 1;
     }
     return false;

@@ -222,141 +222,136 @@ static void usage(FILE *out)
             "  -h, --help            this text\n");
 }
 
-int main(int argc, char **argv)
+/* Everything one run of the gateway holds, in the order it is made. */
+typedef struct gateway {
+    const char *config_path, *listen;
+    int check_only;
+    gw_config *cfg;
+    int lock_fd;
+    gw_app app;
+    int app_ready;
+    SSL_CTX *ssl_ctx;
+    char gateway_addr[300], drivers_dir[4096], supervisor[4096];
+    gw_server *server;
+    reloader rl;
+    int rl_started;
+    gw_metrics_server *metrics;
+    gw_bundle_endpoint *bundle_ep;
+} gateway;
+
+#define GO_ON (-1)
+
+/* The command line. GO_ON, or the exit status (help, usage error). */
+static int parse_args(int argc, char **argv, gateway *g)
 {
-    const char *config_path = NULL, *listen = NULL, *test_ttl = NULL;
-    int check_only = 0;
-    if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "tessera-gateway");
-    gw_store_on_io_error(gw_metrics_store_error);   /* counted in the metrics */
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
         {"check", no_argument, NULL, 'k'},
-        {"test-sandbox-ttl", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': config_path = optarg; break;
-        case 'l': listen = optarg; break;
-        case 'k': check_only = 1; break;
-        case 'T': test_ttl = optarg; break;
+        case 'c': g->config_path = optarg; break;
+        case 'l': g->listen = optarg; break;
+        case 'k': g->check_only = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (config_path == NULL || optind != argc) {
+    if (g->config_path == NULL || optind != argc) {
         usage(stderr);
         return 2;
     }
+    return GO_ON;
+}
 
-    /* Every stderr line gets a time and a level (journald priorities under
-     * systemd): tsr_log.h. */
-    (void)tsr_log_stderr_init();
-
-    /* Before any thread exists, so that every thread inherits it. */
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
-
-    int rc = 1;
-    reloader rl = {0};
-    int rl_started = 0;
-    int64_t ttl_override = 0;
-    gw_config *cfg = NULL;
-    gw_app app = {0};
-    int app_ready = 0;
-    int lock_fd = -1;
-    SSL_CTX *ssl_ctx = NULL;
-    gw_server *server = NULL;
-    gw_metrics_server *metrics = NULL;
-    gw_bundle_endpoint *bundle_ep = NULL;
-
-    if (gw_config_load(config_path, &cfg) != 0) {
+static int load_config(gateway *g)
+{
+    if (gw_config_load(g->config_path, &g->cfg) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
-    if (listen != NULL && gw_config_set_listen(cfg, listen) != 0) {
+    if (g->listen != NULL && gw_config_set_listen(g->cfg, g->listen) != 0) {
         fprintf(stderr, "tessera-gateway: --listen: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
-    if (test_ttl != NULL) {
-        /* Tests need rotations within seconds; production keeps 5 min-24 h. */
-        int64_t ttl = 0;
-        if (tsr_duration_parse(test_ttl, &ttl) != 0 || ttl < 10 || ttl > 300) {
-            fprintf(stderr, "tessera-gateway: --test-sandbox-ttl must be 10s..5m\n");
-            goto out;
-        }
-        cfg->sandbox_cert_ttl = ttl;
-        ttl_override = ttl;
-        fprintf(stderr, "tessera-gateway: WARNING: test mode: sandbox certificates live %llds "
-                        "(--test-sandbox-ttl); never use this in production\n",
-                (long long)ttl);
-    }
+    return 0;
+}
+
+/* The data directory (locked), the PKI, the store and the drivers' paths. */
+static int open_state(gateway *g)
+{
+    gw_config *cfg = g->cfg;
     /* One gateway per data directory (--check reads, it may run beside the
      * gateway it checks). */
-    if (!check_only && (tsr_mkdir_p(cfg->data_dir, 0700) != 0 ||
-                        gw_datadir_lock(cfg->data_dir, &lock_fd) != 0)) {
+    if (!g->check_only && (tsr_mkdir_p(cfg->data_dir, 0700) != 0 ||
+                           gw_datadir_lock(cfg->data_dir, &g->lock_fd) != 0)) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
     /* A renewal of the gateway's certificate interrupted by a crash is
      * finished (or undone) before the PKI is loaded (gw_selfrenew.h). */
     int recovered = 0;
-    if (!check_only &&
+    if (!g->check_only &&
         ca_gwcert_recover(cfg->server_cert_path, cfg->server_key_path, &recovered) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
     if (recovered)
         fprintf(stderr, "tessera-gateway: finished installing the renewed gateway certificate "
                         "%s.new\n", cfg->server_cert_path);
-    if (gw_app_init(&app, cfg) != 0) {
+    if (gw_app_init(&g->app, cfg) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
         pki_hint(cfg);
-        goto out;
+        return -1;
     }
-    app_ready = 1;
-    if (app.keyring_created)
+    g->app_ready = 1;
+    if (g->app.keyring_created)
         fprintf(stderr, "tessera-gateway: created secrets keyring %s\n", cfg->secrets_key_path);
-    if (gw_reload_ssl_ctx(app.pki, &ssl_ctx) != 0) {
+    if (gw_reload_ssl_ctx(g->app.pki, &g->ssl_ctx) != 0) {
         fprintf(stderr, "tessera-gateway: TLS: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
-    char gateway_addr[300], drivers_dir[4096], supervisor[4096];
-    if (plugin_paths(cfg, drivers_dir, sizeof drivers_dir, supervisor, sizeof supervisor) != 0)
-        goto out;
-    if (check_only) {
-        /* The drivers as a start would load them: a configured driver whose
-         * options are wrong is reported here. */
-        dial_addr(cfg->listen_host, cfg->listen_port, gateway_addr, sizeof gateway_addr);
-        if (gw_app_check_drivers(&app, drivers_dir, supervisor, gateway_addr) != 0) {
-            fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-            goto out;
-        }
-        printf("configuration OK: %s (trust domain %s, %zu users, %zu trusted proxies, "
-               "%zu revoked serials, drivers in %s)\n",
-               config_path, cfg->trust_domain, cfg->n_users, cfg->n_proxies,
-               gw_revocations_count(app.revoked), drivers_dir);
-        rc = 0;
-        goto out;
-    }
+    return plugin_paths(cfg, g->drivers_dir, sizeof g->drivers_dir, g->supervisor,
+                        sizeof g->supervisor);
+}
 
+/* --check: the drivers as a start would load them (a configured driver
+ * whose options are wrong is reported here), then the summary. */
+static int check_drivers(gateway *g)
+{
+    gw_config *cfg = g->cfg;
+    dial_addr(cfg->listen_host, cfg->listen_port, g->gateway_addr, sizeof g->gateway_addr);
+    if (gw_app_check_drivers(&g->app, g->drivers_dir, g->supervisor, g->gateway_addr) != 0) {
+        fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
+        return -1;
+    }
+    printf("configuration OK: %s (trust domain %s, %zu users, %zu trusted proxies, "
+           "%zu revoked serials, drivers in %s)\n",
+           g->config_path, cfg->trust_domain, cfg->n_users, cfg->n_proxies,
+           gw_revocations_count(g->app.revoked), g->drivers_dir);
+    return 0;
+}
+
+/* The listeners, then the drivers (which dial the address we listen on). */
+static int start_server(gateway *g)
+{
+    gw_config *cfg = g->cfg;
     raise_fd_limit(cfg->max_connections);
     size_t n_methods = 0;
     const gw_method *methods = gw_methods(&n_methods);
     if (gw_metrics_set_methods(methods, n_methods) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
     gw_server_config scfg = {
         .listen_host = cfg->listen_host,
         .listen_port = cfg->listen_port,
         .workers = cfg->workers,
-        .ssl_ctx = ssl_ctx,
+        .ssl_ctx = g->ssl_ctx,
         .methods = methods,
         .n_methods = n_methods,
         .max_message_bytes = cfg->max_message_bytes,
@@ -364,7 +359,7 @@ int main(int argc, char **argv)
         .max_connections = cfg->max_connections,
         .handshake_timeout_ms = cfg->handshake_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
-        .app = &app,
+        .app = &g->app,
         .worker_init = gw_app_worker_init,
         .worker_fini = gw_app_worker_fini,
         .authenticate = gw_identity_authenticate,
@@ -384,19 +379,26 @@ int main(int argc, char **argv)
         .authenticate_local = gw_identity_authenticate_local,
     };
     if (gw_listen_probe(cfg->listen_host, cfg->listen_port) != 0 ||
-        gw_server_new(&scfg, &server) != 0) {
+        gw_server_new(&scfg, &g->server) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
     /* Supervisors dial the address we actually listen on. */
-    dial_addr(cfg->listen_host, gw_server_port(server), gateway_addr, sizeof gateway_addr);
-    if (gw_app_attach_drivers(&app, drivers_dir, supervisor, gateway_addr) != 0 ||
-        gw_app_start_reconcile(&app) != 0) {
+    dial_addr(cfg->listen_host, gw_server_port(g->server), g->gateway_addr,
+              sizeof g->gateway_addr);
+    if (gw_app_attach_drivers(&g->app, g->drivers_dir, g->supervisor, g->gateway_addr) != 0 ||
+        gw_app_start_reconcile(&g->app) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
+    return 0;
+}
 
-    running_server = server;
+/* Signals, the reload thread with the self-renewal tick, the metrics
+ * listener and the bundle endpoint. */
+static int start_background(gateway *g)
+{
+    running_server = g->server;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -404,74 +406,122 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    rl.app = &app;
-    rl.server = server;
-    if (gw_selfrenew_new(&app, server, &rl.renew) != 0) {
+    g->rl.app = &g->app;
+    g->rl.server = g->server;
+    if (gw_selfrenew_new(&g->app, g->server, &g->rl.renew) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
-    gw_selfrenew_tick(rl.renew, 0);
-    rl.opts = (gw_reload_opts){.config_path = config_path,
-                               .sandbox_ttl_override = ttl_override,
-                               .listen_overridden = listen != NULL,
-                               .note = log_line};
-    if (pthread_create(&rl.thread, NULL, reload_thread, &rl) != 0) {
+    gw_selfrenew_tick(g->rl.renew, 0);
+    g->rl.opts = (gw_reload_opts){.config_path = g->config_path,
+                                  .listen_overridden = g->listen != NULL,
+                                  .note = log_line};
+    if (pthread_create(&g->rl.thread, NULL, reload_thread, &g->rl) != 0) {
         fprintf(stderr, "tessera-gateway: cannot start the reload thread\n");
-        goto out;
+        return -1;
     }
-    rl_started = 1;
+    g->rl_started = 1;
 
+    gw_config *cfg = g->cfg;
     if (cfg->metrics_host[0] != '\0' &&
-        gw_metrics_server_start(cfg->metrics_host, cfg->metrics_port, &metrics) != 0) {
+        gw_metrics_server_start(cfg->metrics_host, cfg->metrics_port, &g->metrics) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
-    if (cfg->bundle_host[0] != '\0' && gw_bundle_endpoint_start(&app, &bundle_ep) != 0) {
+    if (cfg->bundle_host[0] != '\0' && gw_bundle_endpoint_start(&g->app, &g->bundle_ep) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
-    printf("tessera-gateway listening on %s (trust domain %s)\n", gateway_addr,
+    return 0;
+}
+
+/* Where we serve, on stdout (tests and scripts read the first line), and
+ * READY=1 for systemd. */
+static void announce(const gateway *g)
+{
+    const gw_config *cfg = g->cfg;
+    printf("tessera-gateway listening on %s (trust domain %s)\n", g->gateway_addr,
            cfg->trust_domain);
-    if (metrics != NULL) {
+    if (g->metrics != NULL) {
         int mv6 = strchr(cfg->metrics_host, ':') != NULL;
         printf("tessera-gateway metrics on http://%s%s%s:%u/metrics\n", mv6 ? "[" : "",
-               cfg->metrics_host, mv6 ? "]" : "", gw_metrics_server_port(metrics));
+               cfg->metrics_host, mv6 ? "]" : "", gw_metrics_server_port(g->metrics));
     }
     if (cfg->proxy_socket_path[0] != '\0')
         printf("tessera-gateway proxy socket on unix:%s\n", cfg->proxy_socket_path);
-    if (bundle_ep != NULL) {
+    if (g->bundle_ep != NULL) {
         int bv6 = strchr(cfg->bundle_host, ':') != NULL;
         printf("tessera-gateway SPIFFE bundle endpoint on https://%s%s%s:%u/ (%s)\n",
                bv6 ? "[" : "", cfg->bundle_host, bv6 ? "]" : "",
-               gw_bundle_endpoint_port(bundle_ep),
+               gw_bundle_endpoint_port(g->bundle_ep),
                cfg->bundle_cert_path[0] ? "https_web" : "https_spiffe");
     }
     fflush(stdout);
-    snprintf(ready_status, sizeof ready_status, "serving on %s (trust domain %s)", gateway_addr,
-             cfg->trust_domain);
+    snprintf(ready_status, sizeof ready_status, "serving on %s (trust domain %s)",
+             g->gateway_addr, cfg->trust_domain);
     gw_notify_ready(ready_status);
-    if (gw_server_run(server) != 0) {
+}
+
+/* Until SIGTERM/SIGINT, then the transport's drain (gw_server_stop). */
+static int serve(gateway *g)
+{
+    if (gw_server_run(g->server) != 0) {
         fprintf(stderr, "<3>tessera-gateway: %s\n", tsr_errmsg());
-        goto out;
+        return -1;
     }
     gw_notify_stopping();
     fprintf(stderr, "tessera-gateway: stopped\n");
-    rc = 0;
-out:
+    return 0;
+}
+
+/* After the drain, or after a failed start: no reload may run past this
+ * point (the thread is woken and joined), then everything in reverse. */
+static void shut_down(gateway *g)
+{
     running_server = NULL;
-    if (rl_started) {
-        /* No reload may run past this point: wake the thread and wait. */
-        atomic_store(&rl.quit, 1);
-        pthread_kill(rl.thread, SIGHUP);
-        pthread_join(rl.thread, NULL);
+    if (g->rl_started) {
+        atomic_store(&g->rl.quit, 1);
+        pthread_kill(g->rl.thread, SIGHUP);
+        pthread_join(g->rl.thread, NULL);
     }
-    gw_selfrenew_free(rl.renew);
-    gw_metrics_server_stop(metrics);
-    gw_bundle_endpoint_stop(bundle_ep);
-    gw_server_free(server);
-    SSL_CTX_free(ssl_ctx);
-    if (app_ready) gw_app_fini(&app);
-    gw_config_free(cfg);
-    if (lock_fd >= 0) close(lock_fd);
+    gw_selfrenew_free(g->rl.renew);
+    gw_metrics_server_stop(g->metrics);
+    gw_bundle_endpoint_stop(g->bundle_ep);
+    gw_server_free(g->server);
+    SSL_CTX_free(g->ssl_ctx);
+    if (g->app_ready) gw_app_fini(&g->app);
+    gw_config_free(g->cfg);
+    if (g->lock_fd >= 0) close(g->lock_fd);
+}
+
+int main(int argc, char **argv)
+{
+    if (tsr_version_requested(argc, argv)) return tsr_version_print(stdout, "tessera-gateway");
+    gw_store_on_io_error(gw_metrics_store_error);   /* counted in the metrics */
+    static gateway g = {.lock_fd = -1};
+    int rc = parse_args(argc, argv, &g);
+    if (rc != GO_ON) return rc;
+
+    /* Every stderr line gets a time and a level (journald priorities under
+     * systemd): tsr_log.h. */
+    (void)tsr_log_stderr_init();
+
+    /* Before any thread exists, so that every thread inherits it. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+
+    rc = 1;
+    if (load_config(&g) != 0 || open_state(&g) != 0) goto out;
+    if (g.check_only) {
+        if (check_drivers(&g) == 0) rc = 0;
+        goto out;
+    }
+    if (start_server(&g) != 0 || start_background(&g) != 0) goto out;
+    announce(&g);
+    if (serve(&g) == 0) rc = 0;
+out:
+    shut_down(&g);
     return rc;
 }

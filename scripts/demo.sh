@@ -57,7 +57,8 @@ step "A PKI for trust domain tessera.local (root, issuing CA, gateway and operat
 ls -l "$DIR/pki" | sed 's/^/  /'
 
 step "The gateway, with the process driver (supervisors in bubblewrap)"
-echo "  For the demo sandbox certificates live 30 s (--test-sandbox-ttl; production: 5 min - 24 h)."
+echo "  For the demo sandbox certificates live 5 min (the shortest sandbox_ttl) and each supervisor"
+echo "  renews its certificate 15 s after it was issued (--renew-before 285s)."
 cat >"$DIR/gateway.yaml" <<YAML
 trust_domain: tessera.local
 listen: 127.0.0.1:0
@@ -68,13 +69,13 @@ pki:
   issuing_key: $DIR/pki/issuing.key
   server_cert: $DIR/pki/gateway.pem
   server_key: $DIR/pki/gateway.key
-certificates: {renew_limit: 100}
+certificates: {sandbox_ttl: 5m, renew_limit: 100}
 users: {admin: admin}
 drivers:
   options:
-    process: {supervisor_args: "--min-rotate-seconds 1 -- /bin/sleep 3600"}
+    process: {supervisor_args: "--min-rotate-seconds 1 --renew-before 285s -- /bin/sleep 3600"}
 YAML
-"$BIN/tessera-gateway" --config "$DIR/gateway.yaml" --test-sandbox-ttl 30s \
+"$BIN/tessera-gateway" --config "$DIR/gateway.yaml" \
   >"$DIR/gateway.out" 2>"$DIR/gateway.err" &
 GW_PID=$!
 for _ in $(seq 100); do grep -q "listening on" "$DIR/gateway.out" 2>/dev/null && break; sleep 0.1; done
@@ -95,7 +96,7 @@ ls -ld "$IDENT" "$IDENT"/* | sed 's/^/    /'
 "$BIN/certgen" inspect "$IDENT/cert.pem" | sed -n '1,4p' | sed 's/^/    /'
 cp "$IDENT/cert.pem" "$DIR/alpha-first.pem"; cp "$IDENT/key.pem" "$DIR/alpha-first.key"
 
-step "alpha's supervisor rotates its own certificate (new key made inside, CSR, about half-way)"
+step "alpha's supervisor rotates its own certificate (new key made inside, CSR, 15 s after issue)"
 for _ in $(seq 60); do
   n=$(T --json cert list alpha | grep -o '"serial"' | wc -l)
   [[ "$n" -ge 2 ]] && break; sleep 1

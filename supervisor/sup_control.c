@@ -287,7 +287,8 @@ static void *control_main(void *arg)
          * it: a clock behind would otherwise wait past the real expiry. */
         int64_t behind_ms = 1000 * sup_clock_behind_s(c->id->peer.not_before, tsr_now_unix());
         int64_t delay = sup_rotate_delay_ms(tsr_now_unix_ms() + behind_ms, expiry(c),
-                                            c->cfg.min_rotate_s, sup_rand_unit(), &expired);
+                                            c->cfg.min_rotate_s, c->cfg.renew_before_s,
+                                            sup_rand_unit(), &expired);
         int64_t rotate_at = tsr_monotonic_ms() + delay;
         char when[40];
         sup_format_time(tsr_now_unix() + delay / 1000, when, sizeof when);

@@ -38,6 +38,7 @@ typedef struct sup_control_config {
     sup_gateways *gateways;      /* shared with the start-up calls and the log sender */
     cl_tls *tls;                 /* shared with the log sender; reloaded here */
     int64_t min_rotate_s;
+    int64_t renew_before_s;      /* 0 = half of the remaining lifetime only */
     int64_t poll_s;              /* 0 = no config poll */
     int64_t policy_version;      /* the version reported at start */
     const char *enforcement;     /* sup_enforced_describe(), for policy reports */

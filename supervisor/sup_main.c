@@ -3,8 +3,8 @@
  *
  *   tessera-supervisor --identity-dir DIR --gateway HOST:PORT [--gateway ...] --trust-domain TD
  *       [--sandbox-id ID] [--workload-uid UID --workload-gid GID]
- *       [--allow-same-uid] [--min-rotate-seconds N] [--poll-seconds N]
- *       [--driver NAME] [--enforced DOMAINS] [-- COMMAND [ARGS...]]
+ *       [--allow-same-uid] [--min-rotate-seconds N] [--renew-before DURATION]
+ *       [--poll-seconds N] [--driver NAME] [--enforced DOMAINS] [-- COMMAND [ARGS...]]
  *
  * Threads: main (signals, the workload's life, exit), control (rotation and
  * config poll, sup_control), log reader and log sender (sup_logs). Every
@@ -56,6 +56,7 @@ typedef struct options {
     uid_t uid;
     gid_t gid;
     int64_t min_rotate_s;
+    int64_t renew_before_s;   /* 0: not given */
     int64_t poll_s;
     const char *driver;   /* the driver that started us (NULL: not told) */
     unsigned enforced;    /* SUP_ENF_* the driver enforces */
@@ -97,7 +98,8 @@ static void usage(FILE *f)
             "usage: tessera-supervisor --gateway HOST:PORT [--gateway ...] [--identity-dir DIR]\n"
             "           [--trust-domain TD] [--sandbox-id ID]\n"
             "           [--workload-uid UID] [--workload-gid GID] [--allow-same-uid]\n"
-            "           [--min-rotate-seconds N] [--poll-seconds N] [--driver NAME]\n"
+            "           [--min-rotate-seconds N] [--renew-before DURATION] [--poll-seconds N]\n"
+            "           [--driver NAME]\n"
             "           [--enforced DOMAINS] [-- COMMAND [ARGS...]]\n"
             "       tessera-supervisor --version\n"
             "  --identity-dir DIR        cert.pem, key.pem, bundle.pem (default %s)\n"
@@ -110,6 +112,8 @@ static void usage(FILE *f)
             "  --allow-same-uid          run the workload as our own uid (it can then read\n"
             "                            the identity key: only when no other uid exists)\n"
             "  --min-rotate-seconds N    never rotate sooner than N s after the last (default %d)\n"
+            "  --renew-before DURATION   rotate at the latest when DURATION of the certificate's\n"
+            "                            lifetime is left (1s..24h, e.g. 20m; default: at half)\n"
             "  --poll-seconds N          check the sandbox config every N s (default %d, 0 off)\n"
             "  --driver NAME             the driver that started us (named in policy reports)\n"
             "  --enforced DOMAINS        policy domains that driver enforces: none (default)\n"
@@ -138,8 +142,8 @@ static int parse_int(const char *flag, const char *text, int64_t lo, int64_t hi,
 
 static int parse_options(int argc, char **argv, sup_gateways *gateways, options *o)
 {
-    enum { O_DIR = 1, O_GW, O_TD, O_SID, O_UID, O_GID, O_SAME, O_MINROT, O_POLL, O_DRIVER,
-           O_ENFORCED, O_HELP };
+    enum { O_DIR = 1, O_GW, O_TD, O_SID, O_UID, O_GID, O_SAME, O_MINROT, O_BEFORE, O_POLL,
+           O_DRIVER, O_ENFORCED, O_HELP };
     static const struct option longopts[] = {
         {"identity-dir", required_argument, NULL, O_DIR},
         {"gateway", required_argument, NULL, O_GW},
@@ -149,6 +153,7 @@ static int parse_options(int argc, char **argv, sup_gateways *gateways, options 
         {"workload-gid", required_argument, NULL, O_GID},
         {"allow-same-uid", no_argument, NULL, O_SAME},
         {"min-rotate-seconds", required_argument, NULL, O_MINROT},
+        {"renew-before", required_argument, NULL, O_BEFORE},
         {"poll-seconds", required_argument, NULL, O_POLL},
         {"driver", required_argument, NULL, O_DRIVER},
         {"enforced", required_argument, NULL, O_ENFORCED},
@@ -189,6 +194,14 @@ static int parse_options(int argc, char **argv, sup_gateways *gateways, options 
         case O_MINROT:
             if (parse_int("--min-rotate-seconds", optarg, 1, 86400, &o->min_rotate_s) != 0)
                 return -1;
+            break;
+        case O_BEFORE:
+            if (tsr_duration_parse(optarg, &o->renew_before_s) != 0 || o->renew_before_s < 1 ||
+                o->renew_before_s > SUP_RENEW_BEFORE_MAX_S) {
+                fprintf(stderr, "tessera-supervisor: --renew-before: expected a duration "
+                                "1s..24h, got '%.40s'\n", optarg);
+                return -1;
+            }
             break;
         case O_POLL:
             if (parse_int("--poll-seconds", optarg, 0, 86400, &o->poll_s) != 0) return -1;
@@ -551,6 +564,209 @@ static void ensure_std_fds(void)
     }
 }
 
+/* Everything one run holds, in the order it is made. */
+typedef struct run {
+    options o;
+    sigset_t signals;              /* blocked everywhere, read from sfd */
+    int sfd;
+    bool drop;                     /* the workload runs under another uid */
+    sup_logq *q;
+    sup_identity *id;              /* until the control thread owns it */
+    char sandbox_id[CA_NAME_MAX + 1];   /* a lowercase UUID: verified as a sandbox ID */
+    sup_gateways gateways;         /* shared by every thread until exit */
+    cl_tls *tls;
+    char enforcement[200];
+    startup su;
+    sup_sender *sender;
+    workload w;
+    sup_control *control;
+} run;
+
+/* Signals: block before any thread exists, read them from a signalfd. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Identity: the directory, an interrupted rotation, the files, the leaf.
+ * 0, or the exit code of the refusal. */
+static int load_identity(run *r)
+{
+    const options *o = &r->o;
+    char note[200];
+    if (sup_identity_check_dir(o->identity_dir) != 0 ||
+        sup_identity_recover(o->identity_dir, note, sizeof note) != 0) {
+        sup_log("refusing to start: %s", tsr_errmsg());
+        return SUP_EXIT_USAGE;
+    }
+    if (note[0] != '\0') sup_log("identity directory: %s", note);
+    enum ca_verify_reason reason = CA_VERIFY_OK;
+    if (sup_identity_load(o->identity_dir, o->trust_domain, 0, &reason, &r->id) != 0) {
+        sup_log("refusing to start: %s", tsr_errmsg());
+        return reason == CA_VERIFY_EXPIRED ? SUP_EXIT_EXPIRED : SUP_EXIT_USAGE;
+    }
+    snprintf(r->sandbox_id, sizeof r->sandbox_id, "%s", r->id->peer.identity.name);
+    if (o->sandbox_id != NULL && strcmp(o->sandbox_id, r->sandbox_id) != 0) {
+        sup_log("refusing to start: the certificate is for sandbox %s, not %s", r->sandbox_id,
+                o->sandbox_id);
+        return SUP_EXIT_USAGE;
+    }
+    char until[40];
+    sup_format_time(r->id->peer.not_after, until, sizeof until);
+    sup_log("identity %s (serial %s, valid until %s)", r->id->peer.identity.id.text,
+            r->id->peer.serial_hex, until);
+    return 0;
+}
+
+/* The TLS client with our identity. 0, or the exit code. */
+static int open_tls(run *r)
+{
+    const sup_identity *id = r->id;
+    cl_tls_config tc = {
+        .cert_pem = id->cert_pem,
+        .cert_pem_len = id->cert_pem_len,
+        .key_pem = id->key_pem,
+        .key_pem_len = id->key_pem_len,
+        .bundle_pem = id->bundle_pem,
+        .bundle_pem_len = id->bundle_pem_len,
+        .trust_domain = r->o.trust_domain,
+        .verify_host = false, /* the gateway is identified by its SPIFFE ID */
+    };
+    if (cl_tls_new(&tc, &r->tls) != 0) {
+        sup_log("TLS client: %s", tsr_errmsg());
+        return SUP_EXIT_INTERNAL;
+    }
+    return 0;
+}
+
+/* The log sender: our queued lines and the workload's reach the gateway. */
+static int start_sender(run *r)
+{
+    sup_sender_config scfg = {
+        .q = r->q,
+        .gateways = r->o.gateways,
+        .tls = r->tls,
+        .connect_timeout_ms = SUP_CONNECT_TIMEOUT_MS,
+        .on_fatal = on_sender_fatal,
+    };
+    snprintf(scfg.sandbox_id, sizeof scfg.sandbox_id, "%s", r->sandbox_id);
+    if (sup_sender_start(&scfg, &r->sender) != 0) {
+        sup_log("log sender: %s", tsr_errmsg());
+        return SUP_EXIT_INTERNAL;
+    }
+    return 0;
+}
+
+/* The control thread (rotation, config poll) takes the identity over. */
+static int start_control(run *r)
+{
+    sup_control_config ccfg = {
+        .identity_dir = r->o.identity_dir,
+        .trust_domain = r->o.trust_domain,
+        .gateways = r->o.gateways,
+        .tls = r->tls,
+        .min_rotate_s = r->o.min_rotate_s,
+        .renew_before_s = r->o.renew_before_s,
+        .poll_s = r->o.poll_s,
+        .policy_version = r->su.config.policy_version,
+        .enforcement = r->enforcement,
+        .on_fatal = on_control_fatal,
+    };
+    sup_identity *owned = r->id;
+    r->id = NULL;
+    if (sup_control_start(&ccfg, owned, &r->control) != 0) {
+        sup_log("control thread: %s", tsr_errmsg());
+        signal_workload(&r->w, SIGKILL);
+        return SUP_EXIT_INTERNAL;
+    }
+    return 0;
+}
+
+/* Identity, TLS, the start-up calls, the log sender, the workload, the
+ * control thread. 0, or the exit code of what failed. */
+static int start(run *r)
+{
+    int rc;
+    if ((rc = load_identity(r)) != 0 || (rc = open_tls(r)) != 0) return rc;
+    fatal_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    r->sfd = signalfd(-1, &r->signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fatal_efd < 0 || r->sfd < 0) {
+        sup_log("eventfd/signalfd: %s", strerror(errno));
+        return SUP_EXIT_INTERNAL;
+    }
+    sup_enforced_describe(r->o.driver, r->o.enforced, r->enforcement, sizeof r->enforcement);
+    rc = startup_calls(r->o.gateways, r->tls, r->id, r->o.command != NULL, r->enforcement, &r->su);
+    if (rc != 0 || (rc = start_sender(r)) != 0) return rc;
+    if (r->o.command != NULL) {
+        rc = start_workload(&r->o, r->drop, &r->su.config.env, &r->su.env, r->q, &r->w);
+        if (rc != 0) return rc;
+    } else {
+        sup_log("no workload: keeping the identity fresh");
+    }
+    sup_env_list_free(&r->su.env);
+    return start_control(r);
+}
+
+/* Until the workload ends, a fatal end, or a stop signal; the exit code. */
+static int supervise(run *r)
+{
+    workload *w = &r->w;
+    int rc;
+    int lr = main_loop(r->sfd, w, r->o.command != NULL, r->control);
+    int fc = atomic_load(&fatal_code);
+    if (fc != 0) rc = fc;
+    else if (lr >= 0) rc = lr;
+    else rc = sup_exit_code(w->status);
+    if (r->o.command != NULL && !w->running) {
+        if (WIFSIGNALED(w->status))
+            sup_log("workload exited on signal %d (exit code %d)", WTERMSIG(w->status),
+                    sup_exit_code(w->status));
+        else
+            sup_log("workload exited with status %d", sup_exit_code(w->status));
+    }
+    return rc;
+}
+
+/* Stop the threads, flush the logs we can, free everything; the last line. */
+static void shut_down(run *r, int rc)
+{
+    sup_control_stop(r->control);
+    if (r->w.running) {
+        /* Only on a start-up failure after the fork: never leave it behind. */
+        signal_workload(&r->w, SIGKILL);
+        while (waitpid(r->w.pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    sup_reader_stop(r->w.reader, DRAIN_GRACE_MS);
+    if (r->sender != NULL) {
+        /* After the gateway refused us, or with an expired certificate, there
+         * is nobody to flush to. */
+        bool hopeless = atomic_load(&fatal_code) == SUP_EXIT_REVOKED ||
+                        atomic_load(&fatal_code) == SUP_EXIT_EXPIRED;
+        int64_t lost = sup_sender_stop(r->sender, hopeless ? 0 : FLUSH_MS);
+        sup_log_attach(NULL);
+        if (lost > 0) sup_log("%lld log line(s) could not be delivered", (long long)lost);
+    }
+    sup_log_attach(NULL);
+    sup_logq_free(r->q);
+    sup_config_free(&r->su.config);
+    sup_env_list_free(&r->su.env);
+    sup_identity_free(r->id);
+    cl_tls_free(r->tls);
+    if (r->sfd >= 0) close(r->sfd);
+    if (fatal_efd >= 0) close(fatal_efd);
+    sup_gateways_fini(&r->gateways);
+    /* Always the last line: drivers read how we ended from it (docs/drivers.md). */
+    sup_log("exiting with code %d", rc);
+}
+
 int main(int argc, char **argv)
 {
     ensure_std_fds();
@@ -561,191 +777,26 @@ int main(int argc, char **argv)
      * needs to ptrace us at exit, so sanitizer builds keep the default.) */
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 #endif
-    options o;
-    static sup_gateways gateways;   /* shared by every thread until exit */
-    sup_gateways_init(&gateways);
-    if (parse_options(argc, argv, &gateways, &o) != 0) {
+    static run r = {.sfd = -1};
+    sup_gateways_init(&r.gateways);
+    if (parse_options(argc, argv, &r.gateways, &r.o) != 0) {
         sup_log("exiting with code %d", SUP_EXIT_USAGE);
         return SUP_EXIT_USAGE;
     }
-
-    /* Signals: block before any thread exists, read them from a signalfd. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    int rc = SUP_EXIT_INTERNAL;
-    int sfd = -1;
-    sup_identity *id = NULL;
-    sup_logq *q = NULL;
-    cl_tls *tls = NULL;
-    sup_sender *sender = NULL;
-    sup_control *control = NULL;
-    startup su;
-    memset(&su, 0, sizeof su);
-    workload w;
-    memset(&w, 0, sizeof w);
-    bool drop = false;
-
-    if (o.command != NULL && workload_ids(&o, &drop) != 0) {
+    block_signals(&r.signals);
+    if (r.o.command != NULL && workload_ids(&r.o, &r.drop) != 0) {
         sup_log("exiting with code %d", SUP_EXIT_USAGE);
         return SUP_EXIT_USAGE;
     }
-
     /* Our own lines are queued from the start and reach the gateway once the
      * sender runs. */
-    if (sup_logq_new(SUP_LOGQ_DEFAULT_LINES, SUP_LOGQ_DEFAULT_BYTES, &q) != 0) {
+    if (sup_logq_new(SUP_LOGQ_DEFAULT_LINES, SUP_LOGQ_DEFAULT_BYTES, &r.q) != 0) {
         sup_log("log queue: %s", tsr_errmsg());
         return SUP_EXIT_INTERNAL;
     }
-    sup_log_attach(q);
-
-    /* Identity: the directory, an interrupted rotation, the files, the leaf. */
-    char note[200];
-    if (sup_identity_check_dir(o.identity_dir) != 0 ||
-        sup_identity_recover(o.identity_dir, note, sizeof note) != 0) {
-        sup_log("refusing to start: %s", tsr_errmsg());
-        rc = SUP_EXIT_USAGE;
-        goto out;
-    }
-    if (note[0] != '\0') sup_log("identity directory: %s", note);
-    enum ca_verify_reason reason = CA_VERIFY_OK;
-    if (sup_identity_load(o.identity_dir, o.trust_domain, 0, &reason, &id) != 0) {
-        sup_log("refusing to start: %s", tsr_errmsg());
-        rc = reason == CA_VERIFY_EXPIRED ? SUP_EXIT_EXPIRED : SUP_EXIT_USAGE;
-        goto out;
-    }
-    char sandbox_id[CA_NAME_MAX + 1]; /* a lowercase UUID: verified as a sandbox ID */
-    snprintf(sandbox_id, sizeof sandbox_id, "%s", id->peer.identity.name);
-    if (o.sandbox_id != NULL && strcmp(o.sandbox_id, sandbox_id) != 0) {
-        sup_log("refusing to start: the certificate is for sandbox %s, not %s", sandbox_id,
-                o.sandbox_id);
-        rc = SUP_EXIT_USAGE;
-        goto out;
-    }
-    char until[40];
-    sup_format_time(id->peer.not_after, until, sizeof until);
-    sup_log("identity %s (serial %s, valid until %s)", id->peer.identity.id.text,
-            id->peer.serial_hex, until);
-
-    cl_tls_config tc = {
-        .cert_pem = id->cert_pem,
-        .cert_pem_len = id->cert_pem_len,
-        .key_pem = id->key_pem,
-        .key_pem_len = id->key_pem_len,
-        .bundle_pem = id->bundle_pem,
-        .bundle_pem_len = id->bundle_pem_len,
-        .trust_domain = o.trust_domain,
-        .verify_host = false, /* the gateway is identified by its SPIFFE ID */
-    };
-    if (cl_tls_new(&tc, &tls) != 0) {
-        sup_log("TLS client: %s", tsr_errmsg());
-        goto out;
-    }
-    fatal_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (fatal_efd < 0 || sfd < 0) {
-        sup_log("eventfd/signalfd: %s", strerror(errno));
-        goto out;
-    }
-
-    char enforcement[200];
-    sup_enforced_describe(o.driver, o.enforced, enforcement, sizeof enforcement);
-    int sc = startup_calls(o.gateways, tls, id, o.command != NULL, enforcement, &su);
-    if (sc != 0) {
-        rc = sc;
-        goto out;
-    }
-
-    sup_sender_config scfg = {
-        .q = q,
-        .gateways = o.gateways,
-        .tls = tls,
-        .connect_timeout_ms = SUP_CONNECT_TIMEOUT_MS,
-        .on_fatal = on_sender_fatal,
-    };
-    snprintf(scfg.sandbox_id, sizeof scfg.sandbox_id, "%s", sandbox_id);
-    if (sup_sender_start(&scfg, &sender) != 0) {
-        sup_log("log sender: %s", tsr_errmsg());
-        goto out;
-    }
-
-    if (o.command != NULL) {
-        int wr = start_workload(&o, drop, &su.config.env, &su.env, q, &w);
-        if (wr != 0) {
-            rc = wr;
-            goto out;
-        }
-    } else {
-        sup_log("no workload: keeping the identity fresh");
-    }
-    sup_env_list_free(&su.env);
-
-    sup_control_config ccfg = {
-        .identity_dir = o.identity_dir,
-        .trust_domain = o.trust_domain,
-        .gateways = o.gateways,
-        .tls = tls,
-        .min_rotate_s = o.min_rotate_s,
-        .poll_s = o.poll_s,
-        .policy_version = su.config.policy_version,
-        .enforcement = enforcement,
-        .on_fatal = on_control_fatal,
-    };
-    sup_identity *owned = id;
-    id = NULL;
-    if (sup_control_start(&ccfg, owned, &control) != 0) {
-        sup_log("control thread: %s", tsr_errmsg());
-        signal_workload(&w, SIGKILL);
-        goto out;
-    }
-
-    int lr = main_loop(sfd, &w, o.command != NULL, control);
-    int fc = atomic_load(&fatal_code);
-    if (fc != 0) rc = fc;
-    else if (lr >= 0) rc = lr;
-    else rc = sup_exit_code(w.status);
-    if (o.command != NULL && !w.running) {
-        if (WIFSIGNALED(w.status))
-            sup_log("workload exited on signal %d (exit code %d)", WTERMSIG(w.status),
-                    sup_exit_code(w.status));
-        else
-            sup_log("workload exited with status %d", sup_exit_code(w.status));
-    }
-out:
-    sup_control_stop(control);
-    if (w.running) {
-        /* Only on a start-up failure after the fork: never leave it behind. */
-        signal_workload(&w, SIGKILL);
-        while (waitpid(w.pid, NULL, 0) < 0 && errno == EINTR) {
-        }
-    }
-    sup_reader_stop(w.reader, DRAIN_GRACE_MS);
-    if (sender != NULL) {
-        /* After the gateway refused us, or with an expired certificate, there
-         * is nobody to flush to. */
-        bool hopeless = atomic_load(&fatal_code) == SUP_EXIT_REVOKED ||
-                        atomic_load(&fatal_code) == SUP_EXIT_EXPIRED;
-        int64_t lost = sup_sender_stop(sender, hopeless ? 0 : FLUSH_MS);
-        sup_log_attach(NULL);
-        if (lost > 0) sup_log("%lld log line(s) could not be delivered", (long long)lost);
-    }
-    sup_log_attach(NULL);
-    sup_logq_free(q);
-    sup_config_free(&su.config);
-    sup_env_list_free(&su.env);
-    sup_identity_free(id);
-    cl_tls_free(tls);
-    if (sfd >= 0) close(sfd);
-    if (fatal_efd >= 0) close(fatal_efd);
-    sup_gateways_fini(&gateways);
-    /* Always the last line: drivers read how we ended from it (docs/drivers.md). */
-    sup_log("exiting with code %d", rc);
+    sup_log_attach(r.q);
+    int rc = start(&r);
+    if (rc == 0) rc = supervise(&r);
+    shut_down(&r, rc);
     return rc;
 }

@@ -31,13 +31,16 @@ static double jitter(double u)
     return 0.9 + 0.2 * u;
 }
 
-int64_t sup_rotate_delay_ms(int64_t now_ms, int64_t not_after, int64_t min_rotate_s, double u,
-                            bool *expired)
+int64_t sup_rotate_delay_ms(int64_t now_ms, int64_t not_after, int64_t min_rotate_s,
+                            int64_t renew_before_s, double u, bool *expired)
 {
     int64_t remaining = not_after * 1000 - now_ms;
     *expired = remaining <= 0;
     if (*expired) return 0;
     int64_t d = (int64_t)((double)(remaining / 2) * jitter(u));
+    /* --renew-before: due at the latest when that much lifetime is left. */
+    if (renew_before_s > 0 && remaining - renew_before_s * 1000 < d)
+        d = remaining - renew_before_s * 1000;
     int64_t floor_ms = min_rotate_s > 0 ? min_rotate_s * 1000 : 0;
     if (d < floor_ms) d = floor_ms;
     /* The floor must not let the certificate run out first. */

@@ -2,9 +2,11 @@
  * the check of what RenewCertificate returns.
  *
  * Schedule: the next rotation is due after half of the certificate's
- * remaining lifetime, times a jitter factor in [0.9, 1.1), never earlier
- * than --min-rotate-seconds, unless that floor would let the certificate
- * expire first: then at 90% of the remaining lifetime.
+ * remaining lifetime, times a jitter factor in [0.9, 1.1), or earlier once
+ * no more than --renew-before is left (when given), never earlier than
+ * --min-rotate-seconds, unless that floor would let the certificate expire
+ * first: then at 90% of the remaining lifetime (docs/supervisor.md,
+ * "Rotation").
  *
  * Backoff (gateway unreachable, rate limited, server errors): 1 s doubling
  * up to 60 s, each delay times a jitter factor in [0.9, 1.1) and capped at
@@ -28,15 +30,19 @@
 #define SUP_BACKOFF_FIRST_MS 1000
 #define SUP_BACKOFF_MAX_MS 60000
 #define SUP_MIN_ROTATE_DEFAULT_S 60
+/* --renew-before: up to the longest sandbox certificate lifetime (24 h). */
+#define SUP_RENEW_BEFORE_MAX_S (24 * 3600)
 
 /* A uniform random number in [0, 1) from the OpenSSL CSRNG. */
 double sup_rand_unit(void);
 
 /* Milliseconds from now_ms until the next rotation of a certificate valid
- * until not_after (Unix seconds). `u` in [0, 1) picks the jitter. When the
- * certificate has already expired, *expired is set and 0 returned. */
-int64_t sup_rotate_delay_ms(int64_t now_ms, int64_t not_after, int64_t min_rotate_s, double u,
-                            bool *expired);
+ * until not_after (Unix seconds). renew_before_s > 0: due at the latest when
+ * that many seconds of its lifetime are left (0: off). `u` in [0, 1) picks
+ * the jitter. When the certificate has already expired, *expired is set and
+ * 0 returned. */
+int64_t sup_rotate_delay_ms(int64_t now_ms, int64_t not_after, int64_t min_rotate_s,
+                            int64_t renew_before_s, double u, bool *expired);
 
 /* Delay before retry number `attempt` (0 = the first retry). */
 int64_t sup_backoff_ms(unsigned attempt, double u);

@@ -31,6 +31,7 @@
  * gateway networking through ../bin/tessera-vm-relay. */
 #include "drv_vm.h"
 
+#include <jansson.h>
 #include <linux/kvm.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -681,35 +682,82 @@ TSR_WUR static int vm_qmp_line(int fd, char *buf, size_t cap, size_t *have, size
     }
 }
 
+/* What one line of QMP is: QEMU writes each message as one JSON object on
+ * a line of its own, the greeting {"QMP": ...}, a command's answer
+ * {"return": ...} or {"error": {"class": ..., "desc": ...}}, or an
+ * asynchronous {"event": ...}. */
+enum vm_qmp_kind { VM_QMP_GREETING, VM_QMP_RETURN, VM_QMP_ERROR, VM_QMP_EVENT };
+
+/* Parse one line (jansson: exactly one JSON value, nothing after it) into
+ * its kind; an error's desc goes to why (may be empty). Anything but an
+ * object with exactly one of those four members is refused. */
+TSR_WUR static int vm_qmp_parse(const char *line, size_t len, enum vm_qmp_kind *kind, char *why,
+                                size_t why_cap)
+{
+    static const struct {
+        const char *key;
+        enum vm_qmp_kind kind;
+    } kinds[] = {{"QMP", VM_QMP_GREETING}, {"return", VM_QMP_RETURN},
+                 {"error", VM_QMP_ERROR}, {"event", VM_QMP_EVENT}};
+    int rc = -1, found = 0;
+    json_error_t jerr;
+    why[0] = '\0';
+    json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    TSR_ENSURE(j != NULL, TSR_E_PROTO, "QMP: not a JSON line: %.80s", jerr.text);
+    TSR_TRY_ENSURE(json_is_object(j), TSR_E_PROTO, "QMP: a line is not a JSON object");
+    enum vm_qmp_kind k = VM_QMP_EVENT;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (json_object_get(j, kinds[i].key) == NULL) continue;
+        k = kinds[i].kind;
+        found++;
+    }
+    TSR_TRY_ENSURE(found == 1, TSR_E_PROTO, "QMP: a message with %s of QMP, return, error, event",
+                   found == 0 ? "none" : "more than one");
+    *kind = k;
+    if (k == VM_QMP_ERROR) {
+        const char *desc = json_string_value(json_object_get(json_object_get(j, "error"), "desc"));
+        if (desc != NULL) snprintf(why, why_cap, "%s", desc);
+    }
+    rc = 0;
+out:
+    json_decref(j);
+    return rc;
+}
+
 /* Send a command and read until its answer ("return" or "error"), skipping
- * asynchronous events. */
+ * asynchronous events; any other line is a protocol error. */
 TSR_WUR static int vm_qmp_exec(int fd, const char *cmd)
 {
-    char buf[65536];
+    char buf[65536], why[200];
     size_t have = 0;
     size_t len = strlen(cmd);
     TSR_ENSURE(write(fd, cmd, len) == (ssize_t)len, TSR_E_IO, "QMP: write: %s", strerror(errno));
     for (int lines = 0; lines < 64; lines++) {
         size_t l = 0;
+        enum vm_qmp_kind kind;
         TSR_GUARD(vm_qmp_line(fd, buf, sizeof buf, &have, &l));
+        TSR_GUARD(vm_qmp_parse(buf, l, &kind, why, sizeof why));
         l++; /* and its newline */
-        int ret = strstr(buf, "\"return\"") != NULL, bad = strstr(buf, "\"error\"") != NULL;
         memmove(buf, buf + l, have - l);
         have -= l;
-        if (ret) return 0;
-        TSR_ENSURE(!bad, TSR_E_IO, "QMP refused %.40s", cmd);
+        if (kind == VM_QMP_RETURN) return 0;
+        TSR_ENSURE(kind != VM_QMP_ERROR, TSR_E_IO, "QMP refused %.40s: %s", cmd,
+                   why[0] != '\0' ? why : "no description");
+        TSR_ENSURE(kind == VM_QMP_EVENT, TSR_E_PROTO, "QMP: a greeting in answer to %.40s", cmd);
     }
     return TSR_FAIL(TSR_E_PROTO, "QMP: no answer to %.40s", cmd);
 }
 
-/* QEMU's greeting: one line naming QMP, and nothing after it (QEMU waits for
- * qmp_capabilities). */
+/* QEMU's greeting: one line, a {"QMP": ...} object, and nothing after it
+ * (QEMU waits for qmp_capabilities). */
 TSR_WUR static int vm_qmp_greeting(int fd)
 {
-    char greet[4096];
+    char greet[4096], why[200];
     size_t have = 0, len = 0;
+    enum vm_qmp_kind kind;
     TSR_GUARD(vm_qmp_line(fd, greet, sizeof greet, &have, &len));
-    TSR_ENSURE(strstr(greet, "\"QMP\"") != NULL, TSR_E_PROTO, "QMP: no greeting");
+    TSR_GUARD(vm_qmp_parse(greet, len, &kind, why, sizeof why));
+    TSR_ENSURE(kind == VM_QMP_GREETING, TSR_E_PROTO, "QMP: no greeting");
     TSR_ENSURE(have == len + 1, TSR_E_PROTO, "QMP: data after the greeting");
     return 0;
 }

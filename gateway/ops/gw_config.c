@@ -661,29 +661,23 @@ static int load_bundle_endpoint(gw_config *c, const tsr_yaml_node *m, const char
     return 0;
 }
 
-static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
+/* Paths not in the file default relative to the file's directory, like
+ * any path in it. */
+static int load_path_defaults(gw_config *c, const char *base)
 {
-    int64_t v;
-    const tsr_yaml_node *m, *n;
-
-    /* Relative defaults, resolved against the file's directory like any path. */
     TSR_GUARD(resolve_path(base, "var/data", c->data_dir));
     for (size_t i = 0; i < N_PKI; i++) {
         char rel[64];
         snprintf(rel, sizeof rel, "var/pki/%s", pki_files[i].file);
         TSR_GUARD(resolve_path(base, rel, field(c, pki_files[i].offset)));
     }
-    if (root == NULL || tsr_yaml_is_null(root)) {
-        root = NULL; /* an empty file: every default */
-    } else {
-        TSR_GUARD(tsr_yaml_expect(root, TSR_YAML_MAPPING, "configuration"));
-        TSR_GUARD(tsr_yaml_check_keys(root, KEYS("trust_domain", "listen", "workers", "data_dir",
-                                                 "pki", "store", "secrets", "audit",
-                                                 "certificates", "limits", "users",
-                                                 "drivers", "proxy", "metrics",
-                                                 "bundle_endpoint")));
-    }
+    return 0;
+}
 
+/* trust_domain, listen, workers, data_dir: the top-level scalars. */
+static int load_top_level(gw_config *c, const tsr_yaml_node *root, const char *base)
+{
+    const tsr_yaml_node *n;
     if ((n = tsr_yaml_get(root, "trust_domain")) != NULL) {
         const char *s;
         size_t len;
@@ -707,69 +701,99 @@ static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
         }
     }
 
-    v = c->workers;
+    int64_t v = c->workers;
     TSR_GUARD(tsr_yaml_get_int(root, "workers", 0, 64, &v));
     c->workers = (int)v;
 
-    TSR_GUARD(get_path(root, "data_dir", base, false, false, c->data_dir, NULL));
+    return get_path(root, "data_dir", base, false, false, c->data_dir, NULL);
+}
 
-    TSR_GUARD(tsr_yaml_get_map(root, "pki", &m));
-    if (m != NULL) {
-        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("bundle", "issuing_cert", "issuing_key",
-                                              "server_cert", "server_key")));
-        for (size_t i = 0; i < N_PKI; i++)
-            TSR_GUARD(get_path(m, pki_files[i].key, base, false, false,
-                               field(c, pki_files[i].offset), NULL));
+/* pki: the five files. */
+static int load_pki(gw_config *c, const tsr_yaml_node *m, const char *base)
+{
+    if (m == NULL) return 0;
+    TSR_GUARD(tsr_yaml_check_keys(m, KEYS("bundle", "issuing_cert", "issuing_key",
+                                          "server_cert", "server_key")));
+    for (size_t i = 0; i < N_PKI; i++)
+        TSR_GUARD(get_path(m, pki_files[i].key, base, false, false,
+                           field(c, pki_files[i].offset), NULL));
+    return 0;
+}
+
+/* certificates: lifetimes and the renewal rate limit. */
+static int load_certificates(gw_config *c, const tsr_yaml_node *m)
+{
+    if (m == NULL) return 0;
+    TSR_GUARD(tsr_yaml_check_keys(m, KEYS("sandbox_ttl", "renew_limit", "renew_window",
+                                          "crl_validity")));
+    TSR_GUARD(tsr_yaml_get_duration(m, "sandbox_ttl", 5 * MINUTE, 24 * HOUR,
+                                    &c->sandbox_cert_ttl));
+    int64_t v = c->renew_limit;
+    TSR_GUARD(tsr_yaml_get_int(m, "renew_limit", 1, 1000, &v));
+    c->renew_limit = (int)v;
+    TSR_GUARD(tsr_yaml_get_duration(m, "renew_window", MINUTE, 24 * HOUR, &c->renew_window));
+    return tsr_yaml_get_duration(m, "crl_validity", 10 * MINUTE, 7 * 24 * HOUR,
+                                 &c->crl_validity);
+}
+
+/* drivers: the default driver, where plugins and the supervisor are, and
+ * each driver's options. */
+static int load_drivers(gw_config *c, const tsr_yaml_node *m, const char *base)
+{
+    if (m == NULL) return 0;
+    TSR_GUARD(tsr_yaml_check_keys(m, KEYS("default", "dir", "supervisor", "options")));
+    const tsr_yaml_node *n;
+    if ((n = tsr_yaml_get(m, "default")) != NULL) {
+        const char *s;
+        size_t len;
+        TSR_GUARD(tsr_yaml_to_str(n, "default", &s, &len));
+        if (!valid_driver_name(s, len)) {
+            char q[96];
+            tsr_yaml_quote_bytes(s, len, q, sizeof q);
+            return tsr_yaml_fail(n, "bad driver name %s (expected [a-z0-9_-]{1,32})", q);
+        }
+        memcpy(c->default_driver, s, len + 1);
     }
+    TSR_GUARD(get_path(m, "dir", base, true, false, c->drivers_dir, NULL));
+    TSR_GUARD(get_path(m, "supervisor", base, true, false, c->supervisor_path, NULL));
+    const tsr_yaml_node *opts = NULL;
+    TSR_GUARD(tsr_yaml_get_map(m, "options", &opts));
+    if (opts != NULL) TSR_GUARD(load_driver_options(c, opts));
+    return 0;
+}
 
+/* The whole file, section by section in the order the errors are found. */
+static int load_tree(gw_config *c, const tsr_yaml_node *root, const char *base)
+{
+    const tsr_yaml_node *m;
+
+    TSR_GUARD(load_path_defaults(c, base));
+    if (root == NULL || tsr_yaml_is_null(root)) {
+        root = NULL; /* an empty file: every default */
+    } else {
+        TSR_GUARD(tsr_yaml_expect(root, TSR_YAML_MAPPING, "configuration"));
+        TSR_GUARD(tsr_yaml_check_keys(root, KEYS("trust_domain", "listen", "workers", "data_dir",
+                                                 "pki", "store", "secrets", "audit",
+                                                 "certificates", "limits", "users",
+                                                 "drivers", "proxy", "metrics",
+                                                 "bundle_endpoint")));
+    }
+    TSR_GUARD(load_top_level(c, root, base));
+    TSR_GUARD(tsr_yaml_get_map(root, "pki", &m));
+    TSR_GUARD(load_pki(c, m, base));
     TSR_GUARD(load_store(root, base, c));
     TSR_GUARD(load_data_file(root, "secrets", "key_file", base, c->data_dir, "secrets.key",
                              false, c->secrets_key_path));
     TSR_GUARD(load_data_file(root, "audit", "path", base, c->data_dir, "audit.log", true,
                              c->audit_path));
-
     TSR_GUARD(tsr_yaml_get_map(root, "certificates", &m));
-    if (m != NULL) {
-        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("sandbox_ttl", "renew_limit", "renew_window",
-                                              "crl_validity")));
-        TSR_GUARD(tsr_yaml_get_duration(m, "sandbox_ttl", 5 * MINUTE, 24 * HOUR,
-                                        &c->sandbox_cert_ttl));
-        v = c->renew_limit;
-        TSR_GUARD(tsr_yaml_get_int(m, "renew_limit", 1, 1000, &v));
-        c->renew_limit = (int)v;
-        TSR_GUARD(tsr_yaml_get_duration(m, "renew_window", MINUTE, 24 * HOUR,
-                                        &c->renew_window));
-        TSR_GUARD(tsr_yaml_get_duration(m, "crl_validity", 10 * MINUTE, 7 * 24 * HOUR,
-                                        &c->crl_validity));
-    }
-
+    TSR_GUARD(load_certificates(c, m));
     TSR_GUARD(tsr_yaml_get_map(root, "limits", &m));
     TSR_GUARD(load_limits(c, m));
-
     TSR_GUARD(tsr_yaml_get_map(root, "users", &m));
     if (m != NULL) TSR_GUARD(load_users(c, m));
-
     TSR_GUARD(tsr_yaml_get_map(root, "drivers", &m));
-    if (m != NULL) {
-        TSR_GUARD(tsr_yaml_check_keys(m, KEYS("default", "dir", "supervisor", "options")));
-        if ((n = tsr_yaml_get(m, "default")) != NULL) {
-            const char *s;
-            size_t len;
-            TSR_GUARD(tsr_yaml_to_str(n, "default", &s, &len));
-            if (!valid_driver_name(s, len)) {
-                char q[96];
-                tsr_yaml_quote_bytes(s, len, q, sizeof q);
-                return tsr_yaml_fail(n, "bad driver name %s (expected [a-z0-9_-]{1,32})", q);
-            }
-            memcpy(c->default_driver, s, len + 1);
-        }
-        TSR_GUARD(get_path(m, "dir", base, true, false, c->drivers_dir, NULL));
-        TSR_GUARD(get_path(m, "supervisor", base, true, false, c->supervisor_path, NULL));
-        const tsr_yaml_node *opts = NULL;
-        TSR_GUARD(tsr_yaml_get_map(m, "options", &opts));
-        if (opts != NULL) TSR_GUARD(load_driver_options(c, opts));
-    }
-
+    TSR_GUARD(load_drivers(c, m, base));
     TSR_GUARD(tsr_yaml_get_map(root, "proxy", &m));
     TSR_GUARD(load_proxy(c, m, base));
     TSR_GUARD(tsr_yaml_get_map(root, "metrics", &m));

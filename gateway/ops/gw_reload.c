@@ -80,7 +80,6 @@ int gw_reload(gw_app *app, gw_server *server, const gw_reload_opts *opts)
     TSR_TRY_ENSURE(strcmp(cfg->trust_domain, app->cfg->trust_domain) == 0, TSR_E_INPUT,
                    "trust_domain changed (%s -> %s): a new trust domain needs a restart",
                    app->cfg->trust_domain, cfg->trust_domain);
-    if (opts->sandbox_ttl_override > 0) cfg->sandbox_cert_ttl = opts->sandbox_ttl_override;
     check_restart_only(app->cfg, cfg, opts);
     /* Listening sockets stay as they are, whatever the file now says. */
     if (strcmp(cfg->listen_host, app->cfg->listen_host) != 0 ||

@@ -23,7 +23,6 @@
 
 typedef struct gw_reload_opts {
     const char *config_path;
-    int64_t sandbox_ttl_override;   /* > 0: --test-sandbox-ttl, applied again */
     int listen_overridden;          /* --listen was given: the file's address is unused */
     void (*note)(const char *line); /* one line per restart-only change; may be NULL */
 } gw_reload_opts;

@@ -40,7 +40,6 @@
  * UNAUTHENTICATED within one tick. */
 #include <openssl/crypto.h>
 #include <stdint.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1097,97 +1096,10 @@ void gw_h2_teardown(gw_server *s)
     s->h2_option = NULL;
 }
 
-/* ---- a session's memory while its connection is idle -------------------- *
- *
- * Two allocations nghttp2 makes when a session is created are as large as
- * everything else it keeps per connection together: its output frame buffer
- * (one frame of up to 16 KiB, NGHTTP2_FRAMEBUF_CHUNKLEN = 9 + 1 + 16384
- * bytes in 1.52) and its stream map (256 buckets of 16 bytes). Both are
- * placed on whole pages by this session's allocator, and an idle connection
- * (gw_h2_park) gives those pages back to the kernel with MADV_DONTNEED; the
- * next touch maps a zeroed page. That is exact, not a guess about nghttp2:
- *   - the map is released only when every byte of it is zero (no stream
- *     is open), so its contents do not change;
- *   - the frame buffer is released only when nghttp2 has nothing to send
- *     (nghttp2_session_want_write() is 0 and our last mem_send returned 0,
- *     i.e. every frame in it has been copied out): it then holds only bytes
- *     already sent, which nghttp2 overwrites before it reads them again.
- * Any other size or any allocation after the session is created goes to
- * malloc as before. */
-#define GW_PAGE 4096u
-#define GW_H2_FRAMEBUF (9u + 1u + 16384u)
-#define GW_H2_MAP_BYTES 4096u
-
-static void *h2_place(gw_conn *c, size_t size)
-{
-    if (c->h2_creating && (size == GW_H2_FRAMEBUF || size == GW_H2_MAP_BYTES)) {
-        void *p = NULL;
-        if (posix_memalign(&p, GW_PAGE, size) != 0) return NULL;
-        if (size == GW_H2_FRAMEBUF && c->h2_framebuf == NULL) c->h2_framebuf = p;
-        else if (size == GW_H2_MAP_BYTES && c->h2_map == NULL) c->h2_map = p;
-        return p;
-    }
-    return malloc(size);
-}
-
-static void *h2_malloc(size_t size, void *user)
-{
-    return h2_place(user, size);
-}
-
-static void *h2_calloc(size_t n, size_t size, void *user)
-{
-    if (size != 0 && n > SIZE_MAX / size) return NULL;
-    void *p = h2_place(user, n * size);
-    if (p != NULL) memset(p, 0, n * size);
-    return p;
-}
-
-static void *h2_realloc(void *ptr, size_t size, void *user)
-{
-    gw_conn *c = user;
-    /* nghttp2 makes its buffers with realloc(NULL, n) (nghttp2_buf_reserve). */
-    if (ptr == NULL) return h2_place(c, size);
-    /* Never the placed buffers (nghttp2 does not resize them); if it ever
-     * did, they simply stop being released. */
-    if (ptr != NULL && ptr == c->h2_framebuf) c->h2_framebuf = NULL;
-    if (ptr != NULL && ptr == c->h2_map) c->h2_map = NULL;
-    return realloc(ptr, size);
-}
-
-static void h2_free(void *ptr, void *user)
-{
-    gw_conn *c = user;
-    if (ptr != NULL && ptr == c->h2_framebuf) c->h2_framebuf = NULL;
-    if (ptr != NULL && ptr == c->h2_map) c->h2_map = NULL;
-    free(ptr);
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-    static const uint8_t zero[GW_PAGE];
-    for (size_t off = 0; off < n; off += GW_PAGE) {
-        size_t k = n - off < GW_PAGE ? n - off : GW_PAGE;
-        if (memcmp(p + off, zero, k) != 0) return false;
-    }
-    return true;
-}
-
-bool gw_h2_park(gw_conn *c)
-{
-    if (c->h2 == NULL || c->streams != NULL || nghttp2_session_want_write(c->h2)) return false;
-    if (c->h2_framebuf != NULL)
-        (void)madvise(c->h2_framebuf, GW_H2_FRAMEBUF / GW_PAGE * GW_PAGE, MADV_DONTNEED);
-    if (c->h2_map != NULL && all_zero(c->h2_map, GW_H2_MAP_BYTES))
-        (void)madvise(c->h2_map, GW_H2_MAP_BYTES, MADV_DONTNEED);
-    return true;
-}
-
 int gw_h2_session_new(gw_conn *c)
 {
     gw_server *s = c->w->s;
-    nghttp2_mem mem = {.mem_user_data = c, .malloc = h2_malloc, .free = h2_free,
-                       .calloc = h2_calloc, .realloc = h2_realloc};
+    nghttp2_mem mem = gw_h2_mem(c);   /* gw_h2_idle_mem.c */
     c->h2_creating = true;
     int rv = nghttp2_session_server_new3(&c->h2, s->h2_callbacks, c, s->h2_option, &mem);
     c->h2_creating = false;
@@ -1282,98 +1194,4 @@ void gw_h2_free(gw_conn *c)
     nghttp2_session_del(c->h2);
     c->h2 = NULL;
     while (c->streams != NULL) stream_free(c, c->streams);
-}
-
-/* ---- test seam: a connection without socket or TLS ---------------------- */
-
-struct gw_h2_pipe {
-    gw_server s;
-    gw_loop w;
-    gw_conn c;
-    bool closed;
-};
-
-int gw_h2_pipe_new(const gw_server_config *cfg, const gw_principal *principal, gw_h2_pipe **out)
-{
-    *out = NULL;
-    TSR_ENSURE(cfg->still_valid != NULL && cfg->authorize != NULL &&
-                   (cfg->methods != NULL || cfg->n_methods == 0) &&
-                   cfg->max_message_bytes > 0 &&
-                   cfg->max_message_bytes <= GRPC_MAX_MESSAGE_LIMIT &&
-                   cfg->max_concurrent_streams > 0,
-               TSR_E_INPUT, "h2 pipe: incomplete server config");
-    gw_h2_pipe *p = calloc(1, sizeof *p);
-    TSR_ENSURE(p != NULL, TSR_E_INTERNAL, "out of memory");
-    p->s.cfg = *cfg;
-    p->s.n_workers = 1;
-    p->s.workers = &p->w;
-    p->s.stop_efd = -1;
-    p->s.conn_rx_budget = GW_CONN_RX_BUDGET(cfg->max_message_bytes);
-    p->w.s = &p->s;
-    p->w.epfd = p->w.lfd = p->w.tfd = p->w.held_efd = -1;
-    p->c.w = &p->w;
-    p->c.fd = -1;
-    p->c.state = GW_CONN_OPEN;
-    snprintf(p->c.peer, sizeof p->c.peer, "pipe");
-    p->c.principal = *principal;
-    if (gw_h2_setup(&p->s) != 0 || gw_h2_session_new(&p->c) != 0) {
-        gw_h2_pipe_free(p);
-        return -1;
-    }
-    *out = p;
-    return 0;
-}
-
-static int pipe_send(gw_h2_pipe *p, gw_h2_sink sink, void *arg)
-{
-    for (;;) {
-        const uint8_t *data = NULL;
-        ssize_t n = nghttp2_session_mem_send(p->c.h2, &data);
-        if (n < 0) {
-            p->closed = true;
-            return TSR_FAIL(TSR_E_PROTO, "HTTP/2 send error: %s", nghttp2_strerror((int)n));
-        }
-        if (n == 0) return 0;
-        if (sink != NULL) sink(arg, data, (size_t)n);
-    }
-}
-
-int gw_h2_pipe_io(gw_h2_pipe *p, const uint8_t *in, size_t len, gw_h2_sink sink, void *arg)
-{
-    TSR_ENSURE(!p->closed, TSR_E_STATE, "h2 pipe: connection closed");
-    if (len > 0) {
-        TSR_ASSERT(in != NULL);
-        if (gw_h2_recv(&p->c, in, len) != 0 || p->c.kill) {
-            /* conn_kill: GOAWAY, one flush, close. */
-            gw_h2_goaway(&p->c, p->c.kill_reason);
-            (void)pipe_send(p, sink, arg);
-            p->closed = true;
-            return TSR_FAIL(TSR_E_PROTO, "%s", p->c.kill_reason);
-        }
-    }
-    TSR_GUARD(pipe_send(p, sink, arg));  /* conn_flush */
-    if (gw_h2_done(&p->c)) {  /* conn_settle */
-        p->closed = true;
-        return TSR_FAIL(TSR_E_PROTO, "HTTP/2 session finished");
-    }
-    return 0;
-}
-
-void gw_h2_pipe_tick(gw_h2_pipe *p, int64_t now_ms)
-{
-    if (!p->closed) gw_h2_tick(&p->c, now_ms, tsr_now_unix());
-}
-
-void gw_h2_pipe_goaway(gw_h2_pipe *p, const char *why)
-{
-    if (!p->closed) gw_h2_goaway(&p->c, why);
-}
-
-void gw_h2_pipe_free(gw_h2_pipe *p)
-{
-    if (p == NULL) return;
-    gw_h2_free(&p->c);
-    gw_h2_teardown(&p->s);
-    OPENSSL_cleanse(&p->c.principal, sizeof p->c.principal);
-    free(p);
 }

@@ -1,5 +1,5 @@
-/* Internal to the transport (gw_server.c, gw_h2.c): connection, worker and
- * server state. Nothing outside the transport includes this. */
+/* Internal to the transport (gw_server.c, gw_conn.c, gw_h2*.c): connection,
+ * worker and server state. Nothing outside the transport includes this. */
 #ifndef GW_SERVER_INT_H
 #define GW_SERVER_INT_H
 
@@ -41,7 +41,7 @@ typedef struct gw_conn {
     nghttp2_session *h2;
     bool h2_creating;              /* inside nghttp2_session_server_new3 (gw_h2.c) */
     void *h2_framebuf, *h2_map;    /* nghttp2's page-placed buffers (gw_h2_park) */
-    bool parked;                   /* idle: gw_h2_park ran, out freed (gw_server.c) */
+    bool parked;                   /* idle: gw_h2_park ran, out freed (gw_conn.c) */
     bool counted;                  /* in w->load (gw_server.c, "Balancing") */
     gw_stream *streams;            /* live streams (gw_h2.c) */
     size_t rx_budget;              /* bytes of partial request messages still allowed */
@@ -49,7 +49,7 @@ typedef struct gw_conn {
     uint32_t goaway_error;         /* HTTP/2 error code of our GOAWAY (0 = NO_ERROR) */
 
     /* TLS plaintext produced by nghttp2 that SSL_write did not take yet
-     * (TCP was full); NULL when nothing waits (gw_server.c, "Output").
+     * (TCP was full); NULL when nothing waits (gw_conn.c, "Output").
      * Bounded: we pull from nghttp2 only while it holds < GW_OUT_HIGH_WATER. */
     tsr_buf out;
     bool write_blocked;            /* SSL_write needs EPOLLOUT (or EPOLLIN) first */
@@ -96,7 +96,7 @@ struct gw_loop {
     size_t n_conns;
     gw_conn *zombies;              /* closed during this epoll batch, freed after it */
     gw_conn *again;
-    uint8_t *out;                  /* the output buffer of all its connections (gw_server.c) */
+    uint8_t *out;                  /* the output buffer of all its connections (gw_conn.c) */
     bool stopping;
     int64_t drain_deadline_ms;
     int64_t last_limit_log_ms;
@@ -142,13 +142,35 @@ struct gw_server {
     ino_t unix_ino;
 };
 
+#define GW_OUT_HIGH_WATER (64 * 1024)   /* TLS plaintext we hold before SSL_write */
+/* The worker's output buffer: the high-water mark plus the largest piece
+ * nghttp2_session_mem_send returns at once (one frame buffer: 9 + 1 + 16384). */
+#define GW_OUT_BUF (GW_OUT_HIGH_WATER + 9 + 1 + 16384)
+
 /* Partial request messages one connection may buffer: one maximal message
  * plus room for concurrent smaller ones. */
 #define GW_CONN_RX_BUDGET(max_message) (2 * (size_t)(max_message) + (1u << 20))
 
-/* gw_server.c */
+/* gw_conn.c: one connection, on the worker thread that owns it. */
+void gw_server_log(const gw_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_server_event(const gw_server *s, enum gw_server_event ev);
 void gw_conn_log(const gw_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *gw_conn_principal_text(const gw_conn *c, char *buf, size_t cap);
+/* A TCP connection accepted (or handed over) to w: TLS handshake next. */
+void gw_conn_new(gw_loop *w, int fd, const struct sockaddr_storage *ss);
+/* A connection on the unix socket (h2c, SO_PEERCRED): HTTP/2 at once. */
+void gw_conn_new_local(gw_loop *w, int fd);
+void gw_conn_event(gw_conn *c, uint32_t events);  /* epoll reported events for c */
+/* Flush, read, then settle (events: what epoll reported, or 0). */
+void gw_conn_service(gw_conn *c, uint32_t events);
+/* Move nghttp2's output into TLS until done or blocked. -1 if closed. */
+TSR_WUR int gw_conn_flush(gw_conn *c);
+/* After progress: close when HTTP/2 is finished, else re-arm epoll. */
+void gw_conn_settle(gw_conn *c);
+void gw_conn_again(gw_conn *c);                   /* service again after this batch */
+void gw_conn_kill(gw_conn *c, const char *why);   /* log, GOAWAY, one flush, close */
+/* Close now (why: logged, or NULL); freed after the epoll batch (zombies). */
+void gw_conn_close(gw_conn *c, const char *why);
 
 /* gw_h2.c */
 TSR_WUR int gw_h2_setup(gw_server *s);           /* callbacks + options, once */
@@ -169,13 +191,16 @@ bool gw_h2_idle(const gw_conn *c);                /* no live stream */
  * buffer and (when empty) of its stream map; false when it is not idle
  * (a stream is open or something is left to send). */
 bool gw_h2_park(gw_conn *c);
+/* gw_h2_idle_mem.c: nghttp2's allocator for c's session, which places the
+ * two buffers gw_h2_park gives back on whole pages (c->h2_framebuf, h2_map). */
+nghttp2_mem gw_h2_mem(gw_conn *c);
 void gw_h2_free(gw_conn *c);                      /* streams (close()), session */
 /* Worker thread: send a completed held call's answer if its stream still
  * waits, free h. Returns the connection to flush, or NULL. */
 gw_conn *gw_h2_held_finish(gw_held_call *h);
 
-/* Test seam (fuzz/fuzz_h2_session.c): one server-side connection with no
- * socket and no TLS, driven exactly as gw_server.c drives a connection once
+/* gw_h2_pipe.c. Test seam (fuzz/fuzz_h2_session.c): one server-side connection with no
+ * socket and no TLS, driven exactly as gw_conn.c drives a connection once
  * its handshake is done: session setup, then per read gw_h2_recv, a kill
  * becomes GOAWAY, and all output nghttp2 wants to send is pulled. The
  * principal is fixed; cfg must give methods, still_valid,

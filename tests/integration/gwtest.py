@@ -48,6 +48,18 @@ class HealthStub:
 
 BIN = os.environ.get("TSR_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin"))
 TD = "tessera.local"
+# Tests that watch the real supervisor rotate: sandbox certificates as short
+# as the gateway's config allows (certificates.sandbox_ttl, 5 min) and the
+# supervisor's --renew-before that rotates each one `every` seconds after it
+# was issued (docs/supervisor.md, "Rotation").
+SHORT_TTL = "5m"
+SHORT_TTL_S = 300
+
+
+def renew_before(every):
+    """Supervisor arguments: rotate every `every` seconds a 5 min certificate."""
+    assert 0 < every < SHORT_TTL_S
+    return f"--renew-before {SHORT_TTL_S - every}s"
 
 POLICY = """version: 1
 filesystem:
@@ -226,7 +238,8 @@ class Gateway:
 
     def __init__(self, renew_limit=5, extra_config="", metrics=False, args=(), data_dir=None,
                  limits="", env=None, real_supervisor=False, drivers_dir=None,
-                 driver_options=None, workers=2, store_dsn=None, replica_of=None):
+                 driver_options=None, workers=2, store_dsn=None, replica_of=None,
+                 sandbox_ttl="1h", nofile=None):
         """args: extra tessera-gateway arguments; data_dir: where the database
         and keyring live (default <dir>/data); limits: extra YAML lines for the
         limits: section, e.g. "max_concurrent_streams: 10"; env: extra
@@ -235,8 +248,11 @@ class Gateway:
         the quiet stand-in that API tests use so that no sandbox calls the
         gateway behind their back. store_dsn: the PostgreSQL store (libpq DSN)
         instead of sqlite; replica_of: another Gateway whose PKI and keyring
-        this one serves with (a replica on the same database)."""
+        this one serves with (a replica on the same database). sandbox_ttl:
+        certificates.sandbox_ttl (5m..24h; SHORT_TTL with renew_before() for
+        rotation tests); nofile: the gateway's RLIMIT_NOFILE (soft and hard)."""
         self.args = list(args)
+        self.nofile = nofile
         self.metrics = metrics
         if metrics:
             extra_config += '\nmetrics:\n  listen: "127.0.0.1:0"\n'
@@ -279,7 +295,7 @@ pki:
 audit:
   path: {self.audit}
 certificates:
-  sandbox_ttl: 1h
+  sandbox_ttl: {sandbox_ttl}
   renew_limit: {renew_limit}
   renew_window: 1h
 limits:
@@ -315,6 +331,10 @@ limits:
         args = [os.path.join(BIN, "tessera-gateway"), "--config", self.config] + self.args
         if reuse_port and getattr(self, "port", None):
             args += ["--listen", f"127.0.0.1:{self.port}"]
+        if getattr(self, "nofile", None):
+            # prlimit(1) sets the limit of the exec'd gateway only (no
+            # preexec_fn: it can deadlock the fork under grpc's threads).
+            args = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--"] + args
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()

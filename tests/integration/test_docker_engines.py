@@ -50,7 +50,7 @@ TESSERA = os.path.join(BIN, "tessera")
 SUPERVISOR = os.path.join(BIN, "tessera-supervisor")
 IMAGE_SCRIPT = os.path.join(ROOT, "scripts", "sandbox_image.py")
 PROBE_IMAGE = "tessera-sandbox-probe:test"
-TTL = 20  # seconds (--test-sandbox-ttl): the supervisor rotates at about half of it
+ROTATE = 10  # seconds: each 5 min certificate is rotated this long after its issue
 ENFORCEMENT = ("enforced by the docker driver: none; recorded only, not enforced: "
                "filesystem, network, process")
 
@@ -294,11 +294,11 @@ PROBE_LINES = [
 
 def test_sandbox_through_the_gateway(engine, tmp_path):
     g = gwtest.Gateway(
-        args=["--test-sandbox-ttl", "%ds" % TTL], real_supervisor=True, renew_limit=1000,
+        sandbox_ttl=gwtest.SHORT_TTL, real_supervisor=True, renew_limit=1000,
         driver_options={"docker": {
             "socket": engine.sock, "network": "host", "image": PROBE_IMAGE, "stop_timeout_s": "5",
-            "supervisor_args": "--min-rotate-seconds 1 --poll-seconds 2 -- "
-                               "/usr/local/bin/sandbox-probe --sleep"}})
+            "supervisor_args": "--min-rotate-seconds 1 " + gwtest.renew_before(ROTATE) +
+                               " --poll-seconds 2 -- /usr/local/bin/sandbox-probe --sleep"}})
     try:
         run_gateway_case(engine, g, tmp_path)
         run_workload_case(engine, g)

@@ -12,7 +12,7 @@ import gwtest
 from gwtest import code_of, pb, wait_for
 
 S = grpc.StatusCode
-TTL = 30  # seconds: the supervisor rotates at about half of it
+ROTATE = 15  # seconds: each 5 min certificate is rotated this long after its issue
 
 
 def certs_of(g, sid):
@@ -52,8 +52,10 @@ def alive(pid):
 @pytest.fixture(scope="module")
 def g():
     gw = gwtest.Gateway(
-        args=["--test-sandbox-ttl", f"{TTL}s"], real_supervisor=True, renew_limit=1000,
-        driver_options={"process": {"supervisor_args": "--min-rotate-seconds 1 -- /bin/sleep 1000"}})
+        sandbox_ttl=gwtest.SHORT_TTL, real_supervisor=True, renew_limit=1000,
+        driver_options={"process": {
+            "supervisor_args": "--min-rotate-seconds 1 %s -- /bin/sleep 1000"
+                               % gwtest.renew_before(ROTATE)}})
     yield gw
     gw.stop()
 

@@ -123,12 +123,16 @@ def test_journald_priorities(tmp_path):
 
 
 def test_gateway_stderr_has_time_and_level():
-    g = gwtest.Gateway(args=["--test-sandbox-ttl", "60s"])
+    # A real warning: an open-file limit below max_connections (10000 by default).
+    g = gwtest.Gateway(nofile=1024)
     try:
-        gwtest.wait_for("the test-mode warning",
-                        lambda: any("test mode" in l for l in g.stderr_lines), timeout=10)
-        warn = [l for l in g.stderr_lines if "test mode" in l][0]
-        assert TS_LINE.match(warn) and " warning tessera-gateway: WARNING: test mode" in warn, warn
+        gwtest.wait_for("the open-file limit warning",
+                        lambda: any("open-file limit" in l for l in g.stderr_lines), timeout=10)
+        warn = [l for l in g.stderr_lines if "open-file limit" in l][0]
+        assert TS_LINE.match(warn), warn
+        assert warn.rstrip("\n").endswith(
+            " warning tessera-gateway: warning: open-file limit 1024 is below max_connections "
+            "10000 (raise it with ulimit -n or LimitNOFILE=)"), warn
     finally:
         g.stop()
     assert g.stderr_lines, "no stderr at all"

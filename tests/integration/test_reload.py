@@ -234,7 +234,7 @@ def test_sigterm_drains_open_stream(g):
 
 # ---- root rotation end to end, with a live sandbox that keeps renewing ------
 
-TTL = 20  # seconds: the supervisor renews at about half of it
+ROTATE = 10  # seconds: each 5 min certificate is renewed this long after its issue
 
 
 def wait_for(what, fn, timeout=60.0, every=0.25):
@@ -243,8 +243,10 @@ def wait_for(what, fn, timeout=60.0, every=0.25):
 
 def test_root_rotation_with_live_sandbox():
     g = gwtest.Gateway(
-        args=["--test-sandbox-ttl", f"{TTL}s"], real_supervisor=True, renew_limit=1000,
-        driver_options={"process": {"supervisor_args": "--min-rotate-seconds 1 -- /bin/sleep 1000"}})
+        sandbox_ttl=gwtest.SHORT_TTL, real_supervisor=True, renew_limit=1000,
+        driver_options={"process": {
+            "supervisor_args": "--min-rotate-seconds 1 %s -- /bin/sleep 1000"
+                               % gwtest.renew_before(ROTATE)}})
     try:
         _root_rotation(g)
     finally:

@@ -216,6 +216,34 @@ def test_exit_codes_and_signal_forwarding(gw):
     assert b"got-term" in texts
 
 
+def test_renew_before(gw):
+    sid = gw.create_sandbox().sandbox.id
+    d, ident = write_identity(gw, sid, seconds=3600)
+    for bad in ("0s", "25h", "90", "5x"):
+        rc, err = run_to_exit(gw, d, ["true"], extra=["--renew-before", bad])
+        assert rc == 2, err
+        assert f"tessera-supervisor: --renew-before: expected a duration 1s..24h, got '{bad}'" \
+            in err, err
+    # 1 h certificates (this gateway's sandbox_ttl too) with 3595 s left at
+    # the latest: each is rotated about 5 s after its issue, not after 30 min.
+    s = Supervisor(gw, d, extra=["--renew-before", "3595s"])
+    try:
+        m = s.wait_line(r"next rotation of certificate (\w+) at about .* \(in (\d+) s\)")
+        assert int(m.group(1), 16) == int(ident.serial, 16)
+        assert 3 <= int(m.group(2)) <= 5, s.text()
+        first = s.wait_line(r"rotated certificate: serial (\w+) -> (\w+)", timeout=20)
+        assert int(first.group(1), 16) == int(ident.serial, 16)
+        # The renewed certificate (1 h from the gateway) is rotated as early.
+        second = s.wait_line(r"rotated certificate: serial (\w+) -> (\w+)", timeout=20,
+                             after=s.lines.index(first.string) + 1)
+        assert second.group(1) == first.group(2)
+        assert second.group(2) in serials(gw, sid)
+        assert cert_serial(os.path.join(d, "cert.pem")) == int(second.group(2), 16)
+        assert s.proc.poll() is None
+    finally:
+        s.kill()
+
+
 # ---- rotation and the workload ------------------------------------------------------
 
 

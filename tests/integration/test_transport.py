@@ -1,4 +1,4 @@
-"""The gateway's gRPC transport (gateway/transport/gw_server.c, gw_h2.c, gw_tls.c,
+"""The gateway's gRPC transport (gateway/transport/gw_server.c, gw_conn.c, gw_h2.c, gw_tls.c,
 grpc/grpc_frame.c) driven through tests/bin/gw_test_server with a stock grpcio
 client and with hand-made TLS / HTTP/2 (python3-h2) for hostile peers.
 

@@ -4,7 +4,7 @@ kernel and an initramfs with the real supervisor.
 
 test_whole_loop: one VM, through the real gateway and the `tessera` CLI:
 create -> running -> the supervisor inside validated its identity and
-reported its policy -> rotation by CSR (short TTL) with a new key -> logs
+reported its policy -> rotation by CSR (--renew-before) with a new key -> logs
 arrive -> a cross-sandbox call from inside is denied -> the guest reaches the
 gateway and nothing else -> no key bytes in QEMU's argv or its logs -> a
 gateway restart re-attaches without minting -> delete revokes, powers the VM
@@ -45,7 +45,8 @@ BUILD = drvtest.BUILD
 IMAGE = os.path.join(BUILD, "vm")
 RELAY = os.path.join(BUILD, "bin", "tessera-vm-relay")
 CL_PROBE = os.path.join(BUILD, "tests", "bin", "cl_probe")
-TTL = 45  # seconds: the supervisor rotates at about half of what is left at its start
+ROTATE = 22  # seconds: each 5 min certificate is rotated this long after its issue
+ROTATE_WAIT = 90  # seconds to wait for one (the guest boots first)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import vm_image  # noqa: E402
 
@@ -279,11 +280,12 @@ def vm_gw():
         shutil.copy(os.path.join(IMAGE, "initrd.img"), path)  # the driver checks it at init
     kernel = os.path.join(IMAGE, "vmlinuz")
     g = gwtest.Gateway(
-        args=["--test-sandbox-ttl", "%ds" % TTL], real_supervisor=True, renew_limit=1000,
+        sandbox_ttl=gwtest.SHORT_TTL, real_supervisor=True, renew_limit=1000,
         driver_options={"vm": {
             "kernel": kernel, "initrd": initrd, "relay": RELAY,
             "images": "e2e:%s:%s" % (kernel, named),
-            "supervisor_args": "--min-rotate-seconds 1 --poll-seconds 2"}})
+            "supervisor_args": "--min-rotate-seconds 1 --poll-seconds 2 %s"
+                               % gwtest.renew_before(ROTATE)}})
     g.vm_initrd = named
     g.vm_tmp = tmp
     yield g
@@ -366,7 +368,7 @@ def test_whole_loop(vm_gw):
 
         # Rotation by CSR: a new certificate for a key made inside the guest.
         wait_for("a renewal", lambda: len(ok_json(g, "cert", "list", "vm-e2e")
-                                          ["certificates"]) >= 2, timeout=TTL * 2)
+                                          ["certificates"]) >= 2, timeout=ROTATE_WAIT)
         rotated = time.monotonic() - t0
         text = wait_for("the probe", lambda: b"probe: done" in read(console) and
                         read(console).decode(errors="replace"), timeout=60)
@@ -417,7 +419,7 @@ def test_whole_loop(vm_gw):
         n = len(ok_json(g, "cert", "list", "vm-e2e")["certificates"])
         wait_for("a renewal after the restart",
                  lambda: len(ok_json(g, "cert", "list", "vm-e2e")["certificates"]) > n,
-                 timeout=TTL * 2)
+                 timeout=ROTATE_WAIT)
 
         # Delete: every certificate revoked, the VM powered off (ACPI), nothing left.
         t1 = time.monotonic()

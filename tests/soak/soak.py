@@ -5,9 +5,10 @@
 N sandboxes (default 200) are created through the real gateway
 (CreateSandbox as admin) with the process driver in bubblewrap, each running
 the real tessera-supervisor with a workload that prints one numbered line
-every SOAK_LINE_INTERVAL seconds. The gateway's --test-sandbox-ttl makes
-their certificates short-lived (SOAK_TTL, default 60 s), so every supervisor
-rotates about every TTL/2. While they run, a client loop makes
+every SOAK_LINE_INTERVAL seconds. Their certificates live 5 min (the
+shortest certificates.sandbox_ttl) and each supervisor's --renew-before
+rotates every one SOAK_ROTATE seconds (default 30) after its issue. While
+they run, a client loop makes
 sandbox-scoped calls with the sandboxes' own identities as they are on disk
 (own sandbox: OK; another or a missing one: PERMISSION_DENIED "cross-sandbox
 access denied"; an admin RPC: PERMISSION_DENIED) and user calls (viewer,
@@ -15,12 +16,12 @@ admin). The gateway's RSS, descriptors, open connections and zombie
 children are sampled every SOAK_SAMPLE_EVERY seconds.
 
 Phases: pre-flight (root, bwrap, limits), creation (staggered), warm-up
-(SOAK_WARMUP s, default one TTL), the measured soak (SOAK_SECONDS, default
+(SOAK_WARMUP s, default two rotations), the measured soak (SOAK_SECONDS, default
 600), the checks, teardown (DeleteSandbox for all, the gateway stopped) and
 the leftover-process check. Asserted:
 
 * rotations: every supervisor alive at the end, its cert.pem unexpired,
-  issued within the last TTL, recorded and not revoked; no "rotation
+  issued within the last two rotations, recorded and not revoked; no "rotation
   failed" in any supervisor.log; RenewCertificate never answered with
   anything but OK (metrics), no audit "deny" of a renewal; every sandbox
   rotated at least ROTATION_FLOOR of what its lifetime allows;
@@ -72,8 +73,8 @@ def env_num(name, default, cast=int):
 
 N = env_num("SOAK_SANDBOXES", 200)
 SECONDS = env_num("SOAK_SECONDS", 600)
-TTL = env_num("SOAK_TTL", 60)
-WARMUP = env_num("SOAK_WARMUP", TTL)
+ROTATE = env_num("SOAK_ROTATE", 30)
+WARMUP = env_num("SOAK_WARMUP", 2 * ROTATE)
 LINE_INTERVAL = env_num("SOAK_LINE_INTERVAL", 1.0, float)
 SAMPLE_EVERY = env_num("SOAK_SAMPLE_EVERY", 10)
 CLIENT_PAUSE = env_num("SOAK_CLIENT_PAUSE", 0.5, float)
@@ -85,7 +86,7 @@ RSS_SLACK_KIB = 16 * 1024
 RSS_SLACK_FRACTION = 0.20
 FD_SLACK = 32
 FD_SLACK_FRACTION = 0.10
-ROTATION_FLOOR = 0.6       # of lifetime / (TTL / 2): the schedule is 0.45..0.55 TTL
+ROTATION_FLOOR = 0.6       # of lifetime / ROTATE: the schedule is ROTATE after each issue
 LOG_CATCH_UP_S = 15        # after the end, lines must arrive within this
 
 failures = []
@@ -173,7 +174,7 @@ def workload_args():
     quotes or backslashes (it goes through YAML): line k is soak-line-k."""
     script = ("$|=1;for($i=1;;$i++){print(q(soak-line-).$i);select(undef,undef,undef,%s)}"
               % LINE_INTERVAL)
-    return f"--min-rotate-seconds 1 -- /usr/bin/perl -le {script}"
+    return f"--min-rotate-seconds 1 {gwtest.renew_before(ROTATE)} -- /usr/bin/perl -le {script}"
 
 
 class Sandbox:
@@ -386,7 +387,7 @@ def check_rotations(g, admin, sandboxes, now):
         rotations += n
         per.append(n)
         lifetime = now - sb.created
-        floor = int(ROTATION_FLOOR * lifetime / (TTL / 2.0))
+        floor = int(ROTATION_FLOOR * lifetime / ROTATE)
         if n < floor:
             fail(f"{sb.id}: {n} rotations in {lifetime:.0f} s, expected at least {floor}")
         try:
@@ -404,7 +405,7 @@ def check_rotations(g, admin, sandboxes, now):
             fail(f"{sb.id}: the certificate on disk is revoked")
         if na <= now:
             fail(f"{sb.id}: the certificate on disk expired at {na}")
-        if nb + 60 < now - TTL:
+        if nb + 60 < now - 2 * ROTATE:
             fail(f"{sb.id}: the certificate on disk is stale (notBefore {nb})")
         try:
             text = open(os.path.join(sb.dir, "supervisor.log"), errors="replace").read()
@@ -431,23 +432,25 @@ def metric_sum(m, name, **match):
 
 def main():
     info = preflight()
-    log(f"soak: {N} sandboxes, TTL {TTL} s, warm-up {WARMUP} s, soak {SECONDS} s, "
+    log(f"soak: {N} sandboxes, TTL {gwtest.SHORT_TTL}, rotation every {ROTATE} s, "
+        f"warm-up {WARMUP} s, soak {SECONDS} s, "
         f"a line every {LINE_INTERVAL} s; {info}")
     g = gwtest.Gateway(
-        args=["--test-sandbox-ttl", f"{TTL}s"], real_supervisor=True, renew_limit=1000,
+        sandbox_ttl=gwtest.SHORT_TTL, real_supervisor=True, renew_limit=1000,
         metrics=True, limits="max_connections: 20000",
         driver_options={"process": {"supervisor_args": workload_args(),
                                     "bubblewrap": "always", "stop_grace_ms": "5000"}})
     admin = g.stub(g.user("admin"))
     t0 = time.time()
     sandboxes = []
-    results = {"config": {"sandboxes": N, "ttl_s": TTL, "warmup_s": WARMUP, "soak_s": SECONDS,
+    results = {"config": {"sandboxes": N, "ttl_s": gwtest.SHORT_TTL_S, "rotate_s": ROTATE,
+                          "warmup_s": WARMUP, "soak_s": SECONDS,
                           "line_interval_s": LINE_INTERVAL}, "machine": info}
     sampler = None
     try:
-        # ---- creation, staggered over about a quarter of the TTL at least,
-        # so that the rotations do not come in one wave.
-        stagger = max(0.0, (TTL / 4.0) / N)
+        # ---- creation, staggered over about half a rotation at least, so
+        # that the rotations do not come in one wave.
+        stagger = max(0.0, (ROTATE / 2.0) / N)
         for i in range(N):
             name = f"soak-{i:03d}"
             r = admin.CreateSandbox(pb.CreateSandboxRequest(

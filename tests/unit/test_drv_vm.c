@@ -118,6 +118,32 @@ static void test_qmp_reader(void **state)
      * never ends, only events. */
     assert_int_not_equal(qmp_run("{\"error\": {\"class\": \"GenericError\"}}\r\n", cmd), 0);
     assert_int_equal(tsr_errcat(), TSR_E_IO);
+    assert_string_equal(tsr_errmsg(),
+                        "QMP refused {\"execute\":\"system_powerdown\"}\n: no description");
+    assert_int_not_equal(
+        qmp_run("{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\n", cmd), 0);
+    assert_string_equal(tsr_errmsg(), "QMP refused {\"execute\":\"system_powerdown\"}\n: no");
+    /* Each line is parsed as JSON (jansson): a line that only mentions
+     * "return" is not an answer, an event whose data says "error" is no
+     * refusal, and a line that is not one QMP object is a protocol error. */
+    static const char *const not_qmp[] = {
+        "\"return\"\r\n",                                   /* not an object */
+        "garbage \"return\": {}\r\n",                        /* not JSON */
+        "{\"return\": {}} {\"return\": {}}\r\n",              /* two values */
+        "{\"return\": {}, \"return\": {}}\r\n",               /* a duplicate member */
+        "{\"return\": {}, \"error\": {}}\r\n",                /* both */
+        "{\"id\": 1}\r\n",                                    /* neither */
+        "{\"QMP\": {}}\r\n",                                  /* a greeting */
+    };
+    for (size_t i = 0; i < sizeof not_qmp / sizeof not_qmp[0]; i++) {
+        if (qmp_run(not_qmp[i], cmd) == 0) fail_msg("accepted: %s", not_qmp[i]);
+        assert_int_equal(tsr_errcat(), TSR_E_PROTO);
+    }
+    /* An event that quotes "return", then the peer hangs up: no answer. */
+    assert_int_not_equal(qmp_run("{\"event\": \"X\", \"data\": \"\\\"return\\\"\"}\r\n", cmd), 0);
+    assert_string_equal(tsr_errmsg(), "QMP: connection closed");
+    assert_int_equal(qmp_run("{\"event\": \"X\", \"data\": {\"error\": 1}}\r\n"
+                             "{\"return\": {\"status\": \"running\"}, \"id\": 7}\r\n", cmd), 0);
     assert_int_not_equal(qmp_run("", cmd), 0);
     assert_int_not_equal(qmp_run("{\"return\": {}", cmd), 0); /* truncated: no newline */
     char *big = malloc(70000);

@@ -31,13 +31,13 @@ static void test_schedule_expired(void **state)
     bool expired = false;
     int64_t now_ms = 1000000000000LL;
     /* Past, and exactly at notAfter: expired, delay 0. */
-    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 - 10, 60, 0.5, &expired), 0);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 - 10, 60, 0, 0.5, &expired), 0);
     assert_true(expired);
     expired = false;
-    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000, 60, 0.5, &expired), 0);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000, 60, 0, 0.5, &expired), 0);
     assert_true(expired);
     /* One millisecond left is not expired. */
-    assert_int_equal(sup_rotate_delay_ms(now_ms - 1, now_ms / 1000, 1, 0.5, &expired), 0);
+    assert_int_equal(sup_rotate_delay_ms(now_ms - 1, now_ms / 1000, 1, 0, 0.5, &expired), 0);
     assert_false(expired);
 }
 
@@ -48,10 +48,10 @@ static void test_schedule_half_life(void **state)
     int64_t now_ms = 1700000000000LL;
     int64_t na = now_ms / 1000 + 3600;
     /* u = 0.5 is the exact half: 1800 s. */
-    assert_int_equal(sup_rotate_delay_ms(now_ms, na, 60, 0.5, &expired), 1800000);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, na, 60, 0, 0.5, &expired), 1800000);
     assert_false(expired);
     /* The remaining lifetime counts, not the original one. */
-    assert_int_equal(sup_rotate_delay_ms(now_ms + 1000000, na, 60, 0.5, &expired), 1300000);
+    assert_int_equal(sup_rotate_delay_ms(now_ms + 1000000, na, 60, 0, 0.5, &expired), 1300000);
 }
 
 static void test_schedule_jitter_bounds(void **state)
@@ -60,16 +60,16 @@ static void test_schedule_jitter_bounds(void **state)
     bool expired;
     int64_t now_ms = 1700000000000LL;
     int64_t na = now_ms / 1000 + 3600;
-    assert_int_equal(sup_rotate_delay_ms(now_ms, na, 60, 0.0, &expired), 1620000);   /* -10% */
-    int64_t hi = sup_rotate_delay_ms(now_ms, na, 60, 0.999999, &expired);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, na, 60, 0, 0.0, &expired), 1620000);   /* -10% */
+    int64_t hi = sup_rotate_delay_ms(now_ms, na, 60, 0, 0.999999, &expired);
     assert_true(hi < 1980000 && hi > 1979990);                                       /* +10% */
     /* Out-of-range jitter inputs fall back to the exact half. */
     const double bad[] = {-0.1, 1.0, 7.5, NAN, INFINITY};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(sup_rotate_delay_ms(now_ms, na, 60, bad[i], &expired), 1800000);
+        assert_int_equal(sup_rotate_delay_ms(now_ms, na, 60, 0, bad[i], &expired), 1800000);
     /* Random draws stay inside [0.9, 1.1) of the half. */
     for (int i = 0; i < 2000; i++) {
-        int64_t d = sup_rotate_delay_ms(now_ms, na, 60, sup_rand_unit(), &expired);
+        int64_t d = sup_rotate_delay_ms(now_ms, na, 60, 0, sup_rand_unit(), &expired);
         if (d < 1620000 || d >= 1980000) fail_msg("delay %lld out of bounds", (long long)d);
     }
 }
@@ -80,14 +80,41 @@ static void test_schedule_floor(void **state)
     bool expired;
     int64_t now_ms = 1700000000000LL;
     /* 100 s left: the half (50 s) is below the 60 s floor. */
-    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 100, 60, 0.5, &expired), 60000);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 100, 60, 0, 0.5, &expired), 60000);
     /* 30 s left with a 60 s floor: the floor would outlive the certificate,
      * so 90% of what remains. */
-    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 30, 60, 0.5, &expired), 27000);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 30, 60, 0, 0.5, &expired), 27000);
     /* A 1 s floor (tests) leaves the half-life alone. */
-    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 20, 1, 0.5, &expired), 10000);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 20, 1, 0, 0.5, &expired), 10000);
     /* No floor at all. */
-    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 20, 0, 0.5, &expired), 10000);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 20, 0, 0, 0.5, &expired), 10000);
+}
+
+static void test_schedule_renew_before(void **state)
+{
+    (void)state;
+    bool expired = true;
+    int64_t now_ms = 1700000000000LL;
+    /* A 5 min certificate with --renew-before 290s: due after 10 s, with no
+     * jitter on that deadline, at any u. */
+    int64_t na = now_ms / 1000 + 300;
+    assert_int_equal(sup_rotate_delay_ms(now_ms, na, 1, 290, 0.5, &expired), 10000);
+    assert_false(expired);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, na, 1, 290, 0.999999, &expired), 10000);
+    /* Half the remaining lifetime comes first: the half-life schedule is
+     * unchanged (1 h certificate, 20 min before). */
+    na = now_ms / 1000 + 3600;
+    assert_int_equal(sup_rotate_delay_ms(now_ms, na, 60, 1200, 0.5, &expired), 1800000);
+    /* 50 min before on a 1 h certificate: after 10 min. */
+    assert_int_equal(sup_rotate_delay_ms(now_ms, na, 60, 3000, 0.5, &expired), 600000);
+    /* The remaining lifetime counts: 5 min later, 55 min left, due in 5 min. */
+    assert_int_equal(sup_rotate_delay_ms(now_ms + 300000, na, 60, 3000, 0.5, &expired), 300000);
+    /* Longer than the certificate lives: --min-rotate-seconds is the floor,
+     * and 90% of what remains the latest. */
+    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 300, 60, 86400, 0.5, &expired),
+                     60000);
+    assert_int_equal(sup_rotate_delay_ms(now_ms, now_ms / 1000 + 30, 60, 86400, 0.5, &expired),
+                     27000);
 }
 
 static void test_rand_unit_range(void **state)
@@ -348,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_schedule_half_life),
         cmocka_unit_test(test_schedule_jitter_bounds),
         cmocka_unit_test(test_schedule_floor),
+        cmocka_unit_test(test_schedule_renew_before),
         cmocka_unit_test(test_rand_unit_range),
         cmocka_unit_test(test_backoff_sequence),
         cmocka_unit_test(test_backoff_jitter_and_cap),

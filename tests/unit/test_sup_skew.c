@@ -154,7 +154,7 @@ static int64_t scheduled_ms(int64_t skew, int64_t ttl)
     int64_t local = g_t + skew;
     int64_t behind = sup_clock_behind_s(g_t - MIN, local);
     bool expired = false;
-    int64_t d = sup_rotate_delay_ms((local + behind) * 1000, g_t + ttl, 1, 0.999999, &expired);
+    int64_t d = sup_rotate_delay_ms((local + behind) * 1000, g_t + ttl, 1, 0, 0.999999, &expired);
     assert_false(expired);
     return d;
 }
@@ -165,8 +165,8 @@ static void test_schedule_with_skew(void **state)
     /* The shortest TTL (5 min), a supervisor 5 min slow: without the
      * correction it would wait 0.55 × 10 min, past the real expiry. */
     bool expired = false;
-    assert_true(sup_rotate_delay_ms((g_t - 5 * MIN) * 1000, g_t + 5 * MIN, 1, 0.999999, &expired) >
-                5 * MIN * 1000);
+    assert_true(sup_rotate_delay_ms((g_t - 5 * MIN) * 1000, g_t + 5 * MIN, 1, 0, 0.999999,
+                                    &expired) > 5 * MIN * 1000);
     for (int64_t skew = -5 * MIN; skew <= 5 * MIN; skew += MIN) {
         int64_t ttl = skew > 0 ? 3600 : 5 * MIN;  /* ahead by 5 min needs TTL > 5 min */
         int64_t d = scheduled_ms(skew, ttl);
