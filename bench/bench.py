@@ -51,6 +51,9 @@ ONLY = set(os.environ.get("BENCH_ONLY", "").split(",")) - {""}
 CONN_COUNTS = [1000] if os.environ.get("BENCH_QUICK") else [
     int(n) for n in os.environ.get("BENCH_CONNS", "10000,50000").split(",")]
 CONN_WAKE = int(os.environ.get("BENCH_CONN_WAKE", "200"))
+# BENCH_CONN_HOLD=S: keep the idle connections open S seconds after the wake
+# test (time to inspect the gateway: gdb, malloc_info; docs/performance.md).
+CONN_HOLD = int(os.environ.get("BENCH_CONN_HOLD", "0"))
 # The unary tail row: calls in flight, over this many connections (gRPC C++ client).
 TAIL_STREAMS = int(os.environ.get("BENCH_TAIL_STREAMS", "64"))
 TAIL_CONNS = int(os.environ.get("BENCH_TAIL_CONNS", "4"))
@@ -592,7 +595,7 @@ def conns(addr, bundle, ids_file, gw, results, row):
     try:
         cn = load("conns", addr, "--bundle", bundle, "--ids", ids_file, "--count",
                   ",".join(map(str, counts)), "--threads", 2, "--pid", gw.pid, "--wake",
-                  CONN_WAKE, timeout=3600)
+                  CONN_WAKE, "--hold", CONN_HOLD, timeout=3600 + CONN_HOLD)
     except RuntimeError as e:
         log(str(e))
         return
