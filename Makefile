@@ -86,7 +86,10 @@ PROTOS    := proto/tessera/v1/gateway.proto proto/grpc/health/v1/health.proto \
 PROTO_C   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.c)
 PROTO_H   := $(PROTOS:proto/%.proto=$(O)/gen/%.pb-c.h)
 PROTO_OBJ := $(PROTO_C:%.c=%.o)
-.SECONDARY:
+# Generated sources are kept (not intermediate); only these: an empty .SECONDARY
+# would make every target secondary, and then FORCE (the flags file) and the
+# -MP rules of a moved header never trigger a rebuild.
+.SECONDARY: $(PROTO_C) $(PROTO_H)
 
 $(O)/gen/%.pb-c.c $(O)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(O)/gen
