@@ -26,6 +26,7 @@ struct sup_control {
     cl_conn *conn;
     char conn_key[SUP_TARGET_KEY_MAX];   /* the gateway address conn reached */
     uint64_t conn_gen;
+    sup_round round;             /* this thread's round over the gateway addresses */
     bool fatal;
     int64_t unreachable_since;   /* Unix seconds of the first failure of an outage; 0 = reachable */
     bool poll_failing;           /* log a poll failure once per outage */
@@ -104,11 +105,17 @@ static void drop_conn(sup_control *c)
 }
 
 /* The gateway of our connection could not be reached or is going away:
- * the next connection tries another one first. */
-static void drop_unreachable(sup_control *c)
+ * the next connection tries another one first. True when a call failed on
+ * the connection (call_failed) and an address of this round is not tried
+ * yet: the next attempt goes there at once, without backoff
+ * (sup_gateways_next_now). */
+static bool drop_unreachable(sup_control *c, bool call_failed)
 {
-    if (c->conn != NULL) sup_gateways_failed(c->cfg.gateways, c->conn_key);
+    bool next_now = sup_gateways_next_now(c->cfg.gateways, &c->round,
+                                          call_failed && c->conn != NULL ? c->conn_key : NULL);
+    if (!call_failed && c->conn != NULL) sup_gateways_failed(c->cfg.gateways, c->conn_key);
     drop_conn(c);
+    return next_now;
 }
 
 static int ensure_conn(sup_control *c, cl_status *st)
@@ -116,8 +123,8 @@ static int ensure_conn(sup_control *c, cl_status *st)
     uint64_t gen = cl_tls_generation(c->cfg.tls);
     if (c->conn != NULL && (!cl_conn_alive(c->conn) || gen != c->conn_gen)) drop_conn(c);
     if (c->conn != NULL) return 0;
-    if (sup_gateways_connect(c->cfg.gateways, c->cfg.tls, SUP_CONNECT_TIMEOUT_MS, &c->conn,
-                             c->conn_key, st) != 0) {
+    if (sup_gateways_connect(c->cfg.gateways, &c->round, c->cfg.tls, SUP_CONNECT_TIMEOUT_MS,
+                             &c->conn, c->conn_key, st) != 0) {
         if (c->unreachable_since == 0) c->unreachable_since = tsr_now_unix();
         return -1;
     }
@@ -125,10 +132,12 @@ static int ensure_conn(sup_control *c, cl_status *st)
     return 0;
 }
 
-/* A call the gateway answered: whatever it said, it is reachable. */
+/* A call the gateway answered: whatever it said, it is reachable, and the
+ * round over the addresses starts afresh. */
 static void reachable(sup_control *c)
 {
     c->unreachable_since = 0;
+    sup_round_reset(&c->round);
 }
 
 static void unreachable_now(sup_control *c)
@@ -214,7 +223,11 @@ static void rotate(sup_control *c)
         }
         if (sup_status_is_unreachable(st.code) || !from_server) {
             unreachable_now(c);
-            drop_unreachable(c);
+            if (drop_unreachable(c, from_server && sup_status_is_unreachable(st.code))) {
+                sup_log("rotation failed: %s: %s; trying the next gateway address now",
+                        cl_status_name(st.code), st.message);
+                continue;
+            }
         }
         int64_t d = sup_backoff_ms(attempt, sup_rand_unit());
         if (attempt < 16) attempt++;
@@ -227,8 +240,10 @@ static void rotate(sup_control *c)
     }
 }
 
-/* Our standing and policy: one GetSandboxConfig, and a report on a new version. */
-static void poll_config(sup_control *c)
+/* Our standing and policy: one GetSandboxConfig, and a report on a new
+ * version. Returns true when the poll failed as unreachable and another
+ * address of this round is still to try: poll again at once. */
+static bool poll_config(sup_control *c)
 {
     cl_status st;
     sup_config cfg;
@@ -238,18 +253,24 @@ static void poll_config(sup_control *c)
         if (connected && sup_status_is_fatal(st.code)) {
             fatal(c, SUP_EXIT_REVOKED, "gateway refused our identity on GetSandboxConfig: %s: %s",
                   cl_status_name(st.code), st.message);
-            return;
+            return false;
         }
+        bool next_now = false;
         if (!connected || sup_status_is_unreachable(st.code)) {
             unreachable_now(c);
-            drop_unreachable(c);
+            next_now = drop_unreachable(c, connected);
+        }
+        if (next_now) {
+            sup_log("config poll: %s: %s; trying the next gateway address now",
+                    cl_status_name(st.code), st.message);
+            return true;
         }
         /* Once per outage; the next success says it is over. */
         if (!c->poll_failing)
             sup_log("config poll: %s: %s (retrying every %llds)", cl_status_name(st.code),
                     st.message, (long long)c->cfg.poll_s);
         c->poll_failing = true;
-        return;
+        return false;
     }
     reachable(c);
     if (c->poll_failing) sup_log("config poll: the gateway answers again");
@@ -275,6 +296,7 @@ static void poll_config(sup_control *c)
         }
     }
     sup_config_free(&cfg);
+    return false;
 }
 
 static void *control_main(void *arg)
@@ -306,8 +328,8 @@ static void *control_main(void *arg)
                 break;
             }
             if (now >= next_poll) {
-                poll_config(c);
-                next_poll = tsr_monotonic_ms() + c->cfg.poll_s * 1000;
+                bool again = poll_config(c);
+                next_poll = tsr_monotonic_ms() + (again ? 0 : c->cfg.poll_s * 1000);
                 if (c->fatal) break;
             }
         }

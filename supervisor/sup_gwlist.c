@@ -138,6 +138,38 @@ void sup_targets_order(sup_target *t, size_t n, const char *current, const char 
     if (i < n) rotate_left(t, n, (i + 1) % n);
 }
 
+static bool round_has(const sup_round *r, const char *key)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->tried[i], key) == 0) return true;
+    return false;
+}
+
+/* False when the round is full (it then ends: sup_gateways_next_now). */
+static bool round_mark(sup_round *r, const char *key)
+{
+    if (round_has(r, key)) return true;
+    if (r->n >= SUP_TARGETS_MAX) return false;
+    snprintf(r->tried[r->n++], sizeof r->tried[0], "%s", key);
+    return true;
+}
+
+size_t sup_round_untried(const sup_round *r, sup_target *t, size_t n)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (round_has(r, t[i].key)) continue;
+        if (m != i) t[m] = t[i];
+        m++;
+    }
+    return m;
+}
+
+void sup_round_reset(sup_round *r)
+{
+    r->n = 0;
+}
+
 bool sup_status_is_unreachable(enum gw_status code)
 {
     return code == GW_STATUS_UNAVAILABLE || code == GW_STATUS_DEADLINE_EXCEEDED;
@@ -164,8 +196,8 @@ static int health_draining(cl_conn *conn, cl_status *st)
     return draining;
 }
 
-int sup_gateways_connect(sup_gateways *g, cl_tls *tls, int64_t timeout_ms, cl_conn **out,
-                         char *key, cl_status *st)
+int sup_gateways_connect(sup_gateways *g, sup_round *r, cl_tls *tls, int64_t timeout_ms,
+                         cl_conn **out, char *key, cl_status *st)
 {
     *out = NULL;
     key[0] = '\0';
@@ -183,12 +215,19 @@ int sup_gateways_connect(sup_gateways *g, cl_tls *tls, int64_t timeout_ms, cl_co
     sup_targets_order(t, n, g->current, g->failed);
     snprintf(was, sizeof was, "%s", g->current[0] != '\0' ? g->current : g->failed);
     pthread_mutex_unlock(&g->mu);
+    size_t m = sup_round_untried(r, t, n);
     st->code = GW_STATUS_UNAVAILABLE;
-    snprintf(st->message, sizeof st->message, "no gateway address");
+    snprintf(st->message, sizeof st->message,
+             m < n ? "every gateway address was tried in this round" : "no gateway address");
     int rc = -1;
     size_t i = 0;
-    for (; i < n && rc != 0; i++) {
+    for (; i < m && rc != 0; i++) {
         cl_conn *conn = NULL;
+        if (!round_mark(r, t[i].key)) {
+            snprintf(st->message, sizeof st->message, "more than %d addresses in one round",
+                     SUP_TARGETS_MAX);
+            break;
+        }
         if (cl_conn_open_addr(&t[i].addr, tls, timeout_ms, &conn, st) != 0) continue;
         int d = health_draining(conn, st);
         if (d != 0) {
@@ -212,11 +251,19 @@ int sup_gateways_connect(sup_gateways *g, cl_tls *tls, int64_t timeout_ms, cl_co
         if (n > 1 && strcmp(was, key) != 0)
             sup_log("gateway: using %s%s%s%s", t[i - 1].label, was[0] != '\0' ? " (failed over from " : "",
                     was, was[0] != '\0' ? ")" : "");
-    } else if (n > 1) {
-        char last[sizeof st->message];
-        snprintf(last, sizeof last, "%s", st->message);
-        snprintf(st->message, sizeof st->message, "none of %zu gateway addresses answered; last: %.900s",
-                 n, last);
+    } else {
+        if (n > 1 && m > 0) {
+            char last[sizeof st->message];
+            snprintf(last, sizeof last, "%s", st->message);
+            if (m == n)
+                snprintf(st->message, sizeof st->message,
+                         "none of %zu gateway addresses answered; last: %.900s", n, last);
+            else
+                snprintf(st->message, sizeof st->message,
+                         "none of %zu gateway addresses answered (%zu tried before in this "
+                         "round); last: %.900s", n, n - m, last);
+        }
+        sup_round_reset(r);   /* every address failed: the caller backs off */
     }
     free(t);
     return rc;
@@ -229,4 +276,24 @@ void sup_gateways_failed(sup_gateways *g, const char *key)
     if (strcmp(g->current, key) == 0) g->current[0] = '\0';
     snprintf(g->failed, sizeof g->failed, "%s", key);
     pthread_mutex_unlock(&g->mu);
+}
+
+bool sup_gateways_next_now(sup_gateways *g, sup_round *r, const char *key)
+{
+    bool now = false;
+    if (key != NULL && key[0] != '\0') {
+        sup_gateways_failed(g, key);
+        if (round_mark(r, key)) {
+            sup_target *t = calloc(SUP_TARGETS_MAX, sizeof *t);
+            if (t != NULL) {
+                pthread_mutex_lock(&g->mu);
+                size_t n = sup_gateways_expand(g, t, SUP_TARGETS_MAX);
+                pthread_mutex_unlock(&g->mu);
+                now = sup_round_untried(r, t, n) > 0;
+                free(t);
+            }
+        }
+    }
+    if (!now) sup_round_reset(r);
+    return now;
 }

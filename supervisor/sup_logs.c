@@ -366,6 +366,7 @@ struct sup_sender {
     cl_conn *conn;
     char conn_key[SUP_TARGET_KEY_MAX];   /* the gateway address conn reached */
     uint64_t conn_gen;
+    sup_round round;                     /* this thread's round over the gateway addresses */
     cl_stream *stream;
     int64_t stream_opened_ms, last_send_ms;
     sup_log_batch unacked[SUP_WINDOW_MAX_BATCHES];
@@ -409,7 +410,9 @@ static void drop_connection(sup_sender *s)
     s->n_sent = 0; /* everything unacknowledged goes again */
 }
 
-/* A failed call: fatal statuses end the sender; others back off. */
+/* A failed call: fatal statuses end the sender; an unreachable gateway
+ * moves on at once to an address of this round not tried yet; others back
+ * off. */
 static void sender_failed(sup_sender *s, const cl_status *st, bool from_server)
 {
     size_t carried = s->n_sent; /* batches on the failed stream */
@@ -417,8 +420,9 @@ static void sender_failed(sup_sender *s, const cl_status *st, bool from_server)
      * of the failed stream go again, with their session and numbers, to the
      * next gateway that answers, which acknowledges without storing what
      * this one stored already. */
-    if (s->conn != NULL && sup_status_is_unreachable(st->code))
-        sup_gateways_failed(s->cfg.gateways, s->conn_key);
+    bool next_now = sup_gateways_next_now(
+        s->cfg.gateways, &s->round,
+        s->conn != NULL && sup_status_is_unreachable(st->code) ? s->conn_key : NULL);
     drop_connection(s);
     if (from_server && sup_status_is_fatal(st->code)) {
         s->fatal = true;
@@ -454,6 +458,12 @@ static void sender_failed(sup_sender *s, const cl_status *st, bool from_server)
         s->refusals = 0;
         s->solo = false;
     }
+    if (next_now) {
+        if (!sender_stopping(s, NULL))
+            sup_log("log stream: %s (%s); trying the next gateway address now",
+                    cl_status_name(st->code), st->message);
+        return;
+    }
     int64_t d = sup_backoff_ms(s->attempt, sup_rand_unit());
     if (s->attempt < 16) s->attempt++;
     int64_t deadline = 0;
@@ -483,8 +493,8 @@ static int ensure_stream(sup_sender *s, cl_status *st, bool *from_server)
         s->conn = NULL;
     }
     if (s->conn == NULL) {
-        if (sup_gateways_connect(s->cfg.gateways, s->cfg.tls, s->cfg.connect_timeout_ms,
-                                 &s->conn, s->conn_key, st) != 0)
+        if (sup_gateways_connect(s->cfg.gateways, &s->round, s->cfg.tls,
+                                 s->cfg.connect_timeout_ms, &s->conn, s->conn_key, st) != 0)
             return -1;
         s->conn_gen = gen;
     }
@@ -562,6 +572,7 @@ static int finish_stream(sup_sender *s, cl_status *st)
     s->n_sent = 0;
     s->attempt = 0;
     s->refusals = 0;
+    sup_round_reset(&s->round);   /* the gateway answered: a new round */
     if (keep == 0) s->solo = false;
     return 0;
 }

@@ -314,7 +314,9 @@ typedef struct startup {
 } startup;
 
 /* GetSandboxConfig, ReportPolicyStatus, GetSandboxProviderEnvironment (only
- * with a workload), retried with backoff while the certificate is valid.
+ * with a workload), retried while the certificate is valid: at once on the
+ * next gateway address after an unreachable one while this round has one
+ * not tried, else with backoff (docs/supervisor.md, "Several gateways").
  * Returns 0, or the exit code. */
 static int startup_calls(sup_gateways *gateways, cl_tls *tls, const sup_identity *id,
                          bool want_env, const char *enforcement, startup *out)
@@ -322,6 +324,8 @@ static int startup_calls(sup_gateways *gateways, cl_tls *tls, const sup_identity
     const char *sid = id->peer.identity.name;
     unsigned attempt = 0;
     int64_t unreachable_since = 0;
+    sup_round round;
+    sup_round_reset(&round);
     memset(out, 0, sizeof *out);
     for (;;) {
         int64_t now = tsr_now_unix();
@@ -338,7 +342,8 @@ static int startup_calls(sup_gateways *gateways, cl_tls *tls, const sup_identity
         char why[300] = "";
         const char *step = "connect";
         char key[SUP_TARGET_KEY_MAX];
-        int rc = sup_gateways_connect(gateways, tls, SUP_CONNECT_TIMEOUT_MS, &conn, key, &st);
+        int rc = sup_gateways_connect(gateways, &round, tls, SUP_CONNECT_TIMEOUT_MS, &conn, key,
+                                      &st);
         if (rc == 0) {
             from_server = true;
             step = "GetSandboxConfig";
@@ -368,13 +373,19 @@ static int startup_calls(sup_gateways *gateways, cl_tls *tls, const sup_identity
         }
         sup_config_free(&out->config);
         sup_env_list_free(&out->env);
-        if (from_server && sup_status_is_unreachable(st.code)) sup_gateways_failed(gateways, key);
+        bool next_now = sup_gateways_next_now(
+            gateways, &round, from_server && sup_status_is_unreachable(st.code) ? key : NULL);
         if (from_server && sup_status_is_fatal(st.code)) {
             sup_log("gateway refused our identity on %s: %s: %s", step, cl_status_name(st.code),
                     st.message);
             return SUP_EXIT_REVOKED;
         }
         if (unreachable_since == 0) unreachable_since = now;
+        if (next_now) {
+            sup_log("start-up %s failed: %s: %s; trying the next gateway address now", step,
+                    cl_status_name(st.code), st.message);
+            continue;
+        }
         int64_t d = sup_backoff_ms(attempt, sup_rand_unit());
         if (attempt < 16) attempt++;
         int64_t left = (id->peer.chain_not_after - now) * 1000;

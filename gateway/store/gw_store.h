@@ -3,8 +3,8 @@
  * This is the interface the rest of the gateway calls; every operation
  * dispatches to a backend through gw_store_ops (gw_store_backend.h, which
  * also states what a backend must guarantee). The sqlite backend is
- * gw_sqlite.c with one file per record type (gw_sqlite_sandbox.c, _cert.c,
- * _policy.c, _log.c, _env.c).
+ * gw_sqlite.c and gw_sqlite_open.c (open, close, migrations) with one file
+ * per record type (gw_sqlite_sandbox.c, _cert.c, _policy.c, _log.c, _env.c).
  *
  * One gw_store is one sqlite connection, used by one thread at a time; each
  * gateway worker opens its own handle on the same file. Every write is one

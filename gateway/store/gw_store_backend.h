@@ -87,7 +87,7 @@ struct gw_store {
     const gw_store_ops *ops;
 };
 
-/* The sqlite backend (gw_sqlite.c). */
+/* The sqlite backend (gw_sqlite.c; opened in gw_sqlite_open.c). */
 extern const gw_store_ops gw_sqlite_ops;
 TSR_WUR int gw_sqlite_open(const char *path, const gw_keyring *keys, gw_store **out);
 /* The PostgreSQL backend (gw_pg.c): dsn is a libpq connection string. */

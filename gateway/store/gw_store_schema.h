@@ -1,4 +1,4 @@
-/* The store's numbered schema migrations (internal to the sqlite backend, gw_sqlite.c). */
+/* The store's numbered schema migrations (internal to the sqlite backend, run by gw_sqlite_open.c). */
 #ifndef GW_STORE_SCHEMA_H
 #define GW_STORE_SCHEMA_H
 
