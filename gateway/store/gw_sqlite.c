@@ -17,7 +17,6 @@
 #include "gw_sqlite_internal.h"
 
 #include <limits.h>
-#include <openssl/crypto.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
